@@ -1,0 +1,217 @@
+//! The `gzip` extension (`gzip.md`): after `core.start` negotiates it, every whole message,
+//! attachment chunks included, travels as one independent zlib (RFC 1950) stream framed as
+//! `<compressed length>:<compressed bytes>`.
+//!
+//! Sending needs the compressed length up front, so [`compress`] works on a whole encoded
+//! message; the session bounds how large such a message may be. Receiving is streamed:
+//! [`Inflater`] turns compressed input into plain frame bytes in bounded pieces, so neither
+//! a long compressed message nor a decompression bomb is ever held in memory.
+
+use std::io::Write;
+
+use bytes::{Buf, BytesMut};
+use flate2::{Compression, Decompress, FlushDecompress, Status};
+
+/// Longest accepted run of digits in a compressed length (fits in a u64).
+const MAX_DIGITS: usize = 19;
+
+/// Malformed compressed input from a peer. Any of these closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GzipError {
+    /// The `<length>:` prefix is malformed, zero or too long.
+    #[error("malformed compressed message length")]
+    BadLength,
+    /// The zlib data is corrupt.
+    #[error("corrupt zlib stream: {0}")]
+    Corrupt(String),
+    /// The zlib stream ended before its announced length.
+    #[error("zlib stream ends before its announced length")]
+    TrailingData,
+    /// The announced length ended before the zlib stream did.
+    #[error("zlib stream is longer than its announced length")]
+    Truncated,
+}
+
+/// Compresses one whole encoded message into its `<length>:<zlib stream>` form.
+pub fn compress(message: &[u8], level: u32) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::with_capacity(message.len() / 2 + 64), Compression::new(level.min(9)));
+    // Writing to a Vec cannot fail, so the error arm is never taken.
+    let compressed = z.write_all(message).and_then(|()| z.finish()).unwrap_or_default();
+    let mut out = Vec::with_capacity(compressed.len() + 12);
+    out.extend_from_slice(compressed.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(&compressed);
+    out
+}
+
+enum State {
+    Length,
+    Stream {
+        remaining: u64,
+        z: Box<Decompress>,
+        ended: bool,
+    },
+}
+
+/// Streaming receiver for gzip-framed messages.
+pub struct Inflater {
+    state: State,
+}
+
+impl std::fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflater")
+            .field("in_message", &matches!(self.state, State::Stream { .. }))
+            .finish()
+    }
+}
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Inflater {
+    /// A receiver positioned before a `<length>:` prefix.
+    pub fn new() -> Self {
+        Inflater { state: State::Length }
+    }
+
+    /// Moves compressed bytes from `input` into plain bytes appended to `out`, producing at
+    /// most `max_out` bytes. Returns how many it produced; zero means more input is needed.
+    pub fn inflate(&mut self, input: &mut BytesMut, out: &mut BytesMut, max_out: usize) -> Result<usize, GzipError> {
+        let mut produced = 0;
+        while produced < max_out {
+            match &mut self.state {
+                State::Length => {
+                    let digits = input.iter().take_while(|b| b.is_ascii_digit()).count();
+                    if digits > MAX_DIGITS {
+                        return Err(GzipError::BadLength);
+                    }
+                    let Some(&sep) = input.get(digits) else {
+                        break;
+                    };
+                    if sep != b':' || digits == 0 {
+                        return Err(GzipError::BadLength);
+                    }
+                    let len = input[..digits]
+                        .iter()
+                        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+                        .filter(|&n| n > 0)
+                        .ok_or(GzipError::BadLength)?;
+                    input.advance(digits + 1);
+                    self.state = State::Stream {
+                        remaining: len,
+                        z: Box::new(Decompress::new(true)),
+                        ended: false,
+                    };
+                }
+                State::Stream { remaining, z, ended } => {
+                    if *ended {
+                        if *remaining > 0 {
+                            return Err(GzipError::TrailingData);
+                        }
+                        self.state = State::Length;
+                        continue;
+                    }
+                    let avail = usize::try_from(*remaining).unwrap_or(usize::MAX).min(input.len());
+                    let room = max_out - produced;
+                    let base = out.len();
+                    out.resize(base + room, 0);
+                    let (in0, out0) = (z.total_in(), z.total_out());
+                    let result = z.decompress(&input[..avail], &mut out[base..], FlushDecompress::None);
+                    // Deltas are bounded by `avail` and `room`, both usize.
+                    let consumed = usize::try_from(z.total_in() - in0).unwrap_or(avail);
+                    let made = usize::try_from(z.total_out() - out0).unwrap_or(0);
+                    out.truncate(base + made);
+                    let status = result.map_err(|e| GzipError::Corrupt(e.to_string()))?;
+                    input.advance(consumed);
+                    *remaining -= consumed as u64;
+                    produced += made;
+                    if status == Status::StreamEnd {
+                        *ended = true;
+                        continue;
+                    }
+                    if consumed == 0 && made == 0 {
+                        if *remaining == 0 {
+                            return Err(GzipError::Truncated);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(produced)
+    }
+
+    /// Whether the receiver sits between compressed messages.
+    pub fn at_message_boundary(&self) -> bool {
+        matches!(self.state, State::Length)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inflate_all(wire: &[u8], step: usize, max_out: usize) -> Result<Vec<u8>, GzipError> {
+        let mut inf = Inflater::new();
+        let mut input = BytesMut::new();
+        let mut out = BytesMut::new();
+        for piece in wire.chunks(step.max(1)) {
+            input.extend_from_slice(piece);
+            while inf.inflate(&mut input, &mut out, max_out)? > 0 {}
+        }
+        Ok(out.to_vec())
+    }
+
+    #[test]
+    fn round_trip_in_small_steps() {
+        let a = b"m25{\"type\":\"core.ping\"}    ".to_vec();
+        let b: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let mut wire = compress(&a, 6);
+        wire.extend(compress(&b, 1));
+        for (step, max_out) in [(1, 7), (13, 4096), (wire.len(), 1 << 20)] {
+            let out = inflate_all(&wire, step, max_out).unwrap();
+            assert_eq!(out.len(), a.len() + b.len());
+            assert_eq!(&out[..a.len()], &a[..]);
+            assert_eq!(&out[a.len()..], &b[..]);
+        }
+    }
+
+    #[test]
+    fn output_is_bounded_per_call() {
+        // 16 MiB of zeros compress to a few KiB: a bomb must come out in max_out pieces.
+        let wire = compress(&vec![0u8; 16 << 20], 9);
+        assert!(wire.len() < 64 << 10);
+        let mut inf = Inflater::new();
+        let mut input = BytesMut::from(&wire[..]);
+        let mut out = BytesMut::new();
+        let n = inf.inflate(&mut input, &mut out, 65_536).unwrap();
+        assert_eq!((n, out.len()), (65_536, 65_536));
+    }
+
+    #[test]
+    fn rejects_bad_framing() {
+        let good = compress(b"m2{}", 6);
+        let colon = good.iter().position(|&b| b == b':').unwrap();
+        assert_eq!(inflate_all(b":abc", 1, 64), Err(GzipError::BadLength));
+        assert_eq!(inflate_all(b"0:", 1, 64), Err(GzipError::BadLength));
+        assert_eq!(inflate_all(b"12x", 1, 64), Err(GzipError::BadLength));
+        assert_eq!(inflate_all(b"99999999999999999999:", 64, 64), Err(GzipError::BadLength));
+        // Announced one byte longer than the stream: the extra byte is trailing data.
+        let body = &good[colon + 1..];
+        let mut long = format!("{}:", body.len() + 1).into_bytes();
+        long.extend_from_slice(body);
+        long.push(b'x');
+        assert_eq!(inflate_all(&long, 64, 64), Err(GzipError::TrailingData));
+        // Announced one byte shorter: the stream cannot finish.
+        let mut short = format!("{}:", body.len() - 1).into_bytes();
+        short.extend_from_slice(&body[..body.len() - 1]);
+        short.extend_from_slice(b"5:");
+        assert_eq!(inflate_all(&short, 64, 64), Err(GzipError::Truncated));
+        assert!(matches!(inflate_all(b"4:abcd", 64, 64), Err(GzipError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,152 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::time::Timestamp;
+use crate::vclock::VectorClock;
+use crate::{PeerId, RecordUuid, Sha256Hash};
+
+#[test]
+fn unknown_types_and_keys_are_tolerated() {
+    let m = Message::decode(br#"{"type":"core.ping","timeout":30,"future":{"x":[1,2]}}"#).unwrap();
+    assert_eq!(m, Message::CorePing(core::Ping { timeout: Some(30) }));
+    let m = Message::decode(br#"{"type":".com.example.thing","a":1}"#).unwrap();
+    assert_eq!(m.kind(), ".com.example.thing");
+    assert!(matches!(m, Message::Unknown { .. }));
+    // Unknown messages re-encode with their body intact.
+    assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+}
+
+#[test]
+fn rejections_are_typed() {
+    assert_eq!(Message::decode(br#"{"timeout":30}"#), Err(MessageError::MissingType));
+    assert!(matches!(Message::decode(br#"{"type":7}"#), Err(MessageError::Malformed(_))));
+    assert!(matches!(Message::decode(b"[]"), Err(MessageError::Malformed(_))));
+    assert!(matches!(
+        Message::decode(br#"{"type":"core.ping","type":"core.ping"}"#),
+        Err(MessageError::Malformed(_))
+    ));
+    let err = Message::decode(br#"{"type":"core.ping","timeout":"soon"}"#).unwrap_err();
+    assert!(matches!(err, MessageError::Invalid { ref kind, .. } if kind == "core.ping"), "{err}");
+    assert!(matches!(
+        Message::decode(br#"{"type":"directory.get","sha256":"../../etc/passwd"}"#),
+        Err(MessageError::Invalid { .. })
+    ));
+    assert!(matches!(
+        Message::decode(br#"{"type":"directory.get","sha256":"ab","range":[-1,2]}"#),
+        Err(MessageError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn sixty_four_bit_integers_are_exact() {
+    let body = br#"{"type":"directory.get","sha256":"ceab2535bac962a9c9ec8a8ba98145fdb11bb077eaa05d87088688f7524dcb47","range":[3762440519426216896,18446744073709551615]}"#;
+    let m = Message::decode(body).unwrap();
+    let Message::DirectoryGet(g) = &m else { panic!("{m:?}") };
+    assert_eq!(g.range, Some([3_762_440_519_426_216_896, u64::MAX]));
+    assert_eq!(m.encode(), body.to_vec());
+    // One past u64::MAX is refused, not rounded.
+    assert!(Message::decode(
+        br#"{"type":"directory.get","sha256":"ceab2535bac962a9c9ec8a8ba98145fdb11bb077eaa05d87088688f7524dcb47","range":[0,18446744073709551616]}"#
+    )
+    .is_err());
+}
+
+#[test]
+fn encode_puts_type_first_and_is_compact() {
+    let m = Message::from(core::Ping { timeout: Some(60) });
+    assert_eq!(m.encode(), br#"{"type":"core.ping","timeout":60}"#.to_vec());
+    let m = Message::from(core::KeysAcknowledgment {});
+    assert_eq!(m.encode(), br#"{"type":"core.keys_acknowledgment"}"#.to_vec());
+}
+
+fn peer() -> impl Strategy<Value = PeerId> {
+    any::<[u8; 16]>().prop_map(PeerId)
+}
+
+fn hash() -> impl Strategy<Value = Sha256Hash> {
+    any::<[u8; 32]>().prop_map(Sha256Hash)
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "\\PC{0,20}"
+}
+
+fn update() -> impl Strategy<Value = database::Update> {
+    (
+        text(),
+        any::<[u8; 16]>(),
+        peer(),
+        any::<u64>(),
+        (-62_167_219_200i64..253_402_300_799, 0u32..1_000_000_000),
+        prop::collection::vec((peer(), any::<u64>()), 0..4),
+        any::<bool>(),
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(|(key, uuid, by, rev, (s, ns), vc, deleted, size)| database::Update {
+            key,
+            value: size.map_or(serde_json::Value::Null, |n| serde_json::json!({ "size": n })),
+            uuid: RecordUuid(uuid),
+            last_updated_by: by,
+            last_updated_rev: rev,
+            update_time: Timestamp::new(s, ns).unwrap(),
+            vector_clock: vc.into_iter().collect::<VectorClock>(),
+            deleted,
+        })
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        prop::option::of(any::<u64>()).prop_map(|timeout| Message::from(core::Ping { timeout })),
+        (text(), prop::option::of(text()), prop::collection::vec(any::<u64>(), 0..3), prop::collection::vec(text(), 0..3), peer())
+            .prop_map(|(software, name, protocol, extensions, peer)| Message::from(core::Greeting {
+                software,
+                name,
+                protocol,
+                extensions,
+                peer
+            })),
+        (text(), any::<u64>(), prop::collection::vec(text(), 0..3), peer(), prop::option::of(text()))
+            .prop_map(|(software, protocol, extensions, peer, name)| Message::from(core::Start {
+                software,
+                protocol,
+                extensions,
+                peer,
+                name
+            })),
+        update().prop_map(Message::from),
+        prop::collection::btree_map(peer(), any::<u64>(), 0..4)
+            .prop_map(|since| Message::from(database::GetUpdates { since })),
+        (hash(), prop::option::of(any::<[u64; 2]>()))
+            .prop_map(|(sha256, range)| Message::from(directory::Get { sha256, range })),
+        (hash(), prop::option::of(any::<[u64; 2]>()))
+            .prop_map(|(sha256, range)| Message::from(directory::Data { sha256, range })),
+        (hash(), text()).prop_map(|(sha256, message)| Message::from(directory::GetError { sha256, message })),
+        prop::collection::btree_map(hash(), peer(), 0..4).prop_map(|ids| Message::from(tracker::Register { ids })),
+        (hash(), prop::collection::btree_map(peer(), prop::collection::vec(text(), 0..3), 0..3))
+            .prop_map(|(id, peers)| Message::from(tracker::Peers { id, peers })),
+        (text(), prop::option::of(hash())).prop_map(|(path, sha256)| Message::from(rsync::Patch { path, sha256 })),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn encode_decode_round_trip(m in message()) {
+        let body = m.encode();
+        prop_assert_eq!(Message::decode(&body), Ok(m));
+    }
+
+    #[test]
+    fn decode_never_panics(body in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Message::decode(&body);
+    }
+
+    #[test]
+    fn decode_of_json_objects_never_panics(
+        kind in prop::sample::select(vec!["core.ping", "database.update", "directory.get", "tracker.peers", "core.keys", "x"]),
+        key in "[a-z_]{1,12}",
+        value in prop_oneof![Just(serde_json::json!(null)), any::<i64>().prop_map(serde_json::Value::from), text().prop_map(serde_json::Value::from), Just(serde_json::json!([1, {"a": []}]))],
+    ) {
+        let body = serde_json::json!({ "type": kind, key: value });
+        let _ = Message::decode(&serde_json::to_vec(&body).unwrap());
+    }
+}

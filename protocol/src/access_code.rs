@@ -83,10 +83,7 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("id", &self.id)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("id", &self.id).field("username", &self.username).finish_non_exhaustive()
     }
 }
 
@@ -106,11 +103,7 @@ impl Credentials {
             return Err(CredentialsError::EmptyPassword);
         }
         let id = Sha256Hash(Sha256::digest(username.as_bytes()).into());
-        Ok(Credentials {
-            id,
-            username: srp_username(&id),
-            password: password.to_owned(),
-        })
+        Ok(Credentials { id, username: srp_username(&id), password: password.to_owned() })
     }
 }
 
@@ -133,11 +126,7 @@ impl AccessCode {
     /// The SRP credentials this code stands for.
     pub fn credentials(&self) -> Credentials {
         let id = self.access_id();
-        Credentials {
-            id,
-            username: srp_username(&id),
-            password: hex::encode(&self.payload[8..]),
-        }
+        Credentials { id, username: srp_username(&id), password: hex::encode(&self.payload[8..]) }
     }
 
     /// The `clearskies://directory/SYNC…` form.
@@ -190,9 +179,7 @@ impl fmt::Display for AccessCode {
 /// Codes are secrets: `Debug` shows only the public access ID.
 impl fmt::Debug for AccessCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessCode")
-            .field("access_id", &self.access_id())
-            .finish_non_exhaustive()
+        f.debug_struct("AccessCode").field("access_id", &self.access_id()).finish_non_exhaustive()
     }
 }
 
@@ -219,15 +206,9 @@ impl FromStr for AccessCode {
         let mut values = [0u8; CODE_LEN];
         for (i, c) in s.chars().enumerate() {
             let upper = c.to_ascii_uppercase();
-            let v = ALPHABET
-                .iter()
-                .position(|&a| char::from(a) == upper)
-                .ok_or(AccessCodeError::BadSymbol {
-                    position: i + 1,
-                    character: c,
-                })?;
-            // position() < 32.
-            values[i] = v as u8;
+            values[i] = (0u8..32)
+                .find(|&v| char::from(ALPHABET[usize::from(v)]) == upper)
+                .ok_or(AccessCodeError::BadSymbol { position: i + 1, character: c })?;
         }
         if luhn_check(&values[..32]) != values[32] {
             return Err(AccessCodeError::BadCheckSymbol);
@@ -254,9 +235,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const PAYLOAD: [u8; 16] = [
-        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
-    ];
+    const PAYLOAD: [u8; 16] =
+        [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
 
     #[test]
     fn golden_code() {
@@ -269,10 +249,7 @@ mod tests {
         assert_eq!(text, "SYNC74YACERDGRCVMZ3YRGNKXPGN33X77");
         let creds = code.credentials();
         assert_eq!(creds.password, "8899aabbccddeeff");
-        assert_eq!(
-            creds.id.to_string(),
-            hex::encode(Sha256::digest([0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]))
-        );
+        assert_eq!(creds.id.to_string(), hex::encode(Sha256::digest([0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77])));
         assert_eq!(creds.username, format!("clearskies:1:{}", creds.id));
         assert!(!format!("{code:?}").contains(&text));
     }
@@ -284,10 +261,7 @@ mod tests {
         assert_eq!(text.parse::<AccessCode>(), Ok(code.clone()));
         assert_eq!(text.to_lowercase().parse::<AccessCode>(), Ok(code.clone()));
         assert_eq!(code.to_url().parse::<AccessCode>(), Ok(code.clone()));
-        assert_eq!(
-            format!("  CLEARSKIES://Directory/{}\n", text.to_lowercase()).parse::<AccessCode>(),
-            Ok(code)
-        );
+        assert_eq!(format!("  CLEARSKIES://Directory/{}\n", text.to_lowercase()).parse::<AccessCode>(), Ok(code));
     }
 
     #[test]
@@ -298,13 +272,7 @@ mod tests {
         assert_eq!("SYNC123ABC".parse::<AccessCode>(), Err(AccessCodeError::WrongLength(10)));
         let mut bad = text.clone();
         bad.replace_range(5..6, "1");
-        assert_eq!(
-            bad.parse::<AccessCode>(),
-            Err(AccessCodeError::BadSymbol {
-                position: 6,
-                character: '1'
-            })
-        );
+        assert_eq!(bad.parse::<AccessCode>(), Err(AccessCodeError::BadSymbol { position: 6, character: '1' }));
         let mut typo = text.clone();
         let c = if &typo[10..11] == "A" { "B" } else { "A" };
         typo.replace_range(10..11, c);
@@ -345,7 +313,7 @@ mod tests {
         fn every_single_symbol_error_is_detected(payload in any::<[u8; 16]>(), pos in 0usize..33, delta in 1u8..32) {
             let text = AccessCode::from_random(payload).to_string();
             let mut bytes = text.into_bytes();
-            let old = ALPHABET.iter().position(|&a| a == bytes[pos]).unwrap() as u8;
+            let old = u8::try_from(ALPHABET.iter().position(|&a| a == bytes[pos]).unwrap()).unwrap();
             bytes[pos] = ALPHABET[usize::from((old + delta) % 32)];
             let typo = String::from_utf8(bytes).unwrap();
             prop_assert!(typo.parse::<AccessCode>().is_err());

@@ -34,10 +34,7 @@ pub struct BloomFilter {
 
 impl std::fmt::Debug for BloomFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BloomFilter")
-            .field("bytes", &self.bits.len())
-            .field("k", &self.k)
-            .finish()
+        f.debug_struct("BloomFilter").field("bytes", &self.bits.len()).field("k", &self.k).finish()
     }
 }
 
@@ -45,13 +42,12 @@ impl BloomFilter {
     /// An empty filter of `bytes` bytes and `k` hashes.
     pub fn new(bytes: usize, k: u8) -> Result<Self, BloomError> {
         check(bytes, u64::from(k))?;
-        Ok(BloomFilter {
-            bits: vec![0; bytes],
-            k,
-        })
+        Ok(BloomFilter { bits: vec![0; bytes], k })
     }
 
     /// A filter sized for `n` entries at roughly `false_positive_rate`, with the optimal k.
+    // The float results are clamped to 1..=MAX_LEN and 1..=8 before the casts.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     pub fn for_entries(n: usize, false_positive_rate: f64) -> Self {
         let n = n.max(1) as f64;
         let p = false_positive_rate.clamp(1e-9, 0.5);
@@ -59,28 +55,19 @@ impl BloomFilter {
         let m_bits = (-(n * p.ln()) / (ln2 * ln2)).ceil().max(8.0);
         let bytes = ((m_bits / 8.0).ceil() as usize).clamp(1, crate::frame::MAX_LEN);
         let k = ((bytes as f64 * 8.0 / n) * ln2).round().clamp(1.0, f64::from(MAX_K)) as u8;
-        BloomFilter {
-            bits: vec![0; bytes],
-            k,
-        }
+        BloomFilter { bits: vec![0; bytes], k }
     }
 
     /// A one-byte filter that claims every file is present (`0xff`): "probe for files".
     pub fn all_present() -> Self {
-        BloomFilter {
-            bits: vec![0xff],
-            k: 1,
-        }
+        BloomFilter { bits: vec![0xff], k: 1 }
     }
 
     /// A received filter: the attachment bytes and the message's `k_value`.
     pub fn from_parts(bits: Vec<u8>, k: u64) -> Result<Self, BloomError> {
         check(bits.len(), k)?;
         // check() proved 1 ≤ k ≤ 8.
-        Ok(BloomFilter {
-            bits,
-            k: u8::try_from(k).unwrap_or(MAX_K),
-        })
+        Ok(BloomFilter { bits, k: u8::try_from(k).unwrap_or(MAX_K) })
     }
 
     /// The k value.
@@ -115,9 +102,7 @@ impl BloomFilter {
 
     /// Whether the hash may be present (false positives possible, no false negatives).
     pub fn contains(&self, hash: &Sha256Hash) -> bool {
-        self.positions(hash)[..usize::from(self.k)]
-            .iter()
-            .all(|&bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
+        self.positions(hash)[..usize::from(self.k)].iter().all(|&bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
     }
 }
 
@@ -169,9 +154,8 @@ mod tests {
     #[test]
     fn sized_filter_has_no_false_negatives_and_few_false_positives() {
         use sha2::{Digest, Sha256};
-        let hashes: Vec<Sha256Hash> = (0..10_000u32)
-            .map(|i| Sha256Hash(Sha256::digest(i.to_be_bytes()).into()))
-            .collect();
+        let hashes: Vec<Sha256Hash> =
+            (0..10_000u32).map(|i| Sha256Hash(Sha256::digest(i.to_be_bytes()).into())).collect();
         let mut f = BloomFilter::for_entries(5_000, 0.01);
         for h in &hashes[..5_000] {
             f.insert(h);

@@ -245,9 +245,7 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder positioned at a message boundary.
     pub fn new() -> Self {
-        Decoder {
-            state: State::Header,
-        }
+        Decoder { state: State::Header }
     }
 
     /// Whether the decoder sits between messages (not inside an attachment).
@@ -288,11 +286,7 @@ impl Decoder {
         let take = remaining.min(buf.len());
         let data = buf.split_to(take).freeze();
         let left = remaining - take;
-        self.state = if left == 0 {
-            State::ChunkHeader
-        } else {
-            State::ChunkData(left)
-        };
+        self.state = if left == 0 { State::ChunkHeader } else { State::ChunkData(left) };
         Ok(Some(Item::Chunk(data)))
     }
 
@@ -341,11 +335,7 @@ impl Decoder {
         if kind.has_attachment() {
             self.state = State::ChunkHeader;
         }
-        Ok(Some(Item::Frame(Frame {
-            kind,
-            body,
-            signature,
-        })))
+        Ok(Some(Item::Frame(Frame { kind, body, signature })))
     }
 }
 
@@ -417,8 +407,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
     let mut i = digits.len();
     loop {
         i -= 1;
-        // n % 10 < 10, so the cast is exact.
-        digits[i] = b'0' + (n % 10) as u8;
+        digits[i] = b"0123456789"[n % 10];
         n /= 10;
         if n == 0 {
             break;
@@ -486,7 +475,9 @@ mod tests {
         assert_eq!(bytewise.len(), 4);
         assert_eq!(
             bytewise[1],
-            Item::Chunk(Bytes::from_static(b"This is just text, but could be binary data!\nThis is more binary data\n"))
+            Item::Chunk(Bytes::from_static(
+                b"This is just text, but could be binary data!\nThis is more binary data\n"
+            ))
         );
         assert_eq!(bytewise[0], whole[0]);
         assert_eq!(bytewise[3], whole[4]);
@@ -500,10 +491,7 @@ mod tests {
         let mut buf = BytesMut::from(&b"m16777217{"[..]);
         assert_eq!(
             Decoder::new().decode(&mut buf),
-            Err(FrameError::TooLarge {
-                field: LengthField::Body,
-                limit: MAX_LEN
-            })
+            Err(FrameError::TooLarge { field: LengthField::Body, limit: MAX_LEN })
         );
         assert!(decode_all(b"!2{}16777217\n").is_err());
         let mut d = Decoder::new();
@@ -527,14 +515,8 @@ mod tests {
         assert_eq!(decode_all(b"s2:3{}abcX"), Err(FrameError::MissingSignatureNewline));
         assert_eq!(decode_all(b"!2{}x\n"), Err(FrameError::BadLength(LengthField::Chunk)));
         assert_eq!(decode_all(b"!2{}3x"), Err(FrameError::BadLength(LengthField::Chunk)));
-        assert!(matches!(
-            decode_all(b"m99999999999{"),
-            Err(FrameError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            decode_all(b"m00000000001{"),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(decode_all(b"m99999999999{"), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(decode_all(b"m00000000001{"), Err(FrameError::TooLarge { .. })));
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub enum GzipError {
 
 /// Compresses one whole encoded message into its `<length>:<zlib stream>` form.
 pub fn compress(message: &[u8], level: u32) -> Vec<u8> {
-    let mut z = flate2::write::ZlibEncoder::new(Vec::with_capacity(message.len() / 2 + 64), Compression::new(level.min(9)));
+    let mut z =
+        flate2::write::ZlibEncoder::new(Vec::with_capacity(message.len() / 2 + 64), Compression::new(level.min(9)));
     // Writing to a Vec cannot fail, so the error arm is never taken.
     let compressed = z.write_all(message).and_then(|()| z.finish()).unwrap_or_default();
     let mut out = Vec::with_capacity(compressed.len() + 12);
@@ -47,11 +48,7 @@ pub fn compress(message: &[u8], level: u32) -> Vec<u8> {
 
 enum State {
     Length,
-    Stream {
-        remaining: u64,
-        z: Box<Decompress>,
-        ended: bool,
-    },
+    Stream { remaining: u64, z: Box<Decompress>, ended: bool },
 }
 
 /// Streaming receiver for gzip-framed messages.
@@ -61,9 +58,7 @@ pub struct Inflater {
 
 impl std::fmt::Debug for Inflater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inflater")
-            .field("in_message", &matches!(self.state, State::Stream { .. }))
-            .finish()
+        f.debug_struct("Inflater").field("in_message", &matches!(self.state, State::Stream { .. })).finish()
     }
 }
 
@@ -102,11 +97,7 @@ impl Inflater {
                         .filter(|&n| n > 0)
                         .ok_or(GzipError::BadLength)?;
                     input.advance(digits + 1);
-                    self.state = State::Stream {
-                        remaining: len,
-                        z: Box::new(Decompress::new(true)),
-                        ended: false,
-                    };
+                    self.state = State::Stream { remaining: len, z: Box::new(Decompress::new(true)), ended: false };
                 }
                 State::Stream { remaining, z, ended } => {
                     if *ended {

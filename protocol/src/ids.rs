@@ -25,10 +25,7 @@ pub enum IdError {
 fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], IdError> {
     let bytes = s.as_bytes();
     if bytes.len() != 2 * N {
-        return Err(IdError::Length {
-            expected: 2 * N,
-            found: s.chars().count(),
-        });
+        return Err(IdError::Length { expected: 2 * N, found: s.chars().count() });
     }
     let mut out = [0u8; N];
     for (i, pair) in bytes.chunks_exact(2).enumerate() {
@@ -184,10 +181,7 @@ mod tests {
     fn hex_round_trip_and_case() {
         let id: PeerId = "77B8065588ec32f95f598e93db6672ac".parse().unwrap();
         assert_eq!(id.to_string(), "77b8065588ec32f95f598e93db6672ac");
-        assert_eq!(
-            serde_json::to_string(&id).unwrap(),
-            "\"77b8065588ec32f95f598e93db6672ac\""
-        );
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"77b8065588ec32f95f598e93db6672ac\"");
     }
 
     #[test]
@@ -199,17 +193,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_ids() {
-        assert_eq!(
-            "abc".parse::<PeerId>(),
-            Err(IdError::Length {
-                expected: 32,
-                found: 3
-            })
-        );
-        assert_eq!(
-            "77b8065588ec32f95f598e93db6672ag".parse::<PeerId>(),
-            Err(IdError::Digit(31))
-        );
+        assert_eq!("abc".parse::<PeerId>(), Err(IdError::Length { expected: 32, found: 3 }));
+        assert_eq!("77b8065588ec32f95f598e93db6672ag".parse::<PeerId>(), Err(IdError::Digit(31)));
         // A multi-byte character must not be split or panic.
         assert!("é7b8065588ec32f95f598e93db6672a".parse::<PeerId>().is_err());
     }

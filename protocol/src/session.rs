@@ -582,9 +582,8 @@ impl Session {
             let Some(inflater) = self.inflater.as_mut() else {
                 return Ok(false);
             };
-            let n = inflater
-                .inflate(&mut self.raw_in, &mut self.plain_in, INFLATE_STEP)
-                .map_err(PeerMisbehaved::from)?;
+            let n =
+                inflater.inflate(&mut self.raw_in, &mut self.plain_in, INFLATE_STEP).map_err(PeerMisbehaved::from)?;
             if n == 0 {
                 return Ok(false);
             }
@@ -613,11 +612,7 @@ impl Session {
             return Err(PeerMisbehaved::WrongFrameKind(message.kind().to_owned()).into());
         }
         let unexpected = |phase: Phase, m: &Message| -> Error {
-            PeerMisbehaved::Unexpected {
-                expected: phase.expecting(),
-                got: m.kind().to_owned(),
-            }
-            .into()
+            PeerMisbehaved::Unexpected { expected: phase.expecting(), got: m.kind().to_owned() }.into()
         };
         match (self.phase, message) {
             (Phase::AwaitGreeting, Message::CoreGreeting(g)) => self.on_greeting(g),
@@ -662,24 +657,12 @@ impl Session {
         if g.peer == self.config.peer_id {
             return Err(Error::Loopback);
         }
-        let protocol = self
-            .config
-            .protocols
-            .iter()
-            .copied()
-            .filter(|p| g.protocol.contains(p))
-            .max()
-            .ok_or_else(|| PeerIncompatible::NoCommonProtocol {
-                ours: self.config.protocols.clone(),
-                theirs: g.protocol.clone(),
+        let protocol =
+            self.config.protocols.iter().copied().filter(|p| g.protocol.contains(p)).max().ok_or_else(|| {
+                PeerIncompatible::NoCommonProtocol { ours: self.config.protocols.clone(), theirs: g.protocol.clone() }
             })?;
-        let extensions: Vec<String> = self
-            .config
-            .extensions
-            .iter()
-            .filter(|e| g.extensions.contains(e))
-            .cloned()
-            .collect();
+        let extensions: Vec<String> =
+            self.config.extensions.iter().filter(|e| g.extensions.contains(e)).cloned().collect();
         let start = Start {
             software: self.config.software.clone(),
             protocol,
@@ -688,13 +671,7 @@ impl Session {
             name: self.config.name.clone(),
         };
         self.send_internal(&start.into());
-        self.connected(Handshake {
-            protocol,
-            extensions,
-            peer: g.peer,
-            software: g.software,
-            name: g.name,
-        });
+        self.connected(Handshake { protocol, extensions, peer: g.peer, software: g.software, name: g.name });
         Ok(())
     }
 

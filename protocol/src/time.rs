@@ -97,14 +97,7 @@ impl fmt::Display for Timestamp {
         let days = self.secs.div_euclid(86_400);
         let sod = self.secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-            sod / 3600,
-            (sod / 60) % 60,
-            sod % 60,
-            self.nanos
-        )
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", sod / 3600, (sod / 60) % 60, sod % 60, self.nanos)
     }
 }
 
@@ -205,9 +198,8 @@ impl FromStr for Timestamp {
         {
             return Err(TimeError::Range);
         }
-        let secs = days_from_civil(year, month, day) * 86_400
-            + i64::from(hour * 3600 + minute * 60 + second)
-            - offset_secs;
+        let secs =
+            days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
         Timestamp::new(secs, nanos).ok_or(TimeError::Range)
     }
 }

@@ -28,10 +28,8 @@ pub fn is_wanted(since: &Since, by: &PeerId, rev: u64) -> bool {
 
 /// The records a client that sent `since` needs, in the order they must be sent.
 pub fn select<R: Revisioned>(records: impl IntoIterator<Item = R>, since: &Since) -> Vec<R> {
-    let mut out: Vec<R> = records
-        .into_iter()
-        .filter(|r| is_wanted(since, &r.last_updated_by(), r.last_updated_rev()))
-        .collect();
+    let mut out: Vec<R> =
+        records.into_iter().filter(|r| is_wanted(since, &r.last_updated_by(), r.last_updated_rev())).collect();
     // A stable sort keeps equal revisions (from different writers) in input order.
     out.sort_by_key(Revisioned::last_updated_rev);
     out
@@ -61,17 +59,9 @@ mod tests {
 
     #[test]
     fn follows_the_spec_query() {
-        let records = vec![
-            R(1, 88, "a88"),
-            R(1, 87, "a87"),
-            R(2, 13, "b13"),
-            R(2, 12, "b12"),
-            R(3, 5, "c5"),
-            R(4, 1, "d1"),
-        ];
-        let since: Since = [(PeerId([1; 16]), 87), (PeerId([2; 16]), 12), (PeerId([4; 16]), 0)]
-            .into_iter()
-            .collect();
+        let records =
+            vec![R(1, 88, "a88"), R(1, 87, "a87"), R(2, 13, "b13"), R(2, 12, "b12"), R(3, 5, "c5"), R(4, 1, "d1")];
+        let since: Since = [(PeerId([1; 16]), 87), (PeerId([2; 16]), 12), (PeerId([4; 16]), 0)].into_iter().collect();
         let got: Vec<&str> = select(records, &since).into_iter().map(|r| r.2).collect();
         assert_eq!(got, vec!["d1", "c5", "b13", "a88"]);
     }

@@ -1,1 +1,80 @@
-fn main() {}
+//! The `clearskies` binary: command line, configuration and, with the daemon, the process
+//! monitor and actor wiring. This file is glue; the protocol lives in `clearskies-protocol`
+//! and the actors in `clearskies-actors`.
+//!
+//! Exit codes: 0 success, 1 a command failed (the error is printed on one line), 2 bad
+//! usage (clap's own code). A closed stdout (`| head`) is not an error.
+
+mod cli;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use clearskies_protocol::access_code::AccessCode;
+
+use crate::cli::{Cli, CodeCommand, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLEARSKIES_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "clearskies: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().filter_map(|c| c.downcast_ref::<io::Error>()).any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Code(CodeCommand::New { json }) => {
+            let mut payload = [0u8; 16];
+            getrandom::fill(&mut payload).map_err(|e| anyhow::anyhow!("OS random number generator failed: {e}"))?;
+            let code = AccessCode::from_random(payload);
+            if json {
+                let v = serde_json::json!({
+                    "access_code": code.to_string(),
+                    "url": code.to_url(),
+                    "access_id": code.access_id().to_string(),
+                });
+                out(&v.to_string())
+            } else {
+                out(&format!("{code}\n{}", code.to_url()))
+            }
+        }
+        Command::Code(CodeCommand::Inspect { code, json }) => {
+            let parsed: AccessCode = code.parse().context("invalid access code")?;
+            let creds = parsed.credentials();
+            if json {
+                let v = serde_json::json!({
+                    "access_code": parsed.to_string(),
+                    "access_id": creds.id.to_string(),
+                    "srp_username": creds.username,
+                });
+                out(&v.to_string())
+            } else {
+                out(&format!("valid access code {parsed}\naccess ID    {}\nSRP username {}", creds.id, creds.username))
+            }
+        }
+    }
+}
+
+/// Writes one block of output to stdout.
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{text}").context("writing to stdout")?;
+    stdout.flush().context("writing to stdout")
+}

@@ -21,10 +21,7 @@ fn rejections_are_typed() {
     assert_eq!(Message::decode(br#"{"timeout":30}"#), Err(MessageError::MissingType));
     assert!(matches!(Message::decode(br#"{"type":7}"#), Err(MessageError::Malformed(_))));
     assert!(matches!(Message::decode(b"[]"), Err(MessageError::Malformed(_))));
-    assert!(matches!(
-        Message::decode(br#"{"type":"core.ping","type":"core.ping"}"#),
-        Err(MessageError::Malformed(_))
-    ));
+    assert!(matches!(Message::decode(br#"{"type":"core.ping","type":"core.ping"}"#), Err(MessageError::Malformed(_))));
     let err = Message::decode(br#"{"type":"core.ping","timeout":"soon"}"#).unwrap_err();
     assert!(matches!(err, MessageError::Invalid { ref kind, .. } if kind == "core.ping"), "{err}");
     assert!(matches!(
@@ -97,7 +94,13 @@ fn update() -> impl Strategy<Value = database::Update> {
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         prop::option::of(any::<u64>()).prop_map(|timeout| Message::from(core::Ping { timeout })),
-        (text(), prop::option::of(text()), prop::collection::vec(any::<u64>(), 0..3), prop::collection::vec(text(), 0..3), peer())
+        (
+            text(),
+            prop::option::of(text()),
+            prop::collection::vec(any::<u64>(), 0..3),
+            prop::collection::vec(text(), 0..3),
+            peer()
+        )
             .prop_map(|(software, name, protocol, extensions, peer)| Message::from(core::Greeting {
                 software,
                 name,
@@ -105,14 +108,15 @@ fn message() -> impl Strategy<Value = Message> {
                 extensions,
                 peer
             })),
-        (text(), any::<u64>(), prop::collection::vec(text(), 0..3), peer(), prop::option::of(text()))
-            .prop_map(|(software, protocol, extensions, peer, name)| Message::from(core::Start {
+        (text(), any::<u64>(), prop::collection::vec(text(), 0..3), peer(), prop::option::of(text())).prop_map(
+            |(software, protocol, extensions, peer, name)| Message::from(core::Start {
                 software,
                 protocol,
                 extensions,
                 peer,
                 name
-            })),
+            })
+        ),
         update().prop_map(Message::from),
         prop::collection::btree_map(peer(), any::<u64>(), 0..4)
             .prop_map(|since| Message::from(database::GetUpdates { since })),

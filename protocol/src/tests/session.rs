@@ -88,7 +88,8 @@ fn no_common_protocol_closes_the_client() {
 
 #[test]
 fn loopback_is_refused_on_both_roles() {
-    let mut pair = Pair::with_configs(Config::new(Role::Client, PeerId([5; 16])), Config::new(Role::Server, PeerId([5; 16])));
+    let mut pair =
+        Pair::with_configs(Config::new(Role::Client, PeerId([5; 16])), Config::new(Role::Server, PeerId([5; 16])));
     pair.drive();
     assert_eq!(pair.client.closed(), Some(&CloseReason::Error(Error::Loopback)));
 
@@ -209,7 +210,8 @@ fn attachments_stream_in_order_and_signed_bodies_pass_verbatim() {
     assert_eq!(signed.body.as_ref(), &body[..]);
     assert_eq!(signed.signature.as_deref(), Some(&b"c2lnbmF0dXJl"[..]));
     let end = pair.client.events.iter().position(|e| *e == Event::AttachmentEnd).unwrap();
-    let update = pair.client.events.iter().position(|e| matches!(e, Event::Message(m) if m.signature.is_some())).unwrap();
+    let update =
+        pair.client.events.iter().position(|e| matches!(e, Event::Message(m) if m.signature.is_some())).unwrap();
     assert!(end < update);
 }
 

@@ -25,14 +25,7 @@ pub(crate) struct Side {
 
 impl Side {
     fn new(session: Session) -> Self {
-        Side {
-            session,
-            events: Vec::new(),
-            inbound: VecDeque::new(),
-            auto_ack_keys: true,
-            bytes_sent: 0,
-            muted: false,
-        }
+        Side { session, events: Vec::new(), inbound: VecDeque::new(), auto_ack_keys: true, bytes_sent: 0, muted: false }
     }
 
     /// Whether the session has emitted `Closed`.
@@ -109,10 +102,7 @@ impl Pair {
     }
 
     fn next_delivery(&self) -> Option<Instant> {
-        [&self.client, &self.server]
-            .iter()
-            .filter_map(|s| s.inbound.front().map(|(t, _)| *t))
-            .min()
+        [&self.client, &self.server].iter().filter_map(|s| s.inbound.front().map(|(t, _)| *t)).min()
     }
 
     /// Runs until nothing is in flight, advancing time only to deliver bytes (timers do not

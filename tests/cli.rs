@@ -1,0 +1,54 @@
+//! The command line, end to end.
+
+use crate::util::{stderr, stdout, Clearskies};
+
+#[test]
+fn code_new_makes_codes_that_inspect_accepts() {
+    let cs = Clearskies::new();
+    let o = cs.run(&["code", "new", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let code = v["access_code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 33);
+    assert!(code.starts_with("SYNC"));
+    assert_eq!(v["url"].as_str().unwrap(), format!("clearskies://directory/{code}"));
+
+    // Lower case and the URL form are accepted, and give the same access ID.
+    let url = format!("clearskies://directory/{}", code.to_lowercase());
+    let o = cs.run(&["code", "inspect", &url, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let w: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(w["access_id"], v["access_id"]);
+    assert_eq!(w["srp_username"].as_str().unwrap(), format!("clearskies:1:{}", v["access_id"].as_str().unwrap()));
+    // The secret half never appears in the output.
+    assert!(!stdout(&o).contains("password"));
+
+    // Two codes are never the same.
+    let o2 = cs.run(&["code", "new", "--json"]);
+    assert_ne!(stdout(&o2), stdout(&cs.run(&["code", "new", "--json"])));
+}
+
+#[test]
+fn a_typo_is_caught_with_one_clear_line() {
+    let cs = Clearskies::new();
+    let o = cs.run(&["code", "new", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut code: Vec<u8> = v["access_code"].as_str().unwrap().bytes().collect();
+    code[10] = if code[10] == b'A' { b'B' } else { b'A' };
+    let typo = String::from_utf8(code).unwrap();
+    let o = cs.run(&["code", "inspect", &typo]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("check symbol"), "{err}");
+
+    let o = cs.run(&["code", "inspect", "SYNC123ABC"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("33 characters"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let o = Clearskies::new().run(&["no-such-command"]);
+    assert_eq!(o.status.code(), Some(2));
+}

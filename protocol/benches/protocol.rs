@@ -1,6 +1,8 @@
 //! Protocol hot paths: frame decode of a large attachment, message parsing, bloom builds.
 //!
 //! Run with `cargo bench -p clearskies-protocol`; figures are recorded in the issue notes.
+// A bench panics on any setup failure, and its test data is built with truncating casts.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -418,6 +418,8 @@ fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn decode_all(input: &[u8]) -> Result<Vec<Item>, FrameError> {
@@ -539,5 +541,105 @@ mod tests {
         assert_eq!(encode_frame(Kind::Plain, b"[]", None, &mut out), Err(EncodeError::BodyNotObject));
         assert_eq!(encode_chunk(b"", &mut out), Err(EncodeError::BadChunk(0)));
         assert!(out.is_empty());
+    }
+
+    /// A frame as a test wants it: kind, body, signature, chunks.
+    type TestFrame = (Kind, Vec<u8>, Option<Vec<u8>>, Vec<Vec<u8>>);
+
+    fn arb_frame() -> impl Strategy<Value = TestFrame> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            "\\PC{0,40}",
+            prop::sample::select(vec!["", "\n", " \r\n\t"]),
+            "[A-Za-z0-9+/=]{1,80}",
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..4),
+        )
+            .prop_map(|(signed, attachment, text, ws, sig, chunks)| {
+                let kind = Kind::new(signed, attachment);
+                let mut body = serde_json::to_vec(&serde_json::json!({ "type": "x", "d": text })).unwrap();
+                body.extend_from_slice(ws.as_bytes());
+                let sig = signed.then(|| sig.into_bytes());
+                (kind, body, sig, if attachment { chunks } else { Vec::new() })
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_all_kinds_in_random_pieces(
+            frames in prop::collection::vec(arb_frame(), 1..4),
+            cuts in prop::collection::vec(1usize..64, 1..20),
+        ) {
+            let mut wire = Vec::new();
+            for (kind, body, sig, chunks) in &frames {
+                encode_frame(*kind, body, sig.as_deref(), &mut wire).unwrap();
+                if kind.has_attachment() {
+                    for c in chunks {
+                        encode_chunk(c, &mut wire).unwrap();
+                    }
+                    encode_end(&mut wire);
+                }
+            }
+            // Feed the wire in pieces of the chosen sizes, cycling.
+            let mut d = Decoder::new();
+            let mut buf = BytesMut::new();
+            let mut items = Vec::new();
+            let mut rest = &wire[..];
+            for &cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let n = cut.min(rest.len());
+                buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                while let Some(item) = d.decode(&mut buf).unwrap() {
+                    items.push(item);
+                }
+            }
+            prop_assert!(buf.is_empty() && d.at_message_boundary());
+            let mut items = items.into_iter().peekable();
+            for (kind, body, sig, chunks) in frames {
+                let Some(Item::Frame(f)) = items.next() else { panic!("expected a frame") };
+                prop_assert_eq!(f.kind, kind);
+                prop_assert_eq!(f.body.as_ref(), &body[..]);
+                prop_assert_eq!(f.signature.map(|s| s.to_vec()), sig);
+                if kind.has_attachment() {
+                    let mut data = Vec::new();
+                    while let Some(Item::Chunk(c)) = items.peek() {
+                        data.extend_from_slice(c);
+                        items.next();
+                    }
+                    prop_assert_eq!(items.next(), Some(Item::End));
+                    prop_assert_eq!(data, chunks.concat());
+                }
+            }
+            prop_assert!(items.next().is_none());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), step in 1usize..64) {
+            let mut d = Decoder::new();
+            let mut buf = BytesMut::new();
+            'feed: for piece in bytes.chunks(step) {
+                buf.extend_from_slice(piece);
+                loop {
+                    match d.decode(&mut buf) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn headers_with_any_digits_never_panic(prefix in prop::sample::select(vec![b'm', b'!', b's', b'$']), digits in "[0-9:]{0,30}", tail in prop::collection::vec(any::<u8>(), 0..40)) {
+            let mut wire = vec![prefix];
+            wire.extend_from_slice(digits.as_bytes());
+            wire.extend_from_slice(&tail);
+            let mut buf = BytesMut::from(&wire[..]);
+            let mut d = Decoder::new();
+            while let Ok(Some(_)) = d.decode(&mut buf) {}
+        }
     }
 }

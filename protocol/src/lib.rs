@@ -13,6 +13,7 @@
 //! * [`frame`]: the `m ! s $` message framing, with streamed attachments.
 //! * [`message`]: typed messages for every message type in the spec, plus `Unknown`.
 //! * [`access_code`]: `SYNC…` access codes, access IDs and SRP credentials.
+//! * [`auth`]: SRP-6a authentication inside TLS, bound to the TLS exporter.
 //! * [`vclock`]: vector clocks and their comparison.
 //! * [`bloom`]: the `directory.bloom_filter` presence filter.
 //! * [`updates`]: which records a `database.get_updates` asks for, and in what order.
@@ -37,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod access_code;
+pub mod auth;
 pub mod bloom;
 pub mod error;
 pub mod frame;

@@ -3,4 +3,5 @@
 //! One module per area, in one test binary (ripgrep style).
 
 mod cli;
+mod daemon;
 mod util;

@@ -1,8 +1,13 @@
-//! Helpers for running the built binary.
+//! Helpers for running the built binary and its daemon.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-/// A `clearskies` command with a private, empty data directory.
+/// How long a test waits for something that should happen within a second or two.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A `clearskies` environment with a private, empty data directory.
 pub(crate) struct Clearskies {
     home: tempfile::TempDir,
 }
@@ -12,14 +17,85 @@ impl Clearskies {
         Clearskies { home: tempfile::tempdir().expect("creating a temp dir") }
     }
 
+    /// A `clearskies ARGS…` command for this data directory.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_clearskies"));
+        c.args(args).env("CLEARSKIES_HOME", self.home.path()).env_remove("CLEARSKIES_LOG");
+        c
+    }
+
     /// Runs `clearskies ARGS…` to completion.
     pub(crate) fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_clearskies"))
-            .args(args)
-            .env("CLEARSKIES_HOME", self.home.path())
-            .env_remove("CLEARSKIES_LOG")
-            .output()
-            .expect("running the clearskies binary")
+        self.command(args).output().expect("running the clearskies binary")
+    }
+
+    /// Runs a command that must succeed, returning its stdout.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "clearskies {args:?} failed: {}\n{}", stderr(&o), self.log());
+        stdout(&o)
+    }
+
+    /// Runs a `--json` command and parses its output.
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("clearskies {args:?}: {e}: {out}"))
+    }
+
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.home.path().join("control")
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("log")).unwrap_or_default()
+    }
+
+    pub(crate) fn pid(&self, which: &str) -> Option<u32> {
+        std::fs::read_to_string(self.home.path().join(format!("{which}.pid"))).ok()?.trim().parse().ok()
+    }
+}
+
+/// A daemon started with `clearskies start`, stopped (or killed) on drop. On drop it also
+/// fails the test if the log shows a panic.
+pub(crate) struct Daemon {
+    pub(crate) cs: Clearskies,
+}
+
+impl Daemon {
+    pub(crate) fn start() -> Self {
+        let cs = Clearskies::new();
+        cs.ok(&["start"]);
+        Daemon { cs }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let stopped = self.cs.run(&["stop"]).status.success();
+        if !stopped {
+            for which in ["monitor", "worker"] {
+                if let Some(pid) = self.cs.pid(which) {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            }
+        }
+        let log = self.cs.log();
+        if !std::thread::panicking() {
+            assert!(!log.contains("panicked"), "the daemon panicked:\n{log}");
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing the test after [`DEADLINE`].
+pub(crate) fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(20));
     }
 }
 
@@ -29,4 +105,9 @@ pub(crate) fn stdout(o: &Output) -> String {
 
 pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub(crate) fn kill(pid: u32, signal: &str) {
+    let ok = Command::new("kill").args([signal, &pid.to_string()]).status().is_ok_and(|s| s.success());
+    assert!(ok, "kill {signal} {pid} failed");
 }

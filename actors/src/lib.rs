@@ -1,13 +1,30 @@
 //! The ClearSkies daemon's actors.
 //!
-//! This is the only async crate of the workspace: each actor (`Discovery`, `Listener`,
-//! `Peer`, `Share`, `Transfer`, `Control`, `Metrics`) lives in its own module and talks to
-//! the others only through typed messages; see `ARCHITECTURE.md`. The actors drive the pure
-//! state machines of `clearskies-protocol` and own every socket, file and timer.
+//! This is the only async crate of the workspace. Each actor lives in its own module, keeps
+//! its handlers in `mod.rs` and its messages in `messages.rs`, and talks to the others only
+//! through typed messages injected as `Recipient`s; see `ARCHITECTURE.md`. The actors drive
+//! the pure state machines of `clearskies-protocol` and own every socket, file and timer.
 //!
-//! The actors arrive with the read-write vertical slice (issue 4); until then this crate only
-//! fixes the dependency direction `supervisor → actors → protocol`.
+//! Call order: the `clearskies worker` process binds the control socket, builds a
+//! [`Settings`], starts an actix `System` and in it a [`supervisor::Supervisor`], which starts
+//! and wires the other actors. [`control::Control`] serves the control socket.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod control;
+pub mod supervisor;
+
+use std::path::PathBuf;
+
 pub use clearskies_protocol as protocol;
+
+/// What the actors need to know about their environment, validated by the binary.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The data directory (`$CLEARSKIES_HOME` or the XDG default).
+    pub data_dir: PathBuf,
+    /// Path of the control socket.
+    pub control_socket: PathBuf,
+    /// Software name and version, as the control handshake reports it.
+    pub software: String,
+}

@@ -1,4 +1,4 @@
-//! The raw command line (clap derive). Validation into a configuration happens in `main`.
+//! The raw command line (clap derive). Validation into a configuration happens in `config`.
 
 use clap::{Parser, Subcommand};
 
@@ -12,9 +12,30 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Start the daemon (in the background unless --foreground).
+    Start {
+        /// Stay attached to the terminal and log to stderr.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the daemon.
+    Stop,
+    /// Show the daemon's status.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause syncing.
+    Pause,
+    /// Resume syncing.
+    Resume,
     /// Access codes: make one, or check one someone sent you.
     #[command(subcommand)]
     Code(CodeCommand),
+    /// The worker process (started by the monitor; not for direct use).
+    #[command(hide = true)]
+    Worker,
 }
 
 #[derive(Debug, Subcommand)]

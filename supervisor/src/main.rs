@@ -3,9 +3,15 @@
 //! and the actors in `clearskies-actors`.
 //!
 //! Exit codes: 0 success, 1 a command failed (the error is printed on one line), 2 bad
-//! usage (clap's own code). A closed stdout (`| head`) is not an error.
+//! usage (clap's own code), 3 the monitor gave up on a worker that kept crashing. A closed
+//! stdout (`| head`) is not an error.
 
 mod cli;
+mod client;
+mod config;
+mod daemon;
+mod monitor;
+mod worker;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -15,6 +21,10 @@ use clap::Parser;
 use clearskies_protocol::access_code::AccessCode;
 
 use crate::cli::{Cli, CodeCommand, Command};
+use crate::config::Config;
+
+/// Our software name and version, as peers and control clients see it.
+pub(crate) const SOFTWARE: &str = concat!("clearskies-rs ", env!("CARGO_PKG_VERSION"));
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,9 +33,10 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("CLEARSKIES_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(io::stderr(), "clearskies: {e:#}");
@@ -38,9 +49,30 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().filter_map(|c| c.downcast_ref::<io::Error>()).any(|io| io.kind() == io::ErrorKind::BrokenPipe)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = || Config::load();
     match cli.command {
-        Command::Code(CodeCommand::New { json }) => {
+        Command::Start { foreground: true } => {
+            let config = config()?;
+            config.ensure_data_dir()?;
+            match monitor::run(&config)? {
+                monitor::Outcome::Stopped => Ok(ExitCode::SUCCESS),
+                monitor::Outcome::GaveUp => Ok(ExitCode::from(monitor::EXIT_GAVE_UP)),
+            }
+        }
+        Command::Start { foreground: false } => daemon::start(&config()?).map(|()| ExitCode::SUCCESS),
+        Command::Worker => worker::run(&config()?).map(|()| ExitCode::SUCCESS),
+        Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),
+        Command::Status { json } => daemon::status(&config()?, json).map(|()| ExitCode::SUCCESS),
+        Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),
+        Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),
+        Command::Code(code) => code_command(code).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn code_command(command: CodeCommand) -> anyhow::Result<()> {
+    match command {
+        CodeCommand::New { json } => {
             let mut payload = [0u8; 16];
             getrandom::fill(&mut payload).map_err(|e| anyhow::anyhow!("OS random number generator failed: {e}"))?;
             let code = AccessCode::from_random(payload);
@@ -55,7 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out(&format!("{code}\n{}", code.to_url()))
             }
         }
-        Command::Code(CodeCommand::Inspect { code, json }) => {
+        CodeCommand::Inspect { code, json } => {
             let parsed: AccessCode = code.parse().context("invalid access code")?;
             let creds = parsed.credentials();
             if json {
@@ -73,7 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Writes one block of output to stdout.
-fn out(text: &str) -> anyhow::Result<()> {
+pub(crate) fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{text}").context("writing to stdout")?;
     stdout.flush().context("writing to stdout")

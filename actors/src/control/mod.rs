@@ -1,0 +1,161 @@
+//! The control socket (`control.md`): a unix socket speaking JSON lines.
+//!
+//! On connect the server sends `{"service":"ClearSkies Control","software":…,"protocol":1}`.
+//! Each following line is one command object with a `type`; each gets exactly one response
+//! line, in order, so clients may pipeline. Unknown commands answer
+//! `{"error":"not_understood",…}`; errors carry a machine-readable `error` and a human
+//! `message`. The socket is created with mode 0600 by the worker.
+//!
+//! Each connection is served by its own task, one request at a time, which is what keeps
+//! responses in order; a slow request stalls only its own connection.
+
+pub mod messages;
+
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tracing::{debug, warn};
+
+pub use self::messages::ControlTargets;
+use crate::supervisor::messages::{GetStatus, SetPaused, Shutdown};
+
+/// Longest accepted command line; a longer one closes that connection.
+pub const MAX_LINE: usize = 1 << 20;
+/// The control protocol version.
+pub const PROTOCOL: u64 = 1;
+
+/// The actor that owns the control socket and spawns a task per connection.
+#[derive(Debug)]
+pub struct Control {
+    listener: Option<std::os::unix::net::UnixListener>,
+    software: String,
+    targets: ControlTargets,
+}
+
+impl Control {
+    /// Serves `listener` (bound and chmod-ed by the worker).
+    pub fn new(listener: std::os::unix::net::UnixListener, software: String, targets: ControlTargets) -> Self {
+        Control { listener: Some(listener), software, targets }
+    }
+}
+
+impl Actor for Control {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(std_listener) = self.listener.take() else { return };
+        let software = self.software.clone();
+        let targets = self.targets.clone();
+        let accept = async move {
+            std_listener.set_nonblocking(true)?;
+            let listener = tokio::net::UnixListener::from_std(std_listener)?;
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let (software, targets) = (software.clone(), targets.clone());
+                        actix_rt::spawn(async move {
+                            if let Err(e) = serve(stream, &software, &targets).await {
+                                debug!(error = %e, "control connection ended");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "control socket accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), std::io::Error>(())
+        };
+        ctx.spawn(accept.into_actor(self).map(|res, _, ctx| {
+            if let Err(e) = res {
+                warn!(error = %e, "control socket failed");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+/// Serves one control connection until the client hangs up.
+async fn serve(stream: UnixStream, software: &str, targets: &ControlTargets) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let hello = json!({ "service": "ClearSkies Control", "software": software, "protocol": PROTOCOL });
+    write_line(&mut write, &hello).await?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_LINE {
+            let resp = error("line_too_long", &format!("a command line may be at most {MAX_LINE} bytes"));
+            write_line(&mut write, &resp).await?;
+            return Ok(());
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let (response, after) = handle(&line, targets).await;
+        write_line(&mut write, &response).await?;
+        if let Some(after) = after {
+            after.run(targets);
+        }
+    }
+}
+
+/// Work that must happen after the response is written (so the client sees it).
+enum After {
+    Shutdown,
+}
+
+impl After {
+    fn run(self, targets: &ControlTargets) {
+        match self {
+            After::Shutdown => targets.shutdown.do_send(Shutdown),
+        }
+    }
+}
+
+async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, v: &Value) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(v).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    w.write_all(&bytes).await
+}
+
+fn error(code: &str, message: &str) -> Value {
+    json!({ "error": code, "message": message })
+}
+
+fn unavailable() -> Value {
+    error("unavailable", "the daemon is shutting down or restarting a component; try again")
+}
+
+/// Handles one command line; returns the response and any follow-up action.
+async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>) {
+    let request: Value = match serde_json::from_slice(line) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return (error("not_understood", "a command must be a JSON object"), None),
+        Err(e) => return (error("not_understood", &format!("malformed JSON: {e}")), None),
+    };
+    let Some(kind) = request.get("type").and_then(Value::as_str) else {
+        return (error("not_understood", "the command has no \"type\""), None);
+    };
+    match kind {
+        "status" => match targets.status.send(GetStatus).await {
+            Ok(status) => (serde_json::to_value(status).unwrap_or_else(|_| unavailable()), None),
+            Err(_) => (unavailable(), None),
+        },
+        "pause" | "resume" => match targets.pause.send(SetPaused(kind == "pause")).await {
+            Ok(()) => (json!({}), None),
+            Err(_) => (unavailable(), None),
+        },
+        "stop" => (json!({}), Some(After::Shutdown)),
+        other => (error("not_understood", &format!("unknown command {other:?}")), None),
+    }
+}

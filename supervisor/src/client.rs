@@ -1,0 +1,66 @@
+//! A client of the control socket: the CLI talks to the daemon only through this.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// One connection to the control socket.
+pub(crate) struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+/// Why connecting failed, so callers can tell "not running" from real errors.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("the daemon is not running (no control socket at {0}); start it with `clearskies start`")]
+    NotRunning(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Client {
+    /// Connects and checks the handshake line.
+    pub(crate) fn connect(socket: &Path) -> Result<Self, ConnectError> {
+        let stream = match UnixStream::connect(socket) {
+            Ok(s) => s,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                return Err(ConnectError::NotRunning(socket.display().to_string()));
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("connecting to {}", socket.display())).into()),
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(60))).context("configuring the control socket")?;
+        let writer = stream.try_clone().context("configuring the control socket")?;
+        let mut client = Client { reader: BufReader::new(stream), writer };
+        let hello = client.read_line().context("reading the daemon's greeting")?;
+        if hello.get("service").and_then(Value::as_str) != Some("ClearSkies Control") {
+            return Err(anyhow::anyhow!("{} is not a ClearSkies control socket", socket.display()).into());
+        }
+        Ok(client)
+    }
+
+    fn read_line(&mut self) -> anyhow::Result<Value> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("the daemon closed the connection");
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    /// Sends one command and returns its response; an `error` response becomes an error.
+    pub(crate) fn request(&mut self, command: &Value) -> anyhow::Result<Value> {
+        let mut line = serde_json::to_vec(command)?;
+        line.push(b'\n');
+        self.writer.write_all(&line).context("sending to the daemon")?;
+        let response = self.read_line().context("reading the daemon's answer")?;
+        if let Some(code) = response.get("error").and_then(Value::as_str) {
+            let message = response.get("message").and_then(Value::as_str).unwrap_or("");
+            bail!("{message} ({code})");
+        }
+        Ok(response)
+    }
+}

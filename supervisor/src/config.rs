@@ -1,0 +1,97 @@
+//! Validated configuration: where the data lives and the daemon's settings.
+//!
+//! The data dir is `$CLEARSKIES_HOME`, else `$XDG_DATA_HOME/clearskies`, else
+//! `~/.local/share/clearskies`. It holds `config.toml` (optional; unknown keys are an error),
+//! `control` (the socket), `monitor.pid`, `worker.pid` and `log`.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// The file in the data dir that holds the configuration.
+pub(crate) const CONFIG_FILE: &str = "config.toml";
+
+/// `config.toml`. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileConfig {
+    /// Reserved for the peer listener (read-write slice); accepted now so files stay valid.
+    pub(crate) listen_port: Option<u16>,
+}
+
+/// Everything the binary needs, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) data_dir: PathBuf,
+}
+
+impl Config {
+    /// Resolves the data dir from the environment and reads `config.toml` if present.
+    pub(crate) fn load() -> anyhow::Result<Self> {
+        let data_dir = data_dir()?;
+        let path = data_dir.join(CONFIG_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let _: FileConfig = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        Ok(Config { data_dir })
+    }
+
+    pub(crate) fn control_socket(&self) -> PathBuf {
+        self.data_dir.join("control")
+    }
+
+    pub(crate) fn pid_file(&self) -> PathBuf {
+        self.data_dir.join("worker.pid")
+    }
+
+    pub(crate) fn monitor_pid_file(&self) -> PathBuf {
+        self.data_dir.join("monitor.pid")
+    }
+
+    pub(crate) fn log_file(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    /// Creates the data dir (mode 0700) if needed.
+    pub(crate) fn ensure_data_dir(&self) -> anyhow::Result<()> {
+        create_private_dir(&self.data_dir)
+    }
+}
+
+fn data_dir() -> anyhow::Result<PathBuf> {
+    let from_env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dir = if let Some(home) = from_env("CLEARSKIES_HOME") {
+        home
+    } else if let Some(xdg) = from_env("XDG_DATA_HOME") {
+        xdg.join("clearskies")
+    } else if let Some(home) = from_env("HOME") {
+        home.join(".local/share/clearskies")
+    } else {
+        bail!("cannot find a data directory: set CLEARSKIES_HOME or HOME");
+    };
+    if !dir.is_absolute() {
+        bail!("the data directory must be an absolute path, not {}", dir.display());
+    }
+    Ok(dir)
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077))
+            .with_context(|| format!("making {} private", dir.display()))?;
+    }
+    Ok(())
+}

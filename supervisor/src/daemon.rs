@@ -1,0 +1,121 @@
+//! The CLI commands that talk to a running daemon, and `start`, which launches one.
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::client::{Client, ConnectError};
+use crate::config::Config;
+use crate::out;
+
+const START_DEADLINE: Duration = Duration::from_secs(30);
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+
+fn connect(config: &Config) -> anyhow::Result<Client> {
+    Client::connect(&config.control_socket()).map_err(|e| match e {
+        ConnectError::NotRunning(_) => anyhow::anyhow!("{e}"),
+        ConnectError::Other(e) => e,
+    })
+}
+
+/// `clearskies start`: launches the monitor in the background and waits until the worker
+/// answers on its control socket.
+pub(crate) fn start(config: &Config) -> anyhow::Result<()> {
+    config.ensure_data_dir()?;
+    if let Ok(mut c) = Client::connect(&config.control_socket()) {
+        let status = c.request(&json!({ "type": "status" }))?;
+        return out(&format!("clearskies is already running (worker pid {})", status["pid"]));
+    }
+    let log_path = config.log_file();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening the log file {}", log_path.display()))?;
+    let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().context("finding the clearskies executable")?;
+    let mut monitor = Command::new(exe)
+        .args(["start", "--foreground"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("opening the log file")?)
+        .stderr(log)
+        // Its own process group: the terminal's Ctrl-C does not reach the daemon.
+        .process_group(0)
+        .spawn()
+        .context("launching the daemon")?;
+    let deadline = Instant::now() + START_DEADLINE;
+    loop {
+        if let Ok(mut c) = Client::connect(&config.control_socket()) {
+            let status = c.request(&json!({ "type": "status" }))?;
+            return out(&format!(
+                "clearskies started (worker pid {})\ncontrol socket: {}\nlog: {}",
+                status["pid"],
+                config.control_socket().display(),
+                log_path.display()
+            ));
+        }
+        if let Some(status) = monitor.try_wait().context("watching the daemon")? {
+            bail!("the daemon exited during start-up ({status}):\n{}", log_tail(&log_path, log_len));
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon did not answer within {}s; see {}", START_DEADLINE.as_secs(), log_path.display());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// What the log gained since `from`, for start-up errors (last 20 lines).
+fn log_tail(path: &std::path::Path, from: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(from));
+        let _ = f.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// `clearskies stop`: asks the daemon to stop and waits until its socket is gone.
+pub(crate) fn stop(config: &Config) -> anyhow::Result<()> {
+    let mut c = connect(config)?;
+    c.request(&json!({ "type": "stop" }))?;
+    let deadline = Instant::now() + STOP_DEADLINE;
+    while Client::connect(&config.control_socket()).is_ok() {
+        if Instant::now() > deadline {
+            bail!("the daemon is still answering {}s after the stop command", STOP_DEADLINE.as_secs());
+        }
+        std::thread::sleep(POLL);
+    }
+    out("clearskies stopped")
+}
+
+/// `clearskies status`.
+pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
+    let status = connect(config)?.request(&json!({ "type": "status" }))?;
+    if json {
+        return out(&status.to_string());
+    }
+    let flag = |k: &str| status.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let num = |k: &str| status.get(k).and_then(Value::as_u64).unwrap_or(0);
+    out(&format!(
+        "clearskies {} (worker pid {}, up {}s)\nsync: {}\nupload: {} B/s, download: {} B/s",
+        status.get("software").and_then(Value::as_str).unwrap_or("?"),
+        num("pid"),
+        num("uptime_seconds"),
+        if flag("paused") { "paused" } else { "running" },
+        num("upload_rate"),
+        num("download_rate"),
+    ))
+}
+
+/// Commands that only need an empty success answer.
+pub(crate) fn simple(config: &Config, command: &str, done: &str) -> anyhow::Result<()> {
+    connect(config)?.request(&json!({ "type": command }))?;
+    out(done)
+}

@@ -1,0 +1,63 @@
+//! `clearskies worker`: the process that runs the actors. Started and restarted by the
+//! monitor; never run by hand.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+
+use actix::Actor;
+use anyhow::{bail, Context};
+use clearskies_actors::supervisor::Supervisor;
+use clearskies_actors::Settings;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// Runs the worker until it is told to stop.
+pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
+    config.ensure_data_dir()?;
+    let socket = config.control_socket();
+    let listener = bind_control_socket(&socket)?;
+    fs::write(config.pid_file(), format!("{}\n", std::process::id())).context("writing worker.pid")?;
+    let settings = Settings {
+        data_dir: config.data_dir.clone(),
+        control_socket: socket.clone(),
+        software: crate::SOFTWARE.to_owned(),
+    };
+    let system = actix_rt::System::new();
+    system.block_on(async {
+        Supervisor::new(settings, listener).start();
+        actix_rt::spawn(async {
+            let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+            let Ok(mut term) = term else {
+                warn!("cannot listen for SIGTERM");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM: stopping"),
+                _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+            }
+            actix_rt::System::current().stop();
+        });
+    });
+    let result = system.run().context("the actor system failed");
+    let _ = fs::remove_file(&socket);
+    let _ = fs::remove_file(config.pid_file());
+    info!("worker stopped");
+    result
+}
+
+/// Binds the control socket with mode 0600, replacing a stale socket file but refusing to
+/// start beside a live daemon.
+fn bind_control_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another clearskies daemon is already running with this data directory ({})", path.display());
+        }
+        fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding the control socket {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).context("making the control socket private")?;
+    Ok(listener)
+}

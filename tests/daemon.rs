@@ -1,0 +1,131 @@
+//! The daemon's life cycle and control socket, through the real binary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+
+use serde_json::{json, Value};
+
+use crate::util::{kill, stderr, wait_for, Clearskies, Daemon};
+
+#[test]
+fn start_status_pause_resume_stop() {
+    let d = Daemon::start();
+    let cs = &d.cs;
+    let mode = std::fs::metadata(cs.socket()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
+    let status = cs.json(&["status", "--json"]);
+    assert_eq!(status["paused"], json!(false));
+    assert_eq!(status["pid"].as_u64(), cs.pid("worker").map(u64::from));
+    // A second start finds the running daemon and leaves it alone.
+    assert!(cs.ok(&["start"]).contains("already running"));
+
+    cs.ok(&["pause"]);
+    assert_eq!(cs.json(&["status", "--json"])["paused"], json!(true));
+    cs.ok(&["resume"]);
+    assert_eq!(cs.json(&["status", "--json"])["paused"], json!(false));
+
+    cs.ok(&["stop"]);
+    assert!(!cs.socket().exists());
+    let o = cs.run(&["status"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+}
+
+#[test]
+fn commands_without_a_daemon_say_so() {
+    let cs = Clearskies::new();
+    for cmd in [&["status"][..], &["stop"], &["pause"]] {
+        let o = cs.run(cmd);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}");
+        assert!(stderr(&o).contains("clearskies start"), "{cmd:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn control_socket_speaks_json_lines_with_pipelining() {
+    let d = Daemon::start();
+    let stream = UnixStream::connect(d.cs.socket()).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let hello: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(hello["service"], "ClearSkies Control");
+    assert_eq!(hello["protocol"], 1);
+
+    // Six commands in one write; six answers, in order.
+    w.write_all(b"{\"type\":\"pause\",\"extra\":1}\n{\"type\":\"status\"}\n{\"type\":\"frobnicate\"}\nnot json\n[]\n{\"type\":\"resume\"}\n")
+        .unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        answers.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    assert_eq!(answers[0], json!({}));
+    assert_eq!(answers[1]["paused"], json!(true));
+    for a in &answers[2..5] {
+        assert_eq!(a["error"], "not_understood", "{a}");
+        assert!(a["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(answers[5], json!({}));
+}
+
+#[test]
+fn a_killed_worker_is_restarted_by_the_monitor() {
+    let d = Daemon::start();
+    let first = d.cs.pid("worker").unwrap();
+    kill(first, "-9");
+    let second = wait_for("a new worker", || {
+        let o = d.cs.run(&["status", "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        v["pid"].as_u64().filter(|&p| p != u64::from(first))
+    });
+    assert!(d.cs.log().contains("killed by signal 9"), "{}", d.cs.log());
+    assert_eq!(d.cs.pid("worker").map(u64::from), Some(second));
+}
+
+#[test]
+fn a_second_worker_on_the_same_data_dir_is_refused() {
+    let d = Daemon::start();
+    let o = d.cs.run(&["worker"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
+    // The running daemon is unaffected.
+    d.cs.ok(&["status"]);
+}
+
+#[test]
+fn the_monitor_gives_up_on_a_crash_loop() {
+    let cs = Clearskies::new();
+    let mut monitor = cs.command(&["start", "--foreground"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut killed = Vec::new();
+    // Each worker is killed as soon as it is up; the fifth crash within 60 s ends the monitor.
+    let code = wait_for("the monitor to give up", || {
+        if let Some(status) = monitor.try_wait().unwrap() {
+            return Some(status.code());
+        }
+        if let Some(pid) = cs.pid("worker").filter(|p| !killed.contains(p)) {
+            if UnixStream::connect(cs.socket()).is_ok() {
+                kill(pid, "-9");
+                killed.push(pid);
+            }
+        }
+        None
+    });
+    assert_eq!(code, Some(3));
+    assert_eq!(killed.len(), 5);
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let cs = Clearskies::new();
+    let mut monitor = cs.command(&["start", "--foreground"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for("the control socket", || UnixStream::connect(cs.socket()).ok());
+    kill(monitor.id(), "-TERM");
+    let status = wait_for("the monitor to exit", || monitor.try_wait().unwrap());
+    assert!(status.success(), "{status}");
+    assert!(!cs.socket().exists());
+    assert!(cs.pid("worker").is_none() && cs.pid("monitor").is_none());
+}

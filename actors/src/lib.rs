@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod peer;
 pub mod supervisor;
 
 use std::path::PathBuf;

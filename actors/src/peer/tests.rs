@@ -1,0 +1,87 @@
+use clearskies_protocol::access_code::AccessCode;
+use clearskies_protocol::auth::VerifierRecord;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::channel::{accept, connect, ChannelError, TlsContext};
+
+const SECRET: [u8; 32] = [42; 32];
+
+/// Runs one client/server handshake over loopback TCP. The server knows `known`'s password.
+async fn handshake(
+    known: &AccessCode,
+    dial: &AccessCode,
+    password_override: Option<&str>,
+) -> (Result<super::channel::Channel, ChannelError>, Result<super::channel::Channel, ChannelError>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_tls = TlsContext::new().unwrap();
+    let client_tls = TlsContext::new().unwrap();
+    let creds = known.credentials();
+    let record = VerifierRecord::new(&creds.username, &creds.password, [7; 16]);
+    let known_id = creds.id;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        accept(tcp, &server_tls, &SECRET, |id| {
+            let r = (id == known_id).then(|| record.clone());
+            async move { r }
+        })
+        .await
+    });
+    let dial_creds = dial.credentials();
+    let password = password_override.unwrap_or(&dial_creds.password).to_owned();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let client = connect(tcp, &client_tls, dial_creds.id, &password).await;
+    (client, server.await.unwrap())
+}
+
+#[tokio::test]
+async fn right_code_opens_an_encrypted_channel() {
+    let code = AccessCode::from_random([1; 16]);
+    let (client, server) = handshake(&code, &code, None).await;
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    assert_eq!(client.session_id, server.session_id);
+    assert_eq!(server.id, code.access_id());
+    client.stream.write_all(b"m2{}").await.unwrap();
+    client.stream.flush().await.unwrap();
+    let mut got = server.leftover.to_vec();
+    while got.len() < 4 {
+        let mut b = [0u8; 16];
+        let n = server.stream.read(&mut b).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&b[..n]);
+    }
+    assert_eq!(&got, b"m2{}");
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_on_both_sides() {
+    let code = AccessCode::from_random([1; 16]);
+    let (client, server) = handshake(&code, &code, Some("0000000000000000")).await;
+    assert!(matches!(client, Err(ChannelError::Refused(ref m)) if m == "authentication failed"), "{client:?}");
+    assert!(matches!(server, Err(ChannelError::AuthFailed { .. })), "{server:?}");
+}
+
+#[tokio::test]
+async fn unknown_id_looks_exactly_like_a_wrong_password() {
+    let known = AccessCode::from_random([1; 16]);
+    let stranger = AccessCode::from_random([2; 16]);
+    let (client, server) = handshake(&known, &stranger, None).await;
+    assert!(matches!(client, Err(ChannelError::Refused(ref m)) if m == "authentication failed"), "{client:?}");
+    assert!(matches!(server, Err(ChannelError::AuthFailed { .. })), "{server:?}");
+}
+
+#[tokio::test]
+async fn garbage_instead_of_tls_fails_cleanly() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = TlsContext::new().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        accept(tcp, &tls, &SECRET, |_| async { None }).await
+    });
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"m2{}GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    drop(tcp);
+    assert!(matches!(server.await.unwrap(), Err(ChannelError::Io(_))));
+}

@@ -14,6 +14,7 @@
 //! * [`message`]: typed messages for every message type in the spec, plus `Unknown`.
 //! * [`access_code`]: `SYNC…` access codes, access IDs and SRP credentials.
 //! * [`auth`]: SRP-6a authentication inside TLS, bound to the TLS exporter.
+//! * [`path`]: validated share paths (record keys), the guard against escaping the root.
 //! * [`vclock`]: vector clocks and their comparison.
 //! * [`bloom`]: the `directory.bloom_filter` presence filter.
 //! * [`updates`]: which records a `database.get_updates` asks for, and in what order.
@@ -45,6 +46,7 @@ pub mod frame;
 pub mod gzip;
 pub mod ids;
 pub mod message;
+pub mod path;
 pub mod session;
 pub mod time;
 pub mod updates;

@@ -13,6 +13,7 @@
 
 pub mod control;
 pub mod peer;
+pub mod share;
 pub mod supervisor;
 
 use std::path::PathBuf;

@@ -81,18 +81,33 @@ fn log_tail(path: &std::path::Path, from: u64) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// `clearskies stop`: asks the daemon to stop and waits until its socket is gone.
+/// `clearskies stop`: asks the daemon to stop and waits until the worker and the monitor
+/// have exited (so the socket and pid files are gone too).
 pub(crate) fn stop(config: &Config) -> anyhow::Result<()> {
     let mut c = connect(config)?;
+    let pids: Vec<u32> = [config.pid_file(), config.monitor_pid_file()].iter().filter_map(|p| read_pid(p)).collect();
     c.request(&json!({ "type": "stop" }))?;
     let deadline = Instant::now() + STOP_DEADLINE;
-    while Client::connect(&config.control_socket()).is_ok() {
+    while pids.iter().any(|&p| is_running(p)) || config.control_socket().exists() {
         if Instant::now() > deadline {
-            bail!("the daemon is still answering {}s after the stop command", STOP_DEADLINE.as_secs());
+            bail!("the daemon has not exited {}s after the stop command", STOP_DEADLINE.as_secs());
         }
         std::thread::sleep(POLL);
     }
     out("clearskies stopped")
+}
+
+fn read_pid(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Whether a process exists and is not a zombie (Linux `/proc`).
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// `clearskies status`.

@@ -1,0 +1,145 @@
+//! The `Share` actor: owns one share's index, runs its scans on the blocking pool and
+//! answers for its state.
+
+use std::path::PathBuf;
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, WrapFuture};
+use clearskies_protocol::time::Timestamp;
+use clearskies_protocol::{PeerId, RecordUuid};
+use tracing::{info, warn};
+
+use super::messages::{GetShareStatus, Rescan, ShareStatus};
+use super::record::EntryKind;
+use super::scan::{scan, ScanContext, ScanError, ScanReport};
+use super::store::ShareStore;
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Scanning,
+    Idle,
+    Error(String),
+}
+
+/// One share.
+#[derive(Debug)]
+pub struct Share {
+    root: PathBuf,
+    me: PeerId,
+    mode: &'static str,
+    store: ShareStore,
+    state: State,
+    scan_again: bool,
+}
+
+impl Share {
+    /// A share rooted at `root`, indexed in `store`, where we are `me`.
+    pub fn new(root: PathBuf, me: PeerId, mode: &'static str, store: ShareStore) -> Self {
+        Share { root, me, mode, store, state: State::Idle, scan_again: false }
+    }
+
+    fn start_scan(&mut self, ctx: &mut Context<Self>) {
+        if self.state == State::Scanning {
+            self.scan_again = true;
+            return;
+        }
+        self.state = State::Scanning;
+        let (root, store, me) = (self.root.clone(), self.store.clone(), self.me);
+        let job = tokio::task::spawn_blocking(move || run_scan(&root, &store, me));
+        ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
+            act.state = match joined {
+                Ok(Ok(report)) => {
+                    info!(root = %act.root.display(), entries = report.entries, hashed = report.hashed_files,
+                        changed = report.changed.len(), "scan complete");
+                    State::Idle
+                }
+                Ok(Err(e @ ScanError::RootMissing(_))) => {
+                    warn!(error = %e, "share in error state; nothing will be deleted");
+                    State::Error(e.to_string())
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "scan failed");
+                    State::Error(e.to_string())
+                }
+                Err(e) => State::Error(format!("scan task failed: {e}")),
+            };
+            if std::mem::take(&mut act.scan_again) {
+                act.start_scan(ctx);
+            }
+        }));
+    }
+}
+
+fn run_scan(root: &std::path::Path, store: &ShareStore, me: PeerId) -> Result<ScanReport, ScanError> {
+    let mut new_uuid = || {
+        let mut b = [0u8; 16];
+        // The OS RNG failing is unrecoverable for a process that makes keys; fall back to
+        // time-derived bits only so a scan can still complete (UUIDs need uniqueness, not
+        // secrecy).
+        if getrandom::fill(&mut b).is_err() {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            b = t.as_nanos().to_le_bytes();
+        }
+        RecordUuid(b)
+    };
+    let mut ctx = ScanContext { me, now: now(), new_uuid: &mut new_uuid };
+    scan(root, store, &mut ctx)
+}
+
+/// The current wall-clock time as a protocol timestamp.
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::new(i64::try_from(d.as_secs()).unwrap_or(0), d.subsec_nanos()).unwrap_or_default()
+}
+
+impl Actor for Share {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.start_scan(ctx);
+    }
+}
+
+impl Handler<Rescan> for Share {
+    type Result = ();
+
+    fn handle(&mut self, _: Rescan, ctx: &mut Context<Self>) {
+        self.start_scan(ctx);
+    }
+}
+
+impl Handler<GetShareStatus> for Share {
+    type Result = MessageResult<GetShareStatus>;
+
+    fn handle(&mut self, _: GetShareStatus, _: &mut Context<Self>) -> Self::Result {
+        let (mut files, mut directories, mut bytes) = (0, 0, 0);
+        let records = self.store.records();
+        if let Ok(records) = &records {
+            for r in records.iter().filter(|r| !r.deleted) {
+                match r.kind {
+                    EntryKind::File => {
+                        files += 1;
+                        bytes += r.size.unwrap_or(0);
+                    }
+                    EntryKind::Directory => directories += 1,
+                }
+            }
+        }
+        let (status, error) = match (&self.state, records) {
+            (_, Err(e)) => ("error", Some(e.to_string())),
+            (State::Scanning, _) => ("scanning", None),
+            (State::Idle, _) => ("idle", None),
+            (State::Error(e), _) => ("error", Some(e.clone())),
+        };
+        MessageResult(ShareStatus {
+            path: self.root.display().to_string(),
+            status,
+            error,
+            mode: self.mode,
+            files,
+            directories,
+            bytes,
+            revision: self.store.revision().unwrap_or(0),
+            synced: true,
+        })
+    }
+}

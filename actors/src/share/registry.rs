@@ -1,0 +1,338 @@
+//! Which shares this daemon has, and the access codes it has issued: blocking functions over
+//! the store's meta column family, run on the blocking pool by the supervisor.
+//!
+//! A share's secrets (its communication key) live in `keys/<share id>.json`, mode 0600. An
+//! access code is stored only as its SRP verifier: the code itself is shown once and never
+//! written to disk.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use clearskies_protocol::access_code::AccessCode;
+use clearskies_protocol::auth::{VerifierRecord, SALT_LEN};
+use clearskies_protocol::message::core::AccessLevel;
+use clearskies_protocol::path::META_DIR;
+use clearskies_protocol::time::Timestamp;
+use clearskies_protocol::{PeerId, SecretKey, Sha256Hash};
+use serde::{Deserialize, Serialize};
+
+use super::store::{Store, StoreError};
+
+/// A share as this daemon knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareConfig {
+    /// The share's ID: the key ID of the access level we hold.
+    pub id: Sha256Hash,
+    /// The root directory (canonical).
+    pub path: PathBuf,
+    /// Our peer ID in this share.
+    pub peer_id: PeerId,
+    /// The access level we hold.
+    pub access_level: AccessLevel,
+    /// When we created or joined it.
+    pub created: Timestamp,
+}
+
+impl ShareConfig {
+    /// The column family name for its index.
+    pub fn store_key(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// The level as `list_shares` shows it.
+    pub fn mode(&self) -> &'static str {
+        match self.access_level {
+            AccessLevel::ReadWrite => "read_write",
+            AccessLevel::ReadOnly => "read_only",
+            AccessLevel::Untrusted => "untrusted",
+            AccessLevel::Unknown => "unknown",
+        }
+    }
+}
+
+/// A share's secret key material, kept in `keys/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareKeys {
+    /// Key ID of our level.
+    pub key_id: Sha256Hash,
+    /// The 256-bit communication key.
+    pub key: SecretKey,
+}
+
+/// An issued access code, as a verifier only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// The code's public access ID.
+    pub access_id: Sha256Hash,
+    /// The share it grants.
+    pub share: Sha256Hash,
+    /// The level it grants.
+    pub access_level: AccessLevel,
+    /// SRP salt.
+    pub salt: [u8; SALT_LEN],
+    /// SRP verifier.
+    pub verifier: Vec<u8>,
+    /// Unix seconds after which it is refused.
+    pub expires: i64,
+    /// Whether it may be used more than once.
+    pub multi_use: bool,
+    /// Peers that joined with it.
+    pub used_by: Vec<PeerId>,
+}
+
+impl CodeRecord {
+    /// The SRP record to authenticate against.
+    pub fn verifier_record(&self) -> VerifierRecord {
+        VerifierRecord { salt: self.salt, verifier: self.verifier.clone() }
+    }
+
+    /// Whether it can still be used at `now` (Unix seconds).
+    pub fn is_usable(&self, now: i64) -> bool {
+        now < self.expires && (self.multi_use || self.used_by.is_empty())
+    }
+}
+
+/// Why a share operation failed. Each has a stable machine-readable code for the control
+/// socket ([`RegistryError::code`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The path is not an existing directory.
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    /// The path is already shared.
+    #[error("{0} is already shared")]
+    AlreadyShared(PathBuf),
+    /// The path is inside, or contains, another share.
+    #[error("{path} overlaps the share {other}")]
+    Overlaps {
+        /// Requested.
+        path: PathBuf,
+        /// Existing.
+        other: PathBuf,
+    },
+    /// No share at that path.
+    #[error("{0} is not shared")]
+    NotShared(PathBuf),
+    /// Filesystem failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Index failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The OS random number generator failed.
+    #[error("the OS random number generator failed")]
+    Random,
+}
+
+impl RegistryError {
+    /// The control socket's `error` value.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::NotADirectory(_) => "not_a_directory",
+            RegistryError::AlreadyShared(_) => "already_shared",
+            RegistryError::Overlaps { .. } => "overlapping_share",
+            RegistryError::NotShared(_) => "not_shared",
+            RegistryError::Io { .. } => "io_error",
+            RegistryError::Store(_) => "database_error",
+            RegistryError::Random => "random_failed",
+        }
+    }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RegistryError {
+    let context = context.into();
+    move |source| RegistryError::Io { context, source }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], RegistryError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|_| RegistryError::Random)?;
+    Ok(b)
+}
+
+/// Every share, in ID order.
+pub fn load_shares(store: &Store) -> Result<Vec<ShareConfig>, RegistryError> {
+    store
+        .meta_with_prefix("share:")?
+        .into_iter()
+        .map(|(k, v)| serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("{k}: {e}")).into()))
+        .collect()
+}
+
+/// Creates a read-write share of `path`: new key, key ID and peer ID, the `.clearskies`
+/// marker directory, the index column family and the key file.
+pub fn create_share(store: &Store, data_dir: &Path, path: &Path, now: Timestamp) -> Result<ShareConfig, RegistryError> {
+    let path = fs::canonicalize(path).map_err(|_| RegistryError::NotADirectory(path.to_owned()))?;
+    if !path.is_dir() {
+        return Err(RegistryError::NotADirectory(path));
+    }
+    for other in load_shares(store)? {
+        if other.path == path {
+            return Err(RegistryError::AlreadyShared(path));
+        }
+        if path.starts_with(&other.path) || other.path.starts_with(&path) {
+            return Err(RegistryError::Overlaps { path, other: other.path });
+        }
+    }
+    let keys = ShareKeys { key_id: Sha256Hash(random()?), key: SecretKey(random()?) };
+    let config = ShareConfig {
+        id: keys.key_id,
+        path: path.clone(),
+        peer_id: PeerId(random()?),
+        access_level: AccessLevel::ReadWrite,
+        created: now,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path.join(META_DIR))
+        .map_err(io(format!("creating {}", path.join(META_DIR).display())))?;
+    write_keys(data_dir, &config.id, &keys)?;
+    store.create_share(&config.store_key())?;
+    let json = serde_json::to_vec(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store.put_meta(&format!("share:{}", config.id), &json)?;
+    Ok(config)
+}
+
+fn keys_path(data_dir: &Path, id: &Sha256Hash) -> PathBuf {
+    data_dir.join("keys").join(format!("{id}.json"))
+}
+
+fn write_keys(data_dir: &Path, id: &Sha256Hash, keys: &ShareKeys) -> Result<(), RegistryError> {
+    let dir = data_dir.join("keys");
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io("creating the keys directory"))?;
+    let path = keys_path(data_dir, id);
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("writing the share key"))?;
+    f.write_all(&json).and_then(|()| f.sync_all()).map_err(io("writing the share key"))?;
+    fs::rename(&tmp, &path).map_err(io("writing the share key"))?;
+    Ok(())
+}
+
+/// Reads a share's keys.
+pub fn read_keys(data_dir: &Path, id: &Sha256Hash) -> Result<ShareKeys, RegistryError> {
+    let path = keys_path(data_dir, id);
+    let bytes = fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())).into())
+}
+
+/// Forgets a share: its index, config, keys, codes and marker directory. The user's files
+/// are not touched.
+pub fn remove_share(store: &Store, data_dir: &Path, path: &Path) -> Result<ShareConfig, RegistryError> {
+    let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let config = load_shares(store)?
+        .into_iter()
+        .find(|s| s.path == canonical || s.path == path)
+        .ok_or_else(|| RegistryError::NotShared(path.to_owned()))?;
+    store.delete_meta(&format!("share:{}", config.id))?;
+    for code in load_codes(store)?.into_iter().filter(|c| c.share == config.id) {
+        store.delete_meta(&format!("code:{}", code.access_id))?;
+    }
+    store.drop_share(&config.store_key())?;
+    let _ = fs::remove_file(keys_path(data_dir, &config.id));
+    let _ = fs::remove_dir_all(config.path.join(META_DIR));
+    Ok(config)
+}
+
+/// Every issued code.
+pub fn load_codes(store: &Store) -> Result<Vec<CodeRecord>, RegistryError> {
+    store
+        .meta_with_prefix("code:")?
+        .into_iter()
+        .map(|(k, v)| serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("{k}: {e}")).into()))
+        .collect()
+}
+
+/// Issues an access code for `share`, valid for `valid_secs`. Returns the code, which is
+/// not stored anywhere.
+pub fn create_code(
+    store: &Store,
+    share: &ShareConfig,
+    access_level: AccessLevel,
+    valid_secs: i64,
+    multi_use: bool,
+    now: Timestamp,
+) -> Result<AccessCode, RegistryError> {
+    let code = AccessCode::from_random(random()?);
+    let creds = code.credentials();
+    let verifier = VerifierRecord::new(&creds.username, &creds.password, random()?);
+    let record = CodeRecord {
+        access_id: creds.id,
+        share: share.id,
+        access_level,
+        salt: verifier.salt,
+        verifier: verifier.verifier,
+        expires: now.secs().saturating_add(valid_secs),
+        multi_use,
+        used_by: Vec::new(),
+    };
+    let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store.put_meta(&format!("code:{}", record.access_id), &json)?;
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn create_list_remove() {
+        let data = tempfile::tempdir().unwrap();
+        let photos = tempfile::tempdir().unwrap();
+        fs::write(photos.path().join("keep.jpg"), b"x").unwrap();
+        let store = Store::open(&data.path().join("db")).unwrap();
+        let now = Timestamp::new(1000, 0).unwrap();
+        let share = create_share(&store, data.path(), photos.path(), now).unwrap();
+        assert!(photos.path().join(META_DIR).is_dir());
+        assert_eq!(load_shares(&store).unwrap(), vec![share.clone()]);
+        let keys = read_keys(data.path(), &share.id).unwrap();
+        assert_eq!(keys.key_id, share.id);
+        let mode = fs::metadata(keys_path(data.path(), &share.id)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        assert!(matches!(create_share(&store, data.path(), photos.path(), now), Err(RegistryError::AlreadyShared(_))));
+        let inner = photos.path().join("inner");
+        fs::create_dir(&inner).unwrap();
+        assert!(matches!(create_share(&store, data.path(), &inner, now), Err(RegistryError::Overlaps { .. })));
+        assert!(matches!(
+            create_share(&store, data.path(), &photos.path().join("nope"), now),
+            Err(RegistryError::NotADirectory(_))
+        ));
+
+        let code = create_code(&store, &share, AccessLevel::ReadWrite, 86_400, false, now).unwrap();
+        let codes = load_codes(&store).unwrap();
+        assert_eq!(codes.len(), 1);
+        assert_eq!(codes[0].access_id, code.access_id());
+        assert!(codes[0].is_usable(1000 + 86_399) && !codes[0].is_usable(1000 + 86_400));
+        // The code itself is not in the database.
+        let password = code.credentials().password;
+        let all: Vec<u8> =
+            store.meta_with_prefix("").unwrap().into_iter().flat_map(|(k, v)| [k.into_bytes(), v].concat()).collect();
+        assert!(!all.windows(password.len()).any(|w| w == password.as_bytes()));
+        assert!(!all.windows(16).any(|w| w == code.to_string().as_bytes()[..16].to_vec()));
+
+        remove_share(&store, data.path(), photos.path()).unwrap();
+        assert!(load_shares(&store).unwrap().is_empty());
+        assert!(load_codes(&store).unwrap().is_empty());
+        assert!(photos.path().join("keep.jpg").exists());
+        assert!(!photos.path().join(META_DIR).exists());
+        assert!(matches!(remove_share(&store, data.path(), photos.path()), Err(RegistryError::NotShared(_))));
+    }
+}

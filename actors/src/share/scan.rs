@@ -1,0 +1,391 @@
+//! Scanning a share's directory into its index. Blocking: run it on a blocking pool.
+//!
+//! The walk lists everything first, then hashes only what changed: a file whose inode, size,
+//! mtime and ctime match what the index remembers keeps its stored hash, so a rescan after a
+//! restart reads almost nothing. New and changed entries become records written by us (our
+//! revision counter advances, our vector clock entry is incremented); records whose file is
+//! gone become tombstones. All of it is committed in one batch.
+//!
+//! A share root that is missing, not a directory, or lacks its `.clearskies` marker
+//! directory (an unmounted disk, a deleted folder) is an error, never a mass deletion.
+
+use std::collections::HashSet;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use clearskies_protocol::path::{SharePath, META_DIR, PART_SUFFIX};
+use clearskies_protocol::time::Timestamp;
+use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use super::record::{EntryKind, LocalStat, Record};
+use super::store::{ShareStore, StoreError};
+
+/// Why a scan could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanError {
+    /// The root (or its marker) is missing: the share goes into an error state.
+    #[error("share root {0} is missing or not mounted")]
+    RootMissing(PathBuf),
+    /// The index failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the tree failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// What.
+        source: io::Error,
+    },
+}
+
+/// What a scan did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Entries found on disk (files and directories, the root included).
+    pub entries: usize,
+    /// Files whose contents were hashed.
+    pub hashed_files: usize,
+    /// Bytes hashed.
+    pub hashed_bytes: u64,
+    /// Records written (new, changed or deleted), in the order they were committed.
+    pub changed: Vec<SharePath>,
+}
+
+/// What the scan needs besides the filesystem: who we are and where randomness comes from.
+pub struct ScanContext<'a> {
+    /// Our peer ID in this share.
+    pub me: PeerId,
+    /// The time to stamp on changed records.
+    pub now: Timestamp,
+    /// New record UUIDs (from a CSPRNG in the daemon, a counter in tests).
+    pub new_uuid: &'a mut dyn FnMut() -> RecordUuid,
+}
+
+impl std::fmt::Debug for ScanContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanContext").field("me", &self.me).field("now", &self.now).finish_non_exhaustive()
+    }
+}
+
+/// Whether `root` is present and carries its marker directory.
+pub fn root_is_present(root: &Path) -> bool {
+    root.is_dir() && root.join(META_DIR).is_dir()
+}
+
+fn stat_of(m: &Metadata) -> LocalStat {
+    LocalStat {
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+    }
+}
+
+fn mtime_of(m: &Metadata) -> Option<Timestamp> {
+    Timestamp::new(m.mtime(), u32::try_from(m.mtime_nsec()).ok()?)
+}
+
+/// Streams a file through SHA-256.
+pub fn hash_file(path: &Path) -> io::Result<(Sha256Hash, u64)> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((Sha256Hash(hasher.finalize().into()), total))
+}
+
+struct Found {
+    path: SharePath,
+    fs_path: PathBuf,
+    meta: Metadata,
+}
+
+/// Lists the tree below `root`: regular files and directories, not following symlinks,
+/// skipping our metadata directory, temporary files and names that are not UTF-8.
+fn walk(root: &Path) -> Result<Vec<Found>, ScanError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ScanError::Io { path, source }
+    };
+    let mut out = Vec::new();
+    let root_meta = fs::symlink_metadata(root).map_err(io_err(root))?;
+    out.push(Found { path: SharePath::root(), fs_path: root.to_owned(), meta: root_meta });
+    let mut stack = vec![(root.to_owned(), SharePath::root())];
+    while let Some((dir, key)) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                warn!(path = %entry.path().display(), "skipping a name that is not UTF-8");
+                continue;
+            };
+            if (key.is_root() && name == META_DIR) || name.ends_with(PART_SUFFIX) {
+                continue;
+            }
+            let child = match SharePath::parse(&format!("{}/{name}", if key.is_root() { "" } else { key.as_str() })) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(path = %entry.path().display(), error = %e, "skipping an unsyncable name");
+                    continue;
+                }
+            };
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&entry.path())(e)),
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                stack.push((entry.path(), child.clone()));
+            } else if !ft.is_file() {
+                continue; // symlinks, sockets, devices: not synced
+            }
+            out.push(Found { path: child, fs_path: entry.path(), meta });
+        }
+    }
+    Ok(out)
+}
+
+/// Scans `root` into `store`. Returns what changed; nothing is written if nothing changed.
+pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Result<ScanReport, ScanError> {
+    if !root_is_present(root) {
+        return Err(ScanError::RootMissing(root.to_owned()));
+    }
+    let found = walk(root)?;
+    let mut report = ScanReport { entries: found.len(), ..ScanReport::default() };
+    let mut rev = store.revision()?;
+    let mut changed: Vec<Record> = Vec::new();
+    let mut seen: HashSet<SharePath> = HashSet::with_capacity(found.len());
+    for f in found {
+        seen.insert(f.path.clone());
+        let old = store.get(&f.path)?;
+        let kind = if f.meta.is_dir() { EntryKind::Directory } else { EntryKind::File };
+        let stat = stat_of(&f.meta);
+        let mode = f.meta.mode() & 0o7777;
+        let live = old.as_ref().filter(|o| !o.deleted && o.kind == kind);
+        let (sha256, size) = match kind {
+            EntryKind::Directory => (None, None),
+            EntryKind::File => match live.and_then(|o| (o.local == Some(stat)).then_some(o.sha256).flatten()) {
+                Some(h) => (Some(h), Some(stat.size)),
+                None => match hash_file(&f.fs_path) {
+                    Ok((h, n)) => {
+                        report.hashed_files += 1;
+                        report.hashed_bytes += n;
+                        (Some(h), Some(n))
+                    }
+                    // Vanished or unreadable mid-scan: leave its record as it is.
+                    Err(e) => {
+                        warn!(path = %f.fs_path.display(), error = %e, "cannot read; skipped this scan");
+                        if let Some(o) = &old {
+                            seen.insert(o.path.clone());
+                        }
+                        continue;
+                    }
+                },
+            },
+        };
+        let mtime = if kind == EntryKind::File { mtime_of(&f.meta) } else { None };
+        let same_content = live.is_some_and(|o| o.sha256 == sha256 && o.unix_mode == Some(mode) && o.mtime == mtime);
+        match (live, same_content) {
+            (Some(o), true) => {
+                if o.local != Some(stat) {
+                    // Same contents, new inode or times (e.g. touched or copied back): remember
+                    // the new stat without announcing anything.
+                    let mut r = o.clone();
+                    r.local = Some(stat);
+                    store.commit(&[r], None)?;
+                }
+            }
+            _ => {
+                rev += 1;
+                let mut vector_clock = old.as_ref().map(|o| o.vector_clock.clone()).unwrap_or_default();
+                vector_clock.increment(ctx.me);
+                let r = Record {
+                    path: f.path.clone(),
+                    uuid: old.as_ref().map_or_else(|| (ctx.new_uuid)(), |o| o.uuid),
+                    kind,
+                    size,
+                    sha256,
+                    mtime,
+                    unix_mode: Some(mode),
+                    deleted: false,
+                    last_updated_by: ctx.me,
+                    last_updated_rev: rev,
+                    update_time: ctx.now,
+                    vector_clock,
+                    extra: old.map(|o| o.extra).unwrap_or_default(),
+                    local: Some(stat),
+                };
+                changed.push(r);
+            }
+        }
+    }
+    // Check the root again: if it vanished during the walk, what we missed is not a deletion.
+    if !root_is_present(root) {
+        return Err(ScanError::RootMissing(root.to_owned()));
+    }
+    for old in store.records()? {
+        if old.deleted || seen.contains(&old.path) {
+            continue;
+        }
+        rev += 1;
+        let mut r = old;
+        r.deleted = true;
+        r.vector_clock.increment(ctx.me);
+        r.last_updated_by = ctx.me;
+        r.last_updated_rev = rev;
+        r.update_time = ctx.now;
+        r.local = None;
+        changed.push(r);
+    }
+    if !changed.is_empty() {
+        store.commit(&changed, Some(rev))?;
+    }
+    report.changed = changed.into_iter().map(|r| r.path).collect();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::share::store::Store;
+
+    struct Fixture {
+        _db: tempfile::TempDir,
+        root: tempfile::TempDir,
+        store: ShareStore,
+        counter: u8,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let db = tempfile::tempdir().unwrap();
+            let root = tempfile::tempdir().unwrap();
+            fs::create_dir(root.path().join(META_DIR)).unwrap();
+            let s = Store::open(db.path()).unwrap();
+            s.create_share("t").unwrap();
+            let store = s.share("t").unwrap();
+            Fixture { _db: db, root, store, counter: 0 }
+        }
+
+        fn scan(&mut self) -> Result<ScanReport, ScanError> {
+            let mut counter = self.counter;
+            let mut new_uuid = || {
+                counter += 1;
+                RecordUuid([counter; 16])
+            };
+            let mut ctx =
+                ScanContext { me: PeerId([9; 16]), now: Timestamp::new(1, 0).unwrap(), new_uuid: &mut new_uuid };
+            let r = scan(self.root.path(), &self.store, &mut ctx);
+            self.counter = counter;
+            r
+        }
+
+        fn get(&self, p: &str) -> Record {
+            self.store.get(&SharePath::parse(p).unwrap()).unwrap().unwrap()
+        }
+    }
+
+    #[test]
+    fn first_scan_indexes_everything_and_rescans_are_incremental() {
+        let mut f = Fixture::new();
+        let r = f.root.path();
+        fs::create_dir_all(r.join("a b/ü")).unwrap();
+        fs::write(r.join("a b/ü/x.txt"), b"hello").unwrap();
+        fs::write(r.join("empty"), b"").unwrap();
+        fs::create_dir(r.join("emptydir")).unwrap();
+        fs::write(r.join(".hidden.clearskies-part"), b"partial").unwrap();
+        fs::write(r.join(META_DIR).join("state"), b"ours").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", r.join("link")).unwrap();
+
+        let rep = f.scan().unwrap();
+        let mut changed: Vec<String> = rep.changed.iter().map(ToString::to_string).collect();
+        changed.sort();
+        assert_eq!(changed, vec!["/", "/a b", "/a b/ü", "/a b/ü/x.txt", "/empty", "/emptydir"]);
+        assert_eq!(rep.hashed_files, 2);
+        let x = f.get("/a b/ü/x.txt");
+        assert_eq!(x.size, Some(5));
+        assert_eq!(x.sha256.unwrap().to_string(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(x.vector_clock.get(&PeerId([9; 16])), 1);
+        assert_eq!(f.get("/emptydir").kind, EntryKind::Directory);
+        assert_eq!(f.store.revision().unwrap(), 6);
+
+        // Nothing changed: nothing hashed, nothing written.
+        let rep = f.scan().unwrap();
+        assert_eq!((rep.hashed_files, rep.changed.len()), (0, 0));
+        assert_eq!(f.store.revision().unwrap(), 6);
+    }
+
+    #[test]
+    fn edits_modes_and_deletions_become_new_revisions() {
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        fs::write(r.join("a"), b"one").unwrap();
+        fs::write(r.join("b"), b"two").unwrap();
+        f.scan().unwrap();
+        let a1 = f.get("/a");
+
+        fs::write(r.join("a"), b"three").unwrap();
+        fs::set_permissions(r.join("b"), fs::Permissions::from_mode(0o600)).unwrap();
+        let rep = f.scan().unwrap();
+        assert_eq!(rep.hashed_files, 2);
+        let a2 = f.get("/a");
+        assert_eq!(a2.uuid, a1.uuid);
+        assert_ne!(a2.sha256, a1.sha256);
+        assert!(a1.vector_clock.before(&a2.vector_clock) && a1.vector_clock != a2.vector_clock);
+        assert_eq!(f.get("/b").unix_mode, Some(0o600));
+
+        fs::remove_file(r.join("a")).unwrap();
+        let rep = f.scan().unwrap();
+        assert_eq!(rep.changed, vec![SharePath::parse("/a").unwrap()]);
+        let a3 = f.get("/a");
+        assert!(a3.deleted);
+        assert_eq!(a3.last_updated_rev, f.store.revision().unwrap());
+        // A tombstone stays a tombstone on the next scan.
+        assert!(f.scan().unwrap().changed.is_empty());
+
+        // Re-created: same record, alive again, newer clock.
+        fs::write(r.join("a"), b"back").unwrap();
+        f.scan().unwrap();
+        let a4 = f.get("/a");
+        assert!(!a4.deleted);
+        assert_eq!(a4.uuid, a1.uuid);
+    }
+
+    #[test]
+    fn a_missing_root_or_marker_deletes_nothing() {
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        fs::write(r.join("a"), b"one").unwrap();
+        f.scan().unwrap();
+        let rev = f.store.revision().unwrap();
+
+        fs::remove_dir(r.join(META_DIR)).unwrap();
+        assert!(matches!(f.scan(), Err(ScanError::RootMissing(_))));
+        fs::remove_dir_all(&r).unwrap();
+        assert!(matches!(f.scan(), Err(ScanError::RootMissing(_))));
+        assert_eq!(f.store.revision().unwrap(), rev);
+        assert!(!f.get("/a").deleted);
+    }
+}

@@ -1,0 +1,387 @@
+//! The index on disk: one RocksDB for the daemon, one column family per share.
+//!
+//! Keys inside a share's column family:
+//!
+//! | key | value |
+//! |---|---|
+//! | `r` ‖ path | [`Record`] (MessagePack, named fields) |
+//! | `v` ‖ writer peer ID (16 bytes) ‖ rev (8 bytes, big-endian) | path: the revision index |
+//! | `s` ‖ writer peer ID | highest rev held from that writer (8 bytes BE): the `since` map |
+//! | `m:rev` | our own revision counter (8 bytes BE) |
+//!
+//! Every change goes through [`ShareStore::commit`], one `WriteBatch` that updates records,
+//! the revision index and the `since` map together, written with the WAL synced, so a crash
+//! never leaves them disagreeing and nothing we announce to a peer can be lost.
+//!
+//! `rocksdb::DB` is internally synchronized; the share actors hold it through an `Arc`, and
+//! each only touches its own column family.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clearskies_protocol::path::SharePath;
+use clearskies_protocol::updates::Since;
+use clearskies_protocol::PeerId;
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+use super::record::Record;
+
+/// A share's ID as used for its column family name (hex of its first key ID bytes).
+pub type ShareKey = String;
+
+/// Why the index could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// RocksDB failed.
+    #[error("index database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A stored value does not decode (corruption or a downgrade).
+    #[error("corrupt index entry: {0}")]
+    Corrupt(String),
+    /// The share has no column family.
+    #[error("no index for share {0}")]
+    NoShare(String),
+}
+
+const META_CF: &str = "meta";
+
+fn cf_name(share: &str) -> String {
+    format!("share-{share}")
+}
+
+/// The daemon's index database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.db.path()).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, with every column family it already has.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let mut names = DB::list_cf(&opts, dir).unwrap_or_default();
+        if !names.iter().any(|n| n == META_CF) {
+            names.push(META_CF.to_owned());
+        }
+        let cfs = names.into_iter().map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Creates the column family for a share (idempotent).
+    pub fn create_share(&self, share: &str) -> Result<(), StoreError> {
+        let name = cf_name(share);
+        if self.db.cf_handle(&name).is_none() {
+            self.db.create_cf(&name, &Options::default())?;
+        }
+        Ok(())
+    }
+
+    /// Drops a share's column family (when the share is removed).
+    pub fn drop_share(&self, share: &str) -> Result<(), StoreError> {
+        let name = cf_name(share);
+        if self.db.cf_handle(&name).is_some() {
+            self.db.drop_cf(&name)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a daemon-wide value (share configurations, access codes), WAL synced.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(META_CF).ok_or_else(|| StoreError::NoShare(META_CF.into()))?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.put_cf_opt(&cf, key.as_bytes(), value, &opts)?;
+        Ok(())
+    }
+
+    /// Deletes a daemon-wide value.
+    pub fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(META_CF).ok_or_else(|| StoreError::NoShare(META_CF.into()))?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.delete_cf_opt(&cf, key.as_bytes(), &opts)?;
+        Ok(())
+    }
+
+    /// Every daemon-wide value whose key starts with `prefix`, in key order.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let cf = self.db.cf_handle(META_CF).ok_or_else(|| StoreError::NoShare(META_CF.into()))?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(prefix.as_bytes(), Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let key = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt("meta key".into()))?;
+            out.push((key, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The share's view of the index.
+    pub fn share(&self, share: &str) -> Result<ShareStore, StoreError> {
+        let name = cf_name(share);
+        if self.db.cf_handle(&name).is_none() {
+            return Err(StoreError::NoShare(share.to_owned()));
+        }
+        Ok(ShareStore { db: self.db.clone(), cf: name })
+    }
+}
+
+/// One share's records, revision counter and `since` map.
+#[derive(Clone)]
+pub struct ShareStore {
+    db: Arc<DB>,
+    cf: String,
+}
+
+impl std::fmt::Debug for ShareStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareStore").field("cf", &self.cf).finish()
+    }
+}
+
+fn record_key(path: &SharePath) -> Vec<u8> {
+    let mut k = Vec::with_capacity(path.as_str().len() + 1);
+    k.push(b'r');
+    k.extend_from_slice(path.as_str().as_bytes());
+    k
+}
+
+fn rev_key(by: &PeerId, rev: u64, path: &SharePath) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25 + path.as_str().len());
+    k.push(b'v');
+    k.extend_from_slice(by.as_bytes());
+    k.extend_from_slice(&rev.to_be_bytes());
+    k.extend_from_slice(path.as_str().as_bytes());
+    k
+}
+
+fn since_key(by: &PeerId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b's');
+    k.extend_from_slice(by.as_bytes());
+    k
+}
+
+const REV_KEY: &[u8] = b"m:rev";
+
+fn u64_value(bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+impl ShareStore {
+    fn cf(&self) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, StoreError> {
+        self.db.cf_handle(&self.cf).ok_or_else(|| StoreError::NoShare(self.cf.clone()))
+    }
+
+    /// The record at `path`, if any (tombstones included).
+    pub fn get(&self, path: &SharePath) -> Result<Option<Record>, StoreError> {
+        let cf = self.cf()?;
+        match self.db.get_cf(&cf, record_key(path))? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every record, in path order.
+    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        let cf = self.cf()?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(b"r", Direction::Forward)) {
+            let (k, v) = item?;
+            if k.first() != Some(&b'r') {
+                break;
+            }
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Our revision counter: the rev of our latest local write (0 before any).
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        let cf = self.cf()?;
+        self.db.get_cf(&cf, REV_KEY)?.map_or(Ok(0), |v| u64_value(&v))
+    }
+
+    /// The highest revision held from each writer: what we send in `database.get_updates`.
+    pub fn since(&self) -> Result<Since, StoreError> {
+        let cf = self.cf()?;
+        let mut out = Since::new();
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(b"s", Direction::Forward)) {
+            let (k, v) = item?;
+            if k.first() != Some(&b's') {
+                break;
+            }
+            let id: [u8; 16] = k[1..].try_into().map_err(|_| StoreError::Corrupt("since key".into()))?;
+            out.insert(PeerId(id), u64_value(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// The records a peer that sent `since` needs, in the order to send them: for each
+    /// writer, from the revision index; writers absent from `since` from revision 1.
+    pub fn updates_since(&self, since: &Since) -> Result<Vec<Record>, StoreError> {
+        let cf = self.cf()?;
+        let mut out = Vec::new();
+        for writer in self.since()?.keys() {
+            let from = since.get(writer).map_or(0, |r| r.saturating_add(1));
+            let start = {
+                let mut k = vec![b'v'];
+                k.extend_from_slice(writer.as_bytes());
+                k.extend_from_slice(&from.to_be_bytes());
+                k
+            };
+            for item in self.db.iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward)) {
+                let (k, v) = item?;
+                if k.len() < 25 || k[0] != b'v' || &k[1..17] != writer.as_bytes() {
+                    break;
+                }
+                let path = std::str::from_utf8(&v).map_err(|_| StoreError::Corrupt("rev index path".into()))?;
+                let path = SharePath::parse(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if let Some(r) = self.get(&path)? {
+                    // The index can hold stale entries for records rewritten since; only the
+                    // record's current write is sent.
+                    if r.last_updated_by == *writer && r.last_updated_rev == u64_value(&k[17..25])? {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+        Ok(clearskies_protocol::updates::select(out, since))
+    }
+
+    /// Writes records atomically with the revision index, the `since` map and (if given) our
+    /// new revision counter, and syncs the WAL before returning.
+    pub fn commit(&self, records: &[Record], new_revision: Option<u64>) -> Result<(), StoreError> {
+        let cf = self.cf()?;
+        let mut batch = WriteBatch::default();
+        let mut since = self.since()?;
+        for r in records {
+            if let Some(old) = self.get(&r.path)? {
+                batch.delete_cf(&cf, rev_key(&old.last_updated_by, old.last_updated_rev, &old.path));
+            }
+            let bytes = rmp_serde::to_vec_named(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.put_cf(&cf, record_key(&r.path), bytes);
+            batch.put_cf(&cf, rev_key(&r.last_updated_by, r.last_updated_rev, &r.path), r.path.as_str().as_bytes());
+            let known = since.entry(r.last_updated_by).or_insert(0);
+            if r.last_updated_rev > *known {
+                *known = r.last_updated_rev;
+                batch.put_cf(&cf, since_key(&r.last_updated_by), r.last_updated_rev.to_be_bytes());
+            }
+        }
+        if let Some(rev) = new_revision {
+            batch.put_cf(&cf, REV_KEY, rev.to_be_bytes());
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clearskies_protocol::time::Timestamp;
+    use clearskies_protocol::{RecordUuid, Sha256Hash};
+
+    use super::*;
+    use crate::share::record::EntryKind;
+
+    fn rec(path: &str, by: u8, rev: u64) -> Record {
+        Record {
+            path: SharePath::parse(path).unwrap(),
+            uuid: RecordUuid(u128::from(rev).to_be_bytes()),
+            kind: EntryKind::File,
+            size: Some(1),
+            sha256: Some(Sha256Hash([1; 32])),
+            mtime: None,
+            unix_mode: None,
+            deleted: false,
+            last_updated_by: PeerId([by; 16]),
+            last_updated_rev: rev,
+            update_time: Timestamp::default(),
+            vector_clock: Default::default(),
+            extra: Default::default(),
+            local: None,
+        }
+    }
+
+    #[test]
+    fn records_survive_reopen_and_updates_come_in_rev_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.create_share("s1").unwrap();
+            let s = store.share("s1").unwrap();
+            s.commit(&[rec("/a", 1, 1), rec("/b", 1, 2), rec("/c", 2, 7)], Some(2)).unwrap();
+            // /a rewritten by writer 1 at rev 3: its rev-1 index entry must not resurface.
+            s.commit(&[rec("/a", 1, 3)], Some(3)).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let s = store.share("s1").unwrap();
+        assert_eq!(s.revision().unwrap(), 3);
+        assert_eq!(s.records().unwrap().len(), 3);
+        let since = s.since().unwrap();
+        assert_eq!(since[&PeerId([1; 16])], 3);
+        assert_eq!(since[&PeerId([2; 16])], 7);
+
+        let all: Vec<(String, u64)> = s
+            .updates_since(&Since::new())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.path.to_string(), r.last_updated_rev))
+            .collect();
+        assert_eq!(all, vec![("/b".into(), 2), ("/a".into(), 3), ("/c".into(), 7)]);
+
+        let some: Since = [(PeerId([1; 16]), 2), (PeerId([2; 16]), 7)].into_iter().collect();
+        let news: Vec<String> = s.updates_since(&some).unwrap().into_iter().map(|r| r.path.to_string()).collect();
+        assert_eq!(news, vec!["/a"]);
+        assert!(store.share("nope").is_err());
+    }
+
+    #[test]
+    fn meta_values_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_meta("share:b", b"2").unwrap();
+        store.put_meta("share:a", b"1").unwrap();
+        store.put_meta("code:x", b"3").unwrap();
+        let shares = store.meta_with_prefix("share:").unwrap();
+        assert_eq!(shares, vec![("share:a".to_owned(), b"1".to_vec()), ("share:b".to_owned(), b"2".to_vec())]);
+        store.delete_meta("share:a").unwrap();
+        assert_eq!(store.meta_with_prefix("share:").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn shares_are_isolated_and_droppable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_share("a").unwrap();
+        store.create_share("b").unwrap();
+        store.share("a").unwrap().commit(&[rec("/x", 1, 1)], Some(1)).unwrap();
+        assert!(store.share("b").unwrap().records().unwrap().is_empty());
+        store.drop_share("a").unwrap();
+        assert!(store.share("a").is_err());
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.share("a").is_err());
+        assert!(store.share("b").is_ok());
+    }
+}

@@ -26,6 +26,34 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Share a directory and print an access code for it (shares it first if needed).
+    Share {
+        /// The directory to share.
+        path: std::path::PathBuf,
+        /// What the code grants: read-write (read-only and untrusted are not built yet).
+        #[arg(long, default_value = "read-write")]
+        mode: String,
+        /// Hours the code stays valid.
+        #[arg(long, default_value_t = 24)]
+        expires_hours: u32,
+        /// Let the code be used by more than one peer.
+        #[arg(long)]
+        multi_use: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List shared directories.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop syncing a directory. Its files are kept.
+    Detach {
+        /// The shared directory.
+        path: std::path::PathBuf,
+    },
     /// Pause syncing.
     Pause,
     /// Resume syncing.

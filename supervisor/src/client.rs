@@ -51,12 +51,17 @@ impl Client {
         Ok(serde_json::from_str(&line)?)
     }
 
-    /// Sends one command and returns its response; an `error` response becomes an error.
-    pub(crate) fn request(&mut self, command: &Value) -> anyhow::Result<Value> {
+    /// Sends one command and returns its raw response, `error` responses included.
+    pub(crate) fn request_raw(&mut self, command: &Value) -> anyhow::Result<Value> {
         let mut line = serde_json::to_vec(command)?;
         line.push(b'\n');
         self.writer.write_all(&line).context("sending to the daemon")?;
-        let response = self.read_line().context("reading the daemon's answer")?;
+        self.read_line().context("reading the daemon's answer")
+    }
+
+    /// Sends one command and returns its response; an `error` response becomes an error.
+    pub(crate) fn request(&mut self, command: &Value) -> anyhow::Result<Value> {
+        let response = self.request_raw(command)?;
         if let Some(code) = response.get("error").and_then(Value::as_str) {
             let message = response.get("message").and_then(Value::as_str).unwrap_or("");
             bail!("{message} ({code})");

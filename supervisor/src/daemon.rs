@@ -134,3 +134,93 @@ pub(crate) fn simple(config: &Config, command: &str, done: &str) -> anyhow::Resu
     connect(config)?.request(&json!({ "type": command }))?;
     out(done)
 }
+
+/// The absolute form of a directory the user named (the daemon has another working dir).
+fn absolute_dir(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let abs = std::fs::canonicalize(path).with_context(|| format!("{} does not exist", path.display()))?;
+    if !abs.is_dir() {
+        bail!("{} is not a directory", abs.display());
+    }
+    Ok(abs)
+}
+
+/// `clearskies share PATH`: shares the directory if needed and prints a new access code.
+pub(crate) fn share(
+    config: &Config,
+    path: &std::path::Path,
+    mode: &str,
+    expires_hours: u32,
+    multi_use: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mode = mode.replace('-', "_");
+    match mode.as_str() {
+        "read_write" => {}
+        "read_only" | "untrusted" => bail!("{mode} shares are not supported yet; use --mode read-write"),
+        other => bail!("unknown mode {other:?}; use read-write"),
+    }
+    let path = absolute_dir(path)?;
+    let path_str = path.to_str().with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+    let mut c = connect(config)?;
+    let created = c.request_raw(&json!({ "type": "create_share", "path": path_str }))?;
+    match created.get("error").and_then(Value::as_str) {
+        None | Some("already_shared") => {}
+        Some(code) => bail!("{} ({code})", created.get("message").and_then(Value::as_str).unwrap_or("")),
+    }
+    let code = c.request(&json!({
+        "type": "create_access_code",
+        "path": path_str,
+        "mode": mode,
+        "expires_in": i64::from(expires_hours) * 3600,
+        "multi_use": multi_use,
+    }))?;
+    if json {
+        return out(&code.to_string());
+    }
+    let text = code["access_code"].as_str().unwrap_or("?");
+    out(&format!(
+        "Shared {} ({}).\nAccess code ({}, valid {expires_hours} h):\n\n    {text}\n    {}\n\nOn the other computer: clearskies attach {text} DIRECTORY",
+        path.display(),
+        mode.replace('_', "-"),
+        if multi_use { "multi-use" } else { "single use" },
+        code["url"].as_str().unwrap_or("?"),
+    ))
+}
+
+/// `clearskies list`.
+pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
+    let answer = connect(config)?.request(&json!({ "type": "list_shares" }))?;
+    if json {
+        return out(&answer.to_string());
+    }
+    let shares = answer["shares"].as_array().cloned().unwrap_or_default();
+    if shares.is_empty() {
+        return out("no shares; add one with `clearskies share DIRECTORY`");
+    }
+    let mut text = String::new();
+    for s in shares {
+        let status = match s["error"].as_str() {
+            Some(e) => format!("error: {e}"),
+            None => s["status"].as_str().unwrap_or("?").to_owned(),
+        };
+        text.push_str(&format!(
+            "{}\n    {}, {}, {} files, {} directories, {} bytes\n",
+            s["path"].as_str().unwrap_or("?"),
+            s["mode"].as_str().unwrap_or("?").replace('_', "-"),
+            status,
+            s["files"],
+            s["directories"],
+            s["bytes"],
+        ));
+    }
+    out(text.trim_end())
+}
+
+/// `clearskies detach PATH`.
+pub(crate) fn detach(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let abs = if abs.is_absolute() { abs } else { std::env::current_dir()?.join(abs) };
+    let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
+    connect(config)?.request(&json!({ "type": "remove_share", "path": p }))?;
+    out(&format!("{} is no longer synced; its files were kept", abs.display()))
+}

@@ -64,6 +64,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker => worker::run(&config()?).map(|()| ExitCode::SUCCESS),
         Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),
         Command::Status { json } => daemon::status(&config()?, json).map(|()| ExitCode::SUCCESS),
+        Command::Share { path, mode, expires_hours, multi_use, json } => {
+            daemon::share(&config()?, &path, &mode, expires_hours, multi_use, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
+        Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),
         Command::Code(code) => code_command(code).map(|()| ExitCode::SUCCESS),

@@ -7,6 +7,7 @@ use std::os::unix::net::UnixListener;
 
 use actix::Actor;
 use anyhow::{bail, Context};
+use clearskies_actors::share::store::Store;
 use clearskies_actors::supervisor::Supervisor;
 use clearskies_actors::Settings;
 use tracing::{info, warn};
@@ -24,9 +25,11 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         control_socket: socket.clone(),
         software: crate::SOFTWARE.to_owned(),
     };
+    let db_dir = config.data_dir.join("db");
+    let store = Store::open(&db_dir).with_context(|| format!("opening the index in {}", db_dir.display()))?;
     let system = actix_rt::System::new();
     system.block_on(async {
-        Supervisor::new(settings, listener).start();
+        Supervisor::new(settings, store, listener).start();
         actix_rt::spawn(async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
             let Ok(mut term) = term else {

@@ -2,7 +2,9 @@
 
 use actix::Recipient;
 
-use crate::supervisor::messages::{GetStatus, SetPaused, Shutdown};
+use crate::supervisor::messages::{
+    CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused, Shutdown,
+};
 
 /// The actors a control connection talks to, injected by the supervisor.
 #[derive(Debug, Clone)]
@@ -13,4 +15,12 @@ pub struct ControlTargets {
     pub pause: Recipient<SetPaused>,
     /// Clean stop.
     pub shutdown: Recipient<Shutdown>,
+    /// `create_share`.
+    pub create_share: Recipient<CreateShare>,
+    /// `list_shares`.
+    pub list_shares: Recipient<ListShares>,
+    /// `remove_share`.
+    pub remove_share: Recipient<RemoveShare>,
+    /// `create_access_code`.
+    pub create_access_code: Recipient<CreateAccessCode>,
 }

@@ -20,7 +20,10 @@ use tokio::net::UnixStream;
 use tracing::{debug, warn};
 
 pub use self::messages::ControlTargets;
-use crate::supervisor::messages::{GetStatus, SetPaused, Shutdown};
+use crate::supervisor::messages::{
+    CommandError, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused, Shutdown,
+    DEFAULT_CODE_LIFETIME,
+};
 
 /// Longest accepted command line; a longer one closes that connection.
 pub const MAX_LINE: usize = 1 << 20;
@@ -156,6 +159,47 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             Err(_) => (unavailable(), None),
         },
         "stop" => (json!({}), Some(After::Shutdown)),
+        "list_shares" => match targets.list_shares.send(ListShares).await {
+            Ok(shares) => (json!({ "shares": shares }), None),
+            Err(_) => (unavailable(), None),
+        },
+        "create_share" => match absolute_path(&request) {
+            Ok(path) => (reply(targets.create_share.send(CreateShare { path }).await), None),
+            Err(e) => (e, None),
+        },
+        "remove_share" => match absolute_path(&request) {
+            Ok(path) => (reply(targets.remove_share.send(RemoveShare { path }).await), None),
+            Err(e) => (e, None),
+        },
+        "create_access_code" => match absolute_path(&request) {
+            Ok(path) => {
+                let mode = request.get("mode").and_then(Value::as_str).unwrap_or("read_write").to_owned();
+                let expires_in = request.get("expires_in").and_then(Value::as_i64).unwrap_or(DEFAULT_CODE_LIFETIME);
+                let multi_use = request.get("multi_use").and_then(Value::as_bool).unwrap_or(false);
+                let msg = CreateAccessCode { path, mode, expires_in, multi_use };
+                (reply(targets.create_access_code.send(msg).await), None)
+            }
+            Err(e) => (e, None),
+        },
         other => (error("not_understood", &format!("unknown command {other:?}")), None),
+    }
+}
+
+/// The request's `path`, which must be an absolute path (the daemon's working directory
+/// means nothing to the client).
+fn absolute_path(request: &Value) -> Result<std::path::PathBuf, Value> {
+    match request.get("path").and_then(Value::as_str) {
+        Some(p) if std::path::Path::new(p).is_absolute() => Ok(p.into()),
+        Some(p) => Err(error("bad_path", &format!("{p:?} is not an absolute path"))),
+        None => Err(error("missing_path", "the command needs a \"path\"")),
+    }
+}
+
+/// A handler's answer as a response line.
+fn reply<T: serde::Serialize>(answer: Result<Result<T, CommandError>, actix::MailboxError>) -> Value {
+    match answer {
+        Ok(Ok(v)) => serde_json::to_value(v).unwrap_or_else(|_| unavailable()),
+        Ok(Err(e)) => error(&e.error, &e.message),
+        Err(_) => unavailable(),
     }
 }

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, WrapFuture};
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, RecordUuid};
 use tracing::{info, warn};
 
-use super::messages::{GetShareStatus, Rescan, ShareStatus};
+use super::messages::{GetShareStatus, Rescan, ShareStatus, StopShare};
 use super::record::EntryKind;
 use super::scan::{scan, ScanContext, ScanError, ScanReport};
 use super::store::ShareStore;
@@ -104,6 +104,14 @@ impl Handler<Rescan> for Share {
 
     fn handle(&mut self, _: Rescan, ctx: &mut Context<Self>) {
         self.start_scan(ctx);
+    }
+}
+
+impl Handler<StopShare> for Share {
+    type Result = ();
+
+    fn handle(&mut self, _: StopShare, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

@@ -9,6 +9,11 @@ use serde::Serialize;
 #[rtype(result = "()")]
 pub struct Rescan;
 
+/// Stops the share's actor (the share was removed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopShare;
+
 /// Asks for the share's state, as `list_shares` shows it.
 #[derive(Debug, Message)]
 #[rtype(result = "ShareStatus")]

@@ -38,3 +38,84 @@ pub struct SetPaused(pub bool);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
+
+/// A failed command, as the control socket reports it: a machine-readable `error` code and a
+/// human `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandError {
+    /// Machine-readable code (e.g. `not_a_directory`).
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl CommandError {
+    /// A new error.
+    pub fn new(error: &str, message: impl Into<String>) -> Self {
+        CommandError { error: error.to_owned(), message: message.into() }
+    }
+}
+
+impl From<crate::share::registry::RegistryError> for CommandError {
+    fn from(e: crate::share::registry::RegistryError) -> Self {
+        CommandError::new(e.code(), e.to_string())
+    }
+}
+
+/// `create_share`: share a directory read-write.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ShareCreated, CommandError>")]
+pub struct CreateShare {
+    /// The directory.
+    pub path: std::path::PathBuf,
+}
+
+/// What `create_share` answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShareCreated {
+    /// The canonical path.
+    pub path: String,
+    /// The share ID (public key ID).
+    pub id: String,
+}
+
+/// `list_shares`.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<crate::share::messages::ShareStatus>")]
+pub struct ListShares;
+
+/// `remove_share`: stop syncing a directory (its files stay).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct RemoveShare {
+    /// The directory.
+    pub path: std::path::PathBuf,
+}
+
+/// Default lifetime of an access code, in seconds: 24 hours.
+pub const DEFAULT_CODE_LIFETIME: i64 = 24 * 3600;
+
+/// `create_access_code`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CodeCreated, CommandError>")]
+pub struct CreateAccessCode {
+    /// The shared directory.
+    pub path: std::path::PathBuf,
+    /// `read_write` (other levels arrive with the access-levels work).
+    pub mode: String,
+    /// Seconds the code stays valid.
+    pub expires_in: i64,
+    /// Whether it may be used more than once.
+    pub multi_use: bool,
+}
+
+/// What `create_access_code` answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeCreated {
+    /// The `SYNC…` code.
+    pub access_code: String,
+    /// The `clearskies://directory/…` form.
+    pub url: String,
+    /// Unix seconds after which the code is refused.
+    pub expires: i64,
+}

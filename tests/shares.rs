@@ -1,0 +1,101 @@
+//! Sharing directories: create, list, restart, detach, and the error cases.
+
+use std::fs;
+
+use serde_json::Value;
+
+use crate::util::{stderr, wait_for, Daemon};
+
+/// The share's `list_shares` entry once its scan has finished.
+fn idle_share(d: &Daemon, path: &std::path::Path) -> Value {
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let path = path.to_str().expect("test paths are UTF-8").to_owned();
+    wait_for("the share to finish scanning", || {
+        let list = d.cs.json(&["list", "--json"]);
+        list["shares"].as_array()?.iter().find(|s| s["path"] == path.as_str() && s["status"] != "scanning").cloned()
+    })
+}
+
+#[test]
+fn share_list_restart_detach() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("sub dir/ü")).unwrap();
+    fs::write(dir.path().join("sub dir/ü/a.txt"), b"hello").unwrap();
+    fs::write(dir.path().join("empty"), b"").unwrap();
+
+    let out = d.cs.ok(&["share", dir.path().to_str().unwrap()]);
+    let code = out.split_whitespace().find(|w| w.starts_with("SYNC")).expect("a code in the output").to_owned();
+    d.cs.ok(&["code", "inspect", &code]);
+    assert!(dir.path().join(".clearskies").is_dir());
+
+    let s = idle_share(&d, dir.path());
+    assert_eq!(s["status"], "idle", "{s}");
+    assert_eq!((s["files"].as_u64(), s["directories"].as_u64(), s["bytes"].as_u64()), (Some(2), Some(3), Some(5)));
+    assert_eq!(s["mode"], "read_write");
+
+    // A second code for the same share, as JSON.
+    let j = d.cs.json(&["share", dir.path().to_str().unwrap(), "--json", "--multi-use", "--expires-hours", "1"]);
+    assert_ne!(j["access_code"].as_str(), Some(code.as_str()));
+
+    // The share survives a restart.
+    d.cs.ok(&["stop"]);
+    d.cs.ok(&["start"]);
+    assert_eq!(idle_share(&d, dir.path())["files"].as_u64(), Some(2));
+
+    d.cs.ok(&["detach", dir.path().to_str().unwrap()]);
+    assert!(d.cs.json(&["list", "--json"])["shares"].as_array().unwrap().is_empty());
+    assert!(dir.path().join("sub dir/ü/a.txt").exists());
+    assert!(!dir.path().join(".clearskies").exists());
+}
+
+#[test]
+fn bad_share_requests_fail_clearly_and_change_nothing() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+
+    let o = d.cs.run(&["share", p, "--mode", "read-only"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not supported yet"), "{}", stderr(&o));
+    assert!(!dir.path().join(".clearskies").exists());
+
+    let o = d.cs.run(&["share", &format!("{p}/missing")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+
+    d.cs.ok(&["share", p]);
+    fs::create_dir(dir.path().join("inner")).unwrap();
+    let o = d.cs.run(&["share", &format!("{p}/inner")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("overlapping_share"), "{}", stderr(&o));
+
+    let o = d.cs.run(&["detach", "/no/such/share"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not_shared"), "{}", stderr(&o));
+    assert_eq!(d.cs.json(&["list", "--json"])["shares"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_missing_root_is_an_error_state_not_a_deletion() {
+    let d = Daemon::start();
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("share");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("precious.txt"), b"keep me").unwrap();
+    d.cs.ok(&["share", root.to_str().unwrap()]);
+    let canonical = fs::canonicalize(&root).unwrap();
+    assert_eq!(idle_share(&d, &root)["files"].as_u64(), Some(1));
+    let revision = idle_share(&d, &root)["revision"].as_u64();
+
+    // The disk goes away while the daemon is down; on start the scan finds no root.
+    d.cs.ok(&["stop"]);
+    fs::rename(&root, parent.path().join("elsewhere")).unwrap();
+    d.cs.ok(&["start"]);
+    let s = idle_share(&d, &canonical);
+    assert_eq!(s["status"], "error", "{s}");
+    assert!(s["error"].as_str().unwrap().contains("missing"), "{s}");
+    // Nothing was recorded as deleted.
+    assert_eq!(s["files"].as_u64(), Some(1));
+    assert_eq!(s["revision"].as_u64(), revision);
+}

@@ -2,6 +2,10 @@
 //!
 //! One module per area, in one test binary (ripgrep style).
 
+// A failed unwrap is a failed test, with its location: exactly what helpers here want.
+#![allow(clippy::unwrap_used)]
+
+mod attach;
 mod cli;
 mod daemon;
 mod shares;

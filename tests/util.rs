@@ -20,7 +20,12 @@ impl Clearskies {
     /// A `clearskies ARGS…` command for this data directory.
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_clearskies"));
-        c.args(args).env("CLEARSKIES_HOME", self.home.path()).env_remove("CLEARSKIES_LOG");
+        // Tests only ever listen on loopback, on a port the OS picks.
+        c.args(args)
+            .env("CLEARSKIES_HOME", self.home.path())
+            .env("CLEARSKIES_LISTEN_ADDRESS", "127.0.0.1")
+            .env("CLEARSKIES_LISTEN_PORT", "0")
+            .env_remove("CLEARSKIES_LOG");
         c
     }
 
@@ -66,6 +71,18 @@ impl Daemon {
         let cs = Clearskies::new();
         cs.ok(&["start"]);
         Daemon { cs }
+    }
+}
+
+impl Daemon {
+    /// The `HOST:PORT` peers connect to.
+    pub(crate) fn listen(&self) -> String {
+        self.cs.json(&["status", "--json"])["listen"].as_str().expect("the daemon listens").to_owned()
+    }
+
+    /// How many peer sessions are up.
+    pub(crate) fn peers(&self) -> u64 {
+        self.cs.json(&["status", "--json"])["peers"].as_u64().unwrap_or(0)
     }
 }
 

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod listener;
 pub mod peer;
 pub mod share;
 pub mod supervisor;
@@ -19,6 +20,9 @@ pub mod supervisor;
 use std::path::PathBuf;
 
 pub use clearskies_protocol as protocol;
+
+/// Our software name and version, as peers and control clients see it.
+pub const SOFTWARE: &str = concat!("clearskies-rs ", env!("CARGO_PKG_VERSION"));
 
 /// What the actors need to know about their environment, validated by the binary.
 #[derive(Debug, Clone)]

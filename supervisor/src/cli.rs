@@ -43,6 +43,16 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Join a share with an access code someone gave you.
+    Attach {
+        /// The code (SYNC… or clearskies://directory/SYNC…).
+        code: String,
+        /// Where the share goes (created if missing).
+        path: std::path::PathBuf,
+        /// Address of a computer that has the share, HOST:PORT (needed until discovery exists).
+        #[arg(long)]
+        peer: Option<String>,
+    },
     /// List shared directories.
     List {
         /// Print JSON instead of text.

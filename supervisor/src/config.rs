@@ -2,9 +2,11 @@
 //!
 //! The data dir is `$CLEARSKIES_HOME`, else `$XDG_DATA_HOME/clearskies`, else
 //! `~/.local/share/clearskies`. It holds `config.toml` (optional; unknown keys are an error),
-//! `control` (the socket), `monitor.pid`, `worker.pid` and `log`.
+//! `control` (the socket), `monitor.pid`, `worker.pid` and `log`. Settings come from
+//! `config.toml`, overridden by `CLEARSKIES_LISTEN_PORT` / `CLEARSKIES_LISTEN_ADDRESS`.
 
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -14,18 +16,25 @@ use serde::Deserialize;
 /// The file in the data dir that holds the configuration.
 pub(crate) const CONFIG_FILE: &str = "config.toml";
 
+/// The documented default peer port (the port of `core.md`'s examples).
+pub(crate) const DEFAULT_LISTEN_PORT: u16 = 49221;
+
 /// `config.toml`. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileConfig {
-    /// Reserved for the peer listener (read-write slice); accepted now so files stay valid.
+    /// TCP port for peers (default 49221; 0 picks a free port).
     pub(crate) listen_port: Option<u16>,
+    /// Address to listen on (default 0.0.0.0: every interface).
+    pub(crate) listen_address: Option<IpAddr>,
 }
 
 /// Everything the binary needs, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
+    /// Where peers connect.
+    pub(crate) listen: SocketAddr,
 }
 
 impl Config {
@@ -33,14 +42,20 @@ impl Config {
     pub(crate) fn load() -> anyhow::Result<Self> {
         let data_dir = data_dir()?;
         let path = data_dir.join(CONFIG_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                let _: FileConfig = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let file: FileConfig = match fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-        Ok(Config { data_dir })
+        };
+        let port = match env("CLEARSKIES_LISTEN_PORT") {
+            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_LISTEN_PORT={v:?} is not a port number"))?,
+            None => file.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
+        };
+        let address = match env("CLEARSKIES_LISTEN_ADDRESS") {
+            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_LISTEN_ADDRESS={v:?} is not an IP address"))?,
+            None => file.listen_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        };
+        Ok(Config { data_dir, listen: SocketAddr::new(address, port) })
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {
@@ -63,6 +78,10 @@ impl Config {
     pub(crate) fn ensure_data_dir(&self) -> anyhow::Result<()> {
         create_private_dir(&self.data_dir)
     }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 fn data_dir() -> anyhow::Result<PathBuf> {

@@ -119,11 +119,13 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let flag = |k: &str| status.get(k).and_then(Value::as_bool).unwrap_or(false);
     let num = |k: &str| status.get(k).and_then(Value::as_u64).unwrap_or(0);
     out(&format!(
-        "clearskies {} (worker pid {}, up {}s)\nsync: {}\nupload: {} B/s, download: {} B/s",
+        "clearskies {} (worker pid {}, up {}s)\nsync: {}\nlistening on: {}\npeers connected: {}\nupload: {} B/s, download: {} B/s",
         status.get("software").and_then(Value::as_str).unwrap_or("?"),
         num("pid"),
         num("uptime_seconds"),
         if flag("paused") { "paused" } else { "running" },
+        status.get("listen").and_then(Value::as_str).unwrap_or("-"),
+        num("peers"),
         num("upload_rate"),
         num("download_rate"),
     ))
@@ -223,4 +225,18 @@ pub(crate) fn detach(config: &Config, path: &std::path::Path) -> anyhow::Result<
     let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
     connect(config)?.request(&json!({ "type": "remove_share", "path": p }))?;
     out(&format!("{} is no longer synced; its files were kept", abs.display()))
+}
+
+/// `clearskies attach CODE PATH --peer HOST:PORT`.
+pub(crate) fn attach(config: &Config, code: &str, path: &std::path::Path, peer: Option<&str>) -> anyhow::Result<()> {
+    // Check the code locally first: a typo is caught without touching the network.
+    let parsed: clearskies_protocol::access_code::AccessCode = code.parse().context("invalid access code")?;
+    let abs = if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) };
+    let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
+    let mut request = json!({ "type": "add_share", "code": parsed.to_string(), "path": p });
+    if let Some(peer) = peer {
+        request["peer"] = json!(peer);
+    }
+    let answer = connect(config)?.request(&request)?;
+    out(&format!("joined the share; {} is now synced", answer["path"].as_str().unwrap_or(p)))
 }

@@ -67,6 +67,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Share { path, mode, expires_hours, multi_use, json } => {
             daemon::share(&config()?, &path, &mode, expires_hours, multi_use, json).map(|()| ExitCode::SUCCESS)
         }
+        Command::Attach { code, path, peer } => {
+            daemon::attach(&config()?, &code, &path, peer.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
         Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),

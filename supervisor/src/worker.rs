@@ -25,11 +25,14 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         control_socket: socket.clone(),
         software: crate::SOFTWARE.to_owned(),
     };
+    let peer_listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;
+    let secret = clearskies_actors::share::registry::server_secret(&config.data_dir)?;
     let db_dir = config.data_dir.join("db");
     let store = Store::open(&db_dir).with_context(|| format!("opening the index in {}", db_dir.display()))?;
     let system = actix_rt::System::new();
     system.block_on(async {
-        Supervisor::new(settings, store, listener).start();
+        Supervisor::new(settings, store, listener, peer_listener, secret).start();
         actix_rt::spawn(async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
             let Ok(mut term) = term else {

@@ -3,7 +3,7 @@
 use actix::Recipient;
 
 use crate::supervisor::messages::{
-    CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused, Shutdown,
+    AddShare, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused, Shutdown,
 };
 
 /// The actors a control connection talks to, injected by the supervisor.
@@ -23,4 +23,6 @@ pub struct ControlTargets {
     pub remove_share: Recipient<RemoveShare>,
     /// `create_access_code`.
     pub create_access_code: Recipient<CreateAccessCode>,
+    /// `add_share`.
+    pub add_share: Recipient<AddShare>,
 }

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 pub use self::messages::ControlTargets;
 use crate::supervisor::messages::{
-    CommandError, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused, Shutdown,
+    AddShare, CommandError, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused, Shutdown,
     DEFAULT_CODE_LIFETIME,
 };
 
@@ -169,6 +169,17 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
         },
         "remove_share" => match absolute_path(&request) {
             Ok(path) => (reply(targets.remove_share.send(RemoveShare { path }).await), None),
+            Err(e) => (e, None),
+        },
+        "add_share" => match absolute_path(&request) {
+            Ok(path) => match request.get("code").and_then(Value::as_str) {
+                Some(code) => {
+                    let peer = request.get("peer").and_then(Value::as_str).map(str::to_owned);
+                    let msg = AddShare { code: code.to_owned(), path, peer };
+                    (reply(targets.add_share.send(msg).await), None)
+                }
+                None => (error("missing_code", "the command needs a \"code\""), None),
+            },
             Err(e) => (e, None),
         },
         "create_access_code" => match absolute_path(&request) {

@@ -1,7 +1,9 @@
-//! Peer connections: the secure channel, and (with the read-write slice) the `Peer` actor
-//! that drives one `clearskies_protocol::session::Session` over it.
+//! Peer connections: the secure channel ([`channel`]) and the [`actor::Peer`] that drives one
+//! `clearskies_protocol::session::Session` over it.
 
+pub mod actor;
 pub mod channel;
+pub mod messages;
 
 #[cfg(test)]
 mod tests;

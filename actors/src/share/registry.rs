@@ -33,6 +33,9 @@ pub struct ShareConfig {
     pub access_level: AccessLevel,
     /// When we created or joined it.
     pub created: Timestamp,
+    /// Peer addresses we know for this share (`HOST:PORT`), re-dialled after restarts.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 impl ShareConfig {
@@ -130,6 +133,12 @@ pub enum RegistryError {
     /// The OS random number generator failed.
     #[error("the OS random number generator failed")]
     Random,
+    /// The peer's `core.keys` lacks the keys of the level it grants.
+    #[error("the peer sent no usable keys")]
+    BadKeys,
+    /// A level this build cannot hold yet.
+    #[error("{0} access is not supported yet")]
+    Unsupported(&'static str),
 }
 
 impl RegistryError {
@@ -143,6 +152,8 @@ impl RegistryError {
             RegistryError::Io { .. } => "io_error",
             RegistryError::Store(_) => "database_error",
             RegistryError::Random => "random_failed",
+            RegistryError::BadKeys => "bad_keys",
+            RegistryError::Unsupported(_) => "unsupported_mode",
         }
     }
 }
@@ -189,6 +200,7 @@ pub fn create_share(store: &Store, data_dir: &Path, path: &Path, now: Timestamp)
         peer_id: PeerId(random()?),
         access_level: AccessLevel::ReadWrite,
         created: now,
+        peers: Vec::new(),
     };
     fs::DirBuilder::new()
         .recursive(true)
@@ -224,6 +236,32 @@ fn write_keys(data_dir: &Path, id: &Sha256Hash, keys: &ShareKeys) -> Result<(), 
     Ok(())
 }
 
+/// The daemon's secret for decoy SRP records (`keys/server-secret`, 0600), created on first
+/// use. It must persist: if it changed on restart, the salt shown for an unknown ID would
+/// change while real ones stay, and that difference would reveal which IDs exist.
+pub fn server_secret(data_dir: &Path) -> Result<[u8; 32], RegistryError> {
+    let path = data_dir.join("keys").join("server-secret");
+    if let Ok(bytes) = fs::read(&path) {
+        if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(secret);
+        }
+    }
+    let secret: [u8; 32] = random()?;
+    let dir = data_dir.join("keys");
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io("creating the keys directory"))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("writing the server secret"))?;
+    f.write_all(&secret).and_then(|()| f.sync_all()).map_err(io("writing the server secret"))?;
+    fs::rename(&tmp, &path).map_err(io("writing the server secret"))?;
+    Ok(secret)
+}
+
 /// Reads a share's keys.
 pub fn read_keys(data_dir: &Path, id: &Sha256Hash) -> Result<ShareKeys, RegistryError> {
     let path = keys_path(data_dir, id);
@@ -247,6 +285,84 @@ pub fn remove_share(store: &Store, data_dir: &Path, path: &Path) -> Result<Share
     let _ = fs::remove_file(keys_path(data_dir, &config.id));
     let _ = fs::remove_dir_all(config.path.join(META_DIR));
     Ok(config)
+}
+
+/// The SRP record for connections authenticated with a share key: username
+/// `clearskies:1:<key id>`, password the key in lower-case hex, and a salt derived from the
+/// key so both ends agree without storing one.
+pub fn key_verifier(key_id: &Sha256Hash, key: &SecretKey) -> VerifierRecord {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(b"clearskies key salt");
+    let digest = mac.finalize().into_bytes();
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&digest[..SALT_LEN]);
+    let username = clearskies_protocol::access_code::srp_username(key_id);
+    VerifierRecord::new(&username, &hex::encode(key.as_bytes()), salt)
+}
+
+/// Joins the share that `keys` (from `core.keys`) open, at `path` (created if missing).
+pub fn join_share(
+    store: &Store,
+    data_dir: &Path,
+    path: &Path,
+    peer_id: PeerId,
+    keys: &clearskies_protocol::message::core::Keys,
+    via: &str,
+    now: Timestamp,
+) -> Result<ShareConfig, RegistryError> {
+    let entry = keys
+        .keys
+        .iter()
+        .find(|k| k.access_level == keys.access_level && k.id.is_some() && k.key.is_some())
+        .ok_or(RegistryError::BadKeys)?;
+    let (Some(key_id), Some(key)) = (entry.id, entry.key) else { return Err(RegistryError::BadKeys) };
+    if keys.access_level != AccessLevel::ReadWrite {
+        return Err(RegistryError::Unsupported("read-only and untrusted"));
+    }
+    fs::DirBuilder::new().recursive(true).create(path).map_err(io(format!("creating {}", path.display())))?;
+    let path = fs::canonicalize(path).map_err(|_| RegistryError::NotADirectory(path.to_owned()))?;
+    for other in load_shares(store)? {
+        if other.id == key_id || other.path == path {
+            return Err(RegistryError::AlreadyShared(other.path));
+        }
+        if path.starts_with(&other.path) || other.path.starts_with(&path) {
+            return Err(RegistryError::Overlaps { path, other: other.path });
+        }
+    }
+    let config = ShareConfig {
+        id: key_id,
+        path: path.clone(),
+        peer_id,
+        access_level: keys.access_level,
+        created: now,
+        peers: vec![via.to_owned()],
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path.join(META_DIR))
+        .map_err(io(format!("creating {}", path.join(META_DIR).display())))?;
+    write_keys(data_dir, &config.id, &ShareKeys { key_id, key })?;
+    store.create_share(&config.store_key())?;
+    let json = serde_json::to_vec(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store.put_meta(&format!("share:{}", config.id), &json)?;
+    Ok(config)
+}
+
+/// Records that `peer` joined with the code `access_id`.
+pub fn mark_code_used(store: &Store, access_id: &Sha256Hash, peer: PeerId) -> Result<(), RegistryError> {
+    let key = format!("code:{access_id}");
+    let Some(mut code) = load_codes(store)?.into_iter().find(|c| &c.access_id == access_id) else {
+        return Ok(());
+    };
+    if !code.used_by.contains(&peer) {
+        code.used_by.push(peer);
+    }
+    let json = serde_json::to_vec(&code).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store.put_meta(&key, &json)?;
+    Ok(())
 }
 
 /// Every issued code.

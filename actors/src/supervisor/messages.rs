@@ -27,6 +27,10 @@ pub struct Status {
     pub pid: u32,
     /// Seconds since the worker started.
     pub uptime_seconds: u64,
+    /// The address peers connect to.
+    pub listen: Option<String>,
+    /// Connected peer sessions.
+    pub peers: usize,
 }
 
 /// Pauses or resumes syncing.
@@ -118,4 +122,16 @@ pub struct CodeCreated {
     pub url: String,
     /// Unix seconds after which the code is refused.
     pub expires: i64,
+}
+
+/// `add_share`: join a share with an access code, through the peer at `peer`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ShareCreated, CommandError>")]
+pub struct AddShare {
+    /// The `SYNC…` code (or its URL form).
+    pub code: String,
+    /// Where the share goes (created if missing).
+    pub path: std::path::PathBuf,
+    /// `HOST:PORT` of a peer that has the share (until discovery exists, required).
+    pub peer: Option<String>,
 }

@@ -6,27 +6,50 @@
 
 pub mod messages;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, ResponseActFuture, System, WrapFuture,
 };
-use clearskies_protocol::message::core::AccessLevel;
-use clearskies_protocol::Sha256Hash;
-use tracing::{error, info};
+use clearskies_protocol::access_code::AccessCode;
+use clearskies_protocol::auth::VerifierRecord;
+use clearskies_protocol::message::core::{AccessLevel, KeyEntry, Keys};
+use clearskies_protocol::session::{KeyExchange, Role};
+use clearskies_protocol::{PeerId, Sha256Hash};
+use tracing::{error, info, warn};
 
 use self::messages::{
-    CodeCreated, CommandError, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused,
+    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused,
     ShareCreated, Shutdown, Status,
 };
 use crate::control::{Control, ControlTargets};
+use crate::listener::{Listener, ListenerTargets};
+use crate::peer::actor::{Peer, PeerTargets, Purpose};
+use crate::peer::channel::{self, ChannelError, TlsContext};
+use crate::peer::messages::{
+    ClaimCredential, CodeUsed, Credential, CredentialKind, JoinShare, LookupCredential, PeerConnected,
+    PeerDisconnected, ReleaseCredential,
+};
 use crate::share::messages::{GetShareStatus, ShareStatus, StopShare};
-use crate::share::registry::{self, ShareConfig};
+use crate::share::registry::{self, ShareConfig, ShareKeys};
 use crate::share::store::Store;
 use crate::share::Share;
 use crate::Settings;
+
+/// How long `add_share` waits for the TCP connection.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `add_share` waits for the key exchange after authenticating.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A share's keys with the SRP record derived from them (an expensive computation, done once).
+#[derive(Debug, Clone)]
+struct KeyMaterial {
+    keys: ShareKeys,
+    record: VerifierRecord,
+}
 
 /// The worker's root actor.
 #[derive(Debug)]
@@ -36,27 +59,107 @@ pub struct Supervisor {
     started: Instant,
     paused: bool,
     control_listener: Option<std::os::unix::net::UnixListener>,
+    peer_listener: Option<std::net::TcpListener>,
+    listen_addr: Option<SocketAddr>,
+    tls: Option<TlsContext>,
+    server_secret: [u8; 32],
     control: Option<Addr<Control>>,
+    listener: Option<Addr<Listener>>,
     shares: BTreeMap<Sha256Hash, (ShareConfig, Addr<Share>)>,
+    keys: BTreeMap<Sha256Hash, KeyMaterial>,
+    claimed: BTreeSet<Sha256Hash>,
+    peers: BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
 }
 
 impl Supervisor {
     /// A supervisor that will serve the control socket on `control_listener` (already bound
     /// by the caller, so that a second daemon fails before any actor starts) and keep its
     /// index in `store`.
-    pub fn new(settings: Settings, store: Store, control_listener: std::os::unix::net::UnixListener) -> Self {
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        control_listener: std::os::unix::net::UnixListener,
+        peer_listener: std::net::TcpListener,
+        server_secret: [u8; 32],
+    ) -> Self {
         Supervisor {
             settings,
             store,
             started: Instant::now(),
             paused: false,
             control_listener: Some(control_listener),
+            listen_addr: peer_listener.local_addr().ok(),
+            peer_listener: Some(peer_listener),
+            tls: None,
+            server_secret,
             control: None,
+            listener: None,
             shares: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            claimed: BTreeSet::new(),
+            peers: BTreeMap::new(),
         }
     }
 
+    fn peer_targets(ctx: &Context<Self>) -> PeerTargets {
+        let me = ctx.address();
+        PeerTargets {
+            code_used: me.clone().recipient(),
+            release: me.clone().recipient(),
+            join: me.clone().recipient(),
+            connected: me.clone().recipient(),
+            disconnected: me.recipient(),
+        }
+    }
+
+    fn load_keys(&mut self, config: &ShareConfig) {
+        match registry::read_keys(&self.settings.data_dir, &config.id) {
+            Ok(keys) => {
+                let record = registry::key_verifier(&keys.key_id, &keys.key);
+                self.keys.insert(config.id, KeyMaterial { keys, record });
+            }
+            Err(e) => error!(share = %config.id, error = %e, "cannot read the share's keys; peers cannot reconnect"),
+        }
+    }
+
+    /// The credential for an access ID or key ID, if it is live.
+    fn credential(&self, id: &Sha256Hash) -> Option<Credential> {
+        if let Some(m) = self.keys.get(id) {
+            let (config, _) = self.shares.get(id)?;
+            return Some(Credential {
+                record: m.record.clone(),
+                share: *id,
+                our_peer_id: config.peer_id,
+                kind: CredentialKind::Key,
+                keys: None,
+            });
+        }
+        let now = crate::share::actor::now().secs();
+        let codes = registry::load_codes(&self.store).ok()?;
+        let code = codes.into_iter().find(|c| &c.access_id == id && c.is_usable(now))?;
+        let (config, _) = self.shares.get(&code.share)?;
+        let material = self.keys.get(&code.share)?;
+        let keys = Keys {
+            access_level: code.access_level,
+            keys: vec![KeyEntry {
+                access_level: code.access_level,
+                id: Some(material.keys.key_id),
+                key: Some(material.keys.key),
+                private_rsa: None,
+                public_rsa: None,
+            }],
+        };
+        Some(Credential {
+            record: code.verifier_record(),
+            share: code.share,
+            our_peer_id: config.peer_id,
+            kind: CredentialKind::Code,
+            keys: Some(keys),
+        })
+    }
+
     fn start_share(&mut self, config: ShareConfig) {
+        self.load_keys(&config);
         match self.store.share(&config.store_key()) {
             Ok(store) => {
                 let addr = Share::new(config.path.clone(), config.peer_id, config.mode(), store).start();
@@ -84,10 +187,25 @@ impl Actor for Supervisor {
             create_share: me.clone().recipient(),
             list_shares: me.clone().recipient(),
             remove_share: me.clone().recipient(),
-            create_access_code: me.recipient(),
+            create_access_code: me.clone().recipient(),
+            add_share: me.clone().recipient(),
         };
         if let Some(listener) = self.control_listener.take() {
             self.control = Some(Control::new(listener, self.settings.software.clone(), targets).start());
+        }
+        match TlsContext::new() {
+            Ok(tls) => {
+                if let Some(listener) = self.peer_listener.take() {
+                    let targets = ListenerTargets {
+                        lookup: me.clone().recipient(),
+                        claim: me.recipient(),
+                        peer: Self::peer_targets(ctx),
+                    };
+                    self.listener = Some(Listener::new(listener, tls.clone(), self.server_secret, targets).start());
+                }
+                self.tls = Some(tls);
+            }
+            Err(e) => error!(error = %e, "cannot set up TLS; no peer can connect"),
         }
         match registry::load_shares(&self.store) {
             Ok(configs) => configs.into_iter().for_each(|c| self.start_share(c)),
@@ -110,6 +228,8 @@ impl Handler<GetStatus> for Supervisor {
             software: self.settings.software.clone(),
             pid: std::process::id(),
             uptime_seconds: self.started.elapsed().as_secs(),
+            listen: self.listen_addr.map(|a| a.to_string()),
+            peers: self.peers.len(),
         })
     }
 }
@@ -238,5 +358,153 @@ impl Handler<CreateAccessCode> for Supervisor {
             })
         };
         Box::pin(job.into_actor(self))
+    }
+}
+
+impl Handler<LookupCredential> for Supervisor {
+    type Result = MessageResult<LookupCredential>;
+
+    fn handle(&mut self, LookupCredential(id): LookupCredential, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.credential(&id))
+    }
+}
+
+impl Handler<ClaimCredential> for Supervisor {
+    type Result = MessageResult<ClaimCredential>;
+
+    fn handle(&mut self, ClaimCredential(id): ClaimCredential, _: &mut Context<Self>) -> Self::Result {
+        let cred = self.credential(&id);
+        if let Some(c) = &cred {
+            if c.kind == CredentialKind::Code {
+                let multi_use = registry::load_codes(&self.store)
+                    .ok()
+                    .and_then(|codes| codes.into_iter().find(|x| x.access_id == id))
+                    .is_some_and(|x| x.multi_use);
+                if !multi_use && !self.claimed.insert(id) {
+                    return MessageResult(None);
+                }
+            }
+        }
+        MessageResult(cred)
+    }
+}
+
+impl Handler<ReleaseCredential> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, ReleaseCredential(id): ReleaseCredential, _: &mut Context<Self>) {
+        self.claimed.remove(&id);
+    }
+}
+
+impl Handler<CodeUsed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CodeUsed, ctx: &mut Context<Self>) {
+        info!(code = %msg.access_id, peer = %msg.peer, "a peer joined with an access code");
+        let store = self.store.clone();
+        let job = tokio::task::spawn_blocking(move || registry::mark_code_used(&store, &msg.access_id, msg.peer));
+        ctx.spawn(job.into_actor(self).map(move |res, act, _| {
+            if !matches!(res, Ok(Ok(()))) {
+                error!("could not record a used access code");
+            }
+            act.claimed.remove(&msg.access_id);
+        }));
+    }
+}
+
+impl Handler<JoinShare> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Sha256Hash, CommandError>>;
+
+    fn handle(&mut self, msg: JoinShare, _: &mut Context<Self>) -> Self::Result {
+        let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
+        let now = crate::share::actor::now();
+        let job = tokio::task::spawn_blocking(move || {
+            registry::join_share(&store, &data_dir, &msg.path, msg.peer_id, &msg.keys, &msg.via.to_string(), now)
+        });
+        Box::pin(job.into_actor(self).map(|joined, act, _| {
+            let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            info!(share = %config.id, path = %config.path.display(), "joined a share");
+            let id = config.id;
+            act.start_share(config);
+            Ok(id)
+        }))
+    }
+}
+
+impl Handler<PeerConnected> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) {
+        self.peers.insert((msg.share, msg.peer), msg.addr);
+    }
+}
+
+impl Handler<PeerDisconnected> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerDisconnected, _: &mut Context<Self>) {
+        if let (Some(share), Some(peer)) = (msg.share, msg.peer) {
+            if self.peers.get(&(share, peer)) == Some(&msg.addr) {
+                self.peers.remove(&(share, peer));
+            }
+        }
+    }
+}
+
+impl Handler<AddShare> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<ShareCreated, CommandError>>;
+
+    fn handle(&mut self, msg: AddShare, ctx: &mut Context<Self>) -> Self::Result {
+        let tls = self.tls.clone();
+        let targets = Self::peer_targets(ctx);
+        let path_taken = self.share_by_path(&msg.path).map(|c| c.path.clone());
+        let job = async move {
+            let code: AccessCode =
+                msg.code.parse().map_err(|e| CommandError::new("bad_code", format!("invalid access code: {e}")))?;
+            if let Some(p) = path_taken {
+                return Err(CommandError::new("already_shared", format!("{} is already shared", p.display())));
+            }
+            let peer = msg.peer.ok_or_else(|| {
+                CommandError::new("no_peer", "give the address of a peer that has the share (--peer HOST:PORT)")
+            })?;
+            let addr = tokio::net::lookup_host(&peer)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| CommandError::new("bad_peer", format!("cannot resolve {peer:?} (use HOST:PORT)")))?;
+            let tls =
+                tls.ok_or_else(|| CommandError::new("tls_unavailable", "TLS could not be set up; see the log"))?;
+            let unreachable = |e: String| CommandError::new("unreachable", format!("cannot connect to {addr}: {e}"));
+            let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| unreachable("timed out".into()))?
+                .map_err(|e| unreachable(e.to_string()))?;
+            let creds = code.credentials();
+            let ch = channel::connect(tcp, &tls, creds.id, &creds.password).await.map_err(|e| match e {
+                ChannelError::Refused(_) | ChannelError::AuthFailed { .. } => CommandError::new(
+                    "code_refused",
+                    "the peer refused the access code (mistyped, expired, cancelled or already used)",
+                ),
+                other => unreachable(other.to_string()),
+            })?;
+            let mut peer_id = [0u8; 16];
+            getrandom::fill(&mut peer_id).map_err(|_| CommandError::new("random_failed", "the OS RNG failed"))?;
+            let (done, joined) = tokio::sync::oneshot::channel();
+            let purpose = Purpose::Attach { path: msg.path.clone(), done: Some(done) };
+            Peer::new(ch, Role::Client, KeyExchange::Receive, PeerId(peer_id), purpose, addr, targets).start();
+            let id = tokio::time::timeout(JOIN_TIMEOUT, joined)
+                .await
+                .map_err(|_| CommandError::new("timeout", "the peer did not send the share's keys in time"))?
+                .map_err(|_| CommandError::new("peer_closed", "the connection ended during the key exchange"))??;
+            let path = std::fs::canonicalize(&msg.path).unwrap_or(msg.path);
+            Ok(ShareCreated { path: path.display().to_string(), id: id.to_string() })
+        };
+        Box::pin(job.into_actor(self).map(|res, _, _| {
+            if let Err(e) = &res {
+                warn!(error = %e.message, "attach failed");
+            }
+            res
+        }))
     }
 }

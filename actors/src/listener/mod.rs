@@ -1,0 +1,97 @@
+//! The `Listener` actor: accepts peer connections on the TCP port, runs the secure-channel
+//! handshake for each in its own task, and starts a `Peer` actor for each that
+//! authenticates. Failed attempts are logged with their reason and cost nothing else.
+
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
+use clearskies_protocol::session::{KeyExchange, Role};
+use tracing::{info, warn};
+
+use crate::peer::actor::{Peer, PeerTargets, Purpose};
+use crate::peer::channel::{self, TlsContext};
+use crate::peer::messages::{ClaimCredential, CredentialKind, LookupCredential};
+
+/// What the listener needs from the supervisor.
+#[derive(Debug, Clone)]
+pub struct ListenerTargets {
+    /// Credential lookup during SRP.
+    pub lookup: Recipient<LookupCredential>,
+    /// Credential claim after SRP.
+    pub claim: Recipient<ClaimCredential>,
+    /// Handed to each peer.
+    pub peer: PeerTargets,
+}
+
+/// The peer port.
+#[derive(Debug)]
+pub struct Listener {
+    listener: Option<std::net::TcpListener>,
+    tls: TlsContext,
+    secret: [u8; 32],
+    targets: ListenerTargets,
+}
+
+impl Listener {
+    /// Serves `listener` (bound by the worker so that a busy port fails at start-up).
+    pub fn new(listener: std::net::TcpListener, tls: TlsContext, secret: [u8; 32], targets: ListenerTargets) -> Self {
+        Listener { listener: Some(listener), tls, secret, targets }
+    }
+}
+
+impl Actor for Listener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(std_listener) = self.listener.take() else { return };
+        let (tls, secret, targets) = (self.tls.clone(), self.secret, self.targets.clone());
+        let accept = async move {
+            std_listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(std_listener)?;
+            info!(addr = %listener.local_addr()?, "listening for peers");
+            loop {
+                let (tcp, addr) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (tls, targets) = (tls.clone(), targets.clone());
+                actix_rt::spawn(async move {
+                    let lookup = targets.lookup.clone();
+                    let result = channel::accept(tcp, &tls, &secret, |id| async move {
+                        lookup.send(LookupCredential(id)).await.ok().flatten().map(|c| c.record)
+                    })
+                    .await;
+                    let ch = match result {
+                        Ok(ch) => ch,
+                        Err(e) => {
+                            warn!(%addr, error = %e, "refused a connection");
+                            return;
+                        }
+                    };
+                    let Ok(Some(cred)) = targets.claim.send(ClaimCredential(ch.id)).await else {
+                        warn!(%addr, id = %ch.id, "refused a connection: its code was just used by another peer");
+                        return;
+                    };
+                    let key_exchange = match (&cred.kind, cred.keys) {
+                        (CredentialKind::Code, Some(keys)) => KeyExchange::Send(keys),
+                        _ => KeyExchange::None,
+                    };
+                    let purpose = Purpose::Accepted { id: ch.id, kind: cred.kind, share: cred.share };
+                    Peer::new(ch, Role::Server, key_exchange, cred.our_peer_id, purpose, addr, targets.peer).start();
+                });
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), std::io::Error>(())
+        };
+        ctx.spawn(accept.into_actor(self).map(|res, _, ctx| {
+            if let Err(e) = res {
+                warn!(error = %e, "peer listener failed");
+                ctx.stop();
+            }
+        }));
+    }
+}

@@ -1,0 +1,102 @@
+//! What peer connections ask of, and tell, the supervisor.
+
+use std::net::SocketAddr;
+
+use actix::Message;
+use clearskies_protocol::auth::VerifierRecord;
+use clearskies_protocol::message::core::Keys;
+use clearskies_protocol::{PeerId, Sha256Hash};
+
+use crate::supervisor::messages::CommandError;
+
+/// What an authenticated ID stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// An access code: the peer gets the share's keys, then the code is used up (unless
+    /// multi-use).
+    Code,
+    /// A share key: a peer that already joined.
+    Key,
+}
+
+/// A credential the listener can authenticate against.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The SRP record.
+    pub record: VerifierRecord,
+    /// The share it opens.
+    pub share: Sha256Hash,
+    /// Our peer ID in that share.
+    pub our_peer_id: PeerId,
+    /// Code or key.
+    pub kind: CredentialKind,
+    /// For codes: the keys to hand over.
+    pub keys: Option<Keys>,
+}
+
+/// Which credential, if any, answers to an access ID or key ID. Unknown, expired, used and
+/// cancelled codes answer `None` (and then get a decoy).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Credential>")]
+pub struct LookupCredential(pub Sha256Hash);
+
+/// After authentication: reserve the credential for this connection. A single-use code can
+/// be claimed by one connection at a time; `None` means it is taken.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Credential>")]
+pub struct ClaimCredential(pub Sha256Hash);
+
+/// A connection that claimed a code ended before the key exchange completed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReleaseCredential(pub Sha256Hash);
+
+/// The peer acknowledged the keys of a code: record the code as used by `peer`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CodeUsed {
+    /// The code's access ID.
+    pub access_id: Sha256Hash,
+    /// Who joined with it.
+    pub peer: PeerId,
+}
+
+/// Keys arrived on a connection made with a code: create the share they open at `path`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Sha256Hash, CommandError>")]
+pub struct JoinShare {
+    /// The received keys.
+    pub keys: Keys,
+    /// Where the user wants the share.
+    pub path: std::path::PathBuf,
+    /// Our new peer ID in the share.
+    pub peer_id: PeerId,
+    /// The peer we joined through, remembered for re-dialling.
+    pub via: SocketAddr,
+}
+
+/// A session became ready for sync.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PeerConnected {
+    /// The share.
+    pub share: Sha256Hash,
+    /// The peer's ID.
+    pub peer: PeerId,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// A session ended.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PeerDisconnected {
+    /// The share, if the session got that far.
+    pub share: Option<Sha256Hash>,
+    /// The peer's ID, if known.
+    pub peer: Option<PeerId>,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Why, for logs and `peers`.
+    pub reason: String,
+}

@@ -1,0 +1,69 @@
+//! Joining a share with an access code: TLS + SRP + key exchange between real daemons.
+
+use crate::util::{stderr, wait_for, Daemon};
+
+fn new_code(d: &Daemon, dir: &std::path::Path) -> String {
+    let j = d.cs.json(&["share", dir.to_str().unwrap(), "--json"]);
+    j["access_code"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn attach_joins_the_share_and_the_code_is_single_use() {
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let c = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let code = new_code(&a, dir_a.path());
+    let target = dir_b.path().join("photos copy");
+
+    b.cs.ok(&["attach", &code, target.to_str().unwrap(), "--peer", &a.listen()]);
+    assert!(target.join(".clearskies").is_dir());
+    let list = b.cs.json(&["list", "--json"]);
+    assert_eq!(list["shares"][0]["path"], std::fs::canonicalize(&target).unwrap().to_str().unwrap());
+    wait_for("both sides to see the session", || (a.peers() == 1 && b.peers() == 1).then_some(()));
+    assert!(a.cs.log().contains("a peer joined with an access code"), "{}", a.cs.log());
+
+    // The same code again, from another daemon: refused, and nothing is created.
+    let elsewhere = dir_b.path().join("second");
+    let o = c.cs.run(&["attach", &code, elsewhere.to_str().unwrap(), "--peer", &a.listen()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("code_refused"), "{}", stderr(&o));
+    assert!(!elsewhere.exists());
+    assert!(c.cs.json(&["list", "--json"])["shares"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_wrong_code_is_refused_and_logged() {
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    new_code(&a, dir_a.path());
+    // A well-formed code the daemon never issued.
+    let stranger = b.cs.json(&["code", "new", "--json"])["access_code"].as_str().unwrap().to_owned();
+    let o = b.cs.run(&["attach", &stranger, dir_b.path().to_str().unwrap(), "--peer", &a.listen()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("code_refused"), "{}", stderr(&o));
+    assert!(b.cs.json(&["list", "--json"])["shares"].as_array().unwrap().is_empty());
+    assert!(!dir_b.path().join(".clearskies").exists());
+    wait_for("the refusal in the log", || a.cs.log().contains("refused a connection").then_some(()));
+    assert_eq!(a.peers(), 0);
+}
+
+#[test]
+fn attach_input_errors_are_clear() {
+    let b = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    // A typo is caught before any network traffic.
+    let o = b.cs.run(&["attach", "SYNC74ZAMC27GHPG6V52XRG3SF6UZKSKA", p, "--peer", "127.0.0.1:9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("check symbol"), "{}", stderr(&o));
+    let code = b.cs.json(&["code", "new", "--json"])["access_code"].as_str().unwrap().to_owned();
+    let o = b.cs.run(&["attach", &code, p]);
+    assert!(stderr(&o).contains("--peer"), "{}", stderr(&o));
+    // Nothing listens on port 1 of loopback.
+    let o = b.cs.run(&["attach", &code, p, "--peer", "127.0.0.1:1"]);
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
+}

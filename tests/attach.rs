@@ -67,3 +67,30 @@ fn attach_input_errors_are_clear() {
     let o = b.cs.run(&["attach", &code, p, "--peer", "127.0.0.1:1"]);
     assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 }
+
+#[test]
+fn known_peers_reconnect_with_the_share_key_after_restarts() {
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let code = new_code(&a, dir_a.path());
+    b.cs.ok(&["attach", &code, dir_b.path().to_str().unwrap(), "--peer", &a.listen()]);
+    wait_for("the first session", || (a.peers() == 1 && b.peers() == 1).then_some(()));
+
+    // The joining side restarts: it dials the remembered address with the share key (the
+    // single-use code is spent, so only the key can work).
+    b.cs.ok(&["stop"]);
+    wait_for("A to notice", || (a.peers() == 0).then_some(()));
+    b.cs.ok(&["start"]);
+    wait_for("the session after B's restart", || (a.peers() == 1 && b.peers() == 1).then_some(()));
+
+    // The other side restarts on the same port: B retries with backoff until it is back.
+    let port = a.listen().rsplit(':').next().unwrap().to_owned();
+    a.cs.ok(&["stop"]);
+    wait_for("B to notice", || (b.peers() == 0).then_some(()));
+    wait_for("a failed re-dial while A is down", || b.cs.log().contains("cannot reach a known peer").then_some(()));
+    let o = a.cs.command(&["start"]).env("CLEARSKIES_LISTEN_PORT", &port).output().unwrap();
+    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    wait_for("the session after A's restart", || (a.peers() == 1 && b.peers() == 1).then_some(()));
+}

@@ -43,6 +43,9 @@ use crate::Settings;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `add_share` waits for the key exchange after authenticating.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// First delay before re-dialling a remembered peer; doubles per failure up to [`MAX_REDIAL`].
+const FIRST_REDIAL: Duration = Duration::from_millis(500);
+const MAX_REDIAL: Duration = Duration::from_secs(60);
 
 /// A share's keys with the SRP record derived from them (an expensive computation, done once).
 #[derive(Debug, Clone)]
@@ -69,6 +72,9 @@ pub struct Supervisor {
     keys: BTreeMap<Sha256Hash, KeyMaterial>,
     claimed: BTreeSet<Sha256Hash>,
     peers: BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
+    /// Remembered peers being dialled or connected, by (share, `HOST:PORT`), with the
+    /// number of failures since the last success.
+    dials: BTreeMap<(Sha256Hash, String), u32>,
 }
 
 impl Supervisor {
@@ -98,6 +104,7 @@ impl Supervisor {
             keys: BTreeMap::new(),
             claimed: BTreeSet::new(),
             peers: BTreeMap::new(),
+            dials: BTreeMap::new(),
         }
     }
 
@@ -158,6 +165,45 @@ impl Supervisor {
         })
     }
 
+    /// Dials a remembered peer of `share` with the share key, after `delay`; on failure
+    /// tries again with a doubled delay. A share that is removed stops its dials.
+    fn dial(&mut self, share: Sha256Hash, addr: String, delay: Duration, ctx: &mut Context<Self>) {
+        self.dials.entry((share, addr.clone())).or_insert(0);
+        ctx.run_later(delay, move |act, ctx| {
+            let (Some((config, _)), Some(material), Some(tls)) =
+                (act.shares.get(&share), act.keys.get(&share), act.tls.clone())
+            else {
+                act.dials.remove(&(share, addr));
+                return;
+            };
+            let (key_id, key, me) = (material.keys.key_id, material.keys.key, config.peer_id);
+            let targets = Self::peer_targets(ctx);
+            let target = addr.clone();
+            let attempt = async move {
+                let sock = tokio::net::lookup_host(&target).await?.next().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("cannot resolve {target}"))
+                })?;
+                let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(sock))
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+                let ch = channel::connect(tcp, &tls, key_id, &hex::encode(key.as_bytes()))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                Peer::new(ch, Role::Client, KeyExchange::None, me, Purpose::Rejoin { share }, sock, targets).start();
+                Ok::<(), std::io::Error>(())
+            };
+            ctx.spawn(attempt.into_actor(act).map(move |res, act, ctx| {
+                if let Err(e) = res {
+                    let failures = act.dials.entry((share, addr.clone())).or_insert(0);
+                    *failures = failures.saturating_add(1);
+                    let next = FIRST_REDIAL.saturating_mul(1 << (*failures).min(8)).min(MAX_REDIAL);
+                    info!(%share, peer = %addr, error = %e, retry_in = ?next, "cannot reach a known peer");
+                    act.dial(share, addr, next, ctx);
+                }
+            }));
+        });
+    }
+
     fn start_share(&mut self, config: ShareConfig) {
         self.load_keys(&config);
         match self.store.share(&config.store_key()) {
@@ -208,7 +254,15 @@ impl Actor for Supervisor {
             Err(e) => error!(error = %e, "cannot set up TLS; no peer can connect"),
         }
         match registry::load_shares(&self.store) {
-            Ok(configs) => configs.into_iter().for_each(|c| self.start_share(c)),
+            Ok(configs) => {
+                for c in configs {
+                    let (id, peers) = (c.id, c.peers.clone());
+                    self.start_share(c);
+                    for addr in peers {
+                        self.dial(id, addr, Duration::ZERO, ctx);
+                    }
+                }
+            }
             Err(e) => error!(error = %e, "cannot load the share list"),
         }
         info!(data_dir = %self.settings.data_dir.display(), shares = self.shares.len(), "worker started");
@@ -311,6 +365,8 @@ impl Handler<RemoveShare> for Supervisor {
             if let Some((_, addr)) = self.shares.remove(&id) {
                 addr.do_send(StopShare);
             }
+            self.keys.remove(&id);
+            self.dials.retain(|(share, _), _| *share != id);
         }
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
         let job = tokio::task::spawn_blocking(move || registry::remove_share(&store, &data_dir, &msg.path));
@@ -425,6 +481,9 @@ impl Handler<JoinShare> for Supervisor {
         Box::pin(job.into_actor(self).map(|joined, act, _| {
             let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
             info!(share = %config.id, path = %config.path.display(), "joined a share");
+            for addr in &config.peers {
+                act.dials.insert((config.id, addr.clone()), 0);
+            }
             let id = config.id;
             act.start_share(config);
             Ok(id)
@@ -437,17 +496,27 @@ impl Handler<PeerConnected> for Supervisor {
 
     fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) {
         self.peers.insert((msg.share, msg.peer), msg.addr);
+        if let Some(failures) = self.dials.get_mut(&(msg.share, msg.addr.to_string())) {
+            *failures = 0;
+        }
     }
 }
 
 impl Handler<PeerDisconnected> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: PeerDisconnected, _: &mut Context<Self>) {
-        if let (Some(share), Some(peer)) = (msg.share, msg.peer) {
+    fn handle(&mut self, msg: PeerDisconnected, ctx: &mut Context<Self>) {
+        let Some(share) = msg.share else { return };
+        if let Some(peer) = msg.peer {
             if self.peers.get(&(share, peer)) == Some(&msg.addr) {
                 self.peers.remove(&(share, peer));
             }
+        }
+        // A remembered peer (one we dial) is dialled again.
+        let addr = msg.addr.to_string();
+        let remembered = self.shares.get(&share).is_some_and(|(c, _)| c.peers.contains(&addr));
+        if remembered {
+            self.dial(share, addr, FIRST_REDIAL, ctx);
         }
     }
 }

@@ -219,20 +219,26 @@ fn keys_path(data_dir: &Path, id: &Sha256Hash) -> PathBuf {
 }
 
 fn write_keys(data_dir: &Path, id: &Sha256Hash, keys: &ShareKeys) -> Result<(), RegistryError> {
+    let json = serde_json::to_vec_pretty(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    write_private(data_dir, &format!("{id}.json"), &json, "the share key")
+}
+
+/// Writes `keys/<name>` with mode 0600 atomically: temp file, fsync, rename.
+fn write_private(data_dir: &Path, name: &str, bytes: &[u8], what: &str) -> Result<(), RegistryError> {
     let dir = data_dir.join("keys");
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io("creating the keys directory"))?;
-    let path = keys_path(data_dir, id);
-    let tmp = path.with_extension("json.tmp");
-    let json = serde_json::to_vec_pretty(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let context = format!("writing {what}");
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(io("writing the share key"))?;
-    f.write_all(&json).and_then(|()| f.sync_all()).map_err(io("writing the share key"))?;
-    fs::rename(&tmp, &path).map_err(io("writing the share key"))?;
+        .map_err(io(context.clone()))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io(context.clone()))?;
+    fs::rename(&tmp, &path).map_err(io(context))?;
     Ok(())
 }
 
@@ -247,18 +253,7 @@ pub fn server_secret(data_dir: &Path) -> Result<[u8; 32], RegistryError> {
         }
     }
     let secret: [u8; 32] = random()?;
-    let dir = data_dir.join("keys");
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io("creating the keys directory"))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("writing the server secret"))?;
-    f.write_all(&secret).and_then(|()| f.sync_all()).map_err(io("writing the server secret"))?;
-    fs::rename(&tmp, &path).map_err(io("writing the server secret"))?;
+    write_private(data_dir, "server-secret", &secret, "the server secret")?;
     Ok(secret)
 }
 
@@ -450,5 +445,15 @@ mod tests {
         assert!(photos.path().join("keep.jpg").exists());
         assert!(!photos.path().join(META_DIR).exists());
         assert!(matches!(remove_share(&store, data.path(), photos.path()), Err(RegistryError::NotShared(_))));
+    }
+
+    #[test]
+    fn the_server_secret_persists_and_is_private() {
+        let data = tempfile::tempdir().unwrap();
+        let a = server_secret(data.path()).unwrap();
+        assert_eq!(server_secret(data.path()).unwrap(), a);
+        let mode = fs::metadata(data.path().join("keys/server-secret")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_ne!(server_secret(tempfile::tempdir().unwrap().path()).unwrap(), a);
     }
 }

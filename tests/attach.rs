@@ -77,6 +77,11 @@ fn known_peers_reconnect_with_the_share_key_after_restarts() {
     let code = new_code(&a, dir_a.path());
     b.cs.ok(&["attach", &code, dir_b.path().to_str().unwrap(), "--peer", &a.listen()]);
     wait_for("the first session", || (a.peers() == 1 && b.peers() == 1).then_some(()));
+    let listed = b.cs.json(&["peers", "--json"]);
+    let entry = &listed["peers"][0];
+    assert_eq!((entry["state"].as_str(), entry["source"].as_str()), (Some("connected"), Some("manual")), "{listed}");
+    assert_eq!(entry["address"].as_str(), Some(a.listen().as_str()));
+    assert_eq!(a.cs.json(&["peers", "--json"])["peers"][0]["source"], "incoming");
 
     // The joining side restarts: it dials the remembered address with the share key (the
     // single-use code is spent, so only the key can work).
@@ -90,6 +95,9 @@ fn known_peers_reconnect_with_the_share_key_after_restarts() {
     a.cs.ok(&["stop"]);
     wait_for("B to notice", || (b.peers() == 0).then_some(()));
     wait_for("a failed re-dial while A is down", || b.cs.log().contains("cannot reach a known peer").then_some(()));
+    let listed = b.cs.json(&["peers", "--json"]);
+    assert_eq!(listed["peers"][0]["state"], "dialing", "{listed}");
+    assert!(listed["peers"][0]["failures"].as_u64() >= Some(1), "{listed}");
     let o = a.cs.command(&["start"]).env("CLEARSKIES_LISTEN_PORT", &port).output().unwrap();
     assert!(o.status.success(), "{}", crate::util::stderr(&o));
     wait_for("the session after A's restart", || (a.peers() == 1 && b.peers() == 1).then_some(()));

@@ -59,6 +59,12 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List peers: connected sessions and known addresses being dialled.
+    Peers {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop syncing a directory. Its files are kept.
     Detach {
         /// The shared directory.

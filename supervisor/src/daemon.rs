@@ -240,3 +240,31 @@ pub(crate) fn attach(config: &Config, code: &str, path: &std::path::Path, peer: 
     let answer = connect(config)?.request(&request)?;
     out(&format!("joined the share; {} is now synced", answer["path"].as_str().unwrap_or(p)))
 }
+
+/// `clearskies peers`.
+pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
+    let answer = connect(config)?.request(&json!({ "type": "list_peers" }))?;
+    if json {
+        return out(&answer.to_string());
+    }
+    let peers = answer["peers"].as_array().cloned().unwrap_or_default();
+    if peers.is_empty() {
+        return out("no peers");
+    }
+    let mut text = String::new();
+    for p in peers {
+        let state = match p["failures"].as_u64() {
+            Some(n) if n > 0 => format!("{} ({n} failed attempts)", p["state"].as_str().unwrap_or("?")),
+            _ => p["state"].as_str().unwrap_or("?").to_owned(),
+        };
+        text.push_str(&format!(
+            "{}  {}  {}  ({})  {}\n",
+            p["address"].as_str().unwrap_or("?"),
+            state,
+            p["source"].as_str().unwrap_or("?"),
+            p["peer"].as_str().unwrap_or("-"),
+            p["path"].as_str().unwrap_or("?"),
+        ));
+    }
+    out(text.trim_end())
+}

@@ -3,7 +3,7 @@
 use actix::Recipient;
 
 use crate::supervisor::messages::{
-    AddShare, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused, Shutdown,
+    AddShare, CreateAccessCode, CreateShare, GetStatus, ListPeers, ListShares, RemoveShare, SetPaused, Shutdown,
 };
 
 /// The actors a control connection talks to, injected by the supervisor.
@@ -25,4 +25,6 @@ pub struct ControlTargets {
     pub create_access_code: Recipient<CreateAccessCode>,
     /// `add_share`.
     pub add_share: Recipient<AddShare>,
+    /// `list_peers`.
+    pub list_peers: Recipient<ListPeers>,
 }

@@ -21,8 +21,8 @@ use tracing::{debug, warn};
 
 pub use self::messages::ControlTargets;
 use crate::supervisor::messages::{
-    AddShare, CommandError, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused, Shutdown,
-    DEFAULT_CODE_LIFETIME,
+    AddShare, CommandError, CreateAccessCode, CreateShare, GetStatus, ListPeers, ListShares, RemoveShare, SetPaused,
+    Shutdown, DEFAULT_CODE_LIFETIME,
 };
 
 /// Longest accepted command line; a longer one closes that connection.
@@ -159,6 +159,10 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             Err(_) => (unavailable(), None),
         },
         "stop" => (json!({}), Some(After::Shutdown)),
+        "list_peers" => match targets.list_peers.send(ListPeers).await {
+            Ok(peers) => (json!({ "peers": peers }), None),
+            Err(_) => (unavailable(), None),
+        },
         "list_shares" => match targets.list_shares.send(ListShares).await {
             Ok(shares) => (json!({ "shares": shares }), None),
             Err(_) => (unavailable(), None),

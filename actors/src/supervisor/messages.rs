@@ -135,3 +135,29 @@ pub struct AddShare {
     /// `HOST:PORT` of a peer that has the share (until discovery exists, required).
     pub peer: Option<String>,
 }
+
+/// `list_peers`: connected sessions and remembered peers being dialled.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<PeerEntry>")]
+pub struct ListPeers;
+
+/// One line of `list_peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerEntry {
+    /// The share's root.
+    pub path: String,
+    /// The share's ID.
+    pub share: String,
+    /// The peer's ID, once a session has told us.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// `HOST:PORT`.
+    pub address: String,
+    /// `connected` or `dialing`.
+    pub state: &'static str,
+    /// Where we know the address from: `manual` (given on attach) or `incoming`.
+    pub source: &'static str,
+    /// Failed dial attempts since the last success (dialing only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+}

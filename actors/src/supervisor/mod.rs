@@ -22,8 +22,8 @@ use clearskies_protocol::{PeerId, Sha256Hash};
 use tracing::{error, info, warn};
 
 use self::messages::{
-    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, GetStatus, ListShares, RemoveShare, SetPaused,
-    ShareCreated, Shutdown, Status,
+    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, GetStatus, ListPeers, ListShares, PeerEntry,
+    RemoveShare, SetPaused, ShareCreated, Shutdown, Status,
 };
 use crate::control::{Control, ControlTargets};
 use crate::listener::{Listener, ListenerTargets};
@@ -235,6 +235,7 @@ impl Actor for Supervisor {
             remove_share: me.clone().recipient(),
             create_access_code: me.clone().recipient(),
             add_share: me.clone().recipient(),
+            list_peers: me.clone().recipient(),
         };
         if let Some(listener) = self.control_listener.take() {
             self.control = Some(Control::new(listener, self.settings.software.clone(), targets).start());
@@ -575,5 +576,43 @@ impl Handler<AddShare> for Supervisor {
             }
             res
         }))
+    }
+}
+
+impl Handler<ListPeers> for Supervisor {
+    type Result = MessageResult<ListPeers>;
+
+    fn handle(&mut self, _: ListPeers, _: &mut Context<Self>) -> Self::Result {
+        let path_of =
+            |share: &Sha256Hash| self.shares.get(share).map(|(c, _)| c.path.display().to_string()).unwrap_or_default();
+        let mut out = Vec::new();
+        for ((share, peer), addr) in &self.peers {
+            let address = addr.to_string();
+            let manual = self.dials.contains_key(&(*share, address.clone()));
+            out.push(PeerEntry {
+                path: path_of(share),
+                share: share.to_string(),
+                peer: Some(peer.to_string()),
+                address,
+                state: "connected",
+                source: if manual { "manual" } else { "incoming" },
+                failures: None,
+            });
+        }
+        for ((share, address), failures) in &self.dials {
+            let connected = out.iter().any(|e| e.share == share.to_string() && &e.address == address);
+            if !connected {
+                out.push(PeerEntry {
+                    path: path_of(share),
+                    share: share.to_string(),
+                    peer: None,
+                    address: address.clone(),
+                    state: "dialing",
+                    source: "manual",
+                    failures: Some(*failures),
+                });
+            }
+        }
+        MessageResult(out)
     }
 }

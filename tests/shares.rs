@@ -99,3 +99,56 @@ fn a_missing_root_is_an_error_state_not_a_deletion() {
     assert_eq!(s["files"].as_u64(), Some(1));
     assert_eq!(s["revision"].as_u64(), revision);
 }
+
+/// The share's entry once it reports `want` files and is not scanning.
+fn files_become(d: &Daemon, path: &std::path::Path, want: u64) -> Value {
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let path = path.to_str().expect("test paths are UTF-8").to_owned();
+    wait_for(&format!("{want} files in the index"), || {
+        let list = d.cs.json(&["list", "--json"]);
+        list["shares"]
+            .as_array()?
+            .iter()
+            .find(|s| s["path"] == path.as_str() && s["status"] != "scanning" && s["files"].as_u64() == Some(want))
+            .cloned()
+    })
+}
+
+#[test]
+fn changes_are_indexed_without_a_restart() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    d.cs.ok(&["share", dir.path().to_str().unwrap()]);
+    files_become(&d, dir.path(), 0);
+
+    fs::write(dir.path().join("new.txt"), b"hello").unwrap();
+    files_become(&d, dir.path(), 1);
+
+    // A new directory is watched as it appears, including what is written into it at once.
+    fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    fs::write(dir.path().join("a/b/deep.txt"), b"deep").unwrap();
+    files_become(&d, dir.path(), 2);
+    fs::write(dir.path().join("a/b/deeper.txt"), b"deeper").unwrap();
+    let s = files_become(&d, dir.path(), 3);
+    assert_eq!(s["bytes"].as_u64(), Some(15));
+
+    // Our own temporary files are never indexed.
+    fs::write(dir.path().join(".x.clearskies-part"), b"partial").unwrap();
+    fs::remove_file(dir.path().join("new.txt")).unwrap();
+    files_become(&d, dir.path(), 2);
+
+    // Removing the whole root is an error state, not a mass deletion.
+    let revision = files_become(&d, dir.path(), 2)["revision"].as_u64();
+    let path = fs::canonicalize(dir.path()).unwrap();
+    fs::remove_dir_all(dir.path()).unwrap();
+    let s = wait_for("the error state", || {
+        let list = d.cs.json(&["list", "--json"]);
+        list["shares"]
+            .as_array()?
+            .iter()
+            .find(|s| s["path"] == path.to_str().unwrap() && s["status"] == "error")
+            .cloned()
+    });
+    assert_eq!(s["files"].as_u64(), Some(2), "{s}");
+    assert_eq!(s["revision"].as_u64(), revision);
+}

@@ -2,13 +2,16 @@
 //! answers for its state.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, SpawnHandle, WrapFuture,
+};
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, RecordUuid};
 use tracing::{info, warn};
 
-use super::messages::{GetShareStatus, Rescan, ShareStatus, StopShare};
+use super::messages::{FsChanged, GetShareStatus, Rescan, ShareStatus, StopShare};
 use super::record::EntryKind;
 use super::scan::{scan, ScanContext, ScanError, ScanReport};
 use super::store::ShareStore;
@@ -20,6 +23,11 @@ enum State {
     Error(String),
 }
 
+/// Quiet time after the last filesystem event before scanning.
+pub const DEBOUNCE: Duration = Duration::from_millis(250);
+/// Longest a steady stream of events can delay a scan.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+
 /// One share.
 #[derive(Debug)]
 pub struct Share {
@@ -29,12 +37,15 @@ pub struct Share {
     store: ShareStore,
     state: State,
     scan_again: bool,
+    /// When the first not-yet-scanned event arrived.
+    dirty_since: Option<Instant>,
+    debounce: Option<SpawnHandle>,
 }
 
 impl Share {
     /// A share rooted at `root`, indexed in `store`, where we are `me`.
     pub fn new(root: PathBuf, me: PeerId, mode: &'static str, store: ShareStore) -> Self {
-        Share { root, me, mode, store, state: State::Idle, scan_again: false }
+        Share { root, me, mode, store, state: State::Idle, scan_again: false, dirty_since: None, debounce: None }
     }
 
     fn start_scan(&mut self, ctx: &mut Context<Self>) {
@@ -96,6 +107,32 @@ impl Actor for Share {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.start_scan(ctx);
+        let watcher = super::watch::watch(self.root.clone(), ctx.address().recipient());
+        ctx.spawn(watcher.into_actor(self).map(|res, act, _| {
+            let why = match res {
+                Ok(()) => "the watch ended".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            warn!(root = %act.root.display(), reason = %why, "not watching for changes; they are seen on the next scan");
+        }));
+    }
+}
+
+impl Handler<FsChanged> for Share {
+    type Result = ();
+
+    fn handle(&mut self, _: FsChanged, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let first = *self.dirty_since.get_or_insert(now);
+        if let Some(h) = self.debounce.take() {
+            ctx.cancel_future(h);
+        }
+        let wait = if now.duration_since(first) >= MAX_DEBOUNCE { Duration::ZERO } else { DEBOUNCE };
+        self.debounce = Some(ctx.run_later(wait, |act, ctx| {
+            act.debounce = None;
+            act.dirty_since = None;
+            act.start_scan(ctx);
+        }));
     }
 }
 

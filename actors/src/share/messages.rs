@@ -9,6 +9,11 @@ use serde::Serialize;
 #[rtype(result = "()")]
 pub struct Rescan;
 
+/// The watcher saw a change (a hint: the debounced scan finds out what changed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FsChanged;
+
 /// Stops the share's actor (the share was removed).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -1,5 +1,5 @@
-//! A share: its index (records in RocksDB), its scanner, and the `Share` actor that owns
-//! them. The inotify watcher and the sync with peers arrive with the rest of the read-write
+//! A share: its index (records in RocksDB), its scanner, its inotify watcher, and the
+//! `Share` actor that owns them. The sync with peers arrives with the rest of the read-write
 //! slice.
 
 pub mod actor;
@@ -8,5 +8,6 @@ pub mod record;
 pub mod registry;
 pub mod scan;
 pub mod store;
+pub mod watch;
 
 pub use actor::Share;

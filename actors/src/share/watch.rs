@@ -1,0 +1,117 @@
+//! Watching a share with inotify. Every directory of the tree gets a watch; directories that
+//! appear later are watched as they appear. Events only say "something changed": the
+//! `Share` actor debounces them and runs its (incremental) scan, so no event is trusted for
+//! more than a hint. A queue overflow also just means "scan".
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use actix::Recipient;
+use clearskies_protocol::path::{META_DIR, PART_SUFFIX};
+use inotify::{EventMask, Inotify, StreamExt, WatchDescriptor, WatchMask, Watches};
+use tracing::warn;
+
+use super::messages::FsChanged;
+
+fn mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MODIFY
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::ATTRIB
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR
+        | WatchMask::DONT_FOLLOW
+        | WatchMask::EXCL_UNLINK
+}
+
+/// Adds a watch to `dir` and every directory below it (not following symlinks, skipping our
+/// metadata directory). Blocking: it walks the tree.
+fn watch_tree(
+    watches: &mut Watches,
+    root: &Path,
+    dir: &Path,
+    map: &mut HashMap<WatchDescriptor, PathBuf>,
+) -> io::Result<()> {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        match watches.add(&d, mask()) {
+            Ok(wd) => {
+                map.insert(wd, d.clone());
+            }
+            Err(e) if e.raw_os_error() == Some(28) => {
+                return Err(io::Error::other(
+                    "the inotify watch limit is reached: raise fs.inotify.max_user_watches (sysctl) to watch this share",
+                ));
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
+            Err(e) => return Err(e),
+        }
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            if d == root && entry.file_name() == META_DIR {
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Watches `root` until the watch fails, sending a hint to `changed` for every relevant
+/// event. Our own temporary files do not count as changes.
+pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<()> {
+    let inotify = Inotify::init()?;
+    let mut watches = inotify.watches();
+    let walk_root = root.clone();
+    let mut map = tokio::task::spawn_blocking(move || {
+        let mut map = HashMap::new();
+        watch_tree(&mut watches, &walk_root, &walk_root, &mut map).map(|()| map)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    let mut stream = inotify.into_event_stream(vec![0u8; 64 * 1024])?;
+    // Anything that changed while the watches were being set up is caught by this scan.
+    changed.do_send(FsChanged);
+    while let Some(event) = stream.next().await {
+        let event = event?;
+        if event.mask.contains(EventMask::Q_OVERFLOW) {
+            warn!(root = %root.display(), "inotify queue overflowed; rescanning");
+            changed.do_send(FsChanged);
+            continue;
+        }
+        if event.mask.contains(EventMask::IGNORED) {
+            map.remove(&event.wd);
+            continue;
+        }
+        let parent = map.get(&event.wd).cloned();
+        if let Some(name) = &event.name {
+            let ours = name.to_str().is_some_and(|n| n.ends_with(PART_SUFFIX))
+                || (parent.as_deref() == Some(root.as_path()) && name == META_DIR);
+            if ours {
+                continue;
+            }
+            if event.mask.contains(EventMask::ISDIR) && event.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+                if let Some(parent) = &parent {
+                    let mut watches = stream.watches();
+                    let (root, dir) = (root.clone(), parent.join(name));
+                    let added = tokio::task::spawn_blocking(move || {
+                        let mut more = HashMap::new();
+                        watch_tree(&mut watches, &root, &dir, &mut more).map(|()| more)
+                    })
+                    .await
+                    .map_err(io::Error::other)??;
+                    map.extend(added);
+                }
+            }
+        }
+        changed.do_send(FsChanged);
+    }
+    Ok(())
+}

@@ -8,5 +8,6 @@
 mod attach;
 mod cli;
 mod daemon;
+mod hostile;
 mod shares;
 mod util;

@@ -53,7 +53,9 @@ impl VectorClock {
         }
     }
 
-    /// The spec's receive rule: increment our own entry, then merge the incoming clock.
+    /// `database.md`'s rule 4 for a process clock: increment our own entry, then merge.
+    /// Not for stored records: see `docs/protocol-decisions.md` ("Database") for why a
+    /// record received from a peer is only merged.
     pub fn receive(&mut self, ours: PeerId, incoming: &VectorClock) {
         self.increment(ours);
         self.merge(incoming);

@@ -32,6 +32,8 @@ pub struct Credential {
     pub kind: CredentialKind,
     /// For codes: the keys to hand over.
     pub keys: Option<Keys>,
+    /// A code that may serve one connection at a time (keys and multi-use codes may not).
+    pub single_use: bool,
 }
 
 /// Which credential, if any, answers to an access ID or key ID. Unknown, expired, used and

@@ -346,10 +346,19 @@ pub fn join_share(
     Ok(config)
 }
 
+/// The code with this access ID, if one was issued (one key lookup, not a scan).
+pub fn find_code(store: &Store, access_id: &Sha256Hash) -> Result<Option<CodeRecord>, RegistryError> {
+    let key = format!("code:{access_id}");
+    match store.get_meta(&key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?)),
+        None => Ok(None),
+    }
+}
+
 /// Records that `peer` joined with the code `access_id`.
 pub fn mark_code_used(store: &Store, access_id: &Sha256Hash, peer: PeerId) -> Result<(), RegistryError> {
     let key = format!("code:{access_id}");
-    let Some(mut code) = load_codes(store)?.into_iter().find(|c| &c.access_id == access_id) else {
+    let Some(mut code) = find_code(store, access_id)? else {
         return Ok(());
     };
     if !code.used_by.contains(&peer) {
@@ -430,6 +439,8 @@ mod tests {
         let code = create_code(&store, &share, AccessLevel::ReadWrite, 86_400, false, now).unwrap();
         let codes = load_codes(&store).unwrap();
         assert_eq!(codes.len(), 1);
+        assert_eq!(find_code(&store, &code.access_id()).unwrap().as_ref(), Some(&codes[0]));
+        assert_eq!(find_code(&store, &Sha256Hash([0; 32])).unwrap(), None);
         assert_eq!(codes[0].access_id, code.access_id());
         assert!(codes[0].is_usable(1000 + 86_399) && !codes[0].is_usable(1000 + 86_400));
         // The code itself is not in the database.

@@ -105,6 +105,12 @@ impl Store {
         Ok(())
     }
 
+    /// A daemon-wide value.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let cf = self.db.cf_handle(META_CF).ok_or_else(|| StoreError::NoShare(META_CF.into()))?;
+        Ok(self.db.get_cf(&cf, key.as_bytes())?)
+    }
+
     /// Deletes a daemon-wide value.
     pub fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
         let cf = self.db.cf_handle(META_CF).ok_or_else(|| StoreError::NoShare(META_CF.into()))?;

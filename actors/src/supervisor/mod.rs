@@ -139,11 +139,14 @@ impl Supervisor {
                 our_peer_id: config.peer_id,
                 kind: CredentialKind::Key,
                 keys: None,
+                single_use: false,
             });
         }
         let now = crate::share::actor::now().secs();
-        let codes = registry::load_codes(&self.store).ok()?;
-        let code = codes.into_iter().find(|c| &c.access_id == id && c.is_usable(now))?;
+        let code = registry::find_code(&self.store, id).ok()??;
+        if !code.is_usable(now) {
+            return None;
+        }
         let (config, _) = self.shares.get(&code.share)?;
         let material = self.keys.get(&code.share)?;
         let keys = Keys {
@@ -162,6 +165,7 @@ impl Supervisor {
             our_peer_id: config.peer_id,
             kind: CredentialKind::Code,
             keys: Some(keys),
+            single_use: !code.multi_use,
         })
     }
 
@@ -431,16 +435,8 @@ impl Handler<ClaimCredential> for Supervisor {
 
     fn handle(&mut self, ClaimCredential(id): ClaimCredential, _: &mut Context<Self>) -> Self::Result {
         let cred = self.credential(&id);
-        if let Some(c) = &cred {
-            if c.kind == CredentialKind::Code {
-                let multi_use = registry::load_codes(&self.store)
-                    .ok()
-                    .and_then(|codes| codes.into_iter().find(|x| x.access_id == id))
-                    .is_some_and(|x| x.multi_use);
-                if !multi_use && !self.claimed.insert(id) {
-                    return MessageResult(None);
-                }
-            }
+        if cred.as_ref().is_some_and(|c| c.single_use) && !self.claimed.insert(id) {
+            return MessageResult(None);
         }
         MessageResult(cred)
     }

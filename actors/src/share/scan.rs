@@ -174,6 +174,8 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
     let mut report = ScanReport { entries: found.len(), ..ScanReport::default() };
     let mut rev = store.revision()?;
     let mut changed: Vec<Record> = Vec::new();
+    // Unchanged contents whose stat moved (new inode, ctime): stored with the same batch.
+    let mut restat: Vec<Record> = Vec::new();
     let mut seen: HashSet<SharePath> = HashSet::with_capacity(found.len());
     for f in found {
         seen.insert(f.path.clone());
@@ -212,7 +214,7 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
                     // the new stat without announcing anything.
                     let mut r = o.clone();
                     r.local = Some(stat);
-                    store.commit(&[r], None)?;
+                    restat.push(r);
                 }
             }
             _ => {
@@ -257,8 +259,9 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         r.local = None;
         changed.push(r);
     }
-    if !changed.is_empty() {
-        store.commit(&changed, Some(rev))?;
+    if !changed.is_empty() || !restat.is_empty() {
+        let new_revision = (!changed.is_empty()).then_some(rev);
+        store.commit(&[changed.as_slice(), restat.as_slice()].concat(), new_revision)?;
     }
     report.changed = changed.into_iter().map(|r| r.path).collect();
     Ok(report)
@@ -371,6 +374,22 @@ mod tests {
         let a4 = f.get("/a");
         assert!(!a4.deleted);
         assert_eq!(a4.uuid, a1.uuid);
+    }
+
+    #[test]
+    fn a_new_stat_with_the_same_contents_is_remembered_silently() {
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        fs::write(r.join("a"), b"one").unwrap();
+        f.scan().unwrap();
+        let rev = f.store.revision().unwrap();
+        // Same mode again: only the ctime moves, so the file is re-hashed once...
+        fs::set_permissions(r.join("a"), fs::Permissions::from_mode(f.get("/a").unix_mode.unwrap())).unwrap();
+        let rep = f.scan().unwrap();
+        assert_eq!((rep.hashed_files, rep.changed.len()), (1, 0));
+        assert_eq!(f.store.revision().unwrap(), rev);
+        // ...and its new stat is remembered, so the next scan reads nothing.
+        assert_eq!(f.scan().unwrap().hashed_files, 0);
     }
 
     #[test]

@@ -185,29 +185,41 @@ pub fn create_share(store: &Store, data_dir: &Path, path: &Path, now: Timestamp)
     if !path.is_dir() {
         return Err(RegistryError::NotADirectory(path));
     }
-    for other in load_shares(store)? {
-        if other.path == path {
-            return Err(RegistryError::AlreadyShared(path));
-        }
-        if path.starts_with(&other.path) || other.path.starts_with(&path) {
-            return Err(RegistryError::Overlaps { path, other: other.path });
-        }
-    }
     let keys = ShareKeys { key_id: Sha256Hash(random()?), key: SecretKey(random()?) };
     let config = ShareConfig {
         id: keys.key_id,
-        path: path.clone(),
+        path,
         peer_id: PeerId(random()?),
         access_level: AccessLevel::ReadWrite,
         created: now,
         peers: Vec::new(),
     };
+    register(store, data_dir, config, &keys)
+}
+
+/// Refuses a share whose ID or path is taken, or whose path is inside (or contains) another
+/// share; otherwise creates its marker directory, key file, column family and config.
+fn register(
+    store: &Store,
+    data_dir: &Path,
+    config: ShareConfig,
+    keys: &ShareKeys,
+) -> Result<ShareConfig, RegistryError> {
+    let path = &config.path;
+    for other in load_shares(store)? {
+        if other.id == config.id || &other.path == path {
+            return Err(RegistryError::AlreadyShared(other.path));
+        }
+        if path.starts_with(&other.path) || other.path.starts_with(path) {
+            return Err(RegistryError::Overlaps { path: path.clone(), other: other.path });
+        }
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path.join(META_DIR))
         .map_err(io(format!("creating {}", path.join(META_DIR).display())))?;
-    write_keys(data_dir, &config.id, &keys)?;
+    write_keys(data_dir, &config.id, keys)?;
     store.create_share(&config.store_key())?;
     let json = serde_json::to_vec(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store.put_meta(&format!("share:{}", config.id), &json)?;
@@ -318,32 +330,15 @@ pub fn join_share(
     }
     fs::DirBuilder::new().recursive(true).create(path).map_err(io(format!("creating {}", path.display())))?;
     let path = fs::canonicalize(path).map_err(|_| RegistryError::NotADirectory(path.to_owned()))?;
-    for other in load_shares(store)? {
-        if other.id == key_id || other.path == path {
-            return Err(RegistryError::AlreadyShared(other.path));
-        }
-        if path.starts_with(&other.path) || other.path.starts_with(&path) {
-            return Err(RegistryError::Overlaps { path, other: other.path });
-        }
-    }
     let config = ShareConfig {
         id: key_id,
-        path: path.clone(),
+        path,
         peer_id,
         access_level: keys.access_level,
         created: now,
         peers: vec![via.to_owned()],
     };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path.join(META_DIR))
-        .map_err(io(format!("creating {}", path.join(META_DIR).display())))?;
-    write_keys(data_dir, &config.id, &ShareKeys { key_id, key })?;
-    store.create_share(&config.store_key())?;
-    let json = serde_json::to_vec(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store.put_meta(&format!("share:{}", config.id), &json)?;
-    Ok(config)
+    register(store, data_dir, config, &ShareKeys { key_id, key })
 }
 
 /// The code with this access ID, if one was issued (one key lookup, not a scan).

@@ -14,31 +14,26 @@ pub(crate) struct Client {
     writer: UnixStream,
 }
 
-/// Why connecting failed, so callers can tell "not running" from real errors.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectError {
-    #[error("the daemon is not running (no control socket at {0}); start it with `clearskies start`")]
-    NotRunning(String),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
 impl Client {
-    /// Connects and checks the handshake line.
-    pub(crate) fn connect(socket: &Path) -> Result<Self, ConnectError> {
+    /// Connects and checks the handshake line. A missing or dead socket says, in one line,
+    /// that the daemon is not running and how to start it.
+    pub(crate) fn connect(socket: &Path) -> anyhow::Result<Self> {
         let stream = match UnixStream::connect(socket) {
             Ok(s) => s,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
-                return Err(ConnectError::NotRunning(socket.display().to_string()));
+                bail!(
+                    "the daemon is not running (no control socket at {}); start it with `clearskies start`",
+                    socket.display()
+                );
             }
-            Err(e) => return Err(anyhow::Error::from(e).context(format!("connecting to {}", socket.display())).into()),
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("connecting to {}", socket.display()))),
         };
         stream.set_read_timeout(Some(Duration::from_secs(60))).context("configuring the control socket")?;
         let writer = stream.try_clone().context("configuring the control socket")?;
         let mut client = Client { reader: BufReader::new(stream), writer };
         let hello = client.read_line().context("reading the daemon's greeting")?;
         if hello.get("service").and_then(Value::as_str) != Some("ClearSkies Control") {
-            return Err(anyhow::anyhow!("{} is not a ClearSkies control socket", socket.display()).into());
+            bail!("{} is not a ClearSkies control socket", socket.display());
         }
         Ok(client)
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::client::{Client, ConnectError};
+use crate::client::Client;
 use crate::config::Config;
 use crate::out;
 
@@ -18,10 +18,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
 fn connect(config: &Config) -> anyhow::Result<Client> {
-    Client::connect(&config.control_socket()).map_err(|e| match e {
-        ConnectError::NotRunning(_) => anyhow::anyhow!("{e}"),
-        ConnectError::Other(e) => e,
-    })
+    Client::connect(&config.control_socket())
 }
 
 /// `clearskies start`: launches the monitor in the background and waits until the worker

@@ -23,9 +23,6 @@ use clearskies_protocol::access_code::AccessCode;
 use crate::cli::{Cli, CodeCommand, Command};
 use crate::config::Config;
 
-/// Our software name and version, as peers and control clients see it.
-pub(crate) const SOFTWARE: &str = concat!("clearskies-rs ", env!("CARGO_PKG_VERSION"));
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -23,7 +23,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
     let settings = Settings {
         data_dir: config.data_dir.clone(),
         control_socket: socket.clone(),
-        software: crate::SOFTWARE.to_owned(),
+        software: clearskies_actors::SOFTWARE.to_owned(),
     };
     let peer_listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;

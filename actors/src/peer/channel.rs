@@ -156,12 +156,8 @@ pub struct Channel {
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Channel").field("id", &self.id).field("session", &hex_id(&self.session_id)).finish()
+        f.debug_struct("Channel").field("id", &self.id).field("session", &hex::encode(self.session_id)).finish()
     }
-}
-
-fn hex_id(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Frame reading and writing during the handshake.

@@ -3,8 +3,7 @@
 use crate::util::{stderr, wait_for, Daemon};
 
 fn new_code(d: &Daemon, dir: &std::path::Path) -> String {
-    let j = d.cs.json(&["share", dir.to_str().unwrap(), "--json"]);
-    j["access_code"].as_str().unwrap().to_owned()
+    d.share_code(dir, &[])
 }
 
 #[test]

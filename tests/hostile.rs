@@ -38,11 +38,7 @@ fn garbage_after_authentication_closes_only_that_connection() {
     let b = Daemon::start();
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    let share = |d: &Daemon| {
-        let j = d.cs.json(&["share", dir_a.path().to_str().unwrap(), "--json", "--multi-use"]);
-        j["access_code"].as_str().unwrap().to_owned()
-    };
-    let code = share(&a);
+    let code = a.share_code(dir_a.path(), &["--multi-use"]);
     // A well-behaved peer joins first.
     b.cs.ok(&["attach", &code, dir_b.path().to_str().unwrap(), "--peer", &a.listen()]);
     wait_for("the honest session", || (a.peers() == 1).then_some(()));

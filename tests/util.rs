@@ -80,6 +80,14 @@ impl Daemon {
         self.cs.json(&["status", "--json"])["listen"].as_str().expect("the daemon listens").to_owned()
     }
 
+    /// Shares `dir` (if needed) and returns a new access code for it; `extra` are more
+    /// `share` flags.
+    pub(crate) fn share_code(&self, dir: &std::path::Path, extra: &[&str]) -> String {
+        let mut args = vec!["share", dir.to_str().expect("test paths are UTF-8"), "--json"];
+        args.extend_from_slice(extra);
+        self.cs.json(&args)["access_code"].as_str().expect("share prints a code").to_owned()
+    }
+
     /// How many peer sessions are up.
     pub(crate) fn peers(&self) -> u64 {
         self.cs.json(&["status", "--json"])["peers"].as_u64().unwrap_or(0)

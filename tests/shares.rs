@@ -10,9 +10,13 @@ use crate::util::{stderr, wait_for, Daemon};
 fn idle_share(d: &Daemon, path: &std::path::Path) -> Value {
     let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let path = path.to_str().expect("test paths are UTF-8").to_owned();
-    wait_for("the share to finish scanning", || {
+    wait_for("the share to settle (idle or error)", || {
         let list = d.cs.json(&["list", "--json"]);
-        list["shares"].as_array()?.iter().find(|s| s["path"] == path.as_str() && s["status"] != "scanning").cloned()
+        list["shares"]
+            .as_array()?
+            .iter()
+            .find(|s| s["path"] == path.as_str() && (s["status"] == "idle" || s["status"] == "error"))
+            .cloned()
     })
 }
 

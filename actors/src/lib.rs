@@ -16,6 +16,7 @@ pub mod listener;
 pub mod peer;
 pub mod share;
 pub mod supervisor;
+pub mod transfer;
 
 use std::path::PathBuf;
 

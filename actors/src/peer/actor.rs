@@ -6,25 +6,58 @@
 //! that owns the TLS write half. Peers are not restarted: a failed connection ends here and
 //! is dialled again by whoever wants it.
 
+use std::collections::VecDeque;
+use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Recipient, SpawnHandle, StreamHandler, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message as ActixMessage, Recipient,
+    SpawnHandle, StreamHandler, WrapFuture,
 };
 use bytes::Bytes;
+use clearskies_protocol::message::Message;
 use clearskies_protocol::session::{
     CloseReason, Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY,
 };
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::io::ReaderStream;
 use tracing::{debug, info, warn};
 
 use super::channel::Channel;
-use super::messages::{CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, ReleaseCredential};
+use super::messages::{
+    CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerOut, ReleaseCredential,
+};
+use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
+use crate::share::record::Record;
 use crate::supervisor::messages::CommandError;
+use crate::transfer::messages::{DataStart, Missing, ServeGet, Sink, SinkItem};
+
+/// Attachment chunk size we send (the spec recommends 1 MiB).
+pub const CHUNK: usize = 1 << 20;
+/// Bytes of file data a connection may have read but not yet written to the socket.
+const SEND_BUDGET: usize = 8 << 20;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+type Outgoing = (Bytes, Option<OwnedSemaphorePermit>);
+
+/// A piece of a file being sent, read by the blocking reader.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+struct OutChunk {
+    data: Bytes,
+    permit: OwnedSemaphorePermit,
+}
+
+/// The file being sent is done (or could not be read further).
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+struct OutEnd;
 
 /// The supervisor's side of a peer connection.
 #[derive(Debug, Clone)]
@@ -69,12 +102,26 @@ pub enum Purpose {
 
 /// One peer connection.
 pub struct Peer {
+    conn: u64,
     session: Session,
     leftover: Option<Bytes>,
     stream: Option<tokio::io::ReadHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>>>,
-    writer: mpsc::UnboundedSender<Bytes>,
-    writer_rx:
-        Option<(mpsc::UnboundedReceiver<Bytes>, tokio::io::WriteHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>>)>,
+    writer: mpsc::UnboundedSender<Outgoing>,
+    writer_rx: Option<(
+        mpsc::UnboundedReceiver<Outgoing>,
+        tokio::io::WriteHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>>,
+    )>,
+    /// Bounds file data between the reader thread and the socket.
+    budget: Arc<Semaphore>,
+    /// The share's side, once the session is ready.
+    link: Option<ShareLink>,
+    /// Where the chunks of the attachment being received go (`None`: discarded).
+    sink: Option<Sink>,
+    /// Events are not drained while an answer or a slow consumer is awaited.
+    waiting: bool,
+    /// A file is being sent; other output waits in `outbox`.
+    sending_file: bool,
+    outbox: VecDeque<PeerOut>,
     timer: Option<SpawnHandle>,
     purpose: Purpose,
     our_peer_id: PeerId,
@@ -115,11 +162,18 @@ impl Peer {
             Purpose::Attach { .. } => None,
         };
         Peer {
+            conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
             session,
             leftover: Some(channel.leftover.freeze()),
             stream: Some(read),
             writer: tx,
             writer_rx: Some((rx, write)),
+            budget: Arc::new(Semaphore::new(SEND_BUDGET)),
+            link: None,
+            sink: None,
+            waiting: false,
+            sending_file: false,
+            outbox: VecDeque::new(),
             timer: None,
             purpose,
             our_peer_id,
@@ -132,16 +186,11 @@ impl Peer {
     }
 
     fn drive(&mut self, ctx: &mut Context<Self>) {
-        while let Some(event) = self.session.poll_event() {
+        while !self.waiting {
+            let Some(event) = self.session.poll_event() else { break };
             self.handle_event(event, ctx);
         }
-        while let Some(bytes) = self.session.poll_transmit() {
-            if self.writer.send(bytes).is_err() {
-                self.close_reason.get_or_insert_with(|| "connection lost while writing".into());
-                ctx.stop();
-                return;
-            }
-        }
+        self.flush(None, ctx);
         if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
         }
@@ -153,6 +202,147 @@ impl Peer {
                 act.drive(ctx);
             }));
         }
+    }
+
+    /// Hands the session's output to the writer; `permit` (file data budget) is released
+    /// once the last piece is written.
+    fn flush(&mut self, mut permit: Option<OwnedSemaphorePermit>, ctx: &mut Context<Self>) {
+        let mut pieces: Vec<Bytes> = Vec::new();
+        while let Some(bytes) = self.session.poll_transmit() {
+            pieces.push(bytes);
+        }
+        let n = pieces.len();
+        for (i, bytes) in pieces.into_iter().enumerate() {
+            let p = if i + 1 == n { permit.take() } else { None };
+            if self.writer.send((bytes, p)).is_err() {
+                self.close_reason.get_or_insert_with(|| "connection lost while writing".into());
+                ctx.stop();
+                return;
+            }
+        }
+    }
+
+    /// Runs `fut` before any further input is handled, then resumes.
+    fn pause_for<F>(&mut self, fut: F, ctx: &mut Context<Self>)
+    where
+        F: actix::ActorFuture<Self, Output = ()> + 'static,
+    {
+        self.waiting = true;
+        ctx.wait(fut.map(|(), act, ctx| {
+            act.waiting = false;
+            act.drive(ctx);
+        }));
+    }
+
+    fn close_for(&mut self, reason: String) {
+        warn!(remote = %self.remote, %reason, "closing the connection");
+        self.close_reason.get_or_insert(reason);
+        self.session.close();
+    }
+
+    fn on_message(&mut self, m: clearskies_protocol::session::Incoming, ctx: &mut Context<Self>) {
+        let Some(link) = self.link.clone() else {
+            debug!(remote = %self.remote, kind = m.message.kind(), "message ignored");
+            return;
+        };
+        let conn = self.conn;
+        let sync = |what| link.sync.do_send(FromPeer { conn, what });
+        match m.message {
+            Message::DatabaseGetUpdates(g) => sync(SyncMessage::GetUpdates(g.since)),
+            Message::DatabaseUpdatesDone(_) => sync(SyncMessage::UpdatesDone),
+            Message::DatabaseUpdate(u) => match Record::from_update(&u) {
+                Ok(Some(r)) => sync(SyncMessage::Update(Box::new(r))),
+                Ok(None) => debug!(key = %u.key, "update for a key outside the directory extension ignored"),
+                Err(e) => self.close_for(format!("refused database.update for {:?}: {e}", u.key)),
+            },
+            Message::DirectoryGet(get) => link.get.do_send(ServeGet { conn, get, out: ctx.address().recipient() }),
+            Message::DirectoryNotPresent(n) => link.missing.do_send(Missing { conn, sha256: n.sha256 }),
+            Message::DirectoryGetError(e) => {
+                debug!(remote = %self.remote, sha256 = %e.sha256, message = %e.message, "peer cannot send contents");
+                link.missing.do_send(Missing { conn, sha256: e.sha256 });
+            }
+            Message::DirectoryData(data) => {
+                let ask = link.data.send(DataStart { conn, data });
+                self.pause_for(
+                    ask.into_actor(self).map(|answer, act, _| {
+                        act.sink = answer.ok().flatten();
+                    }),
+                    ctx,
+                );
+            }
+            other => debug!(remote = %self.remote, kind = other.kind(), "message ignored"),
+        }
+    }
+
+    fn deliver(&mut self, item: SinkItem, ctx: &mut Context<Self>) {
+        let Some(sink) = self.sink.clone() else { return };
+        if matches!(item, SinkItem::End) {
+            self.sink = None;
+        }
+        self.pause_for(
+            async move { sink.send(item).await.is_ok() }.into_actor(self).map(|delivered, act, _| {
+                if !delivered {
+                    act.sink = None;
+                }
+            }),
+            ctx,
+        );
+    }
+
+    fn send_out(&mut self, out: PeerOut, ctx: &mut Context<Self>) {
+        if self.sending_file {
+            self.outbox.push_back(out);
+            return;
+        }
+        match out {
+            PeerOut::Send(msgs) => {
+                for m in &msgs {
+                    if let Err(e) = self.session.send(m) {
+                        debug!(remote = %self.remote, error = %e, "cannot send");
+                        break;
+                    }
+                }
+            }
+            PeerOut::File { header, file, len } => self.start_file(&header, file, len, ctx),
+            PeerOut::Close(reason) => self.close_for(reason),
+        }
+    }
+
+    fn start_file(&mut self, header: &Message, mut file: std::fs::File, len: u64, ctx: &mut Context<Self>) {
+        if let Err(e) = self.session.send_with_attachment(header) {
+            debug!(remote = %self.remote, error = %e, "cannot send");
+            return;
+        }
+        self.sending_file = true;
+        let (addr, budget) = (ctx.address(), self.budget.clone());
+        tokio::task::spawn_blocking(move || {
+            let handle = tokio::runtime::Handle::current();
+            let mut left = len;
+            while left > 0 && addr.connected() {
+                let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+                let mut buf = vec![0u8; want];
+                let mut got = 0;
+                while got < want {
+                    match file.read(&mut buf[got..]) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                if got == 0 {
+                    // Shorter than announced (changed under us): the receiver's hash check
+                    // refuses it.
+                    break;
+                }
+                buf.truncate(got);
+                let permits = u32::try_from(got).unwrap_or(u32::MAX);
+                let Ok(permit) = handle.block_on(budget.clone().acquire_many_owned(permits)) else { break };
+                addr.do_send(OutChunk { data: Bytes::from(buf), permit });
+                left -= got as u64;
+            }
+            addr.do_send(OutEnd);
+        });
     }
 
     fn handle_event(&mut self, event: Event, ctx: &mut Context<Self>) {
@@ -201,15 +391,26 @@ impl Peer {
             Event::Ready => {
                 if let (Some(share), Some(peer)) = (self.share, self.peer) {
                     info!(remote = %self.remote, %peer, %share, "peer connected");
-                    self.targets.connected.do_send(PeerConnected { share, peer, addr: self.remote });
+                    let connected = PeerConnected {
+                        conn: self.conn,
+                        out: ctx.address().recipient(),
+                        share,
+                        peer,
+                        addr: self.remote,
+                    };
+                    let ask = self.targets.connected.send(connected);
+                    self.pause_for(
+                        ask.into_actor(self).map(|answer, act, _| match answer.ok().flatten() {
+                            Some(link) => act.link = Some(link),
+                            None => act.close_for("the share is not available".into()),
+                        }),
+                        ctx,
+                    );
                 }
             }
-            Event::Message(m) => {
-                // Sync messages are handled by the share and transfer work of the read-write
-                // slice; until then they are logged and ignored, as unknown types are.
-                debug!(remote = %self.remote, kind = m.message.kind(), "message ignored");
-            }
-            Event::AttachmentChunk(_) | Event::AttachmentEnd => {}
+            Event::Message(m) => self.on_message(m, ctx),
+            Event::AttachmentChunk(data) => self.deliver(SinkItem::Chunk(data), ctx),
+            Event::AttachmentEnd => self.deliver(SinkItem::End, ctx),
             Event::Closed(reason) => {
                 let text = match reason {
                     CloseReason::Local => self.close_reason.clone().unwrap_or_else(|| "closed".into()),
@@ -228,10 +429,11 @@ impl Actor for Peer {
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some((mut rx, mut write)) = self.writer_rx.take() {
             actix_rt::spawn(async move {
-                while let Some(bytes) = rx.recv().await {
+                while let Some((bytes, permit)) = rx.recv().await {
                     if write.write_all(&bytes).await.is_err() {
                         return;
                     }
+                    drop(permit);
                 }
                 let _ = write.shutdown().await;
             });
@@ -258,6 +460,10 @@ impl Actor for Peer {
         if let Purpose::Accepted { id, kind: CredentialKind::Code, .. } = &self.purpose {
             self.targets.release.do_send(ReleaseCredential(*id));
         }
+        if let Some(link) = self.link.take() {
+            link.down.do_send(PeerDown { conn: self.conn });
+        }
+        self.sink = None;
         if self.share.is_some() {
             warn!(remote = %self.remote, %reason, "peer disconnected");
         } else {
@@ -289,5 +495,42 @@ impl StreamHandler<Result<Bytes, std::io::Error>> for Peer {
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.close_reason.get_or_insert_with(|| "the peer hung up".into());
         ctx.stop();
+    }
+}
+
+impl Handler<PeerOut> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, out: PeerOut, ctx: &mut Context<Self>) {
+        self.send_out(out, ctx);
+        self.drive(ctx);
+    }
+}
+
+impl Handler<OutChunk> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, msg: OutChunk, ctx: &mut Context<Self>) {
+        if let Err(e) = self.session.send_chunk(msg.data) {
+            debug!(remote = %self.remote, error = %e, "cannot send a chunk");
+            return;
+        }
+        self.flush(Some(msg.permit), ctx);
+    }
+}
+
+impl Handler<OutEnd> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, _: OutEnd, ctx: &mut Context<Self>) {
+        if let Err(e) = self.session.end_attachment(Instant::now()) {
+            debug!(remote = %self.remote, error = %e, "cannot end an attachment");
+        }
+        self.sending_file = false;
+        while !self.sending_file {
+            let Some(next) = self.outbox.pop_front() else { break };
+            self.send_out(next, ctx);
+        }
+        self.drive(ctx);
     }
 }

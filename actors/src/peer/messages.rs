@@ -77,10 +77,15 @@ pub struct JoinShare {
     pub via: SocketAddr,
 }
 
-/// A session became ready for sync.
+/// A session became ready for sync. Answers where the share's messages go (`None`: the
+/// share is gone).
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Option<crate::share::messages::ShareLink>")]
 pub struct PeerConnected {
+    /// The connection.
+    pub conn: u64,
+    /// Where messages for the peer go.
+    pub out: actix::Recipient<PeerOut>,
     /// The share.
     pub share: Sha256Hash,
     /// The peer's ID.
@@ -101,4 +106,24 @@ pub struct PeerDisconnected {
     pub addr: SocketAddr,
     /// Why, for logs and `peers`.
     pub reason: String,
+}
+
+/// Something for a peer connection to send.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum PeerOut {
+    /// Messages without attachment, in order.
+    Send(Vec<clearskies_protocol::message::Message>),
+    /// A message whose attachment is the file's bytes from its current position, `len`
+    /// of them (streamed, never read whole).
+    File {
+        /// The header (`directory.data`).
+        header: clearskies_protocol::message::Message,
+        /// The open file, positioned at the start of the range.
+        file: std::fs::File,
+        /// Bytes to send.
+        len: u64,
+    },
+    /// Close the connection, logging why.
+    Close(String),
 }

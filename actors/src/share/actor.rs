@@ -1,23 +1,41 @@
-//! The `Share` actor: owns one share's index, runs its scans on the blocking pool and
-//! answers for its state.
+//! The `Share` actor: owns one share's index and its sync with peers.
+//!
+//! Every blocking job (scan, applying peers' records, installing downloads, reading updates
+//! for a peer) runs on the share's own worker thread, in order ([`super::worker`]). The actor
+//! keeps the subscribers (peer connections of this share), batches incoming records so a
+//! burst of updates costs one synced write, announces changes, and hands the contents it
+//! needs to its [`Transfer`] actor.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, SpawnHandle, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, SpawnHandle,
+    WrapFuture,
 };
+use clearskies_protocol::message::database::UpdatesDone;
+use clearskies_protocol::message::Message;
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, RecordUuid};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::messages::{FsChanged, GetShareStatus, Rescan, ShareStatus, StopShare};
-use super::record::EntryKind;
-use super::scan::{scan, ScanContext, ScanError, ScanReport};
+use super::apply::{Applier, Outcome};
+use super::messages::{
+    Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan, ShareLink, ShareStatus, StopShare,
+    SyncMessage,
+};
+use super::record::{EntryKind, Record};
+use super::scan::{scan, ScanContext, ScanError};
 use super::store::ShareStore;
+use super::worker::Worker;
+use crate::peer::messages::PeerOut;
+use crate::transfer::messages::{Fetches, TransferPeerDown, TransferPeerUp};
+use crate::transfer::Transfer;
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
+    Starting,
     Scanning,
     Idle,
     Error(String),
@@ -27,40 +45,101 @@ enum State {
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 /// Longest a steady stream of events can delay a scan.
 pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+/// Updates per message batch handed to a connection.
+const SEND_BATCH: usize = 512;
+
+/// What the worker thread owns.
+#[derive(Debug)]
+pub struct ShareState {
+    root: PathBuf,
+    store: ShareStore,
+    me: PeerId,
+}
+
+impl ShareState {
+    fn applier<'a>(&'a self, new_uuid: &'a mut dyn FnMut() -> RecordUuid) -> Applier<'a> {
+        Applier { root: &self.root, store: &self.store, me: self.me, now: now(), new_uuid }
+    }
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    out: Recipient<PeerOut>,
+    /// The peer has sent everything our `get_updates` asked for.
+    caught_up: bool,
+}
 
 /// One share.
 #[derive(Debug)]
 pub struct Share {
     root: PathBuf,
-    me: PeerId,
     mode: &'static str,
     store: ShareStore,
+    worker: Worker<ShareState>,
+    transfer: Option<Addr<Transfer>>,
+    /// The share was joined from a peer: it is not in sync before one has caught us up.
+    joined: bool,
     state: State,
     scan_again: bool,
     /// When the first not-yet-scanned event arrived.
     dirty_since: Option<Instant>,
     debounce: Option<SpawnHandle>,
+    subscribers: BTreeMap<u64, Subscriber>,
+    incoming: Vec<(u64, Record)>,
+    applying: bool,
 }
 
 impl Share {
-    /// A share rooted at `root`, indexed in `store`, where we are `me`.
-    pub fn new(root: PathBuf, me: PeerId, mode: &'static str, store: ShareStore) -> Self {
-        Share { root, me, mode, store, state: State::Idle, scan_again: false, dirty_since: None, debounce: None }
+    /// A share rooted at `root`, indexed in `store`, where we are `me`. `joined`: the share
+    /// came from a peer (attach), rather than being created here.
+    pub fn new(
+        root: PathBuf,
+        me: PeerId,
+        mode: &'static str,
+        store: ShareStore,
+        joined: bool,
+    ) -> std::io::Result<Self> {
+        let state = ShareState { root: root.clone(), store: store.clone(), me };
+        let worker = Worker::spawn(format!("share {}", root.display()), state)?;
+        Ok(Share {
+            root,
+            mode,
+            store,
+            worker,
+            transfer: None,
+            joined,
+            state: State::Starting,
+            scan_again: false,
+            dirty_since: None,
+            debounce: None,
+            subscribers: BTreeMap::new(),
+            incoming: Vec::new(),
+            applying: false,
+        })
     }
 
     fn start_scan(&mut self, ctx: &mut Context<Self>) {
-        if self.state == State::Scanning {
+        if matches!(self.state, State::Scanning | State::Starting) {
             self.scan_again = true;
             return;
         }
         self.state = State::Scanning;
-        let (root, store, me) = (self.root.clone(), self.store.clone(), self.me);
-        let job = tokio::task::spawn_blocking(move || run_scan(&root, &store, me));
+        let job = self.worker.run(|s: &mut ShareState| {
+            let report = run_scan(s)?;
+            let mut changed = Vec::with_capacity(report.changed.len());
+            for p in &report.changed {
+                if let Some(r) = s.store.get(p)? {
+                    changed.push(r);
+                }
+            }
+            Ok::<_, ScanError>((report, changed))
+        });
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             act.state = match joined {
-                Ok(Ok(report)) => {
+                Ok(Ok((report, changed))) => {
                     info!(root = %act.root.display(), entries = report.entries, hashed = report.hashed_files,
                         changed = report.changed.len(), "scan complete");
+                    act.announce(changed.into_iter().map(|r| (None, r)).collect());
                     State::Idle
                 }
                 Ok(Err(e @ ScanError::RootMissing(_))) => {
@@ -71,29 +150,101 @@ impl Share {
                     warn!(error = %e, "scan failed");
                     State::Error(e.to_string())
                 }
-                Err(e) => State::Error(format!("scan task failed: {e}")),
+                Err(e) => State::Error(e.to_string()),
             };
             if std::mem::take(&mut act.scan_again) {
                 act.start_scan(ctx);
             }
         }));
     }
+
+    /// Sends records to every subscriber except the connection each came from.
+    fn announce(&self, records: Vec<(Option<u64>, Record)>) {
+        if records.is_empty() {
+            return;
+        }
+        for (conn, sub) in &self.subscribers {
+            let msgs: Vec<Message> = records
+                .iter()
+                .filter(|(from, _)| *from != Some(*conn))
+                .map(|(_, r)| Message::from(r.to_update()))
+                .collect();
+            for chunk in msgs.chunks(SEND_BATCH) {
+                sub.out.do_send(PeerOut::Send(chunk.to_vec()));
+            }
+        }
+    }
+
+    fn apply_incoming(&mut self, ctx: &mut Context<Self>) {
+        if self.applying || self.incoming.is_empty() {
+            return;
+        }
+        self.applying = true;
+        let batch = std::mem::take(&mut self.incoming);
+        let job = self.worker.run(move |s: &mut ShareState| {
+            let mut uuid = new_uuid;
+            s.applier(&mut uuid).receive(batch)
+        });
+        ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
+            act.applying = false;
+            match joined {
+                Ok(Ok(outcome)) => act.applied(outcome),
+                Ok(Err(e)) => error!(root = %act.root.display(), error = %e, "cannot store peers' changes"),
+                Err(e) => act.state = State::Error(e.to_string()),
+            }
+            act.apply_incoming(ctx);
+        }));
+    }
+
+    fn applied(&mut self, outcome: Outcome) {
+        let Outcome { announce, fetch, ignored, conflicts } = outcome;
+        debug!(root = %self.root.display(), adopted = announce.len(), ignored, conflicts, fetch = fetch.len(),
+            "applied peers' changes");
+        self.announce(announce);
+        self.fetch(fetch);
+    }
+
+    fn fetch(&self, fetch: Vec<super::apply::Fetch>) {
+        if let (false, Some(t)) = (fetch.is_empty(), &self.transfer) {
+            t.do_send(Fetches(fetch));
+        }
+    }
+
+    fn send_updates(&mut self, conn: u64, since: clearskies_protocol::updates::Since, ctx: &mut Context<Self>) {
+        let job = self.worker.run(move |s: &mut ShareState| s.store.updates_since(&since));
+        ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
+            let Some(sub) = act.subscribers.get(&conn) else { return };
+            match joined {
+                Ok(Ok(records)) => {
+                    debug!(conn, records = records.len(), "sending updates");
+                    let msgs: Vec<Message> = records.iter().map(|r| Message::from(r.to_update())).collect();
+                    for chunk in msgs.chunks(SEND_BATCH) {
+                        sub.out.do_send(PeerOut::Send(chunk.to_vec()));
+                    }
+                    sub.out.do_send(PeerOut::Send(vec![UpdatesDone {}.into()]));
+                }
+                Ok(Err(e)) => error!(error = %e, "cannot read updates for a peer"),
+                Err(e) => error!(error = %e, "cannot read updates for a peer"),
+            }
+        }));
+    }
 }
 
-fn run_scan(root: &std::path::Path, store: &ShareStore, me: PeerId) -> Result<ScanReport, ScanError> {
-    let mut new_uuid = || {
-        let mut b = [0u8; 16];
-        // The OS RNG failing is unrecoverable for a process that makes keys; fall back to
-        // time-derived bits only so a scan can still complete (UUIDs need uniqueness, not
-        // secrecy).
-        if getrandom::fill(&mut b).is_err() {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            b = t.as_nanos().to_le_bytes();
-        }
-        RecordUuid(b)
-    };
-    let mut ctx = ScanContext { me, now: now(), new_uuid: &mut new_uuid };
-    scan(root, store, &mut ctx)
+fn new_uuid() -> RecordUuid {
+    let mut b = [0u8; 16];
+    // The OS RNG failing is unrecoverable for a process that makes keys; fall back to
+    // time-derived bits only so work can complete (UUIDs need uniqueness, not secrecy).
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b = t.as_nanos().to_le_bytes();
+    }
+    RecordUuid(b)
+}
+
+fn run_scan(s: &ShareState) -> Result<super::scan::ScanReport, ScanError> {
+    let mut uuid = new_uuid;
+    let mut ctx = ScanContext { me: s.me, now: now(), new_uuid: &mut uuid };
+    scan(&s.root, &s.store, &mut ctx)
 }
 
 /// The current wall-clock time as a protocol timestamp.
@@ -106,7 +257,30 @@ impl Actor for Share {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.start_scan(ctx);
+        let transfer = Transfer::new(self.root.clone(), self.store.clone(), ctx.address().recipient()).start();
+        self.transfer = Some(transfer);
+        // First what a crash or a stop left undone, then a scan.
+        let job = self.worker.run(|s: &mut ShareState| {
+            if !super::scan::root_is_present(&s.root) {
+                return Ok(Vec::new());
+            }
+            let stale = super::fsops::remove_stale_temps(&s.root);
+            if stale > 0 {
+                info!(root = %s.root.display(), stale, "removed temp files left by an interrupted transfer");
+            }
+            let mut uuid = new_uuid;
+            s.applier(&mut uuid).resume()
+        });
+        ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
+            match joined {
+                Ok(Ok(fetch)) => act.fetch(fetch),
+                Ok(Err(e)) => error!(error = %e, "cannot resume pending work"),
+                Err(e) => error!(error = %e, "cannot resume pending work"),
+            }
+            act.state = State::Idle;
+            act.scan_again = false;
+            act.start_scan(ctx);
+        }));
         let watcher = super::watch::watch(self.root.clone(), ctx.address().recipient());
         ctx.spawn(watcher.into_actor(self).map(|res, act, _| {
             let why = match res {
@@ -148,7 +322,82 @@ impl Handler<StopShare> for Share {
     type Result = ();
 
     fn handle(&mut self, _: StopShare, ctx: &mut Context<Self>) {
+        for sub in self.subscribers.values() {
+            sub.out.do_send(PeerOut::Close("the share was removed".into()));
+        }
         ctx.stop();
+    }
+}
+
+impl Handler<PeerUp> for Share {
+    type Result = MessageResult<PeerUp>;
+
+    fn handle(&mut self, msg: PeerUp, ctx: &mut Context<Self>) -> Self::Result {
+        let transfer = self
+            .transfer
+            .clone()
+            .unwrap_or_else(|| Transfer::new(self.root.clone(), self.store.clone(), ctx.address().recipient()).start());
+        self.transfer = Some(transfer.clone());
+        transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone() });
+        // Subscribe to the peer's changes: everything newer than what we hold.
+        let since = self.store.since().unwrap_or_default();
+        let get = clearskies_protocol::message::database::GetUpdates { since };
+        msg.out.do_send(PeerOut::Send(vec![get.into()]));
+        self.subscribers.insert(msg.conn, Subscriber { out: msg.out, caught_up: false });
+        debug!(root = %self.root.display(), peer = %msg.peer, conn = msg.conn, "peer subscribed");
+        MessageResult(ShareLink {
+            sync: ctx.address().recipient(),
+            get: transfer.clone().recipient(),
+            data: transfer.clone().recipient(),
+            missing: transfer.recipient(),
+            down: ctx.address().recipient(),
+        })
+    }
+}
+
+impl Handler<PeerDown> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerDown, _: &mut Context<Self>) {
+        self.subscribers.remove(&msg.conn);
+        if let Some(t) = &self.transfer {
+            t.do_send(TransferPeerDown { conn: msg.conn });
+        }
+    }
+}
+
+impl Handler<FromPeer> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromPeer, ctx: &mut Context<Self>) {
+        match msg.what {
+            SyncMessage::GetUpdates(since) => self.send_updates(msg.conn, since, ctx),
+            SyncMessage::Update(r) => {
+                self.incoming.push((msg.conn, *r));
+                self.apply_incoming(ctx);
+            }
+            SyncMessage::UpdatesDone => {
+                if let Some(sub) = self.subscribers.get_mut(&msg.conn) {
+                    sub.caught_up = true;
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Downloaded> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: Downloaded, ctx: &mut Context<Self>) {
+        let job = self.worker.run(move |s: &mut ShareState| {
+            let mut uuid = new_uuid;
+            s.applier(&mut uuid).downloaded(&msg.sha256, msg.temp)
+        });
+        ctx.spawn(job.into_actor(self).map(|joined, act, _| match joined {
+            Ok(Ok(paths)) => debug!(root = %act.root.display(), installed = paths.len(), "download installed"),
+            Ok(Err(e)) => error!(error = %e, "cannot record an installed download"),
+            Err(e) => error!(error = %e, "cannot install a download"),
+        }));
     }
 }
 
@@ -157,6 +406,7 @@ impl Handler<GetShareStatus> for Share {
 
     fn handle(&mut self, _: GetShareStatus, _: &mut Context<Self>) -> Self::Result {
         let (mut files, mut directories, mut bytes) = (0, 0, 0);
+        let (mut pending_files, mut pending_bytes) = (0, 0);
         let records = self.store.records();
         if let Ok(records) = &records {
             for r in records.iter().filter(|r| !r.deleted) {
@@ -164,17 +414,25 @@ impl Handler<GetShareStatus> for Share {
                     EntryKind::File => {
                         files += 1;
                         bytes += r.size.unwrap_or(0);
+                        if r.wants_content() {
+                            pending_files += 1;
+                            pending_bytes += r.size.unwrap_or(0);
+                        }
                     }
                     EntryKind::Directory => directories += 1,
                 }
             }
         }
+        let busy = self.applying || !self.incoming.is_empty() || self.debounce.is_some();
         let (status, error) = match (&self.state, records) {
             (_, Err(e)) => ("error", Some(e.to_string())),
-            (State::Scanning, _) => ("scanning", None),
+            (State::Starting | State::Scanning, _) => ("scanning", None),
+            (State::Idle, _) if busy || pending_files > 0 => ("syncing", None),
             (State::Idle, _) => ("idle", None),
             (State::Error(e), _) => ("error", Some(e.clone())),
         };
+        let peers_caught_up = self.subscribers.values().all(|s| s.caught_up);
+        let synced = status == "idle" && peers_caught_up && (!self.joined || !self.subscribers.is_empty());
         MessageResult(ShareStatus {
             path: self.root.display().to_string(),
             status,
@@ -184,7 +442,10 @@ impl Handler<GetShareStatus> for Share {
             directories,
             bytes,
             revision: self.store.revision().unwrap_or(0),
-            synced: true,
+            synced,
+            pending_files,
+            pending_bytes,
+            peers: self.subscribers.len(),
         })
     }
 }

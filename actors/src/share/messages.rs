@@ -44,6 +44,80 @@ pub struct ShareStatus {
     pub bytes: u64,
     /// Our revision counter.
     pub revision: u64,
-    /// Whether every known peer has everything we have (no peers yet: true).
+    /// Whether we are caught up: nothing to scan, apply or fetch, and every connected
+    /// peer has sent everything it has (a share joined from a peer needs one connected).
     pub synced: bool,
+    /// Files waiting for contents from a peer.
+    pub pending_files: u64,
+    /// Bytes of those files.
+    pub pending_bytes: u64,
+    /// Peers connected for this share.
+    pub peers: usize,
+}
+
+/// A peer's session for this share is ready: subscribe it. Answers where the peer sends
+/// what it receives.
+#[derive(Debug, Message)]
+#[rtype(result = "ShareLink")]
+pub struct PeerUp {
+    /// The connection.
+    pub conn: u64,
+    /// The peer's ID.
+    pub peer: clearskies_protocol::PeerId,
+    /// Where messages for the peer go.
+    pub out: actix::Recipient<crate::peer::messages::PeerOut>,
+}
+
+/// A peer's session ended.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PeerDown {
+    /// The connection.
+    pub conn: u64,
+}
+
+/// Where a peer connection delivers a share's messages.
+#[derive(Debug, Clone)]
+pub struct ShareLink {
+    /// Index messages.
+    pub sync: actix::Recipient<FromPeer>,
+    /// `directory.get` requests.
+    pub get: actix::Recipient<crate::transfer::messages::ServeGet>,
+    /// `directory.data` headers (the answer says where the chunks go).
+    pub data: actix::Recipient<crate::transfer::messages::DataStart>,
+    /// `directory.not_present` / `directory.get_error`.
+    pub missing: actix::Recipient<crate::transfer::messages::Missing>,
+    /// The connection ended.
+    pub down: actix::Recipient<PeerDown>,
+}
+
+/// An index message from a peer (already validated).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FromPeer {
+    /// The connection.
+    pub conn: u64,
+    /// What it said.
+    pub what: SyncMessage,
+}
+
+/// The index messages.
+#[derive(Debug)]
+pub enum SyncMessage {
+    /// `database.get_updates`.
+    GetUpdates(clearskies_protocol::updates::Since),
+    /// `database.update` (for a path).
+    Update(Box<super::record::Record>),
+    /// `.rs.clearskies.updates_done`.
+    UpdatesDone,
+}
+
+/// The transfer actor finished a download: verified, synced contents in `temp`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Downloaded {
+    /// The contents.
+    pub sha256: clearskies_protocol::Sha256Hash,
+    /// The temp file.
+    pub temp: std::path::PathBuf,
 }

@@ -63,9 +63,18 @@ pub struct Record {
     /// Value fields from other implementations that we keep and relay untouched.
     #[serde(default)]
     pub extra: BTreeMap<String, Value>,
-    /// The local file as the last scan saw it (never sent to peers).
+    /// The local file as the last scan saw it (never sent to peers). While the record is
+    /// pending, this is the file that is still on disk (the version being replaced), or
+    /// `None` if nothing is there yet.
     #[serde(default)]
     pub local: Option<LocalStat>,
+    /// The contents of the file that `local` describes (files only).
+    #[serde(default)]
+    pub local_sha256: Option<Sha256Hash>,
+    /// The disk does not hold this record's contents yet: a peer's version is being fetched
+    /// (files) or created (directories), or its deletion applied.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 /// Why a peer's record was refused.
@@ -175,7 +184,30 @@ impl Record {
             vector_clock: u.vector_clock.clone(),
             extra,
             local: None,
+            local_sha256: None,
+            pending: false,
         }))
+    }
+}
+
+impl Record {
+    /// Whether the disk holds this record's file contents (so they can be served and copied).
+    pub fn installed_file(&self) -> bool {
+        self.kind == EntryKind::File
+            && !self.deleted
+            && self.local.is_some()
+            && self.sha256.is_some()
+            && self.local_sha256 == self.sha256
+    }
+
+    /// Whether this record waits for file contents from a peer.
+    pub fn wants_content(&self) -> bool {
+        self.kind == EntryKind::File && !self.deleted && (self.local.is_none() || self.local_sha256 != self.sha256)
+    }
+
+    /// The same write as `other` (same writer and revision).
+    pub fn same_write(&self, other: &Record) -> bool {
+        self.last_updated_by == other.last_updated_by && self.last_updated_rev == other.last_updated_rev
     }
 }
 
@@ -208,6 +240,8 @@ mod tests {
             vector_clock: [(PeerId([3; 16]), 4)].into_iter().collect(),
             extra: [(".com.example.artist".to_owned(), Value::from("x"))].into_iter().collect(),
             local: None,
+            local_sha256: None,
+            pending: false,
         }
     }
 

@@ -21,7 +21,8 @@ use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use super::record::{EntryKind, LocalStat, Record};
+use super::fsops::stat_of;
+use super::record::{EntryKind, Record};
 use super::store::{ShareStore, StoreError};
 
 /// Why a scan could not run.
@@ -76,15 +77,6 @@ impl std::fmt::Debug for ScanContext<'_> {
 /// Whether `root` is present and carries its marker directory.
 pub fn root_is_present(root: &Path) -> bool {
     root.is_dir() && root.join(META_DIR).is_dir()
-}
-
-fn stat_of(m: &Metadata) -> LocalStat {
-    LocalStat {
-        ino: m.ino(),
-        size: m.size(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-    }
 }
 
 fn mtime_of(m: &Metadata) -> Option<Timestamp> {
@@ -166,6 +158,11 @@ fn walk(root: &Path) -> Result<Vec<Found>, ScanError> {
 }
 
 /// Scans `root` into `store`. Returns what changed; nothing is written if nothing changed.
+///
+/// Records that wait for a peer's version (`pending`, or contents not yet fetched) are not
+/// local changes: the file still on disk is the old version, and a missing file is one that
+/// has not arrived. A file edited while a peer's version is on its way is moved aside as a
+/// conflict copy (and indexed under that name), so neither version is lost.
 pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Result<ScanReport, ScanError> {
     if !root_is_present(root) {
         return Err(ScanError::RootMissing(root.to_owned()));
@@ -174,7 +171,8 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
     let mut report = ScanReport { entries: found.len(), ..ScanReport::default() };
     let mut rev = store.revision()?;
     let mut changed: Vec<Record> = Vec::new();
-    // Unchanged contents whose stat moved (new inode, ctime): stored with the same batch.
+    // Records whose local state moved without anything to announce (new inode or ctime,
+    // a peer's version that is now in place): stored with the same batch.
     let mut restat: Vec<Record> = Vec::new();
     let mut seen: HashSet<SharePath> = HashSet::with_capacity(found.len());
     for f in found {
@@ -183,37 +181,69 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         let kind = if f.meta.is_dir() { EntryKind::Directory } else { EntryKind::File };
         let stat = stat_of(&f.meta);
         let mode = f.meta.mode() & 0o7777;
-        let live = old.as_ref().filter(|o| !o.deleted && o.kind == kind);
         let (sha256, size) = match kind {
             EntryKind::Directory => (None, None),
-            EntryKind::File => match live.and_then(|o| (o.local == Some(stat)).then_some(o.sha256).flatten()) {
-                Some(h) => (Some(h), Some(stat.size)),
-                None => match hash_file(&f.fs_path) {
-                    Ok((h, n)) => {
-                        report.hashed_files += 1;
-                        report.hashed_bytes += n;
-                        (Some(h), Some(n))
-                    }
-                    // Vanished or unreadable mid-scan: leave its record as it is.
-                    Err(e) => {
-                        warn!(path = %f.fs_path.display(), error = %e, "cannot read; skipped this scan");
-                        if let Some(o) = &old {
-                            seen.insert(o.path.clone());
+            EntryKind::File => {
+                let known = old.as_ref().and_then(|o| (o.local == Some(stat)).then_some(o.local_sha256).flatten());
+                match known {
+                    Some(h) => (Some(h), Some(stat.size)),
+                    None => match hash_file(&f.fs_path) {
+                        Ok((h, n)) => {
+                            report.hashed_files += 1;
+                            report.hashed_bytes += n;
+                            (Some(h), Some(n))
                         }
-                        continue;
-                    }
-                },
-            },
+                        // Vanished or unreadable mid-scan: leave its record as it is.
+                        Err(e) => {
+                            warn!(path = %f.fs_path.display(), error = %e, "cannot read; skipped this scan");
+                            continue;
+                        }
+                    },
+                }
+            }
         };
+        if let Some(o) = &old {
+            if o.pending && o.local == Some(stat) {
+                // The old version, waiting for a peer's change to be applied.
+                continue;
+            }
+            if o.kind == kind && !o.deleted && (o.pending || o.wants_content()) {
+                if o.sha256 == sha256 {
+                    // The peer's version is in place.
+                    let mut r = o.clone();
+                    r.local = Some(stat);
+                    r.local_sha256 = sha256;
+                    r.pending = false;
+                    restat.push(r);
+                    continue;
+                }
+                if kind == EntryKind::File {
+                    // Edited while a peer's version is on its way: keep the edit as a
+                    // conflict copy; the peer's version takes the name when it arrives.
+                    let mut r = o.clone();
+                    r.local = None;
+                    r.local_sha256 = None;
+                    if let Some(copy) = set_aside(root, &f.path, sha256, size, mode, &mut rev, ctx) {
+                        seen.insert(copy.path.clone());
+                        changed.push(copy);
+                        restat.push(r);
+                    }
+                    continue;
+                }
+            }
+        }
         let mtime = if kind == EntryKind::File { mtime_of(&f.meta) } else { None };
+        let live = old.as_ref().filter(|o| !o.deleted && o.kind == kind);
         let same_content = live.is_some_and(|o| o.sha256 == sha256 && o.unix_mode == Some(mode) && o.mtime == mtime);
         match (live, same_content) {
             (Some(o), true) => {
-                if o.local != Some(stat) {
+                if o.local != Some(stat) || o.local_sha256 != sha256 || o.pending {
                     // Same contents, new inode or times (e.g. touched or copied back): remember
                     // the new stat without announcing anything.
                     let mut r = o.clone();
                     r.local = Some(stat);
+                    r.local_sha256 = sha256;
+                    r.pending = false;
                     restat.push(r);
                 }
             }
@@ -236,6 +266,8 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
                     vector_clock,
                     extra: old.map(|o| o.extra).unwrap_or_default(),
                     local: Some(stat),
+                    local_sha256: sha256,
+                    pending: false,
                 };
                 changed.push(r);
             }
@@ -246,7 +278,20 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         return Err(ScanError::RootMissing(root.to_owned()));
     }
     for old in store.records()? {
-        if old.deleted || seen.contains(&old.path) {
+        if seen.contains(&old.path) {
+            continue;
+        }
+        if old.deleted || old.pending || old.wants_content() {
+            // A deletion done, or a peer's version not here yet: nothing to announce.
+            if old.local.is_some() || old.pending && old.deleted {
+                let mut r = old;
+                r.local = None;
+                r.local_sha256 = None;
+                if r.deleted {
+                    r.pending = false;
+                }
+                restat.push(r);
+            }
             continue;
         }
         rev += 1;
@@ -257,14 +302,60 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         r.last_updated_rev = rev;
         r.update_time = ctx.now;
         r.local = None;
+        r.local_sha256 = None;
         changed.push(r);
     }
     if !changed.is_empty() || !restat.is_empty() {
         let new_revision = (!changed.is_empty()).then_some(rev);
-        store.commit(&[changed.as_slice(), restat.as_slice()].concat(), new_revision)?;
+        store.commit(&[restat.as_slice(), changed.as_slice()].concat(), new_revision)?;
     }
     report.changed = changed.into_iter().map(|r| r.path).collect();
     Ok(report)
+}
+
+/// Moves a locally edited file aside to a conflict name and returns its new record (written
+/// by us). `None` if the move failed (the file stays; the next scan tries again).
+fn set_aside(
+    root: &Path,
+    path: &SharePath,
+    sha256: Option<Sha256Hash>,
+    size: Option<u64>,
+    mode: u32,
+    rev: &mut u64,
+    ctx: &mut ScanContext<'_>,
+) -> Option<Record> {
+    let uuid = (ctx.new_uuid)();
+    let copy = super::fsops::conflict_path(path, &uuid.0)?;
+    let (from, to) = (super::fsops::full_path(root, path), super::fsops::full_path(root, &copy));
+    if let Err(e) = fs::rename(&from, &to) {
+        warn!(path = %from.display(), error = %e, "cannot move a conflicting edit aside");
+        return None;
+    }
+    warn!(path = %from.display(), copy = %to.display(), "edited while a peer's version was arriving; kept as a conflict copy");
+    let meta = fs::symlink_metadata(&to).ok()?;
+    *rev += 1;
+    let mut vector_clock = clearskies_protocol::vclock::VectorClock::new();
+    vector_clock.increment(ctx.me);
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("conflict_source".to_owned(), serde_json::Value::from(path.as_str()));
+    Some(Record {
+        path: copy,
+        uuid,
+        kind: EntryKind::File,
+        size,
+        sha256,
+        mtime: mtime_of(&meta),
+        unix_mode: Some(mode),
+        deleted: false,
+        last_updated_by: ctx.me,
+        last_updated_rev: *rev,
+        update_time: ctx.now,
+        vector_clock,
+        extra,
+        local: Some(stat_of(&meta)),
+        local_sha256: sha256,
+        pending: false,
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! | `v` ‖ writer peer ID (16 bytes) ‖ rev (8 bytes, big-endian) | path: the revision index |
 //! | `s` ‖ writer peer ID | highest rev held from that writer (8 bytes BE): the `since` map |
 //! | `m:rev` | our own revision counter (8 bytes BE) |
+//! | `h` ‖ SHA-256 (32 bytes) ‖ path | empty: a file whose contents are on disk (serving, dedup) |
+//! | `p` ‖ SHA-256 (32 bytes) ‖ path | empty: a file waiting for those contents from a peer |
 //!
 //! Every change goes through [`ShareStore::commit`], one `WriteBatch` that updates records,
 //! the revision index and the `since` map together, written with the WAL synced, so a crash
@@ -21,7 +23,7 @@ use std::sync::Arc;
 
 use clearskies_protocol::path::SharePath;
 use clearskies_protocol::updates::Since;
-use clearskies_protocol::PeerId;
+use clearskies_protocol::{PeerId, Sha256Hash};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use super::record::Record;
@@ -181,6 +183,26 @@ fn since_key(by: &PeerId) -> Vec<u8> {
     k
 }
 
+fn hash_key(tag: u8, sha: &Sha256Hash, path: &SharePath) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33 + path.as_str().len());
+    k.push(tag);
+    k.extend_from_slice(&sha.0);
+    k.extend_from_slice(path.as_str().as_bytes());
+    k
+}
+
+/// The content-index entry a record needs, if any.
+fn content_key(r: &Record) -> Option<Vec<u8>> {
+    let sha = r.sha256.as_ref()?;
+    if r.installed_file() {
+        Some(hash_key(b'h', sha, &r.path))
+    } else if r.wants_content() {
+        Some(hash_key(b'p', sha, &r.path))
+    } else {
+        None
+    }
+}
+
 const REV_KEY: &[u8] = b"m:rev";
 
 fn u64_value(bytes: &[u8]) -> Result<u64, StoreError> {
@@ -269,15 +291,62 @@ impl ShareStore {
         Ok(clearskies_protocol::updates::select(out, since))
     }
 
+    fn paths_by_content(&self, tag: u8, sha: Option<&Sha256Hash>) -> Result<Vec<(Sha256Hash, SharePath)>, StoreError> {
+        let cf = self.cf()?;
+        let mut prefix = vec![tag];
+        if let Some(sha) = sha {
+            prefix.extend_from_slice(&sha.0);
+        }
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let corrupt = || StoreError::Corrupt("content index key".into());
+            let sha: [u8; 32] = k.get(1..33).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?;
+            let path = std::str::from_utf8(&k[33..]).map_err(|_| corrupt())?;
+            out.push((Sha256Hash(sha), SharePath::parse(path).map_err(|_| corrupt())?));
+        }
+        Ok(out)
+    }
+
+    /// Paths whose file on disk holds contents `sha` (as of their last scan or install).
+    pub fn installed(&self, sha: &Sha256Hash) -> Result<Vec<SharePath>, StoreError> {
+        Ok(self.paths_by_content(b'h', Some(sha))?.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// Paths waiting for contents `sha` from a peer.
+    pub fn waiting_for(&self, sha: &Sha256Hash) -> Result<Vec<SharePath>, StoreError> {
+        Ok(self.paths_by_content(b'p', Some(sha))?.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// Every (contents, path) waiting for a peer, in content order.
+    pub fn all_waiting(&self) -> Result<Vec<(Sha256Hash, SharePath)>, StoreError> {
+        self.paths_by_content(b'p', None)
+    }
+
     /// Writes records atomically with the revision index, the `since` map and (if given) our
     /// new revision counter, and syncs the WAL before returning.
     pub fn commit(&self, records: &[Record], new_revision: Option<u64>) -> Result<(), StoreError> {
         let cf = self.cf()?;
         let mut batch = WriteBatch::default();
         let mut since = self.since()?;
+        // A path written twice in one batch: the second write replaces the first's index entries.
+        let mut written: std::collections::HashMap<&SharePath, &Record> = std::collections::HashMap::new();
         for r in records {
-            if let Some(old) = self.get(&r.path)? {
+            let previous = match written.insert(&r.path, r) {
+                Some(p) => Some(p.clone()),
+                None => self.get(&r.path)?,
+            };
+            if let Some(old) = previous {
                 batch.delete_cf(&cf, rev_key(&old.last_updated_by, old.last_updated_rev, &old.path));
+                if let Some(k) = content_key(&old) {
+                    batch.delete_cf(&cf, k);
+                }
+            }
+            if let Some(k) = content_key(r) {
+                batch.put_cf(&cf, k, b"");
             }
             let bytes = rmp_serde::to_vec_named(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             batch.put_cf(&cf, record_key(&r.path), bytes);
@@ -326,6 +395,8 @@ mod tests {
             vector_clock: Default::default(),
             extra: Default::default(),
             local: None,
+            local_sha256: None,
+            pending: false,
         }
     }
 

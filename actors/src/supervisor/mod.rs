@@ -33,7 +33,7 @@ use crate::peer::messages::{
     ClaimCredential, CodeUsed, Credential, CredentialKind, JoinShare, LookupCredential, PeerConnected,
     PeerDisconnected, ReleaseCredential,
 };
-use crate::share::messages::{GetShareStatus, ShareStatus, StopShare};
+use crate::share::messages::{GetShareStatus, PeerUp, ShareLink, ShareStatus, StopShare};
 use crate::share::registry::{self, ShareConfig, ShareKeys};
 use crate::share::store::Store;
 use crate::share::Share;
@@ -212,8 +212,14 @@ impl Supervisor {
         self.load_keys(&config);
         match self.store.share(&config.store_key()) {
             Ok(store) => {
-                let addr = Share::new(config.path.clone(), config.peer_id, config.mode(), store).start();
-                self.shares.insert(config.id, (config, addr));
+                let joined = !config.peers.is_empty();
+                match Share::new(config.path.clone(), config.peer_id, config.mode(), store, joined) {
+                    Ok(share) => {
+                        let addr = share.start();
+                        self.shares.insert(config.id, (config, addr));
+                    }
+                    Err(e) => error!(share = %config.id, error = %e, "cannot start the share"),
+                }
             }
             Err(e) => error!(share = %config.id, error = %e, "cannot open the share's index"),
         }
@@ -359,6 +365,9 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         bytes: 0,
         revision: 0,
         synced: false,
+        pending_files: 0,
+        pending_bytes: 0,
+        peers: 0,
     }
 }
 
@@ -489,13 +498,24 @@ impl Handler<JoinShare> for Supervisor {
 }
 
 impl Handler<PeerConnected> for Supervisor {
-    type Result = ();
+    type Result = ResponseActFuture<Self, Option<ShareLink>>;
 
-    fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) -> Self::Result {
         self.peers.insert((msg.share, msg.peer), msg.addr);
         if let Some(failures) = self.dials.get_mut(&(msg.share, msg.addr.to_string())) {
             *failures = 0;
         }
+        let share = self.shares.get(&msg.share).map(|(_, addr)| addr.clone());
+        let up = PeerUp { conn: msg.conn, peer: msg.peer, out: msg.out };
+        Box::pin(
+            async move {
+                match share {
+                    Some(addr) => addr.send(up).await.ok(),
+                    None => None,
+                }
+            }
+            .into_actor(self),
+        )
     }
 }
 

@@ -49,3 +49,9 @@ pub struct GetUpdates {
     #[serde(default)]
     pub since: BTreeMap<PeerId, u64>,
 }
+
+/// `.rs.clearskies.updates_done` (unofficial): every record that a `database.get_updates`
+/// asked for has been sent. Lets a peer tell "caught up" from "still receiving"; peers
+/// that do not know it ignore it, as they ignore any unknown type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdatesDone {}

@@ -200,6 +200,8 @@ messages! {
     SrpVerify(srp::Verify) = ".rs.clearskies.srp.verify", attachment = false;
     /// `.rs.clearskies.srp.error`: authentication refused.
     SrpError(srp::Error) = ".rs.clearskies.srp.error", attachment = false;
+    /// `.rs.clearskies.updates_done`: the answer to `database.get_updates` is complete.
+    DatabaseUpdatesDone(database::UpdatesDone) = ".rs.clearskies.updates_done", attachment = false;
 }
 
 #[cfg(test)]

@@ -89,7 +89,8 @@ fn round_trip_strategies_cover_every_type() {
             | Message::SrpChallenge(_)
             | Message::SrpProof(_)
             | Message::SrpVerify(_)
-            | Message::SrpError(_) => true,
+            | Message::SrpError(_)
+            | Message::DatabaseUpdatesDone(_) => true,
             Message::Unknown { .. } => false,
         }
     }
@@ -298,6 +299,7 @@ fn more_messages() -> impl Strategy<Value = Message> {
         text().prop_map(|m1| Message::from(srp::Proof { m1 })),
         text().prop_map(|m2| Message::from(srp::Verify { m2 })),
         text().prop_map(|message| Message::from(srp::Error { message })),
+        Just(Message::from(database::UpdatesDone {})),
     ]
 }
 

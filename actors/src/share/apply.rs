@@ -1,0 +1,498 @@
+//! Applying peers' records to a share: deciding with vector clocks, resolving conflicts,
+//! and carrying the result out on disk. Blocking: runs on the share's worker thread.
+//!
+//! Two steps, each one synced `WriteBatch`:
+//! 1. **Decide.** Each incoming record is compared with ours. An older or equal one is
+//!    ignored; a newer one is adopted (marked `pending` when the disk must change); for
+//!    concurrent ones the later `update_time` wins (peer ID breaks ties, live beats deleted).
+//!    When the loser is our own write, we resolve: our file is moved to
+//!    `name.CONFLICT.<8 alnum>.ext` (a new record), and we write the winner again with the
+//!    merged clock, so every peer converges on one version and one conflict copy.
+//! 2. **Execute.** Pending directories, deletions, metadata changes and contents we already
+//!    have elsewhere in the share (dedup) are applied; each checks first that the disk still
+//!    holds what our record says, so an edit nobody has scanned yet is never overwritten or
+//!    deleted. Contents we lack are returned as fetches for the transfer actor.
+//!
+//! Step 2 is idempotent and runs again at start-up for records a crash left pending.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use clearskies_protocol::path::SharePath;
+use clearskies_protocol::time::Timestamp;
+use clearskies_protocol::vclock::Causality;
+use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
+use tracing::{debug, info, warn};
+
+use super::fsops::{self, full_path, lstat, stat_of};
+use super::record::{EntryKind, Record};
+use super::scan::root_is_present;
+use super::store::{ShareStore, StoreError};
+
+/// Contents to fetch from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// The contents.
+    pub sha256: Sha256Hash,
+    /// Their size.
+    pub size: u64,
+    /// One path that waits for them (where the temp file goes).
+    pub path: SharePath,
+    /// Mode to give the file.
+    pub unix_mode: Option<u32>,
+    /// Mtime to give the file.
+    pub mtime: Option<Timestamp>,
+}
+
+/// What applying a batch did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Records to tell peers about: adopted ones with the connection they came from (not
+    /// echoed back to it), our own new writes with `None` (sent to everyone).
+    pub announce: Vec<(Option<u64>, Record)>,
+    /// Contents to fetch.
+    pub fetch: Vec<Fetch>,
+    /// Incoming records that were older than or equal to ours.
+    pub ignored: usize,
+    /// Conflicts resolved by keeping a conflict copy.
+    pub conflicts: usize,
+}
+
+/// The share a batch is applied to.
+pub struct Applier<'a> {
+    /// Share root.
+    pub root: &'a Path,
+    /// Its index.
+    pub store: &'a ShareStore,
+    /// Our peer ID.
+    pub me: PeerId,
+    /// The time stamped on our own new writes.
+    pub now: Timestamp,
+    /// New record UUIDs (and conflict name tags).
+    pub new_uuid: &'a mut dyn FnMut() -> RecordUuid,
+}
+
+impl std::fmt::Debug for Applier<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// Which of two concurrent records wins: live beats deleted, then the later `update_time`,
+/// then the greater writer ID. Every peer computes the same answer.
+pub fn incoming_wins(ours: &Record, theirs: &Record) -> bool {
+    if ours.deleted != theirs.deleted {
+        return ours.deleted;
+    }
+    (theirs.update_time, theirs.last_updated_by) > (ours.update_time, ours.last_updated_by)
+}
+
+/// What the disk needs for `new` to replace `old` (which describes what is on disk).
+fn adopt(new: &Record, old: Option<&Record>) -> Record {
+    let mut r = new.clone();
+    r.local = old.and_then(|o| o.local);
+    r.local_sha256 = old.and_then(|o| o.local_sha256);
+    r.pending = match (r.kind, r.deleted) {
+        _ if r.path.is_root() => false,
+        (_, true) => r.local.is_some(),
+        (EntryKind::Directory, false) => {
+            !old.is_some_and(|o| o.kind == EntryKind::Directory && o.local.is_some() && o.unix_mode == r.unix_mode)
+        }
+        (EntryKind::File, false) => {
+            let same = old.is_some_and(|o| {
+                o.kind == EntryKind::File
+                    && o.local.is_some()
+                    && o.local_sha256 == r.sha256
+                    && o.unix_mode == r.unix_mode
+                    && o.mtime == r.mtime
+            });
+            !same
+        }
+    };
+    if r.path.is_root() {
+        r.local = old.and_then(|o| o.local);
+    }
+    r
+}
+
+impl Applier<'_> {
+    fn next_rev(&self, rev: &mut u64) -> u64 {
+        *rev += 1;
+        *rev
+    }
+
+    /// Applies peers' records (with the connection each came from).
+    pub fn receive(&mut self, incoming: Vec<(u64, Record)>) -> Result<Outcome, StoreError> {
+        let mut out = Outcome::default();
+        let mut rev = self.store.revision()?;
+        let start_rev = rev;
+        let mut decided: HashMap<SharePath, Record> = HashMap::new();
+        let mut order: Vec<SharePath> = Vec::new();
+        for (conn, theirs) in incoming {
+            let ours = match decided.get(&theirs.path) {
+                Some(r) => Some(r.clone()),
+                None => self.store.get(&theirs.path)?,
+            };
+            let new = match &ours {
+                None => Some(adopt(&theirs, None)),
+                Some(o) if o.same_write(&theirs) => None,
+                Some(o) => match theirs.vector_clock.compare(&o.vector_clock) {
+                    Causality::After => Some(adopt(&theirs, Some(o))),
+                    Causality::Before => None,
+                    Causality::Equal | Causality::Concurrent => {
+                        if !incoming_wins(o, &theirs) {
+                            debug!(path = %theirs.path, "concurrent change lost to ours; the writer resolves it");
+                            None
+                        } else if o.last_updated_by != self.me {
+                            Some(adopt(&theirs, Some(o)))
+                        } else {
+                            // Our write lost: we resolve, for everyone.
+                            let (winner, copy) = self.resolve(o, &theirs, &mut rev);
+                            if let Some(copy) = copy {
+                                out.conflicts += 1;
+                                order.push(copy.path.clone());
+                                out.announce.push((None, copy.clone()));
+                                decided.insert(copy.path.clone(), copy);
+                            }
+                            out.announce.push((None, winner.clone()));
+                            order.push(winner.path.clone());
+                            decided.insert(winner.path.clone(), winner);
+                            continue;
+                        }
+                    }
+                },
+            };
+            match new {
+                Some(r) => {
+                    out.announce.push((Some(conn), r.clone()));
+                    order.push(r.path.clone());
+                    decided.insert(r.path.clone(), r);
+                }
+                None => out.ignored += 1,
+            }
+        }
+        if decided.is_empty() {
+            return Ok(out);
+        }
+        let mut records: Vec<Record> = Vec::with_capacity(decided.len());
+        order.dedup();
+        for p in order {
+            if let Some(r) = decided.remove(&p) {
+                records.push(r);
+            }
+        }
+        // Announced records are the versions as decided (the last one per path).
+        let last: HashMap<&SharePath, (u64, PeerId)> =
+            records.iter().map(|r| (&r.path, (r.last_updated_rev, r.last_updated_by))).collect();
+        out.announce.retain(|(_, r)| last.get(&r.path) == Some(&(r.last_updated_rev, r.last_updated_by)));
+        self.store.commit(&records, (rev > start_rev).then_some(rev))?;
+        let pending: Vec<Record> = records.into_iter().filter(|r| r.pending).collect();
+        out.fetch = self.execute(pending)?;
+        Ok(out)
+    }
+
+    /// Our write `ours` lost to the concurrent `theirs`. Keeps our file as a conflict copy
+    /// when the contents differ, and returns the winner rewritten by us (merged clock) and
+    /// the copy's record.
+    fn resolve(&mut self, ours: &Record, theirs: &Record, rev: &mut u64) -> (Record, Option<Record>) {
+        let mut base = ours.clone();
+        let mut copy = None;
+        let differs = ours.kind == EntryKind::File
+            && !ours.deleted
+            && ours.installed_file()
+            && (theirs.deleted || theirs.kind != EntryKind::File || theirs.sha256 != ours.sha256);
+        if differs && root_is_present(self.root) {
+            if let Some(c) = self.set_aside(ours, rev) {
+                info!(path = %ours.path, copy = %c.path, "concurrent edits: ours kept as a conflict copy");
+                base.local = None;
+                base.local_sha256 = None;
+                copy = Some(c);
+            }
+        }
+        let mut winner = adopt(theirs, Some(&base));
+        winner.vector_clock.merge(&ours.vector_clock);
+        winner.vector_clock.increment(self.me);
+        winner.last_updated_by = self.me;
+        winner.last_updated_rev = self.next_rev(rev);
+        (winner, copy)
+    }
+
+    /// Moves our file for `ours` to a conflict name; its record, written by us.
+    fn set_aside(&mut self, ours: &Record, rev: &mut u64) -> Option<Record> {
+        let uuid = (self.new_uuid)();
+        let copy_path = fsops::conflict_path(&ours.path, &uuid.0)?;
+        let (from, to) = (full_path(self.root, &ours.path), full_path(self.root, &copy_path));
+        let m = lstat(&from).ok()??;
+        if !m.is_file() || ours.local != Some(stat_of(&m)) {
+            return None;
+        }
+        if let Err(e) = fs::rename(&from, &to).and_then(|()| fsops::sync_dir(to.parent().unwrap_or(self.root))) {
+            warn!(path = %from.display(), error = %e, "cannot keep a conflict copy; our version is kept in place");
+            return None;
+        }
+        let m = lstat(&to).ok()??;
+        let mut vector_clock = clearskies_protocol::vclock::VectorClock::new();
+        vector_clock.increment(self.me);
+        let mut extra = ours.extra.clone();
+        extra.insert("conflict_source".to_owned(), serde_json::Value::from(ours.path.as_str()));
+        Some(Record {
+            path: copy_path,
+            uuid,
+            vector_clock,
+            extra,
+            last_updated_by: self.me,
+            last_updated_rev: self.next_rev(rev),
+            update_time: self.now,
+            local: Some(stat_of(&m)),
+            pending: false,
+            ..ours.clone()
+        })
+    }
+
+    /// Carries out pending records on disk (see the module documentation); returns the
+    /// contents that must come from a peer.
+    pub fn execute(&mut self, mut pending: Vec<Record>) -> Result<Vec<Fetch>, StoreError> {
+        let mut fetch = Vec::new();
+        if pending.is_empty() {
+            return Ok(fetch);
+        }
+        if !root_is_present(self.root) {
+            warn!(root = %self.root.display(), "share root missing: peers' changes wait until it is back");
+            return Ok(fetch);
+        }
+        // Creations in path order (parents first), then file deletions, then directory
+        // deletions deepest first (their files are gone by then).
+        pending.sort_by(|a, b| {
+            let rank = |r: &Record| match (r.deleted, r.kind) {
+                (false, _) => 0,
+                (true, EntryKind::File) => 1,
+                (true, EntryKind::Directory) => 2,
+            };
+            rank(a).cmp(&rank(b)).then_with(|| {
+                if rank(a) == 2 {
+                    b.path.as_str().len().cmp(&a.path.as_str().len())
+                } else {
+                    a.path.as_str().cmp(b.path.as_str())
+                }
+            })
+        });
+        let mut done = Vec::new();
+        for r in pending {
+            match self.execute_one(&r) {
+                Ok(Step::Done(new)) => done.push(*new),
+                Ok(Step::Fetch) => {
+                    if let (Some(sha256), Some(size)) = (r.sha256, r.size) {
+                        fetch.push(Fetch {
+                            sha256,
+                            size,
+                            path: r.path.clone(),
+                            unix_mode: r.unix_mode,
+                            mtime: r.mtime,
+                        });
+                    }
+                }
+                Err(e) => warn!(path = %r.path, error = %e, "cannot apply a peer's change; will retry"),
+            }
+        }
+        if !done.is_empty() {
+            self.store.commit(&done, None)?;
+        }
+        Ok(fetch)
+    }
+
+    fn execute_one(&mut self, r: &Record) -> io::Result<Step> {
+        let dest = full_path(self.root, &r.path);
+        let mut done = r.clone();
+        done.pending = false;
+        if r.path.is_root() {
+            return Ok(Step::Done(Box::new(done)));
+        }
+        if r.deleted {
+            done.local = None;
+            done.local_sha256 = None;
+            fsops::prepare_parent(self.root, &r.path)?;
+            let Some(m) = lstat(&dest)? else { return Ok(Step::Done(Box::new(done))) };
+            if r.local != Some(stat_of(&m)) && !m.is_dir() {
+                // Changed since we looked: the edit beats the deletion (the next scan
+                // announces it).
+                info!(path = %r.path, "not deleting a file that changed locally");
+                done.local = r.local;
+                done.local_sha256 = r.local_sha256;
+                return Ok(Step::Done(Box::new(done)));
+            }
+            let res = if m.is_dir() { fs::remove_dir(&dest) } else { fs::remove_file(&dest) };
+            match res {
+                Ok(()) => fsops::sync_dir(dest.parent().unwrap_or(self.root))?,
+                Err(e) if m.is_dir() => {
+                    // Something unsynced is still inside: keep the directory.
+                    info!(path = %r.path, error = %e, "not deleting a directory that is not empty");
+                }
+                Err(e) => return Err(e),
+            }
+            return Ok(Step::Done(Box::new(done)));
+        }
+        let parent = fsops::prepare_parent(self.root, &r.path)?;
+        match r.kind {
+            EntryKind::Directory => {
+                if let Some(m) = lstat(&dest)? {
+                    if !m.is_dir() {
+                        self.clear_way(r, &dest, &m)?;
+                    }
+                }
+                done.local = Some(fsops::make_dir(&dest, r.unix_mode)?);
+                done.local_sha256 = None;
+                let _ = fsops::sync_dir(&parent);
+                Ok(Step::Done(Box::new(done)))
+            }
+            EntryKind::File => {
+                if r.local.is_some() && r.local_sha256 == r.sha256 {
+                    // Contents in place: only mode or mtime changed.
+                    if let Some(m) = lstat(&dest)? {
+                        if m.is_file() && r.local == Some(stat_of(&m)) {
+                            done.local = Some(fsops::update_file_meta(&dest, r.unix_mode, r.mtime)?);
+                        }
+                    }
+                    return Ok(Step::Done(Box::new(done)));
+                }
+                match self.copy_local(r)? {
+                    Some(temp) => {
+                        let new = self.install_at(r, &temp)?;
+                        Ok(Step::Done(Box::new(new)))
+                    }
+                    None => Ok(Step::Fetch),
+                }
+            }
+        }
+    }
+
+    /// Something unexpected is where a peer's entry goes: a file we know (its record's stat
+    /// matches) is removed; anything else is moved aside as a conflict copy.
+    fn clear_way(&mut self, r: &Record, dest: &Path, m: &fs::Metadata) -> io::Result<()> {
+        if m.is_dir() {
+            return fs::remove_dir(dest);
+        }
+        if m.is_file() && r.local == Some(stat_of(m)) {
+            return fs::remove_file(dest);
+        }
+        let uuid = (self.new_uuid)();
+        let copy = fsops::conflict_path(&r.path, &uuid.0)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no conflict name"))?;
+        warn!(path = %dest.display(), "a local change is in the way of a peer's version; kept as a conflict copy");
+        fs::rename(dest, full_path(self.root, &copy))
+    }
+
+    /// Contents for `r` copied from another file of the share that has them (dedup).
+    fn copy_local(&mut self, r: &Record) -> io::Result<Option<PathBuf>> {
+        let (Some(sha), Some(size)) = (r.sha256, r.size) else { return Ok(None) };
+        for q in self.store.installed(&sha).map_err(io::Error::other)? {
+            if q == r.path {
+                continue;
+            }
+            let Some(source) = self.store.get(&q).map_err(io::Error::other)? else { continue };
+            let from = full_path(self.root, &q);
+            let Some(m) = lstat(&from)? else { continue };
+            if !m.is_file() || source.local != Some(stat_of(&m)) {
+                continue;
+            }
+            match fsops::copy_verified(self.root, &from, &r.path, &sha, size, r.unix_mode, r.mtime) {
+                Ok(temp) => {
+                    debug!(path = %r.path, from = %q, "contents copied locally, not downloaded");
+                    return Ok(Some(temp));
+                }
+                Err(e) => debug!(path = %r.path, from = %q, error = %e, "local copy failed"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Renames verified contents (a temp file) onto `r`'s path, after checking that the
+    /// disk still holds what `r.local` says. Returns the installed record.
+    fn install_at(&mut self, r: &Record, temp: &Path) -> io::Result<Record> {
+        let dest = full_path(self.root, &r.path);
+        if let Some(m) = lstat(&dest)? {
+            if let Err(e) = self.clear_way(r, &dest, &m) {
+                let _ = fs::remove_file(temp);
+                return Err(e);
+            }
+        }
+        let stat = match fsops::install(temp, &dest) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = fs::remove_file(temp);
+                return Err(e);
+            }
+        };
+        let mut done = r.clone();
+        done.local = Some(stat);
+        done.local_sha256 = r.sha256;
+        done.pending = false;
+        Ok(done)
+    }
+
+    /// A download of `sha` finished into `temp` (verified, synced): installs it at every
+    /// path still waiting for it. Returns the paths installed.
+    pub fn downloaded(&mut self, sha: &Sha256Hash, temp: PathBuf) -> Result<Vec<SharePath>, StoreError> {
+        let mut installed = Vec::new();
+        let mut done = Vec::new();
+        let mut temp = Some(temp);
+        if root_is_present(self.root) {
+            for p in self.store.waiting_for(sha)? {
+                let Some(r) = self.store.get(&p)? else { continue };
+                if !r.wants_content() || r.sha256.as_ref() != Some(sha) {
+                    continue;
+                }
+                let source = match temp.take() {
+                    Some(t) if t.parent() == full_path(self.root, &p).parent() => Some(t),
+                    Some(t) => {
+                        // The temp file sits next to another path: copy from it instead.
+                        let (size, mode, mtime) = (r.size.unwrap_or(0), r.unix_mode, r.mtime);
+                        let res = fsops::copy_verified(self.root, &t, &p, sha, size, mode, mtime);
+                        temp = Some(t);
+                        res.map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents")).ok()
+                    }
+                    None => match installed.first().map(|q| full_path(self.root, q)) {
+                        Some(from) => {
+                            let (size, mode, mtime) = (r.size.unwrap_or(0), r.unix_mode, r.mtime);
+                            fsops::copy_verified(self.root, &from, &p, sha, size, mode, mtime)
+                                .map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents"))
+                                .ok()
+                        }
+                        None => None,
+                    },
+                };
+                let Some(source) = source else { continue };
+                match self.install_at(&r, &source) {
+                    Ok(new) => {
+                        installed.push(p);
+                        done.push(new);
+                    }
+                    Err(e) => warn!(path = %p, error = %e, "cannot install downloaded contents; will retry"),
+                }
+            }
+        }
+        if let Some(t) = temp {
+            let _ = fs::remove_file(t);
+        }
+        if !done.is_empty() {
+            self.store.commit(&done, None)?;
+        }
+        Ok(installed)
+    }
+
+    /// After a restart: carries out what a crash left pending; returns what to fetch.
+    pub fn resume(&mut self) -> Result<Vec<Fetch>, StoreError> {
+        let pending: Vec<Record> =
+            self.store.records()?.into_iter().filter(|r| r.pending || r.wants_content()).collect();
+        self.execute(pending)
+    }
+}
+
+enum Step {
+    Done(Box<Record>),
+    Fetch,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+use std::fs;
+
+use clearskies_protocol::path::META_DIR;
+use clearskies_protocol::vclock::VectorClock;
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::share::scan::{scan, ScanContext};
+use crate::share::store::Store;
+
+const ME: PeerId = PeerId([1; 16]);
+const THEM: PeerId = PeerId([2; 16]);
+
+struct Fixture {
+    _db: tempfile::TempDir,
+    root: tempfile::TempDir,
+    store: ShareStore,
+    counter: u8,
+}
+
+fn sha(data: &[u8]) -> Sha256Hash {
+    Sha256Hash(Sha256::digest(data).into())
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let db = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join(META_DIR)).unwrap();
+        let s = Store::open(db.path()).unwrap();
+        s.create_share("t").unwrap();
+        Fixture { _db: db, root, store: s.share("t").unwrap(), counter: 100 }
+    }
+
+    fn scan(&mut self) {
+        let mut c = self.counter;
+        let mut uuid = || {
+            c += 1;
+            RecordUuid([c; 16])
+        };
+        let mut ctx = ScanContext { me: ME, now: Timestamp::new(10, 0).unwrap(), new_uuid: &mut uuid };
+        scan(self.root.path(), &self.store, &mut ctx).unwrap();
+        self.counter = c;
+    }
+
+    fn receive(&mut self, records: Vec<Record>) -> Outcome {
+        let mut c = self.counter;
+        let mut uuid = || {
+            c += 1;
+            RecordUuid([c; 16])
+        };
+        let mut a = Applier {
+            root: self.root.path(),
+            store: &self.store,
+            me: ME,
+            now: Timestamp::new(20, 0).unwrap(),
+            new_uuid: &mut uuid,
+        };
+        let out = a.receive(records.into_iter().map(|r| (7, r)).collect()).unwrap();
+        self.counter = c;
+        out
+    }
+
+    fn deliver(&mut self, f: &Fetch, data: &[u8]) -> Vec<SharePath> {
+        let mut w = fsops::TempWriter::create(self.root.path(), &f.path, f.size).unwrap();
+        w.write(data).unwrap();
+        let temp = w.finish(&f.sha256, f.size, f.unix_mode, f.mtime).unwrap();
+        let mut uuid = || RecordUuid([0; 16]);
+        let mut a = Applier {
+            root: self.root.path(),
+            store: &self.store,
+            me: ME,
+            now: Timestamp::new(30, 0).unwrap(),
+            new_uuid: &mut uuid,
+        };
+        a.downloaded(&f.sha256, temp).unwrap()
+    }
+
+    fn get(&self, p: &str) -> Record {
+        self.store.get(&SharePath::parse(p).unwrap()).unwrap().unwrap()
+    }
+
+    fn file(&self, p: &str) -> Option<Vec<u8>> {
+        fs::read(self.root.path().join(p)).ok()
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != META_DIR)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn theirs(path: &str, data: &[u8], clock: &[(PeerId, u64)], time: i64) -> Record {
+    let vector_clock: VectorClock = clock.iter().copied().collect();
+    Record {
+        path: SharePath::parse(path).unwrap(),
+        uuid: RecordUuid([9; 16]),
+        kind: EntryKind::File,
+        size: Some(data.len() as u64),
+        sha256: Some(sha(data)),
+        mtime: Some(Timestamp::new(1_500_000_000, 123_456_789).unwrap()),
+        unix_mode: Some(0o640),
+        deleted: false,
+        last_updated_by: THEM,
+        last_updated_rev: vector_clock.get(&THEM),
+        update_time: Timestamp::new(time, 0).unwrap(),
+        vector_clock,
+        extra: Default::default(),
+        local: None,
+        local_sha256: None,
+        pending: false,
+    }
+}
+
+#[test]
+fn a_newer_file_is_fetched_then_installed_with_its_metadata() {
+    let mut f = Fixture::new();
+    f.scan();
+    let out = f.receive(vec![theirs("/d/new.txt", b"remote", &[(THEM, 1)], 5)]);
+    assert_eq!(out.fetch.len(), 1);
+    assert_eq!(out.announce.len(), 1, "relayed to other peers");
+    assert!(f.get("/d/new.txt").wants_content());
+    assert_eq!(f.file("d/new.txt"), None, "nothing under the name before it is verified");
+    // A scan meanwhile does not take the missing file for a deletion.
+    f.scan();
+    assert!(!f.get("/d/new.txt").deleted);
+
+    let installed = f.deliver(&out.fetch[0], b"remote");
+    assert_eq!(installed.len(), 1);
+    assert_eq!(f.file("d/new.txt").unwrap(), b"remote");
+    let r = f.get("/d/new.txt");
+    assert!(r.installed_file() && !r.pending);
+    let m = fs::metadata(f.root.path().join("d/new.txt")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((m.mode() & 0o777, m.mtime_nsec()), (0o640, 123_456_789));
+    // And the next scan sees nothing new.
+    let rev = f.store.revision().unwrap();
+    f.scan();
+    assert_eq!(f.store.revision().unwrap(), rev);
+}
+
+#[test]
+fn older_and_equal_records_are_ignored() {
+    let mut f = Fixture::new();
+    fs::write(f.root.path().join("a"), b"mine").unwrap();
+    f.scan();
+    let mine = f.get("/a");
+    let mut old = mine.clone();
+    old.vector_clock = VectorClock::new();
+    old.last_updated_by = THEM;
+    old.last_updated_rev = 1;
+    old.sha256 = Some(sha(b"old"));
+    // An empty clock is before ours.
+    let out = f.receive(vec![old, mine.clone()]);
+    assert_eq!((out.ignored, out.fetch.len()), (2, 0));
+    assert_eq!(f.get("/a"), mine);
+}
+
+#[test]
+fn concurrent_edits_keep_exactly_one_conflict_copy_made_by_the_loser() {
+    // We lose (their update_time is later): our file becomes the conflict copy.
+    let mut f = Fixture::new();
+    fs::write(f.root.path().join("doc.txt"), b"ours").unwrap();
+    f.scan();
+    let ours = f.get("/doc.txt");
+    let out = f.receive(vec![theirs("/doc.txt", b"theirs", &[(THEM, 1)], 2_000_000_000)]);
+    assert_eq!(out.conflicts, 1);
+    let names = f.names();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("doc.CONFLICT.") && names[0].ends_with(".txt"), "{names:?}");
+    assert_eq!(f.file(&names[0]).unwrap(), b"ours");
+    let copy = f.get(&format!("/{}", names[0]));
+    assert_eq!(copy.extra["conflict_source"], "/doc.txt");
+    let w = f.get("/doc.txt");
+    assert_eq!(w.sha256, Some(sha(b"theirs")));
+    assert_eq!(w.last_updated_by, ME, "the loser writes the winner again");
+    assert!(ours.vector_clock.before(&w.vector_clock) && w.vector_clock.get(&THEM) == 1);
+    assert_eq!(out.announce.iter().filter(|(from, _)| from.is_none()).count(), 2);
+    f.deliver(&out.fetch[0], b"theirs");
+    assert_eq!(f.file("doc.txt").unwrap(), b"theirs");
+    // The stale record arriving again changes nothing.
+    let out = f.receive(vec![theirs("/doc.txt", b"theirs", &[(THEM, 1)], 2_000_000_000)]);
+    assert_eq!((out.conflicts, out.ignored), (0, 1));
+
+    // We win (ours is later): their record is ignored; they make the copy.
+    let mut f = Fixture::new();
+    fs::write(f.root.path().join("doc.txt"), b"ours").unwrap();
+    f.scan();
+    let out = f.receive(vec![theirs("/doc.txt", b"theirs", &[(THEM, 1)], 1)]);
+    assert_eq!((out.conflicts, out.ignored, out.fetch.len()), (0, 1, 0));
+    assert_eq!(f.names(), vec!["doc.txt"]);
+}
+
+#[test]
+fn deletions_remove_unchanged_files_only() {
+    let mut f = Fixture::new();
+    fs::create_dir(f.root.path().join("dir")).unwrap();
+    fs::write(f.root.path().join("dir/a"), b"a").unwrap();
+    fs::write(f.root.path().join("b"), b"b").unwrap();
+    f.scan();
+    let tomb = |p: &str, f: &Fixture| {
+        let mut r = f.get(p);
+        r.deleted = true;
+        r.vector_clock.increment(THEM);
+        r.last_updated_by = THEM;
+        r.last_updated_rev = r.vector_clock.get(&THEM);
+        r
+    };
+    // "b" changed on disk after our scan: the edit beats the deletion.
+    let (tb, ta, tdir) = (tomb("/b", &f), tomb("/dir/a", &f), tomb("/dir", &f));
+    fs::write(f.root.path().join("b"), b"edited").unwrap();
+    // The directory's tombstone first, as a scan would order them: still removed last.
+    f.receive(vec![tdir, ta, tb]);
+    assert!(!f.root.path().join("dir").exists());
+    assert_eq!(f.file("b").unwrap(), b"edited");
+    f.scan();
+    assert!(!f.get("/b").deleted, "the edit is announced again");
+}
+
+#[test]
+fn contents_we_already_have_are_copied_not_fetched() {
+    let mut f = Fixture::new();
+    fs::write(f.root.path().join("orig"), b"same bytes").unwrap();
+    f.scan();
+    let out = f.receive(vec![theirs("/copy", b"same bytes", &[(THEM, 1)], 5)]);
+    assert!(out.fetch.is_empty());
+    assert_eq!(f.file("copy").unwrap(), b"same bytes");
+    assert!(f.get("/copy").installed_file());
+}
+
+#[test]
+fn records_never_write_through_a_symlink() {
+    let mut f = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(f.root.path().join("x"), b"payload").unwrap();
+    std::os::unix::fs::symlink(outside.path(), f.root.path().join("link")).unwrap();
+    f.scan();
+    let mut dir = theirs("/link/sub", b"", &[(THEM, 1)], 5);
+    dir.kind = EntryKind::Directory;
+    dir.sha256 = None;
+    dir.size = None;
+    f.receive(vec![theirs("/link/evil", b"payload", &[(THEM, 1)], 5), dir]);
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_missing_root_defers_changes_until_it_is_back() {
+    let mut f = Fixture::new();
+    fs::write(f.root.path().join("a"), b"a").unwrap();
+    f.scan();
+    let mut t = f.get("/a");
+    t.deleted = true;
+    t.vector_clock.increment(THEM);
+    t.last_updated_by = THEM;
+    t.last_updated_rev = 1;
+    fs::remove_dir(f.root.path().join(META_DIR)).unwrap();
+    f.receive(vec![t]);
+    assert_eq!(f.file("a").unwrap(), b"a", "nothing deleted while the root is not there");
+    assert!(f.get("/a").pending);
+    fs::create_dir(f.root.path().join(META_DIR)).unwrap();
+    let mut uuid = || RecordUuid([0; 16]);
+    let mut a =
+        Applier { root: f.root.path(), store: &f.store, me: ME, now: Timestamp::default(), new_uuid: &mut uuid };
+    a.resume().unwrap();
+    assert_eq!(f.file("a"), None);
+    assert!(!f.get("/a").pending);
+}

@@ -1,0 +1,357 @@
+//! Filesystem operations on a share's tree that peers' records cause. Blocking.
+//!
+//! Every path comes from a validated [`SharePath`] (no `..`, not absolute, no NUL), and every
+//! directory on the way to it is checked with `symlink_metadata`: a symlink that a user left
+//! inside the share is never followed, so a peer's record cannot reach outside the root.
+//! Contents are installed the safe way: temp file in the same directory, verified hash,
+//! mode and mtime set, fsync, atomic rename, fsync of the directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use clearskies_protocol::path::{SharePath, PART_SUFFIX};
+use clearskies_protocol::time::Timestamp;
+use clearskies_protocol::Sha256Hash;
+use sha2::{Digest, Sha256};
+
+use super::record::LocalStat;
+
+/// The on-disk location of `path` below `root` (no checks: see [`prepare_parent`]).
+pub fn full_path(root: &Path, path: &SharePath) -> PathBuf {
+    root.join(path.relative())
+}
+
+fn refuse(what: &str, p: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {}", p.display()))
+}
+
+/// Makes sure every directory from the root down to `path`'s parent exists and is a real
+/// directory (creating missing ones with mode 0755); refuses symlinks and files on the way.
+/// Returns the parent's on-disk path.
+pub fn prepare_parent(root: &Path, path: &SharePath) -> io::Result<PathBuf> {
+    let mut dir = root.to_owned();
+    let Some(parent) = path.parent() else {
+        return Err(refuse("the share root has no parent inside the share", root));
+    };
+    for segment in parent.relative().split('/').filter(|s| !s.is_empty()) {
+        dir.push(segment);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(refuse("not a directory (or a symlink) on the way", &dir)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&dir)
+                    .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
+                if !fs::symlink_metadata(&dir)?.is_dir() {
+                    return Err(refuse("not a directory on the way", &dir));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(dir)
+}
+
+/// What is at a path, without following a symlink there.
+pub fn lstat(p: &Path) -> io::Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(p) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The stat the scanner compares against.
+pub fn stat_of(m: &fs::Metadata) -> LocalStat {
+    LocalStat {
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+    }
+}
+
+/// The temp file a download or copy for `path` goes to (same directory, hidden, ignored by
+/// scans and watches). Long names are shortened with a hash so the temp name stays valid.
+pub fn temp_path(parent: &Path, path: &SharePath) -> PathBuf {
+    let name = path.file_name();
+    const KEEP: usize = 180;
+    let temp = if name.len() + PART_SUFFIX.len() < 255 {
+        format!(".{name}{PART_SUFFIX}")
+    } else {
+        let mut cut = KEEP;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let h = Sha256::digest(name.as_bytes());
+        format!(".{}.{}{PART_SUFFIX}", &name[..cut], hex::encode(&h[..4]))
+    };
+    parent.join(temp)
+}
+
+/// Opens an existing file or directory without following a symlink.
+fn open_nofollow(p: &Path, write: bool) -> io::Result<File> {
+    OpenOptions::new().read(!write).write(write).custom_flags(libc::O_NOFOLLOW).open(p)
+}
+
+/// Sets mode (permission bits) and, if given, mtime on an open file.
+pub fn set_meta(f: &File, mode: Option<u32>, mtime: Option<Timestamp>) -> io::Result<()> {
+    if let Some(mode) = mode {
+        f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+    }
+    if let Some(t) = mtime {
+        f.set_modified(to_system_time(t))?;
+    }
+    Ok(())
+}
+
+fn to_system_time(t: Timestamp) -> std::time::SystemTime {
+    let base = std::time::UNIX_EPOCH;
+    let nanos = std::time::Duration::from_nanos(u64::from(t.nanos()));
+    match u64::try_from(t.secs()) {
+        Ok(s) => base + std::time::Duration::from_secs(s) + nanos,
+        Err(_) => base - std::time::Duration::from_secs(t.secs().unsigned_abs()) + nanos,
+    }
+}
+
+/// Applies mode and mtime to an existing regular file in place (a metadata-only change);
+/// refuses anything that is not a regular file. Returns the new stat.
+pub fn update_file_meta(p: &Path, mode: Option<u32>, mtime: Option<Timestamp>) -> io::Result<LocalStat> {
+    let f = open_nofollow(p, false)?;
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(refuse("not a regular file", p));
+    }
+    set_meta(&f, mode, mtime)?;
+    Ok(stat_of(&f.metadata()?))
+}
+
+/// Creates a directory (or keeps an existing one), sets its mode, returns its stat.
+pub fn make_dir(p: &Path, mode: Option<u32>) -> io::Result<LocalStat> {
+    match fs::create_dir(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let d = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY).open(p)?;
+    if let Some(mode) = mode {
+        // Never leave a directory we cannot enter or write: a peer's odd mode would make the
+        // rest of the tree impossible to sync.
+        d.set_permissions(fs::Permissions::from_mode((mode & 0o7777) | 0o700))?;
+    }
+    Ok(stat_of(&d.metadata()?))
+}
+
+/// Fsyncs a directory (after a rename or unlink in it).
+pub fn sync_dir(p: &Path) -> io::Result<()> {
+    File::open(p)?.sync_all()
+}
+
+/// A name for the losing side of a conflict, next to the original:
+/// `name.CONFLICT.<8 alnum>.ext` (`name.CONFLICT.<8 alnum>` without an extension).
+pub fn conflict_path(path: &SharePath, tag: &[u8; 16]) -> Option<SharePath> {
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let code: String = tag[..8].iter().map(|b| char::from(ALNUM[usize::from(*b) % ALNUM.len()])).collect();
+    let name = path.file_name();
+    // The extension is what follows the last dot, unless the dot starts the name.
+    let new = match name.rfind('.') {
+        Some(i) if i > 0 => format!("{}.CONFLICT.{code}{}", &name[..i], &name[i..]),
+        _ => format!("{name}.CONFLICT.{code}"),
+    };
+    let parent = path.parent()?;
+    let key = if parent.is_root() { format!("/{new}") } else { format!("{}/{new}", parent.as_str()) };
+    SharePath::parse(&key).ok()
+}
+
+/// Writes data into a temp file while hashing it; `finish` verifies, sets metadata and
+/// fsyncs. Dropping an unfinished writer removes the temp file.
+#[derive(Debug)]
+pub struct TempWriter {
+    file: Option<File>,
+    path: PathBuf,
+    hasher: Sha256,
+    written: u64,
+    limit: u64,
+}
+
+impl TempWriter {
+    /// Creates (truncating) the temp file for `target` below `root`, refusing to write more
+    /// than `limit` bytes.
+    pub fn create(root: &Path, target: &SharePath, limit: u64) -> io::Result<TempWriter> {
+        let parent = prepare_parent(root, target)?;
+        let path = temp_path(&parent, target);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        Ok(TempWriter { file: Some(file), path, hasher: Sha256::new(), written: 0, limit })
+    }
+
+    /// Appends bytes.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let n = data.len() as u64;
+        if self.written.saturating_add(n) > self.limit {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "more data than the record's size"));
+        }
+        let f = self.file.as_mut().ok_or_else(|| io::Error::other("temp file already finished"))?;
+        f.write_all(data)?;
+        self.hasher.update(data);
+        self.written += n;
+        Ok(())
+    }
+
+    /// Verifies size and hash, sets mode and mtime, fsyncs. Returns the temp file's path,
+    /// which the caller renames into place (or removes).
+    pub fn finish(
+        mut self,
+        sha: &Sha256Hash,
+        size: u64,
+        mode: Option<u32>,
+        mtime: Option<Timestamp>,
+    ) -> io::Result<PathBuf> {
+        let f = self.file.take().ok_or_else(|| io::Error::other("temp file already finished"))?;
+        let got = Sha256Hash(std::mem::take(&mut self.hasher).finalize().into());
+        if self.written != size || got != *sha {
+            let _ = fs::remove_file(&self.path);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("contents do not match the record ({} bytes, sha256 {got})", self.written),
+            ));
+        }
+        set_meta(&f, mode, mtime)?;
+        f.sync_all()?;
+        Ok(std::mem::take(&mut self.path))
+    }
+}
+
+impl Drop for TempWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Copies a local file (dedup) into a temp file for `target`, verifying `sha` on the way.
+pub fn copy_verified(
+    root: &Path,
+    from: &Path,
+    target: &SharePath,
+    sha: &Sha256Hash,
+    size: u64,
+    mode: Option<u32>,
+    mtime: Option<Timestamp>,
+) -> io::Result<PathBuf> {
+    let mut src = open_nofollow(from, false)?;
+    if !src.metadata()?.is_file() {
+        return Err(refuse("not a regular file", from));
+    }
+    let mut w = TempWriter::create(root, target, size)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        w.write(&buf[..n])?;
+    }
+    w.finish(sha, size, mode, mtime)
+}
+
+/// Renames a verified temp file onto `dest` and fsyncs the directory. Returns the new stat.
+pub fn install(temp: &Path, dest: &Path) -> io::Result<LocalStat> {
+    fs::rename(temp, dest)?;
+    if let Some(dir) = dest.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(stat_of(&fs::symlink_metadata(dest)?))
+}
+
+/// Removes stale temp files left by a crash (every `*.clearskies-part` below `root`).
+pub fn remove_stale_temps(root: &Path) -> usize {
+    let mut removed = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name();
+            if ft.is_dir() {
+                if dir != root || name != clearskies_protocol::path::META_DIR {
+                    stack.push(e.path());
+                }
+            } else if ft.is_file()
+                && name.to_str().is_some_and(|n| n.ends_with(PART_SUFFIX))
+                && fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names_keep_the_extension() {
+        let tag = [0u8; 16];
+        let p = |s: &str| SharePath::parse(s).unwrap();
+        assert_eq!(conflict_path(&p("/a/photo.jpg"), &tag).unwrap().as_str(), "/a/photo.CONFLICT.aaaaaaaa.jpg");
+        assert_eq!(conflict_path(&p("/README"), &tag).unwrap().as_str(), "/README.CONFLICT.aaaaaaaa");
+        assert_eq!(conflict_path(&p("/.bashrc"), &tag).unwrap().as_str(), "/.bashrc.CONFLICT.aaaaaaaa");
+        assert_eq!(conflict_path(&p("/x.tar.gz"), &[35; 16]).unwrap().as_str(), "/x.tar.CONFLICT.99999999.gz");
+    }
+
+    #[test]
+    fn parents_are_created_but_symlinks_are_never_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+        let p = |s: &str| SharePath::parse(s).unwrap();
+        assert!(prepare_parent(root.path(), &p("/link/x")).is_err());
+        assert!(prepare_parent(root.path(), &p("/link/deeper/x")).is_err());
+        assert!(TempWriter::create(root.path(), &p("/link/x"), 10).is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        let parent = prepare_parent(root.path(), &p("/a/b/c")).unwrap();
+        assert!(parent.ends_with("a/b") && parent.is_dir());
+        fs::write(root.path().join("file"), b"x").unwrap();
+        assert!(prepare_parent(root.path(), &p("/file/x")).is_err());
+    }
+
+    #[test]
+    fn temp_files_are_verified_before_they_can_be_installed() {
+        let root = tempfile::tempdir().unwrap();
+        let target = SharePath::parse(&format!("/{}", "é".repeat(120))).unwrap();
+        let sha = Sha256Hash(Sha256::digest(b"hello").into());
+        let mut w = TempWriter::create(root.path(), &target, 5).unwrap();
+        w.write(b"hel").unwrap();
+        assert!(w.write(b"lo!").is_err(), "more than the size");
+        w.write(b"lo").unwrap();
+        let t: Timestamp = "2014-03-30T12:35:29.113243778Z".parse().unwrap();
+        let temp = w.finish(&sha, 5, Some(0o640), Some(t)).unwrap();
+        assert!(temp.file_name().unwrap().len() <= 255);
+        let dest = full_path(root.path(), &target);
+        let st = install(&temp, &dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"hello");
+        let m = fs::metadata(&dest).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.mtime(), m.mtime_nsec()), (0o640, t.secs(), 113_243_778));
+        assert_eq!(st.size, 5);
+
+        // A wrong hash leaves nothing behind.
+        let mut w = TempWriter::create(root.path(), &SharePath::parse("/b").unwrap(), 5).unwrap();
+        w.write(b"hellx").unwrap();
+        assert!(w.finish(&sha, 5, None, None).is_err());
+        assert_eq!(remove_stale_temps(root.path()), 0);
+        // An abandoned writer removes its temp file too.
+        let w = TempWriter::create(root.path(), &SharePath::parse("/c").unwrap(), 5).unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+}

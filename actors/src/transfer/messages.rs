@@ -1,0 +1,89 @@
+//! Messages the [`super::Transfer`] actor handles.
+
+use std::path::PathBuf;
+
+use actix::{Message, Recipient};
+use bytes::Bytes;
+use clearskies_protocol::message::directory::{Data, Get};
+use clearskies_protocol::Sha256Hash;
+
+use crate::peer::messages::PeerOut;
+use crate::share::apply::Fetch;
+
+/// Contents the share needs from peers.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Fetches(pub Vec<Fetch>);
+
+/// A peer connection can be asked for contents.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TransferPeerUp {
+    /// The connection.
+    pub conn: u64,
+    /// Where requests go.
+    pub out: Recipient<PeerOut>,
+}
+
+/// A peer connection ended: what it was asked for goes back in the queue.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TransferPeerDown {
+    /// The connection.
+    pub conn: u64,
+}
+
+/// A peer asks for contents (`directory.get`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ServeGet {
+    /// The connection.
+    pub conn: u64,
+    /// The request.
+    pub get: Get,
+    /// Where the answer goes.
+    pub out: Recipient<PeerOut>,
+}
+
+/// A piece of a `directory.data` attachment, or its end.
+#[derive(Debug)]
+pub enum SinkItem {
+    /// The next bytes.
+    Chunk(Bytes),
+    /// The attachment is complete.
+    End,
+}
+
+/// Where a connection writes an attachment's chunks (bounded: a slow disk slows the
+/// connection's reading, never grows memory). Dropped without [`SinkItem::End`] means the
+/// transfer was cut off.
+pub type Sink = tokio::sync::mpsc::Sender<SinkItem>;
+
+/// A `directory.data` header arrived: `Some(sink)` if we asked for it on this connection.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Sink>")]
+pub struct DataStart {
+    /// The connection.
+    pub conn: u64,
+    /// The header.
+    pub data: Data,
+}
+
+/// The peer does not have (or cannot send) contents we asked for.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Missing {
+    /// The connection.
+    pub conn: u64,
+    /// The contents.
+    pub sha256: Sha256Hash,
+}
+
+/// A download's writer finished.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(super) struct Finished {
+    pub conn: u64,
+    pub sha256: Sha256Hash,
+    pub result: Result<PathBuf, String>,
+}

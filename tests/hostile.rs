@@ -55,3 +55,85 @@ fn garbage_after_authentication_closes_only_that_connection() {
     assert_eq!(a.peers(), 1);
     assert_eq!(b.peers(), 1);
 }
+
+/// Authenticates with `code`, completes the protocol session (receiving the share's keys),
+/// sends `update`, and returns once the daemon has closed the connection.
+fn session_then_send(addr: &str, code: &str, update: clearskies_protocol::message::database::Update) {
+    use clearskies_protocol::message::Message;
+    use clearskies_protocol::session::{Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY};
+    use std::time::Instant;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let code: AccessCode = code.parse().unwrap();
+        let creds = code.credentials();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = TlsContext::new().unwrap();
+        let mut ch = connect(tcp, &tls, creds.id, &creds.password).await.expect("the code is valid");
+        let mut config = Config::new(Role::Client, clearskies_protocol::PeerId([0x66; 16]));
+        config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned()];
+        config.key_exchange = KeyExchange::Receive;
+        let mut s = Session::new(config, Instant::now());
+        s.handle_input(Instant::now(), &ch.leftover);
+        let mut buf = vec![0u8; 1 << 16];
+        let mut sent = false;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            while let Some(e) = s.poll_event() {
+                match e {
+                    Event::KeysReceived(_) => s.acknowledge_keys().unwrap(),
+                    Event::Ready if !sent => {
+                        s.send(&Message::from(update.clone())).unwrap();
+                        sent = true;
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(b) = s.poll_transmit() {
+                if ch.stream.write_all(&b).await.is_err() {
+                    return;
+                }
+            }
+            match tokio::time::timeout_at(deadline, ch.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    assert!(sent, "closed before the session was ready");
+                    return;
+                }
+                Ok(Ok(n)) => s.handle_input(Instant::now(), &buf[..n]),
+                Err(_) => panic!("the daemon kept the connection open after a hostile update"),
+            }
+        }
+    });
+}
+
+#[test]
+fn records_with_escaping_paths_close_the_connection_and_write_nothing() {
+    let a = Daemon::start();
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("share");
+    std::fs::create_dir(&root).unwrap();
+    let code = a.share_code(&root, &["--multi-use"]);
+    let keys =
+        ["/../escaped", "/etc/../../escaped", "/a/../../escaped", "/a/./b", "/x\u{0}y", "//escaped", "/.clearskies/x"];
+    for key in keys {
+        let update = clearskies_protocol::message::database::Update {
+            key: key.to_owned(),
+            value: serde_json::json!({"size": 1, "sha256": "a".repeat(64), "mtime": "2020-01-01T00:00:00Z"}),
+            uuid: clearskies_protocol::RecordUuid([1; 16]),
+            last_updated_by: clearskies_protocol::PeerId([0x66; 16]),
+            last_updated_rev: 1,
+            update_time: "2020-01-01T00:00:00Z".parse().unwrap(),
+            vector_clock: [(clearskies_protocol::PeerId([0x66; 16]), 1)].into_iter().collect(),
+            deleted: false,
+        };
+        session_then_send(&a.listen(), &code, update);
+    }
+    // Keys are always share-relative ("/etc/x" is <root>/etc/x); these try to climb out.
+    wait_for("every refusal in the log", || {
+        (a.cs.log().matches("refused database.update").count() >= keys.len()).then_some(())
+    });
+    assert!(!base.path().join("escaped").exists());
+    assert!(!std::path::Path::new("/escaped").exists());
+    let entries: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, vec![std::ffi::OsString::from(".clearskies")]);
+    a.cs.ok(&["status"]);
+}

@@ -10,4 +10,5 @@ mod cli;
 mod daemon;
 mod hostile;
 mod shares;
+mod sync;
 mod util;

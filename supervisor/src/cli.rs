@@ -65,6 +65,14 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Wait until a shared directory is in sync with its peers (progress on stderr).
+    Wait {
+        /// The shared directory.
+        path: std::path::PathBuf,
+        /// Give up after this many seconds (exit 1); default: wait as long as it takes.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
     /// Stop syncing a directory. Its files are kept.
     Detach {
         /// The shared directory.

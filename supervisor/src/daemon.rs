@@ -202,8 +202,13 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
             Some(e) => format!("error: {e}"),
             None => s["status"].as_str().unwrap_or("?").to_owned(),
         };
+        let sync = if s["synced"] == true {
+            "in sync".to_owned()
+        } else {
+            format!("{} files to fetch, {} peer(s) connected", s["pending_files"], s["peers"])
+        };
         text.push_str(&format!(
-            "{}\n    {}, {}, {} files, {} directories, {} bytes\n",
+            "{}\n    {}, {}, {} files, {} directories, {} bytes; {sync}\n",
             s["path"].as_str().unwrap_or("?"),
             s["mode"].as_str().unwrap_or("?").replace('_', "-"),
             status,
@@ -213,6 +218,59 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
         ));
     }
     out(text.trim_end())
+}
+
+/// `clearskies wait PATH`: polls the share's state until it is in sync, drawing a progress
+/// line on stderr when that is a terminal.
+pub(crate) fn wait(config: &Config, path: &std::path::Path, timeout: Option<u64>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let abs = std::fs::canonicalize(path).with_context(|| format!("{} does not exist", path.display()))?;
+    let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?.to_owned();
+    let started = std::time::Instant::now();
+    let deadline = timeout.map(|s| started + std::time::Duration::from_secs(s));
+    let tty = std::io::stderr().is_terminal();
+    let mut client = connect(config)?;
+    let mut most = 0u64;
+    loop {
+        let answer = client.request(&json!({ "type": "list_shares" }))?;
+        let share = answer["shares"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["path"] == p.as_str()).cloned())
+            .with_context(|| format!("{} is not shared; see `clearskies list`", abs.display()))?;
+        if share["synced"] == true {
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            return out(&format!("{} is in sync", abs.display()));
+        }
+        if let Some(e) = share["error"].as_str() {
+            bail!("{} cannot sync: {e}", abs.display());
+        }
+        let files = share["pending_files"].as_u64().unwrap_or(0);
+        let bytes = share["pending_bytes"].as_u64().unwrap_or(0);
+        most = most.max(bytes);
+        if tty {
+            let done = ((most - bytes) * 100).checked_div(most).unwrap_or(0);
+            let peers = share["peers"].as_u64().unwrap_or(0);
+            let state = share["status"].as_str().unwrap_or("?");
+            eprint!(
+                "\r\x1b[2K{state}: {files} files ({:.1} MB) to fetch, {done}% done, {peers} peer(s), {}s",
+                bytes as f64 / 1e6,
+                started.elapsed().as_secs()
+            );
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            if tty {
+                eprintln!();
+            }
+            bail!(
+                "{} is not in sync after {} s ({files} files still to fetch)",
+                abs.display(),
+                started.elapsed().as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// `clearskies detach PATH`.

@@ -1,0 +1,299 @@
+//! Two and three real daemons keeping a folder in sync.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::util::{kill, wait_for, Daemon};
+
+/// Longer than `util::DEADLINE`: these move real data in a debug build on 2 cores.
+const SYNC_DEADLINE: Duration = Duration::from_secs(180);
+
+/// What a tree holds, for comparing two replicas: per path, a kind with its contents' hash
+/// (files), its mode, and its mtime to the nanosecond (files).
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+            if rel == ".clearskies" {
+                continue;
+            }
+            let Ok(m) = fs::symlink_metadata(&path) else { continue };
+            if m.is_dir() {
+                out.insert(rel, format!("dir {:o}", m.mode() & 0o777));
+                stack.push(path);
+            } else if let Some(h) = hash(&path) {
+                let t = (m.mtime(), m.mtime_nsec());
+                out.insert(rel, format!("file {h} {:o} {t:?}", m.mode() & 0o777));
+            }
+        }
+    }
+    out
+}
+
+fn hash(p: &Path) -> Option<String> {
+    let mut f = fs::File::open(p).ok()?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            return Some(hex(&h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Waits until every replica holds the same tree (and it is not empty of what `must` names).
+fn converge(roots: &[&Path], must: &[&str]) -> BTreeMap<String, String> {
+    let start = Instant::now();
+    loop {
+        let first = tree(roots[0]);
+        let same = roots[1..].iter().all(|r| tree(r) == first);
+        if same && must.iter().all(|m| first.contains_key(*m)) {
+            return first;
+        }
+        if start.elapsed() > SYNC_DEADLINE {
+            let trees: Vec<_> = roots.iter().map(|r| tree(r)).collect();
+            panic!("replicas did not converge: {trees:#?}");
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+/// `a` shares a fresh directory (after `prepare` fills it); `b` attaches to a directory that
+/// `prepare_b` may fill first. Returns both roots.
+fn pair(
+    a: &Daemon,
+    b: &Daemon,
+    base: &Path,
+    prepare: impl FnOnce(&Path),
+    prepare_b: impl FnOnce(&Path),
+) -> (PathBuf, PathBuf) {
+    let (ra, rb) = (base.join("a"), base.join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    fs::create_dir_all(&rb).unwrap();
+    prepare(&ra);
+    prepare_b(&rb);
+    let code = a.share_code(&ra, &["--multi-use"]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    (fs::canonicalize(ra).unwrap(), fs::canonicalize(rb).unwrap())
+}
+
+fn write(p: &Path, data: &[u8]) {
+    if let Some(d) = p.parent() {
+        fs::create_dir_all(d).unwrap();
+    }
+    fs::write(p, data).unwrap();
+}
+
+#[test]
+fn initial_sync_both_ways_then_every_kind_of_change() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = pair(
+        &a,
+        &b,
+        base.path(),
+        |r| {
+            write(&r.join("photos/2024/ünïcode name with spaces.txt"), b"hello");
+            write(&r.join("empty file"), b"");
+            fs::create_dir_all(r.join("empty dir/nested")).unwrap();
+            write(&r.join("private"), b"secret");
+            fs::set_permissions(r.join("private"), fs::Permissions::from_mode(0o600)).unwrap();
+            let f = fs::File::options().write(true).open(r.join("empty file")).unwrap();
+            let t = std::time::UNIX_EPOCH + Duration::new(1_400_000_000, 123_456_789);
+            f.set_modified(t).unwrap();
+        },
+        |r| write(&r.join("from b/only here.txt"), b"b was first"),
+    );
+    let t = converge(
+        &[&ra, &rb],
+        &["photos/2024/ünïcode name with spaces.txt", "from b/only here.txt", "empty dir/nested"],
+    );
+    assert!(t["empty file"].contains("(1400000000, 123456789)"), "{t:#?}");
+    assert!(t["private"].contains(" 600 "), "{t:#?}");
+    // `wait` agrees, and `list` says so.
+    assert!(b.cs.ok(&["wait", rb.to_str().unwrap(), "--timeout", "120"]).contains("in sync"));
+
+    // On b: modify, delete, rename, move across directories, new directory.
+    write(&rb.join("photos/2024/ünïcode name with spaces.txt"), b"hello, edited on b");
+    fs::remove_file(rb.join("private")).unwrap();
+    fs::rename(rb.join("empty file"), rb.join("renamed file")).unwrap();
+    fs::rename(rb.join("from b/only here.txt"), rb.join("photos/moved.txt")).unwrap();
+    fs::create_dir(rb.join("new dir")).unwrap();
+    let t = converge(&[&ra, &rb], &["renamed file", "photos/moved.txt", "new dir"]);
+    assert!(!t.contains_key("private") && !t.contains_key("empty file") && !t.contains_key("from b/only here.txt"));
+    assert_eq!(fs::read(ra.join("photos/2024/ünïcode name with spaces.txt")).unwrap(), b"hello, edited on b");
+
+    // And back from a, including removing a whole directory tree.
+    fs::remove_dir_all(ra.join("photos")).unwrap();
+    write(&ra.join("new dir/from a"), b"a again");
+    let t = converge(&[&ra, &rb], &["new dir/from a"]);
+    assert!(!t.keys().any(|k| k.starts_with("photos")), "{t:#?}");
+}
+
+#[test]
+fn three_daemons_relay_and_catch_up_after_being_offline() {
+    let (a, b, c) = (Daemon::start(), Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("start"), b"0"), |_| {});
+    let rc = base.path().join("c");
+    let code = a.share_code(&ra, &[]);
+    c.cs.ok(&["attach", &code, rc.to_str().unwrap(), "--peer", &a.listen()]);
+    let rc = fs::canonicalize(rc).unwrap();
+    converge(&[&ra, &rb, &rc], &["start"]);
+
+    // b and c only talk to a: what b writes reaches c through a.
+    write(&rb.join("from b"), b"relayed");
+    converge(&[&ra, &rb, &rc], &["from b"]);
+
+    // c goes offline; meanwhile b writes and deletes; c catches up when it is back.
+    c.cs.ok(&["stop"]);
+    write(&rb.join("while c was away"), b"news");
+    fs::remove_file(rb.join("start")).unwrap();
+    converge(&[&ra, &rb], &["while c was away"]);
+    // And c edits offline too.
+    write(&rc.join("offline on c"), b"c's news");
+    c.cs.ok(&["start"]);
+    let t = converge(&[&ra, &rb, &rc], &["while c was away", "offline on c"]);
+    assert!(!t.contains_key("start"));
+}
+
+#[test]
+fn concurrent_edits_leave_exactly_one_conflict_copy_on_every_side() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("notes.txt"), b"original"), |_| {});
+    converge(&[&ra, &rb], &["notes.txt"]);
+
+    // b is down while both edit the same file.
+    b.cs.ok(&["stop"]);
+    write(&ra.join("notes.txt"), b"edited on a");
+    wait_for("a to index its edit", || {
+        let s = a.cs.json(&["list", "--json"]);
+        (s["shares"][0]["status"] == "idle" && s["shares"][0]["revision"].as_u64()? >= 2).then_some(())
+    });
+    write(&rb.join("notes.txt"), b"edited on b");
+    b.cs.ok(&["start"]);
+
+    let t = converge(&[&ra, &rb], &["notes.txt"]);
+    let copies: Vec<&String> = t.keys().filter(|k| k.starts_with("notes.CONFLICT.") && k.ends_with(".txt")).collect();
+    assert_eq!(copies.len(), 1, "{t:#?}");
+    let mut versions = vec![fs::read(ra.join("notes.txt")).unwrap(), fs::read(ra.join(copies[0])).unwrap()];
+    versions.sort();
+    assert_eq!(versions, vec![b"edited on a".to_vec(), b"edited on b".to_vec()]);
+}
+
+#[test]
+fn a_removed_share_root_deletes_nothing_on_the_peer() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("keep/me.txt"), b"precious"), |_| {});
+    converge(&[&ra, &rb], &["keep/me.txt"]);
+    let files = |d: &Daemon| d.cs.json(&["list", "--json"])["shares"][0]["files"].as_u64();
+
+    fs::remove_dir_all(&ra).unwrap();
+    wait_for("a's share to be in error", || {
+        let s = a.cs.json(&["list", "--json"]);
+        (s["shares"][0]["status"] == "error").then_some(())
+    });
+    // b changes something: a answers nothing wrong, b's own files stay.
+    write(&rb.join("later.txt"), b"after a lost its disk");
+    wait_for("b to index its change", || (files(&b) == Some(2)).then_some(()));
+    // a takes b's new record (to apply once its disk is back) and records no deletion.
+    wait_for("a to hold b's record", || (files(&a) == Some(2)).then_some(()));
+    let s = a.cs.json(&["list", "--json"]);
+    assert_eq!(s["shares"][0]["pending_files"].as_u64(), Some(1), "{s}");
+    assert_eq!(fs::read(rb.join("keep/me.txt")).unwrap(), b"precious");
+    assert_eq!(files(&b), Some(2));
+    assert!(!ra.exists(), "a did not recreate its missing root");
+}
+
+#[test]
+fn many_small_files_and_a_large_streamed_file() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let big = 1u64 << 30;
+    let (ra, rb) = pair(
+        &a,
+        &b,
+        base.path(),
+        |r| {
+            for i in 0..5000u32 {
+                let body = format!("small file {i} ").repeat(1 + (i as usize % 40));
+                write(&r.join(format!("small/{:02}/{i}.txt", i % 50)), body.as_bytes());
+            }
+            // 1 GiB: mostly a hole (cheap to make), with real data at both ends.
+            let mut f = fs::File::create(r.join("big.bin")).unwrap();
+            f.write_all(&[7u8; 1 << 20]).unwrap();
+            f.set_len(big).unwrap();
+            use std::io::Seek;
+            f.seek(std::io::SeekFrom::End(-4)).unwrap();
+            f.write_all(b"end!").unwrap();
+        },
+        |_| {},
+    );
+    let t = converge(&[&ra, &rb], &["big.bin", "small/49/4999.txt"]);
+    assert_eq!(t.keys().filter(|k| k.ends_with(".txt")).count(), 5000);
+    assert_eq!(fs::metadata(rb.join("big.bin")).unwrap().len(), big);
+    // Streamed: neither worker ever held the file (peak RSS far below 1 GiB).
+    for d in [&a, &b] {
+        let pid = d.cs.pid("worker").unwrap();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let hwm: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        assert!(hwm < 300 * 1024, "worker peak RSS {hwm} kB");
+    }
+}
+
+#[test]
+fn a_killed_receiver_never_shows_a_partial_file_and_finishes_after_restart() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let size = 512usize << 20;
+    let expected = {
+        let mut data = vec![0u8; size];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for chunk in data.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        data
+    };
+    let digest = hex(&Sha256::digest(&expected));
+    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("video.bin"), &expected), |_| {});
+    drop(expected);
+    let part = rb.join(".video.bin.clearskies-part");
+    wait_for("the download to start", || part.exists().then_some(()));
+    let worker = b.cs.pid("worker").unwrap();
+    kill(worker, "-9");
+    // Whatever is under the user's name is never partial.
+    if let Some(h) = hash(&rb.join("video.bin")) {
+        assert_eq!(h, digest);
+    }
+    wait_for("a new worker", || {
+        b.cs.pid("worker").filter(|p| *p != worker && Path::new(&format!("/proc/{p}")).exists())
+    });
+    converge(&[&ra, &rb], &["video.bin"]);
+    assert_eq!(hash(&rb.join("video.bin")).unwrap(), digest);
+    wait_for("the temp file to be gone", || (!part.exists()).then_some(()));
+}

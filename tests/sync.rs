@@ -297,3 +297,21 @@ fn a_killed_receiver_never_shows_a_partial_file_and_finishes_after_restart() {
     assert_eq!(hash(&rb.join("video.bin")).unwrap(), digest);
     wait_for("the temp file to be gone", || (!part.exists()).then_some(()));
 }
+
+#[test]
+fn pause_holds_transfers_and_resume_releases_them() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("first"), b"1"), |_| {});
+    converge(&[&ra, &rb], &["first"]);
+    b.cs.ok(&["pause"]);
+    write(&ra.join("second"), b"2");
+    let s = wait_for("b to know of the new file", || {
+        let s = b.cs.json(&["list", "--json"])["shares"][0].clone();
+        (s["pending_files"].as_u64() == Some(1)).then_some(s)
+    });
+    assert_eq!(s["status"], "paused", "{s}");
+    assert!(!rb.join("second").exists());
+    b.cs.ok(&["resume"]);
+    converge(&[&ra, &rb], &["second"]);
+}

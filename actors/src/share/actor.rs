@@ -30,7 +30,7 @@ use super::scan::{scan, ScanContext, ScanError};
 use super::store::ShareStore;
 use super::worker::Worker;
 use crate::peer::messages::PeerOut;
-use crate::transfer::messages::{Fetches, TransferPeerDown, TransferPeerUp};
+use crate::transfer::messages::{Fetches, SetTransfersPaused, TransferPeerDown, TransferPeerUp};
 use crate::transfer::Transfer;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +87,7 @@ pub struct Share {
     subscribers: BTreeMap<u64, Subscriber>,
     incoming: Vec<(u64, Record)>,
     applying: bool,
+    paused: bool,
 }
 
 impl Share {
@@ -115,6 +116,7 @@ impl Share {
             subscribers: BTreeMap::new(),
             incoming: Vec::new(),
             applying: false,
+            paused: false,
         })
     }
 
@@ -258,6 +260,9 @@ impl Actor for Share {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let transfer = Transfer::new(self.root.clone(), self.store.clone(), ctx.address().recipient()).start();
+        if self.paused {
+            transfer.do_send(SetTransfersPaused(true));
+        }
         self.transfer = Some(transfer);
         // First what a crash or a stop left undone, then a scan.
         let job = self.worker.run(|s: &mut ShareState| {
@@ -385,6 +390,17 @@ impl Handler<FromPeer> for Share {
     }
 }
 
+impl Handler<SetTransfersPaused> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetTransfersPaused, _: &mut Context<Self>) {
+        self.paused = msg.0;
+        if let Some(t) = &self.transfer {
+            t.do_send(msg);
+        }
+    }
+}
+
 impl Handler<Downloaded> for Share {
     type Result = ();
 
@@ -427,6 +443,7 @@ impl Handler<GetShareStatus> for Share {
         let (status, error) = match (&self.state, records) {
             (_, Err(e)) => ("error", Some(e.to_string())),
             (State::Starting | State::Scanning, _) => ("scanning", None),
+            (State::Idle, _) if self.paused && pending_files > 0 => ("paused", None),
             (State::Idle, _) if busy || pending_files > 0 => ("syncing", None),
             (State::Idle, _) => ("idle", None),
             (State::Error(e), _) => ("error", Some(e.clone())),

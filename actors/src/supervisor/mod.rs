@@ -37,6 +37,7 @@ use crate::share::messages::{GetShareStatus, PeerUp, ShareLink, ShareStatus, Sto
 use crate::share::registry::{self, ShareConfig, ShareKeys};
 use crate::share::store::Store;
 use crate::share::Share;
+use crate::transfer::messages::SetTransfersPaused;
 use crate::Settings;
 
 /// How long `add_share` waits for the TCP connection.
@@ -216,6 +217,9 @@ impl Supervisor {
                 match Share::new(config.path.clone(), config.peer_id, config.mode(), store, joined) {
                     Ok(share) => {
                         let addr = share.start();
+                        if self.paused {
+                            addr.do_send(SetTransfersPaused(true));
+                        }
                         self.shares.insert(config.id, (config, addr));
                     }
                     Err(e) => error!(share = %config.id, error = %e, "cannot start the share"),
@@ -304,9 +308,12 @@ impl Handler<SetPaused> for Supervisor {
 
     fn handle(&mut self, SetPaused(paused): SetPaused, _: &mut Context<Self>) {
         if self.paused != paused {
-            info!(paused, "sync {}", if paused { "paused" } else { "resumed" });
+            info!(paused, "transfers {}", if paused { "paused" } else { "resumed" });
         }
         self.paused = paused;
+        for (_, addr) in self.shares.values() {
+            addr.do_send(SetTransfersPaused(paused));
+        }
     }
 }
 

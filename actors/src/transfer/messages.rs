@@ -87,3 +87,9 @@ pub(super) struct Finished {
     pub sha256: Sha256Hash,
     pub result: Result<PathBuf, String>,
 }
+
+/// Pause (`true`) or resume file transfers: while paused no contents are requested, and
+/// requests from peers are answered with `directory.get_error` (they ask again later).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SetTransfersPaused(pub bool);

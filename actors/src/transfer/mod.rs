@@ -30,7 +30,8 @@ use clearskies_protocol::Sha256Hash;
 use tracing::{debug, warn};
 
 use self::messages::{
-    DataStart, Fetches, Finished, Missing, ServeGet, Sink, SinkItem, TransferPeerDown, TransferPeerUp,
+    DataStart, Fetches, Finished, Missing, ServeGet, SetTransfersPaused, Sink, SinkItem, TransferPeerDown,
+    TransferPeerUp,
 };
 use crate::peer::messages::PeerOut;
 use crate::share::apply::Fetch;
@@ -66,6 +67,7 @@ pub struct Transfer {
     queue: VecDeque<Sha256Hash>,
     wanted: HashMap<Sha256Hash, Fetch>,
     retry: Option<SpawnHandle>,
+    paused: bool,
 }
 
 impl Transfer {
@@ -80,6 +82,7 @@ impl Transfer {
             queue: VecDeque::new(),
             wanted: HashMap::new(),
             retry: None,
+            paused: false,
         }
     }
 
@@ -89,6 +92,9 @@ impl Transfer {
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.paused {
+            return;
+        }
         for slot in self.peers.values_mut() {
             let mut batch = Vec::new();
             let mut i = 0;
@@ -186,6 +192,15 @@ impl Handler<TransferPeerDown> for Transfer {
     }
 }
 
+impl Handler<SetTransfersPaused> for Transfer {
+    type Result = ();
+
+    fn handle(&mut self, SetTransfersPaused(paused): SetTransfersPaused, ctx: &mut Context<Self>) {
+        self.paused = paused;
+        self.schedule(ctx);
+    }
+}
+
 impl Handler<Missing> for Transfer {
     type Result = ();
 
@@ -267,6 +282,11 @@ impl Handler<ServeGet> for Transfer {
     fn handle(&mut self, msg: ServeGet, ctx: &mut Context<Self>) {
         let (root, store) = (self.root.clone(), self.store.clone());
         let Get { sha256, range } = msg.get;
+        if self.paused {
+            let message = "transfers are paused".to_owned();
+            msg.out.do_send(PeerOut::Send(vec![GetError { sha256, message }.into()]));
+            return;
+        }
         let job = tokio::task::spawn_blocking(move || -> Result<Option<(std::fs::File, u64)>, String> {
             for p in store.installed(&sha256).map_err(|e| e.to_string())? {
                 let Some(r) = store.get(&p).map_err(|e| e.to_string())? else { continue };

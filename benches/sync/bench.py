@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Sync benchmark: two real daemons on loopback.
+
+Reports, for 4 x 256 MiB files and for 5000 files of 4-64 KiB: seconds, MB/s and files/s
+from `attach` until the receiver holds every file (checked by size, then by SHA-256 at the
+end, outside the timing), and the time for a 1 KiB change to appear on the other side
+(p50 and max over 10 changes).
+
+Usage: benches/sync/run.sh  (builds the release binary, then runs this)
+       python3 benches/sync/bench.py PATH/TO/clearskies [--workdir DIR] [--only large|small|latency]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+class Daemon:
+    def __init__(self, binary, home):
+        self.binary, self.home = binary, home
+        os.makedirs(home, exist_ok=True)
+        self.env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1",
+                        CLEARSKIES_LISTEN_PORT="0")
+        self.env.pop("CLEARSKIES_LOG", None)
+
+    def run(self, *args):
+        r = subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"clearskies {' '.join(args)} failed: {r.stderr}")
+        return r.stdout
+
+    def json(self, *args):
+        return json.loads(self.run(*args, "--json"))
+
+    def start(self):
+        self.run("start")
+
+    def stop(self):
+        subprocess.run([self.binary, "stop"], env=self.env, capture_output=True)
+
+    def listen(self):
+        return self.json("status")["listen"]
+
+
+def write_random(path, size, rng):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 20)
+            f.write(rng.randbytes(n))
+            left -= n
+
+
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if not (d == root and x == ".clearskies")]
+        for name in files:
+            p = os.path.join(d, name)
+            out[os.path.relpath(p, root)] = os.path.getsize(p)
+    return out
+
+
+def wait_same_sizes(src, dst, deadline_s=600):
+    want = tree(src)
+    start = time.monotonic()
+    while True:
+        got = tree(dst)
+        if all(got.get(k) == v for k, v in want.items()):
+            return
+        if time.monotonic() - start > deadline_s:
+            sys.exit(f"not in sync after {deadline_s}s: {len(got)}/{len(want)} files")
+        time.sleep(0.005)
+
+
+def run_case(binary, work, name, fill):
+    base = os.path.join(work, name)
+    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
+    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
+    os.makedirs(src)
+    files, total = fill(src)
+    a.start()
+    b.start()
+    try:
+        code = a.json("share", src)["access_code"]
+        # Let the sharer finish indexing first: the benchmark measures sync, not hashing.
+        while a.json("list")["shares"][0]["status"] != "idle":
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        b.run("attach", code, dst, "--peer", a.listen())
+        wait_same_sizes(src, dst)
+        secs = time.monotonic() - t0
+        for rel in tree(src):
+            if sha(os.path.join(src, rel)) != sha(os.path.join(dst, rel)):
+                sys.exit(f"{rel}: contents differ")
+        return {"case": name, "files": files, "bytes": total, "seconds": round(secs, 3),
+                "MB_per_s": round(total / secs / 1e6, 1), "files_per_s": round(files / secs, 1)}
+    finally:
+        a.stop()
+        b.stop()
+
+
+def fill_large(src):
+    rng = random.Random(1)
+    for i in range(4):
+        write_random(os.path.join(src, f"large-{i}.bin"), 256 << 20, rng)
+    return 4, 4 * (256 << 20)
+
+
+def fill_small(src):
+    rng = random.Random(2)
+    total = 0
+    for i in range(5000):
+        size = rng.randint(4 << 10, 64 << 10)
+        write_random(os.path.join(src, f"d{i % 100:02}", f"f{i}.bin"), size, rng)
+        total += size
+    return 5000, total
+
+
+def latency(binary, work, rounds=10):
+    base = os.path.join(work, "latency")
+    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
+    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
+    os.makedirs(src)
+    rng = random.Random(3)
+    write_random(os.path.join(src, "doc.bin"), 1 << 10, rng)
+    a.start()
+    b.start()
+    try:
+        b_code = a.json("share", src)["access_code"]
+        b.run("attach", b_code, dst, "--peer", a.listen())
+        wait_same_sizes(src, dst)
+        times = []
+        for i in range(rounds):
+            data = rng.randbytes(1 << 10)
+            # Alternate directions: a -> b, then b -> a.
+            (frm, to) = (src, dst) if i % 2 == 0 else (dst, src)
+            t0 = time.monotonic()
+            with open(os.path.join(frm, "doc.bin"), "wb") as f:
+                f.write(data)
+            target = os.path.join(to, "doc.bin")
+            while True:
+                try:
+                    with open(target, "rb") as f:
+                        if f.read() == data:
+                            break
+                except FileNotFoundError:
+                    pass
+                if time.monotonic() - t0 > 30:
+                    sys.exit("a change did not arrive within 30 s")
+                time.sleep(0.002)
+            times.append(time.monotonic() - t0)
+            time.sleep(0.5)  # let both sides settle before the next change
+        return {"case": "1 KiB change", "rounds": rounds, "p50_s": round(statistics.median(times), 3),
+                "max_s": round(max(times), 3)}
+    finally:
+        a.stop()
+        b.stop()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("binary")
+    p.add_argument("--workdir")
+    p.add_argument("--only", choices=["large", "small", "latency"])
+    args = p.parse_args()
+    work = tempfile.mkdtemp(prefix="clearskies-bench-", dir=args.workdir)
+    try:
+        if args.only in (None, "large"):
+            print(json.dumps(run_case(args.binary, work, "4 x 256 MiB", fill_large)), flush=True)
+        if args.only in (None, "small"):
+            print(json.dumps(run_case(args.binary, work, "5000 x 4-64 KiB", fill_small)), flush=True)
+        if args.only in (None, "latency"):
+            print(json.dumps(latency(args.binary, work)), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -315,3 +315,19 @@ fn pause_holds_transfers_and_resume_releases_them() {
     b.cs.ok(&["resume"]);
     converge(&[&ra, &rb], &["second"]);
 }
+
+#[test]
+fn configured_peers_are_dialled_for_every_share() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("first"), b"1"), |_| {});
+    converge(&[&ra, &rb], &["first"]);
+    // a comes back on another port: b's remembered address is stale, its config is not.
+    b.cs.ok(&["stop"]);
+    a.cs.ok(&["stop"]);
+    a.cs.ok(&["start"]);
+    b.cs.write_config(&format!("peers = [\"{}\"]\n", a.listen()));
+    b.cs.ok(&["start"]);
+    write(&ra.join("second"), b"2");
+    converge(&[&ra, &rb], &["second"]);
+}

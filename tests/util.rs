@@ -47,6 +47,11 @@ impl Clearskies {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("clearskies {args:?}: {e}: {out}"))
     }
 
+    /// Writes the daemon's `config.toml` (read when it starts).
+    pub(crate) fn write_config(&self, text: &str) {
+        std::fs::write(self.home.path().join("config.toml"), text).expect("writing config.toml");
+    }
+
     pub(crate) fn socket(&self) -> PathBuf {
         self.home.path().join("control")
     }

@@ -34,4 +34,6 @@ pub struct Settings {
     pub control_socket: PathBuf,
     /// Software name and version, as the control handshake reports it.
     pub software: String,
+    /// Peers (`HOST:PORT`) to dial for every share, from the configuration.
+    pub peers: Vec<String>,
 }

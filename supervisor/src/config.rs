@@ -27,6 +27,8 @@ pub(crate) struct FileConfig {
     pub(crate) listen_port: Option<u16>,
     /// Address to listen on (default 0.0.0.0: every interface).
     pub(crate) listen_address: Option<IpAddr>,
+    /// Peers to dial for every share, `HOST:PORT` (until discovery exists).
+    pub(crate) peers: Option<Vec<String>>,
 }
 
 /// Everything the binary needs, validated.
@@ -35,6 +37,8 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     /// Where peers connect.
     pub(crate) listen: SocketAddr,
+    /// Peers dialled for every share.
+    pub(crate) peers: Vec<String>,
 }
 
 impl Config {
@@ -55,7 +59,15 @@ impl Config {
             Some(v) => v.parse().with_context(|| format!("CLEARSKIES_LISTEN_ADDRESS={v:?} is not an IP address"))?,
             None => file.listen_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         };
-        Ok(Config { data_dir, listen: SocketAddr::new(address, port) })
+        let peers = match env("CLEARSKIES_PEERS") {
+            Some(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+            None => file.peers.unwrap_or_default(),
+        };
+        for p in &peers {
+            let ok = p.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            anyhow::ensure!(ok, "peer address {p:?} (in `peers`) is not HOST:PORT");
+        }
+        Ok(Config { data_dir, listen: SocketAddr::new(address, port), peers })
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {

@@ -24,6 +24,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         data_dir: config.data_dir.clone(),
         control_socket: socket.clone(),
         software: clearskies_actors::SOFTWARE.to_owned(),
+        peers: config.peers.clone(),
     };
     let peer_listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;

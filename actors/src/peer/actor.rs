@@ -97,6 +97,8 @@ pub enum Purpose {
     Rejoin {
         /// The share.
         share: Sha256Hash,
+        /// The address as configured or remembered (`HOST:PORT`), dialled again on loss.
+        dialled: String,
     },
 }
 
@@ -158,7 +160,7 @@ impl Peer {
         let (read, write) = tokio::io::split(channel.stream);
         let (tx, rx) = mpsc::unbounded_channel();
         let share = match &purpose {
-            Purpose::Accepted { share, .. } | Purpose::Rejoin { share } => Some(*share),
+            Purpose::Accepted { share, .. } | Purpose::Rejoin { share, .. } => Some(*share),
             Purpose::Attach { .. } => None,
         };
         Peer {
@@ -469,10 +471,17 @@ impl Actor for Peer {
         } else {
             debug!(remote = %self.remote, %reason, "connection ended");
         }
+        let dialled = match &self.purpose {
+            Purpose::Rejoin { dialled, .. } => Some(dialled.clone()),
+            // The join remembered this address for the share.
+            Purpose::Attach { .. } => Some(self.remote.to_string()),
+            Purpose::Accepted { .. } => None,
+        };
         self.targets.disconnected.do_send(PeerDisconnected {
             share: self.share,
             peer: self.peer,
             addr: self.remote,
+            dialled,
             reason,
         });
     }

@@ -104,6 +104,8 @@ pub struct PeerDisconnected {
     pub peer: Option<PeerId>,
     /// Its address.
     pub addr: SocketAddr,
+    /// For connections we dialled: the `HOST:PORT` we dialled (to dial again).
+    pub dialled: Option<String>,
     /// Why, for logs and `peers`.
     pub reason: String,
 }

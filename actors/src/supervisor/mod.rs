@@ -184,6 +184,7 @@ impl Supervisor {
             let (key_id, key, me) = (material.keys.key_id, material.keys.key, config.peer_id);
             let targets = Self::peer_targets(ctx);
             let target = addr.clone();
+            let dialled = addr.clone();
             let attempt = async move {
                 let sock = tokio::net::lookup_host(&target).await?.next().ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::NotFound, format!("cannot resolve {target}"))
@@ -194,7 +195,8 @@ impl Supervisor {
                 let ch = channel::connect(tcp, &tls, key_id, &hex::encode(key.as_bytes()))
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
-                Peer::new(ch, Role::Client, KeyExchange::None, me, Purpose::Rejoin { share }, sock, targets).start();
+                Peer::new(ch, Role::Client, KeyExchange::None, me, Purpose::Rejoin { share, dialled }, sock, targets)
+                    .start();
                 Ok::<(), std::io::Error>(())
             };
             ctx.spawn(attempt.into_actor(act).map(move |res, act, ctx| {
@@ -271,7 +273,9 @@ impl Actor for Supervisor {
         match registry::load_shares(&self.store) {
             Ok(configs) => {
                 for c in configs {
-                    let (id, peers) = (c.id, c.peers.clone());
+                    let id = c.id;
+                    let mut peers = c.peers.clone();
+                    peers.extend(self.settings.peers.iter().filter(|p| !c.peers.contains(p)).cloned());
                     self.start_share(c);
                     for addr in peers {
                         self.dial(id, addr, Duration::ZERO, ctx);
@@ -333,11 +337,15 @@ impl Handler<CreateShare> for Supervisor {
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
         let now = crate::share::actor::now();
         let job = tokio::task::spawn_blocking(move || registry::create_share(&store, &data_dir, &msg.path, now));
-        Box::pin(job.into_actor(self).map(|joined, act, _| {
+        Box::pin(job.into_actor(self).map(|joined, act, ctx| {
             let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
             info!(share = %config.id, path = %config.path.display(), "share created");
             let created = ShareCreated { path: config.path.display().to_string(), id: config.id.to_string() };
+            let id = config.id;
             act.start_share(config);
+            for addr in act.settings.peers.clone() {
+                act.dial(id, addr, Duration::ZERO, ctx);
+            }
             Ok(created)
         }))
     }
@@ -536,11 +544,11 @@ impl Handler<PeerDisconnected> for Supervisor {
                 self.peers.remove(&(share, peer));
             }
         }
-        // A remembered peer (one we dial) is dialled again.
-        let addr = msg.addr.to_string();
-        let remembered = self.shares.get(&share).is_some_and(|(c, _)| c.peers.contains(&addr));
-        if remembered {
-            self.dial(share, addr, FIRST_REDIAL, ctx);
+        // A peer we dialled (remembered or configured) is dialled again while the share exists.
+        if let Some(addr) = msg.dialled {
+            if self.shares.contains_key(&share) {
+                self.dial(share, addr, FIRST_REDIAL, ctx);
+            }
         }
     }
 }

@@ -108,6 +108,11 @@ impl Transfer {
                     continue;
                 }
                 self.queue.remove(i);
+                // Superseded meanwhile (deleted, or changed again): nobody waits any more.
+                if self.store.waiting_for(&sha).is_ok_and(|w| w.is_empty()) {
+                    self.wanted.remove(&sha);
+                    continue;
+                }
                 let Some(f) = self.wanted.get(&sha) else { continue };
                 slot.asked.push_back(sha);
                 slot.asked_bytes += f.size;

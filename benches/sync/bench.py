@@ -73,8 +73,13 @@ def tree(root):
     for d, dirs, files in os.walk(root):
         dirs[:] = [x for x in dirs if not (d == root and x == ".clearskies")]
         for name in files:
+            if name.endswith(".clearskies-part"):
+                continue
             p = os.path.join(d, name)
-            out[os.path.relpath(p, root)] = os.path.getsize(p)
+            try:
+                out[os.path.relpath(p, root)] = os.path.getsize(p)
+            except FileNotFoundError:
+                pass  # renamed or removed while we looked
     return out
 
 

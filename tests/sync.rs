@@ -74,6 +74,23 @@ fn converge(roots: &[&Path], must: &[&str]) -> BTreeMap<String, String> {
     }
 }
 
+/// A temp dir for tests that move hundreds of MiB: on tmpfs when there is one, so their
+/// writeback does not stall the fsyncs of tests running beside them.
+fn big_tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    // Room for a source, a copy and temp files of the 1 GiB test.
+    let free_kib = std::process::Command::new("df")
+        .args(["-k", "--output=avail"])
+        .arg(shm)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.lines().nth(1)?.trim().parse::<u64>().ok());
+    match free_kib {
+        Some(kib) if kib > 4 << 20 => tempfile::tempdir_in(shm).unwrap_or_else(|_| tempfile::tempdir().unwrap()),
+        _ => tempfile::tempdir().unwrap(),
+    }
+}
+
 /// `a` shares a fresh directory (after `prepare` fills it); `b` attaches to a directory that
 /// `prepare_b` may fill first. Returns both roots.
 fn pair(
@@ -227,7 +244,7 @@ fn a_removed_share_root_deletes_nothing_on_the_peer() {
 #[test]
 fn many_small_files_and_a_large_streamed_file() {
     let (a, b) = (Daemon::start(), Daemon::start());
-    let base = tempfile::tempdir().unwrap();
+    let base = big_tempdir();
     let big = 1u64 << 30;
     let (ra, rb) = pair(
         &a,
@@ -267,7 +284,7 @@ fn many_small_files_and_a_large_streamed_file() {
 #[test]
 fn a_killed_receiver_never_shows_a_partial_file_and_finishes_after_restart() {
     let (a, b) = (Daemon::start(), Daemon::start());
-    let base = tempfile::tempdir().unwrap();
+    let base = big_tempdir();
     let size = 512usize << 20;
     let expected = {
         let mut data = vec![0u8; size];

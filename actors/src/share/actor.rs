@@ -58,7 +58,7 @@ pub struct ShareState {
 
 impl ShareState {
     fn applier<'a>(&'a self, new_uuid: &'a mut dyn FnMut() -> RecordUuid) -> Applier<'a> {
-        Applier { root: &self.root, store: &self.store, me: self.me, now: now(), new_uuid }
+        Applier::new(&self.root, &self.store, self.me, now(), new_uuid)
     }
 }
 
@@ -87,6 +87,8 @@ pub struct Share {
     subscribers: BTreeMap<u64, Subscriber>,
     incoming: Vec<(u64, Record)>,
     applying: bool,
+    downloads: Vec<(clearskies_protocol::Sha256Hash, PathBuf)>,
+    installing: bool,
     paused: bool,
 }
 
@@ -116,6 +118,8 @@ impl Share {
             subscribers: BTreeMap::new(),
             incoming: Vec::new(),
             applying: false,
+            downloads: Vec::new(),
+            installing: false,
             paused: false,
         })
     }
@@ -195,6 +199,29 @@ impl Share {
                 Err(e) => act.state = State::Error(e.to_string()),
             }
             act.apply_incoming(ctx);
+        }));
+    }
+
+    /// Installs finished downloads, all that arrived meanwhile in one job (one index write
+    /// and one fsync per directory for the batch).
+    fn install_downloads(&mut self, ctx: &mut Context<Self>) {
+        if self.installing || self.downloads.is_empty() {
+            return;
+        }
+        self.installing = true;
+        let batch = std::mem::take(&mut self.downloads);
+        let job = self.worker.run(move |s: &mut ShareState| {
+            let mut uuid = new_uuid;
+            s.applier(&mut uuid).downloaded(batch)
+        });
+        ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
+            act.installing = false;
+            match joined {
+                Ok(Ok(paths)) => debug!(root = %act.root.display(), installed = paths.len(), "downloads installed"),
+                Ok(Err(e)) => error!(error = %e, "cannot record installed downloads"),
+                Err(e) => error!(error = %e, "cannot install downloads"),
+            }
+            act.install_downloads(ctx);
         }));
     }
 
@@ -405,15 +432,8 @@ impl Handler<Downloaded> for Share {
     type Result = ();
 
     fn handle(&mut self, msg: Downloaded, ctx: &mut Context<Self>) {
-        let job = self.worker.run(move |s: &mut ShareState| {
-            let mut uuid = new_uuid;
-            s.applier(&mut uuid).downloaded(&msg.sha256, msg.temp)
-        });
-        ctx.spawn(job.into_actor(self).map(|joined, act, _| match joined {
-            Ok(Ok(paths)) => debug!(root = %act.root.display(), installed = paths.len(), "download installed"),
-            Ok(Err(e)) => error!(error = %e, "cannot record an installed download"),
-            Err(e) => error!(error = %e, "cannot install a download"),
-        }));
+        self.downloads.push((msg.sha256, msg.temp));
+        self.install_downloads(ctx);
     }
 }
 
@@ -439,7 +459,11 @@ impl Handler<GetShareStatus> for Share {
                 }
             }
         }
-        let busy = self.applying || !self.incoming.is_empty() || self.debounce.is_some();
+        let busy = self.applying
+            || self.installing
+            || !self.incoming.is_empty()
+            || !self.downloads.is_empty()
+            || self.debounce.is_some();
         let (status, error) = match (&self.state, records) {
             (_, Err(e)) => ("error", Some(e.to_string())),
             (State::Starting | State::Scanning, _) => ("scanning", None),

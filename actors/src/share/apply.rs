@@ -15,7 +15,7 @@
 //!
 //! Step 2 is idempotent and runs again at start-up for records a crash left pending.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -62,16 +62,13 @@ pub struct Outcome {
 
 /// The share a batch is applied to.
 pub struct Applier<'a> {
-    /// Share root.
-    pub root: &'a Path,
-    /// Its index.
-    pub store: &'a ShareStore,
-    /// Our peer ID.
-    pub me: PeerId,
-    /// The time stamped on our own new writes.
-    pub now: Timestamp,
-    /// New record UUIDs (and conflict name tags).
-    pub new_uuid: &'a mut dyn FnMut() -> RecordUuid,
+    root: &'a Path,
+    store: &'a ShareStore,
+    me: PeerId,
+    now: Timestamp,
+    new_uuid: &'a mut dyn FnMut() -> RecordUuid,
+    /// Directories with renames or unlinks not yet fsynced; synced before the index says so.
+    dirty: BTreeSet<PathBuf>,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -117,7 +114,33 @@ fn adopt(new: &Record, old: Option<&Record>) -> Record {
     r
 }
 
-impl Applier<'_> {
+impl<'a> Applier<'a> {
+    /// Applies to the share at `root` indexed in `store`, where we are `me`; our own writes
+    /// are stamped `now`; `new_uuid` makes record UUIDs (and conflict name tags).
+    pub fn new(
+        root: &'a Path,
+        store: &'a ShareStore,
+        me: PeerId,
+        now: Timestamp,
+        new_uuid: &'a mut dyn FnMut() -> RecordUuid,
+    ) -> Self {
+        Applier { root, store, me, now, new_uuid, dirty: BTreeSet::new() }
+    }
+
+    /// Makes the directory changes so far durable, then writes `records` (and a new revision).
+    fn commit(&mut self, records: &[Record], revision: Option<u64>) -> Result<(), StoreError> {
+        for dir in std::mem::take(&mut self.dirty) {
+            if let Err(e) = fsops::sync_dir(&dir) {
+                warn!(dir = %dir.display(), error = %e, "cannot fsync a directory");
+            }
+        }
+        self.store.commit(records, revision)
+    }
+
+    fn touched(&mut self, path: &Path) {
+        self.dirty.insert(path.parent().unwrap_or(self.root).to_owned());
+    }
+
     fn next_rev(&self, rev: &mut u64) -> u64 {
         *rev += 1;
         *rev
@@ -187,7 +210,7 @@ impl Applier<'_> {
         let last: HashMap<&SharePath, (u64, PeerId)> =
             records.iter().map(|r| (&r.path, (r.last_updated_rev, r.last_updated_by))).collect();
         out.announce.retain(|(_, r)| last.get(&r.path) == Some(&(r.last_updated_rev, r.last_updated_by)));
-        self.store.commit(&records, (rev > start_rev).then_some(rev))?;
+        self.commit(&records, (rev > start_rev).then_some(rev))?;
         let pending: Vec<Record> = records.into_iter().filter(|r| r.pending).collect();
         out.fetch = self.execute(pending)?;
         Ok(out)
@@ -228,10 +251,11 @@ impl Applier<'_> {
         if !m.is_file() || ours.local != Some(stat_of(&m)) {
             return None;
         }
-        if let Err(e) = fs::rename(&from, &to).and_then(|()| fsops::sync_dir(to.parent().unwrap_or(self.root))) {
+        if let Err(e) = fs::rename(&from, &to) {
             warn!(path = %from.display(), error = %e, "cannot keep a conflict copy; our version is kept in place");
             return None;
         }
+        self.touched(&to);
         let m = lstat(&to).ok()??;
         let mut vector_clock = clearskies_protocol::vclock::VectorClock::new();
         vector_clock.increment(self.me);
@@ -297,7 +321,7 @@ impl Applier<'_> {
             }
         }
         if !done.is_empty() {
-            self.store.commit(&done, None)?;
+            self.commit(&done, None)?;
         }
         Ok(fetch)
     }
@@ -324,7 +348,7 @@ impl Applier<'_> {
             }
             let res = if m.is_dir() { fs::remove_dir(&dest) } else { fs::remove_file(&dest) };
             match res {
-                Ok(()) => fsops::sync_dir(dest.parent().unwrap_or(self.root))?,
+                Ok(()) => self.touched(&dest),
                 Err(e) if m.is_dir() => {
                     // Something unsynced is still inside: keep the directory.
                     info!(path = %r.path, error = %e, "not deleting a directory that is not empty");
@@ -343,7 +367,7 @@ impl Applier<'_> {
                 }
                 done.local = Some(fsops::make_dir(&dest, r.unix_mode)?);
                 done.local_sha256 = None;
-                let _ = fsops::sync_dir(&parent);
+                self.dirty.insert(parent);
                 Ok(Step::Done(Box::new(done)))
             }
             EntryKind::File => {
@@ -380,7 +404,9 @@ impl Applier<'_> {
         let copy = fsops::conflict_path(&r.path, &uuid.0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no conflict name"))?;
         warn!(path = %dest.display(), "a local change is in the way of a peer's version; kept as a conflict copy");
-        fs::rename(dest, full_path(self.root, &copy))
+        fs::rename(dest, full_path(self.root, &copy))?;
+        self.touched(dest);
+        Ok(())
     }
 
     /// Contents for `r` copied from another file of the share that has them (dedup).
@@ -418,7 +444,10 @@ impl Applier<'_> {
             }
         }
         let stat = match fsops::install(temp, &dest) {
-            Ok(s) => s,
+            Ok(s) => {
+                self.touched(&dest);
+                s
+            }
             Err(e) => {
                 let _ = fs::remove_file(temp);
                 return Err(e);
@@ -431,52 +460,53 @@ impl Applier<'_> {
         Ok(done)
     }
 
-    /// A download of `sha` finished into `temp` (verified, synced): installs it at every
-    /// path still waiting for it. Returns the paths installed.
-    pub fn downloaded(&mut self, sha: &Sha256Hash, temp: PathBuf) -> Result<Vec<SharePath>, StoreError> {
+    /// Downloads finished (each contents verified and synced in its temp file): installs
+    /// each at every path still waiting for it, with one index write for the batch. Returns
+    /// the paths installed.
+    pub fn downloaded(&mut self, items: Vec<(Sha256Hash, PathBuf)>) -> Result<Vec<SharePath>, StoreError> {
         let mut installed = Vec::new();
         let mut done = Vec::new();
-        let mut temp = Some(temp);
-        if root_is_present(self.root) {
-            for p in self.store.waiting_for(sha)? {
+        let present = root_is_present(self.root);
+        for (sha, temp) in items {
+            let mut temp = Some(temp);
+            let mut first: Option<SharePath> = None;
+            let waiting = if present { self.store.waiting_for(&sha)? } else { Vec::new() };
+            for p in waiting {
                 let Some(r) = self.store.get(&p)? else { continue };
-                if !r.wants_content() || r.sha256.as_ref() != Some(sha) {
+                if !r.wants_content() || r.sha256 != Some(sha) {
                     continue;
                 }
+                let (size, mode, mtime) = (r.size.unwrap_or(0), r.unix_mode, r.mtime);
                 let source = match temp.take() {
                     Some(t) if t.parent() == full_path(self.root, &p).parent() => Some(t),
                     Some(t) => {
                         // The temp file sits next to another path: copy from it instead.
-                        let (size, mode, mtime) = (r.size.unwrap_or(0), r.unix_mode, r.mtime);
-                        let res = fsops::copy_verified(self.root, &t, &p, sha, size, mode, mtime);
+                        let res = fsops::copy_verified(self.root, &t, &p, &sha, size, mode, mtime);
                         temp = Some(t);
                         res.map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents")).ok()
                     }
-                    None => match installed.first().map(|q| full_path(self.root, q)) {
-                        Some(from) => {
-                            let (size, mode, mtime) = (r.size.unwrap_or(0), r.unix_mode, r.mtime);
-                            fsops::copy_verified(self.root, &from, &p, sha, size, mode, mtime)
-                                .map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents"))
-                                .ok()
-                        }
-                        None => None,
-                    },
+                    None => first.as_ref().map(|q| full_path(self.root, q)).and_then(|from| {
+                        fsops::copy_verified(self.root, &from, &p, &sha, size, mode, mtime)
+                            .map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents"))
+                            .ok()
+                    }),
                 };
                 let Some(source) = source else { continue };
                 match self.install_at(&r, &source) {
                     Ok(new) => {
+                        first.get_or_insert_with(|| p.clone());
                         installed.push(p);
                         done.push(new);
                     }
                     Err(e) => warn!(path = %p, error = %e, "cannot install downloaded contents; will retry"),
                 }
             }
-        }
-        if let Some(t) = temp {
-            let _ = fs::remove_file(t);
+            if let Some(t) = temp {
+                let _ = fs::remove_file(t);
+            }
         }
         if !done.is_empty() {
-            self.store.commit(&done, None)?;
+            self.commit(&done, None)?;
         }
         Ok(installed)
     }

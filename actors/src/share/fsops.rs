@@ -262,12 +262,10 @@ pub fn copy_verified(
     w.finish(sha, size, mode, mtime)
 }
 
-/// Renames a verified temp file onto `dest` and fsyncs the directory. Returns the new stat.
+/// Renames a verified temp file onto `dest`. Returns the new stat. The caller fsyncs the
+/// directory before recording the file as installed.
 pub fn install(temp: &Path, dest: &Path) -> io::Result<LocalStat> {
     fs::rename(temp, dest)?;
-    if let Some(dir) = dest.parent() {
-        sync_dir(dir)?;
-    }
     Ok(stat_of(&fs::symlink_metadata(dest)?))
 }
 

@@ -40,7 +40,7 @@ use crate::share::messages::Downloaded;
 use crate::share::store::ShareStore;
 
 /// Requests in flight per connection.
-pub const MAX_REQUESTS: usize = 16;
+pub const MAX_REQUESTS: usize = 64;
 /// Bytes asked for per connection before waiting for answers (at least one request is
 /// always allowed).
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;

@@ -49,13 +49,7 @@ impl Fixture {
             c += 1;
             RecordUuid([c; 16])
         };
-        let mut a = Applier {
-            root: self.root.path(),
-            store: &self.store,
-            me: ME,
-            now: Timestamp::new(20, 0).unwrap(),
-            new_uuid: &mut uuid,
-        };
+        let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(20, 0).unwrap(), &mut uuid);
         let out = a.receive(records.into_iter().map(|r| (7, r)).collect()).unwrap();
         self.counter = c;
         out
@@ -66,14 +60,8 @@ impl Fixture {
         w.write(data).unwrap();
         let temp = w.finish(&f.sha256, f.size, f.unix_mode, f.mtime).unwrap();
         let mut uuid = || RecordUuid([0; 16]);
-        let mut a = Applier {
-            root: self.root.path(),
-            store: &self.store,
-            me: ME,
-            now: Timestamp::new(30, 0).unwrap(),
-            new_uuid: &mut uuid,
-        };
-        a.downloaded(&f.sha256, temp).unwrap()
+        let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid);
+        a.downloaded(vec![(f.sha256, temp)]).unwrap()
     }
 
     fn get(&self, p: &str) -> Record {
@@ -264,8 +252,7 @@ fn a_missing_root_defers_changes_until_it_is_back() {
     assert!(f.get("/a").pending);
     fs::create_dir(f.root.path().join(META_DIR)).unwrap();
     let mut uuid = || RecordUuid([0; 16]);
-    let mut a =
-        Applier { root: f.root.path(), store: &f.store, me: ME, now: Timestamp::default(), new_uuid: &mut uuid };
+    let mut a = Applier::new(f.root.path(), &f.store, ME, Timestamp::default(), &mut uuid);
     a.resume().unwrap();
     assert_eq!(f.file("a"), None);
     assert!(!f.get("/a").pending);

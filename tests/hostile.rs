@@ -57,9 +57,14 @@ fn garbage_after_authentication_closes_only_that_connection() {
 }
 
 /// Authenticates with `code`, completes the protocol session (receiving the share's keys),
-/// sends `update`, and returns once the daemon has closed the connection.
-fn session_then_send(addr: &str, code: &str, update: clearskies_protocol::message::database::Update) {
-    use clearskies_protocol::message::Message;
+/// sends `messages`, then reads until the daemon closes the connection (returns `None`) or
+/// `done` has seen enough answers (returns how many messages arrived).
+fn session_then_send(
+    addr: &str,
+    code: &str,
+    messages: Vec<clearskies_protocol::message::Message>,
+    mut done: impl FnMut(&clearskies_protocol::message::Message) -> bool,
+) -> Option<usize> {
     use clearskies_protocol::session::{Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY};
     use std::time::Instant;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -74,35 +79,51 @@ fn session_then_send(addr: &str, code: &str, update: clearskies_protocol::messag
         config.key_exchange = KeyExchange::Receive;
         let mut s = Session::new(config, Instant::now());
         s.handle_input(Instant::now(), &ch.leftover);
+        // Write from a task of its own, so that reading answers never waits on our writing.
+        let (mut rd, mut wr) = tokio::io::split(ch.stream);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    return;
+                }
+            }
+        });
         let mut buf = vec![0u8; 1 << 16];
-        let mut sent = false;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (mut sent, mut received) = (false, 0);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             while let Some(e) = s.poll_event() {
                 match e {
                     Event::KeysReceived(_) => s.acknowledge_keys().unwrap(),
                     Event::Ready if !sent => {
-                        s.send(&Message::from(update.clone())).unwrap();
+                        for m in &messages {
+                            s.send(m).unwrap();
+                        }
                         sent = true;
+                    }
+                    Event::Message(m) => {
+                        received += 1;
+                        if done(&m.message) {
+                            return Some(received);
+                        }
                     }
                     _ => {}
                 }
             }
             while let Some(b) = s.poll_transmit() {
-                if ch.stream.write_all(&b).await.is_err() {
-                    return;
-                }
+                let _ = tx.send(b.to_vec());
             }
-            match tokio::time::timeout_at(deadline, ch.stream.read(&mut buf)).await {
+            match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     assert!(sent, "closed before the session was ready");
-                    return;
+                    return None;
                 }
                 Ok(Ok(n)) => s.handle_input(Instant::now(), &buf[..n]),
-                Err(_) => panic!("the daemon kept the connection open after a hostile update"),
+                Err(_) => panic!("no end: the daemon neither closed the connection nor answered enough"),
             }
         }
-    });
+    })
 }
 
 #[test]
@@ -125,7 +146,8 @@ fn records_with_escaping_paths_close_the_connection_and_write_nothing() {
             vector_clock: [(clearskies_protocol::PeerId([0x66; 16]), 1)].into_iter().collect(),
             deleted: false,
         };
-        session_then_send(&a.listen(), &code, update);
+        let msg = clearskies_protocol::message::Message::from(update);
+        assert_eq!(session_then_send(&a.listen(), &code, vec![msg], |_| false), None, "{key}: not closed");
     }
     // Keys are always share-relative ("/etc/x" is <root>/etc/x); these try to climb out.
     wait_for("every refusal in the log", || {
@@ -135,5 +157,32 @@ fn records_with_escaping_paths_close_the_connection_and_write_nothing() {
     assert!(!std::path::Path::new("/escaped").exists());
     let entries: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(entries, vec![std::ffi::OsString::from(".clearskies")]);
+    a.cs.ok(&["status"]);
+}
+
+#[test]
+fn a_flood_of_requests_is_answered_and_bounded() {
+    use clearskies_protocol::message::{directory::Get, Message};
+    let a = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("real"), b"contents").unwrap();
+    let code = a.share_code(dir.path(), &["--multi-use"]);
+    let n = 20_000u32;
+    let gets: Vec<Message> = (0..n)
+        .map(|i| {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            Get { sha256: clearskies_protocol::Sha256Hash(h), range: None }.into()
+        })
+        .collect();
+    // Every request gets an answer (not_present, or get_error when too many are in flight).
+    let mut answers = 0;
+    let got = session_then_send(&a.listen(), &code, gets, |m| {
+        if matches!(m, Message::DirectoryNotPresent(_) | Message::DirectoryGetError(_)) {
+            answers += 1;
+        }
+        answers == n
+    });
+    assert!(got.is_some(), "the daemon closed an honest (if greedy) connection");
     a.cs.ok(&["status"]);
 }

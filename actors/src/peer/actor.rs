@@ -18,6 +18,7 @@ use actix::{
     SpawnHandle, StreamHandler, WrapFuture,
 };
 use bytes::Bytes;
+use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::session::{
     CloseReason, Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY,
@@ -41,6 +42,9 @@ use crate::transfer::messages::{DataStart, Missing, ServeGet, Sink, SinkItem};
 pub const CHUNK: usize = 1 << 20;
 /// Bytes of file data a connection may have read but not yet written to the socket.
 const SEND_BUDGET: usize = 8 << 20;
+
+/// Files a connection queues for sending behind the one being sent.
+const MAX_QUEUED_FILES: usize = 64;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -293,6 +297,15 @@ impl Peer {
 
     fn send_out(&mut self, out: PeerOut, ctx: &mut Context<Self>) {
         if self.sending_file {
+            if let PeerOut::File { header: Message::DirectoryData(d), .. } = &out {
+                let queued = self.outbox.iter().filter(|o| matches!(o, PeerOut::File { .. })).count();
+                if queued >= MAX_QUEUED_FILES {
+                    // Bounded: open files and queued work do not grow with a peer's requests.
+                    let busy = GetError { sha256: d.sha256, message: "too many requests at once".into() };
+                    self.outbox.push_back(PeerOut::Send(vec![busy.into()]));
+                    return;
+                }
+            }
             self.outbox.push_back(out);
             return;
         }

@@ -44,6 +44,8 @@ pub const MAX_REQUESTS: usize = 64;
 /// Bytes asked for per connection before waiting for answers (at least one request is
 /// always allowed).
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
+/// `directory.get` lookups per connection at once; more are refused with `get_error`.
+const MAX_SERVE_LOOKUPS: usize = 64;
 /// Chunks buffered between a connection and a download's writer.
 const SINK_DEPTH: usize = 8;
 /// How long before contents every peer refused are asked for again.
@@ -68,6 +70,8 @@ pub struct Transfer {
     wanted: HashMap<Sha256Hash, Fetch>,
     retry: Option<SpawnHandle>,
     paused: bool,
+    /// Per connection: `directory.get` lookups running on the blocking pool.
+    serving: HashMap<u64, usize>,
 }
 
 impl Transfer {
@@ -83,6 +87,7 @@ impl Transfer {
             wanted: HashMap::new(),
             retry: None,
             paused: false,
+            serving: HashMap::new(),
         }
     }
 
@@ -186,6 +191,7 @@ impl Handler<TransferPeerDown> for Transfer {
     type Result = ();
 
     fn handle(&mut self, msg: TransferPeerDown, ctx: &mut Context<Self>) {
+        self.serving.remove(&msg.conn);
         if let Some(slot) = self.peers.remove(&msg.conn) {
             for sha in slot.asked.into_iter().rev() {
                 if self.wanted.contains_key(&sha) {
@@ -287,11 +293,21 @@ impl Handler<ServeGet> for Transfer {
     fn handle(&mut self, msg: ServeGet, ctx: &mut Context<Self>) {
         let (root, store) = (self.root.clone(), self.store.clone());
         let Get { sha256, range } = msg.get;
-        if self.paused {
-            let message = "transfers are paused".to_owned();
-            msg.out.do_send(PeerOut::Send(vec![GetError { sha256, message }.into()]));
+        let lookups = self.serving.entry(msg.conn).or_insert(0);
+        let refusal = if self.paused {
+            Some("transfers are paused")
+        } else if *lookups >= MAX_SERVE_LOOKUPS {
+            // A peer flooding us with requests gets refusals, not an unbounded queue.
+            Some("too many requests at once; ask again later")
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            msg.out.do_send(PeerOut::Send(vec![GetError { sha256, message: message.to_owned() }.into()]));
             return;
         }
+        *lookups += 1;
+        let conn = msg.conn;
         let job = tokio::task::spawn_blocking(move || -> Result<Option<(std::fs::File, u64)>, String> {
             for p in store.installed(&sha256).map_err(|e| e.to_string())? {
                 let Some(r) = store.get(&p).map_err(|e| e.to_string())? else { continue };
@@ -318,7 +334,10 @@ impl Handler<ServeGet> for Transfer {
             Ok(None)
         });
         let out = msg.out;
-        ctx.spawn(job.into_actor(self).map(move |joined, _, _| {
+        ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
+            if let Some(n) = act.serving.get_mut(&conn) {
+                *n = n.saturating_sub(1);
+            }
             let res = joined.unwrap_or_else(|e| Err(e.to_string()));
             match res {
                 Ok(Some((file, len))) => {

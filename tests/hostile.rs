@@ -73,7 +73,7 @@ fn session_then_send(
         let creds = code.credentials();
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let tls = TlsContext::new().unwrap();
-        let mut ch = connect(tcp, &tls, creds.id, &creds.password).await.expect("the code is valid");
+        let ch = connect(tcp, &tls, creds.id, &creds.password).await.expect("the code is valid");
         let mut config = Config::new(Role::Client, clearskies_protocol::PeerId([0x66; 16]));
         config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned()];
         config.key_exchange = KeyExchange::Receive;

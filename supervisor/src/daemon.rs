@@ -293,7 +293,10 @@ pub(crate) fn attach(config: &Config, code: &str, path: &std::path::Path, peer: 
         request["peer"] = json!(peer);
     }
     let answer = connect(config)?.request(&request)?;
-    out(&format!("joined the share; {} is now synced", answer["path"].as_str().unwrap_or(p)))
+    out(&format!(
+        "joined the share; {} is syncing (`clearskies wait` shows progress)",
+        answer["path"].as_str().unwrap_or(p)
+    ))
 }
 
 /// `clearskies peers`.

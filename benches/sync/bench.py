@@ -185,6 +185,7 @@ def main():
     p.add_argument("binary")
     p.add_argument("--workdir")
     p.add_argument("--only", choices=["large", "small", "latency"])
+    p.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs) afterwards")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="clearskies-bench-", dir=args.workdir)
     try:
@@ -195,7 +196,10 @@ def main():
         if args.only in (None, "latency"):
             print(json.dumps(latency(args.binary, work)), flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

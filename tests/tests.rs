@@ -8,6 +8,7 @@
 mod attach;
 mod cli;
 mod daemon;
+mod discovery;
 mod hostile;
 mod shares;
 mod sync;

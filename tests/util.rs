@@ -10,21 +10,28 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 /// A `clearskies` environment with a private, empty data directory.
 pub(crate) struct Clearskies {
     home: tempfile::TempDir,
+    /// Extra environment for every command.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Clearskies {
     pub(crate) fn new() -> Self {
-        Clearskies { home: tempfile::tempdir().expect("creating a temp dir") }
+        Clearskies { home: tempfile::tempdir().expect("creating a temp dir"), env: Vec::new() }
     }
 
     /// A `clearskies ARGS…` command for this data directory.
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_clearskies"));
-        // Tests only ever listen on loopback, on a port the OS picks.
+        // Tests only ever listen on loopback, on a port the OS picks, and never broadcast
+        // on the machine's network (the LAN test broadcasts on loopback only).
         c.args(args)
             .env("CLEARSKIES_HOME", self.home.path())
             .env("CLEARSKIES_LISTEN_ADDRESS", "127.0.0.1")
             .env("CLEARSKIES_LISTEN_PORT", "0")
+            .env("CLEARSKIES_LAN_DISCOVERY", "false")
+            .env_remove("CLEARSKIES_TRACKERS")
+            .env_remove("CLEARSKIES_PEERS")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("CLEARSKIES_LOG");
         c
     }
@@ -73,7 +80,13 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start() -> Self {
-        let cs = Clearskies::new();
+        Daemon::start_with(&[])
+    }
+
+    /// A daemon whose environment also has `env` (for every command run through it).
+    pub(crate) fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut cs = Clearskies::new();
+        cs.env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         cs.ok(&["start"]);
         Daemon { cs }
     }

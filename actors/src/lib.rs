@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod discovery;
 pub mod listener;
 pub mod peer;
 pub mod share;
@@ -36,4 +37,8 @@ pub struct Settings {
     pub software: String,
     /// Peers (`HOST:PORT`) to dial for every share, from the configuration.
     pub peers: Vec<String>,
+    /// Trackers (`HOST:PORT`).
+    pub trackers: Vec<String>,
+    /// Where LAN broadcasts go (`None`: LAN discovery off).
+    pub lan: Option<std::net::SocketAddr>,
 }

@@ -49,6 +49,7 @@ pub mod message;
 pub mod path;
 pub mod session;
 pub mod time;
+pub mod tracker;
 pub mod updates;
 pub mod vclock;
 

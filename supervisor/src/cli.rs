@@ -49,9 +49,13 @@ pub(crate) enum Command {
         code: String,
         /// Where the share goes (created if missing).
         path: std::path::PathBuf,
-        /// Address of a computer that has the share, HOST:PORT (needed until discovery exists).
+        /// Address of a computer that has the share, HOST:PORT (otherwise it is looked for
+        /// through the configured trackers and on the LAN).
         #[arg(long)]
         peer: Option<String>,
+        /// Without --peer: how long to look for one, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+        timeout: u64,
     },
     /// List shared directories.
     List {
@@ -85,6 +89,18 @@ pub(crate) enum Command {
     /// Access codes: make one, or check one someone sent you.
     #[command(subcommand)]
     Code(CodeCommand),
+    /// Run a tracker server in the foreground (peers find each other through it).
+    Tracker {
+        /// Address to listen on, HOST:PORT (e.g. 0.0.0.0:49200).
+        #[arg(long, default_value = "0.0.0.0:49200")]
+        listen: std::net::SocketAddr,
+        /// Shortest check-in interval (TTL) clients may choose, seconds.
+        #[arg(long, default_value_t = 60)]
+        min_ttl: u64,
+        /// Longest TTL, seconds.
+        #[arg(long, default_value_t = 3600)]
+        max_ttl: u64,
+    },
     /// The worker process (started by the monitor; not for direct use).
     #[command(hide = true)]
     Worker,

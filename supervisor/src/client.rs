@@ -28,7 +28,7 @@ impl Client {
             }
             Err(e) => return Err(anyhow::Error::from(e).context(format!("connecting to {}", socket.display()))),
         };
-        stream.set_read_timeout(Some(Duration::from_secs(60))).context("configuring the control socket")?;
+        stream.set_read_timeout(Some(Duration::from_secs(150))).context("configuring the control socket")?;
         let writer = stream.try_clone().context("configuring the control socket")?;
         let mut client = Client { reader: BufReader::new(stream), writer };
         let hello = client.read_line().context("reading the daemon's greeting")?;

@@ -18,6 +18,8 @@ pub(crate) const CONFIG_FILE: &str = "config.toml";
 
 /// The documented default peer port (the port of `core.md`'s examples).
 pub(crate) const DEFAULT_LISTEN_PORT: u16 = 49221;
+/// The LAN broadcast port (`core.md`).
+pub(crate) const DEFAULT_BROADCAST_PORT: u16 = 60106;
 
 /// `config.toml`. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -27,8 +29,16 @@ pub(crate) struct FileConfig {
     pub(crate) listen_port: Option<u16>,
     /// Address to listen on (default 0.0.0.0: every interface).
     pub(crate) listen_address: Option<IpAddr>,
-    /// Peers to dial for every share, `HOST:PORT` (until discovery exists).
+    /// Peers to dial for every share, `HOST:PORT`.
     pub(crate) peers: Option<Vec<String>>,
+    /// Trackers, `HOST:PORT` (none by default).
+    pub(crate) trackers: Option<Vec<String>>,
+    /// LAN broadcast discovery (default on).
+    pub(crate) lan_discovery: Option<bool>,
+    /// Where LAN broadcasts go (default 255.255.255.255).
+    pub(crate) broadcast_address: Option<IpAddr>,
+    /// The LAN broadcast port (default 60106).
+    pub(crate) broadcast_port: Option<u16>,
 }
 
 /// Everything the binary needs, validated.
@@ -39,6 +49,10 @@ pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     /// Peers dialled for every share.
     pub(crate) peers: Vec<String>,
+    /// Trackers.
+    pub(crate) trackers: Vec<String>,
+    /// Where LAN broadcasts go, if LAN discovery is on.
+    pub(crate) lan: Option<SocketAddr>,
 }
 
 impl Config {
@@ -63,11 +77,30 @@ impl Config {
             Some(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
             None => file.peers.unwrap_or_default(),
         };
-        for p in &peers {
-            let ok = p.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            anyhow::ensure!(ok, "peer address {p:?} (in `peers`) is not HOST:PORT");
+        let trackers = match env("CLEARSKIES_TRACKERS") {
+            Some(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+            None => file.trackers.unwrap_or_default(),
+        };
+        for (key, list) in [("peers", &peers), ("trackers", &trackers)] {
+            for p in list {
+                let ok = p.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                anyhow::ensure!(ok, "address {p:?} (in `{key}`) is not HOST:PORT");
+            }
         }
-        Ok(Config { data_dir, listen: SocketAddr::new(address, port), peers })
+        let lan_on = match env("CLEARSKIES_LAN_DISCOVERY") {
+            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_LAN_DISCOVERY={v:?} is not true or false"))?,
+            None => file.lan_discovery.unwrap_or(true),
+        };
+        let broadcast_address = match env("CLEARSKIES_BROADCAST_ADDRESS") {
+            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_BROADCAST_ADDRESS={v:?} is not an IP address"))?,
+            None => file.broadcast_address.unwrap_or(IpAddr::V4(Ipv4Addr::BROADCAST)),
+        };
+        let broadcast_port = match env("CLEARSKIES_BROADCAST_PORT") {
+            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_BROADCAST_PORT={v:?} is not a port number"))?,
+            None => file.broadcast_port.unwrap_or(DEFAULT_BROADCAST_PORT),
+        };
+        let lan = lan_on.then(|| SocketAddr::new(broadcast_address, broadcast_port));
+        Ok(Config { data_dir, listen: SocketAddr::new(address, port), peers, trackers, lan })
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {

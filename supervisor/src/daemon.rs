@@ -283,14 +283,25 @@ pub(crate) fn detach(config: &Config, path: &std::path::Path) -> anyhow::Result<
 }
 
 /// `clearskies attach CODE PATH --peer HOST:PORT`.
-pub(crate) fn attach(config: &Config, code: &str, path: &std::path::Path, peer: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn attach(
+    config: &Config,
+    code: &str,
+    path: &std::path::Path,
+    peer: Option<&str>,
+    timeout: u64,
+) -> anyhow::Result<()> {
     // Check the code locally first: a typo is caught without touching the network.
     let parsed: clearskies_protocol::access_code::AccessCode = code.parse().context("invalid access code")?;
     let abs = if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) };
     let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
-    let mut request = json!({ "type": "add_share", "code": parsed.to_string(), "path": p });
-    if let Some(peer) = peer {
-        request["peer"] = json!(peer);
+    let mut request = json!({ "type": "add_share", "code": parsed.to_string(), "path": p, "timeout": timeout });
+    match peer {
+        Some(peer) => request["peer"] = json!(peer),
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!("looking for a peer with this share (trackers, LAN) for up to {timeout} s…");
+            }
+        }
     }
     let answer = connect(config)?.request(&request)?;
     out(&format!(

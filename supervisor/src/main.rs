@@ -59,13 +59,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Start { foreground: false } => daemon::start(&config()?).map(|()| ExitCode::SUCCESS),
         Command::Worker => worker::run(&config()?).map(|()| ExitCode::SUCCESS),
+        Command::Tracker { listen, min_ttl, max_ttl } => tracker(listen, min_ttl, max_ttl).map(|()| ExitCode::SUCCESS),
         Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),
         Command::Status { json } => daemon::status(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Share { path, mode, expires_hours, multi_use, json } => {
             daemon::share(&config()?, &path, &mode, expires_hours, multi_use, json).map(|()| ExitCode::SUCCESS)
         }
-        Command::Attach { code, path, peer } => {
-            daemon::attach(&config()?, &code, &path, peer.as_deref()).map(|()| ExitCode::SUCCESS)
+        Command::Attach { code, path, peer, timeout } => {
+            daemon::attach(&config()?, &code, &path, peer.as_deref(), timeout).map(|()| ExitCode::SUCCESS)
         }
         Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Peers { json } => daemon::peers(&config()?, json).map(|()| ExitCode::SUCCESS),
@@ -75,6 +76,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),
         Command::Code(code) => code_command(code).map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// `clearskies tracker`: serves until killed.
+fn tracker(listen: std::net::SocketAddr, min_ttl: u64, max_ttl: u64) -> anyhow::Result<()> {
+    use anyhow::Context;
+    anyhow::ensure!(min_ttl >= 1 && min_ttl <= max_ttl, "--min-ttl must be at least 1 and at most --max-ttl");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        out(&format!("tracker listening on {addr}"))?;
+        tracing::info!(%addr, "tracker listening");
+        let config = clearskies_protocol::tracker::Config {
+            min_ttl: std::time::Duration::from_secs(min_ttl),
+            max_ttl: std::time::Duration::from_secs(max_ttl),
+            software: clearskies_actors::SOFTWARE.to_owned(),
+        };
+        tokio::select! {
+            r = clearskies_actors::discovery::tracker_server::serve(listener, config) => r.context("tracker failed"),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
 }
 
 fn code_command(command: CodeCommand) -> anyhow::Result<()> {

@@ -25,6 +25,8 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         control_socket: socket.clone(),
         software: clearskies_actors::SOFTWARE.to_owned(),
         peers: config.peers.clone(),
+        trackers: config.trackers.clone(),
+        lan: config.lan,
     };
     let peer_listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;

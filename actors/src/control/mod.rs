@@ -179,7 +179,8 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             Ok(path) => match request.get("code").and_then(Value::as_str) {
                 Some(code) => {
                     let peer = request.get("peer").and_then(Value::as_str).map(str::to_owned);
-                    let msg = AddShare { code: code.to_owned(), path, peer };
+                    let timeout = request.get("timeout").and_then(Value::as_u64);
+                    let msg = AddShare { code: code.to_owned(), path, peer, timeout };
                     (reply(targets.add_share.send(msg).await), None)
                 }
                 None => (error("missing_code", "the command needs a \"code\""), None),

@@ -97,6 +97,11 @@ pub enum Purpose {
         /// Told once the join succeeded or failed.
         done: Option<oneshot::Sender<Result<Sha256Hash, CommandError>>>,
     },
+    /// We dialled an address discovery found, with a share key.
+    Found {
+        /// The share.
+        share: Sha256Hash,
+    },
     /// We dialled it with a share key.
     Rejoin {
         /// The share.
@@ -164,7 +169,7 @@ impl Peer {
         let (read, write) = tokio::io::split(channel.stream);
         let (tx, rx) = mpsc::unbounded_channel();
         let share = match &purpose {
-            Purpose::Accepted { share, .. } | Purpose::Rejoin { share, .. } => Some(*share),
+            Purpose::Accepted { share, .. } | Purpose::Rejoin { share, .. } | Purpose::Found { share } => Some(*share),
             Purpose::Attach { .. } => None,
         };
         Peer {
@@ -488,7 +493,7 @@ impl Actor for Peer {
             Purpose::Rejoin { dialled, .. } => Some(dialled.clone()),
             // The join remembered this address for the share.
             Purpose::Attach { .. } => Some(self.remote.to_string()),
-            Purpose::Accepted { .. } => None,
+            Purpose::Accepted { .. } | Purpose::Found { .. } => None,
         };
         self.targets.disconnected.do_send(PeerDisconnected {
             share: self.share,

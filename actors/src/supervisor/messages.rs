@@ -132,8 +132,10 @@ pub struct AddShare {
     pub code: String,
     /// Where the share goes (created if missing).
     pub path: std::path::PathBuf,
-    /// `HOST:PORT` of a peer that has the share (until discovery exists, required).
+    /// `HOST:PORT` of a peer that has the share; without it, discovery looks for one.
     pub peer: Option<String>,
+    /// How long discovery may look, in seconds (default 60, at most 600).
+    pub timeout: Option<u64>,
 }
 
 /// `list_peers`: connected sessions and remembered peers being dialled.

@@ -19,13 +19,14 @@ use clearskies_protocol::auth::VerifierRecord;
 use clearskies_protocol::message::core::{AccessLevel, KeyEntry, Keys};
 use clearskies_protocol::session::{KeyExchange, Role};
 use clearskies_protocol::{PeerId, Sha256Hash};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use self::messages::{
     AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, GetStatus, ListPeers, ListShares, PeerEntry,
     RemoveShare, SetPaused, ShareCreated, Shutdown, Status,
 };
 use crate::control::{Control, ControlTargets};
+use crate::discovery::{Discovered, Discovery, DiscoverySettings, SetIds};
 use crate::listener::{Listener, ListenerTargets};
 use crate::peer::actor::{Peer, PeerTargets, Purpose};
 use crate::peer::channel::{self, ChannelError, TlsContext};
@@ -42,6 +43,10 @@ use crate::Settings;
 
 /// How long `add_share` waits for the TCP connection.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the higher peer ID waits for the lower one to dial before dialling itself.
+const SECOND_DIALLER_WAIT: Duration = Duration::from_secs(3);
+/// How long `add_share` without an address waits for discovery to find a peer.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `add_share` waits for the key exchange after authenticating.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// First delay before re-dialling a remembered peer; doubles per failure up to [`MAX_REDIAL`].
@@ -76,6 +81,14 @@ pub struct Supervisor {
     /// Remembered peers being dialled or connected, by (share, `HOST:PORT`), with the
     /// number of failures since the last success.
     dials: BTreeMap<(Sha256Hash, String), u32>,
+    discovery: Option<Addr<Discovery>>,
+    /// Attaches waiting for discovery to find a peer: access ID → (our new peer ID, where
+    /// found addresses go).
+    seeking: BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<SocketAddr>>)>,
+    /// Addresses found by discovery, by (share, address): the source (`tracker`, `lan`).
+    found: BTreeMap<(Sha256Hash, SocketAddr), &'static str>,
+    /// Dials to discovered addresses in progress.
+    found_dialing: BTreeSet<(Sha256Hash, SocketAddr)>,
 }
 
 impl Supervisor {
@@ -106,7 +119,64 @@ impl Supervisor {
             claimed: BTreeSet::new(),
             peers: BTreeMap::new(),
             dials: BTreeMap::new(),
+            discovery: None,
+            seeking: BTreeMap::new(),
+            found: BTreeMap::new(),
+            found_dialing: BTreeSet::new(),
         }
+    }
+
+    /// Tells discovery every ID to announce: share key IDs, live codes' access IDs, and the
+    /// codes of attaches looking for a peer.
+    fn update_ids(&self) {
+        let Some(d) = &self.discovery else { return };
+        let mut ids: BTreeMap<Sha256Hash, PeerId> = BTreeMap::new();
+        for (id, (c, _)) in &self.shares {
+            ids.insert(*id, c.peer_id);
+        }
+        let now = crate::share::actor::now().secs();
+        if let Ok(codes) = registry::load_codes(&self.store) {
+            for code in codes.iter().filter(|c| c.is_usable(now)) {
+                if let Some((c, _)) = self.shares.get(&code.share) {
+                    ids.insert(code.access_id, c.peer_id);
+                }
+            }
+        }
+        for (id, (peer, _)) in &self.seeking {
+            ids.insert(*id, *peer);
+        }
+        d.do_send(SetIds(ids));
+    }
+
+    /// Dials an address discovery found for a share, once (discovery reports it again if it
+    /// is still there).
+    fn dial_found(&mut self, share: Sha256Hash, addr: SocketAddr, ctx: &mut Context<Self>) {
+        let (Some((config, _)), Some(material), Some(tls)) =
+            (self.shares.get(&share), self.keys.get(&share), self.tls.clone())
+        else {
+            return;
+        };
+        if !self.found_dialing.insert((share, addr)) {
+            return;
+        }
+        let (key_id, key, me) = (material.keys.key_id, material.keys.key, config.peer_id);
+        let targets = Self::peer_targets(ctx);
+        let attempt = async move {
+            let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            let ch = channel::connect(tcp, &tls, key_id, &hex::encode(key.as_bytes()))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Peer::new(ch, Role::Client, KeyExchange::None, me, Purpose::Found { share }, addr, targets).start();
+            Ok::<(), std::io::Error>(())
+        };
+        ctx.spawn(attempt.into_actor(self).map(move |res, act, _| {
+            act.found_dialing.remove(&(share, addr));
+            if let Err(e) = res {
+                info!(%share, peer = %addr, error = %e, "cannot reach a discovered peer");
+            }
+        }));
     }
 
     fn peer_targets(ctx: &Context<Self>) -> PeerTargets {
@@ -284,6 +354,15 @@ impl Actor for Supervisor {
             }
             Err(e) => error!(error = %e, "cannot load the share list"),
         }
+        let listen = self.listen_addr;
+        let settings = DiscoverySettings {
+            trackers: self.settings.trackers.clone(),
+            lan: self.settings.lan,
+            listen_ip: listen.map(|a| a.ip()),
+            listen_port: listen.map_or(0, |a| a.port()),
+        };
+        self.discovery = Some(Discovery::new(settings, ctx.address().recipient()).start());
+        self.update_ids();
         info!(data_dir = %self.settings.data_dir.display(), shares = self.shares.len(), "worker started");
     }
 }
@@ -343,6 +422,7 @@ impl Handler<CreateShare> for Supervisor {
             let created = ShareCreated { path: config.path.display().to_string(), id: config.id.to_string() };
             let id = config.id;
             act.start_share(config);
+            act.update_ids();
             for addr in act.settings.peers.clone() {
                 act.dial(id, addr, Duration::ZERO, ctx);
             }
@@ -396,6 +476,8 @@ impl Handler<RemoveShare> for Supervisor {
             }
             self.keys.remove(&id);
             self.dials.retain(|(share, _), _| *share != id);
+            self.found.retain(|(share, _), _| *share != id);
+            self.update_ids();
         }
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
         let job = tokio::task::spawn_blocking(move || registry::remove_share(&store, &data_dir, &msg.path));
@@ -442,7 +524,12 @@ impl Handler<CreateAccessCode> for Supervisor {
                 expires: now.secs().saturating_add(msg.expires_in),
             })
         };
-        Box::pin(job.into_actor(self))
+        Box::pin(job.into_actor(self).map(|res, act, _| {
+            if res.is_ok() {
+                act.update_ids();
+            }
+            res
+        }))
     }
 }
 
@@ -486,6 +573,7 @@ impl Handler<CodeUsed> for Supervisor {
                 error!("could not record a used access code");
             }
             act.claimed.remove(&msg.access_id);
+            act.update_ids();
         }));
     }
 }
@@ -507,6 +595,7 @@ impl Handler<JoinShare> for Supervisor {
             }
             let id = config.id;
             act.start_share(config);
+            act.update_ids();
             Ok(id)
         }))
     }
@@ -560,48 +649,117 @@ impl Handler<AddShare> for Supervisor {
         let tls = self.tls.clone();
         let targets = Self::peer_targets(ctx);
         let path_taken = self.share_by_path(&msg.path).map(|c| c.path.clone());
+        let mut peer_id = [0u8; 16];
+        let random_ok = getrandom::fill(&mut peer_id).is_ok();
+        let peer_id = PeerId(peer_id);
+        // Without an address, discovery looks for peers announcing the code's access ID.
+        let code: Result<AccessCode, _> = msg.code.parse();
+        let mut seeking = None;
+        let can_discover = !self.settings.trackers.is_empty() || self.settings.lan.is_some();
+        if let (Ok(code), None, None, true) = (&code, &msg.peer, &path_taken, can_discover) {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            let id = code.credentials().id;
+            self.seeking.insert(id, (peer_id, tx));
+            self.update_ids();
+            seeking = Some((id, rx));
+        }
+        let seek_id = seeking.as_ref().map(|(id, _)| *id);
         let job = async move {
-            let code: AccessCode =
-                msg.code.parse().map_err(|e| CommandError::new("bad_code", format!("invalid access code: {e}")))?;
+            let code = code.map_err(|e| CommandError::new("bad_code", format!("invalid access code: {e}")))?;
             if let Some(p) = path_taken {
                 return Err(CommandError::new("already_shared", format!("{} is already shared", p.display())));
             }
-            let peer = msg.peer.ok_or_else(|| {
-                CommandError::new("no_peer", "give the address of a peer that has the share (--peer HOST:PORT)")
-            })?;
-            let addr = tokio::net::lookup_host(&peer)
-                .await
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| CommandError::new("bad_peer", format!("cannot resolve {peer:?} (use HOST:PORT)")))?;
+            if !random_ok {
+                return Err(CommandError::new("random_failed", "the OS RNG failed"));
+            }
             let tls =
                 tls.ok_or_else(|| CommandError::new("tls_unavailable", "TLS could not be set up; see the log"))?;
-            let unreachable = |e: String| CommandError::new("unreachable", format!("cannot connect to {addr}: {e}"));
-            let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| unreachable("timed out".into()))?
-                .map_err(|e| unreachable(e.to_string()))?;
             let creds = code.credentials();
-            let ch = channel::connect(tcp, &tls, creds.id, &creds.password).await.map_err(|e| match e {
-                ChannelError::Refused(_) | ChannelError::AuthFailed { .. } => CommandError::new(
-                    "code_refused",
-                    "the peer refused the access code (mistyped, expired, cancelled or already used)",
-                ),
-                other => unreachable(other.to_string()),
-            })?;
-            let mut peer_id = [0u8; 16];
-            getrandom::fill(&mut peer_id).map_err(|_| CommandError::new("random_failed", "the OS RNG failed"))?;
-            let (done, joined) = tokio::sync::oneshot::channel();
-            let purpose = Purpose::Attach { path: msg.path.clone(), done: Some(done) };
-            Peer::new(ch, Role::Client, KeyExchange::Receive, PeerId(peer_id), purpose, addr, targets).start();
-            let id = tokio::time::timeout(JOIN_TIMEOUT, joined)
-                .await
-                .map_err(|_| CommandError::new("timeout", "the peer did not send the share's keys in time"))?
-                .map_err(|_| CommandError::new("peer_closed", "the connection ended during the key exchange"))??;
-            let path = std::fs::canonicalize(&msg.path).unwrap_or(msg.path);
-            Ok(ShareCreated { path: path.display().to_string(), id: id.to_string() })
+            let mut found = seeking.map(|(_, rx)| rx);
+            let seek = msg.timeout.map_or(SEEK_TIMEOUT, |s| Duration::from_secs(s.clamp(1, 600)));
+            let deadline = tokio::time::Instant::now() + seek;
+            let mut last_error = None;
+            loop {
+                let candidates: Vec<SocketAddr> = match (&msg.peer, found.as_mut()) {
+                    (Some(peer), _) => {
+                        let addr =
+                            tokio::net::lookup_host(peer).await.ok().and_then(|mut a| a.next()).ok_or_else(|| {
+                                CommandError::new("bad_peer", format!("cannot resolve {peer:?} (use HOST:PORT)"))
+                            })?;
+                        vec![addr]
+                    }
+                    (None, Some(rx)) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(addrs)) => addrs,
+                        _ => {
+                            return Err(last_error.unwrap_or_else(|| {
+                                CommandError::new(
+                                    "no_peer_found",
+                                    format!(
+                                        "no peer with this share was found in {} s (is the sharing daemon running, \
+                                         on the same tracker or LAN?); or give --peer HOST:PORT",
+                                        seek.as_secs()
+                                    ),
+                                )
+                            }))
+                        }
+                    },
+                    (None, None) => {
+                        return Err(CommandError::new(
+                            "no_peer",
+                            "no tracker is configured and LAN discovery is off: give the address of a peer \
+                             that has the share (--peer HOST:PORT)",
+                        ))
+                    }
+                };
+                for addr in candidates {
+                    let unreachable =
+                        |e: String| CommandError::new("unreachable", format!("cannot connect to {addr}: {e}"));
+                    let tcp = match tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+                        Ok(Ok(t)) => t,
+                        Ok(Err(e)) => {
+                            last_error = Some(unreachable(e.to_string()));
+                            continue;
+                        }
+                        Err(_) => {
+                            last_error = Some(unreachable("timed out".into()));
+                            continue;
+                        }
+                    };
+                    let ch = match channel::connect(tcp, &tls, creds.id, &creds.password).await {
+                        Ok(ch) => ch,
+                        Err(ChannelError::Refused(_) | ChannelError::AuthFailed { .. }) => {
+                            return Err(CommandError::new(
+                                "code_refused",
+                                "the peer refused the access code (mistyped, expired, cancelled or already used)",
+                            ))
+                        }
+                        Err(other) => {
+                            last_error = Some(unreachable(other.to_string()));
+                            continue;
+                        }
+                    };
+                    let (done, joined) = tokio::sync::oneshot::channel();
+                    let purpose = Purpose::Attach { path: msg.path.clone(), done: Some(done) };
+                    Peer::new(ch, Role::Client, KeyExchange::Receive, peer_id, purpose, addr, targets).start();
+                    let id = tokio::time::timeout(JOIN_TIMEOUT, joined)
+                        .await
+                        .map_err(|_| CommandError::new("timeout", "the peer did not send the share's keys in time"))?
+                        .map_err(|_| {
+                            CommandError::new("peer_closed", "the connection ended during the key exchange")
+                        })??;
+                    let path = std::fs::canonicalize(&msg.path).unwrap_or(msg.path);
+                    return Ok(ShareCreated { path: path.display().to_string(), id: id.to_string() });
+                }
+                if msg.peer.is_some() {
+                    return Err(last_error.unwrap_or_else(|| CommandError::new("unreachable", "no address worked")));
+                }
+            }
         };
-        Box::pin(job.into_actor(self).map(|res, _, _| {
+        Box::pin(job.into_actor(self).map(move |res, act, _| {
+            if let Some(id) = seek_id {
+                act.seeking.remove(&id);
+                act.update_ids();
+            }
             if let Err(e) = &res {
                 warn!(error = %e.message, "attach failed");
             }
@@ -620,13 +778,18 @@ impl Handler<ListPeers> for Supervisor {
         for ((share, peer), addr) in &self.peers {
             let address = addr.to_string();
             let manual = self.dials.contains_key(&(*share, address.clone()));
+            let source = match self.found.get(&(*share, *addr)) {
+                Some(found) => *found,
+                None if manual => "manual",
+                None => "incoming",
+            };
             out.push(PeerEntry {
                 path: path_of(share),
                 share: share.to_string(),
                 peer: Some(peer.to_string()),
                 address,
                 state: "connected",
-                source: if manual { "manual" } else { "incoming" },
+                source,
                 failures: None,
             });
         }
@@ -645,5 +808,42 @@ impl Handler<ListPeers> for Supervisor {
             }
         }
         MessageResult(out)
+    }
+}
+
+impl Handler<Discovered> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Discovered, ctx: &mut Context<Self>) {
+        if let Some((me, waiting)) = self.seeking.get(&msg.id) {
+            let addrs: Vec<SocketAddr> =
+                msg.peers.iter().filter(|(p, _)| *p != me).flat_map(|(_, a)| a.iter().copied()).collect();
+            if !addrs.is_empty() {
+                info!(code = %msg.id, source = msg.source, found = addrs.len(), "found peers for an access code");
+                let _ = waiting.try_send(addrs);
+            }
+            return;
+        }
+        let Some((config, _)) = self.shares.get(&msg.id) else { return };
+        let (share, me) = (config.id, config.peer_id);
+        for (peer, addrs) in msg.peers {
+            // Never ourselves; never a peer we already have a session with.
+            if peer == me || self.peers.contains_key(&(share, peer)) {
+                continue;
+            }
+            for addr in &addrs {
+                self.found.insert((share, *addr), msg.source);
+            }
+            let Some(addr) = addrs.first().copied() else { continue };
+            // Both sides usually learn of each other at once: the lower peer ID dials first,
+            // the other only if no session has appeared a moment later (one may be unreachable).
+            let wait = if me < peer { Duration::ZERO } else { SECOND_DIALLER_WAIT };
+            ctx.run_later(wait, move |act, ctx| {
+                if !act.peers.contains_key(&(share, peer)) && act.shares.contains_key(&share) {
+                    debug!(%share, %peer, %addr, "dialling a discovered peer");
+                    act.dial_found(share, addr, ctx);
+                }
+            });
+        }
     }
 }

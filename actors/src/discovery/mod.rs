@@ -1,0 +1,102 @@
+//! The `Discovery` actor: finds peers for the IDs we know (share key IDs, live access codes,
+//! codes being attached with) through trackers and LAN broadcast, and reports them to the
+//! supervisor, which decides whom to dial. Manual peers (`--peer`, the `peers` setting) and
+//! re-dialling stay with the supervisor.
+
+pub mod lan;
+pub mod tracker_client;
+pub mod tracker_server;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
+use clearskies_protocol::{PeerId, Sha256Hash};
+use tokio::sync::{mpsc, watch};
+
+/// Where to look.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoverySettings {
+    /// Trackers, `HOST:PORT`.
+    pub trackers: Vec<String>,
+    /// Where LAN broadcasts go (`None`: LAN discovery off).
+    pub lan: Option<SocketAddr>,
+    /// The address we listen on (if specific, announced instead of the one trackers see).
+    pub listen_ip: Option<IpAddr>,
+    /// The TCP port peers reach us on.
+    pub listen_port: u16,
+}
+
+/// The IDs to announce and look for, each with our peer ID for it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetIds(pub BTreeMap<Sha256Hash, PeerId>);
+
+/// Peers found for an ID.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Discovered {
+    /// The access ID or key ID.
+    pub id: Sha256Hash,
+    /// Peer ID → addresses.
+    pub peers: BTreeMap<PeerId, Vec<SocketAddr>>,
+    /// `tracker` or `lan`.
+    pub source: &'static str,
+}
+
+/// Peer discovery.
+#[derive(Debug)]
+pub struct Discovery {
+    settings: DiscoverySettings,
+    ids: watch::Sender<BTreeMap<Sha256Hash, PeerId>>,
+    found: Recipient<Discovered>,
+}
+
+impl Discovery {
+    /// Discovery with `settings`, reporting to `found`.
+    pub fn new(settings: DiscoverySettings, found: Recipient<Discovered>) -> Self {
+        Discovery { settings, ids: watch::Sender::new(BTreeMap::new()), found }
+    }
+}
+
+impl Actor for Discovery {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let (tx, mut rx) = mpsc::channel(256);
+        for t in &self.settings.trackers {
+            let (ids, tx) = (self.ids.subscribe(), tx.clone());
+            let (ip, port) = (self.settings.listen_ip, self.settings.listen_port);
+            actix_rt::spawn(tracker_client::run(t.clone(), ids, ip, port, tx));
+        }
+        if let Some(target) = self.settings.lan {
+            actix_rt::spawn(lan::run(target, self.ids.subscribe(), self.settings.listen_port, tx.clone()));
+        }
+        drop(tx);
+        let found = self.found.clone();
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            while let Some((news, source)) = rx.recv().await {
+                if !me.connected() {
+                    return;
+                }
+                found.do_send(Discovered { id: news.id, peers: news.peers, source });
+            }
+        });
+    }
+}
+
+impl Handler<SetIds> for Discovery {
+    type Result = ();
+
+    fn handle(&mut self, SetIds(ids): SetIds, _: &mut Context<Self>) {
+        self.ids.send_if_modified(|current| {
+            if *current == ids {
+                return false;
+            }
+            *current = ids;
+            true
+        });
+    }
+}

@@ -1,0 +1,129 @@
+//! Finding peers without typing an address: a tracker process, LAN broadcast on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::util::{wait_for, Daemon};
+
+/// A `clearskies tracker` process on loopback, killed on drop.
+struct Tracker {
+    child: Child,
+    addr: String,
+}
+
+impl Tracker {
+    fn start(addr: &str) -> Tracker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clearskies"))
+            .args(["tracker", "--listen", addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the tracker");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("tracker listening on ").expect("the tracker's address").to_owned();
+        Tracker { child, addr }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> Option<()> {
+    (std::fs::read(a).ok()? == std::fs::read(b).ok()?).then_some(())
+}
+
+fn sources(d: &Daemon) -> Vec<String> {
+    let p = d.cs.json(&["peers", "--json"]);
+    p["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == "connected")
+        .map(|e| e["source"].to_string())
+        .collect()
+}
+
+#[test]
+fn through_a_tracker_even_after_a_port_change_and_a_tracker_restart() {
+    let tracker = Tracker::start("127.0.0.1:0");
+    let env = [("CLEARSKIES_TRACKERS", tracker.addr.as_str())];
+    let (a, b) = (Daemon::start_with(&env), Daemon::start_with(&env));
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    std::fs::create_dir(&ra).unwrap();
+    std::fs::write(ra.join("hello.txt"), b"found through the tracker").unwrap();
+    let code = a.share_code(&ra, &[]);
+    // No --peer: the tracker introduces them.
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap()]);
+    wait_for("the file", || same_file(&ra.join("hello.txt"), &rb.join("hello.txt")));
+
+    // The tracker restarts on the same address, and a comes back on another port: b's
+    // remembered address is stale; the tracker tells b the new one.
+    let tracker_addr = tracker.addr.clone();
+    drop(tracker);
+    a.cs.ok(&["stop"]);
+    let tracker = Tracker::start(&tracker_addr);
+    a.cs.ok(&["start"]);
+    std::fs::write(ra.join("second.txt"), b"after the move").unwrap();
+    wait_for("the second file", || same_file(&ra.join("second.txt"), &rb.join("second.txt")));
+    // Both learn of each other from the tracker; whichever dials first lists it as found there.
+    wait_for("a session listed as found by the tracker", || {
+        let all = [sources(&a), sources(&b)].concat();
+        all.contains(&"\"tracker\"".to_owned()).then_some(())
+    });
+    drop(tracker);
+}
+
+#[test]
+fn through_lan_broadcast_on_loopback() {
+    // A free UDP port on loopback for this test's broadcasts.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let env = [
+        ("CLEARSKIES_LAN_DISCOVERY", "true"),
+        ("CLEARSKIES_BROADCAST_ADDRESS", "127.255.255.255"),
+        ("CLEARSKIES_BROADCAST_PORT", port.as_str()),
+    ];
+    let (a, b) = (Daemon::start_with(&env), Daemon::start_with(&env));
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    std::fs::create_dir(&ra).unwrap();
+    std::fs::write(ra.join("hello.txt"), b"found on the LAN").unwrap();
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap()]);
+    wait_for("the file", || same_file(&ra.join("hello.txt"), &rb.join("hello.txt")));
+
+    // Hostile datagrams on the same port change nothing and break nothing.
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_broadcast(true).unwrap();
+    let target = format!("127.255.255.255:{port}");
+    for junk in [
+        &b"\xff\xfe garbage"[..],
+        b"{}",
+        br#"{"name":"ClearSkiesBroadcast","version":1,"id":"00","peer":"11","myport":1}"#,
+    ] {
+        for _ in 0..200 {
+            s.send_to(junk, &target).unwrap();
+        }
+    }
+    std::fs::write(ra.join("second.txt"), b"still syncing").unwrap();
+    wait_for("the second file", || same_file(&ra.join("second.txt"), &rb.join("second.txt")));
+    a.cs.ok(&["status"]);
+    b.cs.ok(&["status"]);
+}
+
+#[test]
+fn attach_without_an_address_gives_up_clearly() {
+    let b = Daemon::start_with(&[("CLEARSKIES_TRACKERS", "127.0.0.1:1")]);
+    let base = tempfile::tempdir().unwrap();
+    let code = b.cs.json(&["code", "new", "--json"])["access_code"].as_str().unwrap().to_owned();
+    let target = base.path().join("nowhere");
+    let o = b.cs.run(&["attach", &code, target.to_str().unwrap(), "--timeout", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(crate::util::stderr(&o).contains("no_peer_found"), "{}", crate::util::stderr(&o));
+}

@@ -58,6 +58,12 @@ fn through_a_tracker_even_after_a_port_change_and_a_tracker_restart() {
     let (ra, rb) = (base.path().join("a"), base.path().join("b"));
     std::fs::create_dir(&ra).unwrap();
     std::fs::write(ra.join("hello.txt"), b"found through the tracker").unwrap();
+    // Garbage from other clients costs the tracker only those clients.
+    for junk in [&b"m99999999999{"[..], b"m5{]]]]", b"\x00\x01\x02", b"m17{\"type\":\"x.y\"}"] {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&tracker.addr).unwrap();
+        let _ = s.write_all(junk);
+    }
     let code = a.share_code(&ra, &[]);
     // No --peer: the tracker introduces them.
     b.cs.ok(&["attach", &code, rb.to_str().unwrap()]);

@@ -84,8 +84,8 @@ fn tracker(listen: std::net::SocketAddr, min_ttl: u64, max_ttl: u64) -> anyhow::
     anyhow::ensure!(min_ttl >= 1 && min_ttl <= max_ttl, "--min-ttl must be at least 1 and at most --max-ttl");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
-        let listener =
-            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = clearskies_actors::discovery::tracker_server::bind(listen)
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         out(&format!("tracker listening on {addr}"))?;
         tracing::info!(%addr, "tracker listening");

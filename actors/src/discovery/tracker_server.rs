@@ -21,7 +21,7 @@ const CLIENT_QUEUE: usize = 256;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 enum Event {
-    Connected(ClientId, SocketAddr, mpsc::Sender<Message>),
+    Connected(ClientId, SocketAddr, mpsc::Sender<Vec<u8>>),
     Message(ClientId, Message),
     Gone(ClientId, String),
 }
@@ -34,6 +34,18 @@ fn format_ip(addr: &SocketAddr) -> String {
             None => format!("[{}]", a.ip()),
         },
     }
+}
+
+/// Listens on `addr` with a deep accept queue (thousands of clients connect at once after a
+/// tracker restart). Call inside a tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    TcpListener::from_std(s.into())
 }
 
 /// Serves the tracker protocol on `listener` until the task is dropped.
@@ -58,7 +70,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
     });
     drop(tx);
     let mut tracker = Tracker::new(config);
-    let mut clients: HashMap<ClientId, mpsc::Sender<Message>> = HashMap::new();
+    let mut clients: HashMap<ClientId, mpsc::Sender<Vec<u8>>> = HashMap::new();
     loop {
         let wake = tracker.next_expiry().map(tokio::time::Instant::from_std);
         let event = match wake {
@@ -80,7 +92,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
         match event {
             Event::Connected(id, addr, out) => {
                 let greeting = tracker.connect(id, &format_ip(&addr), Instant::now());
-                if out.try_send(greeting).is_ok() {
+                if out.try_send(encode(&greeting)).is_ok() {
                     clients.insert(id, out);
                 }
             }
@@ -94,7 +106,11 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
                 }
             },
             Event::Gone(id, why) => {
-                debug!(client = id, reason = %why, "client gone");
+                if why.starts_with("malformed") {
+                    info!(client = id, reason = %why, "client dropped");
+                } else {
+                    debug!(client = id, reason = %why, "client gone");
+                }
                 clients.remove(&id);
                 let news = tracker.disconnect(id);
                 deliver(&mut tracker, &mut clients, news);
@@ -106,7 +122,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
 /// Sends news; a client whose queue is full is dropped (and its clubs told).
 fn deliver(
     tracker: &mut Tracker,
-    clients: &mut HashMap<ClientId, mpsc::Sender<Message>>,
+    clients: &mut HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
     news: Vec<(ClientId, Message)>,
 ) {
     let mut queue = news;
@@ -114,7 +130,7 @@ fn deliver(
         let mut more = Vec::new();
         for (to, m) in queue {
             let Some(out) = clients.get(&to) else { continue };
-            if out.try_send(m).is_err() {
+            if out.try_send(encode(&m)).is_err() {
                 info!(client = to, "client not reading its news; dropped");
                 clients.remove(&to);
                 more.extend(tracker.disconnect(to));
@@ -127,10 +143,10 @@ fn deliver(
 fn spawn_client(id: ClientId, stream: TcpStream, addr: SocketAddr, events: mpsc::Sender<Event>) {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(CLIENT_QUEUE);
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
     tokio::spawn(async move {
         while let Some(m) = out_rx.recv().await {
-            if write.write_all(&encode(&m)).await.is_err() {
+            if write.write_all(&m).await.is_err() {
                 return;
             }
         }

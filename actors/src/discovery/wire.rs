@@ -25,7 +25,7 @@ fn invalid(what: impl std::fmt::Display) -> io::Error {
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// Wraps a stream.
     pub fn new(inner: R) -> Self {
-        MessageReader { inner, buf: BytesMut::with_capacity(8192), decoder: Decoder::new() }
+        MessageReader { inner, buf: BytesMut::with_capacity(1024), decoder: Decoder::new() }
     }
 
     /// The next message; `None` at a clean end of stream. Malformed input, attachments and
@@ -45,7 +45,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             if self.buf.len() > MAX_MESSAGE {
                 return Err(invalid("message too large"));
             }
-            self.buf.reserve(8192);
+            self.buf.reserve(1024);
             if self.inner.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() { Ok(None) } else { Err(invalid("stream ended mid-message")) };
             }

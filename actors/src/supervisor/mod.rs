@@ -43,6 +43,10 @@ use crate::Settings;
 
 /// How long `add_share` waits for the TCP connection.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Addresses remembered from discovery (for `peers`), at most.
+const MAX_FOUND: usize = 4096;
+/// Peers dialled from one piece of news, at most.
+const MAX_FOUND_PER_NEWS: usize = 64;
 /// How long the higher peer ID waits for the lower one to dial before dialling itself.
 const SECOND_DIALLER_WAIT: Duration = Duration::from_secs(3);
 /// How long `add_share` without an address waits for discovery to find a peer.
@@ -156,7 +160,7 @@ impl Supervisor {
         else {
             return;
         };
-        if !self.found_dialing.insert((share, addr)) {
+        if self.found_dialing.len() >= MAX_FOUND_PER_NEWS || !self.found_dialing.insert((share, addr)) {
             return;
         }
         let (key_id, key, me) = (material.keys.key_id, material.keys.key, config.peer_id);
@@ -793,6 +797,20 @@ impl Handler<ListPeers> for Supervisor {
                 failures: None,
             });
         }
+        for ((share, addr), source) in &self.found {
+            let address = addr.to_string();
+            if !out.iter().any(|e| e.share == share.to_string() && e.address == address) {
+                out.push(PeerEntry {
+                    path: path_of(share),
+                    share: share.to_string(),
+                    peer: None,
+                    address,
+                    state: if self.found_dialing.contains(&(*share, *addr)) { "dialing" } else { "found" },
+                    source,
+                    failures: None,
+                });
+            }
+        }
         for ((share, address), failures) in &self.dials {
             let connected = out.iter().any(|e| e.share == share.to_string() && &e.address == address);
             if !connected {
@@ -826,7 +844,12 @@ impl Handler<Discovered> for Supervisor {
         }
         let Some((config, _)) = self.shares.get(&msg.id) else { return };
         let (share, me) = (config.id, config.peer_id);
-        for (peer, addrs) in msg.peers {
+        // Bounded, whatever a tracker or a broadcast claims.
+        if self.found.len() >= MAX_FOUND {
+            self.found.clear();
+        }
+        for (peer, addrs) in msg.peers.into_iter().take(MAX_FOUND_PER_NEWS) {
+            let addrs: Vec<SocketAddr> = addrs.into_iter().take(4).collect();
             // Never ourselves; never a peer we already have a session with.
             if peer == me || self.peers.contains_key(&(share, peer)) {
                 continue;

@@ -82,7 +82,7 @@ fn session_then_send(
         // Write from a task of its own, so that reading answers never waits on our writing.
         let (mut rd, mut wr) = tokio::io::split(ch.stream);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
                     return;
@@ -105,6 +105,9 @@ fn session_then_send(
                     Event::Message(m) => {
                         received += 1;
                         if done(&m.message) {
+                            // Everything we meant to send goes out before we hang up.
+                            drop(tx);
+                            let _ = tokio::time::timeout_at(deadline, writer).await;
                             return Some(received);
                         }
                     }
@@ -185,4 +188,46 @@ fn a_flood_of_requests_is_answered_and_bounded() {
     });
     assert!(got.is_some(), "the daemon closed an honest (if greedy) connection");
     a.cs.ok(&["status"]);
+}
+
+#[test]
+fn a_flood_of_updates_is_absorbed_with_bounded_memory() {
+    use clearskies_protocol::message::{database::Update, Message};
+    let a = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let code = a.share_code(dir.path(), &["--multi-use"]);
+    let me = clearskies_protocol::PeerId([0x66; 16]);
+    let n = 30_000u64;
+    let updates: Vec<Message> = (1..=n)
+        .map(|i| {
+            Update {
+                key: format!("/flood/{i}"),
+                value: serde_json::json!({"size": 10, "sha256": format!("{i:064x}"), "mtime": "2020-01-01T00:00:00Z"}),
+                uuid: clearskies_protocol::RecordUuid((u128::from(i)).to_be_bytes()),
+                last_updated_by: me,
+                last_updated_rev: i,
+                update_time: "2020-01-01T00:00:00Z".parse().unwrap(),
+                vector_clock: [(me, i)].into_iter().collect(),
+                deleted: false,
+            }
+            .into()
+        })
+        .collect();
+    // The client stays connected (reading whatever comes) while the daemon takes the flood in
+    // at its own pace; it ends when the daemon stops.
+    let addr = a.listen();
+    std::thread::spawn(move || session_then_send(&addr, &code, updates, |_| false));
+    wait_for("every record in the index", || {
+        let s = a.cs.json(&["list", "--json"]);
+        (s["shares"][0]["files"].as_u64() == Some(n)).then_some(())
+    });
+    a.cs.ok(&["status"]);
+    let pid = a.cs.pid("worker").unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(hwm < 512 * 1024, "worker peak RSS {hwm} kB");
 }

@@ -43,6 +43,8 @@ pub const CHUNK: usize = 1 << 20;
 /// Bytes of file data a connection may have read but not yet written to the socket.
 const SEND_BUDGET: usize = 8 << 20;
 
+/// Index messages a connection may have handed to its share and not yet seen taken in.
+const SYNC_IN_FLIGHT: usize = 1024;
 /// Files a connection queues for sending behind the one being sent.
 const MAX_QUEUED_FILES: usize = 64;
 
@@ -124,6 +126,8 @@ pub struct Peer {
     )>,
     /// Bounds file data between the reader thread and the socket.
     budget: Arc<Semaphore>,
+    /// Bounds index messages handed to the share and not yet taken in.
+    sync_permits: Arc<Semaphore>,
     /// The share's side, once the session is ready.
     link: Option<ShareLink>,
     /// Where the chunks of the attachment being received go (`None`: discarded).
@@ -180,6 +184,7 @@ impl Peer {
             writer: tx,
             writer_rx: Some((rx, write)),
             budget: Arc::new(Semaphore::new(SEND_BUDGET)),
+            sync_permits: Arc::new(Semaphore::new(SYNC_IN_FLIGHT)),
             link: None,
             sink: None,
             waiting: false,
@@ -257,12 +262,12 @@ impl Peer {
             return;
         };
         let conn = self.conn;
-        let sync = |what| link.sync.do_send(FromPeer { conn, what });
+        let mut sync = |what, act: &mut Self| act.forward_sync(&link, FromPeer { conn, what }, ctx);
         match m.message {
-            Message::DatabaseGetUpdates(g) => sync(SyncMessage::GetUpdates(g.since)),
-            Message::DatabaseUpdatesDone(_) => sync(SyncMessage::UpdatesDone),
+            Message::DatabaseGetUpdates(g) => sync(SyncMessage::GetUpdates(g.since), self),
+            Message::DatabaseUpdatesDone(_) => sync(SyncMessage::UpdatesDone, self),
             Message::DatabaseUpdate(u) => match Record::from_update(&u) {
-                Ok(Some(r)) => sync(SyncMessage::Update(Box::new(r))),
+                Ok(Some(r)) => sync(SyncMessage::Update(Box::new(r)), self),
                 Ok(None) => debug!(key = %u.key, "update for a key outside the directory extension ignored"),
                 Err(e) => self.close_for(format!("refused database.update for {:?}: {e}", u.key)),
             },
@@ -282,6 +287,27 @@ impl Peer {
                 );
             }
             other => debug!(remote = %self.remote, kind = other.kind(), "message ignored"),
+        }
+    }
+
+    /// Hands an index message to the share. At most [`SYNC_IN_FLIGHT`] are outstanding;
+    /// beyond that, reading waits until this one is taken in (the share holds a flood back).
+    fn forward_sync(&mut self, link: &ShareLink, msg: FromPeer, ctx: &mut Context<Self>) {
+        let taken = link.sync.send(msg);
+        match self.sync_permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                actix_rt::spawn(async move {
+                    let _ = taken.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => self.pause_for(
+                async move {
+                    let _ = taken.await;
+                }
+                .into_actor(self),
+                ctx,
+            ),
         }
     }
 

@@ -45,6 +45,8 @@ enum State {
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 /// Longest a steady stream of events can delay a scan.
 pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+/// Peers' records waiting to be applied before senders are made to wait.
+const MAX_INCOMING: usize = 20_000;
 /// Updates per message batch handed to a connection.
 const SEND_BATCH: usize = 512;
 
@@ -90,6 +92,10 @@ pub struct Share {
     downloads: Vec<(clearskies_protocol::Sha256Hash, PathBuf)>,
     installing: bool,
     paused: bool,
+    /// Counts applied batches (wakes senders held back by a full queue).
+    applied: tokio::sync::watch::Sender<u64>,
+    /// Connections whose `get_updates` is being answered.
+    answering: std::collections::BTreeSet<u64>,
 }
 
 impl Share {
@@ -121,6 +127,8 @@ impl Share {
             downloads: Vec::new(),
             installing: false,
             paused: false,
+            applied: tokio::sync::watch::Sender::new(0),
+            answering: std::collections::BTreeSet::new(),
         })
     }
 
@@ -193,6 +201,7 @@ impl Share {
         });
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             act.applying = false;
+            act.applied.send_modify(|n| *n += 1);
             match joined {
                 Ok(Ok(outcome)) => act.applied(outcome),
                 Ok(Err(e)) => error!(root = %act.root.display(), error = %e, "cannot store peers' changes"),
@@ -242,6 +251,7 @@ impl Share {
     fn send_updates(&mut self, conn: u64, since: clearskies_protocol::updates::Since, ctx: &mut Context<Self>) {
         let job = self.worker.run(move |s: &mut ShareState| s.store.updates_since(&since));
         ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
+            act.answering.remove(&conn);
             let Some(sub) = act.subscribers.get(&conn) else { return };
             match joined {
                 Ok(Ok(records)) => {
@@ -392,6 +402,7 @@ impl Handler<PeerDown> for Share {
 
     fn handle(&mut self, msg: PeerDown, _: &mut Context<Self>) {
         self.subscribers.remove(&msg.conn);
+        self.answering.remove(&msg.conn);
         if let Some(t) = &self.transfer {
             t.do_send(TransferPeerDown { conn: msg.conn });
         }
@@ -399,14 +410,29 @@ impl Handler<PeerDown> for Share {
 }
 
 impl Handler<FromPeer> for Share {
-    type Result = ();
+    /// Resolves once the message is taken in: for an update that finds the queue of records
+    /// to apply full, only after the next batch is applied. The connection waits for that
+    /// before reading on, so a flood of updates is held in the peer's socket, not here.
+    type Result = actix::ResponseFuture<()>;
 
-    fn handle(&mut self, msg: FromPeer, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: FromPeer, ctx: &mut Context<Self>) -> Self::Result {
         match msg.what {
-            SyncMessage::GetUpdates(since) => self.send_updates(msg.conn, since, ctx),
+            SyncMessage::GetUpdates(since) => {
+                // One answer at a time per connection: a repeated request while one is being
+                // read adds nothing.
+                if self.answering.insert(msg.conn) {
+                    self.send_updates(msg.conn, since, ctx);
+                }
+            }
             SyncMessage::Update(r) => {
                 self.incoming.push((msg.conn, *r));
                 self.apply_incoming(ctx);
+                if self.incoming.len() >= MAX_INCOMING {
+                    let mut applied = self.applied.subscribe();
+                    return Box::pin(async move {
+                        let _ = applied.changed().await;
+                    });
+                }
             }
             SyncMessage::UpdatesDone => {
                 if let Some(sub) = self.subscribers.get_mut(&msg.conn) {
@@ -414,6 +440,7 @@ impl Handler<FromPeer> for Share {
                 }
             }
         }
+        Box::pin(async {})
     }
 }
 

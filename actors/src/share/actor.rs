@@ -45,6 +45,9 @@ enum State {
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 /// Longest a steady stream of events can delay a scan.
 pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+/// How long after failed disk work (e.g. a non-empty directory where a file goes) all
+/// pending work is tried again.
+const RETRY_PENDING: Duration = Duration::from_secs(30);
 /// Peers' records waiting to be applied before senders are made to wait.
 const MAX_INCOMING: usize = 20_000;
 /// Updates per message batch handed to a connection.
@@ -96,6 +99,8 @@ pub struct Share {
     applied: tokio::sync::watch::Sender<u64>,
     /// Connections whose `get_updates` is being answered.
     answering: std::collections::BTreeSet<u64>,
+    /// A retry of failed disk work is scheduled.
+    retry: Option<SpawnHandle>,
 }
 
 impl Share {
@@ -129,6 +134,7 @@ impl Share {
             paused: false,
             applied: tokio::sync::watch::Sender::new(0),
             answering: std::collections::BTreeSet::new(),
+            retry: None,
         })
     }
 
@@ -197,11 +203,17 @@ impl Share {
         let batch = std::mem::take(&mut self.incoming);
         let job = self.worker.run(move |s: &mut ShareState| {
             let mut uuid = new_uuid;
-            s.applier(&mut uuid).receive(batch)
+            let mut a = s.applier(&mut uuid);
+            let r = a.receive(batch);
+            (r, a.failures)
         });
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             act.applying = false;
             act.applied.send_modify(|n| *n += 1);
+            let joined = joined.map(|(r, failures)| {
+                act.retry_later(failures, ctx);
+                r
+            });
             match joined {
                 Ok(Ok(outcome)) => act.applied(outcome),
                 Ok(Err(e)) => error!(root = %act.root.display(), error = %e, "cannot store peers' changes"),
@@ -221,16 +233,46 @@ impl Share {
         let batch = std::mem::take(&mut self.downloads);
         let job = self.worker.run(move |s: &mut ShareState| {
             let mut uuid = new_uuid;
-            s.applier(&mut uuid).downloaded(batch)
+            let mut a = s.applier(&mut uuid);
+            let r = a.downloaded(batch);
+            (r, a.failures)
         });
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             act.installing = false;
+            let joined = joined.map(|(r, failures)| {
+                act.retry_later(failures, ctx);
+                r
+            });
             match joined {
                 Ok(Ok(paths)) => debug!(root = %act.root.display(), installed = paths.len(), "downloads installed"),
                 Ok(Err(e)) => error!(error = %e, "cannot record installed downloads"),
                 Err(e) => error!(error = %e, "cannot install downloads"),
             }
             act.install_downloads(ctx);
+        }));
+    }
+
+    /// Some disk work failed (left pending): try all pending work again in a while.
+    fn retry_later(&mut self, failures: usize, ctx: &mut Context<Self>) {
+        if failures == 0 || self.retry.is_some() {
+            return;
+        }
+        self.retry = Some(ctx.run_later(RETRY_PENDING, |act, ctx| {
+            let job = act.worker.run(|s: &mut ShareState| {
+                let mut uuid = new_uuid;
+                let mut a = s.applier(&mut uuid);
+                let r = a.resume();
+                (r, a.failures)
+            });
+            ctx.spawn(job.into_actor(act).map(|joined, act, ctx| {
+                act.retry = None;
+                if let Ok((r, failures)) = joined {
+                    if let Ok(fetch) = r {
+                        act.fetch(fetch);
+                    }
+                    act.retry_later(failures, ctx);
+                }
+            }));
         }));
     }
 
@@ -313,6 +355,7 @@ impl Actor for Share {
             let mut uuid = new_uuid;
             s.applier(&mut uuid).resume()
         });
+        self.retry = None;
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             match joined {
                 Ok(Ok(fetch)) => act.fetch(fetch),

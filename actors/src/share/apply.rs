@@ -69,6 +69,8 @@ pub struct Applier<'a> {
     new_uuid: &'a mut dyn FnMut() -> RecordUuid,
     /// Directories with renames or unlinks not yet fsynced; synced before the index says so.
     dirty: BTreeSet<PathBuf>,
+    /// Records whose disk work failed (left pending, to retry).
+    pub failures: usize,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -124,7 +126,7 @@ impl<'a> Applier<'a> {
         now: Timestamp,
         new_uuid: &'a mut dyn FnMut() -> RecordUuid,
     ) -> Self {
-        Applier { root, store, me, now, new_uuid, dirty: BTreeSet::new() }
+        Applier { root, store, me, now, new_uuid, dirty: BTreeSet::new(), failures: 0 }
     }
 
     /// Makes the directory changes so far durable, then writes `records` (and a new revision).
@@ -317,7 +319,10 @@ impl<'a> Applier<'a> {
                         });
                     }
                 }
-                Err(e) => warn!(path = %r.path, error = %e, "cannot apply a peer's change; will retry"),
+                Err(e) => {
+                    self.failures += 1;
+                    warn!(path = %r.path, error = %e, "cannot apply a peer's change; will retry");
+                }
             }
         }
         if !done.is_empty() {
@@ -498,7 +503,10 @@ impl<'a> Applier<'a> {
                         installed.push(p);
                         done.push(new);
                     }
-                    Err(e) => warn!(path = %p, error = %e, "cannot install downloaded contents; will retry"),
+                    Err(e) => {
+                        self.failures += 1;
+                        warn!(path = %p, error = %e, "cannot install downloaded contents; will retry");
+                    }
                 }
             }
             if let Some(t) = temp {

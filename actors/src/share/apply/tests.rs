@@ -257,3 +257,23 @@ fn a_missing_root_defers_changes_until_it_is_back() {
     assert_eq!(f.file("a"), None);
     assert!(!f.get("/a").pending);
 }
+
+#[test]
+fn blocked_work_is_counted_and_done_on_a_later_resume() {
+    let mut f = Fixture::new();
+    fs::write(f.root.path().join("orig"), b"same bytes").unwrap();
+    f.scan();
+    // Something local that is not indexed yet sits where the peer's file goes.
+    fs::create_dir_all(f.root.path().join("copy/inside")).unwrap();
+    let mut uuid = || RecordUuid([0; 16]);
+    let mut a = Applier::new(f.root.path(), &f.store, ME, Timestamp::new(20, 0).unwrap(), &mut uuid);
+    a.receive(vec![(7, theirs("/copy", b"same bytes", &[(THEM, 1)], 5))]).unwrap();
+    assert_eq!(a.failures, 1);
+    assert!(f.get("/copy").pending);
+    assert!(f.root.path().join("copy/inside").is_dir(), "nothing local was removed");
+    fs::remove_dir_all(f.root.path().join("copy")).unwrap();
+    let mut a = Applier::new(f.root.path(), &f.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid);
+    assert!(a.resume().unwrap().is_empty());
+    assert_eq!(a.failures, 0);
+    assert_eq!(f.file("copy").unwrap(), b"same bytes");
+}

@@ -341,7 +341,10 @@ impl<'a> Applier<'a> {
         if r.deleted {
             done.local = None;
             done.local_sha256 = None;
-            fsops::prepare_parent(self.root, &r.path)?;
+            // Never create directories just to find nothing to delete.
+            if fsops::existing_parent(self.root, &r.path)?.is_none() {
+                return Ok(Step::Done(Box::new(done)));
+            }
             let Some(m) = lstat(&dest)? else { return Ok(Step::Done(Box::new(done))) };
             if r.local != Some(stat_of(&m)) && !m.is_dir() {
                 // Changed since we looked: the edit beats the deletion (the next scan

@@ -53,6 +53,26 @@ pub fn prepare_parent(root: &Path, path: &SharePath) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The on-disk parent of `path` if every directory on the way exists and is a real
+/// directory; `None` if one is missing (nothing below it exists); an error for a symlink or a
+/// file on the way. Creates nothing (for deletions).
+pub fn existing_parent(root: &Path, path: &SharePath) -> io::Result<Option<PathBuf>> {
+    let mut dir = root.to_owned();
+    let Some(parent) = path.parent() else {
+        return Err(refuse("the share root has no parent inside the share", root));
+    };
+    for segment in parent.relative().split('/').filter(|s| !s.is_empty()) {
+        dir.push(segment);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(refuse("not a directory (or a symlink) on the way", &dir)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(dir))
+}
+
 /// What is at a path, without following a symlink there.
 pub fn lstat(p: &Path) -> io::Result<Option<fs::Metadata>> {
     match fs::symlink_metadata(p) {

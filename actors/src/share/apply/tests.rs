@@ -277,3 +277,21 @@ fn blocked_work_is_counted_and_done_on_a_later_resume() {
     assert_eq!(a.failures, 0);
     assert_eq!(f.file("copy").unwrap(), b"same bytes");
 }
+
+#[test]
+fn a_deletion_never_recreates_the_directories_it_would_delete_from() {
+    let mut f = Fixture::new();
+    fs::create_dir_all(f.root.path().join("dir/sub")).unwrap();
+    fs::write(f.root.path().join("dir/sub/a"), b"a").unwrap();
+    f.scan();
+    let mut t = f.get("/dir/sub/a");
+    t.deleted = true;
+    t.vector_clock.increment(THEM);
+    t.last_updated_by = THEM;
+    t.last_updated_rev = 1;
+    // The user removed the whole directory before we scanned it.
+    fs::remove_dir_all(f.root.path().join("dir")).unwrap();
+    f.receive(vec![t]);
+    assert!(!f.root.path().join("dir").exists());
+    assert!(!f.get("/dir/sub/a").pending);
+}

@@ -7,16 +7,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::{wait_for, Daemon};
 
+/// TCP to `addr`, then TLS + SRP with the access code `code`.
+async fn channel_with_code(addr: &str, code: &str) -> clearskies_actors::peer::channel::Channel {
+    let code: AccessCode = code.parse().unwrap();
+    let creds = code.credentials();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = TlsContext::new().unwrap();
+    connect(tcp, &tls, creds.id, &creds.password).await.expect("the code is valid")
+}
+
 /// Authenticates with `code` against `addr`, runs the protocol handshake far enough to be
 /// past SRP, then sends `garbage`; returns once the daemon has closed the connection.
 fn authenticate_then_send(addr: &str, code: &str, garbage: &'static [u8]) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let code: AccessCode = code.parse().unwrap();
-        let creds = code.credentials();
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let tls = TlsContext::new().unwrap();
-        let mut ch = connect(tcp, &tls, creds.id, &creds.password).await.expect("the code is valid");
+        let mut ch = channel_with_code(addr, code).await;
         ch.stream.write_all(garbage).await.unwrap();
         ch.stream.flush().await.unwrap();
         // The daemon closes the connection; reading ends (EOF or error) instead of hanging.
@@ -69,11 +74,7 @@ fn session_then_send(
     use std::time::Instant;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let code: AccessCode = code.parse().unwrap();
-        let creds = code.credentials();
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let tls = TlsContext::new().unwrap();
-        let ch = connect(tcp, &tls, creds.id, &creds.password).await.expect("the code is valid");
+        let ch = channel_with_code(addr, code).await;
         let mut config = Config::new(Role::Client, clearskies_protocol::PeerId([0x66; 16]));
         config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned()];
         config.key_exchange = KeyExchange::Receive;
@@ -228,12 +229,6 @@ fn a_flood_of_updates_is_absorbed_with_bounded_memory() {
         std::thread::park_timeout(std::time::Duration::from_millis(100));
     }
     a.cs.ok(&["status"]);
-    let pid = a.cs.pid("worker").unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let hwm: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let hwm = a.worker_peak_rss_kib();
     assert!(hwm < 512 * 1024, "worker peak RSS {hwm} kB");
 }

@@ -110,6 +110,24 @@ fn pair(
     (fs::canonicalize(ra).unwrap(), fs::canonicalize(rb).unwrap())
 }
 
+/// Two daemons, `a` sharing a directory holding one file (`name`, `data`), `b` attached,
+/// both in sync. `_base` holds the temp dirs.
+struct SyncedPair {
+    a: Daemon,
+    b: Daemon,
+    ra: PathBuf,
+    rb: PathBuf,
+    _base: tempfile::TempDir,
+}
+
+fn synced_pair(name: &str, data: &[u8]) -> SyncedPair {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join(name), data), |_| {});
+    converge(&[&ra, &rb], &[name]);
+    SyncedPair { a, b, ra, rb, _base: base }
+}
+
 fn write(p: &Path, data: &[u8]) {
     if let Some(d) = p.parent() {
         fs::create_dir_all(d).unwrap();
@@ -192,10 +210,7 @@ fn three_daemons_relay_and_catch_up_after_being_offline() {
 
 #[test]
 fn concurrent_edits_leave_exactly_one_conflict_copy_on_every_side() {
-    let (a, b) = (Daemon::start(), Daemon::start());
-    let base = tempfile::tempdir().unwrap();
-    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("notes.txt"), b"original"), |_| {});
-    converge(&[&ra, &rb], &["notes.txt"]);
+    let SyncedPair { a, b, ra, rb, _base } = synced_pair("notes.txt", b"original");
 
     // b is down while both edit the same file.
     b.cs.ok(&["stop"]);
@@ -218,10 +233,7 @@ fn concurrent_edits_leave_exactly_one_conflict_copy_on_every_side() {
 
 #[test]
 fn a_removed_share_root_deletes_nothing_on_the_peer() {
-    let (a, b) = (Daemon::start(), Daemon::start());
-    let base = tempfile::tempdir().unwrap();
-    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("keep/me.txt"), b"precious"), |_| {});
-    converge(&[&ra, &rb], &["keep/me.txt"]);
+    let SyncedPair { a, b, ra, rb, _base } = synced_pair("keep/me.txt", b"precious");
     let files = |d: &Daemon| d.cs.json(&["list", "--json"])["shares"][0]["files"].as_u64();
 
     fs::remove_dir_all(&ra).unwrap();
@@ -270,13 +282,7 @@ fn many_small_files_and_a_large_streamed_file() {
     assert_eq!(fs::metadata(rb.join("big.bin")).unwrap().len(), big);
     // Streamed: neither worker ever held the file (peak RSS far below 1 GiB).
     for d in [&a, &b] {
-        let pid = d.cs.pid("worker").unwrap();
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let hwm: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
+        let hwm = d.worker_peak_rss_kib();
         assert!(hwm < 300 * 1024, "worker peak RSS {hwm} kB");
     }
 }
@@ -318,10 +324,7 @@ fn a_killed_receiver_never_shows_a_partial_file_and_finishes_after_restart() {
 
 #[test]
 fn pause_holds_transfers_and_resume_releases_them() {
-    let (a, b) = (Daemon::start(), Daemon::start());
-    let base = tempfile::tempdir().unwrap();
-    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("first"), b"1"), |_| {});
-    converge(&[&ra, &rb], &["first"]);
+    let SyncedPair { a: _a, b, ra, rb, _base } = synced_pair("first", b"1");
     b.cs.ok(&["pause"]);
     write(&ra.join("second"), b"2");
     let s = wait_for("b to know of the new file", || {
@@ -336,10 +339,7 @@ fn pause_holds_transfers_and_resume_releases_them() {
 
 #[test]
 fn configured_peers_are_dialled_for_every_share() {
-    let (a, b) = (Daemon::start(), Daemon::start());
-    let base = tempfile::tempdir().unwrap();
-    let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("first"), b"1"), |_| {});
-    converge(&[&ra, &rb], &["first"]);
+    let SyncedPair { a, b, ra, rb, _base } = synced_pair("first", b"1");
     // a comes back on another port: b's remembered address is stale, its config is not.
     b.cs.ok(&["stop"]);
     a.cs.ok(&["stop"]);

@@ -106,6 +106,17 @@ impl Daemon {
         self.cs.json(&args)["access_code"].as_str().expect("share prints a code").to_owned()
     }
 
+    /// The worker's peak resident memory so far (VmHWM), in KiB.
+    pub(crate) fn worker_peak_rss_kib(&self) -> u64 {
+        let pid = self.cs.pid("worker").expect("a running worker");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the worker's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
     /// How many peer sessions are up.
     pub(crate) fn peers(&self) -> u64 {
         self.cs.json(&["status", "--json"])["peers"].as_u64().unwrap_or(0)

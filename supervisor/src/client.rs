@@ -8,6 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+/// How long a command may take before the CLI gives up on the daemon.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One connection to the control socket.
 pub(crate) struct Client {
     reader: BufReader<UnixStream>,
@@ -28,7 +31,7 @@ impl Client {
             }
             Err(e) => return Err(anyhow::Error::from(e).context(format!("connecting to {}", socket.display()))),
         };
-        stream.set_read_timeout(Some(Duration::from_secs(150))).context("configuring the control socket")?;
+        stream.set_read_timeout(Some(DEFAULT_TIMEOUT)).context("configuring the control socket")?;
         let writer = stream.try_clone().context("configuring the control socket")?;
         let mut client = Client { reader: BufReader::new(stream), writer };
         let hello = client.read_line().context("reading the daemon's greeting")?;
@@ -36,6 +39,11 @@ impl Client {
             bail!("{} is not a ClearSkies control socket", socket.display());
         }
         Ok(client)
+    }
+
+    /// Allows the next answers to take up to `timeout` (for commands that wait on peers).
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.writer.set_read_timeout(Some(timeout)).context("configuring the control socket")
     }
 
     fn read_line(&mut self) -> anyhow::Result<Value> {

@@ -65,40 +65,30 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let port = match env("CLEARSKIES_LISTEN_PORT") {
-            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_LISTEN_PORT={v:?} is not a port number"))?,
-            None => file.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
-        };
-        let address = match env("CLEARSKIES_LISTEN_ADDRESS") {
-            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_LISTEN_ADDRESS={v:?} is not an IP address"))?,
-            None => file.listen_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        };
-        let peers = match env("CLEARSKIES_PEERS") {
-            Some(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
-            None => file.peers.unwrap_or_default(),
-        };
-        let trackers = match env("CLEARSKIES_TRACKERS") {
-            Some(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
-            None => file.trackers.unwrap_or_default(),
-        };
+        let port = setting("CLEARSKIES_LISTEN_PORT", "a port number", file.listen_port, DEFAULT_LISTEN_PORT)?;
+        let address = setting(
+            "CLEARSKIES_LISTEN_ADDRESS",
+            "an IP address",
+            file.listen_address,
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        )?;
+        let peers = list_setting("CLEARSKIES_PEERS", file.peers);
+        let trackers = list_setting("CLEARSKIES_TRACKERS", file.trackers);
         for (key, list) in [("peers", &peers), ("trackers", &trackers)] {
             for p in list {
                 let ok = p.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
                 anyhow::ensure!(ok, "address {p:?} (in `{key}`) is not HOST:PORT");
             }
         }
-        let lan_on = match env("CLEARSKIES_LAN_DISCOVERY") {
-            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_LAN_DISCOVERY={v:?} is not true or false"))?,
-            None => file.lan_discovery.unwrap_or(true),
-        };
-        let broadcast_address = match env("CLEARSKIES_BROADCAST_ADDRESS") {
-            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_BROADCAST_ADDRESS={v:?} is not an IP address"))?,
-            None => file.broadcast_address.unwrap_or(IpAddr::V4(Ipv4Addr::BROADCAST)),
-        };
-        let broadcast_port = match env("CLEARSKIES_BROADCAST_PORT") {
-            Some(v) => v.parse().with_context(|| format!("CLEARSKIES_BROADCAST_PORT={v:?} is not a port number"))?,
-            None => file.broadcast_port.unwrap_or(DEFAULT_BROADCAST_PORT),
-        };
+        let lan_on = setting("CLEARSKIES_LAN_DISCOVERY", "true or false", file.lan_discovery, true)?;
+        let broadcast_address = setting(
+            "CLEARSKIES_BROADCAST_ADDRESS",
+            "an IP address",
+            file.broadcast_address,
+            IpAddr::V4(Ipv4Addr::BROADCAST),
+        )?;
+        let broadcast_port =
+            setting("CLEARSKIES_BROADCAST_PORT", "a port number", file.broadcast_port, DEFAULT_BROADCAST_PORT)?;
         let lan = lan_on.then(|| SocketAddr::new(broadcast_address, broadcast_port));
         Ok(Config { data_dir, listen: SocketAddr::new(address, port), peers, trackers, lan })
     }
@@ -127,6 +117,27 @@ impl Config {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A setting: the environment variable `name` if set (it must parse: "`what`"), else the
+/// file's value, else `default`.
+fn setting<T>(name: &str, what: &str, file: Option<T>, default: T) -> anyhow::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match env(name) {
+        Some(v) => v.parse().map_err(|e| anyhow::anyhow!("{name}={v:?} is not {what}: {e}")),
+        None => Ok(file.unwrap_or(default)),
+    }
+}
+
+/// A list setting: the comma-separated environment variable `name` if set, else the file's.
+fn list_setting(name: &str, file: Option<Vec<String>>) -> Vec<String> {
+    match env(name) {
+        Some(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+        None => file.unwrap_or_default(),
+    }
 }
 
 fn data_dir() -> anyhow::Result<PathBuf> {

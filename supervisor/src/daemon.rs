@@ -303,7 +303,10 @@ pub(crate) fn attach(
             }
         }
     }
-    let answer = connect(config)?.request(&request)?;
+    let mut client = connect(config)?;
+    // Looking for a peer, connecting and the key exchange: the daemon's own deadlines.
+    client.set_timeout(Duration::from_secs(timeout + 60))?;
+    let answer = client.request(&request)?;
     out(&format!(
         "joined the share; {} is syncing (`clearskies wait` shows progress)",
         answer["path"].as_str().unwrap_or(p)

@@ -81,7 +81,7 @@ pub struct Share {
     mode: &'static str,
     store: ShareStore,
     worker: Worker<ShareState>,
-    transfer: Option<Addr<Transfer>>,
+    transfer: Addr<Transfer>,
     /// The share was joined from a peer: it is not in sync before one has caught us up.
     joined: bool,
     state: State,
@@ -104,23 +104,24 @@ pub struct Share {
 }
 
 impl Share {
-    /// A share rooted at `root`, indexed in `store`, where we are `me`. `joined`: the share
-    /// came from a peer (attach), rather than being created here.
-    pub fn new(
+    /// Starts the actor (and its worker thread and `Transfer` actor) for a share rooted at
+    /// `root`, indexed in `store`, where we are `me`. `joined`: the share came from a peer
+    /// (attach), rather than being created here.
+    pub fn spawn(
         root: PathBuf,
         me: PeerId,
         mode: &'static str,
         store: ShareStore,
         joined: bool,
-    ) -> std::io::Result<Self> {
+    ) -> std::io::Result<Addr<Share>> {
         let state = ShareState { root: root.clone(), store: store.clone(), me };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
-        Ok(Share {
+        Ok(Share::create(move |ctx| Share {
+            transfer: Transfer::new(root.clone(), store.clone(), ctx.address().recipient()).start(),
             root,
             mode,
             store,
             worker,
-            transfer: None,
             joined,
             state: State::Starting,
             scan_again: false,
@@ -135,6 +136,20 @@ impl Share {
             applied: tokio::sync::watch::Sender::new(0),
             answering: std::collections::BTreeSet::new(),
             retry: None,
+        }))
+    }
+
+    /// Runs `job` with an [`Applier`] on the worker thread; resolves with its result and the
+    /// number of records whose disk work failed.
+    fn run_applier<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Applier<'_>) -> R + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<(R, usize), super::worker::WorkerGone>> {
+        self.worker.run(move |s: &mut ShareState| {
+            let mut uuid = new_uuid;
+            let mut a = s.applier(&mut uuid);
+            let r = job(&mut a);
+            (r, a.failures)
         })
     }
 
@@ -201,12 +216,7 @@ impl Share {
         }
         self.applying = true;
         let batch = std::mem::take(&mut self.incoming);
-        let job = self.worker.run(move |s: &mut ShareState| {
-            let mut uuid = new_uuid;
-            let mut a = s.applier(&mut uuid);
-            let r = a.receive(batch);
-            (r, a.failures)
-        });
+        let job = self.run_applier(move |a| a.receive(batch));
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             act.applying = false;
             act.applied.send_modify(|n| *n += 1);
@@ -231,12 +241,7 @@ impl Share {
         }
         self.installing = true;
         let batch = std::mem::take(&mut self.downloads);
-        let job = self.worker.run(move |s: &mut ShareState| {
-            let mut uuid = new_uuid;
-            let mut a = s.applier(&mut uuid);
-            let r = a.downloaded(batch);
-            (r, a.failures)
-        });
+        let job = self.run_applier(move |a| a.downloaded(batch));
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             act.installing = false;
             let joined = joined.map(|(r, failures)| {
@@ -258,12 +263,7 @@ impl Share {
             return;
         }
         self.retry = Some(ctx.run_later(RETRY_PENDING, |act, ctx| {
-            let job = act.worker.run(|s: &mut ShareState| {
-                let mut uuid = new_uuid;
-                let mut a = s.applier(&mut uuid);
-                let r = a.resume();
-                (r, a.failures)
-            });
+            let job = act.run_applier(|a| a.resume());
             ctx.spawn(job.into_actor(act).map(|joined, act, ctx| {
                 act.retry = None;
                 if let Ok((r, failures)) = joined {
@@ -285,8 +285,8 @@ impl Share {
     }
 
     fn fetch(&self, fetch: Vec<super::apply::Fetch>) {
-        if let (false, Some(t)) = (fetch.is_empty(), &self.transfer) {
-            t.do_send(Fetches(fetch));
+        if !fetch.is_empty() {
+            self.transfer.do_send(Fetches(fetch));
         }
     }
 
@@ -338,11 +338,6 @@ impl Actor for Share {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let transfer = Transfer::new(self.root.clone(), self.store.clone(), ctx.address().recipient()).start();
-        if self.paused {
-            transfer.do_send(SetTransfersPaused(true));
-        }
-        self.transfer = Some(transfer);
         // First what a crash or a stop left undone, then a scan.
         let job = self.worker.run(|s: &mut ShareState| {
             if !super::scan::root_is_present(&s.root) {
@@ -355,7 +350,6 @@ impl Actor for Share {
             let mut uuid = new_uuid;
             s.applier(&mut uuid).resume()
         });
-        self.retry = None;
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             match joined {
                 Ok(Ok(fetch)) => act.fetch(fetch),
@@ -418,11 +412,7 @@ impl Handler<PeerUp> for Share {
     type Result = MessageResult<PeerUp>;
 
     fn handle(&mut self, msg: PeerUp, ctx: &mut Context<Self>) -> Self::Result {
-        let transfer = self
-            .transfer
-            .clone()
-            .unwrap_or_else(|| Transfer::new(self.root.clone(), self.store.clone(), ctx.address().recipient()).start());
-        self.transfer = Some(transfer.clone());
+        let transfer = self.transfer.clone();
         transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone() });
         // Subscribe to the peer's changes: everything newer than what we hold.
         let since = self.store.since().unwrap_or_default();
@@ -446,9 +436,7 @@ impl Handler<PeerDown> for Share {
     fn handle(&mut self, msg: PeerDown, _: &mut Context<Self>) {
         self.subscribers.remove(&msg.conn);
         self.answering.remove(&msg.conn);
-        if let Some(t) = &self.transfer {
-            t.do_send(TransferPeerDown { conn: msg.conn });
-        }
+        self.transfer.do_send(TransferPeerDown { conn: msg.conn });
     }
 }
 
@@ -492,9 +480,7 @@ impl Handler<SetTransfersPaused> for Share {
 
     fn handle(&mut self, msg: SetTransfersPaused, _: &mut Context<Self>) {
         self.paused = msg.0;
-        if let Some(t) = &self.transfer {
-            t.do_send(msg);
-        }
+        self.transfer.do_send(msg);
     }
 }
 
@@ -507,56 +493,82 @@ impl Handler<Downloaded> for Share {
     }
 }
 
-impl Handler<GetShareStatus> for Share {
-    type Result = MessageResult<GetShareStatus>;
+/// What `list_shares` counts in the index.
+#[derive(Debug, Default)]
+struct Counts {
+    files: u64,
+    directories: u64,
+    bytes: u64,
+    pending_files: u64,
+    pending_bytes: u64,
+    revision: u64,
+}
 
-    fn handle(&mut self, _: GetShareStatus, _: &mut Context<Self>) -> Self::Result {
-        let (mut files, mut directories, mut bytes) = (0, 0, 0);
-        let (mut pending_files, mut pending_bytes) = (0, 0);
-        let records = self.store.records();
-        if let Ok(records) = &records {
-            for r in records.iter().filter(|r| !r.deleted) {
-                match r.kind {
-                    EntryKind::File => {
-                        files += 1;
-                        bytes += r.size.unwrap_or(0);
-                        if r.wants_content() {
-                            pending_files += 1;
-                            pending_bytes += r.size.unwrap_or(0);
-                        }
-                    }
-                    EntryKind::Directory => directories += 1,
+/// Counts live entries and those waiting for contents (reads every record: blocking).
+fn count(store: &ShareStore) -> Result<Counts, super::store::StoreError> {
+    let mut c = Counts { revision: store.revision().unwrap_or(0), ..Counts::default() };
+    for r in store.records()?.iter().filter(|r| !r.deleted) {
+        match r.kind {
+            EntryKind::File => {
+                c.files += 1;
+                c.bytes += r.size.unwrap_or(0);
+                if r.wants_content() {
+                    c.pending_files += 1;
+                    c.pending_bytes += r.size.unwrap_or(0);
                 }
             }
+            EntryKind::Directory => c.directories += 1,
         }
+    }
+    Ok(c)
+}
+
+impl Handler<GetShareStatus> for Share {
+    /// The index is counted on the blocking pool, not on the event loop (and not behind a
+    /// scan on the worker thread: `wait` polls this).
+    type Result = actix::ResponseFuture<ShareStatus>;
+
+    fn handle(&mut self, _: GetShareStatus, _: &mut Context<Self>) -> Self::Result {
         let busy = self.applying
             || self.installing
             || !self.incoming.is_empty()
             || !self.downloads.is_empty()
             || self.debounce.is_some();
-        let (status, error) = match (&self.state, records) {
-            (_, Err(e)) => ("error", Some(e.to_string())),
-            (State::Starting | State::Scanning, _) => ("scanning", None),
-            (State::Idle, _) if self.paused && pending_files > 0 => ("paused", None),
-            (State::Idle, _) if busy || pending_files > 0 => ("syncing", None),
-            (State::Idle, _) => ("idle", None),
-            (State::Error(e), _) => ("error", Some(e.clone())),
-        };
+        let (state, paused, joined) = (self.state.clone(), self.paused, self.joined);
         let peers_caught_up = self.subscribers.values().all(|s| s.caught_up);
-        let synced = status == "idle" && peers_caught_up && (!self.joined || !self.subscribers.is_empty());
-        MessageResult(ShareStatus {
-            path: self.root.display().to_string(),
-            status,
-            error,
-            mode: self.mode,
-            files,
-            directories,
-            bytes,
-            revision: self.store.revision().unwrap_or(0),
-            synced,
-            pending_files,
-            pending_bytes,
-            peers: self.subscribers.len(),
+        let peers = self.subscribers.len();
+        let (path, mode, store) = (self.root.display().to_string(), self.mode, self.store.clone());
+        Box::pin(async move {
+            let counted = tokio::task::spawn_blocking(move || count(&store))
+                .await
+                .unwrap_or_else(|e| Err(super::store::StoreError::Corrupt(format!("counting failed: {e}"))));
+            let (c, failed) = match counted {
+                Ok(c) => (c, None),
+                Err(e) => (Counts::default(), Some(e.to_string())),
+            };
+            let (status, error) = match (&state, failed) {
+                (_, Some(e)) => ("error", Some(e)),
+                (State::Starting | State::Scanning, _) => ("scanning", None),
+                (State::Idle, _) if paused && c.pending_files > 0 => ("paused", None),
+                (State::Idle, _) if busy || c.pending_files > 0 => ("syncing", None),
+                (State::Idle, _) => ("idle", None),
+                (State::Error(e), _) => ("error", Some(e.clone())),
+            };
+            let synced = status == "idle" && peers_caught_up && (!joined || peers > 0);
+            ShareStatus {
+                path,
+                status,
+                error,
+                mode,
+                files: c.files,
+                directories: c.directories,
+                bytes: c.bytes,
+                revision: c.revision,
+                synced,
+                pending_files: c.pending_files,
+                pending_bytes: c.pending_bytes,
+                peers,
+            }
         })
     }
 }

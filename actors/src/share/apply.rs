@@ -110,9 +110,6 @@ fn adopt(new: &Record, old: Option<&Record>) -> Record {
             !same
         }
     };
-    if r.path.is_root() {
-        r.local = old.and_then(|o| o.local);
-    }
     r
 }
 

@@ -27,10 +27,10 @@ fn refuse(what: &str, p: &Path) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {}", p.display()))
 }
 
-/// Makes sure every directory from the root down to `path`'s parent exists and is a real
-/// directory (creating missing ones with mode 0755); refuses symlinks and files on the way.
-/// Returns the parent's on-disk path.
-pub fn prepare_parent(root: &Path, path: &SharePath) -> io::Result<PathBuf> {
+/// Walks the directories from the root down to `path`'s parent, refusing symlinks and files
+/// on the way. A missing one is created (mode 0755) when `create`, else the walk answers
+/// `None`. Returns the parent's on-disk path.
+fn walk_parent(root: &Path, path: &SharePath, create: bool) -> io::Result<Option<PathBuf>> {
     let mut dir = root.to_owned();
     let Some(parent) = path.parent() else {
         return Err(refuse("the share root has no parent inside the share", root));
@@ -40,6 +40,7 @@ pub fn prepare_parent(root: &Path, path: &SharePath) -> io::Result<PathBuf> {
         match fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(refuse("not a directory (or a symlink) on the way", &dir)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&dir)
                     .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
@@ -50,27 +51,21 @@ pub fn prepare_parent(root: &Path, path: &SharePath) -> io::Result<PathBuf> {
             Err(e) => return Err(e),
         }
     }
-    Ok(dir)
+    Ok(Some(dir))
+}
+
+/// Makes sure every directory from the root down to `path`'s parent exists and is a real
+/// directory (creating missing ones with mode 0755); refuses symlinks and files on the way.
+/// Returns the parent's on-disk path.
+pub fn prepare_parent(root: &Path, path: &SharePath) -> io::Result<PathBuf> {
+    walk_parent(root, path, true)?.ok_or_else(|| refuse("a directory on the way vanished", root))
 }
 
 /// The on-disk parent of `path` if every directory on the way exists and is a real
 /// directory; `None` if one is missing (nothing below it exists); an error for a symlink or a
 /// file on the way. Creates nothing (for deletions).
 pub fn existing_parent(root: &Path, path: &SharePath) -> io::Result<Option<PathBuf>> {
-    let mut dir = root.to_owned();
-    let Some(parent) = path.parent() else {
-        return Err(refuse("the share root has no parent inside the share", root));
-    };
-    for segment in parent.relative().split('/').filter(|s| !s.is_empty()) {
-        dir.push(segment);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(refuse("not a directory (or a symlink) on the way", &dir)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Some(dir))
+    walk_parent(root, path, false)
 }
 
 /// What is at a path, without following a symlink there.

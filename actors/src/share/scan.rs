@@ -363,7 +363,6 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::share::store::Store;
 
     struct Fixture {
         _db: tempfile::TempDir,
@@ -374,12 +373,7 @@ mod tests {
 
     impl Fixture {
         fn new() -> Self {
-            let db = tempfile::tempdir().unwrap();
-            let root = tempfile::tempdir().unwrap();
-            fs::create_dir(root.path().join(META_DIR)).unwrap();
-            let s = Store::open(db.path()).unwrap();
-            s.create_share("t").unwrap();
-            let store = s.share("t").unwrap();
+            let (db, root, store) = crate::share::test_share();
             Fixture { _db: db, root, store, counter: 0 }
         }
 

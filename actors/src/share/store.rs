@@ -215,6 +215,23 @@ impl ShareStore {
         self.db.cf_handle(&self.cf).ok_or_else(|| StoreError::NoShare(self.cf.clone()))
     }
 
+    /// Calls `f` with each key and value whose key starts with `prefix`, in key order.
+    fn each_with_prefix(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf()?;
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+
     /// The record at `path`, if any (tombstones included).
     pub fn get(&self, path: &SharePath) -> Result<Option<Record>, StoreError> {
         let cf = self.cf()?;
@@ -226,15 +243,11 @@ impl ShareStore {
 
     /// Every record, in path order.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        let cf = self.cf()?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(&cf, IteratorMode::From(b"r", Direction::Forward)) {
-            let (k, v) = item?;
-            if k.first() != Some(&b'r') {
-                break;
-            }
-            out.push(decode(&v)?);
-        }
+        self.each_with_prefix(b"r", |_, v| {
+            out.push(decode(v)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -246,16 +259,12 @@ impl ShareStore {
 
     /// The highest revision held from each writer: what we send in `database.get_updates`.
     pub fn since(&self) -> Result<Since, StoreError> {
-        let cf = self.cf()?;
         let mut out = Since::new();
-        for item in self.db.iterator_cf(&cf, IteratorMode::From(b"s", Direction::Forward)) {
-            let (k, v) = item?;
-            if k.first() != Some(&b's') {
-                break;
-            }
+        self.each_with_prefix(b"s", |k, v| {
             let id: [u8; 16] = k[1..].try_into().map_err(|_| StoreError::Corrupt("since key".into()))?;
-            out.insert(PeerId(id), u64_value(&v)?);
-        }
+            out.insert(PeerId(id), u64_value(v)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -292,22 +301,18 @@ impl ShareStore {
     }
 
     fn paths_by_content(&self, tag: u8, sha: Option<&Sha256Hash>) -> Result<Vec<(Sha256Hash, SharePath)>, StoreError> {
-        let cf = self.cf()?;
         let mut prefix = vec![tag];
         if let Some(sha) = sha {
             prefix.extend_from_slice(&sha.0);
         }
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(&cf, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        self.each_with_prefix(&prefix, |k, _| {
             let corrupt = || StoreError::Corrupt("content index key".into());
             let sha: [u8; 32] = k.get(1..33).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?;
             let path = std::str::from_utf8(&k[33..]).map_err(|_| corrupt())?;
             out.push((Sha256Hash(sha), SharePath::parse(path).map_err(|_| corrupt())?));
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -57,6 +57,27 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_REDIAL: Duration = Duration::from_millis(500);
 const MAX_REDIAL: Duration = Duration::from_secs(60);
 
+/// A share key ready to authenticate a connection to one of the share's peers.
+struct ShareKeyDial {
+    tls: TlsContext,
+    key_id: Sha256Hash,
+    key: clearskies_protocol::SecretKey,
+    /// Our peer ID in the share.
+    me: PeerId,
+}
+
+impl ShareKeyDial {
+    /// TCP (with a deadline), then TLS + SRP with the key ID and key.
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<channel::Channel> {
+        let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        channel::connect(tcp, &self.tls, self.key_id, &hex::encode(self.key.as_bytes()))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
 /// A share's keys with the SRP record derived from them (an expensive computation, done once).
 #[derive(Debug, Clone)]
 struct KeyMaterial {
@@ -155,24 +176,14 @@ impl Supervisor {
     /// Dials an address discovery found for a share, once (discovery reports it again if it
     /// is still there).
     fn dial_found(&mut self, share: Sha256Hash, addr: SocketAddr, ctx: &mut Context<Self>) {
-        let (Some((config, _)), Some(material), Some(tls)) =
-            (self.shares.get(&share), self.keys.get(&share), self.tls.clone())
-        else {
-            return;
-        };
+        let Some(key) = self.share_key(share) else { return };
         if self.found_dialing.len() >= MAX_FOUND_PER_NEWS || !self.found_dialing.insert((share, addr)) {
             return;
         }
-        let (key_id, key, me) = (material.keys.key_id, material.keys.key, config.peer_id);
         let targets = Self::peer_targets(ctx);
         let attempt = async move {
-            let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-            let ch = channel::connect(tcp, &tls, key_id, &hex::encode(key.as_bytes()))
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            Peer::new(ch, Role::Client, KeyExchange::None, me, Purpose::Found { share }, addr, targets).start();
+            let ch = key.connect(addr).await?;
+            Peer::new(ch, Role::Client, KeyExchange::None, key.me, Purpose::Found { share }, addr, targets).start();
             Ok::<(), std::io::Error>(())
         };
         ctx.spawn(attempt.into_actor(self).map(move |res, act, _| {
@@ -181,6 +192,12 @@ impl Supervisor {
                 info!(%share, peer = %addr, error = %e, "cannot reach a discovered peer");
             }
         }));
+    }
+
+    /// What dialling a share's peer with the share key needs, if the share is running.
+    fn share_key(&self, share: Sha256Hash) -> Option<ShareKeyDial> {
+        let ((config, _), material, tls) = (self.shares.get(&share)?, self.keys.get(&share)?, self.tls.clone()?);
+        Some(ShareKeyDial { tls, key_id: material.keys.key_id, key: material.keys.key, me: config.peer_id })
     }
 
     fn peer_targets(ctx: &Context<Self>) -> PeerTargets {
@@ -249,13 +266,10 @@ impl Supervisor {
     fn dial(&mut self, share: Sha256Hash, addr: String, delay: Duration, ctx: &mut Context<Self>) {
         self.dials.entry((share, addr.clone())).or_insert(0);
         ctx.run_later(delay, move |act, ctx| {
-            let (Some((config, _)), Some(material), Some(tls)) =
-                (act.shares.get(&share), act.keys.get(&share), act.tls.clone())
-            else {
+            let Some(key) = act.share_key(share) else {
                 act.dials.remove(&(share, addr));
                 return;
             };
-            let (key_id, key, me) = (material.keys.key_id, material.keys.key, config.peer_id);
             let targets = Self::peer_targets(ctx);
             let target = addr.clone();
             let dialled = addr.clone();
@@ -263,14 +277,9 @@ impl Supervisor {
                 let sock = tokio::net::lookup_host(&target).await?.next().ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::NotFound, format!("cannot resolve {target}"))
                 })?;
-                let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(sock))
-                    .await
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-                let ch = channel::connect(tcp, &tls, key_id, &hex::encode(key.as_bytes()))
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                Peer::new(ch, Role::Client, KeyExchange::None, me, Purpose::Rejoin { share, dialled }, sock, targets)
-                    .start();
+                let ch = key.connect(sock).await?;
+                let purpose = Purpose::Rejoin { share, dialled };
+                Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, sock, targets).start();
                 Ok::<(), std::io::Error>(())
             };
             ctx.spawn(attempt.into_actor(act).map(move |res, act, ctx| {
@@ -290,9 +299,8 @@ impl Supervisor {
         match self.store.share(&config.store_key()) {
             Ok(store) => {
                 let joined = !config.peers.is_empty();
-                match Share::new(config.path.clone(), config.peer_id, config.mode(), store, joined) {
-                    Ok(share) => {
-                        let addr = share.start();
+                match Share::spawn(config.path.clone(), config.peer_id, config.mode(), store, joined) {
+                    Ok(addr) => {
                         if self.paused {
                             addr.do_send(SetTransfersPaused(true));
                         }

@@ -91,11 +91,6 @@ impl Transfer {
         }
     }
 
-    /// Contents waiting (queued or in flight) and their bytes.
-    pub fn backlog(&self) -> (usize, u64) {
-        (self.wanted.len(), self.wanted.values().map(|f| f.size).sum())
-    }
-
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         if self.paused {
             return;

@@ -6,7 +6,6 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::share::scan::{scan, ScanContext};
-use crate::share::store::Store;
 
 const ME: PeerId = PeerId([1; 16]);
 const THEM: PeerId = PeerId([2; 16]);
@@ -24,12 +23,8 @@ fn sha(data: &[u8]) -> Sha256Hash {
 
 impl Fixture {
     fn new() -> Self {
-        let db = tempfile::tempdir().unwrap();
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join(META_DIR)).unwrap();
-        let s = Store::open(db.path()).unwrap();
-        s.create_share("t").unwrap();
-        Fixture { _db: db, root, store: s.share("t").unwrap(), counter: 100 }
+        let (db, root, store) = crate::share::test_share();
+        Fixture { _db: db, root, store, counter: 100 }
     }
 
     fn scan(&mut self) {
@@ -62,6 +57,16 @@ impl Fixture {
         let mut uuid = || RecordUuid([0; 16]);
         let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid);
         a.downloaded(vec![(f.sha256, temp)]).unwrap()
+    }
+
+    /// Our record at `p`, deleted by them after seeing it.
+    fn their_tombstone(&self, p: &str) -> Record {
+        let mut r = self.get(p);
+        r.deleted = true;
+        r.vector_clock.increment(THEM);
+        r.last_updated_by = THEM;
+        r.last_updated_rev = r.vector_clock.get(&THEM);
+        r
     }
 
     fn get(&self, p: &str) -> Record {
@@ -191,16 +196,8 @@ fn deletions_remove_unchanged_files_only() {
     fs::write(f.root.path().join("dir/a"), b"a").unwrap();
     fs::write(f.root.path().join("b"), b"b").unwrap();
     f.scan();
-    let tomb = |p: &str, f: &Fixture| {
-        let mut r = f.get(p);
-        r.deleted = true;
-        r.vector_clock.increment(THEM);
-        r.last_updated_by = THEM;
-        r.last_updated_rev = r.vector_clock.get(&THEM);
-        r
-    };
     // "b" changed on disk after our scan: the edit beats the deletion.
-    let (tb, ta, tdir) = (tomb("/b", &f), tomb("/dir/a", &f), tomb("/dir", &f));
+    let (tb, ta, tdir) = (f.their_tombstone("/b"), f.their_tombstone("/dir/a"), f.their_tombstone("/dir"));
     fs::write(f.root.path().join("b"), b"edited").unwrap();
     // The directory's tombstone first, as a scan would order them: still removed last.
     f.receive(vec![tdir, ta, tb]);
@@ -241,11 +238,7 @@ fn a_missing_root_defers_changes_until_it_is_back() {
     let mut f = Fixture::new();
     fs::write(f.root.path().join("a"), b"a").unwrap();
     f.scan();
-    let mut t = f.get("/a");
-    t.deleted = true;
-    t.vector_clock.increment(THEM);
-    t.last_updated_by = THEM;
-    t.last_updated_rev = 1;
+    let t = f.their_tombstone("/a");
     fs::remove_dir(f.root.path().join(META_DIR)).unwrap();
     f.receive(vec![t]);
     assert_eq!(f.file("a").unwrap(), b"a", "nothing deleted while the root is not there");
@@ -284,11 +277,7 @@ fn a_deletion_never_recreates_the_directories_it_would_delete_from() {
     fs::create_dir_all(f.root.path().join("dir/sub")).unwrap();
     fs::write(f.root.path().join("dir/sub/a"), b"a").unwrap();
     f.scan();
-    let mut t = f.get("/dir/sub/a");
-    t.deleted = true;
-    t.vector_clock.increment(THEM);
-    t.last_updated_by = THEM;
-    t.last_updated_rev = 1;
+    let t = f.their_tombstone("/dir/sub/a");
     // The user removed the whole directory before we scanned it.
     fs::remove_dir_all(f.root.path().join("dir")).unwrap();
     f.receive(vec![t]);

@@ -708,7 +708,8 @@ impl Handler<AddShare> for Supervisor {
                                     "no_peer_found",
                                     format!(
                                         "no peer with this share was found in {} s (is the sharing daemon running, \
-                                         on the same tracker or LAN?); or give --peer HOST:PORT",
+                                         on the same tracker or LAN, and the code still unused and \
+                                         unexpired?); or give --peer HOST:PORT",
                                         seek.as_secs()
                                     ),
                                 )

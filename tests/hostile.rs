@@ -7,6 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::{wait_for, Daemon};
 
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// TCP to `addr`, then TLS + SRP with the access code `code`.
 async fn channel_with_code(addr: &str, code: &str) -> clearskies_actors::peer::channel::Channel {
     let code: AccessCode = code.parse().unwrap();
@@ -63,10 +65,11 @@ fn garbage_after_authentication_closes_only_that_connection() {
 
 /// Authenticates with `code`, completes the protocol session (receiving the share's keys),
 /// sends `messages`, then reads until the daemon closes the connection (returns `None`) or
-/// `done` has seen enough answers (returns how many messages arrived).
+/// `done` has seen enough answers (returns how many messages arrived), within `limit`.
 fn session_then_send(
     addr: &str,
     code: &str,
+    limit: std::time::Duration,
     messages: Vec<clearskies_protocol::message::Message>,
     mut done: impl FnMut(&clearskies_protocol::message::Message) -> bool,
 ) -> Option<usize> {
@@ -92,7 +95,7 @@ fn session_then_send(
         });
         let mut buf = vec![0u8; 1 << 16];
         let (mut sent, mut received) = (false, 0);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             while let Some(e) = s.poll_event() {
                 match e {
@@ -151,7 +154,7 @@ fn records_with_escaping_paths_close_the_connection_and_write_nothing() {
             deleted: false,
         };
         let msg = clearskies_protocol::message::Message::from(update);
-        assert_eq!(session_then_send(&a.listen(), &code, vec![msg], |_| false), None, "{key}: not closed");
+        assert_eq!(session_then_send(&a.listen(), &code, MINUTE, vec![msg], |_| false), None, "{key}: not closed");
     }
     // Keys are always share-relative ("/etc/x" is <root>/etc/x); these try to climb out.
     wait_for("every refusal in the log", || {
@@ -181,7 +184,7 @@ fn a_flood_of_requests_is_answered_and_bounded() {
         .collect();
     // Every request gets an answer (not_present, or get_error when too many are in flight).
     let mut answers = 0;
-    let got = session_then_send(&a.listen(), &code, gets, |m| {
+    let got = session_then_send(&a.listen(), &code, MINUTE, gets, |m| {
         if matches!(m, Message::DirectoryNotPresent(_) | Message::DirectoryGetError(_)) {
             answers += 1;
         }
@@ -217,7 +220,10 @@ fn a_flood_of_updates_is_absorbed_with_bounded_memory() {
     // The client stays connected (reading whatever comes) while the daemon takes the flood in
     // at its own pace; it ends when the daemon stops.
     let addr = a.listen();
-    std::thread::spawn(move || session_then_send(&addr, &code, updates, |_| false));
+    // (No deadline of its own that could fire while the suite goes on: it lives as long as
+    // the daemon, whose test has its own.)
+    let forever = std::time::Duration::from_secs(24 * 3600);
+    std::thread::spawn(move || session_then_send(&addr, &code, forever, updates, |_| false));
     // (Its own deadline: beside the 1 GiB tests, a debug build takes a while.)
     let start = std::time::Instant::now();
     loop {

@@ -136,6 +136,8 @@ impl Drop for Daemon {
         let log = self.cs.log();
         if !std::thread::panicking() {
             assert!(!log.contains("panicked"), "the daemon panicked:\n{log}");
+            // An abort (e.g. RocksDB closed under a thread still using it at exit) is never fine.
+            assert!(!log.contains("killed by signal 6"), "the worker aborted:\n{log}");
         }
     }
 }

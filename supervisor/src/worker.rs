@@ -35,7 +35,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
     let store = Store::open(&db_dir).with_context(|| format!("opening the index in {}", db_dir.display()))?;
     let system = actix_rt::System::new();
     system.block_on(async {
-        Supervisor::new(settings, store, listener, peer_listener, secret).start();
+        Supervisor::new(settings, store.clone(), listener, peer_listener, secret).start();
         actix_rt::spawn(async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
             let Ok(mut term) = term else {
@@ -50,6 +50,13 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         });
     });
     let result = system.run().context("the actor system failed");
+    // Close the index cleanly before exiting: the actors are gone with the system (and with
+    // them the share threads' work queues); wait for every other handle to the database to go
+    // (share threads finishing), then close it here.
+    if !store.wait_sole_owner(std::time::Duration::from_secs(10)) {
+        warn!("the index is still in use after 10 s; exiting anyway");
+    }
+    drop(store);
     let _ = fs::remove_file(&socket);
     let _ = fs::remove_file(config.pid_file());
     info!("worker stopped");

@@ -80,6 +80,21 @@ impl Store {
         Ok(Store { db: Arc::new(db) })
     }
 
+    /// Waits until this handle is the last one to the database (every actor, share thread
+    /// and blocking task that held one has let go), at most `timeout`. The process then
+    /// closes RocksDB by dropping it on its own thread, before exit: a database still open in
+    /// another thread while the process exits aborts in RocksDB's mutexes.
+    pub fn wait_sole_owner(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while Arc::strong_count(&self.db) > 1 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Creates the column family for a share (idempotent).
     pub fn create_share(&self, share: &str) -> Result<(), StoreError> {
         let name = cf_name(share);

@@ -108,6 +108,9 @@ def run_case(binary, work, name, fill):
         # Let the sharer finish indexing first: the benchmark measures sync, not hashing.
         while a.json("list")["shares"][0]["status"] != "idle":
             time.sleep(0.05)
+        # Both daemons run on this one disk: flush the generated sources first, or the
+        # receiver's fsyncs also pay for writing them (ext4 orders data before a commit).
+        os.sync()
         t0 = time.monotonic()
         b.run("attach", code, dst, "--peer", a.listen())
         wait_same_sizes(src, dst)

@@ -29,7 +29,10 @@ class Daemon:
         os.makedirs(home, exist_ok=True)
         self.env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1",
                         CLEARSKIES_LISTEN_PORT="0")
+        # The daemons' own log filter (their logs stay in HOME): CLEARSKIES_BENCH_LOG.
         self.env.pop("CLEARSKIES_LOG", None)
+        if os.environ.get("CLEARSKIES_BENCH_LOG"):
+            self.env["CLEARSKIES_LOG"] = os.environ["CLEARSKIES_BENCH_LOG"]
 
     def run(self, *args):
         r = subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True)

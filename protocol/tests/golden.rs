@@ -8,8 +8,11 @@ use clearskies_protocol::access_code::AccessCode;
 use clearskies_protocol::frame::{Decoder, FrameError, Item, Kind};
 use clearskies_protocol::message::Message;
 
+/// Read at run time, not baked in at build time: a build reused from another checkout
+/// (a shared target directory) must still read this checkout's data.
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("protocol"), PathBuf::from);
+    Path::new(&root).join("tests/data").join(rel)
 }
 
 #[test]

@@ -50,7 +50,7 @@ const MAX_QUEUED_FILES: usize = 64;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-type Outgoing = (Bytes, Option<OwnedSemaphorePermit>);
+pub(super) type Outgoing = (Bytes, Option<OwnedSemaphorePermit>);
 
 /// A piece of a file being sent, read by the blocking reader.
 #[derive(Debug, ActixMessage)]
@@ -469,20 +469,35 @@ impl Peer {
     }
 }
 
+/// The connection's writer: sends what the actor queues, in order, releasing each piece's
+/// file-data permit once it is written.
+///
+/// A TLS stream accepts plaintext before it can send all of the records it makes of it: when
+/// the socket is full, `write_all` returns with the tail still in rustls's buffer, sent only
+/// by the next write or a flush. So the writer flushes whenever its queue runs dry; without
+/// that, the end of a file could wait for the next ping (30 s) to reach the peer.
+pub(super) async fn write_out<W>(mut rx: mpsc::UnboundedReceiver<Outgoing>, mut write: W)
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    while let Some((bytes, permit)) = rx.recv().await {
+        if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+        drop(permit);
+        if rx.is_empty() && write.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = write.shutdown().await;
+}
+
 impl Actor for Peer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some((mut rx, mut write)) = self.writer_rx.take() {
-            actix_rt::spawn(async move {
-                while let Some((bytes, permit)) = rx.recv().await {
-                    if write.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                    drop(permit);
-                }
-                let _ = write.shutdown().await;
-            });
+        if let Some((rx, write)) = self.writer_rx.take() {
+            actix_rt::spawn(write_out(rx, write));
         }
         if let Some(read) = self.stream.take() {
             ctx.add_stream(ReaderStream::with_capacity(read, 256 * 1024));

@@ -85,3 +85,22 @@ async fn garbage_instead_of_tls_fails_cleanly() {
     drop(tcp);
     assert!(matches!(server.await.unwrap(), Err(ChannelError::Io(_))));
 }
+
+/// TLS (like any buffering writer) may keep the tail of a write until it is flushed; the
+/// connection's writer must flush when nothing else is queued, or the end of a file waits
+/// for the next ping (the 10–30 s stalls once seen in the large-file benchmark).
+#[tokio::test]
+async fn the_writer_flushes_when_its_queue_runs_dry() {
+    let (near, mut far) = tokio::io::duplex(1 << 16);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::spawn(super::actor::write_out(rx, tokio::io::BufWriter::new(near)));
+    tx.send((bytes::Bytes::from_static(b"m2{}"), None)).unwrap();
+    let mut got = [0u8; 4];
+    tokio::time::timeout(std::time::Duration::from_secs(10), far.read_exact(&mut got))
+        .await
+        .expect("the queued bytes were not flushed to the socket")
+        .unwrap();
+    assert_eq!(&got, b"m2{}");
+    drop(tx);
+    writer.await.unwrap();
+}

@@ -95,7 +95,7 @@ impl Transfer {
         if self.paused {
             return;
         }
-        for slot in self.peers.values_mut() {
+        for (&conn, slot) in &mut self.peers {
             let mut batch = Vec::new();
             let mut i = 0;
             while i < self.queue.len()
@@ -119,6 +119,7 @@ impl Transfer {
                 batch.push(Message::from(Get { sha256: sha, range: None }));
             }
             if !batch.is_empty() {
+                debug!(conn, requests = batch.len(), in_flight = slot.asked.len(), "asking for contents");
                 slot.out.do_send(PeerOut::Send(batch));
             }
         }
@@ -229,6 +230,7 @@ impl Handler<DataStart> for Transfer {
             return None;
         }
         let fetch = self.wanted.get(&sha).cloned()?;
+        debug!(conn = msg.conn, sha256 = %sha, "receiving contents");
         let (tx, mut rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
         let (root, store, conn) = (self.root.clone(), self.store.clone(), msg.conn);
         let job = tokio::task::spawn_blocking(move || {
@@ -265,6 +267,7 @@ impl Handler<Finished> for Transfer {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
+        debug!(conn = msg.conn, sha256 = %msg.sha256, ok = msg.result.is_ok(), "download finished");
         match msg.result {
             Ok(temp) => {
                 self.wanted.remove(&msg.sha256);
@@ -334,6 +337,7 @@ impl Handler<ServeGet> for Transfer {
                 *n = n.saturating_sub(1);
             }
             let res = joined.unwrap_or_else(|e| Err(e.to_string()));
+            debug!(conn, %sha256, found = matches!(res, Ok(Some(_))), "serving a directory.get");
             match res {
                 Ok(Some((file, len))) => {
                     let header = Message::from(Data { sha256, range });

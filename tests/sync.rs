@@ -112,15 +112,15 @@ fn pair(
 
 /// Two daemons, `a` sharing a directory holding one file (`name`, `data`), `b` attached,
 /// both in sync. `_base` holds the temp dirs.
-struct SyncedPair {
-    a: Daemon,
-    b: Daemon,
-    ra: PathBuf,
-    rb: PathBuf,
+pub(crate) struct SyncedPair {
+    pub(crate) a: Daemon,
+    pub(crate) b: Daemon,
+    pub(crate) ra: PathBuf,
+    pub(crate) rb: PathBuf,
     _base: tempfile::TempDir,
 }
 
-fn synced_pair(name: &str, data: &[u8]) -> SyncedPair {
+pub(crate) fn synced_pair(name: &str, data: &[u8]) -> SyncedPair {
     let (a, b) = (Daemon::start(), Daemon::start());
     let base = tempfile::tempdir().unwrap();
     let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join(name), data), |_| {});

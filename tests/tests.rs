@@ -10,6 +10,7 @@ mod cli;
 mod daemon;
 mod discovery;
 mod hostile;
+mod metrics;
 mod shares;
 mod sync;
 mod util;

@@ -28,6 +28,7 @@ impl Clearskies {
             .env("CLEARSKIES_HOME", self.home.path())
             .env("CLEARSKIES_LISTEN_ADDRESS", "127.0.0.1")
             .env("CLEARSKIES_LISTEN_PORT", "0")
+            .env("CLEARSKIES_METRICS_ADDRESS", "127.0.0.1:0")
             .env("CLEARSKIES_LAN_DISCOVERY", "false")
             .env_remove("CLEARSKIES_TRACKERS")
             .env_remove("CLEARSKIES_PEERS")

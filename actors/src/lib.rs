@@ -14,6 +14,7 @@
 pub mod control;
 pub mod discovery;
 pub mod listener;
+pub mod metrics;
 pub mod peer;
 pub mod share;
 pub mod supervisor;
@@ -41,4 +42,15 @@ pub struct Settings {
     pub trackers: Vec<String>,
     /// Where LAN broadcasts go (`None`: LAN discovery off).
     pub lan: Option<std::net::SocketAddr>,
+    /// What the monitor process tells the worker about itself.
+    pub monitor: MonitorInfo,
+}
+
+/// The monitor's view: how long the daemon has run and how often its worker was restarted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonitorInfo {
+    /// Unix time the monitor started (`None`: the worker runs without one).
+    pub started: Option<u64>,
+    /// Worker processes restarted after a crash before this one.
+    pub restarts: u64,
 }

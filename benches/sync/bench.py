@@ -28,7 +28,7 @@ class Daemon:
         self.binary, self.home = binary, home
         os.makedirs(home, exist_ok=True)
         self.env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1",
-                        CLEARSKIES_LISTEN_PORT="0")
+                        CLEARSKIES_LISTEN_PORT="0", CLEARSKIES_METRICS_ADDRESS="127.0.0.1:0")
         # The daemons' own log filter (their logs stay in HOME): CLEARSKIES_BENCH_LOG.
         self.env.pop("CLEARSKIES_LOG", None)
         if os.environ.get("CLEARSKIES_BENCH_LOG"):

@@ -3,7 +3,8 @@
 //! The data dir is `$CLEARSKIES_HOME`, else `$XDG_DATA_HOME/clearskies`, else
 //! `~/.local/share/clearskies`. It holds `config.toml` (optional; unknown keys are an error),
 //! `control` (the socket), `monitor.pid`, `worker.pid` and `log`. Settings come from
-//! `config.toml`, overridden by `CLEARSKIES_LISTEN_PORT` / `CLEARSKIES_LISTEN_ADDRESS`.
+//! `config.toml`, each overridden by its `CLEARSKIES_*` environment variable
+//! (`CLEARSKIES_LISTEN_PORT`, `CLEARSKIES_METRICS_ADDRESS`, …).
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,6 +19,8 @@ pub(crate) const CONFIG_FILE: &str = "config.toml";
 
 /// The documented default peer port (the port of `core.md`'s examples).
 pub(crate) const DEFAULT_LISTEN_PORT: u16 = 49221;
+/// The documented default port of `/metrics` and `/health` (on 127.0.0.1).
+pub(crate) const DEFAULT_METRICS_PORT: u16 = clearskies_actors::metrics::DEFAULT_PORT;
 /// The LAN broadcast port (`core.md`).
 pub(crate) const DEFAULT_BROADCAST_PORT: u16 = 60106;
 
@@ -39,6 +42,9 @@ pub(crate) struct FileConfig {
     pub(crate) broadcast_address: Option<IpAddr>,
     /// The LAN broadcast port (default 60106).
     pub(crate) broadcast_port: Option<u16>,
+    /// Where `/metrics` and `/health` are served, `IP:PORT` (default 127.0.0.1:49222), or
+    /// `off`.
+    pub(crate) metrics_address: Option<String>,
 }
 
 /// Everything the binary needs, validated.
@@ -53,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) trackers: Vec<String>,
     /// Where LAN broadcasts go, if LAN discovery is on.
     pub(crate) lan: Option<SocketAddr>,
+    /// Where `/metrics` and `/health` are served (`None`: off).
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -90,7 +98,16 @@ impl Config {
         let broadcast_port =
             setting("CLEARSKIES_BROADCAST_PORT", "a port number", file.broadcast_port, DEFAULT_BROADCAST_PORT)?;
         let lan = lan_on.then(|| SocketAddr::new(broadcast_address, broadcast_port));
-        Ok(Config { data_dir, listen: SocketAddr::new(address, port), peers, trackers, lan })
+        let metrics = match env("CLEARSKIES_METRICS_ADDRESS").or(file.metrics_address) {
+            None => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_METRICS_PORT)),
+            Some(v) if v == "off" => None,
+            Some(v) => Some(v.parse().map_err(|e| {
+                anyhow::anyhow!(
+                    "metrics_address {v:?} is not IP:PORT or \"off\" (CLEARSKIES_METRICS_ADDRESS or config.toml): {e}"
+                )
+            })?),
+        };
+        Ok(Config { data_dir, listen: SocketAddr::new(address, port), peers, trackers, lan, metrics })
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {

@@ -115,17 +115,33 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     }
     let flag = |k: &str| status.get(k).and_then(Value::as_bool).unwrap_or(false);
     let num = |k: &str| status.get(k).and_then(Value::as_u64).unwrap_or(0);
-    out(&format!(
-        "clearskies {} (worker pid {}, up {}s)\nsync: {}\nlistening on: {}\npeers connected: {}\nupload: {} B/s, download: {} B/s",
+    let up = status.get("daemon_uptime_seconds").and_then(Value::as_u64).unwrap_or_else(|| num("uptime_seconds"));
+    let mut text = format!(
+        "clearskies {} (worker pid {}, up {}s, worker restarts {})\nsync: {}\nlistening on: {}\nmetrics: {}\npeers connected: {}\nupload: {} B/s, download: {} B/s",
         status.get("software").and_then(Value::as_str).unwrap_or("?"),
         num("pid"),
-        num("uptime_seconds"),
+        up,
+        num("worker_restarts"),
         if flag("paused") { "paused" } else { "running" },
         status.get("listen").and_then(Value::as_str).unwrap_or("-"),
+        status.get("metrics").and_then(Value::as_str).map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),
         num("peers"),
         num("upload_rate"),
         num("download_rate"),
-    ))
+    );
+    let shares = status.pointer("/health/shares").and_then(Value::as_array).cloned().unwrap_or_default();
+    let healthy = status.pointer("/health/healthy").and_then(Value::as_bool).unwrap_or(true);
+    text.push_str(&format!("\nhealth: {}", if healthy { "ok" } else { "a share is in error" }));
+    for s in &shares {
+        let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("?");
+        let state = match (s.get("synced").and_then(Value::as_bool), s.get("error").and_then(Value::as_str)) {
+            (_, Some(e)) => format!("error: {e}"),
+            (Some(true), _) => "in sync".to_owned(),
+            _ => get("status").to_owned(),
+        };
+        text.push_str(&format!("\n  {}: {state}", get("path")));
+    }
+    out(&text)
 }
 
 /// Commands that only need an empty success answer.

@@ -47,8 +47,10 @@ async fn supervise(config: &Config) -> anyhow::Result<Outcome> {
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let mut crashes: VecDeque<Instant> = VecDeque::new();
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut restarts: u64 = 0;
     loop {
-        let mut child = spawn_worker()?;
+        let mut child = spawn_worker(started, restarts)?;
         info!(pid = child.id(), "worker started");
         let status = tokio::select! {
             status = child.wait() => status.context("waiting for the worker")?,
@@ -60,6 +62,7 @@ async fn supervise(config: &Config) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Stopped);
         }
         let now = Instant::now();
+        restarts += 1;
         crashes.push_back(now);
         while crashes.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
             crashes.pop_front();
@@ -83,10 +86,12 @@ async fn supervise(config: &Config) -> anyhow::Result<Outcome> {
     }
 }
 
-fn spawn_worker() -> anyhow::Result<Child> {
+fn spawn_worker(started: u64, restarts: u64) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding the clearskies executable")?;
     Command::new(exe)
         .arg("worker")
+        .env(crate::worker::MONITOR_STARTED_ENV, started.to_string())
+        .env(crate::worker::WORKER_RESTARTS_ENV, restarts.to_string())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -9,10 +9,15 @@ use actix::Actor;
 use anyhow::{bail, Context};
 use clearskies_actors::share::store::Store;
 use clearskies_actors::supervisor::Supervisor;
-use clearskies_actors::Settings;
+use clearskies_actors::{MonitorInfo, Settings};
 use tracing::{info, warn};
 
 use crate::config::Config;
+
+/// Set by the monitor for the worker: the monitor's start (unix seconds).
+pub(crate) const MONITOR_STARTED_ENV: &str = "CLEARSKIES_MONITOR_STARTED";
+/// Set by the monitor for the worker: workers restarted after a crash so far.
+pub(crate) const WORKER_RESTARTS_ENV: &str = "CLEARSKIES_WORKER_RESTARTS";
 
 /// Runs the worker until it is told to stop.
 pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
@@ -27,15 +32,25 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         peers: config.peers.clone(),
         trackers: config.trackers.clone(),
         lan: config.lan,
+        monitor: MonitorInfo {
+            started: std::env::var(MONITOR_STARTED_ENV).ok().and_then(|v| v.parse().ok()),
+            restarts: std::env::var(WORKER_RESTARTS_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+        },
     };
     let peer_listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
+            format!("cannot serve /metrics on {addr} (set metrics_address in config.toml, or \"off\")")
+        })?),
+        None => None,
+    };
     let secret = clearskies_actors::share::registry::server_secret(&config.data_dir)?;
     let db_dir = config.data_dir.join("db");
     let store = Store::open(&db_dir).with_context(|| format!("opening the index in {}", db_dir.display()))?;
     let system = actix_rt::System::new();
     system.block_on(async {
-        Supervisor::new(settings, store.clone(), listener, peer_listener, secret).start();
+        Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret).start();
         actix_rt::spawn(async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
             let Ok(mut term) = term else {

@@ -20,6 +20,7 @@ use tokio::net::UnixStream;
 use tracing::{debug, warn};
 
 pub use self::messages::ControlTargets;
+use crate::metrics::health;
 use crate::supervisor::messages::{
     AddShare, CommandError, CreateAccessCode, CreateShare, GetStatus, ListPeers, ListShares, RemoveShare, SetPaused,
     Shutdown, DEFAULT_CODE_LIFETIME,
@@ -150,9 +151,15 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
         return (error("not_understood", "the command has no \"type\""), None);
     };
     match kind {
-        "status" => match targets.status.send(GetStatus).await {
-            Ok(status) => (serde_json::to_value(status).unwrap_or_else(|_| unavailable()), None),
-            Err(_) => (unavailable(), None),
+        "status" => match (targets.status.send(GetStatus).await, targets.list_shares.send(ListShares).await) {
+            (Ok(status), Ok(shares)) => {
+                let mut v = serde_json::to_value(status).unwrap_or_else(|_| unavailable());
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("health".into(), serde_json::to_value(health(&shares)).unwrap_or(Value::Null));
+                }
+                (v, None)
+            }
+            _ => (unavailable(), None),
         },
         "pause" | "resume" => match targets.pause.send(SetPaused(kind == "pause")).await {
             Ok(()) => (json!({}), None),

@@ -68,6 +68,9 @@ impl Actor for Listener {
                     let ch = match result {
                         Ok(ch) => ch,
                         Err(e) => {
+                            if matches!(e, channel::ChannelError::AuthFailed { .. }) {
+                                crate::metrics::metrics().auth_failures.inc();
+                            }
                             warn!(%addr, error = %e, "refused a connection");
                             return;
                         }

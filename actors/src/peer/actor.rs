@@ -33,6 +33,7 @@ use super::channel::Channel;
 use super::messages::{
     CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerOut, ReleaseCredential,
 };
+use crate::metrics::metrics;
 use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
 use crate::share::record::Record;
 use crate::supervisor::messages::CommandError;
@@ -45,6 +46,8 @@ const SEND_BUDGET: usize = 8 << 20;
 
 /// Index messages a connection may have handed to its share and not yet seen taken in.
 const SYNC_IN_FLIGHT: usize = 1024;
+/// The access level of every session until read-only and untrusted peers exist (issue 5).
+const ACCESS_LEVEL: &str = "read_write";
 /// Files a connection queues for sending behind the one being sent.
 const MAX_QUEUED_FILES: usize = 64;
 
@@ -145,6 +148,8 @@ pub struct Peer {
     peer: Option<PeerId>,
     close_reason: Option<String>,
     targets: PeerTargets,
+    /// Counted in `clearskies_peers_connected`.
+    counted: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -198,6 +203,7 @@ impl Peer {
             peer: None,
             close_reason: None,
             targets,
+            counted: false,
         }
     }
 
@@ -437,6 +443,10 @@ impl Peer {
             Event::Ready => {
                 if let (Some(share), Some(peer)) = (self.share, self.peer) {
                     info!(remote = %self.remote, %peer, %share, "peer connected");
+                    if !self.counted {
+                        self.counted = true;
+                        metrics().peers_connected.with_label_values(&[ACCESS_LEVEL]).inc();
+                    }
                     let connected = PeerConnected {
                         conn: self.conn,
                         out: ctx.address().recipient(),
@@ -480,10 +490,12 @@ pub(super) async fn write_out<W>(mut rx: mpsc::UnboundedReceiver<Outgoing>, mut 
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
+    let sent = metrics().sent_bytes.with_label_values(&["plain"]);
     while let Some((bytes, permit)) = rx.recv().await {
         if write.write_all(&bytes).await.is_err() {
             return;
         }
+        sent.inc_by(bytes.len() as u64);
         drop(permit);
         if rx.is_empty() && write.flush().await.is_err() {
             return;
@@ -525,6 +537,9 @@ impl Actor for Peer {
             link.down.do_send(PeerDown { conn: self.conn });
         }
         self.sink = None;
+        if std::mem::take(&mut self.counted) {
+            metrics().peers_connected.with_label_values(&[ACCESS_LEVEL]).dec();
+        }
         if self.share.is_some() {
             warn!(remote = %self.remote, %reason, "peer disconnected");
         } else {
@@ -550,6 +565,7 @@ impl StreamHandler<Result<Bytes, std::io::Error>> for Peer {
     fn handle(&mut self, item: Result<Bytes, std::io::Error>, ctx: &mut Context<Self>) {
         match item {
             Ok(bytes) => {
+                metrics().received_bytes.with_label_values(&["plain"]).inc_by(bytes.len() as u64);
                 self.session.handle_input(Instant::now(), &bytes);
                 self.drive(ctx);
             }

@@ -29,6 +29,7 @@ use super::record::{EntryKind, Record};
 use super::scan::{scan, ScanContext, ScanError};
 use super::store::ShareStore;
 use super::worker::Worker;
+use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
 use crate::transfer::messages::{Fetches, SetTransfersPaused, TransferPeerDown, TransferPeerUp};
 use crate::transfer::Transfer;
@@ -101,6 +102,10 @@ pub struct Share {
     answering: std::collections::BTreeSet<u64>,
     /// A retry of failed disk work is scheduled.
     retry: Option<SpawnHandle>,
+    /// Unix time since which every status query found the share in sync (`None`: not now).
+    in_sync_since: Option<u64>,
+    /// Unix time a status query last found the share in sync.
+    last_synced: Option<u64>,
 }
 
 impl Share {
@@ -136,6 +141,8 @@ impl Share {
             applied: tokio::sync::watch::Sender::new(0),
             answering: std::collections::BTreeSet::new(),
             retry: None,
+            in_sync_since: None,
+            last_synced: None,
         }))
     }
 
@@ -159,6 +166,7 @@ impl Share {
             return;
         }
         self.state = State::Scanning;
+        let started = Instant::now();
         let job = self.worker.run(|s: &mut ShareState| {
             let report = run_scan(s)?;
             let mut changed = Vec::with_capacity(report.changed.len());
@@ -169,7 +177,8 @@ impl Share {
             }
             Ok::<_, ScanError>((report, changed))
         });
-        ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
+        ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
+            metrics().scan_duration.observe(started.elapsed().as_secs_f64());
             act.state = match joined {
                 Ok(Ok((report, changed))) => {
                     info!(root = %act.root.display(), entries = report.entries, hashed = report.hashed_files,
@@ -278,6 +287,7 @@ impl Share {
 
     fn applied(&mut self, outcome: Outcome) {
         let Outcome { announce, fetch, ignored, conflicts } = outcome;
+        metrics().conflicts.inc_by(u64::try_from(conflicts).unwrap_or(u64::MAX));
         debug!(root = %self.root.display(), adopted = announce.len(), ignored, conflicts, fetch = fetch.len(),
             "applied peers' changes");
         self.announce(announce);
@@ -526,7 +536,7 @@ fn count(store: &ShareStore) -> Result<Counts, super::store::StoreError> {
 impl Handler<GetShareStatus> for Share {
     /// The index is counted on the blocking pool, not on the event loop (and not behind a
     /// scan on the worker thread: `wait` polls this).
-    type Result = actix::ResponseFuture<ShareStatus>;
+    type Result = actix::ResponseActFuture<Self, ShareStatus>;
 
     fn handle(&mut self, _: GetShareStatus, _: &mut Context<Self>) -> Self::Result {
         let busy = self.applying
@@ -538,7 +548,7 @@ impl Handler<GetShareStatus> for Share {
         let peers_caught_up = self.subscribers.values().all(|s| s.caught_up);
         let peers = self.subscribers.len();
         let (path, mode, store) = (self.root.display().to_string(), self.mode, self.store.clone());
-        Box::pin(async move {
+        let status = async move {
             let counted = tokio::task::spawn_blocking(move || count(&store))
                 .await
                 .unwrap_or_else(|e| Err(super::store::StoreError::Corrupt(format!("counting failed: {e}"))));
@@ -568,7 +578,22 @@ impl Handler<GetShareStatus> for Share {
                 pending_files: c.pending_files,
                 pending_bytes: c.pending_bytes,
                 peers,
+                id: String::new(),
+                in_sync_since: None,
+                last_synced: None,
             }
-        })
+        };
+        Box::pin(status.into_actor(self).map(|mut status, act, _| {
+            if status.synced {
+                let now = u64::try_from(now().secs()).unwrap_or(0);
+                act.in_sync_since.get_or_insert(now);
+                act.last_synced = Some(now);
+            } else {
+                act.in_sync_since = None;
+            }
+            status.in_sync_since = act.in_sync_since;
+            status.last_synced = act.last_synced;
+            status
+        }))
     }
 }

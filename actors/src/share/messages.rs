@@ -53,6 +53,15 @@ pub struct ShareStatus {
     pub pending_bytes: u64,
     /// Peers connected for this share.
     pub peers: usize,
+    /// The share ID (hex), filled in by the supervisor.
+    pub id: String,
+    /// Unix time since which every status query found the share in sync (absent: not in
+    /// sync now). Queries come from `list`, `status`, `/health` and `/metrics`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_sync_since: Option<u64>,
+    /// Unix time a status query last found the share in sync (absent: never, since start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_synced: Option<u64>,
 }
 
 /// A peer's session for this share is ready: subscribe it. Answers where the peer sends

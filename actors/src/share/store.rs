@@ -382,7 +382,9 @@ impl ShareStore {
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
+        let started = std::time::Instant::now();
         self.db.write_opt(batch, &opts)?;
+        crate::metrics::metrics().db_write_duration.observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 }

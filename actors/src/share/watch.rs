@@ -83,6 +83,7 @@ pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<(
         let event = event?;
         if event.mask.contains(EventMask::Q_OVERFLOW) {
             warn!(root = %root.display(), "inotify queue overflowed; rescanning");
+            crate::metrics::metrics().watch_overflows.inc();
             changed.do_send(FsChanged);
             continue;
         }

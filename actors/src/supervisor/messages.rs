@@ -27,6 +27,14 @@ pub struct Status {
     pub pid: u32,
     /// Seconds since the worker started.
     pub uptime_seconds: u64,
+    /// Seconds since the daemon (its monitor process) started, across worker restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon_uptime_seconds: Option<u64>,
+    /// Worker processes the monitor restarted after a crash.
+    pub worker_restarts: u64,
+    /// Where `/metrics` and `/health` are served (absent: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     /// The address peers connect to.
     pub listen: Option<String>,
     /// Connected peer sessions.

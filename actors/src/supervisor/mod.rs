@@ -28,6 +28,7 @@ use self::messages::{
 use crate::control::{Control, ControlTargets};
 use crate::discovery::{Discovered, Discovery, DiscoverySettings, SetIds};
 use crate::listener::{Listener, ListenerTargets};
+use crate::metrics::{metrics, MetricsServer};
 use crate::peer::actor::{Peer, PeerTargets, Purpose};
 use crate::peer::channel::{self, ChannelError, TlsContext};
 use crate::peer::messages::{
@@ -94,6 +95,8 @@ pub struct Supervisor {
     paused: bool,
     control_listener: Option<std::os::unix::net::UnixListener>,
     peer_listener: Option<std::net::TcpListener>,
+    metrics_listener: Option<std::net::TcpListener>,
+    metrics_addr: Option<SocketAddr>,
     listen_addr: Option<SocketAddr>,
     tls: Option<TlsContext>,
     server_secret: [u8; 32],
@@ -125,9 +128,12 @@ impl Supervisor {
         store: Store,
         control_listener: std::os::unix::net::UnixListener,
         peer_listener: std::net::TcpListener,
+        metrics_listener: Option<std::net::TcpListener>,
         server_secret: [u8; 32],
     ) -> Self {
         Supervisor {
+            metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            metrics_listener,
             settings,
             store,
             started: Instant::now(),
@@ -335,6 +341,10 @@ impl Actor for Supervisor {
             add_share: me.clone().recipient(),
             list_peers: me.clone().recipient(),
         };
+        if let Some(listener) = self.metrics_listener.take() {
+            MetricsServer::new(listener, me.clone().recipient()).start();
+        }
+        metrics().worker_restarts.inc_by(self.settings.monitor.restarts);
         if let Some(listener) = self.control_listener.take() {
             self.control = Some(Control::new(listener, self.settings.software.clone(), targets).start());
         }
@@ -392,6 +402,12 @@ impl Handler<GetStatus> for Supervisor {
             software: self.settings.software.clone(),
             pid: std::process::id(),
             uptime_seconds: self.started.elapsed().as_secs(),
+            daemon_uptime_seconds: self.settings.monitor.started.map(|t| {
+                let now = u64::try_from(crate::share::actor::now().secs()).unwrap_or(0);
+                now.saturating_sub(t)
+            }),
+            worker_restarts: self.settings.monitor.restarts,
+            metrics: self.metrics_addr.map(|a| a.to_string()),
             listen: self.listen_addr.map(|a| a.to_string()),
             peers: self.peers.len(),
         })
@@ -447,12 +463,14 @@ impl Handler<ListShares> for Supervisor {
     type Result = ResponseActFuture<Self, Vec<ShareStatus>>;
 
     fn handle(&mut self, _: ListShares, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self.shares.values().map(|(c, a)| (c.path.clone(), a.send(GetShareStatus))).collect();
+        let asks: Vec<_> = self.shares.values().map(|(c, a)| (c.id, c.path.clone(), a.send(GetShareStatus))).collect();
         Box::pin(
             async move {
                 let mut out = Vec::with_capacity(asks.len());
-                for (path, ask) in asks {
-                    out.push(ask.await.unwrap_or_else(|_| unavailable_share(path)));
+                for (id, path, ask) in asks {
+                    let mut status = ask.await.unwrap_or_else(|_| unavailable_share(path));
+                    status.id = id.to_string();
+                    out.push(status);
                 }
                 out
             }
@@ -475,6 +493,9 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         pending_files: 0,
         pending_bytes: 0,
         peers: 0,
+        id: String::new(),
+        in_sync_since: None,
+        last_synced: None,
     }
 }
 

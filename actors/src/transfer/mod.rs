@@ -33,6 +33,7 @@ use self::messages::{
     DataStart, Fetches, Finished, Missing, ServeGet, SetTransfersPaused, Sink, SinkItem, TransferPeerDown,
     TransferPeerUp,
 };
+use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
 use crate::share::apply::Fetch;
 use crate::share::fsops::{self, TempWriter};
@@ -233,6 +234,7 @@ impl Handler<DataStart> for Transfer {
         debug!(conn = msg.conn, sha256 = %sha, "receiving contents");
         let (tx, mut rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
         let (root, store, conn) = (self.root.clone(), self.store.clone(), msg.conn);
+        let started = std::time::Instant::now();
         let job = tokio::task::spawn_blocking(move || {
             // Still wanted? (The record may have changed while the request was in flight.)
             let waiting = store.waiting_for(&sha).map_err(|e| e.to_string())?;
@@ -256,6 +258,9 @@ impl Handler<DataStart> for Transfer {
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             let result = joined.unwrap_or_else(|e| Err(format!("writer failed: {e}")));
+            if result.is_ok() {
+                metrics().transfer_duration.observe(started.elapsed().as_secs_f64());
+            }
             ctx.notify(Finished { conn, sha256: sha, result });
             let _ = act;
         }));

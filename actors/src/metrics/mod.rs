@@ -1,0 +1,246 @@
+//! The `Metrics` actor: `/metrics` (Prometheus text format) and `/health` over HTTP on a
+//! local address (default `127.0.0.1:49222`).
+//!
+//! The HTTP side is deliberately small: one request per connection (`Connection: close`),
+//! `GET`/`HEAD` only, the request head bounded to [`MAX_HEAD`] bytes and [`HEAD_TIMEOUT`], at
+//! most [`MAX_CONNECTIONS`] at once. That is all a Prometheus scraper, a Docker
+//! `HEALTHCHECK` or `curl` needs, and it keeps an HTTP stack out of the daemon.
+//!
+//! Scrapes read the shares' state (files out of sync, last sync, errors) through the
+//! supervisor at scrape time; event counters are updated where the events happen (see
+//! [`registry`]).
+
+pub mod registry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+pub use self::registry::{metrics, Metrics};
+use crate::share::messages::ShareStatus;
+use crate::supervisor::messages::ListShares;
+
+/// The default address of `/metrics` and `/health`.
+pub const DEFAULT_PORT: u16 = 49222;
+/// Longest request head accepted.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// How long a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP connections served at once; more are closed unanswered.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// One share's part of the health report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareHealth {
+    /// Share ID (hex).
+    pub id: String,
+    /// Share root.
+    pub path: String,
+    /// `scanning`, `syncing`, `paused`, `idle` or `error`.
+    pub status: &'static str,
+    /// Caught up with every connected peer.
+    pub synced: bool,
+    /// Unix time since which it has been in sync.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_sync_since: Option<u64>,
+    /// Unix time it was last seen in sync.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_synced: Option<u64>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Why it is in error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether the daemon is doing its job: `healthy` is false when any share is in error
+/// (missing root, index failure); `in_sync` when every share is caught up with its peers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// No share is in error.
+    pub healthy: bool,
+    /// Every share is in sync.
+    pub in_sync: bool,
+    /// Per share.
+    pub shares: Vec<ShareHealth>,
+}
+
+/// The health report for these shares' statuses.
+pub fn health(shares: &[ShareStatus]) -> Health {
+    let shares: Vec<ShareHealth> = shares
+        .iter()
+        .map(|s| ShareHealth {
+            id: s.id.clone(),
+            path: s.path.clone(),
+            status: s.status,
+            synced: s.synced,
+            in_sync_since: s.in_sync_since,
+            last_synced: s.last_synced,
+            peers: s.peers,
+            error: s.error.clone(),
+        })
+        .collect();
+    Health { healthy: shares.iter().all(|s| s.status != "error"), in_sync: shares.iter().all(|s| s.synced), shares }
+}
+
+/// Puts the shares' state into the per-share gauges (shares that are gone disappear).
+fn record_shares(shares: &[ShareStatus]) {
+    let m = metrics();
+    for g in [&m.files_out_of_sync, &m.bytes_out_of_sync, &m.last_sync, &m.share_error] {
+        g.reset();
+    }
+    for s in shares {
+        let id = [s.id.as_str()];
+        m.files_out_of_sync.with_label_values(&id).set(i64::try_from(s.pending_files).unwrap_or(i64::MAX));
+        m.bytes_out_of_sync.with_label_values(&id).set(i64::try_from(s.pending_bytes).unwrap_or(i64::MAX));
+        m.last_sync.with_label_values(&id).set(s.last_synced.and_then(|t| i64::try_from(t).ok()).unwrap_or(0));
+        m.share_error.with_label_values(&id).set(i64::from(s.status == "error"));
+    }
+}
+
+/// Serves `/metrics` and `/health`.
+#[derive(Debug)]
+pub struct MetricsServer {
+    listener: Option<std::net::TcpListener>,
+    shares: Recipient<ListShares>,
+    started: Instant,
+}
+
+impl MetricsServer {
+    /// Serves on `listener` (bound by the worker, so a busy port fails at start); share
+    /// states come from `shares`.
+    pub fn new(listener: std::net::TcpListener, shares: Recipient<ListShares>) -> Self {
+        MetricsServer { listener: Some(listener), shares, started: Instant::now() }
+    }
+}
+
+impl Actor for MetricsServer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(std_listener) = self.listener.take() else { return };
+        let (shares, started) = (self.shares.clone(), self.started);
+        let accept = async move {
+            std_listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(std_listener)?;
+            info!(addr = %listener.local_addr()?, "serving /metrics and /health");
+            let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+            loop {
+                let (stream, addr) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "metrics accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    debug!(%addr, "too many metrics connections; closed");
+                    continue;
+                };
+                let shares = shares.clone();
+                actix_rt::spawn(async move {
+                    if let Err(e) = serve(stream, &shares, started).await {
+                        debug!(%addr, error = %e, "metrics connection ended");
+                    }
+                    drop(slot);
+                });
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), std::io::Error>(())
+        };
+        ctx.spawn(accept.into_actor(self).map(|res, _, ctx| {
+            if let Err(e) = res {
+                warn!(error = %e, "metrics listener failed");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+/// Reads a request head: up to the blank line, at most [`MAX_HEAD`] bytes.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(head));
+        }
+        if head.len() > MAX_HEAD {
+            return Ok(None);
+        }
+    }
+}
+
+/// A response: status line, content type, body.
+struct Response {
+    status: &'static str,
+    content_type: &'static str,
+    body: String,
+}
+
+fn text(status: &'static str, body: &str) -> Response {
+    Response { status, content_type: "text/plain; charset=utf-8", body: format!("{body}\n") }
+}
+
+/// Answers one request on `stream`.
+async fn serve(mut stream: TcpStream, shares: &Recipient<ListShares>, started: Instant) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(Some(head))) => head,
+        Ok(Ok(None)) | Err(_) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+    };
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let response = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
+            let list = shares.send(ListShares).await.unwrap_or_default();
+            record_shares(&list);
+            metrics().uptime.set(i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX));
+            Response {
+                status: "200 OK",
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: metrics().encode(),
+            }
+        }
+        ("GET" | "HEAD", "/health") => match shares.send(ListShares).await {
+            Ok(list) => {
+                record_shares(&list);
+                let h = health(&list);
+                let status = if h.healthy { "200 OK" } else { "503 Service Unavailable" };
+                let body = serde_json::to_string(&h).unwrap_or_default() + "\n";
+                Response { status, content_type: "application/json", body }
+            }
+            Err(_) => text("503 Service Unavailable", "the daemon is restarting a component"),
+        },
+        ("GET" | "HEAD", "/") => text("200 OK", "clearskies: /metrics (Prometheus), /health (JSON)"),
+        (_, "/metrics" | "/health" | "/") => text("405 Method Not Allowed", "only GET and HEAD"),
+        _ => text("404 Not Found", "not found; try /metrics or /health"),
+    };
+    let mut out = format!(
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        response.status,
+        response.content_type,
+        response.body.len()
+    )
+    .into_bytes();
+    if method != "HEAD" {
+        out.extend_from_slice(response.body.as_bytes());
+    }
+    stream.write_all(&out).await?;
+    stream.shutdown().await
+}

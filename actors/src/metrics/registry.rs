@@ -1,0 +1,224 @@
+//! The daemon's Prometheus collectors, in an explicit [`Registry`] (never prometheus's default
+//! one).
+//!
+//! The collectors are lock-free atomic counters, gauges and histograms that the actors
+//! update where the event happens (a scan ends, a file arrives, an authentication fails). They
+//! are process-wide statics, not actor state: no actor owns them, none reads another's through
+//! them, and a restarted actor keeps counting where its predecessor stopped. Values that the
+//! index knows (files out of sync, last sync) are read from the shares when `/metrics` is
+//! scraped.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Label values of the `extension` label on byte counters.
+pub const EXTENSIONS: [&str; 3] = ["plain", "rsync", "gzip"];
+/// Actor kinds that are restarted on a crash (label values of `actor`).
+pub const RESTARTED_ACTORS: [&str; 6] = ["discovery", "listener", "share", "transfer", "control", "metrics"];
+
+/// Every collector of the daemon.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Peer sessions that are ready, by access level.
+    pub peers_connected: IntGaugeVec,
+    /// Bytes written to peers' connections, by extension.
+    pub sent_bytes: IntCounterVec,
+    /// Bytes read from peers' connections, by extension.
+    pub received_bytes: IntCounterVec,
+    /// Files waiting for contents, per share ID.
+    pub files_out_of_sync: IntGaugeVec,
+    /// Bytes of those files, per share ID.
+    pub bytes_out_of_sync: IntGaugeVec,
+    /// Unix time the share was last seen in sync, per share ID.
+    pub last_sync: IntGaugeVec,
+    /// 1 when the share is in an error state (missing root, index failure), per share ID.
+    pub share_error: IntGaugeVec,
+    /// Scan durations.
+    pub scan_duration: Histogram,
+    /// Download durations (request answered → file verified and synced to disk).
+    pub transfer_duration: Histogram,
+    /// Concurrent edits resolved with a conflict copy.
+    pub conflicts: IntCounter,
+    /// Connections that failed authentication (wrong code or key, unknown ID).
+    pub auth_failures: IntCounter,
+    /// Actors restarted after a crash, by actor kind.
+    pub actor_restarts: IntCounterVec,
+    /// inotify queue overflows (each one costs a full rescan).
+    pub watch_overflows: IntCounter,
+    /// Index write (one synced `WriteBatch`) latency.
+    pub db_write_duration: Histogram,
+    /// Worker processes the monitor restarted after a crash (since `clearskies start`).
+    pub worker_restarts: IntCounter,
+    /// Seconds the worker process has run.
+    pub uptime: IntGauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Only reachable with an invalid name or label set, i.e. a bug in this file (the unit
+    // test below builds every collector).
+    r.unwrap_or_else(|e| panic!("invalid metric definition: {e}"))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), &[label]));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, label: &str| {
+            let g = must(IntGaugeVec::new(Opts::new(name, help), &[label]));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = must(IntCounter::new(name, help));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = must(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)));
+            must(registry.register(Box::new(h.clone())));
+            h
+        };
+        let seconds = |from: f64, n: usize| must(prometheus::exponential_buckets(from, 4.0, n));
+        let uptime =
+            must(IntGauge::new("clearskies_worker_uptime_seconds", "Seconds since the worker process started."));
+        must(registry.register(Box::new(uptime.clone())));
+        let m = Metrics {
+            peers_connected: gauge_vec(
+                "clearskies_peers_connected",
+                "Peer sessions that are ready, by access level.",
+                "access_level",
+            ),
+            sent_bytes: counter_vec(
+                "clearskies_peer_sent_bytes_total",
+                "Bytes sent to peers (protocol stream, before TLS), by extension used.",
+                "extension",
+            ),
+            received_bytes: counter_vec(
+                "clearskies_peer_received_bytes_total",
+                "Bytes received from peers (protocol stream, after TLS), by extension used.",
+                "extension",
+            ),
+            files_out_of_sync: gauge_vec(
+                "clearskies_share_out_of_sync_files",
+                "Files of the share waiting for contents from a peer.",
+                "share",
+            ),
+            bytes_out_of_sync: gauge_vec(
+                "clearskies_share_out_of_sync_bytes",
+                "Bytes of the files waiting for contents from a peer.",
+                "share",
+            ),
+            last_sync: gauge_vec(
+                "clearskies_share_last_sync_timestamp_seconds",
+                "Unix time the share was last seen in sync with its connected peers (0: not yet).",
+                "share",
+            ),
+            share_error: gauge_vec(
+                "clearskies_share_error",
+                "1 when the share is in an error state (missing root, index failure), else 0.",
+                "share",
+            ),
+            scan_duration: histogram(
+                "clearskies_share_scan_duration_seconds",
+                "Duration of share scans (walk, stat and hash of changed files).",
+                seconds(0.001, 9),
+            ),
+            transfer_duration: histogram(
+                "clearskies_transfer_duration_seconds",
+                "Duration of file downloads, from the first byte to the verified, fsynced temp file.",
+                seconds(0.001, 9),
+            ),
+            conflicts: counter(
+                "clearskies_share_conflicts_total",
+                "Concurrent edits resolved by keeping a CONFLICT copy.",
+            ),
+            auth_failures: counter(
+                "clearskies_auth_failures_total",
+                "Incoming connections that failed authentication.",
+            ),
+            actor_restarts: counter_vec(
+                "clearskies_actor_restarts_total",
+                "Actors restarted inside the worker after a crash, by actor kind.",
+                "actor",
+            ),
+            watch_overflows: counter(
+                "clearskies_watch_overflows_total",
+                "inotify queue overflows (each one triggers a full rescan).",
+            ),
+            db_write_duration: histogram(
+                "clearskies_store_write_duration_seconds",
+                "Latency of index writes (one synced RocksDB write batch).",
+                seconds(0.0001, 9),
+            ),
+            worker_restarts: counter(
+                "clearskies_worker_restarts_total",
+                "Worker processes restarted by the monitor after a crash since the daemon started.",
+            ),
+            uptime,
+            registry,
+        };
+        // Every label value that can appear, at zero: dashboards and `rate()` see the series
+        // from the first scrape, not from the first event.
+        for e in EXTENSIONS {
+            m.sent_bytes.with_label_values(&[e]);
+            m.received_bytes.with_label_values(&[e]);
+        }
+        for a in RESTARTED_ACTORS {
+            m.actor_restarts.with_label_values(&[a]);
+        }
+        for level in ["read_write", "read_only", "untrusted"] {
+            m.peers_connected.with_label_values(&[level]);
+        }
+        m
+    }
+
+    /// The exposition text (Prometheus text format 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail on I/O; a failure would be a bug in a collector.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// The daemon's collectors.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_collector_is_registered_and_encodes() {
+        let m = metrics();
+        m.conflicts.inc();
+        m.files_out_of_sync.with_label_values(&["ab"]).set(3);
+        let text = m.encode();
+        for name in [
+            "clearskies_peers_connected{access_level=\"read_write\"} 0",
+            "clearskies_peer_sent_bytes_total{extension=\"rsync\"} 0",
+            "clearskies_share_out_of_sync_files{share=\"ab\"} 3",
+            "clearskies_share_conflicts_total ",
+            "clearskies_actor_restarts_total{actor=\"transfer\"} 0",
+            "clearskies_share_scan_duration_seconds_bucket{le=\"+Inf\"} ",
+            "clearskies_store_write_duration_seconds_count",
+            "clearskies_worker_restarts_total ",
+            "# TYPE clearskies_transfer_duration_seconds histogram",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}

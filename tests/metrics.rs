@@ -1,0 +1,186 @@
+//! `/metrics` and `/health`: scraped over real HTTP from running daemons.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use crate::sync::synced_pair;
+use crate::util::{wait_for, Daemon};
+
+/// `GET path` on the daemon's metrics address: (status code, body).
+fn get(d: &Daemon, path: &str) -> (u16, String) {
+    let addr = d.cs.json(&["status", "--json"])["metrics"].as_str().expect("metrics are served").to_owned();
+    http_get(&addr, path)
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
+    (code, body.to_owned())
+}
+
+/// The exposition text as `name{labels}` → value, checking every line's shape and that
+/// every sample belongs to a family declared with `# TYPE`.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    let mut types = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            types.insert(name.to_owned(), kind.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample line: series value");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(name.starts_with("clearskies_"), "{line}");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| types.get(*f).is_some_and(|k| k == "histogram")))
+            .unwrap_or(name);
+        assert!(types.contains_key(family), "{name} has no # TYPE");
+        assert!(!series.contains("path="), "no path labels: {line}");
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+#[test]
+fn metrics_and_health_report_a_real_sync() {
+    let data = vec![7u8; 3 << 20];
+    let p = synced_pair("movie.bin", &data);
+    let share = p.a.cs.json(&["list", "--json"])["shares"][0]["id"].as_str().unwrap().to_owned();
+
+    // The receiver: one download, its bytes, its peer, nothing out of sync, a last sync time.
+    let m = wait_for("b's metrics to show the sync", || {
+        let (code, text) = get(&p.b, "/metrics");
+        assert_eq!(code, 200);
+        let m = parse(&text);
+        let synced = m.get(&format!("clearskies_share_last_sync_timestamp_seconds{{share=\"{share}\"}}"));
+        synced.is_some_and(|t| *t > 0.0).then_some(m)
+    });
+    assert_eq!(m["clearskies_peers_connected{access_level=\"read_write\"}"], 1.0);
+    assert!(m["clearskies_transfer_duration_seconds_count"] >= 1.0);
+    assert!(m["clearskies_peer_received_bytes_total{extension=\"plain\"}"] >= data.len() as f64);
+    assert_eq!(m[&format!("clearskies_share_out_of_sync_files{{share=\"{share}\"}}")], 0.0);
+    assert_eq!(m[&format!("clearskies_share_error{{share=\"{share}\"}}")], 0.0);
+    assert!(m["clearskies_store_write_duration_seconds_count"] >= 1.0);
+    assert!(m.contains_key("clearskies_actor_restarts_total{actor=\"share\"}"));
+    // The sender sent the file.
+    let ma = parse(&get(&p.a, "/metrics").1);
+    assert!(ma["clearskies_peer_sent_bytes_total{extension=\"plain\"}"] >= data.len() as f64);
+    assert!(ma["clearskies_share_scan_duration_seconds_count"] >= 1.0);
+
+    // Health: in sync, since when.
+    let (code, body) = get(&p.b, "/health");
+    assert_eq!(code, 200, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["healthy"], true, "{h}");
+    assert!(h["shares"][0]["in_sync_since"].as_u64().is_some(), "{h}");
+    let status = p.b.cs.json(&["status", "--json"]);
+    assert_eq!(status["health"]["healthy"], true, "{status}");
+    assert_eq!(status["worker_restarts"], 0, "{status}");
+    assert!(status["daemon_uptime_seconds"].is_u64(), "{status}");
+
+    // A share whose root is gone is an error: /health answers 503 and says why.
+    std::fs::remove_dir_all(&p.ra).unwrap();
+    let body = wait_for("a's /health to report the missing root", || {
+        let (code, body) = get(&p.a, "/health");
+        (code == 503).then_some(body)
+    });
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["healthy"], false);
+    assert!(h["shares"][0]["error"].as_str().unwrap().contains("missing"), "{h}");
+    let ma = parse(&get(&p.a, "/metrics").1);
+    assert_eq!(ma[&format!("clearskies_share_error{{share=\"{share}\"}}")], 1.0);
+    // Nothing was deleted on the peer.
+    assert_eq!(std::fs::read(p.rb.join("movie.bin")).unwrap(), data);
+
+    // Anything else is a clean 404/405, and a junk request gets no answer but no harm.
+    assert_eq!(get(&p.a, "/nope").0, 404);
+    let addr = p.a.cs.json(&["status", "--json"])["metrics"].as_str().unwrap().to_owned();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(&[b'x'; 20_000]).unwrap_or(());
+    drop(s);
+    assert_eq!(http_get(&addr, "/health").0, 503);
+}
+
+#[test]
+fn promtool_accepts_the_exposition_text() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    d.share_code(dir.path(), &[]);
+    let (code, text) = get(&d, "/metrics");
+    assert_eq!(code, 200);
+    parse(&text);
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool is not installed (Debian package prometheus); parsed the text only");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n{text}");
+}
+
+/// A real Prometheus server scrapes the daemon (when the Debian package is installed).
+#[test]
+fn a_real_prometheus_scrapes_the_daemon() {
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        eprintln!("prometheus is not installed (Debian package prometheus); skipped the real scrape");
+        return;
+    }
+    let d = Daemon::start();
+    let target = d.cs.json(&["status", "--json"])["metrics"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: clearskies\n    static_configs: [{{targets: ['{target}']}}]\n"
+        ),
+    )
+    .unwrap();
+    // Prometheus cannot report a port it picked, so take a free one from the OS first.
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let mut prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        wait_for("prometheus to scrape clearskies", || {
+            let q = "/api/v1/query?query=clearskies_worker_uptime_seconds";
+            let body = TcpStream::connect(&web).ok().map(|_| http_get(&web, q).1)?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (v["data"]["result"].as_array()?.len() == 1).then_some(())
+        });
+        // And the scrape was healthy.
+        let body = http_get(&web, "/api/v1/query?query=up").1;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
+    });
+    let _ = prom.kill();
+    let _ = prom.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

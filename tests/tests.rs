@@ -12,5 +12,6 @@ mod discovery;
 mod hostile;
 mod metrics;
 mod shares;
+mod supervision;
 mod sync;
 mod util;

@@ -17,6 +17,7 @@ pub mod listener;
 pub mod metrics;
 pub mod peer;
 pub mod share;
+pub mod supervise;
 pub mod supervisor;
 pub mod transfer;
 
@@ -44,6 +45,8 @@ pub struct Settings {
     pub lan: Option<std::net::SocketAddr>,
     /// What the monitor process tells the worker about itself.
     pub monitor: MonitorInfo,
+    /// `--danger-fault-injection`: the control socket takes `inject_fault` (tests only).
+    pub fault_injection: bool,
 }
 
 /// The monitor's view: how long the daemon has run and how often its worker was restarted.

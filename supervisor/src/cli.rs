@@ -17,6 +17,10 @@ pub(crate) enum Command {
         /// Stay attached to the terminal and log to stderr.
         #[arg(long)]
         foreground: bool,
+        /// For tests only: accept `inject_fault` on the control socket (make an actor
+        /// panic). Never use this on a daemon that holds data you care about.
+        #[arg(long)]
+        danger_fault_injection: bool,
     },
     /// Stop the daemon.
     Stop,
@@ -103,7 +107,20 @@ pub(crate) enum Command {
     },
     /// The worker process (started by the monitor; not for direct use).
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// Passed on by `start --danger-fault-injection`.
+        #[arg(long)]
+        danger_fault_injection: bool,
+    },
+    /// Make an actor of a daemon started with --danger-fault-injection panic (tests only).
+    #[command(hide = true)]
+    InjectFault {
+        /// discovery, listener, share, transfer, control or metrics.
+        actor: String,
+        /// For share and transfer: the shared directory (default: the first share).
+        #[arg(long)]
+        path: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,7 +23,7 @@ fn connect(config: &Config) -> anyhow::Result<Client> {
 
 /// `clearskies start`: launches the monitor in the background and waits until the worker
 /// answers on its control socket.
-pub(crate) fn start(config: &Config) -> anyhow::Result<()> {
+pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
     config.ensure_data_dir()?;
     if let Ok(mut c) = Client::connect(&config.control_socket()) {
         let status = c.request(&json!({ "type": "status" }))?;
@@ -39,6 +39,7 @@ pub(crate) fn start(config: &Config) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the clearskies executable")?;
     let mut monitor = Command::new(exe)
         .args(["start", "--foreground"])
+        .args(fault_injection.then_some("--danger-fault-injection"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("opening the log file")?)
         .stderr(log)
@@ -142,6 +143,17 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         text.push_str(&format!("\n  {}: {state}", get("path")));
     }
     out(&text)
+}
+
+/// `clearskies inject-fault ACTOR [--path P]` (hidden; daemons started with
+/// `--danger-fault-injection` only).
+pub(crate) fn inject_fault(config: &Config, actor: &str, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let mut request = json!({ "type": "inject_fault", "fault": "panic", "actor": actor });
+    if let Some(p) = path {
+        request["path"] = json!(absolute_dir(p)?);
+    }
+    connect(config)?.request(&request)?;
+    out(&format!("injected a panic into the {actor} actor"))
 }
 
 /// Commands that only need an empty success answer.

@@ -49,16 +49,23 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = || Config::load();
     match cli.command {
-        Command::Start { foreground: true } => {
+        Command::Start { foreground: true, danger_fault_injection } => {
             let config = config()?;
             config.ensure_data_dir()?;
-            match monitor::run(&config)? {
+            match monitor::run(&config, danger_fault_injection)? {
                 monitor::Outcome::Stopped => Ok(ExitCode::SUCCESS),
                 monitor::Outcome::GaveUp => Ok(ExitCode::from(monitor::EXIT_GAVE_UP)),
             }
         }
-        Command::Start { foreground: false } => daemon::start(&config()?).map(|()| ExitCode::SUCCESS),
-        Command::Worker => worker::run(&config()?).map(|()| ExitCode::SUCCESS),
+        Command::Start { foreground: false, danger_fault_injection } => {
+            daemon::start(&config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Worker { danger_fault_injection } => {
+            worker::run(&config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
+        }
+        Command::InjectFault { actor, path } => {
+            daemon::inject_fault(&config()?, &actor, path.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
         Command::Tracker { listen, min_ttl, max_ttl } => tracker(listen, min_ttl, max_ttl).map(|()| ExitCode::SUCCESS),
         Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),
         Command::Status { json } => daemon::status(&config()?, json).map(|()| ExitCode::SUCCESS),

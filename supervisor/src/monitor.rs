@@ -34,23 +34,23 @@ pub(crate) enum Outcome {
 }
 
 /// Runs the restart loop until the worker stops cleanly or keeps crashing.
-pub(crate) fn run(config: &Config) -> anyhow::Result<Outcome> {
+pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the monitor")?;
     let pid_file = config.monitor_pid_file();
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).context("writing monitor.pid")?;
-    let outcome = rt.block_on(supervise(config));
+    let outcome = rt.block_on(supervise(config, fault_injection));
     let _ = std::fs::remove_file(&pid_file);
     outcome
 }
 
-async fn supervise(config: &Config) -> anyhow::Result<Outcome> {
+async fn supervise(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let mut crashes: VecDeque<Instant> = VecDeque::new();
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut restarts: u64 = 0;
     loop {
-        let mut child = spawn_worker(started, restarts)?;
+        let mut child = spawn_worker(started, restarts, fault_injection)?;
         info!(pid = child.id(), "worker started");
         let status = tokio::select! {
             status = child.wait() => status.context("waiting for the worker")?,
@@ -86,10 +86,11 @@ async fn supervise(config: &Config) -> anyhow::Result<Outcome> {
     }
 }
 
-fn spawn_worker(started: u64, restarts: u64) -> anyhow::Result<Child> {
+fn spawn_worker(started: u64, restarts: u64, fault_injection: bool) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding the clearskies executable")?;
     Command::new(exe)
         .arg("worker")
+        .args(fault_injection.then_some("--danger-fault-injection"))
         .env(crate::worker::MONITOR_STARTED_ENV, started.to_string())
         .env(crate::worker::WORKER_RESTARTS_ENV, restarts.to_string())
         .stdin(std::process::Stdio::null())

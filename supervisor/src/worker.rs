@@ -2,7 +2,6 @@
 //! monitor; never run by hand.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 
 use actix::Actor;
@@ -20,7 +19,7 @@ pub(crate) const MONITOR_STARTED_ENV: &str = "CLEARSKIES_MONITOR_STARTED";
 pub(crate) const WORKER_RESTARTS_ENV: &str = "CLEARSKIES_WORKER_RESTARTS";
 
 /// Runs the worker until it is told to stop.
-pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
+pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
     config.ensure_data_dir()?;
     let socket = config.control_socket();
     let listener = bind_control_socket(&socket)?;
@@ -36,6 +35,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
             started: std::env::var(MONITOR_STARTED_ENV).ok().and_then(|v| v.parse().ok()),
             restarts: std::env::var(WORKER_RESTARTS_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
         },
+        fault_injection,
     };
     let peer_listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;
@@ -81,14 +81,8 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
 /// Binds the control socket with mode 0600, replacing a stale socket file but refusing to
 /// start beside a live daemon.
 fn bind_control_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another clearskies daemon is already running with this data directory ({})", path.display());
-        }
-        fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
+    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("another clearskies daemon is already running with this data directory ({})", path.display());
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding the control socket {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).context("making the control socket private")?;
-    Ok(listener)
+    clearskies_actors::control::bind(path).with_context(|| format!("binding the control socket {}", path.display()))
 }

@@ -3,7 +3,8 @@
 use actix::Recipient;
 
 use crate::supervisor::messages::{
-    AddShare, CreateAccessCode, CreateShare, GetStatus, ListPeers, ListShares, RemoveShare, SetPaused, Shutdown,
+    AddShare, CreateAccessCode, CreateShare, GetStatus, InjectFault, ListPeers, ListShares, RemoveShare, SetPaused,
+    Shutdown,
 };
 
 /// The actors a control connection talks to, injected by the supervisor.
@@ -27,4 +28,7 @@ pub struct ControlTargets {
     pub add_share: Recipient<AddShare>,
     /// `list_peers`.
     pub list_peers: Recipient<ListPeers>,
+    /// `inject_fault`: only with `--danger-fault-injection` (otherwise the command is
+    /// `not_understood`).
+    pub inject_fault: Option<Recipient<InjectFault>>,
 }

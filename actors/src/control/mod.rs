@@ -22,8 +22,8 @@ use tracing::{debug, warn};
 pub use self::messages::ControlTargets;
 use crate::metrics::health;
 use crate::supervisor::messages::{
-    AddShare, CommandError, CreateAccessCode, CreateShare, GetStatus, ListPeers, ListShares, RemoveShare, SetPaused,
-    Shutdown, DEFAULT_CODE_LIFETIME,
+    AddShare, CommandError, CreateAccessCode, CreateShare, GetStatus, InjectFault, ListPeers, ListShares, RemoveShare,
+    SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
 };
 
 /// Longest accepted command line; a longer one closes that connection.
@@ -82,6 +82,20 @@ impl Actor for Control {
             }
         }));
     }
+}
+
+/// Binds the control socket at `path` with mode 0600, replacing a socket file left there
+/// (the caller has made sure no live daemon owns it).
+pub fn bind(path: &std::path::Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
 /// Serves one control connection until the client hangs up.
@@ -204,6 +218,21 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             }
             Err(e) => (e, None),
         },
+        "inject_fault" if targets.inject_fault.is_some() => {
+            let Some(inject) = &targets.inject_fault else { return (unavailable(), None) };
+            let actor = request.get("actor").and_then(Value::as_str).and_then(crate::supervise::ActorKind::from_name);
+            let path = request.get("path").and_then(Value::as_str).map(std::path::PathBuf::from);
+            match (request.get("fault").and_then(Value::as_str), actor) {
+                (Some("panic"), Some(actor)) => (reply(inject.send(InjectFault { actor, path }).await), None),
+                _ => (
+                    error(
+                        "bad_fault",
+                        "use {\"fault\":\"panic\",\"actor\":\"share|transfer|listener|control|metrics|discovery\"}",
+                    ),
+                    None,
+                ),
+            }
+        }
         other => (error("not_understood", &format!("unknown command {other:?}")), None),
     }
 }

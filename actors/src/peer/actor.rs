@@ -552,6 +552,7 @@ impl Actor for Peer {
             Purpose::Accepted { .. } | Purpose::Found { .. } => None,
         };
         self.targets.disconnected.do_send(PeerDisconnected {
+            conn: self.conn,
             share: self.share,
             peer: self.peer,
             addr: self.remote,

@@ -98,6 +98,8 @@ pub struct PeerConnected {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct PeerDisconnected {
+    /// The connection.
+    pub conn: u64,
     /// The share, if the session got that far.
     pub share: Option<Sha256Hash>,
     /// The peer's ID, if known.

@@ -17,7 +17,7 @@ use actix::{
 use clearskies_protocol::message::database::UpdatesDone;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::time::Timestamp;
-use clearskies_protocol::{PeerId, RecordUuid};
+use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
 use tracing::{debug, error, info, warn};
 
 use super::apply::{Applier, Outcome};
@@ -28,9 +28,10 @@ use super::messages::{
 use super::record::{EntryKind, Record};
 use super::scan::{scan, ScanContext, ScanError};
 use super::store::ShareStore;
-use super::worker::Worker;
+use super::worker::{Exited, Worker};
 use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
+use crate::supervise::{self, injected_panic, ActorKind, Crashed, InjectPanic};
 use crate::transfer::messages::{Fetches, SetTransfersPaused, TransferPeerDown, TransferPeerUp};
 use crate::transfer::Transfer;
 
@@ -111,39 +112,57 @@ pub struct Share {
 impl Share {
     /// Starts the actor (and its worker thread and `Transfer` actor) for a share rooted at
     /// `root`, indexed in `store`, where we are `me`. `joined`: the share came from a peer
-    /// (attach), rather than being created here.
+    /// (attach), rather than being created here. A panic in the share or its transfer actor
+    /// reports [`Crashed`] (with `id`) to `crashed`. Also answers what resolves once the
+    /// share's worker thread has ended after the actor is gone (a restart waits for it, so
+    /// two threads never work on one share).
     pub fn spawn(
         root: PathBuf,
         me: PeerId,
         mode: &'static str,
         store: ShareStore,
         joined: bool,
-    ) -> std::io::Result<Addr<Share>> {
+        id: Sha256Hash,
+        crashed: Recipient<Crashed>,
+    ) -> std::io::Result<(Addr<Share>, Exited)> {
         let state = ShareState { root: root.clone(), store: store.clone(), me };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
-        Ok(Share::create(move |ctx| Share {
-            transfer: Transfer::new(root.clone(), store.clone(), ctx.address().recipient()).start(),
-            root,
-            mode,
-            store,
-            worker,
-            joined,
-            state: State::Starting,
-            scan_again: false,
-            dirty_since: None,
-            debounce: None,
-            subscribers: BTreeMap::new(),
-            incoming: Vec::new(),
-            applying: false,
-            downloads: Vec::new(),
-            installing: false,
-            paused: false,
-            applied: tokio::sync::watch::Sender::new(0),
-            answering: std::collections::BTreeSet::new(),
-            retry: None,
-            in_sync_since: None,
-            last_synced: None,
-        }))
+        let exited = worker.exited();
+        let on_share = Crashed { kind: ActorKind::Share, share: Some(id) };
+        let on_transfer = Crashed { kind: ActorKind::Transfer, share: Some(id) };
+        let to = crashed.clone();
+        let addr = supervise::create(
+            move |ctx| Share {
+                transfer: supervise::start(
+                    Transfer::new(root.clone(), store.clone(), ctx.address().recipient()),
+                    to,
+                    on_transfer,
+                ),
+                root,
+                mode,
+                store,
+                worker,
+                joined,
+                state: State::Starting,
+                scan_again: false,
+                dirty_since: None,
+                debounce: None,
+                subscribers: BTreeMap::new(),
+                incoming: Vec::new(),
+                applying: false,
+                downloads: Vec::new(),
+                installing: false,
+                paused: false,
+                applied: tokio::sync::watch::Sender::new(0),
+                answering: std::collections::BTreeSet::new(),
+                retry: None,
+                in_sync_since: None,
+                last_synced: None,
+            },
+            crashed,
+            on_share,
+        );
+        Ok((addr, exited))
     }
 
     /// Runs `job` with an [`Applier`] on the worker thread; resolves with its result and the
@@ -482,6 +501,17 @@ impl Handler<FromPeer> for Share {
             }
         }
         Box::pin(async {})
+    }
+}
+
+impl Handler<InjectPanic> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectPanic, _: &mut Context<Self>) {
+        match msg.0 {
+            ActorKind::Transfer => self.transfer.do_send(msg),
+            kind => injected_panic(kind),
+        }
     }
 }
 

@@ -13,11 +13,23 @@ type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 #[derive(Debug)]
 pub struct Worker<S> {
     tx: mpsc::Sender<Job<S>>,
+    exited: Exited,
 }
 
 impl<S> Clone for Worker<S> {
     fn clone(&self) -> Self {
-        Worker { tx: self.tx.clone() }
+        Worker { tx: self.tx.clone(), exited: self.exited.clone() }
+    }
+}
+
+/// Resolves once a worker thread has ended (after its last job, once every handle is gone).
+#[derive(Debug, Clone)]
+pub struct Exited(tokio::sync::watch::Receiver<()>);
+
+impl Exited {
+    /// Waits for the thread to end.
+    pub async fn wait(mut self) {
+        while self.0.changed().await.is_ok() {}
     }
 }
 
@@ -30,12 +42,20 @@ impl<S: Send + 'static> Worker<S> {
     /// Starts the thread that owns `state`.
     pub fn spawn(name: String, mut state: S) -> std::io::Result<Worker<S>> {
         let (tx, rx) = mpsc::channel::<Job<S>>();
+        let (alive, exited) = tokio::sync::watch::channel(());
         std::thread::Builder::new().name(name).spawn(move || {
             while let Ok(job) = rx.recv() {
                 job(&mut state);
             }
+            drop(state);
+            drop(alive);
         })?;
-        Ok(Worker { tx })
+        Ok(Worker { tx, exited: Exited(exited) })
+    }
+
+    /// What resolves once the thread has ended.
+    pub fn exited(&self) -> Exited {
+        self.exited.clone()
     }
 
     /// Runs `f` on the thread after the jobs queued before it; resolves with its result.
@@ -74,5 +94,6 @@ mod tests {
         // A panicking job takes the thread down; later jobs report it instead of hanging.
         let _ = w.run(|_| panic!("boom")).await;
         assert!(w.run(|v| v.len()).await.is_err());
+        w.exited().wait().await;
     }
 }

@@ -32,6 +32,8 @@ pub struct Status {
     pub daemon_uptime_seconds: Option<u64>,
     /// Worker processes the monitor restarted after a crash.
     pub worker_restarts: u64,
+    /// Actors restarted inside this worker after a crash.
+    pub actor_restarts: u64,
     /// Where `/metrics` and `/health` are served (absent: off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
@@ -39,6 +41,16 @@ pub struct Status {
     pub listen: Option<String>,
     /// Connected peer sessions.
     pub peers: usize,
+}
+
+/// Fault injection (only with `--danger-fault-injection`): make an actor panic.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct InjectFault {
+    /// Which actor.
+    pub actor: crate::supervise::ActorKind,
+    /// For a share or transfer actor: the share (default: the first one).
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// Pauses or resumes syncing.

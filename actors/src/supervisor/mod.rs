@@ -6,13 +6,14 @@
 
 pub mod messages;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, ResponseActFuture, System, WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, ResponseActFuture, System,
+    WrapFuture,
 };
 use clearskies_protocol::access_code::AccessCode;
 use clearskies_protocol::auth::VerifierRecord;
@@ -22,8 +23,8 @@ use clearskies_protocol::{PeerId, Sha256Hash};
 use tracing::{debug, error, info, warn};
 
 use self::messages::{
-    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, GetStatus, ListPeers, ListShares, PeerEntry,
-    RemoveShare, SetPaused, ShareCreated, Shutdown, Status,
+    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, GetStatus, InjectFault, ListPeers, ListShares,
+    PeerEntry, RemoveShare, SetPaused, ShareCreated, Shutdown, Status,
 };
 use crate::control::{Control, ControlTargets};
 use crate::discovery::{Discovered, Discovery, DiscoverySettings, SetIds};
@@ -31,6 +32,7 @@ use crate::listener::{Listener, ListenerTargets};
 use crate::metrics::{metrics, MetricsServer};
 use crate::peer::actor::{Peer, PeerTargets, Purpose};
 use crate::peer::channel::{self, ChannelError, TlsContext};
+use crate::peer::messages::PeerOut;
 use crate::peer::messages::{
     ClaimCredential, CodeUsed, Credential, CredentialKind, JoinShare, LookupCredential, PeerConnected,
     PeerDisconnected, ReleaseCredential,
@@ -38,7 +40,9 @@ use crate::peer::messages::{
 use crate::share::messages::{GetShareStatus, PeerUp, ShareLink, ShareStatus, StopShare};
 use crate::share::registry::{self, ShareConfig, ShareKeys};
 use crate::share::store::Store;
+use crate::share::worker::Exited;
 use crate::share::Share;
+use crate::supervise::{self, ActorKind, Crashed, InjectPanic};
 use crate::transfer::messages::SetTransfersPaused;
 use crate::Settings;
 
@@ -57,6 +61,13 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// First delay before re-dialling a remembered peer; doubles per failure up to [`MAX_REDIAL`].
 const FIRST_REDIAL: Duration = Duration::from_millis(500);
 const MAX_REDIAL: Duration = Duration::from_secs(60);
+/// Delay before restarting a crashed actor; doubles per crash of that kind within
+/// [`RESTART_WINDOW`], up to [`MAX_RESTART_DELAY`].
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// How long a share restart waits for the old worker thread's last job.
+const SHARE_EXIT_WAIT: Duration = Duration::from_secs(30);
 
 /// A share key ready to authenticate a connection to one of the share's peers.
 struct ShareKeyDial {
@@ -117,6 +128,15 @@ pub struct Supervisor {
     found: BTreeMap<(Sha256Hash, SocketAddr), &'static str>,
     /// Dials to discovered addresses in progress.
     found_dialing: BTreeSet<(Sha256Hash, SocketAddr)>,
+    metrics_server: Option<Addr<MetricsServer>>,
+    /// Per running share: resolves once its worker thread has ended.
+    share_exits: BTreeMap<Sha256Hash, Exited>,
+    /// Ready sessions: connection → (share, where it sends).
+    sessions: BTreeMap<u64, (Sha256Hash, Recipient<PeerOut>)>,
+    /// Recent crashes per actor kind (for the restart backoff).
+    crashes: BTreeMap<ActorKind, VecDeque<Instant>>,
+    /// Actors restarted since the worker started.
+    actor_restarts: u64,
 }
 
 impl Supervisor {
@@ -154,6 +174,11 @@ impl Supervisor {
             seeking: BTreeMap::new(),
             found: BTreeMap::new(),
             found_dialing: BTreeSet::new(),
+            metrics_server: None,
+            share_exits: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            crashes: BTreeMap::new(),
+            actor_restarts: 0,
         }
     }
 
@@ -300,16 +325,26 @@ impl Supervisor {
         });
     }
 
-    fn start_share(&mut self, config: ShareConfig) {
+    fn start_share(&mut self, config: ShareConfig, ctx: &mut Context<Self>) {
         self.load_keys(&config);
         match self.store.share(&config.store_key()) {
             Ok(store) => {
                 let joined = !config.peers.is_empty();
-                match Share::spawn(config.path.clone(), config.peer_id, config.mode(), store, joined) {
-                    Ok(addr) => {
+                let crashed = ctx.address().recipient();
+                match Share::spawn(
+                    config.path.clone(),
+                    config.peer_id,
+                    config.mode(),
+                    store,
+                    joined,
+                    config.id,
+                    crashed,
+                ) {
+                    Ok((addr, exited)) => {
                         if self.paused {
                             addr.do_send(SetTransfersPaused(true));
                         }
+                        self.share_exits.insert(config.id, exited);
                         self.shares.insert(config.id, (config, addr));
                     }
                     Err(e) => error!(share = %config.id, error = %e, "cannot start the share"),
@@ -325,10 +360,12 @@ impl Supervisor {
     }
 }
 
-impl Actor for Supervisor {
-    type Context = Context<Self>;
+impl Supervisor {
+    fn crash_report(ctx: &Context<Self>, kind: ActorKind) -> (Recipient<Crashed>, Crashed) {
+        (ctx.address().recipient(), Crashed { kind, share: None })
+    }
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
+    fn start_control(&mut self, listener: std::os::unix::net::UnixListener, ctx: &mut Context<Self>) {
         let me = ctx.address();
         let targets = ControlTargets {
             status: me.clone().recipient(),
@@ -340,42 +377,29 @@ impl Actor for Supervisor {
             create_access_code: me.clone().recipient(),
             add_share: me.clone().recipient(),
             list_peers: me.clone().recipient(),
+            inject_fault: self.settings.fault_injection.then(|| me.recipient()),
         };
-        if let Some(listener) = self.metrics_listener.take() {
-            MetricsServer::new(listener, me.clone().recipient()).start();
-        }
-        metrics().worker_restarts.inc_by(self.settings.monitor.restarts);
-        if let Some(listener) = self.control_listener.take() {
-            self.control = Some(Control::new(listener, self.settings.software.clone(), targets).start());
-        }
-        match TlsContext::new() {
-            Ok(tls) => {
-                if let Some(listener) = self.peer_listener.take() {
-                    let targets = ListenerTargets {
-                        lookup: me.clone().recipient(),
-                        claim: me.recipient(),
-                        peer: Self::peer_targets(ctx),
-                    };
-                    self.listener = Some(Listener::new(listener, tls.clone(), self.server_secret, targets).start());
-                }
-                self.tls = Some(tls);
-            }
-            Err(e) => error!(error = %e, "cannot set up TLS; no peer can connect"),
-        }
-        match registry::load_shares(&self.store) {
-            Ok(configs) => {
-                for c in configs {
-                    let id = c.id;
-                    let mut peers = c.peers.clone();
-                    peers.extend(self.settings.peers.iter().filter(|p| !c.peers.contains(p)).cloned());
-                    self.start_share(c);
-                    for addr in peers {
-                        self.dial(id, addr, Duration::ZERO, ctx);
-                    }
-                }
-            }
-            Err(e) => error!(error = %e, "cannot load the share list"),
-        }
+        let (to, crash) = Self::crash_report(ctx, ActorKind::Control);
+        let control = Control::new(listener, self.settings.software.clone(), targets);
+        self.control = Some(supervise::start(control, to, crash));
+    }
+
+    fn start_listener(&mut self, listener: std::net::TcpListener, ctx: &mut Context<Self>) {
+        let Some(tls) = self.tls.clone() else { return };
+        let me = ctx.address();
+        let targets =
+            ListenerTargets { lookup: me.clone().recipient(), claim: me.recipient(), peer: Self::peer_targets(ctx) };
+        let (to, crash) = Self::crash_report(ctx, ActorKind::Listener);
+        self.listener = Some(supervise::start(Listener::new(listener, tls, self.server_secret, targets), to, crash));
+    }
+
+    fn start_metrics(&mut self, listener: std::net::TcpListener, ctx: &mut Context<Self>) {
+        let (to, crash) = Self::crash_report(ctx, ActorKind::Metrics);
+        let server = MetricsServer::new(listener, ctx.address().recipient());
+        self.metrics_server = Some(supervise::start(server, to, crash));
+    }
+
+    fn start_discovery(&mut self, ctx: &mut Context<Self>) {
         let listen = self.listen_addr;
         let settings = DiscoverySettings {
             trackers: self.settings.trackers.clone(),
@@ -383,9 +407,159 @@ impl Actor for Supervisor {
             listen_ip: listen.map(|a| a.ip()),
             listen_port: listen.map_or(0, |a| a.port()),
         };
-        self.discovery = Some(Discovery::new(settings, ctx.address().recipient()).start());
+        let (to, crash) = Self::crash_report(ctx, ActorKind::Discovery);
+        self.discovery = Some(supervise::start(Discovery::new(settings, ctx.address().recipient()), to, crash));
         self.update_ids();
+    }
+
+    /// Starts a share and dials its remembered and configured peers.
+    fn start_share_and_dial(&mut self, config: ShareConfig, ctx: &mut Context<Self>) {
+        let id = config.id;
+        let mut peers = config.peers.clone();
+        peers.extend(self.settings.peers.iter().filter(|p| !config.peers.contains(p)).cloned());
+        self.start_share(config, ctx);
+        for addr in peers {
+            self.dial(id, addr, Duration::ZERO, ctx);
+        }
+    }
+
+    /// Starts a crashed actor again, as it was started at first (sockets bound again at the
+    /// same address).
+    fn restart(&mut self, crash: Crashed, ctx: &mut Context<Self>) {
+        let bind_tcp = |addr: Option<SocketAddr>| addr.map(std::net::TcpListener::bind).transpose();
+        let result = match crash.kind {
+            ActorKind::Control => {
+                crate::control::bind(&self.settings.control_socket).map(|l| self.start_control(l, ctx))
+            }
+            ActorKind::Listener => bind_tcp(self.listen_addr).map(|l| l.map_or((), |l| self.start_listener(l, ctx))),
+            ActorKind::Metrics => bind_tcp(self.metrics_addr).map(|l| l.map_or((), |l| self.start_metrics(l, ctx))),
+            ActorKind::Discovery => {
+                self.start_discovery(ctx);
+                Ok(())
+            }
+            ActorKind::Share | ActorKind::Transfer => {
+                if let Some(id) = crash.share {
+                    self.restart_share(id, ctx);
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            error!(actor = crash.kind.name(), error = %e, "cannot restart the actor; trying again");
+            ctx.notify_later(crash, MAX_RESTART_DELAY);
+        }
+    }
+
+    /// A share's actor or its transfer actor crashed: stop what is left of the pair, close its
+    /// sessions (their links point at the dead actor; the peers dial again), wait for its
+    /// worker thread to finish its last job, then start the share again.
+    fn restart_share(&mut self, id: Sha256Hash, ctx: &mut Context<Self>) {
+        let Some((config, addr)) = self.shares.remove(&id) else { return };
+        addr.do_send(StopShare);
+        for (share, out) in self.sessions.values() {
+            if *share == id {
+                out.do_send(PeerOut::Close("the share is restarting".into()));
+            }
+        }
+        let exited = self.share_exits.remove(&id);
+        let wait = async move {
+            if let Some(exited) = exited {
+                if tokio::time::timeout(SHARE_EXIT_WAIT, exited.wait()).await.is_err() {
+                    warn!(share = %id, "the share's worker thread is still busy; restarting beside it");
+                }
+            }
+        };
+        ctx.spawn(wait.into_actor(self).map(move |(), act, ctx| {
+            // Removed by the user meanwhile? Its registry entry tells.
+            match registry::load_shares(&act.store) {
+                Ok(configs) if configs.iter().any(|c| c.id == id) => {
+                    info!(share = %id, path = %config.path.display(), "share restarted");
+                    act.start_share_and_dial(config, ctx);
+                    act.update_ids();
+                }
+                Ok(_) => {}
+                Err(e) => error!(share = %id, error = %e, "cannot read the share list to restart the share"),
+            }
+        }));
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(listener) = self.metrics_listener.take() {
+            self.start_metrics(listener, ctx);
+        }
+        metrics().worker_restarts.inc_by(self.settings.monitor.restarts);
+        if let Some(listener) = self.control_listener.take() {
+            self.start_control(listener, ctx);
+        }
+        match TlsContext::new() {
+            Ok(tls) => {
+                self.tls = Some(tls);
+                if let Some(listener) = self.peer_listener.take() {
+                    self.start_listener(listener, ctx);
+                }
+            }
+            Err(e) => error!(error = %e, "cannot set up TLS; no peer can connect"),
+        }
+        match registry::load_shares(&self.store) {
+            Ok(configs) => {
+                for c in configs {
+                    self.start_share_and_dial(c, ctx);
+                }
+            }
+            Err(e) => error!(error = %e, "cannot load the share list"),
+        }
+        self.start_discovery(ctx);
         info!(data_dir = %self.settings.data_dir.display(), shares = self.shares.len(), "worker started");
+    }
+}
+
+impl Handler<Crashed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, crash: Crashed, ctx: &mut Context<Self>) {
+        metrics().actor_restarts.with_label_values(&[crash.kind.name()]).inc();
+        self.actor_restarts += 1;
+        // Back off when one kind keeps crashing: 0.1 s, doubling per crash within a minute.
+        let now = Instant::now();
+        let recent = self.crashes.entry(crash.kind).or_default();
+        recent.push_back(now);
+        while recent.front().is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW) {
+            recent.pop_front();
+        }
+        let exponent = u32::try_from(recent.len() - 1).unwrap_or(u32::MAX).min(16);
+        let delay = FIRST_RESTART_DELAY.saturating_mul(1 << exponent).min(MAX_RESTART_DELAY);
+        error!(actor = crash.kind.name(), share = ?crash.share.map(|s| s.to_string()), restart_in = ?delay,
+            "an actor crashed (see the panic above); restarting it");
+        ctx.run_later(delay, move |act, ctx| act.restart(crash, ctx));
+    }
+}
+
+impl Handler<InjectFault> for Supervisor {
+    type Result = Result<(), CommandError>;
+
+    fn handle(&mut self, msg: InjectFault, _: &mut Context<Self>) -> Self::Result {
+        if !self.settings.fault_injection {
+            return Err(CommandError::new("not_understood", "fault injection is off"));
+        }
+        let panic = InjectPanic(msg.actor);
+        let sent = match msg.actor {
+            ActorKind::Control => self.control.as_ref().map(|a| a.do_send(panic)),
+            ActorKind::Listener => self.listener.as_ref().map(|a| a.do_send(panic)),
+            ActorKind::Metrics => self.metrics_server.as_ref().map(|a| a.do_send(panic)),
+            ActorKind::Discovery => self.discovery.as_ref().map(|a| a.do_send(panic)),
+            ActorKind::Share | ActorKind::Transfer => {
+                let share = match &msg.path {
+                    Some(p) => self.share_by_path(p).map(|c| c.id),
+                    None => self.shares.keys().next().copied(),
+                };
+                share.and_then(|id| self.shares.get(&id)).map(|(_, a)| a.do_send(panic))
+            }
+        };
+        sent.ok_or_else(|| CommandError::new("no_such_actor", format!("no {} actor is running", msg.actor.name())))
     }
 }
 
@@ -407,6 +581,7 @@ impl Handler<GetStatus> for Supervisor {
                 now.saturating_sub(t)
             }),
             worker_restarts: self.settings.monitor.restarts,
+            actor_restarts: self.actor_restarts,
             metrics: self.metrics_addr.map(|a| a.to_string()),
             listen: self.listen_addr.map(|a| a.to_string()),
             peers: self.peers.len(),
@@ -449,7 +624,7 @@ impl Handler<CreateShare> for Supervisor {
             info!(share = %config.id, path = %config.path.display(), "share created");
             let created = ShareCreated { path: config.path.display().to_string(), id: config.id.to_string() };
             let id = config.id;
-            act.start_share(config);
+            act.start_share(config, ctx);
             act.update_ids();
             for addr in act.settings.peers.clone() {
                 act.dial(id, addr, Duration::ZERO, ctx);
@@ -620,14 +795,14 @@ impl Handler<JoinShare> for Supervisor {
         let job = tokio::task::spawn_blocking(move || {
             registry::join_share(&store, &data_dir, &msg.path, msg.peer_id, &msg.keys, &msg.via.to_string(), now)
         });
-        Box::pin(job.into_actor(self).map(|joined, act, _| {
+        Box::pin(job.into_actor(self).map(|joined, act, ctx| {
             let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
             info!(share = %config.id, path = %config.path.display(), "joined a share");
             for addr in &config.peers {
                 act.dials.insert((config.id, addr.clone()), 0);
             }
             let id = config.id;
-            act.start_share(config);
+            act.start_share(config, ctx);
             act.update_ids();
             Ok(id)
         }))
@@ -639,6 +814,7 @@ impl Handler<PeerConnected> for Supervisor {
 
     fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) -> Self::Result {
         self.peers.insert((msg.share, msg.peer), msg.addr);
+        self.sessions.insert(msg.conn, (msg.share, msg.out.clone()));
         if let Some(failures) = self.dials.get_mut(&(msg.share, msg.addr.to_string())) {
             *failures = 0;
         }
@@ -660,6 +836,7 @@ impl Handler<PeerDisconnected> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: PeerDisconnected, ctx: &mut Context<Self>) {
+        self.sessions.remove(&msg.conn);
         let Some(share) = msg.share else { return };
         if let Some(peer) = msg.peer {
             if self.peers.get(&(share, peer)) == Some(&msg.addr) {

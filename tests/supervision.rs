@@ -1,0 +1,74 @@
+//! Inside the worker, a panicking actor is restarted alone: syncs go on, the restart is
+//! counted, the worker process is never restarted.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+
+use crate::util::{wait_for, Daemon};
+
+fn metric(d: &Daemon, series: &str) -> Option<f64> {
+    let addr = d.cs.json(&["status", "--json"])["metrics"].as_str()?.to_owned();
+    let mut s = TcpStream::connect(&addr).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn random(n: usize, seed: u8) -> Vec<u8> {
+    let mut x = u64::from(seed) + 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+fn arrived(path: &Path, data: &[u8]) -> Option<()> {
+    (fs::read(path).ok()? == data).then_some(())
+}
+
+#[test]
+fn each_actor_kind_is_restarted_alone_while_files_sync() {
+    let a = Daemon::start_args(&[], &["--danger-fault-injection"]);
+    let b = Daemon::start();
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    let worker = a.cs.pid("worker").unwrap();
+
+    for (i, kind) in ["transfer", "share", "listener", "control", "metrics", "discovery"].into_iter().enumerate() {
+        // A file on its way from a to b while the actor crashes.
+        let data = random(8 << 20, u8::try_from(i).unwrap());
+        let name = format!("during-{kind}.bin");
+        fs::write(ra.join(&name), &data).unwrap();
+        a.cs.ok(&["inject-fault", kind]);
+        wait_for(&format!("{name} to reach b after the {kind} actor crashed"), || arrived(&rb.join(&name), &data));
+        let series = format!("clearskies_actor_restarts_total{{actor=\"{kind}\"}}");
+        wait_for(&format!("the {kind} restart to be counted"), || (metric(&a, &series)? == 1.0).then_some(()));
+        // And the other direction still works afterwards.
+        let back = format!("after-{kind}.txt");
+        fs::write(rb.join(&back), kind).unwrap();
+        wait_for(&format!("{back} to reach a"), || arrived(&ra.join(&back), kind.as_bytes()));
+    }
+    let status = a.cs.json(&["status", "--json"]);
+    assert_eq!(status["actor_restarts"], 6, "{status}");
+    assert_eq!(status["worker_restarts"], 0, "{status}");
+    assert_eq!(a.cs.pid("worker"), Some(worker), "the worker process was not restarted");
+    assert_eq!(a.cs.log().matches("injected fault: panic").count(), 6);
+}
+
+#[test]
+fn fault_injection_needs_the_flag() {
+    let d = Daemon::start();
+    let out = d.cs.run(&["inject-fault", "share"]);
+    assert!(!out.status.success());
+    assert!(crate::util::stderr(&out).contains("not_understood"), "{}", crate::util::stderr(&out));
+}

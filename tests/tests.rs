@@ -8,6 +8,7 @@
 mod attach;
 mod cli;
 mod daemon;
+mod dashboards;
 mod discovery;
 mod hostile;
 mod metrics;

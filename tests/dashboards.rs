@@ -32,7 +32,8 @@ fn referenced(text: &str) -> BTreeSet<String> {
     let mut rest = text;
     while let Some(i) = rest.find("clearskies_") {
         let tail = &rest[i..];
-        let end = tail.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).unwrap_or(tail.len());
+        let end =
+            tail.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).unwrap_or(tail.len());
         let name = &tail[..end];
         let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
         out.insert(family.to_owned());
@@ -70,7 +71,8 @@ fn dashboard_and_alerts_use_only_exported_metrics() {
 
 #[test]
 fn promtool_checks_and_tests_the_alert_rules() {
-    let Ok(out) = Command::new("promtool").args(["check", "rules", "dashboards/alerts.yml"]).current_dir(repo("")).output()
+    let Ok(out) =
+        Command::new("promtool").args(["check", "rules", "dashboards/alerts.yml"]).current_dir(repo("")).output()
     else {
         eprintln!("promtool is not installed (Debian package prometheus); rules not checked");
         return;

@@ -44,12 +44,13 @@ fn each_actor_kind_is_restarted_alone_while_files_sync() {
     b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
     let worker = a.cs.pid("worker").unwrap();
 
-    for (i, kind) in ["transfer", "share", "listener", "control", "metrics", "discovery"].into_iter().enumerate() {
+    let kinds = ["transfer", "share", "listener", "control", "metrics", "discovery", "peer"];
+    for (i, kind) in kinds.into_iter().enumerate() {
         // A file on its way from a to b while the actor crashes.
         let data = random(8 << 20, u8::try_from(i).unwrap());
         let name = format!("during-{kind}.bin");
         fs::write(ra.join(&name), &data).unwrap();
-        a.cs.ok(&["inject-fault", kind]);
+        a.cs.ok(&["inject-fault", "panic", kind]);
         wait_for(&format!("{name} to reach b after the {kind} actor crashed"), || arrived(&rb.join(&name), &data));
         let series = format!("clearskies_actor_restarts_total{{actor=\"{kind}\"}}");
         wait_for(&format!("the {kind} restart to be counted"), || (metric(&a, &series)? == 1.0).then_some(()));
@@ -59,16 +60,43 @@ fn each_actor_kind_is_restarted_alone_while_files_sync() {
         wait_for(&format!("{back} to reach a"), || arrived(&ra.join(&back), kind.as_bytes()));
     }
     let status = a.cs.json(&["status", "--json"]);
-    assert_eq!(status["actor_restarts"], 6, "{status}");
+    assert_eq!(status["actor_restarts"], 7, "{status}");
     assert_eq!(status["worker_restarts"], 0, "{status}");
     assert_eq!(a.cs.pid("worker"), Some(worker), "the worker process was not restarted");
-    assert_eq!(a.cs.log().matches("injected fault: panic").count(), 6);
+    assert_eq!(a.cs.log().matches("injected fault: panic").count(), 7);
+}
+
+#[test]
+fn a_stalled_peer_and_a_failed_index_write_only_delay_the_sync() {
+    let a = Daemon::start_args(&[], &["--danger-fault-injection"]);
+    let b = Daemon::start();
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    wait_for("b to connect", || (a.peers() == 1).then_some(()));
+
+    // The connection stops reading for 3 s: the change arrives afterwards, nothing is lost.
+    a.cs.ok(&["inject-fault", "stall", "3"]);
+    fs::write(rb.join("while-stalled.txt"), b"patience").unwrap();
+    wait_for("the change made during the stall", || arrived(&ra.join("while-stalled.txt"), b"patience"));
+    assert!(a.cs.log().contains("injected fault: stalling the connection"));
+
+    // The next index write fails (the scan of this new file): it is retried, and syncs.
+    a.cs.ok(&["inject-fault", "fail-db-write"]);
+    let data = random(1 << 20, 42);
+    fs::write(ra.join("after-a-failed-write.bin"), &data).unwrap();
+    wait_for("the file whose first index write failed", || arrived(&rb.join("after-a-failed-write.bin"), &data));
+    assert!(a.cs.log().contains("injected fault: the index write failed"), "{}", a.cs.log());
+    let status = a.cs.json(&["status", "--json"]);
+    assert_eq!(status["health"]["healthy"], true, "{status}");
 }
 
 #[test]
 fn fault_injection_needs_the_flag() {
     let d = Daemon::start();
-    let out = d.cs.run(&["inject-fault", "share"]);
+    let out = d.cs.run(&["inject-fault", "panic", "share"]);
     assert!(!out.status.success());
     assert!(crate::util::stderr(&out).contains("not_understood"), "{}", crate::util::stderr(&out));
 }

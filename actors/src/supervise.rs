@@ -31,6 +31,8 @@ pub enum ActorKind {
     Control,
     /// `/metrics` and `/health`.
     Metrics,
+    /// One peer connection: not restarted; its share forgets it and it is dialled again.
+    Peer,
 }
 
 impl ActorKind {
@@ -43,6 +45,7 @@ impl ActorKind {
             ActorKind::Transfer => "transfer",
             ActorKind::Control => "control",
             ActorKind::Metrics => "metrics",
+            ActorKind::Peer => "peer",
         }
     }
 
@@ -55,6 +58,7 @@ impl ActorKind {
             ActorKind::Transfer,
             ActorKind::Control,
             ActorKind::Metrics,
+            ActorKind::Peer,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -69,6 +73,8 @@ pub struct Crashed {
     pub kind: ActorKind,
     /// The share, for a `Share` or `Transfer`.
     pub share: Option<Sha256Hash>,
+    /// The connection, for a `Peer`.
+    pub conn: Option<u64>,
 }
 
 /// Fault injection (only with `--danger-fault-injection`): panic inside the actor that
@@ -193,7 +199,7 @@ mod tests {
     async fn a_panic_is_reported_and_the_others_keep_running() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let watcher = Watcher(tx).start().recipient();
-        let crash = Crashed { kind: ActorKind::Listener, share: None };
+        let crash = Crashed { kind: ActorKind::Listener, share: None, conn: None };
         let a = start(Fragile, watcher.clone(), crash);
         let b = start(Fragile, watcher, crash);
         assert_eq!(a.send(Ping).await.unwrap(), 7);

@@ -112,11 +112,15 @@ pub(crate) enum Command {
         #[arg(long)]
         danger_fault_injection: bool,
     },
-    /// Make an actor of a daemon started with --danger-fault-injection panic (tests only).
+    /// Break something in a daemon started with --danger-fault-injection (tests only):
+    /// `panic ACTOR` (discovery, listener, share, transfer, control, metrics, peer),
+    /// `stall SECONDS` (the share's connections stop reading), `fail-db-write`.
     #[command(hide = true)]
     InjectFault {
-        /// discovery, listener, share, transfer, control or metrics.
-        actor: String,
+        /// panic, stall or fail-db-write.
+        fault: String,
+        /// The actor (panic) or the seconds (stall).
+        arg: Option<String>,
         /// For share and transfer: the shared directory (default: the first share).
         #[arg(long)]
         path: Option<std::path::PathBuf>,

@@ -147,13 +147,26 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
 
 /// `clearskies inject-fault ACTOR [--path P]` (hidden; daemons started with
 /// `--danger-fault-injection` only).
-pub(crate) fn inject_fault(config: &Config, actor: &str, path: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let mut request = json!({ "type": "inject_fault", "fault": "panic", "actor": actor });
+pub(crate) fn inject_fault(
+    config: &Config,
+    fault: &str,
+    arg: Option<&str>,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut request = match (fault, arg) {
+        ("panic", Some(actor)) => json!({ "type": "inject_fault", "fault": "panic", "actor": actor }),
+        ("stall", Some(seconds)) => {
+            let seconds: u64 = seconds.parse().context("stall takes a number of seconds")?;
+            json!({ "type": "inject_fault", "fault": "stall", "seconds": seconds })
+        }
+        ("fail-db-write", None) => json!({ "type": "inject_fault", "fault": "fail_db_write" }),
+        _ => bail!("use: inject-fault panic ACTOR | stall SECONDS | fail-db-write"),
+    };
     if let Some(p) = path {
         request["path"] = json!(absolute_dir(p)?);
     }
     connect(config)?.request(&request)?;
-    out(&format!("injected a panic into the {actor} actor"))
+    out(&format!("injected: {fault} {}", arg.unwrap_or_default()))
 }
 
 /// Commands that only need an empty success answer.

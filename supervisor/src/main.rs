@@ -63,8 +63,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker { danger_fault_injection } => {
             worker::run(&config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
         }
-        Command::InjectFault { actor, path } => {
-            daemon::inject_fault(&config()?, &actor, path.as_deref()).map(|()| ExitCode::SUCCESS)
+        Command::InjectFault { fault, arg, path } => {
+            daemon::inject_fault(&config()?, &fault, arg.as_deref(), path.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::Tracker { listen, min_ttl, max_ttl } => tracker(listen, min_ttl, max_ttl).map(|()| ExitCode::SUCCESS),
         Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),

@@ -21,9 +21,10 @@ use tracing::{debug, warn};
 
 pub use self::messages::ControlTargets;
 use crate::metrics::health;
+use crate::peer::messages::PeerFault;
 use crate::supervisor::messages::{
-    AddShare, CommandError, CreateAccessCode, CreateShare, GetStatus, InjectFault, ListPeers, ListShares, RemoveShare,
-    SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
+    AddShare, CommandError, CreateAccessCode, CreateShare, Fault, GetStatus, InjectFault, ListPeers, ListShares,
+    RemoveShare, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
 };
 
 /// Longest accepted command line; a longer one closes that connection.
@@ -221,17 +222,19 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
         "inject_fault" if targets.inject_fault.is_some() => {
             let Some(inject) = &targets.inject_fault else { return (unavailable(), None) };
             let actor = request.get("actor").and_then(Value::as_str).and_then(crate::supervise::ActorKind::from_name);
+            let seconds = request.get("seconds").and_then(Value::as_u64);
+            let fault = match (request.get("fault").and_then(Value::as_str), actor, seconds) {
+                (Some("panic"), Some(actor), _) => Fault::Panic(actor),
+                (Some("stall"), _, Some(s)) => Fault::Peer(PeerFault::Stall(Duration::from_secs(s.min(3600)))),
+                (Some("fail_db_write"), _, _) => Fault::FailNextWrite,
+                _ => {
+                    let usage = "fault: \"panic\" with \"actor\" (discovery, listener, share, transfer, control, \
+                                 metrics, peer), \"stall\" with \"seconds\", or \"fail_db_write\"";
+                    return (error("bad_fault", usage), None);
+                }
+            };
             let path = request.get("path").and_then(Value::as_str).map(std::path::PathBuf::from);
-            match (request.get("fault").and_then(Value::as_str), actor) {
-                (Some("panic"), Some(actor)) => (reply(inject.send(InjectFault { actor, path }).await), None),
-                _ => (
-                    error(
-                        "bad_fault",
-                        "use {\"fault\":\"panic\",\"actor\":\"share|transfer|listener|control|metrics|discovery\"}",
-                    ),
-                    None,
-                ),
-            }
+            (reply(inject.send(InjectFault { fault, path }).await), None)
         }
         other => (error("not_understood", &format!("unknown command {other:?}")), None),
     }

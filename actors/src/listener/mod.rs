@@ -84,7 +84,7 @@ impl Actor for Listener {
                         _ => KeyExchange::None,
                     };
                     let purpose = Purpose::Accepted { id: ch.id, kind: cred.kind, share: cred.share };
-                    Peer::new(ch, Role::Server, key_exchange, cred.our_peer_id, purpose, addr, targets.peer).start();
+                    Peer::new(ch, Role::Server, key_exchange, cred.our_peer_id, purpose, addr, targets.peer).spawn();
                 });
             }
             #[allow(unreachable_code)]

@@ -17,7 +17,7 @@ use prometheus::{
 /// Label values of the `extension` label on byte counters.
 pub const EXTENSIONS: [&str; 3] = ["plain", "rsync", "gzip"];
 /// Actor kinds that are restarted on a crash (label values of `actor`).
-pub const RESTARTED_ACTORS: [&str; 6] = ["discovery", "listener", "share", "transfer", "control", "metrics"];
+pub const RESTARTED_ACTORS: [&str; 7] = ["discovery", "listener", "share", "transfer", "control", "metrics", "peer"];
 
 /// Every collector of the daemon.
 #[derive(Debug)]

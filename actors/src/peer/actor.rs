@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message as ActixMessage, Recipient,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message as ActixMessage, Recipient,
     SpawnHandle, StreamHandler, WrapFuture,
 };
 use bytes::Bytes;
@@ -31,11 +31,12 @@ use tracing::{debug, info, warn};
 
 use super::channel::Channel;
 use super::messages::{
-    CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerOut, ReleaseCredential,
+    CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerFault, PeerOut, Redial, ReleaseCredential,
 };
 use crate::metrics::metrics;
 use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
 use crate::share::record::Record;
+use crate::supervise::{self, injected_panic, ActorKind, Crashed};
 use crate::supervisor::messages::CommandError;
 use crate::transfer::messages::{DataStart, Missing, ServeGet, Sink, SinkItem};
 
@@ -81,6 +82,8 @@ pub struct PeerTargets {
     pub connected: Recipient<PeerConnected>,
     /// Session over.
     pub disconnected: Recipient<PeerDisconnected>,
+    /// The connection's actor panicked.
+    pub crashed: Recipient<Crashed>,
 }
 
 /// Why this connection exists.
@@ -204,6 +207,24 @@ impl Peer {
             close_reason: None,
             targets,
             counted: false,
+        }
+    }
+
+    /// Starts the connection's actor; a panic in it is reported (see [`Crashed`]) so the
+    /// share forgets the connection and it is dialled again.
+    pub fn spawn(self) -> Addr<Peer> {
+        let crash = Crashed { kind: ActorKind::Peer, share: self.share, conn: Some(self.conn) };
+        let to = self.targets.crashed.clone();
+        supervise::start(self, to, crash)
+    }
+
+    /// How this connection is re-established if it is lost.
+    fn redial(&self) -> Redial {
+        match &self.purpose {
+            Purpose::Rejoin { dialled, .. } => Redial::Address(dialled.clone()),
+            Purpose::Attach { .. } => Redial::Address(self.remote.to_string()),
+            Purpose::Found { .. } => Redial::Found(self.remote),
+            Purpose::Accepted { .. } => Redial::ByPeer,
         }
     }
 
@@ -332,7 +353,20 @@ impl Peer {
         );
     }
 
+    fn fault(&mut self, fault: PeerFault, ctx: &mut Context<Self>) {
+        match fault {
+            PeerFault::Panic => injected_panic(ActorKind::Peer),
+            PeerFault::Stall(d) => {
+                warn!(remote = %self.remote, seconds = d.as_secs(), "injected fault: stalling the connection");
+                self.pause_for(actix::clock::sleep(d).into_actor(self), ctx);
+            }
+        }
+    }
+
     fn send_out(&mut self, out: PeerOut, ctx: &mut Context<Self>) {
+        if let PeerOut::Fault(fault) = out {
+            return self.fault(fault, ctx);
+        }
         if self.sending_file {
             if let PeerOut::File { header: Message::DirectoryData(d), .. } = &out {
                 let queued = self.outbox.iter().filter(|o| matches!(o, PeerOut::File { .. })).count();
@@ -347,6 +381,7 @@ impl Peer {
             return;
         }
         match out {
+            PeerOut::Fault(fault) => self.fault(fault, ctx),
             PeerOut::Send(msgs) => {
                 for m in &msgs {
                     if let Err(e) = self.session.send(m) {
@@ -453,6 +488,7 @@ impl Peer {
                         share,
                         peer,
                         addr: self.remote,
+                        redial: self.redial(),
                     };
                     let ask = self.targets.connected.send(connected);
                     self.pause_for(

@@ -92,6 +92,19 @@ pub struct PeerConnected {
     pub peer: PeerId,
     /// Its address.
     pub addr: SocketAddr,
+    /// How to reach it again if the connection is lost without a word (a crash).
+    pub redial: Redial,
+}
+
+/// How a lost connection is re-established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redial {
+    /// We dialled this `HOST:PORT` (configured, remembered or the attach address).
+    Address(String),
+    /// Discovery found it: dial the address again.
+    Found(SocketAddr),
+    /// The peer dialled us; it dials again.
+    ByPeer,
 }
 
 /// A session ended.
@@ -116,6 +129,8 @@ pub struct PeerDisconnected {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub enum PeerOut {
+    /// Fault injection (`--danger-fault-injection` only).
+    Fault(PeerFault),
     /// Messages without attachment, in order.
     Send(Vec<clearskies_protocol::message::Message>),
     /// A message whose attachment is the file's bytes from its current position, `len`
@@ -130,4 +145,13 @@ pub enum PeerOut {
     },
     /// Close the connection, logging why.
     Close(String),
+}
+
+/// A fault injected into a connection (tests of supervision only).
+#[derive(Debug, Clone, Copy)]
+pub enum PeerFault {
+    /// Panic in the connection's actor.
+    Panic,
+    /// Stop reading and processing for this long (a stalled peer).
+    Stall(std::time::Duration),
 }

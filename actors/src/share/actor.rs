@@ -50,6 +50,8 @@ pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// How long after failed disk work (e.g. a non-empty directory where a file goes) all
 /// pending work is tried again.
 const RETRY_PENDING: Duration = Duration::from_secs(30);
+/// How soon a failed scan or a failed store of peers' changes is tried again.
+const RETRY_FAILED: Duration = Duration::from_secs(5);
 /// Peers' records waiting to be applied before senders are made to wait.
 const MAX_INCOMING: usize = 20_000;
 /// Updates per message batch handed to a connection.
@@ -128,8 +130,8 @@ impl Share {
         let state = ShareState { root: root.clone(), store: store.clone(), me };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
         let exited = worker.exited();
-        let on_share = Crashed { kind: ActorKind::Share, share: Some(id) };
-        let on_transfer = Crashed { kind: ActorKind::Transfer, share: Some(id) };
+        let on_share = Crashed { kind: ActorKind::Share, share: Some(id), conn: None };
+        let on_transfer = Crashed { kind: ActorKind::Transfer, share: Some(id), conn: None };
         let to = crashed.clone();
         let addr = supervise::create(
             move |ctx| Share {
@@ -210,7 +212,9 @@ impl Share {
                     State::Error(e.to_string())
                 }
                 Ok(Err(e)) => {
-                    warn!(error = %e, "scan failed");
+                    // A scan is idempotent: try again shortly (a transient disk or index error).
+                    warn!(error = %e, retry_in = ?RETRY_FAILED, "scan failed");
+                    ctx.run_later(RETRY_FAILED, |act, ctx| act.start_scan(ctx));
                     State::Error(e.to_string())
                 }
                 Err(e) => State::Error(e.to_string()),
@@ -254,7 +258,13 @@ impl Share {
             });
             match joined {
                 Ok(Ok(outcome)) => act.applied(outcome),
-                Ok(Err(e)) => error!(root = %act.root.display(), error = %e, "cannot store peers' changes"),
+                Ok(Err(e)) => {
+                    // Nothing of the batch was recorded (one write batch), so our `since` did
+                    // not move: ask the peers again, which the protocol makes idempotent.
+                    error!(root = %act.root.display(), error = %e, retry_in = ?RETRY_FAILED,
+                        "cannot store peers' changes; asking the peers for them again");
+                    ctx.run_later(RETRY_FAILED, |act, _| act.ask_for_updates());
+                }
                 Err(e) => act.state = State::Error(e.to_string()),
             }
             act.apply_incoming(ctx);
@@ -311,6 +321,15 @@ impl Share {
             "applied peers' changes");
         self.announce(announce);
         self.fetch(fetch);
+    }
+
+    /// Sends `database.get_updates` (everything newer than what we hold) to every peer.
+    fn ask_for_updates(&self) {
+        let since = self.store.since().unwrap_or_default();
+        for sub in self.subscribers.values() {
+            let get = clearskies_protocol::message::database::GetUpdates { since: since.clone() };
+            sub.out.do_send(PeerOut::Send(vec![get.into()]));
+        }
     }
 
     fn fetch(&self, fetch: Vec<super::apply::Fetch>) {

@@ -44,6 +44,17 @@ pub enum StoreError {
     /// The share has no column family.
     #[error("no index for share {0}")]
     NoShare(String),
+    /// A write failed on purpose (`--danger-fault-injection`).
+    #[error("injected fault: the index write failed")]
+    Injected,
+}
+
+/// Fault injection: the next [`ShareStore::commit`] (of any share) fails.
+static FAIL_NEXT_WRITE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the next index write fail (`--danger-fault-injection` only).
+pub fn fail_next_write() {
+    FAIL_NEXT_WRITE.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 const META_CF: &str = "meta";
@@ -382,6 +393,9 @@ impl ShareStore {
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
+        if FAIL_NEXT_WRITE.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Injected);
+        }
         let started = std::time::Instant::now();
         self.db.write_opt(batch, &opts)?;
         crate::metrics::metrics().db_write_duration.observe(started.elapsed().as_secs_f64());

@@ -47,10 +47,21 @@ pub struct Status {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), CommandError>")]
 pub struct InjectFault {
-    /// Which actor.
-    pub actor: crate::supervise::ActorKind,
-    /// For a share or transfer actor: the share (default: the first one).
+    /// What to break.
+    pub fault: Fault,
+    /// For share, transfer and peer faults: the share (default: the first one / any).
     pub path: Option<std::path::PathBuf>,
+}
+
+/// An injectable fault.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Panic in an actor (a peer: one connection of the share).
+    Panic(crate::supervise::ActorKind),
+    /// Every connection of the share (or all) stops reading for a while.
+    Peer(crate::peer::messages::PeerFault),
+    /// The next index write fails.
+    FailNextWrite,
 }
 
 /// Pauses or resumes syncing.

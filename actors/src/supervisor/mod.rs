@@ -23,8 +23,8 @@ use clearskies_protocol::{PeerId, Sha256Hash};
 use tracing::{debug, error, info, warn};
 
 use self::messages::{
-    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, GetStatus, InjectFault, ListPeers, ListShares,
-    PeerEntry, RemoveShare, SetPaused, ShareCreated, Shutdown, Status,
+    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, Fault, GetStatus, InjectFault, ListPeers,
+    ListShares, PeerEntry, RemoveShare, SetPaused, ShareCreated, Shutdown, Status,
 };
 use crate::control::{Control, ControlTargets};
 use crate::discovery::{Discovered, Discovery, DiscoverySettings, SetIds};
@@ -32,12 +32,11 @@ use crate::listener::{Listener, ListenerTargets};
 use crate::metrics::{metrics, MetricsServer};
 use crate::peer::actor::{Peer, PeerTargets, Purpose};
 use crate::peer::channel::{self, ChannelError, TlsContext};
-use crate::peer::messages::PeerOut;
 use crate::peer::messages::{
     ClaimCredential, CodeUsed, Credential, CredentialKind, JoinShare, LookupCredential, PeerConnected,
-    PeerDisconnected, ReleaseCredential,
+    PeerDisconnected, PeerFault, PeerOut, Redial, ReleaseCredential,
 };
-use crate::share::messages::{GetShareStatus, PeerUp, ShareLink, ShareStatus, StopShare};
+use crate::share::messages::{GetShareStatus, PeerDown, PeerUp, ShareLink, ShareStatus, StopShare};
 use crate::share::registry::{self, ShareConfig, ShareKeys};
 use crate::share::store::Store;
 use crate::share::worker::Exited;
@@ -68,6 +67,16 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// How long a share restart waits for the old worker thread's last job.
 const SHARE_EXIT_WAIT: Duration = Duration::from_secs(30);
+
+/// A ready peer session, as the supervisor knows it.
+#[derive(Debug)]
+struct Session {
+    share: Sha256Hash,
+    peer: PeerId,
+    addr: SocketAddr,
+    out: Recipient<PeerOut>,
+    redial: Redial,
+}
 
 /// A share key ready to authenticate a connection to one of the share's peers.
 struct ShareKeyDial {
@@ -131,8 +140,8 @@ pub struct Supervisor {
     metrics_server: Option<Addr<MetricsServer>>,
     /// Per running share: resolves once its worker thread has ended.
     share_exits: BTreeMap<Sha256Hash, Exited>,
-    /// Ready sessions: connection → (share, where it sends).
-    sessions: BTreeMap<u64, (Sha256Hash, Recipient<PeerOut>)>,
+    /// Ready sessions by connection.
+    sessions: BTreeMap<u64, Session>,
     /// Recent crashes per actor kind (for the restart backoff).
     crashes: BTreeMap<ActorKind, VecDeque<Instant>>,
     /// Actors restarted since the worker started.
@@ -214,7 +223,7 @@ impl Supervisor {
         let targets = Self::peer_targets(ctx);
         let attempt = async move {
             let ch = key.connect(addr).await?;
-            Peer::new(ch, Role::Client, KeyExchange::None, key.me, Purpose::Found { share }, addr, targets).start();
+            Peer::new(ch, Role::Client, KeyExchange::None, key.me, Purpose::Found { share }, addr, targets).spawn();
             Ok::<(), std::io::Error>(())
         };
         ctx.spawn(attempt.into_actor(self).map(move |res, act, _| {
@@ -238,7 +247,8 @@ impl Supervisor {
             release: me.clone().recipient(),
             join: me.clone().recipient(),
             connected: me.clone().recipient(),
-            disconnected: me.recipient(),
+            disconnected: me.clone().recipient(),
+            crashed: me.recipient(),
         }
     }
 
@@ -310,7 +320,7 @@ impl Supervisor {
                 })?;
                 let ch = key.connect(sock).await?;
                 let purpose = Purpose::Rejoin { share, dialled };
-                Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, sock, targets).start();
+                Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, sock, targets).spawn();
                 Ok::<(), std::io::Error>(())
             };
             ctx.spawn(attempt.into_actor(act).map(move |res, act, ctx| {
@@ -362,7 +372,7 @@ impl Supervisor {
 
 impl Supervisor {
     fn crash_report(ctx: &Context<Self>, kind: ActorKind) -> (Recipient<Crashed>, Crashed) {
-        (ctx.address().recipient(), Crashed { kind, share: None })
+        (ctx.address().recipient(), Crashed { kind, share: None, conn: None })
     }
 
     fn start_control(&mut self, listener: std::os::unix::net::UnixListener, ctx: &mut Context<Self>) {
@@ -443,10 +453,35 @@ impl Supervisor {
                 }
                 Ok(())
             }
+            ActorKind::Peer => Ok(()),
         };
         if let Err(e) = result {
             error!(actor = crash.kind.name(), error = %e, "cannot restart the actor; trying again");
             ctx.notify_later(crash, MAX_RESTART_DELAY);
+        }
+    }
+
+    /// A connection's actor panicked: nothing of it ran its clean-up, so forget it here (the
+    /// share drops the subscriber, `peers` the entry) and dial it again as a lost connection
+    /// would be.
+    fn peer_crashed(&mut self, conn: Option<u64>, ctx: &mut Context<Self>) {
+        let Some(s) = conn.and_then(|c| self.sessions.remove(&c)) else {
+            error!("a connection crashed before its session was ready (see the panic above)");
+            return;
+        };
+        error!(share = %s.share, peer = %s.peer, remote = %s.addr, "a connection crashed (see the panic above); dropped it");
+        if let Some((_, addr)) = self.shares.get(&s.share) {
+            if let Some(conn) = conn {
+                addr.do_send(PeerDown { conn });
+            }
+        }
+        if self.peers.get(&(s.share, s.peer)) == Some(&s.addr) {
+            self.peers.remove(&(s.share, s.peer));
+        }
+        match s.redial {
+            Redial::Address(addr) => self.dial(s.share, addr, FIRST_REDIAL, ctx),
+            Redial::Found(addr) => self.dial_found(s.share, addr, ctx),
+            Redial::ByPeer => {}
         }
     }
 
@@ -456,10 +491,8 @@ impl Supervisor {
     fn restart_share(&mut self, id: Sha256Hash, ctx: &mut Context<Self>) {
         let Some((config, addr)) = self.shares.remove(&id) else { return };
         addr.do_send(StopShare);
-        for (share, out) in self.sessions.values() {
-            if *share == id {
-                out.do_send(PeerOut::Close("the share is restarting".into()));
-            }
+        for s in self.sessions.values().filter(|s| s.share == id) {
+            s.out.do_send(PeerOut::Close("the share is restarting".into()));
         }
         let exited = self.share_exits.remove(&id);
         let wait = async move {
@@ -523,6 +556,10 @@ impl Handler<Crashed> for Supervisor {
     fn handle(&mut self, crash: Crashed, ctx: &mut Context<Self>) {
         metrics().actor_restarts.with_label_values(&[crash.kind.name()]).inc();
         self.actor_restarts += 1;
+        if crash.kind == ActorKind::Peer {
+            self.peer_crashed(crash.conn, ctx);
+            return;
+        }
         // Back off when one kind keeps crashing: 0.1 s, doubling per crash within a minute.
         let now = Instant::now();
         let recent = self.crashes.entry(crash.kind).or_default();
@@ -545,21 +582,47 @@ impl Handler<InjectFault> for Supervisor {
         if !self.settings.fault_injection {
             return Err(CommandError::new("not_understood", "fault injection is off"));
         }
-        let panic = InjectPanic(msg.actor);
-        let sent = match msg.actor {
-            ActorKind::Control => self.control.as_ref().map(|a| a.do_send(panic)),
-            ActorKind::Listener => self.listener.as_ref().map(|a| a.do_send(panic)),
-            ActorKind::Metrics => self.metrics_server.as_ref().map(|a| a.do_send(panic)),
-            ActorKind::Discovery => self.discovery.as_ref().map(|a| a.do_send(panic)),
-            ActorKind::Share | ActorKind::Transfer => {
-                let share = match &msg.path {
-                    Some(p) => self.share_by_path(p).map(|c| c.id),
-                    None => self.shares.keys().next().copied(),
-                };
-                share.and_then(|id| self.shares.get(&id)).map(|(_, a)| a.do_send(panic))
-            }
+        let none = |what: &str| CommandError::new("no_target", format!("no {what} to inject the fault into"));
+        let share = match &msg.path {
+            Some(p) => self.share_by_path(p).map(|c| c.id),
+            None => self.shares.keys().next().copied(),
         };
-        sent.ok_or_else(|| CommandError::new("no_such_actor", format!("no {} actor is running", msg.actor.name())))
+        match msg.fault {
+            Fault::FailNextWrite => {
+                crate::share::store::fail_next_write();
+                Ok(())
+            }
+            Fault::Peer(fault) => {
+                let mut sessions = self.sessions.values().filter(|s| share.is_none_or(|id| s.share == id)).peekable();
+                if sessions.peek().is_none() {
+                    return Err(none("connected peer"));
+                }
+                for s in sessions {
+                    s.out.do_send(PeerOut::Fault(fault));
+                    if matches!(fault, PeerFault::Panic) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Fault::Panic(kind) => {
+                let panic = InjectPanic(kind);
+                let sent = match kind {
+                    ActorKind::Control => self.control.as_ref().map(|a| a.do_send(panic)),
+                    ActorKind::Listener => self.listener.as_ref().map(|a| a.do_send(panic)),
+                    ActorKind::Metrics => self.metrics_server.as_ref().map(|a| a.do_send(panic)),
+                    ActorKind::Discovery => self.discovery.as_ref().map(|a| a.do_send(panic)),
+                    ActorKind::Share | ActorKind::Transfer => {
+                        share.and_then(|id| self.shares.get(&id)).map(|(_, a)| a.do_send(panic))
+                    }
+                    ActorKind::Peer => {
+                        let s = self.sessions.values().find(|s| share.is_none_or(|id| s.share == id));
+                        s.map(|s| s.out.do_send(PeerOut::Fault(PeerFault::Panic)))
+                    }
+                };
+                sent.ok_or_else(|| none(&format!("{} actor", kind.name())))
+            }
+        }
     }
 }
 
@@ -814,7 +877,9 @@ impl Handler<PeerConnected> for Supervisor {
 
     fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) -> Self::Result {
         self.peers.insert((msg.share, msg.peer), msg.addr);
-        self.sessions.insert(msg.conn, (msg.share, msg.out.clone()));
+        let session =
+            Session { share: msg.share, peer: msg.peer, addr: msg.addr, out: msg.out.clone(), redial: msg.redial };
+        self.sessions.insert(msg.conn, session);
         if let Some(failures) = self.dials.get_mut(&(msg.share, msg.addr.to_string())) {
             *failures = 0;
         }
@@ -951,7 +1016,7 @@ impl Handler<AddShare> for Supervisor {
                     };
                     let (done, joined) = tokio::sync::oneshot::channel();
                     let purpose = Purpose::Attach { path: msg.path.clone(), done: Some(done) };
-                    Peer::new(ch, Role::Client, KeyExchange::Receive, peer_id, purpose, addr, targets).start();
+                    Peer::new(ch, Role::Client, KeyExchange::Receive, peer_id, purpose, addr, targets).spawn();
                     let id = tokio::time::timeout(JOIN_TIMEOUT, joined)
                         .await
                         .map_err(|_| CommandError::new("timeout", "the peer did not send the share's keys in time"))?

@@ -84,6 +84,11 @@ fn a_killed_worker_is_restarted_by_the_monitor() {
     });
     assert!(d.cs.log().contains("killed by signal 9"), "{}", d.cs.log());
     assert_eq!(d.cs.pid("worker").map(u64::from), Some(second));
+    // The restart is counted, and the daemon's uptime runs on across it.
+    let status = d.cs.json(&["status", "--json"]);
+    assert_eq!(status["worker_restarts"], 1, "{status}");
+    assert!(status["daemon_uptime_seconds"].as_u64() >= status["uptime_seconds"].as_u64(), "{status}");
+    assert!(d.cs.ok(&["status"]).contains("worker restarts 1"));
 }
 
 #[test]

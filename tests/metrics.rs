@@ -184,3 +184,57 @@ fn a_real_prometheus_scrapes_the_daemon() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn health_reports_a_share_whose_peers_refuse_our_key() {
+    let p = synced_pair("x.txt", b"x");
+    // The sharer removes the share: it no longer knows the key b reconnects with.
+    p.a.cs.ok(&["detach", p.ra.to_str().unwrap()]);
+    let body = wait_for("b's /health to report the refused key", || {
+        let (code, body) = get(&p.b, "/health");
+        (code == 503).then_some(body)
+    });
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(h["shares"][0]["error"].as_str().unwrap().contains("refuse our key"), "{h}");
+}
+
+/// Unmounts a tmpfs made for a test.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn health_reports_a_full_disk_and_nothing_partial_appears() {
+    let base = tempfile::tempdir().unwrap();
+    let small = base.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "clearskies-test", small.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs (needs root); the full-disk health check did not run");
+        return;
+    }
+    let _mount = Mount(small.clone());
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let ra = base.path().join("a");
+    std::fs::create_dir_all(&ra).unwrap();
+    let data = vec![9u8; 8 << 20];
+    std::fs::write(ra.join("too-big.bin"), &data).unwrap();
+    let code = a.share_code(&ra, &[]);
+    let rb = small.join("share");
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    let body = wait_for("b's /health to report the full disk", || {
+        let (code, body) = get(&b, "/health");
+        (code == 503).then_some(body)
+    });
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(h["shares"][0]["error"].as_str().unwrap().contains("disk full"), "{h}");
+    assert!(!rb.join("too-big.bin").exists(), "nothing partial under the real name");
+}

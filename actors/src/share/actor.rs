@@ -22,8 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use super::apply::{Applier, Outcome};
 use super::messages::{
-    Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan, ShareLink, ShareStatus, StopShare,
-    SyncMessage,
+    DiskFull, Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan, ShareLink, ShareStatus,
+    StopShare, SyncMessage,
 };
 use super::record::{EntryKind, Record};
 use super::scan::{scan, ScanContext, ScanError};
@@ -109,6 +109,8 @@ pub struct Share {
     in_sync_since: Option<u64>,
     /// Unix time a status query last found the share in sync.
     last_synced: Option<u64>,
+    /// Downloads fail because the disk is full (why).
+    disk_full: Option<String>,
 }
 
 impl Share {
@@ -136,7 +138,7 @@ impl Share {
         let addr = supervise::create(
             move |ctx| Share {
                 transfer: supervise::start(
-                    Transfer::new(root.clone(), store.clone(), ctx.address().recipient()),
+                    Transfer::new(root.clone(), store.clone(), ctx.address().recipient(), ctx.address().recipient()),
                     to,
                     on_transfer,
                 ),
@@ -160,6 +162,7 @@ impl Share {
                 retry: None,
                 in_sync_since: None,
                 last_synced: None,
+                disk_full: None,
             },
             crashed,
             on_share,
@@ -543,6 +546,18 @@ impl Handler<SetTransfersPaused> for Share {
     }
 }
 
+impl Handler<DiskFull> for Share {
+    type Result = ();
+
+    fn handle(&mut self, DiskFull(why): DiskFull, _: &mut Context<Self>) {
+        match &why {
+            Some(e) => error!(root = %self.root.display(), error = %e, "downloads fail: the disk is full"),
+            None => info!(root = %self.root.display(), "downloads succeed again"),
+        }
+        self.disk_full = why;
+    }
+}
+
 impl Handler<Downloaded> for Share {
     type Result = ();
 
@@ -593,7 +608,10 @@ impl Handler<GetShareStatus> for Share {
             || !self.incoming.is_empty()
             || !self.downloads.is_empty()
             || self.debounce.is_some();
-        let (state, paused, joined) = (self.state.clone(), self.paused, self.joined);
+        let (mut state, paused, joined) = (self.state.clone(), self.paused, self.joined);
+        if let (Some(e), State::Idle) = (&self.disk_full, &state) {
+            state = State::Error(e.clone());
+        }
         let peers_caught_up = self.subscribers.values().all(|s| s.caught_up);
         let peers = self.subscribers.len();
         let (path, mode, store) = (self.root.display().to_string(), self.mode, self.store.clone());

@@ -130,3 +130,9 @@ pub struct Downloaded {
     /// The temp file.
     pub temp: std::path::PathBuf,
 }
+
+/// The transfer actor's view of the disk: `Some(why)` when a download failed because the
+/// disk is full, `None` once one succeeded again. A full disk puts the share in error.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DiskFull(pub Option<String>);

@@ -65,6 +65,8 @@ const MAX_REDIAL: Duration = Duration::from_secs(60);
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// How a dial refused by the peer's authentication reads (`peer::channel`).
+const AUTH_FAILED: &str = "authentication failed";
 /// How long a share restart waits for the old worker thread's last job.
 const SHARE_EXIT_WAIT: Duration = Duration::from_secs(30);
 
@@ -146,6 +148,8 @@ pub struct Supervisor {
     crashes: BTreeMap<ActorKind, VecDeque<Instant>>,
     /// Actors restarted since the worker started.
     actor_restarts: u64,
+    /// Shares whose known peers refused our key at the last dial (until a session is ready).
+    auth_refused: BTreeSet<Sha256Hash>,
 }
 
 impl Supervisor {
@@ -188,6 +192,7 @@ impl Supervisor {
             sessions: BTreeMap::new(),
             crashes: BTreeMap::new(),
             actor_restarts: 0,
+            auth_refused: BTreeSet::new(),
         }
     }
 
@@ -325,6 +330,9 @@ impl Supervisor {
             };
             ctx.spawn(attempt.into_actor(act).map(move |res, act, ctx| {
                 if let Err(e) = res {
+                    if e.to_string().contains(AUTH_FAILED) {
+                        act.auth_refused.insert(share);
+                    }
                     let failures = act.dials.entry((share, addr.clone())).or_insert(0);
                     *failures = failures.saturating_add(1);
                     let next = FIRST_REDIAL.saturating_mul(1 << (*failures).min(8)).min(MAX_REDIAL);
@@ -701,13 +709,26 @@ impl Handler<ListShares> for Supervisor {
     type Result = ResponseActFuture<Self, Vec<ShareStatus>>;
 
     fn handle(&mut self, _: ListShares, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self.shares.values().map(|(c, a)| (c.id, c.path.clone(), a.send(GetShareStatus))).collect();
+        let asks: Vec<_> = self
+            .shares
+            .values()
+            .map(|(c, a)| (c.id, c.path.clone(), self.auth_refused.contains(&c.id), a.send(GetShareStatus)))
+            .collect();
         Box::pin(
             async move {
                 let mut out = Vec::with_capacity(asks.len());
-                for (id, path, ask) in asks {
+                for (id, path, refused, ask) in asks {
                     let mut status = ask.await.unwrap_or_else(|_| unavailable_share(path));
                     status.id = id.to_string();
+                    if refused && status.peers == 0 && status.status != "error" {
+                        status.status = "error";
+                        status.error = Some(
+                            "the share's peers refuse our key (authentication failed): they may have removed \
+                             the share; attach again with a new code"
+                                .into(),
+                        );
+                        status.synced = false;
+                    }
                     out.push(status);
                 }
                 out
@@ -880,6 +901,7 @@ impl Handler<PeerConnected> for Supervisor {
         let session =
             Session { share: msg.share, peer: msg.peer, addr: msg.addr, out: msg.out.clone(), redial: msg.redial };
         self.sessions.insert(msg.conn, session);
+        self.auth_refused.remove(&msg.share);
         if let Some(failures) = self.dials.get_mut(&(msg.share, msg.addr.to_string())) {
             *failures = 0;
         }

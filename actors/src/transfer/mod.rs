@@ -37,7 +37,7 @@ use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
 use crate::share::apply::Fetch;
 use crate::share::fsops::{self, TempWriter};
-use crate::share::messages::Downloaded;
+use crate::share::messages::{DiskFull, Downloaded};
 use crate::share::store::ShareStore;
 
 /// Requests in flight per connection.
@@ -66,6 +66,9 @@ pub struct Transfer {
     root: PathBuf,
     store: ShareStore,
     downloaded: Recipient<Downloaded>,
+    disk_full: Recipient<DiskFull>,
+    /// The last download failed for lack of space (told to the share once per change).
+    full: bool,
     peers: BTreeMap<u64, Slot>,
     queue: VecDeque<Sha256Hash>,
     wanted: HashMap<Sha256Hash, Fetch>,
@@ -78,11 +81,18 @@ pub struct Transfer {
 impl Transfer {
     /// The transfers of the share at `root`, indexed in `store`; finished downloads go to
     /// `downloaded`.
-    pub fn new(root: PathBuf, store: ShareStore, downloaded: Recipient<Downloaded>) -> Self {
+    pub fn new(
+        root: PathBuf,
+        store: ShareStore,
+        downloaded: Recipient<Downloaded>,
+        disk_full: Recipient<DiskFull>,
+    ) -> Self {
         Transfer {
             root,
             store,
             downloaded,
+            disk_full,
+            full: false,
             peers: BTreeMap::new(),
             queue: VecDeque::new(),
             wanted: HashMap::new(),
@@ -153,6 +163,21 @@ impl Transfer {
         if self.wanted.contains_key(&sha) {
             self.queue.push_front(sha);
         }
+    }
+}
+
+/// How a download error that means "the disk is full" starts.
+const DISK_FULL: &str = "disk full";
+
+/// A download's I/O error as text, marked when it is a full disk (ENOSPC, EDQUOT).
+fn describe(doing: &str, e: &std::io::Error) -> String {
+    let full = e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+    if full {
+        format!("{DISK_FULL} ({doing}: {e})")
+    } else {
+        format!("{doing}: {e}")
     }
 }
 
@@ -243,14 +268,14 @@ impl Handler<DataStart> for Transfer {
             } else {
                 waiting.into_iter().next().ok_or("no longer wanted")?
             };
-            let mut w = TempWriter::create(&root, &path, fetch.size).map_err(|e| format!("temp file: {e}"))?;
+            let mut w = TempWriter::create(&root, &path, fetch.size).map_err(|e| describe("temp file", &e))?;
             while let Some(item) = rx.blocking_recv() {
                 match item {
-                    SinkItem::Chunk(b) => w.write(&b).map_err(|e| format!("writing: {e}"))?,
+                    SinkItem::Chunk(b) => w.write(&b).map_err(|e| describe("writing", &e))?,
                     SinkItem::End => {
                         return w
                             .finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime)
-                            .map_err(|e| format!("verifying: {e}"));
+                            .map_err(|e| describe("verifying", &e));
                     }
                 }
             }
@@ -273,6 +298,11 @@ impl Handler<Finished> for Transfer {
 
     fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
         debug!(conn = msg.conn, sha256 = %msg.sha256, ok = msg.result.is_ok(), "download finished");
+        let full = msg.result.as_ref().err().filter(|e| e.starts_with(DISK_FULL)).cloned();
+        if full.is_some() != self.full {
+            self.full = full.is_some();
+            self.disk_full.do_send(DiskFull(full));
+        }
         match msg.result {
             Ok(temp) => {
                 self.wanted.remove(&msg.sha256);

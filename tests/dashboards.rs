@@ -9,8 +9,11 @@ use std::process::Command;
 
 use crate::util::Daemon;
 
+/// A path in this checkout: cargo's run-time `CARGO_MANIFEST_DIR` (right even for a build
+/// reused from another clone), else the build-time one (the test binary run by hand).
 fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join(rel)
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    PathBuf::from(root).join(rel)
 }
 
 /// Metric families a running daemon exports (from its `# TYPE` lines).

@@ -25,7 +25,7 @@ use super::messages::{
     DiskFull, Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan, ShareLink, ShareStatus,
     StopShare, SyncMessage,
 };
-use super::record::{EntryKind, Record};
+use super::record::Record;
 use super::scan::{scan, ScanContext, ScanError};
 use super::store::ShareStore;
 use super::worker::{Exited, Worker};
@@ -567,34 +567,9 @@ impl Handler<Downloaded> for Share {
     }
 }
 
-/// What `list_shares` counts in the index.
-#[derive(Debug, Default)]
-struct Counts {
-    files: u64,
-    directories: u64,
-    bytes: u64,
-    pending_files: u64,
-    pending_bytes: u64,
-    revision: u64,
-}
-
-/// Counts live entries and those waiting for contents (reads every record: blocking).
-fn count(store: &ShareStore) -> Result<Counts, super::store::StoreError> {
-    let mut c = Counts { revision: store.revision().unwrap_or(0), ..Counts::default() };
-    for r in store.records()?.iter().filter(|r| !r.deleted) {
-        match r.kind {
-            EntryKind::File => {
-                c.files += 1;
-                c.bytes += r.size.unwrap_or(0);
-                if r.wants_content() {
-                    c.pending_files += 1;
-                    c.pending_bytes += r.size.unwrap_or(0);
-                }
-            }
-            EntryKind::Directory => c.directories += 1,
-        }
-    }
-    Ok(c)
+/// What `list_shares` reports from the index: the stored totals (no scan of the records).
+fn count(store: &ShareStore) -> Result<(super::store::Totals, u64), super::store::StoreError> {
+    Ok((store.totals()?, store.revision().unwrap_or(0)))
 }
 
 impl Handler<GetShareStatus> for Share {
@@ -619,9 +594,9 @@ impl Handler<GetShareStatus> for Share {
             let counted = tokio::task::spawn_blocking(move || count(&store))
                 .await
                 .unwrap_or_else(|e| Err(super::store::StoreError::Corrupt(format!("counting failed: {e}"))));
-            let (c, failed) = match counted {
+            let ((c, revision), failed) = match counted {
                 Ok(c) => (c, None),
-                Err(e) => (Counts::default(), Some(e.to_string())),
+                Err(e) => ((super::store::Totals::default(), 0), Some(e.to_string())),
             };
             let (status, error) = match (&state, failed) {
                 (_, Some(e)) => ("error", Some(e)),
@@ -640,7 +615,7 @@ impl Handler<GetShareStatus> for Share {
                 files: c.files,
                 directories: c.directories,
                 bytes: c.bytes,
-                revision: c.revision,
+                revision,
                 synced,
                 pending_files: c.pending_files,
                 pending_bytes: c.pending_bytes,

@@ -230,6 +230,60 @@ fn content_key(r: &Record) -> Option<Vec<u8>> {
 }
 
 const REV_KEY: &[u8] = b"m:rev";
+const TOTALS_KEY: &[u8] = b"m:totals";
+
+/// Totals over a share's live records, kept current by every [`ShareStore::commit`] (in the
+/// same write batch), so status and scrapes do not read every record.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Live files.
+    pub files: u64,
+    /// Live directories (the root included).
+    pub directories: u64,
+    /// Bytes in live files.
+    pub bytes: u64,
+    /// Files waiting for contents from a peer.
+    pub pending_files: u64,
+    /// Bytes of those files.
+    pub pending_bytes: u64,
+}
+
+impl Totals {
+    /// Adds (`sign` true) or takes away one record's part.
+    fn count(&mut self, r: &Record, sign: bool) {
+        if r.deleted {
+            return;
+        }
+        let step = |n: &mut u64, by: u64| *n = if sign { n.saturating_add(by) } else { n.saturating_sub(by) };
+        match r.kind {
+            super::record::EntryKind::File => {
+                let size = r.size.unwrap_or(0);
+                step(&mut self.files, 1);
+                step(&mut self.bytes, size);
+                if r.wants_content() {
+                    step(&mut self.pending_files, 1);
+                    step(&mut self.pending_bytes, size);
+                }
+            }
+            super::record::EntryKind::Directory => step(&mut self.directories, 1),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        [self.files, self.directories, self.bytes, self.pending_files, self.pending_bytes]
+            .iter()
+            .flat_map(|n| n.to_be_bytes())
+            .collect()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Totals, StoreError> {
+        if bytes.len() != 40 {
+            return Err(StoreError::Corrupt("totals are not 40 bytes".into()));
+        }
+        let n = |i: usize| u64_value(&bytes[i * 8..i * 8 + 8]);
+        Ok(Totals { files: n(0)?, directories: n(1)?, bytes: n(2)?, pending_files: n(3)?, pending_bytes: n(4)? })
+    }
+}
 
 fn u64_value(bytes: &[u8]) -> Result<u64, StoreError> {
     let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
@@ -281,6 +335,26 @@ impl ShareStore {
     pub fn revision(&self) -> Result<u64, StoreError> {
         let cf = self.cf()?;
         self.db.get_cf(&cf, REV_KEY)?.map_or(Ok(0), |v| u64_value(&v))
+    }
+
+    /// The share's totals: stored by every commit; counted once from the records for an index
+    /// written before totals were kept.
+    pub fn totals(&self) -> Result<Totals, StoreError> {
+        let cf = self.cf()?;
+        match self.db.get_cf(&cf, TOTALS_KEY)? {
+            Some(v) => Totals::decode(&v),
+            None => self.count_totals(),
+        }
+    }
+
+    /// The totals counted from every record (what [`ShareStore::totals`] must equal).
+    pub fn count_totals(&self) -> Result<Totals, StoreError> {
+        let mut t = Totals::default();
+        self.each_with_prefix(b"r", |_, v| {
+            t.count(&decode(v)?, true);
+            Ok(())
+        })?;
+        Ok(t)
     }
 
     /// The highest revision held from each writer: what we send in `database.get_updates`.
@@ -363,6 +437,7 @@ impl ShareStore {
         let cf = self.cf()?;
         let mut batch = WriteBatch::default();
         let mut since = self.since()?;
+        let mut totals = self.totals()?;
         // A path written twice in one batch: the second write replaces the first's index entries.
         let mut written: std::collections::HashMap<&SharePath, &Record> = std::collections::HashMap::new();
         for r in records {
@@ -371,11 +446,13 @@ impl ShareStore {
                 None => self.get(&r.path)?,
             };
             if let Some(old) = previous {
+                totals.count(&old, false);
                 batch.delete_cf(&cf, rev_key(&old.last_updated_by, old.last_updated_rev, &old.path));
                 if let Some(k) = content_key(&old) {
                     batch.delete_cf(&cf, k);
                 }
             }
+            totals.count(r, true);
             if let Some(k) = content_key(r) {
                 batch.put_cf(&cf, k, b"");
             }
@@ -391,6 +468,7 @@ impl ShareStore {
         if let Some(rev) = new_revision {
             batch.put_cf(&cf, REV_KEY, rev.to_be_bytes());
         }
+        batch.put_cf(&cf, TOTALS_KEY, totals.encode());
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         if FAIL_NEXT_WRITE.swap(false, std::sync::atomic::Ordering::Relaxed) {
@@ -434,6 +512,42 @@ mod tests {
             local_sha256: None,
             pending: false,
         }
+    }
+
+    #[test]
+    fn totals_follow_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_share("t").unwrap();
+        let s = store.share("t").unwrap();
+        let dirrec = |p: &str, rev| Record { kind: EntryKind::Directory, size: None, sha256: None, ..rec(p, 1, rev) };
+        let mut pending = rec("/b", 1, 3);
+        pending.size = Some(10);
+        pending.pending = true;
+        s.commit(&[rec("/a", 1, 1), dirrec("/d", 2), pending.clone()], Some(3)).unwrap();
+        let t = s.totals().unwrap();
+        assert_eq!((t.files, t.directories, t.bytes, t.pending_files, t.pending_bytes), (2, 1, 11, 2, 11));
+        // Replace, delete, write one path twice in a batch.
+        let mut arrived = pending.clone();
+        arrived.last_updated_rev = 4;
+        arrived.local = Some(crate::share::record::LocalStat { ino: 1, size: 10, mtime_ns: 0, ctime_ns: 0 });
+        arrived.local_sha256 = arrived.sha256;
+        let mut gone = rec("/a", 1, 5);
+        gone.deleted = true;
+        let mut twice = rec("/c", 1, 6);
+        twice.size = Some(100);
+        let mut again = twice.clone();
+        again.last_updated_rev = 7;
+        again.size = Some(5);
+        s.commit(&[arrived, gone, twice, again], Some(7)).unwrap();
+        assert_eq!(s.totals().unwrap(), s.count_totals().unwrap());
+        let t = s.totals().unwrap();
+        assert_eq!((t.files, t.directories, t.bytes), (2, 1, 15));
+        drop(s);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let s = store.share("t").unwrap();
+        assert_eq!(s.totals().unwrap(), s.count_totals().unwrap(), "kept across a reopen");
     }
 
     #[test]

@@ -21,6 +21,16 @@ fn sha(data: &[u8]) -> Sha256Hash {
     Sha256Hash(Sha256::digest(data).into())
 }
 
+/// Whatever a test did (scans, peers' records, conflicts, downloads, deletions), the stored
+/// totals equal a count of the records.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(self.store.totals().unwrap(), self.store.count_totals().unwrap(), "stored totals drifted");
+        }
+    }
+}
+
 impl Fixture {
     fn new() -> Self {
         let (db, root, store) = crate::share::test_share();

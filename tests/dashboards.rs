@@ -2,8 +2,6 @@
 //! and Prometheus's own tool accepts the rules.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -21,11 +19,7 @@ fn exported() -> BTreeSet<String> {
     let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     d.share_code(dir.path(), &[]);
-    let addr = d.cs.json(&["status", "--json"])["metrics"].as_str().unwrap().to_owned();
-    let mut s = TcpStream::connect(&addr).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let (_, text) = d.http_get("/metrics");
     text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next().map(str::to_owned)).collect()
 }
 

@@ -1,28 +1,12 @@
 //! `/metrics` and `/health`: scraped over real HTTP from running daemons.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use crate::sync::synced_pair;
-use crate::util::{wait_for, Daemon};
-
-/// `GET path` on the daemon's metrics address: (status code, body).
-fn get(d: &Daemon, path: &str) -> (u16, String) {
-    let addr = d.cs.json(&["status", "--json"])["metrics"].as_str().expect("metrics are served").to_owned();
-    http_get(&addr, path)
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
-    (code, body.to_owned())
-}
+use crate::util::{http_get, try_http_get, wait_for, Daemon};
 
 /// The exposition text as `name{labels}` → value, checking every line's shape and that
 /// every sample belongs to a family declared with `# TYPE`.
@@ -62,7 +46,7 @@ fn metrics_and_health_report_a_real_sync() {
 
     // The receiver: one download, its bytes, its peer, nothing out of sync, a last sync time.
     let m = wait_for("b's metrics to show the sync", || {
-        let (code, text) = get(&p.b, "/metrics");
+        let (code, text) = p.b.http_get("/metrics");
         assert_eq!(code, 200);
         let m = parse(&text);
         let synced = m.get(&format!("clearskies_share_last_sync_timestamp_seconds{{share=\"{share}\"}}"));
@@ -76,12 +60,12 @@ fn metrics_and_health_report_a_real_sync() {
     assert!(m["clearskies_store_write_duration_seconds_count"] >= 1.0);
     assert!(m.contains_key("clearskies_actor_restarts_total{actor=\"share\"}"));
     // The sender sent the file.
-    let ma = parse(&get(&p.a, "/metrics").1);
+    let ma = parse(&p.a.http_get("/metrics").1);
     assert!(ma["clearskies_peer_sent_bytes_total{extension=\"plain\"}"] >= data.len() as f64);
     assert!(ma["clearskies_share_scan_duration_seconds_count"] >= 1.0);
 
     // Health: in sync, since when.
-    let (code, body) = get(&p.b, "/health");
+    let (code, body) = p.b.http_get("/health");
     assert_eq!(code, 200, "{body}");
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(h["healthy"], true, "{h}");
@@ -94,20 +78,20 @@ fn metrics_and_health_report_a_real_sync() {
     // A share whose root is gone is an error: /health answers 503 and says why.
     std::fs::remove_dir_all(&p.ra).unwrap();
     let body = wait_for("a's /health to report the missing root", || {
-        let (code, body) = get(&p.a, "/health");
+        let (code, body) = p.a.http_get("/health");
         (code == 503).then_some(body)
     });
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(h["healthy"], false);
     assert!(h["shares"][0]["error"].as_str().unwrap().contains("missing"), "{h}");
-    let ma = parse(&get(&p.a, "/metrics").1);
+    let ma = parse(&p.a.http_get("/metrics").1);
     assert_eq!(ma[&format!("clearskies_share_error{{share=\"{share}\"}}")], 1.0);
     // Nothing was deleted on the peer.
     assert_eq!(std::fs::read(p.rb.join("movie.bin")).unwrap(), data);
 
     // Anything else is a clean 404/405, and a junk request gets no answer but no harm.
-    assert_eq!(get(&p.a, "/nope").0, 404);
-    let addr = p.a.cs.json(&["status", "--json"])["metrics"].as_str().unwrap().to_owned();
+    assert_eq!(p.a.http_get("/nope").0, 404);
+    let addr = p.a.metrics_addr();
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(&[b'x'; 20_000]).unwrap_or(());
     drop(s);
@@ -119,7 +103,7 @@ fn promtool_accepts_the_exposition_text() {
     let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     d.share_code(dir.path(), &[]);
-    let (code, text) = get(&d, "/metrics");
+    let (code, text) = d.http_get("/metrics");
     assert_eq!(code, 200);
     parse(&text);
     let Ok(mut child) = Command::new("promtool")
@@ -146,7 +130,7 @@ fn a_real_prometheus_scrapes_the_daemon() {
         return;
     }
     let d = Daemon::start();
-    let target = d.cs.json(&["status", "--json"])["metrics"].as_str().unwrap().to_owned();
+    let target = d.metrics_addr();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -169,7 +153,7 @@ fn a_real_prometheus_scrapes_the_daemon() {
     let result = std::panic::catch_unwind(|| {
         wait_for("prometheus to scrape clearskies", || {
             let q = "/api/v1/query?query=clearskies_worker_uptime_seconds";
-            let body = TcpStream::connect(&web).ok().map(|_| http_get(&web, q).1)?;
+            let body = try_http_get(&web, q)?.1;
             let v: serde_json::Value = serde_json::from_str(&body).ok()?;
             (v["data"]["result"].as_array()?.len() == 1).then_some(())
         });
@@ -191,7 +175,7 @@ fn health_reports_a_share_whose_peers_refuse_our_key() {
     // The sharer removes the share: it no longer knows the key b reconnects with.
     p.a.cs.ok(&["detach", p.ra.to_str().unwrap()]);
     let body = wait_for("b's /health to report the refused key", || {
-        let (code, body) = get(&p.b, "/health");
+        let (code, body) = p.b.http_get("/health");
         (code == 503).then_some(body)
     });
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -231,7 +215,7 @@ fn health_reports_a_full_disk_and_nothing_partial_appears() {
     let rb = small.join("share");
     b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
     let body = wait_for("b's /health to report the full disk", || {
-        let (code, body) = get(&b, "/health");
+        let (code, body) = b.http_get("/health");
         (code == 503).then_some(body)
     });
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -2,18 +2,12 @@
 //! counted, the worker process is never restarted.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::util::{wait_for, Daemon};
+use crate::util::{try_http_get, wait_for, Daemon};
 
 fn metric(d: &Daemon, series: &str) -> Option<f64> {
-    let addr = d.cs.json(&["status", "--json"])["metrics"].as_str()?.to_owned();
-    let mut s = TcpStream::connect(&addr).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
+    let (_, text) = try_http_get(&d.metrics_addr(), "/metrics")?;
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
@@ -33,8 +27,16 @@ fn arrived(path: &Path, data: &[u8]) -> Option<()> {
     (fs::read(path).ok()? == data).then_some(())
 }
 
-#[test]
-fn each_actor_kind_is_restarted_alone_while_files_sync() {
+/// `a` (started with `--danger-fault-injection`) shares a directory, `b` attached to it.
+struct FaultPair {
+    a: Daemon,
+    b: Daemon,
+    ra: PathBuf,
+    rb: PathBuf,
+    _base: tempfile::TempDir,
+}
+
+fn fault_pair() -> FaultPair {
     let a = Daemon::start_args(&[], &["--danger-fault-injection"]);
     let b = Daemon::start();
     let base = tempfile::tempdir().unwrap();
@@ -42,6 +44,12 @@ fn each_actor_kind_is_restarted_alone_while_files_sync() {
     fs::create_dir_all(&ra).unwrap();
     let code = a.share_code(&ra, &[]);
     b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    FaultPair { a, b, ra, rb, _base: base }
+}
+
+#[test]
+fn each_actor_kind_is_restarted_alone_while_files_sync() {
+    let FaultPair { a, b: _b, ra, rb, _base } = fault_pair();
     let worker = a.cs.pid("worker").unwrap();
 
     let kinds = ["transfer", "share", "listener", "control", "metrics", "discovery", "peer"];
@@ -68,13 +76,7 @@ fn each_actor_kind_is_restarted_alone_while_files_sync() {
 
 #[test]
 fn a_stalled_peer_and_a_failed_index_write_only_delay_the_sync() {
-    let a = Daemon::start_args(&[], &["--danger-fault-injection"]);
-    let b = Daemon::start();
-    let base = tempfile::tempdir().unwrap();
-    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
-    fs::create_dir_all(&ra).unwrap();
-    let code = a.share_code(&ra, &[]);
-    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    let FaultPair { a, b: _b, ra, rb, _base } = fault_pair();
     wait_for("b to connect", || (a.peers() == 1).then_some(()));
 
     // The connection stops reading for 3 s: the change arrives afterwards, nothing is lost.

@@ -129,6 +129,16 @@ impl Daemon {
             .expect("VmHWM in /proc/PID/status")
     }
 
+    /// Where the daemon serves `/metrics` and `/health`.
+    pub(crate) fn metrics_addr(&self) -> String {
+        self.cs.json(&["status", "--json"])["metrics"].as_str().expect("metrics are served").to_owned()
+    }
+
+    /// `GET path` on the daemon's metrics address: (status code, body).
+    pub(crate) fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(&self.metrics_addr(), path)
+    }
+
     /// How many peer sessions are up.
     pub(crate) fn peers(&self) -> u64 {
         self.cs.json(&["status", "--json"])["peers"].as_u64().unwrap_or(0)
@@ -180,4 +190,21 @@ pub(crate) fn stderr(o: &Output) -> String {
 pub(crate) fn kill(pid: u32, signal: &str) {
     let ok = Command::new("kill").args([signal, &pid.to_string()]).status().is_ok_and(|s| s.success());
     assert!(ok, "kill {signal} {pid} failed");
+}
+
+/// `GET path` on `addr` over HTTP/1.1 with `Connection: close`: (status code, body).
+pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap_or_else(|| panic!("GET http://{addr}{path} failed"))
+}
+
+/// [`http_get`], or `None` if nothing answers (e.g. a server being restarted).
+pub(crate) fn try_http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
 }

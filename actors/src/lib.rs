@@ -15,6 +15,7 @@ pub mod control;
 pub mod discovery;
 pub mod listener;
 pub mod metrics;
+pub mod net;
 pub mod peer;
 pub mod share;
 pub mod supervise;

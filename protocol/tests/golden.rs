@@ -8,10 +8,10 @@ use clearskies_protocol::access_code::AccessCode;
 use clearskies_protocol::frame::{Decoder, FrameError, Item, Kind};
 use clearskies_protocol::message::Message;
 
-/// Read at run time, not baked in at build time: a build reused from another checkout
-/// (a shared target directory) must still read this checkout's data.
+/// cargo's run-time `CARGO_MANIFEST_DIR` (right even for a build reused from another clone
+/// through a shared target directory), else the build-time one (the binary run by hand).
 fn data(rel: &str) -> PathBuf {
-    let root = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("protocol"), PathBuf::from);
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     Path::new(&root).join("tests/data").join(rel)
 }
 

@@ -13,7 +13,7 @@ pub mod messages;
 
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorContext, AsyncContext, Context, WrapFuture};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -21,7 +21,6 @@ use tracing::{debug, warn};
 
 pub use self::messages::ControlTargets;
 use crate::metrics::health;
-use crate::peer::messages::PeerFault;
 use crate::supervisor::messages::{
     AddShare, CommandError, CreateAccessCode, CreateShare, Fault, GetStatus, InjectFault, ListPeers, ListShares,
     RemoveShare, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
@@ -52,36 +51,28 @@ impl Actor for Control {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let Some(std_listener) = self.listener.take() else { return };
+        let listener =
+            match std_listener.set_nonblocking(true).and_then(|()| tokio::net::UnixListener::from_std(std_listener)) {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(error = %e, "control socket failed");
+                    return ctx.stop();
+                }
+            };
         let software = self.software.clone();
         let targets = self.targets.clone();
         let accept = async move {
-            std_listener.set_nonblocking(true)?;
-            let listener = tokio::net::UnixListener::from_std(std_listener)?;
             loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let (software, targets) = (software.clone(), targets.clone());
-                        actix_rt::spawn(async move {
-                            if let Err(e) = serve(stream, &software, &targets).await {
-                                debug!(error = %e, "control connection ended");
-                            }
-                        });
+                let (stream, _) = crate::net::accept("control socket", || listener.accept()).await;
+                let (software, targets) = (software.clone(), targets.clone());
+                actix_rt::spawn(async move {
+                    if let Err(e) = serve(stream, &software, &targets).await {
+                        debug!(error = %e, "control connection ended");
                     }
-                    Err(e) => {
-                        warn!(error = %e, "control socket accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
+                });
             }
-            #[allow(unreachable_code)]
-            Ok::<(), std::io::Error>(())
         };
-        ctx.spawn(accept.into_actor(self).map(|res, _, ctx| {
-            if let Err(e) = res {
-                warn!(error = %e, "control socket failed");
-                ctx.stop();
-            }
-        }));
+        ctx.spawn(accept.into_actor(self));
     }
 }
 
@@ -225,7 +216,7 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             let seconds = request.get("seconds").and_then(Value::as_u64);
             let fault = match (request.get("fault").and_then(Value::as_str), actor, seconds) {
                 (Some("panic"), Some(actor), _) => Fault::Panic(actor),
-                (Some("stall"), _, Some(s)) => Fault::Peer(PeerFault::Stall(Duration::from_secs(s.min(3600)))),
+                (Some("stall"), _, Some(s)) => Fault::Stall(Duration::from_secs(s.min(3600))),
                 (Some("fail_db_write"), _, _) => Fault::FailNextWrite,
                 _ => {
                     let usage = "fault: \"panic\" with \"actor\" (discovery, listener, share, transfer, control, \

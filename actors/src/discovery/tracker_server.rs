@@ -11,7 +11,7 @@ use clearskies_protocol::tracker::{ClientId, Config, Tracker};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::wire::{encode, MessageReader};
 
@@ -55,14 +55,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
     tokio::spawn(async move {
         let mut next: ClientId = 1;
         loop {
-            let (stream, addr) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (stream, addr) = crate::net::accept("tracker", || listener.accept()).await;
             let id = next;
             next += 1;
             spawn_client(id, stream, addr, accept_tx.clone());

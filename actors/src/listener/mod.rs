@@ -2,11 +2,9 @@
 //! handshake for each in its own task, and starts a `Peer` actor for each that
 //! authenticates. Failed attempts are logged with their reason and cost nothing else.
 
-use std::time::Duration;
-
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
+use actix::{Actor, ActorContext, AsyncContext, Context, Recipient, WrapFuture};
 use clearskies_protocol::session::{KeyExchange, Role};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::peer::actor::{Peer, PeerTargets, Purpose};
 use crate::peer::channel::{self, TlsContext};
@@ -44,20 +42,13 @@ impl Actor for Listener {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let Some(std_listener) = self.listener.take() else { return };
+        let Some(listener) = crate::net::tcp_listener(std_listener, "listening for peers") else {
+            return ctx.stop();
+        };
         let (tls, secret, targets) = (self.tls.clone(), self.secret, self.targets.clone());
         let accept = async move {
-            std_listener.set_nonblocking(true)?;
-            let listener = tokio::net::TcpListener::from_std(std_listener)?;
-            info!(addr = %listener.local_addr()?, "listening for peers");
             loop {
-                let (tcp, addr) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let (tcp, addr) = crate::net::accept("peer port", || listener.accept()).await;
                 let (tls, targets) = (tls.clone(), targets.clone());
                 actix_rt::spawn(async move {
                     let lookup = targets.lookup.clone();
@@ -87,14 +78,7 @@ impl Actor for Listener {
                     Peer::new(ch, Role::Server, key_exchange, cred.our_peer_id, purpose, addr, targets.peer).spawn();
                 });
             }
-            #[allow(unreachable_code)]
-            Ok::<(), std::io::Error>(())
         };
-        ctx.spawn(accept.into_actor(self).map(|res, _, ctx| {
-            if let Err(e) = res {
-                warn!(error = %e, "peer listener failed");
-                ctx.stop();
-            }
-        }));
+        ctx.spawn(accept.into_actor(self));
     }
 }

@@ -15,12 +15,12 @@ pub mod registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
+use actix::{Actor, ActorContext, AsyncContext, Context, Recipient, WrapFuture};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 pub use self::registry::{metrics, Metrics};
 use crate::share::messages::ShareStatus;
@@ -125,21 +125,14 @@ impl Actor for MetricsServer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let Some(std_listener) = self.listener.take() else { return };
+        let Some(listener) = crate::net::tcp_listener(std_listener, "serving /metrics and /health") else {
+            return ctx.stop();
+        };
         let (shares, started) = (self.shares.clone(), self.started);
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let accept = async move {
-            std_listener.set_nonblocking(true)?;
-            let listener = tokio::net::TcpListener::from_std(std_listener)?;
-            info!(addr = %listener.local_addr()?, "serving /metrics and /health");
-            let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
             loop {
-                let (stream, addr) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(error = %e, "metrics accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let (stream, addr) = crate::net::accept("metrics", || listener.accept()).await;
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     debug!(%addr, "too many metrics connections; closed");
                     continue;
@@ -152,15 +145,8 @@ impl Actor for MetricsServer {
                     drop(slot);
                 });
             }
-            #[allow(unreachable_code)]
-            Ok::<(), std::io::Error>(())
         };
-        ctx.spawn(accept.into_actor(self).map(|res, _, ctx| {
-            if let Err(e) = res {
-                warn!(error = %e, "metrics listener failed");
-                ctx.stop();
-            }
-        }));
+        ctx.spawn(accept.into_actor(self));
     }
 }
 

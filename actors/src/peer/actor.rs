@@ -153,6 +153,9 @@ pub struct Peer {
     targets: PeerTargets,
     /// Counted in `clearskies_peers_connected`.
     counted: bool,
+    /// `clearskies_peer_received_bytes_total` for this connection's extension (looked up
+    /// once, not per read).
+    received: prometheus::IntCounter,
 }
 
 impl std::fmt::Debug for Peer {
@@ -207,6 +210,7 @@ impl Peer {
             close_reason: None,
             targets,
             counted: false,
+            received: metrics().received_bytes.with_label_values(&["plain"]),
         }
     }
 
@@ -602,7 +606,7 @@ impl StreamHandler<Result<Bytes, std::io::Error>> for Peer {
     fn handle(&mut self, item: Result<Bytes, std::io::Error>, ctx: &mut Context<Self>) {
         match item {
             Ok(bytes) => {
-                metrics().received_bytes.with_label_values(&["plain"]).inc_by(bytes.len() as u64);
+                self.received.inc_by(bytes.len() as u64);
                 self.session.handle_input(Instant::now(), &bytes);
                 self.drive(ctx);
             }

@@ -573,8 +573,8 @@ fn count(store: &ShareStore) -> Result<(super::store::Totals, u64), super::store
 }
 
 impl Handler<GetShareStatus> for Share {
-    /// The index is counted on the blocking pool, not on the event loop (and not behind a
-    /// scan on the worker thread: `wait` polls this).
+    /// The stored totals are read on the blocking pool (RocksDB reads may touch the disk),
+    /// not on the event loop, and not behind a scan on the worker thread: `wait` polls this.
     type Result = actix::ResponseActFuture<Self, ShareStatus>;
 
     fn handle(&mut self, _: GetShareStatus, _: &mut Context<Self>) -> Self::Result {

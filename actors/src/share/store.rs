@@ -516,10 +516,7 @@ mod tests {
 
     #[test]
     fn totals_follow_every_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.create_share("t").unwrap();
-        let s = store.share("t").unwrap();
+        let (db, _root, s) = crate::share::test_share();
         let dirrec = |p: &str, rev| Record { kind: EntryKind::Directory, size: None, sha256: None, ..rec(p, 1, rev) };
         let mut pending = rec("/b", 1, 3);
         pending.size = Some(10);
@@ -544,9 +541,7 @@ mod tests {
         let t = s.totals().unwrap();
         assert_eq!((t.files, t.directories, t.bytes), (2, 1, 15));
         drop(s);
-        drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        let s = store.share("t").unwrap();
+        let s = Store::open(db.path()).unwrap().share("t").unwrap();
         assert_eq!(s.totals().unwrap(), s.count_totals().unwrap(), "kept across a reopen");
     }
 

@@ -59,7 +59,7 @@ pub enum Fault {
     /// Panic in an actor (a peer: one connection of the share).
     Panic(crate::supervise::ActorKind),
     /// Every connection of the share (or all) stops reading for a while.
-    Peer(crate::peer::messages::PeerFault),
+    Stall(std::time::Duration),
     /// The next index write fails.
     FailNextWrite,
 }

@@ -600,16 +600,14 @@ impl Handler<InjectFault> for Supervisor {
                 crate::share::store::fail_next_write();
                 Ok(())
             }
-            Fault::Peer(fault) => {
-                let mut sessions = self.sessions.values().filter(|s| share.is_none_or(|id| s.share == id)).peekable();
-                if sessions.peek().is_none() {
-                    return Err(none("connected peer"));
+            Fault::Stall(d) => {
+                let mut stalled = 0;
+                for s in self.sessions.values().filter(|s| share.is_none_or(|id| s.share == id)) {
+                    s.out.do_send(PeerOut::Fault(PeerFault::Stall(d)));
+                    stalled += 1;
                 }
-                for s in sessions {
-                    s.out.do_send(PeerOut::Fault(fault));
-                    if matches!(fault, PeerFault::Panic) {
-                        break;
-                    }
+                if stalled == 0 {
+                    return Err(none("connected peer"));
                 }
                 Ok(())
             }

@@ -102,6 +102,21 @@ fn a_second_worker_on_the_same_data_dir_is_refused() {
 }
 
 #[test]
+fn a_busy_port_fails_the_start_at_once_with_the_reason() {
+    let a = Daemon::start();
+    let busy = a.cs.json(&["status", "--json"])["metrics"].as_str().unwrap().to_owned();
+    let b = Clearskies::new();
+    let o = b.command(&["start"]).env("CLEARSKIES_METRICS_ADDRESS", &busy).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("cannot serve /metrics on {busy}")), "{}", stderr(&o));
+    assert!(stderr(&o).contains("exit status: 4"), "{}", stderr(&o));
+    // Not restarted: it would fail the same way.
+    assert_eq!(b.log().matches("worker started").count(), 1, "{}", b.log());
+    assert!(b.log().contains("not restarting it"), "{}", b.log());
+    assert!(!b.socket().exists() && b.pid("worker").is_none() && b.pid("monitor").is_none());
+}
+
+#[test]
 fn the_monitor_gives_up_on_a_crash_loop() {
     let cs = Clearskies::new();
     let mut monitor = cs.command(&["start", "--foreground"]).stderr(std::process::Stdio::null()).spawn().unwrap();

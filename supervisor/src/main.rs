@@ -3,8 +3,9 @@
 //! and the actors in `clearskies-actors`.
 //!
 //! Exit codes: 0 success, 1 a command failed (the error is printed on one line), 2 bad
-//! usage (clap's own code), 3 the monitor gave up on a worker that kept crashing. A closed
-//! stdout (`| head`) is not an error.
+//! usage (clap's own code), 3 the monitor gave up on a worker that kept crashing, 4 the
+//! daemon cannot start (a busy port, an unusable data dir). A closed stdout (`| head`) is
+//! not an error.
 
 mod cli;
 mod client;
@@ -37,7 +38,11 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(io::stderr(), "clearskies: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<worker::CannotStart>().is_some() {
+                ExitCode::from(worker::EXIT_CANNOT_START)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -55,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match monitor::run(&config, danger_fault_injection)? {
                 monitor::Outcome::Stopped => Ok(ExitCode::SUCCESS),
                 monitor::Outcome::GaveUp => Ok(ExitCode::from(monitor::EXIT_GAVE_UP)),
+                monitor::Outcome::CannotStart => Ok(ExitCode::from(crate::worker::EXIT_CANNOT_START)),
             }
         }
         Command::Start { foreground: false, danger_fault_injection } => {

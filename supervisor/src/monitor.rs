@@ -31,6 +31,8 @@ pub(crate) enum Outcome {
     Stopped,
     /// The worker kept crashing.
     GaveUp,
+    /// The worker cannot start (it said so with its exit code); restarting would not help.
+    CannotStart,
 }
 
 /// Runs the restart loop until the worker stops cleanly or keeps crashing.
@@ -60,6 +62,10 @@ async fn supervise(config: &Config, fault_injection: bool) -> anyhow::Result<Out
         if status.success() {
             info!("worker stopped");
             return Ok(Outcome::Stopped);
+        }
+        if status.code() == Some(i32::from(crate::worker::EXIT_CANNOT_START)) {
+            error!("the worker cannot start (the reason is above); not restarting it");
+            return Ok(Outcome::CannotStart);
         }
         let now = Instant::now();
         restarts += 1;

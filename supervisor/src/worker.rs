@@ -18,12 +18,61 @@ pub(crate) const MONITOR_STARTED_ENV: &str = "CLEARSKIES_MONITOR_STARTED";
 /// Set by the monitor for the worker: workers restarted after a crash so far.
 pub(crate) const WORKER_RESTARTS_ENV: &str = "CLEARSKIES_WORKER_RESTARTS";
 
-/// Runs the worker until it is told to stop.
-pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
-    config.ensure_data_dir()?;
-    let socket = config.control_socket();
-    let listener = bind_control_socket(&socket)?;
+/// Exit code of a worker that cannot start (a busy port, an unusable data dir or index):
+/// restarting it would fail the same way, so the monitor does not.
+pub(crate) const EXIT_CANNOT_START: u8 = 4;
+
+/// The worker could not start; see [`EXIT_CANNOT_START`].
+#[derive(Debug)]
+pub(crate) struct CannotStart(anyhow::Error);
+
+impl std::fmt::Display for CannotStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for CannotStart {}
+
+/// What the worker binds and opens, after its control socket, before any actor starts.
+struct Resources {
+    peers: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
+    secret: [u8; 32],
+    store: Store,
+}
+
+fn acquire(config: &Config) -> anyhow::Result<Resources> {
     fs::write(config.pid_file(), format!("{}\n", std::process::id())).context("writing worker.pid")?;
+    let peers = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;
+    let metrics = match config.metrics {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
+            format!("cannot serve /metrics on {addr} (set metrics_address in config.toml, or \"off\")")
+        })?),
+        None => None,
+    };
+    let secret = clearskies_actors::share::registry::server_secret(&config.data_dir)?;
+    let db_dir = config.data_dir.join("db");
+    let store = Store::open(&db_dir).with_context(|| format!("opening the index in {}", db_dir.display()))?;
+    Ok(Resources { peers, metrics, secret, store })
+}
+
+/// Runs the worker until it is told to stop. A failure to start is a [`CannotStart`].
+pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
+    let socket = config.control_socket();
+    // (Another live daemon on this data dir is a plain error: `start` checks that first.)
+    config.ensure_data_dir().map_err(CannotStart)?;
+    let listener = bind_control_socket(&socket)?;
+    let Resources { peers: peer_listener, metrics: metrics_listener, secret, store } = match acquire(config) {
+        Ok(r) => r,
+        Err(e) => {
+            // The control socket is ours: leave nothing that looks like a live daemon.
+            let _ = fs::remove_file(&socket);
+            let _ = fs::remove_file(config.pid_file());
+            return Err(CannotStart(e).into());
+        }
+    };
     let settings = Settings {
         data_dir: config.data_dir.clone(),
         control_socket: socket.clone(),
@@ -37,17 +86,6 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
         },
         fault_injection,
     };
-    let peer_listener = std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;
-    let metrics_listener = match config.metrics {
-        Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
-            format!("cannot serve /metrics on {addr} (set metrics_address in config.toml, or \"off\")")
-        })?),
-        None => None,
-    };
-    let secret = clearskies_actors::share::registry::server_secret(&config.data_dir)?;
-    let db_dir = config.data_dir.join("db");
-    let store = Store::open(&db_dir).with_context(|| format!("opening the index in {}", db_dir.display()))?;
     let system = actix_rt::System::new();
     system.block_on(async {
         Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret).start();

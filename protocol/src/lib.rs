@@ -18,6 +18,7 @@
 //! * [`vclock`]: vector clocks and their comparison.
 //! * [`bloom`]: the `directory.bloom_filter` presence filter.
 //! * [`updates`]: which records a `database.get_updates` asks for, and in what order.
+//! * [`rdiff`]: the `rsync` extension's signatures and deltas (librsync / `rdiff` format).
 //! * [`gzip`]: the `gzip` extension's per-message zlib framing.
 //! * [`time`]: ISO 8601 timestamps with nanosecond precision.
 //! * [`session`]: the connection state machine once the secure channel is up.
@@ -47,6 +48,7 @@ pub mod gzip;
 pub mod ids;
 pub mod message;
 pub mod path;
+pub mod rdiff;
 pub mod session;
 pub mod time;
 pub mod tracker;

@@ -1,0 +1,561 @@
+//! The `rsync` extension's payloads: signatures and deltas in the librsync 2.x format, the
+//! one the `rdiff` tool reads and writes (DESIGN.md, "Extensions").
+//!
+//! * A **signature** describes a basis file in blocks of `block_len` bytes: the header
+//!   `magic ‖ block_len ‖ strong_len` (big-endian u32s, magic [`SIG_MAGIC`]: RabinKarp weak
+//!   sums and BLAKE2b strong sums), then per block its 32-bit RabinKarp sum and the first
+//!   `strong_len` bytes of its BLAKE2b-256 hash. The last block may be shorter.
+//! * A **delta** turns the basis into a new file: [`DELTA_MAGIC`], then commands: literal
+//!   bytes (`0x01`–`0x40` carry their length in the opcode, `0x41`–`0x44` in a 1/2/4/8-byte
+//!   parameter), copies from the basis (`0x45`–`0x54`: offset and length, each 1/2/4/8
+//!   bytes), and `0x00` to end. All integers are big-endian.
+//!
+//! Everything streams through [`Read`]/[`Write`]: the signature is the only thing held in
+//! memory (it is small: [`SigParams::for_size`] picks about √size blocks), so neither side
+//! ever holds a whole file. Peer input is hostile: [`Signature::parse`] bounds block sizes
+//! and counts, and [`patch`] refuses copies outside the basis and output beyond a limit.
+//! A wrong result is still possible in principle (a weak and truncated strong sum can
+//! collide), which is why the receiver verifies the patched file's SHA-256 before using it.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+/// `RS_RK_BLAKE2_SIG_MAGIC`: a signature with RabinKarp weak sums and BLAKE2b strong sums.
+pub const SIG_MAGIC: u32 = 0x7273_0147;
+/// `RS_DELTA_MAGIC`.
+pub const DELTA_MAGIC: u32 = 0x7273_0236;
+/// Longest strong sum (BLAKE2b-256).
+pub const MAX_STRONG_LEN: u32 = 32;
+/// Largest block we make or accept (the √ of a 1 TiB file).
+pub const MAX_BLOCK_LEN: u32 = 1 << 20;
+/// Smallest block [`SigParams::for_size`] picks.
+const MIN_BLOCK_LEN: u32 = 256;
+
+const RK_SEED: u32 = 1;
+const RK_MULT: u32 = 0x0810_4225;
+const RK_INVM: u32 = 0x98f0_09ad;
+const RK_ADJ: u32 = 0x0810_4224;
+
+const OP_END: u8 = 0x00;
+const OP_LITERAL_N1: u8 = 0x41;
+const OP_COPY_N1_N1: u8 = 0x45;
+const OP_COPY_N8_N8: u8 = 0x54;
+/// Literal runs are written in pieces of at most this many bytes.
+const MAX_LITERAL: usize = 1 << 20;
+/// Bytes read ahead of the delta's window.
+const READ_CHUNK: usize = 1 << 20;
+
+/// Malformed signature or delta bytes (from a peer, or a file that is not what it claims).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RdiffError {
+    /// The stream does not start with the expected magic number.
+    #[error("bad magic number {0:#010x}")]
+    BadMagic(u32),
+    /// A signature's block or strong-sum length is out of range.
+    #[error("bad signature parameters (block length {block_len}, strong sum length {strong_len})")]
+    BadParams {
+        /// Its block length.
+        block_len: u32,
+        /// Its strong-sum length.
+        strong_len: u32,
+    },
+    /// The signature's length is not a whole number of blocks, or it has too many.
+    #[error("signature is truncated or too large")]
+    BadSignatureLength,
+    /// A reserved delta opcode.
+    #[error("bad delta command {0:#04x}")]
+    BadCommand(u8),
+    /// A copy reaches outside the basis file.
+    #[error("delta copies {len} bytes at {offset}, outside the basis")]
+    CopyOutside {
+        /// Where the copy starts.
+        offset: u64,
+        /// How long it is.
+        len: u64,
+    },
+    /// The result would be longer than allowed.
+    #[error("patched output exceeds {0} bytes")]
+    TooLong(u64),
+    /// The delta ends before its end command, or has bytes after it.
+    #[error("delta is truncated or has trailing bytes")]
+    Truncated,
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The RabinKarp rolling sum librsync uses (`rabinkarp.h`), in wrapping u32 arithmetic.
+#[derive(Debug, Clone, Copy)]
+struct RabinKarp {
+    hash: u32,
+    /// `RK_MULT` to the power of the number of bytes in the sum.
+    mult: u32,
+}
+
+impl RabinKarp {
+    fn new() -> Self {
+        RabinKarp { hash: RK_SEED, mult: 1 }
+    }
+
+    fn of(data: &[u8]) -> Self {
+        let mut s = RabinKarp::new();
+        for &b in data {
+            s.roll_in(b);
+        }
+        s
+    }
+
+    fn roll_in(&mut self, b: u8) {
+        self.hash = self.hash.wrapping_mul(RK_MULT).wrapping_add(u32::from(b));
+        self.mult = self.mult.wrapping_mul(RK_MULT);
+    }
+
+    fn roll_out(&mut self, b: u8) {
+        self.mult = self.mult.wrapping_mul(RK_INVM);
+        self.hash = self.hash.wrapping_sub(self.mult.wrapping_mul(u32::from(b).wrapping_add(RK_ADJ)));
+    }
+
+    /// Slides the window one byte: `out` leaves at the front, `inn` enters at the back.
+    fn rotate(&mut self, out: u8, inn: u8) {
+        self.hash = self
+            .hash
+            .wrapping_mul(RK_MULT)
+            .wrapping_add(u32::from(inn))
+            .wrapping_sub(self.mult.wrapping_mul(u32::from(out).wrapping_add(RK_ADJ)));
+    }
+}
+
+fn strong_sum(data: &[u8]) -> blake2b_simd::Hash {
+    blake2b_simd::Params::new().hash_length(MAX_STRONG_LEN as usize).hash(data)
+}
+
+/// A signature's block and strong-sum lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigParams {
+    /// Bytes per block.
+    pub block_len: u32,
+    /// Bytes of each block's BLAKE2b-256 hash that are kept (1–32).
+    pub strong_len: u32,
+}
+
+impl SigParams {
+    /// librsync 2.3's recommendation (`rs_sig_args`) for a basis of `size` bytes: blocks of
+    /// about √size (at least 256 bytes, a multiple of 128), and a strong sum just long enough
+    /// that a false match is unlikely (the receiver's SHA-256 check catches one anyway). A
+    /// 128 MiB file gets 11 520-byte blocks and 7-byte sums: a 128 KiB signature.
+    pub fn for_size(size: u64) -> Self {
+        let block_len = if size <= u64::from(MIN_BLOCK_LEN) * u64::from(MIN_BLOCK_LEN) {
+            MIN_BLOCK_LEN
+        } else {
+            let root = size.isqrt().min(u64::from(MAX_BLOCK_LEN));
+            u32::try_from(root).unwrap_or(MAX_BLOCK_LEN) & !127
+        };
+        let blocks = size / u64::from(block_len) + 1;
+        let bits = size.saturating_add(1 << 24).ilog2() + blocks.ilog2();
+        let strong_len = (2 + bits.div_ceil(8)).min(MAX_STRONG_LEN);
+        SigParams { block_len, strong_len }
+    }
+
+    fn check(self) -> Result<Self, RdiffError> {
+        if (1..=MAX_BLOCK_LEN).contains(&self.block_len) && (1..=MAX_STRONG_LEN).contains(&self.strong_len) {
+            Ok(self)
+        } else {
+            Err(RdiffError::BadParams { block_len: self.block_len, strong_len: self.strong_len })
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; how many bytes were read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Writes the signature of `basis` with `params` to `out`, streaming; the number of blocks.
+pub fn signature<R: Read, W: Write>(mut basis: R, params: SigParams, mut out: W) -> Result<u64, RdiffError> {
+    let params = params.check()?;
+    let mut header = [0u8; 12];
+    header[..4].copy_from_slice(&SIG_MAGIC.to_be_bytes());
+    header[4..8].copy_from_slice(&params.block_len.to_be_bytes());
+    header[8..].copy_from_slice(&params.strong_len.to_be_bytes());
+    out.write_all(&header)?;
+    let bl = params.block_len as usize;
+    let sl = params.strong_len as usize;
+    // Read many blocks at a time; sums are written in batches.
+    let per_read = (READ_CHUNK / bl).max(1);
+    let mut buf = vec![0u8; per_read * bl];
+    let mut sums = Vec::with_capacity(per_read * (4 + sl));
+    let mut blocks = 0u64;
+    loop {
+        let n = read_full(&mut basis, &mut buf)?;
+        sums.clear();
+        for block in buf[..n].chunks(bl) {
+            sums.extend_from_slice(&RabinKarp::of(block).hash.to_be_bytes());
+            sums.extend_from_slice(&strong_sum(block).as_bytes()[..sl]);
+            blocks += 1;
+        }
+        out.write_all(&sums)?;
+        if n < buf.len() {
+            return Ok(blocks);
+        }
+    }
+}
+
+/// A parsed signature, indexed for matching.
+#[derive(Debug)]
+pub struct Signature {
+    params: SigParams,
+    /// Each block's weak sum.
+    weak: Vec<u32>,
+    /// Each block's strong sum, `strong_len` bytes apiece.
+    strong: Vec<u8>,
+    /// Weak sum → the first block with it; `next` chains the rest.
+    first: HashMap<u32, u32>,
+    next: Vec<u32>,
+    /// A bit per weak-sum bucket: a cheap "certainly not here" before the map.
+    filter: Vec<u64>,
+    filter_mask: u32,
+}
+
+const NO_BLOCK: u32 = u32::MAX;
+
+impl Signature {
+    /// Parses signature bytes (at most `max_blocks` blocks).
+    pub fn parse(bytes: &[u8], max_blocks: usize) -> Result<Self, RdiffError> {
+        let word =
+            |i: usize| -> Option<u32> { bytes.get(i..i + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])) };
+        let magic = word(0).ok_or(RdiffError::Truncated)?;
+        if magic != SIG_MAGIC {
+            return Err(RdiffError::BadMagic(magic));
+        }
+        let params = SigParams {
+            block_len: word(4).ok_or(RdiffError::Truncated)?,
+            strong_len: word(8).ok_or(RdiffError::Truncated)?,
+        }
+        .check()?;
+        let sl = params.strong_len as usize;
+        let body = &bytes[12..];
+        let entry = 4 + sl;
+        if body.len() % entry != 0 || body.len() / entry > max_blocks.min(NO_BLOCK as usize) {
+            return Err(RdiffError::BadSignatureLength);
+        }
+        let count = body.len() / entry;
+        let mut sig = Signature {
+            params,
+            weak: Vec::with_capacity(count),
+            strong: Vec::with_capacity(count * sl),
+            first: HashMap::with_capacity(count),
+            next: vec![NO_BLOCK; count],
+            filter: Vec::new(),
+            filter_mask: 0,
+        };
+        let filter_bits = (count.max(1) * 8).next_power_of_two().max(1 << 12);
+        sig.filter = vec![0; filter_bits / 64];
+        sig.filter_mask = u32::try_from(filter_bits - 1).unwrap_or(u32::MAX);
+        // Insert in reverse so each chain lists blocks in file order (the first match wins,
+        // which keeps consecutive copies mergeable).
+        for e in body.chunks_exact(entry) {
+            sig.weak.push(u32::from_be_bytes([e[0], e[1], e[2], e[3]]));
+            sig.strong.extend_from_slice(&e[4..]);
+        }
+        for i in (0..count).rev() {
+            let w = sig.weak[i];
+            let idx = u32::try_from(i).unwrap_or(NO_BLOCK);
+            if let Some(prev) = sig.first.insert(w, idx) {
+                sig.next[i] = prev;
+            }
+            let bit = w & sig.filter_mask;
+            sig.filter[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        Ok(sig)
+    }
+
+    /// The signature's parameters.
+    pub fn params(&self) -> SigParams {
+        self.params
+    }
+
+    /// How many blocks it describes.
+    pub fn blocks(&self) -> usize {
+        self.weak.len()
+    }
+
+    /// The block whose sums match `window`, if any (`weak` is its RabinKarp sum).
+    fn find(&self, weak: u32, window: &[u8]) -> Option<u32> {
+        let bit = weak & self.filter_mask;
+        if self.filter[(bit / 64) as usize] & (1 << (bit % 64)) == 0 {
+            return None;
+        }
+        let mut i = *self.first.get(&weak)?;
+        let sl = self.params.strong_len as usize;
+        let strong = strong_sum(window);
+        let strong = &strong.as_bytes()[..sl];
+        while i != NO_BLOCK {
+            let at = i as usize * sl;
+            if self.strong.get(at..at + sl) == Some(strong) {
+                return Some(i);
+            }
+            i = self.next[i as usize];
+        }
+        None
+    }
+}
+
+/// What a delta consists of.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaStats {
+    /// Bytes sent literally.
+    pub literal_bytes: u64,
+    /// Bytes copied from the basis.
+    pub copied_bytes: u64,
+    /// Length of the delta itself.
+    pub delta_bytes: u64,
+}
+
+/// Big-endian `v` in the fewest of 1, 2, 4 or 8 bytes; (bytes, how many).
+fn netint(v: u64) -> ([u8; 8], usize) {
+    let n = if v <= 0xff {
+        1
+    } else if v <= 0xffff {
+        2
+    } else if v <= 0xffff_ffff {
+        4
+    } else {
+        8
+    };
+    (v.to_be_bytes(), n)
+}
+
+fn width_code(n: usize) -> u8 {
+    match n {
+        1 => 0,
+        2 => 1,
+        4 => 2,
+        _ => 3,
+    }
+}
+
+struct DeltaWriter<W> {
+    out: W,
+    stats: DeltaStats,
+    /// A copy not yet written, so that adjacent ones merge: (basis offset, length).
+    copy: Option<(u64, u64)>,
+}
+
+impl<W: Write> DeltaWriter<W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stats.delta_bytes += bytes.len() as u64;
+        self.out.write_all(bytes)
+    }
+
+    fn flush_copy(&mut self) -> io::Result<()> {
+        let Some((offset, len)) = self.copy.take() else { return Ok(()) };
+        let (o, on) = netint(offset);
+        let (l, ln) = netint(len);
+        let mut cmd = Vec::with_capacity(17);
+        cmd.push(OP_COPY_N1_N1 + 4 * width_code(on) + width_code(ln));
+        cmd.extend_from_slice(&o[8 - on..]);
+        cmd.extend_from_slice(&l[8 - ln..]);
+        self.put(&cmd)?;
+        self.stats.copied_bytes += len;
+        Ok(())
+    }
+
+    fn copy(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        match &mut self.copy {
+            Some((o, l)) if *o + *l == offset => *l += len,
+            _ => {
+                self.flush_copy()?;
+                self.copy = Some((offset, len));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<DeltaStats, RdiffError> {
+        self.flush_copy()?;
+        self.put(&[OP_END])?;
+        self.out.flush()?;
+        Ok(self.stats)
+    }
+
+    fn literal(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.flush_copy()?;
+        for piece in data.chunks(MAX_LITERAL) {
+            let len = piece.len() as u64;
+            if let Some(op) = u8::try_from(piece.len()).ok().filter(|&n| n <= 64) {
+                self.put(&[op])?;
+            } else {
+                let (l, ln) = netint(len);
+                let mut cmd = vec![OP_LITERAL_N1 + width_code(ln)];
+                cmd.extend_from_slice(&l[8 - ln..]);
+                self.put(&cmd)?;
+            }
+            self.put(piece)?;
+            self.stats.literal_bytes += len;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the delta that turns the basis `sig` describes into `new`, streaming.
+pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<DeltaStats, RdiffError> {
+    let mut w = DeltaWriter { out, stats: DeltaStats::default(), copy: None };
+    w.put(&DELTA_MAGIC.to_be_bytes())?;
+    if sig.weak.is_empty() {
+        // An empty basis: everything is literal.
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            let n = read_full(&mut new, &mut chunk)?;
+            w.literal(&chunk[..n])?;
+            if n < READ_CHUNK {
+                break;
+            }
+        }
+        return w.finish();
+    }
+    let bl = sig.params.block_len as usize;
+    let blen = u64::from(sig.params.block_len);
+    // buf[lit..pos] is literal data not yet written; buf[pos..pos + bl] the window.
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK + bl);
+    let (mut lit, mut pos) = (0usize, 0usize);
+    let mut sum: Option<RabinKarp> = None;
+    let mut eof = false;
+    loop {
+        if !eof && buf.len() < pos + bl + 1 {
+            // Keep only what is still needed, then read more.
+            w.literal(&buf[lit..pos])?;
+            buf.drain(..pos);
+            (lit, pos) = (0, 0);
+            let have = buf.len();
+            buf.resize(have + READ_CHUNK, 0);
+            let n = read_full(&mut new, &mut buf[have..])?;
+            buf.truncate(have + n);
+            eof = n < READ_CHUNK;
+        }
+        if buf.len() < pos + bl {
+            break;
+        }
+        let s = *sum.get_or_insert_with(|| RabinKarp::of(&buf[pos..pos + bl]));
+        if let Some(block) = sig.find(s.hash, &buf[pos..pos + bl]) {
+            w.literal(&buf[lit..pos])?;
+            w.copy(u64::from(block) * blen, blen)?;
+            pos += bl;
+            lit = pos;
+            sum = None;
+            continue;
+        }
+        if pos + bl < buf.len() {
+            let mut s = s;
+            s.rotate(buf[pos], buf[pos + bl]);
+            sum = Some(s);
+            pos += 1;
+        } else {
+            // The window ends at the end of the input (eof is set here): what follows it is
+            // shorter than a block.
+            pos += 1;
+            break;
+        }
+    }
+    // Fewer than block_len bytes remain: the basis's short last block may match a suffix.
+    let end = buf.len();
+    if pos < end {
+        let mut s = RabinKarp::of(&buf[pos..end]);
+        let mut p = pos;
+        while p < end {
+            if let Some(block) = sig.find(s.hash, &buf[p..end]) {
+                w.literal(&buf[lit..p])?;
+                w.copy(u64::from(block) * blen, (end - p) as u64)?;
+                lit = end;
+                break;
+            }
+            s.roll_out(buf[p]);
+            p += 1;
+        }
+    }
+    w.literal(&buf[lit..end])?;
+    w.finish()
+}
+
+fn read_netint<R: Read>(r: &mut R, n: usize) -> Result<u64, RdiffError> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b[8 - n..]).map_err(truncated)?;
+    Ok(u64::from_be_bytes(b))
+}
+
+fn truncated(e: io::Error) -> RdiffError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        RdiffError::Truncated
+    } else {
+        RdiffError::Io(e)
+    }
+}
+
+/// Applies `delta` to `basis`, writing the result to `out` (at most `max_len` bytes); the
+/// result's length. The caller verifies the result's hash.
+pub fn patch<B: Read + Seek, R: Read, W: Write>(
+    basis: &mut B,
+    mut delta: R,
+    out: &mut W,
+    max_len: u64,
+) -> Result<u64, RdiffError> {
+    let magic = u32::try_from(read_netint(&mut delta, 4)?).unwrap_or(0);
+    if magic != DELTA_MAGIC {
+        return Err(RdiffError::BadMagic(magic));
+    }
+    let basis_len = basis.seek(SeekFrom::End(0))?;
+    let mut written = 0u64;
+    let widths = [1usize, 2, 4, 8];
+    loop {
+        let op = u8::try_from(read_netint(&mut delta, 1)?).unwrap_or(0xff);
+        let (from_basis, offset, len) = match op {
+            OP_END => break,
+            1..=0x40 => (false, 0, u64::from(op)),
+            0x41..=0x44 => (false, 0, read_netint(&mut delta, widths[usize::from(op - OP_LITERAL_N1)])?),
+            OP_COPY_N1_N1..=OP_COPY_N8_N8 => {
+                let code = usize::from(op - OP_COPY_N1_N1);
+                let offset = read_netint(&mut delta, widths[code / 4])?;
+                let len = read_netint(&mut delta, widths[code % 4])?;
+                (true, offset, len)
+            }
+            _ => return Err(RdiffError::BadCommand(op)),
+        };
+        if written.checked_add(len).is_none_or(|total| total > max_len) {
+            return Err(RdiffError::TooLong(max_len));
+        }
+        let copied = if from_basis {
+            if offset.checked_add(len).is_none_or(|end| end > basis_len) {
+                return Err(RdiffError::CopyOutside { offset, len });
+            }
+            basis.seek(SeekFrom::Start(offset))?;
+            io::copy(&mut basis.by_ref().take(len), out)?
+        } else {
+            io::copy(&mut delta.by_ref().take(len), out)?
+        };
+        if copied != len {
+            return Err(RdiffError::Truncated);
+        }
+        written += len;
+    }
+    // Nothing may follow the end command.
+    if delta.read(&mut [0u8; 1])? != 0 {
+        return Err(RdiffError::Truncated);
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+use std::io::Cursor;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn sig_of(basis: &[u8], params: SigParams) -> Signature {
+    let mut bytes = Vec::new();
+    signature(basis, params, &mut bytes).expect("signature of a slice");
+    Signature::parse(&bytes, usize::MAX).expect("our own signature parses")
+}
+
+fn delta_of(basis: &[u8], new: &[u8], params: SigParams) -> (Vec<u8>, DeltaStats) {
+    let mut d = Vec::new();
+    let stats = delta(&sig_of(basis, params), new, &mut d).expect("delta of slices");
+    (d, stats)
+}
+
+fn apply(basis: &[u8], delta: &[u8], max: u64) -> Result<Vec<u8>, RdiffError> {
+    let mut out = Vec::new();
+    patch(&mut Cursor::new(basis), delta, &mut out, max)?;
+    Ok(out)
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_be_bytes()[3]
+        })
+        .collect()
+}
+
+#[test]
+fn rolling_matches_a_fresh_sum() {
+    let data = noise(5000, 1);
+    let bl = 700;
+    let mut s = RabinKarp::of(&data[..bl]);
+    for p in 0..data.len() - bl {
+        s.rotate(data[p], data[p + bl]);
+        assert_eq!(s.hash, RabinKarp::of(&data[p + 1..p + 1 + bl]).hash, "at {p}");
+    }
+    let mut s = RabinKarp::of(&data[..bl]);
+    for p in 0..bl {
+        s.roll_out(data[p]);
+        assert_eq!(s.hash, RabinKarp::of(&data[p + 1..bl]).hash, "rolled out {p}");
+    }
+}
+
+#[test]
+fn params_follow_the_size() {
+    assert_eq!(SigParams::for_size(0), SigParams { block_len: 256, strong_len: 5 });
+    let p = SigParams::for_size(128 << 20);
+    assert_eq!(p.block_len, 11520);
+    // A 128 MiB file's signature stays well under the 1 MiB a small edit may cost.
+    let blocks = (128u64 << 20).div_ceil(u64::from(p.block_len));
+    assert!(12 + blocks * u64::from(4 + p.strong_len) < 200 << 10, "{p:?}");
+    assert_eq!(SigParams::for_size(u64::MAX).block_len, MAX_BLOCK_LEN);
+    assert!(SigParams::for_size(u64::MAX).strong_len <= MAX_STRONG_LEN);
+}
+
+#[test]
+fn an_unchanged_file_is_all_copies() {
+    let basis = noise(100_000, 2);
+    let params = SigParams { block_len: 1024, strong_len: 8 };
+    let (d, stats) = delta_of(&basis, &basis, params);
+    assert_eq!(stats.literal_bytes, 0);
+    assert_eq!(stats.copied_bytes, basis.len() as u64);
+    // One merged copy: magic, a COPY_N1_N4 (1 + 1 + 4 bytes), END.
+    assert_eq!(d.len(), 4 + 6 + 1, "{d:?}");
+    assert_eq!(apply(&basis, &d, u64::MAX).expect("patch"), basis);
+}
+
+#[test]
+fn a_small_edit_in_the_middle_sends_little() {
+    let basis = noise(4 << 20, 3);
+    let mut new = basis.clone();
+    new[2 << 20..(2 << 20) + 4096].copy_from_slice(&noise(4096, 4));
+    let params = SigParams::for_size(basis.len() as u64);
+    let (d, stats) = delta_of(&basis, &new, params);
+    assert!(stats.literal_bytes <= 4096 + 2 * u64::from(params.block_len), "{stats:?}");
+    assert!(d.len() < 16 << 10, "delta is {} bytes", d.len());
+    assert_eq!(apply(&basis, &d, new.len() as u64).expect("patch"), new);
+}
+
+#[test]
+fn an_empty_basis_or_new_file() {
+    let params = SigParams { block_len: 64, strong_len: 4 };
+    let data = noise(1000, 5);
+    let (d, stats) = delta_of(b"", &data, params);
+    assert_eq!(stats.literal_bytes, 1000);
+    assert_eq!(apply(b"", &d, 1000).expect("patch"), data);
+    let (d, _) = delta_of(&data, b"", params);
+    assert_eq!(apply(&data, &d, 0).expect("patch"), b"");
+}
+
+#[test]
+fn the_short_last_block_is_matched() {
+    let basis = noise(10 * 512 + 100, 6);
+    let mut new = noise(300, 7);
+    new.extend_from_slice(&basis);
+    let (d, stats) = delta_of(&basis, &new, SigParams { block_len: 512, strong_len: 8 });
+    assert_eq!(stats.literal_bytes, 300, "{stats:?}");
+    assert_eq!(apply(&basis, &d, u64::MAX).expect("patch"), new);
+}
+
+#[test]
+fn hostile_deltas_are_refused() {
+    let basis = noise(1000, 8);
+    let magic = DELTA_MAGIC.to_be_bytes();
+    let with = |cmds: &[u8]| [&magic[..], cmds].concat();
+    assert!(matches!(apply(&basis, b"", 10), Err(RdiffError::Truncated)));
+    assert!(matches!(apply(&basis, &[1, 2, 3, 4], 10), Err(RdiffError::BadMagic(0x0102_0304))));
+    // No END.
+    assert!(matches!(apply(&basis, &with(&[2, b'a', b'b']), 10), Err(RdiffError::Truncated)));
+    // A literal longer than what follows.
+    assert!(matches!(apply(&basis, &with(&[5, b'a', 0]), 10), Err(RdiffError::Truncated)));
+    // A reserved opcode.
+    assert!(matches!(apply(&basis, &with(&[0x55, 0]), 10), Err(RdiffError::BadCommand(0x55))));
+    // Copies outside the basis, and one whose end overflows.
+    assert!(matches!(apply(&basis, &with(&[0x49, 0x03, 0xe0, 0x10, 0]), 10_000), Err(RdiffError::CopyOutside { .. })));
+    let overflow = with(&[0x54, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+    assert!(matches!(apply(&basis, &overflow, u64::MAX), Err(RdiffError::CopyOutside { .. })));
+    // Output beyond the limit, even before a byte of it is written.
+    assert!(matches!(
+        apply(&basis, &with(&[0x44, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0]), 10),
+        Err(RdiffError::TooLong(10))
+    ));
+    assert!(matches!(apply(&basis, &with(&[0x45, 0, 200, 0]), 100), Err(RdiffError::TooLong(100))));
+    // Bytes after END.
+    assert!(matches!(apply(&basis, &with(&[0, 0]), 10), Err(RdiffError::Truncated)));
+    // A good one, to show the bad ones are bad for their reason.
+    assert_eq!(apply(&basis, &with(&[0x45, 10, 3, 1, b'x', 0]), 10).expect("patch"), [&basis[10..13], b"x"].concat());
+}
+
+#[test]
+fn hostile_signatures_are_refused() {
+    let header = |bl: u32, sl: u32| [SIG_MAGIC.to_be_bytes(), bl.to_be_bytes(), sl.to_be_bytes()].concat();
+    assert!(matches!(Signature::parse(b"", 10), Err(RdiffError::Truncated)));
+    assert!(matches!(
+        Signature::parse(&[0x72, 0x73, 0x01, 0x36, 0, 0, 8, 0, 0, 0, 0, 8], 10),
+        Err(RdiffError::BadMagic(_))
+    ));
+    assert!(matches!(Signature::parse(&header(0, 8), 10), Err(RdiffError::BadParams { .. })));
+    assert!(matches!(Signature::parse(&header(MAX_BLOCK_LEN + 1, 8), 10), Err(RdiffError::BadParams { .. })));
+    assert!(matches!(Signature::parse(&header(2048, 33), 10), Err(RdiffError::BadParams { .. })));
+    assert!(matches!(Signature::parse(&header(2048, 0), 10), Err(RdiffError::BadParams { .. })));
+    let mut partial = header(2048, 8);
+    partial.extend_from_slice(&[0; 11]);
+    assert!(matches!(Signature::parse(&partial, 10), Err(RdiffError::BadSignatureLength)));
+    let mut many = header(2048, 8);
+    many.extend_from_slice(&[0; 12 * 11]);
+    assert!(matches!(Signature::parse(&many, 10), Err(RdiffError::BadSignatureLength)));
+    assert_eq!(Signature::parse(&many, 11).expect("11 blocks").blocks(), 11);
+}
+
+/// A new file made from the basis by a few inserts, deletes and overwrites.
+fn edited() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+    (0usize..20_000, any::<u64>(), prop::collection::vec((any::<u16>(), 0usize..3, 0usize..600), 0..6)).prop_map(
+        |(len, seed, edits)| {
+            let basis = noise(len, seed);
+            let mut new = basis.clone();
+            for (i, (at, kind, n)) in edits.into_iter().enumerate() {
+                let at = usize::from(at) % (new.len() + 1);
+                let fresh = noise(n, seed ^ (i as u64 + 1));
+                match kind {
+                    0 => {
+                        new.splice(at..at, fresh);
+                    }
+                    1 => {
+                        new.drain(at..(at + n).min(new.len()));
+                    }
+                    _ => {
+                        let end = (at + n).min(new.len());
+                        new.splice(at..end, fresh);
+                    }
+                }
+            }
+            (basis, new)
+        },
+    )
+}
+
+proptest! {
+    #[test]
+    fn patch_of_delta_gives_the_new_file((basis, new) in edited(), bl in 1u32..700, sl in 1u32..=32) {
+        let params = SigParams { block_len: bl, strong_len: sl };
+        let (d, stats) = delta_of(&basis, &new, params);
+        prop_assert_eq!(stats.literal_bytes + stats.copied_bytes, new.len() as u64);
+        prop_assert_eq!(stats.delta_bytes, d.len() as u64);
+        // Only a truncated sum can make a false match; with 8 bytes or more it does not.
+        if sl >= 8 {
+            prop_assert_eq!(apply(&basis, &d, new.len() as u64).expect("patch"), new);
+        }
+    }
+
+    #[test]
+    fn patch_never_panics(basis in prop::collection::vec(any::<u8>(), 0..200), cmds in prop::collection::vec(any::<u8>(), 0..64)) {
+        let d = [&DELTA_MAGIC.to_be_bytes()[..], &cmds].concat();
+        let _ = apply(&basis, &d, 1000);
+    }
+
+    #[test]
+    fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Signature::parse(&bytes, 100);
+        let mut with_magic = SIG_MAGIC.to_be_bytes().to_vec();
+        with_magic.extend_from_slice(&bytes);
+        let _ = Signature::parse(&with_magic, 100);
+    }
+}

@@ -10,7 +10,7 @@ use crate::util::{http_get, try_http_get, wait_for, Daemon};
 
 /// The exposition text as `name{labels}` → value, checking every line's shape and that
 /// every sample belongs to a family declared with `# TYPE`.
-fn parse(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse(text: &str) -> BTreeMap<String, f64> {
     let mut types = BTreeMap::new();
     let mut samples = BTreeMap::new();
     for line in text.lines() {

@@ -40,7 +40,7 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn hash(p: &Path) -> Option<String> {
+pub(crate) fn hash(p: &Path) -> Option<String> {
     let mut f = fs::File::open(p).ok()?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -15,4 +15,5 @@ mod metrics;
 mod shares;
 mod supervision;
 mod sync;
+mod transfer;
 mod util;

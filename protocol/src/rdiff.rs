@@ -157,6 +157,12 @@ impl SigParams {
         SigParams { block_len, strong_len }
     }
 
+    /// Length of the signature of a `size`-byte file with these parameters.
+    pub fn signature_len(self, size: u64) -> u64 {
+        let blocks = size.div_ceil(u64::from(self.block_len.max(1)));
+        12 + blocks.saturating_mul(u64::from(4 + self.strong_len))
+    }
+
     fn check(self) -> Result<Self, RdiffError> {
         if (1..=MAX_BLOCK_LEN).contains(&self.block_len) && (1..=MAX_STRONG_LEN).contains(&self.strong_len) {
             Ok(self)

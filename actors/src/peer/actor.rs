@@ -7,7 +7,7 @@
 //! is dialled again by whoever wants it.
 
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use bytes::Bytes;
 use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::session::{
-    CloseReason, Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY,
+    CloseReason, Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_RSYNC,
 };
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tokio::io::AsyncWriteExt;
@@ -31,14 +31,15 @@ use tracing::{debug, info, warn};
 
 use super::channel::Channel;
 use super::messages::{
-    CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerFault, PeerOut, Redial, ReleaseCredential,
+    CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerFault, PeerOut, Producer, Redial,
+    ReleaseCredential,
 };
 use crate::metrics::metrics;
 use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
 use crate::share::record::Record;
 use crate::supervise::{self, injected_panic, ActorKind, Crashed};
 use crate::supervisor::messages::CommandError;
-use crate::transfer::messages::{DataStart, Missing, ServeGet, Sink, SinkItem};
+use crate::transfer::messages::{DataStart, Inbound, Missing, ServeGet, Sink, SinkItem};
 
 /// Attachment chunk size we send (the spec recommends 1 MiB).
 pub const CHUNK: usize = 1 << 20;
@@ -62,6 +63,73 @@ pub(super) type Outgoing = (Bytes, Option<OwnedSemaphorePermit>);
 struct OutChunk {
     data: Bytes,
     permit: OwnedSemaphorePermit,
+}
+
+/// Turns an attachment's bytes into [`OutChunk`]s of [`CHUNK`] bytes, waiting for the send
+/// budget (so a producer never runs ahead of the socket by more than [`SEND_BUDGET`]).
+struct ChunkWriter {
+    addr: Addr<Peer>,
+    budget: Arc<Semaphore>,
+    handle: tokio::runtime::Handle,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    /// Sends what is buffered.
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let permits = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let gone = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let permit = self.handle.block_on(self.budget.clone().acquire_many_owned(permits)).map_err(|_| gone())?;
+        if !self.addr.connected() {
+            return Err(gone());
+        }
+        self.addr.do_send(OutChunk { data: Bytes::from(data), permit });
+        Ok(())
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copies `len` bytes of `file` from its position into `w` in [`CHUNK`]-sized reads.
+fn copy_file(w: &mut dyn Write, mut file: std::fs::File, len: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+        let mut got = 0;
+        while got < want {
+            match file.read(&mut buf[got..want]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Shorter than announced (changed under us): the receiver's hash check refuses it.
+        if got == 0 {
+            break;
+        }
+        w.write_all(&buf[..got])?;
+        left -= got as u64;
+    }
+    Ok(())
 }
 
 /// The file being sent is done (or could not be read further).
@@ -149,6 +217,8 @@ pub struct Peer {
     remote: SocketAddr,
     share: Option<Sha256Hash>,
     peer: Option<PeerId>,
+    /// Both sides speak the `rsync` extension.
+    rsync: bool,
     close_reason: Option<String>,
     targets: PeerTargets,
     /// Counted in `clearskies_peers_connected`.
@@ -178,7 +248,7 @@ impl Peer {
     ) -> Self {
         let mut config = Config::new(role, our_peer_id);
         config.software = crate::SOFTWARE.to_owned();
-        config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned()];
+        config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned(), EXT_RSYNC.to_owned()];
         config.key_exchange = key_exchange;
         let session = Session::new(config, Instant::now());
         let (read, write) = tokio::io::split(channel.stream);
@@ -207,6 +277,7 @@ impl Peer {
             remote,
             share,
             peer: None,
+            rsync: false,
             close_reason: None,
             targets,
             counted: false,
@@ -308,17 +379,22 @@ impl Peer {
                 debug!(remote = %self.remote, sha256 = %e.sha256, message = %e.message, "peer cannot send contents");
                 link.missing.do_send(Missing { conn, sha256: e.sha256 });
             }
-            Message::DirectoryData(data) => {
-                let ask = link.data.send(DataStart { conn, data });
-                self.pause_for(
-                    ask.into_actor(self).map(|answer, act, _| {
-                        act.sink = answer.ok().flatten();
-                    }),
-                    ctx,
-                );
-            }
+            Message::DirectoryData(data) => self.start_inbound(&link, Inbound::Data(data), ctx),
+            Message::RsyncSignature(s) => self.start_inbound(&link, Inbound::Signature(s), ctx),
+            Message::RsyncPatch(p) => self.start_inbound(&link, Inbound::Patch(p), ctx),
             other => debug!(remote = %self.remote, kind = other.kind(), "message ignored"),
         }
+    }
+
+    /// An attachment arrives: its chunks go where the transfers say (nowhere if unasked).
+    fn start_inbound(&mut self, link: &ShareLink, what: Inbound, ctx: &mut Context<Self>) {
+        let ask = link.data.send(DataStart { conn: self.conn, what });
+        self.pause_for(
+            ask.into_actor(self).map(|answer, act, _| {
+                act.sink = answer.ok().flatten();
+            }),
+            ctx,
+        );
     }
 
     /// Hands an index message to the share. At most [`SYNC_IN_FLIGHT`] are outstanding;
@@ -372,11 +448,18 @@ impl Peer {
             return self.fault(fault, ctx);
         }
         if self.sending_file {
-            if let PeerOut::File { header: Message::DirectoryData(d), .. } = &out {
-                let queued = self.outbox.iter().filter(|o| matches!(o, PeerOut::File { .. })).count();
+            // An answer to a peer's request (`directory.data`, `rsync.patch`) names its contents.
+            let answer_to = match &out {
+                PeerOut::File { header: Message::DirectoryData(d), .. } => Some(d.sha256),
+                PeerOut::Produce { header: Message::RsyncPatch(p), .. } => p.sha256,
+                _ => None,
+            };
+            if let Some(sha256) = answer_to {
+                let queued =
+                    self.outbox.iter().filter(|o| matches!(o, PeerOut::File { .. } | PeerOut::Produce { .. })).count();
                 if queued >= MAX_QUEUED_FILES {
                     // Bounded: open files and queued work do not grow with a peer's requests.
-                    let busy = GetError { sha256: d.sha256, message: "too many requests at once".into() };
+                    let busy = GetError { sha256, message: "too many requests at once".into() };
                     self.outbox.push_back(PeerOut::Send(vec![busy.into()]));
                     return;
                 }
@@ -394,45 +477,36 @@ impl Peer {
                     }
                 }
             }
-            PeerOut::File { header, file, len } => self.start_file(&header, file, len, ctx),
+            PeerOut::File { header, file, len } => {
+                let produce = Producer(Box::new(move |w: &mut dyn Write| copy_file(w, file, len)));
+                self.start_attachment(&header, produce, ctx);
+            }
+            PeerOut::Produce { header, produce } => self.start_attachment(&header, produce, ctx),
             PeerOut::Close(reason) => self.close_for(reason),
         }
     }
 
-    fn start_file(&mut self, header: &Message, mut file: std::fs::File, len: u64, ctx: &mut Context<Self>) {
+    /// Sends `header` with the attachment `produce` writes, on a blocking thread, in
+    /// [`CHUNK`]s under the connection's send budget.
+    fn start_attachment(&mut self, header: &Message, produce: Producer, ctx: &mut Context<Self>) {
         if let Err(e) = self.session.send_with_attachment(header) {
             debug!(remote = %self.remote, error = %e, "cannot send");
             return;
         }
         self.sending_file = true;
-        let (addr, budget) = (ctx.address(), self.budget.clone());
+        let mut w = ChunkWriter {
+            addr: ctx.address(),
+            budget: self.budget.clone(),
+            handle: tokio::runtime::Handle::current(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let remote = self.remote;
         tokio::task::spawn_blocking(move || {
-            let handle = tokio::runtime::Handle::current();
-            let mut left = len;
-            while left > 0 && addr.connected() {
-                let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-                let mut buf = vec![0u8; want];
-                let mut got = 0;
-                while got < want {
-                    match file.read(&mut buf[got..]) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => break,
-                    }
-                }
-                if got == 0 {
-                    // Shorter than announced (changed under us): the receiver's hash check
-                    // refuses it.
-                    break;
-                }
-                buf.truncate(got);
-                let permits = u32::try_from(got).unwrap_or(u32::MAX);
-                let Ok(permit) = handle.block_on(budget.clone().acquire_many_owned(permits)) else { break };
-                addr.do_send(OutChunk { data: Bytes::from(buf), permit });
-                left -= got as u64;
+            let produced = (produce.0)(&mut w).and_then(|()| w.send());
+            if let Err(e) = produced {
+                debug!(%remote, error = %e, "attachment ended early");
             }
-            addr.do_send(OutEnd);
+            w.addr.do_send(OutEnd);
         });
     }
 
@@ -441,6 +515,7 @@ impl Peer {
             Event::Connected(hs) => {
                 debug!(remote = %self.remote, peer = %hs.peer, software = %hs.software, "handshake complete");
                 self.peer = Some(hs.peer);
+                self.rsync = hs.has_extension(EXT_RSYNC);
             }
             Event::KeysReceived(keys) => {
                 let Purpose::Attach { path, .. } = &self.purpose else {
@@ -493,6 +568,7 @@ impl Peer {
                         peer,
                         addr: self.remote,
                         redial: self.redial(),
+                        rsync: self.rsync,
                     };
                     let ask = self.targets.connected.send(connected);
                     self.pause_for(

@@ -94,6 +94,8 @@ pub struct PeerConnected {
     pub addr: SocketAddr,
     /// How to reach it again if the connection is lost without a word (a crash).
     pub redial: Redial,
+    /// Both sides speak the `rsync` extension (delta transfers).
+    pub rsync: bool,
 }
 
 /// How a lost connection is re-established.
@@ -143,8 +145,29 @@ pub enum PeerOut {
         /// Bytes to send.
         len: u64,
     },
+    /// A message whose attachment is written by `produce` on a blocking thread as it is
+    /// computed (an rsync signature or delta), streamed under the same budget as files.
+    Produce {
+        /// The header (`rsync.signature`, `rsync.patch`).
+        header: clearskies_protocol::message::Message,
+        /// Writes the attachment.
+        produce: Producer,
+    },
     /// Close the connection, logging why.
     Close(String),
+}
+
+/// Writes an attachment into the connection on a blocking thread. An error ends the
+/// attachment early (the receiver's verification refuses what it got).
+pub struct Producer(pub Box<ProduceFn>);
+
+/// What a [`Producer`] runs.
+pub type ProduceFn = dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send;
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Producer")
+    }
 }
 
 /// A fault injected into a connection (tests of supervision only).

@@ -207,7 +207,7 @@ impl TempWriter {
     }
 
     /// Appends bytes.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let n = data.len() as u64;
         if self.written.saturating_add(n) > self.limit {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "more data than the record's size"));
@@ -243,11 +243,74 @@ impl TempWriter {
     }
 }
 
+impl Write for TempWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.append(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Drop for TempWriter {
     fn drop(&mut self) {
         if self.file.is_some() {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Opens the file at `path` for reading if it is still exactly the one `expected`
+/// describes (a regular file, never through a symlink): the basis of a delta.
+pub fn open_unchanged(root: &Path, path: &SharePath, expected: &LocalStat) -> io::Result<Option<File>> {
+    let f = match open_nofollow(&full_path(root, path), false) {
+        Ok(f) => f,
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let m = f.metadata()?;
+    Ok((m.is_file() && stat_of(&m) == *expected).then_some(f))
+}
+
+/// Reads a shared open file at its own position (`pread`), so that several readers of
+/// one file never move each other's offsets.
+#[derive(Debug, Clone)]
+pub struct SharedReader {
+    file: std::sync::Arc<File>,
+    pos: u64,
+}
+
+impl SharedReader {
+    /// A reader at the start of `file`.
+    pub fn new(file: std::sync::Arc<File>) -> Self {
+        SharedReader { file, pos: 0 }
+    }
+}
+
+impl Read for SharedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for SharedReader {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let base = match to {
+            io::SeekFrom::Start(p) => {
+                self.pos = p;
+                return Ok(p);
+            }
+            io::SeekFrom::End(d) => (self.file.metadata()?.len(), d),
+            io::SeekFrom::Current(d) => (self.pos, d),
+        };
+        self.pos = base.0.checked_add_signed(base.1).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
     }
 }
 
@@ -272,7 +335,7 @@ pub fn copy_verified(
         if n == 0 {
             break;
         }
-        w.write(&buf[..n])?;
+        w.append(&buf[..n])?;
     }
     w.finish(sha, size, mode, mtime)
 }
@@ -344,9 +407,9 @@ mod tests {
         let target = SharePath::parse(&format!("/{}", "é".repeat(120))).unwrap();
         let sha = Sha256Hash(Sha256::digest(b"hello").into());
         let mut w = TempWriter::create(root.path(), &target, 5).unwrap();
-        w.write(b"hel").unwrap();
-        assert!(w.write(b"lo!").is_err(), "more than the size");
-        w.write(b"lo").unwrap();
+        w.append(b"hel").unwrap();
+        assert!(w.append(b"lo!").is_err(), "more than the size");
+        w.append(b"lo").unwrap();
         let t: Timestamp = "2014-03-30T12:35:29.113243778Z".parse().unwrap();
         let temp = w.finish(&sha, 5, Some(0o640), Some(t)).unwrap();
         assert!(temp.file_name().unwrap().len() <= 255);
@@ -359,7 +422,7 @@ mod tests {
 
         // A wrong hash leaves nothing behind.
         let mut w = TempWriter::create(root.path(), &SharePath::parse("/b").unwrap(), 5).unwrap();
-        w.write(b"hellx").unwrap();
+        w.append(b"hellx").unwrap();
         assert!(w.finish(&sha, 5, None, None).is_err());
         assert_eq!(remove_stale_temps(root.path()), 0);
         // An abandoned writer removes its temp file too.

@@ -75,6 +75,8 @@ pub struct PeerUp {
     pub peer: clearskies_protocol::PeerId,
     /// Where messages for the peer go.
     pub out: actix::Recipient<crate::peer::messages::PeerOut>,
+    /// Both sides speak the `rsync` extension (delta transfers).
+    pub rsync: bool,
 }
 
 /// A peer's session ended.

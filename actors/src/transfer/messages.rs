@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use actix::{Message, Recipient};
 use bytes::Bytes;
 use clearskies_protocol::message::directory::{Data, Get};
+use clearskies_protocol::message::rsync;
 use clearskies_protocol::Sha256Hash;
 
 use crate::peer::messages::PeerOut;
@@ -23,6 +24,8 @@ pub struct TransferPeerUp {
     pub conn: u64,
     /// Where requests go.
     pub out: Recipient<PeerOut>,
+    /// It speaks the `rsync` extension: changed files may come as deltas.
+    pub rsync: bool,
 }
 
 /// A peer connection ended: what it was asked for goes back in the queue.
@@ -59,14 +62,25 @@ pub enum SinkItem {
 /// transfer was cut off.
 pub type Sink = tokio::sync::mpsc::Sender<SinkItem>;
 
-/// A `directory.data` header arrived: `Some(sink)` if we asked for it on this connection.
+/// A message whose attachment is file data of some kind.
+#[derive(Debug)]
+pub enum Inbound {
+    /// `directory.data`: contents we asked for.
+    Data(Data),
+    /// `rsync.signature`: a peer asks for a delta from its copy (the signature follows).
+    Signature(rsync::Signature),
+    /// `rsync.patch`: the delta we asked for.
+    Patch(rsync::Patch),
+}
+
+/// An attachment's header arrived: `Some(sink)` if we take its bytes.
 #[derive(Debug, Message)]
 #[rtype(result = "Option<Sink>")]
 pub struct DataStart {
     /// The connection.
     pub conn: u64,
     /// The header.
-    pub data: Data,
+    pub what: Inbound,
 }
 
 /// The peer does not have (or cannot send) contents we asked for.
@@ -85,7 +99,9 @@ pub struct Missing {
 pub(super) struct Finished {
     pub conn: u64,
     pub sha256: Sha256Hash,
-    pub result: Result<PathBuf, String>,
+    /// It came as an rsync delta.
+    pub delta: bool,
+    pub result: Result<PathBuf, super::Failure>,
 }
 
 /// Pause (`true`) or resume file transfers: while paused no contents are requested, and

@@ -62,7 +62,7 @@ impl Fixture {
 
     fn deliver(&mut self, f: &Fetch, data: &[u8]) -> Vec<SharePath> {
         let mut w = fsops::TempWriter::create(self.root.path(), &f.path, f.size).unwrap();
-        w.write(data).unwrap();
+        w.append(data).unwrap();
         let temp = w.finish(&f.sha256, f.size, f.unix_mode, f.mtime).unwrap();
         let mut uuid = || RecordUuid([0; 16]);
         let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid);

@@ -1,0 +1,70 @@
+//! How contents travel: rsync deltas for changed files.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::metrics::parse;
+use crate::sync::{hash, synced_pair};
+use crate::util::{wait_for, Daemon};
+
+/// Deterministic pseudo-random bytes (incompressible, no repeated blocks).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_be_bytes()[3]
+        })
+        .collect()
+}
+
+/// Bytes a daemon has sent and received on its peer connections (all extensions).
+fn wire_bytes(d: &Daemon) -> (f64, f64) {
+    let (_, text) = d.http_get("/metrics");
+    let m = parse(&text);
+    let sum = |name: &str| m.iter().filter(|(k, _)| k.starts_with(name)).map(|(_, v)| v).sum::<f64>();
+    (sum("clearskies_peer_sent_bytes_total"), sum("clearskies_peer_received_bytes_total"))
+}
+
+/// Overwrites `data` at `offset` in place (no truncation, same size: a database page).
+fn overwrite(p: &Path, offset: u64, data: &[u8]) {
+    let mut f = OpenOptions::new().write(true).open(p).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn wait_same(a: &Path, b: &Path) {
+    wait_for("the edit to arrive", || (hash(a).is_some() && hash(a) == hash(b)).then_some(()));
+}
+
+#[test]
+fn small_edits_in_a_large_file_travel_as_deltas_both_ways() {
+    const SIZE: usize = 24 << 20;
+    let p = synced_pair("disk.img", &noise(SIZE, 1));
+    let (fa, fb) = (p.ra.join("disk.img"), p.rb.join("disk.img"));
+
+    // a → b: 4 KiB in the middle.
+    let (sent0, _) = wire_bytes(&p.a);
+    let (_, recv0) = wire_bytes(&p.b);
+    overwrite(&fa, (SIZE / 2) as u64, &noise(4096, 2));
+    wait_same(&fa, &fb);
+    let (sent1, _) = wire_bytes(&p.a);
+    let (_, recv1) = wire_bytes(&p.b);
+    // The whole file is 24 MiB; a delta is one block or two plus the signature (~50 KiB).
+    assert!(sent1 - sent0 < (1 << 20) as f64, "a sent {} bytes for a 4 KiB edit", sent1 - sent0);
+    assert!(recv1 - recv0 < (1 << 20) as f64, "b received {} bytes for a 4 KiB edit", recv1 - recv0);
+
+    // b → a: an insert near the start shifts everything after it; still a delta.
+    let mut edited = fs::read(&fb).unwrap();
+    edited.splice(1000..1000, noise(3000, 3));
+    let (sent0, _) = wire_bytes(&p.b);
+    fs::write(&fb, &edited).unwrap();
+    wait_same(&fb, &fa);
+    let (sent1, _) = wire_bytes(&p.b);
+    assert!(sent1 - sent0 < (1 << 20) as f64, "b sent {} bytes for a 3 KiB insert", sent1 - sent0);
+    assert_eq!(fs::read(&fa).unwrap(), edited);
+}

@@ -3,6 +3,9 @@
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::metrics::parse;
 use crate::sync::{hash, synced_pair};
@@ -37,8 +40,26 @@ fn overwrite(p: &Path, offset: u64, data: &[u8]) {
     f.sync_all().unwrap();
 }
 
+/// Waits until `b` has `a`'s contents, checking all the while that `b` never disappears (a
+/// replaced file is renamed over, never removed first).
 fn wait_same(a: &Path, b: &Path) {
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (done, b) = (done.clone(), b.to_owned());
+        std::thread::spawn(move || {
+            let mut missing = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                if fs::symlink_metadata(&b).is_err() {
+                    missing += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            missing
+        })
+    };
     wait_for("the edit to arrive", || (hash(a).is_some() && hash(a) == hash(b)).then_some(()));
+    done.store(true, Ordering::Relaxed);
+    assert_eq!(watcher.join().unwrap(), 0, "{} was missing while it was replaced", b.display());
 }
 
 #[test]

@@ -443,9 +443,14 @@ impl<'a> Applier<'a> {
     fn install_at(&mut self, r: &Record, temp: &Path) -> io::Result<Record> {
         let dest = full_path(self.root, &r.path);
         if let Some(m) = lstat(&dest)? {
-            if let Err(e) = self.clear_way(r, &dest, &m) {
-                let _ = fs::remove_file(temp);
-                return Err(e);
+            // The file we know is replaced by the rename itself, atomically: readers see the
+            // old version or the new one, never no file (and a crash leaves one of the two).
+            let known_file = m.is_file() && r.local == Some(stat_of(&m));
+            if !known_file {
+                if let Err(e) = self.clear_way(r, &dest, &m) {
+                    let _ = fs::remove_file(temp);
+                    return Err(e);
+                }
             }
         }
         let stat = match fsops::install(temp, &dest) {

@@ -4,10 +4,12 @@
 Reports, for 4 x 256 MiB files and for 5000 files of 4-64 KiB: seconds, MB/s and files/s
 from `attach` until the receiver holds every file (checked by size, then by SHA-256 at the
 end, outside the timing), and the time for a 1 KiB change to appear on the other side
-(p50 and max over 10 changes).
+(p50 and max over 10 changes), and for a 4 KiB overwrite in the middle of a synced 128 MiB
+file: seconds until it is on the other side and bytes on the wire (both directions, from the
+daemons' /metrics), over 5 edits.
 
 Usage: benches/sync/run.sh  (builds the release binary, then runs this)
-       python3 benches/sync/bench.py PATH/TO/clearskies [--workdir DIR] [--only large|small|latency]
+       python3 benches/sync/bench.py PATH/TO/clearskies [--workdir DIR] [--only large|small|latency|delta]
 """
 
 import argparse
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 
 class Daemon:
@@ -51,6 +54,13 @@ class Daemon:
 
     def listen(self):
         return self.json("status")["listen"]
+
+    def sent_bytes(self):
+        """Bytes this daemon has written to peer connections (all extensions)."""
+        addr = self.json("status")["metrics"]
+        text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=10).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("clearskies_peer_sent_bytes_total{"))
 
 
 def write_random(path, size, rng):
@@ -186,11 +196,55 @@ def latency(binary, work, rounds=10):
         b.stop()
 
 
+def delta(binary, work, rounds=5):
+    base = os.path.join(work, "delta")
+    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
+    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
+    os.makedirs(src)
+    rng = random.Random(4)
+    size = 128 << 20
+    write_random(os.path.join(src, "disk.img"), size, rng)
+    a.start()
+    b.start()
+    try:
+        code = a.json("share", src)["access_code"]
+        b.run("attach", code, dst, "--peer", a.listen())
+        wait_same_sizes(src, dst)
+        b.run("wait", dst, "--timeout", "120")
+        times, wire = [], []
+        for i in range(rounds):
+            # Alternate directions: a -> b, then b -> a.
+            (frm, to) = (src, dst) if i % 2 == 0 else (dst, src)
+            os.sync()
+            before = a.sent_bytes() + b.sent_bytes()
+            t0 = time.monotonic()
+            with open(os.path.join(frm, "disk.img"), "r+b") as f:
+                f.seek(size // 2 + rng.randrange(1 << 20))
+                f.write(rng.randbytes(4 << 10))
+            mtime = os.stat(os.path.join(frm, "disk.img")).st_mtime_ns
+            target = os.path.join(to, "disk.img")
+            while os.stat(target).st_mtime_ns != mtime:
+                if time.monotonic() - t0 > 60:
+                    sys.exit("an edit did not arrive within 60 s")
+                time.sleep(0.005)
+            times.append(time.monotonic() - t0)
+            time.sleep(0.5)  # let both sides settle (and count) before reading the counters
+            wire.append(a.sent_bytes() + b.sent_bytes() - before)
+            if sha(os.path.join(frm, "disk.img")) != sha(target):
+                sys.exit("contents differ after an edit")
+        return {"case": "4 KiB edit in 128 MiB", "rounds": rounds, "p50_s": round(statistics.median(times), 3),
+                "max_s": round(max(times), 3), "max_wire_bytes": int(max(wire)),
+                "p50_wire_bytes": int(statistics.median(wire))}
+    finally:
+        a.stop()
+        b.stop()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("binary")
     p.add_argument("--workdir")
-    p.add_argument("--only", choices=["large", "small", "latency"])
+    p.add_argument("--only", choices=["large", "small", "latency", "delta"])
     p.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs) afterwards")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="clearskies-bench-", dir=args.workdir)
@@ -201,6 +255,8 @@ def main():
             print(json.dumps(run_case(args.binary, work, "5000 x 4-64 KiB", fill_small)), flush=True)
         if args.only in (None, "latency"):
             print(json.dumps(latency(args.binary, work)), flush=True)
+        if args.only in (None, "delta"):
+            print(json.dumps(delta(args.binary, work)), flush=True)
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)

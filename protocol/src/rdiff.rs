@@ -173,7 +173,7 @@ impl SigParams {
 }
 
 /// Reads until `buf` is full or the input ends; how many bytes were read.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
@@ -495,6 +495,24 @@ pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<D
     w.finish()
 }
 
+/// Copies up to `len` bytes from `r` to `w` (fewer only if `r` ends); how many.
+fn copy_n<R: Read + ?Sized, W: Write + ?Sized>(r: &mut R, w: &mut W, len: u64, buf: &mut Vec<u8>) -> io::Result<u64> {
+    if buf.is_empty() {
+        buf.resize(READ_CHUNK, 0);
+    }
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done).unwrap_or(buf.len()).min(buf.len());
+        let n = read_full(r, &mut buf[..want])?;
+        w.write_all(&buf[..n])?;
+        done += n as u64;
+        if n < want {
+            break;
+        }
+    }
+    Ok(done)
+}
+
 fn read_netint<R: Read>(r: &mut R, n: usize) -> Result<u64, RdiffError> {
     let mut b = [0u8; 8];
     r.read_exact(&mut b[8 - n..]).map_err(truncated)?;
@@ -523,6 +541,9 @@ pub fn patch<B: Read + Seek, R: Read, W: Write>(
     }
     let basis_len = basis.seek(SeekFrom::End(0))?;
     let mut written = 0u64;
+    // Copies go through one large buffer (not io::copy's 8 KiB): a 128 MiB basis is a few
+    // hundred reads and writes, not tens of thousands.
+    let mut buf = Vec::new();
     let widths = [1usize, 2, 4, 8];
     loop {
         let op = u8::try_from(read_netint(&mut delta, 1)?).unwrap_or(0xff);
@@ -546,9 +567,9 @@ pub fn patch<B: Read + Seek, R: Read, W: Write>(
                 return Err(RdiffError::CopyOutside { offset, len });
             }
             basis.seek(SeekFrom::Start(offset))?;
-            io::copy(&mut basis.by_ref().take(len), out)?
+            copy_n(basis, out, len, &mut buf)?
         } else {
-            io::copy(&mut delta.by_ref().take(len), out)?
+            copy_n(&mut delta, out, len, &mut buf)?
         };
         if copied != len {
             return Err(RdiffError::Truncated);

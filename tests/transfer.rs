@@ -5,11 +5,11 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::metrics::parse;
 use crate::sync::{hash, synced_pair};
-use crate::util::{wait_for, Daemon};
+use crate::util::{stderr, wait_for, Daemon};
 
 /// Deterministic pseudo-random bytes (incompressible, no repeated blocks).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -88,4 +88,44 @@ fn small_edits_in_a_large_file_travel_as_deltas_both_ways() {
     let (sent1, _) = wire_bytes(&p.b);
     assert!(sent1 - sent0 < (1 << 20) as f64, "b sent {} bytes for a 3 KiB insert", sent1 - sent0);
     assert_eq!(fs::read(&fa).unwrap(), edited);
+}
+
+#[test]
+fn an_upload_limit_holds_a_transfer_back_and_changes_at_runtime() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    // Bad input is refused with a reason, and nothing is saved.
+    let bad = a.cs.run(&["config", "set", "upload_limit", "lots"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("not a whole number"), "{}", stderr(&bad));
+    let bad = a.cs.run(&["config", "set", "peers", "x:1"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("needs_restart"), "{}", stderr(&bad));
+    let bad = a.cs.run(&["config", "set", "upload_speed", "1"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("unknown_key"), "{}", stderr(&bad));
+
+    a.cs.ok(&["config", "set", "upload_limit", "500k"]);
+    assert_eq!(a.cs.ok(&["config", "get", "upload_limit"]).trim(), "500000");
+    assert_eq!(a.cs.json(&["status", "--json"])["upload_limit"], 500_000);
+    let saved = fs::read_to_string(a.cs.home().join("config.toml")).unwrap();
+    assert!(saved.contains("upload_limit = 500000"), "{saved}");
+
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    fs::write(ra.join("big.bin"), noise(3_000_000, 9)).unwrap();
+    let code = a.share_code(&ra, &[]);
+    let started = Instant::now();
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    // While it is held back, the sender's measured rate stays near the limit.
+    let rate = wait_for("the upload rate to show", || {
+        let r = a.cs.json(&["status", "--json"])["upload_rate"].as_u64().unwrap_or(0);
+        (r > 0).then_some(r)
+    });
+    assert!(rate <= 650_000, "upload rate {rate} B/s with a 500 kB/s limit");
+    // 3 MB at 500 kB/s cannot take less than about 6 s (a lower bound only: a slow machine
+    // just takes longer). Lifting the limit at 2 s lets the rest go at once.
+    wait_for("two seconds", || (started.elapsed() > Duration::from_secs(2)).then_some(()));
+    assert!(!rb.join("big.bin").exists(), "3 MB arrived in 2 s through a 500 kB/s limit");
+    a.cs.ok(&["config", "set", "upload_limit", "0"]);
+    assert_eq!(a.cs.json(&["status", "--json"])["upload_limit"], 0);
+    b.cs.ok(&["wait", rb.to_str().unwrap(), "--timeout", "60"]);
+    assert_eq!(hash(&ra.join("big.bin")), hash(&rb.join("big.bin")));
 }

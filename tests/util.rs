@@ -19,6 +19,11 @@ impl Clearskies {
         Clearskies { home: tempfile::tempdir().expect("creating a temp dir"), env: Vec::new() }
     }
 
+    /// The data directory.
+    pub(crate) fn home(&self) -> &std::path::Path {
+        self.home.path()
+    }
+
     /// A `clearskies ARGS…` command for this data directory.
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_clearskies"));

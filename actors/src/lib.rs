@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bandwidth;
+pub mod config;
 pub mod control;
 pub mod discovery;
 pub mod listener;

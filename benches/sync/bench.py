@@ -6,10 +6,11 @@ from `attach` until the receiver holds every file (checked by size, then by SHA-
 end, outside the timing), and the time for a 1 KiB change to appear on the other side
 (p50 and max over 10 changes), and for a 4 KiB overwrite in the middle of a synced 128 MiB
 file: seconds until it is on the other side and bytes on the wire (both directions, from the
-daemons' /metrics), over 5 edits.
+daemons' /metrics), over 5 edits; and 20 MB through a 1 MB/s upload limit on the sender,
+then through a 1 MB/s download limit on the receiver (seconds; the goal is 20 s).
 
 Usage: benches/sync/run.sh  (builds the release binary, then runs this)
-       python3 benches/sync/bench.py PATH/TO/clearskies [--workdir DIR] [--only large|small|latency|delta]
+       python3 benches/sync/bench.py PATH/TO/clearskies [--workdir DIR] [--only large|small|latency|delta|limit]
 """
 
 import argparse
@@ -240,11 +241,35 @@ def delta(binary, work, rounds=5):
         b.stop()
 
 
+def limited(binary, work, which):
+    base = os.path.join(work, "limit-" + which)
+    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
+    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
+    os.makedirs(src)
+    write_random(os.path.join(src, "file.bin"), 20_000_000, random.Random(5))
+    a.start()
+    b.start()
+    try:
+        (a if which == "upload" else b).run("config", "set", f"{which}_limit", "1M")
+        code = a.json("share", src)["access_code"]
+        while a.json("list")["shares"][0]["status"] != "idle":
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        b.run("attach", code, dst, "--peer", a.listen())
+        wait_same_sizes(src, dst)
+        secs = time.monotonic() - t0
+        return {"case": f"20 MB, 1 MB/s {which} limit", "seconds": round(secs, 2),
+                "MB_per_s": round(20 / secs, 3)}
+    finally:
+        a.stop()
+        b.stop()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("binary")
     p.add_argument("--workdir")
-    p.add_argument("--only", choices=["large", "small", "latency", "delta"])
+    p.add_argument("--only", choices=["large", "small", "latency", "delta", "limit"])
     p.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs) afterwards")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="clearskies-bench-", dir=args.workdir)
@@ -257,6 +282,9 @@ def main():
             print(json.dumps(latency(args.binary, work)), flush=True)
         if args.only in (None, "delta"):
             print(json.dumps(delta(args.binary, work)), flush=True)
+        if args.only in (None, "limit"):
+            for which in ("upload", "download"):
+                print(json.dumps(limited(args.binary, work, which)), flush=True)
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)

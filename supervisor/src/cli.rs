@@ -93,6 +93,9 @@ pub(crate) enum Command {
     /// Access codes: make one, or check one someone sent you.
     #[command(subcommand)]
     Code(CodeCommand),
+    /// The daemon's settings: show them, or change one while it runs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run a tracker server in the foreground (peers find each other through it).
     Tracker {
         /// Address to listen on, HOST:PORT (e.g. 0.0.0.0:49200).
@@ -124,6 +127,28 @@ pub(crate) enum Command {
         /// For share and transfer: the shared directory (default: the first share).
         #[arg(long)]
         path: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Show every setting, or the one named.
+    Get {
+        /// upload_limit, download_limit, listen, metrics_address, peers, trackers,
+        /// lan_discovery.
+        key: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a setting now and save it in config.toml. upload_limit and download_limit
+    /// are bytes per second, 0 for none, with an optional suffix: k, M, G (×1000) or Ki,
+    /// Mi, Gi (×1024), e.g. `config set upload_limit 1M`.
+    Set {
+        /// The setting.
+        key: String,
+        /// Its new value.
+        value: String,
     },
 }
 

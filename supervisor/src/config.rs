@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 /// The file in the data dir that holds the configuration.
-pub(crate) const CONFIG_FILE: &str = "config.toml";
+pub(crate) const CONFIG_FILE: &str = clearskies_actors::config::CONFIG_FILE;
 
 /// The documented default peer port (the port of `core.md`'s examples).
 pub(crate) const DEFAULT_LISTEN_PORT: u16 = 49221;
@@ -45,6 +45,11 @@ pub(crate) struct FileConfig {
     /// Where `/metrics` and `/health` are served, `IP:PORT` (default 127.0.0.1:49222), or
     /// `off`.
     pub(crate) metrics_address: Option<String>,
+    /// Upload limit in bytes per second, 0 for none (default). `config set` changes it at
+    /// runtime and saves it here.
+    pub(crate) upload_limit: Option<u64>,
+    /// Download limit in bytes per second, 0 for none (default).
+    pub(crate) download_limit: Option<u64>,
 }
 
 /// Everything the binary needs, validated.
@@ -61,6 +66,10 @@ pub(crate) struct Config {
     pub(crate) lan: Option<SocketAddr>,
     /// Where `/metrics` and `/health` are served (`None`: off).
     pub(crate) metrics: Option<SocketAddr>,
+    /// Bytes per second (0: none).
+    pub(crate) upload_limit: u64,
+    /// Bytes per second (0: none).
+    pub(crate) download_limit: u64,
 }
 
 impl Config {
@@ -107,7 +116,18 @@ impl Config {
                 )
             })?),
         };
-        Ok(Config { data_dir, listen: SocketAddr::new(address, port), peers, trackers, lan, metrics })
+        let upload_limit = setting("CLEARSKIES_UPLOAD_LIMIT", "bytes per second", file.upload_limit, 0)?;
+        let download_limit = setting("CLEARSKIES_DOWNLOAD_LIMIT", "bytes per second", file.download_limit, 0)?;
+        Ok(Config {
+            data_dir,
+            listen: SocketAddr::new(address, port),
+            peers,
+            trackers,
+            lan,
+            metrics,
+            upload_limit,
+            download_limit,
+        })
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {

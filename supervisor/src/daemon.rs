@@ -118,7 +118,7 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let num = |k: &str| status.get(k).and_then(Value::as_u64).unwrap_or(0);
     let up = status.get("daemon_uptime_seconds").and_then(Value::as_u64).unwrap_or_else(|| num("uptime_seconds"));
     let mut text = format!(
-        "clearskies {} (worker pid {}, up {}s, worker restarts {})\nsync: {}\nlistening on: {}\nmetrics: {}\npeers connected: {}\nupload: {} B/s, download: {} B/s",
+        "clearskies {} (worker pid {}, up {}s, worker restarts {})\nsync: {}\nlistening on: {}\nmetrics: {}\npeers connected: {}\nupload: {} (limit {}), download: {} (limit {})",
         status.get("software").and_then(Value::as_str).unwrap_or("?"),
         num("pid"),
         up,
@@ -127,8 +127,10 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         status.get("listen").and_then(Value::as_str).unwrap_or("-"),
         status.get("metrics").and_then(Value::as_str).map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),
         num("peers"),
-        num("upload_rate"),
-        num("download_rate"),
+        rate(num("upload_rate")),
+        limit(num("upload_limit")),
+        rate(num("download_rate")),
+        limit(num("download_limit")),
     );
     let shares = status.pointer("/health/shares").and_then(Value::as_array).cloned().unwrap_or_default();
     let healthy = status.pointer("/health/healthy").and_then(Value::as_bool).unwrap_or(true);
@@ -143,6 +145,92 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         text.push_str(&format!("\n  {}: {state}", get("path")));
     }
     out(&text)
+}
+
+/// Bytes per second, readably.
+fn rate(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB/s", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB/s", b as f64 / 1e3),
+        b => format!("{b} B/s"),
+    }
+}
+
+fn limit(bytes: u64) -> String {
+    if bytes == 0 {
+        "none".to_owned()
+    } else {
+        rate(bytes)
+    }
+}
+
+/// A rate as the user writes it: a whole number with an optional k/M/G (×1000) or
+/// Ki/Mi/Gi (×1024) suffix, and an optional trailing `B` or `B/s`.
+pub(crate) fn parse_rate(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let t = t.strip_suffix('B').unwrap_or(t);
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    if digits.is_empty() {
+        bail!("{text:?} is not a whole number of bytes per second (e.g. 500000, 500k, 2M, 0 for no limit)");
+    }
+    let factor: u64 = match suffix.trim() {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        other => bail!("{text:?}: unknown unit {other:?} (use k, M, G, Ki, Mi or Gi)"),
+    };
+    let n: u64 = digits.parse().with_context(|| format!("{text:?} is not a whole number of bytes per second"))?;
+    n.checked_mul(factor).with_context(|| format!("{text:?} is too large"))
+}
+
+/// `clearskies config get [KEY]`.
+pub(crate) fn config_get(config: &Config, key: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let answer = match key {
+        Some(key) => connect(config)?.request(&json!({ "type": "get_config_value", "key": key }))?,
+        None => connect(config)?.request(&json!({ "type": "get_config" }))?,
+    };
+    if json {
+        return out(&answer.to_string());
+    }
+    let show = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match (key, answer.get("value"), answer.get("config").and_then(Value::as_object)) {
+        (Some(_), Some(v), _) => out(&show(v)),
+        (None, _, Some(all)) => {
+            out(&all.iter().map(|(k, v)| format!("{k} = {}", show(v))).collect::<Vec<_>>().join("\n"))
+        }
+        _ => bail!("the daemon's answer has no value"),
+    }
+}
+
+/// `clearskies config set KEY VALUE`.
+pub(crate) fn config_set(config: &Config, key: &str, value: &str) -> anyhow::Result<()> {
+    let v = match key {
+        clearskies_actors::config::UPLOAD_LIMIT | clearskies_actors::config::DOWNLOAD_LIMIT => {
+            Value::from(parse_rate(value)?)
+        }
+        // Anything else: the daemon says whether it exists and can change.
+        _ => serde_json::from_str(value).unwrap_or_else(|_| Value::from(value)),
+    };
+    connect(config)?.request(&json!({ "type": "set_config_value", "key": key, "value": v }))?;
+    out(&format!("{key} = {} (saved in config.toml)", show_value(key, &v)))
+}
+
+fn show_value(key: &str, v: &Value) -> String {
+    match (key, v.as_u64()) {
+        (clearskies_actors::config::UPLOAD_LIMIT | clearskies_actors::config::DOWNLOAD_LIMIT, Some(n)) => {
+            format!("{n} ({})", limit(n))
+        }
+        _ => v.to_string(),
+    }
 }
 
 /// `clearskies inject-fault ACTOR [--path P]` (hidden; daemons started with
@@ -380,4 +468,23 @@ pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
         ));
     }
     out(text.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_take_units() {
+        assert_eq!(parse_rate("0").unwrap(), 0);
+        assert_eq!(parse_rate("1500").unwrap(), 1500);
+        assert_eq!(parse_rate("500k").unwrap(), 500_000);
+        assert_eq!(parse_rate("2M").unwrap(), 2_000_000);
+        assert_eq!(parse_rate("2MB/s").unwrap(), 2_000_000);
+        assert_eq!(parse_rate("1Mi").unwrap(), 1 << 20);
+        assert_eq!(parse_rate(" 3 Gi ").unwrap(), 3 << 30);
+        for bad in ["", "lots", "-5", "1.5M", "5 parsecs", "99999999999999999999", "18446744073709551615G"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+    }
 }

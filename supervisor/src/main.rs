@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use clearskies_protocol::access_code::AccessCode;
 
-use crate::cli::{Cli, CodeCommand, Command};
+use crate::cli::{Cli, CodeCommand, Command, ConfigCommand};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -88,6 +88,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),
         Command::Code(code) => code_command(code).map(|()| ExitCode::SUCCESS),
+        Command::Config(ConfigCommand::Get { key, json }) => {
+            daemon::config_get(&config()?, key.as_deref(), json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Set { key, value }) => {
+            daemon::config_set(&config()?, &key, &value).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 

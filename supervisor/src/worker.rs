@@ -86,6 +86,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
         },
         fault_injection,
     };
+    clearskies_actors::bandwidth::bandwidth().set_limits(config.upload_limit, config.download_limit);
     let system = actix_rt::System::new();
     system.block_on(async {
         Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret).start();

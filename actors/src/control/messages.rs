@@ -3,8 +3,8 @@
 use actix::Recipient;
 
 use crate::supervisor::messages::{
-    AddShare, CreateAccessCode, CreateShare, GetStatus, InjectFault, ListPeers, ListShares, RemoveShare, SetPaused,
-    Shutdown,
+    AddShare, CreateAccessCode, CreateShare, GetConfig, GetStatus, InjectFault, ListPeers, ListShares, RemoveShare,
+    SetConfig, SetPaused, Shutdown,
 };
 
 /// The actors a control connection talks to, injected by the supervisor.
@@ -28,6 +28,10 @@ pub struct ControlTargets {
     pub add_share: Recipient<AddShare>,
     /// `list_peers`.
     pub list_peers: Recipient<ListPeers>,
+    /// `get_config`, `get_config_value`.
+    pub get_config: Recipient<GetConfig>,
+    /// `set_config`, `set_config_value`.
+    pub set_config: Recipient<SetConfig>,
     /// `inject_fault`: only with `--danger-fault-injection` (otherwise the command is
     /// `not_understood`).
     pub inject_fault: Option<Recipient<InjectFault>>,

@@ -22,8 +22,8 @@ use tracing::{debug, warn};
 pub use self::messages::ControlTargets;
 use crate::metrics::health;
 use crate::supervisor::messages::{
-    AddShare, CommandError, CreateAccessCode, CreateShare, Fault, GetStatus, InjectFault, ListPeers, ListShares,
-    RemoveShare, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
+    AddShare, CommandError, CreateAccessCode, CreateShare, Fault, GetConfig, GetStatus, InjectFault, ListPeers,
+    ListShares, RemoveShare, SetConfig, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
 };
 
 /// Longest accepted command line; a longer one closes that connection.
@@ -209,6 +209,33 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
                 (reply(targets.create_access_code.send(msg).await), None)
             }
             Err(e) => (e, None),
+        },
+        "get_config" => match targets.get_config.send(GetConfig).await {
+            Ok(config) => (json!({ "config": config }), None),
+            Err(_) => (unavailable(), None),
+        },
+        "get_config_value" => {
+            match (request.get("key").and_then(Value::as_str), targets.get_config.send(GetConfig).await) {
+                (None, _) => (error("missing_key", "the command needs a \"key\""), None),
+                (Some(key), Ok(config)) => match config.get(key) {
+                    Some(value) => (json!({ "value": value }), None),
+                    None => (error("unknown_key", &format!("there is no setting {key:?}")), None),
+                },
+                (_, Err(_)) => (unavailable(), None),
+            }
+        }
+        "set_config" => match request.get("config").and_then(Value::as_object) {
+            Some(config) => {
+                (reply(targets.set_config.send(SetConfig(config.clone())).await.map(|r| r.map(|()| json!({})))), None)
+            }
+            None => (error("missing_config", "the command needs a \"config\" object"), None),
+        },
+        "set_config_value" => match (request.get("key").and_then(Value::as_str), request.get("value")) {
+            (Some(key), Some(value)) => {
+                let one = serde_json::Map::from_iter([(key.to_owned(), value.clone())]);
+                (reply(targets.set_config.send(SetConfig(one)).await.map(|r| r.map(|()| json!({})))), None)
+            }
+            _ => (error("missing_key", "the command needs a \"key\" and a \"value\""), None),
         },
         "inject_fault" if targets.inject_fault.is_some() => {
             let Some(inject) = &targets.inject_fault else { return (unavailable(), None) };

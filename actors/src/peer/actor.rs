@@ -24,9 +24,8 @@ use clearskies_protocol::session::{
     CloseReason, Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_RSYNC,
 };
 use clearskies_protocol::{PeerId, Sha256Hash};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_util::io::ReaderStream;
 use tracing::{debug, info, warn};
 
 use super::channel::Channel;
@@ -34,6 +33,7 @@ use super::messages::{
     CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerFault, PeerOut, Producer, Redial,
     ReleaseCredential,
 };
+use crate::bandwidth::bandwidth;
 use crate::metrics::metrics;
 use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
 use crate::share::record::Record;
@@ -608,6 +608,7 @@ where
 {
     let sent = metrics().sent_bytes.with_label_values(&["plain"]);
     while let Some((bytes, permit)) = rx.recv().await {
+        bandwidth().upload(bytes.len()).await;
         if write.write_all(&bytes).await.is_err() {
             return;
         }
@@ -620,6 +621,34 @@ where
     let _ = write.shutdown().await;
 }
 
+/// The connection's input as a stream of pieces of up to 256 KiB, each counted against the
+/// daemon's download limit before the next read.
+fn read_in<R>(read: R) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let state = (read, bytes::BytesMut::new(), false);
+    futures_util::stream::unfold(state, |(mut read, mut buf, failed)| async move {
+        if failed {
+            return None;
+        }
+        // One allocation serves many reads: each piece is split off the front.
+        if buf.capacity() < 64 * 1024 {
+            buf.reserve(256 * 1024);
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                bandwidth().download(n).await;
+                let piece = buf.split().freeze();
+                Some((Ok(piece), (read, buf, false)))
+            }
+            // The error ends the stream after it is seen.
+            Err(e) => Some((Err(e), (read, buf, true))),
+        }
+    })
+}
+
 impl Actor for Peer {
     type Context = Context<Self>;
 
@@ -628,7 +657,7 @@ impl Actor for Peer {
             actix_rt::spawn(write_out(rx, write));
         }
         if let Some(read) = self.stream.take() {
-            ctx.add_stream(ReaderStream::with_capacity(read, 256 * 1024));
+            ctx.add_stream(read_in(read));
         }
         if let Some(bytes) = self.leftover.take() {
             if !bytes.is_empty() {

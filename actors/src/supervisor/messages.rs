@@ -17,10 +17,14 @@ pub struct Status {
     pub tracking: bool,
     /// Whether NAT traversal succeeded (not built: false).
     pub nat_punctured: bool,
-    /// Bytes per second sent to peers.
+    /// Bytes per second sent to peers (over the last three seconds).
     pub upload_rate: u64,
-    /// Bytes per second received from peers.
+    /// Bytes per second received from peers (over the last three seconds).
     pub download_rate: u64,
+    /// The upload limit, bytes per second (0: none).
+    pub upload_limit: u64,
+    /// The download limit, bytes per second (0: none).
+    pub download_limit: u64,
     /// Software name and version.
     pub software: String,
     /// The worker's process ID.
@@ -96,6 +100,17 @@ impl From<crate::share::registry::RegistryError> for CommandError {
         CommandError::new(e.code(), e.to_string())
     }
 }
+
+/// `get_config`: the daemon's settings as a JSON object.
+#[derive(Debug, Message)]
+#[rtype(result = "serde_json::Map<String, serde_json::Value>")]
+pub struct GetConfig;
+
+/// `set_config` / `set_config_value`: change settings at runtime (only those that can
+/// change without a restart) and save them in `config.toml`. All or nothing.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct SetConfig(pub serde_json::Map<String, serde_json::Value>);
 
 /// `create_share`: share a directory read-write.
 #[derive(Debug, Message)]

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, ResponseActFuture, System,
-    WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, ResponseActFuture,
+    ResponseFuture, System, WrapFuture,
 };
 use clearskies_protocol::access_code::AccessCode;
 use clearskies_protocol::auth::VerifierRecord;
@@ -23,9 +23,11 @@ use clearskies_protocol::{PeerId, Sha256Hash};
 use tracing::{debug, error, info, warn};
 
 use self::messages::{
-    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, Fault, GetStatus, InjectFault, ListPeers,
-    ListShares, PeerEntry, RemoveShare, SetPaused, ShareCreated, Shutdown, Status,
+    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, Fault, GetConfig, GetStatus, InjectFault,
+    ListPeers, ListShares, PeerEntry, RemoveShare, SetConfig, SetPaused, ShareCreated, Shutdown, Status,
 };
+use crate::bandwidth::bandwidth;
+use crate::config;
 use crate::control::{Control, ControlTargets};
 use crate::discovery::{Discovered, Discovery, DiscoverySettings, SetIds};
 use crate::listener::{Listener, ListenerTargets};
@@ -395,6 +397,8 @@ impl Supervisor {
             create_access_code: me.clone().recipient(),
             add_share: me.clone().recipient(),
             list_peers: me.clone().recipient(),
+            get_config: me.clone().recipient(),
+            set_config: me.clone().recipient(),
             inject_fault: self.settings.fault_injection.then(|| me.recipient()),
         };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Control);
@@ -632,6 +636,70 @@ impl Handler<InjectFault> for Supervisor {
     }
 }
 
+impl Handler<GetConfig> for Supervisor {
+    type Result = MessageResult<GetConfig>;
+
+    fn handle(&mut self, _: GetConfig, _: &mut Context<Self>) -> Self::Result {
+        let (upload, download) = bandwidth().limits();
+        let s = &self.settings;
+        let json = serde_json::json!({
+            "upload_limit": upload,
+            "download_limit": download,
+            "listen": self.listen_addr.map(|a| a.to_string()),
+            "metrics_address": self.metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            "peers": s.peers,
+            "trackers": s.trackers,
+            "lan_discovery": s.lan.is_some(),
+        });
+        MessageResult(match json {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        })
+    }
+}
+
+impl Handler<SetConfig> for Supervisor {
+    type Result = ResponseFuture<Result<(), CommandError>>;
+
+    fn handle(&mut self, SetConfig(changes): SetConfig, _: &mut Context<Self>) -> Self::Result {
+        let (mut upload, mut download) = bandwidth().limits();
+        let mut saved = Vec::new();
+        for (key, value) in &changes {
+            let target = match key.as_str() {
+                config::UPLOAD_LIMIT => &mut upload,
+                config::DOWNLOAD_LIMIT => &mut download,
+                "listen" | "metrics_address" | "peers" | "trackers" | "lan_discovery" => {
+                    let message = format!("{key} cannot change while the daemon runs: edit config.toml and restart");
+                    return Box::pin(std::future::ready(Err(CommandError::new("needs_restart", message))));
+                }
+                _ => {
+                    let message = format!("there is no setting {key:?}");
+                    return Box::pin(std::future::ready(Err(CommandError::new("unknown_key", message))));
+                }
+            };
+            let Some(v) = value.as_u64() else {
+                let message = format!("{key} must be a whole number of bytes per second (0: no limit), not {value}");
+                return Box::pin(std::future::ready(Err(CommandError::new("bad_value", message))));
+            };
+            *target = v;
+            saved.push((key.clone(), v));
+        }
+        let file = self.settings.data_dir.join(config::CONFIG_FILE);
+        Box::pin(async move {
+            let job = tokio::task::spawn_blocking(move || config::save(&file, &saved));
+            match job.await {
+                Ok(Ok(())) => {
+                    bandwidth().set_limits(upload, download);
+                    info!(upload_limit = upload, download_limit = download, "bandwidth limits changed");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(CommandError::new("cannot_save", format!("cannot save config.toml: {e}"))),
+                Err(e) => Err(CommandError::new("internal", e.to_string())),
+            }
+        })
+    }
+}
+
 impl Handler<GetStatus> for Supervisor {
     type Result = MessageResult<GetStatus>;
 
@@ -640,8 +708,10 @@ impl Handler<GetStatus> for Supervisor {
             paused: self.paused,
             tracking: false,
             nat_punctured: false,
-            upload_rate: 0,
-            download_rate: 0,
+            upload_rate: bandwidth().rates().0,
+            download_rate: bandwidth().rates().1,
+            upload_limit: bandwidth().limits().0,
+            download_limit: bandwidth().limits().1,
             software: self.settings.software.clone(),
             pid: std::process::id(),
             uptime_seconds: self.started.elapsed().as_secs(),

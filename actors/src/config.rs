@@ -1,0 +1,59 @@
+//! The settings that change at runtime, and saving them into `config.toml` so that they
+//! survive a restart. (The binary reads and validates the whole file at start-up.)
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// The file in the data dir that holds the configuration.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Upload limit, bytes per second (0: none).
+pub const UPLOAD_LIMIT: &str = "upload_limit";
+/// Download limit, bytes per second (0: none).
+pub const DOWNLOAD_LIMIT: &str = "download_limit";
+
+/// Sets `values` in the TOML file `file` (created if missing), keeping every other key and
+/// value; written to a temp file, fsynced and renamed over the old one.
+pub fn save(file: &Path, values: &[(String, u64)]) -> io::Result<()> {
+    let mut table: toml::Table = match fs::read_to_string(file) {
+        Ok(text) => text.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e}")))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => toml::Table::new(),
+        Err(e) => return Err(e),
+    };
+    for (key, value) in values {
+        let v = i64::try_from(*value).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "value too large"))?;
+        table.insert(key.clone(), toml::Value::Integer(v));
+    }
+    let temp = file.with_extension("toml.tmp");
+    let mut f = fs::File::create(&temp)?;
+    f.write_all(table.to_string().as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&temp, file)?;
+    if let Some(dir) = file.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saving_keeps_the_other_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CONFIG_FILE);
+        save(&file, &[(UPLOAD_LIMIT.into(), 1000)]).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap().trim(), "upload_limit = 1000");
+        fs::write(&file, "# mine\nlisten_port = 4000\npeers = [\"a:1\"]\nupload_limit = 5\n").unwrap();
+        save(&file, &[(UPLOAD_LIMIT.into(), 0), (DOWNLOAD_LIMIT.into(), 7)]).unwrap();
+        let t: toml::Table = fs::read_to_string(&file).unwrap().parse().unwrap();
+        assert_eq!(t["listen_port"].as_integer(), Some(4000));
+        assert_eq!(t["peers"].as_array().map(Vec::len), Some(1));
+        assert_eq!(t["upload_limit"].as_integer(), Some(0));
+        assert_eq!(t["download_limit"].as_integer(), Some(7));
+        fs::write(&file, "not = [toml").unwrap();
+        assert!(save(&file, &[(UPLOAD_LIMIT.into(), 1)]).is_err(), "a broken file is not overwritten");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "not = [toml");
+    }
+}

@@ -306,8 +306,8 @@ fn a_killed_receiver_never_shows_a_partial_file_and_finishes_after_restart() {
     let digest = hex(&Sha256::digest(&expected));
     let (ra, rb) = pair(&a, &b, base.path(), |r| write(&r.join("video.bin"), &expected), |_| {});
     drop(expected);
-    let part = rb.join(".video.bin.clearskies-part");
-    wait_for("the download to start", || part.exists().then_some(()));
+    let partial = rb.join(".clearskies/partial").join(&digest);
+    wait_for("the download to start", || partial.exists().then_some(()));
     let worker = b.cs.pid("worker").unwrap();
     kill(worker, "-9");
     // Whatever is under the user's name is never partial.
@@ -319,7 +319,9 @@ fn a_killed_receiver_never_shows_a_partial_file_and_finishes_after_restart() {
     });
     converge(&[&ra, &rb], &["video.bin"]);
     assert_eq!(hash(&rb.join("video.bin")).unwrap(), digest);
-    wait_for("the temp file to be gone", || (!part.exists()).then_some(()));
+    wait_for("the partial file to be gone", || (!partial.exists()).then_some(()));
+    // Nothing partial was ever under a user's name.
+    assert!(!rb.join(".video.bin.clearskies-part").exists());
 }
 
 #[test]

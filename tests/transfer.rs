@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::parse;
 use crate::sync::{hash, synced_pair};
-use crate::util::{stderr, wait_for, Daemon};
+use crate::util::{kill, stderr, wait_for, Daemon};
 
 /// Deterministic pseudo-random bytes (incompressible, no repeated blocks).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -128,4 +128,116 @@ fn an_upload_limit_holds_a_transfer_back_and_changes_at_runtime() {
     assert_eq!(a.cs.json(&["status", "--json"])["upload_limit"], 0);
     b.cs.ok(&["wait", rb.to_str().unwrap(), "--timeout", "60"]);
     assert_eq!(hash(&ra.join("big.bin")), hash(&rb.join("big.bin")));
+}
+
+#[test]
+fn a_download_killed_midway_continues_from_its_partial_file() {
+    const SIZE: usize = 48 << 20;
+    let (a, b) = (Daemon::start(), Daemon::start());
+    // Slow enough to kill the receiver in the middle.
+    a.cs.ok(&["config", "set", "upload_limit", "8M"]);
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    let data = noise(SIZE, 11);
+    let digest = hex_sha(&data);
+    fs::write(ra.join("movie.mkv"), &data).unwrap();
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    let partial = rb.join(".clearskies/partial").join(&digest);
+    let had = wait_for("half the file to arrive", || {
+        let len = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        (len >= 24 << 20).then_some(len)
+    });
+    let worker = b.cs.pid("worker").unwrap();
+    kill(worker, "-9");
+    wait_for("a new worker", || b.cs.pid("worker").filter(|p| *p != worker));
+    b.cs.ok(&["wait", rb.to_str().unwrap(), "--timeout", "120"]);
+    assert_eq!(hash(&rb.join("movie.mkv")).unwrap(), digest);
+    assert!(!partial.exists(), "the partial file is renamed into place");
+    // Starting over would have sent the file again on top of what arrived before the kill.
+    let (sent, _) = wire_bytes(&a);
+    assert!(
+        sent < (SIZE as u64 + had - (4 << 20)) as f64,
+        "sent {sent} bytes for a {SIZE}-byte file, {had} of which had arrived"
+    );
+}
+
+fn hex_sha(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes `d` sent on connections that use `extension` (plain or gzip).
+fn sent_with(d: &Daemon, extension: &str) -> f64 {
+    let (_, text) = d.http_get("/metrics");
+    let key = format!("clearskies_peer_sent_bytes_total{{extension=\"{extension}\"}}");
+    parse(&text).get(&key).copied().unwrap_or(0.0)
+}
+
+#[test]
+fn gzip_deflates_text_and_leaves_incompressible_data_alone() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    let text: Vec<u8> = (0..250_000u32)
+        .flat_map(|i| format!("{i:08} INFO request served path=/item/{} status=200\n", i % 977).into_bytes())
+        .collect();
+    assert!(text.len() > 10 << 20);
+    fs::write(ra.join("server.log"), &text).unwrap();
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    b.cs.ok(&["wait", rb.to_str().unwrap(), "--timeout", "120"]);
+    assert_eq!(fs::read(rb.join("server.log")).unwrap(), text);
+    let sent = sent_with(&a, "gzip");
+    assert!(sent > 0.0 && sent_with(&a, "plain") < 10_000.0, "the connection uses gzip");
+    assert!(sent < 0.4 * text.len() as f64, "sent {sent} bytes for {} bytes of text", text.len());
+
+    // Noise is stored, not deflated: about its own size on the wire.
+    let noise_bytes = noise(12 << 20, 12);
+    fs::write(ra.join("random.bin"), &noise_bytes).unwrap();
+    wait_for("the noise to arrive", || (hash(&rb.join("random.bin")) == hash(&ra.join("random.bin"))).then_some(()));
+    let more = sent_with(&a, "gzip") - sent;
+    assert!(
+        more > noise_bytes.len() as f64 && more < 1.02 * noise_bytes.len() as f64,
+        "sent {more} for {} bytes of noise",
+        noise_bytes.len()
+    );
+}
+
+#[test]
+fn gzip_level_zero_turns_gzip_off() {
+    let (a, b) = (Daemon::start_with(&[("CLEARSKIES_GZIP_LEVEL", "0")]), Daemon::start());
+    assert_eq!(a.cs.ok(&["config", "get", "gzip_level"]).trim(), "0");
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    fs::write(ra.join("notes.txt"), "hello ".repeat(100_000)).unwrap();
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    b.cs.ok(&["wait", rb.to_str().unwrap(), "--timeout", "60"]);
+    assert_eq!(sent_with(&a, "gzip"), 0.0);
+    assert!(sent_with(&a, "plain") > 600_000.0);
+    let bad = a.cs.run(&["config", "set", "gzip_level", "11"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("zlib level"), "{}", stderr(&bad));
+}
+
+#[test]
+fn a_delta_too_large_for_one_gzip_message_falls_back_to_ranges() {
+    // A 40 MiB file rewritten from scratch: its delta is all literal, over the 32 MiB gzip
+    // message limit; the sender says so and the file comes whole, in ranges.
+    let p = synced_pair("video.bin", &noise(40 << 20, 20));
+    let (sent0, _) = wire_bytes(&p.a);
+    let fresh = noise(40 << 20, 21);
+    fs::write(p.ra.join("video.bin"), &fresh).unwrap();
+    wait_for("the new version to arrive", || {
+        (hash(&p.rb.join("video.bin")) == hash(&p.ra.join("video.bin"))).then_some(())
+    });
+    // The refused delta never went on the wire: the file once, plus requests and a signature.
+    let (sent1, _) = wire_bytes(&p.a);
+    assert!(sent1 - sent0 < 1.1 * fresh.len() as f64, "sent {} for a {}-byte file", sent1 - sent0, fresh.len());
+    if std::env::var_os("CLEARSKIES_TEST_LOG").is_some() {
+        eprintln!("{}", p.b.cs.log());
+    }
 }

@@ -57,6 +57,11 @@ impl Bandwidth {
         self.up.take(n).await;
     }
 
+    /// The size of the pieces a limited upload is written in (`None`: no limit).
+    pub fn upload_piece(&self) -> Option<usize> {
+        self.up.piece()
+    }
+
     /// Counts `n` bytes received, waiting until the download limit allows them.
     pub async fn download(&self, n: usize) {
         self.down.take(n).await;
@@ -92,17 +97,26 @@ impl Direction {
     }
 
     async fn take(&self, n: usize) {
-        self.meter.record(n);
         let bucket = self.bucket.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let Some(bucket) = bucket else { return };
+        let Some(bucket) = bucket else {
+            self.meter.record(n);
+            return;
+        };
         let mut left = n;
         while left > 0 {
             let piece = left.min(bucket.burst as usize);
             let cells = NonZeroU32::new(u32::try_from(piece).unwrap_or(bucket.burst)).unwrap_or(NonZeroU32::MIN);
             // `piece` never exceeds the bucket, so this only ever waits.
             let _ = bucket.limiter.until_n_ready(cells).await;
+            self.meter.record(piece);
             left -= piece;
         }
+    }
+
+    /// The largest piece worth writing at once: the bucket (a limited writer writes in
+    /// pieces, so its output is smooth rather than a burst after a long wait).
+    fn piece(&self) -> Option<usize> {
+        self.bucket.read().unwrap_or_else(PoisonError::into_inner).as_ref().map(|b| b.burst as usize)
     }
 }
 

@@ -11,6 +11,22 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const UPLOAD_LIMIT: &str = "upload_limit";
 /// Download limit, bytes per second (0: none).
 pub const DOWNLOAD_LIMIT: &str = "download_limit";
+/// zlib level of the `gzip` extension, 1–9; 0 does not offer it.
+pub const GZIP_LEVEL: &str = "gzip_level";
+/// The default [`GZIP_LEVEL`].
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+
+static GZIP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(DEFAULT_GZIP_LEVEL);
+
+/// Sets the `gzip` level new connections offer (0: gzip is not offered; above 9: 9).
+pub fn set_gzip_level(level: u32) {
+    GZIP.store(level.min(9), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The `gzip` level new connections offer (0: not offered).
+pub fn gzip_level() -> u32 {
+    GZIP.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Sets `values` in the TOML file `file` (created if missing), keeping every other key and
 /// value; written to a temp file, fsynced and renamed over the old one.

@@ -264,6 +264,8 @@ pub struct Session {
     gzip_out: bool,
     /// The outgoing message being assembled while `gzip` is in use.
     gzip_buf: Vec<u8>,
+    /// The message being assembled is stored, not deflated (incompressible attachment).
+    store_only: bool,
     /// Whether we are in the middle of sending an attachment.
     sending_attachment: bool,
     /// Whether a ping came due while an attachment was being sent.
@@ -293,6 +295,7 @@ impl Session {
             transmits: VecDeque::new(),
             gzip_out: false,
             gzip_buf: Vec::new(),
+            store_only: false,
             sending_attachment: false,
             ping_pending: false,
             last_rx: now,
@@ -398,6 +401,15 @@ impl Session {
         self.send_frame(Kind::Attachment, &message.encode(), None)
     }
 
+    /// Like [`Session::send_with_attachment`], for an attachment that does not compress
+    /// (already compressed media, hashes): while `gzip` is in use, this message is stored
+    /// in its zlib stream (level 0) instead of deflated, which costs almost nothing.
+    pub fn send_with_incompressible_attachment(&mut self, message: &Message) -> Result<(), SendError> {
+        self.send_with_attachment(message)?;
+        self.store_only = true;
+        Ok(())
+    }
+
     /// Sends a signed body verbatim (`s`, or `$` with `attachment`), as read-write peers sign
     /// and read-only peers relay. The signature is base64 text without a newline.
     pub fn send_signed(&mut self, body: &[u8], signature: &[u8], attachment: bool) -> Result<(), SendError> {
@@ -418,6 +430,7 @@ impl Session {
         if self.gzip_out && self.gzip_buf.len() + header.len() + data.len() > self.config.max_gzip_message {
             self.gzip_buf.clear();
             self.sending_attachment = false;
+            self.store_only = false;
             return Err(SendError::GzipMessageTooLarge);
         }
         self.emit(Bytes::from(header));
@@ -551,7 +564,8 @@ impl Session {
 
     fn finish_message(&mut self) {
         if self.gzip_out {
-            let compressed = gzip::compress(&self.gzip_buf, self.config.gzip_level);
+            let level = if std::mem::take(&mut self.store_only) { 0 } else { self.config.gzip_level };
+            let compressed = gzip::compress(&self.gzip_buf, level);
             self.gzip_buf.clear();
             self.transmits.push_back(Bytes::from(compressed));
         }

@@ -50,6 +50,8 @@ pub(crate) struct FileConfig {
     pub(crate) upload_limit: Option<u64>,
     /// Download limit in bytes per second, 0 for none (default).
     pub(crate) download_limit: Option<u64>,
+    /// zlib level of the gzip extension, 1–9 (default 6); 0 does not offer gzip.
+    pub(crate) gzip_level: Option<u32>,
 }
 
 /// Everything the binary needs, validated.
@@ -70,6 +72,8 @@ pub(crate) struct Config {
     pub(crate) upload_limit: u64,
     /// Bytes per second (0: none).
     pub(crate) download_limit: u64,
+    /// 0–9 (0: gzip not offered).
+    pub(crate) gzip_level: u32,
 }
 
 impl Config {
@@ -118,6 +122,13 @@ impl Config {
         };
         let upload_limit = setting("CLEARSKIES_UPLOAD_LIMIT", "bytes per second", file.upload_limit, 0)?;
         let download_limit = setting("CLEARSKIES_DOWNLOAD_LIMIT", "bytes per second", file.download_limit, 0)?;
+        let gzip_level = setting(
+            "CLEARSKIES_GZIP_LEVEL",
+            "a zlib level 0-9",
+            file.gzip_level,
+            clearskies_actors::config::DEFAULT_GZIP_LEVEL,
+        )?;
+        anyhow::ensure!(gzip_level <= 9, "gzip_level {gzip_level} is not a zlib level 0-9 (0: gzip off)");
         Ok(Config {
             data_dir,
             listen: SocketAddr::new(address, port),
@@ -127,6 +138,7 @@ impl Config {
             metrics,
             upload_limit,
             download_limit,
+            gzip_level,
         })
     }
 

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::session::{
-    CloseReason, Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_RSYNC,
+    CloseReason, Config, Event, KeyExchange, Role, SendError, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_RSYNC,
 };
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,6 +50,8 @@ const SEND_BUDGET: usize = 8 << 20;
 const SYNC_IN_FLIGHT: usize = 1024;
 /// The access level of every session until read-only and untrusted peers exist (issue 5).
 const ACCESS_LEVEL: &str = "read_write";
+/// What a peer is told when an answer does not fit in one gzip message.
+pub const GZIP_TOO_LARGE: &str = "too large for one gzip message; ask for ranges";
 /// Files a connection queues for sending behind the one being sent.
 const MAX_QUEUED_FILES: usize = 64;
 
@@ -210,6 +212,8 @@ pub struct Peer {
     waiting: bool,
     /// A file is being sent; other output waits in `outbox`.
     sending_file: bool,
+    /// The contents the attachment being sent answers a request for.
+    answering: Option<Sha256Hash>,
     outbox: VecDeque<PeerOut>,
     timer: Option<SpawnHandle>,
     purpose: Purpose,
@@ -219,6 +223,8 @@ pub struct Peer {
     peer: Option<PeerId>,
     /// Both sides speak the `rsync` extension.
     rsync: bool,
+    /// `gzip` is in use (the byte counters' label); shared with the writer task.
+    gzip: Arc<std::sync::atomic::AtomicBool>,
     close_reason: Option<String>,
     targets: PeerTargets,
     /// Counted in `clearskies_peers_connected`.
@@ -249,6 +255,11 @@ impl Peer {
         let mut config = Config::new(role, our_peer_id);
         config.software = crate::SOFTWARE.to_owned();
         config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned(), EXT_RSYNC.to_owned()];
+        let gzip_level = crate::config::gzip_level();
+        if gzip_level > 0 {
+            config.extensions.push(EXT_GZIP.to_owned());
+            config.gzip_level = gzip_level;
+        }
         config.key_exchange = key_exchange;
         let session = Session::new(config, Instant::now());
         let (read, write) = tokio::io::split(channel.stream);
@@ -270,6 +281,7 @@ impl Peer {
             sink: None,
             waiting: false,
             sending_file: false,
+            answering: None,
             outbox: VecDeque::new(),
             timer: None,
             purpose,
@@ -278,6 +290,7 @@ impl Peer {
             share,
             peer: None,
             rsync: false,
+            gzip: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             close_reason: None,
             targets,
             counted: false,
@@ -374,10 +387,13 @@ impl Peer {
                 Err(e) => self.close_for(format!("refused database.update for {:?}: {e}", u.key)),
             },
             Message::DirectoryGet(get) => link.get.do_send(ServeGet { conn, get, out: ctx.address().recipient() }),
-            Message::DirectoryNotPresent(n) => link.missing.do_send(Missing { conn, sha256: n.sha256 }),
+            Message::DirectoryNotPresent(n) => {
+                link.missing.do_send(Missing { conn, sha256: n.sha256, too_large: false });
+            }
             Message::DirectoryGetError(e) => {
                 debug!(remote = %self.remote, sha256 = %e.sha256, message = %e.message, "peer cannot send contents");
-                link.missing.do_send(Missing { conn, sha256: e.sha256 });
+                let too_large = e.message == GZIP_TOO_LARGE;
+                link.missing.do_send(Missing { conn, sha256: e.sha256, too_large });
             }
             Message::DirectoryData(data) => self.start_inbound(&link, Inbound::Data(data), ctx),
             Message::RsyncSignature(s) => self.start_inbound(&link, Inbound::Signature(s), ctx),
@@ -477,22 +493,36 @@ impl Peer {
                     }
                 }
             }
-            PeerOut::File { header, file, len } => {
+            PeerOut::File { header, file, len, compressible } => {
                 let produce = Producer(Box::new(move |w: &mut dyn Write| copy_file(w, file, len)));
-                self.start_attachment(&header, produce, ctx);
+                self.start_attachment(&header, produce, compressible, ctx);
             }
-            PeerOut::Produce { header, produce } => self.start_attachment(&header, produce, ctx),
+            PeerOut::Produce { header, produce, compressible } => {
+                self.start_attachment(&header, produce, compressible, ctx)
+            }
             PeerOut::Close(reason) => self.close_for(reason),
         }
     }
 
     /// Sends `header` with the attachment `produce` writes, on a blocking thread, in
     /// [`CHUNK`]s under the connection's send budget.
-    fn start_attachment(&mut self, header: &Message, produce: Producer, ctx: &mut Context<Self>) {
-        if let Err(e) = self.session.send_with_attachment(header) {
+    fn start_attachment(&mut self, header: &Message, produce: Producer, compressible: bool, ctx: &mut Context<Self>) {
+        let started = if compressible {
+            self.session.send_with_attachment(header)
+        } else {
+            self.session.send_with_incompressible_attachment(header)
+        };
+        if let Err(e) = started {
             debug!(remote = %self.remote, error = %e, "cannot send");
             return;
         }
+        // An answer to a request names its contents: if the message cannot be sent (too
+        // large for one gzip message), the peer is told so instead of waiting forever.
+        self.answering = match header {
+            Message::DirectoryData(d) => Some(d.sha256),
+            Message::RsyncPatch(p) => p.sha256,
+            _ => None,
+        };
         self.sending_file = true;
         let mut w = ChunkWriter {
             addr: ctx.address(),
@@ -516,6 +546,10 @@ impl Peer {
                 debug!(remote = %self.remote, peer = %hs.peer, software = %hs.software, "handshake complete");
                 self.peer = Some(hs.peer);
                 self.rsync = hs.has_extension(EXT_RSYNC);
+                if hs.has_extension(EXT_GZIP) {
+                    self.gzip.store(true, Ordering::Relaxed);
+                    self.received = metrics().received_bytes.with_label_values(&["gzip"]);
+                }
             }
             Event::KeysReceived(keys) => {
                 let Purpose::Attach { path, .. } = &self.purpose else {
@@ -602,15 +636,23 @@ impl Peer {
 /// the socket is full, `write_all` returns with the tail still in rustls's buffer, sent only
 /// by the next write or a flush. So the writer flushes whenever its queue runs dry; without
 /// that, the end of a file could wait for the next ping (30 s) to reach the peer.
-pub(super) async fn write_out<W>(mut rx: mpsc::UnboundedReceiver<Outgoing>, mut write: W)
-where
+pub(super) async fn write_out<W>(
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    mut write: W,
+    gzip: Arc<std::sync::atomic::AtomicBool>,
+) where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let sent = metrics().sent_bytes.with_label_values(&["plain"]);
+    let plain = metrics().sent_bytes.with_label_values(&["plain"]);
+    let gzipped = metrics().sent_bytes.with_label_values(&["gzip"]);
     while let Some((bytes, permit)) = rx.recv().await {
-        bandwidth().upload(bytes.len()).await;
-        if write.write_all(&bytes).await.is_err() {
-            return;
+        let sent = if gzip.load(Ordering::Relaxed) { &gzipped } else { &plain };
+        let piece = bandwidth().upload_piece().unwrap_or(bytes.len()).max(1);
+        for part in bytes.chunks(piece) {
+            bandwidth().upload(part.len()).await;
+            if write.write_all(part).await.is_err() {
+                return;
+            }
         }
         sent.inc_by(bytes.len() as u64);
         drop(permit);
@@ -654,7 +696,7 @@ impl Actor for Peer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some((rx, write)) = self.writer_rx.take() {
-            actix_rt::spawn(write_out(rx, write));
+            actix_rt::spawn(write_out(rx, write, self.gzip.clone()));
         }
         if let Some(read) = self.stream.take() {
             ctx.add_stream(read_in(read));
@@ -743,6 +785,13 @@ impl Handler<OutChunk> for Peer {
     fn handle(&mut self, msg: OutChunk, ctx: &mut Context<Self>) {
         if let Err(e) = self.session.send_chunk(msg.data) {
             debug!(remote = %self.remote, error = %e, "cannot send a chunk");
+            if let (SendError::GzipMessageTooLarge, Some(sha256)) = (e, self.answering.take()) {
+                let message = GZIP_TOO_LARGE.to_owned();
+                if let Err(e) = self.session.send(&GetError { sha256, message }.into()) {
+                    debug!(remote = %self.remote, error = %e, "cannot send");
+                }
+                self.flush(None, ctx);
+            }
             return;
         }
         self.flush(Some(msg.permit), ctx);
@@ -757,6 +806,7 @@ impl Handler<OutEnd> for Peer {
             debug!(remote = %self.remote, error = %e, "cannot end an attachment");
         }
         self.sending_file = false;
+        self.answering = None;
         while !self.sending_file {
             let Some(next) = self.outbox.pop_front() else { break };
             self.send_out(next, ctx);

@@ -144,6 +144,8 @@ pub enum PeerOut {
         file: std::fs::File,
         /// Bytes to send.
         len: u64,
+        /// Worth deflating when `gzip` is in use (a sample compressed well).
+        compressible: bool,
     },
     /// A message whose attachment is written by `produce` on a blocking thread as it is
     /// computed (an rsync signature or delta), streamed under the same budget as files.
@@ -152,6 +154,8 @@ pub enum PeerOut {
         header: clearskies_protocol::message::Message,
         /// Writes the attachment.
         produce: Producer,
+        /// Worth deflating when `gzip` is in use.
+        compressible: bool,
     },
     /// Close the connection, logging why.
     Close(String),

@@ -93,7 +93,7 @@ async fn garbage_instead_of_tls_fails_cleanly() {
 async fn the_writer_flushes_when_its_queue_runs_dry() {
     let (near, mut far) = tokio::io::duplex(1 << 16);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let writer = tokio::spawn(super::actor::write_out(rx, tokio::io::BufWriter::new(near)));
+    let writer = tokio::spawn(super::actor::write_out(rx, tokio::io::BufWriter::new(near), Default::default()));
     tx.send((bytes::Bytes::from_static(b"m2{}"), None)).unwrap();
     let mut got = [0u8; 4];
     tokio::time::timeout(std::time::Duration::from_secs(10), far.read_exact(&mut got))

@@ -398,6 +398,14 @@ impl Actor for Share {
             if stale > 0 {
                 info!(root = %s.root.display(), stale, "removed temp files left by an interrupted transfer");
             }
+            // Partial downloads of contents still wanted stay, to be continued.
+            let store = &s.store;
+            let unwanted = super::fsops::remove_unwanted_partials(&s.root, |sha| {
+                store.waiting_for(sha).is_ok_and(|w| !w.is_empty())
+            });
+            if unwanted > 0 {
+                info!(root = %s.root.display(), unwanted, "removed partial downloads nobody waits for");
+            }
             let mut uuid = new_uuid;
             s.applier(&mut uuid).resume()
         });

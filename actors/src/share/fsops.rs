@@ -7,8 +7,8 @@
 //! mode and mtime set, fsync, atomic rename, fsync of the directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use clearskies_protocol::path::{SharePath, PART_SUFFIX};
@@ -180,7 +180,8 @@ pub fn conflict_path(path: &SharePath, tag: &[u8; 16]) -> Option<SharePath> {
 }
 
 /// Writes data into a temp file while hashing it; `finish` verifies, sets metadata and
-/// fsyncs. Dropping an unfinished writer removes the temp file.
+/// fsyncs. Dropping an unfinished writer removes the temp file, except a partial download
+/// ([`TempWriter::resume`]), which stays to be continued.
 #[derive(Debug)]
 pub struct TempWriter {
     file: Option<File>,
@@ -188,6 +189,32 @@ pub struct TempWriter {
     hasher: Sha256,
     written: u64,
     limit: u64,
+    /// Kept when dropped unfinished (a partial download).
+    keep: bool,
+}
+
+/// Where a share's partial downloads live, named by content hash: inside the share (so a
+/// finished one is renamed into place) yet never under a user's name.
+pub fn partial_dir(root: &Path) -> PathBuf {
+    root.join(clearskies_protocol::path::META_DIR).join("partial")
+}
+
+/// How much of `sha` an earlier attempt downloaded (0 if none).
+pub fn partial_len(root: &Path, sha: &Sha256Hash) -> u64 {
+    fs::symlink_metadata(partial_dir(root).join(sha.to_string())).map_or(0, |m| if m.is_file() { m.len() } else { 0 })
+}
+
+/// Removes partial downloads that `wanted` says nobody waits for any more; how many.
+pub fn remove_unwanted_partials(root: &Path, wanted: impl Fn(&Sha256Hash) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir(partial_dir(root)) else { return 0 };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let keep = e.file_name().to_str().and_then(|n| n.parse::<Sha256Hash>().ok()).is_some_and(|sha| wanted(&sha));
+        if !keep && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 impl TempWriter {
@@ -203,7 +230,54 @@ impl TempWriter {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
-        Ok(TempWriter { file: Some(file), path, hasher: Sha256::new(), written: 0, limit })
+        Ok(TempWriter { file: Some(file), path, hasher: Sha256::new(), written: 0, limit, keep: false })
+    }
+
+    /// Opens the partial download of `sha` (at most `limit` bytes), creating it, or
+    /// continuing what an earlier attempt wrote: those bytes are read and hashed again, so
+    /// the final verification covers the whole file. [`TempWriter::written`] says where to
+    /// continue from.
+    pub fn resume(root: &Path, sha: &Sha256Hash, limit: u64) -> io::Result<TempWriter> {
+        let dir = partial_dir(root);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let path = dir.join(sha.to_string());
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        let mut hasher = Sha256::new();
+        let mut written = file.metadata()?.len();
+        if written > limit {
+            file.set_len(0)?;
+            written = 0;
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        let mut hashed = 0u64;
+        while hashed < written {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            hashed += n as u64;
+        }
+        file.seek(io::SeekFrom::Start(hashed))?;
+        file.set_len(hashed)?;
+        Ok(TempWriter { file: Some(file), path, hasher, written: hashed, limit, keep: true })
+    }
+
+    /// Bytes in the file so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Removes the file now (a partial download that must not be continued).
+    pub fn discard(mut self) {
+        self.keep = false;
     }
 
     /// Appends bytes.
@@ -256,7 +330,7 @@ impl Write for TempWriter {
 
 impl Drop for TempWriter {
     fn drop(&mut self) {
-        if self.file.is_some() {
+        if self.file.is_some() && !self.keep {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -343,7 +417,20 @@ pub fn copy_verified(
 /// Renames a verified temp file onto `dest`. Returns the new stat. The caller fsyncs the
 /// directory before recording the file as installed.
 pub fn install(temp: &Path, dest: &Path) -> io::Result<LocalStat> {
-    fs::rename(temp, dest)?;
+    match fs::rename(temp, dest) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            // The target is on another filesystem mounted inside the share: copy next to
+            // it first, so the final step is still an atomic rename.
+            let parent = dest.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
+            let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+            let next_to = parent.join(format!(".{name}{PART_SUFFIX}"));
+            fs::copy(temp, &next_to)?;
+            File::open(&next_to)?.sync_all()?;
+            fs::rename(&next_to, dest)?;
+            let _ = fs::remove_file(temp);
+        }
+        other => other?,
+    }
     Ok(stat_of(&fs::symlink_metadata(dest)?))
 }
 

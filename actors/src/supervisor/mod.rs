@@ -645,6 +645,7 @@ impl Handler<GetConfig> for Supervisor {
         let json = serde_json::json!({
             "upload_limit": upload,
             "download_limit": download,
+            "gzip_level": config::gzip_level(),
             "listen": self.listen_addr.map(|a| a.to_string()),
             "metrics_address": self.metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             "peers": s.peers,
@@ -663,11 +664,13 @@ impl Handler<SetConfig> for Supervisor {
 
     fn handle(&mut self, SetConfig(changes): SetConfig, _: &mut Context<Self>) -> Self::Result {
         let (mut upload, mut download) = bandwidth().limits();
+        let mut gzip = u64::from(config::gzip_level());
         let mut saved = Vec::new();
         for (key, value) in &changes {
             let target = match key.as_str() {
                 config::UPLOAD_LIMIT => &mut upload,
                 config::DOWNLOAD_LIMIT => &mut download,
+                config::GZIP_LEVEL => &mut gzip,
                 "listen" | "metrics_address" | "peers" | "trackers" | "lan_discovery" => {
                     let message = format!("{key} cannot change while the daemon runs: edit config.toml and restart");
                     return Box::pin(std::future::ready(Err(CommandError::new("needs_restart", message))));
@@ -677,9 +680,17 @@ impl Handler<SetConfig> for Supervisor {
                     return Box::pin(std::future::ready(Err(CommandError::new("unknown_key", message))));
                 }
             };
-            let Some(v) = value.as_u64() else {
-                let message = format!("{key} must be a whole number of bytes per second (0: no limit), not {value}");
-                return Box::pin(std::future::ready(Err(CommandError::new("bad_value", message))));
+            let v = match value.as_u64() {
+                Some(v) if key != config::GZIP_LEVEL || v <= 9 => v,
+                _ if key == config::GZIP_LEVEL => {
+                    let message = format!("gzip_level must be a zlib level 0-9 (0: gzip off), not {value}");
+                    return Box::pin(std::future::ready(Err(CommandError::new("bad_value", message))));
+                }
+                _ => {
+                    let message =
+                        format!("{key} must be a whole number of bytes per second (0: no limit), not {value}");
+                    return Box::pin(std::future::ready(Err(CommandError::new("bad_value", message))));
+                }
             };
             *target = v;
             saved.push((key.clone(), v));
@@ -690,7 +701,8 @@ impl Handler<SetConfig> for Supervisor {
             match job.await {
                 Ok(Ok(())) => {
                     bandwidth().set_limits(upload, download);
-                    info!(upload_limit = upload, download_limit = download, "bandwidth limits changed");
+                    config::set_gzip_level(u32::try_from(gzip).unwrap_or(9));
+                    info!(upload_limit = upload, download_limit = download, gzip_level = gzip, "settings changed");
                     Ok(())
                 }
                 Ok(Err(e)) => Err(CommandError::new("cannot_save", format!("cannot save config.toml: {e}"))),

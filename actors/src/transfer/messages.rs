@@ -91,6 +91,9 @@ pub struct Missing {
     pub conn: u64,
     /// The contents.
     pub sha256: Sha256Hash,
+    /// The answer did not fit in one gzip message (a large delta): ask for the file whole,
+    /// in ranges.
+    pub too_large: bool,
 }
 
 /// A download's writer finished.

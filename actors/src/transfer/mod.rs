@@ -65,6 +65,13 @@ pub const DELTA_MIN_SIZE: u64 = 256 << 10;
 const MAX_SIGNATURE: usize = 8 << 20;
 /// Deltas one connection may have us compute at once (each holds a parsed signature).
 const MAX_DELTA_SERVES: usize = 2;
+/// Larger files are asked for in ranges of this size (a gzip message stays bounded, and an
+/// interrupted download continues from what arrived).
+pub const RANGE: u64 = 16 << 20;
+/// Ranges of one file asked for ahead of the one arriving. One: the next range is asked for
+/// when the current one starts to arrive, so it is already queued behind it, and it cannot
+/// overtake it (a peer answers concurrent requests in any order).
+const RANGES_AHEAD: u64 = 1;
 
 #[derive(Debug)]
 struct Slot {
@@ -73,6 +80,9 @@ struct Slot {
     rsync: bool,
     asked: VecDeque<Sha256Hash>,
     asked_bytes: u64,
+    /// Requests (`directory.get`s, whole or ranged, and signatures) not answered yet: at
+    /// most [`MAX_REQUESTS`], which is what a peer queues for us.
+    gets: usize,
     refused: HashSet<Sha256Hash>,
 }
 
@@ -98,6 +108,25 @@ pub struct Transfer {
     whole: HashSet<Sha256Hash>,
     /// Per connection: permits for the deltas we compute for it.
     delta_serves: HashMap<u64, Arc<Semaphore>>,
+    /// Whole-file downloads asked for, by contents.
+    downloads: HashMap<Sha256Hash, Download>,
+    /// Contents whose writer (download or patch) is still running: not asked for again
+    /// until it ends, so no two writers share a partial file.
+    writing: HashSet<Sha256Hash>,
+}
+
+/// A whole-file download in progress on one connection, range after range.
+#[derive(Debug)]
+struct Download {
+    conn: u64,
+    size: u64,
+    /// Where the next range must start.
+    next: u64,
+    /// How far we have asked.
+    requested: u64,
+    /// The writer's input, once the first range arrived: chunks, and each range's
+    /// (start, length) before its chunks.
+    writer: Option<(Sink, tokio::sync::mpsc::UnboundedSender<(u64, u64)>)>,
 }
 
 impl Transfer {
@@ -124,6 +153,8 @@ impl Transfer {
             bases: HashMap::new(),
             whole: HashSet::new(),
             delta_serves: HashMap::new(),
+            downloads: HashMap::new(),
+            writing: HashSet::new(),
         }
     }
 
@@ -136,11 +167,11 @@ impl Transfer {
             let mut batch = Vec::new();
             let mut i = 0;
             while i < self.queue.len()
-                && slot.asked.len() < MAX_REQUESTS
+                && slot.gets < MAX_REQUESTS
                 && (slot.asked.is_empty() || slot.asked_bytes < MAX_REQUEST_BYTES)
             {
                 let sha = self.queue[i];
-                if slot.refused.contains(&sha) {
+                if slot.refused.contains(&sha) || self.writing.contains(&sha) {
                     i += 1;
                     continue;
                 }
@@ -154,10 +185,22 @@ impl Transfer {
                 slot.asked.push_back(sha);
                 slot.asked_bytes += f.size;
                 let small_signature = SigParams::for_size(f.size).signature_len(f.size) <= MAX_SIGNATURE as u64;
-                if slot.rsync && f.size >= DELTA_MIN_SIZE && small_signature && !self.whole.contains(&sha) {
+                // An interrupted download is continued, not replaced by a delta.
+                let partial = fsops::partial_len(&self.root, &sha);
+                if slot.rsync
+                    && f.size >= DELTA_MIN_SIZE
+                    && small_signature
+                    && partial == 0
+                    && !self.whole.contains(&sha)
+                {
+                    slot.gets += 1;
                     deltas.push((conn, f.clone()));
                 } else {
-                    batch.push(Message::from(Get { sha256: sha, range: None }));
+                    let mut d = Download { conn, size: f.size, next: partial, requested: partial, writer: None };
+                    let asks = d.ask_more(sha, MAX_REQUESTS - slot.gets);
+                    slot.gets += asks.len();
+                    batch.extend(asks);
+                    self.downloads.insert(sha, d);
                 }
             }
             if !batch.is_empty() {
@@ -203,9 +246,13 @@ impl Transfer {
         });
         ctx.spawn(job.into_actor(self).map(move |basis, act, _| {
             let sha = fetch.sha256;
-            let Some(slot) = act.peers.get(&conn).filter(|s| s.asked.contains(&sha)) else { return };
+            let Some(slot) = act.peers.get_mut(&conn).filter(|s| s.asked.contains(&sha)) else { return };
             let Some((file, size)) = basis.ok().flatten() else {
-                slot.out.do_send(PeerOut::Send(vec![Get { sha256: sha, range: None }.into()]));
+                // The signature's place in the budget goes to the first range.
+                let mut d = Download { conn, size: fetch.size, next: 0, requested: 0, writer: None };
+                let asks = d.ask_more(sha, 1);
+                slot.out.do_send(PeerOut::Send(asks));
+                act.downloads.insert(sha, d);
                 return;
             };
             debug!(conn, %sha, basis_bytes = size, "asking for a delta");
@@ -216,16 +263,20 @@ impl Transfer {
                     .map(drop)
                     .map_err(std::io::Error::other)
             }));
-            slot.out.do_send(PeerOut::Produce { header, produce });
+            // A signature is hashes: nothing for gzip to gain.
+            slot.out.do_send(PeerOut::Produce { header, produce, compressible: false });
         }));
     }
 
     fn requeue(&mut self, conn: u64, sha: Sha256Hash) {
         self.bases.remove(&sha);
+        if self.downloads.get(&sha).is_some_and(|d| d.conn == conn) {
+            self.downloads.remove(&sha);
+        }
         if let Some(slot) = self.peers.get_mut(&conn) {
             slot.refused.insert(sha);
         }
-        if self.wanted.contains_key(&sha) {
+        if self.wanted.contains_key(&sha) && !self.queue.contains(&sha) {
             self.queue.push_front(sha);
         }
     }
@@ -294,8 +345,14 @@ impl Handler<TransferPeerUp> for Transfer {
     type Result = ();
 
     fn handle(&mut self, msg: TransferPeerUp, ctx: &mut Context<Self>) {
-        let slot =
-            Slot { out: msg.out, rsync: msg.rsync, asked: VecDeque::new(), asked_bytes: 0, refused: HashSet::new() };
+        let slot = Slot {
+            out: msg.out,
+            rsync: msg.rsync,
+            asked: VecDeque::new(),
+            asked_bytes: 0,
+            gets: 0,
+            refused: HashSet::new(),
+        };
         self.peers.insert(msg.conn, slot);
         self.schedule(ctx);
     }
@@ -307,10 +364,12 @@ impl Handler<TransferPeerDown> for Transfer {
     fn handle(&mut self, msg: TransferPeerDown, ctx: &mut Context<Self>) {
         self.serving.remove(&msg.conn);
         self.delta_serves.remove(&msg.conn);
+        // Downloads under way end (their writers see the input close and keep what arrived).
+        self.downloads.retain(|_, d| d.conn != msg.conn);
         if let Some(slot) = self.peers.remove(&msg.conn) {
             for sha in slot.asked.into_iter().rev() {
                 self.bases.remove(&sha);
-                if self.wanted.contains_key(&sha) {
+                if self.wanted.contains_key(&sha) && !self.queue.contains(&sha) {
                     self.queue.push_front(sha);
                 }
             }
@@ -332,10 +391,28 @@ impl Handler<Missing> for Transfer {
     type Result = ();
 
     fn handle(&mut self, msg: Missing, ctx: &mut Context<Self>) {
+        if let Some(slot) = self.peers.get_mut(&msg.conn) {
+            slot.gets = slot.gets.saturating_sub(1);
+        }
+        if msg.too_large && self.bases.contains_key(&msg.sha256) {
+            // The delta was too large for one gzip message: the file comes whole, in ranges.
+            self.whole.insert(msg.sha256);
+        }
         if self.answered(msg.conn, &msg.sha256) {
             debug!(sha256 = %msg.sha256, "peer does not have the contents");
             self.requeue(msg.conn, msg.sha256);
+            if msg.too_large {
+                // It has them, only not as one message: ask again at once, in ranges.
+                if let Some(slot) = self.peers.get_mut(&msg.conn) {
+                    slot.refused.remove(&msg.sha256);
+                }
+            }
             self.schedule(ctx);
+        } else if self.downloads.get(&msg.sha256).is_some_and(|d| d.conn == msg.conn) {
+            // A later range refused (the file changed on the peer): the writer stops, keeps
+            // what arrived, and the contents are asked for again when it has.
+            debug!(sha256 = %msg.sha256, "peer cannot send the rest of the contents");
+            self.downloads.remove(&msg.sha256);
         }
     }
 }
@@ -345,11 +422,7 @@ impl Handler<DataStart> for Transfer {
 
     fn handle(&mut self, msg: DataStart, ctx: &mut Context<Self>) -> Option<Sink> {
         match msg.what {
-            Inbound::Data(data) if data.range.is_none() => self.receive(msg.conn, data.sha256, None, ctx),
-            Inbound::Data(data) => {
-                debug!(sha256 = %data.sha256, "ranged data we did not ask for; discarded");
-                None
-            }
+            Inbound::Data(data) => self.receive_range(msg.conn, data, ctx),
             Inbound::Patch(p) => {
                 // Our peers name the contents; others only the path.
                 let sha = p.sha256.or_else(|| self.asked_for_path(msg.conn, &p.path))?;
@@ -357,14 +430,147 @@ impl Handler<DataStart> for Transfer {
                     debug!(sha256 = %sha, "a delta we did not ask for; discarded");
                     return None;
                 };
-                self.receive(msg.conn, sha, Some(basis), ctx)
+                self.receive_delta(msg.conn, sha, basis, ctx)
             }
             Inbound::Signature(sig) => self.serve_delta(msg.conn, sig, ctx),
         }
     }
 }
 
+impl Download {
+    /// The next `directory.get`s (at most `room`, at least one if none is in flight),
+    /// keeping [`RANGES_AHEAD`] ranges in flight. A file of at most one range asked for from
+    /// its start is asked for whole.
+    fn ask_more(&mut self, sha256: Sha256Hash, room: usize) -> Vec<Message> {
+        if self.requested == 0 && self.size <= RANGE {
+            self.requested = self.size.max(1);
+            return vec![Get { sha256, range: None }.into()];
+        }
+        let room = if self.requested == self.next { room.max(1) } else { room };
+        let mut asks = Vec::new();
+        while asks.len() < room && self.requested < self.size && self.requested < self.next + RANGES_AHEAD * RANGE {
+            let len = RANGE.min(self.size - self.requested);
+            asks.push(Get { sha256, range: Some([self.requested, len]) }.into());
+            self.requested += len;
+        }
+        asks
+    }
+}
+
 impl Transfer {
+    /// A `directory.data` (whole, or the next range) for a download under way on `conn`.
+    fn receive_range(&mut self, conn: u64, data: Data, ctx: &mut Context<Self>) -> Option<Sink> {
+        let sha = data.sha256;
+        let expected = self.downloads.get(&sha).filter(|d| d.conn == conn).map(|d| (d.next, d.size));
+        let Some((next, size)) = expected else {
+            debug!(sha256 = %sha, "data we did not ask for; discarded");
+            return None;
+        };
+        let (start, len) = match data.range {
+            None => (0, size),
+            Some([start, len]) => (start, len),
+        };
+        if start != next || start.checked_add(len).is_none_or(|end| end > size) {
+            // Not the range that comes next: this download stops (its writer keeps what
+            // arrived) and continues with a fresh request.
+            debug!(sha256 = %sha, start, len, next, "a range out of order; discarded");
+            if self.downloads.remove(&sha).is_some_and(|d| d.writer.is_none()) && self.answered(conn, &sha) {
+                self.requeue(conn, sha);
+            }
+            return None;
+        }
+        if self.downloads.get(&sha).is_some_and(|d| d.writer.is_none()) {
+            if !self.answered(conn, &sha) {
+                return None;
+            }
+            let writer = self.start_writer(conn, sha, start, ctx)?;
+            if let Some(d) = self.downloads.get_mut(&sha) {
+                d.writer = Some(writer);
+            }
+        }
+        let d = self.downloads.get_mut(&sha)?;
+        let (tx, ranges) = d.writer.as_ref()?;
+        let tx = tx.clone();
+        if ranges.send((start, len)).is_err() {
+            return None;
+        }
+        d.next = start + len;
+        if let Some(slot) = self.peers.get_mut(&conn) {
+            slot.gets = slot.gets.saturating_sub(1);
+            let more = d.ask_more(sha, MAX_REQUESTS.saturating_sub(slot.gets));
+            if !more.is_empty() {
+                slot.gets += more.len();
+                slot.out.do_send(PeerOut::Send(more));
+            }
+        }
+        if d.next == size {
+            // The last range: the writer finishes on its end.
+            self.downloads.remove(&sha);
+        }
+        Some(tx)
+    }
+
+    /// Starts the blocking writer of a whole-file download: the partial file (continued if
+    /// an earlier attempt left `from` bytes), then each announced range's chunks, verified
+    /// when the last one ends.
+    fn start_writer(
+        &mut self,
+        conn: u64,
+        sha: Sha256Hash,
+        from: u64,
+        ctx: &mut Context<Self>,
+    ) -> Option<(Sink, tokio::sync::mpsc::UnboundedSender<(u64, u64)>)> {
+        let fetch = self.wanted.get(&sha).cloned()?;
+        debug!(conn, sha256 = %sha, from, "receiving contents");
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
+        let (ranges_tx, mut ranges) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+        let (root, store) = (self.root.clone(), self.store.clone());
+        let started = std::time::Instant::now();
+        self.writing.insert(sha);
+        let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
+            let mut w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
+            // Still wanted? (The record may have changed while the request was in flight.)
+            if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
+                w.discard();
+                return Err(Failure::retry(NO_LONGER_WANTED.into()));
+            }
+            if w.written() != from {
+                // The partial file is not what we asked to continue from: start over.
+                w.discard();
+                return Err(Failure::retry("the partial file changed; starting over".into()));
+            }
+            loop {
+                let Some((start, len)) = ranges.blocking_recv() else { return Err(Failure::retry(CUT_OFF.into())) };
+                if start != w.written() {
+                    return Err(Failure::retry(format!("range at {start}, expected {}", w.written())));
+                }
+                loop {
+                    match rx.blocking_recv() {
+                        Some(SinkItem::Chunk(b)) => w.append(&b).map_err(|e| Failure::io("writing", &e))?,
+                        Some(SinkItem::End) => break,
+                        None => return Err(Failure::retry(CUT_OFF.into())),
+                    }
+                }
+                if w.written() != start + len {
+                    return Err(Failure::retry(format!("a range ended after {} of {len} bytes", w.written() - start)));
+                }
+                if w.written() == fetch.size {
+                    return w
+                        .finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime)
+                        .map_err(|e| Failure::io("verifying", &e));
+                }
+            }
+        });
+        ctx.spawn(job.into_actor(self).map(move |joined, _, ctx| {
+            let result = joined.unwrap_or_else(|e| Err(Failure::retry(format!("writer failed: {e}"))));
+            if result.is_ok() {
+                metrics().transfer_duration.observe(started.elapsed().as_secs_f64());
+            }
+            ctx.notify(Finished { conn, sha256: sha, delta: false, result });
+        }));
+        Some((tx, ranges_tx))
+    }
+
     /// Which contents we asked `conn` for as a delta of `path`.
     fn asked_for_path(&self, conn: u64, path: &str) -> Option<Sha256Hash> {
         let slot = self.peers.get(&conn)?;
@@ -373,56 +579,48 @@ impl Transfer {
         })
     }
 
-    /// Takes the bytes of contents we asked `conn` for: the whole file, or (with `basis`) a
-    /// delta against our previous version. Either way the result goes to a temp file and
-    /// is verified against the record's SHA-256 before the share installs it.
-    fn receive(
-        &mut self,
-        conn: u64,
-        sha: Sha256Hash,
-        basis: Option<Arc<File>>,
-        ctx: &mut Context<Self>,
-    ) -> Option<Sink> {
+    /// Takes the delta we asked `conn` for, applying it to `basis` as it arrives into the
+    /// partial file of `sha`, verified against the record's SHA-256 before the share
+    /// installs it.
+    fn receive_delta(&mut self, conn: u64, sha: Sha256Hash, basis: Arc<File>, ctx: &mut Context<Self>) -> Option<Sink> {
         if !self.answered(conn, &sha) {
-            debug!(sha256 = %sha, "data we did not ask for; discarded");
+            debug!(sha256 = %sha, "a delta we did not ask for; discarded");
             return None;
         }
+        if let Some(slot) = self.peers.get_mut(&conn) {
+            slot.gets = slot.gets.saturating_sub(1);
+        }
         let fetch = self.wanted.get(&sha).cloned()?;
-        let delta = basis.is_some();
-        debug!(conn, sha256 = %sha, delta, "receiving contents");
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
+        debug!(conn, sha256 = %sha, "receiving a delta");
+        let (tx, rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
         let (root, store) = (self.root.clone(), self.store.clone());
         let started = std::time::Instant::now();
+        self.writing.insert(sha);
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
+            let mut w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
+            if w.written() > 0 {
+                // Left by a download that failed since: a delta starts from nothing.
+                w.discard();
+                w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
+            }
             // Still wanted? (The record may have changed while the request was in flight.)
-            let waiting = store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?;
-            let path = if waiting.contains(&fetch.path) {
-                fetch.path
-            } else {
-                waiting.into_iter().next().ok_or_else(|| Failure::retry(NO_LONGER_WANTED.into()))?
-            };
-            let mut w = TempWriter::create(&root, &path, fetch.size).map_err(|e| Failure::io("temp file", &e))?;
-            let Some(basis) = basis else {
-                while let Some(item) = rx.blocking_recv() {
-                    match item {
-                        SinkItem::Chunk(b) => w.append(&b).map_err(|e| Failure::io("writing", &e))?,
-                        SinkItem::End => {
-                            return w
-                                .finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime)
-                                .map_err(|e| Failure::io("verifying", &e));
-                        }
-                    }
-                }
-                return Err(Failure::retry(CUT_OFF.into()));
-            };
+            if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
+                w.discard();
+                return Err(Failure::retry(NO_LONGER_WANTED.into()));
+            }
             let delta = BufReader::with_capacity(1 << 16, SinkReader { rx, piece: Bytes::new(), ended: false });
-            match rdiff::patch(&mut SharedReader::new(basis), delta, &mut w, fetch.size) {
-                Ok(_) => {}
+            let failure = match rdiff::patch(&mut SharedReader::new(basis), delta, &mut w, fetch.size) {
+                Ok(_) => None,
                 Err(RdiffError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted => {
-                    return Err(Failure::retry(CUT_OFF.into()))
+                    Some(Failure::retry(CUT_OFF.into()))
                 }
-                Err(RdiffError::Io(e)) => return Err(Failure::io("patching", &e)),
-                Err(e) => return Err(Failure::bad_delta(format!("bad delta: {e}"))),
+                Err(RdiffError::Io(e)) => Some(Failure::io("patching", &e)),
+                Err(e) => Some(Failure::bad_delta(format!("bad delta: {e}"))),
+            };
+            if let Some(f) = failure {
+                // Half a patched file cannot be continued by a plain download.
+                w.discard();
+                return Err(f);
             }
             w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map_err(|e| {
                 let mut f = Failure::io("verifying the patched file", &e);
@@ -435,7 +633,7 @@ impl Transfer {
             if result.is_ok() {
                 metrics().transfer_duration.observe(started.elapsed().as_secs_f64());
             }
-            ctx.notify(Finished { conn, sha256: sha, delta, result });
+            ctx.notify(Finished { conn, sha256: sha, delta: true, result });
             let _ = act;
         }));
         Some(tx)
@@ -493,7 +691,7 @@ impl Transfer {
                         let _permit = permit;
                         rdiff::delta(&sig, file, w).map(drop).map_err(std::io::Error::other)
                     }));
-                    out.do_send(PeerOut::Produce { header, produce });
+                    out.do_send(PeerOut::Produce { header, produce, compressible: true });
                 }
                 Ok(None) => out.do_send(PeerOut::Send(vec![NotPresent { sha256: sha }.into()])),
                 Err(ServeFailure::Cannot(message)) => {
@@ -541,6 +739,22 @@ impl Read for SinkReader {
     }
 }
 
+/// Whether the `len` bytes at `start` of `f` are worth deflating: a 64 KiB sample from
+/// their start, deflated at the fastest level, shrinks by at least a tenth. (JPEG, video,
+/// archives and encrypted data do not; text, logs, databases and most documents do.)
+fn compresses(f: &File, start: u64, len: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut sample = vec![0u8; usize::try_from(len.min(64 << 10)).unwrap_or(64 << 10)];
+    let Ok(n) = f.read_at(&mut sample, start) else { return true };
+    if n < 512 {
+        // Too little to judge, and too little to matter.
+        return true;
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::with_capacity(n), flate2::Compression::fast());
+    let deflated = std::io::Write::write_all(&mut z, &sample[..n]).and_then(|()| z.finish());
+    deflated.is_ok_and(|d| d.len() * 10 <= n * 9)
+}
+
 /// Opens an installed file with contents `sha` whose stat still matches the index (so we
 /// never send contents we have not hashed); with its size.
 fn open_installed(store: &ShareStore, root: &Path, sha: &Sha256Hash) -> Result<Option<(File, u64)>, String> {
@@ -564,6 +778,7 @@ impl Handler<Finished> for Transfer {
 
     fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
         debug!(conn = msg.conn, sha256 = %msg.sha256, delta = msg.delta, ok = msg.result.is_ok(), "download finished");
+        self.writing.remove(&msg.sha256);
         let full = msg.result.as_ref().err().filter(|e| e.text.starts_with(DISK_FULL)).map(|e| e.text.clone());
         if full.is_some() != self.full {
             self.full = full.is_some();
@@ -612,15 +827,16 @@ impl Handler<ServeGet> for Transfer {
         }
         *lookups += 1;
         let conn = msg.conn;
-        let job = tokio::task::spawn_blocking(move || -> Result<Option<(File, u64)>, String> {
+        let job = tokio::task::spawn_blocking(move || -> Result<Option<(File, u64, bool)>, String> {
             let Some((mut f, size)) = open_installed(&store, &root, &sha256)? else { return Ok(None) };
             let (start, len) = match range {
                 None => (0, size),
                 Some([start, len]) if start.checked_add(len).is_some_and(|end| end <= size) => (start, len),
                 Some(_) => return Err("range outside the file".into()),
             };
+            let compressible = compresses(&f, start, len);
             f.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
-            Ok(Some((f, len)))
+            Ok(Some((f, len, compressible)))
         });
         let out = msg.out;
         ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
@@ -630,9 +846,9 @@ impl Handler<ServeGet> for Transfer {
             let res = joined.unwrap_or_else(|e| Err(e.to_string()));
             debug!(conn, %sha256, found = matches!(res, Ok(Some(_))), "serving a directory.get");
             match res {
-                Ok(Some((file, len))) => {
+                Ok(Some((file, len, compressible))) => {
                     let header = Message::from(Data { sha256, range });
-                    out.do_send(PeerOut::File { header, file, len });
+                    out.do_send(PeerOut::File { header, file, len, compressible });
                 }
                 Ok(None) => out.do_send(PeerOut::Send(vec![NotPresent { sha256 }.into()])),
                 Err(message) => out.do_send(PeerOut::Send(vec![GetError { sha256, message }.into()])),

@@ -7,10 +7,11 @@ end, outside the timing), and the time for a 1 KiB change to appear on the other
 (p50 and max over 10 changes), and for a 4 KiB overwrite in the middle of a synced 128 MiB
 file: seconds until it is on the other side and bytes on the wire (both directions, from the
 daemons' /metrics), over 5 edits; and 20 MB through a 1 MB/s upload limit on the sender,
-then through a 1 MB/s download limit on the receiver (seconds; the goal is 20 s).
+then through a 1 MB/s download limit on the receiver (seconds; the goal is 20 s); and a
+10 MiB text file (a server log) with gzip: bytes on the wire against its size.
 
 Usage: benches/sync/run.sh  (builds the release binary, then runs this)
-       python3 benches/sync/bench.py PATH/TO/clearskies [--workdir DIR] [--only large|small|latency|delta|limit]
+       python3 benches/sync/bench.py PATH/TO/clearskies [--workdir DIR] [--only large|small|latency|delta|limit|gzip]
 """
 
 import argparse
@@ -265,11 +266,46 @@ def limited(binary, work, which):
         b.stop()
 
 
+def gzip_text(binary, work):
+    base = os.path.join(work, "gzip")
+    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
+    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
+    os.makedirs(src)
+    rng = random.Random(6)
+    words = ["GET", "POST", "/api/items", "/static/app.js", "200", "304", "404", "user=", "ms", "INFO", "WARN"]
+    with open(os.path.join(src, "server.log"), "w") as f:
+        size = 0
+        i = 0
+        while size < 10 << 20:
+            line = f"2026-11-24T06:{i // 60 % 60:02}:{i % 60:02}Z " + " ".join(rng.choice(words) for _ in range(8)) + f" {rng.randrange(1000)}\n"
+            f.write(line)
+            size += len(line)
+            i += 1
+    a.start()
+    b.start()
+    try:
+        code = a.json("share", src)["access_code"]
+        while a.json("list")["shares"][0]["status"] != "idle":
+            time.sleep(0.05)
+        before = a.sent_bytes()
+        t0 = time.monotonic()
+        b.run("attach", code, dst, "--peer", a.listen())
+        wait_same_sizes(src, dst)
+        secs = time.monotonic() - t0
+        time.sleep(0.5)
+        wire = a.sent_bytes() - before
+        return {"case": "10 MiB text, gzip", "bytes": size, "wire_bytes": int(wire),
+                "wire_ratio": round(wire / size, 3), "seconds": round(secs, 2)}
+    finally:
+        a.stop()
+        b.stop()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("binary")
     p.add_argument("--workdir")
-    p.add_argument("--only", choices=["large", "small", "latency", "delta", "limit"])
+    p.add_argument("--only", choices=["large", "small", "latency", "delta", "limit", "gzip"])
     p.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs) afterwards")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="clearskies-bench-", dir=args.workdir)
@@ -282,6 +318,8 @@ def main():
             print(json.dumps(latency(args.binary, work)), flush=True)
         if args.only in (None, "delta"):
             print(json.dumps(delta(args.binary, work)), flush=True)
+        if args.only in (None, "gzip"):
+            print(json.dumps(gzip_text(args.binary, work)), flush=True)
         if args.only in (None, "limit"):
             for which in ("upload", "download"):
                 print(json.dumps(limited(args.binary, work, which)), flush=True)

@@ -33,8 +33,12 @@ pub enum GzipError {
     Truncated,
 }
 
-/// Compresses one whole encoded message into its `<length>:<zlib stream>` form.
+/// Compresses one whole encoded message into its `<length>:<zlib stream>` form. Level 0
+/// writes stored blocks directly (incompressible data costs one copy and a checksum).
 pub fn compress(message: &[u8], level: u32) -> Vec<u8> {
+    if level == 0 {
+        return stored(message);
+    }
     let mut z =
         flate2::write::ZlibEncoder::new(Vec::with_capacity(message.len() / 2 + 64), Compression::new(level.min(9)));
     // Writing to a Vec cannot fail, so the error arm is never taken.
@@ -43,6 +47,35 @@ pub fn compress(message: &[u8], level: u32) -> Vec<u8> {
     out.extend_from_slice(compressed.len().to_string().as_bytes());
     out.push(b':');
     out.extend_from_slice(&compressed);
+    out
+}
+
+/// A zlib stream of stored (uncompressed) deflate blocks, framed: what level 0 produces,
+/// without a deflater's buffering.
+fn stored(message: &[u8]) -> Vec<u8> {
+    const MAX_BLOCK: usize = 65_535;
+    let blocks = message.len().div_ceil(MAX_BLOCK).max(1);
+    let zlen = 2 + blocks * 5 + message.len() + 4;
+    let prefix = zlen.to_string();
+    let mut out = Vec::with_capacity(prefix.len() + 1 + zlen);
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(b':');
+    // CMF: deflate with a 32 KiB window; FLG: fastest, no dictionary, (CMF·256 + FLG) % 31 = 0.
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut pieces = message.chunks(MAX_BLOCK).peekable();
+    if message.is_empty() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(piece) = pieces.next() {
+        out.push(u8::from(pieces.peek().is_none()));
+        let n = u16::try_from(piece.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(!n).to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+    let mut adler = adler2::Adler32::new();
+    adler.write_slice(message);
+    out.extend_from_slice(&adler.checksum().to_be_bytes());
     out
 }
 
@@ -145,6 +178,8 @@ impl Inflater {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     fn inflate_all(wire: &[u8], step: usize, max_out: usize) -> Result<Vec<u8>, GzipError> {
@@ -169,6 +204,19 @@ mod tests {
             assert_eq!(out.len(), a.len() + b.len());
             assert_eq!(&out[..a.len()], &a[..]);
             assert_eq!(&out[a.len()..], &b[..]);
+        }
+    }
+
+    #[test]
+    fn stored_blocks_are_valid_zlib() {
+        for len in [0usize, 1, 65_534, 65_535, 65_536, 200_001] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let wire = compress(&data, 0);
+            assert_eq!(inflate_all(&wire, 4096, 1 << 16).unwrap(), data, "{len} bytes through our inflater");
+            let z = &wire[wire.iter().position(|&b| b == b':').unwrap() + 1..];
+            let mut plain = Vec::new();
+            flate2::read::ZlibDecoder::new(z).read_to_end(&mut plain).unwrap();
+            assert_eq!(plain, data, "{len} bytes through flate2's decoder");
         }
     }
 

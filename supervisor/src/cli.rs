@@ -60,6 +60,14 @@ pub(crate) enum Command {
         /// Without --peer: how long to look for one, in seconds.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
         timeout: u64,
+        /// Sync only this directory of the share (e.g. photos/2024); it appears at the
+        /// same place under PATH.
+        #[arg(long)]
+        subtree: Option<String>,
+        /// Never sync paths matching this pattern (gitignore syntax, e.g. '*.tmp' or
+        /// 'cache/'); repeat for more. A .clearskiesignore file in the share root adds more.
+        #[arg(long)]
+        exclude: Vec<String>,
     },
     /// List shared directories.
     List {

@@ -418,12 +418,20 @@ pub(crate) fn attach(
     path: &std::path::Path,
     peer: Option<&str>,
     timeout: u64,
+    subtree: Option<&str>,
+    exclude: &[String],
 ) -> anyhow::Result<()> {
     // Check the code locally first: a typo is caught without touching the network.
     let parsed: clearskies_protocol::access_code::AccessCode = code.parse().context("invalid access code")?;
     let abs = if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) };
     let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
     let mut request = json!({ "type": "add_share", "code": parsed.to_string(), "path": p, "timeout": timeout });
+    if let Some(subtree) = subtree {
+        request["subtree"] = json!(subtree);
+    }
+    if !exclude.is_empty() {
+        request["exclude"] = json!(exclude);
+    }
     match peer {
         Some(peer) => request["peer"] = json!(peer),
         None => {

@@ -78,8 +78,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Share { path, mode, expires_hours, multi_use, json } => {
             daemon::share(&config()?, &path, &mode, expires_hours, multi_use, json).map(|()| ExitCode::SUCCESS)
         }
-        Command::Attach { code, path, peer, timeout } => {
-            daemon::attach(&config()?, &code, &path, peer.as_deref(), timeout).map(|()| ExitCode::SUCCESS)
+        Command::Attach { code, path, peer, timeout, subtree, exclude } => {
+            daemon::attach(&config()?, &code, &path, peer.as_deref(), timeout, subtree.as_deref(), &exclude)
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Peers { json } => daemon::peers(&config()?, json).map(|()| ExitCode::SUCCESS),

@@ -193,7 +193,14 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
                 Some(code) => {
                     let peer = request.get("peer").and_then(Value::as_str).map(str::to_owned);
                     let timeout = request.get("timeout").and_then(Value::as_u64);
-                    let msg = AddShare { code: code.to_owned(), path, peer, timeout };
+                    let subtree = request.get("subtree").and_then(Value::as_str).map(str::to_owned);
+                    let exclude = request
+                        .get("exclude")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .unwrap_or_default();
+                    let selection = crate::share::filter::Selection { subtree, exclude };
+                    let msg = AddShare { code: code.to_owned(), path, peer, timeout, selection };
                     (reply(targets.add_share.send(msg).await), None)
                 }
                 None => (error("missing_code", "the command needs a \"code\""), None),

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -17,10 +18,11 @@ use actix::{
 use clearskies_protocol::message::database::UpdatesDone;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::time::Timestamp;
-use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
+use clearskies_protocol::{PeerId, RecordUuid};
 use tracing::{debug, error, info, warn};
 
 use super::apply::{Applier, Outcome};
+use super::filter::Filter;
 use super::messages::{
     DiskFull, Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan, ShareLink, ShareStatus,
     StopShare, SyncMessage,
@@ -63,11 +65,24 @@ pub struct ShareState {
     root: PathBuf,
     store: ShareStore,
     me: PeerId,
+    /// Selective sync, as the worker applies it.
+    filter: Filter,
+    /// The same, for status queries (updated when the ignore file changes).
+    shared_filter: Arc<Mutex<Filter>>,
 }
 
 impl ShareState {
     fn applier<'a>(&'a self, new_uuid: &'a mut dyn FnMut() -> RecordUuid) -> Applier<'a> {
-        Applier::new(&self.root, &self.store, self.me, now(), new_uuid)
+        Applier::new(&self.root, &self.store, self.me, now(), new_uuid).with_filter(&self.filter)
+    }
+
+    /// Reads `.clearskiesignore` again if it changed; whether it did.
+    fn refresh_filter(&mut self) -> bool {
+        if !self.filter.refresh() {
+            return false;
+        }
+        *self.shared_filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.filter.clone();
+        true
     }
 }
 
@@ -111,6 +126,8 @@ pub struct Share {
     last_synced: Option<u64>,
     /// Downloads fail because the disk is full (why).
     disk_full: Option<String>,
+    /// Selective sync (ignored paths' pending records are not "out of sync").
+    filter: Arc<Mutex<Filter>>,
 }
 
 impl Share {
@@ -121,15 +138,16 @@ impl Share {
     /// share's worker thread has ended after the actor is gone (a restart waits for it, so
     /// two threads never work on one share).
     pub fn spawn(
-        root: PathBuf,
-        me: PeerId,
-        mode: &'static str,
+        config: &super::registry::ShareConfig,
         store: ShareStore,
         joined: bool,
-        id: Sha256Hash,
         crashed: Recipient<Crashed>,
     ) -> std::io::Result<(Addr<Share>, Exited)> {
-        let state = ShareState { root: root.clone(), store: store.clone(), me };
+        let (root, me, mode, id) = (config.path.clone(), config.peer_id, config.mode(), config.id);
+        let filter = Filter::new(&root, &config.selection);
+        let shared_filter = Arc::new(Mutex::new(filter.clone()));
+        let state =
+            ShareState { root: root.clone(), store: store.clone(), me, filter, shared_filter: shared_filter.clone() };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
         let exited = worker.exited();
         let on_share = Crashed { kind: ActorKind::Share, share: Some(id), conn: None };
@@ -163,6 +181,7 @@ impl Share {
                 in_sync_since: None,
                 last_synced: None,
                 disk_full: None,
+                filter: shared_filter,
             },
             crashed,
             on_share,
@@ -192,6 +211,7 @@ impl Share {
         self.state = State::Scanning;
         let started = Instant::now();
         let job = self.worker.run(|s: &mut ShareState| {
+            let refreshed = s.refresh_filter();
             let report = run_scan(s)?;
             let mut changed = Vec::with_capacity(report.changed.len());
             for p in &report.changed {
@@ -199,15 +219,19 @@ impl Share {
                     changed.push(r);
                 }
             }
-            Ok::<_, ScanError>((report, changed))
+            // Paths the ignore file no longer ignores: peers' versions come now.
+            let mut uuid = new_uuid;
+            let fetch = if refreshed { s.applier(&mut uuid).resume()? } else { Vec::new() };
+            Ok::<_, ScanError>((report, changed, fetch))
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             metrics().scan_duration.observe(started.elapsed().as_secs_f64());
             act.state = match joined {
-                Ok(Ok((report, changed))) => {
+                Ok(Ok((report, changed, fetch))) => {
                     info!(root = %act.root.display(), entries = report.entries, hashed = report.hashed_files,
                         changed = report.changed.len(), "scan complete");
                     act.announce(changed.into_iter().map(|r| (None, r)).collect());
+                    act.fetch(fetch);
                     State::Idle
                 }
                 Ok(Err(e @ ScanError::RootMissing(_))) => {
@@ -375,7 +399,7 @@ fn new_uuid() -> RecordUuid {
 
 fn run_scan(s: &ShareState) -> Result<super::scan::ScanReport, ScanError> {
     let mut uuid = new_uuid;
-    let mut ctx = ScanContext { me: s.me, now: now(), new_uuid: &mut uuid };
+    let mut ctx = ScanContext { me: s.me, now: now(), new_uuid: &mut uuid, filter: Some(&s.filter) };
     scan(&s.root, &s.store, &mut ctx)
 }
 
@@ -576,8 +600,20 @@ impl Handler<Downloaded> for Share {
 }
 
 /// What `list_shares` reports from the index: the stored totals (no scan of the records).
-fn count(store: &ShareStore) -> Result<(super::store::Totals, u64), super::store::StoreError> {
-    Ok((store.totals()?, store.revision().unwrap_or(0)))
+fn count(store: &ShareStore, filter: &Filter) -> Result<(super::store::Totals, u64), super::store::StoreError> {
+    let mut totals = store.totals()?;
+    // Peers' files this replica ignores wait forever by design: they are not on this disk
+    // and not out of sync.
+    for (_, p) in store.all_waiting()? {
+        if filter.ignores(&p, false) {
+            let size = store.get(&p)?.and_then(|r| r.size).unwrap_or(0);
+            totals.files = totals.files.saturating_sub(1);
+            totals.bytes = totals.bytes.saturating_sub(size);
+            totals.pending_files = totals.pending_files.saturating_sub(1);
+            totals.pending_bytes = totals.pending_bytes.saturating_sub(size);
+        }
+    }
+    Ok((totals, store.revision().unwrap_or(0)))
 }
 
 impl Handler<GetShareStatus> for Share {
@@ -598,8 +634,9 @@ impl Handler<GetShareStatus> for Share {
         let peers_caught_up = self.subscribers.values().all(|s| s.caught_up);
         let peers = self.subscribers.len();
         let (path, mode, store) = (self.root.display().to_string(), self.mode, self.store.clone());
+        let filter = self.filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let status = async move {
-            let counted = tokio::task::spawn_blocking(move || count(&store))
+            let counted = tokio::task::spawn_blocking(move || count(&store, &filter))
                 .await
                 .unwrap_or_else(|e| Err(super::store::StoreError::Corrupt(format!("counting failed: {e}"))));
             let ((c, revision), failed) = match counted {

@@ -71,6 +71,8 @@ pub struct Applier<'a> {
     dirty: BTreeSet<PathBuf>,
     /// Records whose disk work failed (left pending, to retry).
     pub failures: usize,
+    /// Selective sync: paths left alone.
+    filter: Option<&'a super::filter::Filter>,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -123,7 +125,14 @@ impl<'a> Applier<'a> {
         now: Timestamp,
         new_uuid: &'a mut dyn FnMut() -> RecordUuid,
     ) -> Self {
-        Applier { root, store, me, now, new_uuid, dirty: BTreeSet::new(), failures: 0 }
+        Applier { root, store, me, now, new_uuid, dirty: BTreeSet::new(), failures: 0, filter: None }
+    }
+
+    /// Leaves the paths `filter` ignores alone: their records stay pending, nothing of them
+    /// is created, fetched or deleted here (selective sync).
+    pub fn with_filter(mut self, filter: &'a super::filter::Filter) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// Makes the directory changes so far durable, then writes `records` (and a new revision).
@@ -277,6 +286,9 @@ impl<'a> Applier<'a> {
     /// Carries out pending records on disk (see the module documentation); returns the
     /// contents that must come from a peer.
     pub fn execute(&mut self, mut pending: Vec<Record>) -> Result<Vec<Fetch>, StoreError> {
+        if let Some(f) = self.filter {
+            pending.retain(|r| !f.ignores(&r.path, r.kind == EntryKind::Directory));
+        }
         let mut fetch = Vec::new();
         if pending.is_empty() {
             return Ok(fetch);
@@ -486,14 +498,23 @@ impl<'a> Applier<'a> {
                 if !r.wants_content() || r.sha256 != Some(sha) {
                     continue;
                 }
+                if self.filter.is_some_and(|f| f.ignores(&p, false)) {
+                    continue;
+                }
                 let (size, mode, mtime) = (r.size.unwrap_or(0), r.unix_mode, r.mtime);
                 let source = match temp.take() {
-                    Some(t) if t.parent() == full_path(self.root, &p).parent() => Some(t),
+                    // The verified download itself is renamed onto the first path (the
+                    // partial file is inside the share, on its filesystem).
                     Some(t) => {
-                        // The temp file sits next to another path: copy from it instead.
-                        let res = fsops::copy_verified(self.root, &t, &p, &sha, size, mode, mtime);
-                        temp = Some(t);
-                        res.map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents")).ok()
+                        // Its mode and mtime were those of the path it was fetched for.
+                        match fsops::update_file_meta(&t, mode, mtime) {
+                            Ok(_) => Some(t),
+                            Err(e) => {
+                                warn!(path = %p, error = %e, "cannot set the downloaded file's mode or mtime");
+                                temp = Some(t);
+                                None
+                            }
+                        }
                     }
                     None => first.as_ref().map(|q| full_path(self.root, q)).and_then(|from| {
                         fsops::copy_verified(self.root, &from, &p, &sha, size, mode, mtime)

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod apply;
+pub mod filter;
 pub mod fsops;
 pub mod messages;
 pub mod record;

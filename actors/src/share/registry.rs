@@ -36,6 +36,9 @@ pub struct ShareConfig {
     /// Peer addresses we know for this share (`HOST:PORT`), re-dialled after restarts.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// Selective sync chosen when joining (subtree, exclude patterns).
+    #[serde(default)]
+    pub selection: super::filter::Selection,
 }
 
 impl ShareConfig {
@@ -193,6 +196,7 @@ pub fn create_share(store: &Store, data_dir: &Path, path: &Path, now: Timestamp)
         access_level: AccessLevel::ReadWrite,
         created: now,
         peers: Vec::new(),
+        selection: super::filter::Selection::default(),
     };
     register(store, data_dir, config, &keys)
 }
@@ -313,12 +317,11 @@ pub fn key_verifier(key_id: &Sha256Hash, key: &SecretKey) -> VerifierRecord {
 pub fn join_share(
     store: &Store,
     data_dir: &Path,
-    path: &Path,
-    peer_id: PeerId,
+    joining: Joining<'_>,
     keys: &clearskies_protocol::message::core::Keys,
-    via: &str,
     now: Timestamp,
 ) -> Result<ShareConfig, RegistryError> {
+    let Joining { path, peer_id, via, selection } = joining;
     let entry = keys
         .keys
         .iter()
@@ -337,8 +340,22 @@ pub fn join_share(
         access_level: keys.access_level,
         created: now,
         peers: vec![via.to_owned()],
+        selection,
     };
     register(store, data_dir, config, &ShareKeys { key_id, key })
+}
+
+/// Who joins a share, where, through whom, keeping what.
+#[derive(Debug)]
+pub struct Joining<'a> {
+    /// Where the share goes (created if missing).
+    pub path: &'a Path,
+    /// Our new peer ID in it.
+    pub peer_id: PeerId,
+    /// The peer we joined through (`HOST:PORT`).
+    pub via: &'a str,
+    /// Selective sync.
+    pub selection: super::filter::Selection,
 }
 
 /// The code with this access ID, if one was issued (one key lookup, not a scan).

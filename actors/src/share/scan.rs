@@ -66,6 +66,8 @@ pub struct ScanContext<'a> {
     pub now: Timestamp,
     /// New record UUIDs (from a CSPRNG in the daemon, a counter in tests).
     pub new_uuid: &'a mut dyn FnMut() -> RecordUuid,
+    /// Selective sync: paths neither indexed nor treated as deleted.
+    pub filter: Option<&'a super::filter::Filter>,
 }
 
 impl std::fmt::Debug for ScanContext<'_> {
@@ -108,7 +110,7 @@ struct Found {
 
 /// Lists the tree below `root`: regular files and directories, not following symlinks,
 /// skipping our metadata directory, temporary files and names that are not UTF-8.
-fn walk(root: &Path) -> Result<Vec<Found>, ScanError> {
+fn walk(root: &Path, filter: Option<&super::filter::Filter>) -> Result<Vec<Found>, ScanError> {
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| ScanError::Io { path, source }
@@ -146,6 +148,9 @@ fn walk(root: &Path) -> Result<Vec<Found>, ScanError> {
                 Err(e) => return Err(io_err(&entry.path())(e)),
             };
             let ft = meta.file_type();
+            if filter.is_some_and(|f| f.ignores(&child, ft.is_dir())) {
+                continue; // selective sync: not ours to index (nor what is inside)
+            }
             if ft.is_dir() {
                 stack.push((entry.path(), child.clone()));
             } else if !ft.is_file() {
@@ -167,7 +172,7 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
     if !root_is_present(root) {
         return Err(ScanError::RootMissing(root.to_owned()));
     }
-    let found = walk(root)?;
+    let found = walk(root, ctx.filter)?;
     let mut report = ScanReport { entries: found.len(), ..ScanReport::default() };
     let mut rev = store.revision()?;
     let mut changed: Vec<Record> = Vec::new();
@@ -281,6 +286,10 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         if seen.contains(&old.path) {
             continue;
         }
+        if ctx.filter.is_some_and(|f| f.ignores(&old.path, old.kind == EntryKind::Directory)) {
+            // Ignored here: never a local deletion.
+            continue;
+        }
         if old.deleted || old.pending || old.wants_content() {
             // A deletion done, or a peer's version not here yet: nothing to announce.
             if old.local.is_some() || old.pending && old.deleted {
@@ -383,8 +392,12 @@ mod tests {
                 counter += 1;
                 RecordUuid([counter; 16])
             };
-            let mut ctx =
-                ScanContext { me: PeerId([9; 16]), now: Timestamp::new(1, 0).unwrap(), new_uuid: &mut new_uuid };
+            let mut ctx = ScanContext {
+                me: PeerId([9; 16]),
+                now: Timestamp::new(1, 0).unwrap(),
+                new_uuid: &mut new_uuid,
+                filter: None,
+            };
             let r = scan(self.root.path(), &self.store, &mut ctx);
             self.counter = counter;
             r

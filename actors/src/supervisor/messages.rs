@@ -182,6 +182,8 @@ pub struct AddShare {
     pub peer: Option<String>,
     /// How long discovery may look, in seconds (default 60, at most 600).
     pub timeout: Option<u64>,
+    /// Selective sync: only a subtree, and patterns never synced here.
+    pub selection: crate::share::filter::Selection,
 }
 
 /// `list_peers`: connected sessions and remembered peers being dialled.

@@ -137,6 +137,8 @@ pub struct Supervisor {
     /// Attaches waiting for discovery to find a peer: access ID → (our new peer ID, where
     /// found addresses go).
     seeking: BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<SocketAddr>>)>,
+    /// Selective sync asked for by attaches under way, by the path they join into.
+    selections: BTreeMap<PathBuf, crate::share::filter::Selection>,
     /// Addresses found by discovery, by (share, address): the source (`tracker`, `lan`).
     found: BTreeMap<(Sha256Hash, SocketAddr), &'static str>,
     /// Dials to discovered addresses in progress.
@@ -187,6 +189,7 @@ impl Supervisor {
             dials: BTreeMap::new(),
             discovery: None,
             seeking: BTreeMap::new(),
+            selections: BTreeMap::new(),
             found: BTreeMap::new(),
             found_dialing: BTreeSet::new(),
             metrics_server: None,
@@ -351,15 +354,7 @@ impl Supervisor {
             Ok(store) => {
                 let joined = !config.peers.is_empty();
                 let crashed = ctx.address().recipient();
-                match Share::spawn(
-                    config.path.clone(),
-                    config.peer_id,
-                    config.mode(),
-                    store,
-                    joined,
-                    config.id,
-                    crashed,
-                ) {
+                match Share::spawn(&config, store, joined, crashed) {
                     Ok((addr, exited)) => {
                         if self.paused {
                             addr.do_send(SetTransfersPaused(true));
@@ -956,8 +951,11 @@ impl Handler<JoinShare> for Supervisor {
     fn handle(&mut self, msg: JoinShare, _: &mut Context<Self>) -> Self::Result {
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
         let now = crate::share::actor::now();
+        let selection = self.selections.remove(&msg.path).unwrap_or_default();
         let job = tokio::task::spawn_blocking(move || {
-            registry::join_share(&store, &data_dir, &msg.path, msg.peer_id, &msg.keys, &msg.via.to_string(), now)
+            let via = msg.via.to_string();
+            let joining = registry::Joining { path: &msg.path, peer_id: msg.peer_id, via: &via, selection };
+            registry::join_share(&store, &data_dir, joining, &msg.keys, now)
         });
         Box::pin(job.into_actor(self).map(|joined, act, ctx| {
             let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
@@ -1023,6 +1021,10 @@ impl Handler<AddShare> for Supervisor {
     type Result = ResponseActFuture<Self, Result<ShareCreated, CommandError>>;
 
     fn handle(&mut self, msg: AddShare, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(message) = msg.selection.validate() {
+            return Box::pin(actix::fut::ready(Err(CommandError::new("bad_selection", message))));
+        }
+        self.selections.insert(msg.path.clone(), msg.selection.clone());
         let tls = self.tls.clone();
         let targets = Self::peer_targets(ctx);
         let path_taken = self.share_by_path(&msg.path).map(|c| c.path.clone());

@@ -43,7 +43,7 @@ impl Fixture {
             c += 1;
             RecordUuid([c; 16])
         };
-        let mut ctx = ScanContext { me: ME, now: Timestamp::new(10, 0).unwrap(), new_uuid: &mut uuid };
+        let mut ctx = ScanContext { me: ME, now: Timestamp::new(10, 0).unwrap(), new_uuid: &mut uuid, filter: None };
         scan(self.root.path(), &self.store, &mut ctx).unwrap();
         self.counter = c;
     }

@@ -1,0 +1,80 @@
+//! Selective sync: a subtree, exclude patterns and `.clearskiesignore`, all local choices.
+
+use std::fs;
+use std::path::Path;
+
+use crate::util::{stderr, wait_for, Daemon};
+
+fn write(p: &Path, data: &[u8]) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+fn files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let rel = e.path().strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+            if rel == ".clearskies" {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn subtree_exclude_and_ignore_file_keep_only_what_was_chosen() {
+    let (a, b, c) = (Daemon::start(), Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb, rc) = (base.path().join("a"), base.path().join("b"), base.path().join("c"));
+    for f in ["photos/2024/a.jpg", "photos/2024/trip/b.jpg", "photos/2023/c.jpg", "docs/d.txt", "e.tmp"] {
+        write(&ra.join(f), f.as_bytes());
+    }
+    let code = a.share_code(&ra, &["--multi-use"]);
+
+    // A bad selection is refused before anything is joined.
+    let bad = b.cs.run(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen(), "--subtree", "../etc"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("subtree"), "{}", stderr(&bad));
+
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen(), "--subtree", "photos/2024"]);
+    let c_args = ["--exclude", "*.tmp", "--exclude", "docs/"];
+    c.cs.ok(&[&["attach", &code, rc.to_str().unwrap(), "--peer", &a.listen()][..], &c_args].concat());
+    // `wait` finishes: what a replica ignores is not "out of sync".
+    b.cs.ok(&["wait", rb.to_str().unwrap(), "--timeout", "60"]);
+    c.cs.ok(&["wait", rc.to_str().unwrap(), "--timeout", "60"]);
+    assert_eq!(files(&rb), ["photos/2024/a.jpg", "photos/2024/trip/b.jpg"]);
+    assert_eq!(files(&rc), ["photos/2023/c.jpg", "photos/2024/a.jpg", "photos/2024/trip/b.jpg"]);
+    let list = c.cs.json(&["list", "--json"]);
+    assert_eq!(list["shares"][0]["pending_files"], 0, "{list}");
+
+    // Local files in ignored places stay local; deleting an ignored file elsewhere deletes
+    // nothing here, and nothing ignored is ever deleted on the peers.
+    write(&rc.join("docs/mine.txt"), b"c's own");
+    write(&rc.join("scratch.tmp"), b"c's scratch");
+    write(&rb.join("photos/2024/new.jpg"), b"from b");
+    wait_for("b's photo on a", || ra.join("photos/2024/new.jpg").exists().then_some(()));
+    c.cs.ok(&["wait", rc.to_str().unwrap(), "--timeout", "60"]);
+    assert!(!ra.join("docs/mine.txt").exists() && !ra.join("scratch.tmp").exists());
+    assert!(ra.join("docs/d.txt").exists() && ra.join("e.tmp").exists() && ra.join("photos/2023/c.jpg").exists());
+
+    // .clearskiesignore: an ordinary synced file whose patterns apply from the next scan.
+    write(&rc.join(".clearskiesignore"), b"*.log\n");
+    wait_for("the ignore file on a", || ra.join(".clearskiesignore").exists().then_some(()));
+    write(&rc.join("build.log"), b"built");
+    write(&rc.join("notes.txt"), b"noted");
+    wait_for("the note on a", || ra.join("notes.txt").exists().then_some(()));
+    c.cs.ok(&["wait", rc.to_str().unwrap(), "--timeout", "60"]);
+    assert!(!ra.join("build.log").exists(), "an ignored file was sent");
+    // Lifting the pattern sends what it held back.
+    write(&rc.join(".clearskiesignore"), b"# nothing\n");
+    wait_for("the log on a once no longer ignored", || ra.join("build.log").exists().then_some(()));
+    assert_eq!(fs::read(ra.join("build.log")).unwrap(), b"built");
+}

@@ -77,12 +77,13 @@ struct ChunkWriter {
 }
 
 impl ChunkWriter {
-    /// Sends what is buffered.
+    /// Sends what is buffered (the buffer goes as it is; the next one is allocated when
+    /// needed, at the size still expected).
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let data = std::mem::take(&mut self.buf);
         let permits = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let gone = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
         let permit = self.handle.block_on(self.budget.clone().acquire_many_owned(permits)).map_err(|_| gone())?;
@@ -94,8 +95,39 @@ impl ChunkWriter {
     }
 }
 
+impl ChunkWriter {
+    /// Sends `len` bytes of `file` from its position, read straight into the chunks.
+    fn send_file(&mut self, mut file: std::fs::File, len: u64) -> std::io::Result<()> {
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+            self.buf.resize(want, 0);
+            let mut got = 0;
+            while got < want {
+                match file.read(&mut self.buf[got..want]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.buf.truncate(got);
+            // Shorter than announced (changed under us): the receiver's hash check refuses it.
+            if got == 0 {
+                break;
+            }
+            self.send()?;
+            left -= got as u64;
+        }
+        Ok(())
+    }
+}
+
 impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(CHUNK);
+        }
         let n = data.len().min(CHUNK - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() == CHUNK {
@@ -109,29 +141,12 @@ impl Write for ChunkWriter {
     }
 }
 
-/// Copies `len` bytes of `file` from its position into `w` in [`CHUNK`]-sized reads.
-fn copy_file(w: &mut dyn Write, mut file: std::fs::File, len: u64) -> std::io::Result<()> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-        let mut got = 0;
-        while got < want {
-            match file.read(&mut buf[got..want]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        // Shorter than announced (changed under us): the receiver's hash check refuses it.
-        if got == 0 {
-            break;
-        }
-        w.write_all(&buf[..got])?;
-        left -= got as u64;
-    }
-    Ok(())
+/// What an attachment's bytes come from.
+enum Body {
+    /// `len` bytes of a file from its position.
+    File(std::fs::File, u64),
+    /// Whatever the producer writes.
+    Produce(Producer),
 }
 
 /// The file being sent is done (or could not be read further).
@@ -494,11 +509,10 @@ impl Peer {
                 }
             }
             PeerOut::File { header, file, len, compressible } => {
-                let produce = Producer(Box::new(move |w: &mut dyn Write| copy_file(w, file, len)));
-                self.start_attachment(&header, produce, compressible, ctx);
+                self.start_attachment(&header, Body::File(file, len), compressible, ctx);
             }
             PeerOut::Produce { header, produce, compressible } => {
-                self.start_attachment(&header, produce, compressible, ctx)
+                self.start_attachment(&header, Body::Produce(produce), compressible, ctx)
             }
             PeerOut::Close(reason) => self.close_for(reason),
         }
@@ -506,7 +520,7 @@ impl Peer {
 
     /// Sends `header` with the attachment `produce` writes, on a blocking thread, in
     /// [`CHUNK`]s under the connection's send budget.
-    fn start_attachment(&mut self, header: &Message, produce: Producer, compressible: bool, ctx: &mut Context<Self>) {
+    fn start_attachment(&mut self, header: &Message, body: Body, compressible: bool, ctx: &mut Context<Self>) {
         let started = if compressible {
             self.session.send_with_attachment(header)
         } else {
@@ -528,11 +542,14 @@ impl Peer {
             addr: ctx.address(),
             budget: self.budget.clone(),
             handle: tokio::runtime::Handle::current(),
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::new(),
         };
         let remote = self.remote;
         tokio::task::spawn_blocking(move || {
-            let produced = (produce.0)(&mut w).and_then(|()| w.send());
+            let produced = match body {
+                Body::File(file, len) => w.send_file(file, len),
+                Body::Produce(produce) => (produce.0)(&mut w).and_then(|()| w.send()),
+            };
             if let Err(e) = produced {
                 debug!(%remote, error = %e, "attachment ended early");
             }
@@ -603,6 +620,7 @@ impl Peer {
                         addr: self.remote,
                         redial: self.redial(),
                         rsync: self.rsync,
+                        gzip: self.gzip.load(Ordering::Relaxed),
                     };
                     let ask = self.targets.connected.send(connected);
                     self.pause_for(

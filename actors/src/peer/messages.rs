@@ -96,6 +96,8 @@ pub struct PeerConnected {
     pub redial: Redial,
     /// Both sides speak the `rsync` extension (delta transfers).
     pub rsync: bool,
+    /// The connection uses `gzip`.
+    pub gzip: bool,
 }
 
 /// How a lost connection is re-established.

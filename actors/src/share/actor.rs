@@ -496,7 +496,7 @@ impl Handler<PeerUp> for Share {
 
     fn handle(&mut self, msg: PeerUp, ctx: &mut Context<Self>) -> Self::Result {
         let transfer = self.transfer.clone();
-        transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone(), rsync: msg.rsync });
+        transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone(), rsync: msg.rsync, gzip: msg.gzip });
         // Subscribe to the peer's changes: everything newer than what we hold.
         let since = self.store.since().unwrap_or_default();
         let get = clearskies_protocol::message::database::GetUpdates { since };

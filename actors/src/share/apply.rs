@@ -505,6 +505,7 @@ impl<'a> Applier<'a> {
                 let source = match temp.take() {
                     // The verified download itself is renamed onto the first path (the
                     // partial file is inside the share, on its filesystem).
+                    Some(t) if fsops::has_meta(&t, mode, mtime) => Some(t),
                     Some(t) => {
                         // Its mode and mtime were those of the path it was fetched for.
                         match fsops::update_file_meta(&t, mode, mtime) {

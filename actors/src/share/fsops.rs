@@ -105,6 +105,14 @@ pub fn temp_path(parent: &Path, path: &SharePath) -> PathBuf {
     parent.join(temp)
 }
 
+/// Whether the file at `p` already has `mode` and `mtime` (those given).
+pub fn has_meta(p: &Path, mode: Option<u32>, mtime: Option<Timestamp>) -> bool {
+    let Ok(m) = fs::symlink_metadata(p) else { return false };
+    let mode_ok = mode.is_none_or(|want| m.mode() & 0o7777 == want & 0o7777);
+    let mtime_ok = mtime.is_none_or(|t| m.modified().is_ok_and(|got| got == to_system_time(t)));
+    mode_ok && mtime_ok
+}
+
 /// Opens an existing file or directory without following a symlink.
 fn open_nofollow(p: &Path, write: bool) -> io::Result<File> {
     OpenOptions::new().read(!write).write(write).custom_flags(libc::O_NOFOLLOW).open(p)
@@ -239,16 +247,25 @@ impl TempWriter {
     /// continue from.
     pub fn resume(root: &Path, sha: &Sha256Hash, limit: u64) -> io::Result<TempWriter> {
         let dir = partial_dir(root);
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         let path = dir.join(sha.to_string());
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)?;
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        let mut file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The first download of this share: make the directory.
+                fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+                open()?
+            }
+            other => other?,
+        };
         let mut hasher = Sha256::new();
         let mut written = file.metadata()?.len();
         if written > limit {

@@ -77,6 +77,8 @@ pub struct PeerUp {
     pub out: actix::Recipient<crate::peer::messages::PeerOut>,
     /// Both sides speak the `rsync` extension (delta transfers).
     pub rsync: bool,
+    /// The connection uses `gzip`.
+    pub gzip: bool,
 }
 
 /// A peer's session ended.

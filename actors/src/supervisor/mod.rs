@@ -984,7 +984,7 @@ impl Handler<PeerConnected> for Supervisor {
             *failures = 0;
         }
         let share = self.shares.get(&msg.share).map(|(_, addr)| addr.clone());
-        let up = PeerUp { conn: msg.conn, peer: msg.peer, out: msg.out, rsync: msg.rsync };
+        let up = PeerUp { conn: msg.conn, peer: msg.peer, out: msg.out, rsync: msg.rsync, gzip: msg.gzip };
         Box::pin(
             async move {
                 match share {

@@ -26,6 +26,8 @@ pub struct TransferPeerUp {
     pub out: Recipient<PeerOut>,
     /// It speaks the `rsync` extension: changed files may come as deltas.
     pub rsync: bool,
+    /// It uses `gzip`: what we send is sampled for compressibility.
+    pub gzip: bool,
 }
 
 /// A peer connection ended: what it was asked for goes back in the queue.

@@ -78,3 +78,53 @@ fn subtree_exclude_and_ignore_file_keep_only_what_was_chosen() {
     wait_for("the log on a once no longer ignored", || ra.join("build.log").exists().then_some(()));
     assert_eq!(fs::read(ra.join("build.log")).unwrap(), b"built");
 }
+
+#[test]
+fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    // 40 MiB: more than two 16 MiB ranges. Pseudo-random, so every offset is distinct.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let movie: Vec<u8> = (0..40 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_be_bytes()[3]
+        })
+        .collect();
+    write(&ra.join("videos/movie.mkv"), &movie);
+    write(&ra.join("notes.txt"), b"kept here");
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen(), "--exclude", "videos/"]);
+    b.cs.ok(&["wait", rb.to_str().unwrap(), "--timeout", "60"]);
+    assert!(!rb.join("videos").exists());
+
+    let cat = |args: &[&str]| {
+        let o = b.cs.run(&[&["cat", rb.to_str().unwrap()][..], args].concat());
+        assert!(o.status.success(), "cat {args:?}: {}", stderr(&o));
+        o.stdout
+    };
+    // The whole file, from the peer, without a copy left here.
+    assert!(cat(&["videos/movie.mkv"]) == movie, "the streamed file differs");
+    assert!(
+        !rb.join("videos").exists()
+            && !fs::read_dir(rb.join(".clearskies/partial")).is_ok_and(|mut d| d.next().is_some())
+    );
+    // Ranges: the start, across the 16 MiB range boundary, the end, and past the end.
+    let mib16 = 16u64 << 20;
+    for (offset, length) in [(0u64, 10u64), (mib16 - 3, 7), (mib16 * 2 + 12345, 1 << 20), ((40 << 20) - 5, 100)] {
+        let got = cat(&["videos/movie.mkv", "--offset", &offset.to_string(), "--length", &length.to_string()]);
+        let from = offset as usize;
+        let to = (offset + length).min(40 << 20) as usize;
+        assert!(got == movie[from..to], "range {offset}+{length}");
+    }
+    // A file kept here is read locally.
+    assert_eq!(cat(&["notes.txt"]), b"kept here");
+    // Bad input: clear errors.
+    let o = b.cs.run(&["cat", rb.to_str().unwrap(), "videos/none.mkv"]);
+    assert!(!o.status.success() && stderr(&o).contains("no_such_file"), "{}", stderr(&o));
+    let o = b.cs.run(&["cat", rb.to_str().unwrap(), "notes.txt", "--offset", "100"]);
+    assert!(!o.status.success() && stderr(&o).contains("bad_range"), "{}", stderr(&o));
+}

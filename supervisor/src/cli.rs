@@ -89,6 +89,20 @@ pub(crate) enum Command {
         #[arg(long)]
         timeout: Option<u64>,
     },
+    /// Write a file of a share to stdout, from the local copy or streamed from a peer
+    /// (for files this computer does not keep: --subtree, --exclude, not yet arrived).
+    Cat {
+        /// The shared directory.
+        path: std::path::PathBuf,
+        /// The file, relative to the shared directory (e.g. photos/a.jpg).
+        file: String,
+        /// First byte to send.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// How many bytes (default: to the end).
+        #[arg(long)]
+        length: Option<u64>,
+    },
     /// Stop syncing a directory. Its files are kept.
     Detach {
         /// The shared directory.

@@ -1,6 +1,6 @@
 //! A client of the control socket: the CLI talks to the daemon only through this.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -70,5 +70,15 @@ impl Client {
             bail!("{message} ({code})");
         }
         Ok(response)
+    }
+
+    /// After a `read_file` header: copies exactly `length` raw bytes to `out`. Fewer (the
+    /// daemon closed the stream) is an error.
+    pub(crate) fn copy_bytes(&mut self, length: u64, out: &mut dyn Write) -> anyhow::Result<()> {
+        let copied = std::io::copy(&mut (&mut self.reader).take(length), out).context("reading the file's bytes")?;
+        if copied < length {
+            bail!("the stream broke off after {copied} of {length} bytes (see the daemon's log)");
+        }
+        Ok(())
     }
 }

@@ -450,6 +450,30 @@ pub(crate) fn attach(
     ))
 }
 
+/// `clearskies cat PATH FILE`: the file's bytes (or a range) on stdout.
+pub(crate) fn cat(
+    config: &Config,
+    path: &std::path::Path,
+    file: &str,
+    offset: u64,
+    length: Option<u64>,
+) -> anyhow::Result<()> {
+    let dir = absolute_dir(path)?;
+    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let mut request = json!({ "type": "read_file", "path": p, "file": file, "offset": offset });
+    if let Some(length) = length {
+        request["length"] = json!(length);
+    }
+    let mut client = connect(config)?;
+    let header = client.request(&request)?;
+    let n = header.get("length").and_then(Value::as_u64).context("the daemon's answer has no length")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    client.copy_bytes(n, &mut out)?;
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}
+
 /// `clearskies peers`.
 pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
     let answer = connect(config)?.request(&json!({ "type": "list_peers" }))?;

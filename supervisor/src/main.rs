@@ -85,6 +85,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Peers { json } => daemon::peers(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Wait { path, timeout } => daemon::wait(&config()?, &path, timeout).map(|()| ExitCode::SUCCESS),
+        Command::Cat { path, file, offset, length } => {
+            daemon::cat(&config()?, &path, &file, offset, length).map(|()| ExitCode::SUCCESS)
+        }
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),

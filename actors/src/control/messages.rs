@@ -3,8 +3,8 @@
 use actix::Recipient;
 
 use crate::supervisor::messages::{
-    AddShare, CreateAccessCode, CreateShare, GetConfig, GetStatus, InjectFault, ListPeers, ListShares, RemoveShare,
-    SetConfig, SetPaused, Shutdown,
+    AddShare, CreateAccessCode, CreateShare, GetConfig, GetStatus, InjectFault, ListPeers, ListShares, ReadFile,
+    RemoveShare, SetConfig, SetPaused, Shutdown,
 };
 
 /// The actors a control connection talks to, injected by the supervisor.
@@ -32,6 +32,8 @@ pub struct ControlTargets {
     pub get_config: Recipient<GetConfig>,
     /// `set_config`, `set_config_value`.
     pub set_config: Recipient<SetConfig>,
+    /// `read_file`.
+    pub read_file: Recipient<ReadFile>,
     /// `inject_fault`: only with `--danger-fault-injection` (otherwise the command is
     /// `not_understood`).
     pub inject_fault: Option<Recipient<InjectFault>>,

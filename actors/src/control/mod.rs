@@ -23,7 +23,7 @@ pub use self::messages::ControlTargets;
 use crate::metrics::health;
 use crate::supervisor::messages::{
     AddShare, CommandError, CreateAccessCode, CreateShare, Fault, GetConfig, GetStatus, InjectFault, ListPeers,
-    ListShares, RemoveShare, SetConfig, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
+    ListShares, ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
 };
 
 /// Longest accepted command line; a longer one closes that connection.
@@ -113,8 +113,22 @@ async fn serve(stream: UnixStream, software: &str, targets: &ControlTargets) -> 
         }
         let (response, after) = handle(&line, targets).await;
         write_line(&mut write, &response).await?;
-        if let Some(after) = after {
-            after.run(targets);
+        match after {
+            Some(After::Stream(mut rx)) => {
+                // Exactly `length` raw bytes follow the header line; a stream that breaks off
+                // closes the connection (the client sees fewer bytes than announced).
+                while let Some(piece) = rx.recv().await {
+                    match piece {
+                        Ok(bytes) => write.write_all(&bytes).await?,
+                        Err(reason) => {
+                            warn!(%reason, "a file stream broke off");
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Some(after) => after.run(targets),
+            None => {}
         }
     }
 }
@@ -122,12 +136,15 @@ async fn serve(stream: UnixStream, software: &str, targets: &ControlTargets) -> 
 /// Work that must happen after the response is written (so the client sees it).
 enum After {
     Shutdown,
+    /// The bytes of a `read_file`, written after its header line.
+    Stream(crate::share::messages::StreamRx),
 }
 
 impl After {
     fn run(self, targets: &ControlTargets) {
         match self {
             After::Shutdown => targets.shutdown.do_send(Shutdown),
+            After::Stream(_) => {}
         }
     }
 }
@@ -216,6 +233,26 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
                 (reply(targets.create_access_code.send(msg).await), None)
             }
             Err(e) => (e, None),
+        },
+        "read_file" => match (absolute_path(&request), request.get("file").and_then(Value::as_str)) {
+            (Ok(path), Some(file)) => {
+                let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0);
+                let length = request.get("length").and_then(Value::as_u64);
+                let read = crate::share::messages::OpenRead { file: file.to_owned(), offset, length };
+                match targets.read_file.send(ReadFile { path, read }).await {
+                    Ok(Ok(r)) => {
+                        let header = json!({
+                            "size": r.size, "sha256": r.sha256.to_string(), "offset": r.offset,
+                            "length": r.length, "source": r.source,
+                        });
+                        (header, Some(After::Stream(r.rx)))
+                    }
+                    Ok(Err(e)) => (error(&e.error, &e.message), None),
+                    Err(_) => (unavailable(), None),
+                }
+            }
+            (Err(e), _) => (e, None),
+            (_, None) => (error("missing_file", "the command needs a \"file\""), None),
         },
         "get_config" => match targets.get_config.send(GetConfig).await {
             Ok(config) => (json!({ "config": config }), None),

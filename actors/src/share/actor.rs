@@ -409,6 +409,20 @@ pub fn now() -> Timestamp {
     Timestamp::new(i64::try_from(d.as_secs()).unwrap_or(0), d.subsec_nanos()).unwrap_or_default()
 }
 
+impl Share {
+    pub(super) fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    pub(super) fn store(&self) -> &ShareStore {
+        &self.store
+    }
+
+    pub(super) fn transfer(&self) -> &Addr<Transfer> {
+        &self.transfer
+    }
+}
+
 impl Actor for Share {
     type Context = Context<Self>;
 

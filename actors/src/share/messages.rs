@@ -140,3 +140,36 @@ pub struct Downloaded {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct DiskFull(pub Option<String>);
+
+/// The bytes of a stream (`read_file`): pieces in order, or why it broke off.
+pub type StreamRx = tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>;
+
+/// `read_file`: streams a file of the share, from the local copy if it is here and as
+/// indexed, else from a connected peer, without keeping a copy.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Reading, crate::supervisor::messages::CommandError>")]
+pub struct OpenRead {
+    /// The file, relative to the share root (`photos/a.jpg`).
+    pub file: String,
+    /// First byte.
+    pub offset: u64,
+    /// How many bytes (`None`: to the end).
+    pub length: Option<u64>,
+}
+
+/// A stream being read.
+#[derive(Debug)]
+pub struct Reading {
+    /// The file's size.
+    pub size: u64,
+    /// Its contents' hash.
+    pub sha256: clearskies_protocol::Sha256Hash,
+    /// The range being sent.
+    pub offset: u64,
+    /// Its length.
+    pub length: u64,
+    /// Where it comes from: `local` or `peer`.
+    pub source: &'static str,
+    /// The bytes.
+    pub rx: StreamRx,
+}

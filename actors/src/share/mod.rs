@@ -6,6 +6,7 @@ pub mod apply;
 pub mod filter;
 pub mod fsops;
 pub mod messages;
+pub mod read;
 pub mod record;
 pub mod registry;
 pub mod scan;

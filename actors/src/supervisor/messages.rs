@@ -211,3 +211,13 @@ pub struct PeerEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u32>,
 }
+
+/// `read_file`: a file of the share at `path`, streamed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::share::messages::Reading, CommandError>")]
+pub struct ReadFile {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+    /// What to read.
+    pub read: crate::share::messages::OpenRead,
+}

@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use self::messages::{
     AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, Fault, GetConfig, GetStatus, InjectFault,
-    ListPeers, ListShares, PeerEntry, RemoveShare, SetConfig, SetPaused, ShareCreated, Shutdown, Status,
+    ListPeers, ListShares, PeerEntry, ReadFile, RemoveShare, SetConfig, SetPaused, ShareCreated, Shutdown, Status,
 };
 use crate::bandwidth::bandwidth;
 use crate::config;
@@ -394,6 +394,7 @@ impl Supervisor {
             list_peers: me.clone().recipient(),
             get_config: me.clone().recipient(),
             set_config: me.clone().recipient(),
+            read_file: me.clone().recipient(),
             inject_fault: self.settings.fault_injection.then(|| me.recipient()),
         };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Control);
@@ -830,6 +831,23 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         id: String::new(),
         in_sync_since: None,
         last_synced: None,
+    }
+}
+
+impl Handler<ReadFile> for Supervisor {
+    type Result = ResponseFuture<Result<crate::share::messages::Reading, CommandError>>;
+
+    fn handle(&mut self, msg: ReadFile, _: &mut Context<Self>) -> Self::Result {
+        let share = self.share_by_path(&msg.path).and_then(|c| self.shares.get(&c.id)).map(|(_, a)| a.clone());
+        Box::pin(async move {
+            let Some(share) = share else {
+                return Err(CommandError::new(
+                    "not_shared",
+                    format!("{} is not a shared directory", msg.path.display()),
+                ));
+            };
+            share.send(msg.read).await.map_err(|_| CommandError::new("unavailable", "the share is restarting"))?
+        })
     }
 }
 

@@ -114,3 +114,18 @@ pub(super) struct Finished {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct SetTransfersPaused(pub bool);
+
+/// Asks a connected peer for a range of contents for a stream (no local copy): its
+/// chunks go to `chunks` (dropped without [`SinkItem::End`]: the peer could not send it).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FetchRange {
+    /// The contents.
+    pub sha256: Sha256Hash,
+    /// First byte.
+    pub start: u64,
+    /// Length (at most one range).
+    pub len: u64,
+    /// Where the chunks go.
+    pub chunks: Sink,
+}

@@ -36,8 +36,8 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use self::messages::{
-    DataStart, Fetches, Finished, Inbound, Missing, ServeGet, SetTransfersPaused, Sink, SinkItem, TransferPeerDown,
-    TransferPeerUp,
+    DataStart, FetchRange, Fetches, Finished, Inbound, Missing, ServeGet, SetTransfersPaused, Sink, SinkItem,
+    TransferPeerDown, TransferPeerUp,
 };
 use crate::metrics::metrics;
 use crate::peer::messages::{PeerOut, Producer};
@@ -115,6 +115,8 @@ pub struct Transfer {
     /// Contents whose writer (download or patch) is still running: not asked for again
     /// until it ends, so no two writers share a partial file.
     writing: HashSet<Sha256Hash>,
+    /// Ranges asked for by streams (`read_file`), by (connection, contents, start).
+    streams: HashMap<(u64, Sha256Hash, u64), Sink>,
 }
 
 /// A whole-file download in progress on one connection, range after range.
@@ -157,6 +159,7 @@ impl Transfer {
             delta_serves: HashMap::new(),
             downloads: HashMap::new(),
             writing: HashSet::new(),
+            streams: HashMap::new(),
         }
     }
 
@@ -369,6 +372,7 @@ impl Handler<TransferPeerDown> for Transfer {
         self.delta_serves.remove(&msg.conn);
         // Downloads under way end (their writers see the input close and keep what arrived).
         self.downloads.retain(|_, d| d.conn != msg.conn);
+        self.streams.retain(|(conn, _, _), _| *conn != msg.conn);
         if let Some(slot) = self.peers.remove(&msg.conn) {
             for sha in slot.asked.into_iter().rev() {
                 self.bases.remove(&sha);
@@ -378,6 +382,21 @@ impl Handler<TransferPeerDown> for Transfer {
             }
         }
         self.schedule(ctx);
+    }
+}
+
+impl Handler<FetchRange> for Transfer {
+    type Result = ();
+
+    fn handle(&mut self, msg: FetchRange, _: &mut Context<Self>) {
+        // Any connected peer that did not just refuse these contents.
+        let Some((&conn, slot)) = self.peers.iter().find(|(_, s)| !s.refused.contains(&msg.sha256)) else {
+            debug!(sha256 = %msg.sha256, "no peer to stream from");
+            return; // `chunks` dropped: the stream reports it
+        };
+        let get = Get { sha256: msg.sha256, range: Some([msg.start, msg.len]) };
+        slot.out.do_send(PeerOut::Send(vec![get.into()]));
+        self.streams.insert((conn, msg.sha256, msg.start), msg.chunks);
     }
 }
 
@@ -394,6 +413,12 @@ impl Handler<Missing> for Transfer {
     type Result = ();
 
     fn handle(&mut self, msg: Missing, ctx: &mut Context<Self>) {
+        let streamed = self.streams.len();
+        self.streams.retain(|(conn, sha, _), _| !(*conn == msg.conn && *sha == msg.sha256));
+        if self.streams.len() < streamed {
+            // A stream's range the peer cannot send: the stream ends with that error.
+            return;
+        }
         if let Some(slot) = self.peers.get_mut(&msg.conn) {
             slot.gets = slot.gets.saturating_sub(1);
         }
@@ -425,7 +450,13 @@ impl Handler<DataStart> for Transfer {
 
     fn handle(&mut self, msg: DataStart, ctx: &mut Context<Self>) -> Option<Sink> {
         match msg.what {
-            Inbound::Data(data) => self.receive_range(msg.conn, data, ctx),
+            Inbound::Data(data) => {
+                let start = data.range.map_or(0, |[start, _]| start);
+                if let Some(sink) = self.streams.remove(&(msg.conn, data.sha256, start)) {
+                    return Some(sink);
+                }
+                self.receive_range(msg.conn, data, ctx)
+            }
             Inbound::Patch(p) => {
                 // Our peers name the contents; others only the path.
                 let sha = p.sha256.or_else(|| self.asked_for_path(msg.conn, &p.path))?;

@@ -116,8 +116,8 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
     let mib16 = 16u64 << 20;
     for (offset, length) in [(0u64, 10u64), (mib16 - 3, 7), (mib16 * 2 + 12345, 1 << 20), ((40 << 20) - 5, 100)] {
         let got = cat(&["videos/movie.mkv", "--offset", &offset.to_string(), "--length", &length.to_string()]);
-        let from = offset as usize;
-        let to = (offset + length).min(40 << 20) as usize;
+        let from = usize::try_from(offset).unwrap();
+        let to = usize::try_from((offset + length).min(40 << 20)).unwrap();
         assert!(got == movie[from..to], "range {offset}+{length}");
     }
     // A file kept here is read locally.

@@ -1,6 +1,7 @@
 //! Selective sync: a subtree, exclude patterns and `.clearskiesignore`, all local choices.
 
 use std::fs;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::util::{stderr, wait_for, Daemon};
@@ -122,6 +123,39 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
     }
     // A file kept here is read locally.
     assert_eq!(cat(&["notes.txt"]), b"kept here");
+    // The same over HTTP on the loopback metrics address, with Range requests.
+    let id = b.cs.json(&["list", "--json"])["shares"][0]["id"].as_str().unwrap().to_owned();
+    let get = |path: &str, range: Option<&str>| {
+        let mut s = std::net::TcpStream::connect(b.metrics_addr()).unwrap();
+        let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
+        write!(s, "GET /files/{id}/{path} HTTP/1.1\r\nHost: x\r\n{range}\r\n").unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (String::from_utf8_lossy(&all[..split]).into_owned(), all[split + 4..].to_vec())
+    };
+    let (head, body) = get("videos/movie.mkv", Some("bytes=16777200-16777299"));
+    assert!(
+        head.starts_with("HTTP/1.1 206") && head.contains("Content-Range: bytes 16777200-16777299/41943040"),
+        "{head}"
+    );
+    assert!(body == movie[16_777_200..16_777_300]);
+    let (head, body) = get("videos/movie.mkv", Some("bytes=-10"));
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert!(body == movie[movie.len() - 10..]);
+    let (head, body) = get("videos/movie.mkv", None);
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("Accept-Ranges: bytes") && head.contains("video/x-matroska"),
+        "{head}"
+    );
+    assert!(body == movie, "the whole file over HTTP differs");
+    let (head, _) = get("videos/movie.mkv", Some("bytes=99999999-"));
+    assert!(head.starts_with("HTTP/1.1 416"), "{head}");
+    let (head, _) = get("videos/none.mkv", None);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let (head, _) = get("..%2F..%2Fetc%2Fpasswd", None);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
     // Bad input: clear errors.
     let o = b.cs.run(&["cat", rb.to_str().unwrap(), "videos/none.mkv"]);
     assert!(!o.status.success() && stderr(&o).contains("no_such_file"), "{}", stderr(&o));

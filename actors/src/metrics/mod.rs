@@ -24,7 +24,9 @@ use tracing::debug;
 
 pub use self::registry::{metrics, Metrics};
 use crate::share::messages::ShareStatus;
-use crate::supervisor::messages::ListShares;
+use crate::supervisor::messages::{ListShares, ReadFile};
+
+mod files;
 
 /// The default address of `/metrics` and `/health`.
 pub const DEFAULT_PORT: u16 = 49222;
@@ -104,19 +106,27 @@ fn record_shares(shares: &[ShareStatus]) {
     }
 }
 
-/// Serves `/metrics` and `/health`.
+/// Serves `/metrics`, `/health` and (on a loopback address) `/files/…`.
 #[derive(Debug)]
 pub struct MetricsServer {
     listener: Option<std::net::TcpListener>,
-    shares: Recipient<ListShares>,
+    targets: HttpTargets,
     started: Instant,
 }
 
+/// What the HTTP side asks of the rest of the worker.
+#[derive(Debug, Clone)]
+pub struct HttpTargets {
+    /// Share states.
+    pub shares: Recipient<ListShares>,
+    /// File streams.
+    pub read: Recipient<ReadFile>,
+}
+
 impl MetricsServer {
-    /// Serves on `listener` (bound by the worker, so a busy port fails at start); share
-    /// states come from `shares`.
-    pub fn new(listener: std::net::TcpListener, shares: Recipient<ListShares>) -> Self {
-        MetricsServer { listener: Some(listener), shares, started: Instant::now() }
+    /// Serves on `listener` (bound by the worker, so a busy port fails at start).
+    pub fn new(listener: std::net::TcpListener, targets: HttpTargets) -> Self {
+        MetricsServer { listener: Some(listener), targets, started: Instant::now() }
     }
 }
 
@@ -128,7 +138,8 @@ impl Actor for MetricsServer {
         let Some(listener) = crate::net::tcp_listener(std_listener, "serving /metrics and /health") else {
             return ctx.stop();
         };
-        let (shares, started) = (self.shares.clone(), self.started);
+        let (targets, started) = (self.targets.clone(), self.started);
+        let loopback = std_listener_is_loopback(&listener);
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let accept = async move {
             loop {
@@ -137,9 +148,9 @@ impl Actor for MetricsServer {
                     debug!(%addr, "too many metrics connections; closed");
                     continue;
                 };
-                let shares = shares.clone();
+                let targets = targets.clone();
                 actix_rt::spawn(async move {
-                    if let Err(e) = serve(stream, &shares, started).await {
+                    if let Err(e) = serve(stream, &targets, started, loopback).await {
                         debug!(%addr, error = %e, "metrics connection ended");
                     }
                     drop(slot);
@@ -180,8 +191,13 @@ fn text(status: &'static str, body: &str) -> Response {
     Response { status, content_type: "text/plain; charset=utf-8", body: format!("{body}\n") }
 }
 
+fn std_listener_is_loopback(listener: &tokio::net::TcpListener) -> bool {
+    listener.local_addr().is_ok_and(|a| a.ip().is_loopback())
+}
+
 /// Answers one request on `stream`.
-async fn serve(mut stream: TcpStream, shares: &Recipient<ListShares>, started: Instant) -> std::io::Result<()> {
+async fn serve(mut stream: TcpStream, targets: &HttpTargets, started: Instant, loopback: bool) -> std::io::Result<()> {
+    let shares = &targets.shares;
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(Some(head))) => head,
         Ok(Ok(None)) | Err(_) => return Ok(()),
@@ -192,6 +208,16 @@ async fn serve(mut stream: TcpStream, shares: &Recipient<ListShares>, started: I
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    if let Some(rest) = path.strip_prefix("/files/") {
+        if !loopback {
+            let r = text("403 Forbidden", "files are served only when this address is a loopback address");
+            return respond(stream, method, r).await;
+        }
+        let range = String::from_utf8_lossy(&head).lines().find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("range")).map(|(_, v)| v.trim().to_owned())
+        });
+        return files::serve(stream, targets, method, rest, range.as_deref()).await;
+    }
     let response = match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
             let list = shares.send(ListShares).await.unwrap_or_default();
@@ -213,10 +239,17 @@ async fn serve(mut stream: TcpStream, shares: &Recipient<ListShares>, started: I
             }
             Err(_) => text("503 Service Unavailable", "the daemon is restarting a component"),
         },
-        ("GET" | "HEAD", "/") => text("200 OK", "clearskies: /metrics (Prometheus), /health (JSON)"),
+        ("GET" | "HEAD", "/") => {
+            text("200 OK", "clearskies: /metrics (Prometheus), /health (JSON), /files/SHARE_ID/PATH (loopback only)")
+        }
         (_, "/metrics" | "/health" | "/") => text("405 Method Not Allowed", "only GET and HEAD"),
         _ => text("404 Not Found", "not found; try /metrics or /health"),
     };
+    respond(stream, method, response).await
+}
+
+/// Writes a whole response and closes.
+async fn respond(mut stream: TcpStream, method: &str, response: Response) -> std::io::Result<()> {
     let mut out = format!(
         "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         response.status,

@@ -413,7 +413,9 @@ impl Supervisor {
 
     fn start_metrics(&mut self, listener: std::net::TcpListener, ctx: &mut Context<Self>) {
         let (to, crash) = Self::crash_report(ctx, ActorKind::Metrics);
-        let server = MetricsServer::new(listener, ctx.address().recipient());
+        let me = ctx.address();
+        let targets = crate::metrics::HttpTargets { shares: me.clone().recipient(), read: me.recipient() };
+        let server = MetricsServer::new(listener, targets);
         self.metrics_server = Some(supervise::start(server, to, crash));
     }
 

@@ -234,6 +234,8 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     state: State,
+    /// Bodies are MessagePack maps (`.rs.clearskies.msgpack`), not JSON objects.
+    msgpack: bool,
 }
 
 impl Default for Decoder {
@@ -245,7 +247,12 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder positioned at a message boundary.
     pub fn new() -> Self {
-        Decoder { state: State::Header }
+        Decoder { state: State::Header, msgpack: false }
+    }
+
+    /// From now on, bodies are MessagePack maps (the `.rs.clearskies.msgpack` encoding).
+    pub fn expect_msgpack(&mut self) {
+        self.msgpack = true;
     }
 
     /// Whether the decoder sits between messages (not inside an attachment).
@@ -309,8 +316,9 @@ impl Decoder {
             sig_len = s;
             pos = p;
         }
-        // `pos` is the first body byte, which is present; it must open an object.
-        if buf[pos] != b'{' || body_len == 0 {
+        // `pos` is the first body byte, which is present; it must open an object (a map).
+        let opens = if self.msgpack { is_msgpack_map(buf[pos]) } else { buf[pos] == b'{' };
+        if !opens || body_len == 0 {
             return Err(FrameError::BodyNotObject);
         }
         let sig_total = if kind.is_signed() { sig_len + 1 } else { 0 };
@@ -321,7 +329,12 @@ impl Decoder {
         }
         buf.advance(pos);
         let body = buf.split_to(body_len).freeze();
-        validate_body(&body)?;
+        if self.msgpack {
+            rmp_serde::from_slice::<serde::de::IgnoredAny>(&body)
+                .map_err(|e| FrameError::BodyNotJson(format!("not one MessagePack map: {e}")))?;
+        } else {
+            validate_body(&body)?;
+        }
         let signature = if kind.is_signed() {
             let sig = buf.split_to(sig_len).freeze();
             if buf.first() != Some(&b'\n') {
@@ -337,6 +350,11 @@ impl Decoder {
         }
         Ok(Some(Item::Frame(Frame { kind, body, signature })))
     }
+}
+
+/// Whether `b` starts a MessagePack map (fixmap, map 16, map 32).
+fn is_msgpack_map(b: u8) -> bool {
+    matches!(b, 0x80..=0x8f | 0xde | 0xdf)
 }
 
 /// Checks that a body is UTF-8 and exactly one JSON object (trailing whitespace allowed).
@@ -357,7 +375,7 @@ pub fn encode_frame(kind: Kind, body: &[u8], signature: Option<&[u8]>, out: &mut
     if body.len() > MAX_LEN {
         return Err(EncodeError::BodyTooLarge(body.len()));
     }
-    if body.first() != Some(&b'{') {
+    if !body.first().is_some_and(|&b| b == b'{' || is_msgpack_map(b)) {
         return Err(EncodeError::BodyNotObject);
     }
     let sig = match (kind.is_signed(), signature) {

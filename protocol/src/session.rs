@@ -37,6 +37,9 @@ use crate::PeerId;
 
 /// The `gzip` extension's name.
 pub const EXT_GZIP: &str = "gzip";
+/// The unofficial MessagePack body encoding (DESIGN.md): after `core.start`, bodies are
+/// MessagePack maps instead of JSON objects, in both directions.
+pub const EXT_MSGPACK: &str = ".rs.clearskies.msgpack";
 /// The `rsync` extension's name.
 pub const EXT_RSYNC: &str = "rsync";
 /// The `database` extension's name.
@@ -45,8 +48,6 @@ pub const EXT_DATABASE: &str = "database";
 pub const EXT_DIRECTORY: &str = "directory";
 /// The `untrusted` extension's name.
 pub const EXT_UNTRUSTED: &str = "untrusted";
-/// This project's msgpack body encoding (unofficial).
-pub const EXT_MSGPACK: &str = ".rs.clearskies.msgpack";
 
 /// Largest piece of plain bytes inflated at a time from compressed input.
 pub const INFLATE_STEP: usize = 64 * 1024;
@@ -266,6 +267,8 @@ pub struct Session {
     gzip_buf: Vec<u8>,
     /// The message being assembled is stored, not deflated (incompressible attachment).
     store_only: bool,
+    /// Bodies are MessagePack (`.rs.clearskies.msgpack` in use).
+    msgpack: bool,
     /// Whether we are in the middle of sending an attachment.
     sending_attachment: bool,
     /// Whether a ping came due while an attachment was being sent.
@@ -296,6 +299,7 @@ impl Session {
             gzip_out: false,
             gzip_buf: Vec::new(),
             store_only: false,
+            msgpack: false,
             sending_attachment: false,
             ping_pending: false,
             last_rx: now,
@@ -388,7 +392,7 @@ impl Session {
         if message.has_attachment() {
             return Err(SendError::WrongKind(message.kind().to_owned()));
         }
-        self.send_frame(Kind::Plain, &message.encode(), None)
+        self.send_frame(Kind::Plain, &self.body_of(message), None)
     }
 
     /// Starts an application message with an attachment; follow with
@@ -398,7 +402,7 @@ impl Session {
         if !message.has_attachment() {
             return Err(SendError::WrongKind(message.kind().to_owned()));
         }
-        self.send_frame(Kind::Attachment, &message.encode(), None)
+        self.send_frame(Kind::Attachment, &self.body_of(message), None)
     }
 
     /// Like [`Session::send_with_attachment`], for an attachment that does not compress
@@ -532,10 +536,19 @@ impl Session {
         Ok(())
     }
 
+    /// A message's body in the encoding in use.
+    fn body_of(&self, message: &Message) -> Vec<u8> {
+        if self.msgpack {
+            message.encode_msgpack()
+        } else {
+            message.encode()
+        }
+    }
+
     /// Sends a session-level message; these are small, valid `m` frames.
     fn send_internal(&mut self, message: &Message) {
         let mut out = Vec::new();
-        match frame::encode_frame(Kind::Plain, &message.encode(), None, &mut out) {
+        match frame::encode_frame(Kind::Plain, &self.body_of(message), None, &mut out) {
             Ok(()) => {
                 self.emit(Bytes::from(out));
                 self.finish_message();
@@ -620,7 +633,8 @@ impl Session {
                 return Ok(());
             }
         };
-        let message = Message::decode(&frame.body).map_err(PeerMisbehaved::from)?;
+        let decoded = if self.msgpack { Message::decode_msgpack(&frame.body) } else { Message::decode(&frame.body) };
+        let message = decoded.map_err(PeerMisbehaved::from)?;
         let unknown = matches!(message, Message::Unknown { .. });
         if !unknown && frame.has_attachment() != message.has_attachment() {
             return Err(PeerMisbehaved::WrongFrameKind(message.kind().to_owned()).into());
@@ -711,6 +725,10 @@ impl Session {
 
     /// Common tail of the handshake: switch on gzip, announce, ping, start key exchange.
     fn connected(&mut self, handshake: Handshake) {
+        self.msgpack = handshake.has_extension(EXT_MSGPACK);
+        if self.msgpack {
+            self.decoder.expect_msgpack();
+        }
         if handshake.has_extension(EXT_GZIP) {
             self.gzip_out = true;
             // Whatever followed `core.start` in the buffer is already compressed.

@@ -21,7 +21,8 @@ use bytes::Bytes;
 use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::session::{
-    CloseReason, Config, Event, KeyExchange, Role, SendError, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_RSYNC,
+    CloseReason, Config, Event, KeyExchange, Role, SendError, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP,
+    EXT_MSGPACK, EXT_RSYNC,
 };
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -269,7 +270,8 @@ impl Peer {
     ) -> Self {
         let mut config = Config::new(role, our_peer_id);
         config.software = crate::SOFTWARE.to_owned();
-        config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned(), EXT_RSYNC.to_owned()];
+        config.extensions =
+            vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned(), EXT_RSYNC.to_owned(), EXT_MSGPACK.to_owned()];
         let gzip_level = crate::config::gzip_level();
         if gzip_level > 0 {
             config.extensions.push(EXT_GZIP.to_owned());

@@ -110,6 +110,26 @@ macro_rules! messages {
                 }
             }
 
+            /// The body in MessagePack (`.rs.clearskies.msgpack`): the same object as
+            /// [`Message::encode`]'s JSON, keys as strings.
+            pub fn encode_msgpack(&self) -> Vec<u8> {
+                let json: Value = serde_json::from_slice(&self.encode()).unwrap_or(Value::Null);
+                // Cannot fail: a JSON value always has a MessagePack form.
+                rmp_serde::to_vec_named(&json).unwrap_or_default()
+            }
+
+            /// Reads a MessagePack body (`.rs.clearskies.msgpack`) as [`Message::decode`]
+            /// reads JSON, with the same checks (nesting is bounded by the MessagePack reader
+            /// and again by the JSON one).
+            pub fn decode_msgpack(body: &[u8]) -> Result<Message, MessageError> {
+                let value: Value = rmp_serde::from_slice(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+                if !value.is_object() {
+                    return Err(MessageError::Malformed("a message body must be a map".into()));
+                }
+                let json = serde_json::to_vec(&value).map_err(|e| MessageError::Malformed(e.to_string()))?;
+                Message::decode(&json)
+            }
+
             /// Encodes the compact JSON body, `type` first.
             pub fn encode(&self) -> Vec<u8> {
                 let encoded = match self {

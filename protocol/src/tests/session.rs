@@ -8,7 +8,9 @@ use crate::error::{Error, PeerIncompatible, PeerMisbehaved};
 use crate::frame::{self, FrameError, Kind};
 use crate::message::core::{AccessLevel, KeyEntry, Keys};
 use crate::message::{database, directory, Message};
-use crate::session::{CloseReason, Config, Event, KeyExchange, Role, SendError, Session, EXT_GZIP, EXT_RSYNC};
+use crate::session::{
+    CloseReason, Config, Event, KeyExchange, Role, SendError, Session, EXT_GZIP, EXT_MSGPACK, EXT_RSYNC,
+};
 use crate::{PeerId, SecretKey, Sha256Hash};
 
 fn client_config() -> Config {
@@ -241,6 +243,84 @@ fn gzip_compresses_everything_after_start() {
     pair.drive();
     assert_eq!(pair.server.message_kinds(), vec!["database.get_updates", "database.get_updates"]);
     assert!(pair.client.closed().is_none() && pair.server.closed().is_none());
+}
+
+fn update() -> Message {
+    let value = serde_json::json!({"size": 123_456_789u64, "sha256": "ab".repeat(32), "mtime": "2026-11-24T06:00:00.000000000Z"});
+    Message::from(database::Update {
+        key: "/photos/2024/a.jpg".into(),
+        value,
+        uuid: crate::RecordUuid([7; 16]),
+        last_updated_by: PeerId([1; 16]),
+        last_updated_rev: 42,
+        update_time: crate::time::Timestamp::new(1_700_000_000, 5).unwrap(),
+        vector_clock: Default::default(),
+        deleted: false,
+    })
+}
+
+#[test]
+fn msgpack_bodies_when_both_offer_it_json_otherwise() {
+    for (client_offers, server_offers, with_gzip) in
+        [(true, true, false), (true, true, true), (true, false, false), (false, true, false)]
+    {
+        let ext = |on: bool| {
+            let mut e = if on { vec![EXT_MSGPACK.to_owned()] } else { Vec::new() };
+            if with_gzip {
+                e.push(EXT_GZIP.to_owned());
+            }
+            e
+        };
+        let mut c = client_config();
+        c.extensions = ext(client_offers);
+        let mut s = server_config();
+        s.extensions = ext(server_offers);
+        let mut pair = ready_pair(c, s);
+        let before = pair.client.bytes_sent;
+        for _ in 0..10 {
+            pair.client.session.send(&update()).unwrap();
+        }
+        pair.client
+            .session
+            .send_with_attachment(&directory::Data { sha256: Sha256Hash([3; 32]), range: None }.into())
+            .unwrap();
+        pair.client.session.send_chunk(Bytes::from_static(b"attached")).unwrap();
+        let now = pair.now;
+        pair.client.session.end_attachment(now).unwrap();
+        pair.drive();
+        let kinds = pair.server.message_kinds();
+        assert_eq!(kinds.len(), 11, "{kinds:?}");
+        assert!(kinds[..10].iter().all(|k| k == "database.update"), "{kinds:?}");
+        assert_eq!(pair.server.attachment_bytes(), b"attached");
+        let both = client_offers && server_offers;
+        let json_size = 10 * frame_bytes(&update()).len();
+        let wire = pair.client.bytes_sent - before;
+        if both && !with_gzip {
+            // Ten updates and a data message still take fewer bytes than the updates alone in JSON.
+            assert!(wire < json_size, "msgpack: {wire} bytes for what is {json_size} in JSON");
+        }
+        if !both {
+            assert!(wire > json_size, "JSON when only one side offers msgpack: {wire} vs {json_size}");
+        }
+        assert!(pair.client.closed().is_none() && pair.server.closed().is_none());
+    }
+}
+
+#[test]
+fn a_json_body_on_a_msgpack_connection_closes_it() {
+    let mut c = client_config();
+    c.extensions = vec![EXT_MSGPACK.into()];
+    let mut s = server_config();
+    s.extensions = vec![EXT_MSGPACK.into()];
+    let mut pair = ready_pair(c, s);
+    let now = pair.now;
+    pair.server.session.handle_input(now, &frame_bytes(&get_updates()));
+    pair.drive();
+    assert!(
+        matches!(pair.server.closed(), Some(CloseReason::Error(Error::PeerMisbehaved(_)))),
+        "{:?}",
+        pair.server.closed()
+    );
 }
 
 #[test]

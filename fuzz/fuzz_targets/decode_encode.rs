@@ -31,6 +31,9 @@ fuzz_target!(|data: &[u8]| {
                 if let Ok(m) = Message::decode(&f.body) {
                     let again = Message::decode(&m.encode()).expect("encoded messages decode");
                     assert_eq!(again, m);
+                    // The MessagePack form carries the same message.
+                    let packed = Message::decode_msgpack(&m.encode_msgpack()).expect("msgpack bodies decode");
+                    assert_eq!(packed, m);
                 }
             }
             Item::Chunk(c) => {

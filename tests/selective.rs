@@ -124,16 +124,25 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
     // A file kept here is read locally.
     assert_eq!(cat(&["notes.txt"]), b"kept here");
     // The same over HTTP on the loopback metrics address, with Range requests.
-    let id = b.cs.json(&["list", "--json"])["shares"][0]["id"].as_str().unwrap().to_owned();
-    let get = |path: &str, range: Option<&str>| {
+    let url = b.cs.ok(&["cat", "--url", rb.to_str().unwrap(), "videos/movie.mkv"]).trim().to_owned();
+    let prefix = url.strip_suffix("videos/movie.mkv").expect("the URL ends with the file").to_owned();
+    let prefix = prefix.split_once("/files/").map(|(_, p)| format!("/files/{p}")).unwrap();
+    let raw_get = |target: &str, range: Option<&str>| {
         let mut s = std::net::TcpStream::connect(b.metrics_addr()).unwrap();
         let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
-        write!(s, "GET /files/{id}/{path} HTTP/1.1\r\nHost: x\r\n{range}\r\n").unwrap();
+        write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n{range}\r\n").unwrap();
         let mut all = Vec::new();
         s.read_to_end(&mut all).unwrap();
         let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         (String::from_utf8_lossy(&all[..split]).into_owned(), all[split + 4..].to_vec())
     };
+    let get = |path: &str, range: Option<&str>| raw_get(&format!("{prefix}{path}"), range);
+    // Without the token (another user of this computer): nothing.
+    let id = b.cs.json(&["list", "--json"])["shares"][0]["id"].as_str().unwrap().to_owned();
+    let (head, _) = raw_get(&format!("/files/{id}/videos/movie.mkv"), None);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, _) = raw_get(&format!("/files/{}/{id}/videos/movie.mkv", "0".repeat(32)), None);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     let (head, body) = get("videos/movie.mkv", Some("bytes=16777200-16777299"));
     assert!(
         head.starts_with("HTTP/1.1 206") && head.contains("Content-Range: bytes 16777200-16777299/41943040"),

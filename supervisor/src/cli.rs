@@ -102,6 +102,10 @@ pub(crate) enum Command {
         /// How many bytes (default: to the end).
         #[arg(long)]
         length: Option<u64>,
+        /// Print the file's loopback HTTP address instead (Range requests work: for a
+        /// media player). Valid until the daemon restarts.
+        #[arg(long, conflicts_with_all = ["offset", "length"])]
+        url: bool,
     },
     /// Stop syncing a directory. Its files are kept.
     Detach {

@@ -474,6 +474,14 @@ pub(crate) fn cat(
     Ok(())
 }
 
+/// `clearskies cat --url PATH FILE`: where a media player can read the file.
+pub(crate) fn file_url(config: &Config, path: &std::path::Path, file: &str) -> anyhow::Result<()> {
+    let dir = absolute_dir(path)?;
+    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let answer = connect(config)?.request(&json!({ "type": "file_url", "path": p, "file": file }))?;
+    out(answer.get("url").and_then(Value::as_str).context("the daemon's answer has no url")?)
+}
+
 /// `clearskies peers`.
 pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
     let answer = connect(config)?.request(&json!({ "type": "list_peers" }))?;

@@ -3,8 +3,8 @@
 use actix::Recipient;
 
 use crate::supervisor::messages::{
-    AddShare, CreateAccessCode, CreateShare, GetConfig, GetStatus, InjectFault, ListPeers, ListShares, ReadFile,
-    RemoveShare, SetConfig, SetPaused, Shutdown,
+    AddShare, CreateAccessCode, CreateShare, FileUrl, GetConfig, GetStatus, InjectFault, ListPeers, ListShares,
+    ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown,
 };
 
 /// The actors a control connection talks to, injected by the supervisor.
@@ -34,6 +34,8 @@ pub struct ControlTargets {
     pub set_config: Recipient<SetConfig>,
     /// `read_file`.
     pub read_file: Recipient<ReadFile>,
+    /// `file_url`.
+    pub file_url: Recipient<FileUrl>,
     /// `inject_fault`: only with `--danger-fault-injection` (otherwise the command is
     /// `not_understood`).
     pub inject_fault: Option<Recipient<InjectFault>>,

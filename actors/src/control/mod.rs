@@ -22,8 +22,8 @@ use tracing::{debug, warn};
 pub use self::messages::ControlTargets;
 use crate::metrics::health;
 use crate::supervisor::messages::{
-    AddShare, CommandError, CreateAccessCode, CreateShare, Fault, GetConfig, GetStatus, InjectFault, ListPeers,
-    ListShares, ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
+    AddShare, CommandError, CreateAccessCode, CreateShare, Fault, FileUrl, GetConfig, GetStatus, InjectFault,
+    ListPeers, ListShares, ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
 };
 
 /// Longest accepted command line; a longer one closes that connection.
@@ -233,6 +233,14 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
                 (reply(targets.create_access_code.send(msg).await), None)
             }
             Err(e) => (e, None),
+        },
+        "file_url" => match (absolute_path(&request), request.get("file").and_then(Value::as_str)) {
+            (Ok(path), Some(file)) => {
+                let msg = FileUrl { path, file: file.to_owned() };
+                (reply(targets.file_url.send(msg).await.map(|r| r.map(|url| json!({ "url": url })))), None)
+            }
+            (Err(e), _) => (e, None),
+            (_, None) => (error("missing_file", "the command needs a \"file\""), None),
         },
         "read_file" => match (absolute_path(&request), request.get("file").and_then(Value::as_str)) {
             (Ok(path), Some(file)) => {

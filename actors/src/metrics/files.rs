@@ -9,7 +9,9 @@ use super::{respond, text, HttpTargets};
 use crate::share::messages::OpenRead;
 use crate::supervisor::messages::{ListShares, ReadFile};
 
-/// Serves `rest` (`SHARE_ID/PATH`, percent-encoded) with an optional `Range` header value.
+/// Serves `rest` (`TOKEN/SHARE_ID/PATH`, percent-encoded) with an optional `Range` header
+/// value. Without the worker's token (from `clearskies cat --url`) nothing is served: the
+/// loopback address is open to every user of this computer.
 pub(super) async fn serve(
     mut stream: TcpStream,
     targets: &HttpTargets,
@@ -20,8 +22,15 @@ pub(super) async fn serve(
     if method != "GET" && method != "HEAD" {
         return respond(stream, method, text("405 Method Not Allowed", "only GET and HEAD")).await;
     }
+    let Some((token, rest)) = rest.split_once('/') else {
+        return respond(stream, method, text("404 Not Found", "expected /files/TOKEN/SHARE_ID/PATH")).await;
+    };
+    if targets.files_token.is_empty() || !same(token.as_bytes(), targets.files_token.as_bytes()) {
+        let why = "a wrong or missing token: get the file's address with `clearskies cat --url`";
+        return respond(stream, method, text("403 Forbidden", why)).await;
+    }
     let Some((id, file)) = rest.split_once('/').and_then(|(id, f)| Some((id, percent_decode(f)?))) else {
-        return respond(stream, method, text("404 Not Found", "expected /files/SHARE_ID/PATH")).await;
+        return respond(stream, method, text("404 Not Found", "expected /files/TOKEN/SHARE_ID/PATH")).await;
     };
     let shares = targets.shares.send(ListShares).await.unwrap_or_default();
     let Some(share) = shares.iter().find(|s| s.id == id) else {
@@ -113,6 +122,11 @@ fn parse_range(value: &str, size: u64) -> Range {
         }
         Some(_) => Range::Unsatisfiable,
     }
+}
+
+/// Compares without stopping at the first difference (the token is a secret).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Decodes `%XX` escapes; `None` if malformed or not UTF-8.

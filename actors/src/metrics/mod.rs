@@ -121,6 +121,8 @@ pub struct HttpTargets {
     pub shares: Recipient<ListShares>,
     /// File streams.
     pub read: Recipient<ReadFile>,
+    /// The secret first segment of `/files/` paths (empty: no files served).
+    pub files_token: String,
 }
 
 impl MetricsServer {

@@ -221,3 +221,13 @@ pub struct ReadFile {
     /// What to read.
     pub read: crate::share::messages::OpenRead,
 }
+
+/// `file_url`: the loopback HTTP address that serves a file of the share at `path`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, CommandError>")]
+pub struct FileUrl {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+    /// The file, relative to it.
+    pub file: String,
+}

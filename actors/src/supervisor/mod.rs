@@ -23,8 +23,9 @@ use clearskies_protocol::{PeerId, Sha256Hash};
 use tracing::{debug, error, info, warn};
 
 use self::messages::{
-    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, Fault, GetConfig, GetStatus, InjectFault,
-    ListPeers, ListShares, PeerEntry, ReadFile, RemoveShare, SetConfig, SetPaused, ShareCreated, Shutdown, Status,
+    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, Fault, FileUrl, GetConfig, GetStatus,
+    InjectFault, ListPeers, ListShares, PeerEntry, ReadFile, RemoveShare, SetConfig, SetPaused, ShareCreated, Shutdown,
+    Status,
 };
 use crate::bandwidth::bandwidth;
 use crate::config;
@@ -121,6 +122,9 @@ pub struct Supervisor {
     peer_listener: Option<std::net::TcpListener>,
     metrics_listener: Option<std::net::TcpListener>,
     metrics_addr: Option<SocketAddr>,
+    /// The secret part of `/files/` URLs (new every worker start): without it, another
+    /// user of this computer could read the shares through the loopback address.
+    files_token: String,
     listen_addr: Option<SocketAddr>,
     tls: Option<TlsContext>,
     server_secret: [u8; 32],
@@ -168,7 +172,11 @@ impl Supervisor {
         metrics_listener: Option<std::net::TcpListener>,
         server_secret: [u8; 32],
     ) -> Self {
+        let mut token = [0u8; 16];
+        // Without the OS RNG the token stays unguessable enough for nobody: serve no files.
+        let files_token = if getrandom::fill(&mut token).is_ok() { hex::encode(token) } else { String::new() };
         Supervisor {
+            files_token,
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
             metrics_listener,
             settings,
@@ -395,6 +403,7 @@ impl Supervisor {
             get_config: me.clone().recipient(),
             set_config: me.clone().recipient(),
             read_file: me.clone().recipient(),
+            file_url: me.clone().recipient(),
             inject_fault: self.settings.fault_injection.then(|| me.recipient()),
         };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Control);
@@ -414,7 +423,11 @@ impl Supervisor {
     fn start_metrics(&mut self, listener: std::net::TcpListener, ctx: &mut Context<Self>) {
         let (to, crash) = Self::crash_report(ctx, ActorKind::Metrics);
         let me = ctx.address();
-        let targets = crate::metrics::HttpTargets { shares: me.clone().recipient(), read: me.recipient() };
+        let targets = crate::metrics::HttpTargets {
+            shares: me.clone().recipient(),
+            read: me.recipient(),
+            files_token: self.files_token.clone(),
+        };
         let server = MetricsServer::new(listener, targets);
         self.metrics_server = Some(supervise::start(server, to, crash));
     }
@@ -850,6 +863,33 @@ impl Handler<ReadFile> for Supervisor {
             };
             share.send(msg.read).await.map_err(|_| CommandError::new("unavailable", "the share is restarting"))?
         })
+    }
+}
+
+impl Handler<FileUrl> for Supervisor {
+    type Result = Result<String, CommandError>;
+
+    fn handle(&mut self, msg: FileUrl, _: &mut Context<Self>) -> Self::Result {
+        let Some(config) = self.share_by_path(&msg.path) else {
+            return Err(CommandError::new("not_shared", format!("{} is not a shared directory", msg.path.display())));
+        };
+        let addr = match self.metrics_addr {
+            Some(a) if a.ip().is_loopback() && !self.files_token.is_empty() => a,
+            _ => {
+                let why = "files are served over HTTP only on a loopback metrics address (metrics_address)";
+                return Err(CommandError::new("no_http", why));
+            }
+        };
+        let file: String = msg
+            .file
+            .trim_start_matches('/')
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => char::from(b).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        Ok(format!("http://{addr}/files/{}/{}/{file}", self.files_token, config.id))
     }
 }
 

@@ -307,13 +307,20 @@ proptest! {
     #[test]
     fn encode_decode_round_trip(m in message()) {
         let body = m.encode();
+        prop_assert_eq!(Message::decode_msgpack(&m.encode_msgpack()), Ok(m.clone()));
         prop_assert_eq!(Message::decode(&body), Ok(m));
     }
 
     #[test]
     fn encode_decode_round_trip_remaining_types(m in more_messages()) {
         let body = m.encode();
+        prop_assert_eq!(Message::decode_msgpack(&m.encode_msgpack()), Ok(m.clone()));
         prop_assert_eq!(Message::decode(&body), Ok(m));
+    }
+
+    #[test]
+    fn msgpack_decode_never_panics(body in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Message::decode_msgpack(&body);
     }
 
     #[test]

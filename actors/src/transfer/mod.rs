@@ -16,28 +16,27 @@
 //! share's worker writes it.
 
 pub mod messages;
+mod serve;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, SpawnHandle, WrapFuture};
 use bytes::Bytes;
-use clearskies_protocol::message::directory::{Data, Get, GetError, NotPresent};
+use clearskies_protocol::message::directory::{Data, Get};
 use clearskies_protocol::message::{rsync, Message};
-use clearskies_protocol::path::SharePath;
-use clearskies_protocol::rdiff::{self, RdiffError, SigParams, Signature};
+use clearskies_protocol::rdiff::{self, RdiffError, SigParams};
 use clearskies_protocol::Sha256Hash;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use self::messages::{
-    DataStart, FetchRange, Fetches, Finished, Inbound, Missing, ServeGet, SetTransfersPaused, Sink, SinkItem,
-    TransferPeerDown, TransferPeerUp,
+    DataStart, FetchRange, Fetches, Finished, Inbound, Missing, SetTransfersPaused, Sink, SinkItem, TransferPeerDown,
+    TransferPeerUp,
 };
 use crate::metrics::metrics;
 use crate::peer::messages::{PeerOut, Producer};
@@ -672,79 +671,6 @@ impl Transfer {
         }));
         Some(tx)
     }
-
-    /// A peer sent the signature of its copy (`rsync.signature`): answer with the delta
-    /// from it to the contents it wants (`rsync.patch`), computed as it is sent.
-    fn serve_delta(&mut self, conn: u64, sig: rsync::Signature, ctx: &mut Context<Self>) -> Option<Sink> {
-        let out = self.peers.get(&conn)?.out.clone();
-        let sha = match sig.sha256 {
-            Some(sha) => sha,
-            None => {
-                let path = SharePath::parse(&sig.path).ok()?;
-                self.store.get(&path).ok()??.sha256?
-            }
-        };
-        let permits = self.delta_serves.entry(conn).or_insert_with(|| Arc::new(Semaphore::new(MAX_DELTA_SERVES)));
-        let refusal = if self.paused { Some("transfers are paused") } else { None };
-        let permit = match (refusal, permits.clone().try_acquire_owned()) {
-            (None, Ok(permit)) => permit,
-            (refusal, _) => {
-                let message = refusal.unwrap_or("too many deltas at once; ask again later").to_owned();
-                out.do_send(PeerOut::Send(vec![GetError { sha256: sha, message }.into()]));
-                return None;
-            }
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
-        let (root, store) = (self.root.clone(), self.store.clone());
-        let job = tokio::task::spawn_blocking(move || -> Result<Option<(Signature, File)>, ServeFailure> {
-            let mut bytes = Vec::new();
-            loop {
-                match rx.blocking_recv() {
-                    Some(SinkItem::Chunk(b)) if bytes.len() + b.len() > MAX_SIGNATURE => {
-                        return Err(ServeFailure::Malformed(format!("rsync signature over {MAX_SIGNATURE} bytes")));
-                    }
-                    Some(SinkItem::Chunk(b)) => bytes.extend_from_slice(&b),
-                    Some(SinkItem::End) => break,
-                    None => return Err(ServeFailure::Cannot(CUT_OFF.into())),
-                }
-            }
-            let sig = Signature::parse(&bytes, MAX_SIGNATURE)
-                .map_err(|e| ServeFailure::Malformed(format!("bad rsync signature: {e}")))?;
-            let found = open_installed(&store, &root, &sha).map_err(ServeFailure::Cannot)?;
-            Ok(found.map(|(file, _)| (sig, file)))
-        });
-        let path = sig.path;
-        ctx.spawn(job.into_actor(self).map(move |joined, _, _| {
-            let res = joined.unwrap_or_else(|e| Err(ServeFailure::Cannot(e.to_string())));
-            debug!(conn, %sha, found = matches!(res, Ok(Some(_))), "serving a delta");
-            match res {
-                Ok(Some((sig, file))) => {
-                    let header = Message::from(rsync::Patch { path, sha256: Some(sha) });
-                    let produce = Producer(Box::new(move |w: &mut dyn std::io::Write| {
-                        // Holds this connection's delta permit until the delta is sent.
-                        let _permit = permit;
-                        rdiff::delta(&sig, file, w).map(drop).map_err(std::io::Error::other)
-                    }));
-                    out.do_send(PeerOut::Produce { header, produce, compressible: true });
-                }
-                Ok(None) => out.do_send(PeerOut::Send(vec![NotPresent { sha256: sha }.into()])),
-                Err(ServeFailure::Cannot(message)) => {
-                    out.do_send(PeerOut::Send(vec![GetError { sha256: sha, message }.into()]));
-                }
-                Err(ServeFailure::Malformed(reason)) => out.do_send(PeerOut::Close(reason)),
-            }
-        }));
-        Some(tx)
-    }
-}
-
-/// Why serving a delta failed.
-#[derive(Debug)]
-enum ServeFailure {
-    /// We cannot (answered with `directory.get_error`).
-    Cannot(String),
-    /// The peer sent a malformed signature (closes the connection).
-    Malformed(String),
 }
 
 /// Reads an attachment's chunks from a connection's sink as a byte stream (a delta being
@@ -771,52 +697,6 @@ impl Read for SinkReader {
         buf[..n].copy_from_slice(&self.piece.split_to(n));
         Ok(n)
     }
-}
-
-/// Whether the `len` bytes at `start` of `f` are worth deflating, judged by the byte
-/// entropy of a 16 KiB sample from their start: below 7.2 bits per byte (text, logs,
-/// databases, most documents) they are; JPEG, video, archives and encrypted data sit near
-/// 8 and are not. (A histogram: about a hundredth of the cost of trial compression.)
-fn compresses(f: &File, start: u64, len: u64) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut sample = vec![0u8; usize::try_from(len.min(16 << 10)).unwrap_or(16 << 10)];
-    let Ok(n) = f.read_at(&mut sample, start) else { return true };
-    if n < 512 {
-        // Too little to judge, and too little to matter.
-        return true;
-    }
-    let mut counts = [0u32; 256];
-    for &b in &sample[..n] {
-        counts[usize::from(b)] += 1;
-    }
-    let total = n as f64;
-    let bits: f64 = counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / total;
-            -p * p.log2()
-        })
-        .sum();
-    bits < 7.2
-}
-
-/// Opens an installed file with contents `sha` whose stat still matches the index (so we
-/// never send contents we have not hashed); with its size.
-fn open_installed(store: &ShareStore, root: &Path, sha: &Sha256Hash) -> Result<Option<(File, u64)>, String> {
-    for p in store.installed(sha).map_err(|e| e.to_string())? {
-        let Some(r) = store.get(&p).map_err(|e| e.to_string())? else { continue };
-        let Ok(f) =
-            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(fsops::full_path(root, &p))
-        else {
-            continue;
-        };
-        let Ok(m) = f.metadata() else { continue };
-        if m.is_file() && r.local == Some(fsops::stat_of(&m)) {
-            return Ok(Some((f, m.len())));
-        }
-    }
-    Ok(None)
 }
 
 impl Handler<Finished> for Transfer {
@@ -849,58 +729,5 @@ impl Handler<Finished> for Transfer {
             }
         }
         self.schedule(ctx);
-    }
-}
-
-impl Handler<ServeGet> for Transfer {
-    type Result = ();
-
-    fn handle(&mut self, msg: ServeGet, ctx: &mut Context<Self>) {
-        let (root, store) = (self.root.clone(), self.store.clone());
-        let Get { sha256, range } = msg.get;
-        let lookups = self.serving.entry(msg.conn).or_insert(0);
-        let refusal = if self.paused {
-            Some("transfers are paused")
-        } else if *lookups >= MAX_SERVE_LOOKUPS {
-            // A peer flooding us with requests gets refusals, not an unbounded queue.
-            Some("too many requests at once; ask again later")
-        } else {
-            None
-        };
-        if let Some(message) = refusal {
-            msg.out.do_send(PeerOut::Send(vec![GetError { sha256, message: message.to_owned() }.into()]));
-            return;
-        }
-        *lookups += 1;
-        let conn = msg.conn;
-        let gzip = self.peers.get(&conn).is_some_and(|s| s.gzip);
-        let job = tokio::task::spawn_blocking(move || -> Result<Option<(File, u64, bool)>, String> {
-            let Some((mut f, size)) = open_installed(&store, &root, &sha256)? else { return Ok(None) };
-            let (start, len) = match range {
-                None => (0, size),
-                Some([start, len]) if start.checked_add(len).is_some_and(|end| end <= size) => (start, len),
-                Some(_) => return Err("range outside the file".into()),
-            };
-            // Sampled only where it matters: a connection without gzip sends bytes as they are.
-            let compressible = gzip && compresses(&f, start, len);
-            f.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
-            Ok(Some((f, len, compressible)))
-        });
-        let out = msg.out;
-        ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
-            if let Some(n) = act.serving.get_mut(&conn) {
-                *n = n.saturating_sub(1);
-            }
-            let res = joined.unwrap_or_else(|e| Err(e.to_string()));
-            debug!(conn, %sha256, found = matches!(res, Ok(Some(_))), "serving a directory.get");
-            match res {
-                Ok(Some((file, len, compressible))) => {
-                    let header = Message::from(Data { sha256, range });
-                    out.do_send(PeerOut::File { header, file, len, compressible });
-                }
-                Ok(None) => out.do_send(PeerOut::Send(vec![NotPresent { sha256 }.into()])),
-                Err(message) => out.do_send(PeerOut::Send(vec![GetError { sha256, message }.into()])),
-            }
-        }));
     }
 }

@@ -145,6 +145,9 @@ pub enum FrameError {
     /// A signature is not followed by a newline.
     #[error("signature is not followed by a newline")]
     MissingSignatureNewline,
+    /// A signature is not base64 text (it is sent as such, so anything else is malformed).
+    #[error("signature is not base64 text")]
+    SignatureNotBase64,
 }
 
 /// Which length field a [`FrameError`] is about.
@@ -337,6 +340,9 @@ impl Decoder {
         }
         let signature = if kind.is_signed() {
             let sig = buf.split_to(sig_len).freeze();
+            if !is_base64_text(&sig) {
+                return Err(FrameError::SignatureNotBase64);
+            }
             if buf.first() != Some(&b'\n') {
                 return Err(FrameError::MissingSignatureNewline);
             }
@@ -350,6 +356,12 @@ impl Decoder {
         }
         Ok(Some(Item::Frame(Frame { kind, body, signature })))
     }
+}
+
+/// Whether a signature is non-empty base64 text, the only form it travels in (so whatever
+/// the decoder accepts, the encoder writes again).
+fn is_base64_text(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
 
 /// Whether `b` starts a MessagePack map (fixmap, map 16, map 32).
@@ -379,7 +391,7 @@ pub fn encode_frame(kind: Kind, body: &[u8], signature: Option<&[u8]>, out: &mut
         return Err(EncodeError::BodyNotObject);
     }
     let sig = match (kind.is_signed(), signature) {
-        (true, Some(s)) if !s.is_empty() && s.len() <= MAX_SIGNATURE_LEN && !s.contains(&b'\n') => Some(s),
+        (true, Some(s)) if s.len() <= MAX_SIGNATURE_LEN && is_base64_text(s) => Some(s),
         (false, None) => None,
         _ => return Err(EncodeError::BadSignature),
     };
@@ -469,6 +481,21 @@ mod tests {
             }
         }
         Ok(out)
+    }
+
+    #[test]
+    fn a_signature_that_is_not_base64_is_refused() {
+        // Found by the decode_encode fuzz target: a newline inside the signature was accepted
+        // by the decoder and refused by the encoder.
+        let mut found = b"$2:004{} \xd2\xcb\n\n".to_vec();
+        found.extend_from_slice(&[b'\n'; 60]);
+        assert_eq!(decode_all(&found), Err(FrameError::SignatureNotBase64));
+        assert_eq!(decode_all(b"s2:4{}ab\nc\n"), Err(FrameError::SignatureNotBase64));
+        assert_eq!(decode_all(b"s2:0{}\n"), Err(FrameError::SignatureNotBase64));
+        let mut out = Vec::new();
+        assert_eq!(encode_frame(Kind::Signed, b"{}", Some(b"a b"), &mut out), Err(EncodeError::BadSignature));
+        encode_frame(Kind::Signed, b"{}", Some(b"c2ln+/=="), &mut out).unwrap();
+        assert!(decode_all(&out).is_ok());
     }
 
     #[test]

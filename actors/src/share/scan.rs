@@ -282,6 +282,7 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
     if !root_is_present(root) {
         return Err(ScanError::RootMissing(root.to_owned()));
     }
+    let mut gone = Vec::new();
     for old in store.records()? {
         if seen.contains(&old.path) {
             continue;
@@ -303,8 +304,14 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
             }
             continue;
         }
+        gone.push(old);
+    }
+    // Deletions deepest first: peers receive (and revisions order) a directory's contents
+    // before the directory, so a peer that applies them in separate batches never finds the
+    // directory still full, keeps it, and sends it back as new.
+    gone.sort_by(|a, b| depth(&b.path).cmp(&depth(&a.path)).then_with(|| a.path.cmp(&b.path)));
+    for mut r in gone {
         rev += 1;
-        let mut r = old;
         r.deleted = true;
         r.vector_clock.increment(ctx.me);
         r.last_updated_by = ctx.me;
@@ -320,6 +327,10 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
     }
     report.changed = changed.into_iter().map(|r| r.path).collect();
     Ok(report)
+}
+
+fn depth(p: &SharePath) -> usize {
+    p.as_str().split('/').filter(|s| !s.is_empty()).count()
 }
 
 /// Moves a locally edited file aside to a conflict name and returns its new record (written
@@ -472,6 +483,37 @@ mod tests {
         let a4 = f.get("/a");
         assert!(!a4.deleted);
         assert_eq!(a4.uuid, a1.uuid);
+    }
+
+    #[test]
+    fn a_removed_tree_is_deleted_deepest_first() {
+        // The flake in sync::initial_sync_both_ways_then_every_kind_of_change: a peer that got
+        // `/photos`'s tombstone in an earlier batch than its contents' could not remove the
+        // still-full directory, kept it and sent it back as new.
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        fs::create_dir_all(r.join("photos/2024/trip")).unwrap();
+        fs::write(r.join("photos/a.jpg"), b"a").unwrap();
+        fs::write(r.join("photos/2024/b.jpg"), b"b").unwrap();
+        fs::write(r.join("photos/2024/trip/c.jpg"), b"c").unwrap();
+        f.scan().unwrap();
+        fs::remove_dir_all(r.join("photos")).unwrap();
+        let rep = f.scan().unwrap();
+        let order: Vec<&str> = rep.changed.iter().map(SharePath::as_str).collect();
+        assert_eq!(
+            order,
+            [
+                "/photos/2024/trip/c.jpg",
+                "/photos/2024/b.jpg",
+                "/photos/2024/trip",
+                "/photos/2024",
+                "/photos/a.jpg",
+                "/photos"
+            ]
+        );
+        // Revisions follow the same order (what get_updates sends after a reconnect).
+        let revs: Vec<u64> = order.iter().map(|p| f.get(p).last_updated_rev).collect();
+        assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::util::{stderr, wait_for, Daemon};
+use crate::util::{noise, stderr, wait_for, Daemon};
 
 fn write(p: &Path, data: &[u8]) {
     fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -86,15 +86,7 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
     let base = tempfile::tempdir().unwrap();
     let (ra, rb) = (base.path().join("a"), base.path().join("b"));
     // 40 MiB: more than two 16 MiB ranges. Pseudo-random, so every offset is distinct.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let movie: Vec<u8> = (0..40 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_be_bytes()[3]
-        })
-        .collect();
+    let movie = noise(40 << 20, 1);
     write(&ra.join("videos/movie.mkv"), &movie);
     write(&ra.join("notes.txt"), b"kept here");
     let code = a.share_code(&ra, &[]);

@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::parse;
 use crate::sync::{hash, synced_pair};
-use crate::util::{kill, stderr, wait_for, Daemon};
-
-/// Deterministic pseudo-random bytes (incompressible, no repeated blocks).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_be_bytes()[3]
-        })
-        .collect()
-}
+use crate::util::{kill, noise, stderr, wait_for, Daemon};
 
 /// Bytes a daemon has sent and received on its peer connections (all extensions).
 fn wire_bytes(d: &Daemon) -> (f64, f64) {
@@ -52,7 +39,7 @@ fn wait_same(a: &Path, b: &Path) {
                 if fs::symlink_metadata(&b).is_err() {
                     missing += 1;
                 }
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::yield_now();
             }
             missing
         })

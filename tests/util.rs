@@ -213,3 +213,16 @@ pub(crate) fn try_http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((code, body.to_owned()))
 }
+
+/// Deterministic pseudo-random bytes (incompressible, no repeated blocks).
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_be_bytes()[3]
+        })
+        .collect()
+}

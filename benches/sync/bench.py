@@ -110,11 +110,18 @@ def wait_same_sizes(src, dst, deadline_s=600):
         time.sleep(0.005)
 
 
-def run_case(binary, work, name, fill):
+def two_daemons(binary, work, name):
+    """Two daemons with homes under WORK/NAME, and the source and destination folders (the
+    source created, empty)."""
     base = os.path.join(work, name)
     a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
     src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
     os.makedirs(src)
+    return a, b, src, dst
+
+
+def run_case(binary, work, name, fill):
+    a, b, src, dst = two_daemons(binary, work, name)
     files, total = fill(src)
     a.start()
     b.start()
@@ -158,10 +165,7 @@ def fill_small(src):
 
 
 def latency(binary, work, rounds=10):
-    base = os.path.join(work, "latency")
-    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
-    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
-    os.makedirs(src)
+    a, b, src, dst = two_daemons(binary, work, "latency")
     rng = random.Random(3)
     write_random(os.path.join(src, "doc.bin"), 1 << 10, rng)
     a.start()
@@ -199,10 +203,7 @@ def latency(binary, work, rounds=10):
 
 
 def delta(binary, work, rounds=5):
-    base = os.path.join(work, "delta")
-    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
-    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
-    os.makedirs(src)
+    a, b, src, dst = two_daemons(binary, work, "delta")
     rng = random.Random(4)
     size = 128 << 20
     write_random(os.path.join(src, "disk.img"), size, rng)
@@ -243,10 +244,7 @@ def delta(binary, work, rounds=5):
 
 
 def limited(binary, work, which):
-    base = os.path.join(work, "limit-" + which)
-    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
-    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
-    os.makedirs(src)
+    a, b, src, dst = two_daemons(binary, work, "limit-" + which)
     write_random(os.path.join(src, "file.bin"), 20_000_000, random.Random(5))
     a.start()
     b.start()
@@ -267,10 +265,7 @@ def limited(binary, work, which):
 
 
 def gzip_text(binary, work):
-    base = os.path.join(work, "gzip")
-    a, b = Daemon(binary, os.path.join(base, "ha")), Daemon(binary, os.path.join(base, "hb"))
-    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
-    os.makedirs(src)
+    a, b, src, dst = two_daemons(binary, work, "gzip")
     rng = random.Random(6)
     words = ["GET", "POST", "/api/items", "/static/app.js", "200", "304", "404", "user=", "ms", "INFO", "WARN"]
     with open(os.path.join(src, "server.log"), "w") as f:

@@ -101,3 +101,142 @@ fn known_peers_reconnect_with_the_share_key_after_restarts() {
     assert!(o.status.success(), "{}", crate::util::stderr(&o));
     wait_for("the session after A's restart", || (a.peers() == 1 && b.peers() == 1).then_some(()));
 }
+
+/// `code list` as JSON: the daemon's codes.
+fn codes(d: &Daemon) -> Vec<serde_json::Value> {
+    d.cs.json(&["code", "list", "--json"])["codes"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn codes_expire_are_cancelled_and_list_who_joined() {
+    let a = Daemon::start();
+    let (b, c, d) = (Daemon::start(), Daemon::start(), Daemon::start());
+    let dir_a = tempfile::tempdir().unwrap();
+    let there = tempfile::tempdir().unwrap();
+    let into = |name: &str| there.path().join(name).to_str().unwrap().to_owned();
+
+    // A code that expires: refused once `code list` says so.
+    let short = a.share_code(dir_a.path(), &["--expires", "1s"]);
+    wait_for("the short code to expire", || (codes(&a)[0]["state"] == "expired").then_some(()));
+    let o = b.cs.run(&["attach", &short, &into("expired"), "--peer", &a.listen()]);
+    assert!(stderr(&o).contains("code_refused"), "{}", stderr(&o));
+
+    // A multi-use code, used by two peers: still active, and both are listed.
+    let many = a.share_code(dir_a.path(), &["--multi-use", "--expires", "never"]);
+    b.cs.ok(&["attach", &many, &into("b"), "--peer", &a.listen()]);
+    c.cs.ok(&["attach", &many, &into("c"), "--peer", &a.listen()]);
+    let peer_id = |x: &Daemon| {
+        let list = x.cs.json(&["list", "--json"]);
+        list["shares"][0]["peer_id"].as_str().map(str::to_owned)
+    };
+    let listed = codes(&a);
+    let entry = listed.iter().find(|e| e["multi_use"] == true).unwrap();
+    assert_eq!((entry["state"].as_str(), entry["expires"].is_null()), (Some("active"), true), "{entry}");
+    let joined: Vec<&str> = entry["used_by"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(joined.len(), 2, "{entry}");
+    let (pb, pc) = (peer_id(&b).unwrap(), peer_id(&c).unwrap());
+    assert!(joined.contains(&pb.as_str()) && joined.contains(&pc.as_str()), "{entry} {pb} {pc}");
+    let text = a.cs.ok(&["code", "list"]);
+    assert!(text.contains("multi-use") && text.contains("never expires") && text.contains("expired"), "{text}");
+
+    // Cancelled by the ID prefix `code list` shows: refused at once, and gone from the list.
+    let id = entry["access_id"].as_str().unwrap()[..12].to_owned();
+    a.cs.ok(&["code", "cancel", &id]);
+    let o = d.cs.run(&["attach", &many, &into("d"), "--peer", &a.listen()]);
+    assert!(stderr(&o).contains("code_refused"), "{}", stderr(&o));
+    assert!(!there.path().join("d").exists());
+    assert!(codes(&a).iter().all(|e| e["multi_use"] != true));
+    // Cancelling it again, or something that never existed, says so.
+    let o = a.cs.run(&["code", "cancel", &id]);
+    assert!(stderr(&o).contains("no_such_code"), "{}", stderr(&o));
+    let o = a.cs.run(&["share", dir_a.path().to_str().unwrap(), "--expires", "soon"]);
+    assert!(stderr(&o).contains("not a duration"), "{}", stderr(&o));
+}
+
+#[test]
+fn custom_username_and_password_join_a_share() {
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    std::fs::write(dir_a.path().join("hello.txt"), b"hi").unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let target = dir_b.path().join("copy");
+    let out = a.cs.ok(&["share", dir_a.path().to_str().unwrap(), "--username", "alice", "--password", "correct horse"]);
+    assert!(out.contains("attach --username \"alice\""), "{out}");
+    assert!(!out.contains("SYNC"), "{out}");
+    // The same username again while it is live: refused.
+    let o = a.cs.run(&["share", dir_a.path().to_str().unwrap(), "--username", "alice", "--password", "x"]);
+    assert!(stderr(&o).contains("username_taken"), "{}", stderr(&o));
+
+    // A wrong password: refused like a wrong code.
+    let t = target.to_str().unwrap();
+    let o = b.cs.run(&["attach", "--username", "alice", "--password", "wrong horse", t, "--peer", &a.listen()]);
+    assert!(stderr(&o).contains("code_refused"), "{}", stderr(&o));
+    assert!(!target.exists());
+
+    // The right one, typed on stdin rather than on the command line.
+    let mut child =
+        b.cs.command(&["attach", "--username", "alice", t, "--peer", &a.listen()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"correct horse\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    b.cs.ok(&["wait", t, "--timeout", "30"]);
+    assert_eq!(std::fs::read(target.join("hello.txt")).unwrap(), b"hi");
+    let listed = codes(&a);
+    assert_eq!((listed[0]["username"].as_str(), listed[0]["state"].as_str()), (Some("alice"), Some("used")));
+}
+
+/// Reads one counter from the daemon's `/metrics`.
+fn counter(d: &Daemon, name: &str) -> f64 {
+    let (_, body) = d.http_get("/metrics");
+    crate::metrics::parse(&body).get(name).copied().unwrap_or(0.0)
+}
+
+#[test]
+fn a_brute_force_is_throttled_and_joined_peers_are_not() {
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let mallory = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let code = new_code(&a, dir_a.path());
+    b.cs.ok(&["attach", &code, dir_b.path().to_str().unwrap(), "--peer", &a.listen()]);
+    wait_for("the session", || (a.peers() == 1 && b.peers() == 1).then_some(()));
+    a.cs.ok(&["share", dir_a.path().to_str().unwrap(), "--username", "bob", "--password", "hunter2", "--multi-use"]);
+
+    // 30 guesses at bob's password from one address, as fast as the CLI goes.
+    let started = std::time::Instant::now();
+    let target = tempfile::tempdir().unwrap();
+    let (mut refused, mut throttled) = (0, 0);
+    for i in 0..30 {
+        let t = target.path().join(format!("try{i}"));
+        let guess = format!("guess{i}");
+        let args = ["attach", "--username", "bob", "--password", &guess, t.to_str().unwrap(), "--peer", &a.listen()];
+        let o = mallory.cs.run(&args);
+        let err = stderr(&o);
+        match () {
+            () if err.contains("(throttled)") => throttled += 1,
+            () if err.contains("code_refused") => refused += 1,
+            () => panic!("unexpected answer to guess {i}: {err}"),
+        }
+    }
+    // The default is 10 a minute per IP: a burst of 10 (B's attach with its code was one of
+    // them), then one every 6 s.
+    let allowed = 9 + started.elapsed().as_secs() / 6 + 1;
+    let reached_srp = counter(&a, "clearskies_auth_failures_total");
+    assert_eq!(refused as f64, reached_srp, "every refused guess reached SRP and only those");
+    assert!(refused >= 9 && refused <= allowed, "{refused} guesses reached SRP (allowed {allowed})");
+    assert_eq!(throttled as f64, counter(&a, "clearskies_auth_throttled_total"));
+    assert!(throttled >= 30 - allowed, "{throttled} throttled");
+
+    // A peer that joined earlier reconnects with its share key from the same address at once.
+    b.cs.ok(&["stop"]);
+    wait_for("A to notice", || (a.peers() == 0).then_some(()));
+    b.cs.ok(&["start"]);
+    wait_for("B back despite the throttle", || (a.peers() == 1 && b.peers() == 1).then_some(()));
+}

@@ -39,7 +39,7 @@ fn share_list_restart_detach() {
     assert_eq!(s["mode"], "read_write");
 
     // A second code for the same share, as JSON.
-    let j = d.cs.json(&["share", dir.path().to_str().unwrap(), "--json", "--multi-use", "--expires-hours", "1"]);
+    let j = d.cs.json(&["share", dir.path().to_str().unwrap(), "--json", "--multi-use", "--expires", "1h"]);
     assert_ne!(j["access_code"].as_str(), Some(code.as_str()));
 
     // The share survives a restart.

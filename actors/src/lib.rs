@@ -50,6 +50,8 @@ pub struct Settings {
     pub monitor: MonitorInfo,
     /// `--danger-fault-injection`: the control socket takes `inject_fault` (tests only).
     pub fault_injection: bool,
+    /// Authentication attempts with codes allowed per minute per source IP and per access ID.
+    pub auth_attempts_per_minute: u32,
 }
 
 /// The monitor's view: how long the daemon has run and how often its worker was restarted.

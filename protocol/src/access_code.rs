@@ -102,9 +102,14 @@ impl Credentials {
         if password.is_empty() {
             return Err(CredentialsError::EmptyPassword);
         }
-        let id = Sha256Hash(Sha256::digest(username.as_bytes()).into());
+        let id = custom_id(username);
         Ok(Credentials { id, username: srp_username(&id), password: password.to_owned() })
     }
+}
+
+/// The public ID of a custom username: the SHA-256 of its UTF-8 bytes.
+pub fn custom_id(username: &str) -> Sha256Hash {
+    Sha256Hash(Sha256::digest(username.as_bytes()).into())
 }
 
 impl AccessCode {

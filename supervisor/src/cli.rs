@@ -37,22 +37,37 @@ pub(crate) enum Command {
         /// What the code grants: read-write (read-only and untrusted are not built yet).
         #[arg(long, default_value = "read-write")]
         mode: String,
-        /// Hours the code stays valid.
-        #[arg(long, default_value_t = 24)]
-        expires_hours: u32,
+        /// How long the code stays valid: e.g. 90s, 30m, 24h, 7d, or never.
+        #[arg(long, default_value = "24h")]
+        expires: String,
         /// Let the code be used by more than one peer.
         #[arg(long)]
         multi_use: bool,
+        /// Instead of a generated code, let peers join with this username and a password
+        /// you choose (--password, or one line on stdin).
+        #[arg(long)]
+        username: Option<String>,
+        /// The password for --username (visible to other users of this computer in the
+        /// process list: prefer stdin).
+        #[arg(long, requires = "username")]
+        password: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Join a share with an access code someone gave you.
+    /// Join a share with an access code someone gave you: `attach CODE PATH`, or
+    /// `attach --username U PATH` for a username and password they chose.
     Attach {
-        /// The code (SYNC… or clearskies://directory/SYNC…).
-        code: String,
-        /// Where the share goes (created if missing).
-        path: std::path::PathBuf,
+        /// CODE PATH, or only PATH with --username. The code is SYNC… or
+        /// clearskies://directory/SYNC…; PATH is where the share goes (created if missing).
+        #[arg(required = true, num_args = 1..=2, value_names = ["CODE", "PATH"])]
+        args: Vec<String>,
+        /// Join with a username the sharer chose instead of a code.
+        #[arg(long)]
+        username: Option<String>,
+        /// The password for --username (or one line on stdin).
+        #[arg(long, requires = "username")]
+        password: Option<String>,
         /// Address of a computer that has the share, HOST:PORT (otherwise it is looked for
         /// through the configured trackers and on the LAN).
         #[arg(long)]
@@ -194,5 +209,21 @@ pub(crate) enum CodeCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// List the codes this daemon issued: active, expired or used, and who joined with each.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a code: it is refused from now on. Name it by the code itself, its access ID
+    /// (at least 8 hex digits, as `code list` shows), or --username.
+    Cancel {
+        /// The SYNC… code or its access ID.
+        #[arg(required_unless_present = "username")]
+        code: Option<String>,
+        /// The username of custom credentials.
+        #[arg(long, conflicts_with = "code")]
+        username: Option<String>,
     },
 }

@@ -52,6 +52,9 @@ pub(crate) struct FileConfig {
     pub(crate) download_limit: Option<u64>,
     /// zlib level of the gzip extension, 1–9 (default 6); 0 does not offer gzip.
     pub(crate) gzip_level: Option<u32>,
+    /// Authentication attempts with access codes allowed per minute per source IP and per
+    /// access ID (default 10).
+    pub(crate) auth_attempts_per_minute: Option<u32>,
 }
 
 /// Everything the binary needs, validated.
@@ -74,6 +77,8 @@ pub(crate) struct Config {
     pub(crate) download_limit: u64,
     /// 0–9 (0: gzip not offered).
     pub(crate) gzip_level: u32,
+    /// Per minute, per IP and per access ID.
+    pub(crate) auth_attempts_per_minute: u32,
 }
 
 impl Config {
@@ -129,6 +134,13 @@ impl Config {
             clearskies_actors::config::DEFAULT_GZIP_LEVEL,
         )?;
         anyhow::ensure!(gzip_level <= 9, "gzip_level {gzip_level} is not a zlib level 0-9 (0: gzip off)");
+        let auth_attempts_per_minute = setting(
+            "CLEARSKIES_AUTH_ATTEMPTS_PER_MINUTE",
+            "a number of attempts",
+            file.auth_attempts_per_minute,
+            clearskies_actors::listener::throttle::DEFAULT_PER_MINUTE,
+        )?;
+        anyhow::ensure!(auth_attempts_per_minute >= 1, "auth_attempts_per_minute must be at least 1");
         Ok(Config {
             data_dir,
             listen: SocketAddr::new(address, port),
@@ -139,6 +151,7 @@ impl Config {
             upload_limit,
             download_limit,
             gzip_level,
+            auth_attempts_per_minute,
         })
     }
 

@@ -273,20 +273,78 @@ fn absolute_dir(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// `clearskies share PATH`: shares the directory if needed and prints a new access code.
-pub(crate) fn share(
-    config: &Config,
-    path: &std::path::Path,
-    mode: &str,
-    expires_hours: u32,
-    multi_use: bool,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mode = mode.replace('-', "_");
+/// `clearskies share`'s choices.
+#[derive(Debug)]
+pub(crate) struct ShareOptions<'a> {
+    pub(crate) mode: &'a str,
+    /// `24h`, `7d`, `never`…
+    pub(crate) expires: &'a str,
+    pub(crate) multi_use: bool,
+    /// Custom username and password instead of a generated code.
+    pub(crate) custom: Option<(String, String)>,
+    pub(crate) json: bool,
+}
+
+/// A username with its password: the one given, or one line read from stdin.
+pub(crate) fn with_password(username: String, password: Option<String>) -> anyhow::Result<(String, String)> {
+    let password = match password {
+        Some(p) => p,
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!("password for {username}: ");
+            }
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    Ok((username, password))
+}
+
+/// Parses a code lifetime: `90s`, `30m`, `24h`, `7d` (a bare number is hours), or `never`.
+/// `None` is never.
+pub(crate) fn parse_lifetime(text: &str) -> anyhow::Result<Option<i64>> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 =
+        digits.parse().map_err(|_| anyhow::anyhow!("{text:?} is not a duration like 30m, 24h, 7d or never"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "" | "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("{text:?}: the unit must be s, m, h or d (or say never)"),
+    };
+    let secs = n
+        .checked_mul(scale)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is not a positive duration"))?;
+    Ok(Some(secs))
+}
+
+/// Seconds as a short duration: `45 s`, `30 min`, `24 h`, `7 d`.
+fn human_duration(secs: i64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{} d", s / 86_400),
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// `clearskies share PATH`: shares it (if it is not yet) and issues a code.
+pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<'_>) -> anyhow::Result<()> {
+    let mode = opts.mode.replace('-', "_");
     match mode.as_str() {
         "read_write" => {}
         "read_only" | "untrusted" => bail!("{mode} shares are not supported yet; use --mode read-write"),
         other => bail!("unknown mode {other:?}; use read-write"),
     }
+    let lifetime = parse_lifetime(opts.expires)?;
     let path = absolute_dir(path)?;
     let path_str = path.to_str().with_context(|| format!("{} is not valid UTF-8", path.display()))?;
     let mut c = connect(config)?;
@@ -295,24 +353,103 @@ pub(crate) fn share(
         None | Some("already_shared") => {}
         Some(code) => bail!("{} ({code})", created.get("message").and_then(Value::as_str).unwrap_or("")),
     }
-    let code = c.request(&json!({
+    let mut request = json!({
         "type": "create_access_code",
         "path": path_str,
         "mode": mode,
-        "expires_in": i64::from(expires_hours) * 3600,
-        "multi_use": multi_use,
-    }))?;
-    if json {
+        "expires_in": lifetime,
+        "multi_use": opts.multi_use,
+    });
+    if let Some((username, password)) = &opts.custom {
+        request["username"] = json!(username);
+        request["password"] = json!(password);
+    }
+    let code = c.request(&request)?;
+    if opts.json {
         return out(&code.to_string());
     }
-    let text = code["access_code"].as_str().unwrap_or("?");
+    let validity = match lifetime {
+        Some(secs) => format!("valid {}", human_duration(secs)),
+        None => "never expires".to_owned(),
+    };
+    let uses = if opts.multi_use { "multi-use" } else { "single use" };
+    let (shared, mode) = (path.display(), mode.replace('_', "-"));
+    match &opts.custom {
+        None => {
+            let text = code["access_code"].as_str().unwrap_or("?");
+            out(&format!(
+                "Shared {shared} ({mode}).\nAccess code ({uses}, {validity}):\n\n    {text}\n    {}\n\nOn the other \
+                 computer: clearskies attach {text} DIRECTORY",
+                code["url"].as_str().unwrap_or("?"),
+            ))
+        }
+        Some((username, _)) => out(&format!(
+            "Shared {shared} ({mode}).\nUsername {username:?} with your password ({uses}, {validity}).\n\nOn the \
+             other computer: clearskies attach --username {username:?} DIRECTORY"
+        )),
+    }
+}
+
+/// `clearskies code list`.
+pub(crate) fn code_list(config: &Config, json: bool) -> anyhow::Result<()> {
+    let answer = connect(config)?.request(&json!({ "type": "list_access_codes" }))?;
+    if json {
+        return out(&answer.to_string());
+    }
+    let codes = answer["codes"].as_array().cloned().unwrap_or_default();
+    if codes.is_empty() {
+        return out("no access codes; make one with `clearskies share DIRECTORY`");
+    }
+    let now = unix_now();
+    let mut text = String::new();
+    for c in codes {
+        let id = c["access_id"].as_str().unwrap_or("?");
+        let name = match c["username"].as_str() {
+            Some(u) => format!("user {u:?}"),
+            None => format!("code {}", &id[..id.len().min(12)]),
+        };
+        let expires = match c["expires"].as_i64() {
+            None => "never expires".to_owned(),
+            Some(e) if e > now => format!("expires in {}", human_duration(e - now)),
+            Some(e) => format!("expired {} ago", human_duration(now - e)),
+        };
+        let used_by: Vec<&str> = c["used_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let joined =
+            if used_by.is_empty() { "nobody joined".to_owned() } else { format!("joined: {}", used_by.join(", ")) };
+        text.push_str(&format!(
+            "{name}  {}  {}  {}  {}  {expires}  {joined}\n",
+            c["state"].as_str().unwrap_or("?"),
+            c["path"].as_str().unwrap_or("?"),
+            c["mode"].as_str().unwrap_or("?").replace('_', "-"),
+            if c["multi_use"] == true { "multi-use" } else { "single use" },
+        ));
+    }
+    out(text.trim_end())
+}
+
+/// `clearskies code cancel`.
+pub(crate) fn code_cancel(config: &Config, code: Option<&str>, username: Option<&str>) -> anyhow::Result<()> {
+    let request = match (code, username) {
+        (_, Some(u)) => json!({ "type": "cancel_access_code", "username": u }),
+        (Some(c), None) if c.to_ascii_uppercase().starts_with("SYNC") || c.starts_with("clearskies://") => {
+            let parsed: clearskies_protocol::access_code::AccessCode = c.parse().context("invalid access code")?;
+            json!({ "type": "cancel_access_code", "code": parsed.to_string() })
+        }
+        (Some(id), None) => json!({ "type": "cancel_access_code", "access_id": id }),
+        (None, None) => bail!("name the code: clearskies code cancel CODE (or --username U)"),
+    };
+    let answer = connect(config)?.request(&request)?;
     out(&format!(
-        "Shared {} ({}).\nAccess code ({}, valid {expires_hours} h):\n\n    {text}\n    {}\n\nOn the other computer: clearskies attach {text} DIRECTORY",
-        path.display(),
-        mode.replace('_', "-"),
-        if multi_use { "multi-use" } else { "single use" },
-        code["url"].as_str().unwrap_or("?"),
+        "cancelled the code {} for {}",
+        answer["access_id"].as_str().unwrap_or("?"),
+        answer["path"].as_str().unwrap_or("?")
     ))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `clearskies list`.
@@ -412,20 +549,46 @@ pub(crate) fn detach(config: &Config, path: &std::path::Path) -> anyhow::Result<
 }
 
 /// `clearskies attach CODE PATH --peer HOST:PORT`.
+/// What `clearskies attach` joins with.
+#[derive(Debug)]
+pub(crate) enum Joining {
+    /// A `SYNC…` code.
+    Code(String),
+    /// A username and password.
+    Custom((String, String)),
+}
+
+/// `clearskies attach`'s choices.
+#[derive(Debug)]
+pub(crate) struct AttachOptions<'a> {
+    pub(crate) peer: Option<&'a str>,
+    pub(crate) timeout: u64,
+    pub(crate) subtree: Option<&'a str>,
+    pub(crate) exclude: &'a [String],
+}
+
+/// `clearskies attach`: joins a share through the daemon.
 pub(crate) fn attach(
     config: &Config,
-    code: &str,
+    with: Joining,
     path: &std::path::Path,
-    peer: Option<&str>,
-    timeout: u64,
-    subtree: Option<&str>,
-    exclude: &[String],
+    opts: AttachOptions<'_>,
 ) -> anyhow::Result<()> {
-    // Check the code locally first: a typo is caught without touching the network.
-    let parsed: clearskies_protocol::access_code::AccessCode = code.parse().context("invalid access code")?;
+    let AttachOptions { peer, timeout, subtree, exclude } = opts;
     let abs = if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) };
     let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
-    let mut request = json!({ "type": "add_share", "code": parsed.to_string(), "path": p, "timeout": timeout });
+    let mut request = json!({ "type": "add_share", "path": p, "timeout": timeout });
+    match with {
+        Joining::Code(code) => {
+            // Check the code locally first: a typo is caught without touching the network.
+            let parsed: clearskies_protocol::access_code::AccessCode = code.parse().context("invalid access code")?;
+            request["code"] = json!(parsed.to_string());
+        }
+        Joining::Custom((username, password)) => {
+            request["username"] = json!(username);
+            request["password"] = json!(password);
+        }
+    }
     if let Some(subtree) = subtree {
         request["subtree"] = json!(subtree);
     }

@@ -75,12 +75,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tracker { listen, min_ttl, max_ttl } => tracker(listen, min_ttl, max_ttl).map(|()| ExitCode::SUCCESS),
         Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),
         Command::Status { json } => daemon::status(&config()?, json).map(|()| ExitCode::SUCCESS),
-        Command::Share { path, mode, expires_hours, multi_use, json } => {
-            daemon::share(&config()?, &path, &mode, expires_hours, multi_use, json).map(|()| ExitCode::SUCCESS)
+        Command::Share { path, mode, expires, multi_use, username, password, json } => {
+            let custom = username.map(|u| daemon::with_password(u, password)).transpose()?;
+            let opts = daemon::ShareOptions { mode: &mode, expires: &expires, multi_use, custom, json };
+            daemon::share(&config()?, &path, opts).map(|()| ExitCode::SUCCESS)
         }
-        Command::Attach { code, path, peer, timeout, subtree, exclude } => {
-            daemon::attach(&config()?, &code, &path, peer.as_deref(), timeout, subtree.as_deref(), &exclude)
-                .map(|()| ExitCode::SUCCESS)
+        Command::Attach { args, username, password, peer, timeout, subtree, exclude } => {
+            let (with, path) = match (args.as_slice(), username) {
+                ([code, path], None) => (daemon::Joining::Code(code.clone()), path),
+                ([path], Some(u)) => (daemon::Joining::Custom(daemon::with_password(u, password)?), path),
+                ([_], None) => anyhow::bail!("give the access code and the directory: clearskies attach CODE PATH"),
+                (_, Some(_)) => {
+                    anyhow::bail!("with --username, give only the directory: clearskies attach --username U PATH")
+                }
+                _ => anyhow::bail!("clearskies attach CODE PATH"),
+            };
+            let opts = daemon::AttachOptions {
+                peer: peer.as_deref(),
+                timeout,
+                subtree: subtree.as_deref(),
+                exclude: &exclude,
+            };
+            daemon::attach(&config()?, with, std::path::Path::new(path), opts).map(|()| ExitCode::SUCCESS)
         }
         Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Peers { json } => daemon::peers(&config()?, json).map(|()| ExitCode::SUCCESS),
@@ -94,7 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),
-        Command::Code(code) => code_command(code).map(|()| ExitCode::SUCCESS),
+        Command::Code(code) => code_command(code, config).map(|()| ExitCode::SUCCESS),
         Command::Config(ConfigCommand::Get { key, json }) => {
             daemon::config_get(&config()?, key.as_deref(), json).map(|()| ExitCode::SUCCESS)
         }
@@ -127,7 +143,7 @@ fn tracker(listen: std::net::SocketAddr, min_ttl: u64, max_ttl: u64) -> anyhow::
     })
 }
 
-fn code_command(command: CodeCommand) -> anyhow::Result<()> {
+fn code_command(command: CodeCommand, config: impl Fn() -> anyhow::Result<Config>) -> anyhow::Result<()> {
     match command {
         CodeCommand::New { json } => {
             let mut payload = [0u8; 16];
@@ -144,6 +160,8 @@ fn code_command(command: CodeCommand) -> anyhow::Result<()> {
                 out(&format!("{code}\n{}", code.to_url()))
             }
         }
+        CodeCommand::List { json } => daemon::code_list(&config()?, json),
+        CodeCommand::Cancel { code, username } => daemon::code_cancel(&config()?, code.as_deref(), username.as_deref()),
         CodeCommand::Inspect { code, json } => {
             let parsed: AccessCode = code.parse().context("invalid access code")?;
             let creds = parsed.credentials();

@@ -74,6 +74,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
         }
     };
     let settings = Settings {
+        auth_attempts_per_minute: config.auth_attempts_per_minute,
         data_dir: config.data_dir.clone(),
         control_socket: socket.clone(),
         software: clearskies_actors::SOFTWARE.to_owned(),

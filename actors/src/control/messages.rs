@@ -3,8 +3,8 @@
 use actix::Recipient;
 
 use crate::supervisor::messages::{
-    AddShare, CreateAccessCode, CreateShare, FileUrl, GetConfig, GetStatus, InjectFault, ListPeers, ListShares,
-    ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown,
+    AddShare, CancelCode, CreateAccessCode, CreateShare, FileUrl, GetConfig, GetStatus, InjectFault, ListCodes,
+    ListPeers, ListShares, ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown,
 };
 
 /// The actors a control connection talks to, injected by the supervisor.
@@ -26,6 +26,10 @@ pub struct ControlTargets {
     pub create_access_code: Recipient<CreateAccessCode>,
     /// `add_share`.
     pub add_share: Recipient<AddShare>,
+    /// `list_access_codes`.
+    pub list_codes: Recipient<ListCodes>,
+    /// `cancel_access_code`.
+    pub cancel_code: Recipient<CancelCode>,
     /// `list_peers`.
     pub list_peers: Recipient<ListPeers>,
     /// `get_config`, `get_config_value`.

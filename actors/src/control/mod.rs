@@ -21,9 +21,11 @@ use tracing::{debug, warn};
 
 pub use self::messages::ControlTargets;
 use crate::metrics::health;
+use crate::share::registry::{CodeRef, Lifetime};
 use crate::supervisor::messages::{
-    AddShare, CommandError, CreateAccessCode, CreateShare, Fault, FileUrl, GetConfig, GetStatus, InjectFault,
-    ListPeers, ListShares, ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown, DEFAULT_CODE_LIFETIME,
+    AddShare, CancelCode, CommandError, CreateAccessCode, CreateShare, Fault, FileUrl, GetConfig, GetStatus,
+    InjectFault, JoinWith, ListCodes, ListPeers, ListShares, ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown,
+    DEFAULT_CODE_LIFETIME,
 };
 
 /// Longest accepted command line; a longer one closes that connection.
@@ -205,35 +207,51 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             Ok(path) => (reply(targets.remove_share.send(RemoveShare { path }).await), None),
             Err(e) => (e, None),
         },
-        "add_share" => match absolute_path(&request) {
-            Ok(path) => match request.get("code").and_then(Value::as_str) {
-                Some(code) => {
-                    let peer = request.get("peer").and_then(Value::as_str).map(str::to_owned);
-                    let timeout = request.get("timeout").and_then(Value::as_u64);
-                    let subtree = request.get("subtree").and_then(Value::as_str).map(str::to_owned);
-                    let exclude = request
-                        .get("exclude")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                        .unwrap_or_default();
-                    let selection = crate::share::filter::Selection { subtree, exclude };
-                    let msg = AddShare { code: code.to_owned(), path, peer, timeout, selection };
-                    (reply(targets.add_share.send(msg).await), None)
-                }
-                None => (error("missing_code", "the command needs a \"code\""), None),
-            },
-            Err(e) => (e, None),
+        "add_share" => match (absolute_path(&request), join_with(&request)) {
+            (Ok(path), Ok(with)) => {
+                let peer = request.get("peer").and_then(Value::as_str).map(str::to_owned);
+                let timeout = request.get("timeout").and_then(Value::as_u64);
+                let subtree = request.get("subtree").and_then(Value::as_str).map(str::to_owned);
+                let exclude = request
+                    .get("exclude")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default();
+                let selection = crate::share::filter::Selection { subtree, exclude };
+                let msg = AddShare { with, path, peer, timeout, selection };
+                (reply(targets.add_share.send(msg).await), None)
+            }
+            (Err(e), _) | (_, Err(e)) => (e, None),
         },
-        "create_access_code" => match absolute_path(&request) {
-            Ok(path) => {
+        "create_access_code" => match (absolute_path(&request), lifetime(&request), custom_credentials(&request)) {
+            (Ok(path), Ok(lifetime), Ok(custom)) => {
                 let mode = request.get("mode").and_then(Value::as_str).unwrap_or("read_write").to_owned();
-                let expires_in = request.get("expires_in").and_then(Value::as_i64).unwrap_or(DEFAULT_CODE_LIFETIME);
                 let multi_use = request.get("multi_use").and_then(Value::as_bool).unwrap_or(false);
-                let msg = CreateAccessCode { path, mode, expires_in, multi_use };
+                let msg = CreateAccessCode { path, mode, lifetime, multi_use, custom };
                 (reply(targets.create_access_code.send(msg).await), None)
             }
-            Err(e) => (e, None),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => (e, None),
         },
+        "list_access_codes" => match targets.list_codes.send(ListCodes).await {
+            Ok(Ok(codes)) => (json!({ "codes": codes }), None),
+            other => (reply(other), None),
+        },
+        "cancel_access_code" => {
+            let text = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_owned);
+            let which = match (text("code"), text("username"), text("access_id")) {
+                (Some(code), None, None) => match code.parse() {
+                    Ok(code) => Ok(CodeRef::Code(code)),
+                    Err(e) => Err(error("bad_code", &format!("invalid access code: {e}"))),
+                },
+                (None, Some(username), None) => Ok(CodeRef::Username(username)),
+                (None, None, Some(id)) => Ok(CodeRef::IdPrefix(id)),
+                _ => Err(error("missing_code", "the command needs one of \"code\", \"username\" or \"access_id\"")),
+            };
+            match which {
+                Ok(which) => (reply(targets.cancel_code.send(CancelCode(which)).await), None),
+                Err(e) => (e, None),
+            }
+        }
         "file_url" => match (absolute_path(&request), request.get("file").and_then(Value::as_str)) {
             (Ok(path), Some(file)) => {
                 let msg = FileUrl { path, file: file.to_owned() };
@@ -307,6 +325,40 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             (reply(inject.send(InjectFault { fault, path }).await), None)
         }
         other => (error("not_understood", &format!("unknown command {other:?}")), None),
+    }
+}
+
+/// `add_share`'s `code`, or its `username` and `password`.
+fn join_with(request: &Value) -> Result<JoinWith, Value> {
+    match (custom_credentials(request)?, request.get("code").and_then(Value::as_str)) {
+        (Some((username, password)), None) => Ok(JoinWith::Custom { username, password }),
+        (None, Some(code)) => Ok(JoinWith::Code(code.to_owned())),
+        (Some(_), Some(_)) => {
+            Err(error("bad_credentials", "give a \"code\" or a \"username\" and \"password\", not both"))
+        }
+        (None, None) => Err(error("missing_code", "the command needs a \"code\" (or a \"username\" and \"password\")")),
+    }
+}
+
+/// A request's custom `username` and `password`, both or neither.
+fn custom_credentials(request: &Value) -> Result<Option<(String, String)>, Value> {
+    let text = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (text("username"), text("password")) {
+        (Some(u), Some(p)) => Ok(Some((u, p))),
+        (None, None) => Ok(None),
+        _ => Err(error("bad_credentials", "a \"username\" needs a \"password\" and the other way round")),
+    }
+}
+
+/// `create_access_code`'s `expires_in`: seconds, `null` for never, absent for 24 hours.
+fn lifetime(request: &Value) -> Result<Lifetime, Value> {
+    match request.get("expires_in") {
+        None => Ok(Lifetime::Secs(DEFAULT_CODE_LIFETIME)),
+        Some(Value::Null) => Ok(Lifetime::Never),
+        Some(v) => match v.as_i64() {
+            Some(s) if s > 0 => Ok(Lifetime::Secs(s)),
+            _ => Err(error("bad_expiry", "\"expires_in\" must be a positive number of seconds, or null for never")),
+        },
     }
 }
 

@@ -1,6 +1,11 @@
 //! The `Listener` actor: accepts peer connections on the TCP port, runs the secure-channel
 //! handshake for each in its own task, and starts a `Peer` actor for each that
-//! authenticates. Failed attempts are logged with their reason and cost nothing else.
+//! authenticates. Failed attempts are logged with their reason; attempts are rate-limited
+//! per source IP and per access ID ([`throttle`]).
+
+pub mod throttle;
+
+use std::sync::Arc;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Recipient, WrapFuture};
 use clearskies_protocol::session::{KeyExchange, Role};
@@ -28,12 +33,20 @@ pub struct Listener {
     tls: TlsContext,
     secret: [u8; 32],
     targets: ListenerTargets,
+    throttle: Arc<throttle::AuthThrottle>,
 }
 
 impl Listener {
     /// Serves `listener` (bound by the worker so that a busy port fails at start-up).
-    pub fn new(listener: std::net::TcpListener, tls: TlsContext, secret: [u8; 32], targets: ListenerTargets) -> Self {
-        Listener { listener: Some(listener), tls, secret, targets }
+    /// `throttle` is shared across restarts of this actor, so a crash does not refill it.
+    pub fn new(
+        listener: std::net::TcpListener,
+        tls: TlsContext,
+        secret: [u8; 32],
+        targets: ListenerTargets,
+        throttle: Arc<throttle::AuthThrottle>,
+    ) -> Self {
+        Listener { listener: Some(listener), tls, secret, targets, throttle }
     }
 }
 
@@ -45,22 +58,34 @@ impl Actor for Listener {
         let Some(listener) = crate::net::tcp_listener(std_listener, "listening for peers") else {
             return ctx.stop();
         };
-        let (tls, secret, targets) = (self.tls.clone(), self.secret, self.targets.clone());
+        let (tls, secret, targets, throttle) =
+            (self.tls.clone(), self.secret, self.targets.clone(), self.throttle.clone());
         let accept = async move {
             loop {
                 let (tcp, addr) = crate::net::accept("peer port", || listener.accept()).await;
-                let (tls, targets) = (tls.clone(), targets.clone());
+                let (tls, targets, throttle) = (tls.clone(), targets.clone(), throttle.clone());
                 actix_rt::spawn(async move {
                     let lookup = targets.lookup.clone();
                     let result = channel::accept(tcp, &tls, &secret, |id| async move {
-                        lookup.send(LookupCredential(id)).await.ok().flatten().map(|c| c.record)
+                        let cred = match id {
+                            Some(id) => lookup.send(LookupCredential(id)).await.ok().flatten(),
+                            None => None,
+                        };
+                        if !cred.as_ref().is_some_and(|c| c.kind == CredentialKind::Key) {
+                            let id = id.unwrap_or(clearskies_protocol::Sha256Hash([0; 32]));
+                            throttle.charge_code(addr.ip(), id).map_err(|t| t.message())?;
+                        }
+                        Ok(cred.map(|c| c.record))
                     })
                     .await;
                     let ch = match result {
                         Ok(ch) => ch,
                         Err(e) => {
-                            if matches!(e, channel::ChannelError::AuthFailed { .. }) {
-                                crate::metrics::metrics().auth_failures.inc();
+                            let m = crate::metrics::metrics();
+                            match e {
+                                channel::ChannelError::AuthFailed { .. } => m.auth_failures.inc(),
+                                channel::ChannelError::Throttled(_) => m.auth_throttled.inc(),
+                                _ => {}
                             }
                             warn!(%addr, error = %e, "refused a connection");
                             return;

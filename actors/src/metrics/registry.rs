@@ -45,6 +45,8 @@ pub struct Metrics {
     pub conflicts: IntCounter,
     /// Connections that failed authentication (wrong code or key, unknown ID).
     pub auth_failures: IntCounter,
+    /// Incoming authentication attempts refused before SRP by the rate limits.
+    pub auth_throttled: IntCounter,
     /// Actors restarted after a crash, by actor kind.
     pub actor_restarts: IntCounterVec,
     /// inotify queue overflows (each one costs a full rescan).
@@ -143,6 +145,10 @@ impl Metrics {
             auth_failures: counter(
                 "clearskies_auth_failures_total",
                 "Incoming connections that failed authentication.",
+            ),
+            auth_throttled: counter(
+                "clearskies_auth_throttled_total",
+                "Incoming authentication attempts refused before SRP: too many from one IP or for one access ID.",
             ),
             actor_restarts: counter_vec(
                 "clearskies_actor_restarts_total",

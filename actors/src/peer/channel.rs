@@ -56,6 +56,9 @@ pub enum ChannelError {
     /// The OS random number generator failed.
     #[error("random number generator failed")]
     Random,
+    /// We refused the attempt before SRP (too many attempts).
+    #[error("refused before authentication: {0}")]
+    Throttled(String),
 }
 
 impl From<AuthError> for ChannelError {
@@ -249,9 +252,11 @@ async fn connect_inner(
     Ok(Channel { stream: io.stream, leftover: io.buf, id, session_id })
 }
 
-/// Accepts: TLS, then SRP. `lookup` gives the verifier record for an ID we know; unknown IDs
-/// are answered with a decoy derived from `server_secret`, so they fail exactly like a wrong
-/// password.
+/// Accepts: TLS, then SRP. `lookup` gets the ID the client names (`None` if its username is
+/// not `clearskies:1:<hex>`) and gives the verifier record for an ID we know, `None` for one
+/// we do not (answered with a decoy derived from `server_secret`, so it fails exactly like a
+/// wrong password), or a reason to refuse the attempt before SRP (sent to the client as
+/// `.rs.clearskies.srp.error`).
 pub async fn accept<F, Fut>(
     tcp: TcpStream,
     tls: &TlsContext,
@@ -259,8 +264,8 @@ pub async fn accept<F, Fut>(
     lookup: F,
 ) -> Result<Channel, ChannelError>
 where
-    F: FnOnce(Sha256Hash) -> Fut,
-    Fut: Future<Output = Option<VerifierRecord>>,
+    F: FnOnce(Option<Sha256Hash>) -> Fut,
+    Fut: Future<Output = Result<Option<VerifierRecord>, String>>,
 {
     tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_inner(tcp, tls, server_secret, lookup))
         .await
@@ -274,8 +279,8 @@ async fn accept_inner<F, Fut>(
     lookup: F,
 ) -> Result<Channel, ChannelError>
 where
-    F: FnOnce(Sha256Hash) -> Fut,
-    Fut: Future<Output = Option<VerifierRecord>>,
+    F: FnOnce(Option<Sha256Hash>) -> Fut,
+    Fut: Future<Output = Result<Option<VerifierRecord>, String>>,
 {
     let _ = tcp.set_nodelay(true);
     let stream = tls.acceptor.accept(tcp).await?;
@@ -287,9 +292,13 @@ where
         m => return Err(ChannelError::Protocol(format!("expected an SRP hello, got {}", m.kind()))),
     };
     let id = auth::id_from_username(&hello.username);
-    let record = match id {
-        Some(id) => lookup(id).await,
-        None => None,
+    let record = match lookup(id).await {
+        Ok(record) => record,
+        Err(reason) => {
+            let _ = io.send(&srp::Error { message: reason.clone() }.into()).await;
+            let _ = io.stream.shutdown().await;
+            return Err(ChannelError::Throttled(reason));
+        }
     };
     let record = record.unwrap_or_else(|| VerifierRecord::decoy(server_secret, &hello.username));
     let (server, challenge) = ServerAuth::handle_hello(&hello, &record, random64()?)?;

@@ -23,8 +23,8 @@ async fn handshake(
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         accept(tcp, &server_tls, &SECRET, |id| {
-            let r = (id == known_id).then(|| record.clone());
-            async move { r }
+            let r = (id == Some(known_id)).then(|| record.clone());
+            async move { Ok(r) }
         })
         .await
     });
@@ -78,7 +78,7 @@ async fn garbage_instead_of_tls_fails_cleanly() {
     let tls = TlsContext::new().unwrap();
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        accept(tcp, &tls, &SECRET, |_| async { None }).await
+        accept(tcp, &tls, &SECRET, |_| async { Ok(None) }).await
     });
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"m2{}GET / HTTP/1.1\r\n\r\n").await.unwrap();

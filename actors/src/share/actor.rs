@@ -680,6 +680,7 @@ impl Handler<GetShareStatus> for Share {
                 pending_bytes: c.pending_bytes,
                 peers,
                 id: String::new(),
+                peer_id: String::new(),
                 in_sync_since: None,
                 last_synced: None,
             }

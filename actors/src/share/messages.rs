@@ -55,6 +55,9 @@ pub struct ShareStatus {
     pub peers: usize,
     /// The share ID (hex), filled in by the supervisor.
     pub id: String,
+    /// Our peer ID in the share (hex), filled in by the supervisor: what a sharer's `code
+    /// list` shows for the peers that joined.
+    pub peer_id: String,
     /// Unix time since which every status query found the share in sync (absent: not in
     /// sync now). Queries come from `list`, `status`, `/health` and `/metrics`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -49,12 +49,17 @@ impl ShareConfig {
 
     /// The level as `list_shares` shows it.
     pub fn mode(&self) -> &'static str {
-        match self.access_level {
-            AccessLevel::ReadWrite => "read_write",
-            AccessLevel::ReadOnly => "read_only",
-            AccessLevel::Untrusted => "untrusted",
-            AccessLevel::Unknown => "unknown",
-        }
+        level_name(self.access_level)
+    }
+}
+
+/// An access level as the control socket names it.
+pub fn level_name(level: AccessLevel) -> &'static str {
+    match level {
+        AccessLevel::ReadWrite => "read_write",
+        AccessLevel::ReadOnly => "read_only",
+        AccessLevel::Untrusted => "untrusted",
+        AccessLevel::Unknown => "unknown",
     }
 }
 
@@ -80,12 +85,19 @@ pub struct CodeRecord {
     pub salt: [u8; SALT_LEN],
     /// SRP verifier.
     pub verifier: Vec<u8>,
-    /// Unix seconds after which it is refused.
-    pub expires: i64,
+    /// Unix seconds after which it is refused; `None`: never expires.
+    pub expires: Option<i64>,
     /// Whether it may be used more than once.
     pub multi_use: bool,
     /// Peers that joined with it.
     pub used_by: Vec<PeerId>,
+    /// Unix seconds when it was issued.
+    #[serde(default)]
+    pub created: i64,
+    /// For a custom username/password: the username (the password is kept only as the SRP
+    /// verifier). `None` for a generated `SYNC…` code.
+    #[serde(default)]
+    pub username: Option<String>,
 }
 
 impl CodeRecord {
@@ -96,8 +108,63 @@ impl CodeRecord {
 
     /// Whether it can still be used at `now` (Unix seconds).
     pub fn is_usable(&self, now: i64) -> bool {
-        now < self.expires && (self.multi_use || self.used_by.is_empty())
+        self.state(now) == CodeState::Active
     }
+
+    /// Whether it is active, expired or used up at `now` (Unix seconds).
+    pub fn state(&self, now: i64) -> CodeState {
+        if self.expires.is_some_and(|e| now >= e) {
+            CodeState::Expired
+        } else if !self.multi_use && !self.used_by.is_empty() {
+            CodeState::Used
+        } else {
+            CodeState::Active
+        }
+    }
+}
+
+/// Where a code is in its life. A cancelled code is deleted, so it has no state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeState {
+    /// It can be used.
+    Active,
+    /// Its time ran out.
+    Expired,
+    /// A single-use code a peer has joined with.
+    Used,
+}
+
+/// The secret a new code is made of.
+#[derive(Debug)]
+pub enum CodeSecret {
+    /// A fresh random `SYNC…` code.
+    Generated,
+    /// A username and password the user chose.
+    Custom {
+        /// The username (shown in `code list`).
+        username: String,
+        /// Their SRP credentials.
+        credentials: clearskies_protocol::access_code::Credentials,
+    },
+}
+
+/// What issuing a code produced.
+#[derive(Debug)]
+pub struct IssuedCode {
+    /// The record as stored.
+    pub record: CodeRecord,
+    /// The generated code, shown once (`None` for custom credentials).
+    pub code: Option<AccessCode>,
+}
+
+/// How long a code stays valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// This many seconds (at least 1).
+    Secs(i64),
+    /// Until cancelled.
+    Never,
 }
 
 /// Why a share operation failed. Each has a stable machine-readable code for the control
@@ -142,6 +209,15 @@ pub enum RegistryError {
     /// A level this build cannot hold yet.
     #[error("{0} access is not supported yet")]
     Unsupported(&'static str),
+    /// A live code already uses this username.
+    #[error("the username {0:?} is already in use by a code of this daemon (cancel it first: clearskies code cancel --username ...)")]
+    UsernameTaken(String),
+    /// No live code matches.
+    #[error("no code matches {0:?} (see clearskies code list)")]
+    NoSuchCode(String),
+    /// More than one code matches an ID prefix.
+    #[error("{0:?} matches more than one code; give more of the ID")]
+    AmbiguousCode(String),
 }
 
 impl RegistryError {
@@ -157,6 +233,9 @@ impl RegistryError {
             RegistryError::Random => "random_failed",
             RegistryError::BadKeys => "bad_keys",
             RegistryError::Unsupported(_) => "unsupported_mode",
+            RegistryError::UsernameTaken(_) => "username_taken",
+            RegistryError::NoSuchCode(_) => "no_such_code",
+            RegistryError::AmbiguousCode(_) => "ambiguous_code",
         }
     }
 }
@@ -390,18 +469,30 @@ pub fn load_codes(store: &Store) -> Result<Vec<CodeRecord>, RegistryError> {
         .collect()
 }
 
-/// Issues an access code for `share`, valid for `valid_secs`. Returns the code, which is
-/// not stored anywhere.
+/// Issues an access code for `share`: a generated one (returned, never stored) or custom
+/// credentials (stored as their SRP verifier only). A custom username that a live code
+/// already uses is refused; an expired or used-up one is replaced.
 pub fn create_code(
     store: &Store,
     share: &ShareConfig,
     access_level: AccessLevel,
-    valid_secs: i64,
+    lifetime: Lifetime,
     multi_use: bool,
+    secret: CodeSecret,
     now: Timestamp,
-) -> Result<AccessCode, RegistryError> {
-    let code = AccessCode::from_random(random()?);
-    let creds = code.credentials();
+) -> Result<IssuedCode, RegistryError> {
+    let (creds, code, username) = match secret {
+        CodeSecret::Generated => {
+            let code = AccessCode::from_random(random()?);
+            (code.credentials(), Some(code), None)
+        }
+        CodeSecret::Custom { username, credentials } => {
+            if find_code(store, &credentials.id)?.is_some_and(|c| c.is_usable(now.secs())) {
+                return Err(RegistryError::UsernameTaken(username));
+            }
+            (credentials, None, Some(username))
+        }
+    };
     let verifier = VerifierRecord::new(&creds.username, &creds.password, random()?);
     let record = CodeRecord {
         access_id: creds.id,
@@ -409,13 +500,57 @@ pub fn create_code(
         access_level,
         salt: verifier.salt,
         verifier: verifier.verifier,
-        expires: now.secs().saturating_add(valid_secs),
+        expires: match lifetime {
+            Lifetime::Secs(s) => Some(now.secs().saturating_add(s)),
+            Lifetime::Never => None,
+        },
         multi_use,
         used_by: Vec::new(),
+        created: now.secs(),
+        username,
     };
     let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store.put_meta(&format!("code:{}", record.access_id), &json)?;
-    Ok(code)
+    Ok(IssuedCode { record, code })
+}
+
+/// How the user names a code to cancel.
+#[derive(Debug, Clone)]
+pub enum CodeRef {
+    /// The `SYNC…` code itself.
+    Code(AccessCode),
+    /// A custom username.
+    Username(String),
+    /// The access ID or a prefix of it (at least 8 hex digits), as `code list` shows.
+    IdPrefix(String),
+}
+
+/// Cancels a code: its record is deleted, so it is refused at once, exactly like a code
+/// that never existed.
+pub fn cancel_code(store: &Store, which: &CodeRef) -> Result<CodeRecord, RegistryError> {
+    let (id, shown) = match which {
+        CodeRef::Code(c) => (Some(c.access_id()), c.to_string()),
+        CodeRef::Username(u) => (Some(clearskies_protocol::access_code::custom_id(u)), u.clone()),
+        CodeRef::IdPrefix(p) => (None, p.clone()),
+    };
+    let record = match id {
+        Some(id) => find_code(store, &id)?,
+        None => {
+            let prefix = shown.to_ascii_lowercase();
+            if prefix.len() < 8 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(RegistryError::NoSuchCode(shown));
+            }
+            let mut matching = load_codes(store)?.into_iter().filter(|c| c.access_id.to_string().starts_with(&prefix));
+            match (matching.next(), matching.next()) {
+                (Some(_), Some(_)) => return Err(RegistryError::AmbiguousCode(shown)),
+                (one, None) => one,
+                (None, Some(_)) => None,
+            }
+        }
+    };
+    let record = record.ok_or(RegistryError::NoSuchCode(shown))?;
+    store.delete_meta(&format!("code:{}", record.access_id))?;
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -448,7 +583,17 @@ mod tests {
             Err(RegistryError::NotADirectory(_))
         ));
 
-        let code = create_code(&store, &share, AccessLevel::ReadWrite, 86_400, false, now).unwrap();
+        let issued = create_code(
+            &store,
+            &share,
+            AccessLevel::ReadWrite,
+            Lifetime::Secs(86_400),
+            false,
+            CodeSecret::Generated,
+            now,
+        )
+        .unwrap();
+        let code = issued.code.unwrap();
         let codes = load_codes(&store).unwrap();
         assert_eq!(codes.len(), 1);
         assert_eq!(find_code(&store, &code.access_id()).unwrap().as_ref(), Some(&codes[0]));
@@ -468,6 +613,61 @@ mod tests {
         assert!(photos.path().join("keep.jpg").exists());
         assert!(!photos.path().join(META_DIR).exists());
         assert!(matches!(remove_share(&store, data.path(), photos.path()), Err(RegistryError::NotShared(_))));
+    }
+
+    #[test]
+    fn codes_expire_get_used_up_and_cancel() {
+        let data = tempfile::tempdir().unwrap();
+        let photos = tempfile::tempdir().unwrap();
+        let store = Store::open(&data.path().join("db")).unwrap();
+        let now = Timestamp::new(1000, 0).unwrap();
+        let share = create_share(&store, data.path(), photos.path(), now).unwrap();
+        let rw = AccessLevel::ReadWrite;
+        let make = |lifetime, multi, secret| create_code(&store, &share, rw, lifetime, multi, secret, now);
+
+        let once = make(Lifetime::Secs(60), false, CodeSecret::Generated).unwrap();
+        assert_eq!(once.record.state(1059), CodeState::Active);
+        assert_eq!(once.record.state(1060), CodeState::Expired);
+        mark_code_used(&store, &once.record.access_id, PeerId([1; 16])).unwrap();
+        let used = find_code(&store, &once.record.access_id).unwrap().unwrap();
+        assert_eq!((used.state(1001), used.used_by.clone()), (CodeState::Used, vec![PeerId([1; 16])]));
+
+        let many = make(Lifetime::Never, true, CodeSecret::Generated).unwrap();
+        mark_code_used(&store, &many.record.access_id, PeerId([1; 16])).unwrap();
+        mark_code_used(&store, &many.record.access_id, PeerId([2; 16])).unwrap();
+        let many_now = find_code(&store, &many.record.access_id).unwrap().unwrap();
+        assert_eq!((many_now.state(i64::MAX - 1), many_now.used_by.len()), (CodeState::Active, 2));
+
+        let custom = |user: &str, pw: &str| CodeSecret::Custom {
+            username: user.into(),
+            credentials: clearskies_protocol::access_code::Credentials::custom(user, pw).unwrap(),
+        };
+        let alice = make(Lifetime::Secs(60), false, custom("alice", "pw1")).unwrap();
+        assert!(alice.code.is_none());
+        assert_eq!(alice.record.username.as_deref(), Some("alice"));
+        assert!(matches!(
+            make(Lifetime::Secs(60), false, custom("alice", "pw2")),
+            Err(RegistryError::UsernameTaken(_))
+        ));
+        // The verifier is for the password given: a different one does not match.
+        let creds = clearskies_protocol::access_code::Credentials::custom("alice", "pw1").unwrap();
+        assert_eq!(alice.record.verifier_record(), VerifierRecord::new(&creds.username, "pw1", alice.record.salt));
+
+        // Cancel by username, by the code itself, by an ID prefix; unknown and short refused.
+        assert_eq!(cancel_code(&store, &CodeRef::Username("alice".into())).unwrap().access_id, alice.record.access_id);
+        assert!(find_code(&store, &alice.record.access_id).unwrap().is_none());
+        assert!(matches!(cancel_code(&store, &CodeRef::Username("alice".into())), Err(RegistryError::NoSuchCode(_))));
+        // Once cancelled the username can be used again.
+        make(Lifetime::Secs(60), false, custom("alice", "pw2")).unwrap();
+        cancel_code(&store, &CodeRef::Code(many.code.clone().unwrap())).unwrap();
+        let prefix = once.record.access_id.to_string()[..8].to_uppercase();
+        assert_eq!(cancel_code(&store, &CodeRef::IdPrefix(prefix)).unwrap().access_id, once.record.access_id);
+        assert!(matches!(cancel_code(&store, &CodeRef::IdPrefix("abc".into())), Err(RegistryError::NoSuchCode(_))));
+        assert!(matches!(
+            cancel_code(&store, &CodeRef::IdPrefix("zzzzzzzz".into())),
+            Err(RegistryError::NoSuchCode(_))
+        ));
+        assert_eq!(load_codes(&store).unwrap().len(), 1);
     }
 
     #[test]

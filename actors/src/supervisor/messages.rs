@@ -153,29 +153,88 @@ pub struct CreateAccessCode {
     pub path: std::path::PathBuf,
     /// `read_write` (other levels arrive with the access-levels work).
     pub mode: String,
-    /// Seconds the code stays valid.
-    pub expires_in: i64,
+    /// How long the code stays valid.
+    pub lifetime: crate::share::registry::Lifetime,
     /// Whether it may be used more than once.
     pub multi_use: bool,
+    /// Custom credentials instead of a generated code: username and password.
+    pub custom: Option<(String, String)>,
 }
 
 /// What `create_access_code` answers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CodeCreated {
-    /// The `SYNC…` code.
-    pub access_code: String,
-    /// The `clearskies://directory/…` form.
-    pub url: String,
-    /// Unix seconds after which the code is refused.
-    pub expires: i64,
+    /// The `SYNC…` code (absent for custom credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_code: Option<String>,
+    /// The `clearskies://directory/…` form (absent for custom credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The custom username.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The public access ID (what `code list` shows and `code cancel` takes).
+    pub access_id: String,
+    /// Unix seconds after which the code is refused; null: never.
+    pub expires: Option<i64>,
+    /// Whether more than one peer may join with it.
+    pub multi_use: bool,
+}
+
+/// `list_access_codes`: every code this daemon issued that was not cancelled.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<CodeEntry>, CommandError>")]
+pub struct ListCodes;
+
+/// One line of `list_access_codes`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeEntry {
+    /// The public access ID.
+    pub access_id: String,
+    /// The custom username, if it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The share's root.
+    pub path: String,
+    /// The level it grants.
+    pub mode: &'static str,
+    /// active, expired or used.
+    pub state: crate::share::registry::CodeState,
+    /// Unix seconds when issued.
+    pub created: i64,
+    /// Unix seconds after which it is refused; null: never.
+    pub expires: Option<i64>,
+    /// Whether more than one peer may join with it.
+    pub multi_use: bool,
+    /// Peer IDs that joined with it.
+    pub used_by: Vec<String>,
+}
+
+/// `cancel_access_code`: the code is refused from now on.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CodeEntry, CommandError>")]
+pub struct CancelCode(pub crate::share::registry::CodeRef);
+
+/// What a peer joins a share with.
+#[derive(Debug, Clone)]
+pub enum JoinWith {
+    /// A `SYNC…` code (or its URL form), as typed.
+    Code(String),
+    /// A username and password the sharer chose.
+    Custom {
+        /// Username.
+        username: String,
+        /// Password.
+        password: String,
+    },
 }
 
 /// `add_share`: join a share with an access code, through the peer at `peer`.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ShareCreated, CommandError>")]
 pub struct AddShare {
-    /// The `SYNC…` code (or its URL form).
-    pub code: String,
+    /// The code or the custom credentials.
+    pub with: JoinWith,
     /// Where the share goes (created if missing).
     pub path: std::path::PathBuf,
     /// `HOST:PORT` of a peer that has the share; without it, discovery looks for one.

@@ -23,9 +23,9 @@ use clearskies_protocol::{PeerId, Sha256Hash};
 use tracing::{debug, error, info, warn};
 
 use self::messages::{
-    AddShare, CodeCreated, CommandError, CreateAccessCode, CreateShare, Fault, FileUrl, GetConfig, GetStatus,
-    InjectFault, ListPeers, ListShares, PeerEntry, ReadFile, RemoveShare, SetConfig, SetPaused, ShareCreated, Shutdown,
-    Status,
+    AddShare, CancelCode, CodeCreated, CodeEntry, CommandError, CreateAccessCode, CreateShare, Fault, FileUrl,
+    GetConfig, GetStatus, InjectFault, JoinWith, ListCodes, ListPeers, ListShares, PeerEntry, ReadFile, RemoveShare,
+    SetConfig, SetPaused, ShareCreated, Shutdown, Status,
 };
 use crate::bandwidth::bandwidth;
 use crate::config;
@@ -128,6 +128,8 @@ pub struct Supervisor {
     listen_addr: Option<SocketAddr>,
     tls: Option<TlsContext>,
     server_secret: [u8; 32],
+    /// Authentication rate limits, kept across listener restarts.
+    throttle: std::sync::Arc<crate::listener::throttle::AuthThrottle>,
     control: Option<Addr<Control>>,
     listener: Option<Addr<Listener>>,
     shares: BTreeMap<Sha256Hash, (ShareConfig, Addr<Share>)>,
@@ -175,6 +177,8 @@ impl Supervisor {
         let mut token = [0u8; 16];
         // Without the OS RNG the token stays unguessable enough for nobody: serve no files.
         let files_token = if getrandom::fill(&mut token).is_ok() { hex::encode(token) } else { String::new() };
+        let throttle =
+            std::sync::Arc::new(crate::listener::throttle::AuthThrottle::new(settings.auth_attempts_per_minute));
         Supervisor {
             files_token,
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
@@ -188,6 +192,7 @@ impl Supervisor {
             peer_listener: Some(peer_listener),
             tls: None,
             server_secret,
+            throttle,
             control: None,
             listener: None,
             shares: BTreeMap::new(),
@@ -399,6 +404,8 @@ impl Supervisor {
             remove_share: me.clone().recipient(),
             create_access_code: me.clone().recipient(),
             add_share: me.clone().recipient(),
+            list_codes: me.clone().recipient(),
+            cancel_code: me.clone().recipient(),
             list_peers: me.clone().recipient(),
             get_config: me.clone().recipient(),
             set_config: me.clone().recipient(),
@@ -417,7 +424,8 @@ impl Supervisor {
         let targets =
             ListenerTargets { lookup: me.clone().recipient(), claim: me.recipient(), peer: Self::peer_targets(ctx) };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Listener);
-        self.listener = Some(supervise::start(Listener::new(listener, tls, self.server_secret, targets), to, crash));
+        let listener = Listener::new(listener, tls, self.server_secret, targets, self.throttle.clone());
+        self.listener = Some(supervise::start(listener, to, crash));
     }
 
     fn start_metrics(&mut self, listener: std::net::TcpListener, ctx: &mut Context<Self>) {
@@ -803,14 +811,15 @@ impl Handler<ListShares> for Supervisor {
         let asks: Vec<_> = self
             .shares
             .values()
-            .map(|(c, a)| (c.id, c.path.clone(), self.auth_refused.contains(&c.id), a.send(GetShareStatus)))
+            .map(|(c, a)| (c.id, c.peer_id, c.path.clone(), self.auth_refused.contains(&c.id), a.send(GetShareStatus)))
             .collect();
         Box::pin(
             async move {
                 let mut out = Vec::with_capacity(asks.len());
-                for (id, path, refused, ask) in asks {
+                for (id, peer_id, path, refused, ask) in asks {
                     let mut status = ask.await.unwrap_or_else(|_| unavailable_share(path));
                     status.id = id.to_string();
+                    status.peer_id = peer_id.to_string();
                     if refused && status.peers == 0 && status.status != "error" {
                         status.status = "error";
                         status.error = Some(
@@ -844,6 +853,7 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         pending_bytes: 0,
         peers: 0,
         id: String::new(),
+        peer_id: String::new(),
         in_sync_since: None,
         last_synced: None,
     }
@@ -936,19 +946,30 @@ impl Handler<CreateAccessCode> for Supervisor {
                 }
                 other => return Err(CommandError::new("bad_mode", format!("unknown mode {other:?}"))),
             };
-            if msg.expires_in <= 0 {
+            if matches!(msg.lifetime, registry::Lifetime::Secs(s) if s <= 0) {
                 return Err(CommandError::new("bad_expiry", "a code must stay valid for at least one second"));
             }
-            let (expires_in, multi_use) = (msg.expires_in, msg.multi_use);
-            let code = tokio::task::spawn_blocking(move || {
-                registry::create_code(&store, &share, level, expires_in, multi_use, now)
+            let secret = match msg.custom {
+                None => registry::CodeSecret::Generated,
+                Some((username, password)) => {
+                    let credentials = clearskies_protocol::access_code::Credentials::custom(&username, &password)
+                        .map_err(|e| CommandError::new("bad_credentials", e.to_string()))?;
+                    registry::CodeSecret::Custom { username, credentials }
+                }
+            };
+            let (lifetime, multi_use) = (msg.lifetime, msg.multi_use);
+            let issued = tokio::task::spawn_blocking(move || {
+                registry::create_code(&store, &share, level, lifetime, multi_use, secret, now)
             })
             .await
             .map_err(|e| CommandError::new("internal", e.to_string()))??;
             Ok(CodeCreated {
-                access_code: code.to_string(),
-                url: code.to_url(),
-                expires: now.secs().saturating_add(msg.expires_in),
+                access_code: issued.code.as_ref().map(ToString::to_string),
+                url: issued.code.as_ref().map(AccessCode::to_url),
+                username: issued.record.username,
+                access_id: issued.record.access_id.to_string(),
+                expires: issued.record.expires,
+                multi_use: issued.record.multi_use,
             })
         };
         Box::pin(job.into_actor(self).map(|res, act, _| {
@@ -956,6 +977,54 @@ impl Handler<CreateAccessCode> for Supervisor {
                 act.update_ids();
             }
             res
+        }))
+    }
+}
+
+impl Supervisor {
+    /// A code as `list_access_codes` shows it.
+    fn code_entry(&self, code: registry::CodeRecord, now: i64) -> CodeEntry {
+        let path = self.shares.get(&code.share).map(|(c, _)| c.path.display().to_string()).unwrap_or_default();
+        CodeEntry {
+            access_id: code.access_id.to_string(),
+            state: code.state(now),
+            mode: registry::level_name(code.access_level),
+            username: code.username,
+            path,
+            created: code.created,
+            expires: code.expires,
+            multi_use: code.multi_use,
+            used_by: code.used_by.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl Handler<ListCodes> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Vec<CodeEntry>, CommandError>>;
+
+    fn handle(&mut self, _: ListCodes, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let job = tokio::task::spawn_blocking(move || registry::load_codes(&store));
+        Box::pin(job.into_actor(self).map(|res, act, _| {
+            let mut codes = res.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            codes.sort_by_key(|c| c.created);
+            let now = crate::share::actor::now().secs();
+            Ok(codes.into_iter().map(|c| act.code_entry(c, now)).collect())
+        }))
+    }
+}
+
+impl Handler<CancelCode> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<CodeEntry, CommandError>>;
+
+    fn handle(&mut self, CancelCode(which): CancelCode, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let job = tokio::task::spawn_blocking(move || registry::cancel_code(&store, &which));
+        Box::pin(job.into_actor(self).map(|res, act, _| {
+            let code = res.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            info!(code = %code.access_id, "cancelled an access code");
+            act.update_ids();
+            Ok(act.code_entry(code, crate::share::actor::now().secs()))
         }))
     }
 }
@@ -1092,19 +1161,28 @@ impl Handler<AddShare> for Supervisor {
         let random_ok = getrandom::fill(&mut peer_id).is_ok();
         let peer_id = PeerId(peer_id);
         // Without an address, discovery looks for peers announcing the code's access ID.
-        let code: Result<AccessCode, _> = msg.code.parse();
+        let creds = match &msg.with {
+            JoinWith::Code(code) => code
+                .parse::<AccessCode>()
+                .map(|c| c.credentials())
+                .map_err(|e| CommandError::new("bad_code", format!("invalid access code: {e}"))),
+            JoinWith::Custom { username, password } => {
+                clearskies_protocol::access_code::Credentials::custom(username, password)
+                    .map_err(|e| CommandError::new("bad_credentials", e.to_string()))
+            }
+        };
         let mut seeking = None;
         let can_discover = !self.settings.trackers.is_empty() || self.settings.lan.is_some();
-        if let (Ok(code), None, None, true) = (&code, &msg.peer, &path_taken, can_discover) {
+        if let (Ok(creds), None, None, true) = (&creds, &msg.peer, &path_taken, can_discover) {
             let (tx, rx) = tokio::sync::mpsc::channel(8);
-            let id = code.credentials().id;
+            let id = creds.id;
             self.seeking.insert(id, (peer_id, tx));
             self.update_ids();
             seeking = Some((id, rx));
         }
         let seek_id = seeking.as_ref().map(|(id, _)| *id);
         let job = async move {
-            let code = code.map_err(|e| CommandError::new("bad_code", format!("invalid access code: {e}")))?;
+            let creds = creds?;
             if let Some(p) = path_taken {
                 return Err(CommandError::new("already_shared", format!("{} is already shared", p.display())));
             }
@@ -1113,7 +1191,6 @@ impl Handler<AddShare> for Supervisor {
             }
             let tls =
                 tls.ok_or_else(|| CommandError::new("tls_unavailable", "TLS could not be set up; see the log"))?;
-            let creds = code.credentials();
             let mut found = seeking.map(|(_, rx)| rx);
             let seek = msg.timeout.map_or(SEEK_TIMEOUT, |s| Duration::from_secs(s.clamp(1, 600)));
             let deadline = tokio::time::Instant::now() + seek;
@@ -1167,10 +1244,16 @@ impl Handler<AddShare> for Supervisor {
                     };
                     let ch = match channel::connect(tcp, &tls, creds.id, &creds.password).await {
                         Ok(ch) => ch,
+                        Err(ChannelError::Refused(reason))
+                            if reason.starts_with(crate::listener::throttle::THROTTLED) =>
+                        {
+                            return Err(CommandError::new("throttled", format!("the peer refused: {reason}")))
+                        }
                         Err(ChannelError::Refused(_) | ChannelError::AuthFailed { .. }) => {
                             return Err(CommandError::new(
                                 "code_refused",
-                                "the peer refused the access code (mistyped, expired, cancelled or already used)",
+                                "the peer refused the access code or password (mistyped, expired, cancelled or \
+                                 already used)",
                             ))
                         }
                         Err(other) => {

@@ -12,6 +12,7 @@ mod dashboards;
 mod discovery;
 mod hostile;
 mod metrics;
+mod readonly;
 mod selective;
 mod shares;
 mod supervision;

@@ -320,7 +320,10 @@ impl Decoder {
             pos = p;
         }
         // `pos` is the first body byte, which is present; it must open an object (a map).
-        let opens = if self.msgpack { is_msgpack_map(buf[pos]) } else { buf[pos] == b'{' };
+        // Signed bodies are always JSON, so that read-only peers can relay them verbatim
+        // over any connection (docs/protocol-decisions.md).
+        let msgpack = self.msgpack && !kind.is_signed();
+        let opens = if msgpack { is_msgpack_map(buf[pos]) } else { buf[pos] == b'{' };
         if !opens || body_len == 0 {
             return Err(FrameError::BodyNotObject);
         }
@@ -332,7 +335,7 @@ impl Decoder {
         }
         buf.advance(pos);
         let body = buf.split_to(body_len).freeze();
-        if self.msgpack {
+        if msgpack {
             rmp_serde::from_slice::<serde::de::IgnoredAny>(&body)
                 .map_err(|e| FrameError::BodyNotJson(format!("not one MessagePack map: {e}")))?;
         } else {

@@ -41,6 +41,7 @@
 
 pub mod access_code;
 pub mod auth;
+pub mod base64;
 pub mod bloom;
 pub mod error;
 pub mod frame;

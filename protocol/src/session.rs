@@ -415,7 +415,8 @@ impl Session {
     }
 
     /// Sends a signed body verbatim (`s`, or `$` with `attachment`), as read-write peers sign
-    /// and read-only peers relay. The signature is base64 text without a newline.
+    /// and read-only peers relay. The signature is base64 text without a newline. The body
+    /// must be JSON, also on a MessagePack connection.
     pub fn send_signed(&mut self, body: &[u8], signature: &[u8], attachment: bool) -> Result<(), SendError> {
         self.check_can_send()?;
         self.send_frame(Kind::new(true, attachment), body, Some(signature))
@@ -633,7 +634,9 @@ impl Session {
                 return Ok(());
             }
         };
-        let decoded = if self.msgpack { Message::decode_msgpack(&frame.body) } else { Message::decode(&frame.body) };
+        // Signed bodies are JSON on every connection (see the frame decoder).
+        let msgpack = self.msgpack && !frame.kind.is_signed();
+        let decoded = if msgpack { Message::decode_msgpack(&frame.body) } else { Message::decode(&frame.body) };
         let message = decoded.map_err(PeerMisbehaved::from)?;
         let unknown = matches!(message, Message::Unknown { .. });
         if !unknown && frame.has_attachment() != message.has_attachment() {

@@ -34,7 +34,8 @@ pub(crate) enum Command {
     Share {
         /// The directory to share.
         path: std::path::PathBuf,
-        /// What the code grants: read-write (read-only and untrusted are not built yet).
+        /// What the code grants: read-write, or read-only (the peer receives every change
+        /// and can pass it on, but its own edits never leave it). Untrusted is not built yet.
         #[arg(long, default_value = "read-write")]
         mode: String,
         /// How long the code stays valid: e.g. 90s, 30m, 24h, 7d, or never.

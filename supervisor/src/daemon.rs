@@ -340,9 +340,9 @@ fn human_duration(secs: i64) -> String {
 pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<'_>) -> anyhow::Result<()> {
     let mode = opts.mode.replace('-', "_");
     match mode.as_str() {
-        "read_write" => {}
-        "read_only" | "untrusted" => bail!("{mode} shares are not supported yet; use --mode read-write"),
-        other => bail!("unknown mode {other:?}; use read-write"),
+        "read_write" | "read_only" => {}
+        "untrusted" => bail!("untrusted (encrypted backup) shares are not supported yet; use read-write or read-only"),
+        other => bail!("unknown mode {other:?}; use read-write or read-only"),
     }
     let lifetime = parse_lifetime(opts.expires)?;
     let path = absolute_dir(path)?;
@@ -482,6 +482,12 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
             s["directories"],
             s["bytes"],
         ));
+        if let Some(n) = s["local_changes"].as_u64().filter(|n| *n > 0) {
+            text.push_str(&format!(
+                "    {n} local change(s) kept here only: this computer holds the share read-only, so they are \
+                 never sent to peers\n"
+            ));
+        }
     }
     out(text.trim_end())
 }

@@ -99,7 +99,8 @@ impl Actor for Listener {
                         (CredentialKind::Code, Some(keys)) => KeyExchange::Send(keys),
                         _ => KeyExchange::None,
                     };
-                    let purpose = Purpose::Accepted { id: ch.id, kind: cred.kind, share: cred.share };
+                    let purpose =
+                        Purpose::Accepted { id: ch.id, kind: cred.kind, share: cred.share, level: cred.level };
                     Peer::new(ch, Role::Server, key_exchange, cred.our_peer_id, purpose, addr, targets.peer).spawn();
                 });
             }

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub auth_failures: IntCounter,
     /// Incoming authentication attempts refused before SRP by the rate limits.
     pub auth_throttled: IntCounter,
+    /// `database.update`s refused for a missing or bad signature (the connection closes).
+    pub rejected_updates: IntCounter,
     /// Actors restarted after a crash, by actor kind.
     pub actor_restarts: IntCounterVec,
     /// inotify queue overflows (each one costs a full rescan).
@@ -145,6 +147,10 @@ impl Metrics {
             auth_failures: counter(
                 "clearskies_auth_failures_total",
                 "Incoming connections that failed authentication.",
+            ),
+            rejected_updates: counter(
+                "clearskies_peer_rejected_updates_total",
+                "database.update messages refused because a read-only connection needs a valid read-write signature.",
             ),
             auth_throttled: counter(
                 "clearskies_auth_throttled_total",

@@ -183,6 +183,8 @@ pub enum Purpose {
         kind: CredentialKind,
         /// The share.
         share: Sha256Hash,
+        /// The level of the key or code.
+        level: clearskies_protocol::message::core::AccessLevel,
     },
     /// We dialled it with an access code to join a share at `path`.
     Attach {
@@ -399,7 +401,18 @@ impl Peer {
             Message::DatabaseGetUpdates(g) => sync(SyncMessage::GetUpdates(g.since), self),
             Message::DatabaseUpdatesDone(_) => sync(SyncMessage::UpdatesDone, self),
             Message::DatabaseUpdate(u) => match Record::from_update(&u) {
-                Ok(Some(r)) => sync(SyncMessage::Update(Box::new(r)), self),
+                Ok(Some(mut r)) => {
+                    if let Some(key) = &link.verify {
+                        match check_signature(key, &m.body, m.signature.as_deref()) {
+                            Ok(signed) => r.signed = Some(signed),
+                            Err(why) => {
+                                metrics().rejected_updates.inc();
+                                return self.close_for(format!("refused database.update for {:?}: {why}", u.key));
+                            }
+                        }
+                    }
+                    sync(SyncMessage::Update(Box::new(r)), self)
+                }
                 Ok(None) => debug!(key = %u.key, "update for a key outside the directory extension ignored"),
                 Err(e) => self.close_for(format!("refused database.update for {:?}: {e}", u.key)),
             },
@@ -505,6 +518,14 @@ impl Peer {
             PeerOut::Send(msgs) => {
                 for m in &msgs {
                     if let Err(e) = self.session.send(m) {
+                        debug!(remote = %self.remote, error = %e, "cannot send");
+                        break;
+                    }
+                }
+            }
+            PeerOut::SendSigned(msgs) => {
+                for m in &msgs {
+                    if let Err(e) = self.session.send_signed(m.body.as_bytes(), m.signature.as_bytes(), false) {
                         debug!(remote = %self.remote, error = %e, "cannot send");
                         break;
                     }
@@ -623,6 +644,10 @@ impl Peer {
                         redial: self.redial(),
                         rsync: self.rsync,
                         gzip: self.gzip.load(Ordering::Relaxed),
+                        level: match &self.purpose {
+                            Purpose::Accepted { level, .. } => Some(*level),
+                            _ => None,
+                        },
                     };
                     let ask = self.targets.connected.send(connected);
                     self.pause_for(
@@ -833,4 +858,20 @@ impl Handler<OutEnd> for Peer {
         }
         self.drive(ctx);
     }
+}
+
+/// A `database.update` on a connection with a read-only peer must carry the read-write
+/// key's signature of its body: the body and signature to keep and relay, or why not.
+fn check_signature(
+    key: &crate::share::rsa::VerifyingKey,
+    body: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<crate::share::record::Signed, &'static str> {
+    let signature = signature.ok_or("it is not signed, and a read-only connection needs the read-write signature")?;
+    if !key.verify(body, signature) {
+        return Err("its signature is not the read-write key's");
+    }
+    let body = std::str::from_utf8(body).map_err(|_| "its body is not UTF-8")?;
+    let signature = std::str::from_utf8(signature).map_err(|_| "its signature is not text")?;
+    Ok(crate::share::record::Signed { body: body.to_owned(), signature: signature.to_owned() })
 }

@@ -34,6 +34,8 @@ pub struct Credential {
     pub keys: Option<Keys>,
     /// A code that may serve one connection at a time (keys and multi-use codes may not).
     pub single_use: bool,
+    /// The level the connection has: the key's, or the one the code grants.
+    pub level: clearskies_protocol::message::core::AccessLevel,
 }
 
 /// Which credential, if any, answers to an access ID or key ID. Unknown, expired, used and
@@ -98,6 +100,9 @@ pub struct PeerConnected {
     pub rsync: bool,
     /// The connection uses `gzip`.
     pub gzip: bool,
+    /// For accepted connections, the level of the key or code the peer authenticated with
+    /// (`None`: we dialled, with our own level's key).
+    pub level: Option<clearskies_protocol::message::core::AccessLevel>,
 }
 
 /// How a lost connection is re-established.
@@ -137,6 +142,8 @@ pub enum PeerOut {
     Fault(PeerFault),
     /// Messages without attachment, in order.
     Send(Vec<clearskies_protocol::message::Message>),
+    /// Signed messages (`s` frames) sent verbatim, in order.
+    SendSigned(Vec<crate::share::record::Signed>),
     /// A message whose attachment is the file's bytes from its current position, `len`
     /// of them (streamed, never read whole).
     File {

@@ -69,6 +69,8 @@ pub struct ShareState {
     filter: Filter,
     /// The same, for status queries (updated when the ignore file changes).
     shared_filter: Arc<Mutex<Filter>>,
+    /// We hold the share read-only.
+    read_only: bool,
 }
 
 impl ShareState {
@@ -91,6 +93,62 @@ struct Subscriber {
     out: Recipient<PeerOut>,
     /// The peer has sent everything our `get_updates` asked for.
     caught_up: bool,
+    /// Updates go signed (a read-only peer is on this connection, or we are one).
+    signed: bool,
+    /// The read-write key that signs them, on a read-write share.
+    sign: Option<std::sync::Arc<super::rsa::SigningKey>>,
+}
+
+/// `database.update`s ready for one connection.
+#[derive(Debug)]
+enum Updates {
+    /// Plain messages (both sides read-write).
+    Plain(Vec<Message>),
+    /// Signed bodies (a read-only peer on the connection).
+    Signed(Vec<super::record::Signed>),
+}
+
+impl Updates {
+    /// `records` as the connection needs them: plain, or signed (relayed as they arrived, or
+    /// signed now with `sign`). A record with neither a valid stored signature nor a key to
+    /// sign with is left out (a read-only share never sends its own changes).
+    fn of<'a>(records: impl Iterator<Item = &'a Record>, signed: bool, sign: Option<&super::rsa::SigningKey>) -> Self {
+        if signed {
+            Updates::Signed(records.filter_map(|r| signed_update(r, sign)).collect())
+        } else {
+            Updates::Plain(records.map(|r| Message::from(r.to_update())).collect())
+        }
+    }
+}
+
+impl Subscriber {
+    /// Sends `updates` in batches.
+    fn send(&self, updates: Updates) {
+        match updates {
+            Updates::Plain(msgs) => {
+                for chunk in msgs.chunks(SEND_BATCH) {
+                    self.out.do_send(PeerOut::Send(chunk.to_vec()));
+                }
+            }
+            Updates::Signed(signed) => {
+                for chunk in signed.chunks(SEND_BATCH) {
+                    self.out.do_send(PeerOut::SendSigned(chunk.to_vec()));
+                }
+            }
+        }
+    }
+}
+
+/// `r` as a signed `database.update`: the one it arrived in, or one signed now with `key`.
+fn signed_update(r: &Record, key: Option<&super::rsa::SigningKey>) -> Option<super::record::Signed> {
+    if let Some(s) = r.signature() {
+        return Some(s.clone());
+    }
+    let key = key?;
+    let body = Message::from(r.to_update()).encode();
+    let signature = key.sign(&body).map_err(|e| error!(path = %r.path, error = %e, "cannot sign a record")).ok()?;
+    let body = String::from_utf8(body).ok()?;
+    Some(super::record::Signed { body, signature })
 }
 
 /// One share.
@@ -109,6 +167,8 @@ pub struct Share {
     dirty_since: Option<Instant>,
     debounce: Option<SpawnHandle>,
     subscribers: BTreeMap<u64, Subscriber>,
+    /// Read-only shares: paths changed here that are not (and will not be) synced.
+    local_changes: usize,
     incoming: Vec<(u64, Record)>,
     applying: bool,
     downloads: Vec<(clearskies_protocol::Sha256Hash, PathBuf)>,
@@ -146,8 +206,15 @@ impl Share {
         let (root, me, mode, id) = (config.path.clone(), config.peer_id, config.mode(), config.id);
         let filter = Filter::new(&root, &config.selection);
         let shared_filter = Arc::new(Mutex::new(filter.clone()));
-        let state =
-            ShareState { root: root.clone(), store: store.clone(), me, filter, shared_filter: shared_filter.clone() };
+        let read_only = config.access_level != clearskies_protocol::message::core::AccessLevel::ReadWrite;
+        let state = ShareState {
+            root: root.clone(),
+            store: store.clone(),
+            me,
+            filter,
+            shared_filter: shared_filter.clone(),
+            read_only,
+        };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
         let exited = worker.exited();
         let on_share = Crashed { kind: ActorKind::Share, share: Some(id), conn: None };
@@ -170,6 +237,7 @@ impl Share {
                 dirty_since: None,
                 debounce: None,
                 subscribers: BTreeMap::new(),
+                local_changes: 0,
                 incoming: Vec::new(),
                 applying: false,
                 downloads: Vec::new(),
@@ -230,6 +298,11 @@ impl Share {
                 Ok(Ok((report, changed, fetch))) => {
                     info!(root = %act.root.display(), entries = report.entries, hashed = report.hashed_files,
                         changed = report.changed.len(), "scan complete");
+                    if report.local_changes.len() != act.local_changes {
+                        warn!(root = %act.root.display(), changes = report.local_changes.len(),
+                            "local changes in a read-only share: kept here, never sent to peers");
+                    }
+                    act.local_changes = report.local_changes.len();
                     act.announce(changed.into_iter().map(|r| (None, r)).collect());
                     act.fetch(fetch);
                     State::Idle
@@ -258,14 +331,8 @@ impl Share {
             return;
         }
         for (conn, sub) in &self.subscribers {
-            let msgs: Vec<Message> = records
-                .iter()
-                .filter(|(from, _)| *from != Some(*conn))
-                .map(|(_, r)| Message::from(r.to_update()))
-                .collect();
-            for chunk in msgs.chunks(SEND_BATCH) {
-                sub.out.do_send(PeerOut::Send(chunk.to_vec()));
-            }
+            let these = records.iter().filter(|(from, _)| *from != Some(*conn)).map(|(_, r)| r);
+            sub.send(Updates::of(these, sub.signed, sub.sign.as_deref()));
         }
     }
 
@@ -366,17 +433,19 @@ impl Share {
     }
 
     fn send_updates(&mut self, conn: u64, since: clearskies_protocol::updates::Since, ctx: &mut Context<Self>) {
-        let job = self.worker.run(move |s: &mut ShareState| s.store.updates_since(&since));
+        let (signed, sign) = self.subscribers.get(&conn).map_or((false, None), |s| (s.signed, s.sign.clone()));
+        // Signing (a read-only peer catching up) costs CPU per record: on the worker thread.
+        let job = self.worker.run(move |s: &mut ShareState| {
+            let records = s.store.updates_since(&since)?;
+            Ok::<_, super::store::StoreError>((records.len(), Updates::of(records.iter(), signed, sign.as_deref())))
+        });
         ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
             act.answering.remove(&conn);
             let Some(sub) = act.subscribers.get(&conn) else { return };
             match joined {
-                Ok(Ok(records)) => {
-                    debug!(conn, records = records.len(), "sending updates");
-                    let msgs: Vec<Message> = records.iter().map(|r| Message::from(r.to_update())).collect();
-                    for chunk in msgs.chunks(SEND_BATCH) {
-                        sub.out.do_send(PeerOut::Send(chunk.to_vec()));
-                    }
+                Ok(Ok((n, updates))) => {
+                    debug!(conn, records = n, "sending updates");
+                    sub.send(updates);
                     sub.out.do_send(PeerOut::Send(vec![UpdatesDone {}.into()]));
                 }
                 Ok(Err(e)) => error!(error = %e, "cannot read updates for a peer"),
@@ -399,7 +468,8 @@ fn new_uuid() -> RecordUuid {
 
 fn run_scan(s: &ShareState) -> Result<super::scan::ScanReport, ScanError> {
     let mut uuid = new_uuid;
-    let mut ctx = ScanContext { me: s.me, now: now(), new_uuid: &mut uuid, filter: Some(&s.filter) };
+    let mut ctx =
+        ScanContext { me: s.me, now: now(), new_uuid: &mut uuid, filter: Some(&s.filter), read_only: s.read_only };
     scan(&s.root, &s.store, &mut ctx)
 }
 
@@ -515,7 +585,8 @@ impl Handler<PeerUp> for Share {
         let since = self.store.since().unwrap_or_default();
         let get = clearskies_protocol::message::database::GetUpdates { since };
         msg.out.do_send(PeerOut::Send(vec![get.into()]));
-        self.subscribers.insert(msg.conn, Subscriber { out: msg.out, caught_up: false });
+        let sub = Subscriber { out: msg.out, caught_up: false, signed: msg.signed, sign: msg.sign };
+        self.subscribers.insert(msg.conn, sub);
         debug!(root = %self.root.display(), peer = %msg.peer, conn = msg.conn, "peer subscribed");
         MessageResult(ShareLink {
             sync: ctx.address().recipient(),
@@ -523,6 +594,7 @@ impl Handler<PeerUp> for Share {
             data: transfer.clone().recipient(),
             missing: transfer.recipient(),
             down: ctx.address().recipient(),
+            verify: None,
         })
     }
 }
@@ -648,6 +720,7 @@ impl Handler<GetShareStatus> for Share {
         let peers_caught_up = self.subscribers.values().all(|s| s.caught_up);
         let peers = self.subscribers.len();
         let (path, mode, store) = (self.root.display().to_string(), self.mode, self.store.clone());
+        let local_changes = self.local_changes as u64;
         let filter = self.filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let status = async move {
             let counted = tokio::task::spawn_blocking(move || count(&store, &filter))
@@ -679,6 +752,7 @@ impl Handler<GetShareStatus> for Share {
                 pending_files: c.pending_files,
                 pending_bytes: c.pending_bytes,
                 peers,
+                local_changes,
                 id: String::new(),
                 peer_id: String::new(),
                 in_sync_since: None,

@@ -53,6 +53,9 @@ pub struct ShareStatus {
     pub pending_bytes: u64,
     /// Peers connected for this share.
     pub peers: usize,
+    /// Read-only shares: files and directories changed, added or deleted here, kept here
+    /// and never sent to peers (the next scan counts again).
+    pub local_changes: u64,
     /// The share ID (hex), filled in by the supervisor.
     pub id: String,
     /// Our peer ID in the share (hex), filled in by the supervisor: what a sharer's `code
@@ -82,6 +85,11 @@ pub struct PeerUp {
     pub rsync: bool,
     /// The connection uses `gzip`.
     pub gzip: bool,
+    /// A read-only peer is on this connection (or we are one): every `database.update`
+    /// goes signed — relayed as received, or signed with `sign`.
+    pub signed: bool,
+    /// The read-write private key, on read-write shares.
+    pub sign: Option<std::sync::Arc<super::rsa::SigningKey>>,
 }
 
 /// A peer's session ended.
@@ -105,6 +113,9 @@ pub struct ShareLink {
     pub missing: actix::Recipient<crate::transfer::messages::Missing>,
     /// The connection ended.
     pub down: actix::Recipient<PeerDown>,
+    /// On a connection with a read-only peer: the read-write public key every
+    /// `database.update` must be signed with (filled in by the supervisor).
+    pub verify: Option<std::sync::Arc<super::rsa::VerifyingKey>>,
 }
 
 /// An index message from a peer (already validated).

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod read;
 pub mod record;
 pub mod registry;
+pub mod rsa;
 pub mod scan;
 pub mod store;
 pub mod watch;

@@ -75,6 +75,20 @@ pub struct Record {
     /// (files) or created (directories), or its deletion applied.
     #[serde(default)]
     pub pending: bool,
+    /// The signed `database.update` this version arrived in (on connections with read-only
+    /// peers), kept to relay verbatim. Trust it only through [`Record::signature`], which
+    /// checks that it still describes this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<Signed>,
+}
+
+/// A `database.update` body exactly as signed, with its base64 signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    /// The JSON body.
+    pub body: String,
+    /// Base64 RSA signature of `body`.
+    pub signature: String,
 }
 
 /// Why a peer's record was refused.
@@ -186,7 +200,21 @@ impl Record {
             local: None,
             local_sha256: None,
             pending: false,
+            signed: None,
         }))
+    }
+
+    /// The stored signed message, if it describes exactly this version (a record rewritten
+    /// locally keeps a stale one, which must not be relayed).
+    pub fn signature(&self) -> Option<&Signed> {
+        let signed = self.signed.as_ref()?;
+        let Ok(clearskies_protocol::message::Message::DatabaseUpdate(u)) =
+            clearskies_protocol::message::Message::decode(signed.body.as_bytes())
+        else {
+            return None;
+        };
+        let theirs = Record::from_update(&u).ok()??;
+        (theirs.to_update() == self.to_update()).then_some(signed)
     }
 }
 
@@ -242,6 +270,7 @@ mod tests {
             local: None,
             local_sha256: None,
             pending: false,
+            signed: None,
         }
     }
 

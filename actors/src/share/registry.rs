@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use clearskies_protocol::access_code::AccessCode;
 use clearskies_protocol::auth::{VerifierRecord, SALT_LEN};
-use clearskies_protocol::message::core::AccessLevel;
+use clearskies_protocol::message::core::{AccessLevel, KeyEntry, Keys};
 use clearskies_protocol::path::META_DIR;
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, SecretKey, Sha256Hash};
@@ -70,6 +70,106 @@ pub struct ShareKeys {
     pub key_id: Sha256Hash,
     /// The 256-bit communication key.
     pub key: SecretKey,
+    /// Every level's keys we hold, as `core.keys` carries them: for a read-write share all
+    /// levels with their private RSA keys; for a read-only one its own level and the
+    /// read-write public RSA key. (Empty in key files written before access levels: filled
+    /// in when the share is loaded, see [`complete_keys`].)
+    #[serde(default)]
+    pub levels: Vec<KeyEntry>,
+}
+
+impl ShareKeys {
+    /// The entry of `level`, if we hold one.
+    pub fn level(&self, level: AccessLevel) -> Option<&KeyEntry> {
+        self.levels.iter().find(|e| e.access_level == level)
+    }
+
+    /// The read-write signing key (read-write shares only).
+    pub fn signing_key(&self) -> Option<super::rsa::SigningKey> {
+        let pem = self.level(AccessLevel::ReadWrite)?.private_rsa.as_deref()?;
+        super::rsa::SigningKey::from_pem(pem).ok()
+    }
+
+    /// The read-write public key that every `database.update` on a connection with a
+    /// read-only peer must be signed with.
+    pub fn verifying_key(&self) -> Option<super::rsa::VerifyingKey> {
+        let rw = self.level(AccessLevel::ReadWrite)?;
+        match (&rw.public_rsa, &rw.private_rsa) {
+            (Some(public), _) => super::rsa::VerifyingKey::from_pem(public).ok(),
+            (None, Some(private)) => super::rsa::SigningKey::from_pem(private).ok().map(|k| k.verifying_key()),
+            (None, None) => None,
+        }
+    }
+
+    /// The key IDs (with their level) that open this share: every level we hold a key for.
+    pub fn key_ids(&self) -> Vec<(Sha256Hash, SecretKey, AccessLevel)> {
+        let mut ids = vec![];
+        for e in &self.levels {
+            if let (Some(id), Some(key)) = (e.id, e.key) {
+                ids.push((id, key, e.access_level));
+            }
+        }
+        if ids.is_empty() {
+            ids.push((self.key_id, self.key, AccessLevel::ReadWrite));
+        }
+        ids
+    }
+
+    /// What `core.keys` hands to a peer joining at `level` (which must not be above ours):
+    /// for read-write everything we hold; for read-only the read-only keys (private RSA
+    /// included, so read-only peers can invite others) and the read-write public key.
+    pub fn grant(&self, level: AccessLevel) -> Option<Keys> {
+        let keys = match level {
+            AccessLevel::ReadWrite => {
+                let rw = self.level(AccessLevel::ReadWrite)?;
+                rw.private_rsa.as_ref()?;
+                self.levels.clone()
+            }
+            AccessLevel::ReadOnly => {
+                let ro = self.level(AccessLevel::ReadOnly)?.clone();
+                let public = self.verifying_key()?.to_pem();
+                let rw = KeyEntry {
+                    access_level: AccessLevel::ReadWrite,
+                    id: None,
+                    key: None,
+                    private_rsa: None,
+                    public_rsa: Some(public),
+                };
+                vec![ro, rw]
+            }
+            AccessLevel::Untrusted | AccessLevel::Unknown => return None,
+        };
+        Some(Keys { access_level: level, keys })
+    }
+}
+
+/// One level's fresh keys: a 256-bit key, its key ID and an RSA-2048 key pair.
+fn new_level(level: AccessLevel, id: Sha256Hash, key: SecretKey) -> Result<KeyEntry, RegistryError> {
+    let rsa = super::rsa::SigningKey::generate().map_err(|_| RegistryError::Random)?;
+    let private = rsa.to_pem().map_err(|_| RegistryError::Random)?;
+    Ok(KeyEntry { access_level: level, id: Some(id), key: Some(key), private_rsa: Some(private), public_rsa: None })
+}
+
+/// A read-write share's keys for every level (read-write with `key_id`/`key`, read-only,
+/// untrusted), each with its own RSA key pair.
+fn all_levels(key_id: Sha256Hash, key: SecretKey) -> Result<Vec<KeyEntry>, RegistryError> {
+    let mut levels = vec![new_level(AccessLevel::ReadWrite, key_id, key)?];
+    for level in [AccessLevel::ReadOnly, AccessLevel::Untrusted] {
+        levels.push(new_level(level, Sha256Hash(random()?), SecretKey(random()?))?);
+    }
+    Ok(levels)
+}
+
+/// Gives a read-write share whose key file predates access levels its other levels and
+/// RSA keys, and saves them. Other shares' keys are returned as they are.
+pub fn complete_keys(data_dir: &Path, config: &ShareConfig, keys: ShareKeys) -> Result<ShareKeys, RegistryError> {
+    if config.access_level != AccessLevel::ReadWrite || !keys.levels.is_empty() {
+        return Ok(keys);
+    }
+    let levels = all_levels(keys.key_id, keys.key)?;
+    let keys = ShareKeys { levels, ..keys };
+    write_keys(data_dir, &config.id, &keys)?;
+    Ok(keys)
 }
 
 /// An issued access code, as a verifier only.
@@ -267,7 +367,8 @@ pub fn create_share(store: &Store, data_dir: &Path, path: &Path, now: Timestamp)
     if !path.is_dir() {
         return Err(RegistryError::NotADirectory(path));
     }
-    let keys = ShareKeys { key_id: Sha256Hash(random()?), key: SecretKey(random()?) };
+    let (key_id, key) = (Sha256Hash(random()?), SecretKey(random()?));
+    let keys = ShareKeys { key_id, key, levels: all_levels(key_id, key)? };
     let config = ShareConfig {
         id: keys.key_id,
         path,
@@ -407,8 +508,14 @@ pub fn join_share(
         .find(|k| k.access_level == keys.access_level && k.id.is_some() && k.key.is_some())
         .ok_or(RegistryError::BadKeys)?;
     let (Some(key_id), Some(key)) = (entry.id, entry.key) else { return Err(RegistryError::BadKeys) };
-    if keys.access_level != AccessLevel::ReadWrite {
-        return Err(RegistryError::Unsupported("read-only and untrusted"));
+    let held = ShareKeys { key_id, key, levels: keys.keys.clone() };
+    match keys.access_level {
+        // A read-write peer must be able to sign for read-only peers; a read-only one must
+        // be able to check what it receives.
+        AccessLevel::ReadWrite if held.signing_key().is_some() => {}
+        AccessLevel::ReadOnly if held.verifying_key().is_some() => {}
+        AccessLevel::ReadWrite | AccessLevel::ReadOnly => return Err(RegistryError::BadKeys),
+        AccessLevel::Untrusted | AccessLevel::Unknown => return Err(RegistryError::Unsupported("untrusted")),
     }
     fs::DirBuilder::new().recursive(true).create(path).map_err(io(format!("creating {}", path.display())))?;
     let path = fs::canonicalize(path).map_err(|_| RegistryError::NotADirectory(path.to_owned()))?;
@@ -421,7 +528,7 @@ pub fn join_share(
         peers: vec![via.to_owned()],
         selection,
     };
-    register(store, data_dir, config, &ShareKeys { key_id, key })
+    register(store, data_dir, config, &held)
 }
 
 /// Who joins a share, where, through whom, keeping what.
@@ -668,6 +775,50 @@ mod tests {
             Err(RegistryError::NoSuchCode(_))
         ));
         assert_eq!(load_codes(&store).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn levels_and_what_each_code_hands_over() {
+        let data = tempfile::tempdir().unwrap();
+        let photos = tempfile::tempdir().unwrap();
+        let store = Store::open(&data.path().join("db")).unwrap();
+        let share = create_share(&store, data.path(), photos.path(), Timestamp::new(1000, 0).unwrap()).unwrap();
+        let keys = read_keys(data.path(), &share.id).unwrap();
+        let ids: Vec<_> = keys.key_ids().into_iter().map(|(id, _, level)| (id, level)).collect();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[0], (share.id, AccessLevel::ReadWrite));
+        assert!(keys.levels.iter().all(|e| e.private_rsa.as_deref().is_some_and(|p| p.contains("PRIVATE KEY"))));
+
+        let rw = keys.grant(AccessLevel::ReadWrite).unwrap();
+        assert_eq!(rw.keys, keys.levels);
+        let ro = keys.grant(AccessLevel::ReadOnly).unwrap();
+        assert_eq!(ro.access_level, AccessLevel::ReadOnly);
+        assert_eq!(ro.keys.len(), 2);
+        assert_eq!(ro.keys[0], *keys.level(AccessLevel::ReadOnly).unwrap());
+        let public = &ro.keys[1];
+        assert_eq!(
+            (public.access_level, public.id, public.key, &public.private_rsa),
+            (AccessLevel::ReadWrite, None, None, &None)
+        );
+        assert!(public.public_rsa.as_deref().unwrap().starts_with("-----BEGIN RSA PUBLIC KEY-----"));
+        assert!(keys.grant(AccessLevel::Untrusted).is_none());
+
+        // What a read-only peer keeps: it verifies with the read-write key, cannot sign, and
+        // can hand on only read-only access.
+        let ro_id = ro.keys[0].id.unwrap();
+        let held = ShareKeys { key_id: ro_id, key: ro.keys[0].key.unwrap(), levels: ro.keys.clone() };
+        let sig = keys.signing_key().unwrap().sign(b"body").unwrap();
+        assert!(held.verifying_key().unwrap().verify(b"body", sig.as_bytes()));
+        assert!(held.signing_key().is_none());
+        assert!(held.grant(AccessLevel::ReadWrite).is_none());
+        assert_eq!(held.grant(AccessLevel::ReadOnly).unwrap().keys, ro.keys);
+
+        // A key file from before access levels gets its levels once, keeping the share ID.
+        let old = ShareKeys { key_id: share.id, key: keys.key, levels: Vec::new() };
+        write_keys(data.path(), &share.id, &old).unwrap();
+        let completed = complete_keys(data.path(), &share, read_keys(data.path(), &share.id).unwrap()).unwrap();
+        assert_eq!((completed.key_id, completed.levels.len()), (share.id, 3));
+        assert_eq!(read_keys(data.path(), &share.id).unwrap(), completed);
     }
 
     #[test]

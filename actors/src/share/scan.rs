@@ -56,6 +56,9 @@ pub struct ScanReport {
     pub hashed_bytes: u64,
     /// Records written (new, changed or deleted), in the order they were committed.
     pub changed: Vec<SharePath>,
+    /// On a read-only share: paths changed, added or deleted here, which are never
+    /// recorded or sent (the index keeps the read-write peers' versions).
+    pub local_changes: Vec<SharePath>,
 }
 
 /// What the scan needs besides the filesystem: who we are and where randomness comes from.
@@ -68,6 +71,8 @@ pub struct ScanContext<'a> {
     pub new_uuid: &'a mut dyn FnMut() -> RecordUuid,
     /// Selective sync: paths neither indexed nor treated as deleted.
     pub filter: Option<&'a super::filter::Filter>,
+    /// A read-only share: local changes are reported, never recorded.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for ScanContext<'_> {
@@ -273,6 +278,7 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
                     local: Some(stat),
                     local_sha256: sha256,
                     pending: false,
+                    signed: None,
                 };
                 changed.push(r);
             }
@@ -319,7 +325,16 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         r.update_time = ctx.now;
         r.local = None;
         r.local_sha256 = None;
+        r.signed = None;
         changed.push(r);
+    }
+    if ctx.read_only {
+        // Only the read-write peers' signed versions may enter the index.
+        report.local_changes = changed.into_iter().map(|r| r.path).collect();
+        if !restat.is_empty() {
+            store.commit(&restat, None)?;
+        }
+        return Ok(report);
     }
     if !changed.is_empty() || !restat.is_empty() {
         let new_revision = (!changed.is_empty()).then_some(rev);
@@ -375,6 +390,7 @@ fn set_aside(
         local: Some(stat_of(&meta)),
         local_sha256: sha256,
         pending: false,
+        signed: None,
     })
 }
 
@@ -408,6 +424,7 @@ mod tests {
                 now: Timestamp::new(1, 0).unwrap(),
                 new_uuid: &mut new_uuid,
                 filter: None,
+                read_only: false,
             };
             let r = scan(self.root.path(), &self.store, &mut ctx);
             self.counter = counter;

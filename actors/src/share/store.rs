@@ -511,6 +511,7 @@ mod tests {
             local: None,
             local_sha256: None,
             pending: false,
+            signed: None,
         }
     }
 

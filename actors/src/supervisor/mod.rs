@@ -17,7 +17,7 @@ use actix::{
 };
 use clearskies_protocol::access_code::AccessCode;
 use clearskies_protocol::auth::VerifierRecord;
-use clearskies_protocol::message::core::{AccessLevel, KeyEntry, Keys};
+use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::session::{KeyExchange, Role};
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tracing::{debug, error, info, warn};
@@ -108,7 +108,12 @@ impl ShareKeyDial {
 #[derive(Debug, Clone)]
 struct KeyMaterial {
     keys: ShareKeys,
-    record: VerifierRecord,
+    /// SRP records per key ID we accept (one per level we hold a key for), with the level.
+    records: BTreeMap<Sha256Hash, (VerifierRecord, AccessLevel)>,
+    /// The read-write public key (checks updates on connections with read-only peers).
+    verify: Option<std::sync::Arc<crate::share::rsa::VerifyingKey>>,
+    /// The read-write private key (read-write shares: signs for read-only peers).
+    sign: Option<std::sync::Arc<crate::share::rsa::SigningKey>>,
 }
 
 /// The worker's root actor.
@@ -276,26 +281,40 @@ impl Supervisor {
     }
 
     fn load_keys(&mut self, config: &ShareConfig) {
-        match registry::read_keys(&self.settings.data_dir, &config.id) {
+        let read = registry::read_keys(&self.settings.data_dir, &config.id)
+            .and_then(|keys| registry::complete_keys(&self.settings.data_dir, config, keys));
+        match read {
             Ok(keys) => {
-                let record = registry::key_verifier(&keys.key_id, &keys.key);
-                self.keys.insert(config.id, KeyMaterial { keys, record });
+                let records = keys
+                    .key_ids()
+                    .into_iter()
+                    .map(|(id, key, level)| (id, (registry::key_verifier(&id, &key), level)))
+                    .collect();
+                let verify = keys.verifying_key().map(std::sync::Arc::new);
+                let sign = keys.signing_key().map(std::sync::Arc::new);
+                self.keys.insert(config.id, KeyMaterial { keys, records, verify, sign });
             }
             Err(e) => error!(share = %config.id, error = %e, "cannot read the share's keys; peers cannot reconnect"),
         }
     }
 
+    /// The share and level a key ID opens.
+    fn key_owner(&self, id: &Sha256Hash) -> Option<(Sha256Hash, &VerifierRecord, AccessLevel)> {
+        self.keys.iter().find_map(|(share, m)| m.records.get(id).map(|(r, level)| (*share, r, *level)))
+    }
+
     /// The credential for an access ID or key ID, if it is live.
     fn credential(&self, id: &Sha256Hash) -> Option<Credential> {
-        if let Some(m) = self.keys.get(id) {
-            let (config, _) = self.shares.get(id)?;
+        if let Some((share, record, level)) = self.key_owner(id) {
+            let (config, _) = self.shares.get(&share)?;
             return Some(Credential {
-                record: m.record.clone(),
-                share: *id,
+                record: record.clone(),
+                share,
                 our_peer_id: config.peer_id,
                 kind: CredentialKind::Key,
                 keys: None,
                 single_use: false,
+                level,
             });
         }
         let now = crate::share::actor::now().secs();
@@ -304,17 +323,7 @@ impl Supervisor {
             return None;
         }
         let (config, _) = self.shares.get(&code.share)?;
-        let material = self.keys.get(&code.share)?;
-        let keys = Keys {
-            access_level: code.access_level,
-            keys: vec![KeyEntry {
-                access_level: code.access_level,
-                id: Some(material.keys.key_id),
-                key: Some(material.keys.key),
-                private_rsa: None,
-                public_rsa: None,
-            }],
-        };
+        let keys = self.keys.get(&code.share)?.keys.grant(code.access_level)?;
         Some(Credential {
             record: code.verifier_record(),
             share: code.share,
@@ -322,6 +331,7 @@ impl Supervisor {
             kind: CredentialKind::Code,
             keys: Some(keys),
             single_use: !code.multi_use,
+            level: code.access_level,
         })
     }
 
@@ -852,6 +862,7 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         pending_files: 0,
         pending_bytes: 0,
         peers: 0,
+        local_changes: 0,
         id: String::new(),
         peer_id: String::new(),
         in_sync_since: None,
@@ -938,14 +949,21 @@ impl Handler<CreateAccessCode> for Supervisor {
                 .ok_or_else(|| CommandError::new("not_shared", format!("{} is not shared", msg.path.display())))?;
             let level = match msg.mode.as_str() {
                 "read_write" | "read-write" => AccessLevel::ReadWrite,
-                "read_only" | "read-only" | "untrusted" => {
+                "read_only" | "read-only" => AccessLevel::ReadOnly,
+                "untrusted" => {
                     return Err(CommandError::new(
                         "unsupported_mode",
-                        format!("{} shares are not supported yet; use read_write", msg.mode),
+                        "untrusted (encrypted backup) shares are not supported yet; use read_write or read_only",
                     ))
                 }
                 other => return Err(CommandError::new("bad_mode", format!("unknown mode {other:?}"))),
             };
+            if level == AccessLevel::ReadWrite && share.access_level != AccessLevel::ReadWrite {
+                return Err(CommandError::new(
+                    "bad_mode",
+                    "this computer holds the share read-only: it can only give read-only codes",
+                ));
+            }
             if matches!(msg.lifetime, registry::Lifetime::Secs(s) if s <= 0) {
                 return Err(CommandError::new("bad_expiry", "a code must stay valid for at least one second"));
             }
@@ -1112,14 +1130,28 @@ impl Handler<PeerConnected> for Supervisor {
         if let Some(failures) = self.dials.get_mut(&(msg.share, msg.addr.to_string())) {
             *failures = 0;
         }
-        let share = self.shares.get(&msg.share).map(|(_, addr)| addr.clone());
-        let up = PeerUp { conn: msg.conn, peer: msg.peer, out: msg.out, rsync: msg.rsync, gzip: msg.gzip };
+        let share = self.shares.get(&msg.share).map(|(c, addr)| (c.access_level, addr.clone()));
+        let material = self.keys.get(&msg.share);
+        // Updates go signed unless both sides are read-write: a dialled connection has our
+        // level, an accepted one the level of the key or code the peer used.
+        let ours = share.as_ref().map_or(AccessLevel::Unknown, |(level, _)| *level);
+        let signed = ours != AccessLevel::ReadWrite || msg.level.is_some_and(|l| l != AccessLevel::ReadWrite);
+        let (sign, verify) = match material {
+            Some(m) if signed => (m.sign.clone(), m.verify.clone()),
+            _ => (None, None),
+        };
+        if signed && verify.is_none() {
+            error!(share = %msg.share, "no read-write public key for a read-only connection; refusing it");
+            return Box::pin(actix::fut::ready(None));
+        }
+        let up =
+            PeerUp { conn: msg.conn, peer: msg.peer, out: msg.out, rsync: msg.rsync, gzip: msg.gzip, signed, sign };
         Box::pin(
             async move {
-                match share {
-                    Some(addr) => addr.send(up).await.ok(),
-                    None => None,
-                }
+                let (_, addr) = share?;
+                let mut link = addr.send(up).await.ok()?;
+                link.verify = verify;
+                Some(link)
             }
             .into_actor(self),
         )

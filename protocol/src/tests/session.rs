@@ -324,6 +324,39 @@ fn a_json_body_on_a_msgpack_connection_closes_it() {
 }
 
 #[test]
+fn signed_bodies_stay_json_on_a_msgpack_connection() {
+    for with_gzip in [false, true] {
+        let mut ext = vec![EXT_MSGPACK.to_owned()];
+        if with_gzip {
+            ext.push(EXT_GZIP.to_owned());
+        }
+        let mut c = client_config();
+        c.extensions = ext.clone();
+        let mut s = server_config();
+        s.extensions = ext;
+        let mut pair = ready_pair(c, s);
+        // A read-only peer relays a body exactly as it was signed: JSON.
+        let body = update().encode();
+        pair.client.session.send_signed(&body, b"c2lnbmF0dXJl", false).unwrap();
+        pair.client.session.send(&get_updates()).unwrap();
+        pair.drive();
+        assert_eq!(pair.server.message_kinds(), vec!["database.update", "database.get_updates"]);
+        let first = pair
+            .server
+            .events
+            .iter()
+            .find_map(|e| match e {
+                crate::session::Event::Message(m) => Some(m),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(&first.body[..], &body[..], "the body arrives byte for byte");
+        assert_eq!(first.signature.as_deref(), Some(&b"c2lnbmF0dXJl"[..]));
+        assert!(pair.server.closed().is_none());
+    }
+}
+
+#[test]
 fn gzip_message_limit_is_enforced_before_anything_is_sent() {
     let mut c = client_config();
     c.extensions = vec![EXT_GZIP.into()];

@@ -43,7 +43,13 @@ impl Fixture {
             c += 1;
             RecordUuid([c; 16])
         };
-        let mut ctx = ScanContext { me: ME, now: Timestamp::new(10, 0).unwrap(), new_uuid: &mut uuid, filter: None };
+        let mut ctx = ScanContext {
+            me: ME,
+            now: Timestamp::new(10, 0).unwrap(),
+            new_uuid: &mut uuid,
+            filter: None,
+            read_only: false,
+        };
         scan(self.root.path(), &self.store, &mut ctx).unwrap();
         self.counter = c;
     }
@@ -117,6 +123,7 @@ fn theirs(path: &str, data: &[u8], clock: &[(PeerId, u64)], time: i64) -> Record
         local: None,
         local_sha256: None,
         pending: false,
+        signed: None,
     }
 }
 

@@ -254,6 +254,41 @@ fn a_removed_share_root_deletes_nothing_on_the_peer() {
 }
 
 #[test]
+fn a_mass_deletion_waits_for_confirm_deletes() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..30).map(|i| format!("album/photo{i:02}.jpg")).collect();
+    let (ra, rb) = pair(&a, &b, base.path(), |r| names.iter().for_each(|n| write(&r.join(n), n.as_bytes())), |_| {});
+    let must: Vec<&str> = names.iter().map(String::as_str).collect();
+    converge(&[&ra, &rb], &must);
+
+    // 20 of 32 entries vanish at once on A (say a sync tool went wrong): held.
+    for n in &names[..20] {
+        fs::remove_file(ra.join(n)).unwrap();
+    }
+    let share = |d: &Daemon| d.cs.json(&["list", "--json"])["shares"][0].clone();
+    let held = wait_for("A to hold the deletions", || {
+        let s = share(&a);
+        (s["held_deletions"].as_u64()? > 0).then_some(s)
+    });
+    assert_eq!((held["held_deletions"].as_u64(), held["status"].as_str()), (Some(20), Some("error")), "{held}");
+    assert!(held["error"].as_str().unwrap().contains("confirm-deletes"), "{held}");
+    assert!(a.cs.ok(&["list"]).contains("confirm-deletes"));
+    // Other changes still flow; B keeps every file.
+    write(&ra.join("album/new.jpg"), b"new");
+    wait_for("the new file on B", || (fs::read(rb.join("album/new.jpg")).ok()? == b"new").then_some(()));
+    assert!(names.iter().all(|n| rb.join(n).exists()), "B lost files before the confirmation");
+
+    let out = a.cs.ok(&["confirm-deletes", ra.to_str().unwrap()]);
+    assert!(out.contains("20 held deletions"), "{out}");
+    wait_for("the deletions on B", || names[..20].iter().all(|n| !rb.join(n).exists()).then_some(()));
+    assert!(names[20..].iter().all(|n| rb.join(n).exists()));
+    wait_for("A back in sync", || (share(&a)["synced"] == true).then_some(()));
+    let o = a.cs.run(&["confirm-deletes", "/no/such/share"]);
+    assert!(crate::util::stderr(&o).contains("does not exist") || crate::util::stderr(&o).contains("not_shared"));
+}
+
+#[test]
 fn many_small_files_and_a_large_streamed_file() {
     let (a, b) = (Daemon::start(), Daemon::start());
     let base = big_tempdir();

@@ -18,6 +18,24 @@ pub const DEFAULT_GZIP_LEVEL: u32 = 6;
 
 static GZIP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(DEFAULT_GZIP_LEVEL);
 
+/// `mass_delete_percent`: deleting more than this share of a share's files in one scan is
+/// held until `confirm-deletes` (100: never held).
+pub const MASS_DELETE_PERCENT: &str = "mass_delete_percent";
+/// The default [`MASS_DELETE_PERCENT`].
+pub const DEFAULT_MASS_DELETE_PERCENT: u8 = 50;
+
+static MASS_DELETE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(DEFAULT_MASS_DELETE_PERCENT);
+
+/// Sets [`MASS_DELETE_PERCENT`] (above 100: 100).
+pub fn set_mass_delete_percent(percent: u8) {
+    MASS_DELETE.store(percent.min(100), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`MASS_DELETE_PERCENT`] now.
+pub fn mass_delete_percent() -> u8 {
+    MASS_DELETE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Sets the `gzip` level new connections offer (0: gzip is not offered; above 9: 9).
 pub fn set_gzip_level(level: u32) {
     GZIP.store(level.min(9), std::sync::atomic::Ordering::Relaxed);

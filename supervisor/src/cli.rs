@@ -123,6 +123,12 @@ pub(crate) enum Command {
         #[arg(long, conflicts_with_all = ["offset", "length"])]
         url: bool,
     },
+    /// Let a share record the deletions it held back because too many files were deleted
+    /// at once (`status` and `list` say when that happened); they then reach the peers.
+    ConfirmDeletes {
+        /// The shared directory.
+        path: std::path::PathBuf,
+    },
     /// Stop syncing a directory. Its files are kept.
     Detach {
         /// The shared directory.

@@ -55,6 +55,9 @@ pub(crate) struct FileConfig {
     /// Authentication attempts with access codes allowed per minute per source IP and per
     /// access ID (default 10).
     pub(crate) auth_attempts_per_minute: Option<u32>,
+    /// Deleting more than this percentage of a share's files at once is held until
+    /// `confirm-deletes` (default 50; 100: never held).
+    pub(crate) mass_delete_percent: Option<u8>,
 }
 
 /// Everything the binary needs, validated.
@@ -79,6 +82,8 @@ pub(crate) struct Config {
     pub(crate) gzip_level: u32,
     /// Per minute, per IP and per access ID.
     pub(crate) auth_attempts_per_minute: u32,
+    /// 1–100.
+    pub(crate) mass_delete_percent: u8,
 }
 
 impl Config {
@@ -141,6 +146,16 @@ impl Config {
             clearskies_actors::listener::throttle::DEFAULT_PER_MINUTE,
         )?;
         anyhow::ensure!(auth_attempts_per_minute >= 1, "auth_attempts_per_minute must be at least 1");
+        let mass_delete_percent = setting(
+            "CLEARSKIES_MASS_DELETE_PERCENT",
+            "a percentage 1-100",
+            file.mass_delete_percent,
+            clearskies_actors::config::DEFAULT_MASS_DELETE_PERCENT,
+        )?;
+        anyhow::ensure!(
+            (1..=100).contains(&mass_delete_percent),
+            "mass_delete_percent {mass_delete_percent} is not 1-100 (100: never hold deletions)"
+        );
         Ok(Config {
             data_dir,
             listen: SocketAddr::new(address, port),
@@ -152,6 +167,7 @@ impl Config {
             download_limit,
             gzip_level,
             auth_attempts_per_minute,
+            mass_delete_percent,
         })
     }
 

@@ -390,6 +390,17 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
     }
 }
 
+/// `clearskies confirm-deletes PATH`.
+pub(crate) fn confirm_deletes(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = absolute_dir(path)?;
+    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let answer = connect(config)?.request(&json!({ "type": "confirm_deletes", "path": p }))?;
+    match answer["held"].as_u64() {
+        Some(0) | None => out(&format!("no deletions were held in {p}; rescanning anyway")),
+        Some(n) => out(&format!("{n} held deletions in {p} will now be recorded and sent to peers")),
+    }
+}
+
 /// `clearskies code list`.
 pub(crate) fn code_list(config: &Config, json: bool) -> anyhow::Result<()> {
     let answer = connect(config)?.request(&json!({ "type": "list_access_codes" }))?;

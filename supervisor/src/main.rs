@@ -107,6 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cat { path, file, offset, length, url: false } => {
             daemon::cat(&config()?, &path, &file, offset, length).map(|()| ExitCode::SUCCESS)
         }
+        Command::ConfirmDeletes { path } => daemon::confirm_deletes(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),

@@ -30,6 +30,8 @@ pub struct ControlTargets {
     pub list_codes: Recipient<ListCodes>,
     /// `cancel_access_code`.
     pub cancel_code: Recipient<CancelCode>,
+    /// `confirm_deletes`.
+    pub confirm_deletes: Recipient<crate::supervisor::messages::ConfirmDeletes>,
     /// `list_peers`.
     pub list_peers: Recipient<ListPeers>,
     /// `get_config`, `get_config_value`.

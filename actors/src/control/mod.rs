@@ -203,6 +203,13 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             Ok(path) => (reply(targets.create_share.send(CreateShare { path }).await), None),
             Err(e) => (e, None),
         },
+        "confirm_deletes" => match absolute_path(&request) {
+            Ok(path) => {
+                let msg = crate::supervisor::messages::ConfirmDeletes { path };
+                (reply(targets.confirm_deletes.send(msg).await.map(|r| r.map(|held| json!({ "held": held })))), None)
+            }
+            Err(e) => (e, None),
+        },
         "remove_share" => match absolute_path(&request) {
             Ok(path) => (reply(targets.remove_share.send(RemoveShare { path }).await), None),
             Err(e) => (e, None),

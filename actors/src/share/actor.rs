@@ -24,8 +24,8 @@ use tracing::{debug, error, info, warn};
 use super::apply::{Applier, Outcome};
 use super::filter::Filter;
 use super::messages::{
-    DiskFull, Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan, ShareLink, ShareStatus,
-    StopShare, SyncMessage,
+    ConfirmDeletes, DiskFull, Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan, ShareLink,
+    ShareStatus, StopShare, SyncMessage,
 };
 use super::record::Record;
 use super::scan::{scan, ScanContext, ScanError};
@@ -71,6 +71,8 @@ pub struct ShareState {
     shared_filter: Arc<Mutex<Filter>>,
     /// We hold the share read-only.
     read_only: bool,
+    /// The user confirmed held deletions: the next scan records them.
+    deletes_confirmed: bool,
 }
 
 impl ShareState {
@@ -169,6 +171,8 @@ pub struct Share {
     subscribers: BTreeMap<u64, Subscriber>,
     /// Read-only shares: paths changed here that are not (and will not be) synced.
     local_changes: usize,
+    /// Local deletions the last scan held back (too many at once).
+    held_deletions: usize,
     incoming: Vec<(u64, Record)>,
     applying: bool,
     downloads: Vec<(clearskies_protocol::Sha256Hash, PathBuf)>,
@@ -214,6 +218,7 @@ impl Share {
             filter,
             shared_filter: shared_filter.clone(),
             read_only,
+            deletes_confirmed: false,
         };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
         let exited = worker.exited();
@@ -238,6 +243,7 @@ impl Share {
                 debounce: None,
                 subscribers: BTreeMap::new(),
                 local_changes: 0,
+                held_deletions: 0,
                 incoming: Vec::new(),
                 applying: false,
                 downloads: Vec::new(),
@@ -303,6 +309,7 @@ impl Share {
                             "local changes in a read-only share: kept here, never sent to peers");
                     }
                     act.local_changes = report.local_changes.len();
+                    act.held_deletions = report.held_deletions;
                     act.announce(changed.into_iter().map(|r| (None, r)).collect());
                     act.fetch(fetch);
                     State::Idle
@@ -466,10 +473,18 @@ fn new_uuid() -> RecordUuid {
     RecordUuid(b)
 }
 
-fn run_scan(s: &ShareState) -> Result<super::scan::ScanReport, ScanError> {
+fn run_scan(s: &mut ShareState) -> Result<super::scan::ScanReport, ScanError> {
     let mut uuid = new_uuid;
-    let mut ctx =
-        ScanContext { me: s.me, now: now(), new_uuid: &mut uuid, filter: Some(&s.filter), read_only: s.read_only };
+    let limit = crate::config::mass_delete_percent();
+    let delete_limit = (limit < 100 && !std::mem::take(&mut s.deletes_confirmed)).then_some(limit);
+    let mut ctx = ScanContext {
+        me: s.me,
+        now: now(),
+        new_uuid: &mut uuid,
+        filter: Some(&s.filter),
+        read_only: s.read_only,
+        delete_limit,
+    };
     scan(&s.root, &s.store, &mut ctx)
 }
 
@@ -553,6 +568,20 @@ impl Handler<FsChanged> for Share {
             act.dirty_since = None;
             act.start_scan(ctx);
         }));
+    }
+}
+
+impl Handler<ConfirmDeletes> for Share {
+    type Result = actix::ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, _: ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
+        let held = self.held_deletions;
+        let job = self.worker.run(|s: &mut ShareState| s.deletes_confirmed = true);
+        Box::pin(job.into_actor(self).map(move |_, act, ctx| {
+            info!(root = %act.root.display(), held, "deletions confirmed");
+            act.start_scan(ctx);
+            held
+        }))
     }
 }
 
@@ -721,6 +750,7 @@ impl Handler<GetShareStatus> for Share {
         let peers = self.subscribers.len();
         let (path, mode, store) = (self.root.display().to_string(), self.mode, self.store.clone());
         let local_changes = self.local_changes as u64;
+        let held_deletions = self.held_deletions as u64;
         let filter = self.filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let status = async move {
             let counted = tokio::task::spawn_blocking(move || count(&store, &filter))
@@ -738,6 +768,18 @@ impl Handler<GetShareStatus> for Share {
                 (State::Idle, _) => ("idle", None),
                 (State::Error(e), _) => ("error", Some(e.clone())),
             };
+            let (status, error) = match (status, error) {
+                ("error", e) => ("error", e),
+                (_, _) if held_deletions > 0 => (
+                    "error",
+                    Some(format!(
+                        "{held_deletions} files and directories were deleted here at once, more than \
+                         mass_delete_percent allows: the deletions are held and peers keep their copies. If \
+                         that was intended, run `clearskies confirm-deletes {path}`; otherwise restore the files"
+                    )),
+                ),
+                other => other,
+            };
             let synced = status == "idle" && peers_caught_up && (!joined || peers > 0);
             ShareStatus {
                 path,
@@ -753,6 +795,7 @@ impl Handler<GetShareStatus> for Share {
                 pending_bytes: c.pending_bytes,
                 peers,
                 local_changes,
+                held_deletions,
                 id: String::new(),
                 peer_id: String::new(),
                 in_sync_since: None,

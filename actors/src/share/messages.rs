@@ -9,6 +9,12 @@ use serde::Serialize;
 #[rtype(result = "()")]
 pub struct Rescan;
 
+/// `confirm_deletes`: the deletions held because there were too many at once are recorded
+/// (and sent to peers) by the next scan, which starts now. Answers how many were held.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct ConfirmDeletes;
+
 /// The watcher saw a change (a hint: the debounced scan finds out what changed).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -56,6 +62,9 @@ pub struct ShareStatus {
     /// Read-only shares: files and directories changed, added or deleted here, kept here
     /// and never sent to peers (the next scan counts again).
     pub local_changes: u64,
+    /// Local deletions not recorded because too many happened at once: they wait for
+    /// `confirm_deletes` (the share reports an error meanwhile).
+    pub held_deletions: u64,
     /// The share ID (hex), filled in by the supervisor.
     pub id: String,
     /// Our peer ID in the share (hex), filled in by the supervisor: what a sharer's `code

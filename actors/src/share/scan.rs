@@ -59,7 +59,14 @@ pub struct ScanReport {
     /// On a read-only share: paths changed, added or deleted here, which are never
     /// recorded or sent (the index keeps the read-write peers' versions).
     pub local_changes: Vec<SharePath>,
+    /// Deletions not recorded because they were too many at once (see
+    /// [`ScanContext::delete_limit`]): waiting for the user's confirmation.
+    pub held_deletions: usize,
 }
+
+/// Fewest deletions that can be held: removing a handful of files from a small share is
+/// never a mass deletion.
+pub const MIN_HELD_DELETIONS: usize = 10;
 
 /// What the scan needs besides the filesystem: who we are and where randomness comes from.
 pub struct ScanContext<'a> {
@@ -73,6 +80,10 @@ pub struct ScanContext<'a> {
     pub filter: Option<&'a super::filter::Filter>,
     /// A read-only share: local changes are reported, never recorded.
     pub read_only: bool,
+    /// Percentage of the share's live entries that may be deleted in one scan; beyond it
+    /// (and beyond [`MIN_HELD_DELETIONS`]) no deletion is recorded until confirmed. `None`:
+    /// no limit (confirmed, or turned off).
+    pub delete_limit: Option<u8>,
 }
 
 impl std::fmt::Debug for ScanContext<'_> {
@@ -289,7 +300,11 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         return Err(ScanError::RootMissing(root.to_owned()));
     }
     let mut gone = Vec::new();
+    let mut live = 0usize;
     for old in store.records()? {
+        if !old.deleted && !old.pending {
+            live += 1;
+        }
         if seen.contains(&old.path) {
             continue;
         }
@@ -311,6 +326,17 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
             continue;
         }
         gone.push(old);
+    }
+    if let Some(limit) = ctx.delete_limit {
+        if gone.len() >= MIN_HELD_DELETIONS && gone.len() * 100 > live * usize::from(limit) {
+            // Most of the share vanished at once: an unmounted disk (without its marker
+            // gone), a wrong `rm -r`, a broken sync tool. Peers keep their copies until the
+            // user confirms.
+            warn!(root = %root.display(), deletions = gone.len(), of = live, limit,
+                "too many deletions at once: held until `clearskies confirm-deletes`");
+            report.held_deletions = gone.len();
+            gone.clear();
+        }
     }
     // Deletions deepest first: peers receive (and revisions order) a directory's contents
     // before the directory, so a peer that applies them in separate batches never finds the
@@ -405,12 +431,13 @@ mod tests {
         root: tempfile::TempDir,
         store: ShareStore,
         counter: u8,
+        delete_limit: Option<u8>,
     }
 
     impl Fixture {
         fn new() -> Self {
             let (db, root, store) = crate::share::test_share();
-            Fixture { _db: db, root, store, counter: 0 }
+            Fixture { _db: db, root, store, counter: 0, delete_limit: None }
         }
 
         fn scan(&mut self) -> Result<ScanReport, ScanError> {
@@ -425,6 +452,7 @@ mod tests {
                 new_uuid: &mut new_uuid,
                 filter: None,
                 read_only: false,
+                delete_limit: self.delete_limit,
             };
             let r = scan(self.root.path(), &self.store, &mut ctx);
             self.counter = counter;
@@ -500,6 +528,39 @@ mod tests {
         let a4 = f.get("/a");
         assert!(!a4.deleted);
         assert_eq!(a4.uuid, a1.uuid);
+    }
+
+    #[test]
+    fn a_mass_deletion_is_held_until_confirmed() {
+        let mut f = Fixture::new();
+        f.delete_limit = Some(50);
+        let r = f.root.path().to_owned();
+        for i in 0..20 {
+            fs::write(r.join(format!("f{i}")), b"x").unwrap();
+        }
+        f.scan().unwrap();
+        // 9 of 21 entries (the root counts): under the limit, recorded.
+        for i in 0..9 {
+            fs::remove_file(r.join(format!("f{i}"))).unwrap();
+        }
+        let report = f.scan().unwrap();
+        assert_eq!((report.changed.len(), report.held_deletions), (9, 0));
+        // 10 more of the 12 left: held, nothing recorded, every time, until confirmed.
+        for i in 9..19 {
+            fs::remove_file(r.join(format!("f{i}"))).unwrap();
+        }
+        for _ in 0..2 {
+            let report = f.scan().unwrap();
+            assert_eq!((report.changed.len(), report.held_deletions), (0, 10));
+            assert!(!f.get("/f10").deleted);
+        }
+        // Edits still go through while deletions are held.
+        fs::write(r.join("f19"), b"edited").unwrap();
+        assert_eq!(f.scan().unwrap().changed.len(), 1);
+        f.delete_limit = None;
+        let report = f.scan().unwrap();
+        assert_eq!((report.changed.len(), report.held_deletions), (10, 0));
+        assert!(f.get("/f10").deleted);
     }
 
     #[test]

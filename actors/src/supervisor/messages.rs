@@ -271,6 +271,14 @@ pub struct PeerEntry {
     pub failures: Option<u32>,
 }
 
+/// `confirm_deletes`: record the deletions a share held back.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, CommandError>")]
+pub struct ConfirmDeletes {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+}
+
 /// `read_file`: a file of the share at `path`, streamed.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<crate::share::messages::Reading, CommandError>")]

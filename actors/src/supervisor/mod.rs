@@ -416,6 +416,7 @@ impl Supervisor {
             add_share: me.clone().recipient(),
             list_codes: me.clone().recipient(),
             cancel_code: me.clone().recipient(),
+            confirm_deletes: me.clone().recipient(),
             list_peers: me.clone().recipient(),
             get_config: me.clone().recipient(),
             set_config: me.clone().recipient(),
@@ -863,10 +864,28 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         pending_bytes: 0,
         peers: 0,
         local_changes: 0,
+        held_deletions: 0,
         id: String::new(),
         peer_id: String::new(),
         in_sync_since: None,
         last_synced: None,
+    }
+}
+
+impl Handler<messages::ConfirmDeletes> for Supervisor {
+    type Result = ResponseFuture<Result<usize, CommandError>>;
+
+    fn handle(&mut self, msg: messages::ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
+        let share = self.share_by_path(&msg.path).and_then(|c| self.shares.get(&c.id)).map(|(_, a)| a.clone());
+        Box::pin(async move {
+            let share = share.ok_or_else(|| {
+                CommandError::new("not_shared", format!("{} is not a shared directory", msg.path.display()))
+            })?;
+            share
+                .send(crate::share::messages::ConfirmDeletes)
+                .await
+                .map_err(|_| CommandError::new("unavailable", "the share is restarting"))
+        })
     }
 }
 

@@ -49,6 +49,7 @@ impl Fixture {
             new_uuid: &mut uuid,
             filter: None,
             read_only: false,
+            delete_limit: None,
         };
         scan(self.root.path(), &self.store, &mut ctx).unwrap();
         self.counter = c;

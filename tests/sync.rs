@@ -288,6 +288,76 @@ fn a_mass_deletion_waits_for_confirm_deletes() {
     assert!(crate::util::stderr(&o).contains("does not exist") || crate::util::stderr(&o).contains("not_shared"));
 }
 
+/// A tmpfs of `mib` MiB mounted at a new directory (needs root), unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf, mib: u32) -> Option<SmallDisk> {
+        fs::create_dir_all(&at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(at))
+    }
+
+    fn grow(&self, mib: u32) {
+        let s = std::process::Command::new("mount").args(["-o", &format!("remount,size={mib}m")]).arg(&self.0).status();
+        assert!(s.unwrap().success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(base.path().join("small"), 30) else {
+        // Mounting needs root (CI runs as root: there the test must run).
+        assert!(std::env::var("CI").is_err(), "cannot mount a tmpfs under CI");
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let a = Daemon::start();
+    let b = Daemon::start_with(&[("CLEARSKIES_MIN_FREE_SPACE", "10M")]);
+    let (ra, rb) = (base.path().join("a"), disk.0.join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    let data: Vec<Vec<u8>> = (0..4).map(|i| crate::util::noise(8_000_000, i)).collect();
+    for (i, d) in data.iter().enumerate() {
+        fs::write(ra.join(format!("video{i}.bin")), d).unwrap();
+    }
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+
+    // 30 MB with 10 MB to keep free: two 8 MB files fit, the other two wait.
+    let share = |d: &Daemon| d.cs.json(&["list", "--json"])["shares"][0].clone();
+    let waiting = wait_for("B to wait for space", || {
+        let s = share(&b);
+        (s["status"] == "error" && s["pending_files"].as_u64()? == 2).then_some(s)
+    });
+    assert!(waiting["error"].as_str().unwrap().contains("min_free_space"), "{waiting}");
+    let present: Vec<usize> = (0..4).filter(|i| rb.join(format!("video{i}.bin")).exists()).collect();
+    assert_eq!(present.len(), 2, "{present:?}");
+    for i in &present {
+        assert!(fs::read(rb.join(format!("video{i}.bin"))).unwrap() == data[*i], "video{i}.bin is not whole");
+    }
+    let (free, _) = clearskies_actors::share::fsops::free_space(&rb).unwrap();
+    assert!(free >= 10_000_000, "only {free} bytes left free");
+
+    // More space: the rest arrives (the transfers look again every few seconds).
+    disk.grow(80);
+    wait_for("the rest", || {
+        (0..4).all(|i| fs::read(rb.join(format!("video{i}.bin"))).ok().as_ref() == Some(&data[i])).then_some(())
+    });
+    wait_for("B in sync", || (share(&b)["synced"] == true).then_some(()));
+    drop((a, b));
+}
+
 #[test]
 fn many_small_files_and_a_large_streamed_file() {
     let (a, b) = (Daemon::start(), Daemon::start());

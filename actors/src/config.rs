@@ -36,6 +36,54 @@ pub fn mass_delete_percent() -> u8 {
     MASS_DELETE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// `min_free_space`: downloads wait rather than leave less than this free on a share's
+/// filesystem (bytes, or a percentage of the filesystem).
+pub const MIN_FREE_SPACE: &str = "min_free_space";
+
+/// How much space must stay free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinFree {
+    /// This many bytes.
+    Bytes(u64),
+    /// This percentage of the filesystem's size.
+    Percent(u8),
+}
+
+/// The default [`MIN_FREE_SPACE`]: 1% of the filesystem (as Syncthing's `minDiskFree`).
+pub const DEFAULT_MIN_FREE: MinFree = MinFree::Percent(1);
+
+/// Encoded as the low 63 bits and a flag in the top bit (percent).
+static MIN_FREE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new((1 << 63) | 1);
+
+/// Sets [`MIN_FREE_SPACE`].
+pub fn set_min_free(min: MinFree) {
+    let v = match min {
+        MinFree::Bytes(b) => b & !(1 << 63),
+        MinFree::Percent(p) => (1 << 63) | u64::from(p.min(100)),
+    };
+    MIN_FREE.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`MIN_FREE_SPACE`] now.
+pub fn min_free() -> MinFree {
+    let v = MIN_FREE.load(std::sync::atomic::Ordering::Relaxed);
+    if v & (1 << 63) != 0 {
+        MinFree::Percent(u8::try_from(v & 0xff).unwrap_or(100))
+    } else {
+        MinFree::Bytes(v)
+    }
+}
+
+impl MinFree {
+    /// Bytes to keep free on a filesystem of `total` bytes.
+    pub fn bytes(self, total: u64) -> u64 {
+        match self {
+            MinFree::Bytes(b) => b,
+            MinFree::Percent(p) => total / 100 * u64::from(p),
+        }
+    }
+}
+
 /// Sets the `gzip` level new connections offer (0: gzip is not offered; above 9: 9).
 pub fn set_gzip_level(level: u32) {
     GZIP.store(level.min(9), std::sync::atomic::Ordering::Relaxed);

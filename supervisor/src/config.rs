@@ -58,6 +58,9 @@ pub(crate) struct FileConfig {
     /// Deleting more than this percentage of a share's files at once is held until
     /// `confirm-deletes` (default 50; 100: never held).
     pub(crate) mass_delete_percent: Option<u8>,
+    /// Space downloads leave free on a share's filesystem: `"1%"` (default) or bytes
+    /// (`"500M"`, `"2Gi"`, `1000000`).
+    pub(crate) min_free_space: Option<toml::Value>,
 }
 
 /// Everything the binary needs, validated.
@@ -84,6 +87,8 @@ pub(crate) struct Config {
     pub(crate) auth_attempts_per_minute: u32,
     /// 1–100.
     pub(crate) mass_delete_percent: u8,
+    /// What downloads leave free.
+    pub(crate) min_free_space: clearskies_actors::config::MinFree,
 }
 
 impl Config {
@@ -156,6 +161,17 @@ impl Config {
             (1..=100).contains(&mass_delete_percent),
             "mass_delete_percent {mass_delete_percent} is not 1-100 (100: never hold deletions)"
         );
+        let min_free_space = match env("CLEARSKIES_MIN_FREE_SPACE") {
+            Some(v) => parse_min_free(&v),
+            None => match &file.min_free_space {
+                None => Ok(clearskies_actors::config::DEFAULT_MIN_FREE),
+                Some(toml::Value::String(v)) => parse_min_free(v),
+                Some(toml::Value::Integer(n)) => u64::try_from(*n)
+                    .map(clearskies_actors::config::MinFree::Bytes)
+                    .map_err(|_| anyhow::anyhow!("min_free_space {n} is negative")),
+                Some(other) => Err(anyhow::anyhow!("min_free_space {other} is not \"1%\" or a size like \"500M\"")),
+            },
+        }?;
         Ok(Config {
             data_dir,
             listen: SocketAddr::new(address, port),
@@ -168,6 +184,7 @@ impl Config {
             gzip_level,
             auth_attempts_per_minute,
             mass_delete_percent,
+            min_free_space,
         })
     }
 
@@ -210,6 +227,21 @@ where
     }
 }
 
+/// `min_free_space`: a percentage of the filesystem (`1%`, 0–50) or a size (`500M`).
+fn parse_min_free(text: &str) -> anyhow::Result<clearskies_actors::config::MinFree> {
+    use clearskies_actors::config::MinFree;
+    match text.trim().strip_suffix('%') {
+        Some(p) => {
+            let p: u8 = p.trim().parse().map_err(|_| anyhow::anyhow!("min_free_space {text:?} is not a percentage"))?;
+            anyhow::ensure!(p <= 50, "min_free_space {text:?}: at most 50%");
+            Ok(MinFree::Percent(p))
+        }
+        None => crate::daemon::parse_rate(text)
+            .map(MinFree::Bytes)
+            .map_err(|e| anyhow::anyhow!("min_free_space {text:?} is not \"1%\" or a size like \"500M\": {e}")),
+    }
+}
+
 /// A list setting: the comma-separated environment variable `name` if set, else the file's.
 fn list_setting(name: &str, file: Option<Vec<String>>) -> Vec<String> {
     match env(name) {
@@ -247,4 +279,25 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("making {} private", dir.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clearskies_actors::config::MinFree;
+
+    use super::parse_min_free;
+
+    #[test]
+    fn min_free_space_is_a_percentage_or_a_size() {
+        assert_eq!(parse_min_free("1%").unwrap(), MinFree::Percent(1));
+        assert_eq!(parse_min_free(" 5 %").unwrap(), MinFree::Percent(5));
+        assert_eq!(parse_min_free("500M").unwrap(), MinFree::Bytes(500_000_000));
+        assert_eq!(parse_min_free("2Gi").unwrap(), MinFree::Bytes(2 << 30));
+        assert_eq!(parse_min_free("0").unwrap(), MinFree::Bytes(0));
+        for bad in ["51%", "x%", "lots", "-1"] {
+            assert!(parse_min_free(bad).is_err(), "{bad}");
+        }
+        assert_eq!(MinFree::Percent(1).bytes(1000), 10);
+        assert_eq!(MinFree::Bytes(7).bytes(1000), 7);
+    }
 }

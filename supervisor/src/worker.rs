@@ -90,6 +90,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     clearskies_actors::bandwidth::bandwidth().set_limits(config.upload_limit, config.download_limit);
     clearskies_actors::config::set_gzip_level(config.gzip_level);
     clearskies_actors::config::set_mass_delete_percent(config.mass_delete_percent);
+    clearskies_actors::config::set_min_free(config.min_free_space);
     let system = actix_rt::System::new();
     system.block_on(async {
         Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret).start();

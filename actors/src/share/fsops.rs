@@ -475,6 +475,14 @@ pub fn remove_stale_temps(root: &Path) -> usize {
     removed
 }
 
+/// Free bytes available to us and the total size of the filesystem holding `path`
+/// (`statvfs`); `None` if it cannot tell.
+pub fn free_space(path: &Path) -> Option<(u64, u64)> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    let frsize = st.f_frsize;
+    Some((st.f_bavail.saturating_mul(frsize), st.f_blocks.saturating_mul(frsize)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

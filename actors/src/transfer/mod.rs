@@ -100,6 +100,8 @@ pub struct Transfer {
     queue: VecDeque<Sha256Hash>,
     wanted: HashMap<Sha256Hash, Fetch>,
     retry: Option<SpawnHandle>,
+    /// Downloads wait for free space (`min_free_space`).
+    low_space: bool,
     paused: bool,
     /// Per connection: `directory.get` lookups running on the blocking pool.
     serving: HashMap<u64, usize>,
@@ -151,6 +153,7 @@ impl Transfer {
             queue: VecDeque::new(),
             wanted: HashMap::new(),
             retry: None,
+            low_space: false,
             paused: false,
             serving: HashMap::new(),
             bases: HashMap::new(),
@@ -166,6 +169,22 @@ impl Transfer {
         if self.paused {
             return;
         }
+        // What we may still write without going under `min_free_space`, less what is
+        // already on its way. (Unknown, if the filesystem cannot tell: no limit.)
+        // (Counted whole, from the request until the file is installed: conservative, since
+        // what has arrived already takes space.)
+        let in_flight: HashSet<&Sha256Hash> = self
+            .peers
+            .values()
+            .flat_map(|s| s.asked.iter())
+            .chain(self.downloads.keys())
+            .chain(self.writing.iter())
+            .collect();
+        let on_the_way: u64 = in_flight.into_iter().filter_map(|sha| self.wanted.get(sha)).map(|f| f.size).sum();
+        let mut room = fsops::free_space(&self.root).map(|(free, total)| {
+            free.saturating_sub(crate::config::min_free().bytes(total)).saturating_sub(on_the_way)
+        });
+        let mut short_of_space = None;
         let mut deltas = Vec::new();
         for (&conn, slot) in &mut self.peers {
             let mut batch = Vec::new();
@@ -179,6 +198,15 @@ impl Transfer {
                     i += 1;
                     continue;
                 }
+                let need =
+                    self.wanted.get(&sha).map_or(0, |f| f.size.saturating_sub(fsops::partial_len(&self.root, &sha)));
+                if room.is_some_and(|r| need > r) {
+                    // Waits (the retry timer looks again) rather than fill the disk.
+                    short_of_space.get_or_insert(need);
+                    i += 1;
+                    continue;
+                }
+                room = room.map(|r| r - need);
                 self.queue.remove(i);
                 // Superseded meanwhile (deleted, or changed again): nobody waits any more.
                 if self.store.waiting_for(&sha).is_ok_and(|w| w.is_empty()) {
@@ -214,6 +242,19 @@ impl Transfer {
         }
         for (conn, fetch) in deltas {
             self.ask_for_delta(conn, fetch, ctx);
+        }
+        let low = short_of_space.map(|need| {
+            format!(
+                "{DISK_FULL}: a {need}-byte file would leave less free space than min_free_space on {}; \
+                 waiting for space",
+                self.root.display()
+            )
+        });
+        if low.is_some() != self.low_space {
+            self.low_space = low.is_some();
+            if !self.full {
+                self.disk_full.do_send(DiskFull(low));
+            }
         }
         // Contents every connected peer refused: ask again later (they may get them).
         if !self.queue.is_empty() && self.retry.is_none() {
@@ -708,7 +749,10 @@ impl Handler<Finished> for Transfer {
         let full = msg.result.as_ref().err().filter(|e| e.text.starts_with(DISK_FULL)).map(|e| e.text.clone());
         if full.is_some() != self.full {
             self.full = full.is_some();
-            self.disk_full.do_send(DiskFull(full));
+            // (While downloads wait for `min_free_space`, that state stays reported.)
+            if full.is_some() || !self.low_space {
+                self.disk_full.do_send(DiskFull(full));
+            }
         }
         match msg.result {
             Ok(temp) => {

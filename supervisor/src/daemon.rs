@@ -326,12 +326,13 @@ pub(crate) fn parse_lifetime(text: &str) -> anyhow::Result<Option<i64>> {
     Ok(Some(secs))
 }
 
-/// Seconds as a short duration: `45 s`, `30 min`, `24 h`, `7 d`.
+/// Seconds as a short duration, rounded to its largest unit: `45 s`, `10 min`, `24 h`, `7 d`.
 fn human_duration(secs: i64) -> String {
+    let round = |unit: i64| (secs + unit / 2) / unit;
     match secs {
-        s if s % 86_400 == 0 => format!("{} d", s / 86_400),
-        s if s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
+        s if s >= 2 * 86_400 => format!("{} d", round(86_400)),
+        s if s >= 2 * 3600 => format!("{} h", round(3600)),
+        s if s >= 120 => format!("{} min", round(60)),
         s => format!("{s} s"),
     }
 }
@@ -378,14 +379,14 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
         None => {
             let text = code["access_code"].as_str().unwrap_or("?");
             out(&format!(
-                "Shared {shared} ({mode}).\nAccess code ({uses}, {validity}):\n\n    {text}\n    {}\n\nOn the other \
-                 computer: clearskies attach {text} DIRECTORY",
+                "Shared {shared}.\nAccess code for {mode} access ({uses}, {validity}):\n\n    {text}\n    {}\n\nOn \
+                 the other computer: clearskies attach {text} DIRECTORY",
                 code["url"].as_str().unwrap_or("?"),
             ))
         }
         Some((username, _)) => out(&format!(
-            "Shared {shared} ({mode}).\nUsername {username:?} with your password ({uses}, {validity}).\n\nOn the \
-             other computer: clearskies attach --username {username:?} DIRECTORY"
+            "Shared {shared}.\nUsername {username:?} with your password gives {mode} access ({uses}, \
+             {validity}).\n\nOn the other computer: clearskies attach --username {username:?} DIRECTORY"
         )),
     }
 }

@@ -10,6 +10,7 @@ pub mod read;
 pub mod record;
 pub mod registry;
 pub mod rsa;
+pub mod untrusted;
 pub mod scan;
 pub mod store;
 pub mod watch;

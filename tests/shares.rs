@@ -59,9 +59,9 @@ fn bad_share_requests_fail_clearly_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().to_str().unwrap();
 
-    let o = d.cs.run(&["share", p, "--mode", "untrusted"]);
+    let o = d.cs.run(&["share", p, "--mode", "write-only"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not supported yet"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown mode"), "{}", stderr(&o));
     assert!(!dir.path().join(".clearskies").exists());
 
     let o = d.cs.run(&["share", &format!("{p}/missing")]);

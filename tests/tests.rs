@@ -18,4 +18,5 @@ mod shares;
 mod supervision;
 mod sync;
 mod transfer;
+mod untrusted;
 mod util;

@@ -34,8 +34,9 @@ pub(crate) enum Command {
     Share {
         /// The directory to share.
         path: std::path::PathBuf,
-        /// What the code grants: read-write, or read-only (the peer receives every change
-        /// and can pass it on, but its own edits never leave it). Untrusted is not built yet.
+        /// What the code grants: read-write; read-only (the peer receives every change and
+        /// can pass it on, but its own edits never leave it); or untrusted (an encrypted
+        /// backup: the peer stores and serves only ciphertext it cannot read).
         #[arg(long, default_value = "read-write")]
         mode: String,
         /// How long the code stays valid: e.g. 90s, 30m, 24h, 7d, or never.
@@ -69,6 +70,10 @@ pub(crate) enum Command {
         /// The password for --username (or one line on stdin).
         #[arg(long, requires = "username")]
         password: Option<String>,
+        /// Join with keys saved by `clearskies keys export` (to restore a share, for example
+        /// from an untrusted backup, when no peer can give a code); needs --peer.
+        #[arg(long, conflicts_with = "username", requires = "peer")]
+        keys: Option<std::path::PathBuf>,
         /// Address of a computer that has the share, HOST:PORT (otherwise it is looked for
         /// through the configured trackers and on the LAN).
         #[arg(long)]
@@ -141,6 +146,9 @@ pub(crate) enum Command {
     /// Access codes: make one, or check one someone sent you.
     #[command(subcommand)]
     Code(CodeCommand),
+    /// A share's keys: save them to restore the share when no peer can give a code.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// The daemon's settings: show them, or change one while it runs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -175,6 +183,16 @@ pub(crate) enum Command {
         /// For share and transfer: the shared directory (default: the first share).
         #[arg(long)]
         path: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Print the share's keys (JSON) for `attach --keys`. They are the share's secrets:
+    /// anyone who has them has your level of access. Keep them offline.
+    Export {
+        /// The shared directory.
+        path: std::path::PathBuf,
     },
 }
 

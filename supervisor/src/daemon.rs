@@ -341,9 +341,8 @@ fn human_duration(secs: i64) -> String {
 pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<'_>) -> anyhow::Result<()> {
     let mode = opts.mode.replace('-', "_");
     match mode.as_str() {
-        "read_write" | "read_only" => {}
-        "untrusted" => bail!("untrusted (encrypted backup) shares are not supported yet; use read-write or read-only"),
-        other => bail!("unknown mode {other:?}; use read-write or read-only"),
+        "read_write" | "read_only" | "untrusted" => {}
+        other => bail!("unknown mode {other:?}; use read-write, read-only or untrusted"),
     }
     let lifetime = parse_lifetime(opts.expires)?;
     let path = absolute_dir(path)?;
@@ -389,6 +388,17 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
              {validity}).\n\nOn the other computer: clearskies attach --username {username:?} DIRECTORY"
         )),
     }
+}
+
+/// `clearskies keys export PATH`.
+pub(crate) fn export_keys(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = absolute_dir(path)?;
+    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let answer = connect(config)?.request(&json!({ "type": "export_keys", "path": p }))?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        eprintln!("these are the share's secret keys: redirect them to a file and keep it offline");
+    }
+    out(&serde_json::to_string_pretty(&answer).context("encoding the keys")?)
 }
 
 /// `clearskies confirm-deletes PATH`.
@@ -574,6 +584,8 @@ pub(crate) enum Joining {
     Code(String),
     /// A username and password.
     Custom((String, String)),
+    /// A file written by `keys export`.
+    Keys(std::path::PathBuf),
 }
 
 /// `clearskies attach`'s choices.
@@ -605,6 +617,12 @@ pub(crate) fn attach(
         Joining::Custom((username, password)) => {
             request["username"] = json!(username);
             request["password"] = json!(password);
+        }
+        Joining::Keys(file) => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let keys: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not what `clearskies keys export` writes", file.display()))?;
+            request["keys"] = keys.get("keys").cloned().unwrap_or(keys);
         }
     }
     if let Some(subtree) = subtree {

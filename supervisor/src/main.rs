@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use clearskies_protocol::access_code::AccessCode;
 
-use crate::cli::{Cli, CodeCommand, Command, ConfigCommand};
+use crate::cli::{Cli, CodeCommand, Command, ConfigCommand, KeysCommand};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -80,13 +80,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = daemon::ShareOptions { mode: &mode, expires: &expires, multi_use, custom, json };
             daemon::share(&config()?, &path, opts).map(|()| ExitCode::SUCCESS)
         }
-        Command::Attach { args, username, password, peer, timeout, subtree, exclude } => {
-            let (with, path) = match (args.as_slice(), username) {
-                ([code, path], None) => (daemon::Joining::Code(code.clone()), path),
-                ([path], Some(u)) => (daemon::Joining::Custom(daemon::with_password(u, password)?), path),
-                ([_], None) => anyhow::bail!("give the access code and the directory: clearskies attach CODE PATH"),
-                (_, Some(_)) => {
+        Command::Attach { args, username, password, keys, peer, timeout, subtree, exclude } => {
+            let (with, path) = match (args.as_slice(), username, keys) {
+                ([code, path], None, None) => (daemon::Joining::Code(code.clone()), path),
+                ([path], Some(u), None) => (daemon::Joining::Custom(daemon::with_password(u, password)?), path),
+                ([path], None, Some(file)) => (daemon::Joining::Keys(file), path),
+                ([_], None, None) => {
+                    anyhow::bail!("give the access code and the directory: clearskies attach CODE PATH")
+                }
+                (_, Some(_), _) => {
                     anyhow::bail!("with --username, give only the directory: clearskies attach --username U PATH")
+                }
+                (_, _, Some(_)) => {
+                    anyhow::bail!(
+                        "with --keys, give only the directory: clearskies attach --keys FILE PATH --peer ADDR"
+                    )
                 }
                 _ => anyhow::bail!("clearskies attach CODE PATH"),
             };
@@ -112,6 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),
         Command::Code(code) => code_command(code, config).map(|()| ExitCode::SUCCESS),
+        Command::Keys(KeysCommand::Export { path }) => {
+            daemon::export_keys(&config()?, &path).map(|()| ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::Get { key, json }) => {
             daemon::config_get(&config()?, key.as_deref(), json).map(|()| ExitCode::SUCCESS)
         }

@@ -30,6 +30,8 @@ pub struct ControlTargets {
     pub list_codes: Recipient<ListCodes>,
     /// `cancel_access_code`.
     pub cancel_code: Recipient<CancelCode>,
+    /// `export_keys`.
+    pub export_keys: Recipient<crate::supervisor::messages::ExportKeys>,
     /// `confirm_deletes`.
     pub confirm_deletes: Recipient<crate::supervisor::messages::ConfirmDeletes>,
     /// `list_peers`.

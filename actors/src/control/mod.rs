@@ -203,6 +203,13 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             Ok(path) => (reply(targets.create_share.send(CreateShare { path }).await), None),
             Err(e) => (e, None),
         },
+        "export_keys" => match absolute_path(&request) {
+            Ok(path) => {
+                let msg = crate::supervisor::messages::ExportKeys { path };
+                (reply(targets.export_keys.send(msg).await.map(|r| r.map(|keys| json!({ "keys": keys })))), None)
+            }
+            Err(e) => (e, None),
+        },
         "confirm_deletes" => match absolute_path(&request) {
             Ok(path) => {
                 let msg = crate::supervisor::messages::ConfirmDeletes { path };
@@ -335,8 +342,13 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
     }
 }
 
-/// `add_share`'s `code`, or its `username` and `password`.
+/// `add_share`'s `code`, its `username` and `password`, or saved `keys`.
 fn join_with(request: &Value) -> Result<JoinWith, Value> {
+    if let Some(keys) = request.get("keys") {
+        return serde_json::from_value(keys.clone())
+            .map(|k| JoinWith::Keys(Box::new(k)))
+            .map_err(|e| error("bad_keys", &format!("\"keys\" is not what export_keys gives: {e}")));
+    }
     match (custom_credentials(request)?, request.get("code").and_then(Value::as_str)) {
         (Some((username, password)), None) => Ok(JoinWith::Custom { username, password }),
         (None, Some(code)) => Ok(JoinWith::Code(code.to_owned())),

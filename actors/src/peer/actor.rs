@@ -197,6 +197,8 @@ pub enum Purpose {
     Found {
         /// The share.
         share: Sha256Hash,
+        /// The level of the key that opened the connection.
+        level: clearskies_protocol::message::core::AccessLevel,
     },
     /// We dialled it with a share key.
     Rejoin {
@@ -204,6 +206,8 @@ pub enum Purpose {
         share: Sha256Hash,
         /// The address as configured or remembered (`HOST:PORT`), dialled again on loss.
         dialled: String,
+        /// The level of the key that opened the connection.
+        level: clearskies_protocol::message::core::AccessLevel,
     },
 }
 
@@ -284,7 +288,9 @@ impl Peer {
         let (read, write) = tokio::io::split(channel.stream);
         let (tx, rx) = mpsc::unbounded_channel();
         let share = match &purpose {
-            Purpose::Accepted { share, .. } | Purpose::Rejoin { share, .. } | Purpose::Found { share } => Some(*share),
+            Purpose::Accepted { share, .. } | Purpose::Rejoin { share, .. } | Purpose::Found { share, .. } => {
+                Some(*share)
+            }
             Purpose::Attach { .. } => None,
         };
         Peer {
@@ -408,6 +414,21 @@ impl Peer {
                             Err(why) => {
                                 metrics().rejected_updates.inc();
                                 return self.close_for(format!("refused database.update for {:?}: {why}", u.key));
+                            }
+                        }
+                    }
+                    if let Some(keys) = &link.crypt {
+                        // An untrusted peer relays encrypted records: open them.
+                        match keys.decrypt_record(&u) {
+                            Ok((plain, cipher)) => {
+                                if let (Some(p), Some(c)) = (plain.sha256, cipher) {
+                                    sync(SyncMessage::Cipher { plain: p, cipher: c }, self);
+                                }
+                                r = plain;
+                            }
+                            Err(why) => {
+                                metrics().rejected_updates.inc();
+                                return self.close_for(format!("refused an encrypted record {:?}: {why}", u.key));
                             }
                         }
                     }
@@ -645,8 +666,10 @@ impl Peer {
                         rsync: self.rsync,
                         gzip: self.gzip.load(Ordering::Relaxed),
                         level: match &self.purpose {
-                            Purpose::Accepted { level, .. } => Some(*level),
-                            _ => None,
+                            Purpose::Accepted { level, .. }
+                            | Purpose::Found { level, .. }
+                            | Purpose::Rejoin { level, .. } => Some(*level),
+                            Purpose::Attach { .. } => None,
                         },
                     };
                     let ask = self.targets.connected.send(connected);

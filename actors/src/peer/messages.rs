@@ -100,8 +100,8 @@ pub struct PeerConnected {
     pub rsync: bool,
     /// The connection uses `gzip`.
     pub gzip: bool,
-    /// For accepted connections, the level of the key or code the peer authenticated with
-    /// (`None`: we dialled, with our own level's key).
+    /// The level of the key or code that opened the connection (`None`: we joined the
+    /// share on it, so it is the level we now hold).
     pub level: Option<clearskies_protocol::message::core::AccessLevel>,
 }
 

@@ -99,6 +99,8 @@ struct Subscriber {
     signed: bool,
     /// The read-write key that signs them, on a read-write share.
     sign: Option<std::sync::Arc<super::rsa::SigningKey>>,
+    /// The peer is untrusted: it gets encrypted records.
+    crypt: Option<std::sync::Arc<super::untrusted::UntrustedKeys>>,
 }
 
 /// `database.update`s ready for one connection.
@@ -126,19 +128,76 @@ impl Updates {
 impl Subscriber {
     /// Sends `updates` in batches.
     fn send(&self, updates: Updates) {
+        Subscriber::send_to(&self.out, updates);
+    }
+
+    fn send_to(out: &Recipient<PeerOut>, updates: Updates) {
         match updates {
             Updates::Plain(msgs) => {
                 for chunk in msgs.chunks(SEND_BATCH) {
-                    self.out.do_send(PeerOut::Send(chunk.to_vec()));
+                    out.do_send(PeerOut::Send(chunk.to_vec()));
                 }
             }
             Updates::Signed(signed) => {
                 for chunk in signed.chunks(SEND_BATCH) {
-                    self.out.do_send(PeerOut::SendSigned(chunk.to_vec()));
+                    out.do_send(PeerOut::SendSigned(chunk.to_vec()));
                 }
             }
         }
     }
+}
+
+/// What an untrusted peer gets for `records`: encrypted, signed. Reads (and encrypts) a
+/// file's contents the first time, to learn the ciphertext hash; a file whose contents are
+/// not here yet is left out (sent once installed).
+fn encrypted_updates(
+    s: &ShareState,
+    records: &[Record],
+    keys: &super::untrusted::UntrustedKeys,
+    sign: &super::rsa::SigningKey,
+) -> Vec<super::record::Signed> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let Some(cipher) = cipher_for(s, r, keys) else { continue };
+        let update = match keys.encrypt_record(r, cipher) {
+            Ok(u) => u,
+            Err(e) => {
+                error!(path = %r.path, error = %e, "cannot encrypt a record");
+                continue;
+            }
+        };
+        let body = Message::from(update).encode();
+        let Ok(signature) = sign.sign(&body) else { continue };
+        let Ok(body) = String::from_utf8(body) else { continue };
+        out.push(super::record::Signed { body, signature });
+    }
+    out
+}
+
+/// The ciphertext hash of `r`'s contents (`Some(None)`: it has none), from the cache or
+/// computed from the file; `None` while the contents are not here.
+fn cipher_for(
+    s: &ShareState,
+    r: &Record,
+    keys: &super::untrusted::UntrustedKeys,
+) -> Option<Option<clearskies_protocol::Sha256Hash>> {
+    if r.kind != super::record::EntryKind::File || r.deleted {
+        return Some(None);
+    }
+    let plain = r.sha256?;
+    if let Ok(Some(c)) = s.store.cipher_of(&plain) {
+        return Some(Some(c));
+    }
+    let local = r.local.filter(|_| r.installed_file())?;
+    let mut file = super::fsops::open_unchanged(&s.root, &r.path, &local).ok()??;
+    let cipher = keys
+        .cipher_hash(&mut file, &plain)
+        .map_err(|e| warn!(path = %r.path, error = %e, "cannot encrypt a file for an untrusted peer"))
+        .ok()?;
+    if let Err(e) = s.store.put_cipher(&plain, &cipher) {
+        warn!(error = %e, "cannot remember a ciphertext hash");
+    }
+    Some(Some(cipher))
 }
 
 /// `r` as a signed `database.update`: the one it arrived in, or one signed now with `key`.
@@ -339,7 +398,36 @@ impl Share {
         }
         for (conn, sub) in &self.subscribers {
             let these = records.iter().filter(|(from, _)| *from != Some(*conn)).map(|(_, r)| r);
+            if let (Some(keys), Some(sign)) = (&sub.crypt, &sub.sign) {
+                // Encrypting may read files: on the worker thread.
+                let (these, keys, sign, out) =
+                    (these.cloned().collect::<Vec<_>>(), keys.clone(), sign.clone(), sub.out.clone());
+                let job = self.worker.run(move |s: &mut ShareState| encrypted_updates(s, &these, &keys, &sign));
+                actix_rt::spawn(async move {
+                    if let Ok(signed) = job.await {
+                        Subscriber::send_to(&out, Updates::Signed(signed));
+                    }
+                });
+                continue;
+            }
             sub.send(Updates::of(these, sub.signed, sub.sign.as_deref()));
+        }
+    }
+
+    /// Installed files whose contents untrusted peers can have now.
+    fn announce_installed(&self, paths: Vec<clearskies_protocol::path::SharePath>) {
+        for sub in self.subscribers.values() {
+            let (Some(keys), Some(sign)) = (&sub.crypt, &sub.sign) else { continue };
+            let (paths, keys, sign, out) = (paths.clone(), keys.clone(), sign.clone(), sub.out.clone());
+            let job = self.worker.run(move |s: &mut ShareState| {
+                let records: Vec<Record> = paths.iter().filter_map(|p| s.store.get(p).ok().flatten()).collect();
+                encrypted_updates(s, &records, &keys, &sign)
+            });
+            actix_rt::spawn(async move {
+                if let Ok(signed) = job.await {
+                    Subscriber::send_to(&out, Updates::Signed(signed));
+                }
+            });
         }
     }
 
@@ -388,7 +476,10 @@ impl Share {
                 r
             });
             match joined {
-                Ok(Ok(paths)) => debug!(root = %act.root.display(), installed = paths.len(), "downloads installed"),
+                Ok(Ok(paths)) => {
+                    debug!(root = %act.root.display(), installed = paths.len(), "downloads installed");
+                    act.announce_installed(paths);
+                }
                 Ok(Err(e)) => error!(error = %e, "cannot record installed downloads"),
                 Err(e) => error!(error = %e, "cannot install downloads"),
             }
@@ -440,11 +531,17 @@ impl Share {
     }
 
     fn send_updates(&mut self, conn: u64, since: clearskies_protocol::updates::Since, ctx: &mut Context<Self>) {
-        let (signed, sign) = self.subscribers.get(&conn).map_or((false, None), |s| (s.signed, s.sign.clone()));
-        // Signing (a read-only peer catching up) costs CPU per record: on the worker thread.
+        let (signed, sign, crypt) =
+            self.subscribers.get(&conn).map_or((false, None, None), |s| (s.signed, s.sign.clone(), s.crypt.clone()));
+        // Signing (a read-only peer catching up) costs CPU per record, and encrypting (an
+        // untrusted one) reads files: on the worker thread.
         let job = self.worker.run(move |s: &mut ShareState| {
             let records = s.store.updates_since(&since)?;
-            Ok::<_, super::store::StoreError>((records.len(), Updates::of(records.iter(), signed, sign.as_deref())))
+            let updates = match (&crypt, &sign) {
+                (Some(keys), Some(sign)) => Updates::Signed(encrypted_updates(s, &records, keys, sign)),
+                _ => Updates::of(records.iter(), signed, sign.as_deref()),
+            };
+            Ok::<_, super::store::StoreError>((records.len(), updates))
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
             act.answering.remove(&conn);
@@ -609,12 +706,18 @@ impl Handler<PeerUp> for Share {
 
     fn handle(&mut self, msg: PeerUp, ctx: &mut Context<Self>) -> Self::Result {
         let transfer = self.transfer.clone();
-        transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone(), rsync: msg.rsync, gzip: msg.gzip });
+        transfer.do_send(TransferPeerUp {
+            conn: msg.conn,
+            out: msg.out.clone(),
+            rsync: msg.rsync,
+            gzip: msg.gzip,
+            crypt: msg.crypt.clone(),
+        });
         // Subscribe to the peer's changes: everything newer than what we hold.
         let since = self.store.since().unwrap_or_default();
         let get = clearskies_protocol::message::database::GetUpdates { since };
         msg.out.do_send(PeerOut::Send(vec![get.into()]));
-        let sub = Subscriber { out: msg.out, caught_up: false, signed: msg.signed, sign: msg.sign };
+        let sub = Subscriber { out: msg.out, caught_up: false, signed: msg.signed, sign: msg.sign, crypt: msg.crypt };
         self.subscribers.insert(msg.conn, sub);
         debug!(root = %self.root.display(), peer = %msg.peer, conn = msg.conn, "peer subscribed");
         MessageResult(ShareLink {
@@ -624,6 +727,7 @@ impl Handler<PeerUp> for Share {
             missing: transfer.recipient(),
             down: ctx.address().recipient(),
             verify: None,
+            crypt: None,
         })
     }
 }
@@ -661,6 +765,11 @@ impl Handler<FromPeer> for Share {
                     return Box::pin(async move {
                         let _ = applied.changed().await;
                     });
+                }
+            }
+            SyncMessage::Cipher { plain, cipher } => {
+                if let Err(e) = self.store.put_cipher(&plain, &cipher) {
+                    warn!(error = %e, "cannot remember a ciphertext hash");
                 }
             }
             SyncMessage::UpdatesDone => {

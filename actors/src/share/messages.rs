@@ -99,6 +99,9 @@ pub struct PeerUp {
     pub signed: bool,
     /// The read-write private key, on read-write shares.
     pub sign: Option<std::sync::Arc<super::rsa::SigningKey>>,
+    /// The peer is untrusted (and we are read-write): records go to it encrypted, contents
+    /// are served and fetched as ciphertext.
+    pub crypt: Option<std::sync::Arc<super::untrusted::UntrustedKeys>>,
 }
 
 /// A peer's session ended.
@@ -125,6 +128,9 @@ pub struct ShareLink {
     /// On a connection with a read-only peer: the read-write public key every
     /// `database.update` must be signed with (filled in by the supervisor).
     pub verify: Option<std::sync::Arc<super::rsa::VerifyingKey>>,
+    /// The peer is untrusted: its records are encrypted ones, opened with these keys
+    /// (filled in by the supervisor).
+    pub crypt: Option<std::sync::Arc<super::untrusted::UntrustedKeys>>,
 }
 
 /// An index message from a peer (already validated).
@@ -146,6 +152,13 @@ pub enum SyncMessage {
     Update(Box<super::record::Record>),
     /// `.rs.clearskies.updates_done`.
     UpdatesDone,
+    /// From an untrusted peer: contents `plain` are stored there as `cipher`.
+    Cipher {
+        /// Plaintext SHA-256.
+        plain: clearskies_protocol::Sha256Hash,
+        /// Ciphertext SHA-256.
+        cipher: clearskies_protocol::Sha256Hash,
+    },
 }
 
 /// The transfer actor finished a download: verified, synced contents in `temp`.

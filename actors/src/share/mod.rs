@@ -10,9 +10,9 @@ pub mod read;
 pub mod record;
 pub mod registry;
 pub mod rsa;
-pub mod untrusted;
 pub mod scan;
 pub mod store;
+pub mod untrusted;
 pub mod watch;
 pub mod worker;
 

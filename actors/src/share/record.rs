@@ -330,3 +330,37 @@ mod tests {
         assert_eq!(rmp_serde::from_slice::<Record>(&bytes).unwrap(), r);
     }
 }
+
+/// Records for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A live, installed file record at `path` holding `data`.
+    pub(crate) fn file(path: &str, data: &[u8]) -> Record {
+        use sha2::Digest;
+        let me = PeerId([3; 16]);
+        let mut vector_clock = VectorClock::new();
+        vector_clock.increment(me);
+        let sha = Sha256Hash(sha2::Sha256::digest(data).into());
+        Record {
+            path: SharePath::parse(path).unwrap(),
+            uuid: RecordUuid([4; 16]),
+            kind: EntryKind::File,
+            size: Some(data.len() as u64),
+            sha256: Some(sha),
+            mtime: Some(Timestamp::new(1_700_000_000, 5).unwrap()),
+            unix_mode: Some(0o644),
+            deleted: false,
+            last_updated_by: me,
+            last_updated_rev: 1,
+            update_time: Timestamp::new(1_700_000_000, 6).unwrap(),
+            vector_clock,
+            extra: BTreeMap::new(),
+            local: None,
+            local_sha256: None,
+            pending: false,
+            signed: None,
+        }
+    }
+}

@@ -101,6 +101,12 @@ impl ShareKeys {
         }
     }
 
+    /// The untrusted extension's secrets (read-write and read-only peers).
+    pub fn untrusted(&self) -> Option<super::untrusted::UntrustedKeys> {
+        let key = self.level(AccessLevel::ReadOnly)?.key?;
+        Some(super::untrusted::UntrustedKeys::from_read_only_key(&key))
+    }
+
     /// The key IDs (with their level) that open this share: every level we hold a key for.
     pub fn key_ids(&self) -> Vec<(Sha256Hash, SecretKey, AccessLevel)> {
         let mut ids = vec![];
@@ -137,7 +143,22 @@ impl ShareKeys {
                 };
                 vec![ro, rw]
             }
-            AccessLevel::Untrusted | AccessLevel::Unknown => return None,
+            AccessLevel::Untrusted => {
+                // Only its own key to authenticate with, and the key to check signatures: no
+                // key that decrypts anything.
+                let own = self.level(AccessLevel::Untrusted)?;
+                let u = KeyEntry { private_rsa: None, public_rsa: None, ..own.clone() };
+                let public = self.verifying_key()?.to_pem();
+                let rw = KeyEntry {
+                    access_level: AccessLevel::ReadWrite,
+                    id: None,
+                    key: None,
+                    private_rsa: None,
+                    public_rsa: Some(public),
+                };
+                vec![u, rw]
+            }
+            AccessLevel::Unknown => return None,
         };
         Some(Keys { access_level: level, keys })
     }
@@ -513,9 +534,9 @@ pub fn join_share(
         // A read-write peer must be able to sign for read-only peers; a read-only one must
         // be able to check what it receives.
         AccessLevel::ReadWrite if held.signing_key().is_some() => {}
-        AccessLevel::ReadOnly if held.verifying_key().is_some() => {}
-        AccessLevel::ReadWrite | AccessLevel::ReadOnly => return Err(RegistryError::BadKeys),
-        AccessLevel::Untrusted | AccessLevel::Unknown => return Err(RegistryError::Unsupported("untrusted")),
+        AccessLevel::ReadOnly | AccessLevel::Untrusted if held.verifying_key().is_some() => {}
+        AccessLevel::ReadWrite | AccessLevel::ReadOnly | AccessLevel::Untrusted => return Err(RegistryError::BadKeys),
+        AccessLevel::Unknown => return Err(RegistryError::Unsupported("unknown")),
     }
     fs::DirBuilder::new().recursive(true).create(path).map_err(io(format!("creating {}", path.display())))?;
     let path = fs::canonicalize(path).map_err(|_| RegistryError::NotADirectory(path.to_owned()))?;
@@ -801,7 +822,13 @@ mod tests {
             (AccessLevel::ReadWrite, None, None, &None)
         );
         assert!(public.public_rsa.as_deref().unwrap().starts_with("-----BEGIN RSA PUBLIC KEY-----"));
-        assert!(keys.grant(AccessLevel::Untrusted).is_none());
+        let u = keys.grant(AccessLevel::Untrusted).unwrap();
+        assert_eq!(u.keys.len(), 2);
+        assert_eq!((u.keys[0].access_level, u.keys[0].private_rsa.as_ref()), (AccessLevel::Untrusted, None));
+        assert!(u.keys.iter().all(|k| k.access_level != AccessLevel::ReadOnly), "nothing that decrypts");
+        let held_u = ShareKeys { key_id: u.keys[0].id.unwrap(), key: u.keys[0].key.unwrap(), levels: u.keys.clone() };
+        assert!(held_u.untrusted().is_none() && held_u.signing_key().is_none() && held_u.verifying_key().is_some());
+        assert!(keys.untrusted().is_some());
 
         // What a read-only peer keeps: it verifies with the read-write key, cannot sign, and
         // can hand on only read-only access.

@@ -421,6 +421,39 @@ impl ShareStore {
         Ok(self.paths_by_content(b'h', Some(sha))?.into_iter().map(|(_, p)| p).collect())
     }
 
+    /// Remembers that contents `plain` encrypt (for untrusted peers) to `cipher`, both ways.
+    /// (A cache: recomputed from the file if lost.)
+    pub fn put_cipher(&self, plain: &Sha256Hash, cipher: &Sha256Hash) -> Result<(), StoreError> {
+        let cf = self.cf()?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&cf, [&b"e"[..], &plain.0].concat(), cipher.0);
+        batch.put_cf(&cf, [&b"c"[..], &cipher.0].concat(), plain.0);
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// What contents `plain` encrypt to, if known.
+    pub fn cipher_of(&self, plain: &Sha256Hash) -> Result<Option<Sha256Hash>, StoreError> {
+        self.hash_value([&b"e"[..], &plain.0].concat())
+    }
+
+    /// Which contents encrypt to `cipher`, if known.
+    pub fn plain_of(&self, cipher: &Sha256Hash) -> Result<Option<Sha256Hash>, StoreError> {
+        self.hash_value([&b"c"[..], &cipher.0].concat())
+    }
+
+    fn hash_value(&self, key: Vec<u8>) -> Result<Option<Sha256Hash>, StoreError> {
+        let cf = self.cf()?;
+        match self.db.get_cf(&cf, key)? {
+            Some(v) => {
+                let b: [u8; 32] =
+                    v.as_slice().try_into().map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))?;
+                Ok(Some(Sha256Hash(b)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Paths waiting for contents `sha` from a peer.
     pub fn waiting_for(&self, sha: &Sha256Hash) -> Result<Vec<SharePath>, StoreError> {
         Ok(self.paths_by_content(b'p', Some(sha))?.into_iter().map(|(_, p)| p).collect())

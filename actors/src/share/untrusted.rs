@@ -34,7 +34,8 @@ pub struct CryptError(pub &'static str);
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     for p in parts {
         mac.update(p);
     }
@@ -103,6 +104,88 @@ impl UntrustedKeys {
         let mut body = data.to_vec();
         Ctr::new(&key, iv.try_into().ok()?, 0).ok()?.apply(&mut body).ok()?;
         Some(body)
+    }
+}
+
+/// The value field that carries a record's sealed plaintext `database.update`.
+pub const SEALED: &str = "untrusted";
+
+impl UntrustedKeys {
+    /// What an untrusted peer gets for `r`: a `database.update` for `/<file ID>` with the
+    /// ciphertext's size and `cipher` hash (files; `None` for directories and tombstones),
+    /// the same writer, revision, time and clock (so its catch-up works as for any peer),
+    /// and the whole plaintext update sealed in `value.untrusted`.
+    pub fn encrypt_record(
+        &self,
+        r: &super::record::Record,
+        cipher: Option<Sha256Hash>,
+    ) -> Result<clearskies_protocol::message::database::Update, CryptError> {
+        let plain = clearskies_protocol::message::Message::from(r.to_update()).encode();
+        let sealed = self.seal(&plain)?;
+        let id = self.file_id(&r.uuid);
+        let file = r.kind == super::record::EntryKind::File;
+        let value = serde_json::json!({
+            "size": if file { r.size.map_or(serde_json::Value::Null, serde_json::Value::from) } else { serde_json::Value::Null },
+            "sha256": cipher.map_or(serde_json::Value::Null, |c| serde_json::Value::from(c.to_string())),
+            SEALED: sealed,
+        });
+        Ok(clearskies_protocol::message::database::Update {
+            key: format!("/{}", hex::encode(id)),
+            value,
+            uuid: RecordUuid(id),
+            last_updated_by: r.last_updated_by,
+            last_updated_rev: r.last_updated_rev,
+            update_time: r.update_time,
+            vector_clock: r.vector_clock.clone(),
+            deleted: r.deleted,
+        })
+    }
+
+    /// The plaintext record inside an encrypted one, and the ciphertext hash of its
+    /// contents; `Err` if it does not open or is not what it claims (its ID must be the
+    /// record's file ID, its writer and revision the same).
+    pub fn decrypt_record(
+        &self,
+        u: &clearskies_protocol::message::database::Update,
+    ) -> Result<(super::record::Record, Option<Sha256Hash>), String> {
+        let sealed = u.value.get(SEALED).and_then(serde_json::Value::as_str).ok_or("no sealed record")?;
+        let body = self.open(sealed).ok_or("the sealed record is not base64")?;
+        let clearskies_protocol::message::Message::DatabaseUpdate(inner) =
+            clearskies_protocol::message::Message::decode(&body).map_err(|_| "the sealed record does not open")?
+        else {
+            return Err("the sealed record is not a database.update".into());
+        };
+        let r = super::record::Record::from_update(&inner)
+            .map_err(|e| format!("sealed record: {e}"))?
+            .ok_or("the sealed record is not a file or directory")?;
+        let same = u.key == format!("/{}", hex::encode(self.file_id(&r.uuid)))
+            && u.last_updated_by == r.last_updated_by
+            && u.last_updated_rev == r.last_updated_rev
+            && u.deleted == r.deleted;
+        if !same {
+            return Err("the sealed record does not match its envelope".into());
+        }
+        let cipher = match u.value.get("sha256") {
+            Some(serde_json::Value::String(s)) => Some(s.parse().map_err(|_| "bad ciphertext hash")?),
+            _ => None,
+        };
+        Ok((r, cipher))
+    }
+
+    /// The SHA-256 of the ciphertext of `file` (plaintext contents `plain`), read through.
+    pub fn cipher_hash(&self, file: &mut impl std::io::Read, plain: &Sha256Hash) -> std::io::Result<Sha256Hash> {
+        use sha2::Digest;
+        let mut ctr = self.content_stream(plain, 0).map_err(std::io::Error::other)?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(Sha256Hash(h.finalize().into()));
+            }
+            ctr.apply(&mut buf[..n]).map_err(std::io::Error::other)?;
+            h.update(&buf[..n]);
+        }
     }
 }
 
@@ -204,5 +287,34 @@ mod tests {
         assert_ne!(other.open(&sealed).unwrap(), body);
         assert_eq!(k.open("not base64!"), None);
         assert_eq!(k.open("AAAA"), None, "shorter than an IV");
+    }
+
+    #[test]
+    fn records_round_trip_through_encryption_and_hide_everything() {
+        let k = keys();
+        let mut r = crate::share::record::tests_support::file("/photos/holiday in Rome.jpg", b"contents");
+        let cipher = k.cipher_hash(&mut &b"contents"[..], r.sha256.as_ref().unwrap()).unwrap();
+        let e = k.encrypt_record(&r, Some(cipher)).unwrap();
+        let text = clearskies_protocol::message::Message::from(e.clone()).encode();
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text.contains("Rome") && !text.contains(&r.sha256.unwrap().to_string()), "{text}");
+        assert!(text.contains(&cipher.to_string()));
+        let (back, c) = k.decrypt_record(&e).unwrap();
+        assert_eq!((back.to_update(), c), (r.to_update(), Some(cipher)));
+        // Another share's keys, or a tampered envelope, do not open it.
+        let other = UntrustedKeys::from_read_only_key(&SecretKey([6; 32]));
+        assert!(other.decrypt_record(&e).is_err());
+        let mut moved = e.clone();
+        moved.last_updated_rev += 1;
+        assert!(k.decrypt_record(&moved).is_err());
+        // Ciphertext is the same length and decrypts back.
+        let mut data = b"contents".to_vec();
+        k.content_stream(r.sha256.as_ref().unwrap(), 0).unwrap().apply(&mut data).unwrap();
+        assert_ne!(data, b"contents");
+        k.content_stream(r.sha256.as_ref().unwrap(), 0).unwrap().apply(&mut data).unwrap();
+        assert_eq!(data, b"contents");
+        r.deleted = true;
+        let tomb = k.encrypt_record(&r, None).unwrap();
+        assert!(tomb.deleted && tomb.value["sha256"].is_null());
     }
 }

@@ -227,6 +227,18 @@ pub enum JoinWith {
         /// Password.
         password: String,
     },
+    /// Keys saved with `export_keys` (restoring a share, e.g. from an untrusted backup,
+    /// when no peer can give a code).
+    Keys(Box<clearskies_protocol::message::core::Keys>),
+}
+
+/// `export_keys`: the keys of the level we hold of the share at `path`, as `core.keys`
+/// carries them, to keep somewhere safe.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<clearskies_protocol::message::core::Keys, CommandError>")]
+pub struct ExportKeys {
+    /// The share's root.
+    pub path: std::path::PathBuf,
 }
 
 /// `add_share`: join a share with an access code, through the peer at `peer`.

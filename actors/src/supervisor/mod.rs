@@ -86,21 +86,29 @@ struct Session {
 /// A share key ready to authenticate a connection to one of the share's peers.
 struct ShareKeyDial {
     tls: TlsContext,
-    key_id: Sha256Hash,
-    key: clearskies_protocol::SecretKey,
+    /// The keys to try, our own level's first: a read-write daemon falls back to the
+    /// untrusted key for a peer that holds only that one (restoring from a backup).
+    keys: Vec<(Sha256Hash, clearskies_protocol::SecretKey, AccessLevel)>,
     /// Our peer ID in the share.
     me: PeerId,
 }
 
 impl ShareKeyDial {
-    /// TCP (with a deadline), then TLS + SRP with the key ID and key.
-    async fn connect(&self, addr: SocketAddr) -> std::io::Result<channel::Channel> {
-        let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-        channel::connect(tcp, &self.tls, self.key_id, &hex::encode(self.key.as_bytes()))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
+    /// TCP (with a deadline), then TLS + SRP with each key in turn until one is accepted;
+    /// the channel and the level of the key that opened it.
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<(channel::Channel, AccessLevel)> {
+        let mut refused = None;
+        for (id, key, level) in &self.keys {
+            let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            match channel::connect(tcp, &self.tls, *id, &hex::encode(key.as_bytes())).await {
+                Ok(ch) => return Ok((ch, *level)),
+                Err(e @ (ChannelError::AuthFailed { .. } | ChannelError::Refused(_))) => refused = Some(e),
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+        }
+        Err(std::io::Error::other(refused.map_or_else(|| "no key to dial with".to_owned(), |e| e.to_string())))
     }
 }
 
@@ -114,6 +122,8 @@ struct KeyMaterial {
     verify: Option<std::sync::Arc<crate::share::rsa::VerifyingKey>>,
     /// The read-write private key (read-write shares: signs for read-only peers).
     sign: Option<std::sync::Arc<crate::share::rsa::SigningKey>>,
+    /// The untrusted extension's secrets (read-write shares).
+    untrusted: Option<std::sync::Arc<crate::share::untrusted::UntrustedKeys>>,
 }
 
 /// The worker's root actor.
@@ -250,8 +260,9 @@ impl Supervisor {
         }
         let targets = Self::peer_targets(ctx);
         let attempt = async move {
-            let ch = key.connect(addr).await?;
-            Peer::new(ch, Role::Client, KeyExchange::None, key.me, Purpose::Found { share }, addr, targets).spawn();
+            let (ch, level) = key.connect(addr).await?;
+            let purpose = Purpose::Found { share, level };
+            Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, addr, targets).spawn();
             Ok::<(), std::io::Error>(())
         };
         ctx.spawn(attempt.into_actor(self).map(move |res, act, _| {
@@ -265,7 +276,12 @@ impl Supervisor {
     /// What dialling a share's peer with the share key needs, if the share is running.
     fn share_key(&self, share: Sha256Hash) -> Option<ShareKeyDial> {
         let ((config, _), material, tls) = (self.shares.get(&share)?, self.keys.get(&share)?, self.tls.clone()?);
-        Some(ShareKeyDial { tls, key_id: material.keys.key_id, key: material.keys.key, me: config.peer_id })
+        let mut keys = vec![(material.keys.key_id, material.keys.key, config.access_level)];
+        if config.access_level == AccessLevel::ReadWrite {
+            let untrusted = material.keys.key_ids().into_iter().filter(|(_, _, l)| *l == AccessLevel::Untrusted);
+            keys.extend(untrusted);
+        }
+        Some(ShareKeyDial { tls, keys, me: config.peer_id })
     }
 
     fn peer_targets(ctx: &Context<Self>) -> PeerTargets {
@@ -292,7 +308,8 @@ impl Supervisor {
                     .collect();
                 let verify = keys.verifying_key().map(std::sync::Arc::new);
                 let sign = keys.signing_key().map(std::sync::Arc::new);
-                self.keys.insert(config.id, KeyMaterial { keys, records, verify, sign });
+                let untrusted = keys.untrusted().map(std::sync::Arc::new);
+                self.keys.insert(config.id, KeyMaterial { keys, records, verify, sign, untrusted });
             }
             Err(e) => error!(share = %config.id, error = %e, "cannot read the share's keys; peers cannot reconnect"),
         }
@@ -351,8 +368,8 @@ impl Supervisor {
                 let sock = tokio::net::lookup_host(&target).await?.next().ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::NotFound, format!("cannot resolve {target}"))
                 })?;
-                let ch = key.connect(sock).await?;
-                let purpose = Purpose::Rejoin { share, dialled };
+                let (ch, level) = key.connect(sock).await?;
+                let purpose = Purpose::Rejoin { share, dialled, level };
                 Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, sock, targets).spawn();
                 Ok::<(), std::io::Error>(())
             };
@@ -417,6 +434,7 @@ impl Supervisor {
             list_codes: me.clone().recipient(),
             cancel_code: me.clone().recipient(),
             confirm_deletes: me.clone().recipient(),
+            export_keys: me.clone().recipient(),
             list_peers: me.clone().recipient(),
             get_config: me.clone().recipient(),
             set_config: me.clone().recipient(),
@@ -793,6 +811,66 @@ impl Handler<Shutdown> for Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Joins a share with saved keys and dials `peer` with them.
+    fn import_keys(
+        &mut self,
+        keys: clearskies_protocol::message::core::Keys,
+        path: PathBuf,
+        peer: Option<String>,
+        selection: crate::share::filter::Selection,
+    ) -> ResponseActFuture<Self, Result<ShareCreated, CommandError>> {
+        let Some(peer) = peer else {
+            let e =
+                CommandError::new("no_peer", "with saved keys, give the address of a peer to restore from (--peer)");
+            return Box::pin(actix::fut::ready(Err(e)));
+        };
+        if let Some(p) = self.share_by_path(&path) {
+            let e = CommandError::new("already_shared", format!("{} is already shared", p.path.display()));
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
+        let now = crate::share::actor::now();
+        let mut peer_id = [0u8; 16];
+        let random_ok = getrandom::fill(&mut peer_id).is_ok();
+        let via = peer.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            if !random_ok {
+                return Err(CommandError::new("random_failed", "the OS RNG failed"));
+            }
+            let joining = registry::Joining { path: &path, peer_id: PeerId(peer_id), via: &via, selection };
+            registry::join_share(&store, &data_dir, joining, &keys, now)
+                .map_err(|e| CommandError::new(e.code(), format!("cannot use these keys: {e}")))
+        });
+        Box::pin(job.into_actor(self).map(move |joined, act, ctx| {
+            let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            info!(share = %config.id, path = %config.path.display(), "joined a share with saved keys");
+            let created = ShareCreated { path: config.path.display().to_string(), id: config.id.to_string() };
+            let id = config.id;
+            act.start_share(config, ctx);
+            act.update_ids();
+            act.dial(id, peer, Duration::ZERO, ctx);
+            Ok(created)
+        }))
+    }
+}
+
+impl Handler<messages::ExportKeys> for Supervisor {
+    type Result = Result<clearskies_protocol::message::core::Keys, CommandError>;
+
+    fn handle(&mut self, msg: messages::ExportKeys, _: &mut Context<Self>) -> Self::Result {
+        let config = self
+            .share_by_path(&msg.path)
+            .ok_or_else(|| CommandError::new("not_shared", format!("{} is not shared", msg.path.display())))?;
+        let material =
+            self.keys.get(&config.id).ok_or_else(|| CommandError::new("no_keys", "the share's keys are not loaded"))?;
+        material
+            .keys
+            .grant(config.access_level)
+            .ok_or_else(|| CommandError::new("no_keys", "the share's keys are incomplete"))
+    }
+}
+
 impl Handler<CreateShare> for Supervisor {
     type Result = ResponseActFuture<Self, Result<ShareCreated, CommandError>>;
 
@@ -969,19 +1047,23 @@ impl Handler<CreateAccessCode> for Supervisor {
             let level = match msg.mode.as_str() {
                 "read_write" | "read-write" => AccessLevel::ReadWrite,
                 "read_only" | "read-only" => AccessLevel::ReadOnly,
-                "untrusted" => {
-                    return Err(CommandError::new(
-                        "unsupported_mode",
-                        "untrusted (encrypted backup) shares are not supported yet; use read_write or read_only",
-                    ))
-                }
+                "untrusted" => AccessLevel::Untrusted,
                 other => return Err(CommandError::new("bad_mode", format!("unknown mode {other:?}"))),
             };
-            if level == AccessLevel::ReadWrite && share.access_level != AccessLevel::ReadWrite {
-                return Err(CommandError::new(
-                    "bad_mode",
-                    "this computer holds the share read-only: it can only give read-only codes",
-                ));
+            match (share.access_level, level) {
+                (AccessLevel::ReadWrite, _) | (AccessLevel::ReadOnly, AccessLevel::ReadOnly) => {}
+                (AccessLevel::ReadOnly, _) => {
+                    return Err(CommandError::new(
+                        "bad_mode",
+                        "this computer holds the share read-only: it can only give read-only codes",
+                    ))
+                }
+                _ => {
+                    return Err(CommandError::new(
+                        "bad_mode",
+                        "this computer holds only encrypted data of the share: it cannot give codes",
+                    ))
+                }
             }
             if matches!(msg.lifetime, registry::Lifetime::Secs(s) if s <= 0) {
                 return Err(CommandError::new("bad_expiry", "a code must stay valid for at least one second"));
@@ -1154,7 +1236,8 @@ impl Handler<PeerConnected> for Supervisor {
         // Updates go signed unless both sides are read-write: a dialled connection has our
         // level, an accepted one the level of the key or code the peer used.
         let ours = share.as_ref().map_or(AccessLevel::Unknown, |(level, _)| *level);
-        let signed = ours != AccessLevel::ReadWrite || msg.level.is_some_and(|l| l != AccessLevel::ReadWrite);
+        let level = msg.level.unwrap_or(ours);
+        let signed = ours != AccessLevel::ReadWrite || level != AccessLevel::ReadWrite;
         let (sign, verify) = match material {
             Some(m) if signed => (m.sign.clone(), m.verify.clone()),
             _ => (None, None),
@@ -1163,13 +1246,35 @@ impl Handler<PeerConnected> for Supervisor {
             error!(share = %msg.share, "no read-write public key for a read-only connection; refusing it");
             return Box::pin(actix::fut::ready(None));
         }
-        let up =
-            PeerUp { conn: msg.conn, peer: msg.peer, out: msg.out, rsync: msg.rsync, gzip: msg.gzip, signed, sign };
+        // The peer holds only ciphertext: we encrypt what we send and decrypt what it relays.
+        // (Only read-write daemons feed and restore from untrusted peers.)
+        let crypt = if level == AccessLevel::Untrusted && ours != AccessLevel::Untrusted {
+            match material.and_then(|m| m.untrusted.clone()).filter(|_| ours == AccessLevel::ReadWrite) {
+                Some(keys) => Some(keys),
+                None => {
+                    warn!(share = %msg.share, "only read-write daemons sync with untrusted peers; refusing it");
+                    return Box::pin(actix::fut::ready(None));
+                }
+            }
+        } else {
+            None
+        };
+        let up = PeerUp {
+            conn: msg.conn,
+            peer: msg.peer,
+            out: msg.out,
+            rsync: msg.rsync && crypt.is_none(),
+            gzip: msg.gzip,
+            signed,
+            sign,
+            crypt: crypt.clone(),
+        };
         Box::pin(
             async move {
                 let (_, addr) = share?;
                 let mut link = addr.send(up).await.ok()?;
                 link.verify = verify;
+                link.crypt = crypt;
                 Some(link)
             }
             .into_actor(self),
@@ -1204,6 +1309,9 @@ impl Handler<AddShare> for Supervisor {
         if let Err(message) = msg.selection.validate() {
             return Box::pin(actix::fut::ready(Err(CommandError::new("bad_selection", message))));
         }
+        if let JoinWith::Keys(keys) = msg.with {
+            return self.import_keys(*keys, msg.path, msg.peer, msg.selection);
+        }
         self.selections.insert(msg.path.clone(), msg.selection.clone());
         let tls = self.tls.clone();
         let targets = Self::peer_targets(ctx);
@@ -1221,6 +1329,8 @@ impl Handler<AddShare> for Supervisor {
                 clearskies_protocol::access_code::Credentials::custom(username, password)
                     .map_err(|e| CommandError::new("bad_credentials", e.to_string()))
             }
+            // (Saved keys took the other way above.)
+            JoinWith::Keys(_) => Err(CommandError::new("bad_keys", "saved keys need no code")),
         };
         let mut seeking = None;
         let can_discover = !self.settings.trackers.is_empty() || self.settings.lan.is_some();

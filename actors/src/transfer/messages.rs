@@ -28,6 +28,8 @@ pub struct TransferPeerUp {
     pub rsync: bool,
     /// It uses `gzip`: what we send is sampled for compressibility.
     pub gzip: bool,
+    /// It is untrusted: contents are asked for and served as ciphertext.
+    pub crypt: Option<std::sync::Arc<crate::share::untrusted::UntrustedKeys>>,
 }
 
 /// A peer connection ended: what it was asked for goes back in the queue.

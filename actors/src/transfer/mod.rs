@@ -85,6 +85,8 @@ struct Slot {
     /// most [`MAX_REQUESTS`], which is what a peer queues for us.
     gets: usize,
     refused: HashSet<Sha256Hash>,
+    /// The peer is untrusted: it asks for and sends ciphertext.
+    crypt: Option<Arc<crate::share::untrusted::UntrustedKeys>>,
 }
 
 /// One share's transfers.
@@ -100,6 +102,9 @@ pub struct Transfer {
     queue: VecDeque<Sha256Hash>,
     wanted: HashMap<Sha256Hash, Fetch>,
     retry: Option<SpawnHandle>,
+    /// Ciphertext hashes we asked untrusted peers for, per connection: the contents each
+    /// stands for.
+    names: HashMap<(u64, Sha256Hash), Sha256Hash>,
     /// Downloads wait for free space (`min_free_space`).
     low_space: bool,
     paused: bool,
@@ -124,6 +129,9 @@ pub struct Transfer {
 #[derive(Debug)]
 struct Download {
     conn: u64,
+    /// The name the peer knows the contents by: their SHA-256, or for an untrusted peer
+    /// that of their ciphertext.
+    name: Sha256Hash,
     size: u64,
     /// Where the next range must start.
     next: u64,
@@ -153,6 +161,7 @@ impl Transfer {
             queue: VecDeque::new(),
             wanted: HashMap::new(),
             retry: None,
+            names: HashMap::new(),
             low_space: false,
             paused: false,
             serving: HashMap::new(),
@@ -214,6 +223,23 @@ impl Transfer {
                     continue;
                 }
                 let Some(f) = self.wanted.get(&sha) else { continue };
+                // An untrusted peer has the contents under their ciphertext's hash, if we
+                // know it (from the encrypted record it sent).
+                let name = match &slot.crypt {
+                    None => sha,
+                    Some(_) => match self.store.cipher_of(&sha) {
+                        Ok(Some(c)) => {
+                            self.names.insert((conn, c), sha);
+                            c
+                        }
+                        _ => {
+                            slot.refused.insert(sha);
+                            self.queue.insert(i, sha);
+                            i += 1;
+                            continue;
+                        }
+                    },
+                };
                 slot.asked.push_back(sha);
                 slot.asked_bytes += f.size;
                 let small_signature = SigParams::for_size(f.size).signature_len(f.size) <= MAX_SIGNATURE as u64;
@@ -228,8 +254,8 @@ impl Transfer {
                     slot.gets += 1;
                     deltas.push((conn, f.clone()));
                 } else {
-                    let mut d = Download { conn, size: f.size, next: partial, requested: partial, writer: None };
-                    let asks = d.ask_more(sha, MAX_REQUESTS - slot.gets);
+                    let mut d = Download { conn, name, size: f.size, next: partial, requested: partial, writer: None };
+                    let asks = d.ask_more(MAX_REQUESTS - slot.gets);
                     slot.gets += asks.len();
                     batch.extend(asks);
                     self.downloads.insert(sha, d);
@@ -268,6 +294,12 @@ impl Transfer {
         }
     }
 
+    /// The contents a peer's name for them stands for (a ciphertext hash, for an untrusted
+    /// peer).
+    fn plain_name(&self, conn: u64, name: Sha256Hash) -> Sha256Hash {
+        self.names.get(&(conn, name)).copied().unwrap_or(name)
+    }
+
     /// Takes `sha` off `conn`'s in-flight list; whether it was there.
     fn answered(&mut self, conn: u64, sha: &Sha256Hash) -> bool {
         let Some(slot) = self.peers.get_mut(&conn) else { return false };
@@ -294,8 +326,8 @@ impl Transfer {
             let Some(slot) = act.peers.get_mut(&conn).filter(|s| s.asked.contains(&sha)) else { return };
             let Some((file, size)) = basis.ok().flatten() else {
                 // The signature's place in the budget goes to the first range.
-                let mut d = Download { conn, size: fetch.size, next: 0, requested: 0, writer: None };
-                let asks = d.ask_more(sha, 1);
+                let mut d = Download { conn, name: sha, size: fetch.size, next: 0, requested: 0, writer: None };
+                let asks = d.ask_more(1);
                 slot.out.do_send(PeerOut::Send(asks));
                 act.downloads.insert(sha, d);
                 return;
@@ -398,6 +430,7 @@ impl Handler<TransferPeerUp> for Transfer {
             asked_bytes: 0,
             gets: 0,
             refused: HashSet::new(),
+            crypt: msg.crypt,
         };
         self.peers.insert(msg.conn, slot);
         self.schedule(ctx);
@@ -413,6 +446,7 @@ impl Handler<TransferPeerDown> for Transfer {
         // Downloads under way end (their writers see the input close and keep what arrived).
         self.downloads.retain(|_, d| d.conn != msg.conn);
         self.streams.retain(|(conn, _, _), _| *conn != msg.conn);
+        self.names.retain(|(conn, _), _| *conn != msg.conn);
         if let Some(slot) = self.peers.remove(&msg.conn) {
             for sha in slot.asked.into_iter().rev() {
                 self.bases.remove(&sha);
@@ -462,6 +496,7 @@ impl Handler<Missing> for Transfer {
         if let Some(slot) = self.peers.get_mut(&msg.conn) {
             slot.gets = slot.gets.saturating_sub(1);
         }
+        let msg = Missing { sha256: self.plain_name(msg.conn, msg.sha256), ..msg };
         if msg.too_large && self.bases.contains_key(&msg.sha256) {
             // The delta was too large for one gzip message: the file comes whole, in ranges.
             self.whole.insert(msg.sha256);
@@ -515,7 +550,8 @@ impl Download {
     /// The next `directory.get`s (at most `room`, at least one if none is in flight),
     /// keeping [`RANGES_AHEAD`] ranges in flight. A file of at most one range asked for from
     /// its start is asked for whole.
-    fn ask_more(&mut self, sha256: Sha256Hash, room: usize) -> Vec<Message> {
+    fn ask_more(&mut self, room: usize) -> Vec<Message> {
+        let sha256 = self.name;
         if self.requested == 0 && self.size <= RANGE {
             self.requested = self.size.max(1);
             return vec![Get { sha256, range: None }.into()];
@@ -534,7 +570,7 @@ impl Download {
 impl Transfer {
     /// A `directory.data` (whole, or the next range) for a download under way on `conn`.
     fn receive_range(&mut self, conn: u64, data: Data, ctx: &mut Context<Self>) -> Option<Sink> {
-        let sha = data.sha256;
+        let sha = self.plain_name(conn, data.sha256);
         let expected = self.downloads.get(&sha).filter(|d| d.conn == conn).map(|d| (d.next, d.size));
         let Some((next, size)) = expected else {
             debug!(sha256 = %sha, "data we did not ask for; discarded");
@@ -571,7 +607,7 @@ impl Transfer {
         d.next = start + len;
         if let Some(slot) = self.peers.get_mut(&conn) {
             slot.gets = slot.gets.saturating_sub(1);
-            let more = d.ask_more(sha, MAX_REQUESTS.saturating_sub(slot.gets));
+            let more = d.ask_more(MAX_REQUESTS.saturating_sub(slot.gets));
             if !more.is_empty() {
                 slot.gets += more.len();
                 slot.out.do_send(PeerOut::Send(more));
@@ -600,6 +636,9 @@ impl Transfer {
         let (ranges_tx, mut ranges) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
         let (root, store) = (self.root.clone(), self.store.clone());
         let started = std::time::Instant::now();
+        // From an untrusted peer the chunks are ciphertext: decrypted before they are
+        // written (the file is then verified against the plaintext hash as always).
+        let crypt = self.peers.get(&conn).and_then(|s| s.crypt.clone());
         self.writing.insert(sha);
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
             let mut w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
@@ -618,9 +657,20 @@ impl Transfer {
                 if start != w.written() {
                     return Err(Failure::retry(format!("range at {start}, expected {}", w.written())));
                 }
+                let mut ctr = match &crypt {
+                    Some(keys) => Some(keys.content_stream(&sha, start).map_err(|e| Failure::retry(e.to_string()))?),
+                    None => None,
+                };
                 loop {
                     match rx.blocking_recv() {
-                        Some(SinkItem::Chunk(b)) => w.append(&b).map_err(|e| Failure::io("writing", &e))?,
+                        Some(SinkItem::Chunk(b)) => match ctr.as_mut() {
+                            None => w.append(&b).map_err(|e| Failure::io("writing", &e))?,
+                            Some(ctr) => {
+                                let mut plain = b.to_vec();
+                                ctr.apply(&mut plain).map_err(|e| Failure::retry(e.to_string()))?;
+                                w.append(&plain).map_err(|e| Failure::io("writing", &e))?;
+                            }
+                        },
                         Some(SinkItem::End) => break,
                         None => return Err(Failure::retry(CUT_OFF.into())),
                     }

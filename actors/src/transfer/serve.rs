@@ -88,6 +88,38 @@ impl Transfer {
     }
 }
 
+/// What a `directory.get` found: the file positioned at the range, its length, whether it
+/// is worth deflating, and how to encrypt it (for an untrusted peer).
+type Found = (File, u64, bool, Option<Encrypt>);
+
+/// Contents sent to an untrusted peer: encrypted from `start` on as they are read.
+struct Encrypt {
+    keys: Arc<crate::share::untrusted::UntrustedKeys>,
+    plain: Sha256Hash,
+    start: u64,
+}
+
+impl Encrypt {
+    /// Copies `len` bytes of `file` (positioned at `start`) into `w`, encrypted.
+    fn copy(self, mut file: File, len: u64, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        use std::io::Read;
+        let mut ctr = self.keys.content_stream(&self.plain, self.start).map_err(std::io::Error::other)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            ctr.apply(&mut buf[..n]).map_err(std::io::Error::other)?;
+            w.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+}
+
 /// Why serving a delta failed.
 #[derive(Debug)]
 enum ServeFailure {
@@ -165,17 +197,28 @@ impl Handler<ServeGet> for Transfer {
         *lookups += 1;
         let conn = msg.conn;
         let gzip = self.peers.get(&conn).is_some_and(|s| s.gzip);
-        let job = tokio::task::spawn_blocking(move || -> Result<Option<(File, u64, bool)>, String> {
-            let Some((mut f, size)) = open_installed(&store, &root, &sha256)? else { return Ok(None) };
+        let crypt = self.peers.get(&conn).and_then(|s| s.crypt.clone());
+        let job = tokio::task::spawn_blocking(move || -> Result<Option<Found>, String> {
+            let mut found = open_installed(&store, &root, &sha256)?.map(|(f, size)| (f, size, None));
+            // An untrusted peer asks for ciphertext: the plaintext it comes from, encrypted
+            // as it is sent.
+            if let (None, Some(keys)) = (&found, &crypt) {
+                if let Some(plain) = store.plain_of(&sha256).map_err(|e| e.to_string())? {
+                    found =
+                        open_installed(&store, &root, &plain)?.map(|(f, size)| (f, size, Some((keys.clone(), plain))));
+                }
+            }
+            let Some((mut f, size, encrypt)) = found else { return Ok(None) };
             let (start, len) = match range {
                 None => (0, size),
                 Some([start, len]) if start.checked_add(len).is_some_and(|end| end <= size) => (start, len),
                 Some(_) => return Err("range outside the file".into()),
             };
             // Sampled only where it matters: a connection without gzip sends bytes as they are.
-            let compressible = gzip && compresses(&f, start, len);
+            let compressible = gzip && encrypt.is_none() && compresses(&f, start, len);
             f.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
-            Ok(Some((f, len, compressible)))
+            let encrypt = encrypt.map(|(keys, plain)| Encrypt { keys, plain, start });
+            Ok(Some((f, len, compressible, encrypt)))
         });
         let out = msg.out;
         ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
@@ -185,9 +228,14 @@ impl Handler<ServeGet> for Transfer {
             let res = joined.unwrap_or_else(|e| Err(e.to_string()));
             debug!(conn, %sha256, found = matches!(res, Ok(Some(_))), "serving a directory.get");
             match res {
-                Ok(Some((file, len, compressible))) => {
+                Ok(Some((file, len, compressible, None))) => {
                     let header = Message::from(Data { sha256, range });
                     out.do_send(PeerOut::File { header, file, len, compressible });
+                }
+                Ok(Some((file, len, _, Some(encrypt)))) => {
+                    let header = Message::from(Data { sha256, range });
+                    let produce = Producer(Box::new(move |w: &mut dyn std::io::Write| encrypt.copy(file, len, w)));
+                    out.do_send(PeerOut::Produce { header, produce, compressible: false });
                 }
                 Ok(None) => out.do_send(PeerOut::Send(vec![NotPresent { sha256 }.into()])),
                 Err(message) => out.do_send(PeerOut::Send(vec![GetError { sha256, message }.into()])),

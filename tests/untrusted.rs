@@ -72,6 +72,10 @@ fn an_untrusted_peer_keeps_only_ciphertext_and_restores_the_share() {
         }
     }
 
+    // The untrusted peer proves it stores the files intact.
+    let proof = a.cs.ok(&["verify-backup", ra.to_str().unwrap(), "--files", "3"]);
+    assert!(proof.contains("3 of 3 files proved"), "{proof}");
+
     // The original computer is lost; its keys were saved. A new computer restores from the
     // untrusted peer alone.
     let keys = base.path().join("keys.json");
@@ -89,4 +93,15 @@ fn an_untrusted_peer_keeps_only_ciphertext_and_restores_the_share() {
     // The restored computer goes on backing up: a new file reaches the untrusted peer.
     fs::write(rb.join("after.txt"), b"written after the restore").unwrap();
     wait_for("the new file in the backup", || (share(&u)["files"].as_u64()? == 4).then_some(()));
+
+    // Damage on the untrusted side is found by the next challenge.
+    let blobs = all_bytes(&ru);
+    let (biggest, _) = blobs.iter().filter(|(p, _)| !p.contains(".clearskies")).max_by_key(|(_, b)| b.len()).unwrap();
+    let mut damaged = fs::read(biggest).unwrap();
+    damaged[1000] ^= 0xff;
+    fs::write(biggest, damaged).unwrap();
+    let o = b.cs.run(&["verify-backup", rb.to_str().unwrap(), "--files", "4"]);
+    let text = crate::util::stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("3 of 4 files proved") && text.contains("holiday.jpg (wrong answer)"), "{text}");
 }

@@ -128,6 +128,15 @@ pub(crate) enum Command {
         #[arg(long, conflicts_with_all = ["offset", "length"])]
         url: bool,
     },
+    /// Ask the share's connected untrusted peers (encrypted backups) to prove they still
+    /// store some randomly chosen files, intact.
+    VerifyBackup {
+        /// The shared directory.
+        path: std::path::PathBuf,
+        /// How many files to check (each is read here and there).
+        #[arg(long, default_value_t = 3)]
+        files: u32,
+    },
     /// Let a share record the deletions it held back because too many files were deleted
     /// at once (`status` and `list` say when that happened); they then reach the peers.
     ConfirmDeletes {

@@ -390,6 +390,35 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
     }
 }
 
+/// `clearskies verify-backup PATH`: whether every untrusted peer proved every file.
+pub(crate) fn verify_backup(config: &Config, path: &std::path::Path, files: u32) -> anyhow::Result<bool> {
+    let dir = absolute_dir(path)?;
+    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let mut client = connect(config)?;
+    client.set_timeout(Duration::from_secs(120))?;
+    let answer = client.request(&json!({ "type": "verify_backup", "path": p, "files": files }))?;
+    let peers = answer["peers"].as_array().cloned().unwrap_or_default();
+    if peers.is_empty() {
+        out("no untrusted peer of this share is connected")?;
+        return Ok(false);
+    }
+    let mut all = true;
+    let mut text = String::new();
+    for peer in peers {
+        let (checked, proved) = (peer["checked"].as_u64().unwrap_or(0), peer["proved"].as_u64().unwrap_or(0));
+        all &= checked > 0 && checked == proved;
+        text.push_str(&format!(
+            "untrusted peer {}: {proved} of {checked} files proved\n",
+            peer["peer"].as_str().unwrap_or("?")
+        ));
+        for f in peer["failed"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            text.push_str(&format!("    not proved: {f}\n"));
+        }
+    }
+    out(text.trim_end())?;
+    Ok(all)
+}
+
 /// `clearskies keys export PATH`.
 pub(crate) fn export_keys(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
     let dir = absolute_dir(path)?;

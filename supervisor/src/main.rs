@@ -115,6 +115,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cat { path, file, offset, length, url: false } => {
             daemon::cat(&config()?, &path, &file, offset, length).map(|()| ExitCode::SUCCESS)
         }
+        Command::VerifyBackup { path, files } => {
+            daemon::verify_backup(&config()?, &path, files)
+                .map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::ConfirmDeletes { path } => daemon::confirm_deletes(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),

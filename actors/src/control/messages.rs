@@ -30,6 +30,8 @@ pub struct ControlTargets {
     pub list_codes: Recipient<ListCodes>,
     /// `cancel_access_code`.
     pub cancel_code: Recipient<CancelCode>,
+    /// `verify_backup`.
+    pub verify_backup: Recipient<crate::supervisor::messages::VerifyBackup>,
     /// `export_keys`.
     pub export_keys: Recipient<crate::supervisor::messages::ExportKeys>,
     /// `confirm_deletes`.

@@ -203,6 +203,15 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
             Ok(path) => (reply(targets.create_share.send(CreateShare { path }).await), None),
             Err(e) => (e, None),
         },
+        "verify_backup" => match absolute_path(&request) {
+            Ok(path) => {
+                let files = request.get("files").and_then(Value::as_u64).unwrap_or(3);
+                let files = usize::try_from(files).unwrap_or(usize::MAX);
+                let msg = crate::supervisor::messages::VerifyBackup { path, files };
+                (reply(targets.verify_backup.send(msg).await.map(|r| r.map(|peers| json!({ "peers": peers })))), None)
+            }
+            Err(e) => (e, None),
+        },
         "export_keys" => match absolute_path(&request) {
             Ok(path) => {
                 let msg = crate::supervisor::messages::ExportKeys { path };

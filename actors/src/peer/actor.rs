@@ -438,6 +438,19 @@ impl Peer {
                 Err(e) => self.close_for(format!("refused database.update for {:?}: {e}", u.key)),
             },
             Message::DirectoryGet(get) => link.get.do_send(ServeGet { conn, get, out: ctx.address().recipient() }),
+            Message::UntrustedVerify(verify) => {
+                // Reading a whole file is work only a read-write peer may ask for: signed.
+                let key = link.verify.as_ref().filter(|_| link.crypt.is_none());
+                match key.map(|k| check_signature(k, &m.body, m.signature.as_deref())) {
+                    Some(Ok(_)) => {
+                        let out = ctx.address().recipient();
+                        link.verify_file.do_send(crate::transfer::messages::ServeVerify { conn, verify, out });
+                    }
+                    Some(Err(why)) => self.close_for(format!("refused untrusted.verify: {why}")),
+                    None => debug!(remote = %self.remote, "untrusted.verify on a connection that is not ours to prove"),
+                }
+            }
+            Message::UntrustedVerifyResult(r) if link.crypt.is_some() => sync(SyncMessage::VerifyResult(r), self),
             Message::DirectoryNotPresent(n) => {
                 link.missing.do_send(Missing { conn, sha256: n.sha256, too_large: false });
             }

@@ -6,7 +6,7 @@
 //! burst of updates costs one synced write, announces changes, and hands the contents it
 //! needs to its [`Transfer`] actor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,14 +18,14 @@ use actix::{
 use clearskies_protocol::message::database::UpdatesDone;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::time::Timestamp;
-use clearskies_protocol::{PeerId, RecordUuid};
+use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash, UntrustedFileId};
 use tracing::{debug, error, info, warn};
 
 use super::apply::{Applier, Outcome};
 use super::filter::Filter;
 use super::messages::{
-    ConfirmDeletes, DiskFull, Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan, ShareLink,
-    ShareStatus, StopShare, SyncMessage,
+    BackupCheck, ConfirmDeletes, DiskFull, Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan,
+    ShareLink, ShareStatus, StopShare, SyncMessage, VerifyBackup,
 };
 use super::record::Record;
 use super::scan::{scan, ScanContext, ScanError};
@@ -101,6 +101,8 @@ struct Subscriber {
     sign: Option<std::sync::Arc<super::rsa::SigningKey>>,
     /// The peer is untrusted: it gets encrypted records.
     crypt: Option<std::sync::Arc<super::untrusted::UntrustedKeys>>,
+    /// Its peer ID.
+    peer: PeerId,
 }
 
 /// `database.update`s ready for one connection.
@@ -232,6 +234,8 @@ pub struct Share {
     local_changes: usize,
     /// Local deletions the last scan held back (too many at once).
     held_deletions: usize,
+    /// Challenges sent to untrusted peers: the expected answer, and where the outcome goes.
+    challenges: HashMap<(u64, UntrustedFileId), (Sha256Hash, tokio::sync::mpsc::UnboundedSender<Proof>)>,
     incoming: Vec<(u64, Record)>,
     applying: bool,
     downloads: Vec<(clearskies_protocol::Sha256Hash, PathBuf)>,
@@ -303,6 +307,7 @@ impl Share {
                 subscribers: BTreeMap::new(),
                 local_changes: 0,
                 held_deletions: 0,
+                challenges: HashMap::new(),
                 incoming: Vec::new(),
                 applying: false,
                 downloads: Vec::new(),
@@ -668,6 +673,122 @@ impl Handler<FsChanged> for Share {
     }
 }
 
+/// An untrusted peer's answer to one challenge.
+#[derive(Debug)]
+struct Proof {
+    conn: u64,
+    file_id: UntrustedFileId,
+    ok: bool,
+}
+
+/// A challenge: the file, a random prefix, and SHA-256(prefix ‖ its ciphertext).
+type Challenge = (Record, Sha256Hash, Sha256Hash);
+
+/// Up to `n` random installed files with a fresh challenge each (reads and encrypts them).
+fn challenges(s: &ShareState, n: usize, keys: &super::untrusted::UntrustedKeys) -> Vec<Challenge> {
+    use sha2::Digest;
+    let mut files: Vec<Record> =
+        s.store.records().unwrap_or_default().into_iter().filter(Record::installed_file).collect();
+    let mut out = Vec::new();
+    while out.len() < n && !files.is_empty() {
+        let mut pick = [0u8; 8];
+        let mut prefix = [0u8; 32];
+        if getrandom::fill(&mut pick).is_err() || getrandom::fill(&mut prefix).is_err() {
+            break;
+        }
+        let r = files.swap_remove(usize::try_from(u64::from_le_bytes(pick) % files.len() as u64).unwrap_or(0));
+        let (Some(plain), Some(local)) = (r.sha256, r.local) else { continue };
+        let Ok(Some(mut file)) = super::fsops::open_unchanged(&s.root, &r.path, &local) else { continue };
+        let Ok(mut ctr) = keys.content_stream(&plain, 0) else { continue };
+        let mut h = sha2::Sha256::new();
+        h.update(prefix);
+        let mut buf = vec![0u8; 1 << 20];
+        let read = loop {
+            match std::io::Read::read(&mut file, &mut buf) {
+                Ok(0) => break true,
+                Ok(k) if ctr.apply(&mut buf[..k]).is_ok() => h.update(&buf[..k]),
+                _ => break false,
+            }
+        };
+        if read {
+            out.push((r, Sha256Hash(prefix), Sha256Hash(h.finalize().into())));
+        }
+    }
+    out
+}
+
+impl Handler<VerifyBackup> for Share {
+    type Result = actix::ResponseActFuture<Self, Vec<BackupCheck>>;
+
+    fn handle(&mut self, msg: VerifyBackup, _: &mut Context<Self>) -> Self::Result {
+        let peers: Vec<(u64, Recipient<PeerOut>, Arc<super::rsa::SigningKey>)> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.crypt.is_some())
+            .filter_map(|(c, s)| Some((*c, s.out.clone(), s.sign.clone()?)))
+            .collect();
+        let Some(keys) = self.subscribers.values().find_map(|s| s.crypt.clone()) else {
+            return Box::pin(actix::fut::ready(Vec::new()));
+        };
+        let files = msg.files.clamp(1, 1000);
+        let job = self.worker.run({
+            let keys = keys.clone();
+            move |s: &mut ShareState| challenges(s, files, &keys)
+        });
+        Box::pin(job.into_actor(self).then(move |picked, act, _| {
+            let picked = picked.unwrap_or_default();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut asked: HashMap<(u64, UntrustedFileId), String> = HashMap::new();
+            for (conn, out, sign) in &peers {
+                let mut signed = Vec::new();
+                for (r, prefix, expected) in &picked {
+                    let file_id = UntrustedFileId(keys.file_id(&r.uuid));
+                    let verify = clearskies_protocol::message::untrusted::Verify { file_id, prefix: *prefix };
+                    let body = Message::from(verify).encode();
+                    let (Ok(signature), Ok(body)) = (sign.sign(&body), String::from_utf8(body)) else { continue };
+                    signed.push(super::record::Signed { body, signature });
+                    act.challenges.insert((*conn, file_id), (*expected, tx.clone()));
+                    asked.insert((*conn, file_id), r.path.to_string());
+                }
+                out.do_send(PeerOut::SendSigned(signed));
+            }
+            drop(tx);
+            let wait = async move {
+                let mut outcome: HashMap<(u64, UntrustedFileId), bool> = HashMap::new();
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+                while outcome.len() < asked.len() {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(p)) => {
+                            outcome.insert((p.conn, p.file_id), p.ok);
+                        }
+                        _ => break,
+                    }
+                }
+                (asked, outcome)
+            };
+            wait.into_actor(act).map(move |(asked, outcome), act, _| {
+                act.challenges.retain(|k, _| !asked.contains_key(k));
+                peers
+                    .iter()
+                    .map(|(conn, _, _)| {
+                        let peer = act.subscribers.get(conn).map(|s| s.peer.to_string()).unwrap_or_default();
+                        let mine: Vec<_> = asked.iter().filter(|((c, _), _)| c == conn).collect();
+                        let failed = mine
+                            .iter()
+                            .filter_map(|(k, path)| match outcome.get(k) {
+                                Some(true) => None,
+                                Some(false) => Some(format!("{path} (wrong answer)")),
+                                None => Some(format!("{path} (no answer)")),
+                            })
+                            .collect::<Vec<_>>();
+                        BackupCheck { peer, checked: mine.len(), proved: mine.len() - failed.len(), failed }
+                    })
+                    .collect()
+            })
+        }))
+    }
+}
+
 impl Handler<ConfirmDeletes> for Share {
     type Result = actix::ResponseActFuture<Self, usize>;
 
@@ -717,12 +838,20 @@ impl Handler<PeerUp> for Share {
         let since = self.store.since().unwrap_or_default();
         let get = clearskies_protocol::message::database::GetUpdates { since };
         msg.out.do_send(PeerOut::Send(vec![get.into()]));
-        let sub = Subscriber { out: msg.out, caught_up: false, signed: msg.signed, sign: msg.sign, crypt: msg.crypt };
+        let sub = Subscriber {
+            out: msg.out,
+            caught_up: false,
+            signed: msg.signed,
+            sign: msg.sign,
+            crypt: msg.crypt,
+            peer: msg.peer,
+        };
         self.subscribers.insert(msg.conn, sub);
         debug!(root = %self.root.display(), peer = %msg.peer, conn = msg.conn, "peer subscribed");
         MessageResult(ShareLink {
             sync: ctx.address().recipient(),
             get: transfer.clone().recipient(),
+            verify_file: transfer.clone().recipient(),
             data: transfer.clone().recipient(),
             missing: transfer.recipient(),
             down: ctx.address().recipient(),
@@ -765,6 +894,11 @@ impl Handler<FromPeer> for Share {
                     return Box::pin(async move {
                         let _ = applied.changed().await;
                     });
+                }
+            }
+            SyncMessage::VerifyResult(r) => {
+                if let Some((expected, tx)) = self.challenges.remove(&(msg.conn, r.file_id)) {
+                    let _ = tx.send(Proof { conn: msg.conn, file_id: r.file_id, ok: r.result == expected });
                 }
             }
             SyncMessage::Cipher { plain, cipher } => {

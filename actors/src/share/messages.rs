@@ -9,6 +9,28 @@ use serde::Serialize;
 #[rtype(result = "()")]
 pub struct Rescan;
 
+/// `verify_backup`: challenges every connected untrusted peer to prove it stores up to
+/// `files` randomly chosen files (SHA-256 of a random prefix and the ciphertext).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<BackupCheck>")]
+pub struct VerifyBackup {
+    /// How many files to check.
+    pub files: usize,
+}
+
+/// One untrusted peer's answer to `verify_backup`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackupCheck {
+    /// The peer's ID.
+    pub peer: String,
+    /// Files it was asked to prove.
+    pub checked: usize,
+    /// Files it proved it stores intact.
+    pub proved: usize,
+    /// Files it could not prove (no answer within a minute, or a wrong one).
+    pub failed: Vec<String>,
+}
+
 /// `confirm_deletes`: the deletions held because there were too many at once are recorded
 /// (and sent to peers) by the next scan, which starts now. Answers how many were held.
 #[derive(Debug, Message)]
@@ -119,6 +141,8 @@ pub struct ShareLink {
     pub sync: actix::Recipient<FromPeer>,
     /// `directory.get` requests.
     pub get: actix::Recipient<crate::transfer::messages::ServeGet>,
+    /// `untrusted.verify` challenges (we are the untrusted peer).
+    pub verify_file: actix::Recipient<crate::transfer::messages::ServeVerify>,
     /// `directory.data` headers (the answer says where the chunks go).
     pub data: actix::Recipient<crate::transfer::messages::DataStart>,
     /// `directory.not_present` / `directory.get_error`.
@@ -152,6 +176,8 @@ pub enum SyncMessage {
     Update(Box<super::record::Record>),
     /// `.rs.clearskies.updates_done`.
     UpdatesDone,
+    /// An untrusted peer's answer to our challenge.
+    VerifyResult(clearskies_protocol::message::untrusted::VerifyResult),
     /// From an untrusted peer: contents `plain` are stored there as `cipher`.
     Cipher {
         /// Plaintext SHA-256.

@@ -283,6 +283,16 @@ pub struct PeerEntry {
     pub failures: Option<u32>,
 }
 
+/// `verify_backup`: challenge the share's connected untrusted peers.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<crate::share::messages::BackupCheck>, CommandError>")]
+pub struct VerifyBackup {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+    /// How many random files to check.
+    pub files: usize,
+}
+
 /// `confirm_deletes`: record the deletions a share held back.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<usize, CommandError>")]

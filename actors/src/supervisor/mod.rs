@@ -435,6 +435,7 @@ impl Supervisor {
             cancel_code: me.clone().recipient(),
             confirm_deletes: me.clone().recipient(),
             export_keys: me.clone().recipient(),
+            verify_backup: me.clone().recipient(),
             list_peers: me.clone().recipient(),
             get_config: me.clone().recipient(),
             set_config: me.clone().recipient(),
@@ -947,6 +948,23 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         peer_id: String::new(),
         in_sync_since: None,
         last_synced: None,
+    }
+}
+
+impl Handler<messages::VerifyBackup> for Supervisor {
+    type Result = ResponseFuture<Result<Vec<crate::share::messages::BackupCheck>, CommandError>>;
+
+    fn handle(&mut self, msg: messages::VerifyBackup, _: &mut Context<Self>) -> Self::Result {
+        let share = self.share_by_path(&msg.path).and_then(|c| self.shares.get(&c.id)).map(|(_, a)| a.clone());
+        Box::pin(async move {
+            let share = share.ok_or_else(|| {
+                CommandError::new("not_shared", format!("{} is not a shared directory", msg.path.display()))
+            })?;
+            share
+                .send(crate::share::messages::VerifyBackup { files: msg.files })
+                .await
+                .map_err(|_| CommandError::new("unavailable", "the share is restarting"))
+        })
     }
 }
 

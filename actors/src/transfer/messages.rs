@@ -52,6 +52,19 @@ pub struct ServeGet {
     pub out: Recipient<PeerOut>,
 }
 
+/// A read-write peer asks us (an untrusted peer) to prove we store a file
+/// (`untrusted.verify`, already checked to be signed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ServeVerify {
+    /// The connection.
+    pub conn: u64,
+    /// The challenge.
+    pub verify: clearskies_protocol::message::untrusted::Verify,
+    /// Where the answer goes.
+    pub out: Recipient<PeerOut>,
+}
+
 /// A piece of a `directory.data` attachment, or its end.
 #[derive(Debug)]
 pub enum SinkItem {

@@ -175,6 +175,61 @@ fn open_installed(store: &ShareStore, root: &Path, sha: &Sha256Hash) -> Result<O
     Ok(None)
 }
 
+impl Handler<super::messages::ServeVerify> for Transfer {
+    type Result = ();
+
+    /// Answers SHA-256(prefix ‖ the stored file as it is on disk, damaged or not), read on
+    /// the blocking pool; a file we do not hold gets no answer (the challenger counts it as
+    /// failed).
+    fn handle(&mut self, msg: super::messages::ServeVerify, ctx: &mut Context<Self>) {
+        let (root, store) = (self.root.clone(), self.store.clone());
+        let lookups = self.serving.entry(msg.conn).or_insert(0);
+        let v = msg.verify;
+        if *lookups >= MAX_SERVE_LOOKUPS {
+            let busy = clearskies_protocol::message::untrusted::VerifyBusy { file_id: v.file_id, retry_in: 60 };
+            msg.out.do_send(PeerOut::Send(vec![busy.into()]));
+            return;
+        }
+        *lookups += 1;
+        let conn = msg.conn;
+        let job = tokio::task::spawn_blocking(move || -> Option<Sha256Hash> {
+            use sha2::Digest;
+            use std::io::Read;
+            let path = SharePath::parse(&format!("/{}", hex::encode(v.file_id.0))).ok()?;
+            store.get(&path).ok()??.sha256?;
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(fsops::full_path(&root, &path))
+                .ok()
+                .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+            let mut h = sha2::Sha256::new();
+            h.update(v.prefix.0);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).ok()?;
+                if n == 0 {
+                    return Some(Sha256Hash(h.finalize().into()));
+                }
+                h.update(&buf[..n]);
+            }
+        });
+        let out = msg.out;
+        ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
+            if let Some(n) = act.serving.get_mut(&conn) {
+                *n = n.saturating_sub(1);
+            }
+            match joined.ok().flatten() {
+                Some(result) => {
+                    let answer = clearskies_protocol::message::untrusted::VerifyResult { file_id: v.file_id, result };
+                    out.do_send(PeerOut::Send(vec![answer.into()]));
+                }
+                None => debug!(conn, file = %v.file_id, "asked to prove a file we do not hold"),
+            }
+        }));
+    }
+}
+
 impl Handler<ServeGet> for Transfer {
     type Result = ();
 

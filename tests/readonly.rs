@@ -32,6 +32,8 @@ fn a_read_only_peer_gets_everything_keeps_its_edits_and_relays() {
     arrives(&rb.join("docs/notes.txt"), b"original notes");
     arrives(&rb.join("photo.jpg"), &crate::util::noise(300_000, 1));
     assert_eq!(share_entry(&b)["mode"], "read_only");
+    let (_, m) = a.http_get("/metrics");
+    assert!(m.contains("clearskies_peers_connected{access_level=\"read_only\"} 1"), "{m}");
     let listed = a.cs.json(&["code", "list", "--json"]);
     assert_eq!(listed["codes"][0]["mode"], "read_only", "{listed}");
 

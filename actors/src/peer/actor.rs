@@ -50,7 +50,6 @@ const SEND_BUDGET: usize = 8 << 20;
 /// Index messages a connection may have handed to its share and not yet seen taken in.
 const SYNC_IN_FLIGHT: usize = 1024;
 /// The access level of every session until read-only and untrusted peers exist (issue 5).
-const ACCESS_LEVEL: &str = "read_write";
 /// What a peer is told when an answer does not fit in one gzip message.
 pub const GZIP_TOO_LARGE: &str = "too large for one gzip message; ask for ranges";
 /// Files a connection queues for sending behind the one being sent.
@@ -250,7 +249,10 @@ pub struct Peer {
     close_reason: Option<String>,
     targets: PeerTargets,
     /// Counted in `clearskies_peers_connected`.
-    counted: bool,
+    /// The `access_level` label this connection is counted under in `peers_connected`.
+    counted: Option<&'static str>,
+    /// The level of the connection's key or code (for an attach: the level joined).
+    level: Option<clearskies_protocol::message::core::AccessLevel>,
     /// `clearskies_peer_received_bytes_total` for this connection's extension (looked up
     /// once, not per read).
     received: prometheus::IntCounter,
@@ -293,6 +295,12 @@ impl Peer {
             }
             Purpose::Attach { .. } => None,
         };
+        let level = match &purpose {
+            Purpose::Accepted { level, .. } | Purpose::Found { level, .. } | Purpose::Rejoin { level, .. } => {
+                Some(*level)
+            }
+            Purpose::Attach { .. } => None,
+        };
         Peer {
             conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
             session,
@@ -318,7 +326,8 @@ impl Peer {
             gzip: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             close_reason: None,
             targets,
-            counted: false,
+            counted: None,
+            level,
             received: metrics().received_bytes.with_label_values(&["plain"]),
         }
     }
@@ -630,6 +639,7 @@ impl Peer {
                     // The session only emits this when we asked to receive keys.
                     return;
                 };
+                self.level = Some(keys.access_level);
                 let join = JoinShare { keys, path: path.clone(), peer_id: self.our_peer_id, via: self.remote };
                 let ask = self.targets.join.send(join);
                 ctx.spawn(ask.into_actor(self).map(|answer, act, ctx| {
@@ -665,9 +675,10 @@ impl Peer {
             Event::Ready => {
                 if let (Some(share), Some(peer)) = (self.share, self.peer) {
                     info!(remote = %self.remote, %peer, %share, "peer connected");
-                    if !self.counted {
-                        self.counted = true;
-                        metrics().peers_connected.with_label_values(&[ACCESS_LEVEL]).inc();
+                    if self.counted.is_none() {
+                        let label = self.level.map_or("read_write", crate::share::registry::level_name);
+                        self.counted = Some(label);
+                        metrics().peers_connected.with_label_values(&[label]).inc();
                     }
                     let connected = PeerConnected {
                         conn: self.conn,
@@ -679,10 +690,8 @@ impl Peer {
                         rsync: self.rsync,
                         gzip: self.gzip.load(Ordering::Relaxed),
                         level: match &self.purpose {
-                            Purpose::Accepted { level, .. }
-                            | Purpose::Found { level, .. }
-                            | Purpose::Rejoin { level, .. } => Some(*level),
                             Purpose::Attach { .. } => None,
+                            _ => self.level,
                         },
                     };
                     let ask = self.targets.connected.send(connected);
@@ -805,8 +814,8 @@ impl Actor for Peer {
             link.down.do_send(PeerDown { conn: self.conn });
         }
         self.sink = None;
-        if std::mem::take(&mut self.counted) {
-            metrics().peers_connected.with_label_values(&[ACCESS_LEVEL]).dec();
+        if let Some(label) = self.counted.take() {
+            metrics().peers_connected.with_label_values(&[label]).dec();
         }
         if self.share.is_some() {
             warn!(remote = %self.remote, %reason, "peer disconnected");

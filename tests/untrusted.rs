@@ -48,6 +48,9 @@ fn an_untrusted_peer_keeps_only_ciphertext_and_restores_the_share() {
         (s["files"].as_u64()? == 3 && s["pending_files"].as_u64()? == 0).then_some(())
     });
     assert_eq!(share(&u)["mode"], "untrusted");
+    // What it stores is exactly what it was sent: nothing counts as changed there.
+    u.cs.ok(&["wait", ru.to_str().unwrap(), "--timeout", "30"]);
+    assert_eq!(share(&u)["local_changes"].as_u64(), Some(0), "{}", share(&u));
 
     // Nothing readable on the untrusted side: its share, its data directory (index, keys,
     // log) hold no name and no contents.

@@ -255,7 +255,11 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         }
         let mtime = if kind == EntryKind::File { mtime_of(&f.meta) } else { None };
         let live = old.as_ref().filter(|o| !o.deleted && o.kind == kind);
-        let same_content = live.is_some_and(|o| o.sha256 == sha256 && o.unix_mode == Some(mode) && o.mtime == mtime);
+        // A record without a mode or mtime (an untrusted peer's encrypted records carry
+        // neither) does not care about them.
+        let same_content = live.is_some_and(|o| {
+            o.sha256 == sha256 && o.unix_mode.is_none_or(|m| m == mode) && (o.mtime.is_none() || o.mtime == mtime)
+        });
         match (live, same_content) {
             (Some(o), true) => {
                 if o.local != Some(stat) || o.local_sha256 != sha256 || o.pending {
@@ -356,7 +360,8 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
     }
     if ctx.read_only {
         // Only the read-write peers' signed versions may enter the index.
-        report.local_changes = changed.into_iter().map(|r| r.path).collect();
+        // (The root itself is no change: on an untrusted peer it has no record of its own.)
+        report.local_changes = changed.into_iter().map(|r| r.path).filter(|p| !p.is_root()).collect();
         if !restat.is_empty() {
             store.commit(&restat, None)?;
         }

@@ -50,6 +50,7 @@ fn a_read_only_peer_gets_everything_keeps_its_edits_and_relays() {
     fs::write(rb.join("mine.txt"), b"only here").unwrap();
     wait_for("B to report its local changes", || (share_entry(&b)["local_changes"].as_u64()? >= 2).then_some(()));
     assert!(b.cs.ok(&["list"]).contains("never sent to peers"));
+    assert!(b.cs.ok(&["status"]).contains("local change(s) not synced"));
     // Still connected and still receiving: a later change on A arrives ...
     fs::write(ra.join("later.txt"), b"later").unwrap();
     arrives(&rb.join("later.txt"), b"later");

@@ -143,6 +143,9 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             _ => get("status").to_owned(),
         };
         text.push_str(&format!("\n  {}: {state}", get("path")));
+        if let Some(n) = s.get("local_changes").and_then(Value::as_u64).filter(|n| *n > 0) {
+            text.push_str(&format!(" ({n} local change(s) not synced: read-only here)"));
+        }
     }
     out(&text)
 }

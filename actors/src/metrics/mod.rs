@@ -59,6 +59,13 @@ pub struct ShareHealth {
     /// Why it is in error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Read-only shares: changes made here that are never sent.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub local_changes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Whether the daemon is doing its job: `healthy` is false when any share is in error
@@ -86,6 +93,7 @@ pub fn health(shares: &[ShareStatus]) -> Health {
             last_synced: s.last_synced,
             peers: s.peers,
             error: s.error.clone(),
+            local_changes: s.local_changes,
         })
         .collect();
     Health { healthy: shares.iter().all(|s| s.status != "error"), in_sync: shares.iter().all(|s| s.synced), shares }

@@ -87,6 +87,8 @@ pub(crate) enum Outgoing {
     Plain(clearskies_protocol::message::Message),
     /// A JSON body with a base64 signature (`s` frame).
     Signed(Vec<u8>, String),
+    /// Bytes as they are, whatever they are (after what the session has queued).
+    Raw(Vec<u8>),
 }
 
 /// Runs a protocol session over `ch` as a client (receiving `core.keys` if `join`), sends
@@ -134,6 +136,12 @@ pub(crate) async fn client_session(
                         match m {
                             Outgoing::Plain(m) => s.send(m).unwrap(),
                             Outgoing::Signed(body, sig) => s.send_signed(body, sig.as_bytes(), false).unwrap(),
+                            Outgoing::Raw(bytes) => {
+                                while let Some(b) = s.poll_transmit() {
+                                    let _ = tx.send(b.to_vec());
+                                }
+                                let _ = tx.send(bytes.clone());
+                            }
                         }
                     }
                     sent = true;
@@ -273,4 +281,78 @@ fn a_flood_of_updates_is_absorbed_with_bounded_memory() {
     a.cs.ok(&["status"]);
     let hwm = a.worker_peak_rss_kib();
     assert!(hwm < 512 * 1024, "worker peak RSS {hwm} kB");
+}
+
+/// A frame `m<L><body>` around `body`.
+fn frame(body: &str) -> Vec<u8> {
+    format!("m{}{body}", body.len()).into_bytes()
+}
+
+#[test]
+fn malformed_messages_after_the_handshake_close_only_that_connection() {
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    std::fs::write(dir_a.path().join("before.txt"), b"before").unwrap();
+    let code = a.share_code(dir_a.path(), &["--multi-use"]);
+    b.cs.ok(&["attach", &code, dir_b.path().to_str().unwrap(), "--peer", &a.listen()]);
+    wait_for("the honest session", || (a.peers() == 1).then_some(()));
+
+    let deep = format!("{{\"type\":\"database.update\",\"value\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let mut many_chunks = Vec::new();
+    let data_header = format!("{{\"type\":\"directory.data\",\"sha256\":\"{}\"}}", "ab".repeat(32));
+    many_chunks.extend_from_slice(format!("!{}{data_header}", data_header.len()).as_bytes());
+    for _ in 0..200_000 {
+        many_chunks.extend_from_slice(b"1\nx");
+    }
+    many_chunks.extend_from_slice(b"0\n");
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("deep nesting", frame(&deep), true),
+        (
+            "a number for a path",
+            frame(
+                r#"{"type":"database.update","key":5,"uuid":"00000000000000000000000000000001","last_updated_by":"66666666666666666666666666666666","last_updated_rev":1,"update_time":"2020-01-01T00:00:00Z"}"#,
+            ),
+            true,
+        ),
+        ("a number for a hash", frame(r#"{"type":"directory.get","sha256":12}"#), true),
+        (
+            "a chunk over 16 MiB",
+            [format!("!{}{data_header}", data_header.len()).into_bytes(), b"99999999\n".to_vec()].concat(),
+            true,
+        ),
+        ("a length that overflows", b"m99999999999999999999999{}".to_vec(), true),
+        // 200 000 one-byte chunks of contents nobody asked for: discarded as they come.
+        ("many chunks", many_chunks, false),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for (what, bytes, closes) in cases {
+        let ended = rt.block_on(async {
+            let ch = channel_with_code(&a.listen(), &code).await;
+            // The unasked contents get no answer: a get_updates after them shows the
+            // connection is still served.
+            let mut out = vec![Outgoing::Raw(bytes)];
+            if !closes {
+                out.push(Outgoing::Plain(clearskies_protocol::message::database::GetUpdates::default().into()));
+            }
+            let done = |m: &clearskies_protocol::message::Message| {
+                matches!(m, clearskies_protocol::message::Message::DatabaseUpdatesDone(_))
+            };
+            client_session(ch, true, MINUTE, out, done).await.0
+        });
+        if closes {
+            assert_eq!(ended, None, "{what}: the connection stayed open");
+        } else {
+            assert!(ended.is_some(), "{what}: the connection was closed");
+        }
+    }
+    // The daemon is up, bounded, and the honest peer still syncs.
+    std::fs::write(dir_a.path().join("after.txt"), b"after").unwrap();
+    wait_for("the honest peer to get the next file", || {
+        (std::fs::read(dir_b.path().join("after.txt")).ok()? == b"after").then_some(())
+    });
+    assert_eq!(a.peers(), 1);
+    let hwm = a.worker_peak_rss_kib();
+    assert!(hwm < 256 * 1024, "worker peak RSS {hwm} kB");
 }

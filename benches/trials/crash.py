@@ -5,7 +5,8 @@ Each round, one daemon's folder gets a burst of changes (new small and large fil
 appends, renames across directories, deletions, new directories). While the burst is being
 written and synced, a random daemon is killed with SIGKILL at a random moment: either its
 worker only (its monitor restarts it) or the whole daemon (monitor and worker; the script
-starts it again). Then the round waits until every folder holds exactly what the writer's
+starts it again; a monitor that gave up after five worker crashes within a minute, as it is
+meant to, is started again too, as a service manager would). Then the round waits until every folder holds exactly what the writer's
 folder holds, and checks, on every node, every file by SHA-256 against the script's own model:
 
   lost       a file of the model missing on a node
@@ -85,6 +86,20 @@ class Daemon:
 
     def stop(self):
         self.run("stop", check=False)
+
+    def ensure_running(self):
+        """Starts the daemon again if its monitor is gone (it gives up after 5 worker crashes
+        within 60 s, by design: a service manager would start it again). Whether it did."""
+        pid = self.pid("monitor")
+        try:
+            if pid:
+                os.kill(pid, 0)
+                return False
+        except ProcessLookupError:
+            pass
+        time.sleep(0.2)
+        self.start()
+        return True
 
 
 def tree(root):
@@ -180,7 +195,7 @@ def main():
     for d, r in zip(nodes[1:], roots[1:]):
         d.run("attach", code["access_code"], r, "--peer", f"127.0.0.1:{nodes[0].port}")
     workload = Workload(rng)
-    totals = {"rounds": 0, "checked": 0, "lost": 0, "corrupted": 0, "extra": 0, "temp": 0, "kills": 0}
+    totals = {"rounds": 0, "checked": 0, "lost": 0, "corrupted": 0, "extra": 0, "temp": 0, "kills": 0, "restarted": 0}
     failed = False
     started = time.time()
     try:
@@ -204,6 +219,9 @@ def main():
             model = tree(roots[writer])
             deadline = time.time() + CONVERGE_DEADLINE
             while True:
+                for d in nodes:
+                    if d.ensure_running():
+                        totals["restarted"] += 1
                 trees = [tree(r) for r in roots]
                 if all(t == model for t in trees):
                     break
@@ -242,7 +260,8 @@ def main():
     finally:
         for d in nodes:
             d.stop()
-    print(f"\nsummary: {totals['rounds']} rounds in {time.time() - started:.0f}s, {totals['kills']} kills, "
+    print(f"\nsummary: {totals['rounds']} rounds in {time.time() - started:.0f}s, {totals['kills']} kills "
+          f"({totals['restarted']} times a monitor had given up and the daemon was started again), "
           f"{totals['checked']} files checked, corrupted {totals['corrupted']}, lost {totals['lost']}, "
           f"extra {totals['extra']}, temp files {totals['temp']} (seed {seed})")
     bad = failed or totals["corrupted"] or totals["lost"] or totals["temp"]

@@ -228,3 +228,30 @@ fn a_delta_too_large_for_one_gzip_message_falls_back_to_ranges() {
         eprintln!("{}", p.b.cs.log());
     }
 }
+
+/// Found by the crash trials: a download whose every byte arrived, killed before it was
+/// verified and installed, left a complete partial file that nothing finished (the
+/// share said "1 file to fetch" forever).
+#[test]
+fn a_complete_partial_download_is_installed_after_a_restart_without_any_peer() {
+    let pair = synced_pair("video.bin", b"first");
+    let (a, b, ra, rb) = (&pair.a, &pair.b, &pair.ra, &pair.rb);
+    // B takes A's next record in but fetches nothing.
+    b.cs.ok(&["pause"]);
+    let data = noise(300_000, 9);
+    fs::write(ra.join("video.bin"), &data).unwrap();
+    wait_for("B to hold the new record", || {
+        let s = b.cs.json(&["list", "--json"]);
+        (s["shares"][0]["pending_files"].as_u64()? == 1).then_some(())
+    });
+    b.cs.ok(&["stop"]);
+    // As if every byte had arrived just before the worker was killed.
+    let partial = rb.join(".clearskies/partial");
+    fs::create_dir_all(&partial).unwrap();
+    fs::write(partial.join(hex_sha(&data)), &data).unwrap();
+    // Nobody to download from: only the partial file can complete it.
+    a.cs.ok(&["stop"]);
+    b.cs.ok(&["start"]);
+    wait_for("the partial download installed", || (fs::read(rb.join("video.bin")).ok()? == data).then_some(()));
+    assert!(!partial.join(hex_sha(&data)).exists());
+}

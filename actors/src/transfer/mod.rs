@@ -194,6 +194,23 @@ impl Transfer {
             free.saturating_sub(crate::config::min_free().bytes(total)).saturating_sub(on_the_way)
         });
         let mut short_of_space = None;
+        // Every byte of these already arrived before a crash or stop came between the last
+        // one and the install: verify and install what is there, ask nobody (with or
+        // without peers).
+        let mut complete = Vec::new();
+        self.queue.retain(|sha| {
+            let whole = self.wanted.get(sha).filter(|f| {
+                let partial = fsops::partial_len(&self.root, sha);
+                partial > 0 && partial >= f.size && !self.writing.contains(sha)
+            });
+            match whole {
+                Some(f) => {
+                    complete.push(f.clone());
+                    false
+                }
+                None => true,
+            }
+        });
         let mut deltas = Vec::new();
         for (&conn, slot) in &mut self.peers {
             let mut batch = Vec::new();
@@ -219,10 +236,12 @@ impl Transfer {
                 self.queue.remove(i);
                 // Superseded meanwhile (deleted, or changed again): nobody waits any more.
                 if self.store.waiting_for(&sha).is_ok_and(|w| w.is_empty()) {
+                    debug!(%sha, "no record waits for these contents any more");
                     self.wanted.remove(&sha);
                     continue;
                 }
                 let Some(f) = self.wanted.get(&sha) else { continue };
+                let partial = fsops::partial_len(&self.root, &sha);
                 // An untrusted peer has the contents under their ciphertext's hash, if we
                 // know it (from the encrypted record it sent).
                 let name = match &slot.crypt {
@@ -244,7 +263,6 @@ impl Transfer {
                 slot.asked_bytes += f.size;
                 let small_signature = SigParams::for_size(f.size).signature_len(f.size) <= MAX_SIGNATURE as u64;
                 // An interrupted download is continued, not replaced by a delta.
-                let partial = fsops::partial_len(&self.root, &sha);
                 if slot.rsync
                     && f.size >= DELTA_MIN_SIZE
                     && small_signature
@@ -268,6 +286,9 @@ impl Transfer {
         }
         for (conn, fetch) in deltas {
             self.ask_for_delta(conn, fetch, ctx);
+        }
+        for fetch in complete {
+            self.finish_partial(fetch, ctx);
         }
         let low = short_of_space.map(|need| {
             format!(
@@ -298,6 +319,32 @@ impl Transfer {
     /// peer).
     fn plain_name(&self, conn: u64, name: Sha256Hash) -> Sha256Hash {
         self.names.get(&(conn, name)).copied().unwrap_or(name)
+    }
+
+    /// Verifies a partial download that holds every byte already and hands it over for
+    /// installing (or, if it is not what the record says, removes it: it is then fetched
+    /// from the start).
+    fn finish_partial(&mut self, fetch: Fetch, ctx: &mut Context<Self>) {
+        let sha = fetch.sha256;
+        debug!(%sha, "a partial download is complete: verifying it");
+        self.writing.insert(sha);
+        let (root, store) = (self.root.clone(), self.store.clone());
+        let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
+            let w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
+            if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
+                w.discard();
+                return Err(Failure::retry(NO_LONGER_WANTED.into()));
+            }
+            if w.written() != fetch.size {
+                return Err(Failure::retry("the partial file changed; asking again".into()));
+            }
+            w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map_err(|e| Failure::io("verifying", &e))
+        });
+        ctx.spawn(job.into_actor(self).map(move |joined, _, ctx| {
+            let result = joined.unwrap_or_else(|e| Err(Failure::retry(format!("verifier failed: {e}"))));
+            // (No connection: `conn` 0 is none.)
+            ctx.notify(Finished { conn: 0, sha256: sha, delta: false, result });
+        }));
     }
 
     /// Takes `sha` off `conn`'s in-flight list; whether it was there.

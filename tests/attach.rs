@@ -191,12 +191,6 @@ fn custom_username_and_password_join_a_share() {
     assert_eq!((listed[0]["username"].as_str(), listed[0]["state"].as_str()), (Some("alice"), Some("used")));
 }
 
-/// Reads one counter from the daemon's `/metrics`.
-fn counter(d: &Daemon, name: &str) -> f64 {
-    let (_, body) = d.http_get("/metrics");
-    crate::metrics::parse(&body).get(name).copied().unwrap_or(0.0)
-}
-
 #[test]
 fn a_brute_force_is_throttled_and_joined_peers_are_not() {
     let a = Daemon::start();
@@ -228,10 +222,10 @@ fn a_brute_force_is_throttled_and_joined_peers_are_not() {
     // The default is 10 a minute per IP: a burst of 10 (B's attach with its code was one of
     // them), then one every 6 s.
     let allowed = 9 + started.elapsed().as_secs() / 6 + 1;
-    let reached_srp = counter(&a, "clearskies_auth_failures_total");
+    let reached_srp = a.metric("clearskies_auth_failures_total");
     assert_eq!(refused as f64, reached_srp, "every refused guess reached SRP and only those");
     assert!(refused >= 9 && refused <= allowed, "{refused} guesses reached SRP (allowed {allowed})");
-    assert_eq!(throttled as f64, counter(&a, "clearskies_auth_throttled_total"));
+    assert_eq!(throttled as f64, a.metric("clearskies_auth_throttled_total"));
     assert!(throttled >= 30 - allowed, "{throttled} throttled");
 
     // A peer that joined earlier reconnects with its share key from the same address at once.

@@ -14,10 +14,6 @@ fn arrives(path: &Path, data: &[u8]) {
     wait_for(&format!("{} to arrive", path.display()), || (fs::read(path).ok()? == data).then_some(()));
 }
 
-fn share_entry(d: &Daemon) -> serde_json::Value {
-    d.cs.json(&["list", "--json"])["shares"][0].clone()
-}
-
 #[test]
 fn a_read_only_peer_gets_everything_keeps_its_edits_and_relays() {
     let (a, b, c) = (Daemon::start(), Daemon::start(), Daemon::start());
@@ -31,7 +27,7 @@ fn a_read_only_peer_gets_everything_keeps_its_edits_and_relays() {
     b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
     arrives(&rb.join("docs/notes.txt"), b"original notes");
     arrives(&rb.join("photo.jpg"), &crate::util::noise(300_000, 1));
-    assert_eq!(share_entry(&b)["mode"], "read_only");
+    assert_eq!(b.first_share()["mode"], "read_only");
     let (_, m) = a.http_get("/metrics");
     assert!(m.contains("clearskies_peers_connected{access_level=\"read_only\"} 1"), "{m}");
     let listed = a.cs.json(&["code", "list", "--json"]);
@@ -48,7 +44,7 @@ fn a_read_only_peer_gets_everything_keeps_its_edits_and_relays() {
     // Edits on the read-only side stay there, and are reported.
     fs::write(rb.join("new.txt"), b"changed on the read-only side").unwrap();
     fs::write(rb.join("mine.txt"), b"only here").unwrap();
-    wait_for("B to report its local changes", || (share_entry(&b)["local_changes"].as_u64()? >= 2).then_some(()));
+    wait_for("B to report its local changes", || (b.first_share()["local_changes"].as_u64()? >= 2).then_some(()));
     assert!(b.cs.ok(&["list"]).contains("never sent to peers"));
     assert!(b.cs.ok(&["status"]).contains("local change(s) not synced"));
     // Still connected and still receiving: a later change on A arrives ...
@@ -92,11 +88,6 @@ fn forged_update() -> Vec<u8> {
         deleted: false,
     };
     clearskies_protocol::message::Message::from(update).encode()
-}
-
-fn rejected(d: &Daemon) -> f64 {
-    let (_, body) = d.http_get("/metrics");
-    crate::metrics::parse(&body)["clearskies_peer_rejected_updates_total"]
 }
 
 #[test]
@@ -158,13 +149,17 @@ fn unsigned_and_forged_updates_are_refused() {
         client_session(ch, true, MINUTE, vec![Outgoing::Signed(body.clone(), own_signature)], |_| false).await.0
     });
     assert_eq!(closed, None);
-    wait_for("the refusals counted", || (rejected(&a) == 2.0 && rejected(&b) == 2.0).then_some(()));
+    wait_for("the refusals counted", || {
+        (a.metric("clearskies_peer_rejected_updates_total") == 2.0
+            && b.metric("clearskies_peer_rejected_updates_total") == 2.0)
+            .then_some(())
+    });
     assert!(a.cs.log().contains("refused database.update"));
     // Nothing of it anywhere; the honest peers are still connected and syncing.
     fs::write(ra.join("after.txt"), b"after").unwrap();
     arrives(&rb.join("after.txt"), b"after");
     for d in [&a, &b] {
-        let s = share_entry(d);
+        let s = d.first_share();
         assert_eq!(s["files"].as_u64(), Some(2), "{s}");
     }
     assert!(!ra.join("forged.txt").exists() && !rb.join("forged.txt").exists());

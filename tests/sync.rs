@@ -266,9 +266,8 @@ fn a_mass_deletion_waits_for_confirm_deletes() {
     for n in &names[..20] {
         fs::remove_file(ra.join(n)).unwrap();
     }
-    let share = |d: &Daemon| d.cs.json(&["list", "--json"])["shares"][0].clone();
     let held = wait_for("A to hold the deletions", || {
-        let s = share(&a);
+        let s = a.first_share();
         (s["held_deletions"].as_u64()? > 0).then_some(s)
     });
     assert_eq!((held["held_deletions"].as_u64(), held["status"].as_str()), (Some(20), Some("error")), "{held}");
@@ -283,7 +282,7 @@ fn a_mass_deletion_waits_for_confirm_deletes() {
     assert!(out.contains("20 held deletions"), "{out}");
     wait_for("the deletions on B", || names[..20].iter().all(|n| !rb.join(n).exists()).then_some(()));
     assert!(names[20..].iter().all(|n| rb.join(n).exists()));
-    wait_for("A back in sync", || (share(&a)["synced"] == true).then_some(()));
+    wait_for("A back in sync", || (a.first_share()["synced"] == true).then_some(()));
     let o = a.cs.run(&["confirm-deletes", "/no/such/share"]);
     assert!(crate::util::stderr(&o).contains("does not exist") || crate::util::stderr(&o).contains("not_shared"));
 }
@@ -335,9 +334,8 @@ fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
     b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
 
     // 30 MB with 10 MB to keep free: two 8 MB files fit, the other two wait.
-    let share = |d: &Daemon| d.cs.json(&["list", "--json"])["shares"][0].clone();
     let waiting = wait_for("B to wait for space", || {
-        let s = share(&b);
+        let s = b.first_share();
         (s["status"] == "error" && s["pending_files"].as_u64()? == 2).then_some(s)
     });
     assert!(waiting["error"].as_str().unwrap().contains("min_free_space"), "{waiting}");
@@ -354,7 +352,7 @@ fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
     wait_for("the rest", || {
         (0..4).all(|i| fs::read(rb.join(format!("video{i}.bin"))).ok().as_ref() == Some(&data[i])).then_some(())
     });
-    wait_for("B in sync", || (share(&b)["synced"] == true).then_some(()));
+    wait_for("B in sync", || (b.first_share()["synced"] == true).then_some(()));
     drop((a, b));
 }
 

@@ -42,15 +42,14 @@ fn an_untrusted_peer_keeps_only_ciphertext_and_restores_the_share() {
 
     let code = a.share_code(&ra, &["--mode", "untrusted"]);
     u.cs.ok(&["attach", &code, ru.to_str().unwrap(), "--peer", &a.listen()]);
-    let share = |d: &Daemon| d.cs.json(&["list", "--json"])["shares"][0].clone();
     wait_for("the backup to hold every file", || {
-        let s = share(&u);
+        let s = u.first_share();
         (s["files"].as_u64()? == 3 && s["pending_files"].as_u64()? == 0).then_some(())
     });
-    assert_eq!(share(&u)["mode"], "untrusted");
+    assert_eq!(u.first_share()["mode"], "untrusted");
     // What it stores is exactly what it was sent: nothing counts as changed there.
     u.cs.ok(&["wait", ru.to_str().unwrap(), "--timeout", "30"]);
-    assert_eq!(share(&u)["local_changes"].as_u64(), Some(0), "{}", share(&u));
+    assert_eq!(u.first_share()["local_changes"].as_u64(), Some(0), "{}", u.first_share());
 
     // Nothing readable on the untrusted side: its share, its data directory (index, keys,
     // log) hold no name and no contents.
@@ -91,11 +90,11 @@ fn an_untrusted_peer_keeps_only_ciphertext_and_restores_the_share() {
             && fs::read(rb.join("private docs/taxes 2026.pdf")).ok()? == b"income: lots PLUGH-4410";
         done.then_some(())
     });
-    assert_eq!(share(&b)["mode"], "read_write");
+    assert_eq!(b.first_share()["mode"], "read_write");
 
     // The restored computer goes on backing up: a new file reaches the untrusted peer.
     fs::write(rb.join("after.txt"), b"written after the restore").unwrap();
-    wait_for("the new file in the backup", || (share(&u)["files"].as_u64()? == 4).then_some(()));
+    wait_for("the new file in the backup", || (u.first_share()["files"].as_u64()? == 4).then_some(()));
 
     // Damage on the untrusted side is found by the next challenge.
     let blobs = all_bytes(&ru);

@@ -144,6 +144,17 @@ impl Daemon {
         http_get(&self.metrics_addr(), path)
     }
 
+    /// The first (usually the only) share in `list --json`.
+    pub(crate) fn first_share(&self) -> serde_json::Value {
+        self.cs.json(&["list", "--json"])["shares"][0].clone()
+    }
+
+    /// One sample from `/metrics` (0 if absent), by its full series name.
+    pub(crate) fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics");
+        crate::metrics::parse(&body).get(series).copied().unwrap_or(0.0)
+    }
+
     /// How many peer sessions are up.
     pub(crate) fn peers(&self) -> u64 {
         self.cs.json(&["status", "--json"])["peers"].as_u64().unwrap_or(0)

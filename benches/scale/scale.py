@@ -15,45 +15,15 @@ Usage: python3 benches/scale/scale.py PATH/TO/clearskies [--files N] [--workdir 
 """
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 
-class Daemon:
-    def __init__(self, binary, home):
-        self.binary, self.home = binary, home
-        os.makedirs(home, exist_ok=True)
-        self.env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1",
-                        CLEARSKIES_LISTEN_PORT="0", CLEARSKIES_METRICS_ADDRESS="127.0.0.1:0",
-                        CLEARSKIES_LAN_DISCOVERY="false")
-        self.env.pop("CLEARSKIES_LOG", None)
-
-    def run(self, *args):
-        r = subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"clearskies {' '.join(args)} failed: {r.stderr}")
-        return r.stdout
-
-    def json(self, *args):
-        return json.loads(self.run(*args, "--json"))
-
-    def share(self):
-        shares = self.json("list")["shares"]
-        return shares[0] if shares else {}
-
-    def worker_kib(self, field):
-        with open(os.path.join(self.home, "worker.pid")) as f:
-            pid = f.read().strip()
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        return 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from clearskies_daemon import Daemon, DaemonError  # noqa: E402
 
 
 def du(path):
@@ -151,4 +121,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DaemonError as e:
+        sys.exit(str(e))

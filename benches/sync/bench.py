@@ -21,48 +21,13 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 
-class Daemon:
-    def __init__(self, binary, home):
-        self.binary, self.home = binary, home
-        os.makedirs(home, exist_ok=True)
-        self.env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1",
-                        CLEARSKIES_LISTEN_PORT="0", CLEARSKIES_METRICS_ADDRESS="127.0.0.1:0")
-        # The daemons' own log filter (their logs stay in HOME): CLEARSKIES_BENCH_LOG.
-        self.env.pop("CLEARSKIES_LOG", None)
-        if os.environ.get("CLEARSKIES_BENCH_LOG"):
-            self.env["CLEARSKIES_LOG"] = os.environ["CLEARSKIES_BENCH_LOG"]
-
-    def run(self, *args):
-        r = subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"clearskies {' '.join(args)} failed: {r.stderr}")
-        return r.stdout
-
-    def json(self, *args):
-        return json.loads(self.run(*args, "--json"))
-
-    def start(self):
-        self.run("start")
-
-    def stop(self):
-        subprocess.run([self.binary, "stop"], env=self.env, capture_output=True)
-
-    def listen(self):
-        return self.json("status")["listen"]
-
-    def sent_bytes(self):
-        """Bytes this daemon has written to peer connections (all extensions)."""
-        addr = self.json("status")["metrics"]
-        text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=10).read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("clearskies_peer_sent_bytes_total{"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from clearskies_daemon import Daemon, DaemonError  # noqa: E402
 
 
 def write_random(path, size, rng):
@@ -326,4 +291,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DaemonError as e:
+        sys.exit(str(e))

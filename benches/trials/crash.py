@@ -24,12 +24,9 @@ Prints one line per round and a summary; exit 0 only if nothing was lost or corr
 
 import argparse
 import hashlib
-import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,69 +34,8 @@ import time
 CONVERGE_DEADLINE = 300
 
 
-class Daemon:
-    def __init__(self, binary, home, name):
-        self.binary, self.home, self.name = binary, home, name
-        os.makedirs(home, exist_ok=True)
-        self.env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1",
-                        CLEARSKIES_LISTEN_PORT="0", CLEARSKIES_METRICS_ADDRESS="127.0.0.1:0",
-                        CLEARSKIES_LAN_DISCOVERY="false")
-        self.env.pop("CLEARSKIES_LOG", None)
-        self.port = None
-
-    def run(self, *args, check=True, env=None):
-        r = subprocess.run([self.binary, *args], env=env or self.env, capture_output=True, text=True)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"{self.name}: clearskies {' '.join(args)} failed: {r.stderr.strip()}")
-        return r
-
-    def start(self):
-        # Restarted on the port it had, so that the peers that remember it find it again.
-        env = dict(self.env, CLEARSKIES_LISTEN_PORT=str(self.port)) if self.port else None
-        self.run("start", env=env)
-        if self.port is None:
-            self.port = int(self.status()["listen"].rsplit(":", 1)[1])
-
-    def status(self):
-        return json.loads(self.run("status", "--json").stdout)
-
-    def shares(self):
-        return json.loads(self.run("list", "--json").stdout)["shares"]
-
-    def pid(self, which):
-        try:
-            with open(os.path.join(self.home, f"{which}.pid")) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-
-    def kill(self, whole):
-        """SIGKILL the worker, or the monitor and the worker."""
-        pids = [self.pid("monitor"), self.pid("worker")] if whole else [self.pid("worker")]
-        for p in pids:
-            if p:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        return [p for p in pids if p]
-
-    def stop(self):
-        self.run("stop", check=False)
-
-    def ensure_running(self):
-        """Starts the daemon again if its monitor is gone (it gives up after 5 worker crashes
-        within 60 s, by design: a service manager would start it again). Whether it did."""
-        pid = self.pid("monitor")
-        try:
-            if pid:
-                os.kill(pid, 0)
-                return False
-        except ProcessLookupError:
-            pass
-        time.sleep(0.2)
-        self.start()
-        return True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from clearskies_daemon import Daemon, DaemonError  # noqa: E402
 
 
 def tree(root):
@@ -191,7 +127,7 @@ def main():
     for d in nodes:
         d.start()
     os.makedirs(roots[0])
-    code = json.loads(nodes[0].run("share", roots[0], "--multi-use", "--expires", "never", "--json").stdout)
+    code = nodes[0].json("share", roots[0], "--multi-use", "--expires", "never")
     for d, r in zip(nodes[1:], roots[1:]):
         d.run("attach", code["access_code"], r, "--peer", f"127.0.0.1:{nodes[0].port}")
     workload = Workload(rng)
@@ -242,7 +178,7 @@ def main():
             for d in nodes:
                 try:
                     errors += [f"{d.name}: {s.get('error')}" for s in d.shares() if s.get("status") == "error"]
-                except RuntimeError as e:
+                except DaemonError as e:
                     errors.append(str(e))
             totals["rounds"] += 1
             totals["checked"] += sum(len(t) for t in trees)

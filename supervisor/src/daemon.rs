@@ -267,6 +267,12 @@ pub(crate) fn simple(config: &Config, command: &str, done: &str) -> anyhow::Resu
 }
 
 /// The absolute form of a directory the user named (the daemon has another working dir).
+/// An existing directory as the control socket wants it: absolute, as text.
+fn dir_arg(path: &std::path::Path) -> anyhow::Result<String> {
+    let dir = absolute_dir(path)?;
+    dir.to_str().map(str::to_owned).with_context(|| format!("{} is not valid UTF-8", dir.display()))
+}
+
 fn absolute_dir(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let abs = std::fs::canonicalize(path).with_context(|| format!("{} does not exist", path.display()))?;
     if !abs.is_dir() {
@@ -275,7 +281,6 @@ fn absolute_dir(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     Ok(abs)
 }
 
-/// `clearskies share PATH`: shares the directory if needed and prints a new access code.
 /// `clearskies share`'s choices.
 #[derive(Debug)]
 pub(crate) struct ShareOptions<'a> {
@@ -340,7 +345,7 @@ fn human_duration(secs: i64) -> String {
     }
 }
 
-/// `clearskies share PATH`: shares it (if it is not yet) and issues a code.
+/// `clearskies share PATH`: shares the directory if needed and prints a new access code.
 pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<'_>) -> anyhow::Result<()> {
     let mode = opts.mode.replace('-', "_");
     match mode.as_str() {
@@ -395,8 +400,7 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
 
 /// `clearskies verify-backup PATH`: whether every untrusted peer proved every file.
 pub(crate) fn verify_backup(config: &Config, path: &std::path::Path, files: u32) -> anyhow::Result<bool> {
-    let dir = absolute_dir(path)?;
-    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let p = &dir_arg(path)?;
     let mut client = connect(config)?;
     client.set_timeout(Duration::from_secs(120))?;
     let answer = client.request(&json!({ "type": "verify_backup", "path": p, "files": files }))?;
@@ -424,8 +428,7 @@ pub(crate) fn verify_backup(config: &Config, path: &std::path::Path, files: u32)
 
 /// `clearskies keys export PATH`.
 pub(crate) fn export_keys(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
-    let dir = absolute_dir(path)?;
-    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let p = &dir_arg(path)?;
     let answer = connect(config)?.request(&json!({ "type": "export_keys", "path": p }))?;
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         eprintln!("these are the share's secret keys: redirect them to a file and keep it offline");
@@ -435,8 +438,7 @@ pub(crate) fn export_keys(config: &Config, path: &std::path::Path) -> anyhow::Re
 
 /// `clearskies confirm-deletes PATH`.
 pub(crate) fn confirm_deletes(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
-    let dir = absolute_dir(path)?;
-    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let p = &dir_arg(path)?;
     let answer = connect(config)?.request(&json!({ "type": "confirm_deletes", "path": p }))?;
     match answer["held"].as_u64() {
         Some(0) | None => out(&format!("no deletions were held in {p}; rescanning anyway")),
@@ -689,8 +691,7 @@ pub(crate) fn cat(
     offset: u64,
     length: Option<u64>,
 ) -> anyhow::Result<()> {
-    let dir = absolute_dir(path)?;
-    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let p = &dir_arg(path)?;
     let mut request = json!({ "type": "read_file", "path": p, "file": file, "offset": offset });
     if let Some(length) = length {
         request["length"] = json!(length);
@@ -707,8 +708,7 @@ pub(crate) fn cat(
 
 /// `clearskies cat --url PATH FILE`: where a media player can read the file.
 pub(crate) fn file_url(config: &Config, path: &std::path::Path, file: &str) -> anyhow::Result<()> {
-    let dir = absolute_dir(path)?;
-    let p = dir.to_str().with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+    let p = &dir_arg(path)?;
     let answer = connect(config)?.request(&json!({ "type": "file_url", "path": p, "file": file }))?;
     out(answer.get("url").and_then(Value::as_str).context("the daemon's answer has no url")?)
 }

@@ -121,6 +121,17 @@ impl ShareKeys {
         ids
     }
 
+    /// The read-write entry with only its public RSA key: what lower levels get of it.
+    fn read_write_public(&self) -> Option<KeyEntry> {
+        Some(KeyEntry {
+            access_level: AccessLevel::ReadWrite,
+            id: None,
+            key: None,
+            private_rsa: None,
+            public_rsa: Some(self.verifying_key()?.to_pem()),
+        })
+    }
+
     /// What `core.keys` hands to a peer joining at `level` (which must not be above ours):
     /// for read-write everything we hold; for read-only the read-only keys (private RSA
     /// included, so read-only peers can invite others) and the read-write public key.
@@ -131,32 +142,12 @@ impl ShareKeys {
                 rw.private_rsa.as_ref()?;
                 self.levels.clone()
             }
-            AccessLevel::ReadOnly => {
-                let ro = self.level(AccessLevel::ReadOnly)?.clone();
-                let public = self.verifying_key()?.to_pem();
-                let rw = KeyEntry {
-                    access_level: AccessLevel::ReadWrite,
-                    id: None,
-                    key: None,
-                    private_rsa: None,
-                    public_rsa: Some(public),
-                };
-                vec![ro, rw]
-            }
+            AccessLevel::ReadOnly => vec![self.level(AccessLevel::ReadOnly)?.clone(), self.read_write_public()?],
             AccessLevel::Untrusted => {
                 // Only its own key to authenticate with, and the key to check signatures: no
                 // key that decrypts anything.
                 let own = self.level(AccessLevel::Untrusted)?;
-                let u = KeyEntry { private_rsa: None, public_rsa: None, ..own.clone() };
-                let public = self.verifying_key()?.to_pem();
-                let rw = KeyEntry {
-                    access_level: AccessLevel::ReadWrite,
-                    id: None,
-                    key: None,
-                    private_rsa: None,
-                    public_rsa: Some(public),
-                };
-                vec![u, rw]
+                vec![KeyEntry { private_rsa: None, public_rsa: None, ..own.clone() }, self.read_write_public()?]
             }
             AccessLevel::Unknown => return None,
         };
@@ -669,11 +660,11 @@ pub fn cancel_code(store: &Store, which: &CodeRef) -> Result<CodeRecord, Registr
                 return Err(RegistryError::NoSuchCode(shown));
             }
             let mut matching = load_codes(store)?.into_iter().filter(|c| c.access_id.to_string().starts_with(&prefix));
-            match (matching.next(), matching.next()) {
-                (Some(_), Some(_)) => return Err(RegistryError::AmbiguousCode(shown)),
-                (one, None) => one,
-                (None, Some(_)) => None,
+            let first = matching.next();
+            if matching.next().is_some() {
+                return Err(RegistryError::AmbiguousCode(shown));
             }
+            first
         }
     };
     let record = record.ok_or(RegistryError::NoSuchCode(shown))?;

@@ -413,6 +413,30 @@ impl Supervisor {
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         self.shares.values().map(|(c, _)| c).find(|c| c.path == canonical || c.path == path)
     }
+
+    /// Sends `msg` to the `Share` actor of the share at `path`: `not_shared` if there is
+    /// none, `unavailable` if it is restarting.
+    fn forward<M>(&self, path: &std::path::Path, msg: M) -> ResponseFuture<Result<M::Result, CommandError>>
+    where
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+        Share: Handler<M>,
+    {
+        let share = self.share_by_path(path).and_then(|c| self.shares.get(&c.id)).map(|(_, a)| a.clone());
+        let missing = not_shared(path);
+        Box::pin(async move {
+            share
+                .ok_or(missing)?
+                .send(msg)
+                .await
+                .map_err(|_| CommandError::new("unavailable", "the share is restarting"))
+        })
+    }
+}
+
+/// The error for a path that is not a shared directory.
+fn not_shared(path: &std::path::Path) -> CommandError {
+    CommandError::new("not_shared", format!("{} is not a shared directory", path.display()))
 }
 
 impl Supervisor {
@@ -955,16 +979,7 @@ impl Handler<messages::VerifyBackup> for Supervisor {
     type Result = ResponseFuture<Result<Vec<crate::share::messages::BackupCheck>, CommandError>>;
 
     fn handle(&mut self, msg: messages::VerifyBackup, _: &mut Context<Self>) -> Self::Result {
-        let share = self.share_by_path(&msg.path).and_then(|c| self.shares.get(&c.id)).map(|(_, a)| a.clone());
-        Box::pin(async move {
-            let share = share.ok_or_else(|| {
-                CommandError::new("not_shared", format!("{} is not a shared directory", msg.path.display()))
-            })?;
-            share
-                .send(crate::share::messages::VerifyBackup { files: msg.files })
-                .await
-                .map_err(|_| CommandError::new("unavailable", "the share is restarting"))
-        })
+        self.forward(&msg.path, crate::share::messages::VerifyBackup { files: msg.files })
     }
 }
 
@@ -972,16 +987,7 @@ impl Handler<messages::ConfirmDeletes> for Supervisor {
     type Result = ResponseFuture<Result<usize, CommandError>>;
 
     fn handle(&mut self, msg: messages::ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
-        let share = self.share_by_path(&msg.path).and_then(|c| self.shares.get(&c.id)).map(|(_, a)| a.clone());
-        Box::pin(async move {
-            let share = share.ok_or_else(|| {
-                CommandError::new("not_shared", format!("{} is not a shared directory", msg.path.display()))
-            })?;
-            share
-                .send(crate::share::messages::ConfirmDeletes)
-                .await
-                .map_err(|_| CommandError::new("unavailable", "the share is restarting"))
-        })
+        self.forward(&msg.path, crate::share::messages::ConfirmDeletes)
     }
 }
 
@@ -989,16 +995,8 @@ impl Handler<ReadFile> for Supervisor {
     type Result = ResponseFuture<Result<crate::share::messages::Reading, CommandError>>;
 
     fn handle(&mut self, msg: ReadFile, _: &mut Context<Self>) -> Self::Result {
-        let share = self.share_by_path(&msg.path).and_then(|c| self.shares.get(&c.id)).map(|(_, a)| a.clone());
-        Box::pin(async move {
-            let Some(share) = share else {
-                return Err(CommandError::new(
-                    "not_shared",
-                    format!("{} is not a shared directory", msg.path.display()),
-                ));
-            };
-            share.send(msg.read).await.map_err(|_| CommandError::new("unavailable", "the share is restarting"))?
-        })
+        let reading = self.forward(&msg.path, msg.read);
+        Box::pin(async move { reading.await? })
     }
 }
 
@@ -1006,9 +1004,7 @@ impl Handler<FileUrl> for Supervisor {
     type Result = Result<String, CommandError>;
 
     fn handle(&mut self, msg: FileUrl, _: &mut Context<Self>) -> Self::Result {
-        let Some(config) = self.share_by_path(&msg.path) else {
-            return Err(CommandError::new("not_shared", format!("{} is not a shared directory", msg.path.display())));
-        };
+        let Some(config) = self.share_by_path(&msg.path) else { return Err(not_shared(&msg.path)) };
         let addr = match self.metrics_addr {
             Some(a) if a.ip().is_loopback() && !self.files_token.is_empty() => a,
             _ => {

@@ -194,23 +194,7 @@ impl Transfer {
             free.saturating_sub(crate::config::min_free().bytes(total)).saturating_sub(on_the_way)
         });
         let mut short_of_space = None;
-        // Every byte of these already arrived before a crash or stop came between the last
-        // one and the install: verify and install what is there, ask nobody (with or
-        // without peers).
         let mut complete = Vec::new();
-        self.queue.retain(|sha| {
-            let whole = self.wanted.get(sha).filter(|f| {
-                let partial = fsops::partial_len(&self.root, sha);
-                partial > 0 && partial >= f.size && !self.writing.contains(sha)
-            });
-            match whole {
-                Some(f) => {
-                    complete.push(f.clone());
-                    false
-                }
-                None => true,
-            }
-        });
         let mut deltas = Vec::new();
         for (&conn, slot) in &mut self.peers {
             let mut batch = Vec::new();
@@ -224,8 +208,8 @@ impl Transfer {
                     i += 1;
                     continue;
                 }
-                let need =
-                    self.wanted.get(&sha).map_or(0, |f| f.size.saturating_sub(fsops::partial_len(&self.root, &sha)));
+                let partial = fsops::partial_len(&self.root, &sha);
+                let need = self.wanted.get(&sha).map_or(0, |f| f.size.saturating_sub(partial));
                 if room.is_some_and(|r| need > r) {
                     // Waits (the retry timer looks again) rather than fill the disk.
                     short_of_space.get_or_insert(need);
@@ -241,7 +225,11 @@ impl Transfer {
                     continue;
                 }
                 let Some(f) = self.wanted.get(&sha) else { continue };
-                let partial = fsops::partial_len(&self.root, &sha);
+                if is_complete(partial, f) {
+                    // (A failed install after the last byte, for one.)
+                    complete.push(f.clone());
+                    continue;
+                }
                 // An untrusted peer has the contents under their ciphertext's hash, if we
                 // know it (from the encrypted record it sent).
                 let name = match &slot.crypt {
@@ -406,6 +394,11 @@ impl Transfer {
     }
 }
 
+/// Whether a partial download of `partial` bytes already holds all of `f`.
+fn is_complete(partial: u64, f: &Fetch) -> bool {
+    partial > 0 && partial >= f.size
+}
+
 /// How a download error that means "the disk is full" starts.
 const DISK_FULL: &str = "disk full";
 /// The contents' records changed while they were on the way.
@@ -456,9 +449,16 @@ impl Handler<Fetches> for Transfer {
 
     fn handle(&mut self, Fetches(fetches): Fetches, ctx: &mut Context<Self>) {
         for f in fetches {
-            if !self.wanted.contains_key(&f.sha256) {
+            if self.wanted.contains_key(&f.sha256) {
+                continue;
+            }
+            self.wanted.insert(f.sha256, f.clone());
+            if is_complete(fsops::partial_len(&self.root, &f.sha256), &f) {
+                // Every byte arrived before a crash or stop came between the last one and
+                // the install: verify and install what is there, ask nobody (peers or not).
+                self.finish_partial(f, ctx);
+            } else {
                 self.queue.push_back(f.sha256);
-                self.wanted.insert(f.sha256, f);
             }
         }
         self.schedule(ctx);

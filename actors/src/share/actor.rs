@@ -28,7 +28,7 @@ use super::messages::{
     ShareLink, ShareStatus, StopShare, SyncMessage, VerifyBackup,
 };
 use super::record::Record;
-use super::scan::{scan, ScanContext, ScanError};
+use super::scan::{scan, ScanContext, ScanError, Scope};
 use super::store::ShareStore;
 use super::worker::{Exited, Worker};
 use crate::metrics::metrics;
@@ -52,6 +52,8 @@ pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// How long after failed disk work (e.g. a non-empty directory where a file goes) all
 /// pending work is tried again.
 const RETRY_PENDING: Duration = Duration::from_secs(30);
+/// How often everything is scanned when the filesystem cannot be watched.
+const UNWATCHED_RESCAN: Duration = Duration::from_secs(300);
 /// How soon a failed scan or a failed store of peers' changes is tried again.
 const RETRY_FAILED: Duration = Duration::from_secs(5);
 /// Peers' records waiting to be applied before senders are made to wait.
@@ -73,6 +75,9 @@ pub struct ShareState {
     read_only: bool,
     /// The user confirmed held deletions: the next scan records them.
     deletes_confirmed: bool,
+    /// Our revision up to which scans' writes were handed out to be announced (`None`
+    /// before the first scan).
+    announced: Option<u64>,
 }
 
 impl ShareState {
@@ -87,6 +92,18 @@ impl ShareState {
         }
         *self.shared_filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.filter.clone();
         true
+    }
+
+    /// Our records written since the last call (this scan's, and any that a scan which
+    /// failed half-way had committed), in revision order; read only if `want` (someone is
+    /// connected to send them to: a peer that connects later asks with `get_updates`).
+    fn new_writes(&mut self, want: bool) -> Result<Vec<Record>, super::store::StoreError> {
+        let now = self.store.revision()?;
+        let from = self.announced.replace(now).unwrap_or(now);
+        if !want || now <= from {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.written_by(&self.me, from + 1, now, usize::MAX)?.0)
     }
 }
 
@@ -226,6 +243,8 @@ pub struct Share {
     joined: bool,
     state: State,
     scan_again: bool,
+    /// Where the next scan looks.
+    dirty: Scope,
     /// When the first not-yet-scanned event arrived.
     dirty_since: Option<Instant>,
     debounce: Option<SpawnHandle>,
@@ -282,6 +301,7 @@ impl Share {
             shared_filter: shared_filter.clone(),
             read_only,
             deletes_confirmed: false,
+            announced: None,
         };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
         let exited = worker.exited();
@@ -302,6 +322,7 @@ impl Share {
                 joined,
                 state: State::Starting,
                 scan_again: false,
+                dirty: Scope::default(),
                 dirty_since: None,
                 debounce: None,
                 subscribers: BTreeMap::new(),
@@ -348,52 +369,80 @@ impl Share {
         }
         self.state = State::Scanning;
         let started = Instant::now();
-        let job = self.worker.run(|s: &mut ShareState| {
-            let refreshed = s.refresh_filter();
-            let report = run_scan(s)?;
-            let mut changed = Vec::with_capacity(report.changed.len());
-            for p in &report.changed {
-                if let Some(r) = s.store.get(p)? {
-                    changed.push(r);
-                }
+        let scope = std::mem::take(&mut self.dirty);
+        let want = !self.subscribers.is_empty();
+        let job = self.worker.run(move |s: &mut ShareState| {
+            if s.announced.is_none() {
+                s.announced = s.store.revision().ok();
             }
+            let refreshed = s.refresh_filter();
+            // A changed ignore file changes what is indexed anywhere; a read-only share's
+            // count of local changes covers the whole tree.
+            let full = refreshed || s.read_only || scope == Scope::Full;
+            let report = run_scan(s, if full { &Scope::Full } else { &scope });
+            let changed = s.new_writes(want);
             // Paths the ignore file no longer ignores: peers' versions come now.
             let mut uuid = new_uuid;
-            let fetch = if refreshed { s.applier(&mut uuid).resume()? } else { Vec::new() };
-            Ok::<_, ScanError>((report, changed, fetch))
+            let fetch = if refreshed { s.applier(&mut uuid).resume() } else { Ok(Vec::new()) };
+            (report.map(|r| (r, full)), changed, fetch)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             metrics().scan_duration.observe(started.elapsed().as_secs_f64());
-            act.state = match joined {
-                Ok(Ok((report, changed, fetch))) => {
-                    info!(root = %act.root.display(), entries = report.entries, hashed = report.hashed_files,
-                        changed = report.changed.len(), "scan complete");
+            let (report, changed, fetch) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    act.state = State::Error(e.to_string());
+                    return;
+                }
+            };
+            match changed {
+                Ok(changed) => act.announce(changed.into_iter().map(|r| (None, r)).collect()),
+                Err(e) => error!(error = %e, "cannot read this scan's records to send to peers"),
+            }
+            match fetch {
+                Ok(fetch) => act.fetch(fetch),
+                Err(e) => error!(error = %e, "cannot resume paths no longer ignored"),
+            }
+            act.state = match report {
+                Ok((report, full)) => {
+                    info!(root = %act.root.display(), full, entries = report.entries, hashed = report.hashed_files,
+                        changed = report.changed, "scan complete");
                     if report.local_changes.len() != act.local_changes {
                         warn!(root = %act.root.display(), changes = report.local_changes.len(),
                             "local changes in a read-only share: kept here, never sent to peers");
                     }
                     act.local_changes = report.local_changes.len();
                     act.held_deletions = report.held_deletions;
-                    act.announce(changed.into_iter().map(|r| (None, r)).collect());
-                    act.fetch(fetch);
+                    if report.held_deletions > 0 {
+                        // Held deletions are found again by every scan until confirmed:
+                        // scan everything next time, not just where events came from.
+                        act.dirty = Scope::Full;
+                    }
                     State::Idle
                 }
-                Ok(Err(e @ ScanError::RootMissing(_))) => {
+                Err(e @ ScanError::RootMissing(_)) => {
                     warn!(error = %e, "share in error state; nothing will be deleted");
+                    act.dirty = Scope::Full;
                     State::Error(e.to_string())
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     // A scan is idempotent: try again shortly (a transient disk or index error).
                     warn!(error = %e, retry_in = ?RETRY_FAILED, "scan failed");
+                    act.dirty = Scope::Full;
                     ctx.run_later(RETRY_FAILED, |act, ctx| act.start_scan(ctx));
                     State::Error(e.to_string())
                 }
-                Err(e) => State::Error(e.to_string()),
             };
             if std::mem::take(&mut act.scan_again) {
                 act.start_scan(ctx);
             }
         }));
+    }
+
+    /// Scans everything now (the filesystem is not watched, or the user asked).
+    fn full_scan(&mut self, ctx: &mut Context<Self>) {
+        self.dirty = Scope::Full;
+        self.start_scan(ctx);
     }
 
     /// Sends records to every subscriber except the connection each came from.
@@ -575,7 +624,7 @@ fn new_uuid() -> RecordUuid {
     RecordUuid(b)
 }
 
-fn run_scan(s: &mut ShareState) -> Result<super::scan::ScanReport, ScanError> {
+fn run_scan(s: &mut ShareState, scope: &Scope) -> Result<super::scan::ScanReport, ScanError> {
     let mut uuid = new_uuid;
     let limit = crate::config::mass_delete_percent();
     let delete_limit = (limit < 100 && !std::mem::take(&mut s.deletes_confirmed)).then_some(limit);
@@ -587,7 +636,7 @@ fn run_scan(s: &mut ShareState) -> Result<super::scan::ScanReport, ScanError> {
         read_only: s.read_only,
         delete_limit,
     };
-    scan(&s.root, &s.store, &mut ctx)
+    scan(&s.root, &s.store, &mut ctx, scope)
 }
 
 /// The current wall-clock time as a protocol timestamp.
@@ -641,16 +690,21 @@ impl Actor for Share {
                 Err(e) => error!(error = %e, "cannot resume pending work"),
             }
             act.state = State::Idle;
-            act.scan_again = false;
-            act.start_scan(ctx);
+            // The first scan starts when the watcher is ready (or has failed).
+            if std::mem::take(&mut act.scan_again) {
+                act.start_scan(ctx);
+            }
         }));
         let watcher = super::watch::watch(self.root.clone(), ctx.address().recipient());
-        ctx.spawn(watcher.into_actor(self).map(|res, act, _| {
+        ctx.spawn(watcher.into_actor(self).map(|res, act, ctx| {
             let why = match res {
                 Ok(()) => "the watch ended".to_owned(),
                 Err(e) => e.to_string(),
             };
-            warn!(root = %act.root.display(), reason = %why, "not watching for changes; they are seen on the next scan");
+            warn!(root = %act.root.display(), reason = %why, every = ?UNWATCHED_RESCAN,
+                "not watching for changes; scanning everything periodically instead");
+            act.full_scan(ctx);
+            ctx.run_interval(UNWATCHED_RESCAN, |act, ctx| act.full_scan(ctx));
         }));
     }
 }
@@ -658,7 +712,8 @@ impl Actor for Share {
 impl Handler<FsChanged> for Share {
     type Result = ();
 
-    fn handle(&mut self, _: FsChanged, ctx: &mut Context<Self>) {
+    fn handle(&mut self, FsChanged(scope): FsChanged, ctx: &mut Context<Self>) {
+        self.dirty.merge(scope);
         let now = Instant::now();
         let first = *self.dirty_since.get_or_insert(now);
         if let Some(h) = self.debounce.take() {
@@ -797,7 +852,7 @@ impl Handler<ConfirmDeletes> for Share {
         let job = self.worker.run(|s: &mut ShareState| s.deletes_confirmed = true);
         Box::pin(job.into_actor(self).map(move |_, act, ctx| {
             info!(root = %act.root.display(), held, "deletions confirmed");
-            act.start_scan(ctx);
+            act.full_scan(ctx);
             held
         }))
     }
@@ -807,7 +862,7 @@ impl Handler<Rescan> for Share {
     type Result = ();
 
     fn handle(&mut self, _: Rescan, ctx: &mut Context<Self>) {
-        self.start_scan(ctx);
+        self.full_scan(ctx);
     }
 }
 

@@ -37,10 +37,11 @@ pub struct BackupCheck {
 #[rtype(result = "usize")]
 pub struct ConfirmDeletes;
 
-/// The watcher saw a change (a hint: the debounced scan finds out what changed).
+/// The watcher saw a change: where to look (a hint: the debounced scan finds out what
+/// changed there).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct FsChanged;
+pub struct FsChanged(pub super::scan::Scope);
 
 /// Stops the share's actor (the share was removed).
 #[derive(Debug, Message)]

@@ -1,15 +1,18 @@
 //! Scanning a share's directory into its index. Blocking: run it on a blocking pool.
 //!
-//! The walk lists everything first, then hashes only what changed: a file whose inode, size,
-//! mtime and ctime match what the index remembers keeps its stored hash, so a rescan after a
-//! restart reads almost nothing. New and changed entries become records written by us (our
-//! revision counter advances, our vector clock entry is incremented); records whose file is
-//! gone become tombstones. All of it is committed in one batch.
+//! A scan walks the whole tree (at start, after an inotify overflow) or only the directories
+//! inotify reported, one directory at a time: each listing is compared with the index's
+//! entries for that directory, so memory follows the widest directory, not the share. Only
+//! what changed is hashed: a file whose inode, size, mtime and ctime match what the index
+//! remembers keeps its stored hash, so a rescan after a restart reads almost nothing. New
+//! and changed entries become records written by us (our revision counter advances, our
+//! vector clock entry is incremented), committed in chunks; records whose file is gone
+//! become tombstones, committed last, after the root was checked again.
 //!
 //! A share root that is missing, not a directory, or lacks its `.clearskies` marker
 //! directory (an unmounted disk, a deleted folder) is an error, never a mass deletion.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -54,8 +57,9 @@ pub struct ScanReport {
     pub hashed_files: usize,
     /// Bytes hashed.
     pub hashed_bytes: u64,
-    /// Records written (new, changed or deleted), in the order they were committed.
-    pub changed: Vec<SharePath>,
+    /// Records written (new, changed or deleted); they hold our revisions after the one
+    /// the index had before the scan, in the order they were committed.
+    pub changed: usize,
     /// On a read-only share: paths changed, added or deleted here, which are never
     /// recorded or sent (the index keeps the read-write peers' versions).
     pub local_changes: Vec<SharePath>,
@@ -124,25 +128,134 @@ struct Found {
     meta: Metadata,
 }
 
-/// Lists the tree below `root`: regular files and directories, not following symlinks,
-/// skipping our metadata directory, temporary files and names that are not UTF-8.
-fn walk(root: &Path, filter: Option<&super::filter::Filter>) -> Result<Vec<Found>, ScanError> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ScanError::Io { path, source }
-    };
-    let mut out = Vec::new();
-    let root_meta = fs::symlink_metadata(root).map_err(io_err(root))?;
-    out.push(Found { path: SharePath::root(), fs_path: root.to_owned(), meta: root_meta });
-    let mut stack = vec![(root.to_owned(), SharePath::root())];
-    while let Some((dir, key)) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(&dir)(e)),
+/// Which part of the tree a scan looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole tree: at start, after an inotify queue overflow, on request, and whenever
+    /// what changed is not known precisely.
+    Full,
+    /// The entries of these directories (what inotify reported), and with `true` everything
+    /// below them too (directories that appeared whole). A directory found inside that the
+    /// index does not know yet is always walked whole. Empty: nothing to do.
+    Dirs(BTreeMap<PathBuf, bool>),
+}
+
+/// More changed directories than this between two scans: scan everything instead.
+pub const MAX_DIRTY_DIRS: usize = 10_000;
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope::Dirs(BTreeMap::new())
+    }
+}
+
+impl Scope {
+    /// Adds a changed directory (`recursive`: and everything below it).
+    pub fn add(&mut self, dir: PathBuf, recursive: bool) {
+        if let Scope::Dirs(dirs) = self {
+            *dirs.entry(dir).or_default() |= recursive;
+            if dirs.len() > MAX_DIRTY_DIRS {
+                *self = Scope::Full;
+            }
+        }
+    }
+
+    /// Adds everything `other` covers.
+    pub fn merge(&mut self, other: Scope) {
+        match other {
+            Scope::Full => *self = Scope::Full,
+            Scope::Dirs(dirs) => dirs.into_iter().for_each(|(d, r)| self.add(d, r)),
+        }
+    }
+
+    /// Nothing to scan.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Scope::Dirs(d) if d.is_empty())
+    }
+}
+
+/// Records written per index commit: a scan of a million files never holds more than this
+/// many changes in memory.
+const COMMIT_CHUNK: usize = 4096;
+
+/// The share path of `fs_path` below `root` (`None` if it is outside, our metadata, or not
+/// a syncable name).
+fn share_path_of(root: &Path, fs_path: &Path) -> Option<SharePath> {
+    let rel = fs_path.strip_prefix(root).ok()?;
+    let segments: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    SharePath::from_segments(segments?).ok()
+}
+
+/// One scan's working state.
+struct Scanner<'s, 'c, 'a> {
+    root: &'s Path,
+    store: &'s ShareStore,
+    ctx: &'c mut ScanContext<'a>,
+    report: ScanReport,
+    /// Our revision counter, as of the records written so far.
+    rev: u64,
+    /// New and changed records not committed yet.
+    changed: Vec<Record>,
+    /// Records whose local state moved without anything to announce (new inode or ctime,
+    /// a peer's version that is now in place): committed with the same batch.
+    restat: Vec<Record>,
+    /// Live records whose file is gone: recorded as deletions at the end, after the root
+    /// was checked again, and only if they are not too many.
+    gone: Vec<SharePath>,
+    /// Directories listed so far (each is listed once).
+    listed: HashSet<SharePath>,
+}
+
+impl Scanner<'_, '_, '_> {
+    /// Commits what is waiting (a read-only share records only local state).
+    fn flush(&mut self) -> Result<(), ScanError> {
+        let changed = std::mem::take(&mut self.changed);
+        let restat = std::mem::take(&mut self.restat);
+        if self.ctx.read_only {
+            // Only the read-write peers' signed versions may enter the index.
+            // (The root itself is no change: on an untrusted peer it has no record of its own.)
+            self.report.local_changes.extend(changed.into_iter().map(|r| r.path).filter(|p| !p.is_root()));
+            if !restat.is_empty() {
+                self.store.commit(&restat, None)?;
+            }
+            return Ok(());
+        }
+        if !changed.is_empty() || !restat.is_empty() {
+            let new_revision = (!changed.is_empty()).then_some(self.rev);
+            self.store.commit(&[restat.as_slice(), changed.as_slice()].concat(), new_revision)?;
+        }
+        self.report.changed += changed.len();
+        Ok(())
+    }
+
+    /// Lists directory `dir` (share path `key`): indexes what is in it, notes what is gone
+    /// from it, and pushes the directories to walk next onto `stack`.
+    fn visit(
+        &mut self,
+        dir: &Path,
+        key: &SharePath,
+        recursive: bool,
+        stack: &mut Vec<(PathBuf, SharePath, bool)>,
+    ) -> Result<(), ScanError> {
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ScanError::Io { path, source }
         };
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+                // Gone since it was reported: its parent's listing shows what is left.
+                if let (Some(parent), Some(parent_dir)) = (key.parent(), dir.parent()) {
+                    stack.push((parent_dir.to_owned(), parent, false));
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(io_err(dir)(e)),
+        };
+        let mut names: HashSet<String> = HashSet::new();
+        let mut found = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(io_err(&dir))?;
+            let entry = entry.map_err(io_err(dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
                 warn!(path = %entry.path().display(), "skipping a name that is not UTF-8");
@@ -164,41 +277,94 @@ fn walk(root: &Path, filter: Option<&super::filter::Filter>) -> Result<Vec<Found
                 Err(e) => return Err(io_err(&entry.path())(e)),
             };
             let ft = meta.file_type();
-            if filter.is_some_and(|f| f.ignores(&child, ft.is_dir())) {
+            if self.ctx.filter.is_some_and(|f| f.ignores(&child, ft.is_dir())) {
                 continue; // selective sync: not ours to index (nor what is inside)
             }
-            if ft.is_dir() {
-                stack.push((entry.path(), child.clone()));
-            } else if !ft.is_file() {
+            if !ft.is_dir() && !ft.is_file() {
                 continue; // symlinks, sockets, devices: not synced
             }
-            out.push(Found { path: child, fs_path: entry.path(), meta });
+            names.insert(name.to_owned());
+            found.push(Found { path: child, fs_path: entry.path(), meta });
         }
+        for f in found {
+            let old = self.store.get(&f.path)?;
+            if f.meta.is_dir() {
+                // A directory the index knows (same inode) has its own watch; anything else
+                // (new, replaced, or a file before) is walked whole.
+                let known = old.as_ref().is_some_and(|o| {
+                    !o.deleted && o.kind == EntryKind::Directory && o.local.is_some_and(|l| l.ino == f.meta.ino())
+                });
+                if recursive || !known {
+                    stack.push((f.fs_path.clone(), f.path.clone(), true));
+                }
+            } else if old.as_ref().is_some_and(|o| o.kind == EntryKind::Directory) {
+                // A directory replaced by a file: what was inside is gone.
+                self.vanish_below(&f.path)?;
+            }
+            self.entry(f, old, &mut names)?;
+        }
+        // What the index has here that the listing does not: gone.
+        let mut vanished = Vec::new();
+        self.store.children(key, |name, rec| {
+            if !names.contains(name) {
+                vanished.push((name.to_owned(), rec));
+            }
+            Ok(())
+        })?;
+        for (name, rec) in vanished {
+            let Ok(path) = SharePath::parse(&format!("{}/{name}", if key.is_root() { "" } else { key.as_str() }))
+            else {
+                continue;
+            };
+            let is_dir = rec.as_ref().is_none_or(|r| r.kind == EntryKind::Directory);
+            if is_dir && self.ctx.filter.is_some_and(|f| f.ignores(&path, true)) {
+                continue; // ignored here, and everything inside: never a local deletion
+            }
+            if is_dir {
+                self.vanish_below(&path)?;
+            }
+            if let Some(r) = rec {
+                self.vanished(r);
+            }
+        }
+        Ok(())
     }
-    Ok(out)
-}
 
-/// Scans `root` into `store`. Returns what changed; nothing is written if nothing changed.
-///
-/// Records that wait for a peer's version (`pending`, or contents not yet fetched) are not
-/// local changes: the file still on disk is the old version, and a missing file is one that
-/// has not arrived. A file edited while a peer's version is on its way is moved aside as a
-/// conflict copy (and indexed under that name), so neither version is lost.
-pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Result<ScanReport, ScanError> {
-    if !root_is_present(root) {
-        return Err(ScanError::RootMissing(root.to_owned()));
+    /// Everything the index holds below `dir` is gone.
+    fn vanish_below(&mut self, dir: &SharePath) -> Result<(), ScanError> {
+        let mut below = Vec::new();
+        self.store.each_below(dir, |r| {
+            below.push(r);
+            Ok(())
+        })?;
+        below.into_iter().for_each(|r| self.vanished(r));
+        Ok(())
     }
-    let found = walk(root, ctx.filter)?;
-    let mut report = ScanReport { entries: found.len(), ..ScanReport::default() };
-    let mut rev = store.revision()?;
-    let mut changed: Vec<Record> = Vec::new();
-    // Records whose local state moved without anything to announce (new inode or ctime,
-    // a peer's version that is now in place): stored with the same batch.
-    let mut restat: Vec<Record> = Vec::new();
-    let mut seen: HashSet<SharePath> = HashSet::with_capacity(found.len());
-    for f in found {
-        seen.insert(f.path.clone());
-        let old = store.get(&f.path)?;
+
+    /// A record whose file is not on disk.
+    fn vanished(&mut self, old: Record) {
+        if self.ctx.filter.is_some_and(|f| f.ignores(&old.path, old.kind == EntryKind::Directory)) {
+            return; // ignored here: never a local deletion
+        }
+        if old.deleted || old.pending || old.wants_content() {
+            // A deletion done, or a peer's version not here yet: nothing to announce.
+            if old.local.is_some() || old.pending && old.deleted {
+                let mut r = old;
+                r.local = None;
+                r.local_sha256 = None;
+                if r.deleted {
+                    r.pending = false;
+                }
+                self.restat.push(r);
+            }
+            return;
+        }
+        self.gone.push(old.path);
+    }
+
+    /// One entry found on disk, against its record `old`.
+    fn entry(&mut self, f: Found, old: Option<Record>, names: &mut HashSet<String>) -> Result<(), ScanError> {
+        self.report.entries += 1;
         let kind = if f.meta.is_dir() { EntryKind::Directory } else { EntryKind::File };
         let stat = stat_of(&f.meta);
         let mode = f.meta.mode() & 0o7777;
@@ -210,14 +376,14 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
                     Some(h) => (Some(h), Some(stat.size)),
                     None => match hash_file(&f.fs_path) {
                         Ok((h, n)) => {
-                            report.hashed_files += 1;
-                            report.hashed_bytes += n;
+                            self.report.hashed_files += 1;
+                            self.report.hashed_bytes += n;
                             (Some(h), Some(n))
                         }
                         // Vanished or unreadable mid-scan: leave its record as it is.
                         Err(e) => {
                             warn!(path = %f.fs_path.display(), error = %e, "cannot read; skipped this scan");
-                            continue;
+                            return Ok(());
                         }
                     },
                 }
@@ -226,7 +392,7 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
         if let Some(o) = &old {
             if o.pending && o.local == Some(stat) {
                 // The old version, waiting for a peer's change to be applied.
-                continue;
+                return Ok(());
             }
             if o.kind == kind && !o.deleted && (o.pending || o.wants_content()) {
                 if o.sha256 == sha256 {
@@ -235,8 +401,8 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
                     r.local = Some(stat);
                     r.local_sha256 = sha256;
                     r.pending = false;
-                    restat.push(r);
-                    continue;
+                    self.restat.push(r);
+                    return Ok(());
                 }
                 if kind == EntryKind::File {
                     // Edited while a peer's version is on its way: keep the edit as a
@@ -244,12 +410,12 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
                     let mut r = o.clone();
                     r.local = None;
                     r.local_sha256 = None;
-                    if let Some(copy) = set_aside(root, &f.path, sha256, size, mode, &mut rev, ctx) {
-                        seen.insert(copy.path.clone());
-                        changed.push(copy);
-                        restat.push(r);
+                    if let Some(copy) = set_aside(self.root, &f.path, sha256, size, mode, &mut self.rev, self.ctx) {
+                        names.insert(copy.path.file_name().to_owned());
+                        self.changed.push(copy);
+                        self.restat.push(r);
                     }
-                    continue;
+                    return Ok(());
                 }
             }
         }
@@ -269,110 +435,143 @@ pub fn scan(root: &Path, store: &ShareStore, ctx: &mut ScanContext<'_>) -> Resul
                     r.local = Some(stat);
                     r.local_sha256 = sha256;
                     r.pending = false;
-                    restat.push(r);
+                    self.restat.push(r);
                 }
             }
             _ => {
-                rev += 1;
+                self.rev += 1;
                 let mut vector_clock = old.as_ref().map(|o| o.vector_clock.clone()).unwrap_or_default();
-                vector_clock.increment(ctx.me);
-                let r = Record {
-                    path: f.path.clone(),
-                    uuid: old.as_ref().map_or_else(|| (ctx.new_uuid)(), |o| o.uuid),
+                vector_clock.increment(self.ctx.me);
+                self.changed.push(Record {
+                    path: f.path,
+                    uuid: old.as_ref().map_or_else(|| (self.ctx.new_uuid)(), |o| o.uuid),
                     kind,
                     size,
                     sha256,
                     mtime,
                     unix_mode: Some(mode),
                     deleted: false,
-                    last_updated_by: ctx.me,
-                    last_updated_rev: rev,
-                    update_time: ctx.now,
+                    last_updated_by: self.ctx.me,
+                    last_updated_rev: self.rev,
+                    update_time: self.ctx.now,
                     vector_clock,
                     extra: old.map(|o| o.extra).unwrap_or_default(),
                     local: Some(stat),
                     local_sha256: sha256,
                     pending: false,
                     signed: None,
-                };
-                changed.push(r);
+                });
             }
+        }
+        Ok(())
+    }
+
+    /// Records the deletions found, deepest first, unless they are too many at once.
+    fn deletions(&mut self) -> Result<(), ScanError> {
+        let mut gone = std::mem::take(&mut self.gone);
+        gone.sort_by(|a, b| depth(b).cmp(&depth(a)).then_with(|| a.cmp(b)));
+        gone.dedup();
+        if let Some(limit) = self.ctx.delete_limit {
+            let totals = self.store.totals()?;
+            let live = usize::try_from(totals.files + totals.directories).unwrap_or(usize::MAX);
+            if gone.len() >= MIN_HELD_DELETIONS && gone.len() * 100 > live * usize::from(limit) {
+                // Most of the share vanished at once: an unmounted disk (without its marker
+                // gone), a wrong `rm -r`, a broken sync tool. Peers keep their copies until
+                // the user confirms.
+                warn!(root = %self.root.display(), deletions = gone.len(), of = live, limit,
+                    "too many deletions at once: held until `clearskies confirm-deletes`");
+                self.report.held_deletions = gone.len();
+                return Ok(());
+            }
+        }
+        // Deepest first: peers receive (and revisions order) a directory's contents before
+        // the directory, so a peer that applies them in separate batches never finds the
+        // directory still full, keeps it, and sends it back as new.
+        for path in gone {
+            let Some(mut r) = self.store.get(&path)? else { continue };
+            if r.deleted {
+                continue;
+            }
+            self.rev += 1;
+            r.deleted = true;
+            r.vector_clock.increment(self.ctx.me);
+            r.last_updated_by = self.ctx.me;
+            r.last_updated_rev = self.rev;
+            r.update_time = self.ctx.now;
+            r.local = None;
+            r.local_sha256 = None;
+            r.signed = None;
+            self.changed.push(r);
+            if self.changed.len() >= COMMIT_CHUNK {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scans `scope` of `root` into `store`. Returns what changed; nothing is written if
+/// nothing changed. Memory stays proportional to the widest directory, not to the share:
+/// the tree is walked one directory at a time, compared with the index's entries for that
+/// directory, and committed in chunks (deletions last, after the root was checked again).
+///
+/// Records that wait for a peer's version (`pending`, or contents not yet fetched) are not
+/// local changes: the file still on disk is the old version, and a missing file is one that
+/// has not arrived. A file edited while a peer's version is on its way is moved aside as a
+/// conflict copy (and indexed under that name), so neither version is lost.
+pub fn scan(
+    root: &Path,
+    store: &ShareStore,
+    ctx: &mut ScanContext<'_>,
+    scope: &Scope,
+) -> Result<ScanReport, ScanError> {
+    if !root_is_present(root) {
+        return Err(ScanError::RootMissing(root.to_owned()));
+    }
+    let rev = store.revision()?;
+    let mut s = Scanner {
+        root,
+        store,
+        ctx,
+        report: ScanReport::default(),
+        rev,
+        changed: Vec::new(),
+        restat: Vec::new(),
+        gone: Vec::new(),
+        listed: HashSet::new(),
+    };
+    let mut stack: Vec<(PathBuf, SharePath, bool)> = Vec::new();
+    match scope {
+        Scope::Full => {
+            let meta = fs::symlink_metadata(root).map_err(|source| ScanError::Io { path: root.to_owned(), source })?;
+            let old = store.get(&SharePath::root())?;
+            s.entry(Found { path: SharePath::root(), fs_path: root.to_owned(), meta }, old, &mut HashSet::new())?;
+            stack.push((root.to_owned(), SharePath::root(), true));
+        }
+        Scope::Dirs(dirs) => {
+            for (dir, recursive) in dirs.iter().rev() {
+                if let Some(key) = share_path_of(root, dir) {
+                    stack.push((dir.clone(), key, *recursive));
+                }
+            }
+        }
+    }
+    while let Some((dir, key, recursive)) = stack.pop() {
+        if !s.listed.insert(key.clone()) {
+            continue;
+        }
+        s.visit(&dir, &key, recursive, &mut stack)?;
+        if s.changed.len() + s.restat.len() >= COMMIT_CHUNK {
+            s.flush()?;
         }
     }
     // Check the root again: if it vanished during the walk, what we missed is not a deletion.
     if !root_is_present(root) {
         return Err(ScanError::RootMissing(root.to_owned()));
     }
-    let mut gone = Vec::new();
-    let mut live = 0usize;
-    for old in store.records()? {
-        if !old.deleted && !old.pending {
-            live += 1;
-        }
-        if seen.contains(&old.path) {
-            continue;
-        }
-        if ctx.filter.is_some_and(|f| f.ignores(&old.path, old.kind == EntryKind::Directory)) {
-            // Ignored here: never a local deletion.
-            continue;
-        }
-        if old.deleted || old.pending || old.wants_content() {
-            // A deletion done, or a peer's version not here yet: nothing to announce.
-            if old.local.is_some() || old.pending && old.deleted {
-                let mut r = old;
-                r.local = None;
-                r.local_sha256 = None;
-                if r.deleted {
-                    r.pending = false;
-                }
-                restat.push(r);
-            }
-            continue;
-        }
-        gone.push(old);
-    }
-    if let Some(limit) = ctx.delete_limit {
-        if gone.len() >= MIN_HELD_DELETIONS && gone.len() * 100 > live * usize::from(limit) {
-            // Most of the share vanished at once: an unmounted disk (without its marker
-            // gone), a wrong `rm -r`, a broken sync tool. Peers keep their copies until the
-            // user confirms.
-            warn!(root = %root.display(), deletions = gone.len(), of = live, limit,
-                "too many deletions at once: held until `clearskies confirm-deletes`");
-            report.held_deletions = gone.len();
-            gone.clear();
-        }
-    }
-    // Deletions deepest first: peers receive (and revisions order) a directory's contents
-    // before the directory, so a peer that applies them in separate batches never finds the
-    // directory still full, keeps it, and sends it back as new.
-    gone.sort_by(|a, b| depth(&b.path).cmp(&depth(&a.path)).then_with(|| a.path.cmp(&b.path)));
-    for mut r in gone {
-        rev += 1;
-        r.deleted = true;
-        r.vector_clock.increment(ctx.me);
-        r.last_updated_by = ctx.me;
-        r.last_updated_rev = rev;
-        r.update_time = ctx.now;
-        r.local = None;
-        r.local_sha256 = None;
-        r.signed = None;
-        changed.push(r);
-    }
-    if ctx.read_only {
-        // Only the read-write peers' signed versions may enter the index.
-        // (The root itself is no change: on an untrusted peer it has no record of its own.)
-        report.local_changes = changed.into_iter().map(|r| r.path).filter(|p| !p.is_root()).collect();
-        if !restat.is_empty() {
-            store.commit(&restat, None)?;
-        }
-        return Ok(report);
-    }
-    if !changed.is_empty() || !restat.is_empty() {
-        let new_revision = (!changed.is_empty()).then_some(rev);
-        store.commit(&[restat.as_slice(), changed.as_slice()].concat(), new_revision)?;
-    }
-    report.changed = changed.into_iter().map(|r| r.path).collect();
-    Ok(report)
+    s.deletions()?;
+    s.flush()?;
+    Ok(s.report)
 }
 
 fn depth(p: &SharePath) -> usize {
@@ -437,12 +636,13 @@ mod tests {
         store: ShareStore,
         counter: u8,
         delete_limit: Option<u8>,
+        scope: Scope,
     }
 
     impl Fixture {
         fn new() -> Self {
             let (db, root, store) = crate::share::test_share();
-            Fixture { _db: db, root, store, counter: 0, delete_limit: None }
+            Fixture { _db: db, root, store, counter: 0, delete_limit: None, scope: Scope::Full }
         }
 
         fn scan(&mut self) -> Result<ScanReport, ScanError> {
@@ -459,9 +659,20 @@ mod tests {
                 read_only: false,
                 delete_limit: self.delete_limit,
             };
-            let r = scan(self.root.path(), &self.store, &mut ctx);
+            let r = scan(self.root.path(), &self.store, &mut ctx, &self.scope);
             self.counter = counter;
             r
+        }
+
+        /// Scans, and answers the paths written, in revision order.
+        fn scan_written(&mut self) -> (ScanReport, Vec<String>) {
+            let before = self.store.revision().unwrap();
+            let report = self.scan().unwrap();
+            let after = self.store.revision().unwrap();
+            let (records, more) = self.store.written_by(&PeerId([9; 16]), before + 1, after, usize::MAX).unwrap();
+            assert!(more.is_none());
+            assert_eq!(records.len(), report.changed);
+            (report, records.into_iter().map(|r| r.path.to_string()).collect())
         }
 
         fn get(&self, p: &str) -> Record {
@@ -481,11 +692,10 @@ mod tests {
         fs::write(r.join(META_DIR).join("state"), b"ours").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", r.join("link")).unwrap();
 
-        let rep = f.scan().unwrap();
-        let mut changed: Vec<String> = rep.changed.iter().map(ToString::to_string).collect();
+        let (rep, mut changed) = f.scan_written();
         changed.sort();
-        assert_eq!(changed, vec!["/", "/a b", "/a b/ü", "/a b/ü/x.txt", "/empty", "/emptydir"]);
         assert_eq!(rep.hashed_files, 2);
+        assert_eq!(changed, vec!["/", "/a b", "/a b/ü", "/a b/ü/x.txt", "/empty", "/emptydir"]);
         let x = f.get("/a b/ü/x.txt");
         assert_eq!(x.size, Some(5));
         assert_eq!(x.sha256.unwrap().to_string(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
@@ -495,7 +705,7 @@ mod tests {
 
         // Nothing changed: nothing hashed, nothing written.
         let rep = f.scan().unwrap();
-        assert_eq!((rep.hashed_files, rep.changed.len()), (0, 0));
+        assert_eq!((rep.hashed_files, rep.changed), (0, 0));
         assert_eq!(f.store.revision().unwrap(), 6);
     }
 
@@ -519,13 +729,12 @@ mod tests {
         assert_eq!(f.get("/b").unix_mode, Some(0o600));
 
         fs::remove_file(r.join("a")).unwrap();
-        let rep = f.scan().unwrap();
-        assert_eq!(rep.changed, vec![SharePath::parse("/a").unwrap()]);
+        assert_eq!(f.scan_written().1, vec!["/a"]);
         let a3 = f.get("/a");
         assert!(a3.deleted);
         assert_eq!(a3.last_updated_rev, f.store.revision().unwrap());
         // A tombstone stays a tombstone on the next scan.
-        assert!(f.scan().unwrap().changed.is_empty());
+        assert_eq!(f.scan().unwrap().changed, 0);
 
         // Re-created: same record, alive again, newer clock.
         fs::write(r.join("a"), b"back").unwrap();
@@ -549,22 +758,22 @@ mod tests {
             fs::remove_file(r.join(format!("f{i}"))).unwrap();
         }
         let report = f.scan().unwrap();
-        assert_eq!((report.changed.len(), report.held_deletions), (9, 0));
+        assert_eq!((report.changed, report.held_deletions), (9, 0));
         // 10 more of the 12 left: held, nothing recorded, every time, until confirmed.
         for i in 9..19 {
             fs::remove_file(r.join(format!("f{i}"))).unwrap();
         }
         for _ in 0..2 {
             let report = f.scan().unwrap();
-            assert_eq!((report.changed.len(), report.held_deletions), (0, 10));
+            assert_eq!((report.changed, report.held_deletions), (0, 10));
             assert!(!f.get("/f10").deleted);
         }
         // Edits still go through while deletions are held.
         fs::write(r.join("f19"), b"edited").unwrap();
-        assert_eq!(f.scan().unwrap().changed.len(), 1);
+        assert_eq!(f.scan().unwrap().changed, 1);
         f.delete_limit = None;
         let report = f.scan().unwrap();
-        assert_eq!((report.changed.len(), report.held_deletions), (10, 0));
+        assert_eq!((report.changed, report.held_deletions), (10, 0));
         assert!(f.get("/f10").deleted);
     }
 
@@ -581,8 +790,7 @@ mod tests {
         fs::write(r.join("photos/2024/trip/c.jpg"), b"c").unwrap();
         f.scan().unwrap();
         fs::remove_dir_all(r.join("photos")).unwrap();
-        let rep = f.scan().unwrap();
-        let order: Vec<&str> = rep.changed.iter().map(SharePath::as_str).collect();
+        let (_, order) = f.scan_written();
         assert_eq!(
             order,
             [
@@ -609,7 +817,7 @@ mod tests {
         // Same mode again: only the ctime moves, so the file is re-hashed once...
         fs::set_permissions(r.join("a"), fs::Permissions::from_mode(f.get("/a").unix_mode.unwrap())).unwrap();
         let rep = f.scan().unwrap();
-        assert_eq!((rep.hashed_files, rep.changed.len()), (1, 0));
+        assert_eq!((rep.hashed_files, rep.changed), (1, 0));
         assert_eq!(f.store.revision().unwrap(), rev);
         // ...and its new stat is remembered, so the next scan reads nothing.
         assert_eq!(f.scan().unwrap().hashed_files, 0);
@@ -629,5 +837,84 @@ mod tests {
         assert!(matches!(f.scan(), Err(ScanError::RootMissing(_))));
         assert_eq!(f.store.revision().unwrap(), rev);
         assert!(!f.get("/a").deleted);
+    }
+
+    fn dirs(f: &Fixture, list: &[(&str, bool)]) -> Scope {
+        Scope::Dirs(list.iter().map(|(d, r)| (f.root.path().join(d), *r)).collect())
+    }
+
+    #[test]
+    fn an_incremental_scan_looks_only_where_it_is_told_and_walks_new_directories_whole() {
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        for d in ["d1", "d2", "d3", "d4/sub"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+            fs::write(r.join(d).join("keep"), d.as_bytes()).unwrap();
+        }
+        fs::write(r.join("d2/old"), b"old").unwrap();
+        f.scan().unwrap();
+
+        fs::write(r.join("d1/new"), b"new").unwrap();
+        fs::remove_file(r.join("d2/old")).unwrap();
+        fs::create_dir_all(r.join("d3/fresh/deep")).unwrap();
+        fs::write(r.join("d3/fresh/deep/x"), b"x").unwrap();
+        fs::write(r.join("d4/sub/unreported"), b"u").unwrap();
+        // A directory replaced by a file: what was inside goes too.
+        fs::remove_dir_all(r.join("d4/sub")).unwrap();
+        fs::write(r.join("d4/sub"), b"now a file").unwrap();
+
+        f.scope = dirs(&f, &[("d1", false), ("d2", false), ("d3", false), ("d4", false)]);
+        let (rep, mut written) = f.scan_written();
+        written.sort();
+        assert_eq!(
+            written,
+            ["/d1/new", "/d2/old", "/d3/fresh", "/d3/fresh/deep", "/d3/fresh/deep/x", "/d4/sub", "/d4/sub/keep"]
+        );
+        assert!(f.get("/d2/old").deleted && f.get("/d4/sub/keep").deleted);
+        assert_eq!(f.get("/d4/sub").kind, EntryKind::File);
+        // Only the reported directories and the new ones were read: d1 (keep, new), d2
+        // (keep), d3 (keep, fresh), d3/fresh (deep), d3/fresh/deep (x), d4 (sub).
+        assert_eq!(rep.entries, 2 + 1 + 2 + 1 + 1 + 1);
+
+        // A change nobody reported is not seen by an incremental scan; a full one finds it.
+        fs::write(r.join("d1/quiet"), b"q").unwrap();
+        f.scope = dirs(&f, &[("d2", false)]);
+        assert_eq!(f.scan().unwrap().changed, 0);
+        f.scope = Scope::Full;
+        assert_eq!(f.scan_written().1, ["/d1/quiet"]);
+    }
+
+    #[test]
+    fn a_reported_directory_that_is_gone_is_deleted_through_its_parent() {
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        fs::create_dir_all(r.join("a/b/c")).unwrap();
+        fs::write(r.join("a/b/c/f"), b"f").unwrap();
+        fs::write(r.join("a/g"), b"g").unwrap();
+        f.scan().unwrap();
+        fs::remove_dir_all(r.join("a/b")).unwrap();
+        // Only the vanished directory itself was reported (its parent's event was missed).
+        f.scope = dirs(&f, &[("a/b/c", false)]);
+        let (_, written) = f.scan_written();
+        assert_eq!(written, ["/a/b/c/f", "/a/b/c", "/a/b"]);
+        assert!(!f.get("/a/g").deleted);
+    }
+
+    #[test]
+    fn scopes_merge_and_too_many_directories_become_a_full_scan() {
+        let mut s = Scope::default();
+        assert!(s.is_empty());
+        s.add(PathBuf::from("/x/a"), false);
+        s.merge(Scope::Dirs([(PathBuf::from("/x/a"), true), (PathBuf::from("/x/b"), false)].into_iter().collect()));
+        assert_eq!(
+            s,
+            Scope::Dirs([(PathBuf::from("/x/a"), true), (PathBuf::from("/x/b"), false)].into_iter().collect())
+        );
+        for i in 0..MAX_DIRTY_DIRS {
+            s.add(PathBuf::from(format!("/x/{i}")), false);
+        }
+        assert_eq!(s, Scope::Full);
+        s.add(PathBuf::from("/y"), false);
+        assert_eq!(s, Scope::Full);
     }
 }

@@ -18,6 +18,7 @@
 //! `rocksdb::DB` is internally synchronized; the share actors hold it through an `Arc`, and
 //! each only touches its own column family.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -331,6 +332,107 @@ impl ShareStore {
         Ok(out)
     }
 
+    /// The records directly inside directory `dir`, in key order, each with its name; with
+    /// `None` for a name that has records below it but none of its own (an index written
+    /// out of order). Skips over everything deeper with one seek per child, so listing the
+    /// root of a million-file share reads its top level only.
+    pub fn children(
+        &self,
+        dir: &SharePath,
+        mut f: impl FnMut(&str, Option<Record>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf()?;
+        let mut prefix = record_key(dir);
+        if !dir.is_root() {
+            prefix.push(b'/');
+        }
+        let mut with_record: HashSet<Vec<u8>> = HashSet::new();
+        let mut it = self.db.raw_iterator_cf(&cf);
+        it.seek(&prefix);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let rest = &k[prefix.len()..];
+            let name_of = |b: &[u8]| {
+                std::str::from_utf8(b).map(str::to_owned).map_err(|_| StoreError::Corrupt("record key".into()))
+            };
+            match rest.iter().position(|&b| b == b'/') {
+                _ if rest.is_empty() => it.next(), // the root's own record
+                None => {
+                    let name = name_of(rest)?;
+                    with_record.insert(rest.to_vec());
+                    f(&name, Some(decode(v)?))?;
+                    it.next();
+                }
+                Some(i) => {
+                    // Something deeper: its child's record, if any, sorted before it.
+                    let child = &rest[..i];
+                    if !with_record.contains(child) {
+                        f(&name_of(child)?, None)?;
+                    }
+                    let mut next = prefix.clone();
+                    next.extend_from_slice(child);
+                    next.push(b'/' + 1);
+                    it.seek(&next);
+                }
+            }
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Every record strictly below directory `dir`, in key order.
+    pub fn each_below(
+        &self,
+        dir: &SharePath,
+        mut f: impl FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut prefix = record_key(dir);
+        if !dir.is_root() {
+            prefix.push(b'/');
+        }
+        self.each_with_prefix(&prefix, |k, v| if k.len() > prefix.len() { f(decode(v)?) } else { Ok(()) })
+    }
+
+    /// The records `writer` last wrote at revisions `from..=to`, in revision order, at most
+    /// `limit` of them; and the revision to continue from if there may be more.
+    pub fn written_by(
+        &self,
+        writer: &PeerId,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<(Vec<Record>, Option<u64>), StoreError> {
+        let cf = self.cf()?;
+        let mut start = vec![b'v'];
+        start.extend_from_slice(writer.as_bytes());
+        start.extend_from_slice(&from.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item?;
+            if k.len() < 25 || k[0] != b'v' || &k[1..17] != writer.as_bytes() {
+                break;
+            }
+            let rev = u64_value(&k[17..25])?;
+            if rev > to {
+                break;
+            }
+            if out.len() == limit {
+                return Ok((out, Some(rev)));
+            }
+            let path = std::str::from_utf8(&v).map_err(|_| StoreError::Corrupt("rev index path".into()))?;
+            let path = SharePath::parse(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Some(r) = self.get(&path)? {
+                // Stale entries (the record was written again since) are skipped.
+                if r.last_updated_by == *writer && r.last_updated_rev == rev {
+                    out.push(r);
+                }
+            }
+        }
+        Ok((out, None))
+    }
+
     /// Our revision counter: the rev of our latest local write (0 before any).
     pub fn revision(&self) -> Result<u64, StoreError> {
         let cf = self.cf()?;
@@ -639,5 +741,42 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert!(store.share("a").is_err());
         assert!(store.share("b").is_ok());
+    }
+
+    #[test]
+    fn a_directory_s_children_are_listed_without_reading_below_them() {
+        let (_db, _root, store) = crate::share::test_share();
+        // "/a-1" and "/a.txt" sort between "/a" and "/a/…"; "/b" has no record of its own.
+        let paths = ["/", "/a", "/a-1", "/a.txt", "/a/b", "/a/b/c", "/a-1/z", "/b/x"];
+        let records: Vec<Record> = paths.iter().enumerate().map(|(i, p)| rec(p, 1, i as u64 + 1)).collect();
+        store.commit(&records, None).unwrap();
+        let children = |dir: &str| {
+            let mut out = Vec::new();
+            store
+                .children(&SharePath::parse(dir).unwrap(), |name, r| {
+                    out.push(format!("{name}{}", if r.is_some() { "" } else { " (no record)" }));
+                    Ok(())
+                })
+                .unwrap();
+            out
+        };
+        assert_eq!(children("/"), ["a", "a-1", "a.txt", "b (no record)"]);
+        assert_eq!(children("/a"), ["b"]);
+        assert_eq!(children("/a/b"), ["c"]);
+        assert!(children("/a.txt").is_empty());
+        let mut below = Vec::new();
+        store
+            .each_below(&SharePath::parse("/a").unwrap(), |r| {
+                below.push(r.path.to_string());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(below, ["/a/b", "/a/b/c"]);
+        // Our writes by revision, in chunks.
+        let (first, more) = store.written_by(&PeerId([1; 16]), 2, 6, 3).unwrap();
+        assert_eq!(first.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/a", "/a-1", "/a.txt"]);
+        let (rest, more) = store.written_by(&PeerId([1; 16]), more.unwrap(), 6, 3).unwrap();
+        assert_eq!(rest.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/a/b", "/a/b/c"]);
+        assert!(more.is_none());
     }
 }

@@ -1,7 +1,9 @@
 //! Watching a share with inotify. Every directory of the tree gets a watch; directories that
-//! appear later are watched as they appear. Events only say "something changed": the
-//! `Share` actor debounces them and runs its (incremental) scan, so no event is trusted for
-//! more than a hint. A queue overflow also just means "scan".
+//! appear later are watched as they appear. Events only say where something changed: the
+//! `Share` actor collects the directories, debounces, and scans those (a directory that
+//! appeared is scanned whole, since files may have landed in it before its watch did). No
+//! event is trusted for more than a hint. A queue overflow, or an event we cannot place,
+//! means "scan everything".
 
 use std::collections::HashMap;
 use std::io;
@@ -13,6 +15,7 @@ use inotify::{EventMask, Inotify, StreamExt, WatchDescriptor, WatchMask, Watches
 use tracing::warn;
 
 use super::messages::FsChanged;
+use super::scan::Scope;
 
 fn mask() -> WatchMask {
     WatchMask::CREATE
@@ -77,31 +80,40 @@ pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<(
     .await
     .map_err(io::Error::other)??;
     let mut stream = inotify.into_event_stream(vec![0u8; 64 * 1024])?;
-    // Anything that changed while the watches were being set up is caught by this scan.
-    changed.do_send(FsChanged);
+    // The first full scan starts now that the watches are up: whatever changes from here
+    // on has an event.
+    changed.do_send(FsChanged(Scope::Full));
     while let Some(event) = stream.next().await {
         let event = event?;
         if event.mask.contains(EventMask::Q_OVERFLOW) {
             warn!(root = %root.display(), "inotify queue overflowed; rescanning");
             crate::metrics::metrics().watch_overflows.inc();
-            changed.do_send(FsChanged);
+            changed.do_send(FsChanged(Scope::Full));
             continue;
         }
         if event.mask.contains(EventMask::IGNORED) {
             map.remove(&event.wd);
             continue;
         }
-        let parent = map.get(&event.wd).cloned();
-        if let Some(name) = &event.name {
-            let ours = name.to_str().is_some_and(|n| n.ends_with(PART_SUFFIX))
-                || (parent.as_deref() == Some(root.as_path()) && name == META_DIR);
-            if ours {
-                continue;
-            }
-            if event.mask.contains(EventMask::ISDIR) && event.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
-                if let Some(parent) = &parent {
+        let Some(parent) = map.get(&event.wd).cloned() else {
+            changed.do_send(FsChanged(Scope::Full));
+            continue;
+        };
+        let mut scope = Scope::default();
+        match &event.name {
+            Some(name) => {
+                let ours =
+                    name.to_str().is_some_and(|n| n.ends_with(PART_SUFFIX)) || (parent == root && name == META_DIR);
+                if ours {
+                    continue;
+                }
+                scope.add(parent.clone(), false);
+                if event.mask.contains(EventMask::ISDIR)
+                    && event.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
+                {
                     let mut watches = stream.watches();
                     let (root, dir) = (root.clone(), parent.join(name));
+                    scope.add(dir.clone(), true);
                     let added = tokio::task::spawn_blocking(move || {
                         let mut more = HashMap::new();
                         watch_tree(&mut watches, &root, &dir, &mut more).map(|()| more)
@@ -111,8 +123,14 @@ pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<(
                     map.extend(added);
                 }
             }
+            // The directory itself (its attributes, or it moved or went away): its parent's
+            // listing tells; the root's is a full scan (which finds a missing root).
+            None => match parent.parent().filter(|_| parent != root) {
+                Some(up) => scope.add(up.to_owned(), false),
+                None => scope = Scope::Full,
+            },
         }
-        changed.do_send(FsChanged);
+        changed.do_send(FsChanged(scope));
     }
     Ok(())
 }

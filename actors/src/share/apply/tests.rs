@@ -51,7 +51,7 @@ impl Fixture {
             read_only: false,
             delete_limit: None,
         };
-        scan(self.root.path(), &self.store, &mut ctx).unwrap();
+        scan(self.root.path(), &self.store, &mut ctx, &crate::share::scan::Scope::Full).unwrap();
         self.counter = c;
     }
 

@@ -99,7 +99,8 @@ def main():
             sys.exit("the subtree peer never caught up")
         time.sleep(0.5)
     print(f"subtree peer caught up (whole index, one directory of files) in {time.time() - t:.1f}s, "
-          f"its worker peak RSS {b.worker_kib('VmHWM') / 1024:.0f} MiB", flush=True)
+          f"its worker peak RSS {b.worker_kib('VmHWM') / 1024:.0f} MiB; the first's worker peak RSS since its restart "
+          f"{a.worker_kib('VmHWM') / 1024:.0f} MiB (rescan and answering the peer)", flush=True)
     times = []
     for n in range(5):
         time.sleep(2)
@@ -113,7 +114,8 @@ def main():
             time.sleep(0.01)
         times.append(time.time() - t)
     times.sort()
-    print(f"one change while idle: p50 {times[len(times) // 2]:.2f}s, max {times[-1]:.2f}s (5 changes)", flush=True)
+    print(f"one change while idle: p50 {times[len(times) // 2]:.2f}s, max {times[-1]:.2f}s (5 changes); "
+          f"the first's worker RSS now {a.worker_kib('VmRSS') / 1024:.0f} MiB", flush=True)
     b.run("stop")
     a.run("stop")
     if not args.workdir:

@@ -58,6 +58,9 @@ const UNWATCHED_RESCAN: Duration = Duration::from_secs(300);
 const RETRY_FAILED: Duration = Duration::from_secs(5);
 /// Peers' records waiting to be applied before senders are made to wait.
 const MAX_INCOMING: usize = 20_000;
+/// Records per chunk of a `get_updates` answer: a peer catching up on a million records
+/// never has them all in memory at once.
+const ANSWER_CHUNK: usize = 4096;
 /// Updates per message batch handed to a connection.
 const SEND_BATCH: usize = 512;
 
@@ -262,8 +265,10 @@ pub struct Share {
     paused: bool,
     /// Counts applied batches (wakes senders held back by a full queue).
     applied: tokio::sync::watch::Sender<u64>,
-    /// Connections whose `get_updates` is being answered.
-    answering: std::collections::BTreeSet<u64>,
+    /// Connections whose `get_updates` is being answered (in chunks), with the changes
+    /// announced meanwhile: sent after the answer, so the peer never holds a newer revision
+    /// of a writer before the older ones (its `since` would then skip them).
+    answering: BTreeMap<u64, Vec<Record>>,
     /// A retry of failed disk work is scheduled.
     retry: Option<SpawnHandle>,
     /// Unix time since which every status query found the share in sync (`None`: not now).
@@ -335,7 +340,7 @@ impl Share {
                 installing: false,
                 paused: false,
                 applied: tokio::sync::watch::Sender::new(0),
-                answering: std::collections::BTreeSet::new(),
+                answering: BTreeMap::new(),
                 retry: None,
                 in_sync_since: None,
                 last_synced: None,
@@ -446,26 +451,34 @@ impl Share {
     }
 
     /// Sends records to every subscriber except the connection each came from.
-    fn announce(&self, records: Vec<(Option<u64>, Record)>) {
+    fn announce(&mut self, records: Vec<(Option<u64>, Record)>) {
         if records.is_empty() {
             return;
         }
         for (conn, sub) in &self.subscribers {
             let these = records.iter().filter(|(from, _)| *from != Some(*conn)).map(|(_, r)| r);
-            if let (Some(keys), Some(sign)) = (&sub.crypt, &sub.sign) {
-                // Encrypting may read files: on the worker thread.
-                let (these, keys, sign, out) =
-                    (these.cloned().collect::<Vec<_>>(), keys.clone(), sign.clone(), sub.out.clone());
-                let job = self.worker.run(move |s: &mut ShareState| encrypted_updates(s, &these, &keys, &sign));
-                actix_rt::spawn(async move {
-                    if let Ok(signed) = job.await {
-                        Subscriber::send_to(&out, Updates::Signed(signed));
-                    }
-                });
-                continue;
+            match self.answering.get_mut(conn) {
+                Some(held) => held.extend(these.cloned()),
+                None => self.deliver(sub, these),
             }
-            sub.send(Updates::of(these, sub.signed, sub.sign.as_deref()));
         }
+    }
+
+    /// Sends records to one subscriber, as its connection needs them.
+    fn deliver<'a>(&self, sub: &Subscriber, these: impl Iterator<Item = &'a Record>) {
+        if let (Some(keys), Some(sign)) = (&sub.crypt, &sub.sign) {
+            // Encrypting may read files: on the worker thread.
+            let (these, keys, sign, out) =
+                (these.cloned().collect::<Vec<_>>(), keys.clone(), sign.clone(), sub.out.clone());
+            let job = self.worker.run(move |s: &mut ShareState| encrypted_updates(s, &these, &keys, &sign));
+            actix_rt::spawn(async move {
+                if let Ok(signed) = job.await {
+                    Subscriber::send_to(&out, Updates::Signed(signed));
+                }
+            });
+            return;
+        }
+        sub.send(Updates::of(these, sub.signed, sub.sign.as_deref()));
     }
 
     /// Installed files whose contents untrusted peers can have now.
@@ -584,30 +597,51 @@ impl Share {
         }
     }
 
-    fn send_updates(&mut self, conn: u64, since: clearskies_protocol::updates::Since, ctx: &mut Context<Self>) {
+    /// Answers a `get_updates` in chunks of [`ANSWER_CHUNK`] records (read, signed or
+    /// encrypted one chunk at a time on the worker thread), then `updates_done` and what was
+    /// announced meanwhile.
+    fn send_updates(
+        &mut self,
+        conn: u64,
+        since: clearskies_protocol::updates::Since,
+        cursor: Option<super::store::UpdatesCursor>,
+        ctx: &mut Context<Self>,
+    ) {
         let (signed, sign, crypt) =
             self.subscribers.get(&conn).map_or((false, None, None), |s| (s.signed, s.sign.clone(), s.crypt.clone()));
         // Signing (a read-only peer catching up) costs CPU per record, and encrypting (an
         // untrusted one) reads files: on the worker thread.
         let job = self.worker.run(move |s: &mut ShareState| {
-            let records = s.store.updates_since(&since)?;
+            let (records, cursor) = s.store.updates_chunk(&since, cursor, ANSWER_CHUNK)?;
             let updates = match (&crypt, &sign) {
                 (Some(keys), Some(sign)) => Updates::Signed(encrypted_updates(s, &records, keys, sign)),
                 _ => Updates::of(records.iter(), signed, sign.as_deref()),
             };
-            Ok::<_, super::store::StoreError>((records.len(), updates))
+            Ok::<_, super::store::StoreError>((records.len(), updates, cursor, since))
         });
-        ctx.spawn(job.into_actor(self).map(move |joined, act, _| {
-            act.answering.remove(&conn);
-            let Some(sub) = act.subscribers.get(&conn) else { return };
+        ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
+            if !act.subscribers.contains_key(&conn) {
+                act.answering.remove(&conn);
+                return;
+            }
             match joined {
-                Ok(Ok((n, updates))) => {
-                    debug!(conn, records = n, "sending updates");
-                    sub.send(updates);
-                    sub.out.do_send(PeerOut::Send(vec![UpdatesDone {}.into()]));
+                Ok(Ok((n, updates, cursor, since))) => {
+                    debug!(conn, records = n, done = cursor.is_none(), "sending updates");
+                    if let Some(sub) = act.subscribers.get(&conn) {
+                        sub.send(updates);
+                    }
+                    if cursor.is_some() {
+                        act.send_updates(conn, since, cursor, ctx);
+                        return;
+                    }
                 }
                 Ok(Err(e)) => error!(error = %e, "cannot read updates for a peer"),
                 Err(e) => error!(error = %e, "cannot read updates for a peer"),
+            }
+            let held = act.answering.remove(&conn).unwrap_or_default();
+            if let Some(sub) = act.subscribers.get(&conn) {
+                sub.out.do_send(PeerOut::Send(vec![UpdatesDone {}.into()]));
+                act.deliver(sub, held.iter());
             }
         }));
     }
@@ -736,14 +770,48 @@ struct Proof {
     ok: bool,
 }
 
+/// Up to `k` installed files chosen uniformly at random (reservoir sampling: one pass over
+/// the index, `k` records in memory).
+fn sample_installed(store: &super::store::ShareStore, k: usize) -> Vec<Record> {
+    let mut random = [0u8; 8 * 512];
+    let mut used = random.len();
+    let mut next = move || {
+        if used == random.len() {
+            if getrandom::fill(&mut random).is_err() {
+                return None;
+            }
+            used = 0;
+        }
+        used += 8;
+        Some(u64::from_le_bytes(random[used - 8..used].try_into().unwrap_or_default()))
+    };
+    let mut seen = 0u64;
+    let mut sample: Vec<Record> = Vec::new();
+    let _ = store.each_record(|r| {
+        if !r.installed_file() {
+            return;
+        }
+        seen += 1;
+        if sample.len() < k {
+            sample.push(r);
+        } else if let Some(x) = next() {
+            if let Ok(i) = usize::try_from(x % seen) {
+                if i < k {
+                    sample[i] = r;
+                }
+            }
+        }
+    });
+    sample
+}
+
 /// A challenge: the file, a random prefix, and SHA-256(prefix ‖ its ciphertext).
 type Challenge = (Record, Sha256Hash, Sha256Hash);
 
 /// Up to `n` random installed files with a fresh challenge each (reads and encrypts them).
 fn challenges(s: &ShareState, n: usize, keys: &super::untrusted::UntrustedKeys) -> Vec<Challenge> {
     use sha2::Digest;
-    let mut files: Vec<Record> =
-        s.store.records().unwrap_or_default().into_iter().filter(Record::installed_file).collect();
+    let mut files = sample_installed(&s.store, n.saturating_mul(4));
     let mut out = Vec::new();
     while out.len() < n && !files.is_empty() {
         let mut pick = [0u8; 8];
@@ -937,8 +1005,9 @@ impl Handler<FromPeer> for Share {
             SyncMessage::GetUpdates(since) => {
                 // One answer at a time per connection: a repeated request while one is being
                 // read adds nothing.
-                if self.answering.insert(msg.conn) {
-                    self.send_updates(msg.conn, since, ctx);
+                if let std::collections::btree_map::Entry::Vacant(e) = self.answering.entry(msg.conn) {
+                    e.insert(Vec::new());
+                    self.send_updates(msg.conn, since, None, ctx);
                 }
             }
             SyncMessage::Update(r) => {

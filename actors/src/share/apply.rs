@@ -548,8 +548,7 @@ impl<'a> Applier<'a> {
 
     /// After a restart: carries out what a crash left pending; returns what to fetch.
     pub fn resume(&mut self) -> Result<Vec<Fetch>, StoreError> {
-        let pending: Vec<Record> =
-            self.store.records()?.into_iter().filter(|r| r.pending || r.wants_content()).collect();
+        let pending: Vec<Record> = self.store.records_where(|r| r.pending || r.wants_content())?;
         self.execute(pending)
     }
 }

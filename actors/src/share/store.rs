@@ -18,7 +18,7 @@
 //! `rocksdb::DB` is internally synchronized; the share actors hold it through an `Arc`, and
 //! each only touches its own column family.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -233,6 +233,11 @@ fn content_key(r: &Record) -> Option<Vec<u8>> {
 const REV_KEY: &[u8] = b"m:rev";
 const TOTALS_KEY: &[u8] = b"m:totals";
 
+/// Where a chunked `get_updates` answer goes on: the next revision to read of each writer
+/// not finished yet.
+#[derive(Debug, Clone)]
+pub struct UpdatesCursor(BTreeMap<PeerId, u64>);
+
 /// Totals over a share's live records, kept current by every [`ShareStore::commit`] (in the
 /// same write batch), so status and scrapes do not read every record.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -324,10 +329,25 @@ impl ShareStore {
 
     /// Every record, in path order.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        let mut out = Vec::new();
+        self.records_where(|_| true)
+    }
+
+    /// Calls `f` with every record, in path order, one at a time.
+    pub fn each_record(&self, mut f: impl FnMut(Record)) -> Result<(), StoreError> {
         self.each_with_prefix(b"r", |_, v| {
-            out.push(decode(v)?);
+            f(decode(v)?);
             Ok(())
+        })
+    }
+
+    /// The records `keep` wants, in path order (each record is decoded and dropped in turn:
+    /// memory follows what is kept, not the share).
+    pub fn records_where(&self, mut keep: impl FnMut(&Record) -> bool) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        self.each_record(|r| {
+            if keep(&r) {
+                out.push(r);
+            }
         })?;
         Ok(out)
     }
@@ -470,36 +490,53 @@ impl ShareStore {
         Ok(out)
     }
 
-    /// The records a peer that sent `since` needs, in the order to send them: for each
-    /// writer, from the revision index; writers absent from `since` from revision 1.
+    /// The records a peer that sent `since` needs, in the order to send them (all at once;
+    /// see [`ShareStore::updates_chunk`]).
     pub fn updates_since(&self, since: &Since) -> Result<Vec<Record>, StoreError> {
-        let cf = self.cf()?;
-        let mut out = Vec::new();
-        for writer in self.since()?.keys() {
-            let from = since.get(writer).map_or(0, |r| r.saturating_add(1));
-            let start = {
-                let mut k = vec![b'v'];
-                k.extend_from_slice(writer.as_bytes());
-                k.extend_from_slice(&from.to_be_bytes());
-                k
-            };
-            for item in self.db.iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward)) {
-                let (k, v) = item?;
-                if k.len() < 25 || k[0] != b'v' || &k[1..17] != writer.as_bytes() {
-                    break;
-                }
-                let path = std::str::from_utf8(&v).map_err(|_| StoreError::Corrupt("rev index path".into()))?;
-                let path = SharePath::parse(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if let Some(r) = self.get(&path)? {
-                    // The index can hold stale entries for records rewritten since; only the
-                    // record's current write is sent.
-                    if r.last_updated_by == *writer && r.last_updated_rev == u64_value(&k[17..25])? {
-                        out.push(r);
-                    }
-                }
+        Ok(self.updates_chunk(since, None, usize::MAX)?.0)
+    }
+
+    /// The next (at most) `limit` records a peer that sent `since` needs, in the order to
+    /// send them (by revision, writers in ID order on a tie, as `updates::select` orders
+    /// them), read from each writer's revision index; writers absent from `since` from
+    /// revision 1. Start with `cursor` `None`; the cursor returned is where to go on, `None`
+    /// when nothing is left. Records written between two chunks are included if the
+    /// writer's turn has not passed them.
+    pub fn updates_chunk(
+        &self,
+        since: &Since,
+        cursor: Option<UpdatesCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Record>, Option<UpdatesCursor>), StoreError> {
+        let mut next = match cursor {
+            Some(c) => c.0,
+            None => self.since()?.keys().map(|w| (*w, since.get(w).map_or(0, |r| r.saturating_add(1)))).collect(),
+        };
+        let limit = limit.max(1);
+        let writers: Vec<PeerId> = next.keys().copied().collect();
+        let mut candidates: Vec<(u64, usize, Record)> = Vec::new();
+        // Per writer: records read, and whether that was all of them.
+        let mut read: Vec<(usize, bool)> = Vec::with_capacity(writers.len());
+        for (i, writer) in writers.iter().enumerate() {
+            let (records, more) = self.written_by(writer, next[writer], u64::MAX, limit)?;
+            read.push((records.len(), more.is_none()));
+            candidates.extend(records.into_iter().map(|r| (r.last_updated_rev, i, r)));
+        }
+        // The first `limit` of all writers' next `limit` are the first `limit` overall.
+        candidates.sort_by_key(|(rev, i, _)| (*rev, *i));
+        candidates.truncate(limit);
+        let mut taken = vec![0usize; writers.len()];
+        for (rev, i, _) in &candidates {
+            taken[*i] += 1;
+            next.insert(writers[*i], rev.saturating_add(1));
+        }
+        for (i, writer) in writers.iter().enumerate() {
+            if read[i].1 && taken[i] == read[i].0 {
+                next.remove(writer);
             }
         }
-        Ok(clearskies_protocol::updates::select(out, since))
+        let out = candidates.into_iter().map(|(_, _, r)| r).collect();
+        Ok((out, (!next.is_empty()).then_some(UpdatesCursor(next))))
     }
 
     fn paths_by_content(&self, tag: u8, sha: Option<&Sha256Hash>) -> Result<Vec<(Sha256Hash, SharePath)>, StoreError> {
@@ -712,6 +749,53 @@ mod tests {
         let news: Vec<String> = s.updates_since(&some).unwrap().into_iter().map(|r| r.path.to_string()).collect();
         assert_eq!(news, vec!["/a"]);
         assert!(store.share("nope").is_err());
+    }
+
+    #[test]
+    fn updates_in_chunks_are_the_same_as_all_at_once_even_with_writes_between_chunks() {
+        let (_db, _root, s) = crate::share::test_share();
+        // Three writers with interleaved and tied revisions, and stale index entries.
+        let mut batch = Vec::new();
+        for i in 0..60u64 {
+            let by = [1, 2, 3][usize::try_from(i % 3).unwrap()];
+            batch.push(rec(&format!("/f{i}"), by, i / 2 + 1));
+        }
+        s.commit(&batch, None).unwrap();
+        s.commit(&[rec("/f0", 1, 40), rec("/f4", 2, 41)], None).unwrap();
+        let path_rev = |r: &Record| (r.path.to_string(), r.last_updated_by, r.last_updated_rev);
+        for since in [Since::new(), [(PeerId([1; 16]), 10), (PeerId([3; 16]), 25)].into_iter().collect::<Since>()] {
+            let all: Vec<_> = s.updates_since(&since).unwrap().iter().map(path_rev).collect();
+            // What `updates::select` gives from every record, writer by writer, is the reference.
+            let mut records = s.records().unwrap();
+            records.sort_by_key(|r| (r.last_updated_by, r.last_updated_rev));
+            let reference: Vec<_> =
+                clearskies_protocol::updates::select(records, &since).iter().map(path_rev).collect();
+            assert_eq!(all, reference);
+            for limit in [1, 2, 7, 100] {
+                let (mut got, mut cursor) = (Vec::new(), None);
+                loop {
+                    let (chunk, next) = s.updates_chunk(&since, cursor, limit).unwrap();
+                    assert!(chunk.len() <= limit);
+                    got.extend(chunk.iter().map(path_rev));
+                    match next {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                assert_eq!(got, all, "limit {limit}");
+            }
+        }
+        // A write between two chunks, ahead of the cursor, is included.
+        let (first, cursor) = s.updates_chunk(&Since::new(), None, 5).unwrap();
+        assert_eq!(first.len(), 5);
+        s.commit(&[rec("/late", 1, 99)], None).unwrap();
+        let (mut rest, mut cursor) = (Vec::new(), cursor);
+        while let Some(c) = cursor {
+            let (chunk, next) = s.updates_chunk(&Since::new(), Some(c), 5).unwrap();
+            rest.extend(chunk);
+            cursor = next;
+        }
+        assert_eq!(rest.last().map(|r| r.path.as_str()), Some("/late"));
     }
 
     #[test]

@@ -357,6 +357,30 @@ fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
 }
 
 #[test]
+fn a_peer_catching_up_on_many_records_gets_every_chunk_and_the_changes_made_meanwhile() {
+    // More records than one chunk of a `get_updates` answer (4096), so the answer is paced
+    // over several; files written while it is under way are announced after it.
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = pair(
+        &a,
+        &b,
+        base.path(),
+        |r| {
+            for i in 0..9_000 {
+                write(&r.join(format!("d{}/f{i}", i % 9)), b"");
+            }
+        },
+        |_| {},
+    );
+    for i in 0..20 {
+        write(&ra.join(format!("late/l{i}")), format!("late {i}").as_bytes());
+    }
+    let tree = converge(&[&ra, &rb], &["late/l19", "d8/f8999"]);
+    assert_eq!(tree.len(), 9 + 9_000 + 1 + 20);
+}
+
+#[test]
 fn many_small_files_and_a_large_streamed_file() {
     let (a, b) = (Daemon::start(), Daemon::start());
     let base = big_tempdir();

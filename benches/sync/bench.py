@@ -10,6 +10,14 @@ daemons' /metrics), over 5 edits; and 20 MB through a 1 MB/s upload limit on the
 then through a 1 MB/s download limit on the receiver (seconds; the goal is 20 s); and a
 10 MiB text file (a server log) with gzip: bytes on the wire against its size.
 
+For the two initial syncs and the change latency it also reports each node's CPU seconds
+(during the sync) and peak RSS (the daemon's processes, summed), and, when the `syncthing`
+binary is installed (Debian package), runs Syncthing on the same data side by side
+(loopback only, its filesystem watcher at its 1 s minimum instead of the default 10 s) and
+prints the ratios; otherwise it says so. The machine's own limits are measured in the same
+run (copying the 1 GiB of the large case with `cp` and syncing it to disk; SHA-256 of it
+from the page cache) so results can be read as ratios.
+
 Usage: benches/sync/run.sh  (builds the release binary, then runs this)
        python3 benches/sync/bench.py PATH/TO/clearskies [--workdir DIR] [--only large|small|latency|delta|limit|gzip]
 """
@@ -21,6 +29,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +37,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from clearskies_daemon import Daemon, DaemonError  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import syncthing as st  # noqa: E402
+from proc_usage import ProcessTree  # noqa: E402
 
 
 def write_random(path, size, rng):
@@ -85,6 +98,22 @@ def two_daemons(binary, work, name):
     return a, b, src, dst
 
 
+def check_same(src, dst):
+    for rel in tree(src):
+        if sha(os.path.join(src, rel)) != sha(os.path.join(dst, rel)):
+            sys.exit(f"{rel}: contents differ")
+
+
+def usage_report(trees, cpu_before):
+    """CPU seconds since `cpu_before` and peak RSS of each node."""
+    return {"cpu_s": [round(t.cpu_seconds() - c, 2) for t, c in zip(trees, cpu_before)],
+            "peak_rss_mib": [round(t.peak_rss_mib(), 1) for t in trees]}
+
+
+def daemon_tree(d):
+    return ProcessTree(d.pid("monitor"), d.pid("worker"))
+
+
 def run_case(binary, work, name, fill):
     a, b, src, dst = two_daemons(binary, work, name)
     files, total = fill(src)
@@ -98,18 +127,84 @@ def run_case(binary, work, name, fill):
         # Both daemons run on this one disk: flush the generated sources first, or the
         # receiver's fsyncs also pay for writing them (ext4 orders data before a commit).
         os.sync()
+        trees = [daemon_tree(a), daemon_tree(b)]
+        cpu = [t.cpu_seconds() for t in trees]
         t0 = time.monotonic()
         b.run("attach", code, dst, "--peer", a.listen())
         wait_same_sizes(src, dst)
         secs = time.monotonic() - t0
-        for rel in tree(src):
-            if sha(os.path.join(src, rel)) != sha(os.path.join(dst, rel)):
-                sys.exit(f"{rel}: contents differ")
+        trees = [daemon_tree(a), daemon_tree(b)]
+        usage = usage_report(trees, cpu)
+        check_same(src, dst)
         return {"case": name, "files": files, "bytes": total, "seconds": round(secs, 3),
-                "MB_per_s": round(total / secs / 1e6, 1), "files_per_s": round(files / secs, 1)}
+                "MB_per_s": round(total / secs / 1e6, 1), "files_per_s": round(files / secs, 1), **usage}
     finally:
         a.stop()
         b.stop()
+
+
+def two_syncthings(work, name):
+    base = os.path.join(work, "syncthing-" + name)
+    a, b = st.Syncthing(os.path.join(base, "ha")), st.Syncthing(os.path.join(base, "hb"))
+    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
+    os.makedirs(src)
+    os.makedirs(dst)
+    return a, b, src, dst
+
+
+def syncthing_attach(a, b, src, dst, files):
+    """Shares `src` on a (waits until it is scanned), then adds it on b at `dst`."""
+    a.add_device(b)
+    b.add_device(a)
+    a.add_folder("bench", src, [b])
+    deadline = time.monotonic() + 600
+    while not a.folder_idle("bench", files):
+        if time.monotonic() > deadline:
+            sys.exit("syncthing: the source folder was not scanned within 600 s")
+        time.sleep(0.1)
+    return lambda: b.add_folder("bench", dst, [a])
+
+
+def run_case_syncthing(work, name, fill):
+    a, b, src, dst = two_syncthings(work, name)
+    files, total = fill(src)
+    a.start()
+    b.start()
+    try:
+        attach = syncthing_attach(a, b, src, dst, files)
+        os.sync()
+        trees = [a.processes(), b.processes()]
+        cpu = [t.cpu_seconds() for t in trees]
+        t0 = time.monotonic()
+        attach()
+        wait_same_sizes(src, dst)
+        secs = time.monotonic() - t0
+        usage = usage_report(trees, cpu)
+        check_same(src, dst)
+        return {"case": name + " (Syncthing)", "files": files, "bytes": total, "seconds": round(secs, 3),
+                "MB_per_s": round(total / secs / 1e6, 1), "files_per_s": round(files / secs, 1), **usage}
+    finally:
+        a.stop()
+        b.stop()
+
+
+def machine_limits(work):
+    """cp of 1 GiB (and syncing it to disk), and SHA-256 of it from the page cache."""
+    base = os.path.join(work, "limits")
+    src = os.path.join(base, "src")
+    files, total = fill_large(src)
+    os.sync()
+    t0 = time.monotonic()
+    subprocess.run(["cp", "-r", src, os.path.join(base, "copy")], check=True)
+    os.sync()
+    cp_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    for rel in tree(src):
+        sha(os.path.join(src, rel))
+    sha_s = time.monotonic() - t0
+    shutil.rmtree(base, ignore_errors=True)
+    return {"case": "machine", "cp_MB_per_s": round(total / cp_s / 1e6, 1),
+            "sha256_MB_per_s": round(total / sha_s / 1e6, 1), "cores": os.cpu_count()}
 
 
 def fill_large(src):
@@ -129,7 +224,35 @@ def fill_small(src):
     return 5000, total
 
 
-def latency(binary, work, rounds=10):
+def change_rounds(src, dst, rng, rounds):
+    """Seconds for each of `rounds` 1 KiB rewrites of doc.bin to reach the other folder,
+    alternating directions."""
+    times = []
+    for i in range(rounds):
+        data = rng.randbytes(1 << 10)
+        (frm, to) = (src, dst) if i % 2 == 0 else (dst, src)
+        t0 = time.monotonic()
+        with open(os.path.join(frm, "doc.bin"), "wb") as f:
+            f.write(data)
+        target = os.path.join(to, "doc.bin")
+        while True:
+            try:
+                with open(target, "rb") as f:
+                    if f.read() == data:
+                        break
+            except FileNotFoundError:
+                pass
+            if time.monotonic() - t0 > 60:
+                sys.exit("a change did not arrive within 60 s")
+            time.sleep(0.002)
+        times.append(time.monotonic() - t0)
+        time.sleep(0.5)  # let both sides settle before the next change
+    times.sort()
+    return {"rounds": rounds, "p50_s": round(statistics.median(times), 3),
+            "p95_s": round(times[min(len(times) - 1, int(len(times) * 0.95))], 3), "max_s": round(times[-1], 3)}
+
+
+def latency(binary, work, rounds=20):
     a, b, src, dst = two_daemons(binary, work, "latency")
     rng = random.Random(3)
     write_random(os.path.join(src, "doc.bin"), 1 << 10, rng)
@@ -139,32 +262,48 @@ def latency(binary, work, rounds=10):
         b_code = a.json("share", src)["access_code"]
         b.run("attach", b_code, dst, "--peer", a.listen())
         wait_same_sizes(src, dst)
-        times = []
-        for i in range(rounds):
-            data = rng.randbytes(1 << 10)
-            # Alternate directions: a -> b, then b -> a.
-            (frm, to) = (src, dst) if i % 2 == 0 else (dst, src)
-            t0 = time.monotonic()
-            with open(os.path.join(frm, "doc.bin"), "wb") as f:
-                f.write(data)
-            target = os.path.join(to, "doc.bin")
-            while True:
-                try:
-                    with open(target, "rb") as f:
-                        if f.read() == data:
-                            break
-                except FileNotFoundError:
-                    pass
-                if time.monotonic() - t0 > 30:
-                    sys.exit("a change did not arrive within 30 s")
-                time.sleep(0.002)
-            times.append(time.monotonic() - t0)
-            time.sleep(0.5)  # let both sides settle before the next change
-        return {"case": "1 KiB change", "rounds": rounds, "p50_s": round(statistics.median(times), 3),
-                "max_s": round(max(times), 3)}
+        trees = [daemon_tree(a), daemon_tree(b)]
+        cpu = [t.cpu_seconds() for t in trees]
+        out = {"case": "1 KiB change", **change_rounds(src, dst, rng, rounds)}
+        return {**out, **usage_report(trees, cpu)}
     finally:
         a.stop()
         b.stop()
+
+
+def latency_syncthing(work, rounds=20):
+    a, b, src, dst = two_syncthings(work, "latency")
+    rng = random.Random(3)
+    write_random(os.path.join(src, "doc.bin"), 1 << 10, rng)
+    a.start()
+    b.start()
+    try:
+        syncthing_attach(a, b, src, dst, 1)()
+        wait_same_sizes(src, dst)
+        deadline = time.monotonic() + 60
+        while not b.folder_idle("bench", 1):
+            if time.monotonic() > deadline:
+                sys.exit("syncthing: the copy did not settle")
+            time.sleep(0.1)
+        trees = [a.processes(), b.processes()]
+        cpu = [t.cpu_seconds() for t in trees]
+        out = {"case": "1 KiB change (Syncthing, watcher delay 1 s)", **change_rounds(src, dst, rng, rounds)}
+        return {**out, **usage_report(trees, cpu)}
+    finally:
+        a.stop()
+        b.stop()
+
+
+def ratios(ours, theirs):
+    """How we compare, per measure (higher is better for us in every line)."""
+    out = {"case": ours["case"] + ": ClearSkies / Syncthing"}
+    if "MB_per_s" in ours:
+        out["throughput_x"] = round(ours["MB_per_s"] / theirs["MB_per_s"], 2)
+    if "p50_s" in ours:
+        out["p50_latency_x"] = round(theirs["p50_s"] / ours["p50_s"], 2)
+    out["cpu_x"] = round(sum(theirs["cpu_s"]) / max(sum(ours["cpu_s"]), 0.01), 2)
+    out["rss_x"] = round(max(theirs["peak_rss_mib"]) / max(ours["peak_rss_mib"]), 2)
+    return out
 
 
 def delta(binary, work, rounds=5):
@@ -266,16 +405,36 @@ def main():
     p.add_argument("binary")
     p.add_argument("--workdir")
     p.add_argument("--only", choices=["large", "small", "latency", "delta", "limit", "gzip"])
+    p.add_argument("--no-syncthing", action="store_true", help="do not run Syncthing side by side")
     p.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs) afterwards")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="clearskies-bench-", dir=args.workdir)
+    compare = not args.no_syncthing and st.available()
+    if args.no_syncthing:
+        print("Syncthing: not run (--no-syncthing)", flush=True)
+    elif not compare:
+        print("Syncthing: not installed (apt-get install syncthing), so no side-by-side numbers", flush=True)
+    else:
+        print(f"Syncthing: {st.version()}", flush=True)
+
+    def side_by_side(ours, theirs):
+        print(json.dumps(ours), flush=True)
+        if compare:
+            theirs = theirs()
+            print(json.dumps(theirs), flush=True)
+            print(json.dumps(ratios(ours, theirs)), flush=True)
+
     try:
+        if args.only in (None, "large", "small"):
+            print(json.dumps(machine_limits(work)), flush=True)
         if args.only in (None, "large"):
-            print(json.dumps(run_case(args.binary, work, "4 x 256 MiB", fill_large)), flush=True)
+            side_by_side(run_case(args.binary, work, "4 x 256 MiB", fill_large),
+                         lambda: run_case_syncthing(work, "4 x 256 MiB", fill_large))
         if args.only in (None, "small"):
-            print(json.dumps(run_case(args.binary, work, "5000 x 4-64 KiB", fill_small)), flush=True)
+            side_by_side(run_case(args.binary, work, "5000 x 4-64 KiB", fill_small),
+                         lambda: run_case_syncthing(work, "5000 x 4-64 KiB", fill_small))
         if args.only in (None, "latency"):
-            print(json.dumps(latency(args.binary, work)), flush=True)
+            side_by_side(latency(args.binary, work), lambda: latency_syncthing(work))
         if args.only in (None, "delta"):
             print(json.dumps(delta(args.binary, work)), flush=True)
         if args.only in (None, "gzip"):

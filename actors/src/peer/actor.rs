@@ -369,12 +369,16 @@ impl Peer {
         }
     }
 
-    /// Hands the session's output to the writer; `permit` (file data budget) is released
-    /// once the last piece is written.
+    /// Hands the session's output to the writer; `permit` (file data budget, or a sender's
+    /// pacing) is released once the last piece (and so everything before it) is written.
     fn flush(&mut self, mut permit: Option<OwnedSemaphorePermit>, ctx: &mut Context<Self>) {
         let mut pieces: Vec<Bytes> = Vec::new();
         while let Some(bytes) = self.session.poll_transmit() {
             pieces.push(bytes);
+        }
+        if pieces.is_empty() && permit.is_some() {
+            // Nothing new: the permit follows what is already queued for the writer.
+            pieces.push(Bytes::new());
         }
         let n = pieces.len();
         for (i, bytes) in pieces.into_iter().enumerate() {
@@ -580,6 +584,7 @@ impl Peer {
             PeerOut::Produce { header, produce, compressible } => {
                 self.start_attachment(&header, Body::Produce(produce), compressible, ctx)
             }
+            PeerOut::Written(permit) => self.flush(Some(permit), ctx),
             PeerOut::Close(reason) => self.close_for(reason),
         }
     }

@@ -166,6 +166,10 @@ pub enum PeerOut {
         /// Worth deflating when `gzip` is in use.
         compressible: bool,
     },
+    /// Holds `permit` until everything sent before it on this connection is written to the
+    /// socket (or the connection is gone): the sender of a long stream of messages paces
+    /// itself by waiting for its semaphore.
+    Written(tokio::sync::OwnedSemaphorePermit),
     /// Close the connection, logging why.
     Close(String),
 }

@@ -269,6 +269,8 @@ pub struct Share {
     /// announced meanwhile: sent after the answer, so the peer never holds a newer revision
     /// of a writer before the older ones (its `since` would then skip them).
     answering: BTreeMap<u64, Vec<Record>>,
+    /// Pacing of those answers: chunks not yet written to the connection's socket.
+    pace: HashMap<u64, Arc<tokio::sync::Semaphore>>,
     /// A retry of failed disk work is scheduled.
     retry: Option<SpawnHandle>,
     /// Unix time since which every status query found the share in sync (`None`: not now).
@@ -341,6 +343,7 @@ impl Share {
                 paused: false,
                 applied: tokio::sync::watch::Sender::new(0),
                 answering: BTreeMap::new(),
+                pace: HashMap::new(),
                 retry: None,
                 in_sync_since: None,
                 last_synced: None,
@@ -607,28 +610,41 @@ impl Share {
         cursor: Option<super::store::UpdatesCursor>,
         ctx: &mut Context<Self>,
     ) {
-        let (signed, sign, crypt) =
-            self.subscribers.get(&conn).map_or((false, None, None), |s| (s.signed, s.sign.clone(), s.crypt.clone()));
+        let Some(sub) = self.subscribers.get(&conn) else {
+            self.answering.remove(&conn);
+            return;
+        };
+        let (signed, sign, crypt, out) = (sub.signed, sub.sign.clone(), sub.crypt.clone(), sub.out.clone());
+        // Paced: the next chunk is read once the one before the last is written to the
+        // socket, so a slow peer holds at most two chunks in memory here.
+        let pace = self.pace.entry(conn).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))).clone();
+        let worker = self.worker.clone();
         // Signing (a read-only peer catching up) costs CPU per record, and encrypting (an
         // untrusted one) reads files: on the worker thread.
-        let job = self.worker.run(move |s: &mut ShareState| {
-            let (records, cursor) = s.store.updates_chunk(&since, cursor, ANSWER_CHUNK)?;
-            let updates = match (&crypt, &sign) {
-                (Some(keys), Some(sign)) => Updates::Signed(encrypted_updates(s, &records, keys, sign)),
-                _ => Updates::of(records.iter(), signed, sign.as_deref()),
-            };
-            Ok::<_, super::store::StoreError>((records.len(), updates, cursor, since))
-        });
-        ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
+        let job = async move {
+            let permit = pace.acquire_owned().await.ok();
+            let read = worker.run(move |s: &mut ShareState| {
+                let (records, cursor) = s.store.updates_chunk(&since, cursor, ANSWER_CHUNK)?;
+                let updates = match (&crypt, &sign) {
+                    (Some(keys), Some(sign)) => Updates::Signed(encrypted_updates(s, &records, keys, sign)),
+                    _ => Updates::of(records.iter(), signed, sign.as_deref()),
+                };
+                Ok::<_, super::store::StoreError>((records.len(), updates, cursor, since))
+            });
+            (read.await, permit)
+        };
+        ctx.spawn(job.into_actor(self).map(move |(joined, permit), act, ctx| {
             if !act.subscribers.contains_key(&conn) {
                 act.answering.remove(&conn);
+                act.pace.remove(&conn);
                 return;
             }
             match joined {
                 Ok(Ok((n, updates, cursor, since))) => {
                     debug!(conn, records = n, done = cursor.is_none(), "sending updates");
-                    if let Some(sub) = act.subscribers.get(&conn) {
-                        sub.send(updates);
+                    Subscriber::send_to(&out, updates);
+                    if let Some(permit) = permit {
+                        out.do_send(PeerOut::Written(permit));
                     }
                     if cursor.is_some() {
                         act.send_updates(conn, since, cursor, ctx);
@@ -638,6 +654,7 @@ impl Share {
                 Ok(Err(e)) => error!(error = %e, "cannot read updates for a peer"),
                 Err(e) => error!(error = %e, "cannot read updates for a peer"),
             }
+            act.pace.remove(&conn);
             let held = act.answering.remove(&conn).unwrap_or_default();
             if let Some(sub) = act.subscribers.get(&conn) {
                 sub.out.do_send(PeerOut::Send(vec![UpdatesDone {}.into()]));
@@ -990,6 +1007,7 @@ impl Handler<PeerDown> for Share {
     fn handle(&mut self, msg: PeerDown, _: &mut Context<Self>) {
         self.subscribers.remove(&msg.conn);
         self.answering.remove(&msg.conn);
+        self.pace.remove(&msg.conn);
         self.transfer.do_send(TransferPeerDown { conn: msg.conn });
     }
 }

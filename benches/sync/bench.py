@@ -11,7 +11,8 @@ then through a 1 MB/s download limit on the receiver (seconds; the goal is 20 s)
 10 MiB text file (a server log) with gzip: bytes on the wire against its size.
 
 For the two initial syncs and the change latency it also reports each node's CPU seconds
-(during the sync) and peak RSS (the daemon's processes, summed), and, when the `syncthing`
+(during the sync) and memory (see proc_usage.py: the processes' peak RSS summed, and the
+peak PSS sampled every 100 ms), and, when the `syncthing`
 binary is installed (Debian package), runs Syncthing on the same data side by side
 (loopback only, its filesystem watcher at its 1 s minimum instead of the default 10 s) and
 prints the ratios; otherwise it says so. The machine's own limits are measured in the same
@@ -40,7 +41,7 @@ from clearskies_daemon import Daemon, DaemonError  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import syncthing as st  # noqa: E402
-from proc_usage import ProcessTree  # noqa: E402
+from proc_usage import PeakPss, ProcessTree  # noqa: E402
 
 
 def write_random(path, size, rng):
@@ -104,10 +105,10 @@ def check_same(src, dst):
             sys.exit(f"{rel}: contents differ")
 
 
-def usage_report(trees, cpu_before):
-    """CPU seconds since `cpu_before` and peak RSS of each node."""
+def usage_report(trees, cpu_before, pss):
+    """CPU seconds since `cpu_before`, peak RSS (summed VmHWM) and peak PSS of each node."""
     return {"cpu_s": [round(t.cpu_seconds() - c, 2) for t, c in zip(trees, cpu_before)],
-            "peak_rss_mib": [round(t.peak_rss_mib(), 1) for t in trees]}
+            "peak_rss_mib": [round(t.peak_rss_mib(), 1) for t in trees], "peak_pss_mib": pss.stop()}
 
 
 def daemon_tree(d):
@@ -129,12 +130,13 @@ def run_case(binary, work, name, fill):
         os.sync()
         trees = [daemon_tree(a), daemon_tree(b)]
         cpu = [t.cpu_seconds() for t in trees]
+        pss = PeakPss(lambda: [daemon_tree(a), daemon_tree(b)])
         t0 = time.monotonic()
         b.run("attach", code, dst, "--peer", a.listen())
         wait_same_sizes(src, dst)
         secs = time.monotonic() - t0
         trees = [daemon_tree(a), daemon_tree(b)]
-        usage = usage_report(trees, cpu)
+        usage = usage_report(trees, cpu, pss)
         check_same(src, dst)
         return {"case": name, "files": files, "bytes": total, "seconds": round(secs, 3),
                 "MB_per_s": round(total / secs / 1e6, 1), "files_per_s": round(files / secs, 1), **usage}
@@ -175,11 +177,12 @@ def run_case_syncthing(work, name, fill):
         os.sync()
         trees = [a.processes(), b.processes()]
         cpu = [t.cpu_seconds() for t in trees]
+        pss = PeakPss(lambda: [a.processes(), b.processes()])
         t0 = time.monotonic()
         attach()
         wait_same_sizes(src, dst)
         secs = time.monotonic() - t0
-        usage = usage_report(trees, cpu)
+        usage = usage_report(trees, cpu, pss)
         check_same(src, dst)
         return {"case": name + " (Syncthing)", "files": files, "bytes": total, "seconds": round(secs, 3),
                 "MB_per_s": round(total / secs / 1e6, 1), "files_per_s": round(files / secs, 1), **usage}
@@ -264,8 +267,9 @@ def latency(binary, work, rounds=20):
         wait_same_sizes(src, dst)
         trees = [daemon_tree(a), daemon_tree(b)]
         cpu = [t.cpu_seconds() for t in trees]
+        pss = PeakPss(lambda: [daemon_tree(a), daemon_tree(b)])
         out = {"case": "1 KiB change", **change_rounds(src, dst, rng, rounds)}
-        return {**out, **usage_report(trees, cpu)}
+        return {**out, **usage_report(trees, cpu, pss)}
     finally:
         a.stop()
         b.stop()
@@ -287,8 +291,9 @@ def latency_syncthing(work, rounds=20):
             time.sleep(0.1)
         trees = [a.processes(), b.processes()]
         cpu = [t.cpu_seconds() for t in trees]
+        pss = PeakPss(lambda: [a.processes(), b.processes()])
         out = {"case": "1 KiB change (Syncthing, watcher delay 1 s)", **change_rounds(src, dst, rng, rounds)}
-        return {**out, **usage_report(trees, cpu)}
+        return {**out, **usage_report(trees, cpu, pss)}
     finally:
         a.stop()
         b.stop()
@@ -303,6 +308,7 @@ def ratios(ours, theirs):
         out["p50_latency_x"] = round(theirs["p50_s"] / ours["p50_s"], 2)
     out["cpu_x"] = round(sum(theirs["cpu_s"]) / max(sum(ours["cpu_s"]), 0.01), 2)
     out["rss_x"] = round(max(theirs["peak_rss_mib"]) / max(ours["peak_rss_mib"]), 2)
+    out["pss_x"] = round(max(theirs["peak_pss_mib"]) / max(ours["peak_pss_mib"]), 2)
     return out
 
 

@@ -1,6 +1,12 @@
-"""CPU seconds and peak memory of a process and everything below it, from /proc."""
+"""CPU seconds and memory of a process and everything below it, from /proc.
+
+Two memory measures: the sum of each process's peak RSS (VmHWM, kept by the kernel), which
+counts a page shared by two processes (the same binary's code in a monitor and its worker)
+twice; and the peak PSS, sampled every 100 ms while a case runs, which splits shared pages
+among the processes that map them (the usual way to compare multi-process programs)."""
 
 import os
+import threading
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -28,12 +34,16 @@ def _cpu_seconds(pid):
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
 
 
-def _status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
+def _status_kib_file(path, field):
+    with open(path) as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def _status_kib(pid, field):
+    return _status_kib_file(f"/proc/{pid}/status", field)
 
 
 class ProcessTree:
@@ -58,6 +68,16 @@ class ProcessTree:
                 pass
         return total
 
+    def pss_mib(self):
+        """The sum of each process's proportional set size now."""
+        total = 0
+        for p in self.pids:
+            try:
+                total += _status_kib_file(f"/proc/{p}/smaps_rollup", "Pss")
+            except OSError:
+                pass
+        return total / 1024
+
     def peak_rss_mib(self):
         """The sum of each process's peak resident set (VmHWM)."""
         total = 0
@@ -67,3 +87,27 @@ class ProcessTree:
             except OSError:
                 pass
         return total / 1024
+
+
+class PeakPss:
+    """Samples the summed PSS of the trees `make_trees()` returns (called again each time,
+    so restarted or new processes count) every 100 ms until stopped; `peaks` per tree."""
+
+    def __init__(self, make_trees):
+        self.make_trees = make_trees
+        self.peaks = None
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            now = [t.pss_mib() for t in self.make_trees()]
+            self.peaks = now if self.peaks is None else [max(a, b) for a, b in zip(self.peaks, now)]
+            if self.stop_event.wait(0.1):
+                return
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join()
+        return [round(p, 1) for p in self.peaks or []]

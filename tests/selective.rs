@@ -103,7 +103,11 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
     assert!(cat(&["videos/movie.mkv"]) == movie, "the streamed file differs");
     assert!(
         !rb.join("videos").exists()
-            && !fs::read_dir(rb.join(".clearskies/partial")).is_ok_and(|mut d| d.next().is_some())
+            && fs::read_dir(rb.join(".clearskies/partial"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .all(|shard| fs::read_dir(shard.path()).is_ok_and(|mut d| d.next().is_none()))
     );
     // Ranges: the start, across the 16 MiB range boundary, the end, and past the end.
     let mib16 = 16u64 << 20;

@@ -131,7 +131,7 @@ fn a_download_killed_midway_continues_from_its_partial_file() {
     fs::write(ra.join("movie.mkv"), &data).unwrap();
     let code = a.share_code(&ra, &[]);
     b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
-    let partial = rb.join(".clearskies/partial").join(&digest);
+    let partial = rb.join(".clearskies/partial").join(&digest[..2]).join(&digest);
     let had = wait_for("half the file to arrive", || {
         let len = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
         (len >= 24 << 20).then_some(len)
@@ -245,7 +245,8 @@ fn a_complete_partial_download_is_installed_after_a_restart_without_any_peer() {
         (s["shares"][0]["pending_files"].as_u64()? == 1).then_some(())
     });
     b.cs.ok(&["stop"]);
-    // As if every byte had arrived just before the worker was killed.
+    // As if every byte had arrived just before the worker was killed (where versions
+    // before the partial directory was split kept it: moved to its place at start).
     let partial = rb.join(".clearskies/partial");
     fs::create_dir_all(&partial).unwrap();
     fs::write(partial.join(hex_sha(&data)), &data).unwrap();
@@ -254,4 +255,5 @@ fn a_complete_partial_download_is_installed_after_a_restart_without_any_peer() {
     b.cs.ok(&["start"]);
     wait_for("the partial download installed", || (fs::read(rb.join("video.bin")).ok()? == data).then_some(()));
     assert!(!partial.join(hex_sha(&data)).exists());
+    assert!(!partial.join(&hex_sha(&data)[..2]).join(hex_sha(&data)).exists());
 }

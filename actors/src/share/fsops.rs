@@ -207,19 +207,56 @@ pub fn partial_dir(root: &Path) -> PathBuf {
     root.join(clearskies_protocol::path::META_DIR).join("partial")
 }
 
-/// How much of `sha` an earlier attempt downloaded (0 if none).
-pub fn partial_len(root: &Path, sha: &Sha256Hash) -> u64 {
-    fs::symlink_metadata(partial_dir(root).join(sha.to_string())).map_or(0, |m| if m.is_file() { m.len() } else { 0 })
+/// Where the partial download of `sha` is: `partial/<first two hex digits>/<sha>`. Spread
+/// over 256 directories: many small downloads at once would otherwise all create and
+/// rename in one directory, and wait for its lock in the kernel.
+pub fn partial_path(root: &Path, sha: &Sha256Hash) -> PathBuf {
+    let hex = sha.to_string();
+    partial_dir(root).join(&hex[..2]).join(hex)
 }
 
-/// Removes partial downloads that `wanted` says nobody waits for any more; how many.
+/// How much of `sha` an earlier attempt downloaded (0 if none).
+pub fn partial_len(root: &Path, sha: &Sha256Hash) -> u64 {
+    fs::symlink_metadata(partial_path(root, sha)).map_or(0, |m| if m.is_file() { m.len() } else { 0 })
+}
+
+/// Removes partial downloads that `wanted` says nobody waits for any more; how many. Ones
+/// kept from before the directory was split (directly in `partial/`) move to their place.
 pub fn remove_unwanted_partials(root: &Path, wanted: impl Fn(&Sha256Hash) -> bool) -> usize {
     let Ok(entries) = fs::read_dir(partial_dir(root)) else { return 0 };
     let mut removed = 0;
+    let mut check = |path: PathBuf, shard: Option<&str>| {
+        let sha = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<Sha256Hash>().ok());
+        match sha {
+            Some(sha) if wanted(&sha) => {
+                if shard.is_none_or(|d| !sha.to_string().starts_with(d)) {
+                    let to = partial_path(root, &sha);
+                    let moved = to
+                        .parent()
+                        .is_some_and(|d| fs::DirBuilder::new().recursive(true).mode(0o700).create(d).is_ok())
+                        && fs::rename(&path, &to).is_ok();
+                    if !moved && fs::remove_file(&path).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+            _ => {
+                if fs::remove_file(&path).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+    };
     for e in entries.flatten() {
-        let keep = e.file_name().to_str().and_then(|n| n.parse::<Sha256Hash>().ok()).is_some_and(|sha| wanted(&sha));
-        if !keep && fs::remove_file(e.path()).is_ok() {
-            removed += 1;
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => {
+                let shard = e.file_name().to_string_lossy().into_owned();
+                for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
+                    check(inner.path(), Some(&shard));
+                }
+            }
+            _ => check(path, None),
         }
     }
     removed
@@ -246,8 +283,8 @@ impl TempWriter {
     /// the final verification covers the whole file. [`TempWriter::written`] says where to
     /// continue from.
     pub fn resume(root: &Path, sha: &Sha256Hash, limit: u64) -> io::Result<TempWriter> {
-        let dir = partial_dir(root);
-        let path = dir.join(sha.to_string());
+        let path = partial_path(root, sha);
+        let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| partial_dir(root));
         let open = || {
             OpenOptions::new()
                 .read(true)
@@ -260,7 +297,8 @@ impl TempWriter {
         };
         let mut file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The first download of this share: make the directory.
+                // The first download of this share (or into this part of it): make the
+                // directory.
                 fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
                 open()?
             }
@@ -272,7 +310,7 @@ impl TempWriter {
             file.set_len(0)?;
             written = 0;
         }
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = if written > 0 { read_buffer(written) } else { Vec::new() };
         let mut hashed = 0u64;
         while hashed < written {
             let n = file.read(&mut buf)?;
@@ -420,7 +458,7 @@ pub fn copy_verified(
         return Err(refuse("not a regular file", from));
     }
     let mut w = TempWriter::create(root, target, size)?;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = read_buffer(size);
     loop {
         let n = src.read(&mut buf)?;
         if n == 0 {
@@ -429,6 +467,12 @@ pub fn copy_verified(
         w.append(&buf[..n])?;
     }
     w.finish(sha, size, mode, mtime)
+}
+
+/// A read buffer for a file of `len` bytes: no larger than the file (a download of many
+/// small files must not zero a megabyte for each), at most 1 MiB.
+pub fn read_buffer(len: u64) -> Vec<u8> {
+    vec![0u8; usize::try_from(len.clamp(4096, 1 << 20)).unwrap_or(1 << 20)]
 }
 
 /// Renames a verified temp file onto `dest`. Returns the new stat. The caller fsyncs the
@@ -486,6 +530,29 @@ pub fn free_space(path: &Path) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_downloads_are_spread_kept_when_wanted_and_moved_from_the_old_layout() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b, c, d) =
+            (Sha256Hash([0xab; 32]), Sha256Hash([0x01; 32]), Sha256Hash([0x02; 32]), Sha256Hash([0x03; 32]));
+        for (sha, bytes) in [(&a, &b"aa"[..]), (&b, b"b")] {
+            let mut w = TempWriter::resume(root.path(), sha, 10).unwrap();
+            w.append(bytes).unwrap(); // kept when dropped: a partial download
+        }
+        assert!(partial_path(root.path(), &a).starts_with(partial_dir(root.path()).join("ab")));
+        assert_eq!(partial_len(root.path(), &a), 2);
+        // From before the split: one still wanted, one not.
+        fs::write(partial_dir(root.path()).join(c.to_string()), b"ccc").unwrap();
+        fs::write(partial_dir(root.path()).join(d.to_string()), b"d").unwrap();
+        let wanted = [a, c];
+        assert_eq!(remove_unwanted_partials(root.path(), |s| wanted.contains(s)), 2);
+        assert_eq!((partial_len(root.path(), &a), partial_len(root.path(), &b)), (2, 0));
+        assert_eq!((partial_len(root.path(), &c), partial_len(root.path(), &d)), (3, 0));
+        assert!(!partial_dir(root.path()).join(c.to_string()).exists());
+        // Continuing it reads what is there.
+        assert_eq!(TempWriter::resume(root.path(), &c, 10).unwrap().written(), 3);
+    }
 
     #[test]
     fn conflict_names_keep_the_extension() {

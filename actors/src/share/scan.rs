@@ -109,7 +109,7 @@ fn mtime_of(m: &Metadata) -> Option<Timestamp> {
 pub fn hash_file(path: &Path) -> io::Result<(Sha256Hash, u64)> {
     let mut f = File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = super::fsops::read_buffer(f.metadata()?.len());
     let mut total = 0u64;
     loop {
         let n = f.read(&mut buf)?;

@@ -104,7 +104,7 @@ impl Encrypt {
     fn copy(self, mut file: File, len: u64, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         use std::io::Read;
         let mut ctr = self.keys.content_stream(&self.plain, self.start).map_err(std::io::Error::other)?;
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = crate::share::fsops::read_buffer(len);
         let mut left = len;
         while left > 0 {
             let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());

@@ -92,10 +92,20 @@ async fn supervise(config: &Config, fault_injection: bool) -> anyhow::Result<Out
     }
 }
 
+/// glibc's malloc arenas for the worker unless the user chose: by default glibc keeps up to
+/// 8 per core, one for each thread that allocates, and memory freed in one is not reused by
+/// threads of another, so a daemon whose blocking threads come and go holds more than it
+/// uses. Measured with two (benches/sync, 1 GiB): the sender's peak PSS 63 → 54 MiB at the
+/// same speed. (glibc reads it at start; other allocators ignore it.)
+const MALLOC_ARENAS: &str = "2";
+
 fn spawn_worker(started: u64, restarts: u64, fault_injection: bool) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding the clearskies executable")?;
-    Command::new(exe)
-        .arg("worker")
+    let mut cmd = Command::new(exe);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        cmd.env("MALLOC_ARENA_MAX", MALLOC_ARENAS);
+    }
+    cmd.arg("worker")
         .args(fault_injection.then_some("--danger-fault-injection"))
         .env(crate::worker::MONITOR_STARTED_ENV, started.to_string())
         .env(crate::worker::WORKER_RESTARTS_ENV, restarts.to_string())

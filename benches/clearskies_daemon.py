@@ -106,3 +106,28 @@ class Daemon:
         text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=10).read().decode()
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("clearskies_peer_sent_bytes_total{"))
+
+
+def three_sharing(binary, work):
+    """Three daemons (homes WORK/home-{a,b,c}) sharing one folder (WORK/share-{a,b,c}): a
+    shares it with a multi-use code that never expires, b and c attach. Nodes and roots."""
+    nodes = [Daemon(binary, os.path.join(work, f"home-{n}"), n) for n in "abc"]
+    roots = [os.path.join(work, f"share-{d.name}") for d in nodes]
+    for d in nodes:
+        d.start()
+    os.makedirs(roots[0])
+    code = nodes[0].json("share", roots[0], "--multi-use", "--expires", "never")
+    for d, r in zip(nodes[1:], roots[1:]):
+        d.run("attach", code["access_code"], r, "--peer", f"127.0.0.1:{nodes[0].port}")
+    return nodes, roots
+
+
+def share_errors(nodes):
+    """Every share in error on these daemons (or a daemon that does not answer), as text."""
+    errors = []
+    for d in nodes:
+        try:
+            errors += [f"{d.name}: {s.get('error')}" for s in d.shares() if s.get("status") == "error"]
+        except DaemonError as e:
+            errors.append(str(e))
+    return errors

@@ -35,7 +35,7 @@ CONVERGE_DEADLINE = 300
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from clearskies_daemon import Daemon, DaemonError  # noqa: E402
+from clearskies_daemon import share_errors, three_sharing  # noqa: E402
 
 
 def tree(root):
@@ -122,14 +122,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     print(f"seed {seed}, work directory {work}", flush=True)
 
-    nodes = [Daemon(args.binary, os.path.join(work, f"home-{n}"), n) for n in "abc"]
-    roots = [os.path.join(work, f"share-{d.name}") for d in nodes]
-    for d in nodes:
-        d.start()
-    os.makedirs(roots[0])
-    code = nodes[0].json("share", roots[0], "--multi-use", "--expires", "never")
-    for d, r in zip(nodes[1:], roots[1:]):
-        d.run("attach", code["access_code"], r, "--peer", f"127.0.0.1:{nodes[0].port}")
+    nodes, roots = three_sharing(args.binary, work)
     workload = Workload(rng)
     totals = {"rounds": 0, "checked": 0, "lost": 0, "corrupted": 0, "extra": 0, "temp": 0, "kills": 0, "restarted": 0}
     failed = False
@@ -174,12 +167,7 @@ def main():
                         corrupted += 1
                 extra += sum(1 for p in t if p not in model)
                 temp += sum(1 for p in t if is_temp(p))
-            errors = []
-            for d in nodes:
-                try:
-                    errors += [f"{d.name}: {s.get('error')}" for s in d.shares() if s.get("status") == "error"]
-                except DaemonError as e:
-                    errors.append(str(e))
+            errors = share_errors(nodes)
             totals["rounds"] += 1
             totals["checked"] += sum(len(t) for t in trees)
             for k, v in (("lost", lost), ("corrupted", corrupted), ("extra", extra), ("temp", temp)):

@@ -38,7 +38,7 @@ CONVERGE_DEADLINE = 600
 MAX_FILES_PER_WRITER = 1500
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from clearskies_daemon import Daemon, DaemonError  # noqa: E402
+from clearskies_daemon import share_errors, three_sharing  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crash import is_temp, tree  # noqa: E402
@@ -127,14 +127,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     print(f"seed {seed}, work directory {work}, {args.minutes:g} minutes", flush=True)
 
-    nodes = [Daemon(args.binary, os.path.join(work, f"home-{n}"), n) for n in "abc"]
-    roots = [os.path.join(work, f"share-{d.name}") for d in nodes]
-    for d in nodes:
-        d.start()
-    os.makedirs(roots[0])
-    code = nodes[0].json("share", roots[0], "--multi-use", "--expires", "never")
-    for d, r in zip(nodes[1:], roots[1:]):
-        d.run("attach", code["access_code"], r, "--peer", f"127.0.0.1:{nodes[0].port}")
+    nodes, roots = three_sharing(args.binary, work)
 
     stop = threading.Event()
     writers = [Writer(r, d.name, rng.randrange(1 << 32), stop) for d, r in zip(nodes, roots)]
@@ -207,12 +200,7 @@ def main():
             extra += sum(1 for p in t if p.startswith(f"from-{w.name}/") and p not in own)
     for t in trees:
         temp += sum(1 for p in t if is_temp(p))
-    errors = []
-    for d in nodes:
-        try:
-            errors += [f"{d.name}: {s.get('error')}" for s in d.shares() if s.get("status") == "error"]
-        except DaemonError as e:
-            errors.append(str(e))
+    errors = share_errors(nodes)
     final_rss = nodes[2].worker_kib("VmRSS")
     for d in nodes:
         d.stop()

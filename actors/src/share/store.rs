@@ -76,18 +76,32 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Memtables of all shares together, before the largest is flushed to disk. RocksDB's
+/// default is 64 MiB for *each* column family (one per share), which a daemon with a few
+/// shares holds in memory for as long as it takes to write that much.
+const MEMTABLES_TOTAL: usize = 16 << 20;
+
+/// Options of every column family: LZ4 (the one codec built in; without it the shares'
+/// families were stored uncompressed) and memtables of at most 8 MiB.
+fn cf_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_write_buffer_size(8 << 20);
+    opts
+}
+
 impl Store {
     /// Opens (or creates) the database in `dir`, with every column family it already has.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let mut opts = Options::default();
+        let mut opts = cf_options();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_db_write_buffer_size(MEMTABLES_TOTAL);
         let mut names = DB::list_cf(&opts, dir).unwrap_or_default();
         if !names.iter().any(|n| n == META_CF) {
             names.push(META_CF.to_owned());
         }
-        let cfs = names.into_iter().map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let cfs = names.into_iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -111,7 +125,7 @@ impl Store {
     pub fn create_share(&self, share: &str) -> Result<(), StoreError> {
         let name = cf_name(share);
         if self.db.cf_handle(&name).is_none() {
-            self.db.create_cf(&name, &Options::default())?;
+            self.db.create_cf(&name, &cf_options())?;
         }
         Ok(())
     }

@@ -156,3 +156,48 @@ fn changes_are_indexed_without_a_restart() {
     assert_eq!(s["files"].as_u64(), Some(2), "{s}");
     assert_eq!(s["revision"].as_u64(), revision);
 }
+
+#[test]
+fn a_share_beyond_the_inotify_watch_limit_says_so_and_is_scanned_periodically() {
+    // The daemon runs in a user namespace of its own whose inotify watch limit is 3 (the
+    // machine's limit is not touched); the share has more directories than that.
+    let mut cs = crate::util::Clearskies::new();
+    cs.env.push(("CLEARSKIES_FULL_SCAN_INTERVAL".into(), "1".into()));
+    let inner = cs.command(&["start"]);
+    let mut start = std::process::Command::new("unshare");
+    start.args([
+        "--user",
+        "--map-root-user",
+        "sh",
+        "-c",
+        "echo 3 > /proc/sys/user/max_inotify_watches && exec \"$@\"",
+        "sh",
+    ]);
+    start.arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => start.env(k, v),
+            None => start.env_remove(k),
+        };
+    }
+    let o = start.output().expect("running unshare (util-linux)");
+    assert!(o.status.success(), "starting in a user namespace: {}", stderr(&o));
+    let d = Daemon { cs };
+
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        fs::create_dir(dir.path().join(format!("d{i}"))).unwrap();
+    }
+    fs::write(dir.path().join("d0/first"), b"1").unwrap();
+    d.cs.ok(&["share", dir.path().to_str().unwrap()]);
+    let share = wait_for("the share to say it is not watched", || {
+        let s = d.first_share();
+        (s["unwatched"].is_string() && s["files"] == 1).then_some(s)
+    });
+    let why = share["unwatched"].as_str().unwrap();
+    assert!(why.contains("fs.inotify.max_user_watches") && why.contains("every 1 s"), "{why}");
+    assert!(d.cs.ok(&["list"]).contains("not watched for changes"));
+    // No event will come: the periodic full scan finds the new file.
+    fs::write(dir.path().join("d5/second"), b"2").unwrap();
+    wait_for("the periodic scan to index the new file", || (d.first_share()["files"] == 2).then_some(()));
+}

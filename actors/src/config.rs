@@ -36,6 +36,24 @@ pub fn mass_delete_percent() -> u8 {
     MASS_DELETE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// `full_scan_interval`: seconds between full scans of a share whose tree cannot be watched
+/// with inotify (the watch limit is too low); a watched share is scanned where events say.
+pub const FULL_SCAN_INTERVAL: &str = "full_scan_interval";
+/// The default [`FULL_SCAN_INTERVAL`], seconds.
+pub const DEFAULT_FULL_SCAN_INTERVAL: u64 = 300;
+
+static FULL_SCAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_FULL_SCAN_INTERVAL);
+
+/// Sets [`FULL_SCAN_INTERVAL`] (at least 1 s).
+pub fn set_full_scan_interval(secs: u64) {
+    FULL_SCAN.store(secs.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`FULL_SCAN_INTERVAL`] now.
+pub fn full_scan_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(FULL_SCAN.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// `min_free_space`: downloads wait rather than leave less than this free on a share's
 /// filesystem (bytes, or a percentage of the filesystem).
 pub const MIN_FREE_SPACE: &str = "min_free_space";

@@ -61,6 +61,8 @@ pub(crate) struct FileConfig {
     /// Space downloads leave free on a share's filesystem: `"1%"` (default) or bytes
     /// (`"500M"`, `"2Gi"`, `1000000`).
     pub(crate) min_free_space: Option<toml::Value>,
+    /// Seconds between full scans of a share that cannot be watched (default 300).
+    pub(crate) full_scan_interval: Option<u64>,
 }
 
 /// Everything the binary needs, validated.
@@ -89,6 +91,8 @@ pub(crate) struct Config {
     pub(crate) mass_delete_percent: u8,
     /// What downloads leave free.
     pub(crate) min_free_space: clearskies_actors::config::MinFree,
+    /// Seconds between full scans of an unwatched share.
+    pub(crate) full_scan_interval: u64,
 }
 
 impl Config {
@@ -172,6 +176,13 @@ impl Config {
                 Some(other) => Err(anyhow::anyhow!("min_free_space {other} is not \"1%\" or a size like \"500M\"")),
             },
         }?;
+        let full_scan_interval = setting(
+            "CLEARSKIES_FULL_SCAN_INTERVAL",
+            "a number of seconds",
+            file.full_scan_interval,
+            clearskies_actors::config::DEFAULT_FULL_SCAN_INTERVAL,
+        )?;
+        anyhow::ensure!(full_scan_interval >= 1, "full_scan_interval must be at least 1 (seconds)");
         Ok(Config {
             data_dir,
             listen: SocketAddr::new(address, port),
@@ -185,6 +196,7 @@ impl Config {
             auth_attempts_per_minute,
             mass_delete_percent,
             min_free_space,
+            full_scan_interval,
         })
     }
 

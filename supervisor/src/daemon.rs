@@ -146,6 +146,9 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         if let Some(n) = s.get("local_changes").and_then(Value::as_u64).filter(|n| *n > 0) {
             text.push_str(&format!(" ({n} local change(s) not synced: read-only here)"));
         }
+        if let Some(why) = s.get("unwatched").and_then(Value::as_str) {
+            text.push_str(&format!(" (not watched for changes: {why})"));
+        }
     }
     out(&text)
 }
@@ -543,6 +546,9 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
                 "    {n} local change(s) kept here only: this computer holds the share read-only, so they are \
                  never sent to peers\n"
             ));
+        }
+        if let Some(why) = s["unwatched"].as_str() {
+            text.push_str(&format!("    not watched for changes: {why}\n"));
         }
     }
     out(text.trim_end())

@@ -91,6 +91,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     clearskies_actors::config::set_gzip_level(config.gzip_level);
     clearskies_actors::config::set_mass_delete_percent(config.mass_delete_percent);
     clearskies_actors::config::set_min_free(config.min_free_space);
+    clearskies_actors::config::set_full_scan_interval(config.full_scan_interval);
     let system = actix_rt::System::new();
     system.block_on(async {
         Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret).start();

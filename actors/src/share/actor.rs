@@ -52,8 +52,6 @@ pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// How long after failed disk work (e.g. a non-empty directory where a file goes) all
 /// pending work is tried again.
 const RETRY_PENDING: Duration = Duration::from_secs(30);
-/// How often everything is scanned when the filesystem cannot be watched.
-const UNWATCHED_RESCAN: Duration = Duration::from_secs(300);
 /// How soon a failed scan or a failed store of peers' changes is tried again.
 const RETRY_FAILED: Duration = Duration::from_secs(5);
 /// Peers' records waiting to be applied before senders are made to wait.
@@ -248,6 +246,8 @@ pub struct Share {
     scan_again: bool,
     /// Where the next scan looks.
     dirty: Scope,
+    /// Why the tree is not watched for changes, if it is not.
+    unwatched: Option<String>,
     /// When the first not-yet-scanned event arrived.
     dirty_since: Option<Instant>,
     debounce: Option<SpawnHandle>,
@@ -330,6 +330,7 @@ impl Share {
                 state: State::Starting,
                 scan_again: false,
                 dirty: Scope::default(),
+                unwatched: None,
                 dirty_since: None,
                 debounce: None,
                 subscribers: BTreeMap::new(),
@@ -752,10 +753,12 @@ impl Actor for Share {
                 Ok(()) => "the watch ended".to_owned(),
                 Err(e) => e.to_string(),
             };
-            warn!(root = %act.root.display(), reason = %why, every = ?UNWATCHED_RESCAN,
+            let every = crate::config::full_scan_interval();
+            warn!(root = %act.root.display(), reason = %why, ?every,
                 "not watching for changes; scanning everything periodically instead");
+            act.unwatched = Some(format!("{why}; changes are found by a full scan every {} s", every.as_secs()));
             act.full_scan(ctx);
-            ctx.run_interval(UNWATCHED_RESCAN, |act, ctx| act.full_scan(ctx));
+            ctx.run_interval(every, |act, ctx| act.full_scan(ctx));
         }));
     }
 }
@@ -1136,6 +1139,7 @@ impl Handler<GetShareStatus> for Share {
         let (path, mode, store) = (self.root.display().to_string(), self.mode, self.store.clone());
         let local_changes = self.local_changes as u64;
         let held_deletions = self.held_deletions as u64;
+        let unwatched = self.unwatched.clone();
         let filter = self.filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let status = async move {
             let counted = tokio::task::spawn_blocking(move || count(&store, &filter))
@@ -1181,6 +1185,7 @@ impl Handler<GetShareStatus> for Share {
                 peers,
                 local_changes,
                 held_deletions,
+                unwatched,
                 id: String::new(),
                 peer_id: String::new(),
                 in_sync_since: None,

@@ -88,6 +88,10 @@ pub struct ShareStatus {
     /// Local deletions not recorded because too many happened at once: they wait for
     /// `confirm_deletes` (the share reports an error meanwhile).
     pub held_deletions: u64,
+    /// Why the share's tree is not watched for changes (the inotify watch limit is too low):
+    /// changes are then found by a full scan every `full_scan_interval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unwatched: Option<String>,
     /// The share ID (hex), filled in by the supervisor.
     pub id: String,
     /// Our peer ID in the share (hex), filled in by the supervisor: what a sharer's `code

@@ -968,6 +968,7 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         peers: 0,
         local_changes: 0,
         held_deletions: 0,
+        unwatched: None,
         id: String::new(),
         peer_id: String::new(),
         in_sync_since: None,

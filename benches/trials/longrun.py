@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Long run: continuous random changes between three real daemons, one restart a minute.
 
-Three daemons share one folder. For the whole run each of them keeps changing the folder at
+Three daemons share one folder (each writer keeps at most --max-files files in its
+directory, so the share stops growing once they are reached). For the whole run each of them keeps changing the folder at
 its own pace: in its own directory `from-X/` (creates, edits, appends, renames, deletions,
 new directories; only X writes there, so the script knows exactly what it must hold) and in
 a common directory `common/` where all three edit the same few files (conflicts are
@@ -35,7 +36,6 @@ import threading
 import time
 
 CONVERGE_DEADLINE = 600
-MAX_FILES_PER_WRITER = 1500
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from clearskies_daemon import share_errors, three_sharing  # noqa: E402
@@ -47,8 +47,9 @@ from crash import is_temp, tree  # noqa: E402
 class Writer(threading.Thread):
     """Random changes in `root/from-NAME` and `root/common` until stopped."""
 
-    def __init__(self, root, name, seed, stop):
+    def __init__(self, root, name, seed, stop, max_files):
         super().__init__(daemon=True)
+        self.max_files = max_files
         self.root, self.name, self.rng, self.stop = root, name, random.Random(seed), stop
         self.own = os.path.join(root, f"from-{name}")
         self.ops = 0
@@ -72,7 +73,7 @@ class Writer(threading.Thread):
             with open(path, "w") as f:
                 f.write(f"{self.name} {self.ops}\n")
             return
-        if len(files) > MAX_FILES_PER_WRITER:
+        if len(files) > self.max_files:
             kind = "delete"
         if kind in ("create", "mkdir") or not files:
             d = self.rng.choice(["", "docs", "photos/2024", "deep/a/b/c", f"d{self.rng.randrange(20)}"])
@@ -120,6 +121,9 @@ def main():
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--workdir")
+    ap.add_argument("--max-files", type=int, default=1500,
+                    help="files per writer's directory; beyond it the writer deletes (a smaller share reaches a "
+                         "steady size sooner, so memory can be compared at the same size)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     rng = random.Random(seed)
@@ -130,7 +134,7 @@ def main():
     nodes, roots = three_sharing(args.binary, work)
 
     stop = threading.Event()
-    writers = [Writer(r, d.name, rng.randrange(1 << 32), stop) for d, r in zip(nodes, roots)]
+    writers = [Writer(r, d.name, rng.randrange(1 << 32), stop, args.max_files) for d, r in zip(nodes, roots)]
     for w in writers:
         w.start()
     started = time.time()
@@ -211,6 +215,9 @@ def main():
     window = min(600, args.minutes * 60 / 3)
     first = [r for t, r in samples if t <= window]
     last = [r for t, r in samples if t >= samples[-1][0] - window] if samples else []
+    third = args.minutes * 60 / 3
+    middle = [r for t, r in samples if third <= t < 2 * third]
+    final_third = [r for t, r in samples if t >= 2 * third]
     files = len(trees[0]) if trees else 0
     print(f"\nsummary: {(time.time() - started) / 60:.1f} min, {changes} changes, {restarts} restarts "
           f"({kills} by SIGKILL), converged in {converge:.1f}s, {files} files on each node, "
@@ -218,7 +225,8 @@ def main():
           + (f", errors {errors}" if errors else "") + (f", FAILED: {failed}" if failed else ""))
     print(f"never-restarted worker RSS: first {window / 60:.0f} min avg {avg(first):.0f} MiB, "
           f"last {window / 60:.0f} min avg {avg(last):.0f} MiB, max {max(r for _, r in samples) / 1024 if samples else 0:.0f} MiB, "
-          f"after settling {final_rss / 1024:.0f} MiB (seed {seed})")
+          f"after settling {final_rss / 1024:.0f} MiB; middle third avg {avg(middle):.0f} MiB, "
+          f"last third avg {avg(final_third):.0f} MiB (seed {seed})")
     bad = failed or lost or corrupted or extra or temp or errors
     if not bad and not args.workdir:
         shutil.rmtree(work, ignore_errors=True)

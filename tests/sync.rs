@@ -232,9 +232,13 @@ fn concurrent_edits_leave_exactly_one_conflict_copy_on_every_side() {
 }
 
 #[test]
-fn a_removed_share_root_deletes_nothing_on_the_peer() {
+fn a_removed_share_root_deletes_nothing_on_the_peer_and_catches_up_when_restored() {
     let SyncedPair { a, b, ra, rb, _base } = synced_pair("keep/me.txt", b"precious");
     let files = |d: &Daemon| d.cs.json(&["list", "--json"])["shares"][0]["files"].as_u64();
+    // A backup of the folder (marker included), restored later.
+    let backup = ra.with_file_name("a-backup");
+    let cp = std::process::Command::new("cp").arg("-a").arg(&ra).arg(&backup).status().unwrap();
+    assert!(cp.success());
 
     fs::remove_dir_all(&ra).unwrap();
     wait_for("a's share to be in error", || {
@@ -251,6 +255,81 @@ fn a_removed_share_root_deletes_nothing_on_the_peer() {
     assert_eq!(fs::read(rb.join("keep/me.txt")).unwrap(), b"precious");
     assert_eq!(files(&b), Some(2));
     assert!(!ra.exists(), "a did not recreate its missing root");
+
+    // The folder is restored (a new directory at the same path): a finds it by itself,
+    // fetches what it missed and watches the new tree.
+    fs::rename(&backup, &ra).unwrap();
+    wait_for("b's file on a", || (fs::read(ra.join("later.txt")).ok()? == b"after a lost its disk").then_some(()));
+    write(&ra.join("restored.txt"), b"written after the restore");
+    wait_for("a's new file on b", || {
+        (fs::read(rb.join("restored.txt")).ok()? == b"written after the restore").then_some(())
+    });
+    wait_for("a in sync", || (a.first_share()["synced"] == true).then_some(()));
+    assert_eq!(fs::read(ra.join("keep/me.txt")).unwrap(), b"precious");
+    assert_eq!(fs::read(rb.join("keep/me.txt")).unwrap(), b"precious");
+}
+
+/// A bind mount of `from` at `at` (needs root), unmounted on drop.
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn mount(from: &Path, at: &Path) -> Option<BindMount> {
+        let ok =
+            std::process::Command::new("mount").arg("--bind").arg(from).arg(at).status().is_ok_and(|s| s.success());
+        ok.then(|| BindMount(at.to_owned()))
+    }
+
+    fn unmount(&self) {
+        assert!(std::process::Command::new("umount").arg(&self.0).status().unwrap().success());
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn an_unmounted_share_root_deletes_nothing_and_catches_up_when_mounted_again() {
+    // The share root is a mount point: unmounted, an empty directory is left at its path.
+    let base = tempfile::tempdir().unwrap();
+    let (disk, ra, rb) = (base.path().join("disk"), base.path().join("a"), base.path().join("b"));
+    let names: Vec<String> = (0..5).map(|i| format!("photos/p{i}.jpg")).collect();
+    for n in &names {
+        write(&disk.join(n), n.as_bytes());
+    }
+    fs::create_dir_all(&ra).unwrap();
+    fs::create_dir_all(&rb).unwrap();
+    let Some(mount) = BindMount::mount(&disk, &ra) else {
+        assert!(std::env::var("CI").is_err(), "cannot bind-mount under CI");
+        eprintln!("skipped: a bind mount needs root");
+        return;
+    };
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    let must: Vec<&str> = names.iter().map(String::as_str).collect();
+    converge(&[&ra, &rb], &must);
+
+    mount.unmount();
+    let s = wait_for("a's share to be in error", || {
+        let s = a.first_share();
+        (s["status"] == "error").then_some(s)
+    });
+    assert!(s["error"].as_str().unwrap().contains("not mounted"), "{s}");
+    write(&rb.join("later.txt"), b"while a's disk was away");
+    wait_for("a to hold b's record", || (a.first_share()["pending_files"].as_u64()? == 1).then_some(()));
+    assert!(names.iter().all(|n| rb.join(n).exists()), "b lost files while a's disk was unmounted");
+    assert_eq!(fs::read_dir(&ra).unwrap().count(), 0, "a wrote into the bare mount point");
+
+    let _mount = BindMount::mount(&disk, &ra).expect("mount again");
+    wait_for("b's file on a's disk", || {
+        (fs::read(disk.join("later.txt")).ok()? == b"while a's disk was away").then_some(())
+    });
+    wait_for("a in sync", || (a.first_share()["synced"] == true).then_some(()));
+    assert!(names.iter().all(|n| rb.join(n).exists() && disk.join(n).exists()));
+    drop((a, b));
 }
 
 #[test]

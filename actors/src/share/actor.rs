@@ -54,6 +54,9 @@ pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 const RETRY_PENDING: Duration = Duration::from_secs(30);
 /// How soon a failed scan or a failed store of peers' changes is tried again.
 const RETRY_FAILED: Duration = Duration::from_secs(5);
+/// How often the share root is looked at: still there, still the same directory? (An
+/// unmounted bind mount, as Docker volumes are, sends no inotify event.)
+const ROOT_CHECK: Duration = Duration::from_secs(2);
 /// Peers' records waiting to be applied before senders are made to wait.
 const MAX_INCOMING: usize = 20_000;
 /// Records per chunk of a `get_updates` answer: a peer catching up on a million records
@@ -248,6 +251,16 @@ pub struct Share {
     dirty: Scope,
     /// Why the tree is not watched for changes, if it is not.
     unwatched: Option<String>,
+    /// The inotify watch, while it runs.
+    watcher: Option<SpawnHandle>,
+    /// Full scans every `full_scan_interval`, while the tree cannot be watched.
+    periodic: Option<SpawnHandle>,
+    /// The root's device and inode when the share was opened (`None`: it was missing).
+    root_id: Option<(u64, u64)>,
+    /// The root went away (and the share is in error until it is back).
+    root_lost: bool,
+    /// A look at the root is under way.
+    root_looking: bool,
     /// When the first not-yet-scanned event arrived.
     dirty_since: Option<Instant>,
     debounce: Option<SpawnHandle>,
@@ -331,6 +344,11 @@ impl Share {
                 scan_again: false,
                 dirty: Scope::default(),
                 unwatched: None,
+                watcher: None,
+                periodic: None,
+                root_id: None,
+                root_lost: false,
+                root_looking: false,
                 dirty_since: None,
                 debounce: None,
                 subscribers: BTreeMap::new(),
@@ -432,6 +450,7 @@ impl Share {
                 Err(e @ ScanError::RootMissing(_)) => {
                     warn!(error = %e, "share in error state; nothing will be deleted");
                     act.dirty = Scope::Full;
+                    act.root_lost = true;
                     State::Error(e.to_string())
                 }
                 Err(e) => {
@@ -715,11 +734,21 @@ impl Actor for Share {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // First what a crash or a stop left undone, then a scan.
+        self.open(ctx);
+        ctx.run_interval(ROOT_CHECK, |act, ctx| act.look_at_root(ctx));
+    }
+}
+
+impl Share {
+    /// Finishes what a crash, a stop or a missing disk left undone, then watches the tree
+    /// (whose first event is a full scan). At start, and when a missing root is back.
+    fn open(&mut self, ctx: &mut Context<Self>) {
+        self.state = State::Starting;
         let job = self.worker.run(|s: &mut ShareState| {
             if !super::scan::root_is_present(&s.root) {
-                return Ok(Vec::new());
+                return (None, Ok(Vec::new()));
             }
+            let id = root_id(&s.root);
             let stale = super::fsops::remove_stale_temps(&s.root);
             if stale > 0 {
                 info!(root = %s.root.display(), stale, "removed temp files left by an interrupted transfer");
@@ -733,12 +762,17 @@ impl Actor for Share {
                 info!(root = %s.root.display(), unwanted, "removed partial downloads nobody waits for");
             }
             let mut uuid = new_uuid;
-            s.applier(&mut uuid).resume()
+            (id, s.applier(&mut uuid).resume())
         });
         ctx.spawn(job.into_actor(self).map(|joined, act, ctx| {
             match joined {
-                Ok(Ok(fetch)) => act.fetch(fetch),
-                Ok(Err(e)) => error!(error = %e, "cannot resume pending work"),
+                Ok((id, resumed)) => {
+                    act.root_id = id;
+                    match resumed {
+                        Ok(fetch) => act.fetch(fetch),
+                        Err(e) => error!(error = %e, "cannot resume pending work"),
+                    }
+                }
                 Err(e) => error!(error = %e, "cannot resume pending work"),
             }
             act.state = State::Idle;
@@ -747,8 +781,27 @@ impl Actor for Share {
                 act.start_scan(ctx);
             }
         }));
+        self.watch(ctx);
+    }
+
+    /// Watches the tree with inotify (a watch already running is replaced: after a missing
+    /// root came back, the old watches are on what went away). When the watch ends with
+    /// the root still there (the watch limit, say), the tree is scanned whole every
+    /// `full_scan_interval` instead; when the root went away, the scan puts the share in
+    /// error and [`Share::look_at_root`] finds it when it is back.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.watcher.take() {
+            ctx.cancel_future(h);
+        }
+        self.unwatched = None;
         let watcher = super::watch::watch(self.root.clone(), ctx.address().recipient());
-        ctx.spawn(watcher.into_actor(self).map(|res, act, ctx| {
+        let h = ctx.spawn(watcher.into_actor(self).map(|res, act, ctx| {
+            act.watcher = None;
+            if !super::scan::root_is_present(&act.root) {
+                info!(root = %act.root.display(), "the share root went away: its watch ended");
+                act.full_scan(ctx);
+                return;
+            }
             let why = match res {
                 Ok(()) => "the watch ended".to_owned(),
                 Err(e) => e.to_string(),
@@ -758,9 +811,52 @@ impl Actor for Share {
                 "not watching for changes; scanning everything periodically instead");
             act.unwatched = Some(format!("{why}; changes are found by a full scan every {} s", every.as_secs()));
             act.full_scan(ctx);
-            ctx.run_interval(every, |act, ctx| act.full_scan(ctx));
+            if act.periodic.is_none() {
+                act.periodic = Some(ctx.run_interval(every, |act, ctx| act.full_scan(ctx)));
+            }
+        }));
+        self.watcher = Some(h);
+    }
+
+    /// Looks (every [`ROOT_CHECK`]) whether the root is still there and still the directory
+    /// the share was opened on. Gone: a full scan, which puts the share in error and deletes
+    /// nothing. Back, or another directory now (a disk mounted again, a folder restored):
+    /// the share is opened again (pending work, a new watch, a full scan).
+    fn look_at_root(&mut self, ctx: &mut Context<Self>) {
+        if self.root_looking {
+            return;
+        }
+        self.root_looking = true;
+        let root = self.root.clone();
+        let look = tokio::task::spawn_blocking(move || super::scan::root_is_present(&root).then(|| root_id(&root)));
+        ctx.spawn(look.into_actor(self).map(|looked, act, ctx| {
+            act.root_looking = false;
+            let Ok(now) = looked else { return };
+            match now {
+                None if !act.root_lost => {
+                    info!(root = %act.root.display(), "the share root is gone (deleted or unmounted)");
+                    act.root_lost = true;
+                    act.full_scan(ctx);
+                }
+                // (While a scan runs: at the next look.)
+                Some(id)
+                    if (act.root_lost || act.root_id != id)
+                        && !matches!(act.state, State::Scanning | State::Starting) =>
+                {
+                    info!(root = %act.root.display(), "the share root is back: opening it again");
+                    act.root_lost = false;
+                    act.open(ctx);
+                }
+                _ => {}
+            }
         }));
     }
+}
+
+/// The device and inode of `root` (`None` if it cannot be read).
+fn root_id(root: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Handler<FsChanged> for Share {

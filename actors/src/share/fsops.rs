@@ -201,6 +201,9 @@ pub struct TempWriter {
     keep: bool,
 }
 
+/// Why a download cannot be written: the share's root, or its marker, is missing.
+pub const ROOT_MISSING: &str = "the share root or its .clearskies marker is missing";
+
 /// Where a share's partial downloads live, named by content hash: inside the share (so a
 /// finished one is renamed into place) yet never under a user's name.
 pub fn partial_dir(root: &Path) -> PathBuf {
@@ -298,8 +301,18 @@ impl TempWriter {
         let mut file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // The first download of this share (or into this part of it): make the
-                // directory.
-                fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+                // directories below the marker, never the marker (or the root) itself. A
+                // share whose root is gone or unmounted fails here instead of growing a
+                // new marker on whatever is left at its path.
+                for d in [partial_dir(root), dir.clone()] {
+                    match fs::DirBuilder::new().mode(0o700).create(&d) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            return Err(io::Error::new(io::ErrorKind::NotFound, ROOT_MISSING));
+                        }
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                        _ => {}
+                    }
+                }
                 open()?
             }
             other => other?,
@@ -534,6 +547,7 @@ mod tests {
     #[test]
     fn partial_downloads_are_spread_kept_when_wanted_and_moved_from_the_old_layout() {
         let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join(clearskies_protocol::path::META_DIR)).unwrap();
         let (a, b, c, d) =
             (Sha256Hash([0xab; 32]), Sha256Hash([0x01; 32]), Sha256Hash([0x02; 32]), Sha256Hash([0x03; 32]));
         for (sha, bytes) in [(&a, &b"aa"[..]), (&b, b"b")] {
@@ -552,6 +566,21 @@ mod tests {
         assert!(!partial_dir(root.path()).join(c.to_string()).exists());
         // Continuing it reads what is there.
         assert_eq!(TempWriter::resume(root.path(), &c, 10).unwrap().written(), 3);
+    }
+
+    #[test]
+    fn a_download_into_a_share_without_its_marker_fails_and_creates_nothing() {
+        // An unmounted disk leaves an empty directory at the root's path; a share root
+        // that was deleted leaves nothing.
+        let parent = tempfile::tempdir().unwrap();
+        let (empty, gone) = (parent.path().join("mountpoint"), parent.path().join("gone"));
+        fs::create_dir(&empty).unwrap();
+        for root in [&empty, &gone] {
+            let e = TempWriter::resume(root, &Sha256Hash([7; 32]), 10).err().expect("no marker, no download");
+            assert_eq!((e.kind(), e.to_string()), (io::ErrorKind::NotFound, ROOT_MISSING.to_owned()));
+        }
+        assert_eq!(fs::read_dir(&empty).unwrap().count(), 0, "the marker came back on the wrong disk");
+        assert!(!gone.exists());
     }
 
     #[test]

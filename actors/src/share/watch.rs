@@ -67,8 +67,9 @@ fn watch_tree(
     Ok(())
 }
 
-/// Watches `root` until the watch fails, sending a hint to `changed` for every relevant
-/// event. Our own temporary files do not count as changes.
+/// Watches `root` until the watch fails or the root's own watch ends (the root was deleted
+/// or unmounted), sending a hint to `changed` for every relevant event. Our own temporary
+/// files do not count as changes.
 pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<()> {
     let inotify = Inotify::init()?;
     let mut watches = inotify.watches();
@@ -92,7 +93,12 @@ pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<(
             continue;
         }
         if event.mask.contains(EventMask::IGNORED) {
-            map.remove(&event.wd);
+            // The root's own watch ends when the root is deleted or its filesystem
+            // unmounted: nothing is watched any more, so this watch is over.
+            if map.remove(&event.wd).is_some_and(|dir| dir == root) {
+                changed.do_send(FsChanged(Scope::Full));
+                return Ok(());
+            }
             continue;
         }
         let Some(parent) = map.get(&event.wd).cloned() else {

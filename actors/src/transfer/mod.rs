@@ -21,7 +21,7 @@ mod serve;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -318,7 +318,7 @@ impl Transfer {
         self.writing.insert(sha);
         let (root, store) = (self.root.clone(), self.store.clone());
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
-            let w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
+            let w = open_partial(&root, &sha, fetch.size)?;
             if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
                 w.discard();
                 return Err(Failure::retry(NO_LONGER_WANTED.into()));
@@ -392,6 +392,18 @@ impl Transfer {
             self.queue.push_front(sha);
         }
     }
+}
+
+/// Opens (or continues) the partial download of `sha`; a missing root or marker is
+/// [`fsops::ROOT_MISSING`]: the download is dropped, and fetched again when the root is back.
+fn open_partial(root: &Path, sha: &Sha256Hash, size: u64) -> Result<TempWriter, Failure> {
+    TempWriter::resume(root, sha, size).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound && e.to_string() == fsops::ROOT_MISSING {
+            Failure::retry(fsops::ROOT_MISSING.into())
+        } else {
+            Failure::io("partial file", &e)
+        }
+    })
 }
 
 /// Whether a partial download of `partial` bytes already holds all of `f`.
@@ -688,7 +700,7 @@ impl Transfer {
         let crypt = self.peers.get(&conn).and_then(|s| s.crypt.clone());
         self.writing.insert(sha);
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
-            let mut w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
+            let mut w = open_partial(&root, &sha, fetch.size)?;
             // Still wanted? (The record may have changed while the request was in flight.)
             if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
                 w.discard();
@@ -768,11 +780,11 @@ impl Transfer {
         let started = std::time::Instant::now();
         self.writing.insert(sha);
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
-            let mut w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
+            let mut w = open_partial(&root, &sha, fetch.size)?;
             if w.written() > 0 {
                 // Left by a download that failed since: a delta starts from nothing.
                 w.discard();
-                w = TempWriter::resume(&root, &sha, fetch.size).map_err(|e| Failure::io("partial file", &e))?;
+                w = open_partial(&root, &sha, fetch.size)?;
             }
             // Still wanted? (The record may have changed while the request was in flight.)
             if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
@@ -857,7 +869,10 @@ impl Handler<Finished> for Transfer {
                 self.whole.remove(&msg.sha256);
                 self.downloaded.do_send(Downloaded { sha256: msg.sha256, temp });
             }
-            Err(e) if e.text == NO_LONGER_WANTED => {
+            Err(e) if e.text == NO_LONGER_WANTED || e.text == fsops::ROOT_MISSING => {
+                if e.text == fsops::ROOT_MISSING {
+                    warn!(sha256 = %msg.sha256, "{}: the download waits until it is back", fsops::ROOT_MISSING);
+                }
                 self.wanted.remove(&msg.sha256);
                 self.whole.remove(&msg.sha256);
             }

@@ -185,30 +185,14 @@ fn health_reports_a_share_whose_peers_refuse_our_key() {
     assert!(h["shares"][0]["error"].as_str().unwrap().contains("refuse our key"), "{h}");
 }
 
-/// Unmounts a tmpfs made for a test.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn health_reports_a_full_disk_and_nothing_partial_appears() {
     let base = tempfile::tempdir().unwrap();
     let small = base.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "clearskies-test", small.to_str().unwrap()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(_mount) = crate::util::Mount::tmpfs(&small, 4) else {
         eprintln!("cannot mount a tmpfs (needs root); the full-disk health check did not run");
         return;
-    }
-    let _mount = Mount(small.clone());
+    };
     let (a, b) = (Daemon::start(), Daemon::start());
     let ra = base.path().join("a");
     std::fs::create_dir_all(&ra).unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::util::{kill, wait_for, Daemon};
+use crate::util::{kill, wait_for, Daemon, Mount};
 
 /// Longer than `util::DEADLINE`: these move real data in a debug build on 2 cores.
 const SYNC_DEADLINE: Duration = Duration::from_secs(180);
@@ -269,27 +269,6 @@ fn a_removed_share_root_deletes_nothing_on_the_peer_and_catches_up_when_restored
     assert_eq!(fs::read(rb.join("keep/me.txt")).unwrap(), b"precious");
 }
 
-/// A bind mount of `from` at `at` (needs root), unmounted on drop.
-struct BindMount(PathBuf);
-
-impl BindMount {
-    fn mount(from: &Path, at: &Path) -> Option<BindMount> {
-        let ok =
-            std::process::Command::new("mount").arg("--bind").arg(from).arg(at).status().is_ok_and(|s| s.success());
-        ok.then(|| BindMount(at.to_owned()))
-    }
-
-    fn unmount(&self) {
-        assert!(std::process::Command::new("umount").arg(&self.0).status().unwrap().success());
-    }
-}
-
-impl Drop for BindMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn an_unmounted_share_root_deletes_nothing_and_catches_up_when_mounted_again() {
     // The share root is a mount point: unmounted, an empty directory is left at its path.
@@ -301,7 +280,7 @@ fn an_unmounted_share_root_deletes_nothing_and_catches_up_when_mounted_again() {
     }
     fs::create_dir_all(&ra).unwrap();
     fs::create_dir_all(&rb).unwrap();
-    let Some(mount) = BindMount::mount(&disk, &ra) else {
+    let Some(mount) = Mount::bind(&disk, &ra) else {
         assert!(std::env::var("CI").is_err(), "cannot bind-mount under CI");
         eprintln!("skipped: a bind mount needs root");
         return;
@@ -323,7 +302,7 @@ fn an_unmounted_share_root_deletes_nothing_and_catches_up_when_mounted_again() {
     assert!(names.iter().all(|n| rb.join(n).exists()), "b lost files while a's disk was unmounted");
     assert_eq!(fs::read_dir(&ra).unwrap().count(), 0, "a wrote into the bare mount point");
 
-    let _mount = BindMount::mount(&disk, &ra).expect("mount again");
+    let _mount = Mount::bind(&disk, &ra).expect("mount again");
     wait_for("b's file on a's disk", || {
         (fs::read(disk.join("later.txt")).ok()? == b"while a's disk was away").then_some(())
     });
@@ -366,36 +345,10 @@ fn a_mass_deletion_waits_for_confirm_deletes() {
     assert!(crate::util::stderr(&o).contains("does not exist") || crate::util::stderr(&o).contains("not_shared"));
 }
 
-/// A tmpfs of `mib` MiB mounted at a new directory (needs root), unmounted on drop.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(at: PathBuf, mib: u32) -> Option<SmallDisk> {
-        fs::create_dir_all(&at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(&at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk(at))
-    }
-
-    fn grow(&self, mib: u32) {
-        let s = std::process::Command::new("mount").args(["-o", &format!("remount,size={mib}m")]).arg(&self.0).status();
-        assert!(s.unwrap().success());
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
     let base = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(base.path().join("small"), 30) else {
+    let Some(disk) = Mount::tmpfs(&base.path().join("small"), 30) else {
         // Mounting needs root (CI runs as root: there the test must run).
         assert!(std::env::var("CI").is_err(), "cannot mount a tmpfs under CI");
         eprintln!("skipped: mounting a tmpfs needs root");
@@ -427,7 +380,7 @@ fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
     assert!(free >= 10_000_000, "only {free} bytes left free");
 
     // More space: the rest arrives (the transfers look again every few seconds).
-    disk.grow(80);
+    disk.resize(80);
     wait_for("the rest", || {
         (0..4).all(|i| fs::read(rb.join(format!("video{i}.bin"))).ok().as_ref() == Some(&data[i])).then_some(())
     });

@@ -1,7 +1,7 @@
 //! Helpers for running the built binary and its daemon.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for something that should happen within a second or two.
@@ -236,4 +236,43 @@ pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
             x.to_be_bytes()[3]
         })
         .collect()
+}
+
+/// A filesystem mounted for a test (needs root), unmounted (lazily) on drop.
+pub(crate) struct Mount(pub(crate) PathBuf);
+
+impl Mount {
+    fn run(args: &[&std::ffi::OsStr]) -> bool {
+        Command::new("mount").args(args).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    }
+
+    /// A tmpfs of `mib` MiB at `at` (created); `None` without the right to mount.
+    pub(crate) fn tmpfs(at: &Path, mib: u32) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap();
+        let size = format!("size={mib}m");
+        Self::run(&["-t".as_ref(), "tmpfs".as_ref(), "-o".as_ref(), size.as_ref(), "tmpfs".as_ref(), at.as_ref()])
+            .then(|| Mount(at.to_owned()))
+    }
+
+    /// `from` bind-mounted at `at`; `None` without the right to mount.
+    pub(crate) fn bind(from: &Path, at: &Path) -> Option<Mount> {
+        Self::run(&["--bind".as_ref(), from.as_ref(), at.as_ref()]).then(|| Mount(at.to_owned()))
+    }
+
+    /// A tmpfs grown (or shrunk) to `mib` MiB.
+    pub(crate) fn resize(&self, mib: u32) {
+        let opts = format!("remount,size={mib}m");
+        assert!(Self::run(&["-o".as_ref(), opts.as_ref(), self.0.as_ref()]), "remount {}", self.0.display());
+    }
+
+    /// Unmounts it now (and fails the test if that fails).
+    pub(crate) fn unmount(&self) {
+        assert!(Command::new("umount").arg(&self.0).status().unwrap().success(), "umount {}", self.0.display());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).stderr(Stdio::null()).status();
+    }
 }

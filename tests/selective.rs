@@ -85,7 +85,7 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
     let (a, b) = (Daemon::start(), Daemon::start());
     let base = tempfile::tempdir().unwrap();
     let (ra, rb) = (base.path().join("a"), base.path().join("b"));
-    // 40 MiB: more than two 16 MiB ranges. Pseudo-random, so every offset is distinct.
+    // 40 MiB: several ranges (`transfer::RANGE`, 4 MiB). Pseudo-random, so every offset is distinct.
     let movie = noise(40 << 20, 1);
     write(&ra.join("videos/movie.mkv"), &movie);
     write(&ra.join("notes.txt"), b"kept here");
@@ -109,7 +109,7 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
                 .flatten()
                 .all(|shard| fs::read_dir(shard.path()).is_ok_and(|mut d| d.next().is_none()))
     );
-    // Ranges: the start, across the 16 MiB range boundary, the end, and past the end.
+    // Ranges: the start, across a range boundary (16 MiB), the end, and past the end.
     let mib16 = 16u64 << 20;
     for (offset, length) in [(0u64, 10u64), (mib16 - 3, 7), (mib16 * 2 + 12345, 1 << 20), ((40 << 20) - 5, 100)] {
         let got = cat(&["videos/movie.mkv", "--offset", &offset.to_string(), "--length", &length.to_string()]);

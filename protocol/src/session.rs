@@ -105,6 +105,9 @@ pub struct Config {
     pub max_gzip_message: usize,
 }
 
+/// Capacity of the gzip message buffer kept after a small message (see `finish_message`).
+const GZIP_BUF_KEPT: usize = 1 << 20;
+
 impl Config {
     /// Defaults for a role and peer ID: protocol 1, no extensions, no key exchange, 60 s
     /// ping timeout, zlib level 6, 32 MiB gzip messages.
@@ -433,7 +436,7 @@ impl Session {
         let mut header = Vec::with_capacity(10);
         frame::encode_chunk_header(data.len(), &mut header)?;
         if self.gzip_out && self.gzip_buf.len() + header.len() + data.len() > self.config.max_gzip_message {
-            self.gzip_buf.clear();
+            self.gzip_buf = Vec::new();
             self.sending_attachment = false;
             self.store_only = false;
             return Err(SendError::GzipMessageTooLarge);
@@ -576,10 +579,22 @@ impl Session {
         }
     }
 
+    /// Capacity of the buffer outgoing gzip messages are assembled in.
+    #[cfg(test)]
+    pub(crate) fn gzip_buffer_capacity(&self) -> usize {
+        self.gzip_buf.capacity()
+    }
+
     fn finish_message(&mut self) {
         if self.gzip_out {
             let level = if std::mem::take(&mut self.store_only) { 0 } else { self.config.gzip_level };
             let compressed = gzip::compress(&self.gzip_buf, level);
+            // A large buffer is kept while large messages follow one another (a file sent
+            // range by range) and let go with the first small one after them: an idle
+            // connection does not hold the largest message it ever sent.
+            if self.gzip_buf.len() <= GZIP_BUF_KEPT && self.gzip_buf.capacity() > GZIP_BUF_KEPT {
+                self.gzip_buf = Vec::new();
+            }
             self.gzip_buf.clear();
             self.transmits.push_back(Bytes::from(compressed));
         }

@@ -245,6 +245,30 @@ fn gzip_compresses_everything_after_start() {
     assert!(pair.client.closed().is_none() && pair.server.closed().is_none());
 }
 
+#[test]
+fn a_large_gzip_message_buffer_is_let_go_with_the_next_small_message() {
+    let mut c = client_config();
+    c.extensions = vec![EXT_GZIP.into()];
+    let mut s = server_config();
+    s.extensions = vec![EXT_GZIP.into()];
+    let mut pair = ready_pair(c, s);
+    let data = Message::from(directory::Data { sha256: Sha256Hash([1; 32]), range: None });
+    let now = pair.now;
+    // Two 4 MiB messages in a row (a file sent range by range) keep the buffer...
+    for _ in 0..2 {
+        pair.server.session.send_with_attachment(&data).unwrap();
+        pair.server.session.send_chunk(Bytes::from(vec![7u8; 4 << 20])).unwrap();
+        pair.server.session.end_attachment(now).unwrap();
+        assert!(pair.server.session.gzip_buffer_capacity() >= 4 << 20);
+    }
+    // ...the first small one after them lets it go.
+    pair.server.session.send(&get_updates()).unwrap();
+    assert!(pair.server.session.gzip_buffer_capacity() <= 1 << 20);
+    pair.drive();
+    assert_eq!(pair.client.message_kinds(), vec!["directory.data", "directory.data", "database.get_updates"]);
+    assert_eq!(pair.client.attachment_bytes().len(), 8 << 20);
+}
+
 fn update() -> Message {
     let value = serde_json::json!({"size": 123_456_789u64, "sha256": "ab".repeat(32), "mtime": "2026-11-24T06:00:00.000000000Z"});
     Message::from(database::Update {

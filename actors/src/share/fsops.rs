@@ -576,7 +576,7 @@ mod tests {
         let (empty, gone) = (parent.path().join("mountpoint"), parent.path().join("gone"));
         fs::create_dir(&empty).unwrap();
         for root in [&empty, &gone] {
-            let e = TempWriter::resume(root, &Sha256Hash([7; 32]), 10).err().expect("no marker, no download");
+            let Err(e) = TempWriter::resume(root, &Sha256Hash([7; 32]), 10) else { panic!("no marker, no download") };
             assert_eq!((e.kind(), e.to_string()), (io::ErrorKind::NotFound, ROOT_MISSING.to_owned()));
         }
         assert_eq!(fs::read_dir(&empty).unwrap().count(), 0, "the marker came back on the wrong disk");

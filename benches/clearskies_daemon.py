@@ -1,13 +1,22 @@
 """A `clearskies` daemon driven through its CLI, for the benchmarks and trials in benches/:
-its own data directory, loopback only, ports the OS picks, no LAN broadcast. The daemons'
-log filter (their logs stay in their data directory) comes from CLEARSKIES_BENCH_LOG."""
+its own data directory, loopback only, a free peer port picked once (kept across restarts,
+as peers remember it), no LAN broadcast. The daemons' log filter (their logs stay in their
+data directory) comes from CLEARSKIES_BENCH_LOG."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
+
+
+def free_port():
+    """A loopback TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class DaemonError(RuntimeError):
@@ -24,12 +33,13 @@ class Daemon:
         self.env.pop("CLEARSKIES_LOG", None)
         if os.environ.get("CLEARSKIES_BENCH_LOG"):
             self.env["CLEARSKIES_LOG"] = os.environ["CLEARSKIES_BENCH_LOG"]
-        # The peer port of the first start, kept for restarts (peers remember it).
-        self.port = None
+        # The peer port, fixed before the first start and kept for restarts (peers remember
+        # it). Not port 0: the monitor would start a crashed worker on a new random port.
+        self.port = free_port()
 
     def run(self, *args, check=True):
         """Runs `clearskies ARGS`; its stdout. Raises DaemonError if it fails (and `check`)."""
-        env = dict(self.env, CLEARSKIES_LISTEN_PORT=str(self.port)) if self.port else self.env
+        env = dict(self.env, CLEARSKIES_LISTEN_PORT=str(self.port))
         r = subprocess.run([self.binary, *args], env=env, capture_output=True, text=True)
         if check and r.returncode != 0:
             raise DaemonError(f"{self.name}: clearskies {' '.join(args)} failed: {r.stderr.strip()}")
@@ -40,8 +50,6 @@ class Daemon:
 
     def start(self):
         self.run("start")
-        if self.port is None:
-            self.port = int(self.listen().rsplit(":", 1)[1])
 
     def stop(self):
         self.run("stop", check=False)

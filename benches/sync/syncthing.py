@@ -6,18 +6,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 
+from clearskies_daemon import free_port  # (bench.py puts benches/ on the path)
 from proc_usage import ProcessTree
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def available():

@@ -76,6 +76,7 @@ fn control_socket_speaks_json_lines_with_pipelining() {
 fn a_killed_worker_is_restarted_by_the_monitor() {
     let d = Daemon::start();
     let first = d.cs.pid("worker").unwrap();
+    let listen = d.cs.json(&["status", "--json"])["listen"].clone();
     kill(first, "-9");
     let second = wait_for("a new worker", || {
         let o = d.cs.run(&["status", "--json"]);
@@ -89,6 +90,8 @@ fn a_killed_worker_is_restarted_by_the_monitor() {
     assert_eq!(status["worker_restarts"], 1, "{status}");
     assert!(status["daemon_uptime_seconds"].as_u64() >= status["uptime_seconds"].as_u64(), "{status}");
     assert!(d.cs.ok(&["status"]).contains("worker restarts 1"));
+    // Given port 0, the new worker listens where the first did (peers remember the address).
+    assert_eq!(status["listen"], listen, "{status}");
 }
 
 #[test]

@@ -42,10 +42,38 @@ struct Resources {
     store: Store,
 }
 
+/// Where a worker given port 0 notes the port it got, for the worker the monitor starts
+/// after a crash: peers remember our address, so it stays the same for the daemon's life.
+const PORT_FILE: &str = "worker.port";
+
+/// Binds the peer port. With port 0 configured, a restarted worker takes the port its
+/// predecessor got (if it is still free; else another one, as at start).
+fn bind_peer_port(config: &Config) -> anyhow::Result<std::net::TcpListener> {
+    let context = || format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen);
+    if config.listen.port() != 0 {
+        return std::net::TcpListener::bind(config.listen).with_context(context);
+    }
+    let port_file = config.data_dir.join(PORT_FILE);
+    let restarted = std::env::var(WORKER_RESTARTS_ENV).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) > 0;
+    let before = restarted
+        .then(|| fs::read_to_string(&port_file).ok()?.trim().parse::<u16>().ok())
+        .flatten()
+        .filter(|&p| p != 0);
+    let again = before.and_then(|p| std::net::TcpListener::bind((config.listen.ip(), p)).ok());
+    let listener = match again {
+        Some(l) => l,
+        None => std::net::TcpListener::bind(config.listen).with_context(context)?,
+    };
+    let port = listener.local_addr().context("reading the peer port")?.port();
+    if let Err(e) = fs::write(&port_file, format!("{port}\n")) {
+        warn!(error = %e, "cannot note the peer port for a restarted worker");
+    }
+    Ok(listener)
+}
+
 fn acquire(config: &Config) -> anyhow::Result<Resources> {
     fs::write(config.pid_file(), format!("{}\n", std::process::id())).context("writing worker.pid")?;
-    let peers = std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen))?;
+    let peers = bind_peer_port(config)?;
     let metrics = match config.metrics {
         Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
             format!("cannot serve /metrics on {addr} (set metrics_address in config.toml, or \"off\")")

@@ -46,15 +46,15 @@ struct Resources {
 /// after a crash: peers remember our address, so it stays the same for the daemon's life.
 const PORT_FILE: &str = "worker.port";
 
-/// Binds the peer port. With port 0 configured, a restarted worker takes the port its
-/// predecessor got (if it is still free; else another one, as at start).
-fn bind_peer_port(config: &Config) -> anyhow::Result<std::net::TcpListener> {
+/// Binds the peer port. With port 0 configured, a worker restarted after a crash
+/// (`restarted`) takes the port its predecessor got (if it is still free; else another one,
+/// as at start).
+fn bind_peer_port(config: &Config, restarted: bool) -> anyhow::Result<std::net::TcpListener> {
     let context = || format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen);
     if config.listen.port() != 0 {
         return std::net::TcpListener::bind(config.listen).with_context(context);
     }
     let port_file = config.data_dir.join(PORT_FILE);
-    let restarted = std::env::var(WORKER_RESTARTS_ENV).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) > 0;
     let before = restarted
         .then(|| fs::read_to_string(&port_file).ok()?.trim().parse::<u16>().ok())
         .flatten()
@@ -71,9 +71,9 @@ fn bind_peer_port(config: &Config) -> anyhow::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
-fn acquire(config: &Config) -> anyhow::Result<Resources> {
+fn acquire(config: &Config, restarts: u64) -> anyhow::Result<Resources> {
     fs::write(config.pid_file(), format!("{}\n", std::process::id())).context("writing worker.pid")?;
-    let peers = bind_peer_port(config)?;
+    let peers = bind_peer_port(config, restarts > 0)?;
     let metrics = match config.metrics {
         Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
             format!("cannot serve /metrics on {addr} (set metrics_address in config.toml, or \"off\")")
@@ -92,7 +92,8 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     // (Another live daemon on this data dir is a plain error: `start` checks that first.)
     config.ensure_data_dir().map_err(CannotStart)?;
     let listener = bind_control_socket(&socket)?;
-    let Resources { peers: peer_listener, metrics: metrics_listener, secret, store } = match acquire(config) {
+    let restarts = std::env::var(WORKER_RESTARTS_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let Resources { peers: peer_listener, metrics: metrics_listener, secret, store } = match acquire(config, restarts) {
         Ok(r) => r,
         Err(e) => {
             // The control socket is ours: leave nothing that looks like a live daemon.
@@ -111,7 +112,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
         lan: config.lan,
         monitor: MonitorInfo {
             started: std::env::var(MONITOR_STARTED_ENV).ok().and_then(|v| v.parse().ok()),
-            restarts: std::env::var(WORKER_RESTARTS_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+            restarts,
         },
         fault_injection,
     };

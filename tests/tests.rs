@@ -13,6 +13,7 @@ mod discovery;
 mod hostile;
 mod metrics;
 mod readonly;
+mod security;
 mod selective;
 mod shares;
 mod supervision;

@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod config;
 mod daemon;
+mod log;
 mod monitor;
 mod worker;
 
@@ -30,8 +31,10 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CLEARSKIES_LOG").unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        // No colours: names from peers and files are escaped (`log`), and so would be
+        // the formatter's own escape sequences.
+        .with_writer(log::EscapedStderr)
+        .with_ansi(false)
         .init();
     match run(cli) {
         Ok(code) => code,

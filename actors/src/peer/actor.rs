@@ -633,6 +633,13 @@ impl Peer {
             Event::Connected(hs) => {
                 debug!(remote = %self.remote, peer = %hs.peer, software = %hs.software, "handshake complete");
                 self.peer = Some(hs.peer);
+                // We created the code the peer authenticated with: the session sends it
+                // the share's keys right after this event, so the code is spent now, not
+                // when (or if) the peer acknowledges them: a client that takes the keys
+                // and hangs up must not leave a single-use code unused.
+                if let Purpose::Accepted { id, kind: CredentialKind::Code, .. } = &self.purpose {
+                    self.targets.code_used.do_send(CodeUsed { access_id: *id, peer: hs.peer });
+                }
                 self.rsync = hs.has_extension(EXT_RSYNC);
                 if hs.has_extension(EXT_GZIP) {
                     self.gzip.store(true, Ordering::Relaxed);
@@ -670,13 +677,8 @@ impl Peer {
                     act.drive(ctx);
                 }));
             }
-            Event::KeysAcknowledged => {
-                if let (Purpose::Accepted { id, kind: CredentialKind::Code, .. }, Some(peer)) =
-                    (&self.purpose, self.peer)
-                {
-                    self.targets.code_used.do_send(CodeUsed { access_id: *id, peer });
-                }
-            }
+            // The code was spent when its keys were sent (`Event::Connected`).
+            Event::KeysAcknowledged => {}
             Event::Ready => {
                 if let (Some(share), Some(peer)) = (self.share, self.peer) {
                     info!(remote = %self.remote, %peer, %share, "peer connected");

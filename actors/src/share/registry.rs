@@ -327,6 +327,17 @@ pub enum RegistryError {
     /// No live code matches.
     #[error("no code matches {0:?} (see clearskies code list)")]
     NoSuchCode(String),
+    /// The path is the daemon's data directory, inside it, or contains it: sharing it
+    /// would hand every peer the share keys kept there.
+    #[error("{path} {relation} the daemon's data directory {data_dir}, which holds the share keys: choose another directory")]
+    DataDir {
+        /// Requested.
+        path: PathBuf,
+        /// `"is"`, `"is inside"` or `"contains"`.
+        relation: &'static str,
+        /// The data directory.
+        data_dir: PathBuf,
+    },
     /// More than one code matches an ID prefix.
     #[error("{0:?} matches more than one code; give more of the ID")]
     AmbiguousCode(String),
@@ -339,6 +350,7 @@ impl RegistryError {
             RegistryError::NotADirectory(_) => "not_a_directory",
             RegistryError::AlreadyShared(_) => "already_shared",
             RegistryError::Overlaps { .. } => "overlapping_share",
+            RegistryError::DataDir { .. } => "data_directory",
             RegistryError::NotShared(_) => "not_shared",
             RegistryError::Io { .. } => "io_error",
             RegistryError::Store(_) => "database_error",
@@ -402,6 +414,7 @@ fn register(
     keys: &ShareKeys,
 ) -> Result<ShareConfig, RegistryError> {
     let path = &config.path;
+    check_not_data_dir(data_dir, path)?;
     for other in load_shares(store)? {
         if other.id == config.id || &other.path == path {
             return Err(RegistryError::AlreadyShared(other.path));
@@ -420,6 +433,58 @@ fn register(
     let json = serde_json::to_vec(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store.put_meta(&format!("share:{}", config.id), &json)?;
     Ok(config)
+}
+
+/// Refuses `path` if it is the data directory, lies inside it or contains it, whatever
+/// symlinks either goes through (`path` need not exist yet: what exists of it is resolved).
+pub fn check_not_data_dir(data_dir: &Path, path: &Path) -> Result<(), RegistryError> {
+    let (path, data) = (resolve(path), resolve(data_dir));
+    let relation = if path == data {
+        "is"
+    } else if path.starts_with(&data) {
+        "is inside"
+    } else if data.starts_with(&path) {
+        "contains"
+    } else {
+        return Ok(());
+    };
+    Err(RegistryError::DataDir { path, relation, data_dir: data })
+}
+
+/// `path` made absolute with every symlink in the part of it that exists resolved; the
+/// part that does not exist yet is appended as it is (`..` in it taken lexically).
+fn resolve(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned())
+    };
+    let mut missing = Vec::new();
+    let mut existing = absolute.as_path();
+    let mut resolved = loop {
+        if let Ok(canonical) = fs::canonicalize(existing) {
+            break canonical;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            // `..` at the end, or the root itself unresolvable: keep it lexical.
+            _ => break existing.to_owned(),
+        }
+    };
+    for name in missing.into_iter().rev() {
+        match Path::new(&name).components().next() {
+            Some(Component::ParentDir) => {
+                resolved.pop();
+            }
+            Some(Component::CurDir) | None => {}
+            Some(_) => resolved.push(name),
+        }
+    }
+    resolved
 }
 
 fn keys_path(data_dir: &Path, id: &Sha256Hash) -> PathBuf {

@@ -150,6 +150,9 @@ pub struct Supervisor {
     shares: BTreeMap<Sha256Hash, (ShareConfig, Addr<Share>)>,
     keys: BTreeMap<Sha256Hash, KeyMaterial>,
     claimed: BTreeSet<Sha256Hash>,
+    /// Single-use codes whose keys went out and whose use is being recorded: still claimed,
+    /// whatever the connection does meanwhile.
+    spending: BTreeSet<Sha256Hash>,
     peers: BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
     /// Remembered peers being dialled or connected, by (share, `HOST:PORT`), with the
     /// number of failures since the last success.
@@ -213,6 +216,7 @@ impl Supervisor {
             shares: BTreeMap::new(),
             keys: BTreeMap::new(),
             claimed: BTreeSet::new(),
+            spending: BTreeSet::new(),
             peers: BTreeMap::new(),
             dials: BTreeMap::new(),
             discovery: None,
@@ -1187,7 +1191,10 @@ impl Handler<ReleaseCredential> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, ReleaseCredential(id): ReleaseCredential, _: &mut Context<Self>) {
-        self.claimed.remove(&id);
+        // A code whose keys were sent stays claimed until its use is recorded.
+        if !self.spending.contains(&id) {
+            self.claimed.remove(&id);
+        }
     }
 }
 
@@ -1195,13 +1202,15 @@ impl Handler<CodeUsed> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: CodeUsed, ctx: &mut Context<Self>) {
-        info!(code = %msg.access_id, peer = %msg.peer, "a peer joined with an access code");
+        info!(code = %msg.access_id, peer = %msg.peer, "a peer received a share's keys with an access code");
+        self.spending.insert(msg.access_id);
         let store = self.store.clone();
         let job = tokio::task::spawn_blocking(move || registry::mark_code_used(&store, &msg.access_id, msg.peer));
         ctx.spawn(job.into_actor(self).map(move |res, act, _| {
             if !matches!(res, Ok(Ok(()))) {
                 error!("could not record a used access code");
             }
+            act.spending.remove(&msg.access_id);
             act.claimed.remove(&msg.access_id);
             act.update_ids();
         }));
@@ -1323,6 +1332,10 @@ impl Handler<AddShare> for Supervisor {
     fn handle(&mut self, msg: AddShare, ctx: &mut Context<Self>) -> Self::Result {
         if let Err(message) = msg.selection.validate() {
             return Box::pin(actix::fut::ready(Err(CommandError::new("bad_selection", message))));
+        }
+        // Before any code is tried (and spent): never into the data directory.
+        if let Err(e) = registry::check_not_data_dir(&self.settings.data_dir, &msg.path) {
+            return Box::pin(actix::fut::ready(Err(CommandError::new(e.code(), e.to_string()))));
         }
         if let JoinWith::Keys(keys) = msg.with {
             return self.import_keys(*keys, msg.path, msg.peer, msg.selection);

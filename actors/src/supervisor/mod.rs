@@ -1202,7 +1202,7 @@ impl Handler<CodeUsed> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: CodeUsed, ctx: &mut Context<Self>) {
-        info!(code = %msg.access_id, peer = %msg.peer, "a peer received a share's keys with an access code");
+        info!(code = %msg.access_id, peer = %msg.peer, "a peer joined with an access code (the share's keys were sent)");
         self.spending.insert(msg.access_id);
         let store = self.store.clone();
         let job = tokio::task::spawn_blocking(move || registry::mark_code_used(&store, &msg.access_id, msg.peer));

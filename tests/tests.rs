@@ -15,6 +15,7 @@ mod metrics;
 mod readonly;
 mod selective;
 mod shares;
+mod streaming;
 mod supervision;
 mod sync;
 mod transfer;

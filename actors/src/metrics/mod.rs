@@ -271,7 +271,7 @@ async fn serve(mut stream: TcpStream, targets: &HttpTargets, started: Instant, l
             Err(_) => text("503 Service Unavailable", "the daemon is restarting a component"),
         },
         ("GET" | "HEAD", "/") => {
-            text("200 OK", "clearskies: /metrics (Prometheus), /health (JSON), /files/SHARE_ID/PATH (loopback only)")
+            text("200 OK", "clearskies: /metrics (Prometheus), /health (JSON), /files/TOKEN/SHARE_ID/PATH (loopback only; clearskies cat --url)")
         }
         (_, "/metrics" | "/health" | "/") => text("405 Method Not Allowed", "only GET and HEAD"),
         _ => text("404 Not Found", "not found; try /metrics or /health"),

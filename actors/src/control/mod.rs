@@ -289,8 +289,11 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
         }
         "file_url" => match (absolute_path(&request), request.get("file").and_then(Value::as_str)) {
             (Ok(path), Some(file)) => {
-                let lifetime = request.get("expires_in").and_then(Value::as_u64);
-                let msg = FileUrl { path, file: file.to_owned(), lifetime };
+                let lifetime = request.get("expires_in").map(Value::as_u64);
+                if lifetime.is_some_and(|l| l.is_none()) {
+                    return (error("bad_expiry", "\"expires_in\" must be a number of seconds"), None);
+                }
+                let msg = FileUrl { path, file: file.to_owned(), lifetime: lifetime.flatten() };
                 (reply(targets.file_url.send(msg).await.map(|r| r.map(|url| json!({ "url": url })))), None)
             }
             (Err(e), _) => (e, None),

@@ -209,3 +209,59 @@ fn health_reports_a_full_disk_and_nothing_partial_appears() {
     assert!(h["shares"][0]["error"].as_str().unwrap().contains("disk full"), "{h}");
     assert!(!rb.join("too-big.bin").exists(), "nothing partial under the real name");
 }
+
+/// `GET path` with `Host: host` (or none): the status code and body.
+fn get_with_host(addr: &str, path: &str, host: Option<&str>) -> (u16, String) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).unwrap();
+    let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\n{host}Connection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_owned())
+}
+
+/// DNS rebinding: a web page whose name points at 127.0.0.1 must not read `/health`,
+/// `/metrics` or `/files`; and what anyone reaching the address reads holds no share path.
+#[test]
+fn http_refuses_other_host_names_and_shows_no_share_paths() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Private Project Zebra");
+    std::fs::create_dir_all(&root).unwrap();
+    d.share_code(&root, &[]);
+    let addr = d.metrics_addr();
+    let port = addr.rsplit_once(':').unwrap().1;
+    for path in ["/health", "/metrics", "/"] {
+        for host in ["evil.example", &format!("evil.example:{port}"), "127.0.0.1.nip.io", "localhost.evil.example"] {
+            let (code, body) = get_with_host(&addr, path, Some(host));
+            assert_eq!(code, 403, "{path} for Host: {host}: {body}");
+            assert!(!body.contains("Zebra") && !body.contains("clearskies_"), "{body}");
+        }
+        for host in [Some(addr.as_str()), Some("localhost"), Some(&format!("localhost:{port}")), Some("[::1]"), None] {
+            assert_eq!(get_with_host(&addr, path, host).0, 200, "{path} for Host: {host:?}");
+        }
+    }
+    // /files too (the token is checked after the host).
+    assert_eq!(get_with_host(&addr, "/files/x/y/z", Some("evil.example")).0, 403);
+
+    // No share path in /health or /metrics: shares are told apart by their ID.
+    let id = d.first_share()["id"].as_str().unwrap().to_owned();
+    let (_, health) = get_with_host(&addr, "/health", Some("localhost"));
+    let h: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(h["shares"][0]["id"], id.as_str(), "{h}");
+    assert!(h["shares"][0].get("path").is_none() && !health.contains("Zebra"), "{health}");
+    let (_, metrics) = get_with_host(&addr, "/metrics", Some("localhost"));
+    assert!(!metrics.contains("Zebra"), "{metrics}");
+    // An error that names the root says "the share root" instead.
+    std::fs::remove_dir_all(&root).unwrap();
+    let body = wait_for("the missing root in /health", || {
+        let (code, body) = get_with_host(&addr, "/health", None);
+        (code == 503).then_some(body)
+    });
+    assert!(!body.contains("Zebra") && !body.contains(dir.path().to_str().unwrap()), "{body}");
+    // The control socket (this computer's user only) still shows the path.
+    let status = d.cs.json(&["status", "--json"]);
+    assert_eq!(status["health"]["shares"][0]["path"].as_str(), root.to_str(), "{status}");
+}

@@ -126,7 +126,7 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
     let raw_get = |target: &str, range: Option<&str>| {
         let mut s = std::net::TcpStream::connect(b.metrics_addr()).unwrap();
         let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
-        write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n{range}\r\n").unwrap();
+        write!(s, "GET {target} HTTP/1.1\r\nHost: localhost\r\n{range}\r\n").unwrap();
         let mut all = Vec::new();
         s.read_to_end(&mut all).unwrap();
         let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -156,9 +156,16 @@ fn cat_streams_files_this_replica_does_not_keep_with_ranges() {
     assert!(body == movie, "the whole file over HTTP differs");
     let (head, _) = get("videos/movie.mkv", Some("bytes=99999999-"));
     assert!(head.starts_with("HTTP/1.1 416"), "{head}");
+    // The movie's token opens nothing else; another file's own address does.
     let (head, _) = get("videos/none.mkv", None);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let own = |file: &str| {
+        let url = b.cs.ok(&["cat", "--url", rb.to_str().unwrap(), file]).trim().to_owned();
+        raw_get(&format!("/files/{}", url.split_once("/files/").unwrap().1), None)
+    };
+    let (head, _) = own("videos/none.mkv");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
-    let (head, _) = get("..%2F..%2Fetc%2Fpasswd", None);
+    let (head, _) = own("../../etc/passwd");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
     // Bad input: clear errors.

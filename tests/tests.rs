@@ -16,6 +16,7 @@ mod readonly;
 mod security;
 mod selective;
 mod shares;
+mod streaming;
 mod supervision;
 mod sync;
 mod transfer;

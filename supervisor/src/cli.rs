@@ -124,9 +124,14 @@ pub(crate) enum Command {
         #[arg(long)]
         length: Option<u64>,
         /// Print the file's loopback HTTP address instead (Range requests work: for a
-        /// media player). Valid until the daemon restarts.
+        /// media player). It opens this one file only, until it expires (--expires) or the
+        /// daemon restarts. Keep it off command lines other users can see (`ps`): e.g.
+        /// `mpv --playlist=<(clearskies cat --url PATH FILE)`.
         #[arg(long, conflicts_with_all = ["offset", "length"])]
         url: bool,
+        /// With --url: how long the address stays valid: e.g. 90s, 30m, 12h, 7d (at most 30d).
+        #[arg(long, requires = "url", default_value = "12h")]
+        expires: String,
     },
     /// Ask the share's connected untrusted peers (encrypted backups) to prove they still
     /// store some randomly chosen files, intact.

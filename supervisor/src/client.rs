@@ -81,4 +81,36 @@ impl Client {
         }
         Ok(())
     }
+
+    /// After a framed `read_file` header (`"framed": true`): copies the pieces (a line
+    /// `{"chunk": N}`, then N bytes) to `out` up to the end line. An error line, or anything
+    /// but exactly `length` bytes, is an error that says why.
+    pub(crate) fn copy_frames(&mut self, length: u64, out: &mut dyn Write) -> anyhow::Result<()> {
+        let mut copied = 0u64;
+        let broke =
+            |copied: u64| format!("the stream broke off after {copied} of {length} bytes (see the daemon's log)");
+        loop {
+            let line = self.read_line().with_context(|| broke(copied))?;
+            if let Some(n) = line.get("chunk").and_then(Value::as_u64) {
+                if copied.checked_add(n).is_none_or(|c| c > length) {
+                    bail!("the daemon sent more than the {length} bytes it announced");
+                }
+                let got = std::io::copy(&mut (&mut self.reader).take(n), out).context("writing the file's bytes")?;
+                copied += got;
+                if got < n {
+                    bail!(broke(copied));
+                }
+            } else if line.get("end").and_then(Value::as_bool) == Some(true) {
+                if copied != length {
+                    bail!(broke(copied));
+                }
+                return Ok(());
+            } else if let Some(code) = line.get("error").and_then(Value::as_str) {
+                let message = line.get("message").and_then(Value::as_str).unwrap_or("");
+                bail!("{message} ({code}); {copied} of {length} bytes were written");
+            } else {
+                bail!("the daemon's stream holds an unexpected line: {line}");
+            }
+        }
+    }
 }

@@ -698,7 +698,7 @@ pub(crate) fn cat(
     length: Option<u64>,
 ) -> anyhow::Result<()> {
     let p = &dir_arg(path)?;
-    let mut request = json!({ "type": "read_file", "path": p, "file": file, "offset": offset });
+    let mut request = json!({ "type": "read_file", "path": p, "file": file, "offset": offset, "framed": true });
     if let Some(length) = length {
         request["length"] = json!(length);
     }
@@ -707,15 +707,22 @@ pub(crate) fn cat(
     let n = header.get("length").and_then(Value::as_u64).context("the daemon's answer has no length")?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    client.copy_bytes(n, &mut out)?;
+    if header.get("framed").and_then(Value::as_bool) == Some(true) {
+        client.copy_frames(n, &mut out)?;
+    } else {
+        client.copy_bytes(n, &mut out)?;
+    }
     std::io::Write::flush(&mut out)?;
     Ok(())
 }
 
-/// `clearskies cat --url PATH FILE`: where a media player can read the file.
-pub(crate) fn file_url(config: &Config, path: &std::path::Path, file: &str) -> anyhow::Result<()> {
+/// `clearskies cat --url PATH FILE`: where a media player can read the file, for
+/// `expires` (a duration).
+pub(crate) fn file_url(config: &Config, path: &std::path::Path, file: &str, expires: &str) -> anyhow::Result<()> {
     let p = &dir_arg(path)?;
-    let answer = connect(config)?.request(&json!({ "type": "file_url", "path": p, "file": file }))?;
+    let Some(lifetime) = parse_lifetime(expires)? else { bail!("a file's address always expires: say e.g. 12h or 7d") };
+    let request = json!({ "type": "file_url", "path": p, "file": file, "expires_in": lifetime });
+    let answer = connect(config)?.request(&request)?;
     out(answer.get("url").and_then(Value::as_str).context("the daemon's answer has no url")?)
 }
 

@@ -112,10 +112,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Peers { json } => daemon::peers(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Wait { path, timeout } => daemon::wait(&config()?, &path, timeout).map(|()| ExitCode::SUCCESS),
-        Command::Cat { path, file, url: true, .. } => {
-            daemon::file_url(&config()?, &path, &file).map(|()| ExitCode::SUCCESS)
+        Command::Cat { path, file, url: true, expires, .. } => {
+            daemon::file_url(&config()?, &path, &file, &expires).map(|()| ExitCode::SUCCESS)
         }
-        Command::Cat { path, file, offset, length, url: false } => {
+        Command::Cat { path, file, offset, length, url: false, .. } => {
             daemon::cat(&config()?, &path, &file, offset, length).map(|()| ExitCode::SUCCESS)
         }
         Command::VerifyBackup { path, files } => {

@@ -116,17 +116,29 @@ async fn serve(stream: UnixStream, software: &str, targets: &ControlTargets) -> 
         let (response, after) = handle(&line, targets).await;
         write_line(&mut write, &response).await?;
         match after {
-            Some(After::Stream(mut rx)) => {
+            Some(After::Stream(mut rx, framed)) => {
                 // Exactly `length` raw bytes follow the header line; a stream that breaks off
-                // closes the connection (the client sees fewer bytes than announced).
+                // closes the connection (the client sees fewer bytes than announced). Framed
+                // (`"framed": true`): each piece is a line `{"chunk": N}` and N bytes, and the
+                // stream ends with a line `{"end": true}`, or an error line saying why.
                 while let Some(piece) = rx.recv().await {
                     match piece {
+                        Ok(bytes) if framed => {
+                            write_line(&mut write, &json!({ "chunk": bytes.len() })).await?;
+                            write.write_all(&bytes).await?;
+                        }
                         Ok(bytes) => write.write_all(&bytes).await?,
                         Err(reason) => {
                             warn!(%reason, "a file stream broke off");
+                            if framed {
+                                write_line(&mut write, &error("stream_failed", &reason)).await?;
+                            }
                             return Ok(());
                         }
                     }
+                }
+                if framed {
+                    write_line(&mut write, &json!({ "end": true })).await?;
                 }
             }
             Some(after) => after.run(targets),
@@ -139,14 +151,14 @@ async fn serve(stream: UnixStream, software: &str, targets: &ControlTargets) -> 
 enum After {
     Shutdown,
     /// The bytes of a `read_file`, written after its header line.
-    Stream(crate::share::messages::StreamRx),
+    Stream(crate::share::messages::StreamRx, bool),
 }
 
 impl After {
     fn run(self, targets: &ControlTargets) {
         match self {
             After::Shutdown => targets.shutdown.do_send(Shutdown),
-            After::Stream(_) => {}
+            After::Stream(..) => {}
         }
     }
 }
@@ -277,7 +289,11 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
         }
         "file_url" => match (absolute_path(&request), request.get("file").and_then(Value::as_str)) {
             (Ok(path), Some(file)) => {
-                let msg = FileUrl { path, file: file.to_owned() };
+                let lifetime = request.get("expires_in").map(Value::as_u64);
+                if lifetime.is_some_and(|l| l.is_none()) {
+                    return (error("bad_expiry", "\"expires_in\" must be a number of seconds"), None);
+                }
+                let msg = FileUrl { path, file: file.to_owned(), lifetime: lifetime.flatten() };
                 (reply(targets.file_url.send(msg).await.map(|r| r.map(|url| json!({ "url": url })))), None)
             }
             (Err(e), _) => (e, None),
@@ -294,7 +310,12 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
                             "size": r.size, "sha256": r.sha256.to_string(), "offset": r.offset,
                             "length": r.length, "source": r.source,
                         });
-                        (header, Some(After::Stream(r.rx)))
+                        let framed = request.get("framed").and_then(Value::as_bool).unwrap_or(false);
+                        let mut header = header;
+                        if framed {
+                            header["framed"] = json!(true);
+                        }
+                        (header, Some(After::Stream(r.rx, framed)))
                     }
                     Ok(Err(e)) => (error(&e.error, &e.message), None),
                     Err(_) => (unavailable(), None),

@@ -1,7 +1,17 @@
-//! `GET /files/SHARE_ID/PATH`: a file of a share over HTTP with `Range` support, for media
-//! players and browsers on this computer (served only on a loopback address). The bytes
-//! come the way `clearskies cat` gets them: the local copy, or streamed from a peer.
+//! `GET /files/TOKEN/SHARE_ID/PATH`: a file of a share over HTTP with `Range` support, for
+//! media players and browsers on this computer (served only on a loopback address). The
+//! bytes come the way `clearskies cat` gets them: the local copy, or streamed from a peer.
+//!
+//! The loopback address is open to every user of this computer, and an address handed to a
+//! media player ends up on its command line, which every local user can read (`ps`). So
+//! each address carries its own token, valid for that one file of that one share and only
+//! until it expires: `EXPIRY-MAC`, the Unix time it expires and HMAC-SHA256, under a key
+//! drawn at random when the worker starts, of the share ID, the path and that time (see
+//! [`url_token`]). A token seen in `ps` opens nothing else, and nothing after it expires or
+//! the daemon restarts.
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -9,9 +19,51 @@ use super::{respond, text, HttpTargets};
 use crate::share::messages::OpenRead;
 use crate::supervisor::messages::{ListShares, ReadFile};
 
+/// How long a file address is valid unless asked otherwise (`clearskies cat --url
+/// --expires`).
+pub const DEFAULT_URL_LIFETIME: u64 = 12 * 3600;
+/// The longest a file address may be valid.
+pub const MAX_URL_LIFETIME: u64 = 30 * 86_400;
+
+/// The token of the `/files/` address of `file` in the share `share_id`, valid until the
+/// Unix time `expires`, under `key` (the worker's secret).
+pub fn url_token(key: &[u8], share_id: &str, file: &str, expires: u64) -> String {
+    format!("{expires}-{}", hex::encode(mac(key, share_id, file, expires)))
+}
+
+/// The MAC a token carries. The path is taken as the share resolves it (leading `/`s do
+/// not matter); the expiry, decimal digits, comes last, so the parts cannot run into one
+/// another.
+fn mac(key: &[u8], share_id: &str, file: &str, expires: u64) -> [u8; 32] {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in [b"clearskies /files v1".as_slice(), share_id.as_bytes(), file.trim_start_matches('/').as_bytes()] {
+        m.update(part);
+        m.update(&[0]);
+    }
+    m.update(expires.to_string().as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+/// Why a token does not open `file` of `share_id` at `now`, if it does not.
+fn check_token(key: &[u8], token: &str, share_id: &str, file: &str, now: u64) -> Result<(), &'static str> {
+    const WRONG: &str = "a wrong or missing token: get the file's address with `clearskies cat --url`";
+    if key.is_empty() {
+        return Err(WRONG);
+    }
+    let Some((expires, given)) = token.split_once('-') else { return Err(WRONG) };
+    let (Ok(expires), Ok(given)) = (expires.parse::<u64>(), hex::decode(given)) else { return Err(WRONG) };
+    if !same(&given, &mac(key, share_id, file, expires)) {
+        return Err(WRONG);
+    }
+    if now >= expires {
+        return Err("the address has expired: get a new one with `clearskies cat --url`");
+    }
+    Ok(())
+}
+
 /// Serves `rest` (`TOKEN/SHARE_ID/PATH`, percent-encoded) with an optional `Range` header
-/// value. Without the worker's token (from `clearskies cat --url`) nothing is served: the
-/// loopback address is open to every user of this computer.
+/// value. Without a valid token for exactly this file (from `clearskies cat --url`) nothing
+/// is served, not even whether the share or the file exists.
 pub(super) async fn serve(
     mut stream: TcpStream,
     targets: &HttpTargets,
@@ -25,13 +77,13 @@ pub(super) async fn serve(
     let Some((token, rest)) = rest.split_once('/') else {
         return respond(stream, method, text("404 Not Found", "expected /files/TOKEN/SHARE_ID/PATH")).await;
     };
-    if targets.files_token.is_empty() || !same(token.as_bytes(), targets.files_token.as_bytes()) {
-        let why = "a wrong or missing token: get the file's address with `clearskies cat --url`";
-        return respond(stream, method, text("403 Forbidden", why)).await;
-    }
     let Some((id, file)) = rest.split_once('/').and_then(|(id, f)| Some((id, percent_decode(f)?))) else {
         return respond(stream, method, text("404 Not Found", "expected /files/TOKEN/SHARE_ID/PATH")).await;
     };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Err(why) = check_token(targets.files_token.as_bytes(), token, id, &file, now) {
+        return respond(stream, method, text("403 Forbidden", why)).await;
+    }
     let shares = targets.shares.send(ListShares).await.unwrap_or_default();
     let Some(share) = shares.iter().find(|s| s.id == id) else {
         return respond(stream, method, text("404 Not Found", "no share with that ID")).await;
@@ -186,6 +238,31 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Range::Ignored);
         assert_eq!(parse_range("items=0-1", 100), Range::Ignored);
         assert_eq!(parse_range("bytes=x-1", 100), Range::Ignored);
+    }
+
+    #[test]
+    fn tokens_open_one_file_of_one_share_until_they_expire() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let t = url_token(key, "aa11", "videos/movie.mkv", 1_000);
+        assert_eq!(check_token(key, &t, "aa11", "videos/movie.mkv", 999), Ok(()));
+        assert_eq!(check_token(key, &t, "aa11", "/videos/movie.mkv", 999), Ok(()));
+        // Another file, another share, another key: refused.
+        assert!(check_token(key, &t, "aa11", "videos/other.mkv", 999).is_err());
+        assert!(check_token(key, &t, "bb22", "videos/movie.mkv", 999).is_err());
+        assert!(check_token(b"another key", &t, "aa11", "videos/movie.mkv", 999).is_err());
+        assert!(check_token(b"", &t, "aa11", "videos/movie.mkv", 999).is_err());
+        // Expired.
+        assert!(check_token(key, &t, "aa11", "videos/movie.mkv", 1_000).unwrap_err().contains("expired"));
+        // A later expiry, or a changed MAC, is not this token.
+        let (_, m) = t.split_once('-').unwrap();
+        assert!(check_token(key, &format!("5000-{m}"), "aa11", "videos/movie.mkv", 999).is_err());
+        let mut flipped = t.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        assert!(check_token(key, &String::from_utf8(flipped).unwrap(), "aa11", "videos/movie.mkv", 999).is_err());
+        for junk in ["", "-", "1000", "1000-", "x-00", "1000-zz"] {
+            assert!(check_token(key, junk, "aa11", "videos/movie.mkv", 999).is_err(), "{junk}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+pub use self::files::{url_token, DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME};
 pub use self::registry::{metrics, Metrics};
 use crate::share::messages::ShareStatus;
 use crate::supervisor::messages::{ListShares, ReadFile};
@@ -42,8 +43,10 @@ pub const MAX_CONNECTIONS: usize = 32;
 pub struct ShareHealth {
     /// Share ID (hex).
     pub id: String,
-    /// Share root.
-    pub path: String,
+    /// Share root: on the control socket only (`status`); `/health` over HTTP, open to
+    /// anyone who can reach it, leaves it out (see [`Health::without_paths`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// `scanning`, `syncing`, `paused`, `idle` or `error`.
     pub status: &'static str,
     /// Caught up with every connected peer.
@@ -86,7 +89,7 @@ pub fn health(shares: &[ShareStatus]) -> Health {
         .iter()
         .map(|s| ShareHealth {
             id: s.id.clone(),
-            path: s.path.clone(),
+            path: Some(s.path.clone()),
             status: s.status,
             synced: s.synced,
             in_sync_since: s.in_sync_since,
@@ -97,6 +100,20 @@ pub fn health(shares: &[ShareStatus]) -> Health {
         })
         .collect();
     Health { healthy: shares.iter().all(|s| s.status != "error"), in_sync: shares.iter().all(|s| s.synced), shares }
+}
+
+impl Health {
+    /// The report as `/health` serves it to whoever asks: no share root, and the root
+    /// replaced by "the share root" in error texts. Shares are told apart by their ID.
+    pub fn without_paths(mut self) -> Self {
+        for s in &mut self.shares {
+            let Some(root) = s.path.take() else { continue };
+            if let Some(e) = s.error.as_mut().filter(|_| !root.is_empty()) {
+                *e = e.replace(&root, "the share root");
+            }
+        }
+        self
+    }
 }
 
 /// Puts the shares' state into the per-share gauges (shares that are gone disappear).
@@ -129,7 +146,7 @@ pub struct HttpTargets {
     pub shares: Recipient<ListShares>,
     /// File streams.
     pub read: Recipient<ReadFile>,
-    /// The secret first segment of `/files/` paths (empty: no files served).
+    /// The key of the tokens in `/files/` addresses ([`url_token`]; empty: no files served).
     pub files_token: String,
 }
 
@@ -218,14 +235,18 @@ async fn serve(mut stream: TcpStream, targets: &HttpTargets, started: Instant, l
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    let host = header(&head, "host");
+    if !host_allowed(host.as_deref(), loopback) {
+        debug!(?host, "an HTTP request for another host name; refused");
+        let why = "the Host header must name localhost or an IP address (a DNS name could be a DNS rebinding attack)";
+        return respond(stream, method, text("403 Forbidden", why)).await;
+    }
     if let Some(rest) = path.strip_prefix("/files/") {
         if !loopback {
             let r = text("403 Forbidden", "files are served only when this address is a loopback address");
             return respond(stream, method, r).await;
         }
-        let range = String::from_utf8_lossy(&head).lines().find_map(|l| {
-            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("range")).map(|(_, v)| v.trim().to_owned())
-        });
+        let range = header(&head, "range");
         return files::serve(stream, targets, method, rest, range.as_deref()).await;
     }
     let response = match (method, path) {
@@ -242,7 +263,7 @@ async fn serve(mut stream: TcpStream, targets: &HttpTargets, started: Instant, l
         ("GET" | "HEAD", "/health") => match shares.send(ListShares).await {
             Ok(list) => {
                 record_shares(&list);
-                let h = health(&list);
+                let h = health(&list).without_paths();
                 let status = if h.healthy { "200 OK" } else { "503 Service Unavailable" };
                 let body = serde_json::to_string(&h).unwrap_or_default() + "\n";
                 Response { status, content_type: "application/json", body }
@@ -250,12 +271,53 @@ async fn serve(mut stream: TcpStream, targets: &HttpTargets, started: Instant, l
             Err(_) => text("503 Service Unavailable", "the daemon is restarting a component"),
         },
         ("GET" | "HEAD", "/") => {
-            text("200 OK", "clearskies: /metrics (Prometheus), /health (JSON), /files/SHARE_ID/PATH (loopback only)")
+            text("200 OK", "clearskies: /metrics (Prometheus), /health (JSON), /files/TOKEN/SHARE_ID/PATH (loopback only; clearskies cat --url)")
         }
         (_, "/metrics" | "/health" | "/") => text("405 Method Not Allowed", "only GET and HEAD"),
         _ => text("404 Not Found", "not found; try /metrics or /health"),
     };
     respond(stream, method, response).await
+}
+
+/// The value of the first header named `name` (any case) in a request head.
+fn header(head: &[u8], name: &str) -> Option<String> {
+    // (The request line has no colon before its first space, so it never matches.)
+    String::from_utf8_lossy(head).lines().skip(1).find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+    })
+}
+
+/// Whether a request's `Host` header is one this server answers: DNS rebinding (a web page
+/// whose name the attacker re-points at 127.0.0.1, so that the browser sends its requests
+/// here as "same origin") always names the attacker's domain, so only names no attacker can
+/// point here are accepted: `localhost`, an IP address (as bound, `metrics_address` is one),
+/// with or without a port. On an address open to the network (not loopback), also a name of
+/// one DNS label (a container's service name: `clearskies:49222` in deploy/): browsers reach
+/// such a name only through the local resolver, never through an attacker's domain. Without
+/// a `Host` header (HTTP/1.0 tools) the request is answered: browsers always send one.
+fn host_allowed(host: Option<&str>, loopback: bool) -> bool {
+    let Some(host) = host else { return true };
+    let host = host.trim();
+    // `[v6]` or `[v6]:port`.
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, port)) = rest.split_once(']') else { return false };
+        let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok());
+        return port_ok && ip.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    !loopback
+        && !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
 }
 
 /// Writes a whole response and closes.
@@ -272,4 +334,67 @@ async fn respond(mut stream: TcpStream, method: &str, response: Response) -> std
     }
     stream.write_all(&out).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_check() {
+        for ok in [
+            "localhost",
+            "LocalHost:49222",
+            "localhost.",
+            "127.0.0.1",
+            "127.0.0.1:49222",
+            "10.1.2.3:80",
+            "[::1]",
+            "[::1]:49222",
+        ] {
+            assert!(host_allowed(Some(ok), true), "{ok}");
+            assert!(host_allowed(Some(ok), false), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:49222",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "[::1",
+            "[::1]:x",
+            "localhost:99999",
+            "127.0.0.1:",
+            "",
+            "a b",
+        ] {
+            assert!(!host_allowed(Some(bad), true), "{bad}");
+            assert!(!host_allowed(Some(bad), false), "{bad}");
+        }
+        // A service name on a network-facing address, never on loopback.
+        assert!(host_allowed(Some("clearskies:49222"), false));
+        assert!(!host_allowed(Some("clearskies:49222"), true));
+        assert!(host_allowed(None, true));
+    }
+
+    #[test]
+    fn health_over_http_has_no_paths() {
+        let h = Health {
+            healthy: false,
+            in_sync: false,
+            shares: vec![ShareHealth {
+                id: "ab12".into(),
+                path: Some("/home/u/Secret Project".into()),
+                status: "error",
+                synced: false,
+                in_sync_since: None,
+                last_synced: None,
+                peers: 0,
+                error: Some("run `clearskies confirm-deletes /home/u/Secret Project`".into()),
+                local_changes: 0,
+            }],
+        };
+        let text = serde_json::to_string(&h.without_paths()).unwrap();
+        assert!(!text.contains("Secret") && !text.contains("\"path\""), "{text}");
+        assert!(text.contains("confirm-deletes the share root") && text.contains("ab12"), "{text}");
+    }
 }

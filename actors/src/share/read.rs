@@ -2,9 +2,22 @@
 //! "Streaming"). The local file is read if it is here exactly as indexed; otherwise the
 //! bytes come from a connected peer, range by range, straight through to the reader.
 //!
-//! A range cannot be checked against the file's SHA-256 (which covers the whole file), so
-//! streamed bytes are only as good as the peer that sent them: the peer is authenticated and
-//! serves only files whose stat matches its own index, but nothing is verified here.
+//! What a stream guarantees:
+//!
+//! - **A whole file** (from offset 0 to its end) is hashed on its way and checked against the
+//!   SHA-256 in its record (which a read-write peer signed). Its last piece is held back until
+//!   the hash matches: if it does not, the stream ends in an error instead, so a reader that
+//!   received every byte (the `length` announced) received exactly the file the record names.
+//!   It may come from a trusted (read-write or read-only) peer, or from an untrusted one: that
+//!   is asked for the ciphertext by the ciphertext's hash (never the plaintext hash, which
+//!   would tell it what we are reading) and the bytes are decrypted here.
+//! - **A range** (anything less than the whole file) cannot be checked: the SHA-256 covers
+//!   the whole file only. Its bytes are the local copy, or come from a connected trusted peer
+//!   only (one holding the share's read-write or read-only key, which serves only files whose
+//!   stat matches its own index), never from an untrusted peer (its ciphertext, AES-CTR, is
+//!   malleable, and nothing authenticates a range of it). A range is exactly as long as asked
+//!   (a peer that sends more or less ends the stream in an error), and is only as correct as
+//!   that trusted peer.
 
 use std::os::unix::fs::FileExt;
 
@@ -21,6 +34,8 @@ use super::record::EntryKind;
 use crate::supervisor::messages::CommandError;
 use crate::transfer::messages::{FetchRange, SinkItem};
 use crate::transfer::{Transfer, RANGE};
+use sha2::{Digest, Sha256};
+use tracing::warn;
 
 /// Pieces of a stream buffered between its source and its reader.
 const DEPTH: usize = 8;
@@ -63,14 +78,19 @@ impl Handler<OpenRead> for Share {
                 return Err(CommandError::new("bad_range", text));
             }
             let length = msg.length.unwrap_or(u64::MAX).min(size - msg.offset);
+            let whole = msg.offset == 0 && length == size;
             let (tx, rx) = mpsc::channel(DEPTH);
+            let tx = match record.sha256 {
+                Some(expected) if whole && length > 0 => verifying(expected, length, tx),
+                _ => tx,
+            };
             let source = match here {
                 Some(file) => {
                     tokio::task::spawn_blocking(move || read_local(&file, msg.offset, length, &tx));
                     "local"
                 }
                 None => {
-                    actix_rt::spawn(read_from_peers(transfer, sha256, msg.offset, length, tx));
+                    actix_rt::spawn(read_from_peers(transfer, sha256, msg.offset, length, whole, tx));
                     "peer"
                 }
             };
@@ -79,7 +99,55 @@ impl Handler<OpenRead> for Share {
     }
 }
 
-fn read_local(file: &std::fs::File, mut offset: u64, length: u64, tx: &mpsc::Sender<Result<Bytes, String>>) {
+type Piece = Result<Bytes, String>;
+
+/// A stream of the whole file, checked against `expected` on its way to `out`: the pieces
+/// are passed on as they come, but the last is held back until every byte (`length`) is
+/// here and their SHA-256 is the record's; otherwise the stream ends in an error without it.
+/// (Hashed on a blocking thread, not on the event loop.)
+fn verifying(expected: Sha256Hash, length: u64, out: mpsc::Sender<Piece>) -> mpsc::Sender<Piece> {
+    let (tx, mut rx) = mpsc::channel::<Piece>(DEPTH);
+    tokio::task::spawn_blocking(move || {
+        let mut hash = Sha256::new();
+        let (mut held, mut seen) = (None::<Bytes>, 0u64);
+        while let Some(piece) = rx.blocking_recv() {
+            let bytes = match piece {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = out.blocking_send(Err(e));
+                    return;
+                }
+            };
+            hash.update(&bytes);
+            seen += bytes.len() as u64;
+            if let Some(before) = held.replace(bytes) {
+                if out.blocking_send(Ok(before)).is_err() {
+                    return; // the reader went away
+                }
+            }
+        }
+        if seen != length {
+            let _ = out.blocking_send(Err(format!("the stream ended after {seen} of {length} bytes")));
+            return;
+        }
+        let got = Sha256Hash(hash.finalize().into());
+        if got != expected {
+            warn!(expected = %expected, got = %got, "a streamed file does not match its SHA-256; its end is withheld");
+            let why = format!(
+                "the file's bytes do not match its SHA-256 (a peer sent wrong data): expected {expected}, got {got}; \
+                 the end of the file was withheld"
+            );
+            let _ = out.blocking_send(Err(why));
+            return;
+        }
+        if let Some(last) = held {
+            let _ = out.blocking_send(Ok(last));
+        }
+    });
+    tx
+}
+
+fn read_local(file: &std::fs::File, mut offset: u64, length: u64, tx: &mpsc::Sender<Piece>) {
     let end = offset + length;
     while offset < end {
         let want = usize::try_from(end - offset).unwrap_or(PIECE).min(PIECE);
@@ -108,25 +176,37 @@ async fn read_from_peers(
     sha256: Sha256Hash,
     mut offset: u64,
     length: u64,
-    tx: mpsc::Sender<Result<Bytes, String>>,
+    whole: bool,
+    tx: mpsc::Sender<Piece>,
 ) {
     let end = offset + length;
     while offset < end {
         let len = RANGE.min(end - offset);
         let (chunks, mut arriving) = mpsc::channel::<SinkItem>(DEPTH);
-        transfer.do_send(FetchRange { sha256, start: offset, len, chunks });
+        // Untrusted peers only for a whole file, which is verified at its end.
+        transfer.do_send(FetchRange { sha256, start: offset, len, chunks, untrusted: whole });
         let mut got = 0u64;
         loop {
             match tokio::time::timeout(PEER_SILENCE, arriving.recv()).await {
                 Ok(Some(SinkItem::Chunk(b))) => {
                     got += b.len() as u64;
+                    if got > len {
+                        let _ = tx.send(Err(format!("the peer sent more than the {len} bytes asked for"))).await;
+                        return;
+                    }
                     if tx.send(Ok(b)).await.is_err() {
                         return; // the reader went away
                     }
                 }
                 Ok(Some(SinkItem::End)) => break,
                 Ok(None) => {
-                    let _ = tx.send(Err("no connected peer could send the file".into())).await;
+                    let why = if whole {
+                        "no connected peer could send the file"
+                    } else {
+                        "no connected trusted peer could send the range (untrusted peers serve only whole files, \
+                         which can be verified)"
+                    };
+                    let _ = tx.send(Err(why.into())).await;
                     return;
                 }
                 Err(_) => {

@@ -319,4 +319,6 @@ pub struct FileUrl {
     pub path: std::path::PathBuf,
     /// The file, relative to it.
     pub file: String,
+    /// Seconds the address stays valid (default [`crate::metrics::DEFAULT_URL_LIFETIME`]).
+    pub lifetime: Option<u64>,
 }

@@ -192,8 +192,8 @@ impl Supervisor {
         metrics_listener: Option<std::net::TcpListener>,
         server_secret: [u8; 32],
     ) -> Self {
-        let mut token = [0u8; 16];
-        // Without the OS RNG the token stays unguessable enough for nobody: serve no files.
+        let mut token = [0u8; 32];
+        // The key of `/files/` tokens. Without the OS RNG nothing is unguessable: serve no files.
         let files_token = if getrandom::fill(&mut token).is_ok() { hex::encode(token) } else { String::new() };
         let throttle =
             std::sync::Arc::new(crate::listener::throttle::AuthThrottle::new(settings.auth_attempts_per_minute));
@@ -1026,7 +1026,15 @@ impl Handler<FileUrl> for Supervisor {
                 other => format!("%{other:02X}"),
             })
             .collect();
-        Ok(format!("http://{addr}/files/{}/{}/{file}", self.files_token, config.id))
+        let lifetime = msg.lifetime.unwrap_or(crate::metrics::DEFAULT_URL_LIFETIME);
+        if lifetime == 0 || lifetime > crate::metrics::MAX_URL_LIFETIME {
+            let why = format!("an address is valid for 1 s to {} days", crate::metrics::MAX_URL_LIFETIME / 86_400);
+            return Err(CommandError::new("bad_expiry", why));
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let token =
+            crate::metrics::url_token(self.files_token.as_bytes(), &config.id.to_string(), &msg.file, now + lifetime);
+        Ok(format!("http://{addr}/files/{token}/{}/{file}", config.id))
     }
 }
 

@@ -132,6 +132,8 @@ pub struct SetTransfersPaused(pub bool);
 
 /// Asks a connected peer for a range of contents for a stream (no local copy): its
 /// chunks go to `chunks` (dropped without [`SinkItem::End`]: the peer could not send it).
+/// Trusted peers are asked first; an untrusted one only if `untrusted`, and then for the
+/// ciphertext by its hash (never the plaintext hash), decrypted before it reaches `chunks`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct FetchRange {
@@ -143,4 +145,6 @@ pub struct FetchRange {
     pub len: u64,
     /// Where the chunks go.
     pub chunks: Sink,
+    /// An untrusted peer may send it (the stream verifies the whole file at its end).
+    pub untrusted: bool,
 }

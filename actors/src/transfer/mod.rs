@@ -525,15 +525,58 @@ impl Handler<FetchRange> for Transfer {
     type Result = ();
 
     fn handle(&mut self, msg: FetchRange, _: &mut Context<Self>) {
-        // Any connected peer that did not just refuse these contents.
-        let Some((&conn, slot)) = self.peers.iter().find(|(_, s)| !s.refused.contains(&msg.sha256)) else {
+        // A connected peer that did not just refuse these contents: a trusted one, else (if
+        // allowed) an untrusted one, asked by the ciphertext's hash (the plaintext hash
+        // never goes to an untrusted peer), if we know it.
+        let usable = |s: &Slot| !s.refused.contains(&msg.sha256);
+        let trusted = self.peers.iter().find(|(_, s)| s.crypt.is_none() && usable(s));
+        let untrusted = || {
+            let cipher = self.store.cipher_of(&msg.sha256).ok().flatten()?;
+            let (&conn, slot) = self.peers.iter().find(|(_, s)| s.crypt.is_some() && usable(s))?;
+            Some((conn, slot, cipher, slot.crypt.clone()))
+        };
+        let found = match trusted {
+            Some((&conn, slot)) => Some((conn, slot, msg.sha256, None)),
+            None if msg.untrusted => untrusted(),
+            None => None,
+        };
+        let Some((conn, slot, name, crypt)) = found else {
             debug!(sha256 = %msg.sha256, "no peer to stream from");
             return; // `chunks` dropped: the stream reports it
         };
-        let get = Get { sha256: msg.sha256, range: Some([msg.start, msg.len]) };
+        let get = Get { sha256: name, range: Some([msg.start, msg.len]) };
         slot.out.do_send(PeerOut::Send(vec![get.into()]));
-        self.streams.insert((conn, msg.sha256, msg.start), msg.chunks);
+        let sink = match crypt {
+            None => msg.chunks,
+            Some(keys) => decrypting(&keys, &msg.sha256, msg.start, msg.chunks),
+        };
+        self.streams.insert((conn, name, msg.start), sink);
     }
+}
+
+/// A sink that decrypts an untrusted peer's ciphertext of `plain` from `start` on and
+/// passes the plaintext to `out` (dropped, if the keys cannot: the stream reports it).
+fn decrypting(keys: &crate::share::untrusted::UntrustedKeys, plain: &Sha256Hash, start: u64, out: Sink) -> Sink {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
+    let Ok(mut ctr) = keys.content_stream(plain, start) else { return tx };
+    actix_rt::spawn(async move {
+        while let Some(item) = rx.recv().await {
+            let item = match item {
+                SinkItem::Chunk(b) => {
+                    let mut b = b.to_vec();
+                    if ctr.apply(&mut b).is_err() {
+                        return;
+                    }
+                    SinkItem::Chunk(Bytes::from(b))
+                }
+                SinkItem::End => SinkItem::End,
+            };
+            if out.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
+    tx
 }
 
 impl Handler<SetTransfersPaused> for Transfer {

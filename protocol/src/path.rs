@@ -234,7 +234,9 @@ mod tests {
         for (bad, err) in cases {
             assert_eq!(SharePath::parse(bad), Err(err), "{bad:?}");
         }
-        for fine in ["/a/.clearskies", "/.clearskiesignore", "/.clearskie", "/é.clearskies-par", "/ü", "/.clearskies-part-x"] {
+        for fine in
+            ["/a/.clearskies", "/.clearskiesignore", "/.clearskie", "/é.clearskies-par", "/ü", "/.clearskies-part-x"]
+        {
             assert!(SharePath::parse(fine).is_ok(), "{fine:?}");
         }
         assert_eq!(SharePath::parse(&format!("/{}", "a".repeat(256))), Err(PathError::TooLong));

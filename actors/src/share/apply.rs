@@ -423,7 +423,8 @@ impl<'a> Applier<'a> {
                     // Contents in place: only mode or mtime changed.
                     if let Some(m) = parent.stat(name)? {
                         if m.is_file() && local == m.stat {
-                            done.local = Some(fsops::update_file_meta(&parent, name, Some(&local), r.unix_mode, r.mtime)?);
+                            done.local =
+                                Some(fsops::update_file_meta(&parent, name, Some(&local), r.unix_mode, r.mtime)?);
                         }
                     }
                     return Ok(Step::Done(Box::new(done)));
@@ -534,6 +535,8 @@ impl<'a> Applier<'a> {
                 .and_then(|d| Ok((d.clone(), d.locate(&temp)?)));
             let (dirs, temp) = match located {
                 Ok((d, (dir, name))) => (d, Located { dir, name }),
+                // The root is gone: the download waits in its partial file (see `resume`).
+                Err(_) if !present => continue,
                 Err(e) => {
                     self.failures += 1;
                     warn!(temp = %temp.display(), error = %e, "cannot reach a downloaded file below the share root");

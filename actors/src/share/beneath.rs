@@ -26,6 +26,9 @@ use rustix::io::Errno;
 
 use super::record::LocalStat;
 
+/// A directory's names with their types, and (lossily) its names that are not UTF-8.
+pub type Listing = (Vec<(String, FileType)>, Vec<String>);
+
 /// A handle on a share's root directory.
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -69,7 +72,12 @@ impl Meta {
         Meta {
             file_type: FileType::from_raw_mode(mode),
             mode: mode & 0o7777,
-            stat: LocalStat { ino: s.stx_ino, size: s.stx_size, mtime_ns: ns(&s.stx_mtime), ctime_ns: ns(&s.stx_ctime) },
+            stat: LocalStat {
+                ino: s.stx_ino,
+                size: s.stx_size,
+                mtime_ns: ns(&s.stx_mtime),
+                ctime_ns: ns(&s.stx_ctime),
+            },
             mtime: (s.stx_mtime.tv_sec, s.stx_mtime.tv_nsec),
         }
     }
@@ -176,7 +184,8 @@ impl DirFd {
 
     /// The subdirectory `name`, never through a symlink.
     pub fn subdir(&self, name: &str) -> io::Result<DirFd> {
-        let fd = rfs::openat(self.fd(), check_name(name)?, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty()).map_err(errno)?;
+        let fd =
+            rfs::openat(self.fd(), check_name(name)?, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty()).map_err(errno)?;
         Ok(DirFd(Arc::new(fd)))
     }
 
@@ -269,7 +278,7 @@ impl DirFd {
     /// The names in the directory (not `.` and `..`), with their types as the listing says
     /// them (`Unknown` on filesystems that do not say); and, lossily, the names that are not
     /// UTF-8 (never synced).
-    pub fn list(&self) -> io::Result<(Vec<(String, FileType)>, Vec<String>)> {
+    pub fn list(&self) -> io::Result<Listing> {
         let fd = rfs::openat(self.fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(errno)?;
         let (mut out, mut bad) = (Vec::new(), Vec::new());

@@ -197,8 +197,14 @@ mod tests {
         assert!(!f.ignores(&p("/a.txt"), false), "the symlink was followed");
         std::fs::remove_file(dir.path().join(IGNORE_FILE)).unwrap();
         let fifo = dir.path().join(IGNORE_FILE);
-        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o666), 0)
-            .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            0,
+        )
+        .unwrap();
         let root = dir.path().to_owned();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -96,9 +96,7 @@ fn walk_parent(root: &Root, path: &SharePath, create: bool) -> io::Result<Option
     for segment in rel.split('/').filter(|s| !s.is_empty()) {
         dir = match dir.subdir_or_create(segment, 0o755) {
             Ok(d) => d,
-            Err(e) if beneath::is_refused(&e) => {
-                return Err(refuse("not a directory (or a symlink) on the way", path))
-            }
+            Err(e) if beneath::is_refused(&e) => return Err(refuse("not a directory (or a symlink) on the way", path)),
             Err(e) => return Err(e),
         };
     }
@@ -329,24 +327,20 @@ pub fn remove_unwanted_partials(root: &Path, wanted: impl Fn(&Sha256Hash) -> boo
     let Ok(partial) = root.dir(&format!("{META_DIR}/partial")) else { return 0 };
     let Ok((entries, _)) = partial.list() else { return 0 };
     let mut removed = 0;
-    let mut check = |dir: &DirFd, name: &str, shard: Option<&str>| {
-        match name.parse::<Sha256Hash>().ok() {
-            Some(sha) if wanted(&sha) => {
-                let hex = sha.to_string();
-                if shard.is_none_or(|d| !hex.starts_with(d)) {
-                    let moved = partial
-                        .subdir_or_create(&hex[..2], 0o700)
-                        .and_then(|to| dir.rename(name, &to, &hex))
-                        .is_ok();
-                    if !moved && dir.unlink(name).is_ok() {
-                        removed += 1;
-                    }
-                }
-            }
-            _ => {
-                if dir.unlink(name).is_ok() {
+    let mut check = |dir: &DirFd, name: &str, shard: Option<&str>| match name.parse::<Sha256Hash>().ok() {
+        Some(sha) if wanted(&sha) => {
+            let hex = sha.to_string();
+            if shard.is_none_or(|d| !hex.starts_with(d)) {
+                let moved =
+                    partial.subdir_or_create(&hex[..2], 0o700).and_then(|to| dir.rename(name, &to, &hex)).is_ok();
+                if !moved && dir.unlink(name).is_ok() {
                     removed += 1;
                 }
+            }
+        }
+        _ => {
+            if dir.unlink(name).is_ok() {
+                removed += 1;
             }
         }
     };
@@ -692,7 +686,9 @@ pub fn remove_stale_temps(root: &Path) -> usize {
                     }
                 }
             } else if ft == rustix::fs::FileType::RegularFile
-                && clearskies_protocol::path::is_part_name(&name)
+                // Exactly the names we make (a user's `x.Clearskies-Part` on a
+                // case-sensitive disk is not synced, but not ours to delete either).
+                && name.ends_with(PART_SUFFIX)
                 && dir.unlink(&name).is_ok()
             {
                 removed += 1;

@@ -1064,11 +1064,12 @@ mod tests {
         fs::write(r.join("sub/.ClearSkies"), b"an ordinary file below the root").unwrap();
         f.scan().unwrap();
         let mut all = Vec::new();
-        f.store.each_below(&SharePath::root(), |rec| {
-            all.push(rec.path.to_string());
-            Ok(())
-        })
-        .unwrap();
+        f.store
+            .each_below(&SharePath::root(), |rec| {
+                all.push(rec.path.to_string());
+                Ok(())
+            })
+            .unwrap();
         all.sort();
         assert_eq!(all, ["/sub", "/sub/.ClearSkies"]);
         // Nor can a peer's record name them.

@@ -142,15 +142,18 @@ impl Root {
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
         match rfs::openat2(self.dir.fd(), rel, DIR_FLAGS, Mode::empty(), how) {
             Ok(fd) => Ok(DirFd(Arc::new(fd))),
-            Err(e) if no_openat2(e) => {
-                let mut cur = self.dir.clone();
-                for s in segments {
-                    cur = cur.subdir(s)?;
-                }
-                Ok(cur)
-            }
+            Err(e) if no_openat2(e) => self.walk(&segments),
             Err(e) => Err(errno(e)),
         }
+    }
+
+    /// [`Root::dir`] without `openat2`: one `openat(O_NOFOLLOW)` per segment.
+    fn walk(&self, segments: &[&str]) -> io::Result<DirFd> {
+        let mut cur = self.dir.clone();
+        for s in segments {
+            cur = cur.subdir(s)?;
+        }
+        Ok(cur)
     }
 
     /// The directory holding `p` (a path below the root, as built by joining share paths
@@ -330,6 +333,11 @@ mod tests {
         assert!(r.dir("a/link/x").is_err());
         assert_eq!(r.dir("a/missing").unwrap_err().kind(), io::ErrorKind::NotFound);
         assert!(r.dir("..").is_err() && r.dir("a/../..").is_err());
+        // The same without openat2.
+        assert!(r.walk(&["a", "b"]).is_ok());
+        assert!(is_refused(&r.walk(&["a", "link"]).unwrap_err()));
+        assert!(r.walk(&["a", "link", "x"]).is_err());
+        assert_eq!(r.walk(&["a", "missing"]).unwrap_err().kind(), io::ErrorKind::NotFound);
         let a = r.dir("a").unwrap();
         assert!(a.subdir("link").is_err());
         assert!(a.open_file("link", false).is_err());

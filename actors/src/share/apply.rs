@@ -141,12 +141,9 @@ impl<'a> Applier<'a> {
 
     /// Makes the directory changes so far durable, then writes `records` (and a new revision).
     fn commit(&mut self, records: &[Record], revision: Option<u64>) -> Result<(), StoreError> {
-        let dirty = std::mem::take(&mut self.dirty);
-        if !dirty.is_empty() {
-            for dir in dirty {
-                if let Err(e) = self.dirs().and_then(|d| d.dir(&dir)?.sync()) {
-                    warn!(dir = %self.root.join(&dir).display(), error = %e, "cannot fsync a directory");
-                }
+        for dir in std::mem::take(&mut self.dirty) {
+            if let Err(e) = self.dirs().and_then(|d| d.dir(&dir)?.sync()) {
+                warn!(dir = %self.root.join(&dir).display(), error = %e, "cannot fsync a directory");
             }
         }
         self.store.commit(records, revision)
@@ -261,7 +258,7 @@ impl<'a> Applier<'a> {
                     copy = Some(c);
                 }
                 None => {
-                    warn!(path = %ours.path, "concurrent edits: cannot keep ours as a conflict copy now; it stays until it can");
+                    info!(path = %ours.path, "concurrent edits: ours is not set aside now; it never gets overwritten");
                 }
             }
             // Either way the winner never replaces our file as a known one: if no copy was

@@ -20,6 +20,36 @@ pub const META_DIR: &str = ".clearskies";
 /// Suffix of our temporary download files, never synced.
 pub const PART_SUFFIX: &str = ".clearskies-part";
 
+/// Folds a character the way case-insensitive filesystems compare names, as far as it can
+/// matter for our reserved ASCII names: ASCII letters to lower case, and the two non-ASCII
+/// characters that fold (or normalize) to ASCII letters of them: `ſ` (long s) to `s`, `K`
+/// (Kelvin sign) to `k`. Other non-ASCII characters never equal an ASCII one.
+fn fold(c: char) -> char {
+    match c {
+        '\u{17f}' => 's',
+        '\u{212a}' => 'k',
+        c => c.to_ascii_lowercase(),
+    }
+}
+
+/// Whether `a` equals the ASCII name `b` on a case-insensitive filesystem.
+fn same_name(a: &str, b: &str) -> bool {
+    a.chars().map(fold).eq(b.chars())
+}
+
+/// Whether a root-level name is our metadata directory, compared case-insensitively (a share
+/// on vfat, exFAT, SMB or casefolded ext4 finds `.clearskies` under `.CLEARSKIES`).
+pub fn is_meta_dir(name: &str) -> bool {
+    same_name(name, META_DIR)
+}
+
+/// Whether a name is a temporary download's, compared case-insensitively.
+pub fn is_part_name(name: &str) -> bool {
+    let n = name.chars().count();
+    let k = PART_SUFFIX.len();
+    n >= k && same_name(&name[name.char_indices().nth(n - k).map_or(0, |(i, _)| i)..], PART_SUFFIX)
+}
+
 /// Why a key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -73,8 +103,8 @@ impl SharePath {
                 "" => return Err(PathError::EmptySegment),
                 "." | ".." => return Err(PathError::DotSegment),
                 s if s.len() > MAX_SEGMENT => return Err(PathError::TooLong),
-                s if i == 0 && s == META_DIR => return Err(PathError::Reserved),
-                s if s.ends_with(PART_SUFFIX) => return Err(PathError::Reserved),
+                s if i == 0 && is_meta_dir(s) => return Err(PathError::Reserved),
+                s if is_part_name(s) => return Err(PathError::Reserved),
                 _ => {}
             }
         }
@@ -194,9 +224,20 @@ mod tests {
             ("/.clearskies/db", PathError::Reserved),
             ("/.clearskies", PathError::Reserved),
             ("/a/.b.clearskies-part", PathError::Reserved),
+            // Case-insensitive filesystems find these under our names too.
+            ("/.CLEARSKIES/x", PathError::Reserved),
+            ("/.ClearSkies", PathError::Reserved),
+            ("/.clear\u{17f}\u{212a}ies/db", PathError::Reserved),
+            ("/a.Clearskies-Part", PathError::Reserved),
+            ("/d/x.CLEARSKIES-PART", PathError::Reserved),
         ];
         for (bad, err) in cases {
             assert_eq!(SharePath::parse(bad), Err(err), "{bad:?}");
+        }
+        for fine in
+            ["/a/.clearskies", "/.clearskiesignore", "/.clearskie", "/é.clearskies-par", "/ü", "/.clearskies-part-x"]
+        {
+            assert!(SharePath::parse(fine).is_ok(), "{fine:?}");
         }
         assert_eq!(SharePath::parse(&format!("/{}", "a".repeat(256))), Err(PathError::TooLong));
         assert_eq!(SharePath::parse(&"/a".repeat(2049)), Err(PathError::TooLong));

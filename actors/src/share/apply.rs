@@ -16,7 +16,6 @@
 //! Step 2 is idempotent and runs again at start-up for records a crash left pending.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +25,8 @@ use clearskies_protocol::vclock::Causality;
 use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
 use tracing::{debug, info, warn};
 
-use super::fsops::{self, full_path, lstat, stat_of};
+use super::beneath::{DirFd, Meta, Root};
+use super::fsops::{self, Located};
 use super::record::{EntryKind, Record};
 use super::scan::root_is_present;
 use super::store::{ShareStore, StoreError};
@@ -67,8 +67,12 @@ pub struct Applier<'a> {
     me: PeerId,
     now: Timestamp,
     new_uuid: &'a mut dyn FnMut() -> RecordUuid,
-    /// Directories with renames or unlinks not yet fsynced; synced before the index says so.
-    dirty: BTreeSet<PathBuf>,
+    /// The root's handle, opened at the first disk operation of this applier (one batch):
+    /// every path below it is resolved through it, never following a symlink.
+    dirs: Option<Root>,
+    /// Directories (relative to the root) with renames or unlinks not yet fsynced; synced
+    /// before the index says so.
+    dirty: BTreeSet<String>,
     /// Records whose disk work failed (left pending, to retry).
     pub failures: usize,
     /// Selective sync: paths left alone.
@@ -125,7 +129,7 @@ impl<'a> Applier<'a> {
         now: Timestamp,
         new_uuid: &'a mut dyn FnMut() -> RecordUuid,
     ) -> Self {
-        Applier { root, store, me, now, new_uuid, dirty: BTreeSet::new(), failures: 0, filter: None }
+        Applier { root, store, me, now, new_uuid, dirs: None, dirty: BTreeSet::new(), failures: 0, filter: None }
     }
 
     /// Leaves the paths `filter` ignores alone: their records stay pending, nothing of them
@@ -138,15 +142,28 @@ impl<'a> Applier<'a> {
     /// Makes the directory changes so far durable, then writes `records` (and a new revision).
     fn commit(&mut self, records: &[Record], revision: Option<u64>) -> Result<(), StoreError> {
         for dir in std::mem::take(&mut self.dirty) {
-            if let Err(e) = fsops::sync_dir(&dir) {
-                warn!(dir = %dir.display(), error = %e, "cannot fsync a directory");
+            if let Err(e) = self.dirs().and_then(|d| d.dir(&dir)?.sync()) {
+                warn!(dir = %self.root.join(&dir).display(), error = %e, "cannot fsync a directory");
             }
         }
         self.store.commit(records, revision)
     }
 
-    fn touched(&mut self, path: &Path) {
-        self.dirty.insert(path.parent().unwrap_or(self.root).to_owned());
+    /// The root's handle (opened once per applier).
+    fn dirs(&mut self) -> io::Result<Root> {
+        if let Some(d) = &self.dirs {
+            return Ok(d.clone());
+        }
+        let d = Root::open(self.root)?;
+        self.dirs = Some(d.clone());
+        Ok(d)
+    }
+
+    /// `path`'s directory changed (an entry renamed, created or removed in it).
+    fn touched(&mut self, path: &SharePath) {
+        if let Some(parent) = path.parent() {
+            self.dirty.insert(parent.relative().to_owned());
+        }
     }
 
     fn next_rev(&self, rev: &mut u64) -> u64 {
@@ -234,13 +251,21 @@ impl<'a> Applier<'a> {
             && !ours.deleted
             && ours.installed_file()
             && (theirs.deleted || theirs.kind != EntryKind::File || theirs.sha256 != ours.sha256);
-        if differs && root_is_present(self.root) {
-            if let Some(c) = self.set_aside(ours, rev) {
-                info!(path = %ours.path, copy = %c.path, "concurrent edits: ours kept as a conflict copy");
-                base.local = None;
-                base.local_sha256 = None;
-                copy = Some(c);
+        if differs {
+            match self.set_aside(ours, rev) {
+                Some(c) => {
+                    info!(path = %ours.path, copy = %c.path, "concurrent edits: ours kept as a conflict copy");
+                    copy = Some(c);
+                }
+                None => {
+                    info!(path = %ours.path, "concurrent edits: ours is not set aside now; it never gets overwritten");
+                }
             }
+            // Either way the winner never replaces our file as a known one: if no copy was
+            // made, the file is an unknown one in the way, moved aside before the winner is
+            // installed (or by the next scan).
+            base.local = None;
+            base.local_sha256 = None;
         }
         let mut winner = adopt(theirs, Some(&base));
         winner.vector_clock.merge(&ours.vector_clock);
@@ -252,19 +277,23 @@ impl<'a> Applier<'a> {
 
     /// Moves our file for `ours` to a conflict name; its record, written by us.
     fn set_aside(&mut self, ours: &Record, rev: &mut u64) -> Option<Record> {
+        if !root_is_present(self.root) {
+            return None;
+        }
         let uuid = (self.new_uuid)();
         let copy_path = fsops::conflict_path(&ours.path, &uuid.0)?;
-        let (from, to) = (full_path(self.root, &ours.path), full_path(self.root, &copy_path));
-        let m = lstat(&from).ok()??;
-        if !m.is_file() || ours.local != Some(stat_of(&m)) {
+        let dirs = self.dirs().ok()?;
+        let dir = fsops::existing_parent(&dirs, &ours.path).ok()??;
+        let m = dir.stat(ours.path.file_name()).ok()??;
+        if !m.is_file() || ours.local != Some(m.stat) {
             return None;
         }
-        if let Err(e) = fs::rename(&from, &to) {
-            warn!(path = %from.display(), error = %e, "cannot keep a conflict copy; our version is kept in place");
+        if let Err(e) = dir.rename(ours.path.file_name(), &dir, copy_path.file_name()) {
+            warn!(path = %ours.path, error = %e, "cannot keep a conflict copy; our version is kept in place");
             return None;
         }
-        self.touched(&to);
-        let m = lstat(&to).ok()??;
+        self.touched(&copy_path);
+        let m = dir.stat(copy_path.file_name()).ok()??;
         let mut vector_clock = clearskies_protocol::vclock::VectorClock::new();
         vector_clock.increment(self.me);
         let mut extra = ours.extra.clone();
@@ -277,7 +306,7 @@ impl<'a> Applier<'a> {
             last_updated_by: self.me,
             last_updated_rev: self.next_rev(rev),
             update_time: self.now,
-            local: Some(stat_of(&m)),
+            local: Some(m.stat),
             pending: false,
             ..ours.clone()
         })
@@ -341,21 +370,20 @@ impl<'a> Applier<'a> {
     }
 
     fn execute_one(&mut self, r: &Record) -> io::Result<Step> {
-        let dest = full_path(self.root, &r.path);
         let mut done = r.clone();
         done.pending = false;
         if r.path.is_root() {
             return Ok(Step::Done(Box::new(done)));
         }
+        let dirs = self.dirs()?;
+        let name = r.path.file_name();
         if r.deleted {
             done.local = None;
             done.local_sha256 = None;
             // Never create directories just to find nothing to delete.
-            if fsops::existing_parent(self.root, &r.path)?.is_none() {
-                return Ok(Step::Done(Box::new(done)));
-            }
-            let Some(m) = lstat(&dest)? else { return Ok(Step::Done(Box::new(done))) };
-            if r.local != Some(stat_of(&m)) && !m.is_dir() {
+            let Some(dir) = fsops::existing_parent(&dirs, &r.path)? else { return Ok(Step::Done(Box::new(done))) };
+            let Some(m) = dir.stat(name)? else { return Ok(Step::Done(Box::new(done))) };
+            if r.local != Some(m.stat) && !m.is_dir() {
                 // Changed since we looked: the edit beats the deletion (the next scan
                 // announces it).
                 info!(path = %r.path, "not deleting a file that changed locally");
@@ -363,9 +391,9 @@ impl<'a> Applier<'a> {
                 done.local_sha256 = r.local_sha256;
                 return Ok(Step::Done(Box::new(done)));
             }
-            let res = if m.is_dir() { fs::remove_dir(&dest) } else { fs::remove_file(&dest) };
+            let res = if m.is_dir() { dir.rmdir(name) } else { dir.unlink(name) };
             match res {
-                Ok(()) => self.touched(&dest),
+                Ok(()) => self.touched(&r.path),
                 Err(e) if m.is_dir() => {
                     // Something unsynced is still inside: keep the directory.
                     info!(path = %r.path, error = %e, "not deleting a directory that is not empty");
@@ -374,25 +402,26 @@ impl<'a> Applier<'a> {
             }
             return Ok(Step::Done(Box::new(done)));
         }
-        let parent = fsops::prepare_parent(self.root, &r.path)?;
+        let parent = fsops::prepare_parent(&dirs, &r.path)?;
         match r.kind {
             EntryKind::Directory => {
-                if let Some(m) = lstat(&dest)? {
+                if let Some(m) = parent.stat(name)? {
                     if !m.is_dir() {
-                        self.clear_way(r, &dest, &m)?;
+                        self.clear_way(r, &parent, &m)?;
                     }
                 }
-                done.local = Some(fsops::make_dir(&dest, r.unix_mode)?);
+                done.local = Some(fsops::make_dir(&parent, name, r.unix_mode)?);
                 done.local_sha256 = None;
-                self.dirty.insert(parent);
+                self.touched(&r.path);
                 Ok(Step::Done(Box::new(done)))
             }
             EntryKind::File => {
-                if r.local.is_some() && r.local_sha256 == r.sha256 {
+                if let (Some(local), true) = (r.local, r.local_sha256 == r.sha256) {
                     // Contents in place: only mode or mtime changed.
-                    if let Some(m) = lstat(&dest)? {
-                        if m.is_file() && r.local == Some(stat_of(&m)) {
-                            done.local = Some(fsops::update_file_meta(&dest, r.unix_mode, r.mtime)?);
+                    if let Some(m) = parent.stat(name)? {
+                        if m.is_file() && local == m.stat {
+                            done.local =
+                                Some(fsops::update_file_meta(&parent, name, Some(&local), r.unix_mode, r.mtime)?);
                         }
                     }
                     return Ok(Step::Done(Box::new(done)));
@@ -408,38 +437,37 @@ impl<'a> Applier<'a> {
         }
     }
 
-    /// Something unexpected is where a peer's entry goes: a file we know (its record's stat
-    /// matches) is removed; anything else is moved aside as a conflict copy.
-    fn clear_way(&mut self, r: &Record, dest: &Path, m: &fs::Metadata) -> io::Result<()> {
+    /// Something unexpected is where a peer's entry goes (`m`, in `dir`): a file we know
+    /// (its record's stat matches) is removed; anything else is moved aside as a conflict
+    /// copy.
+    fn clear_way(&mut self, r: &Record, dir: &DirFd, m: &Meta) -> io::Result<()> {
+        let name = r.path.file_name();
         if m.is_dir() {
-            return fs::remove_dir(dest);
+            return dir.rmdir(name);
         }
-        if m.is_file() && r.local == Some(stat_of(m)) {
-            return fs::remove_file(dest);
+        if m.is_file() && r.local == Some(m.stat) {
+            return dir.unlink(name);
         }
         let uuid = (self.new_uuid)();
         let copy = fsops::conflict_path(&r.path, &uuid.0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no conflict name"))?;
-        warn!(path = %dest.display(), "a local change is in the way of a peer's version; kept as a conflict copy");
-        fs::rename(dest, full_path(self.root, &copy))?;
-        self.touched(dest);
+        warn!(path = %r.path, copy = %copy, "a local change is in the way of a peer's version; kept as a conflict copy");
+        dir.rename(name, dir, copy.file_name())?;
+        self.touched(&r.path);
         Ok(())
     }
 
     /// Contents for `r` copied from another file of the share that has them (dedup).
-    fn copy_local(&mut self, r: &Record) -> io::Result<Option<PathBuf>> {
+    fn copy_local(&mut self, r: &Record) -> io::Result<Option<Located>> {
         let (Some(sha), Some(size)) = (r.sha256, r.size) else { return Ok(None) };
+        let dirs = self.dirs()?;
         for q in self.store.installed(&sha).map_err(io::Error::other)? {
             if q == r.path {
                 continue;
             }
             let Some(source) = self.store.get(&q).map_err(io::Error::other)? else { continue };
-            let from = full_path(self.root, &q);
-            let Some(m) = lstat(&from)? else { continue };
-            if !m.is_file() || source.local != Some(stat_of(&m)) {
-                continue;
-            }
-            match fsops::copy_verified(self.root, &from, &r.path, &sha, size, r.unix_mode, r.mtime) {
+            let Some(local) = source.local else { continue };
+            match fsops::copy_verified(&dirs, &q, &local, &r.path, &sha, size, r.unix_mode, r.mtime) {
                 Ok(temp) => {
                     debug!(path = %r.path, from = %q, "contents copied locally, not downloaded");
                     return Ok(Some(temp));
@@ -451,27 +479,33 @@ impl<'a> Applier<'a> {
     }
 
     /// Renames verified contents (a temp file) onto `r`'s path, after checking that the
-    /// disk still holds what `r.local` says. Returns the installed record.
-    fn install_at(&mut self, r: &Record, temp: &Path) -> io::Result<Record> {
-        let dest = full_path(self.root, &r.path);
-        if let Some(m) = lstat(&dest)? {
-            // The file we know is replaced by the rename itself, atomically: readers see the
-            // old version or the new one, never no file (and a crash leaves one of the two).
-            let known_file = m.is_file() && r.local == Some(stat_of(&m));
-            if !known_file {
-                if let Err(e) = self.clear_way(r, &dest, &m) {
-                    let _ = fs::remove_file(temp);
-                    return Err(e);
+    /// disk still holds what `r.local` says. Everything is resolved again below the root,
+    /// through directory handles, at this moment: a directory on the way that was swapped
+    /// for a symlink since the record was applied fails the install (the temp file is
+    /// removed), nothing is written where the symlink points. Returns the installed record.
+    fn install_at(&mut self, r: &Record, temp: &Located) -> io::Result<Record> {
+        let placed = self.dirs().and_then(|dirs| {
+            let dir = fsops::existing_parent(&dirs, &r.path)?
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "its directory vanished"))?;
+            let name = r.path.file_name();
+            if let Some(m) = dir.stat(name)? {
+                // The file we know is replaced by the rename itself, atomically: readers see
+                // the old version or the new one, never no file (and a crash leaves one of
+                // the two).
+                let known_file = m.is_file() && r.local == Some(m.stat);
+                if !known_file {
+                    self.clear_way(r, &dir, &m)?;
                 }
             }
-        }
-        let stat = match fsops::install(temp, &dest) {
+            fsops::install(temp, &dir, name)
+        });
+        let stat = match placed {
             Ok(s) => {
-                self.touched(&dest);
+                self.touched(&r.path);
                 s
             }
             Err(e) => {
-                let _ = fs::remove_file(temp);
+                temp.remove();
                 return Err(e);
             }
         };
@@ -489,7 +523,23 @@ impl<'a> Applier<'a> {
         let mut installed = Vec::new();
         let mut done = Vec::new();
         let present = root_is_present(self.root);
+        let dirs = self.dirs();
         for (sha, temp) in items {
+            // Where the temp file is, resolved below the root now, never through a symlink.
+            let located = dirs
+                .as_ref()
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+                .and_then(|d| Ok((d.clone(), d.locate(&temp)?)));
+            let (dirs, temp) = match located {
+                Ok((d, (dir, name))) => (d, Located { dir, name }),
+                // The root is gone: the download waits in its partial file (see `resume`).
+                Err(_) if !present => continue,
+                Err(e) => {
+                    self.failures += 1;
+                    warn!(temp = %temp.display(), error = %e, "cannot reach a downloaded file below the share root");
+                    continue;
+                }
+            };
             let mut temp = Some(temp);
             let mut first: Option<SharePath> = None;
             let waiting = if present { self.store.waiting_for(&sha)? } else { Vec::new() };
@@ -505,10 +555,10 @@ impl<'a> Applier<'a> {
                 let source = match temp.take() {
                     // The verified download itself is renamed onto the first path (the
                     // partial file is inside the share, on its filesystem).
-                    Some(t) if fsops::has_meta(&t, mode, mtime) => Some(t),
+                    Some(t) if fsops::has_meta(&t.dir, &t.name, mode, mtime) => Some(t),
                     Some(t) => {
                         // Its mode and mtime were those of the path it was fetched for.
-                        match fsops::update_file_meta(&t, mode, mtime) {
+                        match fsops::update_file_meta(&t.dir, &t.name, None, mode, mtime) {
                             Ok(_) => Some(t),
                             Err(e) => {
                                 warn!(path = %p, error = %e, "cannot set the downloaded file's mode or mtime");
@@ -517,11 +567,17 @@ impl<'a> Applier<'a> {
                             }
                         }
                     }
-                    None => first.as_ref().map(|q| full_path(self.root, q)).and_then(|from| {
-                        fsops::copy_verified(self.root, &from, &p, &sha, size, mode, mtime)
-                            .map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents"))
-                            .ok()
-                    }),
+                    None => first
+                        .as_ref()
+                        .and_then(|q| {
+                            let dir = fsops::existing_parent(&dirs, q).ok()??;
+                            Some(Located { dir, name: q.file_name().to_owned() })
+                        })
+                        .and_then(|from| {
+                            fsops::copy_temp(&dirs, &from, &p, &sha, size, mode, mtime)
+                                .map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents"))
+                                .ok()
+                        }),
                 };
                 let Some(source) = source else { continue };
                 match self.install_at(&r, &source) {
@@ -537,7 +593,7 @@ impl<'a> Applier<'a> {
                 }
             }
             if let Some(t) = temp {
-                let _ = fs::remove_file(t);
+                t.remove();
             }
         }
         if !done.is_empty() {

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 /// The ignore file in a share's root.
 pub const IGNORE_FILE: &str = ".clearskiesignore";
 
+/// The most of the ignore file that is read.
+pub const MAX_IGNORE_FILE: u64 = 1 << 20;
+
 /// What a replica chose to keep, saved with the share.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selection {
@@ -86,19 +89,34 @@ impl Filter {
         Filter::new(root, &Selection::default())
     }
 
-    /// Reads `.clearskiesignore` again if it changed; whether it did.
+    /// Reads `.clearskiesignore` again if it changed; whether it did. Only a regular file
+    /// counts (opened without following a symlink or blocking on a FIFO a local user may
+    /// have put there), and only its first [`MAX_IGNORE_FILE`] bytes.
     pub fn refresh(&mut self) -> bool {
         let file = self.root.join(IGNORE_FILE);
-        let stamp = std::fs::metadata(&file).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        let opened = super::beneath::Root::open(&self.root).and_then(|r| r.root_dir().open_file(IGNORE_FILE, false));
+        let stamp_of = |f: &std::fs::File| f.metadata().ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        let (stamp, f) = match opened {
+            Ok(f) => (stamp_of(&f), Some(f)),
+            Err(_) => (None, None),
+        };
         if stamp == self.stamp {
             return false;
         }
         self.stamp = stamp;
-        self.from_file = if stamp.is_some() {
-            let (g, _errors) = Gitignore::new(&file);
-            g
-        } else {
-            Gitignore::empty()
+        self.from_file = match f {
+            Some(f) => {
+                use std::io::Read;
+                let mut text = String::new();
+                let _ = f.take(MAX_IGNORE_FILE).read_to_string(&mut text);
+                let mut b = GitignoreBuilder::new(&self.root);
+                for line in text.lines() {
+                    // A bad pattern is skipped (as `Gitignore::new` does).
+                    let _ = b.add_line(Some(file.clone()), line);
+                }
+                b.build().unwrap_or_else(|_| Gitignore::empty())
+            }
+            None => Gitignore::empty(),
         };
         true
     }
@@ -165,6 +183,35 @@ mod tests {
         std::fs::remove_file(dir.path().join(IGNORE_FILE)).unwrap();
         assert!(f.refresh());
         assert!(!f.ignores(&p("/notes.txt"), false));
+    }
+
+    /// A FIFO (or a symlink) a local user puts where the ignore file goes neither hangs the
+    /// share's worker nor is followed.
+    #[test]
+    fn an_ignore_file_that_is_a_fifo_or_a_symlink_is_no_ignore_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("patterns"), "*.txt\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("patterns"), dir.path().join(IGNORE_FILE)).unwrap();
+        let f = Filter::none(dir.path());
+        assert!(!f.ignores(&p("/a.txt"), false), "the symlink was followed");
+        std::fs::remove_file(dir.path().join(IGNORE_FILE)).unwrap();
+        let fifo = dir.path().join(IGNORE_FILE);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            0,
+        )
+        .unwrap();
+        let root = dir.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Filter::none(&root).ignores(&p("/a.txt"), false));
+        });
+        let ignored = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("hung on a FIFO");
+        assert!(!ignored);
     }
 
     #[test]

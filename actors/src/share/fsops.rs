@@ -1,79 +1,128 @@
 //! Filesystem operations on a share's tree that peers' records cause. Blocking.
 //!
-//! Every path comes from a validated [`SharePath`] (no `..`, not absolute, no NUL), and every
-//! directory on the way to it is checked with `symlink_metadata`: a symlink that a user left
-//! inside the share is never followed, so a peer's record cannot reach outside the root.
-//! Contents are installed the safe way: temp file in the same directory, verified hash,
-//! mode and mtime set, fsync, atomic rename, fsync of the directory.
+//! Every path comes from a validated [`SharePath`] (no `..`, not absolute, no NUL) and is
+//! resolved below the share's root through directory handles at the moment of each
+//! operation ([`super::beneath`]): a symlink anywhere on the way, even one a local user
+//! swapped in after a record was checked, is refused, never followed, so a peer's record
+//! cannot reach outside the root. Contents are installed the safe way: temp file in the
+//! same directory, verified hash, mode and mtime set, fsync, atomic rename, fsync of the
+//! directory.
+//!
+//! Modes from peers are never applied verbatim ([`peer_mode`]): setuid, setgid and sticky
+//! are dropped and the receiving process's umask is applied.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use clearskies_protocol::path::{SharePath, PART_SUFFIX};
+use clearskies_protocol::path::{SharePath, MAX_PATH, MAX_SEGMENT, META_DIR, PART_SUFFIX};
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::Sha256Hash;
 use sha2::{Digest, Sha256};
 
+use super::beneath::{self, DirFd, Meta, Root};
 use super::record::LocalStat;
 
-/// The on-disk location of `path` below `root` (no checks: see [`prepare_parent`]).
+/// The on-disk location of `path` below `root`, for messages and for [`Root::locate`]
+/// (never opened as a path: see [`prepare_parent`]).
 pub fn full_path(root: &Path, path: &SharePath) -> PathBuf {
     root.join(path.relative())
 }
 
-fn refuse(what: &str, p: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {}", p.display()))
+fn refuse(what: &str, p: &SharePath) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {p}"))
 }
 
-/// Walks the directories from the root down to `path`'s parent, refusing symlinks and files
-/// on the way. A missing one is created (mode 0755) when `create`, else the walk answers
-/// `None`. Returns the parent's on-disk path.
-fn walk_parent(root: &Path, path: &SharePath, create: bool) -> io::Result<Option<PathBuf>> {
-    let mut dir = root.to_owned();
-    let Some(parent) = path.parent() else {
-        return Err(refuse("the share root has no parent inside the share", root));
-    };
-    for segment in parent.relative().split('/').filter(|s| !s.is_empty()) {
-        dir.push(segment);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(refuse("not a directory (or a symlink) on the way", &dir)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&dir)
-                    .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
-                if !fs::symlink_metadata(&dir)?.is_dir() {
-                    return Err(refuse("not a directory on the way", &dir));
-                }
-            }
+/// The umask assumed when the process's cannot be read: the strictest usual one.
+const FALLBACK_UMASK: u32 = 0o077;
+
+/// The process's umask, read once (from `/proc/self/status`: `umask(2)` both reads and
+/// sets it, so it cannot be read without a window where it is changed).
+pub fn umask() -> u32 {
+    static UMASK: OnceLock<u32> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let read = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Umask:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        });
+        read.unwrap_or_else(|| {
+            tracing::warn!("cannot read the umask from /proc/self/status; peers' modes get {FALLBACK_UMASK:04o}");
+            FALLBACK_UMASK
+        }) & 0o777
+    })
+}
+
+/// The permission bits a peer's `unix_mode` gets here: only the `rwx` bits (never setuid,
+/// setgid or sticky), less our umask; the owner can always read a file, and read, write and
+/// enter a directory (or the rest of the tree could not sync).
+pub fn peer_mode(mode: u32, dir: bool) -> u32 {
+    let m = mode & 0o777 & !umask();
+    if dir {
+        m | 0o700
+    } else {
+        m | 0o400
+    }
+}
+
+/// Whether a local `mode` is what a record's `unix_mode` says: equal, or what
+/// [`peer_mode`] makes of it here (a peer's mode applied; not a local change).
+pub fn mode_matches(record: u32, local: u32, dir: bool) -> bool {
+    record & 0o7777 == local & 0o7777 || peer_mode(record, dir) == local & 0o7777
+}
+
+/// The parent's path relative to the root, and the last name.
+fn split(path: &SharePath) -> io::Result<(&str, &str)> {
+    let parent = path.parent().ok_or_else(|| refuse("the share root has no parent inside the share", path))?;
+    let rel = &path.relative()[..parent.relative().len()];
+    Ok((rel, path.file_name()))
+}
+
+/// Opens `path`'s parent directory below the root, creating missing directories (mode
+/// 0755 less the umask) when `create`; `None` if one is missing and not `create`. A symlink
+/// or a file on the way is an error.
+fn walk_parent(root: &Root, path: &SharePath, create: bool) -> io::Result<Option<DirFd>> {
+    let (rel, _) = split(path)?;
+    match root.dir(rel) {
+        Ok(d) => return Ok(Some(d)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if beneath::is_refused(&e) => return Err(refuse("not a directory (or a symlink) on the way", path)),
+        Err(e) => return Err(e),
+    }
+    if !create {
+        return Ok(None);
+    }
+    let mut dir = root.root_dir().clone();
+    for segment in rel.split('/').filter(|s| !s.is_empty()) {
+        dir = match dir.subdir_or_create(segment, 0o755) {
+            Ok(d) => d,
+            Err(e) if beneath::is_refused(&e) => return Err(refuse("not a directory (or a symlink) on the way", path)),
             Err(e) => return Err(e),
-        }
+        };
     }
     Ok(Some(dir))
 }
 
 /// Makes sure every directory from the root down to `path`'s parent exists and is a real
 /// directory (creating missing ones with mode 0755); refuses symlinks and files on the way.
-/// Returns the parent's on-disk path.
-pub fn prepare_parent(root: &Path, path: &SharePath) -> io::Result<PathBuf> {
-    walk_parent(root, path, true)?.ok_or_else(|| refuse("a directory on the way vanished", root))
+/// Returns the parent, opened.
+pub fn prepare_parent(root: &Root, path: &SharePath) -> io::Result<DirFd> {
+    walk_parent(root, path, true)?.ok_or_else(|| refuse("a directory on the way vanished", path))
 }
 
-/// The on-disk parent of `path` if every directory on the way exists and is a real
-/// directory; `None` if one is missing (nothing below it exists); an error for a symlink or a
-/// file on the way. Creates nothing (for deletions).
-pub fn existing_parent(root: &Path, path: &SharePath) -> io::Result<Option<PathBuf>> {
+/// `path`'s parent if every directory on the way exists and is a real directory; `None` if
+/// one is missing (nothing below it exists); an error for a symlink or a file on the way.
+/// Creates nothing (for deletions).
+pub fn existing_parent(root: &Root, path: &SharePath) -> io::Result<Option<DirFd>> {
     walk_parent(root, path, false)
 }
 
-/// What is at a path, without following a symlink there.
-pub fn lstat(p: &Path) -> io::Result<Option<fs::Metadata>> {
-    match fs::symlink_metadata(p) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+/// What is at `path`, without following a symlink anywhere (`None`: nothing, or a missing
+/// directory on the way).
+pub fn lstat(root: &Root, path: &SharePath) -> io::Result<Option<Meta>> {
+    match existing_parent(root, path)? {
+        Some(d) => d.stat(path.file_name()),
+        None => Ok(None),
     }
 }
 
@@ -87,46 +136,55 @@ pub fn stat_of(m: &fs::Metadata) -> LocalStat {
     }
 }
 
-/// The temp file a download or copy for `path` goes to (same directory, hidden, ignored by
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+fn cut_utf8(s: &str, max: usize) -> &str {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
+/// The name of the temp file `name` is written to first, next to it (hidden, ignored by
 /// scans and watches). Long names are shortened with a hash so the temp name stays valid.
-pub fn temp_path(parent: &Path, path: &SharePath) -> PathBuf {
-    let name = path.file_name();
+pub fn temp_name_for(name: &str) -> String {
     const KEEP: usize = 180;
-    let temp = if name.len() + PART_SUFFIX.len() < 255 {
+    if name.len() + PART_SUFFIX.len() < MAX_SEGMENT {
         format!(".{name}{PART_SUFFIX}")
     } else {
-        let mut cut = KEEP;
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
         let h = Sha256::digest(name.as_bytes());
-        format!(".{}.{}{PART_SUFFIX}", &name[..cut], hex::encode(&h[..4]))
-    };
-    parent.join(temp)
+        format!(".{}.{}{PART_SUFFIX}", cut_utf8(name, KEEP), hex::encode(&h[..4]))
+    }
 }
 
-/// Whether the file at `p` already has `mode` and `mtime` (those given).
-pub fn has_meta(p: &Path, mode: Option<u32>, mtime: Option<Timestamp>) -> bool {
-    let Ok(m) = fs::symlink_metadata(p) else { return false };
-    let mode_ok = mode.is_none_or(|want| m.mode() & 0o7777 == want & 0o7777);
-    let mtime_ok = mtime.is_none_or(|t| m.modified().is_ok_and(|got| got == to_system_time(t)));
-    mode_ok && mtime_ok
+/// The temp file a download or copy for `path` goes to (in `parent`, the path's directory).
+pub fn temp_path(parent: &Path, path: &SharePath) -> PathBuf {
+    parent.join(temp_name_for(path.file_name()))
 }
 
-/// Opens an existing file or directory without following a symlink.
-fn open_nofollow(p: &Path, write: bool) -> io::Result<File> {
-    OpenOptions::new().read(!write).write(write).custom_flags(libc::O_NOFOLLOW).open(p)
+/// Whether the file `name` in `dir` already has what a peer's `mode` and `mtime` make here.
+pub fn has_meta(dir: &DirFd, name: &str, mode: Option<u32>, mtime: Option<Timestamp>) -> bool {
+    let Ok(Some(m)) = dir.stat(name) else { return false };
+    let mode_ok = mode.is_none_or(|want| m.mode == peer_mode(want, false));
+    let mtime_ok = mtime.is_none_or(|t| m.mtime == (t.secs(), t.nanos()));
+    m.is_file() && mode_ok && mtime_ok
 }
 
-/// Sets mode (permission bits) and, if given, mtime on an open file.
-pub fn set_meta(f: &File, mode: Option<u32>, mtime: Option<Timestamp>) -> io::Result<()> {
+/// Sets a peer's mode (as [`peer_mode`] makes it) and, if given, mtime on an open file
+/// (`dir`: a directory).
+fn set_meta_of(f: &File, mode: Option<u32>, mtime: Option<Timestamp>, dir: bool) -> io::Result<()> {
     if let Some(mode) = mode {
-        f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+        f.set_permissions(fs::Permissions::from_mode(peer_mode(mode, dir)))?;
     }
     if let Some(t) = mtime {
         f.set_modified(to_system_time(t))?;
     }
     Ok(())
+}
+
+/// Sets a peer's mode (as [`peer_mode`] makes it) and, if given, mtime on an open file.
+pub fn set_meta(f: &File, mode: Option<u32>, mtime: Option<Timestamp>) -> io::Result<()> {
+    set_meta_of(f, mode, mtime, false)
 }
 
 fn to_system_time(t: Timestamp) -> std::time::SystemTime {
@@ -138,53 +196,79 @@ fn to_system_time(t: Timestamp) -> std::time::SystemTime {
     }
 }
 
-/// Applies mode and mtime to an existing regular file in place (a metadata-only change);
-/// refuses anything that is not a regular file. Returns the new stat.
-pub fn update_file_meta(p: &Path, mode: Option<u32>, mtime: Option<Timestamp>) -> io::Result<LocalStat> {
-    let f = open_nofollow(p, false)?;
-    let m = f.metadata()?;
-    if !m.is_file() {
-        return Err(refuse("not a regular file", p));
+/// Applies mode and mtime to the existing regular file `name` in `dir` in place (a
+/// metadata-only change); refuses anything that is not a regular file, or not the file
+/// `expected` describes. Returns the new stat.
+pub fn update_file_meta(
+    dir: &DirFd,
+    name: &str,
+    expected: Option<&LocalStat>,
+    mode: Option<u32>,
+    mtime: Option<Timestamp>,
+) -> io::Result<LocalStat> {
+    let f = dir.open_file(name, false)?;
+    if expected.is_some_and(|e| f.metadata().map_or(true, |m| *e != stat_of(&m))) {
+        return Err(io::Error::other("changed since it was looked at"));
     }
     set_meta(&f, mode, mtime)?;
     Ok(stat_of(&f.metadata()?))
 }
 
-/// Creates a directory (or keeps an existing one), sets its mode, returns its stat.
-pub fn make_dir(p: &Path, mode: Option<u32>) -> io::Result<LocalStat> {
-    match fs::create_dir(p) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let d = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY).open(p)?;
-    if let Some(mode) = mode {
-        // Never leave a directory we cannot enter or write: a peer's odd mode would make the
-        // rest of the tree impossible to sync.
-        d.set_permissions(fs::Permissions::from_mode((mode & 0o7777) | 0o700))?;
-    }
+/// Creates the directory `name` in `dir` (or keeps an existing one), sets a peer's mode on
+/// it, returns its stat.
+pub fn make_dir(dir: &DirFd, name: &str, mode: Option<u32>) -> io::Result<LocalStat> {
+    dir.mkdir(name, 0o755)?;
+    let d = dir.open_subdir_file(name)?;
+    // Never a directory we cannot enter or write: a peer's odd mode would make the rest of
+    // the tree impossible to sync (see `peer_mode`).
+    set_meta_of(&d, mode, None, true)?;
     Ok(stat_of(&d.metadata()?))
 }
 
-/// Fsyncs a directory (after a rename or unlink in it).
-pub fn sync_dir(p: &Path) -> io::Result<()> {
-    File::open(p)?.sync_all()
-}
+/// The conflict marker's length: `.CONFLICT.` and 8 characters.
+const MARKER_LEN: usize = 18;
 
 /// A name for the losing side of a conflict, next to the original:
-/// `name.CONFLICT.<8 alnum>.ext` (`name.CONFLICT.<8 alnum>` without an extension).
+/// `name.CONFLICT.<8 alnum>.ext` (`name.CONFLICT.<8 alnum>` without an extension). When
+/// that would be too long (a name near 255 bytes, or a path near 4096), the name before
+/// the extension is shortened (on a character boundary); an extension too long to keep
+/// counts as part of the name.
 pub fn conflict_path(path: &SharePath, tag: &[u8; 16]) -> Option<SharePath> {
     const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let code: String = tag[..8].iter().map(|b| char::from(ALNUM[usize::from(*b) % ALNUM.len()])).collect();
     let name = path.file_name();
-    // The extension is what follows the last dot, unless the dot starts the name.
-    let new = match name.rfind('.') {
-        Some(i) if i > 0 => format!("{}.CONFLICT.{code}{}", &name[..i], &name[i..]),
-        _ => format!("{name}.CONFLICT.{code}"),
-    };
     let parent = path.parent()?;
+    let prefix = if parent.is_root() { 1 } else { parent.as_str().len() + 1 };
+    let room = MAX_SEGMENT.min(MAX_PATH.checked_sub(prefix)?);
+    // The extension is what follows the last dot, unless the dot starts the name.
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 && name.len() - i + MARKER_LEN < room => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let stem = cut_utf8(stem, room.checked_sub(MARKER_LEN + ext.len())?);
+    if stem.is_empty() {
+        return None;
+    }
+    let new = format!("{stem}.CONFLICT.{code}{ext}");
     let key = if parent.is_root() { format!("/{new}") } else { format!("{}/{new}", parent.as_str()) };
     SharePath::parse(&key).ok()
+}
+
+/// A file below the root, by its directory and name: where a verified temp file waits to
+/// be renamed into place.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// Its directory.
+    pub dir: DirFd,
+    /// Its name there.
+    pub name: String,
+}
+
+impl Located {
+    /// Removes it (a temp file no longer wanted).
+    pub fn remove(&self) {
+        let _ = self.dir.unlink(&self.name);
+    }
 }
 
 /// Writes data into a temp file while hashing it; `finish` verifies, sets metadata and
@@ -193,6 +277,7 @@ pub fn conflict_path(path: &SharePath, tag: &[u8; 16]) -> Option<SharePath> {
 #[derive(Debug)]
 pub struct TempWriter {
     file: Option<File>,
+    at: Located,
     path: PathBuf,
     hasher: Sha256,
     written: u64,
@@ -207,7 +292,7 @@ pub const ROOT_MISSING: &str = "the share root or its .clearskies marker is miss
 /// Where a share's partial downloads live, named by content hash: inside the share (so a
 /// finished one is renamed into place) yet never under a user's name.
 pub fn partial_dir(root: &Path) -> PathBuf {
-    root.join(clearskies_protocol::path::META_DIR).join("partial")
+    root.join(META_DIR).join("partial")
 }
 
 /// Where the partial download of `sha` is: `partial/<first two hex digits>/<sha>`. Spread
@@ -218,48 +303,62 @@ pub fn partial_path(root: &Path, sha: &Sha256Hash) -> PathBuf {
     partial_dir(root).join(&hex[..2]).join(hex)
 }
 
+/// `partial/<shard>` relative to the root.
+fn shard_rel(sha: &Sha256Hash) -> String {
+    format!("{META_DIR}/partial/{}", &sha.to_string()[..2])
+}
+
 /// How much of `sha` an earlier attempt downloaded (0 if none).
 pub fn partial_len(root: &Path, sha: &Sha256Hash) -> u64 {
-    fs::symlink_metadata(partial_path(root, sha)).map_or(0, |m| if m.is_file() { m.len() } else { 0 })
+    let Ok(root) = Root::open(root) else { return 0 };
+    let Ok(dir) = root.dir(&shard_rel(sha)) else { return 0 };
+    match dir.stat(&sha.to_string()) {
+        Ok(Some(m)) if m.is_file() => m.stat.size,
+        _ => 0,
+    }
 }
 
 /// Removes partial downloads that `wanted` says nobody waits for any more; how many. Ones
 /// kept from before the directory was split (directly in `partial/`) move to their place.
+/// Only what is really inside `partial/` is touched: a symlink there is removed, never
+/// followed.
 pub fn remove_unwanted_partials(root: &Path, wanted: impl Fn(&Sha256Hash) -> bool) -> usize {
-    let Ok(entries) = fs::read_dir(partial_dir(root)) else { return 0 };
+    let Ok(root) = Root::open(root) else { return 0 };
+    let Ok(partial) = root.dir(&format!("{META_DIR}/partial")) else { return 0 };
+    let Ok((entries, _)) = partial.list() else { return 0 };
     let mut removed = 0;
-    let mut check = |path: PathBuf, shard: Option<&str>| {
-        let sha = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<Sha256Hash>().ok());
-        match sha {
-            Some(sha) if wanted(&sha) => {
-                if shard.is_none_or(|d| !sha.to_string().starts_with(d)) {
-                    let to = partial_path(root, &sha);
-                    let moved = to
-                        .parent()
-                        .is_some_and(|d| fs::DirBuilder::new().recursive(true).mode(0o700).create(d).is_ok())
-                        && fs::rename(&path, &to).is_ok();
-                    if !moved && fs::remove_file(&path).is_ok() {
-                        removed += 1;
-                    }
-                }
-            }
-            _ => {
-                if fs::remove_file(&path).is_ok() {
+    let mut check = |dir: &DirFd, name: &str, shard: Option<&str>| match name.parse::<Sha256Hash>().ok() {
+        Some(sha) if wanted(&sha) => {
+            let hex = sha.to_string();
+            if shard.is_none_or(|d| !hex.starts_with(d)) {
+                let moved =
+                    partial.subdir_or_create(&hex[..2], 0o700).and_then(|to| dir.rename(name, &to, &hex)).is_ok();
+                if !moved && dir.unlink(name).is_ok() {
                     removed += 1;
                 }
             }
         }
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        match e.file_type() {
-            Ok(t) if t.is_dir() => {
-                let shard = e.file_name().to_string_lossy().into_owned();
-                for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
-                    check(inner.path(), Some(&shard));
-                }
+        _ => {
+            if dir.unlink(name).is_ok() {
+                removed += 1;
             }
-            _ => check(path, None),
+        }
+    };
+    for (name, ft) in entries {
+        let is_dir = match ft {
+            rustix::fs::FileType::Directory => true,
+            rustix::fs::FileType::Unknown => partial.stat(&name).ok().flatten().is_some_and(|m| m.is_dir()),
+            _ => false,
+        };
+        if is_dir {
+            // Opened without following a symlink swapped in since the listing.
+            let Ok(sub) = partial.subdir(&name) else { continue };
+            let Ok((inner, _)) = sub.list() else { continue };
+            for (n, _) in inner {
+                check(&sub, &n, Some(&name));
+            }
+        } else {
+            check(&partial, &name, None);
         }
     }
     removed
@@ -268,17 +367,20 @@ pub fn remove_unwanted_partials(root: &Path, wanted: impl Fn(&Sha256Hash) -> boo
 impl TempWriter {
     /// Creates (truncating) the temp file for `target` below `root`, refusing to write more
     /// than `limit` bytes.
-    pub fn create(root: &Path, target: &SharePath, limit: u64) -> io::Result<TempWriter> {
-        let parent = prepare_parent(root, target)?;
-        let path = temp_path(&parent, target);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)?;
-        Ok(TempWriter { file: Some(file), path, hasher: Sha256::new(), written: 0, limit, keep: false })
+    pub fn create(root: &Root, target: &SharePath, limit: u64) -> io::Result<TempWriter> {
+        let dir = prepare_parent(root, target)?;
+        let name = temp_name_for(target.file_name());
+        let file = dir.create_file(&name, 0o600, true)?;
+        let path = root.path().join(split(target)?.0).join(&name);
+        Ok(TempWriter {
+            file: Some(file),
+            at: Located { dir, name },
+            path,
+            hasher: Sha256::new(),
+            written: 0,
+            limit,
+            keep: false,
+        })
     }
 
     /// Opens the partial download of `sha` (at most `limit` bytes), creating it, or
@@ -286,37 +388,19 @@ impl TempWriter {
     /// the final verification covers the whole file. [`TempWriter::written`] says where to
     /// continue from.
     pub fn resume(root: &Path, sha: &Sha256Hash, limit: u64) -> io::Result<TempWriter> {
-        let path = partial_path(root, sha);
-        let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| partial_dir(root));
-        let open = || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-        };
-        let mut file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The first download of this share (or into this part of it): make the
-                // directories below the marker, never the marker (or the root) itself. A
-                // share whose root is gone or unmounted fails here instead of growing a
-                // new marker on whatever is left at its path.
-                for d in [partial_dir(root), dir.clone()] {
-                    match fs::DirBuilder::new().mode(0o700).create(&d) {
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            return Err(io::Error::new(io::ErrorKind::NotFound, ROOT_MISSING));
-                        }
-                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                        _ => {}
-                    }
-                }
-                open()?
-            }
+        let missing = || io::Error::new(io::ErrorKind::NotFound, ROOT_MISSING);
+        // The first download of this share (or into this part of it) makes the directories
+        // below the marker, never the marker (or the root) itself. A share whose root is
+        // gone or unmounted fails here instead of growing a new marker on whatever is left
+        // at its path.
+        let root_dir = Root::open(root).map_err(|e| if e.kind() == io::ErrorKind::NotFound { missing() } else { e })?;
+        let meta = match root_dir.root_dir().subdir(META_DIR) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
             other => other?,
         };
+        let hex = sha.to_string();
+        let dir = meta.subdir_or_create("partial", 0o700)?.subdir_or_create(&hex[..2], 0o700)?;
+        let mut file = dir.create_file(&hex, 0o600, false)?;
         let mut hasher = Sha256::new();
         let mut written = file.metadata()?.len();
         if written > limit {
@@ -335,7 +419,15 @@ impl TempWriter {
         }
         file.seek(io::SeekFrom::Start(hashed))?;
         file.set_len(hashed)?;
-        Ok(TempWriter { file: Some(file), path, hasher, written: hashed, limit, keep: true })
+        Ok(TempWriter {
+            file: Some(file),
+            at: Located { dir, name: hex },
+            path: partial_path(root, sha),
+            hasher,
+            written: hashed,
+            limit,
+            keep: true,
+        })
     }
 
     /// Bytes in the file so far.
@@ -361,19 +453,32 @@ impl TempWriter {
         Ok(())
     }
 
-    /// Verifies size and hash, sets mode and mtime, fsyncs. Returns the temp file's path,
-    /// which the caller renames into place (or removes).
+    /// Verifies size and hash, sets mode (as [`peer_mode`] makes it) and mtime, fsyncs.
+    /// Returns the temp file's path, which the caller renames into place (or removes); the
+    /// path is resolved below the root again when it is used ([`Root::locate`]).
     pub fn finish(
-        mut self,
+        self,
         sha: &Sha256Hash,
         size: u64,
         mode: Option<u32>,
         mtime: Option<Timestamp>,
     ) -> io::Result<PathBuf> {
+        let path = self.path.clone();
+        self.finish_at(sha, size, mode, mtime).map(|_| path)
+    }
+
+    /// [`TempWriter::finish`], answering where the temp file is.
+    pub fn finish_at(
+        mut self,
+        sha: &Sha256Hash,
+        size: u64,
+        mode: Option<u32>,
+        mtime: Option<Timestamp>,
+    ) -> io::Result<Located> {
         let f = self.file.take().ok_or_else(|| io::Error::other("temp file already finished"))?;
         let got = Sha256Hash(std::mem::take(&mut self.hasher).finalize().into());
         if self.written != size || got != *sha {
-            let _ = fs::remove_file(&self.path);
+            self.at.remove();
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("contents do not match the record ({} bytes, sha256 {got})", self.written),
@@ -381,7 +486,7 @@ impl TempWriter {
         }
         set_meta(&f, mode, mtime)?;
         f.sync_all()?;
-        Ok(std::mem::take(&mut self.path))
+        Ok(self.at.clone())
     }
 }
 
@@ -399,17 +504,27 @@ impl Write for TempWriter {
 impl Drop for TempWriter {
     fn drop(&mut self) {
         if self.file.is_some() && !self.keep {
-            let _ = fs::remove_file(&self.path);
+            self.at.remove();
         }
     }
+}
+
+/// Opens the regular file at `path` below `root` for reading, never through a symlink
+/// (anywhere on the way) and never blocking on a FIFO: for serving and reading share files.
+pub fn open_share_file(root: &Path, path: &SharePath) -> io::Result<File> {
+    let root = Root::open(root)?;
+    let dir = existing_parent(&root, path)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    dir.open_file(path.file_name(), false)
 }
 
 /// Opens the file at `path` for reading if it is still exactly the one `expected`
 /// describes (a regular file, never through a symlink): the basis of a delta.
 pub fn open_unchanged(root: &Path, path: &SharePath, expected: &LocalStat) -> io::Result<Option<File>> {
-    let f = match open_nofollow(&full_path(root, path), false) {
+    let f = match open_share_file(root, path) {
         Ok(f) => f,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ELOOP) => {
+        Err(e)
+            if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::InvalidInput) || beneath::is_refused(&e) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(e),
@@ -456,20 +571,16 @@ impl io::Seek for SharedReader {
     }
 }
 
-/// Copies a local file (dedup) into a temp file for `target`, verifying `sha` on the way.
-pub fn copy_verified(
-    root: &Path,
-    from: &Path,
+/// Copies contents into a temp file for `target`, verifying `sha` on the way.
+fn copy_into(
+    root: &Root,
+    src: &mut File,
     target: &SharePath,
     sha: &Sha256Hash,
     size: u64,
     mode: Option<u32>,
     mtime: Option<Timestamp>,
-) -> io::Result<PathBuf> {
-    let mut src = open_nofollow(from, false)?;
-    if !src.metadata()?.is_file() {
-        return Err(refuse("not a regular file", from));
-    }
+) -> io::Result<Located> {
     let mut w = TempWriter::create(root, target, size)?;
     let mut buf = read_buffer(size);
     loop {
@@ -479,7 +590,43 @@ pub fn copy_verified(
         }
         w.append(&buf[..n])?;
     }
-    w.finish(sha, size, mode, mtime)
+    w.finish_at(sha, size, mode, mtime)
+}
+
+/// Copies the share file `from` whose stat is `expected` (dedup) into a temp file for
+/// `target`, verifying `sha` on the way.
+#[allow(clippy::too_many_arguments)]
+pub fn copy_verified(
+    root: &Root,
+    from: &SharePath,
+    expected: &LocalStat,
+    target: &SharePath,
+    sha: &Sha256Hash,
+    size: u64,
+    mode: Option<u32>,
+    mtime: Option<Timestamp>,
+) -> io::Result<Located> {
+    let dir = existing_parent(root, from)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    let mut src = dir.open_file(from.file_name(), false)?;
+    if stat_of(&src.metadata()?) != *expected {
+        return Err(io::Error::other("the source changed"));
+    }
+    copy_into(root, &mut src, target, sha, size, mode, mtime)
+}
+
+/// Copies a verified temp file into a new temp file for `target` (the same contents wanted
+/// at a second path).
+pub fn copy_temp(
+    root: &Root,
+    from: &Located,
+    target: &SharePath,
+    sha: &Sha256Hash,
+    size: u64,
+    mode: Option<u32>,
+    mtime: Option<Timestamp>,
+) -> io::Result<Located> {
+    let mut src = from.dir.open_file(&from.name, false)?;
+    copy_into(root, &mut src, target, sha, size, mode, mtime)
 }
 
 /// A read buffer for a file of `len` bytes: no larger than the file (a download of many
@@ -488,42 +635,61 @@ pub fn read_buffer(len: u64) -> Vec<u8> {
     vec![0u8; usize::try_from(len.clamp(4096, 1 << 20)).unwrap_or(1 << 20)]
 }
 
-/// Renames a verified temp file onto `dest`. Returns the new stat. The caller fsyncs the
-/// directory before recording the file as installed.
-pub fn install(temp: &Path, dest: &Path) -> io::Result<LocalStat> {
-    match fs::rename(temp, dest) {
+/// Renames a verified temp file onto `name` in `dir` (both handles: nothing is resolved
+/// again by path). Returns the new stat. The caller fsyncs the directory before recording
+/// the file as installed.
+pub fn install(temp: &Located, dir: &DirFd, name: &str) -> io::Result<LocalStat> {
+    match temp.dir.rename(&temp.name, dir, name) {
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             // The target is on another filesystem mounted inside the share: copy next to
             // it first, so the final step is still an atomic rename.
-            let parent = dest.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
-            let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-            let next_to = parent.join(format!(".{name}{PART_SUFFIX}"));
-            fs::copy(temp, &next_to)?;
-            File::open(&next_to)?.sync_all()?;
-            fs::rename(&next_to, dest)?;
-            let _ = fs::remove_file(temp);
+            let next_to = temp_name_for(name);
+            let mut src = temp.dir.open_file(&temp.name, false)?;
+            let mut dst = dir.create_file(&next_to, 0o600, true)?;
+            let copied = io::copy(&mut src, &mut dst)
+                .and_then(|_| dst.set_permissions(src.metadata()?.permissions()))
+                .and_then(|()| dst.set_modified(src.metadata()?.modified()?))
+                .and_then(|()| dst.sync_all())
+                .and_then(|()| dir.rename(&next_to, dir, name));
+            if let Err(e) = copied {
+                let _ = dir.unlink(&next_to);
+                return Err(e);
+            }
+            temp.remove();
         }
         other => other?,
     }
-    Ok(stat_of(&fs::symlink_metadata(dest)?))
+    let m = dir.stat(name)?.ok_or_else(|| io::Error::other("the installed file vanished"))?;
+    Ok(m.stat)
 }
 
-/// Removes stale temp files left by a crash (every `*.clearskies-part` below `root`).
+/// Removes stale temp files left by a crash (every `*.clearskies-part` below `root`), walking
+/// through directory handles (a symlink swapped in is never followed).
 pub fn remove_stale_temps(root: &Path) -> usize {
+    let Ok(root) = Root::open(root) else { return 0 };
     let mut removed = 0;
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            let name = e.file_name();
-            if ft.is_dir() {
-                if dir != root || name != clearskies_protocol::path::META_DIR {
-                    stack.push(e.path());
+    let mut stack = vec![(root.root_dir().clone(), true)];
+    while let Some((dir, at_root)) = stack.pop() {
+        let Ok((entries, _)) = dir.list() else { continue };
+        for (name, ft) in entries {
+            let ft = match ft {
+                rustix::fs::FileType::Unknown => match dir.stat(&name) {
+                    Ok(Some(m)) => m.file_type,
+                    _ => continue,
+                },
+                ft => ft,
+            };
+            if ft == rustix::fs::FileType::Directory {
+                if !(at_root && clearskies_protocol::path::is_meta_dir(&name)) {
+                    if let Ok(sub) = dir.subdir(&name) {
+                        stack.push((sub, false));
+                    }
                 }
-            } else if ft.is_file()
-                && name.to_str().is_some_and(|n| n.ends_with(PART_SUFFIX))
-                && fs::remove_file(e.path()).is_ok()
+            } else if ft == rustix::fs::FileType::RegularFile
+                // Exactly the names we make (a user's `x.Clearskies-Part` on a
+                // case-sensitive disk is not synced, but not ours to delete either).
+                && name.ends_with(PART_SUFFIX)
+                && dir.unlink(&name).is_ok()
             {
                 removed += 1;
             }
@@ -594,19 +760,89 @@ mod tests {
     }
 
     #[test]
+    fn conflict_names_near_the_limits_are_shortened_not_refused() {
+        let tag = [0u8; 16];
+        let p = |s: &str| SharePath::parse(s).unwrap();
+        // A 255-byte name with an extension: the stem is cut, the extension kept.
+        let long = format!("/d/{}.jpeg", "n".repeat(250));
+        let c = conflict_path(&p(&long), &tag).unwrap();
+        assert_eq!(c.file_name().len(), 255);
+        assert!(c.file_name().ends_with(".CONFLICT.aaaaaaaa.jpeg") && c.file_name().starts_with("nnn"), "{c}");
+        // Multi-byte characters are never split.
+        let wide = format!("/{}", "é".repeat(127));
+        let c = conflict_path(&p(&wide), &tag).unwrap();
+        assert!(c.file_name().len() <= 255 && c.file_name().ends_with(".CONFLICT.aaaaaaaa"), "{c}");
+        assert_eq!(c.file_name().len(), 236 + 18);
+        // An "extension" too long to keep is part of the name.
+        let ext = format!("/a.{}", "x".repeat(250));
+        let c = conflict_path(&p(&ext), &tag).unwrap();
+        assert!(c.file_name().len() <= 255 && c.file_name().ends_with(".CONFLICT.aaaaaaaa"), "{c}");
+        // A path near 4096 bytes.
+        let deep = format!("{}/{}.txt", "/abcdefghij".repeat(360), "f".repeat(130));
+        assert_eq!(deep.len(), 4095);
+        let c = conflict_path(&p(&deep), &tag).unwrap();
+        assert_eq!(c.as_str().len(), 4096);
+        assert!(c.file_name().ends_with(".CONFLICT.aaaaaaaa.txt"), "{c}");
+    }
+
+    #[test]
+    fn peers_modes_lose_setuid_setgid_sticky_and_get_our_umask() {
+        let u = umask();
+        for (mode, dir) in [(0o4777, false), (0o2755, false), (0o1777, true), (0o7777, true), (0o000, false)] {
+            let got = peer_mode(mode, dir);
+            assert_eq!(got & 0o7000, 0, "{mode:o}");
+            assert_eq!(got & u, 0, "umask {u:o}, {mode:o} -> {got:o}");
+            assert_eq!(got & 0o700, if dir { 0o700 } else { 0o400 | (mode & 0o700) });
+            assert!(mode_matches(mode, got, dir));
+        }
+        assert!(!mode_matches(0o644, 0o600, false) || u & 0o044 == 0o044);
+    }
+
+    /// A local user swaps a directory inside the share for a symlink to a directory outside
+    /// after a temp file was written in it: neither the temp file nor the target's
+    /// directory is reached through the link (the applier's test covers the install).
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_never_resolved_through_it() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = Root::open(root.path()).unwrap();
+        let target = SharePath::parse("/dir/file").unwrap();
+        let sha = Sha256Hash(Sha256::digest(b"peer data").into());
+        let mut w = TempWriter::create(&r, &target, 9).unwrap();
+        w.append(b"peer data").unwrap();
+        let temp = w.finish(&sha, 9, Some(0o644), None).unwrap();
+        // The swap.
+        fs::rename(root.path().join("dir"), root.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("dir")).unwrap();
+        let Err(e) = r.locate(&temp) else { panic!("the temp file was found through the symlink") };
+        assert!(beneath::is_refused(&e), "{e}");
+        let Err(e) = existing_parent(&r, &target) else { panic!("the parent was opened through the symlink") };
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(prepare_parent(&r, &target).is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "written outside the share");
+        // Reading through it is refused as well.
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        assert!(open_share_file(root.path(), &SharePath::parse("/dir/secret").unwrap()).is_err());
+    }
+
+    #[test]
     fn parents_are_created_but_symlinks_are_never_followed() {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+        let r = Root::open(root.path()).unwrap();
         let p = |s: &str| SharePath::parse(s).unwrap();
-        assert!(prepare_parent(root.path(), &p("/link/x")).is_err());
-        assert!(prepare_parent(root.path(), &p("/link/deeper/x")).is_err());
-        assert!(TempWriter::create(root.path(), &p("/link/x"), 10).is_err());
+        assert!(prepare_parent(&r, &p("/link/x")).is_err());
+        assert!(prepare_parent(&r, &p("/link/deeper/x")).is_err());
+        assert!(TempWriter::create(&r, &p("/link/x"), 10).is_err());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
-        let parent = prepare_parent(root.path(), &p("/a/b/c")).unwrap();
-        assert!(parent.ends_with("a/b") && parent.is_dir());
+        let parent = prepare_parent(&r, &p("/a/b/c")).unwrap();
+        parent.create_file("c", 0o600, true).unwrap();
+        assert!(root.path().join("a/b/c").is_file());
         fs::write(root.path().join("file"), b"x").unwrap();
-        assert!(prepare_parent(root.path(), &p("/file/x")).is_err());
+        assert!(prepare_parent(&r, &p("/file/x")).is_err());
+        assert!(existing_parent(&r, &p("/none/x")).unwrap().is_none());
+        assert!(!root.path().join("none").exists());
     }
 
     #[test]
@@ -614,27 +850,29 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let target = SharePath::parse(&format!("/{}", "é".repeat(120))).unwrap();
         let sha = Sha256Hash(Sha256::digest(b"hello").into());
-        let mut w = TempWriter::create(root.path(), &target, 5).unwrap();
+        let r = Root::open(root.path()).unwrap();
+        let mut w = TempWriter::create(&r, &target, 5).unwrap();
         w.append(b"hel").unwrap();
         assert!(w.append(b"lo!").is_err(), "more than the size");
         w.append(b"lo").unwrap();
         let t: Timestamp = "2014-03-30T12:35:29.113243778Z".parse().unwrap();
-        let temp = w.finish(&sha, 5, Some(0o640), Some(t)).unwrap();
-        assert!(temp.file_name().unwrap().len() <= 255);
+        let temp = w.finish_at(&sha, 5, Some(0o640 | 0o4000), Some(t)).unwrap();
+        assert!(temp.name.len() <= 255);
+        let st = install(&temp, r.root_dir(), target.file_name()).unwrap();
         let dest = full_path(root.path(), &target);
-        let st = install(&temp, &dest).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"hello");
         let m = fs::metadata(&dest).unwrap();
-        assert_eq!((m.mode() & 0o7777, m.mtime(), m.mtime_nsec()), (0o640, t.secs(), 113_243_778));
+        let want = 0o640 & !umask() | 0o400;
+        assert_eq!((m.mode() & 0o7777, m.mtime(), m.mtime_nsec()), (want, t.secs(), 113_243_778));
         assert_eq!(st.size, 5);
 
         // A wrong hash leaves nothing behind.
-        let mut w = TempWriter::create(root.path(), &SharePath::parse("/b").unwrap(), 5).unwrap();
+        let mut w = TempWriter::create(&r, &SharePath::parse("/b").unwrap(), 5).unwrap();
         w.append(b"hellx").unwrap();
         assert!(w.finish(&sha, 5, None, None).is_err());
         assert_eq!(remove_stale_temps(root.path()), 0);
         // An abandoned writer removes its temp file too.
-        let w = TempWriter::create(root.path(), &SharePath::parse("/c").unwrap(), 5).unwrap();
+        let w = TempWriter::create(&r, &SharePath::parse("/c").unwrap(), 5).unwrap();
         drop(w);
         assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1);
     }

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod apply;
+pub mod beneath;
 pub mod filter;
 pub mod fsops;
 pub mod messages;

@@ -13,18 +13,17 @@
 //! directory (an unmounted disk, a deleted folder) is an error, never a mass deletion.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use clearskies_protocol::path::{SharePath, META_DIR, PART_SUFFIX};
+use clearskies_protocol::path::{is_meta_dir, is_part_name, SharePath, META_DIR};
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use super::fsops::stat_of;
+use super::beneath::{self, DirFd, Meta, Root};
 use super::record::{EntryKind, Record};
 use super::store::{ShareStore, StoreError};
 
@@ -101,13 +100,24 @@ pub fn root_is_present(root: &Path) -> bool {
     root.is_dir() && root.join(META_DIR).is_dir()
 }
 
-fn mtime_of(m: &Metadata) -> Option<Timestamp> {
-    Timestamp::new(m.mtime(), u32::try_from(m.mtime_nsec()).ok()?)
+fn mtime_of(m: &Meta) -> Option<Timestamp> {
+    Timestamp::new(m.mtime.0, m.mtime.1)
 }
 
-/// Streams a file through SHA-256.
+/// Streams a file through SHA-256. Opened without following a symlink and without blocking
+/// on a FIFO, and hashed only if the handle is a regular file: whatever a local user swaps
+/// in at that path can neither redirect nor hang the worker.
 pub fn hash_file(path: &Path) -> io::Result<(Sha256Hash, u64)> {
-    let mut f = File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    hash_open(f)
+}
+
+/// Streams an open regular file through SHA-256.
+fn hash_open(mut f: File) -> io::Result<(Sha256Hash, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = super::fsops::read_buffer(f.metadata()?.len());
     let mut total = 0u64;
@@ -125,7 +135,9 @@ pub fn hash_file(path: &Path) -> io::Result<(Sha256Hash, u64)> {
 struct Found {
     path: SharePath,
     fs_path: PathBuf,
-    meta: Metadata,
+    /// The directory it was listed in, and its name there (`None` for the root).
+    at: Option<(DirFd, String)>,
+    meta: Meta,
 }
 
 /// Which part of the tree a scan looks at.
@@ -189,6 +201,8 @@ fn share_path_of(root: &Path, fs_path: &Path) -> Option<SharePath> {
 /// One scan's working state.
 struct Scanner<'s, 'c, 'a> {
     root: &'s Path,
+    /// The root's handle: every directory is listed, and every file opened, through it.
+    dirs: Root,
     store: &'s ShareStore,
     ctx: &'c mut ScanContext<'a>,
     report: ScanReport,
@@ -241,9 +255,16 @@ impl Scanner<'_, '_, '_> {
             let path = path.to_owned();
             move |source| ScanError::Io { path, source }
         };
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+        // Listed through a handle opened below the root without following any symlink: a
+        // directory swapped for a symlink since it was found is not listed (its parent's
+        // listing shows a symlink, which is not synced).
+        let opened = self.dirs.dir(key.relative()).and_then(|d| Ok((d.list()?, d)));
+        let ((entries, not_utf8), handle) = match opened {
+            Ok(x) => x,
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+                    || beneath::is_refused(&e) =>
+            {
                 // Gone since it was reported: its parent's listing shows what is left.
                 if let (Some(parent), Some(parent_dir)) = (key.parent(), dir.parent()) {
                     stack.push((parent_dir.to_owned(), parent, false));
@@ -252,39 +273,37 @@ impl Scanner<'_, '_, '_> {
             }
             Err(e) => return Err(io_err(dir)(e)),
         };
+        for name in not_utf8 {
+            warn!(path = %dir.join(name).display(), "skipping a name that is not UTF-8");
+        }
         let mut names: HashSet<String> = HashSet::new();
         let mut found = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err(dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                warn!(path = %entry.path().display(), "skipping a name that is not UTF-8");
-                continue;
-            };
-            if (key.is_root() && name == META_DIR) || name.ends_with(PART_SUFFIX) {
+        for (name, _) in entries {
+            // Our own names, case-insensitively (a share on vfat, exFAT, SMB or casefolded
+            // ext4 has `.clearskies` under any case).
+            if (key.is_root() && is_meta_dir(&name)) || is_part_name(&name) {
                 continue;
             }
             let child = match SharePath::parse(&format!("{}/{name}", if key.is_root() { "" } else { key.as_str() })) {
                 Ok(p) => p,
                 Err(e) => {
-                    warn!(path = %entry.path().display(), error = %e, "skipping an unsyncable name");
+                    warn!(path = %dir.join(&name).display(), error = %e, "skipping an unsyncable name");
                     continue;
                 }
             };
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&entry.path())(e)),
+            let meta = match handle.stat(&name) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => return Err(io_err(&dir.join(&name))(e)),
             };
-            let ft = meta.file_type();
-            if self.ctx.filter.is_some_and(|f| f.ignores(&child, ft.is_dir())) {
+            if self.ctx.filter.is_some_and(|f| f.ignores(&child, meta.is_dir())) {
                 continue; // selective sync: not ours to index (nor what is inside)
             }
-            if !ft.is_dir() && !ft.is_file() {
+            if !meta.is_dir() && !meta.is_file() {
                 continue; // symlinks, sockets, devices: not synced
             }
-            names.insert(name.to_owned());
-            found.push(Found { path: child, fs_path: entry.path(), meta });
+            names.insert(name.clone());
+            found.push(Found { path: child, fs_path: dir.join(&name), at: Some((handle.clone(), name)), meta });
         }
         for f in found {
             let old = self.store.get(&f.path)?;
@@ -292,7 +311,7 @@ impl Scanner<'_, '_, '_> {
                 // A directory the index knows (same inode) has its own watch; anything else
                 // (new, replaced, or a file before) is walked whole.
                 let known = old.as_ref().is_some_and(|o| {
-                    !o.deleted && o.kind == EntryKind::Directory && o.local.is_some_and(|l| l.ino == f.meta.ino())
+                    !o.deleted && o.kind == EntryKind::Directory && o.local.is_some_and(|l| l.ino == f.meta.stat.ino)
                 });
                 if recursive || !known {
                     stack.push((f.fs_path.clone(), f.path.clone(), true));
@@ -366,15 +385,18 @@ impl Scanner<'_, '_, '_> {
     fn entry(&mut self, f: Found, old: Option<Record>, names: &mut HashSet<String>) -> Result<(), ScanError> {
         self.report.entries += 1;
         let kind = if f.meta.is_dir() { EntryKind::Directory } else { EntryKind::File };
-        let stat = stat_of(&f.meta);
-        let mode = f.meta.mode() & 0o7777;
+        let stat = f.meta.stat;
+        let mode = f.meta.mode;
         let (sha256, size) = match kind {
             EntryKind::Directory => (None, None),
             EntryKind::File => {
                 let known = old.as_ref().and_then(|o| (o.local == Some(stat)).then_some(o.local_sha256).flatten());
                 match known {
                     Some(h) => (Some(h), Some(stat.size)),
-                    None => match hash_file(&f.fs_path) {
+                    None => match f.at.as_ref().map_or_else(
+                        || Err(io::Error::other("the root is no file")),
+                        |(dir, name)| dir.open_file(name, false).and_then(hash_open),
+                    ) {
                         Ok((h, n)) => {
                             self.report.hashed_files += 1;
                             self.report.hashed_bytes += n;
@@ -410,7 +432,8 @@ impl Scanner<'_, '_, '_> {
                     let mut r = o.clone();
                     r.local = None;
                     r.local_sha256 = None;
-                    if let Some(copy) = set_aside(self.root, &f.path, sha256, size, mode, &mut self.rev, self.ctx) {
+                    let Some((dir, _)) = &f.at else { return Ok(()) };
+                    if let Some(copy) = set_aside(dir, &f.path, sha256, size, mode, &mut self.rev, self.ctx) {
                         names.insert(copy.path.file_name().to_owned());
                         self.changed.push(copy);
                         self.restat.push(r);
@@ -423,8 +446,12 @@ impl Scanner<'_, '_, '_> {
         let live = old.as_ref().filter(|o| !o.deleted && o.kind == kind);
         // A record without a mode or mtime (an untrusted peer's encrypted records carry
         // neither) does not care about them.
+        // A peer's mode as applied here (no setuid, setgid or sticky; our umask) is its mode.
+        let is_dir = kind == EntryKind::Directory;
         let same_content = live.is_some_and(|o| {
-            o.sha256 == sha256 && o.unix_mode.is_none_or(|m| m == mode) && (o.mtime.is_none() || o.mtime == mtime)
+            o.sha256 == sha256
+                && o.unix_mode.is_none_or(|m| super::fsops::mode_matches(m, mode, is_dir))
+                && (o.mtime.is_none() || o.mtime == mtime)
         });
         match (live, same_content) {
             (Some(o), true) => {
@@ -529,8 +556,10 @@ pub fn scan(
         return Err(ScanError::RootMissing(root.to_owned()));
     }
     let rev = store.revision()?;
+    let dirs = Root::open(root).map_err(|_| ScanError::RootMissing(root.to_owned()))?;
     let mut s = Scanner {
         root,
+        dirs,
         store,
         ctx,
         report: ScanReport::default(),
@@ -544,8 +573,10 @@ pub fn scan(
     match scope {
         Scope::Full => {
             let meta = fs::symlink_metadata(root).map_err(|source| ScanError::Io { path: root.to_owned(), source })?;
+            let meta = Meta::from_std(&meta);
             let old = store.get(&SharePath::root())?;
-            s.entry(Found { path: SharePath::root(), fs_path: root.to_owned(), meta }, old, &mut HashSet::new())?;
+            let found = Found { path: SharePath::root(), fs_path: root.to_owned(), at: None, meta };
+            s.entry(found, old, &mut HashSet::new())?;
             stack.push((root.to_owned(), SharePath::root(), true));
         }
         Scope::Dirs(dirs) => {
@@ -581,7 +612,7 @@ fn depth(p: &SharePath) -> usize {
 /// Moves a locally edited file aside to a conflict name and returns its new record (written
 /// by us). `None` if the move failed (the file stays; the next scan tries again).
 fn set_aside(
-    root: &Path,
+    dir: &DirFd,
     path: &SharePath,
     sha256: Option<Sha256Hash>,
     size: Option<u64>,
@@ -591,13 +622,13 @@ fn set_aside(
 ) -> Option<Record> {
     let uuid = (ctx.new_uuid)();
     let copy = super::fsops::conflict_path(path, &uuid.0)?;
-    let (from, to) = (super::fsops::full_path(root, path), super::fsops::full_path(root, &copy));
-    if let Err(e) = fs::rename(&from, &to) {
-        warn!(path = %from.display(), error = %e, "cannot move a conflicting edit aside");
+    // In the directory it was listed in, by handle: never through a symlink swapped in.
+    if let Err(e) = dir.rename(path.file_name(), dir, copy.file_name()) {
+        warn!(path = %path, error = %e, "cannot move a conflicting edit aside");
         return None;
     }
-    warn!(path = %from.display(), copy = %to.display(), "edited while a peer's version was arriving; kept as a conflict copy");
-    let meta = fs::symlink_metadata(&to).ok()?;
+    warn!(path = %path, copy = %copy, "edited while a peer's version was arriving; kept as a conflict copy");
+    let meta = dir.stat(copy.file_name()).ok()??;
     *rev += 1;
     let mut vector_clock = clearskies_protocol::vclock::VectorClock::new();
     vector_clock.increment(ctx.me);
@@ -617,7 +648,7 @@ fn set_aside(
         update_time: ctx.now,
         vector_clock,
         extra,
-        local: Some(stat_of(&meta)),
+        local: Some(meta.stat),
         local_sha256: sha256,
         pending: false,
         signed: None,
@@ -916,5 +947,134 @@ mod tests {
         assert_eq!(s, Scope::Full);
         s.add(PathBuf::from("/y"), false);
         assert_eq!(s, Scope::Full);
+    }
+
+    fn mkfifo(p: &Path) {
+        rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o666), 0)
+            .unwrap();
+    }
+
+    /// Runs `f` on another thread; panics if it takes more than 10 s (a hang).
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("hung (blocked on a FIFO?)")
+    }
+
+    /// A FIFO or a symlink where a file was listed (swapped in between listing and hashing)
+    /// neither hangs the worker nor redirects it.
+    #[test]
+    fn hashing_never_blocks_on_a_fifo_nor_follows_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fifo, link, file) = (dir.path().join("fifo"), dir.path().join("link"), dir.path().join("file"));
+        mkfifo(&fifo);
+        fs::write(&file, b"x").unwrap();
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let res = within_10s(move || (hash_file(&fifo).is_err(), hash_file(&link).is_err(), hash_file(&file).is_ok()));
+        assert_eq!(res, (true, true, true));
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_fifo_or_symlink_after_listing_is_skipped_not_hashed() {
+        let outcome = within_10s(|| {
+            let mut f = Fixture::new();
+            let r = f.root.path().to_owned();
+            let outside = tempfile::tempdir().unwrap();
+            fs::write(outside.path().join("secret"), b"secret").unwrap();
+            for n in ["a", "b"] {
+                fs::write(r.join(n), b"listed").unwrap();
+            }
+            mkfifo(&r.join("fifo-from-the-start"));
+            f.scan().unwrap();
+            // As the scanner lists them, then the swap, then the scanner looks at them.
+            let dirs = Root::open(&r).unwrap();
+            let listed: Vec<_> = ["a", "b"].map(|n| (n, dirs.root_dir().stat(n).unwrap().unwrap())).into();
+            fs::write(r.join("a"), b"changed").unwrap(); // so the stored hash is not reused
+            fs::remove_file(r.join("a")).unwrap();
+            mkfifo(&r.join("a"));
+            fs::remove_file(r.join("b")).unwrap();
+            std::os::unix::fs::symlink(outside.path().join("secret"), r.join("b")).unwrap();
+            let mut uuid = || RecordUuid([77; 16]);
+            let mut ctx = ScanContext {
+                me: PeerId([9; 16]),
+                now: Timestamp::new(2, 0).unwrap(),
+                new_uuid: &mut uuid,
+                filter: None,
+                read_only: false,
+                delete_limit: None,
+            };
+            let mut s = Scanner {
+                root: &r,
+                dirs: dirs.clone(),
+                store: &f.store,
+                ctx: &mut ctx,
+                report: ScanReport::default(),
+                rev: f.store.revision().unwrap(),
+                changed: Vec::new(),
+                restat: Vec::new(),
+                gone: Vec::new(),
+                listed: HashSet::new(),
+            };
+            for (n, mut meta) in listed {
+                meta.stat.mtime_ns += 1; // as if edited: not the indexed version
+                let path = SharePath::parse(&format!("/{n}")).unwrap();
+                let old = f.store.get(&path).unwrap();
+                let found = Found { path, fs_path: r.join(n), at: Some((dirs.root_dir().clone(), n.to_owned())), meta };
+                s.entry(found, old, &mut HashSet::new()).unwrap();
+            }
+            let (hashed, changed) = (s.report.hashed_files, s.changed.len());
+            s.flush().unwrap();
+            // The whole scan does not hang on the FIFOs either, and never indexes them.
+            f.scan().unwrap();
+            (hashed, changed, f.store.get(&SharePath::parse("/fifo-from-the-start").unwrap()).unwrap().is_none())
+        });
+        assert_eq!(outcome, (0, 0, true), "(hashed, changed, FIFO not indexed)");
+    }
+
+    /// A directory the watcher reported, replaced by a symlink to a directory outside the
+    /// share before the scan lists it: nothing outside is indexed (and so never sent).
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_never_listed_through_it() {
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"secret").unwrap();
+        fs::create_dir(r.join("d")).unwrap();
+        fs::write(r.join("d/x"), b"x").unwrap();
+        f.scan().unwrap();
+        fs::rename(r.join("d"), r.join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.join("d")).unwrap();
+        f.scope = dirs(&f, &[("d", false)]);
+        f.scan().unwrap();
+        assert!(f.store.get(&SharePath::parse("/d/secret").unwrap()).unwrap().is_none(), "indexed outside the share");
+    }
+
+    /// On a case-insensitive filesystem our names turn up in any case: never indexed.
+    #[test]
+    fn reserved_names_are_skipped_in_any_case() {
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        fs::create_dir(r.join(".CLEARSKIES")).unwrap();
+        fs::write(r.join(".CLEARSKIES/db"), b"ours").unwrap();
+        fs::write(r.join("a.Clearskies-Part"), b"partial").unwrap();
+        fs::create_dir(r.join("sub")).unwrap();
+        fs::write(r.join("sub/.x.CLEARSKIES-PART"), b"partial").unwrap();
+        fs::write(r.join("sub/.ClearSkies"), b"an ordinary file below the root").unwrap();
+        f.scan().unwrap();
+        let mut all = Vec::new();
+        f.store
+            .each_below(&SharePath::root(), |rec| {
+                all.push(rec.path.to_string());
+                Ok(())
+            })
+            .unwrap();
+        all.sort();
+        assert_eq!(all, ["/sub", "/sub/.ClearSkies"]);
+        // Nor can a peer's record name them.
+        for p in ["/.CLEARSKIES", "/.CLEARSKIES/db", "/a.Clearskies-Part", "/sub/.x.CLEARSKIES-PART"] {
+            assert!(SharePath::parse(p).is_err(), "{p}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use actix::Recipient;
-use clearskies_protocol::path::{META_DIR, PART_SUFFIX};
+use clearskies_protocol::path::{is_meta_dir, is_part_name};
 use inotify::{EventMask, Inotify, StreamExt, WatchDescriptor, WatchMask, Watches};
 use tracing::warn;
 
@@ -56,7 +56,7 @@ fn watch_tree(
         }
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
         for entry in entries.flatten() {
-            if d == root && entry.file_name() == META_DIR {
+            if d == root && entry.file_name().to_str().is_some_and(is_meta_dir) {
                 continue;
             }
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -108,8 +108,8 @@ pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<(
         let mut scope = Scope::default();
         match &event.name {
             Some(name) => {
-                let ours =
-                    name.to_str().is_some_and(|n| n.ends_with(PART_SUFFIX)) || (parent == root && name == META_DIR);
+                // (Case-insensitively: a share on vfat, exFAT, SMB or casefolded ext4.)
+                let ours = name.to_str().is_some_and(|n| is_part_name(n) || (parent == root && is_meta_dir(n)));
                 if ours {
                     continue;
                 }

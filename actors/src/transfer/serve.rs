@@ -162,9 +162,7 @@ fn compresses(f: &File, start: u64, len: u64) -> bool {
 fn open_installed(store: &ShareStore, root: &Path, sha: &Sha256Hash) -> Result<Option<(File, u64)>, String> {
     for p in store.installed(sha).map_err(|e| e.to_string())? {
         let Some(r) = store.get(&p).map_err(|e| e.to_string())? else { continue };
-        let Ok(f) =
-            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(fsops::full_path(root, &p))
-        else {
+        let Ok(f) = fsops::open_share_file(root, &p) else {
             continue;
         };
         let Ok(m) = f.metadata() else { continue };

@@ -68,7 +68,8 @@ impl Fixture {
     }
 
     fn deliver(&mut self, f: &Fetch, data: &[u8]) -> Vec<SharePath> {
-        let mut w = fsops::TempWriter::create(self.root.path(), &f.path, f.size).unwrap();
+        // As the transfer actor does: a partial download below the marker, by content hash.
+        let mut w = fsops::TempWriter::resume(self.root.path(), &f.sha256, f.size).unwrap();
         w.append(data).unwrap();
         let temp = w.finish(&f.sha256, f.size, f.unix_mode, f.mtime).unwrap();
         let mut uuid = || RecordUuid([0; 16]);
@@ -301,4 +302,81 @@ fn a_deletion_never_recreates_the_directories_it_would_delete_from() {
     f.receive(vec![t]);
     assert!(!f.root.path().join("dir").exists());
     assert!(!f.get("/dir/sub/a").pending);
+}
+
+/// Modes from a peer never bring setuid, setgid or sticky, nor bits our umask removes,
+/// whichever way they reach the disk: a download, a directory, a local copy, a
+/// metadata-only change. And the next scan does not take the difference for a local change.
+#[test]
+fn peers_modes_never_bring_setuid_setgid_sticky_or_bits_our_umask_removes() {
+    use std::os::unix::fs::MetadataExt;
+    let umask = fsops::umask();
+    let mut f = Fixture::new();
+    fs::write(f.root.path().join("orig"), b"same bytes").unwrap();
+    f.scan();
+    let mut suid = theirs("/bin/suid", b"#!/bin/sh\nid\n", &[(THEM, 1)], 5);
+    suid.unix_mode = Some(0o4777);
+    let mut dir = theirs("/bin", b"", &[(THEM, 1)], 5);
+    (dir.kind, dir.sha256, dir.size, dir.mtime, dir.unix_mode) = (EntryKind::Directory, None, None, None, Some(0o1777));
+    let mut sgid = theirs("/copy", b"same bytes", &[(THEM, 1)], 5);
+    sgid.unix_mode = Some(0o2777);
+    let out = f.receive(vec![dir, suid, sgid]);
+    assert_eq!(out.fetch.len(), 1);
+    f.deliver(&out.fetch[0], b"#!/bin/sh\nid\n");
+    // A metadata-only change of a file we have.
+    let mut chmod = f.get("/orig");
+    chmod.vector_clock.increment(THEM);
+    (chmod.last_updated_by, chmod.last_updated_rev, chmod.unix_mode) = (THEM, 1, Some(0o6777));
+    f.receive(vec![chmod]);
+    for (p, dir) in [("bin", true), ("bin/suid", false), ("copy", false), ("orig", false)] {
+        let mode = fs::symlink_metadata(f.root.path().join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode & 0o7000, 0, "{p}: {mode:o} has setuid, setgid or sticky");
+        assert_eq!(mode & umask, 0, "{p}: {mode:o} has bits the umask {umask:o} removes");
+        assert_eq!(mode, if dir { 0o777 & !umask | 0o700 } else { 0o777 & !umask | 0o400 }, "{p}");
+        assert!(!f.get(&format!("/{p}")).pending, "{p}");
+    }
+    let rev = f.store.revision().unwrap();
+    f.scan();
+    assert_eq!(f.store.revision().unwrap(), rev, "the stripped modes were announced as local changes");
+}
+
+/// A local user swaps a directory inside the share for a symlink to a directory outside
+/// after a peer's record was applied (its directory checked and made) and before its
+/// download is installed: the install fails cleanly and nothing is written outside.
+#[test]
+fn a_download_is_never_installed_through_a_directory_swapped_for_a_symlink() {
+    let mut f = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    f.scan();
+    let out = f.receive(vec![theirs("/dir/new.txt", b"peer data", &[(THEM, 1)], 5)]);
+    assert_eq!(out.fetch.len(), 1);
+    assert!(f.root.path().join("dir").is_dir());
+    fs::rename(f.root.path().join("dir"), f.root.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), f.root.path().join("dir")).unwrap();
+    let installed = f.deliver(&out.fetch[0], b"peer data");
+    assert!(installed.is_empty());
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "written outside the share");
+    assert!(f.get("/dir/new.txt").wants_content(), "still wanted: retried when the way is clear");
+    assert_eq!(fsops::partial_len(f.root.path(), &out.fetch[0].sha256), 0, "the temp file is removed");
+}
+
+/// A conflict copy whose usual name would be longer than 255 bytes gets a shorter one: our
+/// version is never overwritten for want of a name.
+#[test]
+fn a_conflict_on_a_name_near_255_bytes_keeps_ours_under_a_shorter_name() {
+    let mut f = Fixture::new();
+    let name = format!("{}.txt", "n".repeat(250));
+    fs::write(f.root.path().join(&name), b"ours").unwrap();
+    f.scan();
+    let out = f.receive(vec![theirs(&format!("/{name}"), b"theirs", &[(THEM, 1)], 2_000_000_000)]);
+    assert_eq!(out.conflicts, 1);
+    for fetch in &out.fetch {
+        f.deliver(fetch, b"theirs");
+    }
+    assert_eq!(f.file(&name).unwrap(), b"theirs");
+    let names = f.names();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let copy = names.iter().find(|n| **n != name).unwrap();
+    assert!(copy.len() <= 255 && copy.contains(".CONFLICT.") && copy.ends_with(".txt"), "{copy}");
+    assert_eq!(f.file(copy).unwrap(), b"ours", "our version was lost");
 }

@@ -118,6 +118,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     };
     clearskies_actors::bandwidth::bandwidth().set_limits(config.upload_limit, config.download_limit);
     clearskies_actors::config::set_gzip_level(config.gzip_level);
+    clearskies_actors::config::set_data_dir(&config.data_dir);
     clearskies_actors::config::set_mass_delete_percent(config.mass_delete_percent);
     clearskies_actors::config::set_min_free(config.min_free_space);
     clearskies_actors::config::set_full_scan_interval(config.full_scan_interval);

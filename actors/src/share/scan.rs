@@ -296,6 +296,11 @@ impl Scanner<'_, '_, '_> {
                 Ok(None) => continue,
                 Err(e) => return Err(io_err(&dir.join(&name))(e)),
             };
+            if meta.is_dir() && crate::config::is_data_dir(meta.stat.ino, &dir.join(&name)) {
+                // The daemon's own data directory (share keys, index, log): never indexed.
+                warn!(path = %dir.join(&name).display(), "not indexing the daemon's data directory inside a share");
+                continue;
+            }
             if self.ctx.filter.is_some_and(|f| f.ignores(&child, meta.is_dir())) {
                 continue; // selective sync: not ours to index (nor what is inside)
             }
@@ -1076,5 +1081,25 @@ mod tests {
         for p in ["/.CLEARSKIES", "/.CLEARSKIES/db", "/a.Clearskies-Part", "/sub/.x.CLEARSKIES-PART"] {
             assert!(SharePath::parse(p).is_err(), "{p}");
         }
+    }
+
+    #[test]
+    fn the_daemons_data_directory_is_never_indexed() {
+        let mut f = Fixture::new();
+        let r = f.root.path().to_owned();
+        fs::create_dir_all(r.join("home/.local/share/clearskies/keys")).unwrap();
+        fs::write(r.join("home/.local/share/clearskies/keys/secret.json"), b"the share key").unwrap();
+        fs::write(r.join("home/notes.txt"), b"mine").unwrap();
+        crate::config::set_data_dir(&r.join("home/.local/share/clearskies"));
+        f.scan().unwrap();
+        let mut all = Vec::new();
+        f.store
+            .each_below(&SharePath::root(), |rec| {
+                all.push(rec.path.to_string());
+                Ok(())
+            })
+            .unwrap();
+        all.sort();
+        assert_eq!(all, ["/home", "/home/.local", "/home/.local/share", "/home/notes.txt"]);
     }
 }

@@ -59,7 +59,10 @@ fn watch_tree(
             if d == root && entry.file_name().to_str().is_some_and(is_meta_dir) {
                 continue;
             }
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            // The daemon's data directory changes all the time (log, index): not watched.
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && !crate::config::is_data_dir(std::os::unix::fs::DirEntryExt::ino(&entry), &entry.path())
+            {
                 stack.push(entry.path());
             }
         }

@@ -393,6 +393,14 @@ impl Supervisor {
     }
 
     fn start_share(&mut self, config: ShareConfig, ctx: &mut Context<Self>) {
+        // Shares made before this was refused: one that contains the data directory runs
+        // (the scanner and the watcher skip the data directory); one inside it does not.
+        if let Err(e @ registry::RegistryError::DataDir { relation: "is" | "is inside", .. }) =
+            registry::check_not_data_dir(&self.settings.data_dir, &config.path)
+        {
+            error!(share = %config.id, error = %e, "not starting the share: detach it");
+            return;
+        }
         self.load_keys(&config);
         match self.store.share(&config.store_key()) {
             Ok(store) => {

@@ -10,6 +10,7 @@ mod cli;
 mod daemon;
 mod dashboards;
 mod discovery;
+mod flood;
 mod hostile;
 mod metrics;
 mod readonly;

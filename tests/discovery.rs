@@ -133,3 +133,82 @@ fn attach_without_an_address_gives_up_clearly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(crate::util::stderr(&o).contains("no_peer_found"), "{}", crate::util::stderr(&o));
 }
+
+#[test]
+fn forged_lan_broadcasts_cost_a_bounded_number_of_dials_and_answers() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port_text = port.to_string();
+    let env = [
+        ("CLEARSKIES_LAN_DISCOVERY", "true"),
+        ("CLEARSKIES_BROADCAST_ADDRESS", "127.255.255.255"),
+        ("CLEARSKIES_BROADCAST_PORT", port_text.as_str()),
+    ];
+    let a = Daemon::start_with(&env);
+    let dir = tempfile::tempdir().unwrap();
+    a.share_code(dir.path(), &[]);
+    let (id, _) = crate::flood::share_key(&a, dir.path());
+    let me = a.first_share()["peer_id"].as_str().unwrap().to_owned();
+
+    // Where the forged broadcasts say the senders listen (each its own port: A dials each
+    // address once at a time): every dial of A is accepted and closed here, and counted.
+    let dials = Arc::new(AtomicU64::new(0));
+    let listeners: Vec<std::net::TcpListener> =
+        (0..300).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let counted = dials.clone();
+    std::thread::spawn(move || loop {
+        for l in &listeners {
+            l.set_nonblocking(true).unwrap();
+            while let Ok(s) = l.accept() {
+                counted.fetch_add(1, Ordering::Relaxed);
+                drop(s);
+            }
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    });
+    // A's answers: its broadcasts for the ID, heard on the port as the daemons hear them.
+    let answers = Arc::new(AtomicU64::new(0));
+    let heard = answers.clone();
+    let ear = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    ear.set_reuse_address(true).unwrap();
+    ear.set_reuse_port(true).unwrap();
+    ear.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], port)).into()).unwrap();
+    let ear: std::net::UdpSocket = ear.into();
+    let id_text = id.to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = ear.recv(&mut buf) {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&buf[..n]) else { continue };
+            if v["id"] == id_text.as_str() && v["peer"] == me.as_str() {
+                heard.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+
+    // 300 broadcasts for A's share, each from a "new peer" (IDs above A's: A dials at once).
+    let before = answers.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_broadcast(true).unwrap();
+    for (i, myport) in ports.iter().enumerate() {
+        let peer = format!("ffff{i:028x}");
+        let b = serde_json::json!({"name": "ClearSkiesBroadcast", "version": 1, "id": id.to_string(), "peer": peer, "myport": myport});
+        s.send_to(b.to_string().as_bytes(), ("127.255.255.255", port)).unwrap();
+    }
+    wait_for("A to dial some of them", || (dials.load(Ordering::Relaxed) >= 5).then_some(()));
+    // Whatever A does about them, it does within a few seconds: watch that long.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(5) {
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    let secs = started.elapsed().as_secs();
+    let (dialled, answered) = (dials.load(Ordering::Relaxed), answers.load(Ordering::Relaxed) - before);
+    eprintln!("forged LAN broadcasts: {dialled} dials and {answered} answers in {secs} s");
+    assert!(dialled <= 32 + secs / 2 + 1, "{dialled} dials in {secs} s");
+    assert!(answered <= secs / 2 + 2, "{answered} answers in {secs} s");
+    a.cs.ok(&["status"]);
+}

@@ -156,7 +156,7 @@ fn a_flood_of_idle_connections_leaves_the_daemon_and_honest_peers_working() {
 }
 
 /// The read-write key ID and key (hex) of the share at `dir`, from `keys export`.
-fn share_key(d: &Daemon, dir: &std::path::Path) -> (Sha256Hash, String) {
+pub(crate) fn share_key(d: &Daemon, dir: &std::path::Path) -> (Sha256Hash, String) {
     let keys: serde_json::Value = serde_json::from_str(&d.cs.ok(&["keys", "export", dir.to_str().unwrap()])).unwrap();
     let entry = keys["keys"]["keys"].as_array().unwrap().iter().find(|e| e["access_level"] == "read_write").unwrap();
     let id: Sha256Hash = serde_json::from_value(entry["id"].clone()).unwrap();

@@ -223,10 +223,8 @@ async fn tracker_client(
     addr: &str,
     club: clearskies_protocol::Sha256Hash,
     n: u8,
-) -> (
-    clearskies_actors::discovery::wire::MessageReader<tokio::net::tcp::OwnedReadHalf>,
-    tokio::net::tcp::OwnedWriteHalf,
-) {
+) -> (clearskies_actors::discovery::wire::MessageReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)
+{
     use clearskies_actors::discovery::wire::{encode, MessageReader};
     use clearskies_protocol::message::tracker::{Connection, Register, Start};
     use tokio::io::AsyncWriteExt;

@@ -65,7 +65,8 @@ impl Flood {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let from: Vec<IpAddr> = (0..sources).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i))).collect();
-                let mut slots: Vec<Option<tokio::net::TcpStream>> = (0..from.len() * per_source).map(|_| None).collect();
+                let mut slots: Vec<Option<tokio::net::TcpStream>> =
+                    (0..from.len() * per_source).map(|_| None).collect();
                 let mut buf = [0u8; 512];
                 while !stop2.load(Ordering::Relaxed) {
                     for (i, slot) in slots.iter_mut().enumerate() {
@@ -81,13 +82,14 @@ impl Flood {
                             continue;
                         }
                         attempts2.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), socket.connect(target)).await
+                        if let Ok(Ok(s)) =
+                            tokio::time::timeout(Duration::from_millis(200), socket.connect(target)).await
                         {
                             *slot = Some(s);
                         }
                     }
                     // Pacing between sweeps (this is the attacker, not a wait for a result).
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
         });

@@ -465,7 +465,7 @@ mod tests {
             t.handle(1, Connection { addresses: vec![addr] }.into(), now).unwrap();
         }
         let out = all_news(&mut t);
-        assert_eq!(out.len(), members as usize, "one list per member, not one per change");
+        assert_eq!(out.len(), 100, "one list per member, not one per change");
         assert_eq!(peers_for(&out, 2)[0].peers[&PeerId([0; 16]).numbered(1)], vec!["tcp:10.9.9.9:999".to_owned()]);
         assert!(!t.has_news());
     }

@@ -135,13 +135,14 @@ impl Admission {
         }
         let bucket = self.sources.entry(source).or_insert_with(|| Bucket::full(l.per_source_burst, now));
         // The source's budget first: a flood from one address does not use up the others'.
-        if !bucket.take(l.per_source_burst, l.per_source_rate, now) || !self.total.take(l.total_burst, l.total_rate, now)
+        if !bucket.take(l.per_source_burst, l.per_source_rate, now)
+            || !self.total.take(l.total_burst, l.total_rate, now)
         {
             return NOTHING;
         }
         self.seen.insert(key, now);
         // Bounded by our own IDs (only those are ever checked).
-        let answer = !self.answered.get(&id).is_some_and(|t| now.duration_since(*t) < ANSWER_EVERY);
+        let answer = self.answered.get(&id).is_none_or(|t| now.duration_since(*t) >= ANSWER_EVERY);
         if answer {
             self.answered.insert(id, now);
             if self.answered.len() > REMEMBER {

@@ -168,7 +168,13 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn spawn_client(id: ClientId, stream: TcpStream, addr: SocketAddr, events: mpsc::Sender<Event>, open: Arc<AtomicUsize>) {
+fn spawn_client(
+    id: ClientId,
+    stream: TcpStream,
+    addr: SocketAddr,
+    events: mpsc::Sender<Event>,
+    open: Arc<AtomicUsize>,
+) {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();

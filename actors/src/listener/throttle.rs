@@ -69,7 +69,9 @@ impl Buckets {
     /// The source's tokens now.
     fn level(&self, source: Source, now: Instant) -> f64 {
         match self.tokens.get(&source) {
-            Some((t, at)) => (t + now.saturating_duration_since(*at).as_secs_f64() * self.per_second).min(self.capacity),
+            Some((t, at)) => {
+                (t + now.saturating_duration_since(*at).as_secs_f64() * self.per_second).min(self.capacity)
+            }
             None => self.capacity,
         }
     }
@@ -81,7 +83,8 @@ impl Buckets {
         }
         if self.tokens.len() >= TIDY_ABOVE && !self.tokens.contains_key(&source) {
             let (capacity, per_second) = (self.capacity, self.per_second);
-            self.tokens.retain(|_, (t, at)| *t + now.saturating_duration_since(*at).as_secs_f64() * per_second < capacity);
+            self.tokens
+                .retain(|_, (t, at)| *t + now.saturating_duration_since(*at).as_secs_f64() * per_second < capacity);
             if self.tokens.len() >= TIDY_ABOVE {
                 // More sources failing at once than we keep: forget the fullest buckets'
                 // history rather than grow. (Concurrent attempts are capped by the listener.)

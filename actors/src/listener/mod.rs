@@ -183,8 +183,16 @@ impl Actor for Listener {
         let (tls, secret, targets, throttle) =
             (self.tls.clone(), self.secret, self.targets.clone(), self.throttle.clone());
         let accept = async move {
+            // Refusals not logged yet are logged at the latest a summary interval later.
+            let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
             loop {
-                let (tcp, addr) = crate::net::accept("peer port", || listener.accept()).await;
+                let (tcp, addr) = tokio::select! {
+                    accepted = crate::net::accept("peer port", || listener.accept()) => accepted,
+                    _ = summary.tick() => {
+                        slots.lock().unwrap_or_else(PoisonError::into_inner).maybe_log();
+                        continue;
+                    }
+                };
                 // Refused: closed at once (dropping it), before any task or buffer exists.
                 let Some((slot, displaced)) = take_slot(&slots, addr.ip()) else { continue };
                 let (tls, targets, throttle) = (tls.clone(), targets.clone(), throttle.clone());

@@ -156,11 +156,8 @@ fn a_flood_of_idle_connections_leaves_the_daemon_and_honest_peers_working() {
     // Refusals are summed up in the log (at once, then at most every 10 s), not one line each.
     let summaries = wait_for("the flood summed up in the log twice", || {
         let log = a.cs.log();
-        let lines: Vec<String> = log
-            .lines()
-            .filter(|l| l.contains("closed connections before authentication"))
-            .map(str::to_owned)
-            .collect();
+        let lines: Vec<String> =
+            log.lines().filter(|l| l.contains("closed connections before authentication")).map(str::to_owned).collect();
         (lines.len() >= 2).then_some(lines)
     });
     eprintln!("flood: {attempts} connection attempts; log: {summaries:#?}");

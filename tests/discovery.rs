@@ -14,8 +14,13 @@ struct Tracker {
 
 impl Tracker {
     fn start(addr: &str) -> Tracker {
+        Tracker::start_args(addr, &[])
+    }
+
+    fn start_args(addr: &str, args: &[&str]) -> Tracker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_clearskies"))
             .args(["tracker", "--listen", addr])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -132,4 +137,170 @@ fn attach_without_an_address_gives_up_clearly() {
     let o = b.cs.run(&["attach", &code, target.to_str().unwrap(), "--timeout", "2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(crate::util::stderr(&o).contains("no_peer_found"), "{}", crate::util::stderr(&o));
+}
+
+#[test]
+fn forged_lan_broadcasts_cost_a_bounded_number_of_dials_and_answers() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port_text = port.to_string();
+    let env = [
+        ("CLEARSKIES_LAN_DISCOVERY", "true"),
+        ("CLEARSKIES_BROADCAST_ADDRESS", "127.255.255.255"),
+        ("CLEARSKIES_BROADCAST_PORT", port_text.as_str()),
+    ];
+    let a = Daemon::start_with(&env);
+    let dir = tempfile::tempdir().unwrap();
+    a.share_code(dir.path(), &[]);
+    let (id, _) = crate::flood::share_key(&a, dir.path());
+    let me = a.first_share()["peer_id"].as_str().unwrap().to_owned();
+
+    // Where the forged broadcasts say the senders listen (each its own port: A dials each
+    // address once at a time): every dial of A is accepted and closed here, and counted.
+    let dials = Arc::new(AtomicU64::new(0));
+    let listeners: Vec<std::net::TcpListener> =
+        (0..300).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let counted = dials.clone();
+    std::thread::spawn(move || loop {
+        for l in &listeners {
+            l.set_nonblocking(true).unwrap();
+            while let Ok(s) = l.accept() {
+                counted.fetch_add(1, Ordering::Relaxed);
+                drop(s);
+            }
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    });
+    // A's answers: its broadcasts for the ID, heard on the port as the daemons hear them.
+    let answers = Arc::new(AtomicU64::new(0));
+    let heard = answers.clone();
+    let ear = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    ear.set_reuse_address(true).unwrap();
+    ear.set_reuse_port(true).unwrap();
+    ear.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], port)).into()).unwrap();
+    let ear: std::net::UdpSocket = ear.into();
+    let id_text = id.to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = ear.recv(&mut buf) {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&buf[..n]) else { continue };
+            if v["id"] == id_text.as_str() && v["peer"] == me.as_str() {
+                heard.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+
+    // 300 broadcasts for A's share, each from a "new peer" (IDs above A's: A dials at once).
+    let before = answers.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_broadcast(true).unwrap();
+    for (i, myport) in ports.iter().enumerate() {
+        let peer = format!("ffff{i:028x}");
+        let b = serde_json::json!({"name": "ClearSkiesBroadcast", "version": 1, "id": id.to_string(), "peer": peer, "myport": myport});
+        s.send_to(b.to_string().as_bytes(), ("127.255.255.255", port)).unwrap();
+    }
+    wait_for("A to dial some of them", || (dials.load(Ordering::Relaxed) >= 5).then_some(()));
+    // Whatever A does about them, it does within a few seconds: watch that long.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(5) {
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    let secs = started.elapsed().as_secs();
+    let (dialled, answered) = (dials.load(Ordering::Relaxed), answers.load(Ordering::Relaxed) - before);
+    eprintln!("forged LAN broadcasts: {dialled} dials and {answered} answers in {secs} s");
+    assert!(dialled <= 32 + secs / 2 + 1, "{dialled} dials in {secs} s");
+    assert!(answered <= secs / 2 + 2, "{answered} answers in {secs} s");
+    a.cs.ok(&["status"]);
+}
+
+/// A raw tracker client: `tracker.start`, its address, one club.
+async fn tracker_client(
+    addr: &str,
+    club: clearskies_protocol::Sha256Hash,
+    n: u8,
+) -> (clearskies_actors::discovery::wire::MessageReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)
+{
+    use clearskies_actors::discovery::wire::{encode, MessageReader};
+    use clearskies_protocol::message::tracker::{Connection, Register, Start};
+    use tokio::io::AsyncWriteExt;
+    let (read, mut write) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
+    let start = Start { software: "test".into(), protocol: 1, ttl: 600, extensions: vec![] };
+    let mut out = encode(&start.into());
+    out.extend(encode(&Connection { addresses: vec![format!("tcp:10.0.0.{n}:1")] }.into()));
+    out.extend(encode(&Register { ids: [(club, clearskies_protocol::PeerId([n; 16]))].into() }.into()));
+    write.write_all(&out).await.unwrap();
+    (MessageReader::new(read), write)
+}
+
+#[test]
+fn a_churning_tracker_client_costs_its_club_coalesced_news_and_the_tracker_is_capped() {
+    use clearskies_actors::discovery::wire::encode;
+    use clearskies_protocol::message::tracker::Connection;
+    use clearskies_protocol::message::Message;
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+
+    let tracker = Tracker::start_args("127.0.0.1:0", &["--max-clients", "40", "--max-members", "30"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let club = clearskies_protocol::Sha256Hash([7; 32]);
+        let (mut watcher, _w) = tracker_client(&tracker.addr, club, 1).await;
+        let mut members = Vec::new();
+        for n in 2..=30 {
+            members.push(tracker_client(&tracker.addr, club, n).await);
+        }
+        // The club is full: a 31st member is not listed to anyone.
+        let (_r31, _w31) = tracker_client(&tracker.addr, club, 31).await;
+        // The watcher hears of all 29 others (in however many lists).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = loop {
+            match tokio::time::timeout_at(deadline, watcher.next()).await {
+                Ok(Ok(Some(Message::TrackerPeers(p)))) if p.peers.len() == 29 => break p,
+                Ok(Ok(Some(_))) => continue,
+                other => panic!("no full list: {other:?}"),
+            }
+        };
+        assert!(!last.peers.contains_key(&clearskies_protocol::PeerId([31; 16])));
+
+        // One member changes its address 300 times, as fast as it can.
+        let started = Instant::now();
+        let (_, churner) = &mut members[0];
+        for i in 0..300u32 {
+            let c = Connection { addresses: vec![format!("tcp:10.9.{}.{}:2", i / 256, i % 256)] };
+            churner.write_all(&encode(&c.into())).await.unwrap();
+        }
+        let final_address = vec!["tcp:10.9.1.43:2".to_owned()];
+        let mut lists = 0u32;
+        while last.peers.get(&clearskies_protocol::PeerId([2; 16])) != Some(&final_address) {
+            match tokio::time::timeout_at(deadline, watcher.next()).await {
+                Ok(Ok(Some(Message::TrackerPeers(p)))) => {
+                    lists += 1;
+                    last = p;
+                }
+                Ok(Ok(Some(_))) => {}
+                other => panic!("the final address never came: {other:?}"),
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("tracker: 300 changes reached a member as {lists} lists in {secs:.1} s");
+        // At most one list per round (every 0.5 s), not one per change.
+        assert!(f64::from(lists) <= secs * 2.0 + 3.0, "{lists} lists in {secs:.1} s");
+
+        // The tracker is full (40 clients): the next connection is closed at once.
+        let mut more = Vec::new();
+        for n in 32..=40 {
+            more.push(tracker_client(&tracker.addr, clearskies_protocol::Sha256Hash([n; 32]), n).await);
+        }
+        let (mut refused, _w) = tracker_client(&tracker.addr, club, 41).await;
+        match tokio::time::timeout(Duration::from_secs(30), refused.next()).await {
+            Ok(Ok(None)) | Ok(Err(_)) => {}
+            other => panic!("a client over the cap was served: {other:?}"),
+        }
+    });
+    drop(tracker);
 }

@@ -10,6 +10,7 @@ mod cli;
 mod daemon;
 mod dashboards;
 mod discovery;
+mod flood;
 mod fs_safety;
 mod hostile;
 mod metrics;

@@ -177,6 +177,12 @@ pub(crate) enum Command {
         /// Longest TTL, seconds.
         #[arg(long, default_value_t = 3600)]
         max_ttl: u64,
+        /// Clients at once; more connections are closed at once.
+        #[arg(long, default_value_t = clearskies_protocol::tracker::DEFAULT_MAX_CLIENTS)]
+        max_clients: usize,
+        /// Members of one club (share or code ID); a full club takes no more.
+        #[arg(long, default_value_t = clearskies_protocol::tracker::DEFAULT_MAX_MEMBERS)]
+        max_members: usize,
     },
     /// The worker process (started by the monitor; not for direct use).
     #[command(hide = true)]

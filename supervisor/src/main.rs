@@ -75,7 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::InjectFault { fault, arg, path } => {
             daemon::inject_fault(&config()?, &fault, arg.as_deref(), path.as_deref()).map(|()| ExitCode::SUCCESS)
         }
-        Command::Tracker { listen, min_ttl, max_ttl } => tracker(listen, min_ttl, max_ttl).map(|()| ExitCode::SUCCESS),
+        Command::Tracker { listen, min_ttl, max_ttl, max_clients, max_members } => {
+            tracker(listen, min_ttl, max_ttl, max_clients, max_members).map(|()| ExitCode::SUCCESS)
+        }
         Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),
         Command::Status { json } => daemon::status(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Share { path, mode, expires, multi_use, username, password, json } => {
@@ -140,9 +142,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `clearskies tracker`: serves until killed.
-fn tracker(listen: std::net::SocketAddr, min_ttl: u64, max_ttl: u64) -> anyhow::Result<()> {
+fn tracker(
+    listen: std::net::SocketAddr,
+    min_ttl: u64,
+    max_ttl: u64,
+    max_clients: usize,
+    max_members: usize,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     anyhow::ensure!(min_ttl >= 1 && min_ttl <= max_ttl, "--min-ttl must be at least 1 and at most --max-ttl");
+    anyhow::ensure!(max_clients >= 1 && max_members >= 2, "--max-clients must be at least 1, --max-members at least 2");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
         let listener = clearskies_actors::discovery::tracker_server::bind(listen)
@@ -154,6 +163,8 @@ fn tracker(listen: std::net::SocketAddr, min_ttl: u64, max_ttl: u64) -> anyhow::
             min_ttl: std::time::Duration::from_secs(min_ttl),
             max_ttl: std::time::Duration::from_secs(max_ttl),
             software: clearskies_actors::SOFTWARE.to_owned(),
+            max_clients,
+            max_members,
         };
         tokio::select! {
             r = clearskies_actors::discovery::tracker_server::serve(listener, config) => r.context("tracker failed"),

@@ -88,6 +88,10 @@ fn acquire(config: &Config, restarts: u64) -> anyhow::Result<Resources> {
 
 /// Runs the worker until it is told to stop. A failure to start is a [`CannotStart`].
 pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
+    // Every peer, share and stranger's connection costs descriptors: take all the hard limit
+    // allows (the listener keeps unauthenticated connections to a quarter of it).
+    let fd_limit = clearskies_actors::listener::raise_fd_limit();
+    info!(fd_limit, "file descriptor limit");
     let socket = config.control_socket();
     // (Another live daemon on this data dir is a plain error: `start` checks that first.)
     config.ensure_data_dir().map_err(CannotStart)?;

@@ -1,9 +1,15 @@
 //! `clearskies tracker`: the tracker server. One task owns the [`Tracker`] state; each
-//! connection has a reader task and a writer task with a bounded queue (a client that does
-//! not read its news is dropped rather than buffered without bound).
+//! connection has a reader task and a writer task. News is collected from the state at most
+//! every [`NEWS_INTERVAL`], at most [`NEWS_PER_ROUND`] messages a round, and only for
+//! clients with fewer than [`QUEUE_BYTES`] waiting to be written: a client that does not
+//! read its news gets no more until it does (its news is coalesced in the state, bounded by
+//! its clubs), and no change costs more than a bounded round of work. Connections beyond
+//! [`Config::max_clients`] are closed at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clearskies_protocol::message::Message;
@@ -15,13 +21,35 @@ use tracing::{debug, info};
 
 use super::wire::{encode, MessageReader};
 
-/// Messages queued for one client before it is considered stuck and dropped.
-const CLIENT_QUEUE: usize = 256;
+/// Bytes waiting to be written to one client beyond which it gets no more news for now.
+pub const QUEUE_BYTES: usize = 64 * 1024;
+/// News is collected at most this often (changes in between are coalesced).
+pub const NEWS_INTERVAL: Duration = Duration::from_millis(500);
+/// Messages of news per round at most.
+pub const NEWS_PER_ROUND: usize = 2048;
 /// A connection that has not sent `tracker.start` by then is closed.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The writing side of a connection: a queue and how many bytes are in it.
+#[derive(Debug)]
+struct Out {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Out {
+    fn ready(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < QUEUE_BYTES
+    }
+
+    fn send(&self, bytes: Vec<u8>) -> bool {
+        self.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+        self.tx.send(bytes).is_ok()
+    }
+}
+
 enum Event {
-    Connected(ClientId, SocketAddr, mpsc::Sender<Vec<u8>>),
+    Connected(ClientId, SocketAddr, Out),
     Message(ClientId, Message),
     Gone(ClientId, String),
 }
@@ -52,52 +80,73 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
     let accept_tx = tx.clone();
+    let max_clients = config.max_clients;
     tokio::spawn(async move {
         let mut next: ClientId = 1;
+        // Connections open (started or not): beyond the cap, closed at once.
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut refused: u64 = 0;
         loop {
             let (stream, addr) = crate::net::accept("tracker", || listener.accept()).await;
+            if open.load(Ordering::Relaxed) >= max_clients {
+                refused += 1;
+                if refused.is_power_of_two() {
+                    info!(max_clients, refused, "tracker full: closing new connections");
+                }
+                continue;
+            }
             let id = next;
             next += 1;
-            spawn_client(id, stream, addr, accept_tx.clone());
+            spawn_client(id, stream, addr, accept_tx.clone(), open.clone());
         }
     });
     drop(tx);
     let mut tracker = Tracker::new(config);
-    let mut clients: HashMap<ClientId, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut clients: HashMap<ClientId, Out> = HashMap::new();
+    let mut next_round = tokio::time::Instant::now();
     loop {
-        let wake = tracker.next_expiry().map(tokio::time::Instant::from_std);
-        let event = match wake {
-            Some(at) => tokio::select! {
-                e = rx.recv() => e,
-                () = tokio::time::sleep_until(at) => {
-                    let (gone, news) = tracker.expire(Instant::now());
-                    for id in gone {
-                        debug!(client = id, "client expired (silent longer than its TTL)");
-                        clients.remove(&id);
-                    }
-                    deliver(&mut tracker, &mut clients, news);
-                    continue;
+        let expiry = tracker.next_expiry().map(tokio::time::Instant::from_std);
+        // News waits for the next round (coalescing what happens meanwhile); a client that
+        // was not ready is looked at again a round later.
+        let round = tracker.has_news().then_some(next_round);
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            () = sleep_until(expiry) => {
+                for id in tracker.expire(Instant::now()) {
+                    debug!(client = id, "client expired (silent longer than its TTL)");
+                    clients.remove(&id);
                 }
-            },
-            None => rx.recv().await,
+                continue;
+            }
+            () = sleep_until(round) => {
+                let news = tracker.take_news(NEWS_PER_ROUND, |c| clients.get(&c).is_some_and(Out::ready));
+                for (to, m) in news {
+                    if let Some(out) = clients.get(&to) {
+                        out.send(encode(&m));
+                    }
+                }
+                next_round = tokio::time::Instant::now() + NEWS_INTERVAL;
+                continue;
+            }
         };
         let Some(event) = event else { return Ok(()) };
         match event {
-            Event::Connected(id, addr, out) => {
-                let greeting = tracker.connect(id, &format_ip(&addr), Instant::now());
-                if out.try_send(encode(&greeting)).is_ok() {
-                    clients.insert(id, out);
+            Event::Connected(id, addr, out) => match tracker.connect(id, &format_ip(&addr), Instant::now()) {
+                Ok(greeting) => {
+                    if out.send(encode(&greeting)) {
+                        clients.insert(id, out);
+                    }
                 }
-            }
-            Event::Message(id, m) => match tracker.handle(id, m, Instant::now()) {
-                Ok(news) => deliver(&mut tracker, &mut clients, news),
-                Err(e) => {
+                // Dropping `out` ends its writer, which closes the connection.
+                Err(e) => debug!(client = id, error = %e, "connection refused"),
+            },
+            Event::Message(id, m) => {
+                if let Err(e) = tracker.handle(id, m, Instant::now()) {
                     info!(client = id, error = %e, "client dropped");
                     clients.remove(&id);
-                    let news = tracker.disconnect(id);
-                    deliver(&mut tracker, &mut clients, news);
+                    tracker.disconnect(id);
                 }
-            },
+            }
             Event::Gone(id, why) => {
                 if why.starts_with("malformed") {
                     info!(client = id, reason = %why, "client dropped");
@@ -105,47 +154,52 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
                     debug!(client = id, reason = %why, "client gone");
                 }
                 clients.remove(&id);
-                let news = tracker.disconnect(id);
-                deliver(&mut tracker, &mut clients, news);
+                tracker.disconnect(id);
             }
         }
     }
 }
 
-/// Sends news; a client whose queue is full is dropped (and its clubs told).
-fn deliver(
-    tracker: &mut Tracker,
-    clients: &mut HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
-    news: Vec<(ClientId, Message)>,
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_client(
+    id: ClientId,
+    stream: TcpStream,
+    addr: SocketAddr,
+    events: mpsc::Sender<Event>,
+    open: Arc<AtomicUsize>,
 ) {
-    let mut queue = news;
-    while !queue.is_empty() {
-        let mut more = Vec::new();
-        for (to, m) in queue {
-            let Some(out) = clients.get(&to) else { continue };
-            if out.try_send(encode(&m)).is_err() {
-                info!(client = to, "client not reading its news; dropped");
-                clients.remove(&to);
-                more.extend(tracker.disconnect(to));
-            }
-        }
-        queue = more;
-    }
-}
-
-fn spawn_client(id: ClientId, stream: TcpStream, addr: SocketAddr, events: mpsc::Sender<Event>) {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let out = Out { tx: out_tx, queued: queued.clone() };
+    open.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         while let Some(m) = out_rx.recv().await {
-            if write.write_all(&m).await.is_err() {
+            let written = write.write_all(&m).await;
+            queued.fetch_sub(m.len(), Ordering::Relaxed);
+            if written.is_err() {
                 return;
             }
         }
     });
     tokio::spawn(async move {
-        if events.send(Event::Connected(id, addr, out_tx)).await.is_err() {
+        // Counted until the reading side ends (the writer ends with the client's entry).
+        struct Open(Arc<AtomicUsize>);
+        impl Drop for Open {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let _open = Open(open);
+        if events.send(Event::Connected(id, addr, out)).await.is_err() {
             return;
         }
         let mut reader = MessageReader::new(read);

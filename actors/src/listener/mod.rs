@@ -1,15 +1,20 @@
 //! The `Listener` actor: accepts peer connections on the TCP port, runs the secure-channel
 //! handshake for each in its own task, and starts a `Peer` actor for each that
 //! authenticates. Failed attempts are logged with their reason; attempts are rate-limited
-//! per source IP and per access ID ([`throttle`]).
+//! per source IP and per access ID ([`throttle`]); connections that have not authenticated
+//! yet are capped per source and in total, and given [`gate::PRE_AUTH_TIMEOUT`] ([`gate`]).
 
+pub mod gate;
 pub mod throttle;
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Recipient, WrapFuture};
 use clearskies_protocol::session::{KeyExchange, Role};
-use tracing::warn;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
 
 use crate::peer::actor::{Peer, PeerTargets, Purpose};
 use crate::peer::channel::{self, TlsContext};
@@ -50,6 +55,109 @@ impl Listener {
     }
 }
 
+/// The soft limit on open file descriptors (`RLIMIT_NOFILE`); unlimited reads as
+/// `u64::MAX`.
+pub fn fd_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Raises the soft limit on open file descriptors as far as the hard limit allows (at most
+/// 2^20, the kernel's usual ceiling); returns the soft limit in force afterwards.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let ceiling = now.maximum.unwrap_or(u64::MAX).min(1 << 20);
+    if now.current.is_some_and(|c| c < ceiling) {
+        for want in [ceiling, ceiling.min(65_536)] {
+            if setrlimit(Resource::Nofile, Rlimit { current: Some(want), maximum: now.maximum }).is_ok() {
+                break;
+            }
+        }
+    }
+    fd_limit()
+}
+
+/// How often refusals before authentication are summed up in the log (a flood must not
+/// write a line per connection).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The pre-authentication slots, and refusals not yet logged.
+#[derive(Debug)]
+struct Slots {
+    gate: gate::Gate<oneshot::Sender<()>>,
+    refused_per_source: u64,
+    refused_busy: u64,
+    displaced: u64,
+    logged: Option<Instant>,
+}
+
+impl Slots {
+    /// Logs the refusals so far if the last summary is old enough.
+    fn maybe_log(&mut self) {
+        if self.logged.is_some_and(|t| t.elapsed() < REFUSAL_LOG_INTERVAL) {
+            return;
+        }
+        if self.refused_per_source + self.refused_busy + self.displaced == 0 {
+            return;
+        }
+        let limits = self.gate.limits();
+        warn!(
+            over_the_per_address_limit = self.refused_per_source,
+            busy = self.refused_busy,
+            displaced = self.displaced,
+            per_address = limits.per_source,
+            total = limits.full,
+            "closed connections before authentication (too many unauthenticated connections)"
+        );
+        (self.refused_per_source, self.refused_busy, self.displaced) = (0, 0, 0);
+        self.logged = Some(Instant::now());
+    }
+}
+
+/// A pre-authentication slot, given back on drop.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    ticket: gate::Ticket,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).gate.release(self.ticket);
+    }
+}
+
+/// Takes a slot for a connection from `ip`, or says why not; the receiver fires if the
+/// attempt is displaced by a connection from a lighter source.
+fn take_slot(slots: &Arc<Mutex<Slots>>, ip: IpAddr) -> Option<(Slot, oneshot::Receiver<()>)> {
+    let mut roll = [0u8; 4];
+    let roll = match getrandom::fill(&mut roll) {
+        Ok(()) => u32::from_le_bytes(roll) % 100,
+        Err(_) => 0,
+    };
+    let (close, closed) = oneshot::channel();
+    let mut s = slots.lock().unwrap_or_else(PoisonError::into_inner);
+    let admitted = s.gate.admit(ip, roll, close);
+    let slot = match admitted {
+        Ok((ticket, displaced)) => {
+            if let Some(other) = displaced {
+                s.displaced += 1;
+                let _ = other.send(());
+            }
+            Some((Slot { slots: slots.clone(), ticket }, closed))
+        }
+        Err(gate::Refusal::PerSource) => {
+            s.refused_per_source += 1;
+            None
+        }
+        Err(gate::Refusal::Busy) => {
+            s.refused_busy += 1;
+            None
+        }
+    };
+    s.maybe_log();
+    slot
+}
+
 impl Actor for Listener {
     type Context = Context<Self>;
 
@@ -58,26 +166,60 @@ impl Actor for Listener {
         let Some(listener) = crate::net::tcp_listener(std_listener, "listening for peers") else {
             return ctx.stop();
         };
+        let limits = gate::PreAuthLimits::default().within_fd_limit(fd_limit());
+        info!(
+            per_address = limits.per_source,
+            total = limits.full,
+            timeout_s = gate::PRE_AUTH_TIMEOUT.as_secs(),
+            "limits on unauthenticated connections"
+        );
+        let slots = Arc::new(Mutex::new(Slots {
+            gate: gate::Gate::new(limits),
+            refused_per_source: 0,
+            refused_busy: 0,
+            displaced: 0,
+            logged: None,
+        }));
         let (tls, secret, targets, throttle) =
             (self.tls.clone(), self.secret, self.targets.clone(), self.throttle.clone());
         let accept = async move {
+            // Refusals not logged yet are logged at the latest a summary interval later.
+            let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
             loop {
-                let (tcp, addr) = crate::net::accept("peer port", || listener.accept()).await;
+                let (tcp, addr) = tokio::select! {
+                    accepted = crate::net::accept("peer port", || listener.accept()) => accepted,
+                    _ = summary.tick() => {
+                        slots.lock().unwrap_or_else(PoisonError::into_inner).maybe_log();
+                        continue;
+                    }
+                };
+                // Refused: closed at once (dropping it), before any task or buffer exists.
+                let Some((slot, displaced)) = take_slot(&slots, addr.ip()) else { continue };
                 let (tls, targets, throttle) = (tls.clone(), targets.clone(), throttle.clone());
                 actix_rt::spawn(async move {
                     let lookup = targets.lookup.clone();
-                    let result = channel::accept(tcp, &tls, &secret, |id| async move {
+                    let charged = &throttle;
+                    let handshake = channel::accept(tcp, &tls, &secret, |id| async move {
                         let cred = match id {
                             Some(id) => lookup.send(LookupCredential(id)).await.ok().flatten(),
                             None => None,
                         };
-                        if !cred.as_ref().is_some_and(|c| c.kind == CredentialKind::Key) {
+                        if cred.as_ref().is_some_and(|c| c.kind == CredentialKind::Key) {
+                            charged.charge_key(addr.ip()).map_err(|t| t.message())?;
+                        } else {
                             let id = id.unwrap_or(clearskies_protocol::Sha256Hash([0; 32]));
-                            throttle.charge_code(addr.ip(), id).map_err(|t| t.message())?;
+                            charged.charge_code(addr.ip(), id).map_err(|t| t.message())?;
                         }
                         Ok(cred.map(|c| c.record))
-                    })
-                    .await;
+                    });
+                    let result = tokio::select! {
+                        r = handshake => r,
+                        _ = displaced => {
+                            tracing::debug!(%addr, "closed an unauthenticated connection to make room for another source");
+                            return;
+                        }
+                    };
+                    drop(slot);
                     let ch = match result {
                         Ok(ch) => ch,
                         Err(e) => {
@@ -95,6 +237,9 @@ impl Actor for Listener {
                         warn!(%addr, id = %ch.id, "refused a connection: its code was just used by another peer");
                         return;
                     };
+                    if cred.kind == CredentialKind::Key {
+                        throttle.refund_key(addr.ip());
+                    }
                     let key_exchange = match (&cred.kind, cred.keys) {
                         (CredentialKind::Code, Some(keys)) => KeyExchange::Send(keys),
                         _ => KeyExchange::None,

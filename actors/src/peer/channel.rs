@@ -23,8 +23,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-/// How long the TLS and SRP handshakes may take together.
+/// How long the TLS and SRP handshakes may take together when we dial.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long they may take on a connection we accepted: a stranger's connection holds one of
+/// the few pre-authentication slots (`listener::gate`) until then.
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest handshake message accepted (SRP messages are well under 2 KiB).
 const MAX_HANDSHAKE_BUFFER: usize = 64 * 1024;
 
@@ -38,7 +41,7 @@ pub enum ChannelError {
     /// TLS configuration or exporter failure (our side).
     #[error("TLS failed: {0}")]
     Tls(#[from] rustls::Error),
-    /// The handshake took longer than [`HANDSHAKE_TIMEOUT`].
+    /// The handshake took longer than [`HANDSHAKE_TIMEOUT`] (or [`ACCEPT_TIMEOUT`]).
     #[error("handshake timed out")]
     Timeout,
     /// The peer sent something that is not the expected handshake message.
@@ -267,7 +270,7 @@ where
     F: FnOnce(Option<Sha256Hash>) -> Fut,
     Fut: Future<Output = Result<Option<VerifierRecord>, String>>,
 {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_inner(tcp, tls, server_secret, lookup))
+    tokio::time::timeout(ACCEPT_TIMEOUT, accept_inner(tcp, tls, server_secret, lookup))
         .await
         .map_err(|_| ChannelError::Timeout)?
 }

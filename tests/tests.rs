@@ -19,4 +19,5 @@ mod supervision;
 mod sync;
 mod transfer;
 mod untrusted;
+mod untrusted_hostile;
 mod util;

@@ -460,6 +460,7 @@ impl Scanner<'_, '_, '_> {
                     local_sha256: sha256,
                     pending: false,
                     signed: None,
+                    sealed: None,
                 });
             }
         }
@@ -621,6 +622,7 @@ fn set_aside(
         local_sha256: sha256,
         pending: false,
         signed: None,
+        sealed: None,
     })
 }
 

@@ -1382,3 +1382,105 @@ impl Handler<GetShareStatus> for Share {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::record::tests_support::file;
+    use crate::share::rsa::SigningKey;
+    use crate::share::untrusted::UntrustedKeys;
+
+    const N: u64 = 40;
+
+    /// A worker state over a fresh index holding `N` files.
+    fn state(dir: &std::path::Path) -> ShareState {
+        let root = dir.join("root");
+        std::fs::create_dir(&root).unwrap();
+        let db = super::super::store::Store::open(&dir.join("db")).unwrap();
+        db.create_share("s").unwrap();
+        let store = db.share("s").unwrap();
+        let records: Vec<Record> = (1..=N)
+            .map(|i| {
+                let mut r = file(&format!("/f{i}"), format!("contents {i}").as_bytes());
+                r.uuid = RecordUuid(u128::from(i).to_be_bytes());
+                r.last_updated_rev = i;
+                r
+            })
+            .collect();
+        store.commit(&records, Some(N)).unwrap();
+        let filter = Filter::new(&root, &Default::default());
+        ShareState {
+            root,
+            store,
+            me: PeerId([3; 16]),
+            shared_filter: Arc::new(Mutex::new(filter.clone())),
+            filter,
+            read_only: false,
+            deletes_confirmed: false,
+            announced: None,
+        }
+    }
+
+    /// Answers `get_updates {"since": {}}` whole: the signed bodies and how many
+    /// signatures it took.
+    fn answer_all(s: &ShareState, form: &Form) -> (Vec<super::super::record::Signed>, usize) {
+        let since = clearskies_protocol::updates::Since::new();
+        let (mut all, mut made, mut cursor) = (Vec::new(), 0, None);
+        loop {
+            let (_, updates, next, m) = answer_chunk(s, &since, cursor, form).unwrap();
+            let Updates::Signed(signed) = updates else { panic!("plain updates for a signed connection") };
+            all.extend(signed);
+            made += m;
+            cursor = next;
+            if cursor.is_none() {
+                return (all, made);
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_full_get_updates_sign_each_record_version_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path());
+        let key = Arc::new(SigningKey::generate().unwrap());
+        let verifying = key.verifying_key();
+
+        // A read-only peer asks for everything, twice: the second answer signs nothing.
+        let form = Form::Signed(Some(key.clone()));
+        let (first, made) = answer_all(&s, &form);
+        assert_eq!((first.len(), made), (N as usize, N as usize));
+        assert!(first.iter().all(|u| verifying.verify(u.body.as_bytes(), u.signature.as_bytes())));
+        let (second, made) = answer_all(&s, &form);
+        assert_eq!(made, 0, "the second full get_updates signed again");
+        assert_eq!(second, first);
+
+        // A record changed since: only its new version is signed.
+        let mut r = s.store.get(&clearskies_protocol::path::SharePath::parse("/f7").unwrap()).unwrap().unwrap();
+        r.size = Some(99);
+        r.last_updated_rev = N + 1;
+        r.vector_clock.increment(PeerId([3; 16]));
+        s.store.commit(&[r], Some(N + 1)).unwrap();
+        let (third, made) = answer_all(&s, &form);
+        assert_eq!((third.len(), made), (N as usize, 1));
+
+        // The same for an untrusted peer's encrypted records.
+        let keys = Arc::new(UntrustedKeys::from_read_only_key(&clearskies_protocol::SecretKey([5; 32])));
+        s.store
+            .each_record(|r| s.store.put_cipher(&r.sha256.unwrap(), &Sha256Hash([r.uuid.0[15]; 32])).unwrap())
+            .unwrap();
+        let form = Form::Encrypted(keys, key);
+        let (first, made) = answer_all(&s, &form);
+        assert_eq!((first.len(), made), (N as usize, N as usize));
+        assert!(first.iter().all(|u| verifying.verify(u.body.as_bytes(), u.signature.as_bytes())));
+        let ids = |u: &super::super::record::Signed| match Message::decode(u.body.as_bytes()) {
+            Ok(Message::DatabaseUpdate(u)) => u.key.len() == 33 && u.value.get(super::super::untrusted::SEALED).is_some(),
+            _ => false,
+        };
+        assert!(first.iter().all(ids), "encrypted records, under file IDs");
+        let (second, made) = answer_all(&s, &form);
+        assert_eq!(made, 0, "the second full get_updates signed again");
+        assert_eq!(second, first);
+        // (And the plain signatures are still there.)
+        assert_eq!(answer_all(&s, &Form::Signed(None)).0, third);
+    }
+}

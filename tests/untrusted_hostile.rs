@@ -232,7 +232,9 @@ fn every_request(a: &Daemon, code: &str, root: &std::path::Path, extensions: &[&
                 Send::Plain(decode(&format!(
                     r#"{{"type":"untrusted.verify_result","file_id":"{file_id}","result":"{plain}"}}"#
                 ))),
-                Send::Plain(decode(&format!(r#"{{"type":"untrusted.verify_busy","file_id":"{file_id}","retry_in":1}}"#))),
+                Send::Plain(decode(&format!(
+                    r#"{{"type":"untrusted.verify_busy","file_id":"{file_id}","retry_in":1}}"#
+                ))),
                 Send::Plain(decode(r#"{"type":"untrusted.manifest"}"#)),
                 Send::Plain(decode(r#"{"type":"untrusted.update","file":{"path":"/QZXJV-dir"}}"#)),
                 Send::Plain(decode(r#"{"type":"directory.get_presence"}"#)),
@@ -245,7 +247,10 @@ fn every_request(a: &Daemon, code: &str, root: &std::path::Path, extensions: &[&
             ];
             // Done when every get is answered and the second catch-up is over.
             let until = move |s: &Seen| {
-                answered(s, &plain) >= 2 && answered(s, &random) >= 2 && answered(s, &cipher) >= 1 && updates_done(s) >= 2
+                answered(s, &plain) >= 2
+                    && answered(s, &random) >= 2
+                    && answered(s, &cipher) >= 1
+                    && updates_done(s) >= 2
             };
             (sends, Some(Box::new(until) as Done))
         }),
@@ -271,7 +276,11 @@ fn every_request(a: &Daemon, code: &str, root: &std::path::Path, extensions: &[&
         assert!(!contains(body, MARKER), "{extensions:?}: a message holds plaintext: {m:?}");
     }
     for (at, chunk) in &seen.chunks {
-        assert!(!contains(chunk, MARKER), "{extensions:?}: the attachment of {:?} holds plaintext", seen.messages[*at].0);
+        assert!(
+            !contains(chunk, MARKER),
+            "{extensions:?}: the attachment of {:?} holds plaintext",
+            seen.messages[*at].0
+        );
     }
     if !extensions.contains(&EXT_GZIP) {
         assert!(!contains(&seen.raw, MARKER), "{extensions:?}: plaintext on the wire");

@@ -1473,7 +1473,9 @@ mod tests {
         assert_eq!((first.len(), made), (N as usize, N as usize));
         assert!(first.iter().all(|u| verifying.verify(u.body.as_bytes(), u.signature.as_bytes())));
         let ids = |u: &super::super::record::Signed| match Message::decode(u.body.as_bytes()) {
-            Ok(Message::DatabaseUpdate(u)) => u.key.len() == 33 && u.value.get(super::super::untrusted::SEALED).is_some(),
+            Ok(Message::DatabaseUpdate(u)) => {
+                u.key.len() == 33 && u.value.get(super::super::untrusted::SEALED).is_some()
+            }
             _ => false,
         };
         assert!(first.iter().all(ids), "encrypted records, under file IDs");

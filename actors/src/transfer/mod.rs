@@ -10,7 +10,9 @@
 //! gives the request back to the queue for another peer.
 //!
 //! Serving: `directory.get` is answered from a file whose on-disk stat still matches the
-//! index (so we never send contents we have not hashed), streamed by the connection.
+//! index (so we never send contents we have not hashed), streamed by the connection. What
+//! each connection may be served (and whether deltas go either way) is its [`Access`]: an
+//! untrusted peer only ever gets ciphertext, by the ciphertext's hash.
 //!
 //! Lookups read the share's index directly (RocksDB is safe to read concurrently); only the
 //! share's worker writes it.

@@ -306,11 +306,11 @@ fn every_request(a: &Daemon, code: &str, root: &std::path::Path, extensions: &[&
     assert_eq!(cipher_data.len(), 1, "{extensions:?}: one directory.data, for the ciphertext hash");
     let i = seen.messages.iter().position(|(m, _)| matches!(m, Message::DirectoryData(_))).unwrap();
     let data: Vec<u8> = seen.chunks.iter().filter(|(at, _)| *at == i).flat_map(|(_, c)| c.clone()).collect();
-    let sizes: Vec<usize> = ["QZXJV-dir/QZXJV-secret.txt", "QZXJV-top.txt"]
+    let sizes: Vec<u64> = ["QZXJV-dir/QZXJV-secret.txt", "QZXJV-top.txt"]
         .iter()
-        .map(|f| std::fs::metadata(root.join(f)).unwrap().len() as usize)
+        .map(|f| std::fs::metadata(root.join(f)).unwrap().len())
         .collect();
-    assert!(sizes.contains(&data.len()), "{} bytes of ciphertext", data.len());
+    assert!(sizes.contains(&(data.len() as u64)), "{} bytes of ciphertext", data.len());
     assert_ne!(data, secret);
     seen
 }

@@ -1390,7 +1390,7 @@ mod tests {
     use crate::share::rsa::SigningKey;
     use crate::share::untrusted::UntrustedKeys;
 
-    const N: u64 = 40;
+    const N: usize = 40;
 
     /// A worker state over a fresh index holding `N` files.
     fn state(dir: &std::path::Path) -> ShareState {
@@ -1399,7 +1399,7 @@ mod tests {
         let db = super::super::store::Store::open(&dir.join("db")).unwrap();
         db.create_share("s").unwrap();
         let store = db.share("s").unwrap();
-        let records: Vec<Record> = (1..=N)
+        let records: Vec<Record> = (1..=N as u64)
             .map(|i| {
                 let mut r = file(&format!("/f{i}"), format!("contents {i}").as_bytes());
                 r.uuid = RecordUuid(u128::from(i).to_be_bytes());
@@ -1407,7 +1407,7 @@ mod tests {
                 r
             })
             .collect();
-        store.commit(&records, Some(N)).unwrap();
+        store.commit(&records, Some(N as u64)).unwrap();
         let filter = Filter::new(&root, &Default::default());
         ShareState {
             root,
@@ -1448,7 +1448,7 @@ mod tests {
         // A read-only peer asks for everything, twice: the second answer signs nothing.
         let form = Form::Signed(Some(key.clone()));
         let (first, made) = answer_all(&s, &form);
-        assert_eq!((first.len(), made), (N as usize, N as usize));
+        assert_eq!((first.len(), made), (N, N));
         assert!(first.iter().all(|u| verifying.verify(u.body.as_bytes(), u.signature.as_bytes())));
         let (second, made) = answer_all(&s, &form);
         assert_eq!(made, 0, "the second full get_updates signed again");
@@ -1457,11 +1457,11 @@ mod tests {
         // A record changed since: only its new version is signed.
         let mut r = s.store.get(&clearskies_protocol::path::SharePath::parse("/f7").unwrap()).unwrap().unwrap();
         r.size = Some(99);
-        r.last_updated_rev = N + 1;
+        r.last_updated_rev = N as u64 + 1;
         r.vector_clock.increment(PeerId([3; 16]));
-        s.store.commit(&[r], Some(N + 1)).unwrap();
+        s.store.commit(&[r], Some(N as u64 + 1)).unwrap();
         let (third, made) = answer_all(&s, &form);
-        assert_eq!((third.len(), made), (N as usize, 1));
+        assert_eq!((third.len(), made), (N, 1));
 
         // The same for an untrusted peer's encrypted records.
         let keys = Arc::new(UntrustedKeys::from_read_only_key(&clearskies_protocol::SecretKey([5; 32])));
@@ -1470,7 +1470,7 @@ mod tests {
             .unwrap();
         let form = Form::Encrypted(keys, key);
         let (first, made) = answer_all(&s, &form);
-        assert_eq!((first.len(), made), (N as usize, N as usize));
+        assert_eq!((first.len(), made), (N, N));
         assert!(first.iter().all(|u| verifying.verify(u.body.as_bytes(), u.signature.as_bytes())));
         let ids = |u: &super::super::record::Signed| match Message::decode(u.body.as_bytes()) {
             Ok(Message::DatabaseUpdate(u)) => {

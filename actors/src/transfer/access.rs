@@ -113,4 +113,28 @@ mod tests {
         assert!(trusted.rsync() && !trusted.may_prove() && trusted.crypt().is_none());
         assert!(!Access::of(AccessLevel::ReadOnly, None, false).rsync());
     }
+
+    #[test]
+    fn an_untrusted_peer_names_only_ciphertext() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::share::store::Store::open(dir.path()).unwrap();
+        db.create_share("s").unwrap();
+        let store = db.share("s").unwrap();
+        let (plain, cipher, random) = (Sha256Hash([1; 32]), Sha256Hash([2; 32]), Sha256Hash([3; 32]));
+        store.put_cipher(&plain, &cipher).unwrap();
+        let keys = Arc::new(UntrustedKeys::from_read_only_key(&SecretKey([5; 32])));
+        let untrusted = Access::of(AccessLevel::ReadWrite, Some(keys), false);
+        // A plaintext hash is nothing to it, exactly like a random one.
+        assert!(untrusted.contents(&store, &plain).unwrap().is_none());
+        assert!(untrusted.contents(&store, &random).unwrap().is_none());
+        let found = untrusted.contents(&store, &cipher).unwrap().unwrap();
+        assert_eq!(found.stored, plain);
+        assert!(found.encrypt.is_some(), "served encrypted");
+        // Trusted peers and our own read-write peers (we the holder) name contents as stored.
+        for access in [Access::of(AccessLevel::ReadWrite, None, true), Access::of(AccessLevel::Untrusted, None, false)]
+        {
+            let found = access.contents(&store, &plain).unwrap().unwrap();
+            assert!(found.stored == plain && found.encrypt.is_none());
+        }
+    }
 }

@@ -23,4 +23,5 @@ mod supervision;
 mod sync;
 mod transfer;
 mod untrusted;
+mod untrusted_hostile;
 mod util;

@@ -18,6 +18,7 @@ use actix::{
     SpawnHandle, StreamHandler, WrapFuture,
 };
 use bytes::Bytes;
+use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::session::{
@@ -276,10 +277,21 @@ impl Peer {
         remote: SocketAddr,
         targets: PeerTargets,
     ) -> Self {
+        let level = match &purpose {
+            Purpose::Accepted { level, .. } | Purpose::Found { level, .. } | Purpose::Rejoin { level, .. } => {
+                Some(*level)
+            }
+            Purpose::Attach { .. } => None,
+        };
         let mut config = Config::new(role, our_peer_id);
         config.software = crate::SOFTWARE.to_owned();
-        config.extensions =
-            vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned(), EXT_RSYNC.to_owned(), EXT_MSGPACK.to_owned()];
+        config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned(), EXT_MSGPACK.to_owned()];
+        // No deltas on an untrusted connection, either way (see `transfer::Access`): the
+        // extension is not even offered. (An attach does not know its level yet; the side
+        // that accepts its code does, and does not offer it.)
+        if level != Some(AccessLevel::Untrusted) {
+            config.extensions.push(EXT_RSYNC.to_owned());
+        }
         let gzip_level = crate::config::gzip_level();
         if gzip_level > 0 {
             config.extensions.push(EXT_GZIP.to_owned());
@@ -292,12 +304,6 @@ impl Peer {
         let share = match &purpose {
             Purpose::Accepted { share, .. } | Purpose::Rejoin { share, .. } | Purpose::Found { share, .. } => {
                 Some(*share)
-            }
-            Purpose::Attach { .. } => None,
-        };
-        let level = match &purpose {
-            Purpose::Accepted { level, .. } | Purpose::Found { level, .. } | Purpose::Rejoin { level, .. } => {
-                Some(*level)
             }
             Purpose::Attach { .. } => None,
         };
@@ -694,7 +700,7 @@ impl Peer {
                         peer,
                         addr: self.remote,
                         redial: self.redial(),
-                        rsync: self.rsync,
+                        rsync: self.rsync && self.level != Some(AccessLevel::Untrusted),
                         gzip: self.gzip.load(Ordering::Relaxed),
                         level: match &self.purpose {
                             Purpose::Attach { .. } => None,

@@ -35,7 +35,7 @@ use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
 use crate::supervise::{self, injected_panic, ActorKind, Crashed, InjectPanic};
 use crate::transfer::messages::{Fetches, SetTransfersPaused, TransferPeerDown, TransferPeerUp};
-use crate::transfer::Transfer;
+use crate::transfer::{Access, Transfer};
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -116,14 +116,37 @@ struct Subscriber {
     out: Recipient<PeerOut>,
     /// The peer has sent everything our `get_updates` asked for.
     caught_up: bool,
-    /// Updates go signed (a read-only peer is on this connection, or we are one).
-    signed: bool,
-    /// The read-write key that signs them, on a read-write share.
-    sign: Option<std::sync::Arc<super::rsa::SigningKey>>,
-    /// The peer is untrusted: it gets encrypted records.
-    crypt: Option<std::sync::Arc<super::untrusted::UntrustedKeys>>,
+    /// How records go to it.
+    form: Form,
     /// Its peer ID.
     peer: PeerId,
+}
+
+/// How records go to one connection: decided once, from the connection's [`Access`] (an
+/// untrusted peer gets records only encrypted, or none at all).
+#[derive(Debug, Clone)]
+enum Form {
+    /// Plain messages (both sides read-write).
+    Plain,
+    /// Signed bodies (a read-only peer on the connection, or we are one): relayed as they
+    /// arrived or as we signed them before, or signed now with the read-write key (on
+    /// read-write shares).
+    Signed(Option<Arc<super::rsa::SigningKey>>),
+    /// Encrypted and signed: an untrusted peer, and we hold the plaintext.
+    Encrypted(Arc<super::untrusted::UntrustedKeys>, Arc<super::rsa::SigningKey>),
+    /// Nothing: an untrusted peer we cannot sign for (never anything in the clear).
+    Nothing,
+}
+
+impl Form {
+    fn of(access: &Access, signed: bool, sign: Option<Arc<super::rsa::SigningKey>>) -> Form {
+        match (access.crypt(), sign) {
+            (Some(keys), Some(sign)) => Form::Encrypted(keys.clone(), sign),
+            (Some(_), None) => Form::Nothing,
+            (None, sign) if signed => Form::Signed(sign),
+            (None, _) => Form::Plain,
+        }
+    }
 }
 
 /// `database.update`s ready for one connection.
@@ -131,29 +154,11 @@ struct Subscriber {
 enum Updates {
     /// Plain messages (both sides read-write).
     Plain(Vec<Message>),
-    /// Signed bodies (a read-only peer on the connection).
+    /// Signed bodies (a read-only or untrusted peer on the connection).
     Signed(Vec<super::record::Signed>),
 }
 
-impl Updates {
-    /// `records` as the connection needs them: plain, or signed (relayed as they arrived, or
-    /// signed now with `sign`). A record with neither a valid stored signature nor a key to
-    /// sign with is left out (a read-only share never sends its own changes).
-    fn of<'a>(records: impl Iterator<Item = &'a Record>, signed: bool, sign: Option<&super::rsa::SigningKey>) -> Self {
-        if signed {
-            Updates::Signed(records.filter_map(|r| signed_update(r, sign)).collect())
-        } else {
-            Updates::Plain(records.map(|r| Message::from(r.to_update())).collect())
-        }
-    }
-}
-
 impl Subscriber {
-    /// Sends `updates` in batches.
-    fn send(&self, updates: Updates) {
-        Subscriber::send_to(&self.out, updates);
-    }
-
     fn send_to(out: &Recipient<PeerOut>, updates: Updates) {
         match updates {
             Updates::Plain(msgs) => {
@@ -170,31 +175,90 @@ impl Subscriber {
     }
 }
 
-/// What an untrusted peer gets for `records`: encrypted, signed. Reads (and encrypts) a
-/// file's contents the first time, to learn the ciphertext hash; a file whose contents are
-/// not here yet is left out (sent once installed).
-fn encrypted_updates(
-    s: &ShareState,
-    records: &[Record],
-    keys: &super::untrusted::UntrustedKeys,
-    sign: &super::rsa::SigningKey,
-) -> Vec<super::record::Signed> {
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let Some(cipher) = cipher_for(s, r, keys) else { continue };
-        let update = match keys.encrypt_record(r, cipher) {
-            Ok(u) => u,
-            Err(e) => {
-                error!(path = %r.path, error = %e, "cannot encrypt a record");
-                continue;
-            }
-        };
-        let body = Message::from(update).encode();
-        let Ok(signature) = sign.sign(&body) else { continue };
-        let Ok(body) = String::from_utf8(body) else { continue };
-        out.push(super::record::Signed { body, signature });
+/// Records as a connection gets them, and the records whose signature was made for that
+/// (to keep with them, see [`keep_signatures`]).
+type Prepared = (Updates, Vec<Record>);
+
+/// `records` as `form` sends them: plain, signed, or encrypted and signed. A signature kept
+/// with the record for its version (the one it arrived in, or one we made before) is used
+/// again; others are made now. A record with neither a valid stored signature nor a key to
+/// sign with is left out (a read-only share never sends its own changes). Encrypting reads
+/// a file's contents the first time (`s`: the worker's state), to learn the ciphertext
+/// hash; without it (`None`), or while a file's contents are not here, it is left out.
+fn prepare<'a>(s: Option<&ShareState>, records: impl Iterator<Item = &'a Record>, form: &Form) -> Prepared {
+    let mut fresh = Vec::new();
+    let updates = match form {
+        Form::Plain => Updates::Plain(records.map(|r| Message::from(r.to_update())).collect()),
+        Form::Nothing => Updates::Signed(Vec::new()),
+        Form::Signed(key) => Updates::Signed(
+            records
+                .filter_map(|r| {
+                    if let Some(kept) = r.signature() {
+                        return Some(kept.clone());
+                    }
+                    let signed = sign_body(r, Message::from(r.to_update()).encode(), key.as_deref()?)?;
+                    fresh.push(Record { signed: Some(signed.clone()), ..r.clone() });
+                    Some(signed)
+                })
+                .collect(),
+        ),
+        Form::Encrypted(keys, key) => {
+            let Some(s) = s else { return (Updates::Signed(Vec::new()), fresh) };
+            Updates::Signed(
+                records
+                    .filter_map(|r| {
+                        let cipher = cipher_for(s, r, keys)?;
+                        let update = keys
+                            .encrypt_record(r, cipher)
+                            .map_err(|e| error!(path = %r.path, error = %e, "cannot encrypt a record"))
+                            .ok()?;
+                        let body = Message::from(update).encode();
+                        if let Some(kept) = std::str::from_utf8(&body).ok().and_then(|b| r.sealed_as(b)) {
+                            return Some(kept.clone());
+                        }
+                        let signed = sign_body(r, body, key)?;
+                        fresh.push(Record { sealed: Some(signed.clone()), ..r.clone() });
+                        Some(signed)
+                    })
+                    .collect(),
+            )
+        }
+    };
+    (updates, fresh)
+}
+
+/// Signs `body` (the update of `r`) with `key`.
+fn sign_body(r: &Record, body: Vec<u8>, key: &super::rsa::SigningKey) -> Option<super::record::Signed> {
+    let signature = key.sign(&body).map_err(|e| error!(path = %r.path, error = %e, "cannot sign a record")).ok()?;
+    let body = String::from_utf8(body).ok()?;
+    Some(super::record::Signed { body, signature })
+}
+
+/// Keeps signatures just made (`fresh`: the records with them) in the index, each with the
+/// version it signs if that is still the stored one, so that sending the record again (a
+/// read-only or untrusted peer asking for everything, again and again) costs no signature.
+fn keep_signatures(s: &ShareState, fresh: Vec<Record>) {
+    if fresh.is_empty() {
+        return;
     }
-    out
+    let mut keep = Vec::with_capacity(fresh.len());
+    for f in fresh {
+        let Ok(Some(mut stored)) = s.store.get(&f.path) else { continue };
+        // (A newer version written meanwhile keeps what it has.)
+        if stored.to_update() != f.to_update() {
+            continue;
+        }
+        if f.signed.is_some() {
+            stored.signed = f.signed;
+        }
+        if f.sealed.is_some() {
+            stored.sealed = f.sealed;
+        }
+        keep.push(stored);
+    }
+    if let Err(e) = s.store.commit(&keep, None) {
+        warn!(error = %e, "cannot keep the signatures made for peers");
+    }
 }
 
 /// The ciphertext hash of `r`'s contents (`Some(None)`: it has none), from the cache or
@@ -223,16 +287,20 @@ fn cipher_for(
     Some(Some(cipher))
 }
 
-/// `r` as a signed `database.update`: the one it arrived in, or one signed now with `key`.
-fn signed_update(r: &Record, key: Option<&super::rsa::SigningKey>) -> Option<super::record::Signed> {
-    if let Some(s) = r.signature() {
-        return Some(s.clone());
-    }
-    let key = key?;
-    let body = Message::from(r.to_update()).encode();
-    let signature = key.sign(&body).map_err(|e| error!(path = %r.path, error = %e, "cannot sign a record")).ok()?;
-    let body = String::from_utf8(body).ok()?;
-    Some(super::record::Signed { body, signature })
+/// One chunk of a `get_updates` answer (from `cursor` on), as `form` sends it, with the
+/// signatures made for it kept: the records read, the updates, where to go on, and how
+/// many signatures were made.
+fn answer_chunk(
+    s: &ShareState,
+    since: &clearskies_protocol::updates::Since,
+    cursor: Option<super::store::UpdatesCursor>,
+    form: &Form,
+) -> Result<(usize, Updates, Option<super::store::UpdatesCursor>, usize), super::store::StoreError> {
+    let (records, cursor) = s.store.updates_chunk(since, cursor, ANSWER_CHUNK)?;
+    let (updates, fresh) = prepare(Some(s), records.iter(), form);
+    let made = fresh.len();
+    keep_signatures(s, fresh);
+    Ok((records.len(), updates, cursor, made))
 }
 
 /// One share.
@@ -240,6 +308,8 @@ fn signed_update(r: &Record, key: Option<&super::rsa::SigningKey>) -> Option<sup
 pub struct Share {
     root: PathBuf,
     mode: &'static str,
+    /// The level we hold the share at.
+    level: clearskies_protocol::message::core::AccessLevel,
     store: ShareStore,
     worker: Worker<ShareState>,
     transfer: Addr<Transfer>,
@@ -310,6 +380,7 @@ impl Share {
         crashed: Recipient<Crashed>,
     ) -> std::io::Result<(Addr<Share>, Exited)> {
         let (root, me, mode, id) = (config.path.clone(), config.peer_id, config.mode(), config.id);
+        let level = config.access_level;
         let filter = Filter::new(&root, &config.selection);
         let shared_filter = Arc::new(Mutex::new(filter.clone()));
         let read_only = config.access_level != clearskies_protocol::message::core::AccessLevel::ReadWrite;
@@ -337,6 +408,7 @@ impl Share {
                 ),
                 root,
                 mode,
+                level,
                 store,
                 worker,
                 joined,
@@ -489,33 +561,49 @@ impl Share {
 
     /// Sends records to one subscriber, as its connection needs them.
     fn deliver<'a>(&self, sub: &Subscriber, these: impl Iterator<Item = &'a Record>) {
-        if let (Some(keys), Some(sign)) = (&sub.crypt, &sub.sign) {
-            // Encrypting may read files: on the worker thread.
-            let (these, keys, sign, out) =
-                (these.cloned().collect::<Vec<_>>(), keys.clone(), sign.clone(), sub.out.clone());
-            let job = self.worker.run(move |s: &mut ShareState| encrypted_updates(s, &these, &keys, &sign));
-            actix_rt::spawn(async move {
-                if let Ok(signed) = job.await {
-                    Subscriber::send_to(&out, Updates::Signed(signed));
+        match &sub.form {
+            Form::Nothing => {}
+            Form::Encrypted(..) => {
+                // Encrypting may read files: on the worker thread.
+                let (these, form, out) = (these.cloned().collect::<Vec<_>>(), sub.form.clone(), sub.out.clone());
+                let job = self.worker.run(move |s: &mut ShareState| {
+                    let (updates, fresh) = prepare(Some(s), these.iter(), &form);
+                    keep_signatures(s, fresh);
+                    updates
+                });
+                actix_rt::spawn(async move {
+                    if let Ok(updates) = job.await {
+                        Subscriber::send_to(&out, updates);
+                    }
+                });
+            }
+            Form::Plain | Form::Signed(_) => {
+                let (updates, fresh) = prepare(None, these, &sub.form);
+                Subscriber::send_to(&sub.out, updates);
+                if !fresh.is_empty() {
+                    // Kept by the worker, which alone writes the index.
+                    drop(self.worker.run(move |s: &mut ShareState| keep_signatures(s, fresh)));
                 }
-            });
-            return;
+            }
         }
-        sub.send(Updates::of(these, sub.signed, sub.sign.as_deref()));
     }
 
     /// Installed files whose contents untrusted peers can have now.
     fn announce_installed(&self, paths: Vec<clearskies_protocol::path::SharePath>) {
         for sub in self.subscribers.values() {
-            let (Some(keys), Some(sign)) = (&sub.crypt, &sub.sign) else { continue };
-            let (paths, keys, sign, out) = (paths.clone(), keys.clone(), sign.clone(), sub.out.clone());
+            if !matches!(sub.form, Form::Encrypted(..)) {
+                continue;
+            }
+            let (paths, form, out) = (paths.clone(), sub.form.clone(), sub.out.clone());
             let job = self.worker.run(move |s: &mut ShareState| {
                 let records: Vec<Record> = paths.iter().filter_map(|p| s.store.get(p).ok().flatten()).collect();
-                encrypted_updates(s, &records, &keys, &sign)
+                let (updates, fresh) = prepare(Some(s), records.iter(), &form);
+                keep_signatures(s, fresh);
+                updates
             });
             actix_rt::spawn(async move {
-                if let Ok(signed) = job.await {
-                    Subscriber::send_to(&out, Updates::Signed(signed));
+                if let Ok(updates) = job.await {
+                    Subscriber::send_to(&out, updates);
                 }
             });
         }
@@ -634,7 +722,7 @@ impl Share {
             self.answering.remove(&conn);
             return;
         };
-        let (signed, sign, crypt, out) = (sub.signed, sub.sign.clone(), sub.crypt.clone(), sub.out.clone());
+        let (form, out) = (sub.form.clone(), sub.out.clone());
         // Paced: the next chunk is read once the one before the last is written to the
         // socket, so a slow peer holds at most two chunks in memory here.
         let pace = self.pace.entry(conn).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))).clone();
@@ -644,12 +732,7 @@ impl Share {
         let job = async move {
             let permit = pace.acquire_owned().await.ok();
             let read = worker.run(move |s: &mut ShareState| {
-                let (records, cursor) = s.store.updates_chunk(&since, cursor, ANSWER_CHUNK)?;
-                let updates = match (&crypt, &sign) {
-                    (Some(keys), Some(sign)) => Updates::Signed(encrypted_updates(s, &records, keys, sign)),
-                    _ => Updates::of(records.iter(), signed, sign.as_deref()),
-                };
-                Ok::<_, super::store::StoreError>((records.len(), updates, cursor, since))
+                answer_chunk(s, &since, cursor, &form).map(|(n, updates, cursor, _)| (n, updates, cursor, since))
             });
             (read.await, permit)
         };
@@ -963,10 +1046,16 @@ impl Handler<VerifyBackup> for Share {
         let peers: Vec<(u64, Recipient<PeerOut>, Arc<super::rsa::SigningKey>)> = self
             .subscribers
             .iter()
-            .filter(|(_, s)| s.crypt.is_some())
-            .filter_map(|(c, s)| Some((*c, s.out.clone(), s.sign.clone()?)))
+            .filter_map(|(c, s)| match &s.form {
+                Form::Encrypted(_, sign) => Some((*c, s.out.clone(), sign.clone())),
+                _ => None,
+            })
             .collect();
-        let Some(keys) = self.subscribers.values().find_map(|s| s.crypt.clone()) else {
+        let keys = self.subscribers.values().find_map(|s| match &s.form {
+            Form::Encrypted(keys, _) => Some(keys.clone()),
+            _ => None,
+        });
+        let Some(keys) = keys else {
             return Box::pin(actix::fut::ready(Vec::new()));
         };
         let files = msg.files.clamp(1, 1000);
@@ -1066,25 +1155,16 @@ impl Handler<PeerUp> for Share {
 
     fn handle(&mut self, msg: PeerUp, ctx: &mut Context<Self>) -> Self::Result {
         let transfer = self.transfer.clone();
-        transfer.do_send(TransferPeerUp {
-            conn: msg.conn,
-            out: msg.out.clone(),
-            rsync: msg.rsync,
-            gzip: msg.gzip,
-            crypt: msg.crypt.clone(),
-        });
+        // What the connection may be served, decided here once for the transfers and the
+        // records alike.
+        let access = Access::of(self.level, msg.crypt, msg.rsync);
+        let form = Form::of(&access, msg.signed, msg.sign);
+        transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone(), access, gzip: msg.gzip });
         // Subscribe to the peer's changes: everything newer than what we hold.
         let since = self.store.since().unwrap_or_default();
         let get = clearskies_protocol::message::database::GetUpdates { since };
         msg.out.do_send(PeerOut::Send(vec![get.into()]));
-        let sub = Subscriber {
-            out: msg.out,
-            caught_up: false,
-            signed: msg.signed,
-            sign: msg.sign,
-            crypt: msg.crypt,
-            peer: msg.peer,
-        };
+        let sub = Subscriber { out: msg.out, caught_up: false, form, peer: msg.peer };
         self.subscribers.insert(msg.conn, sub);
         debug!(root = %self.root.display(), peer = %msg.peer, conn = msg.conn, "peer subscribed");
         MessageResult(ShareLink {
@@ -1300,5 +1380,109 @@ impl Handler<GetShareStatus> for Share {
             status.last_synced = act.last_synced;
             status
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::record::tests_support::file;
+    use crate::share::rsa::SigningKey;
+    use crate::share::untrusted::UntrustedKeys;
+
+    const N: usize = 40;
+
+    /// A worker state over a fresh index holding `N` files.
+    fn state(dir: &std::path::Path) -> ShareState {
+        let root = dir.join("root");
+        std::fs::create_dir(&root).unwrap();
+        let db = super::super::store::Store::open(&dir.join("db")).unwrap();
+        db.create_share("s").unwrap();
+        let store = db.share("s").unwrap();
+        let records: Vec<Record> = (1..=N as u64)
+            .map(|i| {
+                let mut r = file(&format!("/f{i}"), format!("contents {i}").as_bytes());
+                r.uuid = RecordUuid(u128::from(i).to_be_bytes());
+                r.last_updated_rev = i;
+                r
+            })
+            .collect();
+        store.commit(&records, Some(N as u64)).unwrap();
+        let filter = Filter::new(&root, &Default::default());
+        ShareState {
+            root,
+            store,
+            me: PeerId([3; 16]),
+            shared_filter: Arc::new(Mutex::new(filter.clone())),
+            filter,
+            read_only: false,
+            deletes_confirmed: false,
+            announced: None,
+        }
+    }
+
+    /// Answers `get_updates {"since": {}}` whole: the signed bodies and how many
+    /// signatures it took.
+    fn answer_all(s: &ShareState, form: &Form) -> (Vec<super::super::record::Signed>, usize) {
+        let since = clearskies_protocol::updates::Since::new();
+        let (mut all, mut made, mut cursor) = (Vec::new(), 0, None);
+        loop {
+            let (_, updates, next, m) = answer_chunk(s, &since, cursor, form).unwrap();
+            let Updates::Signed(signed) = updates else { panic!("plain updates for a signed connection") };
+            all.extend(signed);
+            made += m;
+            cursor = next;
+            if cursor.is_none() {
+                return (all, made);
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_full_get_updates_sign_each_record_version_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path());
+        let key = Arc::new(SigningKey::generate().unwrap());
+        let verifying = key.verifying_key();
+
+        // A read-only peer asks for everything, twice: the second answer signs nothing.
+        let form = Form::Signed(Some(key.clone()));
+        let (first, made) = answer_all(&s, &form);
+        assert_eq!((first.len(), made), (N, N));
+        assert!(first.iter().all(|u| verifying.verify(u.body.as_bytes(), u.signature.as_bytes())));
+        let (second, made) = answer_all(&s, &form);
+        assert_eq!(made, 0, "the second full get_updates signed again");
+        assert_eq!(second, first);
+
+        // A record changed since: only its new version is signed.
+        let mut r = s.store.get(&clearskies_protocol::path::SharePath::parse("/f7").unwrap()).unwrap().unwrap();
+        r.size = Some(99);
+        r.last_updated_rev = N as u64 + 1;
+        r.vector_clock.increment(PeerId([3; 16]));
+        s.store.commit(&[r], Some(N as u64 + 1)).unwrap();
+        let (third, made) = answer_all(&s, &form);
+        assert_eq!((third.len(), made), (N, 1));
+
+        // The same for an untrusted peer's encrypted records.
+        let keys = Arc::new(UntrustedKeys::from_read_only_key(&clearskies_protocol::SecretKey([5; 32])));
+        s.store
+            .each_record(|r| s.store.put_cipher(&r.sha256.unwrap(), &Sha256Hash([r.uuid.0[15]; 32])).unwrap())
+            .unwrap();
+        let form = Form::Encrypted(keys, key);
+        let (first, made) = answer_all(&s, &form);
+        assert_eq!((first.len(), made), (N, N));
+        assert!(first.iter().all(|u| verifying.verify(u.body.as_bytes(), u.signature.as_bytes())));
+        let ids = |u: &super::super::record::Signed| match Message::decode(u.body.as_bytes()) {
+            Ok(Message::DatabaseUpdate(u)) => {
+                u.key.len() == 33 && u.value.get(super::super::untrusted::SEALED).is_some()
+            }
+            _ => false,
+        };
+        assert!(first.iter().all(ids), "encrypted records, under file IDs");
+        let (second, made) = answer_all(&s, &form);
+        assert_eq!(made, 0, "the second full get_updates signed again");
+        assert_eq!(second, first);
+        // (And the plain signatures are still there.)
+        assert_eq!(answer_all(&s, &Form::Signed(None)).0, third);
     }
 }

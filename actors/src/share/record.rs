@@ -80,6 +80,11 @@ pub struct Record {
     /// checks that it still describes this version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<Signed>,
+    /// The encrypted, signed `database.update` untrusted peers were last sent for a version
+    /// of this record (kept so that answering them again costs no new signature). Trust it
+    /// only through [`Record::sealed_as`], which checks it is the body this version makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Signed>,
 }
 
 /// A `database.update` body exactly as signed, with its base64 signature.
@@ -201,6 +206,7 @@ impl Record {
             local_sha256: None,
             pending: false,
             signed: None,
+            sealed: None,
         }))
     }
 
@@ -215,6 +221,12 @@ impl Record {
         };
         let theirs = Record::from_update(&u).ok()??;
         (theirs.to_update() == self.to_update()).then_some(signed)
+    }
+
+    /// The stored signed encrypted update, if its body is `body` (what this version
+    /// encrypts to now).
+    pub fn sealed_as(&self, body: &str) -> Option<&Signed> {
+        self.sealed.as_ref().filter(|s| s.body == body)
     }
 }
 
@@ -271,6 +283,7 @@ mod tests {
             local_sha256: None,
             pending: false,
             signed: None,
+            sealed: None,
         }
     }
 
@@ -361,6 +374,7 @@ pub(crate) mod tests_support {
             local_sha256: None,
             pending: false,
             signed: None,
+            sealed: None,
         }
     }
 }

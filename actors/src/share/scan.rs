@@ -492,6 +492,7 @@ impl Scanner<'_, '_, '_> {
                     local_sha256: sha256,
                     pending: false,
                     signed: None,
+                    sealed: None,
                 });
             }
         }
@@ -657,6 +658,7 @@ fn set_aside(
         local_sha256: sha256,
         pending: false,
         signed: None,
+        sealed: None,
     })
 }
 

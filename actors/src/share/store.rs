@@ -698,6 +698,7 @@ mod tests {
             local_sha256: None,
             pending: false,
             signed: None,
+            sealed: None,
         }
     }
 

@@ -24,12 +24,10 @@ pub struct TransferPeerUp {
     pub conn: u64,
     /// Where requests go.
     pub out: Recipient<PeerOut>,
-    /// It speaks the `rsync` extension: changed files may come as deltas.
-    pub rsync: bool,
+    /// What it may be served (and whether deltas go either way).
+    pub access: super::Access,
     /// It uses `gzip`: what we send is sampled for compressibility.
     pub gzip: bool,
-    /// It is untrusted: contents are asked for and served as ciphertext.
-    pub crypt: Option<std::sync::Arc<crate::share::untrusted::UntrustedKeys>>,
 }
 
 /// A peer connection ended: what it was asked for goes back in the queue.

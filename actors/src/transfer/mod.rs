@@ -10,13 +10,18 @@
 //! gives the request back to the queue for another peer.
 //!
 //! Serving: `directory.get` is answered from a file whose on-disk stat still matches the
-//! index (so we never send contents we have not hashed), streamed by the connection.
+//! index (so we never send contents we have not hashed), streamed by the connection. What
+//! each connection may be served (and whether deltas go either way) is its [`Access`]: an
+//! untrusted peer only ever gets ciphertext, by the ciphertext's hash.
 //!
 //! Lookups read the share's index directly (RocksDB is safe to read concurrently); only the
 //! share's worker writes it.
 
+mod access;
 pub mod messages;
 mod serve;
+
+pub use self::access::Access;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -78,8 +83,9 @@ const RANGES_AHEAD: u64 = 1;
 #[derive(Debug)]
 struct Slot {
     out: Recipient<PeerOut>,
-    /// Both sides speak `rsync`.
-    rsync: bool,
+    /// What the peer may be served; whether deltas go either way; whether it holds (and
+    /// gets) ciphertext.
+    access: Access,
     /// The connection uses `gzip`.
     gzip: bool,
     asked: VecDeque<Sha256Hash>,
@@ -88,8 +94,6 @@ struct Slot {
     /// most [`MAX_REQUESTS`], which is what a peer queues for us.
     gets: usize,
     refused: HashSet<Sha256Hash>,
-    /// The peer is untrusted: it asks for and sends ciphertext.
-    crypt: Option<Arc<crate::share::untrusted::UntrustedKeys>>,
 }
 
 /// One share's transfers.
@@ -235,7 +239,7 @@ impl Transfer {
                 }
                 // An untrusted peer has the contents under their ciphertext's hash, if we
                 // know it (from the encrypted record it sent).
-                let name = match &slot.crypt {
+                let name = match slot.access.crypt() {
                     None => sha,
                     Some(_) => match self.store.cipher_of(&sha) {
                         Ok(Some(c)) => {
@@ -254,7 +258,7 @@ impl Transfer {
                 slot.asked_bytes += f.size;
                 let small_signature = SigParams::for_size(f.size).signature_len(f.size) <= MAX_SIGNATURE as u64;
                 // An interrupted download is continued, not replaced by a delta.
-                if slot.rsync
+                if slot.access.rsync()
                     && f.size >= DELTA_MIN_SIZE
                     && small_signature
                     && partial == 0
@@ -486,13 +490,12 @@ impl Handler<TransferPeerUp> for Transfer {
     fn handle(&mut self, msg: TransferPeerUp, ctx: &mut Context<Self>) {
         let slot = Slot {
             out: msg.out,
-            rsync: msg.rsync,
+            access: msg.access,
             gzip: msg.gzip,
             asked: VecDeque::new(),
             asked_bytes: 0,
             gets: 0,
             refused: HashSet::new(),
-            crypt: msg.crypt,
         };
         self.peers.insert(msg.conn, slot);
         self.schedule(ctx);
@@ -637,16 +640,28 @@ impl Handler<DataStart> for Transfer {
                 }
                 self.receive_range(msg.conn, data, ctx)
             }
-            Inbound::Patch(p) => {
+            // Deltas only on connections whose access allows them (never an untrusted one,
+            // whatever was negotiated): anything else is not answered, and its attachment
+            // is discarded.
+            Inbound::Patch(p) if self.peers.get(&msg.conn).is_some_and(|s| s.access.rsync()) => {
                 // Our peers name the contents; others only the path.
                 let sha = p.sha256.or_else(|| self.asked_for_path(msg.conn, &p.path))?;
-                let Some(basis) = self.bases.remove(&sha) else {
+                // Only the delta asked of this connection (another's takes nothing away).
+                let asked = self.peers.get(&msg.conn).is_some_and(|s| s.asked.contains(&sha));
+                let Some(basis) = self.bases.get(&sha).filter(|_| asked).cloned() else {
                     debug!(sha256 = %sha, "a delta we did not ask for; discarded");
                     return None;
                 };
+                self.bases.remove(&sha);
                 self.receive_delta(msg.conn, sha, basis, ctx)
             }
-            Inbound::Signature(sig) => self.serve_delta(msg.conn, sig, ctx),
+            Inbound::Signature(sig) if self.peers.get(&msg.conn).is_some_and(|s| s.access.rsync()) => {
+                self.serve_delta(msg.conn, sig, ctx)
+            }
+            Inbound::Patch(_) | Inbound::Signature(_) => {
+                debug!(conn = msg.conn, "an rsync message on a connection without deltas; not answered");
+                None
+            }
         }
     }
 }
@@ -743,7 +758,7 @@ impl Transfer {
         let started = std::time::Instant::now();
         // From an untrusted peer the chunks are ciphertext: decrypted before they are
         // written (the file is then verified against the plaintext hash as always).
-        let crypt = self.peers.get(&conn).and_then(|s| s.crypt.clone());
+        let crypt = self.peers.get(&conn).and_then(|s| s.access.crypt().cloned());
         self.writing.insert(sha);
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
             let mut w = open_partial(&root, &sha, fetch.size)?;

@@ -180,6 +180,12 @@ impl Handler<super::messages::ServeVerify> for Transfer {
     /// the blocking pool; a file we do not hold gets no answer (the challenger counts it as
     /// failed).
     fn handle(&mut self, msg: super::messages::ServeVerify, ctx: &mut Context<Self>) {
+        if !self.peers.get(&msg.conn).is_some_and(|s| s.access.may_prove()) {
+            // Only we, as the untrusted peer, prove anything (unanswered, like a file we do
+            // not hold).
+            debug!(conn = msg.conn, "untrusted.verify on a connection that is not ours to prove; not answered");
+            return;
+        }
         let (root, store) = (self.root.clone(), self.store.clone());
         let lookups = self.serving.entry(msg.conn).or_insert(0);
         let v = msg.verify;
@@ -250,18 +256,19 @@ impl Handler<ServeGet> for Transfer {
         *lookups += 1;
         let conn = msg.conn;
         let gzip = self.peers.get(&conn).is_some_and(|s| s.gzip);
-        let crypt = self.peers.get(&conn).and_then(|s| s.crypt.clone());
+        // (A connection we do not know, gone meanwhile, is served nothing.)
+        let access = self.peers.get(&conn).map(|s| s.access.clone());
         let job = tokio::task::spawn_blocking(move || -> Result<Option<Found>, String> {
-            let mut found = open_installed(&store, &root, &sha256)?.map(|(f, size)| (f, size, None));
-            // An untrusted peer asks for ciphertext: the plaintext it comes from, encrypted
-            // as it is sent.
-            if let (None, Some(keys)) = (&found, &crypt) {
-                if let Some(plain) = store.plain_of(&sha256).map_err(|e| e.to_string())? {
-                    found =
-                        open_installed(&store, &root, &plain)?.map(|(f, size)| (f, size, Some((keys.clone(), plain))));
-                }
-            }
-            let Some((mut f, size, encrypt)) = found else { return Ok(None) };
+            // What the name may stand for on this connection (for an untrusted peer: only
+            // ciphertext, encrypted from the plaintext as it is sent).
+            let lookup = match access {
+                Some(a) => a.contents(&store, &sha256).map_err(|e| e.to_string())?,
+                None => None,
+            };
+            let Some(lookup) = lookup else { return Ok(None) };
+            let found = open_installed(&store, &root, &lookup.stored)?;
+            let Some((mut f, size)) = found else { return Ok(None) };
+            let encrypt = lookup.encrypt.map(|keys| (keys, lookup.stored));
             let (start, len) = match range {
                 None => (0, size),
                 Some([start, len]) if start.checked_add(len).is_some_and(|end| end <= size) => (start, len),

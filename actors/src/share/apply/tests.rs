@@ -126,6 +126,7 @@ fn theirs(path: &str, data: &[u8], clock: &[(PeerId, u64)], time: i64) -> Record
         local_sha256: None,
         pending: false,
         signed: None,
+        sealed: None,
     }
 }
 

@@ -532,11 +532,11 @@ impl Handler<FetchRange> for Transfer {
         // allowed) an untrusted one, asked by the ciphertext's hash (the plaintext hash
         // never goes to an untrusted peer), if we know it.
         let usable = |s: &Slot| !s.refused.contains(&msg.sha256);
-        let trusted = self.peers.iter().find(|(_, s)| s.crypt.is_none() && usable(s));
+        let trusted = self.peers.iter().find(|(_, s)| s.access.crypt().is_none() && usable(s));
         let untrusted = || {
             let cipher = self.store.cipher_of(&msg.sha256).ok().flatten()?;
-            let (&conn, slot) = self.peers.iter().find(|(_, s)| s.crypt.is_some() && usable(s))?;
-            Some((conn, slot, cipher, slot.crypt.clone()))
+            let (&conn, slot) = self.peers.iter().find(|(_, s)| s.access.crypt().is_some() && usable(s))?;
+            Some((conn, slot, cipher, slot.access.crypt().cloned()))
         };
         let found = match trusted {
             Some((&conn, slot)) => Some((conn, slot, msg.sha256, None)),

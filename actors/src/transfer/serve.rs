@@ -201,12 +201,8 @@ impl Handler<super::messages::ServeVerify> for Transfer {
             use std::io::Read;
             let path = SharePath::parse(&format!("/{}", hex::encode(v.file_id.0))).ok()?;
             store.get(&path).ok()??.sha256?;
-            let mut file = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(fsops::full_path(&root, &path))
-                .ok()
-                .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+            // Below the root through directory handles, never through a symlink.
+            let mut file = fsops::open_share_file(&root, &path).ok()?;
             let mut h = sha2::Sha256::new();
             h.update(v.prefix.0);
             let mut buf = vec![0u8; 1 << 20];

@@ -11,6 +11,7 @@ mod daemon;
 mod dashboards;
 mod discovery;
 mod hostile;
+mod hostile_memory;
 mod metrics;
 mod readonly;
 mod selective;

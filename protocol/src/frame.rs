@@ -524,7 +524,9 @@ mod tests {
             let mut out = Vec::new();
             assert_eq!(encode_frame(Kind::Signed, b"{}", Some(bad), &mut out), Err(EncodeError::BadSignature));
         }
-        for good in [&b"Zg=="[..], b"Zm8=", b"Zm9v", b"MC0CFGq+pt0m53OP9eZSndaUtWwKnoJ7AhUAy6ScPi8Kbwe4SJiIvsf9DUFHWKE="] {
+        for good in
+            [&b"Zg=="[..], b"Zm8=", b"Zm9v", b"MC0CFGq+pt0m53OP9eZSndaUtWwKnoJ7AhUAy6ScPi8Kbwe4SJiIvsf9DUFHWKE="]
+        {
             let mut wire = format!("s2:{}{{}}", good.len()).into_bytes();
             wire.extend_from_slice(good);
             wire.push(b'\n');

@@ -168,9 +168,11 @@ mod tests {
     #[test]
     fn claimed_lengths_beyond_the_bytes_are_refused() {
         // An array, a map and a string each claiming 2³²−1 items with nothing behind them.
-        for body in [&[0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0][..], &[0xdf, 0xff, 0xff, 0xff, 0xff, 0, 0], &[
-            0xdb, 0xff, 0xff, 0xff, 0xff, b'x',
-        ]] {
+        for body in [
+            &[0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0][..],
+            &[0xdf, 0xff, 0xff, 0xff, 0xff, 0, 0],
+            &[0xdb, 0xff, 0xff, 0xff, 0xff, b'x'],
+        ] {
             assert_eq!(check(body), Err(MsgpackError::Truncated), "{body:x?}");
         }
         assert_eq!(check(&[0xc9, 0xff, 0xff, 0xff, 0xff]), Err(MsgpackError::Truncated));

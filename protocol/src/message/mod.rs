@@ -102,10 +102,10 @@ impl Format {
     fn probe(self, body: &[u8]) -> Result<Cow<'_, str>, MessageError> {
         let probe: TypeProbe<'_> = match self {
             Format::Json => serde_json::from_slice(body).map_err(|e| MessageError::Malformed(e.to_string()))?,
-            Format::MsgPack => TypeProbe::deserialize(
-                &mut rmp_serde::Deserializer::from_read_ref(body).with_human_readable(),
-            )
-            .map_err(|e| MessageError::Malformed(e.to_string()))?,
+            Format::MsgPack => {
+                TypeProbe::deserialize(&mut rmp_serde::Deserializer::from_read_ref(body).with_human_readable())
+                    .map_err(|e| MessageError::Malformed(e.to_string()))?
+            }
         };
         probe.kind.ok_or(MessageError::MissingType)
     }
@@ -114,10 +114,8 @@ impl Format {
     fn typed<T: DeserializeOwned>(self, body: &[u8]) -> Result<T, String> {
         match self {
             Format::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
-            Format::MsgPack => {
-                T::deserialize(&mut rmp_serde::Deserializer::from_read_ref(body).with_human_readable())
-                    .map_err(|e| e.to_string())
-            }
+            Format::MsgPack => T::deserialize(&mut rmp_serde::Deserializer::from_read_ref(body).with_human_readable())
+                .map_err(|e| e.to_string()),
         }
     }
 

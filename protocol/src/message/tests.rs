@@ -41,7 +41,9 @@ fn unknown_bodies_are_kept_raw_never_parsed() {
     assert_eq!(raw.as_ptr(), body.as_ptr());
     assert_eq!(m.encode().len(), body.len());
     // The same through MessagePack.
-    let packed = bytes::Bytes::from(rmp_serde::to_vec_named(&serde_json::json!({"type": ".x", "v": vec![0u8; 1 << 20]})).unwrap());
+    let packed = bytes::Bytes::from(
+        rmp_serde::to_vec_named(&serde_json::json!({"type": ".x", "v": vec![0u8; 1 << 20]})).unwrap(),
+    );
     let m = Message::decode_bytes(&packed, true).unwrap();
     let Message::Unknown { body: RawBody::MsgPack(raw), .. } = &m else { panic!("{m:?}") };
     assert_eq!(raw.as_ptr(), packed.as_ptr());

@@ -27,7 +27,8 @@ fuzz_target!(|data: &[u8]| {
     for item in &items {
         match item {
             Item::Frame(f) => {
-                frame::encode_frame(f.kind, &f.body, f.signature.as_deref(), &mut wire).expect("decoded frames re-encode");
+                frame::encode_frame(f.kind, &f.body, f.signature.as_deref(), &mut wire)
+                    .expect("decoded frames re-encode");
                 if let Ok(m) = Message::decode(&f.body) {
                     let again = Message::decode(&m.encode()).expect("encoded messages decode");
                     assert_eq!(again, m);

@@ -33,7 +33,8 @@ fuzz_target!(|case: Case| {
         // The genuine header, then hostile blocks: weak sums of windows of the new file.
         let bl = params.block_len as usize;
         let sl = params.strong_len as usize;
-        let mut bytes = [rdiff::SIG_MAGIC.to_be_bytes(), params.block_len.to_be_bytes(), params.strong_len.to_be_bytes()].concat();
+        let mut bytes =
+            [rdiff::SIG_MAGIC.to_be_bytes(), params.block_len.to_be_bytes(), params.strong_len.to_be_bytes()].concat();
         for (at, seed) in &case.blocks {
             let start = usize::from(*at) % new.len().max(1);
             let window = new.get(start..(start + bl).min(new.len())).unwrap_or_default();

@@ -1,10 +1,12 @@
 //! Inside the worker, a panicking actor is restarted alone: syncs go on, the restart is
-//! counted, the worker process is never restarted.
+//! counted, the worker process is never restarted. A worker killed again and again is
+//! restarted by the monitor, with a growing delay, for as long as it takes.
 
 use std::fs;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use crate::util::{try_http_get, wait_for, Daemon};
+use crate::util::{kill, try_http_get, wait_for, Clearskies, Daemon};
 
 fn metric(d: &Daemon, series: &str) -> Option<f64> {
     let (_, text) = try_http_get(&d.metrics_addr(), "/metrics")?;
@@ -101,4 +103,60 @@ fn fault_injection_needs_the_flag() {
     let out = d.cs.run(&["inject-fault", "panic", "share"]);
     assert!(!out.status.success());
     assert!(crate::util::stderr(&out).contains("not_understood"), "{}", crate::util::stderr(&out));
+}
+
+/// A child process killed when dropped, so that a failed test leaves nothing running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn the_monitor_never_gives_up_on_a_worker_killed_again_and_again() {
+    // What the kernel's OOM killer would do to a worker some input blows up: SIGKILL, six
+    // times in a row, within 60 s. The monitor used to give up for good at the fifth (exit
+    // 3); it now goes on restarting, waiting 0.5, 1, 2, 4, 8, 16 s (and on up to 5 minutes).
+    // (No fault-injection hook can kill the worker process: SIGKILL is the realistic one.)
+    let cs = Clearskies::new();
+    // The monitor logs to its stderr, kept here.
+    let stderr_path = cs.home().join("monitor.stderr");
+    let stderr_file = fs::File::create(&stderr_path).unwrap();
+    let mut monitor = Reaped(cs.command(&["start", "--foreground"]).stderr(stderr_file).spawn().unwrap());
+    let monitor_log = || fs::read_to_string(&stderr_path).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let mut killed: Vec<u32> = Vec::new();
+    let mut up = |what: &str, killed: &Vec<u32>| {
+        wait_for(what, || {
+            if let Some(status) = monitor.0.try_wait().unwrap() {
+                panic!("the monitor exited ({status}) after {killed:?} were killed:\n{}", monitor_log());
+            }
+            let pid = cs.pid("worker").filter(|p| !killed.contains(p))?;
+            UnixStream::connect(cs.socket()).ok().map(|_| pid)
+        })
+    };
+    for round in 1..=6 {
+        let pid = up(&format!("worker {round}"), &killed);
+        kill(pid, "-9");
+        killed.push(pid);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "six crashes took {:?}", started.elapsed());
+    // A seventh worker comes up, 16 s after the sixth crash, and serves.
+    up("the seventh worker", &killed);
+    let status = cs.json(&["status", "--json"]);
+    assert_eq!(status["worker_restarts"], 6, "{status}");
+    let log = monitor_log();
+    for n in [5, 6] {
+        assert!(log.contains(&format!("the worker keeps crashing ({n} times in a row")), "{log}");
+    }
+    assert!(log.contains("restarting it in 16.0s"), "{log}");
+    // And it still stops cleanly.
+    kill(monitor.0.id(), "-TERM");
+    let status = wait_for("the monitor to exit", || monitor.0.try_wait().unwrap());
+    assert!(status.success(), "{status}");
 }

@@ -13,6 +13,7 @@ mod discovery;
 mod flood;
 mod fs_safety;
 mod hostile;
+mod hostile_memory;
 mod metrics;
 mod readonly;
 mod security;

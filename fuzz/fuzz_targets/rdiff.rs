@@ -29,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
         }
         // Round trip with full-length sums and a small block.
         _ => {
-            let params = SigParams { block_len: u32::from(selector / 3).max(1), strong_len: 32 };
+            // (Peers' signatures have blocks of at least MIN_PEER_BLOCK_LEN.)
+            let params = SigParams { block_len: rdiff::MIN_PEER_BLOCK_LEN + u32::from(selector / 3), strong_len: 32 };
             let mut sig = Vec::new();
             rdiff::signature(a, params, &mut sig).expect("signature into memory");
             let sig = Signature::parse(&sig, usize::MAX).expect("our signature parses");

@@ -145,9 +145,13 @@ pub enum FrameError {
     /// A signature is not followed by a newline.
     #[error("signature is not followed by a newline")]
     MissingSignatureNewline,
-    /// A signature is not base64 text (it is sent as such, so anything else is malformed).
-    #[error("signature is not base64 text")]
+    /// A signature is not canonical base64 (standard alphabet, `=` padding, no whitespace:
+    /// the one form it is sent in, so anything else is malformed).
+    #[error("signature is not canonical base64")]
     SignatureNotBase64,
+    /// A signed kind (`s`, `$`) with an empty signature (`S` = 0).
+    #[error("signed message has an empty signature")]
+    EmptySignature,
 }
 
 /// Which length field a [`FrameError`] is about.
@@ -184,8 +188,8 @@ pub enum EncodeError {
     /// A chunk is empty (only the end marker is empty) or larger than [`MAX_LEN`].
     #[error("chunk of {0} bytes is empty or exceeds the frame limit")]
     BadChunk(usize),
-    /// The signature is empty, too long or contains a newline.
-    #[error("signature is empty, too long or contains a newline")]
+    /// The signature is empty, too long or not canonical base64.
+    #[error("signature is empty, too long or not canonical base64")]
     BadSignature,
 }
 
@@ -336,13 +340,16 @@ impl Decoder {
         buf.advance(pos);
         let body = buf.split_to(body_len).freeze();
         if msgpack {
-            rmp_serde::from_slice::<serde::de::IgnoredAny>(&body)
+            crate::msgpack::check(&body)
                 .map_err(|e| FrameError::BodyNotJson(format!("not one MessagePack map: {e}")))?;
         } else {
             validate_body(&body)?;
         }
         let signature = if kind.is_signed() {
             let sig = buf.split_to(sig_len).freeze();
+            if sig.is_empty() {
+                return Err(FrameError::EmptySignature);
+            }
             if !is_base64_text(&sig) {
                 return Err(FrameError::SignatureNotBase64);
             }
@@ -361,10 +368,13 @@ impl Decoder {
     }
 }
 
-/// Whether a signature is non-empty base64 text, the only form it travels in (so whatever
-/// the decoder accepts, the encoder writes again).
+/// Whether a signature is non-empty canonical base64 (RFC 4648 §4: standard alphabet, `=`
+/// padding, zero pad bits, no whitespace), the only form it travels in (so whatever the
+/// decoder accepts, the encoder writes again, and a relay passes on exactly what it got).
 fn is_base64_text(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    !s.is_empty()
+        && s.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        && crate::base64::decode(s).is_some()
 }
 
 /// Whether `b` starts a MessagePack map (fixmap, map 16, map 32).
@@ -494,11 +504,34 @@ mod tests {
         found.extend_from_slice(&[b'\n'; 60]);
         assert_eq!(decode_all(&found), Err(FrameError::SignatureNotBase64));
         assert_eq!(decode_all(b"s2:4{}ab\nc\n"), Err(FrameError::SignatureNotBase64));
-        assert_eq!(decode_all(b"s2:0{}\n"), Err(FrameError::SignatureNotBase64));
         let mut out = Vec::new();
         assert_eq!(encode_frame(Kind::Signed, b"{}", Some(b"a b"), &mut out), Err(EncodeError::BadSignature));
-        encode_frame(Kind::Signed, b"{}", Some(b"c2ln+/=="), &mut out).unwrap();
+        encode_frame(Kind::Signed, b"{}", Some(b"c2ln+/8="), &mut out).unwrap();
         assert!(decode_all(&out).is_ok());
+    }
+
+    #[test]
+    fn signature_rules() {
+        // The rules (docs/protocol-decisions.md): an `s` or `$` frame's signature is never
+        // empty and is canonical base64, each refused with its own reason.
+        assert_eq!(decode_all(b"s2:0{}\n"), Err(FrameError::EmptySignature));
+        assert_eq!(decode_all(b"$2:0{}\n0\n"), Err(FrameError::EmptySignature));
+        for bad in [&b"abc"[..], b"Zg=", b"Zg=a", b"Z===", b"Zh==", b"Zg==Zg==", b"====", b"a"] {
+            let mut wire = format!("s2:{}{{}}", bad.len()).into_bytes();
+            wire.extend_from_slice(bad);
+            wire.push(b'\n');
+            assert_eq!(decode_all(&wire), Err(FrameError::SignatureNotBase64), "{:?}", String::from_utf8_lossy(bad));
+            let mut out = Vec::new();
+            assert_eq!(encode_frame(Kind::Signed, b"{}", Some(bad), &mut out), Err(EncodeError::BadSignature));
+        }
+        for good in
+            [&b"Zg=="[..], b"Zm8=", b"Zm9v", b"MC0CFGq+pt0m53OP9eZSndaUtWwKnoJ7AhUAy6ScPi8Kbwe4SJiIvsf9DUFHWKE="]
+        {
+            let mut wire = format!("s2:{}{{}}", good.len()).into_bytes();
+            wire.extend_from_slice(good);
+            wire.push(b'\n');
+            assert!(decode_all(&wire).is_ok(), "{:?}", String::from_utf8_lossy(good));
+        }
     }
 
     #[test]
@@ -562,7 +595,7 @@ mod tests {
         assert!(matches!(decode_all(b"m3{,}"), Err(FrameError::BodyNotJson(_))));
         assert_eq!(decode_all(b"m4{\"\xff\"}"), Err(FrameError::BodyNotUtf8));
         assert_eq!(decode_all(b"s2{}"), Err(FrameError::BadLength(LengthField::Body)));
-        assert_eq!(decode_all(b"s2:3{}abcX"), Err(FrameError::MissingSignatureNewline));
+        assert_eq!(decode_all(b"s2:4{}abcdX"), Err(FrameError::MissingSignatureNewline));
         assert_eq!(decode_all(b"!2{}x\n"), Err(FrameError::BadLength(LengthField::Chunk)));
         assert_eq!(decode_all(b"!2{}3x"), Err(FrameError::BadLength(LengthField::Chunk)));
         assert!(matches!(decode_all(b"m99999999999{"), Err(FrameError::TooLarge { .. })));
@@ -600,7 +633,7 @@ mod tests {
             any::<bool>(),
             "\\PC{0,40}",
             prop::sample::select(vec!["", "\n", " \r\n\t"]),
-            "[A-Za-z0-9+/=]{1,80}",
+            prop::collection::vec(any::<u8>(), 1..60).prop_map(|b| crate::base64::encode(&b)),
             prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..4),
         )
             .prop_map(|(signed, attachment, text, ws, sig, chunks)| {

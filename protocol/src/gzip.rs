@@ -31,6 +31,11 @@ pub enum GzipError {
     /// The announced length ended before the zlib stream did.
     #[error("zlib stream is longer than its announced length")]
     Truncated,
+    /// A compressed unit did not hold exactly one whole message (`gzip.md`: each message,
+    /// attachment included, is one zlib stream): two messages in one unit, a message split
+    /// over two units, or a unit with no message at all.
+    #[error("a compressed unit must hold exactly one whole message: {0}")]
+    NotOneMessage(&'static str),
 }
 
 /// Compresses one whole encoded message into its `<length>:<zlib stream>` form. Level 0
@@ -81,12 +86,14 @@ fn stored(message: &[u8]) -> Vec<u8> {
 
 enum State {
     Length,
-    Stream { remaining: u64, z: Box<Decompress>, ended: bool },
+    Stream { remaining: u64, z: Box<Decompress> },
 }
 
 /// Streaming receiver for gzip-framed messages.
 pub struct Inflater {
     state: State,
+    /// A unit (one zlib stream) ended since [`Inflater::take_unit_end`] was last called.
+    unit_ended: bool,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -104,11 +111,20 @@ impl Default for Inflater {
 impl Inflater {
     /// A receiver positioned before a `<length>:` prefix.
     pub fn new() -> Self {
-        Inflater { state: State::Length }
+        Inflater { state: State::Length, unit_ended: false }
+    }
+
+    /// Whether a unit ended in the last [`Inflater::inflate`] call (and clears the flag). A
+    /// call never goes past the end of a unit, so all the plain bytes of the unit that ended
+    /// are in `out` and none of the next unit's: the caller can check that they made exactly
+    /// one message before inflating on.
+    pub fn take_unit_end(&mut self) -> bool {
+        std::mem::take(&mut self.unit_ended)
     }
 
     /// Moves compressed bytes from `input` into plain bytes appended to `out`, producing at
-    /// most `max_out` bytes. Returns how many it produced; zero means more input is needed.
+    /// most `max_out` bytes and stopping at the end of a unit. Returns how many it produced;
+    /// zero (without a unit end, see [`Inflater::take_unit_end`]) means more input is needed.
     pub fn inflate(&mut self, input: &mut BytesMut, out: &mut BytesMut, max_out: usize) -> Result<usize, GzipError> {
         let mut produced = 0;
         while produced < max_out {
@@ -130,16 +146,9 @@ impl Inflater {
                         .filter(|&n| n > 0)
                         .ok_or(GzipError::BadLength)?;
                     input.advance(digits + 1);
-                    self.state = State::Stream { remaining: len, z: Box::new(Decompress::new(true)), ended: false };
+                    self.state = State::Stream { remaining: len, z: Box::new(Decompress::new(true)) };
                 }
-                State::Stream { remaining, z, ended } => {
-                    if *ended {
-                        if *remaining > 0 {
-                            return Err(GzipError::TrailingData);
-                        }
-                        self.state = State::Length;
-                        continue;
-                    }
+                State::Stream { remaining, z } => {
                     let avail = usize::try_from(*remaining).unwrap_or(usize::MAX).min(input.len());
                     let room = max_out - produced;
                     let base = out.len();
@@ -155,8 +164,12 @@ impl Inflater {
                     *remaining -= consumed as u64;
                     produced += made;
                     if status == Status::StreamEnd {
-                        *ended = true;
-                        continue;
+                        if *remaining > 0 {
+                            return Err(GzipError::TrailingData);
+                        }
+                        self.state = State::Length;
+                        self.unit_ended = true;
+                        break;
                     }
                     if consumed == 0 && made == 0 {
                         if *remaining == 0 {
@@ -188,7 +201,7 @@ mod tests {
         let mut out = BytesMut::new();
         for piece in wire.chunks(step.max(1)) {
             input.extend_from_slice(piece);
-            while inf.inflate(&mut input, &mut out, max_out)? > 0 {}
+            while inf.inflate(&mut input, &mut out, max_out)? > 0 || inf.take_unit_end() {}
         }
         Ok(out.to_vec())
     }

@@ -20,6 +20,7 @@
 //! * [`updates`]: which records a `database.get_updates` asks for, and in what order.
 //! * [`rdiff`]: the `rsync` extension's signatures and deltas (librsync / `rdiff` format).
 //! * [`gzip`]: the `gzip` extension's per-message zlib framing.
+//! * [`msgpack`]: a structural, allocation-free check of MessagePack bodies.
 //! * [`time`]: ISO 8601 timestamps with nanosecond precision.
 //! * [`session`]: the connection state machine once the secure channel is up.
 //!
@@ -27,7 +28,10 @@
 //!
 //! It never panics on peer input, never allocates more than the spec's 16 MiB limits
 //! because a peer said so, and never buffers a whole attachment: attachment data comes out
-//! piece by piece as it arrives.
+//! piece by piece as it arrives. Bodies are never parsed into generic trees: an unknown
+//! message keeps its raw bytes, a known one is decoded straight into its struct after a
+//! bounded count of its values ([`message::MAX_VALUES`], [`msgpack::MAX_DEPTH`]), and an
+//! rsync delta costs bounded work whatever signature a peer sends ([`rdiff`]).
 //!
 //! # Call order
 //!
@@ -48,6 +52,7 @@ pub mod frame;
 pub mod gzip;
 pub mod ids;
 pub mod message;
+pub mod msgpack;
 pub mod path;
 pub mod rdiff;
 pub mod session;

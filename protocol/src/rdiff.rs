@@ -16,6 +16,23 @@
 //! and counts, and [`patch`] refuses copies outside the basis and output beyond a limit.
 //! A wrong result is still possible in principle (a weak and truncated strong sum can
 //! collide), which is why the receiver verifies the patched file's SHA-256 before using it.
+//!
+//! # The CPU a peer's signature may cost
+//!
+//! A signature is the peer's choice, and matching against it is our CPU. So:
+//!
+//! * [`Signature::parse`] refuses blocks shorter than [`MIN_PEER_BLOCK_LEN`] and strong sums
+//!   shorter than [`MIN_PEER_STRONG_LEN`] (librsync's `rs_sig_args` recommends at least 256
+//!   and, for a 5 kB basis, 4 bytes; ours recommends at least 5).
+//! * Blocks with the same weak sum form a chain that is walked at every position whose
+//!   rolling sum has that value. Identical blocks (same weak and strong sum) are indexed
+//!   once, as librsync does, and a chain holds at most [`MAX_CHAIN`] blocks (the first in
+//!   file order; the rest can never be copied, which only makes the delta longer).
+//! * [`delta`] counts its work ([`DeltaStats::work`]: one unit per position tried, per
+//!   byte hashed by a strong sum, per chain entry compared) and allows
+//!   [`WORK_PER_BYTE`] units per byte of the new file plus [`WORK_FREE`]. An honest delta
+//!   uses about 2 per byte. Past the budget the rest of the file is sent as literal data:
+//!   the delta stays correct, the peer just gets less of it by copy.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -30,6 +47,18 @@ pub const MAX_STRONG_LEN: u32 = 32;
 pub const MAX_BLOCK_LEN: u32 = 1 << 20;
 /// Smallest block [`SigParams::for_size`] picks.
 const MIN_BLOCK_LEN: u32 = 256;
+/// Shortest block accepted in a peer's signature (librsync's and our own minimum choice).
+pub const MIN_PEER_BLOCK_LEN: u32 = MIN_BLOCK_LEN;
+/// Shortest strong sum accepted in a peer's signature: what librsync recommends for a 5 kB
+/// basis (a shorter one only makes false matches, which the SHA-256 check then refuses,
+/// likelier; [`SigParams::for_size`] never picks fewer than 5).
+pub const MIN_PEER_STRONG_LEN: u32 = 4;
+/// Most blocks with one weak sum that are indexed (and so compared at one position).
+pub const MAX_CHAIN: usize = 16;
+/// Work units [`delta`] may spend per byte of the new file, beyond [`WORK_FREE`].
+pub const WORK_PER_BYTE: u64 = 8;
+/// Work units [`delta`] may always spend (16 Mi: some 20 ms of hashing).
+pub const WORK_FREE: u64 = 1 << 24;
 
 const RK_SEED: u32 = 1;
 const RK_MULT: u32 = 0x0810_4225;
@@ -164,7 +193,13 @@ impl SigParams {
     }
 
     fn check(self) -> Result<Self, RdiffError> {
-        if (1..=MAX_BLOCK_LEN).contains(&self.block_len) && (1..=MAX_STRONG_LEN).contains(&self.strong_len) {
+        self.check_within(1, 1)
+    }
+
+    fn check_within(self, min_block: u32, min_strong: u32) -> Result<Self, RdiffError> {
+        if (min_block..=MAX_BLOCK_LEN).contains(&self.block_len)
+            && (min_strong..=MAX_STRONG_LEN).contains(&self.strong_len)
+        {
             Ok(self)
         } else {
             Err(RdiffError::BadParams { block_len: self.block_len, strong_len: self.strong_len })
@@ -224,7 +259,7 @@ pub struct Signature {
     weak: Vec<u32>,
     /// Each block's strong sum, `strong_len` bytes apiece.
     strong: Vec<u8>,
-    /// Weak sum → the first block with it; `next` chains the rest.
+    /// Weak sum → the first block with it; `next` chains the rest (at most [`MAX_CHAIN`]).
     first: HashMap<u32, u32>,
     next: Vec<u32>,
     /// A bit per weak-sum bucket: a cheap "certainly not here" before the map.
@@ -235,7 +270,9 @@ pub struct Signature {
 const NO_BLOCK: u32 = u32::MAX;
 
 impl Signature {
-    /// Parses signature bytes (at most `max_blocks` blocks).
+    /// Parses a peer's signature bytes (at most `max_blocks` blocks). Blocks shorter than
+    /// [`MIN_PEER_BLOCK_LEN`] and strong sums shorter than [`MIN_PEER_STRONG_LEN`] are
+    /// refused; see the module documentation for what else bounds the work it can cause.
     pub fn parse(bytes: &[u8], max_blocks: usize) -> Result<Self, RdiffError> {
         let word =
             |i: usize| -> Option<u32> { bytes.get(i..i + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])) };
@@ -247,7 +284,7 @@ impl Signature {
             block_len: word(4).ok_or(RdiffError::Truncated)?,
             strong_len: word(8).ok_or(RdiffError::Truncated)?,
         }
-        .check()?;
+        .check_within(MIN_PEER_BLOCK_LEN, MIN_PEER_STRONG_LEN)?;
         let sl = params.strong_len as usize;
         let body = &bytes[12..];
         let entry = 4 + sl;
@@ -267,20 +304,33 @@ impl Signature {
         let filter_bits = (count.max(1) * 8).next_power_of_two().max(1 << 12);
         sig.filter = vec![0; filter_bits / 64];
         sig.filter_mask = u32::try_from(filter_bits - 1).unwrap_or(u32::MAX);
-        // Insert in reverse so each chain lists blocks in file order (the first match wins,
-        // which keeps consecutive copies mergeable).
         for e in body.chunks_exact(entry) {
             sig.weak.push(u32::from_be_bytes([e[0], e[1], e[2], e[3]]));
             sig.strong.extend_from_slice(&e[4..]);
         }
-        for i in (0..count).rev() {
+        // Chains list blocks in file order (the first match wins, which keeps consecutive
+        // copies mergeable); a block identical to one already in its chain, or beyond a full
+        // chain, is not indexed. Each insertion compares at most MAX_CHAIN strong sums.
+        let mut last: HashMap<u32, (u32, usize)> = HashMap::new();
+        for i in 0..count {
             let w = sig.weak[i];
             let idx = u32::try_from(i).unwrap_or(NO_BLOCK);
-            if let Some(prev) = sig.first.insert(w, idx) {
-                sig.next[i] = prev;
+            match last.get_mut(&w) {
+                None => {
+                    sig.first.insert(w, idx);
+                    last.insert(w, (idx, 1));
+                    let bit = w & sig.filter_mask;
+                    sig.filter[(bit / 64) as usize] |= 1 << (bit % 64);
+                }
+                Some((tail, len)) => {
+                    if *len >= MAX_CHAIN || sig.chain_has(w, sig.strong_of(idx)) {
+                        continue;
+                    }
+                    sig.next[*tail as usize] = idx;
+                    *tail = idx;
+                    *len += 1;
+                }
             }
-            let bit = w & sig.filter_mask;
-            sig.filter[(bit / 64) as usize] |= 1 << (bit % 64);
         }
         Ok(sig)
     }
@@ -295,8 +345,27 @@ impl Signature {
         self.weak.len()
     }
 
-    /// The block whose sums match `window`, if any (`weak` is its RabinKarp sum).
-    fn find(&self, weak: u32, window: &[u8]) -> Option<u32> {
+    fn strong_of(&self, block: u32) -> &[u8] {
+        let sl = self.params.strong_len as usize;
+        let at = block as usize * sl;
+        self.strong.get(at..at + sl).unwrap_or_default()
+    }
+
+    /// Whether the chain of `weak` already holds a block with this strong sum.
+    fn chain_has(&self, weak: u32, strong: &[u8]) -> bool {
+        let mut i = self.first.get(&weak).copied().unwrap_or(NO_BLOCK);
+        while i != NO_BLOCK {
+            if self.strong_of(i) == strong {
+                return true;
+            }
+            i = self.next[i as usize];
+        }
+        false
+    }
+
+    /// The block whose sums match `window`, if any (`weak` is its RabinKarp sum). Adds the
+    /// work it did to `work`: the bytes hashed for the strong sum and the blocks compared.
+    fn find(&self, weak: u32, window: &[u8], work: &mut u64) -> Option<u32> {
         let bit = weak & self.filter_mask;
         if self.filter[(bit / 64) as usize] & (1 << (bit % 64)) == 0 {
             return None;
@@ -304,10 +373,11 @@ impl Signature {
         let mut i = *self.first.get(&weak)?;
         let sl = self.params.strong_len as usize;
         let strong = strong_sum(window);
+        *work += window.len() as u64;
         let strong = &strong.as_bytes()[..sl];
         while i != NO_BLOCK {
-            let at = i as usize * sl;
-            if self.strong.get(at..at + sl) == Some(strong) {
+            *work += 1;
+            if self.strong_of(i) == strong {
                 return Some(i);
             }
             i = self.next[i as usize];
@@ -325,6 +395,10 @@ pub struct DeltaStats {
     pub copied_bytes: u64,
     /// Length of the delta itself.
     pub delta_bytes: u64,
+    /// Work units spent matching (see the module documentation).
+    pub work: u64,
+    /// Whether the work budget ran out (everything after that point went literally).
+    pub budget_exhausted: bool,
 }
 
 /// Big-endian `v` in the fewest of 1, 2, 4 or 8 bytes; (bytes, how many).
@@ -416,24 +490,44 @@ impl<W: Write> DeltaWriter<W> {
     }
 }
 
-/// Writes the delta that turns the basis `sig` describes into `new`, streaming.
+/// The work [`delta`] has done and may do.
+struct Budget {
+    work: u64,
+    /// Bytes of the new file read so far.
+    read: u64,
+}
+
+impl Budget {
+    fn exhausted(&self) -> bool {
+        self.work > WORK_FREE.saturating_add(self.read.saturating_mul(WORK_PER_BYTE))
+    }
+}
+
+/// Streams the rest of `new` as literal data.
+fn literal_rest<R: Read, W: Write>(w: &mut DeltaWriter<W>, new: &mut R) -> Result<(), RdiffError> {
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = read_full(new, &mut chunk)?;
+        w.literal(&chunk[..n])?;
+        if n < READ_CHUNK {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes the delta that turns the basis `sig` describes into `new`, streaming. The work it
+/// does is bounded whatever the signature (see the module documentation).
 pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<DeltaStats, RdiffError> {
     let mut w = DeltaWriter { out, stats: DeltaStats::default(), copy: None };
     w.put(&DELTA_MAGIC.to_be_bytes())?;
     if sig.weak.is_empty() {
         // An empty basis: everything is literal.
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
-            let n = read_full(&mut new, &mut chunk)?;
-            w.literal(&chunk[..n])?;
-            if n < READ_CHUNK {
-                break;
-            }
-        }
+        literal_rest(&mut w, &mut new)?;
         return w.finish();
     }
     let bl = sig.params.block_len as usize;
     let blen = u64::from(sig.params.block_len);
+    let mut budget = Budget { work: 0, read: 0 };
     // buf[lit..pos] is literal data not yet written; buf[pos..pos + bl] the window.
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK + bl);
     let (mut lit, mut pos) = (0usize, 0usize);
@@ -445,17 +539,25 @@ pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<D
             w.literal(&buf[lit..pos])?;
             buf.drain(..pos);
             (lit, pos) = (0, 0);
-            let have = buf.len();
-            buf.resize(have + READ_CHUNK, 0);
-            let n = read_full(&mut new, &mut buf[have..])?;
-            buf.truncate(have + n);
-            eof = n < READ_CHUNK;
+            // (A block as long as a read needs two reads: a window and the byte after it.)
+            while !eof && buf.len() < bl + 1 {
+                let have = buf.len();
+                buf.resize(have + READ_CHUNK, 0);
+                let n = read_full(&mut new, &mut buf[have..])?;
+                buf.truncate(have + n);
+                budget.read += n as u64;
+                eof = n < READ_CHUNK;
+            }
         }
         if buf.len() < pos + bl {
             break;
         }
+        if budget.exhausted() {
+            return out_of_budget(w, budget, &buf[lit..], &mut new);
+        }
+        budget.work += 1;
         let s = *sum.get_or_insert_with(|| RabinKarp::of(&buf[pos..pos + bl]));
-        if let Some(block) = sig.find(s.hash, &buf[pos..pos + bl]) {
+        if let Some(block) = sig.find(s.hash, &buf[pos..pos + bl], &mut budget.work) {
             w.literal(&buf[lit..pos])?;
             w.copy(u64::from(block) * blen, blen)?;
             pos += bl;
@@ -481,7 +583,11 @@ pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<D
         let mut s = RabinKarp::of(&buf[pos..end]);
         let mut p = pos;
         while p < end {
-            if let Some(block) = sig.find(s.hash, &buf[p..end]) {
+            if budget.exhausted() {
+                return out_of_budget(w, budget, &buf[lit..end], &mut new);
+            }
+            budget.work += 1;
+            if let Some(block) = sig.find(s.hash, &buf[p..end], &mut budget.work) {
                 w.literal(&buf[lit..p])?;
                 w.copy(u64::from(block) * blen, (end - p) as u64)?;
                 lit = end;
@@ -492,6 +598,21 @@ pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<D
         }
     }
     w.literal(&buf[lit..end])?;
+    w.stats.work = budget.work;
+    w.finish()
+}
+
+/// Ends a delta whose work budget ran out: `pending` and the rest of `new`, literally.
+fn out_of_budget<R: Read, W: Write>(
+    mut w: DeltaWriter<W>,
+    budget: Budget,
+    pending: &[u8],
+    new: &mut R,
+) -> Result<DeltaStats, RdiffError> {
+    w.literal(pending)?;
+    literal_rest(&mut w, new)?;
+    w.stats.work = budget.work;
+    w.stats.budget_exhausted = true;
     w.finish()
 }
 

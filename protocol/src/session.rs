@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, PeerIncompatible, PeerMisbehaved};
 use crate::frame::{self, Decoder, EncodeError, Item, Kind};
-use crate::gzip::{self, Inflater};
+use crate::gzip::{self, GzipError, Inflater};
 use crate::message::core::{Greeting, Keys, KeysAcknowledgment, Ping, Start};
 use crate::message::Message;
 use crate::PeerId;
@@ -262,6 +262,10 @@ pub struct Session {
     inflater: Option<Inflater>,
     /// Whether chunks of the attachment being received go to the application.
     deliver_chunks: bool,
+    /// Messages begun in the compressed unit being decoded (exactly one is allowed).
+    unit_messages: u32,
+    /// A compressed unit ended; once its bytes are decoded it is checked.
+    unit_end_pending: bool,
     events: VecDeque<Event>,
     transmits: VecDeque<Bytes>,
     /// Whether outgoing messages are compressed.
@@ -297,6 +301,8 @@ impl Session {
             decoder: Decoder::new(),
             inflater: None,
             deliver_chunks: false,
+            unit_messages: 0,
+            unit_end_pending: false,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             gzip_out: false,
@@ -615,18 +621,46 @@ impl Session {
     }
 
     /// Decodes one item; `Ok(false)` when more input is needed.
+    ///
+    /// Once `gzip` is in use, each compressed unit must hold exactly one whole message
+    /// (`gzip.md`): the inflater stops at the end of each unit, and before the next one is
+    /// inflated, the decoder must have taken every byte of this one and be between messages,
+    /// having begun exactly one.
     fn decode_next(&mut self) -> Result<bool, Error> {
         loop {
             let item = self.decoder.decode(&mut self.plain_in).map_err(PeerMisbehaved::from)?;
             if let Some(item) = item {
+                if self.inflater.is_some() && matches!(item, Item::Frame(_)) {
+                    self.unit_messages += 1;
+                    if self.unit_messages > 1 {
+                        return Err(PeerMisbehaved::from(GzipError::NotOneMessage("it holds a second message")).into());
+                    }
+                }
                 self.handle_item(item)?;
                 return Ok(true);
             }
             let Some(inflater) = self.inflater.as_mut() else {
                 return Ok(false);
             };
+            if std::mem::take(&mut self.unit_end_pending) {
+                let reason = if !self.plain_in.is_empty() || !self.decoder.at_message_boundary() {
+                    Some("a message continues past its end")
+                } else if self.unit_messages == 0 {
+                    Some("it holds no message")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(PeerMisbehaved::from(GzipError::NotOneMessage(reason)).into());
+                }
+                self.unit_messages = 0;
+            }
             let n =
                 inflater.inflate(&mut self.raw_in, &mut self.plain_in, INFLATE_STEP).map_err(PeerMisbehaved::from)?;
+            if inflater.take_unit_end() {
+                self.unit_end_pending = true;
+                continue;
+            }
             if n == 0 {
                 return Ok(false);
             }
@@ -651,8 +685,7 @@ impl Session {
         };
         // Signed bodies are JSON on every connection (see the frame decoder).
         let msgpack = self.msgpack && !frame.kind.is_signed();
-        let decoded = if msgpack { Message::decode_msgpack(&frame.body) } else { Message::decode(&frame.body) };
-        let message = decoded.map_err(PeerMisbehaved::from)?;
+        let message = Message::decode_bytes(&frame.body, msgpack).map_err(PeerMisbehaved::from)?;
         let unknown = matches!(message, Message::Unknown { .. });
         if !unknown && frame.has_attachment() != message.has_attachment() {
             return Err(PeerMisbehaved::WrongFrameKind(message.kind().to_owned()).into());

@@ -3,9 +3,9 @@
 //! and the actors in `clearskies-actors`.
 //!
 //! Exit codes: 0 success, 1 a command failed (the error is printed on one line), 2 bad
-//! usage (clap's own code), 3 the monitor gave up on a worker that kept crashing, 4 the
-//! daemon cannot start (a busy port, an unusable data dir). A closed stdout (`| head`) is
-//! not an error.
+//! usage (clap's own code), 4 the daemon cannot start (a busy port, an unusable data dir).
+//! (3 was "the monitor gave up on a crashing worker"; it no longer gives up.) A closed
+//! stdout (`| head`) is not an error.
 
 mod cli;
 mod client;
@@ -62,7 +62,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.ensure_data_dir()?;
             match monitor::run(&config, danger_fault_injection)? {
                 monitor::Outcome::Stopped => Ok(ExitCode::SUCCESS),
-                monitor::Outcome::GaveUp => Ok(ExitCode::from(monitor::EXIT_GAVE_UP)),
                 monitor::Outcome::CannotStart => Ok(ExitCode::from(crate::worker::EXIT_CANNOT_START)),
             }
         }

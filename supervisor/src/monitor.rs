@@ -1,9 +1,16 @@
 //! The monitor: the long-lived process `clearskies start` leaves behind. It runs the worker
-//! as a child process and restarts it when it crashes, with exponential backoff, giving up
-//! after [`MAX_CRASHES`] crashes within [`CRASH_WINDOW`]. SIGTERM/SIGINT stop the worker
-//! cleanly (through its control socket, SIGKILL after a grace period) and then the monitor.
+//! as a child process and restarts it whenever it crashes, with exponential backoff: 0.5 s
+//! after the first crash of a streak, doubling with each further one up to [`MAX_BACKOFF`]
+//! (5 minutes). A worker that ran [`STABLE`] (60 s) or longer before it crashed starts a
+//! new streak. From the [`BURST`]th crash of a streak on (5 crashes, each within 60 s of its
+//! start), every crash is logged as an error saying when the next attempt comes. The
+//! monitor never gives up on a crashing worker for good: a worker killed again and again
+//! (the kernel's OOM killer, a poisoned input that crashes it at start) is tried every
+//! 5 minutes until what kills it goes away. It stops only when the worker says it cannot
+//! start (exit status 4: restarting would not help) or on SIGTERM/SIGINT, which stop the
+//! worker cleanly (through its control socket, SIGKILL after a grace period) and then the
+//! monitor.
 
-use std::collections::VecDeque;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -14,28 +21,32 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 
-/// Crashes within [`CRASH_WINDOW`] after which the monitor gives up.
-pub(crate) const MAX_CRASHES: usize = 5;
-/// The window for counting crashes.
-pub(crate) const CRASH_WINDOW: Duration = Duration::from_secs(60);
-/// Exit code of a monitor that gave up on a crashing worker.
-pub(crate) const EXIT_GAVE_UP: u8 = 3;
+/// Crashes in a streak from which each one is logged as an error (a crash loop).
+pub(crate) const BURST: u32 = 5;
+/// A worker that ran this long before crashing starts a new streak.
+pub(crate) const STABLE: Duration = Duration::from_secs(60);
+/// The longest wait before a restart.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// How the monitor ended.
 pub(crate) enum Outcome {
     /// The worker stopped cleanly (on request or signal).
     Stopped,
-    /// The worker kept crashing.
-    GaveUp,
     /// The worker cannot start (it said so with its exit code); restarting would not help.
     CannotStart,
 }
 
-/// Runs the restart loop until the worker stops cleanly or keeps crashing.
+/// The wait before restarting a worker after the `streak`th crash in a row (1-based): 0.5 s,
+/// doubling, at most [`MAX_BACKOFF`].
+pub(crate) fn backoff(streak: u32) -> Duration {
+    let exponent = streak.saturating_sub(1).min(16);
+    FIRST_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF)
+}
+
+/// Runs the restart loop until the worker stops cleanly or cannot start.
 pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the monitor")?;
     let pid_file = config.monitor_pid_file();
@@ -48,11 +59,12 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<Outc
 async fn supervise(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut crashes: VecDeque<Instant> = VecDeque::new();
+    let mut streak: u32 = 0;
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut restarts: u64 = 0;
     loop {
         let mut child = spawn_worker(started, restarts, fault_injection)?;
+        let began = Instant::now();
         info!(pid = child.id(), "worker started");
         let status = tokio::select! {
             status = child.wait() => status.context("waiting for the worker")?,
@@ -67,25 +79,23 @@ async fn supervise(config: &Config, fault_injection: bool) -> anyhow::Result<Out
             error!("the worker cannot start (the reason is above); not restarting it");
             return Ok(Outcome::CannotStart);
         }
-        let now = Instant::now();
         restarts += 1;
-        crashes.push_back(now);
-        while crashes.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
-            crashes.pop_front();
-        }
-        warn!(status = %describe(status), crashes_in_window = crashes.len(), "worker crashed");
-        if crashes.len() >= MAX_CRASHES {
+        streak = if began.elapsed() >= STABLE { 1 } else { streak.saturating_add(1) };
+        let wait = backoff(streak);
+        if streak >= BURST {
             error!(
-                "worker crashed {MAX_CRASHES} times within {}s; giving up (see the log above for the cause)",
-                CRASH_WINDOW.as_secs()
+                status = %describe(status),
+                crashes_in_a_row = streak,
+                "the worker keeps crashing ({streak} times in a row, each within {}s of its start; see the log above for the cause); restarting it in {:.1}s, and on, at most every {}s",
+                STABLE.as_secs(),
+                wait.as_secs_f64(),
+                MAX_BACKOFF.as_secs()
             );
-            return Ok(Outcome::GaveUp);
+        } else {
+            warn!(status = %describe(status), crashes_in_a_row = streak, "worker crashed; restarting it in {:.1}s", wait.as_secs_f64());
         }
-        // 0.5 s after the first crash in the window, doubling with each further one.
-        let exponent = u32::try_from(crashes.len() - 1).unwrap_or(u32::MAX).min(16);
-        let backoff = FIRST_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF);
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = term.recv() => return Ok(Outcome::Stopped),
             _ = int.recv() => return Ok(Outcome::Stopped),
         }
@@ -142,5 +152,18 @@ fn describe(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes_and_stays_there() {
+        let secs: Vec<f64> = (1..=12).map(|n| backoff(n).as_secs_f64()).collect();
+        assert_eq!(secs, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+        assert_eq!(backoff(0), FIRST_BACKOFF);
     }
 }

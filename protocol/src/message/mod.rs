@@ -1,10 +1,18 @@
 //! Typed messages for every message type in the spec, plus [`Message::Unknown`].
 //!
-//! A body is decoded in two steps: a cheap probe reads only its `type`, then the body is
-//! deserialized straight into that type's struct. Unknown keys are ignored (serde's default,
-//! never `deny_unknown_fields` on the wire); an unknown `type` becomes [`Message::Unknown`]
-//! with the whole body kept, so the caller can ignore it as the spec requires. Integers are
-//! `u64` and exact to 2⁶⁴−1; datetimes are [`crate::time::Timestamp`].
+//! A body is decoded in two steps: a cheap probe reads only its `type` (skipping the rest
+//! without allocating), then a known body is deserialized straight into that type's struct,
+//! JSON and MessagePack alike (no intermediate tree). Unknown keys are ignored (serde's
+//! default, never `deny_unknown_fields` on the wire); an unknown `type` becomes
+//! [`Message::Unknown`] with the body's raw bytes kept, never parsed, so the caller can ignore
+//! it as the spec requires. Integers are `u64` and exact to 2⁶⁴−1; datetimes are
+//! [`crate::time::Timestamp`].
+//!
+//! Peer input is hostile: before a known body is deserialized, its values are counted
+//! without allocating, and a body with more than [`MAX_VALUES`] of them, or nested deeper
+//! than [`crate::msgpack::MAX_DEPTH`], is refused. So a message costs memory in proportion to
+//! its size on the wire (about 130 bytes per value at worst, a few MiB in all), never the
+//! 30–70× a generic tree of tiny values would.
 //!
 //! One submodule per spec document: [`core`], [`tracker`], [`database`], [`directory`],
 //! [`rsync`], [`untrusted`], [`code_spread`], plus [`srp`] for this project's unofficial
@@ -21,14 +29,21 @@ pub mod untrusted;
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+/// Most values (scalars, containers and map keys, counted at every depth) a body of a known
+/// message type may hold. The largest messages this implementation sends hold a few hundred;
+/// at this limit a decoded message costs at most about 16 MiB whatever its shape.
+pub const MAX_VALUES: usize = 1 << 17;
 
 /// Why a body could not be turned into a message. Peer-caused: close the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MessageError {
-    /// The body is not one JSON object, or its `type` is not a string.
+    /// The body is not one JSON object (MessagePack map), or its `type` is not a string.
     #[error("message body is not a JSON object with a string type: {0}")]
     Malformed(String),
     /// The body has no `type` key.
@@ -42,6 +57,23 @@ pub enum MessageError {
         /// What serde reported.
         reason: String,
     },
+    /// A known message type whose body holds more than [`MAX_VALUES`] values.
+    #[error("{kind} message holds {values} values, more than the limit of {MAX_VALUES}")]
+    TooManyValues {
+        /// The message type.
+        kind: String,
+        /// How many it holds.
+        values: usize,
+    },
+}
+
+/// The body of a message of unknown type, exactly as it was received: never parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawBody {
+    /// A JSON object (possibly with trailing whitespace).
+    Json(Bytes),
+    /// A MessagePack map (on a `.rs.clearskies.msgpack` connection).
+    MsgPack(Bytes),
 }
 
 #[derive(Deserialize)]
@@ -58,6 +90,91 @@ struct Tagged<'a, T> {
     inner: &'a T,
 }
 
+/// A body's encoding, and how to deserialize a known type from it.
+#[derive(Clone, Copy)]
+enum Format {
+    Json,
+    MsgPack,
+}
+
+impl Format {
+    /// Reads the `type` of a well-formed body; nothing else is kept.
+    fn probe(self, body: &[u8]) -> Result<Cow<'_, str>, MessageError> {
+        let probe: TypeProbe<'_> = match self {
+            Format::Json => serde_json::from_slice(body).map_err(|e| MessageError::Malformed(e.to_string()))?,
+            Format::MsgPack => {
+                TypeProbe::deserialize(&mut rmp_serde::Deserializer::from_read_ref(body).with_human_readable())
+                    .map_err(|e| MessageError::Malformed(e.to_string()))?
+            }
+        };
+        probe.kind.ok_or(MessageError::MissingType)
+    }
+
+    /// Deserializes a known type straight from the body (after its values were counted).
+    fn typed<T: DeserializeOwned>(self, body: &[u8]) -> Result<T, String> {
+        match self {
+            Format::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+            Format::MsgPack => T::deserialize(&mut rmp_serde::Deserializer::from_read_ref(body).with_human_readable())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// How many values a body holds (it is already known to be well formed).
+    fn values(self, body: &[u8]) -> Result<usize, MessageError> {
+        match self {
+            Format::Json => Ok(json_values(body)),
+            Format::MsgPack => {
+                crate::msgpack::check(body).map(|s| s.values).map_err(|e| MessageError::Malformed(e.to_string()))
+            }
+        }
+    }
+
+    fn raw(self, body: Bytes) -> RawBody {
+        match self {
+            Format::Json => RawBody::Json(body),
+            Format::MsgPack => RawBody::MsgPack(body),
+        }
+    }
+}
+
+/// Counts the values of a valid JSON text without parsing it: every string (keys included),
+/// number, literal, object and array is one. Allocates nothing.
+fn json_values(body: &[u8]) -> usize {
+    let (mut values, mut in_string, mut escaped, mut expect_value) = (0usize, false, false, true);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                values += 1;
+                in_string = true;
+                expect_value = false;
+            }
+            b'{' | b'[' => {
+                values += 1;
+                expect_value = true;
+            }
+            b',' | b':' => expect_value = true,
+            b' ' | b'\t' | b'\n' | b'\r' | b'}' | b']' => {}
+            _ if expect_value => {
+                // The first byte of a number, `true`, `false` or `null`.
+                values += 1;
+                expect_value = false;
+            }
+            _ => {}
+        }
+    }
+    values
+}
+
 macro_rules! messages {
     ($( $(#[$doc:meta])* $variant:ident($ty:ty) = $name:literal, attachment = $att:literal; )*) => {
         /// A decoded protocol message.
@@ -69,8 +186,8 @@ macro_rules! messages {
             Unknown {
                 /// Its `type`.
                 kind: String,
-                /// The whole body, `type` included.
-                body: Map<String, Value>,
+                /// The whole body, `type` included, as received (never parsed).
+                body: RawBody,
             },
         }
 
@@ -93,48 +210,75 @@ macro_rules! messages {
 
             /// Decodes a JSON body (as a [`crate::frame::Frame`] holds it).
             pub fn decode(body: &[u8]) -> Result<Message, MessageError> {
-                let probe: TypeProbe<'_> =
-                    serde_json::from_slice(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
-                let kind = probe.kind.ok_or(MessageError::MissingType)?;
-                let invalid = |e: serde_json::Error| MessageError::Invalid {
-                    kind: kind.to_string(),
-                    reason: e.to_string(),
-                };
-                match kind.as_ref() {
-                    $( $name => serde_json::from_slice(body).map(Message::$variant).map_err(invalid), )*
-                    _ => {
-                        let body: Map<String, Value> =
-                            serde_json::from_slice(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
-                        Ok(Message::Unknown { kind: kind.into_owned(), body })
+                Message::decode_in(Format::Json, body, || Bytes::copy_from_slice(body))
+            }
+
+            /// Reads a MessagePack body (`.rs.clearskies.msgpack`) as [`Message::decode`]
+            /// reads JSON, with the same checks, straight into the message's struct. The body
+            /// must be exactly one map, with no bytes after it.
+            pub fn decode_msgpack(body: &[u8]) -> Result<Message, MessageError> {
+                Message::decode_in(Format::MsgPack, body, || Bytes::copy_from_slice(body))
+            }
+
+            /// [`Message::decode`] or [`Message::decode_msgpack`] of a body already held in
+            /// [`Bytes`]: an unknown message shares them instead of copying.
+            pub fn decode_bytes(body: &Bytes, msgpack: bool) -> Result<Message, MessageError> {
+                let format = if msgpack { Format::MsgPack } else { Format::Json };
+                Message::decode_in(format, body, || body.clone())
+            }
+
+            fn decode_in(format: Format, body: &[u8], keep: impl FnOnce() -> Bytes) -> Result<Message, MessageError> {
+                if let Format::MsgPack = format {
+                    if !body.first().is_some_and(|&b| matches!(b, 0x80..=0x8f | 0xde | 0xdf)) {
+                        return Err(MessageError::Malformed("a message body must be a map".into()));
                     }
+                    // Structure, depth and claimed lengths, before serde reads anything.
+                    crate::msgpack::check(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+                }
+                let kind = format.probe(body)?;
+                let invalid = |reason: String| MessageError::Invalid { kind: kind.to_string(), reason };
+                let known = match kind.as_ref() {
+                    $( $name => true, )*
+                    _ => false,
+                };
+                if !known {
+                    return Ok(Message::Unknown { kind: kind.into_owned(), body: format.raw(keep()) });
+                }
+                let values = format.values(body)?;
+                if values > MAX_VALUES {
+                    return Err(MessageError::TooManyValues { kind: kind.into_owned(), values });
+                }
+                match kind.as_ref() {
+                    $( $name => format.typed(body).map(Message::$variant).map_err(invalid), )*
+                    _ => Err(MessageError::MissingType),
                 }
             }
 
             /// The body in MessagePack (`.rs.clearskies.msgpack`): the same object as
-            /// [`Message::encode`]'s JSON, keys as strings.
+            /// [`Message::encode`]'s JSON, keys as strings. An unknown message received as
+            /// MessagePack is written back as it came.
             pub fn encode_msgpack(&self) -> Vec<u8> {
+                if let Message::Unknown { body: RawBody::MsgPack(raw), .. } = self {
+                    return raw.to_vec();
+                }
                 let json: Value = serde_json::from_slice(&self.encode()).unwrap_or(Value::Null);
                 // Cannot fail: a JSON value always has a MessagePack form.
                 rmp_serde::to_vec_named(&json).unwrap_or_default()
-            }
-
-            /// Reads a MessagePack body (`.rs.clearskies.msgpack`) as [`Message::decode`]
-            /// reads JSON, with the same checks (nesting is bounded by the MessagePack reader
-            /// and again by the JSON one).
-            pub fn decode_msgpack(body: &[u8]) -> Result<Message, MessageError> {
-                let value: Value = rmp_serde::from_slice(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
-                if !value.is_object() {
-                    return Err(MessageError::Malformed("a message body must be a map".into()));
-                }
-                let json = serde_json::to_vec(&value).map_err(|e| MessageError::Malformed(e.to_string()))?;
-                Message::decode(&json)
             }
 
             /// Encodes the compact JSON body, `type` first.
             pub fn encode(&self) -> Vec<u8> {
                 let encoded = match self {
                     $( Message::$variant(m) => serde_json::to_vec(&Tagged { kind: $name, inner: m }), )*
-                    Message::Unknown { body, .. } => serde_json::to_vec(body),
+                    Message::Unknown { body: RawBody::Json(raw), .. } => Ok(raw.to_vec()),
+                    // Our own re-encoding of a body received as MessagePack (for tests and
+                    // tools; the daemon never re-encodes what it does not understand).
+                    // A body JSON cannot carry (a non-string key) comes out as its type alone.
+                    Message::Unknown { body: RawBody::MsgPack(raw), kind } => {
+                        let value = rmp_serde::from_slice::<Value>(raw)
+                            .unwrap_or_else(|_| serde_json::json!({ "type": kind }));
+                        serde_json::to_vec(&value)
+                    }
                 };
                 // Cannot fail: every map key serializes as a string and no value is a float.
                 encoded.expect("message structs always serialize to JSON")

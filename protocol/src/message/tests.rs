@@ -12,7 +12,99 @@ fn unknown_bodies_keep_their_numbers_exactly() {
     // different number after a relay (serde_json's float parsing is now correctly rounded).
     let m = Message::decode(br#"{"type":".x.y","n":44e287,"m":0.1,"k":-2.5e-300}"#).unwrap();
     assert_eq!(Message::decode(&m.encode()).unwrap(), m);
-    assert_eq!(Message::decode_msgpack(&m.encode_msgpack()).unwrap(), m);
+    // Through MessagePack the body is kept as MessagePack; it says the same.
+    let packed = Message::decode_msgpack(&m.encode_msgpack()).unwrap();
+    assert!(matches!(packed, Message::Unknown { body: RawBody::MsgPack(_), .. }));
+    let json = |m: &Message| serde_json::from_slice::<Value>(&m.encode()).unwrap();
+    assert_eq!(json(&packed), json(&m));
+    assert_eq!(Message::decode_msgpack(&packed.encode_msgpack()).unwrap(), packed);
+}
+
+/// `{"type": kind, "x": [0, 0, …]}` with `n` zeros: `n + 5` values.
+fn with_values(kind: &str, n: usize) -> Vec<u8> {
+    let mut body = format!(r#"{{"type":"{kind}","x":["#).into_bytes();
+    for i in 0..n {
+        body.extend_from_slice(if i == 0 { b"0" } else { b",0" });
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+#[test]
+fn unknown_bodies_are_kept_raw_never_parsed() {
+    // 16 MiB of tiny values in an unknown message: its bytes are kept as they came (shared,
+    // not copied) and nothing is built from them.
+    let body = bytes::Bytes::from(with_values(".com.example.big", 8 << 20));
+    let m = Message::decode_bytes(&body, false).unwrap();
+    let Message::Unknown { kind, body: RawBody::Json(raw) } = &m else { panic!("{m:?}") };
+    assert_eq!(kind, ".com.example.big");
+    assert_eq!(raw.as_ptr(), body.as_ptr());
+    assert_eq!(m.encode().len(), body.len());
+    // The same through MessagePack.
+    let packed = bytes::Bytes::from(
+        rmp_serde::to_vec_named(&serde_json::json!({"type": ".x", "v": vec![0u8; 1 << 20]})).unwrap(),
+    );
+    let m = Message::decode_bytes(&packed, true).unwrap();
+    let Message::Unknown { body: RawBody::MsgPack(raw), .. } = &m else { panic!("{m:?}") };
+    assert_eq!(raw.as_ptr(), packed.as_ptr());
+}
+
+#[test]
+fn known_bodies_with_too_many_values_are_refused() {
+    let at_limit = with_values("core.ping", MAX_VALUES - 5);
+    assert_eq!(Message::decode(&at_limit).unwrap(), Message::CorePing(core::Ping { timeout: None }));
+    let over = with_values("core.ping", MAX_VALUES - 4);
+    assert_eq!(
+        Message::decode(&over),
+        Err(MessageError::TooManyValues { kind: "core.ping".into(), values: MAX_VALUES + 1 })
+    );
+    let value: Value = serde_json::from_slice(&over).unwrap();
+    let packed = rmp_serde::to_vec_named(&value).unwrap();
+    assert_eq!(
+        Message::decode_msgpack(&packed),
+        Err(MessageError::TooManyValues { kind: "core.ping".into(), values: MAX_VALUES + 1 })
+    );
+    let value: Value = serde_json::from_slice(&at_limit).unwrap();
+    assert!(Message::decode_msgpack(&rmp_serde::to_vec_named(&value).unwrap()).is_ok());
+    // An unknown type may hold as many as fit in a frame: it costs nothing.
+    assert!(matches!(Message::decode(&with_values(".x", 4 * MAX_VALUES)), Ok(Message::Unknown { .. })));
+}
+
+#[test]
+fn json_and_msgpack_values_are_counted_alike() {
+    for text in [
+        r#"{"type":"a"}"#,
+        r#"{"type":"a","s":"with \"quotes\", [brackets] {braces}: and, commas","n":-1.5e3,"t":true,"f":false,"z":null}"#,
+        r#"{ "type" : "a" , "deep" : [ [ [ { "k" : [ ] } ] ] ], "e": {} }"#,
+        "{\"type\":\"a\",\"esc\":\"\\\\\",\"u\":\"\\u0022\"}",
+    ] {
+        let value: Value = serde_json::from_str(text).unwrap();
+        let packed = rmp_serde::to_vec_named(&value).unwrap();
+        assert_eq!(json_values(text.as_bytes()), crate::msgpack::check(&packed).unwrap().values, "{text}");
+    }
+}
+
+#[test]
+fn hostile_msgpack_bodies_are_refused_without_allocating() {
+    // A map claiming 2³²−1 entries, an array claiming as many, in a few bytes.
+    let mut huge_map = vec![0xdf, 0xff, 0xff, 0xff, 0xff];
+    huge_map.extend_from_slice(&rmp_serde::to_vec(&("type", "core.ping")).unwrap()[1..]);
+    assert!(matches!(Message::decode_msgpack(&huge_map), Err(MessageError::Malformed(_))));
+    let mut huge_array = rmp_serde::to_vec_named(&serde_json::json!({"type": "core.ping"})).unwrap();
+    huge_array[0] += 1;
+    huge_array.extend_from_slice(&[0xa1, b'x', 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0]);
+    assert!(matches!(Message::decode_msgpack(&huge_array), Err(MessageError::Malformed(_))));
+    // Nesting a million deep.
+    let mut deep = rmp_serde::to_vec_named(&serde_json::json!({"type": "core.ping"})).unwrap();
+    deep[0] += 1;
+    deep.extend_from_slice(&[0xa1, b'x']);
+    deep.extend(std::iter::repeat_n(0x91, 1 << 20));
+    deep.push(0xc0);
+    assert!(matches!(Message::decode_msgpack(&deep), Err(MessageError::Malformed(_))));
+    // Bytes after the map.
+    let mut trailing = rmp_serde::to_vec_named(&serde_json::json!({"type": "core.ping"})).unwrap();
+    trailing.push(0xc0);
+    assert!(matches!(Message::decode_msgpack(&trailing), Err(MessageError::Malformed(_))));
 }
 
 #[test]

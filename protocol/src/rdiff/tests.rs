@@ -89,7 +89,7 @@ fn a_small_edit_in_the_middle_sends_little() {
 
 #[test]
 fn an_empty_basis_or_new_file() {
-    let params = SigParams { block_len: 64, strong_len: 4 };
+    let params = SigParams { block_len: 256, strong_len: 4 };
     let data = noise(1000, 5);
     let (d, stats) = delta_of(b"", &data, params);
     assert_eq!(stats.literal_bytes, 1000);
@@ -146,6 +146,11 @@ fn hostile_signatures_are_refused() {
         Err(RdiffError::BadMagic(_))
     ));
     assert!(matches!(Signature::parse(&header(0, 8), 10), Err(RdiffError::BadParams { .. })));
+    // Blocks and strong sums too short to be anything but a way to make us work.
+    for (bl, sl) in [(1, 8), (255, 8), (256, 1), (256, 3), (1, 1)] {
+        assert!(matches!(Signature::parse(&header(bl, sl), 10), Err(RdiffError::BadParams { .. })), "{bl} {sl}");
+    }
+    assert!(Signature::parse(&header(MIN_PEER_BLOCK_LEN, MIN_PEER_STRONG_LEN), 10).is_ok());
     assert!(matches!(Signature::parse(&header(MAX_BLOCK_LEN + 1, 8), 10), Err(RdiffError::BadParams { .. })));
     assert!(matches!(Signature::parse(&header(2048, 33), 10), Err(RdiffError::BadParams { .. })));
     assert!(matches!(Signature::parse(&header(2048, 0), 10), Err(RdiffError::BadParams { .. })));
@@ -156,6 +161,88 @@ fn hostile_signatures_are_refused() {
     many.extend_from_slice(&[0; 12 * 11]);
     assert!(matches!(Signature::parse(&many, 10), Err(RdiffError::BadSignatureLength)));
     assert_eq!(Signature::parse(&many, 11).expect("11 blocks").blocks(), 11);
+}
+
+/// A hostile signature: `blocks` blocks of `block_len` bytes that all have the weak sum of
+/// a window of zeros, and distinct strong sums that match nothing.
+fn equal_weak_sums(block_len: u32, blocks: u32) -> Vec<u8> {
+    let weak = RabinKarp::of(&vec![0u8; block_len as usize]).hash;
+    let mut sig = [SIG_MAGIC.to_be_bytes(), block_len.to_be_bytes(), 8u32.to_be_bytes()].concat();
+    for i in 0..blocks {
+        sig.extend_from_slice(&weak.to_be_bytes());
+        sig.extend_from_slice(&(u64::from(i) | 1 << 63).to_be_bytes());
+    }
+    sig
+}
+
+/// The most work a delta of `len` bytes may do: the budget, plus one position's worth.
+fn work_bound(len: u64, block_len: u32) -> u64 {
+    WORK_FREE + WORK_PER_BYTE * len + u64::from(block_len) + MAX_CHAIN as u64 + 1
+}
+
+#[test]
+fn a_chain_of_equal_weak_sums_costs_bounded_work() {
+    // The review's bomb (with the smallest block now allowed): 10 000 blocks with one weak
+    // sum, walked at every position of a 64 KiB file of zeros. It used to cost 64 Ki × 10 000
+    // strong-sum comparisons (some 660 M work units); the chain is now at most MAX_CHAIN.
+    let sig = Signature::parse(&equal_weak_sums(256, 10_000), usize::MAX).expect("well formed");
+    let new = vec![0u8; 64 << 10];
+    let mut d = Vec::new();
+    let stats = delta(&sig, &new[..], &mut d).expect("delta");
+    // (In numbers, not through the constants: 64 Ki positions × (256 bytes hashed + 16
+    // compared + 1) is 17.9 M; the budget, 16 Mi + 8 × 64 Ki, is lower still.)
+    assert!(stats.work <= 18_000_000, "{stats:?}");
+    assert!(stats.work <= work_bound(new.len() as u64, 256), "{stats:?}");
+    assert_eq!(stats.literal_bytes, new.len() as u64, "{stats:?}");
+    assert_eq!(apply(b"", &d, new.len() as u64).expect("patch"), new);
+}
+
+#[test]
+fn a_long_block_that_false_matches_everywhere_exhausts_the_budget() {
+    // One 1 MiB block whose weak sum is every window's in a file of zeros, and whose strong
+    // sum is wrong: each position would hash 1 MiB (4 Mi positions: 4 TiB hashed). The
+    // budget stops the matching and the rest goes literally; the delta is still right.
+    let sig = Signature::parse(&equal_weak_sums(MAX_BLOCK_LEN, 1), usize::MAX).expect("well formed");
+    let new = vec![0u8; 4 << 20];
+    let mut d = Vec::new();
+    let stats = delta(&sig, &new[..], &mut d).expect("delta");
+    assert!(stats.budget_exhausted, "{stats:?}");
+    assert!(stats.work <= work_bound(new.len() as u64, MAX_BLOCK_LEN), "{stats:?}");
+    assert!(stats.work <= 60_000_000, "{stats:?}");
+    assert_eq!(stats.literal_bytes, new.len() as u64);
+    assert_eq!(apply(b"", &d, new.len() as u64).expect("patch"), new);
+}
+
+#[test]
+fn an_honest_delta_stays_far_inside_the_budget() {
+    let basis = noise(3 << 20, 11);
+    let mut new = basis.clone();
+    new[1_000_000..1_004_096].copy_from_slice(&noise(4096, 12));
+    new.splice(2_000_000..2_000_000, noise(777, 13));
+    let (d, stats) = delta_of(&basis, &new, SigParams::for_size(basis.len() as u64));
+    assert!(!stats.budget_exhausted && stats.work < 3 * new.len() as u64, "{stats:?}");
+    assert_eq!(apply(&basis, &d, new.len() as u64).expect("patch"), new);
+    // A basis of identical blocks (zeros) is indexed once per distinct block.
+    let zeros = vec![0u8; 1 << 20];
+    let sig = sig_of(&zeros, SigParams { block_len: 1024, strong_len: 8 });
+    assert_eq!(sig.first.len(), 1);
+    assert!(sig.next.iter().all(|&n| n == NO_BLOCK));
+    let mut d = Vec::new();
+    let stats = delta(&sig, &zeros[..], &mut d).expect("delta");
+    assert_eq!((stats.literal_bytes, stats.copied_bytes), (0, zeros.len() as u64));
+    assert!(stats.work < 2 * zeros.len() as u64, "{stats:?}");
+}
+
+#[test]
+fn blocks_as_long_as_a_read_are_matched() {
+    // Found while bounding the work: with 1 MiB blocks (a 1 TiB basis), one read held the
+    // window but not the byte after it, and the delta ended after the first window.
+    let basis = noise((2 << 20) + 5, 14);
+    let new = [&noise(5, 15)[..], &basis].concat();
+    let (d, stats) = delta_of(&basis, &new, SigParams { block_len: MAX_BLOCK_LEN, strong_len: 8 });
+    assert_eq!(stats.literal_bytes + stats.copied_bytes, new.len() as u64, "{stats:?}");
+    assert_eq!((stats.literal_bytes, stats.copied_bytes), (5, basis.len() as u64), "{stats:?}");
+    assert_eq!(apply(&basis, &d, u64::MAX).expect("patch"), new);
 }
 
 /// A new file made from the basis by a few inserts, deletes and overwrites.
@@ -187,7 +274,7 @@ fn edited() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
 
 proptest! {
     #[test]
-    fn patch_of_delta_gives_the_new_file((basis, new) in edited(), bl in 1u32..700, sl in 1u32..=32) {
+    fn patch_of_delta_gives_the_new_file((basis, new) in edited(), bl in MIN_PEER_BLOCK_LEN..1500, sl in MIN_PEER_STRONG_LEN..=32) {
         let params = SigParams { block_len: bl, strong_len: sl };
         let (d, stats) = delta_of(&basis, &new, params);
         prop_assert_eq!(stats.literal_bytes + stats.copied_bytes, new.len() as u64);

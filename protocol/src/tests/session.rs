@@ -245,6 +245,75 @@ fn gzip_compresses_everything_after_start() {
     assert!(pair.client.closed().is_none() && pair.server.closed().is_none());
 }
 
+/// A ready pair with `gzip` on both sides.
+fn gzip_pair() -> Pair {
+    let mut c = client_config();
+    c.extensions = vec![EXT_GZIP.into()];
+    let mut s = server_config();
+    s.extensions = vec![EXT_GZIP.into()];
+    ready_pair(c, s)
+}
+
+fn gzip_unit_error(pair: &Pair) -> Option<&'static str> {
+    match pair.server.closed()? {
+        CloseReason::Error(Error::PeerMisbehaved(PeerMisbehaved::Gzip(crate::gzip::GzipError::NotOneMessage(r)))) => {
+            Some(r)
+        }
+        other => panic!("closed for another reason: {other:?}"),
+    }
+}
+
+#[test]
+fn a_gzip_unit_holds_exactly_one_whole_message() {
+    let one = frame_bytes(&get_updates());
+    // Two messages in one unit.
+    let mut pair = gzip_pair();
+    let now = pair.now;
+    pair.server.session.handle_input(now, &crate::gzip::compress(&[one.clone(), one.clone()].concat(), 6));
+    pair.drive();
+    assert_eq!(gzip_unit_error(&pair), Some("it holds a second message"));
+    assert!(pair.server.message_kinds().len() <= 1);
+
+    // One message split over two units, cut inside the body and between body and chunks.
+    let mut with_attachment = Vec::new();
+    let data = Message::from(directory::Data { sha256: Sha256Hash([1; 32]), range: None });
+    frame::encode_frame(Kind::Attachment, &data.encode(), None, &mut with_attachment).unwrap();
+    let body_end = with_attachment.len();
+    frame::encode_chunk(b"abc", &mut with_attachment).unwrap();
+    frame::encode_end(&mut with_attachment);
+    for (message, cut) in [(&one, one.len() / 2), (&with_attachment, body_end)] {
+        let mut pair = gzip_pair();
+        let now = pair.now;
+        let mut wire = crate::gzip::compress(&message[..cut], 6);
+        wire.extend(crate::gzip::compress(&message[cut..], 6));
+        pair.server.session.handle_input(now, &wire);
+        pair.drive();
+        assert_eq!(gzip_unit_error(&pair), Some("a message continues past its end"), "cut at {cut}");
+    }
+
+    // A unit with nothing in it.
+    let mut pair = gzip_pair();
+    let now = pair.now;
+    pair.server.session.handle_input(now, &crate::gzip::compress(b"", 6));
+    pair.drive();
+    assert_eq!(gzip_unit_error(&pair), Some("it holds no message"));
+
+    // What a sender must do: one unit per message, attachment included, whatever the
+    // pieces the units arrive in.
+    let mut pair = gzip_pair();
+    let now = pair.now;
+    let mut wire = crate::gzip::compress(&one, 6);
+    wire.extend(crate::gzip::compress(&with_attachment, 6));
+    wire.extend(crate::gzip::compress(&one, 0));
+    for piece in wire.chunks(7) {
+        pair.server.session.handle_input(now, piece);
+    }
+    pair.drive();
+    assert_eq!(pair.server.closed(), None);
+    assert_eq!(pair.server.message_kinds(), vec!["database.get_updates", "directory.data", "database.get_updates"]);
+    assert_eq!(pair.server.attachment_bytes(), b"abc");
+}
+
 #[test]
 fn a_large_gzip_message_buffer_is_let_go_with_the_next_small_message() {
     let mut c = client_config();

@@ -135,29 +135,6 @@ pub fn save(file: &Path, values: &[(String, u64)]) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn saving_keeps_the_other_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join(CONFIG_FILE);
-        save(&file, &[(UPLOAD_LIMIT.into(), 1000)]).unwrap();
-        assert_eq!(fs::read_to_string(&file).unwrap().trim(), "upload_limit = 1000");
-        fs::write(&file, "# mine\nlisten_port = 4000\npeers = [\"a:1\"]\nupload_limit = 5\n").unwrap();
-        save(&file, &[(UPLOAD_LIMIT.into(), 0), (DOWNLOAD_LIMIT.into(), 7)]).unwrap();
-        let t: toml::Table = fs::read_to_string(&file).unwrap().parse().unwrap();
-        assert_eq!(t["listen_port"].as_integer(), Some(4000));
-        assert_eq!(t["peers"].as_array().map(Vec::len), Some(1));
-        assert_eq!(t["upload_limit"].as_integer(), Some(0));
-        assert_eq!(t["download_limit"].as_integer(), Some(7));
-        fs::write(&file, "not = [toml").unwrap();
-        assert!(save(&file, &[(UPLOAD_LIMIT.into(), 1)]).is_err(), "a broken file is not overwritten");
-        assert_eq!(fs::read_to_string(&file).unwrap(), "not = [toml");
-    }
-}
-
 /// The daemon's data directory, as (device, inode): never indexed or watched, whatever
 /// path or mount it is reached through inside a share (it holds the share keys).
 static DATA_DIR: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
@@ -179,5 +156,28 @@ pub fn is_data_dir(ino: u64, path: &Path) -> bool {
             fs::symlink_metadata(path).is_ok_and(|m| m.dev() == dev && m.ino() == data_ino)
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saving_keeps_the_other_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CONFIG_FILE);
+        save(&file, &[(UPLOAD_LIMIT.into(), 1000)]).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap().trim(), "upload_limit = 1000");
+        fs::write(&file, "# mine\nlisten_port = 4000\npeers = [\"a:1\"]\nupload_limit = 5\n").unwrap();
+        save(&file, &[(UPLOAD_LIMIT.into(), 0), (DOWNLOAD_LIMIT.into(), 7)]).unwrap();
+        let t: toml::Table = fs::read_to_string(&file).unwrap().parse().unwrap();
+        assert_eq!(t["listen_port"].as_integer(), Some(4000));
+        assert_eq!(t["peers"].as_array().map(Vec::len), Some(1));
+        assert_eq!(t["upload_limit"].as_integer(), Some(0));
+        assert_eq!(t["download_limit"].as_integer(), Some(7));
+        fs::write(&file, "not = [toml").unwrap();
+        assert!(save(&file, &[(UPLOAD_LIMIT.into(), 1)]).is_err(), "a broken file is not overwritten");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "not = [toml");
     }
 }

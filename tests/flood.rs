@@ -207,7 +207,8 @@ fn failed_share_key_attempts_are_throttled_and_honest_reconnects_are_not() {
     // A budget of 30, refilled at one every 2 s.
     let allowed = 30 + started.elapsed().as_secs() / 2 + 1;
     assert!(failed <= allowed, "{failed} wrong proofs reached SRP (allowed {allowed})");
-    assert!(throttled >= 50 - allowed, "{throttled} throttled");
+    // (Under heavy load the 50 attempts can take long enough to refill the whole budget.)
+    assert!(throttled >= 50u64.saturating_sub(allowed), "{throttled} throttled");
     wait_for("the refusals in the log", || {
         (a.cs.log().matches("too many authentication attempts").count() as u64 >= throttled).then_some(())
     });

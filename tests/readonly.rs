@@ -92,7 +92,7 @@ fn forged_update() -> Vec<u8> {
 
 #[test]
 fn unsigned_and_forged_updates_are_refused() {
-    use clearskies_actors::share::rsa::SigningKey;
+    use clearskies_index::rsa::SigningKey;
     use clearskies_protocol::message::core::AccessLevel;
     let (a, b) = (Daemon::start(), Daemon::start());
     let base = tempfile::tempdir().unwrap();

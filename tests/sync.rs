@@ -376,7 +376,7 @@ fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
     for i in &present {
         assert!(fs::read(rb.join(format!("video{i}.bin"))).unwrap() == data[*i], "video{i}.bin is not whole");
     }
-    let (free, _) = clearskies_actors::share::fsops::free_space(&rb).unwrap();
+    let (free, _) = clearskies_index::fsops::free_space(&rb).unwrap();
     assert!(free >= 10_000_000, "only {free} bytes left free");
 
     // More space: the rest arrives (the transfers look again every few seconds).

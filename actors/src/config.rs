@@ -135,30 +135,6 @@ pub fn save(file: &Path, values: &[(String, u64)]) -> io::Result<()> {
     Ok(())
 }
 
-/// The daemon's data directory, as (device, inode): never indexed or watched, whatever
-/// path or mount it is reached through inside a share (it holds the share keys).
-static DATA_DIR: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
-
-/// Records the data directory (once, at start; later calls are ignored).
-pub fn set_data_dir(path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    if let Ok(m) = fs::metadata(path) {
-        let _ = DATA_DIR.set((m.dev(), m.ino()));
-    }
-}
-
-/// Whether the directory at `path`, whose inode is `ino`, is the data directory (its device
-/// is looked up only when the inode matches).
-pub fn is_data_dir(ino: u64, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match DATA_DIR.get() {
-        Some(&(dev, data_ino)) if data_ino == ino => {
-            fs::symlink_metadata(path).is_ok_and(|m| m.dev() == dev && m.ino() == data_ino)
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

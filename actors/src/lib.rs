@@ -3,7 +3,8 @@
 //! This is the only async crate of the workspace. Each actor lives in its own module, keeps
 //! its handlers in `mod.rs` and its messages in `messages.rs`, and talks to the others only
 //! through typed messages injected as `Recipient`s; see `ARCHITECTURE.md`. The actors drive
-//! the pure state machines of `clearskies-protocol` and own every socket, file and timer.
+//! the pure state machines of `clearskies-protocol`, call the blocking index code of
+//! `clearskies-index` (store, scan, apply) off their threads, and own every socket and timer.
 //!
 //! Call order: the `clearskies worker` process binds the control socket, builds a
 //! [`Settings`], starts an actix `System` and in it a [`supervisor::Supervisor`], which starts

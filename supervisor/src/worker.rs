@@ -6,9 +6,9 @@ use std::os::unix::net::UnixListener;
 
 use actix::Actor;
 use anyhow::{bail, Context};
-use clearskies_actors::share::store::Store;
 use clearskies_actors::supervisor::Supervisor;
 use clearskies_actors::{MonitorInfo, Settings};
+use clearskies_index::store::Store;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -82,7 +82,9 @@ fn acquire(config: &Config, restarts: u64) -> anyhow::Result<Resources> {
     };
     let secret = clearskies_actors::share::registry::server_secret(&config.data_dir)?;
     let db_dir = config.data_dir.join("db");
-    let store = Store::open(&db_dir).with_context(|| format!("opening the index in {}", db_dir.display()))?;
+    let store = Store::open(&db_dir)
+        .with_context(|| format!("opening the index in {}", db_dir.display()))?
+        .observe_writes(|took| clearskies_actors::metrics::metrics().db_write_duration.observe(took.as_secs_f64()));
     Ok(Resources { peers, metrics, secret, store })
 }
 
@@ -122,7 +124,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     };
     clearskies_actors::bandwidth::bandwidth().set_limits(config.upload_limit, config.download_limit);
     clearskies_actors::config::set_gzip_level(config.gzip_level);
-    clearskies_actors::config::set_data_dir(&config.data_dir);
+    clearskies_index::data_dir::set_data_dir(&config.data_dir);
     clearskies_actors::config::set_mass_delete_percent(config.mass_delete_percent);
     clearskies_actors::config::set_min_free(config.min_free_space);
     clearskies_actors::config::set_full_scan_interval(config.full_scan_interval);

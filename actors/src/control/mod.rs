@@ -252,7 +252,7 @@ async fn handle(line: &[u8], targets: &ControlTargets) -> (Value, Option<After>)
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                     .unwrap_or_default();
-                let selection = crate::share::filter::Selection { subtree, exclude };
+                let selection = clearskies_index::filter::Selection { subtree, exclude };
                 let msg = AddShare { with, path, peer, timeout, selection };
                 (reply(targets.add_share.send(msg).await), None)
             }

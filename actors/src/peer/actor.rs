@@ -18,6 +18,7 @@ use actix::{
     SpawnHandle, StreamHandler, WrapFuture,
 };
 use bytes::Bytes;
+use clearskies_index::record::Record;
 use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
@@ -38,7 +39,6 @@ use super::messages::{
 use crate::bandwidth::bandwidth;
 use crate::metrics::metrics;
 use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
-use crate::share::record::Record;
 use crate::supervise::{self, injected_panic, ActorKind, Crashed};
 use crate::supervisor::messages::CommandError;
 use crate::transfer::messages::{DataStart, Inbound, Missing, ServeGet, Sink, SinkItem};
@@ -921,15 +921,15 @@ impl Handler<OutEnd> for Peer {
 /// A `database.update` on a connection with a read-only peer must carry the read-write
 /// key's signature of its body: the body and signature to keep and relay, or why not.
 fn check_signature(
-    key: &crate::share::rsa::VerifyingKey,
+    key: &clearskies_index::rsa::VerifyingKey,
     body: &[u8],
     signature: Option<&[u8]>,
-) -> Result<crate::share::record::Signed, &'static str> {
+) -> Result<clearskies_index::record::Signed, &'static str> {
     let signature = signature.ok_or("it is not signed, and a read-only connection needs the read-write signature")?;
     if !key.verify(body, signature) {
         return Err("its signature is not the read-write key's");
     }
     let body = std::str::from_utf8(body).map_err(|_| "its body is not UTF-8")?;
     let signature = std::str::from_utf8(signature).map_err(|_| "its signature is not text")?;
-    Ok(crate::share::record::Signed { body: body.to_owned(), signature: signature.to_owned() })
+    Ok(clearskies_index::record::Signed { body: body.to_owned(), signature: signature.to_owned() })
 }

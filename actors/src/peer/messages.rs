@@ -143,7 +143,7 @@ pub enum PeerOut {
     /// Messages without attachment, in order.
     Send(Vec<clearskies_protocol::message::Message>),
     /// Signed messages (`s` frames) sent verbatim, in order.
-    SendSigned(Vec<crate::share::record::Signed>),
+    SendSigned(Vec<clearskies_index::record::Signed>),
     /// A message whose attachment is the file's bytes from its current position, `len`
     /// of them (streamed, never read whole).
     File {

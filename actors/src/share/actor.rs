@@ -15,21 +15,22 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, SpawnHandle,
     WrapFuture,
 };
+use clearskies_index::apply::{Applier, Outcome};
+use clearskies_index::filter::Filter;
+use clearskies_index::record::Record;
+use clearskies_index::scan::{scan, ScanContext, ScanError, Scope};
+use clearskies_index::store::ShareStore;
+use clearskies_index::{apply, fsops, record, rsa, scan, store, untrusted};
 use clearskies_protocol::message::database::UpdatesDone;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash, UntrustedFileId};
 use tracing::{debug, error, info, warn};
 
-use super::apply::{Applier, Outcome};
-use super::filter::Filter;
 use super::messages::{
     BackupCheck, ConfirmDeletes, DiskFull, Downloaded, FromPeer, FsChanged, GetShareStatus, PeerDown, PeerUp, Rescan,
     ShareLink, ShareStatus, StopShare, SyncMessage, VerifyBackup,
 };
-use super::record::Record;
-use super::scan::{scan, ScanContext, ScanError, Scope};
-use super::store::ShareStore;
 use super::worker::{Exited, Worker};
 use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
@@ -101,7 +102,7 @@ impl ShareState {
     /// Our records written since the last call (this scan's, and any that a scan which
     /// failed half-way had committed), in revision order; read only if `want` (someone is
     /// connected to send them to: a peer that connects later asks with `get_updates`).
-    fn new_writes(&mut self, want: bool) -> Result<Vec<Record>, super::store::StoreError> {
+    fn new_writes(&mut self, want: bool) -> Result<Vec<Record>, store::StoreError> {
         let now = self.store.revision()?;
         let from = self.announced.replace(now).unwrap_or(now);
         if !want || now <= from {
@@ -131,15 +132,15 @@ enum Form {
     /// Signed bodies (a read-only peer on the connection, or we are one): relayed as they
     /// arrived or as we signed them before, or signed now with the read-write key (on
     /// read-write shares).
-    Signed(Option<Arc<super::rsa::SigningKey>>),
+    Signed(Option<Arc<rsa::SigningKey>>),
     /// Encrypted and signed: an untrusted peer, and we hold the plaintext.
-    Encrypted(Arc<super::untrusted::UntrustedKeys>, Arc<super::rsa::SigningKey>),
+    Encrypted(Arc<untrusted::UntrustedKeys>, Arc<rsa::SigningKey>),
     /// Nothing: an untrusted peer we cannot sign for (never anything in the clear).
     Nothing,
 }
 
 impl Form {
-    fn of(access: &Access, signed: bool, sign: Option<Arc<super::rsa::SigningKey>>) -> Form {
+    fn of(access: &Access, signed: bool, sign: Option<Arc<rsa::SigningKey>>) -> Form {
         match (access.crypt(), sign) {
             (Some(keys), Some(sign)) => Form::Encrypted(keys.clone(), sign),
             (Some(_), None) => Form::Nothing,
@@ -155,7 +156,7 @@ enum Updates {
     /// Plain messages (both sides read-write).
     Plain(Vec<Message>),
     /// Signed bodies (a read-only or untrusted peer on the connection).
-    Signed(Vec<super::record::Signed>),
+    Signed(Vec<record::Signed>),
 }
 
 impl Subscriber {
@@ -228,10 +229,10 @@ fn prepare<'a>(s: Option<&ShareState>, records: impl Iterator<Item = &'a Record>
 }
 
 /// Signs `body` (the update of `r`) with `key`.
-fn sign_body(r: &Record, body: Vec<u8>, key: &super::rsa::SigningKey) -> Option<super::record::Signed> {
+fn sign_body(r: &Record, body: Vec<u8>, key: &rsa::SigningKey) -> Option<record::Signed> {
     let signature = key.sign(&body).map_err(|e| error!(path = %r.path, error = %e, "cannot sign a record")).ok()?;
     let body = String::from_utf8(body).ok()?;
-    Some(super::record::Signed { body, signature })
+    Some(record::Signed { body, signature })
 }
 
 /// Keeps signatures just made (`fresh`: the records with them) in the index, each with the
@@ -266,9 +267,9 @@ fn keep_signatures(s: &ShareState, fresh: Vec<Record>) {
 fn cipher_for(
     s: &ShareState,
     r: &Record,
-    keys: &super::untrusted::UntrustedKeys,
+    keys: &untrusted::UntrustedKeys,
 ) -> Option<Option<clearskies_protocol::Sha256Hash>> {
-    if r.kind != super::record::EntryKind::File || r.deleted {
+    if r.kind != record::EntryKind::File || r.deleted {
         return Some(None);
     }
     let plain = r.sha256?;
@@ -276,7 +277,7 @@ fn cipher_for(
         return Some(Some(c));
     }
     let local = r.local.filter(|_| r.installed_file())?;
-    let mut file = super::fsops::open_unchanged(&s.root, &r.path, &local).ok()??;
+    let mut file = fsops::open_unchanged(&s.root, &r.path, &local).ok()??;
     let cipher = keys
         .cipher_hash(&mut file, &plain)
         .map_err(|e| warn!(path = %r.path, error = %e, "cannot encrypt a file for an untrusted peer"))
@@ -293,9 +294,9 @@ fn cipher_for(
 fn answer_chunk(
     s: &ShareState,
     since: &clearskies_protocol::updates::Since,
-    cursor: Option<super::store::UpdatesCursor>,
+    cursor: Option<store::UpdatesCursor>,
     form: &Form,
-) -> Result<(usize, Updates, Option<super::store::UpdatesCursor>, usize), super::store::StoreError> {
+) -> Result<(usize, Updates, Option<store::UpdatesCursor>, usize), store::StoreError> {
     let (records, cursor) = s.store.updates_chunk(since, cursor, ANSWER_CHUNK)?;
     let (updates, fresh) = prepare(Some(s), records.iter(), form);
     let made = fresh.len();
@@ -702,7 +703,7 @@ impl Share {
         }
     }
 
-    fn fetch(&self, fetch: Vec<super::apply::Fetch>) {
+    fn fetch(&self, fetch: Vec<apply::Fetch>) {
         if !fetch.is_empty() {
             self.transfer.do_send(Fetches(fetch));
         }
@@ -715,7 +716,7 @@ impl Share {
         &mut self,
         conn: u64,
         since: clearskies_protocol::updates::Since,
-        cursor: Option<super::store::UpdatesCursor>,
+        cursor: Option<store::UpdatesCursor>,
         ctx: &mut Context<Self>,
     ) {
         let Some(sub) = self.subscribers.get(&conn) else {
@@ -778,7 +779,7 @@ fn new_uuid() -> RecordUuid {
     RecordUuid(b)
 }
 
-fn run_scan(s: &mut ShareState, scope: &Scope) -> Result<super::scan::ScanReport, ScanError> {
+fn run_scan(s: &mut ShareState, scope: &Scope) -> Result<scan::ScanReport, ScanError> {
     let mut uuid = new_uuid;
     let limit = crate::config::mass_delete_percent();
     let delete_limit = (limit < 100 && !std::mem::take(&mut s.deletes_confirmed)).then_some(limit);
@@ -828,19 +829,18 @@ impl Share {
     fn open(&mut self, ctx: &mut Context<Self>) {
         self.state = State::Starting;
         let job = self.worker.run(|s: &mut ShareState| {
-            if !super::scan::root_is_present(&s.root) {
+            if !scan::root_is_present(&s.root) {
                 return (None, Ok(Vec::new()));
             }
             let id = root_id(&s.root);
-            let stale = super::fsops::remove_stale_temps(&s.root);
+            let stale = fsops::remove_stale_temps(&s.root);
             if stale > 0 {
                 info!(root = %s.root.display(), stale, "removed temp files left by an interrupted transfer");
             }
             // Partial downloads of contents still wanted stay, to be continued.
             let store = &s.store;
-            let unwanted = super::fsops::remove_unwanted_partials(&s.root, |sha| {
-                store.waiting_for(sha).is_ok_and(|w| !w.is_empty())
-            });
+            let unwanted =
+                fsops::remove_unwanted_partials(&s.root, |sha| store.waiting_for(sha).is_ok_and(|w| !w.is_empty()));
             if unwanted > 0 {
                 info!(root = %s.root.display(), unwanted, "removed partial downloads nobody waits for");
             }
@@ -880,7 +880,7 @@ impl Share {
         let watcher = super::watch::watch(self.root.clone(), ctx.address().recipient());
         let h = ctx.spawn(watcher.into_actor(self).map(|res, act, ctx| {
             act.watcher = None;
-            if !super::scan::root_is_present(&act.root) {
+            if !scan::root_is_present(&act.root) {
                 info!(root = %act.root.display(), "the share root went away: its watch ended");
                 act.full_scan(ctx);
                 return;
@@ -911,7 +911,7 @@ impl Share {
         }
         self.root_looking = true;
         let root = self.root.clone();
-        let look = tokio::task::spawn_blocking(move || super::scan::root_is_present(&root).then(|| root_id(&root)));
+        let look = tokio::task::spawn_blocking(move || scan::root_is_present(&root).then(|| root_id(&root)));
         ctx.spawn(look.into_actor(self).map(|looked, act, ctx| {
             act.root_looking = false;
             let Ok(now) = looked else { return };
@@ -971,7 +971,7 @@ struct Proof {
 
 /// Up to `k` installed files chosen uniformly at random (reservoir sampling: one pass over
 /// the index, `k` records in memory).
-fn sample_installed(store: &super::store::ShareStore, k: usize) -> Vec<Record> {
+fn sample_installed(store: &store::ShareStore, k: usize) -> Vec<Record> {
     let mut random = [0u8; 8 * 512];
     let mut used = random.len();
     let mut next = move || {
@@ -1008,7 +1008,7 @@ fn sample_installed(store: &super::store::ShareStore, k: usize) -> Vec<Record> {
 type Challenge = (Record, Sha256Hash, Sha256Hash);
 
 /// Up to `n` random installed files with a fresh challenge each (reads and encrypts them).
-fn challenges(s: &ShareState, n: usize, keys: &super::untrusted::UntrustedKeys) -> Vec<Challenge> {
+fn challenges(s: &ShareState, n: usize, keys: &untrusted::UntrustedKeys) -> Vec<Challenge> {
     use sha2::Digest;
     let mut files = sample_installed(&s.store, n.saturating_mul(4));
     let mut out = Vec::new();
@@ -1020,7 +1020,7 @@ fn challenges(s: &ShareState, n: usize, keys: &super::untrusted::UntrustedKeys) 
         }
         let r = files.swap_remove(usize::try_from(u64::from_le_bytes(pick) % files.len() as u64).unwrap_or(0));
         let (Some(plain), Some(local)) = (r.sha256, r.local) else { continue };
-        let Ok(Some(mut file)) = super::fsops::open_unchanged(&s.root, &r.path, &local) else { continue };
+        let Ok(Some(mut file)) = fsops::open_unchanged(&s.root, &r.path, &local) else { continue };
         let Ok(mut ctr) = keys.content_stream(&plain, 0) else { continue };
         let mut h = sha2::Sha256::new();
         h.update(prefix);
@@ -1043,7 +1043,7 @@ impl Handler<VerifyBackup> for Share {
     type Result = actix::ResponseActFuture<Self, Vec<BackupCheck>>;
 
     fn handle(&mut self, msg: VerifyBackup, _: &mut Context<Self>) -> Self::Result {
-        let peers: Vec<(u64, Recipient<PeerOut>, Arc<super::rsa::SigningKey>)> = self
+        let peers: Vec<(u64, Recipient<PeerOut>, Arc<rsa::SigningKey>)> = self
             .subscribers
             .iter()
             .filter_map(|(c, s)| match &s.form {
@@ -1074,7 +1074,7 @@ impl Handler<VerifyBackup> for Share {
                     let verify = clearskies_protocol::message::untrusted::Verify { file_id, prefix: *prefix };
                     let body = Message::from(verify).encode();
                     let (Ok(signature), Ok(body)) = (sign.sign(&body), String::from_utf8(body)) else { continue };
-                    signed.push(super::record::Signed { body, signature });
+                    signed.push(record::Signed { body, signature });
                     act.challenges.insert((*conn, file_id), (*expected, tx.clone()));
                     asked.insert((*conn, file_id), r.path.to_string());
                 }
@@ -1279,7 +1279,7 @@ impl Handler<Downloaded> for Share {
 }
 
 /// What `list_shares` reports from the index: the stored totals (no scan of the records).
-fn count(store: &ShareStore, filter: &Filter) -> Result<(super::store::Totals, u64), super::store::StoreError> {
+fn count(store: &ShareStore, filter: &Filter) -> Result<(store::Totals, u64), store::StoreError> {
     let mut totals = store.totals()?;
     // Peers' files this replica ignores wait forever by design: they are not on this disk
     // and not out of sync.
@@ -1320,10 +1320,10 @@ impl Handler<GetShareStatus> for Share {
         let status = async move {
             let counted = tokio::task::spawn_blocking(move || count(&store, &filter))
                 .await
-                .unwrap_or_else(|e| Err(super::store::StoreError::Corrupt(format!("counting failed: {e}"))));
+                .unwrap_or_else(|e| Err(store::StoreError::Corrupt(format!("counting failed: {e}"))));
             let ((c, revision), failed) = match counted {
                 Ok(c) => (c, None),
-                Err(e) => ((super::store::Totals::default(), 0), Some(e.to_string())),
+                Err(e) => ((store::Totals::default(), 0), Some(e.to_string())),
             };
             let (status, error) = match (&state, failed) {
                 (_, Some(e)) => ("error", Some(e)),
@@ -1386,9 +1386,9 @@ impl Handler<GetShareStatus> for Share {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::share::record::tests_support::file;
-    use crate::share::rsa::SigningKey;
-    use crate::share::untrusted::UntrustedKeys;
+    use clearskies_index::record::tests_support::file;
+    use clearskies_index::rsa::SigningKey;
+    use clearskies_index::untrusted::UntrustedKeys;
 
     const N: usize = 40;
 
@@ -1396,7 +1396,7 @@ mod tests {
     fn state(dir: &std::path::Path) -> ShareState {
         let root = dir.join("root");
         std::fs::create_dir(&root).unwrap();
-        let db = super::super::store::Store::open(&dir.join("db")).unwrap();
+        let db = store::Store::open(&dir.join("db")).unwrap();
         db.create_share("s").unwrap();
         let store = db.share("s").unwrap();
         let records: Vec<Record> = (1..=N as u64)
@@ -1423,7 +1423,7 @@ mod tests {
 
     /// Answers `get_updates {"since": {}}` whole: the signed bodies and how many
     /// signatures it took.
-    fn answer_all(s: &ShareState, form: &Form) -> (Vec<super::super::record::Signed>, usize) {
+    fn answer_all(s: &ShareState, form: &Form) -> (Vec<record::Signed>, usize) {
         let since = clearskies_protocol::updates::Since::new();
         let (mut all, mut made, mut cursor) = (Vec::new(), 0, None);
         loop {
@@ -1472,10 +1472,8 @@ mod tests {
         let (first, made) = answer_all(&s, &form);
         assert_eq!((first.len(), made), (N, N));
         assert!(first.iter().all(|u| verifying.verify(u.body.as_bytes(), u.signature.as_bytes())));
-        let ids = |u: &super::super::record::Signed| match Message::decode(u.body.as_bytes()) {
-            Ok(Message::DatabaseUpdate(u)) => {
-                u.key.len() == 33 && u.value.get(super::super::untrusted::SEALED).is_some()
-            }
+        let ids = |u: &record::Signed| match Message::decode(u.body.as_bytes()) {
+            Ok(Message::DatabaseUpdate(u)) => u.key.len() == 33 && u.value.get(untrusted::SEALED).is_some(),
             _ => false,
         };
         assert!(first.iter().all(ids), "encrypted records, under file IDs");

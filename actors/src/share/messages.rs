@@ -1,6 +1,7 @@
 //! Messages the [`super::Share`] actor handles.
 
 use actix::Message;
+use clearskies_index::{record, rsa, scan, untrusted};
 use serde::Serialize;
 
 /// Scan the share now (after start-up, a watcher overflow, or on request). Idempotent: a
@@ -41,7 +42,7 @@ pub struct ConfirmDeletes;
 /// changed there).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct FsChanged(pub super::scan::Scope);
+pub struct FsChanged(pub scan::Scope);
 
 /// Stops the share's actor (the share was removed).
 #[derive(Debug, Message)]
@@ -125,10 +126,10 @@ pub struct PeerUp {
     /// goes signed — relayed as received, or signed with `sign`.
     pub signed: bool,
     /// The read-write private key, on read-write shares.
-    pub sign: Option<std::sync::Arc<super::rsa::SigningKey>>,
+    pub sign: Option<std::sync::Arc<rsa::SigningKey>>,
     /// The peer is untrusted (and we are read-write): records go to it encrypted, contents
     /// are served and fetched as ciphertext.
-    pub crypt: Option<std::sync::Arc<super::untrusted::UntrustedKeys>>,
+    pub crypt: Option<std::sync::Arc<untrusted::UntrustedKeys>>,
 }
 
 /// A peer's session ended.
@@ -156,10 +157,10 @@ pub struct ShareLink {
     pub down: actix::Recipient<PeerDown>,
     /// On a connection with a read-only peer: the read-write public key every
     /// `database.update` must be signed with (filled in by the supervisor).
-    pub verify: Option<std::sync::Arc<super::rsa::VerifyingKey>>,
+    pub verify: Option<std::sync::Arc<rsa::VerifyingKey>>,
     /// The peer is untrusted: its records are encrypted ones, opened with these keys
     /// (filled in by the supervisor).
-    pub crypt: Option<std::sync::Arc<super::untrusted::UntrustedKeys>>,
+    pub crypt: Option<std::sync::Arc<untrusted::UntrustedKeys>>,
 }
 
 /// An index message from a peer (already validated).
@@ -178,7 +179,7 @@ pub enum SyncMessage {
     /// `database.get_updates`.
     GetUpdates(clearskies_protocol::updates::Since),
     /// `database.update` (for a path).
-    Update(Box<super::record::Record>),
+    Update(Box<record::Record>),
     /// `.rs.clearskies.updates_done`.
     UpdatesDone,
     /// An untrusted peer's answer to our challenge.

@@ -23,14 +23,14 @@ use std::os::unix::fs::FileExt;
 
 use actix::{Addr, Handler, ResponseFuture};
 use bytes::Bytes;
+use clearskies_index::fsops;
+use clearskies_index::record::{EntryKind, Record};
 use clearskies_protocol::path::SharePath;
 use clearskies_protocol::Sha256Hash;
 use tokio::sync::mpsc;
 
 use super::actor::Share;
-use super::fsops;
 use super::messages::{OpenRead, Reading};
-use super::record::EntryKind;
 use crate::supervisor::messages::CommandError;
 use crate::transfer::messages::{FetchRange, SinkItem};
 use crate::transfer::{Transfer, RANGE};
@@ -55,7 +55,7 @@ impl Handler<OpenRead> for Share {
                 CommandError::new("bad_file", format!("{:?} is not a path in the share: {e}", msg.file))
             })?;
             let internal = |e: String| CommandError::new("internal", e);
-            type Found = Option<(super::record::Record, Option<std::fs::File>)>;
+            type Found = Option<(Record, Option<std::fs::File>)>;
             let lookup = tokio::task::spawn_blocking(move || -> Result<Found, CommandError> {
                 let Some(r) = store.get(&path).map_err(|e| internal(e.to_string()))? else { return Ok(None) };
                 if r.deleted || r.kind != EntryKind::File {

@@ -10,6 +10,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use clearskies_index::store::{Store, StoreError};
+use clearskies_index::{filter, rsa, untrusted};
 use clearskies_protocol::access_code::AccessCode;
 use clearskies_protocol::auth::{VerifierRecord, SALT_LEN};
 use clearskies_protocol::message::core::{AccessLevel, KeyEntry, Keys};
@@ -17,8 +19,6 @@ use clearskies_protocol::path::META_DIR;
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, SecretKey, Sha256Hash};
 use serde::{Deserialize, Serialize};
-
-use super::store::{Store, StoreError};
 
 /// A share as this daemon knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ pub struct ShareConfig {
     pub peers: Vec<String>,
     /// Selective sync chosen when joining (subtree, exclude patterns).
     #[serde(default)]
-    pub selection: super::filter::Selection,
+    pub selection: filter::Selection,
 }
 
 impl ShareConfig {
@@ -85,26 +85,26 @@ impl ShareKeys {
     }
 
     /// The read-write signing key (read-write shares only).
-    pub fn signing_key(&self) -> Option<super::rsa::SigningKey> {
+    pub fn signing_key(&self) -> Option<rsa::SigningKey> {
         let pem = self.level(AccessLevel::ReadWrite)?.private_rsa.as_deref()?;
-        super::rsa::SigningKey::from_pem(pem).ok()
+        rsa::SigningKey::from_pem(pem).ok()
     }
 
     /// The read-write public key that every `database.update` on a connection with a
     /// read-only peer must be signed with.
-    pub fn verifying_key(&self) -> Option<super::rsa::VerifyingKey> {
+    pub fn verifying_key(&self) -> Option<rsa::VerifyingKey> {
         let rw = self.level(AccessLevel::ReadWrite)?;
         match (&rw.public_rsa, &rw.private_rsa) {
-            (Some(public), _) => super::rsa::VerifyingKey::from_pem(public).ok(),
-            (None, Some(private)) => super::rsa::SigningKey::from_pem(private).ok().map(|k| k.verifying_key()),
+            (Some(public), _) => rsa::VerifyingKey::from_pem(public).ok(),
+            (None, Some(private)) => rsa::SigningKey::from_pem(private).ok().map(|k| k.verifying_key()),
             (None, None) => None,
         }
     }
 
     /// The untrusted extension's secrets (read-write and read-only peers).
-    pub fn untrusted(&self) -> Option<super::untrusted::UntrustedKeys> {
+    pub fn untrusted(&self) -> Option<untrusted::UntrustedKeys> {
         let key = self.level(AccessLevel::ReadOnly)?.key?;
-        Some(super::untrusted::UntrustedKeys::from_read_only_key(&key))
+        Some(untrusted::UntrustedKeys::from_read_only_key(&key))
     }
 
     /// The key IDs (with their level) that open this share: every level we hold a key for.
@@ -157,7 +157,7 @@ impl ShareKeys {
 
 /// One level's fresh keys: a 256-bit key, its key ID and an RSA-2048 key pair.
 fn new_level(level: AccessLevel, id: Sha256Hash, key: SecretKey) -> Result<KeyEntry, RegistryError> {
-    let rsa = super::rsa::SigningKey::generate().map_err(|_| RegistryError::Random)?;
+    let rsa = rsa::SigningKey::generate().map_err(|_| RegistryError::Random)?;
     let private = rsa.to_pem().map_err(|_| RegistryError::Random)?;
     Ok(KeyEntry { access_level: level, id: Some(id), key: Some(key), private_rsa: Some(private), public_rsa: None })
 }
@@ -400,7 +400,7 @@ pub fn create_share(store: &Store, data_dir: &Path, path: &Path, now: Timestamp)
         access_level: AccessLevel::ReadWrite,
         created: now,
         peers: Vec::new(),
-        selection: super::filter::Selection::default(),
+        selection: filter::Selection::default(),
     };
     register(store, data_dir, config, &keys)
 }
@@ -618,7 +618,7 @@ pub struct Joining<'a> {
     /// The peer we joined through (`HOST:PORT`).
     pub via: &'a str,
     /// Selective sync.
-    pub selection: super::filter::Selection,
+    pub selection: filter::Selection,
 }
 
 /// The code with this access ID, if one was issued (one key lookup, not a scan).

@@ -10,12 +10,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use actix::Recipient;
+use clearskies_index::scan::Scope;
 use clearskies_protocol::path::{is_meta_dir, is_part_name};
 use inotify::{EventMask, Inotify, StreamExt, WatchDescriptor, WatchMask, Watches};
 use tracing::warn;
 
 use super::messages::FsChanged;
-use super::scan::Scope;
 
 fn mask() -> WatchMask {
     WatchMask::CREATE
@@ -61,7 +61,7 @@ fn watch_tree(
             }
             // The daemon's data directory changes all the time (log, index): not watched.
             if entry.file_type().is_ok_and(|t| t.is_dir())
-                && !crate::config::is_data_dir(std::os::unix::fs::DirEntryExt::ino(&entry), &entry.path())
+                && !clearskies_index::data_dir::is_data_dir(std::os::unix::fs::DirEntryExt::ino(&entry), &entry.path())
             {
                 stack.push(entry.path());
             }

@@ -254,7 +254,7 @@ pub struct AddShare {
     /// How long discovery may look, in seconds (default 60, at most 600).
     pub timeout: Option<u64>,
     /// Selective sync: only a subtree, and patterns never synced here.
-    pub selection: crate::share::filter::Selection,
+    pub selection: clearskies_index::filter::Selection,
 }
 
 /// `list_peers`: connected sessions and remembered peers being dialled.

@@ -15,6 +15,7 @@ use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, ResponseActFuture,
     ResponseFuture, System, WrapFuture,
 };
+use clearskies_index::store::Store;
 use clearskies_protocol::access_code::AccessCode;
 use clearskies_protocol::auth::VerifierRecord;
 use clearskies_protocol::message::core::AccessLevel;
@@ -41,7 +42,6 @@ use crate::peer::messages::{
 };
 use crate::share::messages::{GetShareStatus, PeerDown, PeerUp, ShareLink, ShareStatus, StopShare};
 use crate::share::registry::{self, ShareConfig, ShareKeys};
-use crate::share::store::Store;
 use crate::share::worker::Exited;
 use crate::share::Share;
 use crate::supervise::{self, ActorKind, Crashed, InjectPanic};
@@ -119,11 +119,11 @@ struct KeyMaterial {
     /// SRP records per key ID we accept (one per level we hold a key for), with the level.
     records: BTreeMap<Sha256Hash, (VerifierRecord, AccessLevel)>,
     /// The read-write public key (checks updates on connections with read-only peers).
-    verify: Option<std::sync::Arc<crate::share::rsa::VerifyingKey>>,
+    verify: Option<std::sync::Arc<clearskies_index::rsa::VerifyingKey>>,
     /// The read-write private key (read-write shares: signs for read-only peers).
-    sign: Option<std::sync::Arc<crate::share::rsa::SigningKey>>,
+    sign: Option<std::sync::Arc<clearskies_index::rsa::SigningKey>>,
     /// The untrusted extension's secrets (read-write shares).
-    untrusted: Option<std::sync::Arc<crate::share::untrusted::UntrustedKeys>>,
+    untrusted: Option<std::sync::Arc<clearskies_index::untrusted::UntrustedKeys>>,
 }
 
 /// The worker's root actor.
@@ -162,7 +162,7 @@ pub struct Supervisor {
     /// found addresses go).
     seeking: BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<SocketAddr>>)>,
     /// Selective sync asked for by attaches under way, by the path they join into.
-    selections: BTreeMap<PathBuf, crate::share::filter::Selection>,
+    selections: BTreeMap<PathBuf, clearskies_index::filter::Selection>,
     /// Addresses found by discovery, by (share, address): the source (`tracker`, `lan`).
     found: BTreeMap<(Sha256Hash, SocketAddr), &'static str>,
     /// Dials to discovered addresses in progress.
@@ -686,7 +686,7 @@ impl Handler<InjectFault> for Supervisor {
         };
         match msg.fault {
             Fault::FailNextWrite => {
-                crate::share::store::fail_next_write();
+                clearskies_index::store::fail_next_write();
                 Ok(())
             }
             Fault::Stall(d) => {
@@ -855,7 +855,7 @@ impl Supervisor {
         keys: clearskies_protocol::message::core::Keys,
         path: PathBuf,
         peer: Option<String>,
-        selection: crate::share::filter::Selection,
+        selection: clearskies_index::filter::Selection,
     ) -> ResponseActFuture<Self, Result<ShareCreated, CommandError>> {
         let Some(peer) = peer else {
             let e =

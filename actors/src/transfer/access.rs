@@ -15,11 +15,10 @@
 
 use std::sync::Arc;
 
+use clearskies_index::store::{ShareStore, StoreError};
+use clearskies_index::untrusted::UntrustedKeys;
 use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::Sha256Hash;
-
-use crate::share::store::{ShareStore, StoreError};
-use crate::share::untrusted::UntrustedKeys;
 
 /// What a peer connection may be served.
 #[derive(Debug, Clone)]
@@ -117,7 +116,7 @@ mod tests {
     #[test]
     fn an_untrusted_peer_names_only_ciphertext() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::share::store::Store::open(dir.path()).unwrap();
+        let db = clearskies_index::store::Store::open(dir.path()).unwrap();
         db.create_share("s").unwrap();
         let store = db.share("s").unwrap();
         let (plain, cipher, random) = (Sha256Hash([1; 32]), Sha256Hash([2; 32]), Sha256Hash([3; 32]));

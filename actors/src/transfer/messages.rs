@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use actix::{Message, Recipient};
 use bytes::Bytes;
+use clearskies_index::apply::Fetch;
 use clearskies_protocol::message::directory::{Data, Get};
 use clearskies_protocol::message::rsync;
 use clearskies_protocol::Sha256Hash;
 
 use crate::peer::messages::PeerOut;
-use crate::share::apply::Fetch;
 
 /// Contents the share needs from peers.
 #[derive(Debug, Message)]

@@ -32,6 +32,9 @@ use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, SpawnHandle, WrapFuture};
 use bytes::Bytes;
+use clearskies_index::apply::Fetch;
+use clearskies_index::fsops::{self, SharedReader, TempWriter};
+use clearskies_index::store::ShareStore;
 use clearskies_protocol::message::directory::{Data, Get};
 use clearskies_protocol::message::{rsync, Message};
 use clearskies_protocol::rdiff::{self, RdiffError, SigParams};
@@ -45,10 +48,7 @@ use self::messages::{
 };
 use crate::metrics::metrics;
 use crate::peer::messages::{PeerOut, Producer};
-use crate::share::apply::Fetch;
-use crate::share::fsops::{self, SharedReader, TempWriter};
 use crate::share::messages::{DiskFull, Downloaded};
-use crate::share::store::ShareStore;
 
 /// Requests in flight per connection.
 pub const MAX_REQUESTS: usize = 64;
@@ -559,7 +559,7 @@ impl Handler<FetchRange> for Transfer {
 
 /// A sink that decrypts an untrusted peer's ciphertext of `plain` from `start` on and
 /// passes the plaintext to `out` (dropped, if the keys cannot: the stream reports it).
-fn decrypting(keys: &crate::share::untrusted::UntrustedKeys, plain: &Sha256Hash, start: u64, out: Sink) -> Sink {
+fn decrypting(keys: &clearskies_index::untrusted::UntrustedKeys, plain: &Sha256Hash, start: u64, out: Sink) -> Sink {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
     let Ok(mut ctr) = keys.content_stream(plain, start) else { return tx };
     actix_rt::spawn(async move {

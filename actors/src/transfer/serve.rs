@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use clearskies_index::fsops;
+use clearskies_index::store::ShareStore;
 use clearskies_protocol::message::directory::{Data, Get, GetError, NotPresent};
 use clearskies_protocol::message::{rsync, Message};
 use clearskies_protocol::path::SharePath;
@@ -18,8 +20,6 @@ use tracing::debug;
 use super::messages::{ServeGet, Sink, SinkItem};
 use super::{Transfer, CUT_OFF, MAX_DELTA_SERVES, MAX_SERVE_LOOKUPS, MAX_SIGNATURE, SINK_DEPTH};
 use crate::peer::messages::{PeerOut, Producer};
-use crate::share::fsops;
-use crate::share::store::ShareStore;
 
 impl Transfer {
     /// A peer sent the signature of its copy (`rsync.signature`): answer with the delta
@@ -93,7 +93,7 @@ type Found = (File, u64, bool, Option<Encrypt>);
 
 /// Contents sent to an untrusted peer: encrypted from `start` on as they are read.
 struct Encrypt {
-    keys: Arc<crate::share::untrusted::UntrustedKeys>,
+    keys: Arc<clearskies_index::untrusted::UntrustedKeys>,
     plain: Sha256Hash,
     start: u64,
 }
@@ -103,7 +103,7 @@ impl Encrypt {
     fn copy(self, mut file: File, len: u64, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         use std::io::Read;
         let mut ctr = self.keys.content_stream(&self.plain, self.start).map_err(std::io::Error::other)?;
-        let mut buf = crate::share::fsops::read_buffer(len);
+        let mut buf = clearskies_index::fsops::read_buffer(len);
         let mut left = len;
         while left > 0 {
             let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());

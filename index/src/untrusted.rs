@@ -117,13 +117,13 @@ impl UntrustedKeys {
     /// and the whole plaintext update sealed in `value.untrusted`.
     pub fn encrypt_record(
         &self,
-        r: &super::record::Record,
+        r: &crate::record::Record,
         cipher: Option<Sha256Hash>,
     ) -> Result<clearskies_protocol::message::database::Update, CryptError> {
         let plain = clearskies_protocol::message::Message::from(r.to_update()).encode();
         let sealed = self.seal(&plain)?;
         let id = self.file_id(&r.uuid);
-        let file = r.kind == super::record::EntryKind::File;
+        let file = r.kind == crate::record::EntryKind::File;
         let value = serde_json::json!({
             "size": if file { r.size.map_or(serde_json::Value::Null, serde_json::Value::from) } else { serde_json::Value::Null },
             "sha256": cipher.map_or(serde_json::Value::Null, |c| serde_json::Value::from(c.to_string())),
@@ -147,7 +147,7 @@ impl UntrustedKeys {
     pub fn decrypt_record(
         &self,
         u: &clearskies_protocol::message::database::Update,
-    ) -> Result<(super::record::Record, Option<Sha256Hash>), String> {
+    ) -> Result<(crate::record::Record, Option<Sha256Hash>), String> {
         let sealed = u.value.get(SEALED).and_then(serde_json::Value::as_str).ok_or("no sealed record")?;
         let body = self.open(sealed).ok_or("the sealed record is not base64")?;
         let clearskies_protocol::message::Message::DatabaseUpdate(inner) =
@@ -155,7 +155,7 @@ impl UntrustedKeys {
         else {
             return Err("the sealed record is not a database.update".into());
         };
-        let r = super::record::Record::from_update(&inner)
+        let r = crate::record::Record::from_update(&inner)
             .map_err(|e| format!("sealed record: {e}"))?
             .ok_or("the sealed record is not a file or directory")?;
         let same = u.key == format!("/{}", hex::encode(self.file_id(&r.uuid)))
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn records_round_trip_through_encryption_and_hide_everything() {
         let k = keys();
-        let mut r = crate::share::record::tests_support::file("/photos/holiday in Rome.jpg", b"contents");
+        let mut r = crate::record::tests_support::file("/photos/holiday in Rome.jpg", b"contents");
         let cipher = k.cipher_hash(&mut &b"contents"[..], r.sha256.as_ref().unwrap()).unwrap();
         let e = k.encrypt_record(&r, Some(cipher)).unwrap();
         let text = clearskies_protocol::message::Message::from(e.clone()).encode();

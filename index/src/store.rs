@@ -27,7 +27,7 @@ use clearskies_protocol::updates::Since;
 use clearskies_protocol::{PeerId, Sha256Hash};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use super::record::Record;
+use crate::record::Record;
 
 /// A share's ID as used for its column family name (hex of its first key ID bytes).
 pub type ShareKey = String;
@@ -64,10 +64,15 @@ fn cf_name(share: &str) -> String {
     format!("share-{share}")
 }
 
+/// Told how long each index write (one synced `WriteBatch`) took; see
+/// [`Store::observe_writes`].
+type WriteObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// The daemon's index database.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    on_write: Option<WriteObserver>,
 }
 
 impl std::fmt::Debug for Store {
@@ -103,7 +108,15 @@ impl Store {
         }
         let cfs = names.into_iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store { db: Arc::new(db), on_write: None })
+    }
+
+    /// Calls `observe` with the duration of every successful [`ShareStore::commit`] through
+    /// this handle and the share views taken from it after this call (the daemon feeds its
+    /// write latency histogram).
+    pub fn observe_writes(mut self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) -> Store {
+        self.on_write = Some(Arc::new(observe));
+        self
     }
 
     /// Waits until this handle is the last one to the database (every actor, share thread
@@ -184,7 +197,7 @@ impl Store {
         if self.db.cf_handle(&name).is_none() {
             return Err(StoreError::NoShare(share.to_owned()));
         }
-        Ok(ShareStore { db: self.db.clone(), cf: name })
+        Ok(ShareStore { db: self.db.clone(), cf: name, on_write: self.on_write.clone() })
     }
 }
 
@@ -193,6 +206,7 @@ impl Store {
 pub struct ShareStore {
     db: Arc<DB>,
     cf: String,
+    on_write: Option<WriteObserver>,
 }
 
 impl std::fmt::Debug for ShareStore {
@@ -276,7 +290,7 @@ impl Totals {
         }
         let step = |n: &mut u64, by: u64| *n = if sign { n.saturating_add(by) } else { n.saturating_sub(by) };
         match r.kind {
-            super::record::EntryKind::File => {
+            crate::record::EntryKind::File => {
                 let size = r.size.unwrap_or(0);
                 step(&mut self.files, 1);
                 step(&mut self.bytes, size);
@@ -285,7 +299,7 @@ impl Totals {
                     step(&mut self.pending_bytes, size);
                 }
             }
-            super::record::EntryKind::Directory => step(&mut self.directories, 1),
+            crate::record::EntryKind::Directory => step(&mut self.directories, 1),
         }
     }
 
@@ -662,7 +676,9 @@ impl ShareStore {
         }
         let started = std::time::Instant::now();
         self.db.write_opt(batch, &opts)?;
-        crate::metrics::metrics().db_write_duration.observe(started.elapsed().as_secs_f64());
+        if let Some(observe) = &self.on_write {
+            observe(started.elapsed());
+        }
         Ok(())
     }
 }
@@ -677,7 +693,7 @@ mod tests {
     use clearskies_protocol::{RecordUuid, Sha256Hash};
 
     use super::*;
-    use crate::share::record::EntryKind;
+    use crate::record::EntryKind;
 
     fn rec(path: &str, by: u8, rev: u64) -> Record {
         Record {
@@ -704,7 +720,7 @@ mod tests {
 
     #[test]
     fn totals_follow_every_commit() {
-        let (db, _root, s) = crate::share::test_share();
+        let (db, _root, s) = crate::test_share();
         let dirrec = |p: &str, rev| Record { kind: EntryKind::Directory, size: None, sha256: None, ..rec(p, 1, rev) };
         let mut pending = rec("/b", 1, 3);
         pending.size = Some(10);
@@ -715,7 +731,7 @@ mod tests {
         // Replace, delete, write one path twice in a batch.
         let mut arrived = pending.clone();
         arrived.last_updated_rev = 4;
-        arrived.local = Some(crate::share::record::LocalStat { ino: 1, size: 10, mtime_ns: 0, ctime_ns: 0 });
+        arrived.local = Some(crate::record::LocalStat { ino: 1, size: 10, mtime_ns: 0, ctime_ns: 0 });
         arrived.local_sha256 = arrived.sha256;
         let mut gone = rec("/a", 1, 5);
         gone.deleted = true;
@@ -768,7 +784,7 @@ mod tests {
 
     #[test]
     fn updates_in_chunks_are_the_same_as_all_at_once_even_with_writes_between_chunks() {
-        let (_db, _root, s) = crate::share::test_share();
+        let (_db, _root, s) = crate::test_share();
         // Three writers with interleaved and tied revisions, and stale index entries.
         let mut batch = Vec::new();
         for i in 0..60u64 {
@@ -844,7 +860,7 @@ mod tests {
 
     #[test]
     fn a_directory_s_children_are_listed_without_reading_below_them() {
-        let (_db, _root, store) = crate::share::test_share();
+        let (_db, _root, store) = crate::test_share();
         // "/a-1" and "/a.txt" sort between "/a" and "/a/…"; "/b" has no record of its own.
         let paths = ["/", "/a", "/a-1", "/a.txt", "/a/b", "/a/b/c", "/a-1/z", "/b/x"];
         let records: Vec<Record> = paths.iter().enumerate().map(|(i, p)| rec(p, 1, i as u64 + 1)).collect();

@@ -23,9 +23,9 @@ use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use super::beneath::{self, DirFd, Meta, Root};
-use super::record::{EntryKind, Record};
-use super::store::{ShareStore, StoreError};
+use crate::beneath::{self, DirFd, Meta, Root};
+use crate::record::{EntryKind, Record};
+use crate::store::{ShareStore, StoreError};
 
 /// Why a scan could not run.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +80,7 @@ pub struct ScanContext<'a> {
     /// New record UUIDs (from a CSPRNG in the daemon, a counter in tests).
     pub new_uuid: &'a mut dyn FnMut() -> RecordUuid,
     /// Selective sync: paths neither indexed nor treated as deleted.
-    pub filter: Option<&'a super::filter::Filter>,
+    pub filter: Option<&'a crate::filter::Filter>,
     /// A read-only share: local changes are reported, never recorded.
     pub read_only: bool,
     /// Percentage of the share's live entries that may be deleted in one scan; beyond it
@@ -119,7 +119,7 @@ pub fn hash_file(path: &Path) -> io::Result<(Sha256Hash, u64)> {
 /// Streams an open regular file through SHA-256.
 fn hash_open(mut f: File) -> io::Result<(Sha256Hash, u64)> {
     let mut hasher = Sha256::new();
-    let mut buf = super::fsops::read_buffer(f.metadata()?.len());
+    let mut buf = crate::fsops::read_buffer(f.metadata()?.len());
     let mut total = 0u64;
     loop {
         let n = f.read(&mut buf)?;
@@ -296,7 +296,7 @@ impl Scanner<'_, '_, '_> {
                 Ok(None) => continue,
                 Err(e) => return Err(io_err(&dir.join(&name))(e)),
             };
-            if meta.is_dir() && crate::config::is_data_dir(meta.stat.ino, &dir.join(&name)) {
+            if meta.is_dir() && crate::data_dir::is_data_dir(meta.stat.ino, &dir.join(&name)) {
                 // The daemon's own data directory (share keys, index, log): never indexed.
                 warn!(path = %dir.join(&name).display(), "not indexing the daemon's data directory inside a share");
                 continue;
@@ -455,7 +455,7 @@ impl Scanner<'_, '_, '_> {
         let is_dir = kind == EntryKind::Directory;
         let same_content = live.is_some_and(|o| {
             o.sha256 == sha256
-                && o.unix_mode.is_none_or(|m| super::fsops::mode_matches(m, mode, is_dir))
+                && o.unix_mode.is_none_or(|m| crate::fsops::mode_matches(m, mode, is_dir))
                 && (o.mtime.is_none() || o.mtime == mtime)
         });
         match (live, same_content) {
@@ -627,7 +627,7 @@ fn set_aside(
     ctx: &mut ScanContext<'_>,
 ) -> Option<Record> {
     let uuid = (ctx.new_uuid)();
-    let copy = super::fsops::conflict_path(path, &uuid.0)?;
+    let copy = crate::fsops::conflict_path(path, &uuid.0)?;
     // In the directory it was listed in, by handle: never through a symlink swapped in.
     if let Err(e) = dir.rename(path.file_name(), dir, copy.file_name()) {
         warn!(path = %path, error = %e, "cannot move a conflicting edit aside");
@@ -679,7 +679,7 @@ mod tests {
 
     impl Fixture {
         fn new() -> Self {
-            let (db, root, store) = crate::share::test_share();
+            let (db, root, store) = crate::test_share();
             Fixture { _db: db, root, store, counter: 0, delete_limit: None, scope: Scope::Full }
         }
 
@@ -1092,7 +1092,7 @@ mod tests {
         fs::create_dir_all(r.join("home/.local/share/clearskies/keys")).unwrap();
         fs::write(r.join("home/.local/share/clearskies/keys/secret.json"), b"the share key").unwrap();
         fs::write(r.join("home/notes.txt"), b"mine").unwrap();
-        crate::config::set_data_dir(&r.join("home/.local/share/clearskies"));
+        crate::data_dir::set_data_dir(&r.join("home/.local/share/clearskies"));
         f.scan().unwrap();
         let mut all = Vec::new();
         f.store

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
 
-use super::record::LocalStat;
+use crate::record::LocalStat;
 
 /// A directory's names with their types, and (lossily) its names that are not UTF-8.
 pub type Listing = (Vec<(String, FileType)>, Vec<String>);
@@ -88,7 +88,7 @@ impl Meta {
         Meta {
             file_type: FileType::from_raw_mode(m.mode()),
             mode: m.mode() & 0o7777,
-            stat: super::fsops::stat_of(m),
+            stat: crate::fsops::stat_of(m),
             mtime: (m.mtime(), u32::try_from(m.mtime_nsec()).unwrap_or(0)),
         }
     }

@@ -25,11 +25,11 @@ use clearskies_protocol::vclock::Causality;
 use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
 use tracing::{debug, info, warn};
 
-use super::beneath::{DirFd, Meta, Root};
-use super::fsops::{self, Located};
-use super::record::{EntryKind, Record};
-use super::scan::root_is_present;
-use super::store::{ShareStore, StoreError};
+use crate::beneath::{DirFd, Meta, Root};
+use crate::fsops::{self, Located};
+use crate::record::{EntryKind, Record};
+use crate::scan::root_is_present;
+use crate::store::{ShareStore, StoreError};
 
 /// Contents to fetch from a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub struct Applier<'a> {
     /// Records whose disk work failed (left pending, to retry).
     pub failures: usize,
     /// Selective sync: paths left alone.
-    filter: Option<&'a super::filter::Filter>,
+    filter: Option<&'a crate::filter::Filter>,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -134,7 +134,7 @@ impl<'a> Applier<'a> {
 
     /// Leaves the paths `filter` ignores alone: their records stay pending, nothing of them
     /// is created, fetched or deleted here (selective sync).
-    pub fn with_filter(mut self, filter: &'a super::filter::Filter) -> Self {
+    pub fn with_filter(mut self, filter: &'a crate::filter::Filter) -> Self {
         self.filter = Some(filter);
         self
     }

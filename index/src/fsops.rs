@@ -2,7 +2,7 @@
 //!
 //! Every path comes from a validated [`SharePath`] (no `..`, not absolute, no NUL) and is
 //! resolved below the share's root through directory handles at the moment of each
-//! operation ([`super::beneath`]): a symlink anywhere on the way, even one a local user
+//! operation ([`crate::beneath`]): a symlink anywhere on the way, even one a local user
 //! swapped in after a record was checked, is refused, never followed, so a peer's record
 //! cannot reach outside the root. Contents are installed the safe way: temp file in the
 //! same directory, verified hash, mode and mtime set, fsync, atomic rename, fsync of the
@@ -22,8 +22,8 @@ use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::Sha256Hash;
 use sha2::{Digest, Sha256};
 
-use super::beneath::{self, DirFd, Meta, Root};
-use super::record::LocalStat;
+use crate::beneath::{self, DirFd, Meta, Root};
+use crate::record::LocalStat;
 
 /// The on-disk location of `path` below `root`, for messages and for [`Root::locate`]
 /// (never opened as a path: see [`prepare_parent`]).

@@ -94,7 +94,7 @@ impl Filter {
     /// have put there), and only its first [`MAX_IGNORE_FILE`] bytes.
     pub fn refresh(&mut self) -> bool {
         let file = self.root.join(IGNORE_FILE);
-        let opened = super::beneath::Root::open(&self.root).and_then(|r| r.root_dir().open_file(IGNORE_FILE, false));
+        let opened = crate::beneath::Root::open(&self.root).and_then(|r| r.root_dir().open_file(IGNORE_FILE, false));
         let stamp_of = |f: &std::fs::File| f.metadata().ok().and_then(|m| Some((m.modified().ok()?, m.len())));
         let (stamp, f) = match opened {
             Ok(f) => (stamp_of(&f), Some(f)),

@@ -344,13 +344,14 @@ mod tests {
     }
 }
 
-/// Records for other modules' tests.
-#[cfg(test)]
-pub(crate) mod tests_support {
+/// Records for other modules' and crates' unit tests (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+#[allow(clippy::unwrap_used)] // test fixtures: a path that does not parse is the calling test's bug
+pub mod tests_support {
     use super::*;
 
     /// A live, installed file record at `path` holding `data`.
-    pub(crate) fn file(path: &str, data: &[u8]) -> Record {
+    pub fn file(path: &str, data: &[u8]) -> Record {
         use sha2::Digest;
         let me = PeerId([3; 16]);
         let mut vector_clock = VectorClock::new();

@@ -5,7 +5,7 @@ use clearskies_protocol::vclock::VectorClock;
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::share::scan::{scan, ScanContext};
+use crate::scan::{scan, ScanContext};
 
 const ME: PeerId = PeerId([1; 16]);
 const THEM: PeerId = PeerId([2; 16]);
@@ -33,7 +33,7 @@ impl Drop for Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let (db, root, store) = crate::share::test_share();
+        let (db, root, store) = crate::test_share();
         Fixture { _db: db, root, store, counter: 100 }
     }
 
@@ -51,7 +51,7 @@ impl Fixture {
             read_only: false,
             delete_limit: None,
         };
-        scan(self.root.path(), &self.store, &mut ctx, &crate::share::scan::Scope::Full).unwrap();
+        scan(self.root.path(), &self.store, &mut ctx, &crate::scan::Scope::Full).unwrap();
         self.counter = c;
     }
 

@@ -17,7 +17,7 @@ pub mod untrusted;
 pub mod watch;
 pub mod worker;
 
-pub use actor::Share;
+pub use actor::{Share, ShareEvent};
 
 /// A share on temp directories for unit tests: a root with its marker and an empty index.
 #[cfg(test)]

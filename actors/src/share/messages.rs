@@ -44,6 +44,13 @@ pub struct ConfirmDeletes;
 #[rtype(result = "()")]
 pub struct FsChanged(pub scan::Scope);
 
+/// Subscribes to the share's [`ShareEvent`](super::actor::ShareEvent)s from now on (see
+/// `share::actor::events`: a subscriber that falls behind loses the oldest, and the stream
+/// ends when the actor stops, a restart included).
+#[derive(Debug, Message)]
+#[rtype(result = "tokio::sync::broadcast::Receiver<super::actor::ShareEvent>")]
+pub struct SubscribeEvents;
+
 /// Stops the share's actor (the share was removed).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

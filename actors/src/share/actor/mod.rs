@@ -1,0 +1,417 @@
+//! The `Share` actor: owns one share's index and its sync with peers.
+//!
+//! Every blocking job (scan, applying peers' records, installing downloads, reading updates
+//! for a peer) runs on the share's own worker thread, in order ([`super::worker`]). The actor
+//! is split by concern, each piece owning its part of the state:
+//!
+//! - `schedule`: when to scan. The `Scheduler` decides (debounced filesystem events, a scan
+//!   asked for while one runs queued as one more, what the next scan covers, the root gone
+//!   or back); the actor runs the scans, the inotify watch (or periodic full scans without
+//!   it) and the look at the root.
+//! - `index_sender`: one `IndexSender` per subscriber (a peer connection of this share):
+//!   how records go to it (plain, signed, encrypted), answering its `get_updates` in paced
+//!   chunks, holding what is announced meanwhile, batching into messages.
+//! - `incoming`: peers' records batched into one applier job, finished downloads installed,
+//!   failed disk work retried; the contents it needs go to its [`Transfer`] actor.
+//! - `untrusted`: what only untrusted peers need: encrypted records (ciphertext hashes) and
+//!   backup challenges.
+//! - `status`: `list_shares`' status, a pure function of a snapshot of the actor's state.
+//! - `events`: the typed [`ShareEvent`] stream ([`SubscribeEvents`]).
+
+mod events;
+mod incoming;
+mod index_sender;
+mod schedule;
+mod status;
+mod untrusted;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture,
+};
+use clearskies_protocol::message::core::AccessLevel;
+use clearskies_protocol::time::Timestamp;
+use clearskies_protocol::{PeerId, RecordUuid};
+use tracing::{debug, error, info, warn};
+
+pub use events::{ShareEvent, EVENT_BACKLOG};
+pub use schedule::{DEBOUNCE, MAX_DEBOUNCE};
+
+use self::events::Events;
+use self::incoming::Queues;
+use self::index_sender::{Form, IndexSender};
+use self::schedule::Scheduler;
+use self::status::Health;
+use self::untrusted::Challenges;
+use super::messages::{
+    ConfirmDeletes, DiskFull, Downloaded, FromPeer, PeerDown, PeerUp, Rescan, ShareLink, StopShare, SubscribeEvents,
+    SyncMessage,
+};
+use super::worker::{Exited, Worker};
+use crate::supervise::{self, injected_panic, ActorKind, Crashed, InjectPanic};
+use crate::transfer::messages::{SetTransfersPaused, TransferPeerDown, TransferPeerUp};
+use crate::transfer::{Access, Transfer};
+use clearskies_index::{apply, filter, record, scan, store};
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Starting,
+    Scanning,
+    Idle,
+    Error(String),
+}
+
+/// How soon a failed scan or a failed store of peers' changes is tried again.
+const RETRY_FAILED: Duration = Duration::from_secs(5);
+
+/// What the worker thread owns.
+#[derive(Debug)]
+pub struct ShareState {
+    root: PathBuf,
+    store: store::ShareStore,
+    me: PeerId,
+    /// Selective sync, as the worker applies it.
+    filter: filter::Filter,
+    /// The same, for status queries (updated when the ignore file changes).
+    shared_filter: Arc<Mutex<filter::Filter>>,
+    /// We hold the share read-only.
+    read_only: bool,
+    /// The user confirmed held deletions: the next scan records them.
+    deletes_confirmed: bool,
+    /// Our revision up to which scans' writes were handed out to be announced (`None`
+    /// before the first scan).
+    announced: Option<u64>,
+}
+
+impl ShareState {
+    fn applier<'a>(&'a self, new_uuid: &'a mut dyn FnMut() -> RecordUuid) -> apply::Applier<'a> {
+        apply::Applier::new(&self.root, &self.store, self.me, now(), new_uuid).with_filter(&self.filter)
+    }
+
+    /// Reads `.clearskiesignore` again if it changed; whether it did.
+    fn refresh_filter(&mut self) -> bool {
+        if !self.filter.refresh() {
+            return false;
+        }
+        *self.shared_filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.filter.clone();
+        true
+    }
+
+    /// Our records written since the last call (this scan's, and any that a scan which
+    /// failed half-way had committed), in revision order; read only if `want` (someone is
+    /// connected to send them to, or subscribed to the events: a peer that connects later
+    /// asks with `get_updates`).
+    fn new_writes(&mut self, want: bool) -> Result<Vec<record::Record>, store::StoreError> {
+        let now = self.store.revision()?;
+        let from = self.announced.replace(now).unwrap_or(now);
+        if !want || now <= from {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.written_by(&self.me, from + 1, now, usize::MAX)?.0)
+    }
+}
+
+/// One share.
+#[derive(Debug)]
+pub struct Share {
+    root: PathBuf,
+    mode: &'static str,
+    /// The level we hold the share at.
+    level: AccessLevel,
+    /// Our peer ID in the share.
+    me: PeerId,
+    store: store::ShareStore,
+    worker: Worker<ShareState>,
+    transfer: Addr<Transfer>,
+    /// The share was joined from a peer: it is not in sync before one has caught us up.
+    joined: bool,
+    state: State,
+    /// When to scan: debounce, watch, root.
+    schedule: Scheduler,
+    /// The subscribers (this share's peer connections), each with its index sending.
+    senders: BTreeMap<u64, IndexSender>,
+    /// Peers' records and downloads waiting for the worker.
+    queues: Queues,
+    /// Challenges sent to untrusted peers.
+    challenges: Challenges,
+    /// What status reports besides the state and the index.
+    health: Health,
+    /// Selective sync (ignored paths' pending records are not "out of sync").
+    filter: Arc<Mutex<filter::Filter>>,
+    events: Events,
+}
+
+impl Share {
+    /// Starts the actor (and its worker thread and `Transfer` actor) for a share rooted at
+    /// `root`, indexed in `store`, where we are `me`. `joined`: the share came from a peer
+    /// (attach), rather than being created here. A panic in the share or its transfer actor
+    /// reports [`Crashed`] (with `id`) to `crashed`. Also answers what resolves once the
+    /// share's worker thread has ended after the actor is gone (a restart waits for it, so
+    /// two threads never work on one share).
+    pub fn spawn(
+        config: &super::registry::ShareConfig,
+        store: store::ShareStore,
+        joined: bool,
+        crashed: Recipient<Crashed>,
+    ) -> std::io::Result<(Addr<Share>, Exited)> {
+        let (root, me, mode, id) = (config.path.clone(), config.peer_id, config.mode(), config.id);
+        let level = config.access_level;
+        let filter = filter::Filter::new(&root, &config.selection);
+        let shared_filter = Arc::new(Mutex::new(filter.clone()));
+        let read_only = config.access_level != AccessLevel::ReadWrite;
+        let state = ShareState {
+            root: root.clone(),
+            store: store.clone(),
+            me,
+            filter,
+            shared_filter: shared_filter.clone(),
+            read_only,
+            deletes_confirmed: false,
+            announced: None,
+        };
+        let worker = Worker::spawn(format!("share {}", root.display()), state)?;
+        let exited = worker.exited();
+        let on_share = Crashed { kind: ActorKind::Share, share: Some(id), conn: None };
+        let on_transfer = Crashed { kind: ActorKind::Transfer, share: Some(id), conn: None };
+        let to = crashed.clone();
+        let addr = supervise::create(
+            move |ctx| Share {
+                transfer: supervise::start(
+                    Transfer::new(root.clone(), store.clone(), ctx.address().recipient(), ctx.address().recipient()),
+                    to,
+                    on_transfer,
+                ),
+                root,
+                mode,
+                level,
+                me,
+                store,
+                worker,
+                joined,
+                state: State::Starting,
+                schedule: Scheduler::default(),
+                senders: BTreeMap::new(),
+                queues: Queues::new(),
+                challenges: Challenges::default(),
+                health: Health::default(),
+                filter: shared_filter,
+                events: Events::new(),
+            },
+            crashed,
+            on_share,
+        );
+        Ok((addr, exited))
+    }
+
+    /// Moves to `state`, and tells subscribers if the share entered or left the error state.
+    fn set_state(&mut self, state: State) {
+        self.state = state;
+        self.note_health();
+    }
+
+    pub(super) fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    pub(super) fn store(&self) -> &store::ShareStore {
+        &self.store
+    }
+
+    pub(super) fn transfer(&self) -> &Addr<Transfer> {
+        &self.transfer
+    }
+}
+
+fn new_uuid() -> RecordUuid {
+    let mut b = [0u8; 16];
+    // The OS RNG failing is unrecoverable for a process that makes keys; fall back to
+    // time-derived bits only so work can complete (UUIDs need uniqueness, not secrecy).
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b = t.as_nanos().to_le_bytes();
+    }
+    RecordUuid(b)
+}
+
+fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport, scan::ScanError> {
+    let mut uuid = new_uuid;
+    let limit = crate::config::mass_delete_percent();
+    let delete_limit = (limit < 100 && !std::mem::take(&mut s.deletes_confirmed)).then_some(limit);
+    let mut ctx = scan::ScanContext {
+        me: s.me,
+        now: now(),
+        new_uuid: &mut uuid,
+        filter: Some(&s.filter),
+        read_only: s.read_only,
+        delete_limit,
+    };
+    scan::scan(&s.root, &s.store, &mut ctx, scope)
+}
+
+/// The current wall-clock time as a protocol timestamp.
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::new(i64::try_from(d.as_secs()).unwrap_or(0), d.subsec_nanos()).unwrap_or_default()
+}
+
+impl Actor for Share {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.open(ctx);
+        self.check_root_every(ctx);
+    }
+}
+
+impl Handler<ConfirmDeletes> for Share {
+    type Result = actix::ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, _: ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
+        let held = self.health.held_deletions;
+        let job = self.worker.run(|s: &mut ShareState| s.deletes_confirmed = true);
+        Box::pin(job.into_actor(self).map(move |_, act, ctx| {
+            info!(root = %act.root.display(), held, "deletions confirmed");
+            act.full_scan(ctx);
+            held
+        }))
+    }
+}
+
+impl Handler<Rescan> for Share {
+    type Result = ();
+
+    fn handle(&mut self, _: Rescan, ctx: &mut Context<Self>) {
+        self.full_scan(ctx);
+    }
+}
+
+impl Handler<StopShare> for Share {
+    type Result = ();
+
+    fn handle(&mut self, _: StopShare, ctx: &mut Context<Self>) {
+        for sub in self.senders.values() {
+            sub.out().do_send(crate::peer::messages::PeerOut::Close("the share was removed".into()));
+        }
+        ctx.stop();
+    }
+}
+
+impl Handler<SubscribeEvents> for Share {
+    type Result = MessageResult<SubscribeEvents>;
+
+    fn handle(&mut self, _: SubscribeEvents, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.events.subscribe())
+    }
+}
+
+impl Handler<PeerUp> for Share {
+    type Result = MessageResult<PeerUp>;
+
+    fn handle(&mut self, msg: PeerUp, ctx: &mut Context<Self>) -> Self::Result {
+        let transfer = self.transfer.clone();
+        // What the connection may be served, decided here once for the transfers and the
+        // records alike.
+        let access = Access::of(self.level, msg.crypt, msg.rsync);
+        let form = Form::of(&access, msg.signed, msg.sign);
+        transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone(), access, gzip: msg.gzip });
+        // Subscribe to the peer's changes: everything newer than what we hold.
+        let since = self.store.since().unwrap_or_default();
+        let get = clearskies_protocol::message::database::GetUpdates { since };
+        msg.out.do_send(crate::peer::messages::PeerOut::Send(vec![get.into()]));
+        self.senders.insert(msg.conn, IndexSender::new(msg.out, form, msg.peer));
+        debug!(root = %self.root.display(), peer = %msg.peer, conn = msg.conn, "peer subscribed");
+        MessageResult(ShareLink {
+            sync: ctx.address().recipient(),
+            get: transfer.clone().recipient(),
+            verify_file: transfer.clone().recipient(),
+            data: transfer.clone().recipient(),
+            missing: transfer.recipient(),
+            down: ctx.address().recipient(),
+            verify: None,
+            crypt: None,
+        })
+    }
+}
+
+impl Handler<PeerDown> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerDown, _: &mut Context<Self>) {
+        self.senders.remove(&msg.conn);
+        self.transfer.do_send(TransferPeerDown { conn: msg.conn });
+    }
+}
+
+impl Handler<FromPeer> for Share {
+    /// Resolves once the message is taken in: for an update that finds the queue of records
+    /// to apply full, only after the next batch is applied. The connection waits for that
+    /// before reading on, so a flood of updates is held in the peer's socket, not here.
+    type Result = actix::ResponseFuture<()>;
+
+    fn handle(&mut self, msg: FromPeer, ctx: &mut Context<Self>) -> Self::Result {
+        match msg.what {
+            SyncMessage::GetUpdates(since) => self.answer_get_updates(msg.conn, since, ctx),
+            SyncMessage::Update(r) => return self.take_update(msg.conn, *r, ctx),
+            SyncMessage::VerifyResult(r) => self.challenges.answer(msg.conn, &r),
+            SyncMessage::Cipher { plain, cipher } => {
+                if let Err(e) = self.store.put_cipher(&plain, &cipher) {
+                    warn!(error = %e, "cannot remember a ciphertext hash");
+                }
+            }
+            SyncMessage::UpdatesDone => {
+                if let Some(sub) = self.senders.get_mut(&msg.conn) {
+                    sub.caught_up = true;
+                }
+            }
+        }
+        Box::pin(async {})
+    }
+}
+
+impl Handler<InjectPanic> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectPanic, _: &mut Context<Self>) {
+        match msg.0 {
+            ActorKind::Transfer => self.transfer.do_send(msg),
+            kind => injected_panic(kind),
+        }
+    }
+}
+
+impl Handler<SetTransfersPaused> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetTransfersPaused, _: &mut Context<Self>) {
+        self.health.paused = msg.0;
+        self.transfer.do_send(msg);
+    }
+}
+
+impl Handler<DiskFull> for Share {
+    type Result = ();
+
+    fn handle(&mut self, DiskFull(why): DiskFull, _: &mut Context<Self>) {
+        match &why {
+            Some(e) => error!(root = %self.root.display(), error = %e, "downloads fail: the disk is full"),
+            None => info!(root = %self.root.display(), "downloads succeed again"),
+        }
+        self.health.disk_full = why;
+        self.note_health();
+    }
+}
+
+impl Handler<Downloaded> for Share {
+    type Result = ();
+
+    fn handle(&mut self, msg: Downloaded, ctx: &mut Context<Self>) {
+        self.take_download(msg.sha256, msg.temp, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests;

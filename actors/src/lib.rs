@@ -52,6 +52,9 @@ pub struct Settings {
     pub fault_injection: bool,
     /// Authentication attempts with codes allowed per minute per source IP and per access ID.
     pub auth_attempts_per_minute: u32,
+    /// Every setting as the worker started with it (`config get` shows these, with the
+    /// runtime ones as they are now).
+    pub config: config::Values,
 }
 
 /// The monitor's view: how long the daemon has run and how often its worker was restarted.

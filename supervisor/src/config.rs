@@ -44,7 +44,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let values = read_settings(&file, |name| env(name))
+        let values = read_settings(&file, env)
             .with_context(|| format!("invalid settings ({} or the environment)", path.display()))?;
         Ok(Config { data_dir, listen: values.listen(), lan: values.lan(), metrics: values.metrics_address, values })
     }

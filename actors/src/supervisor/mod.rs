@@ -725,25 +725,10 @@ impl Handler<InjectFault> for Supervisor {
 impl Handler<GetConfig> for Supervisor {
     type Result = MessageResult<GetConfig>;
 
-    /// Every setting (`config::SETTINGS`) as it is in effect, and `listen`, the address in
-    /// use; `metrics_address` is the address being served (its port resolved).
     fn handle(&mut self, _: GetConfig, _: &mut Context<Self>) -> Self::Result {
-        let values = &self.settings.config;
-        let mut map: serde_json::Map<String, serde_json::Value> = config::SETTINGS
-            .iter()
-            .map(|s| (s.name.to_owned(), config::parse::toml_to_json(&(s.get)(values))))
-            .collect();
-        map.insert(LISTEN.to_owned(), self.listen_addr.map(|a| a.to_string()).into());
-        if let Some(addr) = self.metrics_addr {
-            map.insert("metrics_address".to_owned(), addr.to_string().into());
-        }
-        MessageResult(map)
+        MessageResult(crate::control::cmd::settings_shown(&self.settings.config, self.listen_addr, self.metrics_addr))
     }
 }
-
-/// The address in use, shown by `get_config` beside the settings (it is
-/// `listen_address:listen_port` with the port resolved); not a setting of its own.
-const LISTEN: &str = "listen";
 
 impl Handler<SetConfig> for Supervisor {
     type Result = ResponseActFuture<Self, Result<(), CommandError>>;
@@ -751,57 +736,18 @@ impl Handler<SetConfig> for Supervisor {
     /// Checks every value first (all or nothing), saves them in `config.toml`, then hands
     /// the runtime ones to their owners; restart-only ones are answered `needs_restart`.
     fn handle(&mut self, SetConfig(changes): SetConfig, _: &mut Context<Self>) -> Self::Result {
-        let fail = |e: CommandError| -> Self::Result { Box::pin(actix::fut::ready(Err(e))) };
-        let mut next = self.settings.config.clone();
-        let mut saved = Vec::new();
-        for (key, value) in &changes {
-            let Some(setting) = config::setting(key) else {
-                if key == LISTEN {
-                    let message = "listen is the address in use: set listen_address and listen_port";
-                    return fail(CommandError::new(ErrorCode::NeedsRestart, message));
-                }
-                return fail(CommandError::new(ErrorCode::UnknownKey, format!("there is no setting {key:?}")));
-            };
-            let checked = config::parse::json_to_toml(value)
-                .ok_or("a value config.toml can hold")
-                .and_then(|t| (setting.set)(&mut next, config::Raw::Toml(&t)));
-            if let Err(expected) = checked {
-                return fail(CommandError::new(ErrorCode::BadValue, format!("{key} must be {expected}, not {value}")));
-            }
-            saved.push((setting, (setting.get)(&next)));
-        }
+        let saved = match crate::control::cmd::check_settings(&self.settings.config, &changes) {
+            Ok(saved) => saved,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
         let file = self.settings.data_dir.join(config::CONFIG_FILE);
         let lines: Vec<(String, toml::Value)> = saved.iter().map(|(s, v)| (s.name.to_owned(), v.clone())).collect();
         let job = tokio::task::spawn_blocking(move || config::save(&file, &lines));
-        Box::pin(job.into_actor(self).map(move |done, act, _| {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(CommandError::new(ErrorCode::CannotSave, format!("cannot save config.toml: {e}")))
-                }
-                Err(e) => return Err(CommandError::new(ErrorCode::Internal, e.to_string())),
-            }
+        Box::pin(job.into_actor(self).map(move |done, act, _| match done {
             // Onto the values in effect now (another change may have been saved meanwhile).
-            let mut later = Vec::new();
-            for (setting, value) in &saved {
-                let config::Applies::Runtime(hand_over) = setting.applies else {
-                    later.push(format!("{} = {value}", setting.name));
-                    continue;
-                };
-                if (setting.set)(&mut act.settings.config, config::Raw::Toml(value)).is_ok() {
-                    hand_over(&act.settings.config);
-                    info!(setting = setting.name, %value, "setting changed");
-                }
-            }
-            if later.is_empty() {
-                Ok(())
-            } else {
-                let message = format!(
-                    "{} saved in config.toml; it takes effect at the next start (clearskies stop, then start)",
-                    later.join(", ")
-                );
-                Err(CommandError::new(ErrorCode::NeedsRestart, message))
-            }
+            Ok(Ok(())) => crate::control::cmd::apply_settings(&mut act.settings.config, &saved),
+            Ok(Err(e)) => Err(CommandError::new(ErrorCode::CannotSave, format!("cannot save config.toml: {e}"))),
+            Err(e) => Err(CommandError::new(ErrorCode::Internal, e.to_string())),
         }))
     }
 }

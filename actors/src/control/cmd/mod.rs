@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use self::code::{CancelAccessCode, Codes, CreateAccessCode};
-pub use self::config::{ConfigAnswer, ConfigValue, GetConfigValue, SetConfig, SetConfigValue};
+pub use self::config::{
+    apply_settings, check_settings, settings_shown, ConfigAnswer, ConfigValue, GetConfigValue, SetConfig,
+    SetConfigValue,
+};
 pub use self::daemon::{Done, InjectFault, Peers, StatusAnswer};
 pub use self::error::{CommandError, ErrorCode};
 pub use self::field::Checked;

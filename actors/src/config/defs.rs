@@ -387,6 +387,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../../../README.md");
+        for s in SETTINGS {
+            assert!(readme.contains(&format!("`{}`", s.name)), "README.md does not document {}", s.name);
+            assert!(readme.contains(&format!("`{}`", s.env)), "README.md does not name {}", s.env);
+        }
+    }
+
+    #[test]
     fn a_value_shown_reads_back_the_same() {
         let mut v = Values::default();
         let set = |v: &mut Values, name: &str, text: &str| (setting(name).unwrap().set)(v, Raw::Text(text));

@@ -7,7 +7,8 @@
 //! `message`. The socket is created with mode 0600 by the worker.
 //!
 //! Each connection is served by its own task, one request at a time, which is what keeps
-//! responses in order; a slow request stalls only its own connection.
+//! responses in order; a slow request stalls only its own connection. The commands, their
+//! answers and error codes are types in [`cmd`], shared with the CLI.
 
 pub mod cmd;
 pub mod messages;

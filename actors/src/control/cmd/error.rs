@@ -202,6 +202,28 @@ mod tests {
             assert_eq!(ErrorCode::from_code(code.as_str()), Some(*code));
             assert_eq!(serde_json::from_value::<ErrorCode>(code.as_str().into()).unwrap(), *code);
         }
+        // Codes still named as text where they are made (`share::registry`, `share::read`).
+        for code in [
+            "not_a_directory",
+            "already_shared",
+            "overlapping_share",
+            "data_directory",
+            "not_shared",
+            "io_error",
+            "database_error",
+            "random_failed",
+            "bad_keys",
+            "unsupported_mode",
+            "username_taken",
+            "no_such_code",
+            "ambiguous_code",
+            "bad_file",
+            "internal",
+            "no_such_file",
+            "bad_range",
+        ] {
+            assert_eq!(ErrorCode::from(code).as_str(), code);
+        }
         let e = CommandError::new(ErrorCode::NotADirectory, "x");
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"error":"not_a_directory","message":"x"}"#);
     }

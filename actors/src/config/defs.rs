@@ -34,7 +34,11 @@ impl Applies {
 
 impl std::fmt::Debug for Applies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_runtime() { "Runtime" } else { "AtStart" })
+        f.write_str(match self {
+            Applies::AtStart => "AtStart",
+            Applies::AtStartBy(_) => "AtStartBy",
+            Applies::Runtime(_) => "Runtime",
+        })
     }
 }
 

@@ -40,20 +40,12 @@ pub struct Settings {
     pub control_socket: PathBuf,
     /// Software name and version, as the control handshake reports it.
     pub software: String,
-    /// Peers (`HOST:PORT`) to dial for every share, from the configuration.
-    pub peers: Vec<String>,
-    /// Trackers (`HOST:PORT`).
-    pub trackers: Vec<String>,
-    /// Where LAN broadcasts go (`None`: LAN discovery off).
-    pub lan: Option<std::net::SocketAddr>,
     /// What the monitor process tells the worker about itself.
     pub monitor: MonitorInfo,
     /// `--danger-fault-injection`: the control socket takes `inject_fault` (tests only).
     pub fault_injection: bool,
-    /// Authentication attempts with codes allowed per minute per source IP and per access ID.
-    pub auth_attempts_per_minute: u32,
-    /// Every setting as the worker started with it (`config get` shows these, with the
-    /// runtime ones as they are now).
+    /// Every setting (`config::SETTINGS`): as the worker started with it, the runtime ones
+    /// as `config set` changed them since.
     pub config: config::Values,
 }
 

@@ -28,8 +28,6 @@ pub(crate) struct Config {
     pub(crate) values: Values,
     /// Where peers connect.
     pub(crate) listen: SocketAddr,
-    /// Where LAN broadcasts go, if LAN discovery is on.
-    pub(crate) lan: Option<SocketAddr>,
     /// Where `/metrics` and `/health` are served (`None`: off).
     pub(crate) metrics: Option<SocketAddr>,
 }
@@ -46,7 +44,7 @@ impl Config {
         };
         let values = read_settings(&file, env)
             .with_context(|| format!("invalid settings ({} or the environment)", path.display()))?;
-        Ok(Config { data_dir, listen: values.listen(), lan: values.lan(), metrics: values.metrics_address, values })
+        Ok(Config { data_dir, listen: values.listen(), metrics: values.metrics_address, values })
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {

@@ -107,13 +107,9 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
         }
     };
     let settings = Settings {
-        auth_attempts_per_minute: config.values.auth_attempts_per_minute,
         data_dir: config.data_dir.clone(),
         control_socket: socket.clone(),
         software: clearskies_actors::SOFTWARE.to_owned(),
-        peers: config.values.peers.clone(),
-        trackers: config.values.trackers.clone(),
-        lan: config.lan,
         config: config.values.clone(),
         monitor: MonitorInfo {
             started: std::env::var(MONITOR_STARTED_ENV).ok().and_then(|v| v.parse().ok()),

@@ -197,7 +197,7 @@ impl Supervisor {
         // The key of `/files/` tokens. Without the OS RNG nothing is unguessable: serve no files.
         let files_token = if getrandom::fill(&mut token).is_ok() { hex::encode(token) } else { String::new() };
         let throttle =
-            std::sync::Arc::new(crate::listener::throttle::AuthThrottle::new(settings.auth_attempts_per_minute));
+            std::sync::Arc::new(crate::listener::throttle::AuthThrottle::new(settings.config.auth_attempts_per_minute));
         Supervisor {
             files_token,
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
@@ -510,8 +510,8 @@ impl Supervisor {
     fn start_discovery(&mut self, ctx: &mut Context<Self>) {
         let listen = self.listen_addr;
         let settings = DiscoverySettings {
-            trackers: self.settings.trackers.clone(),
-            lan: self.settings.lan,
+            trackers: self.settings.config.trackers.clone(),
+            lan: self.settings.config.lan(),
             listen_ip: listen.map(|a| a.ip()),
             listen_port: listen.map_or(0, |a| a.port()),
         };
@@ -524,7 +524,7 @@ impl Supervisor {
     fn start_share_and_dial(&mut self, config: ShareConfig, ctx: &mut Context<Self>) {
         let id = config.id;
         let mut peers = config.peers.clone();
-        peers.extend(self.settings.peers.iter().filter(|p| !config.peers.contains(p)).cloned());
+        peers.extend(self.settings.config.peers.iter().filter(|p| !config.peers.contains(p)).cloned());
         self.start_share(config, ctx);
         for addr in peers {
             self.dial(id, addr, Duration::ZERO, ctx);
@@ -881,7 +881,7 @@ impl Handler<CreateShare> for Supervisor {
             let id = config.id;
             act.start_share(config, ctx);
             act.update_ids();
-            for addr in act.settings.peers.clone() {
+            for addr in act.settings.config.peers.clone() {
                 act.dial(id, addr, Duration::ZERO, ctx);
             }
             Ok(created)
@@ -1337,7 +1337,7 @@ impl Handler<AddShare> for Supervisor {
             JoinWith::Keys(_) => Err(CommandError::new(ErrorCode::BadKeys, "saved keys need no code")),
         };
         let mut seeking = None;
-        let can_discover = !self.settings.trackers.is_empty() || self.settings.lan.is_some();
+        let can_discover = !self.settings.config.trackers.is_empty() || self.settings.config.lan_discovery;
         if let (Ok(creds), None, None, true) = (&creds, &msg.peer, &path_taken, can_discover) {
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             let id = creds.id;

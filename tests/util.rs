@@ -155,6 +155,24 @@ impl Daemon {
         crate::metrics::parse(&body).get(series).copied().unwrap_or(0.0)
     }
 
+    /// Sends one typed control request over the socket and returns the answer line.
+    pub(crate) fn request(&self, request: &clearskies_actors::control::cmd::Request) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        let stream = std::os::unix::net::UnixStream::connect(self.cs.socket()).expect("the control socket");
+        let mut w = stream.try_clone().unwrap();
+        let mut r = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let hello: clearskies_actors::control::Hello = serde_json::from_str(&line).unwrap();
+        assert_eq!(hello.service, clearskies_actors::control::SERVICE);
+        let mut bytes = serde_json::to_vec(request).unwrap();
+        bytes.push(b'\n');
+        w.write_all(&bytes).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
     /// How many peer sessions are up.
     pub(crate) fn peers(&self) -> u64 {
         self.cs.json(&["status", "--json"])["peers"].as_u64().unwrap_or(0)

@@ -41,18 +41,13 @@ pub struct Settings {
     pub control_socket: PathBuf,
     /// Software name and version, as the control handshake reports it.
     pub software: String,
-    /// Peers (`HOST:PORT`) to dial for every share, from the configuration.
-    pub peers: Vec<String>,
-    /// Trackers (`HOST:PORT`).
-    pub trackers: Vec<String>,
-    /// Where LAN broadcasts go (`None`: LAN discovery off).
-    pub lan: Option<std::net::SocketAddr>,
     /// What the monitor process tells the worker about itself.
     pub monitor: MonitorInfo,
     /// `--danger-fault-injection`: the control socket takes `inject_fault` (tests only).
     pub fault_injection: bool,
-    /// Authentication attempts with codes allowed per minute per source IP and per access ID.
-    pub auth_attempts_per_minute: u32,
+    /// Every setting (`config::SETTINGS`): as the worker started with it, the runtime ones
+    /// as `config set` changed them since.
+    pub config: config::Values,
 }
 
 /// The monitor's view: how long the daemon has run and how often its worker was restarted.

@@ -218,18 +218,21 @@ pub(crate) enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Show every setting, or the one named.
+    /// Show every setting (every key config.toml takes, and `listen`, the address in use),
+    /// or the one named.
     Get {
-        /// upload_limit, download_limit, listen, metrics_address, peers, trackers,
-        /// lan_discovery.
+        /// A setting, e.g. upload_limit, mass_delete_percent, peers.
         key: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Change a setting now and save it in config.toml. upload_limit and download_limit
-    /// are bytes per second, 0 for none, with an optional suffix: k, M, G (×1000) or Ki,
-    /// Mi, Gi (×1024), e.g. `config set upload_limit 1M`.
+    /// Change a setting and save it in config.toml: upload_limit, download_limit,
+    /// gzip_level, mass_delete_percent and min_free_space apply at once, the others at the
+    /// next start (exit status 1: not in effect yet). Values are written as in the
+    /// CLEARSKIES_* variables: limits are bytes per second, 0 for none, with an optional
+    /// suffix k, M, G (×1000) or Ki, Mi, Gi (×1024), e.g. `config set upload_limit 1M`;
+    /// lists are comma-separated.
     Set {
         /// The setting.
         key: String,

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use clearskies_actors::control::cmd::{Chunk, End, Request};
 use serde_json::Value;
 
 /// How long a command may take before the CLI gives up on the daemon.
@@ -35,7 +36,7 @@ impl Client {
         let writer = stream.try_clone().context("configuring the control socket")?;
         let mut client = Client { reader: BufReader::new(stream), writer };
         let hello = client.read_line().context("reading the daemon's greeting")?;
-        if hello.get("service").and_then(Value::as_str) != Some("ClearSkies Control") {
+        if hello.get("service").and_then(Value::as_str) != Some(clearskies_actors::control::SERVICE) {
             bail!("{} is not a ClearSkies control socket", socket.display());
         }
         Ok(client)
@@ -55,7 +56,7 @@ impl Client {
     }
 
     /// Sends one command and returns its raw response, `error` responses included.
-    pub(crate) fn request_raw(&mut self, command: &Value) -> anyhow::Result<Value> {
+    pub(crate) fn request_raw(&mut self, command: &Request) -> anyhow::Result<Value> {
         let mut line = serde_json::to_vec(command)?;
         line.push(b'\n');
         self.writer.write_all(&line).context("sending to the daemon")?;
@@ -63,13 +64,19 @@ impl Client {
     }
 
     /// Sends one command and returns its response; an `error` response becomes an error.
-    pub(crate) fn request(&mut self, command: &Value) -> anyhow::Result<Value> {
+    pub(crate) fn request(&mut self, command: &Request) -> anyhow::Result<Value> {
         let response = self.request_raw(command)?;
         if let Some(code) = response.get("error").and_then(Value::as_str) {
             let message = response.get("message").and_then(Value::as_str).unwrap_or("");
             bail!("{message} ({code})");
         }
         Ok(response)
+    }
+
+    /// [`Client::request`], its answer read as a `T`.
+    pub(crate) fn request_as<T: serde::de::DeserializeOwned>(&mut self, command: &Request) -> anyhow::Result<T> {
+        let response = self.request(command)?;
+        serde_json::from_value(response).context("the daemon's answer is not what this command answers")
     }
 
     /// After a `read_file` header: copies exactly `length` raw bytes to `out`. Fewer (the
@@ -91,7 +98,8 @@ impl Client {
             |copied: u64| format!("the stream broke off after {copied} of {length} bytes (see the daemon's log)");
         loop {
             let line = self.read_line().with_context(|| broke(copied))?;
-            if let Some(n) = line.get("chunk").and_then(Value::as_u64) {
+            if let Ok(Chunk { chunk }) = serde_json::from_value(line.clone()) {
+                let n = u64::try_from(chunk).unwrap_or(u64::MAX);
                 if copied.checked_add(n).is_none_or(|c| c > length) {
                     bail!("the daemon sent more than the {length} bytes it announced");
                 }
@@ -100,7 +108,7 @@ impl Client {
                 if got < n {
                     bail!(broke(copied));
                 }
-            } else if line.get("end").and_then(Value::as_bool) == Some(true) {
+            } else if let Ok(End { end: true }) = serde_json::from_value(line.clone()) {
                 if copied != length {
                     bail!(broke(copied));
                 }

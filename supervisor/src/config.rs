@@ -4,95 +4,32 @@
 //! `~/.local/share/clearskies`. It holds `config.toml` (optional; unknown keys are an error),
 //! `control` (the socket), `monitor.pid`, `worker.pid` and `log`. Settings come from
 //! `config.toml`, each overridden by its `CLEARSKIES_*` environment variable
-//! (`CLEARSKIES_LISTEN_PORT`, `CLEARSKIES_METRICS_ADDRESS`, …).
+//! (`CLEARSKIES_LISTEN_PORT`, `CLEARSKIES_METRICS_ADDRESS`, …); which settings there are,
+//! their defaults and formats is the table `clearskies_actors::config::SETTINGS`.
 
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-use serde::Deserialize;
+use anyhow::{anyhow, bail, Context};
+#[cfg(test)]
+use clearskies_actors::config::MinFree;
+use clearskies_actors::config::{setting, Raw, Values, SETTINGS};
 
 /// The file in the data dir that holds the configuration.
 pub(crate) const CONFIG_FILE: &str = clearskies_actors::config::CONFIG_FILE;
-
-/// The documented default peer port (the port of `core.md`'s examples).
-pub(crate) const DEFAULT_LISTEN_PORT: u16 = 49221;
-/// The documented default port of `/metrics` and `/health` (on 127.0.0.1).
-pub(crate) const DEFAULT_METRICS_PORT: u16 = clearskies_actors::metrics::DEFAULT_PORT;
-/// The LAN broadcast port (`core.md`).
-pub(crate) const DEFAULT_BROADCAST_PORT: u16 = 60106;
-
-/// `config.toml`. Every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct FileConfig {
-    /// TCP port for peers (default 49221; 0 picks a free port).
-    pub(crate) listen_port: Option<u16>,
-    /// Address to listen on (default 0.0.0.0: every interface).
-    pub(crate) listen_address: Option<IpAddr>,
-    /// Peers to dial for every share, `HOST:PORT`.
-    pub(crate) peers: Option<Vec<String>>,
-    /// Trackers, `HOST:PORT` (none by default).
-    pub(crate) trackers: Option<Vec<String>>,
-    /// LAN broadcast discovery (default on).
-    pub(crate) lan_discovery: Option<bool>,
-    /// Where LAN broadcasts go (default 255.255.255.255).
-    pub(crate) broadcast_address: Option<IpAddr>,
-    /// The LAN broadcast port (default 60106).
-    pub(crate) broadcast_port: Option<u16>,
-    /// Where `/metrics` and `/health` are served, `IP:PORT` (default 127.0.0.1:49222), or
-    /// `off`.
-    pub(crate) metrics_address: Option<String>,
-    /// Upload limit in bytes per second, 0 for none (default). `config set` changes it at
-    /// runtime and saves it here.
-    pub(crate) upload_limit: Option<u64>,
-    /// Download limit in bytes per second, 0 for none (default).
-    pub(crate) download_limit: Option<u64>,
-    /// zlib level of the gzip extension, 1–9 (default 6); 0 does not offer gzip.
-    pub(crate) gzip_level: Option<u32>,
-    /// Authentication attempts with access codes allowed per minute per source IP and per
-    /// access ID (default 10).
-    pub(crate) auth_attempts_per_minute: Option<u32>,
-    /// Deleting more than this percentage of a share's files at once is held until
-    /// `confirm-deletes` (default 50; 100: never held).
-    pub(crate) mass_delete_percent: Option<u8>,
-    /// Space downloads leave free on a share's filesystem: `"1%"` (default) or bytes
-    /// (`"500M"`, `"2Gi"`, `1000000`).
-    pub(crate) min_free_space: Option<toml::Value>,
-    /// Seconds between full scans of a share that cannot be watched (default 300).
-    pub(crate) full_scan_interval: Option<u64>,
-}
 
 /// Everything the binary needs, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
+    /// Every setting (`clearskies_actors::config::SETTINGS`).
+    pub(crate) values: Values,
     /// Where peers connect.
     pub(crate) listen: SocketAddr,
-    /// Peers dialled for every share.
-    pub(crate) peers: Vec<String>,
-    /// Trackers.
-    pub(crate) trackers: Vec<String>,
-    /// Where LAN broadcasts go, if LAN discovery is on.
-    pub(crate) lan: Option<SocketAddr>,
     /// Where `/metrics` and `/health` are served (`None`: off).
     pub(crate) metrics: Option<SocketAddr>,
-    /// Bytes per second (0: none).
-    pub(crate) upload_limit: u64,
-    /// Bytes per second (0: none).
-    pub(crate) download_limit: u64,
-    /// 0–9 (0: gzip not offered).
-    pub(crate) gzip_level: u32,
-    /// Per minute, per IP and per access ID.
-    pub(crate) auth_attempts_per_minute: u32,
-    /// 1–100.
-    pub(crate) mass_delete_percent: u8,
-    /// What downloads leave free.
-    pub(crate) min_free_space: clearskies_actors::config::MinFree,
-    /// Seconds between full scans of an unwatched share.
-    pub(crate) full_scan_interval: u64,
 }
 
 impl Config {
@@ -100,104 +37,14 @@ impl Config {
     pub(crate) fn load() -> anyhow::Result<Self> {
         let data_dir = data_dir()?;
         let path = data_dir.join(CONFIG_FILE);
-        let file: FileConfig = match fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+        let file: toml::Table = match fs::read_to_string(&path) {
+            Ok(text) => text.parse().with_context(|| format!("invalid {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let port = setting("CLEARSKIES_LISTEN_PORT", "a port number", file.listen_port, DEFAULT_LISTEN_PORT)?;
-        let address = setting(
-            "CLEARSKIES_LISTEN_ADDRESS",
-            "an IP address",
-            file.listen_address,
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        )?;
-        let peers = list_setting("CLEARSKIES_PEERS", file.peers);
-        let trackers = list_setting("CLEARSKIES_TRACKERS", file.trackers);
-        for (key, list) in [("peers", &peers), ("trackers", &trackers)] {
-            for p in list {
-                let ok = p.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-                anyhow::ensure!(ok, "address {p:?} (in `{key}`) is not HOST:PORT");
-            }
-        }
-        let lan_on = setting("CLEARSKIES_LAN_DISCOVERY", "true or false", file.lan_discovery, true)?;
-        let broadcast_address = setting(
-            "CLEARSKIES_BROADCAST_ADDRESS",
-            "an IP address",
-            file.broadcast_address,
-            IpAddr::V4(Ipv4Addr::BROADCAST),
-        )?;
-        let broadcast_port =
-            setting("CLEARSKIES_BROADCAST_PORT", "a port number", file.broadcast_port, DEFAULT_BROADCAST_PORT)?;
-        let lan = lan_on.then(|| SocketAddr::new(broadcast_address, broadcast_port));
-        let metrics = match env("CLEARSKIES_METRICS_ADDRESS").or(file.metrics_address) {
-            None => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_METRICS_PORT)),
-            Some(v) if v == "off" => None,
-            Some(v) => Some(v.parse().map_err(|e| {
-                anyhow::anyhow!(
-                    "metrics_address {v:?} is not IP:PORT or \"off\" (CLEARSKIES_METRICS_ADDRESS or config.toml): {e}"
-                )
-            })?),
-        };
-        let upload_limit = setting("CLEARSKIES_UPLOAD_LIMIT", "bytes per second", file.upload_limit, 0)?;
-        let download_limit = setting("CLEARSKIES_DOWNLOAD_LIMIT", "bytes per second", file.download_limit, 0)?;
-        let gzip_level = setting(
-            "CLEARSKIES_GZIP_LEVEL",
-            "a zlib level 0-9",
-            file.gzip_level,
-            clearskies_actors::config::DEFAULT_GZIP_LEVEL,
-        )?;
-        anyhow::ensure!(gzip_level <= 9, "gzip_level {gzip_level} is not a zlib level 0-9 (0: gzip off)");
-        let auth_attempts_per_minute = setting(
-            "CLEARSKIES_AUTH_ATTEMPTS_PER_MINUTE",
-            "a number of attempts",
-            file.auth_attempts_per_minute,
-            clearskies_actors::listener::throttle::DEFAULT_PER_MINUTE,
-        )?;
-        anyhow::ensure!(auth_attempts_per_minute >= 1, "auth_attempts_per_minute must be at least 1");
-        let mass_delete_percent = setting(
-            "CLEARSKIES_MASS_DELETE_PERCENT",
-            "a percentage 1-100",
-            file.mass_delete_percent,
-            clearskies_actors::config::DEFAULT_MASS_DELETE_PERCENT,
-        )?;
-        anyhow::ensure!(
-            (1..=100).contains(&mass_delete_percent),
-            "mass_delete_percent {mass_delete_percent} is not 1-100 (100: never hold deletions)"
-        );
-        let min_free_space = match env("CLEARSKIES_MIN_FREE_SPACE") {
-            Some(v) => parse_min_free(&v),
-            None => match &file.min_free_space {
-                None => Ok(clearskies_actors::config::DEFAULT_MIN_FREE),
-                Some(toml::Value::String(v)) => parse_min_free(v),
-                Some(toml::Value::Integer(n)) => u64::try_from(*n)
-                    .map(clearskies_actors::config::MinFree::Bytes)
-                    .map_err(|_| anyhow::anyhow!("min_free_space {n} is negative")),
-                Some(other) => Err(anyhow::anyhow!("min_free_space {other} is not \"1%\" or a size like \"500M\"")),
-            },
-        }?;
-        let full_scan_interval = setting(
-            "CLEARSKIES_FULL_SCAN_INTERVAL",
-            "a number of seconds",
-            file.full_scan_interval,
-            clearskies_actors::config::DEFAULT_FULL_SCAN_INTERVAL,
-        )?;
-        anyhow::ensure!(full_scan_interval >= 1, "full_scan_interval must be at least 1 (seconds)");
-        Ok(Config {
-            data_dir,
-            listen: SocketAddr::new(address, port),
-            peers,
-            trackers,
-            lan,
-            metrics,
-            upload_limit,
-            download_limit,
-            gzip_level,
-            auth_attempts_per_minute,
-            mass_delete_percent,
-            min_free_space,
-            full_scan_interval,
-        })
+        let values = read_settings(&file, env)
+            .with_context(|| format!("invalid settings ({} or the environment)", path.display()))?;
+        Ok(Config { data_dir, listen: values.listen(), metrics: values.metrics_address, values })
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {
@@ -226,40 +73,24 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// A setting: the environment variable `name` if set (it must parse: "`what`"), else the
-/// file's value, else `default`.
-fn setting<T>(name: &str, what: &str, file: Option<T>, default: T) -> anyhow::Result<T>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    match env(name) {
-        Some(v) => v.parse().map_err(|e| anyhow::anyhow!("{name}={v:?} is not {what}: {e}")),
-        None => Ok(file.unwrap_or(default)),
+/// Every setting: its environment variable if set (`env` gives it), else `config.toml`'s
+/// value, else its default. A key `config.toml` should not have is an error.
+fn read_settings(file: &toml::Table, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Values> {
+    if let Some(key) = file.keys().find(|k| setting(k).is_none()) {
+        let known: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        bail!("unknown setting `{key}` in {CONFIG_FILE}, expected one of {}", known.join(", "));
     }
-}
-
-/// `min_free_space`: a percentage of the filesystem (`1%`, 0–50) or a size (`500M`).
-fn parse_min_free(text: &str) -> anyhow::Result<clearskies_actors::config::MinFree> {
-    use clearskies_actors::config::MinFree;
-    match text.trim().strip_suffix('%') {
-        Some(p) => {
-            let p: u8 = p.trim().parse().map_err(|_| anyhow::anyhow!("min_free_space {text:?} is not a percentage"))?;
-            anyhow::ensure!(p <= 50, "min_free_space {text:?}: at most 50%");
-            Ok(MinFree::Percent(p))
+    let mut values = Values::default();
+    for s in SETTINGS {
+        if let Some(text) = env(s.env) {
+            (s.set)(&mut values, Raw::Text(&text))
+                .map_err(|expected| anyhow!("{}={text:?} is not {expected}", s.env))?;
+        } else if let Some(value) = file.get(s.name) {
+            (s.set)(&mut values, Raw::Toml(value))
+                .map_err(|expected| anyhow!("{} = {value} in {CONFIG_FILE} is not {expected}", s.name))?;
         }
-        None => crate::daemon::parse_rate(text)
-            .map(MinFree::Bytes)
-            .map_err(|e| anyhow::anyhow!("min_free_space {text:?} is not \"1%\" or a size like \"500M\": {e}")),
     }
-}
-
-/// A list setting: the comma-separated environment variable `name` if set, else the file's.
-fn list_setting(name: &str, file: Option<Vec<String>>) -> Vec<String> {
-    match env(name) {
-        Some(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
-        None => file.unwrap_or_default(),
-    }
+    Ok(values)
 }
 
 fn data_dir() -> anyhow::Result<PathBuf> {
@@ -295,21 +126,57 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clearskies_actors::config::MinFree;
+    use super::*;
 
-    use super::parse_min_free;
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
 
     #[test]
-    fn min_free_space_is_a_percentage_or_a_size() {
-        assert_eq!(parse_min_free("1%").unwrap(), MinFree::Percent(1));
-        assert_eq!(parse_min_free(" 5 %").unwrap(), MinFree::Percent(5));
-        assert_eq!(parse_min_free("500M").unwrap(), MinFree::Bytes(500_000_000));
-        assert_eq!(parse_min_free("2Gi").unwrap(), MinFree::Bytes(2 << 30));
-        assert_eq!(parse_min_free("0").unwrap(), MinFree::Bytes(0));
-        for bad in ["51%", "x%", "lots", "-1"] {
-            assert!(parse_min_free(bad).is_err(), "{bad}");
-        }
-        assert_eq!(MinFree::Percent(1).bytes(1000), 10);
-        assert_eq!(MinFree::Bytes(7).bytes(1000), 7);
+    fn every_setting_is_read_from_the_file_and_the_environment() {
+        let file = table(
+            "listen_port = 4000\nlisten_address = \"127.0.0.1\"\npeers = [\"a:1\"]\ntrackers = []\n\
+             lan_discovery = false\nbroadcast_address = \"10.0.0.255\"\nbroadcast_port = 6000\n\
+             metrics_address = \"off\"\nupload_limit = 1000\ndownload_limit = 2000\ngzip_level = 0\n\
+             auth_attempts_per_minute = 3\nmass_delete_percent = 100\nmin_free_space = \"500M\"\n\
+             full_scan_interval = 60\n",
+        );
+        assert_eq!(file.len(), SETTINGS.len(), "the file names every setting");
+        let v = read_settings(&file, |_| None).unwrap();
+        assert_eq!(v.listen(), "127.0.0.1:4000".parse().unwrap());
+        assert_eq!((v.peers.as_slice(), v.lan(), v.metrics_address), (&["a:1".to_owned()][..], None, None));
+        assert_eq!((v.upload_limit, v.download_limit, v.gzip_level), (1000, 2000, 0));
+        assert_eq!((v.auth_attempts_per_minute, v.mass_delete_percent), (3, 100));
+        assert_eq!((v.min_free_space, v.full_scan_interval), (MinFree::Bytes(500_000_000), 60));
+        assert_eq!(v.broadcast_address, "10.0.0.255".parse::<std::net::IpAddr>().unwrap());
+
+        // The environment wins, in the README's formats.
+        let env = |name: &str| match name {
+            "CLEARSKIES_PEERS" => Some("b:2, c:3".to_owned()),
+            "CLEARSKIES_UPLOAD_LIMIT" => Some("500k".to_owned()),
+            "CLEARSKIES_MIN_FREE_SPACE" => Some("5%".to_owned()),
+            "CLEARSKIES_LAN_DISCOVERY" => Some("true".to_owned()),
+            _ => None,
+        };
+        let v = read_settings(&file, env).unwrap();
+        assert_eq!(v.peers, ["b:2", "c:3"]);
+        assert_eq!((v.upload_limit, v.min_free_space), (500_000, MinFree::Percent(5)));
+        assert_eq!(v.lan(), Some("10.0.0.255:6000".parse().unwrap()));
+        assert_eq!(read_settings(&toml::Table::new(), |_| None).unwrap(), Values::default());
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_reason() {
+        let err = |file: &str, env: Option<(&str, &str)>| {
+            let env = move |name: &str| env.filter(|(n, _)| *n == name).map(|(_, v)| v.to_owned());
+            read_settings(&table(file), env).unwrap_err().to_string()
+        };
+        assert!(err("upload_speed = 1", None).contains("unknown setting `upload_speed`"));
+        assert!(err("gzip_level = 11", None).contains("zlib level"));
+        assert!(err("min_free_space = \"51%\"", None).contains("min_free_space"));
+        assert!(err("peers = [\"nohost\"]", None).contains("HOST:PORT"));
+        assert!(err("mass_delete_percent = 0", None).contains("1-100"));
+        assert!(err("", Some(("CLEARSKIES_LISTEN_PORT", "x"))).contains("CLEARSKIES_LISTEN_PORT=\"x\" is not a port"));
+        assert!(err("listen_port = \"4000\"", None).contains("port number"));
     }
 }

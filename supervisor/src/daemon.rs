@@ -7,7 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use clearskies_actors::config::parse::toml_to_json;
+use clearskies_actors::config::{setting, Raw, Values};
+use clearskies_actors::control::cmd::{
+    AddShare, AtPath, CancelAccessCode, Checked, CreateAccessCode, FileUrl, GetConfigValue, Held, InjectFault,
+    ReadFile, ReadHeader, Request, SetConfigValue, Url, VerifyBackup,
+};
+use serde_json::Value;
 
 use crate::client::Client;
 use crate::config::Config;
@@ -26,7 +32,7 @@ fn connect(config: &Config) -> anyhow::Result<Client> {
 pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
     config.ensure_data_dir()?;
     if let Ok(mut c) = Client::connect(&config.control_socket()) {
-        let status = c.request(&json!({ "type": "status" }))?;
+        let status = c.request(&Request::Status)?;
         return out(&format!("clearskies is already running (worker pid {})", status["pid"]));
     }
     let log_path = config.log_file();
@@ -50,7 +56,7 @@ pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         if let Ok(mut c) = Client::connect(&config.control_socket()) {
-            let status = c.request(&json!({ "type": "status" }))?;
+            let status = c.request(&Request::Status)?;
             return out(&format!(
                 "clearskies started (worker pid {})\ncontrol socket: {}\nlog: {}",
                 status["pid"],
@@ -84,7 +90,7 @@ fn log_tail(path: &std::path::Path, from: u64) -> String {
 pub(crate) fn stop(config: &Config) -> anyhow::Result<()> {
     let mut c = connect(config)?;
     let pids: Vec<u32> = [config.pid_file(), config.monitor_pid_file()].iter().filter_map(|p| read_pid(p)).collect();
-    c.request(&json!({ "type": "stop" }))?;
+    c.request(&Request::Stop)?;
     let deadline = Instant::now() + STOP_DEADLINE;
     while pids.iter().any(|&p| is_running(p)) || config.control_socket().exists() {
         if Instant::now() > deadline {
@@ -110,7 +116,7 @@ fn is_running(pid: u32) -> bool {
 
 /// `clearskies status`.
 pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
-    let status = connect(config)?.request(&json!({ "type": "status" }))?;
+    let status = connect(config)?.request(&Request::Status)?;
     if json {
         return out(&status.to_string());
     }
@@ -170,36 +176,13 @@ fn limit(bytes: u64) -> String {
     }
 }
 
-/// A rate as the user writes it: a whole number with an optional k/M/G (×1000) or
-/// Ki/Mi/Gi (×1024) suffix, and an optional trailing `B` or `B/s`.
-pub(crate) fn parse_rate(text: &str) -> anyhow::Result<u64> {
-    let t = text.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t);
-    let t = t.strip_suffix('B').unwrap_or(t);
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, suffix) = t.split_at(split);
-    if digits.is_empty() {
-        bail!("{text:?} is not a whole number of bytes per second (e.g. 500000, 500k, 2M, 0 for no limit)");
-    }
-    let factor: u64 = match suffix.trim() {
-        "" => 1,
-        "k" | "K" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        other => bail!("{text:?}: unknown unit {other:?} (use k, M, G, Ki, Mi or Gi)"),
-    };
-    let n: u64 = digits.parse().with_context(|| format!("{text:?} is not a whole number of bytes per second"))?;
-    n.checked_mul(factor).with_context(|| format!("{text:?} is too large"))
-}
-
 /// `clearskies config get [KEY]`.
 pub(crate) fn config_get(config: &Config, key: Option<&str>, json: bool) -> anyhow::Result<()> {
     let answer = match key {
-        Some(key) => connect(config)?.request(&json!({ "type": "get_config_value", "key": key }))?,
-        None => connect(config)?.request(&json!({ "type": "get_config" }))?,
+        Some(key) => {
+            connect(config)?.request(&Request::GetConfigValue(GetConfigValue { key: Some(key.to_owned()) }))?
+        }
+        None => connect(config)?.request(&Request::GetConfig)?,
     };
     if json {
         return out(&answer.to_string());
@@ -217,24 +200,28 @@ pub(crate) fn config_get(config: &Config, key: Option<&str>, json: bool) -> anyh
     }
 }
 
-/// `clearskies config set KEY VALUE`.
+/// `clearskies config set KEY VALUE`: the value is read as its environment variable would be
+/// (`500k`, `a:1,b:2`, `1%`…) and checked here; the daemon saves it and applies it at once
+/// or says it takes effect at the next start (`needs_restart`, an error: it is not in effect).
 pub(crate) fn config_set(config: &Config, key: &str, value: &str) -> anyhow::Result<()> {
-    let v = match key {
-        clearskies_actors::config::UPLOAD_LIMIT | clearskies_actors::config::DOWNLOAD_LIMIT => {
-            Value::from(parse_rate(value)?)
+    let v = match setting(key) {
+        Some(s) => {
+            let mut scratch = Values::default();
+            (s.set)(&mut scratch, Raw::Text(value))
+                .map_err(|expected| anyhow::anyhow!("{key}: {value:?} is not {expected}"))?;
+            toml_to_json(&(s.get)(&scratch))
         }
-        // Anything else: the daemon says whether it exists and can change.
-        _ => serde_json::from_str(value).unwrap_or_else(|_| Value::from(value)),
+        // Not a setting: the daemon says so.
+        None => serde_json::from_str(value).unwrap_or_else(|_| Value::from(value)),
     };
-    connect(config)?.request(&json!({ "type": "set_config_value", "key": key, "value": v }))?;
+    let request = SetConfigValue { key: Some(key.to_owned()), value: Some(v.clone()) };
+    connect(config)?.request(&Request::SetConfigValue(request))?;
     out(&format!("{key} = {} (saved in config.toml)", show_value(key, &v)))
 }
 
 fn show_value(key: &str, v: &Value) -> String {
     match (key, v.as_u64()) {
-        (clearskies_actors::config::UPLOAD_LIMIT | clearskies_actors::config::DOWNLOAD_LIMIT, Some(n)) => {
-            format!("{n} ({})", limit(n))
-        }
+        ("upload_limit" | "download_limit", Some(n)) => format!("{n} ({})", limit(n)),
         _ => v.to_string(),
     }
 }
@@ -247,25 +234,28 @@ pub(crate) fn inject_fault(
     arg: Option<&str>,
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
+    let fault_named = |name: &str| Some(name.to_owned());
     let mut request = match (fault, arg) {
-        ("panic", Some(actor)) => json!({ "type": "inject_fault", "fault": "panic", "actor": actor }),
+        ("panic", Some(actor)) => {
+            InjectFault { fault: fault_named("panic"), actor: Some(actor.to_owned()), ..Default::default() }
+        }
         ("stall", Some(seconds)) => {
             let seconds: u64 = seconds.parse().context("stall takes a number of seconds")?;
-            json!({ "type": "inject_fault", "fault": "stall", "seconds": seconds })
+            InjectFault { fault: fault_named("stall"), seconds: Some(seconds), ..Default::default() }
         }
-        ("fail-db-write", None) => json!({ "type": "inject_fault", "fault": "fail_db_write" }),
+        ("fail-db-write", None) => InjectFault { fault: fault_named("fail_db_write"), ..Default::default() },
         _ => bail!("use: inject-fault panic ACTOR | stall SECONDS | fail-db-write"),
     };
     if let Some(p) = path {
-        request["path"] = json!(absolute_dir(p)?);
+        request.path = Some(dir_arg(p)?);
     }
-    connect(config)?.request(&request)?;
+    connect(config)?.request(&Request::InjectFault(request))?;
     out(&format!("injected: {fault} {}", arg.unwrap_or_default()))
 }
 
 /// Commands that only need an empty success answer.
-pub(crate) fn simple(config: &Config, command: &str, done: &str) -> anyhow::Result<()> {
-    connect(config)?.request(&json!({ "type": command }))?;
+pub(crate) fn simple(config: &Config, command: &Request, done: &str) -> anyhow::Result<()> {
+    connect(config)?.request(command)?;
     out(done)
 }
 
@@ -359,23 +349,21 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
     let path = absolute_dir(path)?;
     let path_str = path.to_str().with_context(|| format!("{} is not valid UTF-8", path.display()))?;
     let mut c = connect(config)?;
-    let created = c.request_raw(&json!({ "type": "create_share", "path": path_str }))?;
+    let created = c.request_raw(&Request::CreateShare(AtPath::new(path_str)))?;
     match created.get("error").and_then(Value::as_str) {
         None | Some("already_shared") => {}
         Some(code) => bail!("{} ({code})", created.get("message").and_then(Value::as_str).unwrap_or("")),
     }
-    let mut request = json!({
-        "type": "create_access_code",
-        "path": path_str,
-        "mode": mode,
-        "expires_in": lifetime,
-        "multi_use": opts.multi_use,
-    });
-    if let Some((username, password)) = &opts.custom {
-        request["username"] = json!(username);
-        request["password"] = json!(password);
-    }
-    let code = c.request(&request)?;
+    let (username, password) = opts.custom.clone().unzip();
+    let request = CreateAccessCode {
+        path: Some(path_str.to_owned()),
+        mode: Some(mode.clone()),
+        expires_in: Some(Checked::Valid(lifetime)),
+        multi_use: Some(opts.multi_use),
+        username,
+        password,
+    };
+    let code = c.request(&Request::CreateAccessCode(request))?;
     if opts.json {
         return out(&code.to_string());
     }
@@ -406,7 +394,8 @@ pub(crate) fn verify_backup(config: &Config, path: &std::path::Path, files: u32)
     let p = &dir_arg(path)?;
     let mut client = connect(config)?;
     client.set_timeout(Duration::from_secs(120))?;
-    let answer = client.request(&json!({ "type": "verify_backup", "path": p, "files": files }))?;
+    let request = VerifyBackup { path: Some(p.clone()), files: Some(files.into()) };
+    let answer = client.request(&Request::VerifyBackup(request))?;
     let peers = answer["peers"].as_array().cloned().unwrap_or_default();
     if peers.is_empty() {
         out("no untrusted peer of this share is connected")?;
@@ -432,7 +421,7 @@ pub(crate) fn verify_backup(config: &Config, path: &std::path::Path, files: u32)
 /// `clearskies keys export PATH`.
 pub(crate) fn export_keys(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
     let p = &dir_arg(path)?;
-    let answer = connect(config)?.request(&json!({ "type": "export_keys", "path": p }))?;
+    let answer = connect(config)?.request(&Request::ExportKeys(AtPath::new(p)))?;
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         eprintln!("these are the share's secret keys: redirect them to a file and keep it offline");
     }
@@ -442,16 +431,16 @@ pub(crate) fn export_keys(config: &Config, path: &std::path::Path) -> anyhow::Re
 /// `clearskies confirm-deletes PATH`.
 pub(crate) fn confirm_deletes(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
     let p = &dir_arg(path)?;
-    let answer = connect(config)?.request(&json!({ "type": "confirm_deletes", "path": p }))?;
-    match answer["held"].as_u64() {
-        Some(0) | None => out(&format!("no deletions were held in {p}; rescanning anyway")),
-        Some(n) => out(&format!("{n} held deletions in {p} will now be recorded and sent to peers")),
+    let Held { held } = connect(config)?.request_as(&Request::ConfirmDeletes(AtPath::new(p)))?;
+    match held {
+        0 => out(&format!("no deletions were held in {p}; rescanning anyway")),
+        n => out(&format!("{n} held deletions in {p} will now be recorded and sent to peers")),
     }
 }
 
 /// `clearskies code list`.
 pub(crate) fn code_list(config: &Config, json: bool) -> anyhow::Result<()> {
-    let answer = connect(config)?.request(&json!({ "type": "list_access_codes" }))?;
+    let answer = connect(config)?.request(&Request::ListAccessCodes)?;
     if json {
         return out(&answer.to_string());
     }
@@ -489,15 +478,15 @@ pub(crate) fn code_list(config: &Config, json: bool) -> anyhow::Result<()> {
 /// `clearskies code cancel`.
 pub(crate) fn code_cancel(config: &Config, code: Option<&str>, username: Option<&str>) -> anyhow::Result<()> {
     let request = match (code, username) {
-        (_, Some(u)) => json!({ "type": "cancel_access_code", "username": u }),
+        (_, Some(u)) => CancelAccessCode { username: Some(u.to_owned()), ..Default::default() },
         (Some(c), None) if c.to_ascii_uppercase().starts_with("SYNC") || c.starts_with("clearskies://") => {
             let parsed: clearskies_protocol::access_code::AccessCode = c.parse().context("invalid access code")?;
-            json!({ "type": "cancel_access_code", "code": parsed.to_string() })
+            CancelAccessCode { code: Some(parsed.to_string()), ..Default::default() }
         }
-        (Some(id), None) => json!({ "type": "cancel_access_code", "access_id": id }),
+        (Some(id), None) => CancelAccessCode { access_id: Some(id.to_owned()), ..Default::default() },
         (None, None) => bail!("name the code: clearskies code cancel CODE (or --username U)"),
     };
-    let answer = connect(config)?.request(&request)?;
+    let answer = connect(config)?.request(&Request::CancelAccessCode(request))?;
     out(&format!(
         "cancelled the code {} for {}",
         answer["access_id"].as_str().unwrap_or("?"),
@@ -513,7 +502,7 @@ fn unix_now() -> i64 {
 
 /// `clearskies list`.
 pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
-    let answer = connect(config)?.request(&json!({ "type": "list_shares" }))?;
+    let answer = connect(config)?.request(&Request::ListShares)?;
     if json {
         return out(&answer.to_string());
     }
@@ -566,7 +555,7 @@ pub(crate) fn wait(config: &Config, path: &std::path::Path, timeout: Option<u64>
     let mut client = connect(config)?;
     let mut most = 0u64;
     loop {
-        let answer = client.request(&json!({ "type": "list_shares" }))?;
+        let answer = client.request(&Request::ListShares)?;
         let share = answer["shares"]
             .as_array()
             .and_then(|a| a.iter().find(|s| s["path"] == p.as_str()).cloned())
@@ -612,7 +601,7 @@ pub(crate) fn detach(config: &Config, path: &std::path::Path) -> anyhow::Result<
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let abs = if abs.is_absolute() { abs } else { std::env::current_dir()?.join(abs) };
     let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
-    connect(config)?.request(&json!({ "type": "remove_share", "path": p }))?;
+    connect(config)?.request(&Request::RemoveShare(AtPath::new(p)))?;
     out(&format!("{} is no longer synced; its files were kept", abs.display()))
 }
 
@@ -647,32 +636,36 @@ pub(crate) fn attach(
     let AttachOptions { peer, timeout, subtree, exclude } = opts;
     let abs = if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) };
     let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
-    let mut request = json!({ "type": "add_share", "path": p, "timeout": timeout });
+    let mut request = AddShare {
+        path: Some(p.to_owned()),
+        timeout: Some(timeout),
+        subtree: subtree.map(str::to_owned),
+        exclude: exclude.to_vec(),
+        peer: peer.map(str::to_owned),
+        ..Default::default()
+    };
     match with {
         Joining::Code(code) => {
             // Check the code locally first: a typo is caught without touching the network.
             let parsed: clearskies_protocol::access_code::AccessCode = code.parse().context("invalid access code")?;
-            request["code"] = json!(parsed.to_string());
+            request.code = Some(parsed.to_string());
         }
         Joining::Custom((username, password)) => {
-            request["username"] = json!(username);
-            request["password"] = json!(password);
+            request.username = Some(username);
+            request.password = Some(password);
         }
         Joining::Keys(file) => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let keys: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not what `clearskies keys export` writes", file.display()))?;
-            request["keys"] = keys.get("keys").cloned().unwrap_or(keys);
+            match serde_json::from_value(keys.get("keys").cloned().unwrap_or(keys))? {
+                Checked::Invalid(e) => bail!("{} is not what `clearskies keys export` writes: {e}", file.display()),
+                keys => request.keys = Some(keys),
+            }
         }
     }
-    if let Some(subtree) = subtree {
-        request["subtree"] = json!(subtree);
-    }
-    if !exclude.is_empty() {
-        request["exclude"] = json!(exclude);
-    }
     match peer {
-        Some(peer) => request["peer"] = json!(peer),
+        Some(_) => {}
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!("looking for a peer with this share (trackers, LAN) for up to {timeout} s…");
@@ -682,7 +675,7 @@ pub(crate) fn attach(
     let mut client = connect(config)?;
     // Looking for a peer, connecting and the key exchange: the daemon's own deadlines.
     client.set_timeout(Duration::from_secs(timeout + 60))?;
-    let answer = client.request(&request)?;
+    let answer = client.request(&Request::AddShare(request))?;
     out(&format!(
         "joined the share; {} is syncing (`clearskies wait` shows progress)",
         answer["path"].as_str().unwrap_or(p)
@@ -698,19 +691,21 @@ pub(crate) fn cat(
     length: Option<u64>,
 ) -> anyhow::Result<()> {
     let p = &dir_arg(path)?;
-    let mut request = json!({ "type": "read_file", "path": p, "file": file, "offset": offset, "framed": true });
-    if let Some(length) = length {
-        request["length"] = json!(length);
-    }
+    let request = ReadFile {
+        path: Some(p.clone()),
+        file: Some(file.to_owned()),
+        offset: Some(offset),
+        length,
+        framed: Some(true),
+    };
     let mut client = connect(config)?;
-    let header = client.request(&request)?;
-    let n = header.get("length").and_then(Value::as_u64).context("the daemon's answer has no length")?;
+    let header: ReadHeader = client.request_as(&Request::ReadFile(request))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if header.get("framed").and_then(Value::as_bool) == Some(true) {
-        client.copy_frames(n, &mut out)?;
+    if header.framed {
+        client.copy_frames(header.length, &mut out)?;
     } else {
-        client.copy_bytes(n, &mut out)?;
+        client.copy_bytes(header.length, &mut out)?;
     }
     std::io::Write::flush(&mut out)?;
     Ok(())
@@ -721,14 +716,18 @@ pub(crate) fn cat(
 pub(crate) fn file_url(config: &Config, path: &std::path::Path, file: &str, expires: &str) -> anyhow::Result<()> {
     let p = &dir_arg(path)?;
     let Some(lifetime) = parse_lifetime(expires)? else { bail!("a file's address always expires: say e.g. 12h or 7d") };
-    let request = json!({ "type": "file_url", "path": p, "file": file, "expires_in": lifetime });
-    let answer = connect(config)?.request(&request)?;
-    out(answer.get("url").and_then(Value::as_str).context("the daemon's answer has no url")?)
+    let request = FileUrl {
+        path: Some(p.clone()),
+        file: Some(file.to_owned()),
+        expires_in: u64::try_from(lifetime).ok().map(Checked::Valid),
+    };
+    let Url { url } = connect(config)?.request_as(&Request::FileUrl(request))?;
+    out(&url)
 }
 
 /// `clearskies peers`.
 pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
-    let answer = connect(config)?.request(&json!({ "type": "list_peers" }))?;
+    let answer = connect(config)?.request(&Request::ListPeers)?;
     if json {
         return out(&answer.to_string());
     }
@@ -752,23 +751,4 @@ pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
         ));
     }
     out(text.trim_end())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_rate;
-
-    #[test]
-    fn rates_take_units() {
-        assert_eq!(parse_rate("0").unwrap(), 0);
-        assert_eq!(parse_rate("1500").unwrap(), 1500);
-        assert_eq!(parse_rate("500k").unwrap(), 500_000);
-        assert_eq!(parse_rate("2M").unwrap(), 2_000_000);
-        assert_eq!(parse_rate("2MB/s").unwrap(), 2_000_000);
-        assert_eq!(parse_rate("1Mi").unwrap(), 1 << 20);
-        assert_eq!(parse_rate(" 3 Gi ").unwrap(), 3 << 30);
-        for bad in ["", "lots", "-5", "1.5M", "5 parsecs", "99999999999999999999", "18446744073709551615G"] {
-            assert!(parse_rate(bad).is_err(), "{bad:?}");
-        }
-    }
 }

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use clearskies_actors::control::cmd::Request;
 use clearskies_protocol::access_code::AccessCode;
 
 use crate::cli::{Cli, CodeCommand, Command, ConfigCommand, KeysCommand};
@@ -125,8 +126,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::ConfirmDeletes { path } => daemon::confirm_deletes(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
-        Command::Pause => daemon::simple(&config()?, "pause", "syncing paused").map(|()| ExitCode::SUCCESS),
-        Command::Resume => daemon::simple(&config()?, "resume", "syncing resumed").map(|()| ExitCode::SUCCESS),
+        Command::Pause => daemon::simple(&config()?, &Request::Pause, "syncing paused").map(|()| ExitCode::SUCCESS),
+        Command::Resume => daemon::simple(&config()?, &Request::Resume, "syncing resumed").map(|()| ExitCode::SUCCESS),
         Command::Code(code) => code_command(code, config).map(|()| ExitCode::SUCCESS),
         Command::Keys(KeysCommand::Export { path }) => {
             daemon::export_keys(&config()?, &path).map(|()| ExitCode::SUCCESS)

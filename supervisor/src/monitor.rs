@@ -130,7 +130,8 @@ async fn stop(config: &Config, mut child: Child) -> anyhow::Result<Outcome> {
     info!("stopping the worker");
     let socket = config.control_socket();
     let asked = tokio::task::spawn_blocking(move || {
-        crate::client::Client::connect(&socket).and_then(|mut c| c.request(&serde_json::json!({ "type": "stop" })))
+        crate::client::Client::connect(&socket)
+            .and_then(|mut c| c.request(&clearskies_actors::control::cmd::Request::Stop))
     })
     .await;
     if !matches!(asked, Ok(Ok(_))) {

@@ -109,25 +109,18 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
         }
     };
     let settings = Settings {
-        auth_attempts_per_minute: config.auth_attempts_per_minute,
         data_dir: config.data_dir.clone(),
         control_socket: socket.clone(),
         software: clearskies_actors::SOFTWARE.to_owned(),
-        peers: config.peers.clone(),
-        trackers: config.trackers.clone(),
-        lan: config.lan,
+        config: config.values.clone(),
         monitor: MonitorInfo {
             started: std::env::var(MONITOR_STARTED_ENV).ok().and_then(|v| v.parse().ok()),
             restarts,
         },
         fault_injection,
     };
-    clearskies_actors::bandwidth::bandwidth().set_limits(config.upload_limit, config.download_limit);
-    clearskies_actors::config::set_gzip_level(config.gzip_level);
+    clearskies_actors::config::hand_over(&config.values);
     clearskies_index::data_dir::set_data_dir(&config.data_dir);
-    clearskies_actors::config::set_mass_delete_percent(config.mass_delete_percent);
-    clearskies_actors::config::set_min_free(config.min_free_space);
-    clearskies_actors::config::set_full_scan_interval(config.full_scan_interval);
     let system = actix_rt::System::new();
     system.block_on(async {
         Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret).start();

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{respond, text, HttpTargets};
+use crate::control::cmd::ErrorCode;
 use crate::share::messages::OpenRead;
 use crate::supervisor::messages::{ListShares, ReadFile};
 
@@ -93,7 +94,7 @@ pub(super) async fn serve(
     // The size first (a zero-length read), to resolve the range.
     let size = match targets.read.send(open(0, Some(0))).await {
         Ok(Ok(r)) => r.size,
-        Ok(Err(e)) if e.error == "no_such_file" || e.error == "bad_file" => {
+        Ok(Err(e)) if matches!(e.error, ErrorCode::NoSuchFile | ErrorCode::BadFile) => {
             return respond(stream, method, text("404 Not Found", &e.message)).await;
         }
         Ok(Err(e)) => return respond(stream, method, text("500 Internal Server Error", &e.message)).await,

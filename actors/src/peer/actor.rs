@@ -37,6 +37,7 @@ use super::messages::{
     ReleaseCredential,
 };
 use crate::bandwidth::bandwidth;
+use crate::control::cmd::ErrorCode;
 use crate::metrics::metrics;
 use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
 use crate::supervise::{self, injected_panic, ActorKind, Crashed};
@@ -661,7 +662,7 @@ impl Peer {
                 let join = JoinShare { keys, path: path.clone(), peer_id: self.our_peer_id, via: self.remote };
                 let ask = self.targets.join.send(join);
                 ctx.spawn(ask.into_actor(self).map(|answer, act, ctx| {
-                    let result = answer.unwrap_or_else(|e| Err(CommandError::new("internal", e.to_string())));
+                    let result = answer.unwrap_or_else(|e| Err(CommandError::new(ErrorCode::Internal, e.to_string())));
                     match &result {
                         Ok(share) => {
                             act.share = Some(*share);
@@ -816,8 +817,10 @@ impl Actor for Peer {
         let reason = self.close_reason.take().unwrap_or_else(|| "connection closed".into());
         if let Purpose::Attach { done, .. } = &mut self.purpose {
             if let Some(done) = done.take() {
-                let _ = done
-                    .send(Err(CommandError::new("peer_closed", format!("the peer closed the connection: {reason}"))));
+                let _ = done.send(Err(CommandError::new(
+                    ErrorCode::PeerClosed,
+                    format!("the peer closed the connection: {reason}"),
+                )));
             }
         }
         if let Purpose::Accepted { id, kind: CredentialKind::Code, .. } = &self.purpose {

@@ -78,36 +78,16 @@ pub struct SetPaused(pub bool);
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-/// A failed command, as the control socket reports it: a machine-readable `error` code and a
-/// human `message`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CommandError {
-    /// Machine-readable code (e.g. `not_a_directory`).
-    pub error: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
-impl CommandError {
-    /// A new error.
-    pub fn new(error: &str, message: impl Into<String>) -> Self {
-        CommandError { error: error.to_owned(), message: message.into() }
-    }
-}
-
-impl From<crate::share::registry::RegistryError> for CommandError {
-    fn from(e: crate::share::registry::RegistryError) -> Self {
-        CommandError::new(e.code(), e.to_string())
-    }
-}
+pub use crate::control::cmd::CommandError;
 
 /// `get_config`: the daemon's settings as a JSON object.
 #[derive(Debug, Message)]
 #[rtype(result = "serde_json::Map<String, serde_json::Value>")]
 pub struct GetConfig;
 
-/// `set_config` / `set_config_value`: change settings at runtime (only those that can
-/// change without a restart) and save them in `config.toml`. All or nothing.
+/// `set_config` / `set_config_value`: check the values (all or nothing), save them in
+/// `config.toml` and apply those that change at runtime; a setting that takes effect at the
+/// next start is answered `needs_restart` (after it is saved).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), CommandError>")]
 pub struct SetConfig(pub serde_json::Map<String, serde_json::Value>);

@@ -30,6 +30,7 @@ use self::messages::{
 };
 use crate::bandwidth::bandwidth;
 use crate::config;
+use crate::control::cmd::ErrorCode;
 use crate::control::{Control, ControlTargets};
 use crate::discovery::{Discovered, Discovery, DiscoverySettings, SetIds};
 use crate::listener::{Listener, ListenerTargets};
@@ -196,7 +197,7 @@ impl Supervisor {
         // The key of `/files/` tokens. Without the OS RNG nothing is unguessable: serve no files.
         let files_token = if getrandom::fill(&mut token).is_ok() { hex::encode(token) } else { String::new() };
         let throttle =
-            std::sync::Arc::new(crate::listener::throttle::AuthThrottle::new(settings.auth_attempts_per_minute));
+            std::sync::Arc::new(crate::listener::throttle::AuthThrottle::new(settings.config.auth_attempts_per_minute));
         Supervisor {
             files_token,
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
@@ -441,14 +442,14 @@ impl Supervisor {
                 .ok_or(missing)?
                 .send(msg)
                 .await
-                .map_err(|_| CommandError::new("unavailable", "the share is restarting"))
+                .map_err(|_| CommandError::new(ErrorCode::Unavailable, "the share is restarting"))
         })
     }
 }
 
 /// The error for a path that is not a shared directory.
 fn not_shared(path: &std::path::Path) -> CommandError {
-    CommandError::new("not_shared", format!("{} is not a shared directory", path.display()))
+    CommandError::new(ErrorCode::NotShared, format!("{} is not a shared directory", path.display()))
 }
 
 impl Supervisor {
@@ -509,8 +510,8 @@ impl Supervisor {
     fn start_discovery(&mut self, ctx: &mut Context<Self>) {
         let listen = self.listen_addr;
         let settings = DiscoverySettings {
-            trackers: self.settings.trackers.clone(),
-            lan: self.settings.lan,
+            trackers: self.settings.config.trackers.clone(),
+            lan: self.settings.config.lan(),
             listen_ip: listen.map(|a| a.ip()),
             listen_port: listen.map_or(0, |a| a.port()),
         };
@@ -523,7 +524,7 @@ impl Supervisor {
     fn start_share_and_dial(&mut self, config: ShareConfig, ctx: &mut Context<Self>) {
         let id = config.id;
         let mut peers = config.peers.clone();
-        peers.extend(self.settings.peers.iter().filter(|p| !config.peers.contains(p)).cloned());
+        peers.extend(self.settings.config.peers.iter().filter(|p| !config.peers.contains(p)).cloned());
         self.start_share(config, ctx);
         for addr in peers {
             self.dial(id, addr, Duration::ZERO, ctx);
@@ -677,9 +678,9 @@ impl Handler<InjectFault> for Supervisor {
 
     fn handle(&mut self, msg: InjectFault, _: &mut Context<Self>) -> Self::Result {
         if !self.settings.fault_injection {
-            return Err(CommandError::new("not_understood", "fault injection is off"));
+            return Err(CommandError::new(ErrorCode::NotUnderstood, "fault injection is off"));
         }
-        let none = |what: &str| CommandError::new("no_target", format!("no {what} to inject the fault into"));
+        let none = |what: &str| CommandError::new(ErrorCode::NoTarget, format!("no {what} to inject the fault into"));
         let share = match &msg.path {
             Some(p) => self.share_by_path(p).map(|c| c.id),
             None => self.shares.keys().next().copied(),
@@ -725,75 +726,29 @@ impl Handler<GetConfig> for Supervisor {
     type Result = MessageResult<GetConfig>;
 
     fn handle(&mut self, _: GetConfig, _: &mut Context<Self>) -> Self::Result {
-        let (upload, download) = bandwidth().limits();
-        let s = &self.settings;
-        let json = serde_json::json!({
-            "upload_limit": upload,
-            "download_limit": download,
-            "gzip_level": config::gzip_level(),
-            "listen": self.listen_addr.map(|a| a.to_string()),
-            "metrics_address": self.metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
-            "peers": s.peers,
-            "trackers": s.trackers,
-            "lan_discovery": s.lan.is_some(),
-        });
-        MessageResult(match json {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        })
+        MessageResult(crate::control::cmd::settings_shown(&self.settings.config, self.listen_addr, self.metrics_addr))
     }
 }
 
 impl Handler<SetConfig> for Supervisor {
-    type Result = ResponseFuture<Result<(), CommandError>>;
+    type Result = ResponseActFuture<Self, Result<(), CommandError>>;
 
+    /// Checks every value first (all or nothing), saves them in `config.toml`, then hands
+    /// the runtime ones to their owners; restart-only ones are answered `needs_restart`.
     fn handle(&mut self, SetConfig(changes): SetConfig, _: &mut Context<Self>) -> Self::Result {
-        let (mut upload, mut download) = bandwidth().limits();
-        let mut gzip = u64::from(config::gzip_level());
-        let mut saved = Vec::new();
-        for (key, value) in &changes {
-            let target = match key.as_str() {
-                config::UPLOAD_LIMIT => &mut upload,
-                config::DOWNLOAD_LIMIT => &mut download,
-                config::GZIP_LEVEL => &mut gzip,
-                "listen" | "metrics_address" | "peers" | "trackers" | "lan_discovery" => {
-                    let message = format!("{key} cannot change while the daemon runs: edit config.toml and restart");
-                    return Box::pin(std::future::ready(Err(CommandError::new("needs_restart", message))));
-                }
-                _ => {
-                    let message = format!("there is no setting {key:?}");
-                    return Box::pin(std::future::ready(Err(CommandError::new("unknown_key", message))));
-                }
-            };
-            let v = match value.as_u64() {
-                Some(v) if key != config::GZIP_LEVEL || v <= 9 => v,
-                _ if key == config::GZIP_LEVEL => {
-                    let message = format!("gzip_level must be a zlib level 0-9 (0: gzip off), not {value}");
-                    return Box::pin(std::future::ready(Err(CommandError::new("bad_value", message))));
-                }
-                _ => {
-                    let message =
-                        format!("{key} must be a whole number of bytes per second (0: no limit), not {value}");
-                    return Box::pin(std::future::ready(Err(CommandError::new("bad_value", message))));
-                }
-            };
-            *target = v;
-            saved.push((key.clone(), v));
-        }
+        let saved = match crate::control::cmd::check_settings(&self.settings.config, &changes) {
+            Ok(saved) => saved,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
         let file = self.settings.data_dir.join(config::CONFIG_FILE);
-        Box::pin(async move {
-            let job = tokio::task::spawn_blocking(move || config::save(&file, &saved));
-            match job.await {
-                Ok(Ok(())) => {
-                    bandwidth().set_limits(upload, download);
-                    config::set_gzip_level(u32::try_from(gzip).unwrap_or(9));
-                    info!(upload_limit = upload, download_limit = download, gzip_level = gzip, "settings changed");
-                    Ok(())
-                }
-                Ok(Err(e)) => Err(CommandError::new("cannot_save", format!("cannot save config.toml: {e}"))),
-                Err(e) => Err(CommandError::new("internal", e.to_string())),
-            }
-        })
+        let lines: Vec<(String, toml::Value)> = saved.iter().map(|(s, v)| (s.name.to_owned(), v.clone())).collect();
+        let job = tokio::task::spawn_blocking(move || config::save(&file, &lines));
+        Box::pin(job.into_actor(self).map(move |done, act, _| match done {
+            // Onto the values in effect now (another change may have been saved meanwhile).
+            Ok(Ok(())) => crate::control::cmd::apply_settings(&mut act.settings.config, &saved),
+            Ok(Err(e)) => Err(CommandError::new(ErrorCode::CannotSave, format!("cannot save config.toml: {e}"))),
+            Err(e) => Err(CommandError::new(ErrorCode::Internal, e.to_string())),
+        }))
     }
 }
 
@@ -858,12 +813,14 @@ impl Supervisor {
         selection: clearskies_index::filter::Selection,
     ) -> ResponseActFuture<Self, Result<ShareCreated, CommandError>> {
         let Some(peer) = peer else {
-            let e =
-                CommandError::new("no_peer", "with saved keys, give the address of a peer to restore from (--peer)");
+            let e = CommandError::new(
+                ErrorCode::NoPeer,
+                "with saved keys, give the address of a peer to restore from (--peer)",
+            );
             return Box::pin(actix::fut::ready(Err(e)));
         };
         if let Some(p) = self.share_by_path(&path) {
-            let e = CommandError::new("already_shared", format!("{} is already shared", p.path.display()));
+            let e = CommandError::new(ErrorCode::AlreadyShared, format!("{} is already shared", p.path.display()));
             return Box::pin(actix::fut::ready(Err(e)));
         }
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
@@ -873,14 +830,14 @@ impl Supervisor {
         let via = peer.clone();
         let job = tokio::task::spawn_blocking(move || {
             if !random_ok {
-                return Err(CommandError::new("random_failed", "the OS RNG failed"));
+                return Err(CommandError::new(ErrorCode::RandomFailed, "the OS RNG failed"));
             }
             let joining = registry::Joining { path: &path, peer_id: PeerId(peer_id), via: &via, selection };
             registry::join_share(&store, &data_dir, joining, &keys, now)
                 .map_err(|e| CommandError::new(e.code(), format!("cannot use these keys: {e}")))
         });
         Box::pin(job.into_actor(self).map(move |joined, act, ctx| {
-            let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            let config = joined.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
             info!(share = %config.id, path = %config.path.display(), "joined a share with saved keys");
             let created = ShareCreated { path: config.path.display().to_string(), id: config.id.to_string() };
             let id = config.id;
@@ -898,13 +855,15 @@ impl Handler<messages::ExportKeys> for Supervisor {
     fn handle(&mut self, msg: messages::ExportKeys, _: &mut Context<Self>) -> Self::Result {
         let config = self
             .share_by_path(&msg.path)
-            .ok_or_else(|| CommandError::new("not_shared", format!("{} is not shared", msg.path.display())))?;
-        let material =
-            self.keys.get(&config.id).ok_or_else(|| CommandError::new("no_keys", "the share's keys are not loaded"))?;
+            .ok_or_else(|| CommandError::new(ErrorCode::NotShared, format!("{} is not shared", msg.path.display())))?;
+        let material = self
+            .keys
+            .get(&config.id)
+            .ok_or_else(|| CommandError::new(ErrorCode::NoKeys, "the share's keys are not loaded"))?;
         material
             .keys
             .grant(config.access_level)
-            .ok_or_else(|| CommandError::new("no_keys", "the share's keys are incomplete"))
+            .ok_or_else(|| CommandError::new(ErrorCode::NoKeys, "the share's keys are incomplete"))
     }
 }
 
@@ -916,13 +875,13 @@ impl Handler<CreateShare> for Supervisor {
         let now = crate::share::actor::now();
         let job = tokio::task::spawn_blocking(move || registry::create_share(&store, &data_dir, &msg.path, now));
         Box::pin(job.into_actor(self).map(|joined, act, ctx| {
-            let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            let config = joined.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
             info!(share = %config.id, path = %config.path.display(), "share created");
             let created = ShareCreated { path: config.path.display().to_string(), id: config.id.to_string() };
             let id = config.id;
             act.start_share(config, ctx);
             act.update_ids();
-            for addr in act.settings.peers.clone() {
+            for addr in act.settings.config.peers.clone() {
                 act.dial(id, addr, Duration::ZERO, ctx);
             }
             Ok(created)
@@ -1022,7 +981,7 @@ impl Handler<FileUrl> for Supervisor {
             Some(a) if a.ip().is_loopback() && !self.files_token.is_empty() => a,
             _ => {
                 let why = "files are served over HTTP only on a loopback metrics address (metrics_address)";
-                return Err(CommandError::new("no_http", why));
+                return Err(CommandError::new(ErrorCode::NoHttp, why));
             }
         };
         let file: String = msg
@@ -1037,7 +996,7 @@ impl Handler<FileUrl> for Supervisor {
         let lifetime = msg.lifetime.unwrap_or(crate::metrics::DEFAULT_URL_LIFETIME);
         if lifetime == 0 || lifetime > crate::metrics::MAX_URL_LIFETIME {
             let why = format!("an address is valid for 1 s to {} days", crate::metrics::MAX_URL_LIFETIME / 86_400);
-            return Err(CommandError::new("bad_expiry", why));
+            return Err(CommandError::new(ErrorCode::BadExpiry, why));
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let token =
@@ -1062,7 +1021,7 @@ impl Handler<RemoveShare> for Supervisor {
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
         let job = tokio::task::spawn_blocking(move || registry::remove_share(&store, &data_dir, &msg.path));
         Box::pin(job.into_actor(self).map(|joined, _, _| {
-            let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            let config = joined.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
             info!(share = %config.id, path = %config.path.display(), "share removed (files kept)");
             Ok(())
         }))
@@ -1077,37 +1036,38 @@ impl Handler<CreateAccessCode> for Supervisor {
         let store = self.store.clone();
         let now = crate::share::actor::now();
         let job = async move {
-            let share = share
-                .ok_or_else(|| CommandError::new("not_shared", format!("{} is not shared", msg.path.display())))?;
+            let share = share.ok_or_else(|| {
+                CommandError::new(ErrorCode::NotShared, format!("{} is not shared", msg.path.display()))
+            })?;
             let level = match msg.mode.as_str() {
                 "read_write" | "read-write" => AccessLevel::ReadWrite,
                 "read_only" | "read-only" => AccessLevel::ReadOnly,
                 "untrusted" => AccessLevel::Untrusted,
-                other => return Err(CommandError::new("bad_mode", format!("unknown mode {other:?}"))),
+                other => return Err(CommandError::new(ErrorCode::BadMode, format!("unknown mode {other:?}"))),
             };
             match (share.access_level, level) {
                 (AccessLevel::ReadWrite, _) | (AccessLevel::ReadOnly, AccessLevel::ReadOnly) => {}
                 (AccessLevel::ReadOnly, _) => {
                     return Err(CommandError::new(
-                        "bad_mode",
+                        ErrorCode::BadMode,
                         "this computer holds the share read-only: it can only give read-only codes",
                     ))
                 }
                 _ => {
                     return Err(CommandError::new(
-                        "bad_mode",
+                        ErrorCode::BadMode,
                         "this computer holds only encrypted data of the share: it cannot give codes",
                     ))
                 }
             }
             if matches!(msg.lifetime, registry::Lifetime::Secs(s) if s <= 0) {
-                return Err(CommandError::new("bad_expiry", "a code must stay valid for at least one second"));
+                return Err(CommandError::new(ErrorCode::BadExpiry, "a code must stay valid for at least one second"));
             }
             let secret = match msg.custom {
                 None => registry::CodeSecret::Generated,
                 Some((username, password)) => {
                     let credentials = clearskies_protocol::access_code::Credentials::custom(&username, &password)
-                        .map_err(|e| CommandError::new("bad_credentials", e.to_string()))?;
+                        .map_err(|e| CommandError::new(ErrorCode::BadCredentials, e.to_string()))?;
                     registry::CodeSecret::Custom { username, credentials }
                 }
             };
@@ -1116,7 +1076,7 @@ impl Handler<CreateAccessCode> for Supervisor {
                 registry::create_code(&store, &share, level, lifetime, multi_use, secret, now)
             })
             .await
-            .map_err(|e| CommandError::new("internal", e.to_string()))??;
+            .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
             Ok(CodeCreated {
                 access_code: issued.code.as_ref().map(ToString::to_string),
                 url: issued.code.as_ref().map(AccessCode::to_url),
@@ -1160,7 +1120,7 @@ impl Handler<ListCodes> for Supervisor {
         let store = self.store.clone();
         let job = tokio::task::spawn_blocking(move || registry::load_codes(&store));
         Box::pin(job.into_actor(self).map(|res, act, _| {
-            let mut codes = res.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            let mut codes = res.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
             codes.sort_by_key(|c| c.created);
             let now = crate::share::actor::now().secs();
             Ok(codes.into_iter().map(|c| act.code_entry(c, now)).collect())
@@ -1175,7 +1135,7 @@ impl Handler<CancelCode> for Supervisor {
         let store = self.store.clone();
         let job = tokio::task::spawn_blocking(move || registry::cancel_code(&store, &which));
         Box::pin(job.into_actor(self).map(|res, act, _| {
-            let code = res.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            let code = res.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
             info!(code = %code.access_id, "cancelled an access code");
             act.update_ids();
             Ok(act.code_entry(code, crate::share::actor::now().secs()))
@@ -1246,7 +1206,7 @@ impl Handler<JoinShare> for Supervisor {
             registry::join_share(&store, &data_dir, joining, &msg.keys, now)
         });
         Box::pin(job.into_actor(self).map(|joined, act, ctx| {
-            let config = joined.map_err(|e| CommandError::new("internal", e.to_string()))??;
+            let config = joined.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
             info!(share = %config.id, path = %config.path.display(), "joined a share");
             for addr in &config.peers {
                 act.dials.insert((config.id, addr.clone()), 0);
@@ -1347,7 +1307,7 @@ impl Handler<AddShare> for Supervisor {
 
     fn handle(&mut self, msg: AddShare, ctx: &mut Context<Self>) -> Self::Result {
         if let Err(message) = msg.selection.validate() {
-            return Box::pin(actix::fut::ready(Err(CommandError::new("bad_selection", message))));
+            return Box::pin(actix::fut::ready(Err(CommandError::new(ErrorCode::BadSelection, message))));
         }
         // Before any code is tried (and spent): never into the data directory.
         if let Err(e) = registry::check_not_data_dir(&self.settings.data_dir, &msg.path) {
@@ -1368,16 +1328,16 @@ impl Handler<AddShare> for Supervisor {
             JoinWith::Code(code) => code
                 .parse::<AccessCode>()
                 .map(|c| c.credentials())
-                .map_err(|e| CommandError::new("bad_code", format!("invalid access code: {e}"))),
+                .map_err(|e| CommandError::new(ErrorCode::BadCode, format!("invalid access code: {e}"))),
             JoinWith::Custom { username, password } => {
                 clearskies_protocol::access_code::Credentials::custom(username, password)
-                    .map_err(|e| CommandError::new("bad_credentials", e.to_string()))
+                    .map_err(|e| CommandError::new(ErrorCode::BadCredentials, e.to_string()))
             }
             // (Saved keys took the other way above.)
-            JoinWith::Keys(_) => Err(CommandError::new("bad_keys", "saved keys need no code")),
+            JoinWith::Keys(_) => Err(CommandError::new(ErrorCode::BadKeys, "saved keys need no code")),
         };
         let mut seeking = None;
-        let can_discover = !self.settings.trackers.is_empty() || self.settings.lan.is_some();
+        let can_discover = !self.settings.config.trackers.is_empty() || self.settings.config.lan_discovery;
         if let (Ok(creds), None, None, true) = (&creds, &msg.peer, &path_taken, can_discover) {
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             let id = creds.id;
@@ -1389,13 +1349,13 @@ impl Handler<AddShare> for Supervisor {
         let job = async move {
             let creds = creds?;
             if let Some(p) = path_taken {
-                return Err(CommandError::new("already_shared", format!("{} is already shared", p.display())));
+                return Err(CommandError::new(ErrorCode::AlreadyShared, format!("{} is already shared", p.display())));
             }
             if !random_ok {
-                return Err(CommandError::new("random_failed", "the OS RNG failed"));
+                return Err(CommandError::new(ErrorCode::RandomFailed, "the OS RNG failed"));
             }
-            let tls =
-                tls.ok_or_else(|| CommandError::new("tls_unavailable", "TLS could not be set up; see the log"))?;
+            let tls = tls
+                .ok_or_else(|| CommandError::new(ErrorCode::TlsUnavailable, "TLS could not be set up; see the log"))?;
             let mut found = seeking.map(|(_, rx)| rx);
             let seek = msg.timeout.map_or(SEEK_TIMEOUT, |s| Duration::from_secs(s.clamp(1, 600)));
             let deadline = tokio::time::Instant::now() + seek;
@@ -1405,7 +1365,10 @@ impl Handler<AddShare> for Supervisor {
                     (Some(peer), _) => {
                         let addr =
                             tokio::net::lookup_host(peer).await.ok().and_then(|mut a| a.next()).ok_or_else(|| {
-                                CommandError::new("bad_peer", format!("cannot resolve {peer:?} (use HOST:PORT)"))
+                                CommandError::new(
+                                    ErrorCode::BadPeer,
+                                    format!("cannot resolve {peer:?} (use HOST:PORT)"),
+                                )
                             })?;
                         vec![addr]
                     }
@@ -1414,7 +1377,7 @@ impl Handler<AddShare> for Supervisor {
                         _ => {
                             return Err(last_error.unwrap_or_else(|| {
                                 CommandError::new(
-                                    "no_peer_found",
+                                    ErrorCode::NoPeerFound,
                                     format!(
                                         "no peer with this share was found in {} s (is the sharing daemon running, \
                                          on the same tracker or LAN, and the code still unused and \
@@ -1427,7 +1390,7 @@ impl Handler<AddShare> for Supervisor {
                     },
                     (None, None) => {
                         return Err(CommandError::new(
-                            "no_peer",
+                            ErrorCode::NoPeer,
                             "no tracker is configured and LAN discovery is off: give the address of a peer \
                              that has the share (--peer HOST:PORT)",
                         ))
@@ -1435,7 +1398,7 @@ impl Handler<AddShare> for Supervisor {
                 };
                 for addr in candidates {
                     let unreachable =
-                        |e: String| CommandError::new("unreachable", format!("cannot connect to {addr}: {e}"));
+                        |e: String| CommandError::new(ErrorCode::Unreachable, format!("cannot connect to {addr}: {e}"));
                     let tcp = match tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
                         Ok(Ok(t)) => t,
                         Ok(Err(e)) => {
@@ -1452,11 +1415,11 @@ impl Handler<AddShare> for Supervisor {
                         Err(ChannelError::Refused(reason))
                             if reason.starts_with(crate::listener::throttle::THROTTLED) =>
                         {
-                            return Err(CommandError::new("throttled", format!("the peer refused: {reason}")))
+                            return Err(CommandError::new(ErrorCode::Throttled, format!("the peer refused: {reason}")))
                         }
                         Err(ChannelError::Refused(_) | ChannelError::AuthFailed { .. }) => {
                             return Err(CommandError::new(
-                                "code_refused",
+                                ErrorCode::CodeRefused,
                                 "the peer refused the access code or password (mistyped, expired, cancelled or \
                                  already used)",
                             ))
@@ -1471,15 +1434,19 @@ impl Handler<AddShare> for Supervisor {
                     Peer::new(ch, Role::Client, KeyExchange::Receive, peer_id, purpose, addr, targets).spawn();
                     let id = tokio::time::timeout(JOIN_TIMEOUT, joined)
                         .await
-                        .map_err(|_| CommandError::new("timeout", "the peer did not send the share's keys in time"))?
                         .map_err(|_| {
-                            CommandError::new("peer_closed", "the connection ended during the key exchange")
+                            CommandError::new(ErrorCode::Timeout, "the peer did not send the share's keys in time")
+                        })?
+                        .map_err(|_| {
+                            CommandError::new(ErrorCode::PeerClosed, "the connection ended during the key exchange")
                         })??;
                     let path = std::fs::canonicalize(&msg.path).unwrap_or(msg.path);
                     return Ok(ShareCreated { path: path.display().to_string(), id: id.to_string() });
                 }
                 if msg.peer.is_some() {
-                    return Err(last_error.unwrap_or_else(|| CommandError::new("unreachable", "no address worked")));
+                    return Err(
+                        last_error.unwrap_or_else(|| CommandError::new(ErrorCode::Unreachable, "no address worked"))
+                    );
                 }
             }
         };

@@ -1,0 +1,432 @@
+//! Every setting, defined once (ripgrep's `flags/defs.rs`): its name in `config.toml`, a doc
+//! line, its environment variable, its default, how its value is read and shown, and when a
+//! new value takes effect. The binary's loader (`config.toml`, then the environment), the
+//! control socket's `get_config` and `set_config`, and `clearskies config get/set` all
+//! iterate [`SETTINGS`].
+//!
+//! Adding a setting: a field in [`Values`], an entry here (the default is text, read like an
+//! environment variable), and, if it changes at runtime, the function that hands it to its
+//! owner. The unit tests check that every entry's default reads and that names are unique.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use super::parse::{self, Expected, Raw};
+use super::MinFree;
+
+/// When a new value takes effect.
+#[derive(Clone, Copy)]
+pub enum Applies {
+    /// At the next start: the binary builds the daemon from it.
+    AtStart,
+    /// At the next start: the function hands it to its owner when the worker starts.
+    AtStartBy(fn(&Values)),
+    /// At once: the function hands it to its owner when the worker starts and whenever
+    /// `config set` changes it.
+    Runtime(fn(&Values)),
+}
+
+impl Applies {
+    /// Whether `config set` changes it while the daemon runs.
+    pub fn is_runtime(self) -> bool {
+        matches!(self, Applies::Runtime(_))
+    }
+}
+
+impl std::fmt::Debug for Applies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Applies::AtStart => "AtStart",
+            Applies::AtStartBy(_) => "AtStartBy",
+            Applies::Runtime(_) => "Runtime",
+        })
+    }
+}
+
+/// One setting.
+#[derive(Debug)]
+pub struct Setting {
+    /// The key in `config.toml` (and in `config get/set`).
+    pub name: &'static str,
+    /// One line for the documentation.
+    pub doc: &'static str,
+    /// The environment variable that overrides `config.toml`.
+    pub env: &'static str,
+    /// The default, as text (read like the environment variable).
+    pub default: &'static str,
+    /// When a new value takes effect.
+    pub applies: Applies,
+    /// Reads and checks a value into `values` (the error says what was expected).
+    pub set: fn(&mut Values, Raw<'_>) -> Result<(), Expected>,
+    /// The value in `values`, as `config.toml` holds it.
+    pub get: fn(&Values) -> toml::Value,
+}
+
+/// Every setting's value, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Values {
+    /// TCP port for peers (0: the OS picks one, kept across worker restarts).
+    pub listen_port: u16,
+    /// Address peers connect to.
+    pub listen_address: IpAddr,
+    /// Peers dialled for every share, `HOST:PORT`.
+    pub peers: Vec<String>,
+    /// Trackers, `HOST:PORT`.
+    pub trackers: Vec<String>,
+    /// LAN broadcast discovery.
+    pub lan_discovery: bool,
+    /// Where LAN broadcasts go.
+    pub broadcast_address: IpAddr,
+    /// The LAN broadcast port.
+    pub broadcast_port: u16,
+    /// Where `/metrics` and `/health` are served (`None`: off).
+    pub metrics_address: Option<SocketAddr>,
+    /// Bytes per second (0: none).
+    pub upload_limit: u64,
+    /// Bytes per second (0: none).
+    pub download_limit: u64,
+    /// 0–9 (0: gzip not offered).
+    pub gzip_level: u32,
+    /// Per minute, per source and per access ID.
+    pub auth_attempts_per_minute: u32,
+    /// 1–100.
+    pub mass_delete_percent: u8,
+    /// What downloads leave free.
+    pub min_free_space: MinFree,
+    /// Seconds between full scans of an unwatched share.
+    pub full_scan_interval: u64,
+}
+
+impl Values {
+    /// Where peers connect.
+    pub fn listen(&self) -> SocketAddr {
+        SocketAddr::new(self.listen_address, self.listen_port)
+    }
+
+    /// Where LAN broadcasts go, if LAN discovery is on.
+    pub fn lan(&self) -> Option<SocketAddr> {
+        self.lan_discovery.then_some(SocketAddr::new(self.broadcast_address, self.broadcast_port))
+    }
+}
+
+impl Default for Values {
+    /// Every setting's default, read from [`SETTINGS`].
+    fn default() -> Self {
+        let mut values = Values {
+            listen_port: 0,
+            listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            peers: Vec::new(),
+            trackers: Vec::new(),
+            lan_discovery: false,
+            broadcast_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            broadcast_port: 0,
+            metrics_address: None,
+            upload_limit: 0,
+            download_limit: 0,
+            gzip_level: 0,
+            auth_attempts_per_minute: 0,
+            mass_delete_percent: 0,
+            min_free_space: MinFree::Bytes(0),
+            full_scan_interval: 0,
+        };
+        for s in SETTINGS {
+            // The defaults are constants of the table, each read by `defaults_read` below.
+            (s.set)(&mut values, Raw::Text(s.default)).expect("a setting's default reads");
+        }
+        values
+    }
+}
+
+/// The setting called `name`.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// Hands every value read at start to its owner (once, when the worker starts).
+pub fn hand_over(values: &Values) {
+    for s in SETTINGS {
+        if let Applies::AtStartBy(f) | Applies::Runtime(f) = s.applies {
+            f(values);
+        }
+    }
+}
+
+fn int(n: impl Into<u64>) -> toml::Value {
+    // Every integer setting fits: ports, levels, percentages, and bytes checked by `parse::bytes`.
+    toml::Value::Integer(i64::try_from(n.into()).unwrap_or(i64::MAX))
+}
+
+fn text(t: impl ToString) -> toml::Value {
+    toml::Value::String(t.to_string())
+}
+
+fn list(l: &[String]) -> toml::Value {
+    toml::Value::Array(l.iter().map(text).collect())
+}
+
+const PORT: Expected = "a port number";
+const RATE: Expected = "a whole number of bytes per second (e.g. 500000, 500k, 2M; 0: no limit)";
+const GZIP: Expected = "a zlib level 0-9 (0: gzip off)";
+
+fn set_limits(v: &Values) {
+    crate::bandwidth::bandwidth().set_limits(v.upload_limit, v.download_limit);
+}
+
+/// Every setting `config.toml` accepts, in the order the documentation lists them.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        name: "listen_port",
+        doc: "TCP port for peers; 0 lets the OS pick one (kept when a crashed worker restarts)",
+        env: "CLEARSKIES_LISTEN_PORT",
+        default: "49221",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.listen_port = port(raw)?;
+            Ok(())
+        },
+        get: |v| int(v.listen_port),
+    },
+    Setting {
+        name: "listen_address",
+        doc: "address to listen on for peers (0.0.0.0: every interface)",
+        env: "CLEARSKIES_LISTEN_ADDRESS",
+        default: "0.0.0.0",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.listen_address = parse::ip(raw)?;
+            Ok(())
+        },
+        get: |v| text(v.listen_address),
+    },
+    Setting {
+        name: "peers",
+        doc: "peers dialled for every share, \"HOST:PORT\" (with backoff)",
+        env: "CLEARSKIES_PEERS",
+        default: "",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.peers = parse::addresses(raw)?;
+            Ok(())
+        },
+        get: |v| list(&v.peers),
+    },
+    Setting {
+        name: "trackers",
+        doc: "trackers, \"HOST:PORT\" (none by default: run your own with `clearskies tracker`)",
+        env: "CLEARSKIES_TRACKERS",
+        default: "",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.trackers = parse::addresses(raw)?;
+            Ok(())
+        },
+        get: |v| list(&v.trackers),
+    },
+    Setting {
+        name: "lan_discovery",
+        doc: "find peers on the LAN by UDP broadcast",
+        env: "CLEARSKIES_LAN_DISCOVERY",
+        default: "true",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.lan_discovery = parse::boolean(raw)?;
+            Ok(())
+        },
+        get: |v| toml::Value::Boolean(v.lan_discovery),
+    },
+    Setting {
+        name: "broadcast_address",
+        doc: "where LAN broadcasts go",
+        env: "CLEARSKIES_BROADCAST_ADDRESS",
+        default: "255.255.255.255",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.broadcast_address = parse::ip(raw)?;
+            Ok(())
+        },
+        get: |v| text(v.broadcast_address),
+    },
+    Setting {
+        name: "broadcast_port",
+        doc: "the LAN broadcast port",
+        env: "CLEARSKIES_BROADCAST_PORT",
+        default: "60106",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.broadcast_port = port(raw)?;
+            Ok(())
+        },
+        get: |v| int(v.broadcast_port),
+    },
+    Setting {
+        name: "metrics_address",
+        doc: "where /metrics and /health are served, IP:PORT, or \"off\"",
+        env: "CLEARSKIES_METRICS_ADDRESS",
+        // `crate::metrics::DEFAULT_PORT` (checked by a test).
+        default: "127.0.0.1:49222",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.metrics_address = parse::address_or_off(raw)?;
+            Ok(())
+        },
+        get: |v| v.metrics_address.map_or_else(|| text("off"), text),
+    },
+    Setting {
+        name: "upload_limit",
+        doc: "bytes per second sent to peers, for the whole daemon (0: no limit)",
+        env: "CLEARSKIES_UPLOAD_LIMIT",
+        default: "0",
+        applies: Applies::Runtime(set_limits),
+        set: |v, raw| {
+            v.upload_limit = parse::bytes(raw, RATE)?;
+            Ok(())
+        },
+        get: |v| int(v.upload_limit),
+    },
+    Setting {
+        name: "download_limit",
+        doc: "bytes per second received from peers, for the whole daemon (0: no limit)",
+        env: "CLEARSKIES_DOWNLOAD_LIMIT",
+        default: "0",
+        applies: Applies::Runtime(set_limits),
+        set: |v, raw| {
+            v.download_limit = parse::bytes(raw, RATE)?;
+            Ok(())
+        },
+        get: |v| int(v.download_limit),
+    },
+    Setting {
+        name: "gzip_level",
+        doc: "zlib level of the gzip extension, 1-9; 0 does not offer gzip (applies to new connections)",
+        env: "CLEARSKIES_GZIP_LEVEL",
+        default: "6",
+        applies: Applies::Runtime(|v| super::set_gzip_level(v.gzip_level)),
+        set: |v, raw| {
+            v.gzip_level = parse::int(raw, 0, 9, GZIP)?;
+            Ok(())
+        },
+        get: |v| int(v.gzip_level),
+    },
+    Setting {
+        name: "auth_attempts_per_minute",
+        doc: "attempts with access codes or passwords allowed per minute per source and per code",
+        env: "CLEARSKIES_AUTH_ATTEMPTS_PER_MINUTE",
+        // `crate::listener::throttle::DEFAULT_PER_MINUTE` (checked by a test).
+        default: "10",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.auth_attempts_per_minute = parse::int(raw, 1, u32::MAX.into(), "a number of attempts, at least 1")?;
+            Ok(())
+        },
+        get: |v| int(v.auth_attempts_per_minute),
+    },
+    Setting {
+        name: "mass_delete_percent",
+        doc: "deleting more than this percentage of a share's files at once waits for confirm-deletes (100: never)",
+        env: "CLEARSKIES_MASS_DELETE_PERCENT",
+        default: "50",
+        applies: Applies::Runtime(|v| super::set_mass_delete_percent(v.mass_delete_percent)),
+        set: |v, raw| {
+            v.mass_delete_percent = parse::int(raw, 1, 100, "a percentage 1-100 (100: never hold deletions)")?;
+            Ok(())
+        },
+        get: |v| int(v.mass_delete_percent),
+    },
+    Setting {
+        name: "min_free_space",
+        doc: "space downloads leave free on a share's filesystem: a percentage (\"1%\") or a size (\"500M\")",
+        env: "CLEARSKIES_MIN_FREE_SPACE",
+        default: "1%",
+        applies: Applies::Runtime(|v| super::set_min_free(v.min_free_space)),
+        set: |v, raw| {
+            v.min_free_space = parse::min_free(raw)?;
+            Ok(())
+        },
+        get: |v| match v.min_free_space {
+            MinFree::Percent(p) => text(format!("{p}%")),
+            MinFree::Bytes(b) => int(b),
+        },
+    },
+    Setting {
+        name: "full_scan_interval",
+        doc: "seconds between full scans of a share that cannot be watched with inotify",
+        env: "CLEARSKIES_FULL_SCAN_INTERVAL",
+        default: "300",
+        // Read when a share's watch fails and its periodic scan is set up.
+        applies: Applies::AtStartBy(|v| super::set_full_scan_interval(v.full_scan_interval)),
+        set: |v, raw| {
+            v.full_scan_interval = parse::int(raw, 1, i64::MAX as u64, "a number of seconds, at least 1")?;
+            Ok(())
+        },
+        get: |v| int(v.full_scan_interval),
+    },
+];
+
+fn port(raw: Raw<'_>) -> Result<u16, Expected> {
+    parse::int(raw, 0, u16::MAX.into(), PORT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_read() {
+        let mut names = std::collections::BTreeSet::new();
+        for s in SETTINGS {
+            let mut v = Values::default();
+            assert!((s.set)(&mut v, Raw::Text(s.default)).is_ok(), "{}", s.name);
+            assert!(names.insert(s.name), "{} twice", s.name);
+            assert_eq!(s.env, format!("CLEARSKIES_{}", s.name.to_uppercase()));
+            assert!(!s.doc.is_empty());
+        }
+        let v = Values::default();
+        assert_eq!(v.metrics_address.map(|a| a.port()), Some(crate::metrics::DEFAULT_PORT));
+        assert_eq!(v.auth_attempts_per_minute, crate::listener::throttle::DEFAULT_PER_MINUTE);
+        assert_eq!(v.gzip_level, super::super::DEFAULT_GZIP_LEVEL);
+        assert_eq!(v.mass_delete_percent, super::super::DEFAULT_MASS_DELETE_PERCENT);
+        assert_eq!(v.min_free_space, super::super::DEFAULT_MIN_FREE);
+        assert_eq!(v.full_scan_interval, super::super::DEFAULT_FULL_SCAN_INTERVAL);
+        assert_eq!(v.lan(), Some("255.255.255.255:60106".parse().unwrap()));
+        assert_eq!(v.listen(), "0.0.0.0:49221".parse().unwrap());
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../../../README.md");
+        for s in SETTINGS {
+            assert!(readme.contains(&format!("`{}`", s.name)), "README.md does not document {}", s.name);
+            assert!(readme.contains(&format!("`{}`", s.env)), "README.md does not name {}", s.env);
+        }
+    }
+
+    #[test]
+    fn a_value_shown_reads_back_the_same() {
+        let mut v = Values::default();
+        let set = |v: &mut Values, name: &str, text: &str| (setting(name).unwrap().set)(v, Raw::Text(text));
+        set(&mut v, "peers", "a:1, b:2").unwrap();
+        set(&mut v, "min_free_space", "500M").unwrap();
+        set(&mut v, "metrics_address", "off").unwrap();
+        set(&mut v, "upload_limit", "2Mi").unwrap();
+        for s in SETTINGS {
+            let shown = (s.get)(&v);
+            let mut w = Values::default();
+            (s.set)(&mut w, Raw::Toml(&shown)).unwrap_or_else(|e| panic!("{}: {shown} is not {e}", s.name));
+            assert_eq!((s.get)(&w), shown, "{}", s.name);
+        }
+        assert_eq!(v.peers, ["a:1", "b:2"]);
+        assert_eq!(v.upload_limit, 2 << 20);
+    }
+
+    #[test]
+    fn bad_values_say_what_was_expected() {
+        let mut v = Values::default();
+        let set = |v: &mut Values, name: &str, raw: Raw<'_>| (setting(name).unwrap().set)(v, raw);
+        assert_eq!(set(&mut v, "gzip_level", Raw::Text("11")), Err(GZIP));
+        assert_eq!(set(&mut v, "listen_port", Raw::Text("65536")), Err(PORT));
+        assert!(set(&mut v, "upload_limit", Raw::Text("lots")).unwrap_err().contains("whole number"));
+        assert!(set(&mut v, "peers", Raw::Text("nohost")).is_err());
+        assert!(set(&mut v, "mass_delete_percent", Raw::Toml(&toml::Value::Integer(0))).is_err());
+        assert!(set(&mut v, "lan_discovery", Raw::Toml(&toml::Value::Integer(1))).is_err());
+        assert_eq!(v, Values::default(), "nothing changed");
+    }
+}

@@ -6,7 +6,7 @@
 //! absent, so old clients get the same answers.
 //!
 //! Adding a command: a struct (and its answer) in the file of its group, a variant here, and
-//! its arm in [`Request::run`]; a round-trip case in `tests.rs`.
+//! its arm in `Request::run`; a round-trip case in `tests.rs`.
 
 mod code;
 mod config;

@@ -1,0 +1,161 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+#[test]
+fn create_list_remove() {
+    let data = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    fs::write(photos.path().join("keep.jpg"), b"x").unwrap();
+    let store = Store::open(&data.path().join("db")).unwrap();
+    let now = Timestamp::new(1000, 0).unwrap();
+    let share = create_share(&store, data.path(), photos.path(), now).unwrap();
+    assert!(photos.path().join(META_DIR).is_dir());
+    assert_eq!(load_shares(&store).unwrap(), vec![share.clone()]);
+    let keys = read_keys(data.path(), &share.id).unwrap();
+    assert_eq!(keys.key_id, share.id);
+    let mode = fs::metadata(keys_path(data.path(), &share.id)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    assert!(matches!(create_share(&store, data.path(), photos.path(), now), Err(RegistryError::AlreadyShared(_))));
+    let inner = photos.path().join("inner");
+    fs::create_dir(&inner).unwrap();
+    assert!(matches!(create_share(&store, data.path(), &inner, now), Err(RegistryError::Overlaps { .. })));
+    assert!(matches!(
+        create_share(&store, data.path(), &photos.path().join("nope"), now),
+        Err(RegistryError::NotADirectory(_))
+    ));
+
+    let issued =
+        create_code(&store, &share, AccessLevel::ReadWrite, Lifetime::Secs(86_400), false, CodeSecret::Generated, now)
+            .unwrap();
+    let code = issued.code.unwrap();
+    let codes = load_codes(&store).unwrap();
+    assert_eq!(codes.len(), 1);
+    assert_eq!(find_code(&store, &code.access_id()).unwrap().as_ref(), Some(&codes[0]));
+    assert_eq!(find_code(&store, &Sha256Hash([0; 32])).unwrap(), None);
+    assert_eq!(codes[0].access_id, code.access_id());
+    assert!(codes[0].is_usable(1000 + 86_399) && !codes[0].is_usable(1000 + 86_400));
+    // The code itself is not in the database.
+    let password = code.credentials().password;
+    let all: Vec<u8> =
+        store.meta_with_prefix("").unwrap().into_iter().flat_map(|(k, v)| [k.into_bytes(), v].concat()).collect();
+    assert!(!all.windows(password.len()).any(|w| w == password.as_bytes()));
+    assert!(!all.windows(16).any(|w| w == code.to_string().as_bytes()[..16].to_vec()));
+
+    remove_share(&store, data.path(), photos.path()).unwrap();
+    assert!(load_shares(&store).unwrap().is_empty());
+    assert!(load_codes(&store).unwrap().is_empty());
+    assert!(photos.path().join("keep.jpg").exists());
+    assert!(!photos.path().join(META_DIR).exists());
+    assert!(matches!(remove_share(&store, data.path(), photos.path()), Err(RegistryError::NotShared(_))));
+}
+
+#[test]
+fn codes_expire_get_used_up_and_cancel() {
+    let data = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let store = Store::open(&data.path().join("db")).unwrap();
+    let now = Timestamp::new(1000, 0).unwrap();
+    let share = create_share(&store, data.path(), photos.path(), now).unwrap();
+    let rw = AccessLevel::ReadWrite;
+    let make = |lifetime, multi, secret| create_code(&store, &share, rw, lifetime, multi, secret, now);
+
+    let once = make(Lifetime::Secs(60), false, CodeSecret::Generated).unwrap();
+    assert_eq!(once.record.state(1059), CodeState::Active);
+    assert_eq!(once.record.state(1060), CodeState::Expired);
+    mark_code_used(&store, &once.record.access_id, PeerId([1; 16])).unwrap();
+    let used = find_code(&store, &once.record.access_id).unwrap().unwrap();
+    assert_eq!((used.state(1001), used.used_by.clone()), (CodeState::Used, vec![PeerId([1; 16])]));
+
+    let many = make(Lifetime::Never, true, CodeSecret::Generated).unwrap();
+    mark_code_used(&store, &many.record.access_id, PeerId([1; 16])).unwrap();
+    mark_code_used(&store, &many.record.access_id, PeerId([2; 16])).unwrap();
+    let many_now = find_code(&store, &many.record.access_id).unwrap().unwrap();
+    assert_eq!((many_now.state(i64::MAX - 1), many_now.used_by.len()), (CodeState::Active, 2));
+
+    let custom = |user: &str, pw: &str| CodeSecret::Custom {
+        username: user.into(),
+        credentials: clearskies_protocol::access_code::Credentials::custom(user, pw).unwrap(),
+    };
+    let alice = make(Lifetime::Secs(60), false, custom("alice", "pw1")).unwrap();
+    assert!(alice.code.is_none());
+    assert_eq!(alice.record.username.as_deref(), Some("alice"));
+    assert!(matches!(make(Lifetime::Secs(60), false, custom("alice", "pw2")), Err(RegistryError::UsernameTaken(_))));
+    // The verifier is for the password given: a different one does not match.
+    let creds = clearskies_protocol::access_code::Credentials::custom("alice", "pw1").unwrap();
+    assert_eq!(alice.record.verifier_record(), VerifierRecord::new(&creds.username, "pw1", alice.record.salt));
+
+    // Cancel by username, by the code itself, by an ID prefix; unknown and short refused.
+    assert_eq!(cancel_code(&store, &CodeRef::Username("alice".into())).unwrap().access_id, alice.record.access_id);
+    assert!(find_code(&store, &alice.record.access_id).unwrap().is_none());
+    assert!(matches!(cancel_code(&store, &CodeRef::Username("alice".into())), Err(RegistryError::NoSuchCode(_))));
+    // Once cancelled the username can be used again.
+    make(Lifetime::Secs(60), false, custom("alice", "pw2")).unwrap();
+    cancel_code(&store, &CodeRef::Code(many.code.clone().unwrap())).unwrap();
+    let prefix = once.record.access_id.to_string()[..8].to_uppercase();
+    assert_eq!(cancel_code(&store, &CodeRef::IdPrefix(prefix)).unwrap().access_id, once.record.access_id);
+    assert!(matches!(cancel_code(&store, &CodeRef::IdPrefix("abc".into())), Err(RegistryError::NoSuchCode(_))));
+    assert!(matches!(cancel_code(&store, &CodeRef::IdPrefix("zzzzzzzz".into())), Err(RegistryError::NoSuchCode(_))));
+    assert_eq!(load_codes(&store).unwrap().len(), 1);
+}
+
+#[test]
+fn levels_and_what_each_code_hands_over() {
+    let data = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let store = Store::open(&data.path().join("db")).unwrap();
+    let share = create_share(&store, data.path(), photos.path(), Timestamp::new(1000, 0).unwrap()).unwrap();
+    let keys = read_keys(data.path(), &share.id).unwrap();
+    let ids: Vec<_> = keys.key_ids().into_iter().map(|(id, _, level)| (id, level)).collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[0], (share.id, AccessLevel::ReadWrite));
+    assert!(keys.levels.iter().all(|e| e.private_rsa.as_deref().is_some_and(|p| p.contains("PRIVATE KEY"))));
+
+    let rw = keys.grant(AccessLevel::ReadWrite).unwrap();
+    assert_eq!(rw.keys, keys.levels);
+    let ro = keys.grant(AccessLevel::ReadOnly).unwrap();
+    assert_eq!(ro.access_level, AccessLevel::ReadOnly);
+    assert_eq!(ro.keys.len(), 2);
+    assert_eq!(ro.keys[0], *keys.level(AccessLevel::ReadOnly).unwrap());
+    let public = &ro.keys[1];
+    assert_eq!(
+        (public.access_level, public.id, public.key, &public.private_rsa),
+        (AccessLevel::ReadWrite, None, None, &None)
+    );
+    assert!(public.public_rsa.as_deref().unwrap().starts_with("-----BEGIN RSA PUBLIC KEY-----"));
+    let u = keys.grant(AccessLevel::Untrusted).unwrap();
+    assert_eq!(u.keys.len(), 2);
+    assert_eq!((u.keys[0].access_level, u.keys[0].private_rsa.as_ref()), (AccessLevel::Untrusted, None));
+    assert!(u.keys.iter().all(|k| k.access_level != AccessLevel::ReadOnly), "nothing that decrypts");
+    let held_u = ShareKeys { key_id: u.keys[0].id.unwrap(), key: u.keys[0].key.unwrap(), levels: u.keys.clone() };
+    assert!(held_u.untrusted().is_none() && held_u.signing_key().is_none() && held_u.verifying_key().is_some());
+    assert!(keys.untrusted().is_some());
+
+    // What a read-only peer keeps: it verifies with the read-write key, cannot sign, and
+    // can hand on only read-only access.
+    let ro_id = ro.keys[0].id.unwrap();
+    let held = ShareKeys { key_id: ro_id, key: ro.keys[0].key.unwrap(), levels: ro.keys.clone() };
+    let sig = keys.signing_key().unwrap().sign(b"body").unwrap();
+    assert!(held.verifying_key().unwrap().verify(b"body", sig.as_bytes()));
+    assert!(held.signing_key().is_none());
+    assert!(held.grant(AccessLevel::ReadWrite).is_none());
+    assert_eq!(held.grant(AccessLevel::ReadOnly).unwrap().keys, ro.keys);
+
+    // A key file from before access levels gets its levels once, keeping the share ID.
+    let old = ShareKeys { key_id: share.id, key: keys.key, levels: Vec::new() };
+    write_keys(data.path(), &share.id, &old).unwrap();
+    let completed = complete_keys(data.path(), &share, read_keys(data.path(), &share.id).unwrap()).unwrap();
+    assert_eq!((completed.key_id, completed.levels.len()), (share.id, 3));
+    assert_eq!(read_keys(data.path(), &share.id).unwrap(), completed);
+}
+
+#[test]
+fn the_server_secret_persists_and_is_private() {
+    let data = tempfile::tempdir().unwrap();
+    let a = server_secret(data.path()).unwrap();
+    assert_eq!(server_secret(data.path()).unwrap(), a);
+    let mode = fs::metadata(data.path().join("keys/server-secret")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_ne!(server_secret(tempfile::tempdir().unwrap().path()).unwrap(), a);
+}

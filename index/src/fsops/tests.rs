@@ -1,0 +1,167 @@
+use super::*;
+
+#[test]
+fn partial_downloads_are_spread_kept_when_wanted_and_moved_from_the_old_layout() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join(clearskies_protocol::path::META_DIR)).unwrap();
+    let (a, b, c, d) = (Sha256Hash([0xab; 32]), Sha256Hash([0x01; 32]), Sha256Hash([0x02; 32]), Sha256Hash([0x03; 32]));
+    for (sha, bytes) in [(&a, &b"aa"[..]), (&b, b"b")] {
+        let mut w = TempWriter::resume(root.path(), sha, 10).unwrap();
+        w.append(bytes).unwrap(); // kept when dropped: a partial download
+    }
+    assert!(partial_path(root.path(), &a).starts_with(partial_dir(root.path()).join("ab")));
+    assert_eq!(partial_len(root.path(), &a), 2);
+    // From before the split: one still wanted, one not.
+    fs::write(partial_dir(root.path()).join(c.to_string()), b"ccc").unwrap();
+    fs::write(partial_dir(root.path()).join(d.to_string()), b"d").unwrap();
+    let wanted = [a, c];
+    assert_eq!(remove_unwanted_partials(root.path(), |s| wanted.contains(s)), 2);
+    assert_eq!((partial_len(root.path(), &a), partial_len(root.path(), &b)), (2, 0));
+    assert_eq!((partial_len(root.path(), &c), partial_len(root.path(), &d)), (3, 0));
+    assert!(!partial_dir(root.path()).join(c.to_string()).exists());
+    // Continuing it reads what is there.
+    assert_eq!(TempWriter::resume(root.path(), &c, 10).unwrap().written(), 3);
+}
+
+#[test]
+fn a_download_into_a_share_without_its_marker_fails_and_creates_nothing() {
+    // An unmounted disk leaves an empty directory at the root's path; a share root
+    // that was deleted leaves nothing.
+    let parent = tempfile::tempdir().unwrap();
+    let (empty, gone) = (parent.path().join("mountpoint"), parent.path().join("gone"));
+    fs::create_dir(&empty).unwrap();
+    for root in [&empty, &gone] {
+        let Err(e) = TempWriter::resume(root, &Sha256Hash([7; 32]), 10) else { panic!("no marker, no download") };
+        assert_eq!((e.kind(), e.to_string()), (io::ErrorKind::NotFound, ROOT_MISSING.to_owned()));
+    }
+    assert_eq!(fs::read_dir(&empty).unwrap().count(), 0, "the marker came back on the wrong disk");
+    assert!(!gone.exists());
+}
+
+#[test]
+fn conflict_names_keep_the_extension() {
+    let tag = [0u8; 16];
+    let p = |s: &str| SharePath::parse(s).unwrap();
+    assert_eq!(conflict_path(&p("/a/photo.jpg"), &tag).unwrap().as_str(), "/a/photo.CONFLICT.aaaaaaaa.jpg");
+    assert_eq!(conflict_path(&p("/README"), &tag).unwrap().as_str(), "/README.CONFLICT.aaaaaaaa");
+    assert_eq!(conflict_path(&p("/.bashrc"), &tag).unwrap().as_str(), "/.bashrc.CONFLICT.aaaaaaaa");
+    assert_eq!(conflict_path(&p("/x.tar.gz"), &[35; 16]).unwrap().as_str(), "/x.tar.CONFLICT.99999999.gz");
+}
+
+#[test]
+fn conflict_names_near_the_limits_are_shortened_not_refused() {
+    let tag = [0u8; 16];
+    let p = |s: &str| SharePath::parse(s).unwrap();
+    // A 255-byte name with an extension: the stem is cut, the extension kept.
+    let long = format!("/d/{}.jpeg", "n".repeat(250));
+    let c = conflict_path(&p(&long), &tag).unwrap();
+    assert_eq!(c.file_name().len(), 255);
+    assert!(c.file_name().ends_with(".CONFLICT.aaaaaaaa.jpeg") && c.file_name().starts_with("nnn"), "{c}");
+    // Multi-byte characters are never split.
+    let wide = format!("/{}", "é".repeat(127));
+    let c = conflict_path(&p(&wide), &tag).unwrap();
+    assert!(c.file_name().len() <= 255 && c.file_name().ends_with(".CONFLICT.aaaaaaaa"), "{c}");
+    assert_eq!(c.file_name().len(), 236 + 18);
+    // An "extension" too long to keep is part of the name.
+    let ext = format!("/a.{}", "x".repeat(250));
+    let c = conflict_path(&p(&ext), &tag).unwrap();
+    assert!(c.file_name().len() <= 255 && c.file_name().ends_with(".CONFLICT.aaaaaaaa"), "{c}");
+    // A path near 4096 bytes.
+    let deep = format!("{}/{}.txt", "/abcdefghij".repeat(360), "f".repeat(130));
+    assert_eq!(deep.len(), 4095);
+    let c = conflict_path(&p(&deep), &tag).unwrap();
+    assert_eq!(c.as_str().len(), 4096);
+    assert!(c.file_name().ends_with(".CONFLICT.aaaaaaaa.txt"), "{c}");
+}
+
+#[test]
+fn peers_modes_lose_setuid_setgid_sticky_and_get_our_umask() {
+    let u = umask();
+    for (mode, dir) in [(0o4777, false), (0o2755, false), (0o1777, true), (0o7777, true), (0o000, false)] {
+        let got = peer_mode(mode, dir);
+        assert_eq!(got & 0o7000, 0, "{mode:o}");
+        assert_eq!(got & u, 0, "umask {u:o}, {mode:o} -> {got:o}");
+        assert_eq!(got & 0o700, if dir { 0o700 } else { 0o400 | (mode & 0o700) });
+        assert!(mode_matches(mode, got, dir));
+    }
+    assert!(!mode_matches(0o644, 0o600, false) || u & 0o044 == 0o044);
+}
+
+/// A local user swaps a directory inside the share for a symlink to a directory outside
+/// after a temp file was written in it: neither the temp file nor the target's
+/// directory is reached through the link (the applier's test covers the install).
+#[test]
+fn a_directory_swapped_for_a_symlink_is_never_resolved_through_it() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let r = Root::open(root.path()).unwrap();
+    let target = SharePath::parse("/dir/file").unwrap();
+    let sha = Sha256Hash(Sha256::digest(b"peer data").into());
+    let mut w = TempWriter::create(&r, &target, 9).unwrap();
+    w.append(b"peer data").unwrap();
+    let temp = w.finish(&sha, 9, Some(0o644), None).unwrap();
+    // The swap.
+    fs::rename(root.path().join("dir"), root.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("dir")).unwrap();
+    let Err(e) = r.locate(&temp) else { panic!("the temp file was found through the symlink") };
+    assert!(beneath::is_refused(&e), "{e}");
+    let Err(e) = existing_parent(&r, &target) else { panic!("the parent was opened through the symlink") };
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    assert!(prepare_parent(&r, &target).is_err());
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "written outside the share");
+    // Reading through it is refused as well.
+    fs::write(outside.path().join("secret"), b"s").unwrap();
+    assert!(open_share_file(root.path(), &SharePath::parse("/dir/secret").unwrap()).is_err());
+}
+
+#[test]
+fn parents_are_created_but_symlinks_are_never_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+    let r = Root::open(root.path()).unwrap();
+    let p = |s: &str| SharePath::parse(s).unwrap();
+    assert!(prepare_parent(&r, &p("/link/x")).is_err());
+    assert!(prepare_parent(&r, &p("/link/deeper/x")).is_err());
+    assert!(TempWriter::create(&r, &p("/link/x"), 10).is_err());
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    let parent = prepare_parent(&r, &p("/a/b/c")).unwrap();
+    parent.create_file("c", 0o600, true).unwrap();
+    assert!(root.path().join("a/b/c").is_file());
+    fs::write(root.path().join("file"), b"x").unwrap();
+    assert!(prepare_parent(&r, &p("/file/x")).is_err());
+    assert!(existing_parent(&r, &p("/none/x")).unwrap().is_none());
+    assert!(!root.path().join("none").exists());
+}
+
+#[test]
+fn temp_files_are_verified_before_they_can_be_installed() {
+    let root = tempfile::tempdir().unwrap();
+    let target = SharePath::parse(&format!("/{}", "é".repeat(120))).unwrap();
+    let sha = Sha256Hash(Sha256::digest(b"hello").into());
+    let r = Root::open(root.path()).unwrap();
+    let mut w = TempWriter::create(&r, &target, 5).unwrap();
+    w.append(b"hel").unwrap();
+    assert!(w.append(b"lo!").is_err(), "more than the size");
+    w.append(b"lo").unwrap();
+    let t: Timestamp = "2014-03-30T12:35:29.113243778Z".parse().unwrap();
+    let temp = w.finish_at(&sha, 5, Some(0o640 | 0o4000), Some(t)).unwrap();
+    assert!(temp.name.len() <= 255);
+    let st = install(&temp, r.root_dir(), target.file_name()).unwrap();
+    let dest = full_path(root.path(), &target);
+    assert_eq!(fs::read(&dest).unwrap(), b"hello");
+    let m = fs::metadata(&dest).unwrap();
+    let want = 0o640 & !umask() | 0o400;
+    assert_eq!((m.mode() & 0o7777, m.mtime(), m.mtime_nsec()), (want, t.secs(), 113_243_778));
+    assert_eq!(st.size, 5);
+
+    // A wrong hash leaves nothing behind.
+    let mut w = TempWriter::create(&r, &SharePath::parse("/b").unwrap(), 5).unwrap();
+    w.append(b"hellx").unwrap();
+    assert!(w.finish(&sha, 5, None, None).is_err());
+    assert_eq!(remove_stale_temps(root.path()), 0);
+    // An abandoned writer removes its temp file too.
+    let w = TempWriter::create(&r, &SharePath::parse("/c").unwrap(), 5).unwrap();
+    drop(w);
+    assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1);
+}

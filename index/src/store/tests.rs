@@ -1,0 +1,200 @@
+use clearskies_protocol::time::Timestamp;
+use clearskies_protocol::{RecordUuid, Sha256Hash};
+
+use super::*;
+use crate::record::EntryKind;
+
+fn rec(path: &str, by: u8, rev: u64) -> Record {
+    Record {
+        path: SharePath::parse(path).unwrap(),
+        uuid: RecordUuid(u128::from(rev).to_be_bytes()),
+        kind: EntryKind::File,
+        size: Some(1),
+        sha256: Some(Sha256Hash([1; 32])),
+        mtime: None,
+        unix_mode: None,
+        deleted: false,
+        last_updated_by: PeerId([by; 16]),
+        last_updated_rev: rev,
+        update_time: Timestamp::default(),
+        vector_clock: Default::default(),
+        extra: Default::default(),
+        local: None,
+        local_sha256: None,
+        pending: false,
+        signed: None,
+        sealed: None,
+    }
+}
+
+#[test]
+fn totals_follow_every_commit() {
+    let (db, _root, s) = crate::test_share();
+    let dirrec = |p: &str, rev| Record { kind: EntryKind::Directory, size: None, sha256: None, ..rec(p, 1, rev) };
+    let mut pending = rec("/b", 1, 3);
+    pending.size = Some(10);
+    pending.pending = true;
+    s.commit(&[rec("/a", 1, 1), dirrec("/d", 2), pending.clone()], Some(3)).unwrap();
+    let t = s.totals().unwrap();
+    assert_eq!((t.files, t.directories, t.bytes, t.pending_files, t.pending_bytes), (2, 1, 11, 2, 11));
+    // Replace, delete, write one path twice in a batch.
+    let mut arrived = pending.clone();
+    arrived.last_updated_rev = 4;
+    arrived.local = Some(crate::record::LocalStat { ino: 1, size: 10, mtime_ns: 0, ctime_ns: 0 });
+    arrived.local_sha256 = arrived.sha256;
+    let mut gone = rec("/a", 1, 5);
+    gone.deleted = true;
+    let mut twice = rec("/c", 1, 6);
+    twice.size = Some(100);
+    let mut again = twice.clone();
+    again.last_updated_rev = 7;
+    again.size = Some(5);
+    s.commit(&[arrived, gone, twice, again], Some(7)).unwrap();
+    assert_eq!(s.totals().unwrap(), s.count_totals().unwrap());
+    let t = s.totals().unwrap();
+    assert_eq!((t.files, t.directories, t.bytes), (2, 1, 15));
+    drop(s);
+    let s = Store::open(db.path()).unwrap().share("t").unwrap();
+    assert_eq!(s.totals().unwrap(), s.count_totals().unwrap(), "kept across a reopen");
+}
+
+#[test]
+fn records_survive_reopen_and_updates_come_in_rev_order() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_share("s1").unwrap();
+        let s = store.share("s1").unwrap();
+        s.commit(&[rec("/a", 1, 1), rec("/b", 1, 2), rec("/c", 2, 7)], Some(2)).unwrap();
+        // /a rewritten by writer 1 at rev 3: its rev-1 index entry must not resurface.
+        s.commit(&[rec("/a", 1, 3)], Some(3)).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let s = store.share("s1").unwrap();
+    assert_eq!(s.revision().unwrap(), 3);
+    assert_eq!(s.records().unwrap().len(), 3);
+    let since = s.since().unwrap();
+    assert_eq!(since[&PeerId([1; 16])], 3);
+    assert_eq!(since[&PeerId([2; 16])], 7);
+
+    let all: Vec<(String, u64)> =
+        s.updates_since(&Since::new()).unwrap().into_iter().map(|r| (r.path.to_string(), r.last_updated_rev)).collect();
+    assert_eq!(all, vec![("/b".into(), 2), ("/a".into(), 3), ("/c".into(), 7)]);
+
+    let some: Since = [(PeerId([1; 16]), 2), (PeerId([2; 16]), 7)].into_iter().collect();
+    let news: Vec<String> = s.updates_since(&some).unwrap().into_iter().map(|r| r.path.to_string()).collect();
+    assert_eq!(news, vec!["/a"]);
+    assert!(store.share("nope").is_err());
+}
+
+#[test]
+fn updates_in_chunks_are_the_same_as_all_at_once_even_with_writes_between_chunks() {
+    let (_db, _root, s) = crate::test_share();
+    // Three writers with interleaved and tied revisions, and stale index entries.
+    let mut batch = Vec::new();
+    for i in 0..60u64 {
+        let by = [1, 2, 3][usize::try_from(i % 3).unwrap()];
+        batch.push(rec(&format!("/f{i}"), by, i / 2 + 1));
+    }
+    s.commit(&batch, None).unwrap();
+    s.commit(&[rec("/f0", 1, 40), rec("/f4", 2, 41)], None).unwrap();
+    let path_rev = |r: &Record| (r.path.to_string(), r.last_updated_by, r.last_updated_rev);
+    for since in [Since::new(), [(PeerId([1; 16]), 10), (PeerId([3; 16]), 25)].into_iter().collect::<Since>()] {
+        let all: Vec<_> = s.updates_since(&since).unwrap().iter().map(path_rev).collect();
+        // What `updates::select` gives from every record, writer by writer, is the reference.
+        let mut records = s.records().unwrap();
+        records.sort_by_key(|r| (r.last_updated_by, r.last_updated_rev));
+        let reference: Vec<_> = clearskies_protocol::updates::select(records, &since).iter().map(path_rev).collect();
+        assert_eq!(all, reference);
+        for limit in [1, 2, 7, 100] {
+            let (mut got, mut cursor) = (Vec::new(), None);
+            loop {
+                let (chunk, next) = s.updates_chunk(&since, cursor, limit).unwrap();
+                assert!(chunk.len() <= limit);
+                got.extend(chunk.iter().map(path_rev));
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(got, all, "limit {limit}");
+        }
+    }
+    // A write between two chunks, ahead of the cursor, is included.
+    let (first, cursor) = s.updates_chunk(&Since::new(), None, 5).unwrap();
+    assert_eq!(first.len(), 5);
+    s.commit(&[rec("/late", 1, 99)], None).unwrap();
+    let (mut rest, mut cursor) = (Vec::new(), cursor);
+    while let Some(c) = cursor {
+        let (chunk, next) = s.updates_chunk(&Since::new(), Some(c), 5).unwrap();
+        rest.extend(chunk);
+        cursor = next;
+    }
+    assert_eq!(rest.last().map(|r| r.path.as_str()), Some("/late"));
+}
+
+#[test]
+fn meta_values_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.put_meta("share:b", b"2").unwrap();
+    store.put_meta("share:a", b"1").unwrap();
+    store.put_meta("code:x", b"3").unwrap();
+    let shares = store.meta_with_prefix("share:").unwrap();
+    assert_eq!(shares, vec![("share:a".to_owned(), b"1".to_vec()), ("share:b".to_owned(), b"2".to_vec())]);
+    store.delete_meta("share:a").unwrap();
+    assert_eq!(store.meta_with_prefix("share:").unwrap().len(), 1);
+}
+
+#[test]
+fn shares_are_isolated_and_droppable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_share("a").unwrap();
+    store.create_share("b").unwrap();
+    store.share("a").unwrap().commit(&[rec("/x", 1, 1)], Some(1)).unwrap();
+    assert!(store.share("b").unwrap().records().unwrap().is_empty());
+    store.drop_share("a").unwrap();
+    assert!(store.share("a").is_err());
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.share("a").is_err());
+    assert!(store.share("b").is_ok());
+}
+
+#[test]
+fn a_directory_s_children_are_listed_without_reading_below_them() {
+    let (_db, _root, store) = crate::test_share();
+    // "/a-1" and "/a.txt" sort between "/a" and "/a/…"; "/b" has no record of its own.
+    let paths = ["/", "/a", "/a-1", "/a.txt", "/a/b", "/a/b/c", "/a-1/z", "/b/x"];
+    let records: Vec<Record> = paths.iter().enumerate().map(|(i, p)| rec(p, 1, i as u64 + 1)).collect();
+    store.commit(&records, None).unwrap();
+    let children = |dir: &str| {
+        let mut out = Vec::new();
+        store
+            .children(&SharePath::parse(dir).unwrap(), |name, r| {
+                out.push(format!("{name}{}", if r.is_some() { "" } else { " (no record)" }));
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    assert_eq!(children("/"), ["a", "a-1", "a.txt", "b (no record)"]);
+    assert_eq!(children("/a"), ["b"]);
+    assert_eq!(children("/a/b"), ["c"]);
+    assert!(children("/a.txt").is_empty());
+    let mut below = Vec::new();
+    store
+        .each_below(&SharePath::parse("/a").unwrap(), |r| {
+            below.push(r.path.to_string());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(below, ["/a/b", "/a/b/c"]);
+    // Our writes by revision, in chunks.
+    let (first, more) = store.written_by(&PeerId([1; 16]), 2, 6, 3).unwrap();
+    assert_eq!(first.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/a", "/a-1", "/a.txt"]);
+    let (rest, more) = store.written_by(&PeerId([1; 16]), more.unwrap(), 6, 3).unwrap();
+    assert_eq!(rest.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/a/b", "/a/b/c"]);
+    assert!(more.is_none());
+}

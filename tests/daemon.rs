@@ -130,3 +130,37 @@ fn sigterm_stops_the_daemon_cleanly() {
     assert!(!cs.socket().exists());
     assert!(cs.pid("worker").is_none() && cs.pid("monitor").is_none());
 }
+
+/// `clearskies wait PATH && backup` must not go ahead when the daemon stops in the middle
+/// of the wait: that is a lost connection (exit 5), never success.
+#[test]
+fn wait_fails_when_the_daemon_stops_during_it() {
+    let a = Daemon::start();
+    // B downloads at 64 KiB/s: a 4 MiB file keeps its share out of sync for a minute.
+    let b = Daemon::start_with(&[("CLEARSKIES_DOWNLOAD_LIMIT", "64k")]);
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    std::fs::write(dir_a.path().join("big.bin"), crate::util::noise(4 << 20, 7)).unwrap();
+    let code = a.share_code(dir_a.path(), &[]);
+    let target = dir_b.path().join("copy");
+    let t = target.to_str().unwrap();
+    b.cs.ok(&["attach", &code, t, "--peer", &a.listen()]);
+    wait_for("B to start fetching", || (b.first_share()["pending_files"].as_u64() >= Some(1)).then_some(()));
+
+    let mut waiting =
+        b.cs.command(&["wait", t, "--timeout", "600"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Once `wait` holds a socket (its connection to the daemon), the daemon stops under it.
+    let fds = format!("/proc/{}/fd", waiting.id());
+    wait_for("wait to connect to the daemon", || {
+        let socket = |e: std::fs::DirEntry| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+        };
+        std::fs::read_dir(&fds).ok()?.flatten().any(socket).then_some(())
+    });
+    b.cs.ok(&["stop"]);
+    let status = wait_for("wait to end", || waiting.try_wait().unwrap());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut waiting.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(5), "wait ended with {status:?}: {err}");
+    assert!(err.contains("lost the connection to the daemon"), "{err}");
+}

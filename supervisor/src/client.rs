@@ -12,6 +12,35 @@ use serde_json::Value;
 /// How long a command may take before the CLI gives up on the daemon.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The exit status of a command whose connection to the daemon broke off (the daemon
+/// stopped, crashed or restarted in the middle of it): never success, and not the plain
+/// failure either, so that `clearskies wait PATH && backup` cannot go ahead on it.
+pub(crate) const EXIT_CONNECTION_LOST: u8 = 5;
+
+/// The connection to the daemon broke off in the middle of a command. Carries the reason
+/// as text, not the `io::Error`, so that a broken control socket is never mistaken for a
+/// closed stdout (which ends a command quietly, with success).
+#[derive(Debug)]
+pub(crate) struct ConnectionLost(String);
+
+impl std::fmt::Display for ConnectionLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "lost the connection to the daemon ({}): it stopped or restarted; see its log", self.0)
+    }
+}
+
+impl std::error::Error for ConnectionLost {}
+
+/// A socket error as [`ConnectionLost`], except a timeout, which says so.
+fn lost(e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            anyhow::anyhow!("the daemon did not answer in time ({e})")
+        }
+        _ => ConnectionLost(e.to_string()).into(),
+    }
+}
+
 /// One connection to the control socket.
 pub(crate) struct Client {
     reader: BufReader<UnixStream>,
@@ -49,8 +78,8 @@ impl Client {
 
     fn read_line(&mut self) -> anyhow::Result<Value> {
         let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            bail!("the daemon closed the connection");
+        if self.reader.read_line(&mut line).map_err(lost)? == 0 {
+            return Err(ConnectionLost("it closed the connection".into()).into());
         }
         Ok(serde_json::from_str(&line)?)
     }
@@ -59,7 +88,7 @@ impl Client {
     pub(crate) fn request_raw(&mut self, command: &Request) -> anyhow::Result<Value> {
         let mut line = serde_json::to_vec(command)?;
         line.push(b'\n');
-        self.writer.write_all(&line).context("sending to the daemon")?;
+        self.writer.write_all(&line).map_err(lost)?;
         self.read_line().context("reading the daemon's answer")
     }
 
@@ -119,6 +148,35 @@ impl Client {
             } else {
                 bail!("the daemon's stream holds an unexpected line: {line}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daemon that greets, then goes away: the next command is a lost connection (not a
+    /// broken pipe, which `main` would take for a closed stdout and answer with success).
+    #[test]
+    fn a_daemon_that_goes_away_is_a_lost_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let hello = serde_json::json!({ "service": clearskies_actors::control::SERVICE });
+            s.write_all(format!("{hello}\n").as_bytes()).unwrap();
+        });
+        let mut client = Client::connect(&socket).unwrap();
+        server.join().unwrap();
+        // The first request may still be written into the socket buffer (then the read
+        // finds the end); the next one finds the pipe broken. Both are lost connections.
+        for _ in 0..2 {
+            let e = client.request(&Request::ListShares).unwrap_err();
+            assert!(e.downcast_ref::<ConnectionLost>().is_some(), "{e:#}");
+            let io = e.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).count();
+            assert_eq!(io, 0, "no io::Error in the chain: {e:#}");
         }
     }
 }

@@ -3,7 +3,9 @@
 //! and the actors in `clearskies-actors`.
 //!
 //! Exit codes: 0 success, 1 a command failed (the error is printed on one line), 2 bad
-//! usage (clap's own code), 4 the daemon cannot start (a busy port, an unusable data dir).
+//! usage (clap's own code), 4 the daemon cannot start (a busy port, an unusable data dir),
+//! 5 the connection to the daemon broke off in the middle of a command (it stopped or
+//! restarted: `wait` must not look like success then).
 //! (3 was "the monitor gave up on a crashing worker"; it no longer gives up.) A closed
 //! stdout (`| head`) is not an error.
 
@@ -44,6 +46,8 @@ fn main() -> ExitCode {
             let _ = writeln!(io::stderr(), "clearskies: {e:#}");
             if e.downcast_ref::<worker::CannotStart>().is_some() {
                 ExitCode::from(worker::EXIT_CANNOT_START)
+            } else if e.downcast_ref::<client::ConnectionLost>().is_some() {
+                ExitCode::from(client::EXIT_CONNECTION_LOST)
             } else {
                 ExitCode::FAILURE
             }

@@ -68,7 +68,12 @@ impl Flood {
                 let mut slots: Vec<Option<tokio::net::TcpStream>> =
                     (0..from.len() * per_source).map(|_| None).collect();
                 let mut buf = [0u8; 512];
+                // The attacker sweeps its slots at a fixed rate (a rate, not a wait for a
+                // result: the test itself polls the daemon with deadlines).
+                let mut sweeps = tokio::time::interval(Duration::from_millis(200));
+                sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !stop2.load(Ordering::Relaxed) {
+                    sweeps.tick().await;
                     for (i, slot) in slots.iter_mut().enumerate() {
                         if let Some(s) = slot {
                             match s.try_read(&mut buf) {
@@ -88,8 +93,6 @@ impl Flood {
                             *slot = Some(s);
                         }
                     }
-                    // Pacing between sweeps (this is the attacker, not a wait for a result).
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
         });

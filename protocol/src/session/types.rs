@@ -29,7 +29,7 @@ pub enum KeyExchange {
     /// wait for the acknowledgment.
     Send(Keys),
     /// We used an access code: wait for `core.keys`, store them, then call
-    /// [`Session::acknowledge_keys`].
+    /// [`Session::acknowledge_keys`](super::Session::acknowledge_keys).
     Receive,
 }
 
@@ -103,7 +103,7 @@ impl Handshake {
 /// Why a session closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
-    /// [`Session::close`] was called.
+    /// [`Session::close`](super::Session::close) was called.
     Local,
     /// The protocol ended it.
     Error(Error),
@@ -114,7 +114,7 @@ pub enum CloseReason {
 pub enum Event {
     /// The greeting/start exchange completed.
     Connected(Handshake),
-    /// `core.keys` arrived: store the keys, then call [`Session::acknowledge_keys`].
+    /// `core.keys` arrived: store the keys, then call [`Session::acknowledge_keys`](super::Session::acknowledge_keys).
     KeysReceived(Keys),
     /// The peer acknowledged our keys: a single-use access code can now be deactivated.
     KeysAcknowledged,
@@ -169,7 +169,7 @@ pub enum SendError {
     /// Framing refused the data.
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    /// [`Session::acknowledge_keys`] without received keys.
+    /// [`Session::acknowledge_keys`](super::Session::acknowledge_keys) without received keys.
     #[error("no keys are waiting for acknowledgment")]
     NoKeysPending,
 }

@@ -77,6 +77,29 @@ fn each_actor_kind_is_restarted_alone_while_files_sync() {
 }
 
 #[test]
+fn a_crashed_owner_of_the_workers_state_restarts_the_worker_and_sync_resumes() {
+    // The share registry, access and connections hold state that a panic leaves half
+    // updated: the worker stops and the monitor starts a fresh one.
+    let FaultPair { a, b: _b, ra, rb, _base } = fault_pair();
+    for (i, kind) in ["connections", "access", "shares"].into_iter().enumerate() {
+        let worker = a.cs.pid("worker").unwrap();
+        a.cs.ok(&["inject-fault", "panic", kind]);
+        wait_for(&format!("a new worker after the {kind} owner crashed"), || {
+            let pid = a.cs.pid("worker").filter(|p| *p != worker)?;
+            std::os::unix::net::UnixStream::connect(a.cs.socket()).ok().map(|_| pid)
+        });
+        let data = random(1 << 20, u8::try_from(i).unwrap());
+        let name = format!("after-{kind}.bin");
+        fs::write(ra.join(&name), &data).unwrap();
+        wait_for(&format!("{name} to reach b"), || arrived(&rb.join(&name), &data));
+        let status = a.cs.json(&["status", "--json"]);
+        assert_eq!(status["worker_restarts"], i + 1, "{status}");
+    }
+    let log = a.cs.log();
+    assert_eq!(log.matches("an owner of the daemon's state crashed").count(), 3, "{log}");
+}
+
+#[test]
 fn a_stalled_peer_and_a_failed_index_write_only_delay_the_sync() {
     let FaultPair { a, b: _b, ra, rb, _base } = fault_pair();
     wait_for("b to connect", || (a.peers() == 1).then_some(()));

@@ -12,8 +12,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod bandwidth;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod discovery;
 pub mod listener;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod net;
 pub mod peer;
 pub mod share;
+pub mod shares;
 pub mod supervise;
 pub mod supervisor;
 pub mod transfer;

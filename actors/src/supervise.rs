@@ -33,6 +33,13 @@ pub enum ActorKind {
     Metrics,
     /// One peer connection: not restarted; its share forgets it and it is dialled again.
     Peer,
+    /// The share registry: not restarted in place; the worker stops (the monitor starts a
+    /// new one).
+    Shares,
+    /// Keys, codes and credentials: like `Shares`.
+    Access,
+    /// Dials and sessions: like `Shares`.
+    Connections,
 }
 
 impl ActorKind {
@@ -46,6 +53,9 @@ impl ActorKind {
             ActorKind::Control => "control",
             ActorKind::Metrics => "metrics",
             ActorKind::Peer => "peer",
+            ActorKind::Shares => "shares",
+            ActorKind::Access => "access",
+            ActorKind::Connections => "connections",
         }
     }
 
@@ -59,6 +69,9 @@ impl ActorKind {
             ActorKind::Control,
             ActorKind::Metrics,
             ActorKind::Peer,
+            ActorKind::Shares,
+            ActorKind::Access,
+            ActorKind::Connections,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -106,7 +119,10 @@ panics_on_injection!(
     crate::control::Control,
     crate::discovery::Discovery,
     crate::metrics::MetricsServer,
-    crate::transfer::Transfer
+    crate::transfer::Transfer,
+    crate::shares::Shares,
+    crate::access::Access,
+    crate::connections::Connections
 );
 
 /// Starts `act`; a panic while it runs reports `crash` to `to`.
@@ -126,6 +142,15 @@ where
 {
     let mut ctx = Context::new();
     let act = f(&mut ctx);
+    start_in(ctx, act, to, crash)
+}
+
+/// Runs `act` in `ctx` (made beforehand, so that others could be given its address); a
+/// panic while it runs reports `crash` to `to`.
+pub fn start_in<A>(ctx: Context<A>, act: A, to: Recipient<Crashed>, crash: Crashed) -> Addr<A>
+where
+    A: Actor<Context = Context<A>>,
+{
     let addr = ctx.address();
     let guarded = Guarded { fut: Some(Box::pin(ctx.into_future(act))) };
     actix_rt::spawn(async move {

@@ -192,7 +192,8 @@ pub(crate) enum Command {
         danger_fault_injection: bool,
     },
     /// Break something in a daemon started with --danger-fault-injection (tests only):
-    /// `panic ACTOR` (discovery, listener, share, transfer, control, metrics, peer),
+    /// `panic ACTOR` (discovery, listener, share, transfer, control, metrics, peer; or an
+    /// owner of the worker's state, which restarts the worker: shares, access, connections),
     /// `stall SECONDS` (the share's connections stop reading), `fail-db-write`.
     #[command(hide = true)]
     InjectFault {

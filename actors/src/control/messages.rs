@@ -1,13 +1,16 @@
-//! What the control socket can ask of the rest of the worker.
+//! What the control socket can ask of the rest of the worker: the owner of each command
+//! ([`ControlTargets`]), and the daemon-wide commands the supervisor answers.
 
-use actix::Recipient;
+use actix::{Message, Recipient};
+use serde::Serialize;
 
-use crate::supervisor::messages::{
-    AddShare, CancelCode, CreateAccessCode, CreateShare, FileUrl, GetConfig, GetStatus, InjectFault, ListCodes,
-    ListPeers, ListShares, ReadFile, RemoveShare, SetConfig, SetPaused, Shutdown,
-};
+use super::cmd::CommandError;
+use crate::access::messages::{CancelCode, CreateAccessCode, ExportKeys, ListCodes};
+use crate::connections::messages::{AddShare, ListPeers};
+use crate::shares::messages::{ConfirmDeletes, CreateShare, FileUrl, ListShares, ReadFile, RemoveShare, VerifyBackup};
 
-/// The actors a control connection talks to, injected by the supervisor.
+/// The owners a control connection talks to, injected by the supervisor: the supervisor
+/// (daemon-wide), the share registry, access and connections.
 #[derive(Debug, Clone)]
 pub struct ControlTargets {
     /// Daemon status.
@@ -31,11 +34,11 @@ pub struct ControlTargets {
     /// `cancel_access_code`.
     pub cancel_code: Recipient<CancelCode>,
     /// `verify_backup`.
-    pub verify_backup: Recipient<crate::supervisor::messages::VerifyBackup>,
+    pub verify_backup: Recipient<VerifyBackup>,
     /// `export_keys`.
-    pub export_keys: Recipient<crate::supervisor::messages::ExportKeys>,
+    pub export_keys: Recipient<ExportKeys>,
     /// `confirm_deletes`.
-    pub confirm_deletes: Recipient<crate::supervisor::messages::ConfirmDeletes>,
+    pub confirm_deletes: Recipient<ConfirmDeletes>,
     /// `list_peers`.
     pub list_peers: Recipient<ListPeers>,
     /// `get_config`, `get_config_value`.
@@ -50,3 +53,90 @@ pub struct ControlTargets {
     /// `not_understood`).
     pub inject_fault: Option<Recipient<InjectFault>>,
 }
+
+/// Asks for the daemon's status (`control.md`, "status").
+#[derive(Debug, Message)]
+#[rtype(result = "Status")]
+pub struct GetStatus;
+
+/// The daemon's status, as the control socket reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// Whether syncing is paused.
+    pub paused: bool,
+    /// Whether the daemon is registered with a tracker (discovery is not built yet: false).
+    pub tracking: bool,
+    /// Whether NAT traversal succeeded (not built: false).
+    pub nat_punctured: bool,
+    /// Bytes per second sent to peers (over the last three seconds).
+    pub upload_rate: u64,
+    /// Bytes per second received from peers (over the last three seconds).
+    pub download_rate: u64,
+    /// The upload limit, bytes per second (0: none).
+    pub upload_limit: u64,
+    /// The download limit, bytes per second (0: none).
+    pub download_limit: u64,
+    /// Software name and version.
+    pub software: String,
+    /// The worker's process ID.
+    pub pid: u32,
+    /// Seconds since the worker started.
+    pub uptime_seconds: u64,
+    /// Seconds since the daemon (its monitor process) started, across worker restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon_uptime_seconds: Option<u64>,
+    /// Worker processes the monitor restarted after a crash.
+    pub worker_restarts: u64,
+    /// Actors restarted inside this worker after a crash.
+    pub actor_restarts: u64,
+    /// Where `/metrics` and `/health` are served (absent: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    /// The address peers connect to.
+    pub listen: Option<String>,
+    /// Connected peer sessions.
+    pub peers: usize,
+}
+
+/// Fault injection (only with `--danger-fault-injection`): make an actor panic.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct InjectFault {
+    /// What to break.
+    pub fault: Fault,
+    /// For share, transfer and peer faults: the share (default: the first one / any).
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// An injectable fault.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Panic in an actor (a peer: one connection of the share).
+    Panic(crate::supervise::ActorKind),
+    /// Every connection of the share (or all) stops reading for a while.
+    Stall(std::time::Duration),
+    /// The next index write fails.
+    FailNextWrite,
+}
+
+/// Pauses or resumes syncing.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetPaused(pub bool);
+
+/// Stops the worker cleanly.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// `get_config`: the daemon's settings as a JSON object.
+#[derive(Debug, Message)]
+#[rtype(result = "serde_json::Map<String, serde_json::Value>")]
+pub struct GetConfig;
+
+/// `set_config` / `set_config_value`: check the values (all or nothing), save them in
+/// `config.toml` and apply those that change at runtime; a setting that takes effect at the
+/// next start is answered `needs_restart` (after it is saved).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct SetConfig(pub serde_json::Map<String, serde_json::Value>);

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use self::cmd::{After, Answer, Chunk, CommandError, End, ErrorCode, Request};
 pub use self::messages::ControlTargets;
-use crate::supervisor::messages::Shutdown;
+use self::messages::Shutdown;
 
 /// Longest accepted command line; a longer one closes that connection.
 pub const MAX_LINE: usize = 1 << 20;

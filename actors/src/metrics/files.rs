@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use super::{respond, text, HttpTargets};
 use crate::control::cmd::ErrorCode;
 use crate::share::messages::OpenRead;
-use crate::supervisor::messages::{ListShares, ReadFile};
+use crate::shares::messages::{ListShares, ReadFile};
 
 /// How long a file address is valid unless asked otherwise (`clearskies cat --url
 /// --expires`).

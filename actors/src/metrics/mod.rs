@@ -25,7 +25,7 @@ use tracing::debug;
 pub use self::files::{url_token, DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME};
 pub use self::registry::{metrics, Metrics};
 use crate::share::messages::ShareStatus;
-use crate::supervisor::messages::{ListShares, ReadFile};
+use crate::shares::messages::{ListShares, ReadFile};
 
 mod files;
 

@@ -7,7 +7,7 @@ use clearskies_protocol::auth::VerifierRecord;
 use clearskies_protocol::message::core::Keys;
 use clearskies_protocol::{PeerId, Sha256Hash};
 
-use crate::supervisor::messages::CommandError;
+use crate::control::cmd::CommandError;
 
 /// What an authenticated ID stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +77,8 @@ pub struct JoinShare {
     pub peer_id: PeerId,
     /// The peer we joined through, remembered for re-dialling.
     pub via: SocketAddr,
+    /// Selective sync asked for by the attach.
+    pub selection: clearskies_index::filter::Selection,
 }
 
 /// A session became ready for sync. Answers where the share's messages go (`None`: the

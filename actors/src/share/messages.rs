@@ -222,7 +222,7 @@ pub type StreamRx = tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>;
 /// `read_file`: streams a file of the share, from the local copy if it is here and as
 /// indexed, else from a connected peer, without keeping a copy.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Reading, crate::supervisor::messages::CommandError>")]
+#[rtype(result = "Result<Reading, crate::control::cmd::CommandError>")]
 pub struct OpenRead {
     /// The file, relative to the share root (`photos/a.jpg`).
     pub file: String,

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use super::actor::Share;
 use super::messages::{OpenRead, Reading};
-use crate::supervisor::messages::CommandError;
+use crate::control::cmd::CommandError;
 use crate::transfer::messages::{FetchRange, SinkItem};
 use crate::transfer::{Transfer, RANGE};
 use sha2::{Digest, Sha256};

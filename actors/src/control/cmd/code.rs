@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{absolute_path, custom_credentials, field, reply, to_json, Answer, Checked, CommandError, ErrorCode};
+use crate::access::messages::{self, CodeEntry, DEFAULT_CODE_LIFETIME};
 use crate::control::ControlTargets;
 use crate::share::registry::{CodeRef, Lifetime};
-use crate::supervisor::messages::{self, CodeEntry, DEFAULT_CODE_LIFETIME};
 
 /// `list_access_codes`' answer.
 #[derive(Debug, Clone, Serialize)]

@@ -9,8 +9,8 @@ use tracing::info;
 
 use super::{field, reply, to_json, Answer, CommandError, Done, ErrorCode};
 use crate::config::{self, Applies, Raw, Setting, Values};
+use crate::control::messages::{self, GetConfig};
 use crate::control::ControlTargets;
-use crate::supervisor::messages::{self, GetConfig};
 
 /// The address in use, shown by `get_config` beside the settings (`listen_address` and
 /// `listen_port`, the port resolved); not a setting of its own.

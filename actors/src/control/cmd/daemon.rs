@@ -6,8 +6,10 @@ use actix::Recipient;
 use serde::{Deserialize, Serialize};
 
 use super::{field, reply, to_json, Answer, CommandError, ErrorCode};
+use crate::connections::messages::{ListPeers, PeerEntry};
+use crate::control::messages::{self, Fault, GetStatus, SetPaused, Status};
 use crate::control::ControlTargets;
-use crate::supervisor::messages::{self, Fault, GetStatus, ListPeers, ListShares, PeerEntry, SetPaused, Status};
+use crate::shares::messages::ListShares;
 
 /// The answer of a command that returns nothing: `{}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

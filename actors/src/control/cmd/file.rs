@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{absolute_path, field, reply, After, Answer, Checked, CommandError, ErrorCode};
 use crate::control::ControlTargets;
-use crate::supervisor::messages;
+use crate::shares::messages;
 
 /// `file_url`'s answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

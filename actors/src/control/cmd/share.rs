@@ -4,9 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::{absolute_path, custom_credentials, field, reply, to_json, Answer, Checked, CommandError, ErrorCode};
+use crate::connections::messages::{AddShare as AddShareMessage, JoinWith};
 use crate::control::ControlTargets;
 use crate::share::messages::{BackupCheck, ShareStatus};
-use crate::supervisor::messages::{self, JoinWith};
+use crate::shares::messages;
 
 /// `list_shares`' answer: a list (what existing clients read), not `control.md`'s map.
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +72,11 @@ impl AtPath {
     pub(super) async fn export_keys(self, targets: &ControlTargets) -> Answer {
         let path = absolute_path(self.path.as_deref())?;
         reply(
-            targets.export_keys.send(messages::ExportKeys { path }).await.map(|r| r.map(|keys| ExportedKeys { keys })),
+            targets
+                .export_keys
+                .send(crate::access::messages::ExportKeys { path })
+                .await
+                .map(|r| r.map(|keys| ExportedKeys { keys })),
         )
     }
 
@@ -165,7 +170,7 @@ impl AddShare {
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
         let selection = clearskies_index::filter::Selection { subtree: self.subtree, exclude: self.exclude };
-        let msg = messages::AddShare { with, path, peer: self.peer, timeout: self.timeout, selection };
+        let msg = AddShareMessage { with, path, peer: self.peer, timeout: self.timeout, selection };
         reply(targets.add_share.send(msg).await)
     }
 }

@@ -35,11 +35,11 @@ use super::messages::{
     CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerFault, PeerOut, Redial, ReleaseCredential,
 };
 use crate::bandwidth::bandwidth;
+use crate::control::cmd::CommandError;
 use crate::control::cmd::ErrorCode;
 use crate::metrics::metrics;
 use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
 use crate::supervise::{self, injected_panic, ActorKind, Crashed};
-use crate::supervisor::messages::CommandError;
 use crate::transfer::messages::{DataStart, Inbound, Missing, ServeGet, Sink, SinkItem};
 
 mod send;
@@ -98,6 +98,8 @@ pub enum Purpose {
     Attach {
         /// Where the share goes.
         path: std::path::PathBuf,
+        /// Selective sync for it.
+        selection: clearskies_index::filter::Selection,
         /// Told once the join succeeded or failed.
         done: Option<oneshot::Sender<Result<Sha256Hash, CommandError>>>,
     },
@@ -522,12 +524,13 @@ impl Peer {
                 }
             }
             Event::KeysReceived(keys) => {
-                let Purpose::Attach { path, .. } = &self.purpose else {
+                let Purpose::Attach { path, selection, .. } = &self.purpose else {
                     // The session only emits this when we asked to receive keys.
                     return;
                 };
                 self.level = Some(keys.access_level);
-                let join = JoinShare { keys, path: path.clone(), peer_id: self.our_peer_id, via: self.remote };
+                let (path, selection) = (path.clone(), selection.clone());
+                let join = JoinShare { keys, path, peer_id: self.our_peer_id, via: self.remote, selection };
                 let ask = self.targets.join.send(join);
                 ctx.spawn(ask.into_actor(self).map(|answer, act, ctx| {
                     let result = answer.unwrap_or_else(|e| Err(CommandError::new(ErrorCode::Internal, e.to_string())));

@@ -1,0 +1,93 @@
+//! Messages the [`super::Access`] owner handles.
+
+use actix::Message;
+use serde::Serialize;
+
+use crate::control::cmd::CommandError;
+
+/// Default lifetime of an access code, in seconds: 24 hours.
+pub const DEFAULT_CODE_LIFETIME: i64 = 24 * 3600;
+
+/// `create_access_code`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CodeCreated, CommandError>")]
+pub struct CreateAccessCode {
+    /// The shared directory.
+    pub path: std::path::PathBuf,
+    /// `read_write` (other levels arrive with the access-levels work).
+    pub mode: String,
+    /// How long the code stays valid.
+    pub lifetime: crate::share::registry::Lifetime,
+    /// Whether it may be used more than once.
+    pub multi_use: bool,
+    /// Custom credentials instead of a generated code: username and password.
+    pub custom: Option<(String, String)>,
+}
+
+/// What `create_access_code` answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeCreated {
+    /// The `SYNC…` code (absent for custom credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_code: Option<String>,
+    /// The `clearskies://directory/…` form (absent for custom credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The custom username.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The public access ID (what `code list` shows and `code cancel` takes).
+    pub access_id: String,
+    /// Unix seconds after which the code is refused; null: never.
+    pub expires: Option<i64>,
+    /// Whether more than one peer may join with it.
+    pub multi_use: bool,
+}
+
+/// `list_access_codes`: every code this daemon issued that was not cancelled.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<CodeEntry>, CommandError>")]
+pub struct ListCodes;
+
+/// One line of `list_access_codes`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeEntry {
+    /// The public access ID.
+    pub access_id: String,
+    /// The custom username, if it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The share's root.
+    pub path: String,
+    /// The level it grants.
+    pub mode: &'static str,
+    /// active, expired or used.
+    pub state: crate::share::registry::CodeState,
+    /// Unix seconds when issued.
+    pub created: i64,
+    /// Unix seconds after which it is refused; null: never.
+    pub expires: Option<i64>,
+    /// Whether more than one peer may join with it.
+    pub multi_use: bool,
+    /// Peer IDs that joined with it.
+    pub used_by: Vec<String>,
+}
+
+/// `cancel_access_code`: the code is refused from now on.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CodeEntry, CommandError>")]
+pub struct CancelCode(pub crate::share::registry::CodeRef);
+
+/// `export_keys`: the keys of the level we hold of the share at `path`, as `core.keys`
+/// carries them, to keep somewhere safe.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<clearskies_protocol::message::core::Keys, CommandError>")]
+pub struct ExportKeys {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+}
+
+/// From the registry: a share was removed. Its codes are gone from the index; forget them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ShareRemoved(pub clearskies_protocol::Sha256Hash);

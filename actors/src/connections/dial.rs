@@ -1,0 +1,205 @@
+//! Dialling: remembered and configured peers with the share key (again, with a backoff,
+//! after a failure or a lost connection), and addresses discovery found.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use clearskies_protocol::message::core::AccessLevel;
+use clearskies_protocol::session::{KeyExchange, Role};
+use clearskies_protocol::{PeerId, SecretKey, Sha256Hash};
+use tracing::{debug, info};
+
+use super::Connections;
+use crate::discovery::Discovered;
+use crate::peer::actor::{Peer, Purpose};
+use crate::peer::channel::{self, ChannelError, TlsContext};
+
+/// How long a dial waits for the TCP connection.
+pub(super) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// First delay before re-dialling a remembered peer; doubles per failure up to [`MAX_REDIAL`].
+pub(super) const FIRST_REDIAL: Duration = Duration::from_millis(500);
+const MAX_REDIAL: Duration = Duration::from_secs(60);
+/// Addresses remembered from discovery (for `peers`), at most.
+const MAX_FOUND: usize = 4096;
+/// Peers dialled from one piece of news, at most.
+pub(super) const MAX_FOUND_PER_NEWS: usize = 64;
+/// How long the higher peer ID waits for the lower one to dial before dialling itself.
+pub(super) const SECOND_DIALLER_WAIT: Duration = Duration::from_secs(3);
+
+/// The delay before the next dial of a peer that failed `failures` times in a row:
+/// 0.5 s doubling, at most a minute.
+pub(super) fn redial_delay(failures: u32) -> Duration {
+    FIRST_REDIAL.saturating_mul(1 << failures.min(8)).min(MAX_REDIAL)
+}
+
+/// How long to wait before dialling a peer discovery found: both sides usually learn of
+/// each other at once, so the lower peer ID dials at once and the other only if no session
+/// has appeared a moment later (one of them may be unreachable).
+pub(super) fn discovered_dial_wait(me: PeerId, peer: PeerId) -> Duration {
+    if me < peer {
+        Duration::ZERO
+    } else {
+        SECOND_DIALLER_WAIT
+    }
+}
+
+/// Why a dial with a share key failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(super) enum DialError {
+    /// Not reachable (TCP, TLS, the handshake).
+    #[error("{0}")]
+    Unreachable(std::io::Error),
+    /// The peer refused every key we hold (it may have removed the share).
+    #[error("{0}")]
+    Refused(ChannelError),
+}
+
+/// A share key ready to authenticate a connection to one of the share's peers.
+pub(super) struct ShareKeyDial {
+    tls: TlsContext,
+    /// The keys to try, our own level's first: a read-write daemon falls back to the
+    /// untrusted key for a peer that holds only that one (restoring from a backup).
+    keys: Vec<(Sha256Hash, SecretKey, AccessLevel)>,
+    /// Our peer ID in the share.
+    pub(super) me: PeerId,
+}
+
+impl ShareKeyDial {
+    /// TCP (with a deadline), then TLS + SRP with each key in turn until one is accepted;
+    /// the channel and the level of the key that opened it.
+    pub(super) async fn connect(&self, addr: SocketAddr) -> Result<(channel::Channel, AccessLevel), DialError> {
+        let mut refused = None;
+        for (id, key, level) in &self.keys {
+            let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+                .and_then(|connected| connected)
+                .map_err(DialError::Unreachable)?;
+            match channel::connect(tcp, &self.tls, *id, &hex::encode(key.as_bytes())).await {
+                Ok(ch) => return Ok((ch, *level)),
+                Err(e @ (ChannelError::AuthFailed { .. } | ChannelError::Refused(_))) => refused = Some(e),
+                Err(e) => return Err(DialError::Unreachable(std::io::Error::other(e.to_string()))),
+            }
+        }
+        Err(refused
+            .map_or_else(|| DialError::Unreachable(std::io::Error::other("no key to dial with")), DialError::Refused))
+    }
+}
+
+impl Connections {
+    /// What dialling a share's peer with the share key needs, if the share is running.
+    pub(super) fn share_key(&self, share: Sha256Hash) -> Option<ShareKeyDial> {
+        let table = self.table.borrow();
+        let running = table.get(&share)?;
+        let (material, tls) = (running.keys.as_ref()?, self.tls.clone()?);
+        let config = &running.config;
+        let mut keys = vec![(material.keys.key_id, material.keys.key, config.access_level)];
+        if config.access_level == AccessLevel::ReadWrite {
+            let untrusted = material.keys.key_ids().into_iter().filter(|(_, _, l)| *l == AccessLevel::Untrusted);
+            keys.extend(untrusted);
+        }
+        Some(ShareKeyDial { tls, keys, me: config.peer_id })
+    }
+
+    /// Dials a remembered peer of `share` with the share key, after `delay`; on failure
+    /// tries again with a doubled delay. A share that is removed stops its dials.
+    pub(super) fn dial(&mut self, share: Sha256Hash, addr: String, delay: Duration, ctx: &mut Context<Self>) {
+        self.dials.entry((share, addr.clone())).or_insert(0);
+        ctx.run_later(delay, move |act, ctx| {
+            let Some(key) = act.share_key(share) else {
+                act.dials.remove(&(share, addr));
+                return;
+            };
+            let targets = act.peer_targets(ctx);
+            let (target, dialled) = (addr.clone(), addr.clone());
+            let attempt = async move {
+                let sock = tokio::net::lookup_host(&target).await.ok().and_then(|mut a| a.next()).ok_or_else(|| {
+                    DialError::Unreachable(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("cannot resolve {target}"),
+                    ))
+                })?;
+                let (ch, level) = key.connect(sock).await?;
+                let purpose = Purpose::Rejoin { share, dialled, level };
+                Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, sock, targets).spawn();
+                Ok::<(), DialError>(())
+            };
+            ctx.spawn(attempt.into_actor(act).map(move |res, act, ctx| {
+                if let Err(e) = res {
+                    if matches!(e, DialError::Refused(_)) {
+                        act.auth_refused.insert(share);
+                    }
+                    let failures = act.dials.entry((share, addr.clone())).or_insert(0);
+                    *failures = failures.saturating_add(1);
+                    let next = redial_delay(*failures);
+                    info!(%share, peer = %addr, error = %e, retry_in = ?next, "cannot reach a known peer");
+                    act.dial(share, addr, next, ctx);
+                }
+            }));
+        });
+    }
+
+    /// Dials an address discovery found for a share, once (discovery reports it again if it
+    /// is still there).
+    pub(super) fn dial_found(&mut self, share: Sha256Hash, addr: SocketAddr, ctx: &mut Context<Self>) {
+        let Some(key) = self.share_key(share) else { return };
+        if self.found_dialing.len() >= MAX_FOUND_PER_NEWS || !self.found_dialing.insert((share, addr)) {
+            return;
+        }
+        let targets = self.peer_targets(ctx);
+        let attempt = async move {
+            let (ch, level) = key.connect(addr).await?;
+            let purpose = Purpose::Found { share, level };
+            Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, addr, targets).spawn();
+            Ok::<(), DialError>(())
+        };
+        ctx.spawn(attempt.into_actor(self).map(move |res, act, _| {
+            act.found_dialing.remove(&(share, addr));
+            if let Err(e) = res {
+                info!(%share, peer = %addr, error = %e, "cannot reach a discovered peer");
+            }
+        }));
+    }
+}
+
+impl Handler<Discovered> for Connections {
+    type Result = ();
+
+    fn handle(&mut self, msg: Discovered, ctx: &mut Context<Self>) {
+        if let Some((me, waiting)) = self.seeking.get(&msg.id) {
+            let addrs: Vec<SocketAddr> =
+                msg.peers.iter().filter(|(p, _)| *p != me).flat_map(|(_, a)| a.iter().copied()).collect();
+            if !addrs.is_empty() {
+                info!(code = %msg.id, source = msg.source, found = addrs.len(), "found peers for an access code");
+                let _ = waiting.try_send(addrs);
+            }
+            return;
+        }
+        let Some((share, me)) = self.table.borrow().get(&msg.id).map(|r| (r.config.id, r.config.peer_id)) else {
+            return;
+        };
+        // Bounded, whatever a tracker or a broadcast claims.
+        if self.found.len() >= MAX_FOUND {
+            self.found.clear();
+        }
+        for (peer, addrs) in msg.peers.into_iter().take(MAX_FOUND_PER_NEWS) {
+            let addrs: Vec<SocketAddr> = addrs.into_iter().take(4).collect();
+            // Never ourselves; never a peer we already have a session with.
+            if peer == me || self.peers.contains_key(&(share, peer)) {
+                continue;
+            }
+            for addr in &addrs {
+                self.found.insert((share, *addr), msg.source);
+            }
+            let Some(addr) = addrs.first().copied() else { continue };
+            ctx.run_later(discovered_dial_wait(me, peer), move |act, ctx| {
+                if !act.peers.contains_key(&(share, peer)) && act.table.borrow().contains(&share) {
+                    debug!(%share, %peer, %addr, "dialling a discovered peer");
+                    act.dial_found(share, addr, ctx);
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Messages the [`super::Connections`] owner handles.
+
+use std::collections::BTreeSet;
+
+use actix::Message;
+use clearskies_protocol::Sha256Hash;
+use serde::Serialize;
+
+use crate::control::cmd::CommandError;
+use crate::shares::messages::ShareCreated;
+
+/// What a peer joins a share with.
+#[derive(Debug, Clone)]
+pub enum JoinWith {
+    /// A `SYNC…` code (or its URL form), as typed.
+    Code(String),
+    /// A username and password the sharer chose.
+    Custom {
+        /// Username.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// Keys saved with `export_keys` (restoring a share, e.g. from an untrusted backup,
+    /// when no peer can give a code).
+    Keys(Box<clearskies_protocol::message::core::Keys>),
+}
+
+/// `add_share`: join a share with an access code, through the peer at `peer`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ShareCreated, CommandError>")]
+pub struct AddShare {
+    /// The code or the custom credentials.
+    pub with: JoinWith,
+    /// Where the share goes (created if missing).
+    pub path: std::path::PathBuf,
+    /// `HOST:PORT` of a peer that has the share; without it, discovery looks for one.
+    pub peer: Option<String>,
+    /// How long discovery may look, in seconds (default 60, at most 600).
+    pub timeout: Option<u64>,
+    /// Selective sync: only a subtree, and patterns never synced here.
+    pub selection: clearskies_index::filter::Selection,
+}
+
+/// `list_peers`: connected sessions and remembered peers being dialled.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<PeerEntry>")]
+pub struct ListPeers;
+
+/// One line of `list_peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerEntry {
+    /// The share's root.
+    pub path: String,
+    /// The share's ID.
+    pub share: String,
+    /// The peer's ID, once a session has told us.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// `HOST:PORT`.
+    pub address: String,
+    /// `connected`, `found` or `dialing`.
+    pub state: &'static str,
+    /// Where we know the address from: `manual` (given on attach or configured),
+    /// `incoming`, `tracker` or `lan`.
+    pub source: &'static str,
+    /// Failed dial attempts since the last success (dialing only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+}
+
+/// From the registry: a share is running (it is in the table now). Dial `dial` at once;
+/// `remember` are addresses a live connection came from (dialled again when it ends).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ShareStarted {
+    /// The share.
+    pub id: Sha256Hash,
+    /// Addresses (`HOST:PORT`) to dial now.
+    pub dial: Vec<String>,
+    /// Addresses shown as remembered peers without a dial.
+    pub remember: Vec<String>,
+}
+
+/// From the registry: a share stopped (it is out of the table). A removed share's dials
+/// and discovered addresses are forgotten; a restarting one's sessions are closed (their
+/// links point at the dead actor, and the peers dial again).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ShareStopped {
+    /// The share.
+    pub id: Sha256Hash,
+    /// Removed by the user (rather than restarting after a crash).
+    pub removed: bool,
+}
+
+/// From access: the codes whose access IDs discovery announces, with their share and expiry.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CodeIds(pub Vec<(Sha256Hash, Sha256Hash, Option<i64>)>);
+
+/// From the supervisor: the discovery actor to tell what to announce (again after it was
+/// restarted).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UseDiscovery(pub actix::Addr<crate::discovery::Discovery>);
+
+/// From the supervisor: a connection's actor panicked.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PeerCrashed(pub Option<u64>);
+
+/// The shares whose known peers refused our key at the last dial.
+#[derive(Debug, Message)]
+#[rtype(result = "BTreeSet<Sha256Hash>")]
+pub struct AuthRefused;
+
+/// How many peer sessions are up.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct CountPeers;
+
+/// Fault injection: a fault for the sessions of `share` (or every session); answers how
+/// many sessions got it.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct SessionFault {
+    /// Which share's sessions (`None`: all).
+    pub share: Option<Sha256Hash>,
+    /// The fault.
+    pub fault: crate::peer::messages::PeerFault,
+    /// Only the first matching session.
+    pub one: bool,
+}

@@ -1,0 +1,341 @@
+//! The `Connections` owner (Syncthing's `lib/connections/service.go` is the model): which
+//! peers we are connected to and which we are trying to reach. It dials remembered and
+//! configured peers with the share key and dials them again with a backoff when the
+//! connection ends or fails (`dial`), arbitrates the addresses discovery finds (`dial`),
+//! runs the attach loop of `add_share` (`attach`), keeps the session table, and hands each
+//! session to its share when it comes up, with the protection [`crate::access::policy`]
+//! decides. It tells discovery which IDs to announce.
+//!
+//! It reads the running shares from the registry's table and learns of starts and stops
+//! from `ShareStarted`/`ShareStopped`.
+
+mod attach;
+mod dial;
+pub mod messages;
+mod peers;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::{Actor, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, ResponseFuture};
+use clearskies_protocol::{PeerId, Sha256Hash};
+use tracing::{error, warn};
+
+use self::messages::{
+    AuthRefused, CodeIds, CountPeers, PeerCrashed, SessionFault, ShareStarted, ShareStopped, UseDiscovery,
+};
+use crate::access::policy::{session_policy, Refusal};
+use crate::discovery::{Discovery, SetIds};
+use crate::peer::actor::PeerTargets;
+use crate::peer::channel::TlsContext;
+use crate::peer::messages::{CodeUsed, JoinShare, PeerConnected, PeerDisconnected, PeerOut, Redial, ReleaseCredential};
+use crate::share::messages::{PeerDown, PeerUp, ShareLink};
+use crate::shares::messages::ImportKeys;
+use crate::shares::table::TableRx;
+use crate::supervise::Crashed;
+
+/// A ready peer session, as connections knows it.
+#[derive(Debug)]
+struct Session {
+    share: Sha256Hash,
+    peer: PeerId,
+    addr: SocketAddr,
+    out: Recipient<PeerOut>,
+    redial: Redial,
+}
+
+/// Where the peer actors this owner starts report (besides itself).
+#[derive(Debug, Clone)]
+pub struct ConnectionsTargets {
+    /// Access: a code was used up.
+    pub code_used: Recipient<CodeUsed>,
+    /// Access: a claim released.
+    pub release: Recipient<ReleaseCredential>,
+    /// The registry: keys received on an attach.
+    pub join: Recipient<JoinShare>,
+    /// The registry: `add_share` with saved keys.
+    pub import: Recipient<ImportKeys>,
+    /// The supervisor: a peer actor panicked.
+    pub crashed: Recipient<Crashed>,
+}
+
+/// The connections owner.
+#[derive(Debug)]
+pub struct Connections {
+    table: TableRx,
+    /// Never attached into (nor any directory holding it).
+    data_dir: std::path::PathBuf,
+    tls: Option<TlsContext>,
+    /// A tracker is configured or LAN discovery is on (an attach without an address can
+    /// look for its peer).
+    can_discover: bool,
+    targets: ConnectionsTargets,
+    /// Connected peers by (share, peer ID): their address.
+    peers: BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
+    /// Remembered peers being dialled or connected, by (share, `HOST:PORT`), with the
+    /// number of failures since the last success.
+    dials: BTreeMap<(Sha256Hash, String), u32>,
+    discovery: Option<Addr<Discovery>>,
+    /// Attaches waiting for discovery to find a peer: access ID → (our new peer ID, where
+    /// found addresses go).
+    seeking: BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<SocketAddr>>)>,
+    /// Live codes' access IDs (from access): access ID → (share, expiry).
+    codes: BTreeMap<Sha256Hash, (Sha256Hash, Option<i64>)>,
+    /// Addresses found by discovery, by (share, address): the source (`tracker`, `lan`).
+    found: BTreeMap<(Sha256Hash, SocketAddr), &'static str>,
+    /// Dials to discovered addresses in progress.
+    found_dialing: BTreeSet<(Sha256Hash, SocketAddr)>,
+    /// Ready sessions by connection.
+    sessions: BTreeMap<u64, Session>,
+    /// Shares whose known peers refused our key at the last dial (until a session is ready).
+    auth_refused: BTreeSet<Sha256Hash>,
+}
+
+impl Connections {
+    /// A connections owner reading the running shares from `table`.
+    pub fn new(
+        settings: &crate::Settings,
+        table: TableRx,
+        tls: Option<TlsContext>,
+        targets: ConnectionsTargets,
+    ) -> Self {
+        let config = &settings.config;
+        Connections {
+            table,
+            data_dir: settings.data_dir.clone(),
+            tls,
+            can_discover: !config.trackers.is_empty() || config.lan_discovery,
+            targets,
+            peers: BTreeMap::new(),
+            dials: BTreeMap::new(),
+            discovery: None,
+            seeking: BTreeMap::new(),
+            codes: BTreeMap::new(),
+            found: BTreeMap::new(),
+            found_dialing: BTreeSet::new(),
+            sessions: BTreeMap::new(),
+            auth_refused: BTreeSet::new(),
+        }
+    }
+
+    /// What the peer actors started here report to.
+    pub fn peer_targets(&self, ctx: &Context<Self>) -> PeerTargets {
+        let me = ctx.address();
+        PeerTargets {
+            code_used: self.targets.code_used.clone(),
+            release: self.targets.release.clone(),
+            join: self.targets.join.clone(),
+            connected: me.clone().recipient(),
+            disconnected: me.recipient(),
+            crashed: self.targets.crashed.clone(),
+        }
+    }
+
+    /// Tells discovery every ID to announce: share key IDs, live codes' access IDs, and the
+    /// codes of attaches looking for a peer.
+    fn update_ids(&self) {
+        let Some(d) = &self.discovery else { return };
+        let now = crate::share::actor::now().secs();
+        d.do_send(SetIds(announced(&self.table.borrow(), &self.codes, &self.seeking, now)));
+    }
+}
+
+/// What discovery announces: each running share's key ID, each live code of a running
+/// share, each code an attach is looking for a peer with; all with our peer ID there.
+fn announced(
+    table: &crate::shares::table::ShareTable,
+    codes: &BTreeMap<Sha256Hash, (Sha256Hash, Option<i64>)>,
+    seeking: &BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<SocketAddr>>)>,
+    now: i64,
+) -> BTreeMap<Sha256Hash, PeerId> {
+    let mut ids: BTreeMap<Sha256Hash, PeerId> = table.iter().map(|r| (r.config.id, r.config.peer_id)).collect();
+    for (access_id, (share, expires)) in codes {
+        if expires.is_none_or(|e| now < e) {
+            if let Some(r) = table.get(share) {
+                ids.insert(*access_id, r.config.peer_id);
+            }
+        }
+    }
+    for (id, (peer, _)) in seeking {
+        ids.insert(*id, *peer);
+    }
+    ids
+}
+
+impl Actor for Connections {
+    type Context = Context<Self>;
+}
+
+impl Handler<ShareStarted> for Connections {
+    type Result = ();
+
+    fn handle(&mut self, msg: ShareStarted, ctx: &mut Context<Self>) {
+        for addr in msg.remember {
+            self.dials.insert((msg.id, addr), 0);
+        }
+        for addr in msg.dial {
+            self.dial(msg.id, addr, Duration::ZERO, ctx);
+        }
+        self.update_ids();
+    }
+}
+
+impl Handler<ShareStopped> for Connections {
+    type Result = ();
+
+    fn handle(&mut self, msg: ShareStopped, _: &mut Context<Self>) {
+        if msg.removed {
+            self.dials.retain(|(share, _), _| *share != msg.id);
+            self.found.retain(|(share, _), _| *share != msg.id);
+        } else {
+            for s in self.sessions.values().filter(|s| s.share == msg.id) {
+                s.out.do_send(PeerOut::Close("the share is restarting".into()));
+            }
+        }
+        self.update_ids();
+    }
+}
+
+impl Handler<CodeIds> for Connections {
+    type Result = ();
+
+    fn handle(&mut self, CodeIds(codes): CodeIds, _: &mut Context<Self>) {
+        self.codes = codes.into_iter().map(|(id, share, expires)| (id, (share, expires))).collect();
+        self.update_ids();
+    }
+}
+
+impl Handler<UseDiscovery> for Connections {
+    type Result = ();
+
+    fn handle(&mut self, UseDiscovery(addr): UseDiscovery, _: &mut Context<Self>) {
+        self.discovery = Some(addr);
+        self.update_ids();
+    }
+}
+
+impl Handler<AuthRefused> for Connections {
+    type Result = MessageResult<AuthRefused>;
+
+    fn handle(&mut self, _: AuthRefused, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.auth_refused.clone())
+    }
+}
+
+impl Handler<CountPeers> for Connections {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountPeers, _: &mut Context<Self>) -> usize {
+        self.peers.len()
+    }
+}
+
+impl Handler<SessionFault> for Connections {
+    type Result = usize;
+
+    fn handle(&mut self, msg: SessionFault, _: &mut Context<Self>) -> usize {
+        let mut hit = 0;
+        for s in self.sessions.values().filter(|s| msg.share.is_none_or(|id| s.share == id)) {
+            s.out.do_send(PeerOut::Fault(msg.fault));
+            hit += 1;
+            if msg.one {
+                break;
+            }
+        }
+        hit
+    }
+}
+
+impl Handler<PeerCrashed> for Connections {
+    type Result = ();
+
+    /// A connection's actor panicked: nothing of it ran its clean-up, so forget it here (the
+    /// share drops the subscriber, `peers` the entry) and dial it again as a lost connection
+    /// would be.
+    fn handle(&mut self, PeerCrashed(conn): PeerCrashed, ctx: &mut Context<Self>) {
+        let Some(s) = conn.and_then(|c| self.sessions.remove(&c)) else {
+            error!("a connection crashed before its session was ready (see the panic above)");
+            return;
+        };
+        error!(share = %s.share, peer = %s.peer, remote = %s.addr, "a connection crashed (see the panic above); dropped it");
+        if let (Some(running), Some(conn)) = (self.table.borrow().get(&s.share), conn) {
+            running.addr.do_send(PeerDown { conn });
+        }
+        if self.peers.get(&(s.share, s.peer)) == Some(&s.addr) {
+            self.peers.remove(&(s.share, s.peer));
+        }
+        match s.redial {
+            Redial::Address(addr) => self.dial(s.share, addr, dial::FIRST_REDIAL, ctx),
+            Redial::Found(addr) => self.dial_found(s.share, addr, ctx),
+            Redial::ByPeer => {}
+        }
+    }
+}
+
+impl Handler<PeerConnected> for Connections {
+    type Result = ResponseFuture<Option<ShareLink>>;
+
+    fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) -> Self::Result {
+        self.peers.insert((msg.share, msg.peer), msg.addr);
+        let session =
+            Session { share: msg.share, peer: msg.peer, addr: msg.addr, out: msg.out.clone(), redial: msg.redial };
+        self.sessions.insert(msg.conn, session);
+        self.auth_refused.remove(&msg.share);
+        if let Some(failures) = self.dials.get_mut(&(msg.share, msg.addr.to_string())) {
+            *failures = 0;
+        }
+        let table = self.table.borrow();
+        let Some(running) = table.get(&msg.share) else { return Box::pin(async { None }) };
+        let ours = running.config.access_level;
+        let policy = match session_policy(ours, msg.level.unwrap_or(ours), running.keys.as_deref()) {
+            Ok(policy) => policy,
+            Err(why) => {
+                match why {
+                    Refusal::NoVerifyingKey => error!(share = %msg.share, "{why}; refusing it"),
+                    _ => warn!(share = %msg.share, "{why}; refusing it"),
+                }
+                return Box::pin(async { None });
+            }
+        };
+        let up = PeerUp {
+            conn: msg.conn,
+            peer: msg.peer,
+            out: msg.out,
+            rsync: msg.rsync && policy.crypt.is_none(),
+            gzip: msg.gzip,
+            signed: policy.signed,
+            sign: policy.sign,
+            crypt: policy.crypt.clone(),
+        };
+        let share = running.addr.clone();
+        Box::pin(async move {
+            let mut link = share.send(up).await.ok()?;
+            link.verify = policy.verify;
+            link.crypt = policy.crypt;
+            Some(link)
+        })
+    }
+}
+
+impl Handler<PeerDisconnected> for Connections {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerDisconnected, ctx: &mut Context<Self>) {
+        self.sessions.remove(&msg.conn);
+        let Some(share) = msg.share else { return };
+        if let Some(peer) = msg.peer {
+            if self.peers.get(&(share, peer)) == Some(&msg.addr) {
+                self.peers.remove(&(share, peer));
+            }
+        }
+        // A peer we dialled (remembered or configured) is dialled again while the share exists.
+        if let Some(addr) = msg.dialled {
+            if self.table.borrow().contains(&share) {
+                self.dial(share, addr, dial::FIRST_REDIAL, ctx);
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::{Actor, Handler};
+use clearskies_protocol::{PeerId, Sha256Hash};
+
+use super::dial::{discovered_dial_wait, redial_delay, SECOND_DIALLER_WAIT};
+use super::messages::{ListPeers, PeerEntry, ShareStarted, ShareStopped};
+use super::peers::{peer_list, PeerTables};
+use super::*;
+use crate::shares::table::fixture::TestShare;
+
+#[test]
+fn redials_back_off_from_half_a_second_to_a_minute() {
+    let delays: Vec<Duration> = (0..10).map(redial_delay).collect();
+    let delays: Vec<u64> = delays.iter().map(|d| d.as_secs() * 1000 + u64::from(d.subsec_millis())).collect();
+    assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+}
+
+#[test]
+fn of_two_peers_that_find_each_other_the_lower_id_dials_first() {
+    let (low, high) = (PeerId([1; 16]), PeerId([2; 16]));
+    assert_eq!(discovered_dial_wait(low, high), Duration::ZERO);
+    assert_eq!(discovered_dial_wait(high, low), SECOND_DIALLER_WAIT);
+}
+
+#[test]
+fn discovery_announces_shares_live_codes_of_running_shares_and_attaches_under_way() {
+    let s = TestShare::new();
+    let (live, expired, orphan, seeking_id) =
+        (Sha256Hash([1; 32]), Sha256Hash([2; 32]), Sha256Hash([3; 32]), Sha256Hash([4; 32]));
+    let codes = BTreeMap::from([
+        (live, (s.config.id, Some(101))),
+        (expired, (s.config.id, Some(100))),
+        (orphan, (Sha256Hash([9; 32]), None)),
+    ]);
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let seeking = BTreeMap::from([(seeking_id, (PeerId([7; 16]), tx))]);
+    let ids = announced(&s.table.borrow(), &codes, &seeking, 100);
+    let expected =
+        BTreeMap::from([(s.config.id, s.config.peer_id), (live, s.config.peer_id), (seeking_id, PeerId([7; 16]))]);
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn peers_lists_each_address_once_with_where_it_came_from() {
+    let s = TestShare::new();
+    let id = s.config.id;
+    let (a, b, c): (SocketAddr, SocketAddr, SocketAddr) =
+        ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap(), "10.0.0.3:3".parse().unwrap());
+    let peers = BTreeMap::from([((id, PeerId([1; 16])), a), ((id, PeerId([2; 16])), b)]);
+    let dials = BTreeMap::from([((id, a.to_string()), 0), ((id, "far.example:9".to_owned()), 3)]);
+    let found = BTreeMap::from([((id, b), "tracker"), ((id, c), "lan")]);
+    let found_dialing = BTreeSet::from([(id, c)]);
+    let table = s.table.borrow();
+    let list = peer_list(&PeerTables {
+        table: &table,
+        peers: &peers,
+        dials: &dials,
+        found: &found,
+        found_dialing: &found_dialing,
+    });
+    let brief: Vec<(&str, &str, &str, Option<u32>)> =
+        list.iter().map(|e| (e.address.as_str(), e.state, e.source, e.failures)).collect();
+    assert_eq!(
+        brief,
+        [
+            ("10.0.0.1:1", "connected", "manual", None),
+            ("10.0.0.2:2", "connected", "tracker", None),
+            ("10.0.0.3:3", "dialing", "lan", None),
+            ("far.example:9", "dialing", "manual", Some(3)),
+        ]
+    );
+    assert!(list.iter().all(|e| e.path == s.config.path.display().to_string() && e.share == id.to_string()));
+}
+
+/// Receives what a connections owner would send elsewhere; none of it is used here.
+struct Sink;
+impl Actor for Sink {
+    type Context = Context<Self>;
+}
+macro_rules! sink {
+    ($($m:ty => $r:expr),*) => {$(
+        impl Handler<$m> for Sink {
+            type Result = actix::MessageResult<$m>;
+            fn handle(&mut self, _: $m, _: &mut Context<Self>) -> Self::Result {
+                actix::MessageResult($r)
+            }
+        }
+    )*};
+}
+sink!(
+    CodeUsed => (),
+    ReleaseCredential => (),
+    JoinShare => Err(crate::control::cmd::CommandError::unavailable()),
+    ImportKeys => Err(crate::control::cmd::CommandError::unavailable()),
+    Crashed => ()
+);
+
+fn connections(s: &TestShare) -> actix::Addr<Connections> {
+    let sink = Sink.start();
+    let targets = ConnectionsTargets {
+        code_used: sink.clone().recipient(),
+        release: sink.clone().recipient(),
+        join: sink.clone().recipient(),
+        import: sink.clone().recipient(),
+        crashed: sink.recipient(),
+    };
+    let settings = crate::Settings {
+        data_dir: std::env::temp_dir().join("clearskies-connections-test-data"),
+        control_socket: std::env::temp_dir().join("clearskies-connections-test.sock"),
+        software: "test".into(),
+        monitor: crate::MonitorInfo::default(),
+        fault_injection: false,
+        config: crate::config::Values::default(),
+    };
+    Connections::new(&settings, s.table.subscribe(), TlsContext::new().ok(), targets).start()
+}
+
+/// `list_peers` until `done` holds (at most 10,000 rounds, 500 s of the paused clock).
+async fn peers_until(c: &actix::Addr<Connections>, done: impl Fn(&[PeerEntry]) -> bool) -> Vec<PeerEntry> {
+    for _ in 0..10_000 {
+        let list = c.send(ListPeers).await.unwrap();
+        if done(&list) {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("list_peers never got there");
+}
+
+#[actix_rt::test]
+async fn an_unreachable_peer_is_dialled_again_with_a_doubling_delay_until_its_share_is_removed() {
+    tokio::time::pause();
+    let s = TestShare::new();
+    let c = connections(&s);
+    // A loopback port nobody listens on: each dial is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let start = tokio::time::Instant::now();
+    c.send(ShareStarted { id: s.config.id, dial: vec![closed.to_string()], remember: vec![] }).await.unwrap();
+    let list = peers_until(&c, |l| l.iter().any(|e| e.failures >= Some(4))).await;
+    assert_eq!((list.len(), list[0].state, list[0].source), (1, "dialing", "manual"));
+    // Dials at 0, 1, 3 and 7 s (after 1 + 2 + 4 s of backoff): four failures take 7 s of
+    // the paused clock, not less.
+    assert!(start.elapsed() >= Duration::from_secs(7), "{:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    // (The registry takes a share out of the table before it says so.)
+    s.stop();
+    c.send(ShareStopped { id: s.config.id, removed: true }).await.unwrap();
+    let list = peers_until(&c, <[PeerEntry]>::is_empty).await;
+    assert!(list.is_empty(), "a removed share's peers are no longer dialled");
+}

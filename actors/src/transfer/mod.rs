@@ -7,7 +7,9 @@
 //! file on a blocking thread through a bounded channel (a slow disk slows the connection's
 //! reading; memory stays bounded), hashed as it is written, verified, fsynced and handed to
 //! the share to install. A peer that answers `not_present`, sends bad data or disconnects
-//! gives the request back to the queue for another peer.
+//! gives the request back to the queue for another peer. What each connection is asked for
+//! next is decided by `queue::plan` (pure: no actor, I/O or clock); the actor gathers
+//! the facts it needs and carries out its plan.
 //!
 //! Serving: `directory.get` is answered from a file whose on-disk stat still matches the
 //! index (so we never send contents we have not hashed), streamed by the connection. What
@@ -19,6 +21,7 @@
 
 mod access;
 pub mod messages;
+mod queue;
 mod receive;
 mod serve;
 
@@ -45,6 +48,7 @@ use tracing::{debug, warn};
 use self::messages::{
     FetchRange, Fetches, Finished, Missing, SetTransfersPaused, Sink, SinkItem, TransferPeerDown, TransferPeerUp,
 };
+use self::queue::{is_complete, Plan, Requests};
 use crate::peer::messages::{PeerOut, Producer};
 use crate::share::messages::{DiskFull, Downloaded};
 
@@ -86,12 +90,8 @@ struct Slot {
     access: Access,
     /// The connection uses `gzip`.
     gzip: bool,
-    asked: VecDeque<Sha256Hash>,
-    asked_bytes: u64,
-    /// Requests (`directory.get`s, whole or ranged, and signatures) not answered yet: at
-    /// most [`MAX_REQUESTS`], which is what a peer queues for us.
-    gets: usize,
-    refused: HashSet<Sha256Hash>,
+    /// What it was asked for and refused.
+    requests: Requests,
 }
 
 /// One share's transfers.
@@ -179,111 +179,85 @@ impl Transfer {
         }
     }
 
+    /// Asks the connected peers for what the share wants next (see [`queue`]), and looks
+    /// again later at what had to wait.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         if self.paused {
             return;
         }
-        // What we may still write without going under `min_free_space`, less what is
-        // already on its way. (Unknown, if the filesystem cannot tell: no limit.)
-        // (Counted whole, from the request until the file is installed: conservative, since
-        // what has arrived already takes space.)
-        let in_flight: HashSet<&Sha256Hash> = self
+        let plan = self.plan();
+        self.carry_out(plan, ctx);
+        // Contents every connected peer refused: ask again later (they may get them).
+        if !self.queue.is_empty() && self.retry.is_none() {
+            self.retry = Some(ctx.run_later(RETRY, |act, ctx| {
+                act.retry = None;
+                for slot in act.peers.values_mut() {
+                    slot.requests.refused.clear();
+                }
+                act.schedule(ctx);
+            }));
+        }
+    }
+
+    /// What to ask of whom: the free space and the peers handed to the planner (which takes
+    /// what it plans from the queue and counts it in the peers' requests).
+    fn plan(&mut self) -> Plan {
+        // What we may still write without going under `min_free_space` (unknown, if the
+        // filesystem cannot tell: no limit); the planner takes off what is on its way.
+        let free = fsops::free_space(&self.root)
+            .map(|(free, total)| free.saturating_sub(crate::config::min_free().bytes(total)));
+        let facts = OnDisk { root: &self.root, store: &self.store };
+        let mut peers: Vec<queue::Peer<'_>> = self
             .peers
-            .values()
-            .flat_map(|s| s.asked.iter())
-            .chain(self.downloads.keys())
-            .chain(self.writing.iter())
+            .iter_mut()
+            .map(|(&conn, slot)| queue::Peer {
+                conn,
+                untrusted: slot.access.crypt().is_some(),
+                rsync: slot.access.rsync(),
+                requests: &mut slot.requests,
+            })
             .collect();
-        let on_the_way: u64 = in_flight.into_iter().filter_map(|sha| self.wanted.get(sha)).map(|f| f.size).sum();
-        let mut room = fsops::free_space(&self.root).map(|(free, total)| {
-            free.saturating_sub(crate::config::min_free().bytes(total)).saturating_sub(on_the_way)
-        });
-        let mut short_of_space = None;
-        let mut complete = Vec::new();
+        let wanted = queue::Wanted {
+            queue: &mut self.queue,
+            fetches: &mut self.wanted,
+            downloads: &self.downloads,
+            writing: &self.writing,
+            whole: &self.whole,
+        };
+        queue::plan(wanted, &mut peers, free, &facts)
+    }
+
+    /// Carries out `plan`: requests sent, downloads recorded, deltas asked for, complete
+    /// partial downloads finished, and a change in whether downloads wait for space told.
+    fn carry_out(&mut self, plan: Plan, ctx: &mut Context<Self>) {
+        for sha in &plan.dropped {
+            debug!(%sha, "no record waits for these contents any more");
+        }
         let mut deltas = Vec::new();
-        for (&conn, slot) in &mut self.peers {
-            let mut batch = Vec::new();
-            let mut i = 0;
-            while i < self.queue.len()
-                && slot.gets < MAX_REQUESTS
-                && (slot.asked.is_empty() || slot.asked_bytes < MAX_REQUEST_BYTES)
-            {
-                let sha = self.queue[i];
-                if slot.refused.contains(&sha) || self.writing.contains(&sha) {
-                    i += 1;
-                    continue;
-                }
-                let partial = fsops::partial_len(&self.root, &sha);
-                let need = self.wanted.get(&sha).map_or(0, |f| f.size.saturating_sub(partial));
-                if room.is_some_and(|r| need > r) {
-                    // Waits (the retry timer looks again) rather than fill the disk.
-                    short_of_space.get_or_insert(need);
-                    i += 1;
-                    continue;
-                }
-                room = room.map(|r| r - need);
-                self.queue.remove(i);
-                // Superseded meanwhile (deleted, or changed again): nobody waits any more.
-                if self.store.waiting_for(&sha).is_ok_and(|w| w.is_empty()) {
-                    debug!(%sha, "no record waits for these contents any more");
-                    self.wanted.remove(&sha);
-                    continue;
-                }
-                let Some(f) = self.wanted.get(&sha) else { continue };
-                if is_complete(partial, f) {
-                    // (A failed install after the last byte, for one.)
-                    complete.push(f.clone());
-                    continue;
-                }
-                // An untrusted peer has the contents under their ciphertext's hash, if we
-                // know it (from the encrypted record it sent).
-                let name = match slot.access.crypt() {
-                    None => sha,
-                    Some(_) => match self.store.cipher_of(&sha) {
-                        Ok(Some(c)) => {
-                            self.names.insert((conn, c), sha);
-                            c
-                        }
-                        _ => {
-                            slot.refused.insert(sha);
-                            self.queue.insert(i, sha);
-                            i += 1;
-                            continue;
-                        }
-                    },
-                };
-                slot.asked.push_back(sha);
-                slot.asked_bytes += f.size;
-                let small_signature = SigParams::for_size(f.size).signature_len(f.size) <= MAX_SIGNATURE as u64;
-                // An interrupted download is continued, not replaced by a delta.
-                if slot.access.rsync()
-                    && f.size >= DELTA_MIN_SIZE
-                    && small_signature
-                    && partial == 0
-                    && !self.whole.contains(&sha)
-                {
-                    slot.gets += 1;
-                    deltas.push((conn, f.clone()));
-                } else {
-                    let mut d = Download { conn, name, size: f.size, next: partial, requested: partial, writer: None };
-                    let asks = d.ask_more(MAX_REQUESTS - slot.gets);
-                    slot.gets += asks.len();
-                    batch.extend(asks);
-                    self.downloads.insert(sha, d);
-                }
+        for peer in plan.peers {
+            let conn = peer.conn;
+            self.names.extend(peer.names.into_iter().map(|(cipher, plain)| ((conn, cipher), plain)));
+            self.downloads.extend(peer.downloads);
+            if let Some(slot) = self.peers.get(&conn).filter(|_| !peer.requests.is_empty()) {
+                let in_flight = slot.requests.asked.len();
+                debug!(conn, requests = peer.requests.len(), in_flight, "asking for contents");
+                slot.out.do_send(PeerOut::Send(peer.requests));
             }
-            if !batch.is_empty() {
-                debug!(conn, requests = batch.len(), in_flight = slot.asked.len(), "asking for contents");
-                slot.out.do_send(PeerOut::Send(batch));
-            }
+            deltas.extend(peer.deltas.into_iter().map(|fetch| (conn, fetch)));
         }
         for (conn, fetch) in deltas {
             self.ask_for_delta(conn, fetch, ctx);
         }
-        for fetch in complete {
+        for fetch in plan.complete {
             self.finish_partial(fetch, ctx);
         }
-        let low = short_of_space.map(|need| {
+        self.tell_short_of_space(plan.short_of_space);
+    }
+
+    /// Tells the share when downloads start or stop waiting for free space (`need`: the
+    /// bytes a file that waits needs).
+    fn tell_short_of_space(&mut self, need: Option<u64>) {
+        let low = need.map(|need| {
             format!(
                 "{DISK_FULL}: a {need}-byte file would leave less free space than min_free_space on {}; \
                  waiting for space",
@@ -295,16 +269,6 @@ impl Transfer {
             if !self.full {
                 self.disk_full.do_send(DiskFull(low));
             }
-        }
-        // Contents every connected peer refused: ask again later (they may get them).
-        if !self.queue.is_empty() && self.retry.is_none() {
-            self.retry = Some(ctx.run_later(RETRY, |act, ctx| {
-                act.retry = None;
-                for slot in act.peers.values_mut() {
-                    slot.refused.clear();
-                }
-                act.schedule(ctx);
-            }));
         }
     }
 
@@ -343,10 +307,10 @@ impl Transfer {
     /// Takes `sha` off `conn`'s in-flight list; whether it was there.
     fn answered(&mut self, conn: u64, sha: &Sha256Hash) -> bool {
         let Some(slot) = self.peers.get_mut(&conn) else { return false };
-        let Some(i) = slot.asked.iter().position(|s| s == sha) else { return false };
-        slot.asked.remove(i);
+        let Some(i) = slot.requests.asked.iter().position(|s| s == sha) else { return false };
+        slot.requests.asked.remove(i);
         let size = self.wanted.get(sha).map_or(0, |f| f.size);
-        slot.asked_bytes = slot.asked_bytes.saturating_sub(size);
+        slot.requests.asked_bytes = slot.requests.asked_bytes.saturating_sub(size);
         true
     }
 
@@ -363,7 +327,7 @@ impl Transfer {
         });
         ctx.spawn(job.into_actor(self).map(move |basis, act, _| {
             let sha = fetch.sha256;
-            let Some(slot) = act.peers.get_mut(&conn).filter(|s| s.asked.contains(&sha)) else { return };
+            let Some(slot) = act.peers.get_mut(&conn).filter(|s| s.requests.asked.contains(&sha)) else { return };
             let Some((file, size)) = basis.ok().flatten() else {
                 // The signature's place in the budget goes to the first range.
                 let mut d = Download { conn, name: sha, size: fetch.size, next: 0, requested: 0, writer: None };
@@ -391,11 +355,31 @@ impl Transfer {
             self.downloads.remove(&sha);
         }
         if let Some(slot) = self.peers.get_mut(&conn) {
-            slot.refused.insert(sha);
+            slot.requests.refused.insert(sha);
         }
         if self.wanted.contains_key(&sha) && !self.queue.contains(&sha) {
             self.queue.push_front(sha);
         }
+    }
+}
+
+/// The planner's facts, read from the partial downloads and the share's index.
+struct OnDisk<'a> {
+    root: &'a Path,
+    store: &'a ShareStore,
+}
+
+impl queue::Facts for OnDisk<'_> {
+    fn partial_len(&self, sha: &Sha256Hash) -> u64 {
+        fsops::partial_len(self.root, sha)
+    }
+
+    fn superseded(&self, sha: &Sha256Hash) -> bool {
+        self.store.waiting_for(sha).is_ok_and(|w| w.is_empty())
+    }
+
+    fn cipher_of(&self, sha: &Sha256Hash) -> Option<Sha256Hash> {
+        self.store.cipher_of(sha).ok().flatten()
     }
 }
 
@@ -409,11 +393,6 @@ fn open_partial(root: &Path, sha: &Sha256Hash, size: u64) -> Result<TempWriter, 
             Failure::io("partial file", &e)
         }
     })
-}
-
-/// Whether a partial download of `partial` bytes already holds all of `f`.
-fn is_complete(partial: u64, f: &Fetch) -> bool {
-    partial > 0 && partial >= f.size
 }
 
 /// How a download error that means "the disk is full" starts.
@@ -486,15 +465,7 @@ impl Handler<TransferPeerUp> for Transfer {
     type Result = ();
 
     fn handle(&mut self, msg: TransferPeerUp, ctx: &mut Context<Self>) {
-        let slot = Slot {
-            out: msg.out,
-            access: msg.access,
-            gzip: msg.gzip,
-            asked: VecDeque::new(),
-            asked_bytes: 0,
-            gets: 0,
-            refused: HashSet::new(),
-        };
+        let slot = Slot { out: msg.out, access: msg.access, gzip: msg.gzip, requests: Requests::default() };
         self.peers.insert(msg.conn, slot);
         self.schedule(ctx);
     }
@@ -511,7 +482,7 @@ impl Handler<TransferPeerDown> for Transfer {
         self.streams.retain(|(conn, _, _), _| *conn != msg.conn);
         self.names.retain(|(conn, _), _| *conn != msg.conn);
         if let Some(slot) = self.peers.remove(&msg.conn) {
-            for sha in slot.asked.into_iter().rev() {
+            for sha in slot.requests.asked.into_iter().rev() {
                 self.bases.remove(&sha);
                 if self.wanted.contains_key(&sha) && !self.queue.contains(&sha) {
                     self.queue.push_front(sha);
@@ -529,7 +500,7 @@ impl Handler<FetchRange> for Transfer {
         // A connected peer that did not just refuse these contents: a trusted one, else (if
         // allowed) an untrusted one, asked by the ciphertext's hash (the plaintext hash
         // never goes to an untrusted peer), if we know it.
-        let usable = |s: &Slot| !s.refused.contains(&msg.sha256);
+        let usable = |s: &Slot| !s.requests.refused.contains(&msg.sha256);
         let trusted = self.peers.iter().find(|(_, s)| s.access.crypt().is_none() && usable(s));
         let untrusted = || {
             let cipher = self.store.cipher_of(&msg.sha256).ok().flatten()?;
@@ -600,7 +571,7 @@ impl Handler<Missing> for Transfer {
             return;
         }
         if let Some(slot) = self.peers.get_mut(&msg.conn) {
-            slot.gets = slot.gets.saturating_sub(1);
+            slot.requests.gets = slot.requests.gets.saturating_sub(1);
         }
         let msg = Missing { sha256: self.plain_name(msg.conn, msg.sha256), ..msg };
         if msg.too_large && self.bases.contains_key(&msg.sha256) {
@@ -613,7 +584,7 @@ impl Handler<Missing> for Transfer {
             if msg.too_large {
                 // It has them, only not as one message: ask again at once, in ranges.
                 if let Some(slot) = self.peers.get_mut(&msg.conn) {
-                    slot.refused.remove(&msg.sha256);
+                    slot.requests.refused.remove(&msg.sha256);
                 }
             }
             self.schedule(ctx);

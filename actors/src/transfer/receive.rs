@@ -43,7 +43,7 @@ impl Handler<DataStart> for Transfer {
                 // Our peers name the contents; others only the path.
                 let sha = p.sha256.or_else(|| self.asked_for_path(msg.conn, &p.path))?;
                 // Only the delta asked of this connection (another's takes nothing away).
-                let asked = self.peers.get(&msg.conn).is_some_and(|s| s.asked.contains(&sha));
+                let asked = self.peers.get(&msg.conn).is_some_and(|s| s.requests.asked.contains(&sha));
                 let Some(basis) = self.bases.get(&sha).filter(|_| asked).cloned() else {
                     debug!(sha256 = %sha, "a delta we did not ask for; discarded");
                     return None;
@@ -122,10 +122,10 @@ impl Transfer {
         }
         d.next = start + len;
         if let Some(slot) = self.peers.get_mut(&conn) {
-            slot.gets = slot.gets.saturating_sub(1);
-            let more = d.ask_more(MAX_REQUESTS.saturating_sub(slot.gets));
+            slot.requests.gets = slot.requests.gets.saturating_sub(1);
+            let more = d.ask_more(MAX_REQUESTS.saturating_sub(slot.requests.gets));
             if !more.is_empty() {
-                slot.gets += more.len();
+                slot.requests.gets += more.len();
                 slot.out.do_send(PeerOut::Send(more));
             }
         }
@@ -214,7 +214,7 @@ impl Transfer {
     /// Which contents we asked `conn` for as a delta of `path`.
     fn asked_for_path(&self, conn: u64, path: &str) -> Option<Sha256Hash> {
         let slot = self.peers.get(&conn)?;
-        slot.asked.iter().copied().find(|sha| {
+        slot.requests.asked.iter().copied().find(|sha| {
             self.bases.contains_key(sha) && self.wanted.get(sha).is_some_and(|f| f.path.to_string() == path)
         })
     }
@@ -228,7 +228,7 @@ impl Transfer {
             return None;
         }
         if let Some(slot) = self.peers.get_mut(&conn) {
-            slot.gets = slot.gets.saturating_sub(1);
+            slot.requests.gets = slot.requests.gets.saturating_sub(1);
         }
         let fetch = self.wanted.get(&sha).cloned()?;
         debug!(conn, sha256 = %sha, "receiving a delta");

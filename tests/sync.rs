@@ -346,6 +346,25 @@ fn a_mass_deletion_waits_for_confirm_deletes() {
 }
 
 #[test]
+fn mass_delete_percent_set_at_runtime_reaches_the_running_share() {
+    // `config set` of a runtime setting reaches the share's scans without a restart: at 100
+    // nothing is held, so a mass deletion goes through at once.
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..30).map(|i| format!("album/photo{i:02}.jpg")).collect();
+    let (ra, rb) = pair(&a, &b, base.path(), |r| names.iter().for_each(|n| write(&r.join(n), n.as_bytes())), |_| {});
+    let must: Vec<&str> = names.iter().map(String::as_str).collect();
+    converge(&[&ra, &rb], &must);
+    a.cs.ok(&["config", "set", "mass_delete_percent", "100"]);
+    for n in &names[..20] {
+        fs::remove_file(ra.join(n)).unwrap();
+    }
+    wait_for("the deletions on B, unheld", || names[..20].iter().all(|n| !rb.join(n).exists()).then_some(()));
+    assert_eq!(a.first_share()["held_deletions"].as_u64(), Some(0), "{}", a.first_share());
+    assert!(names[20..].iter().all(|n| rb.join(n).exists()));
+}
+
+#[test]
 fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
     let base = tempfile::tempdir().unwrap();
     let Some(disk) = Mount::tmpfs(&base.path().join("small"), 30) else {

@@ -5,8 +5,8 @@
 //! iterate [`SETTINGS`].
 //!
 //! Adding a setting: a field in [`Values`], an entry here (the default is text, read like an
-//! environment variable), and, if it changes at runtime, the function that hands it to its
-//! owner. The unit tests check that every entry's default reads and that names are unique.
+//! environment variable), and, if it changes at runtime, `Applies::Runtime` (its owners
+//! read it from `config::Runtime`). The unit tests check that every entry's default reads and that names are unique.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -16,19 +16,19 @@ use super::MinFree;
 /// When a new value takes effect.
 #[derive(Clone, Copy)]
 pub enum Applies {
-    /// At the next start: the binary builds the daemon from it.
+    /// At the next start: the worker is built from it.
     AtStart,
-    /// At the next start: the function hands it to its owner when the worker starts.
-    AtStartBy(fn(&Values)),
-    /// At once: the function hands it to its owner when the worker starts and whenever
-    /// `config set` changes it.
-    Runtime(fn(&Values)),
+    /// At once: its owners read it from [`super::Runtime`] where they use it.
+    Runtime,
+    /// At once, and the function hands it to an owner that is not an actor (the bandwidth
+    /// buckets) when the worker starts and whenever `config set` changes it.
+    RuntimeBy(fn(&Values)),
 }
 
 impl Applies {
     /// Whether `config set` changes it while the daemon runs.
     pub fn is_runtime(self) -> bool {
-        matches!(self, Applies::Runtime(_))
+        matches!(self, Applies::Runtime | Applies::RuntimeBy(_))
     }
 }
 
@@ -36,8 +36,8 @@ impl std::fmt::Debug for Applies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Applies::AtStart => "AtStart",
-            Applies::AtStartBy(_) => "AtStartBy",
-            Applies::Runtime(_) => "Runtime",
+            Applies::Runtime => "Runtime",
+            Applies::RuntimeBy(_) => "RuntimeBy",
         })
     }
 }
@@ -141,10 +141,11 @@ pub fn setting(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
 
-/// Hands every value read at start to its owner (once, when the worker starts).
+/// Hands the values that owners outside the actors keep (the bandwidth limits) to them
+/// (once, when the worker starts).
 pub fn hand_over(values: &Values) {
     for s in SETTINGS {
-        if let Applies::AtStartBy(f) | Applies::Runtime(f) = s.applies {
+        if let Applies::RuntimeBy(f) = s.applies {
             f(values);
         }
     }
@@ -275,7 +276,7 @@ pub static SETTINGS: &[Setting] = &[
         doc: "bytes per second sent to peers, for the whole daemon (0: no limit)",
         env: "CLEARSKIES_UPLOAD_LIMIT",
         default: "0",
-        applies: Applies::Runtime(set_limits),
+        applies: Applies::RuntimeBy(set_limits),
         set: |v, raw| {
             v.upload_limit = parse::bytes(raw, RATE)?;
             Ok(())
@@ -287,7 +288,7 @@ pub static SETTINGS: &[Setting] = &[
         doc: "bytes per second received from peers, for the whole daemon (0: no limit)",
         env: "CLEARSKIES_DOWNLOAD_LIMIT",
         default: "0",
-        applies: Applies::Runtime(set_limits),
+        applies: Applies::RuntimeBy(set_limits),
         set: |v, raw| {
             v.download_limit = parse::bytes(raw, RATE)?;
             Ok(())
@@ -299,7 +300,7 @@ pub static SETTINGS: &[Setting] = &[
         doc: "zlib level of the gzip extension, 1-9; 0 does not offer gzip (applies to new connections)",
         env: "CLEARSKIES_GZIP_LEVEL",
         default: "6",
-        applies: Applies::Runtime(|v| super::set_gzip_level(v.gzip_level)),
+        applies: Applies::Runtime,
         set: |v, raw| {
             v.gzip_level = parse::int(raw, 0, 9, GZIP)?;
             Ok(())
@@ -324,7 +325,7 @@ pub static SETTINGS: &[Setting] = &[
         doc: "deleting more than this percentage of a share's files at once waits for confirm-deletes (100: never)",
         env: "CLEARSKIES_MASS_DELETE_PERCENT",
         default: "50",
-        applies: Applies::Runtime(|v| super::set_mass_delete_percent(v.mass_delete_percent)),
+        applies: Applies::Runtime,
         set: |v, raw| {
             v.mass_delete_percent = parse::int(raw, 1, 100, "a percentage 1-100 (100: never hold deletions)")?;
             Ok(())
@@ -336,7 +337,7 @@ pub static SETTINGS: &[Setting] = &[
         doc: "space downloads leave free on a share's filesystem: a percentage (\"1%\") or a size (\"500M\")",
         env: "CLEARSKIES_MIN_FREE_SPACE",
         default: "1%",
-        applies: Applies::Runtime(|v| super::set_min_free(v.min_free_space)),
+        applies: Applies::Runtime,
         set: |v, raw| {
             v.min_free_space = parse::min_free(raw)?;
             Ok(())
@@ -352,7 +353,7 @@ pub static SETTINGS: &[Setting] = &[
         env: "CLEARSKIES_FULL_SCAN_INTERVAL",
         default: "300",
         // Read when a share's watch fails and its periodic scan is set up.
-        applies: Applies::AtStartBy(|v| super::set_full_scan_interval(v.full_scan_interval)),
+        applies: Applies::AtStart,
         set: |v, raw| {
             v.full_scan_interval = parse::int(raw, 1, i64::MAX as u64, "a number of seconds, at least 1")?;
             Ok(())

@@ -1,11 +1,13 @@
 //! The daemon's settings: the table that defines each one ([`defs`]), how values are read
-//! ([`parse`]), the runtime values their owners read (atomics, set at start and by
-//! `config set`), and saving values into `config.toml`. The binary reads and checks the
-//! whole file at start-up by iterating [`SETTINGS`].
+//! ([`parse`]), the values in effect as their owners read them ([`Runtime`]), and saving
+//! values into `config.toml`. The binary reads and checks the whole file at start-up by
+//! iterating [`SETTINGS`].
 //!
-//! Runtime values reach their owners (the share, transfer and peer actors) through the
-//! atomics below rather than a `watch` channel: each owner reads its value where it uses it,
-//! so a change needs no message to every share.
+//! Runtime values reach their owners through a `tokio::sync::watch` channel of [`Values`]:
+//! the supervisor holds the sending side and sends what `config set` changed; each owner
+//! (a connection's `Peer`, a `Share` and its worker thread, a `Transfer`) holds a
+//! [`Runtime`] and reads the value where it uses it, so a change needs no message to every
+//! share or connection, and two daemons' actors in one process (the tests) do not share one.
 
 pub mod defs;
 pub mod parse;
@@ -19,43 +21,17 @@ use std::path::Path;
 
 /// The file in the data dir that holds the configuration.
 pub const CONFIG_FILE: &str = "config.toml";
-/// The default `gzip_level` (the table's, checked by a test; the atomic starts with it).
+/// The default `gzip_level` (the table's, checked by a test).
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
-
-static GZIP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(DEFAULT_GZIP_LEVEL);
 
 /// The default `mass_delete_percent`: deleting more than this share of a share's files in
 /// one scan is held until `confirm-deletes` (100: never held).
 pub const DEFAULT_MASS_DELETE_PERCENT: u8 = 50;
 
-static MASS_DELETE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(DEFAULT_MASS_DELETE_PERCENT);
-
-/// Sets `mass_delete_percent` (above 100: 100).
-pub fn set_mass_delete_percent(percent: u8) {
-    MASS_DELETE.store(percent.min(100), std::sync::atomic::Ordering::Relaxed);
-}
-
-/// `mass_delete_percent` now.
-pub fn mass_delete_percent() -> u8 {
-    MASS_DELETE.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// The default `full_scan_interval`: seconds between full scans of a share whose tree
 /// cannot be watched with inotify (the watch limit is too low); a watched share is scanned
 /// where events say.
 pub const DEFAULT_FULL_SCAN_INTERVAL: u64 = 300;
-
-static FULL_SCAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_FULL_SCAN_INTERVAL);
-
-/// Sets `full_scan_interval` (at least 1 s).
-pub fn set_full_scan_interval(secs: u64) {
-    FULL_SCAN.store(secs.max(1), std::sync::atomic::Ordering::Relaxed);
-}
-
-/// `full_scan_interval` now.
-pub fn full_scan_interval() -> std::time::Duration {
-    std::time::Duration::from_secs(FULL_SCAN.load(std::sync::atomic::Ordering::Relaxed))
-}
 
 /// How much space must stay free (`min_free_space`): downloads wait rather than leave less
 /// than this free on a share's filesystem.
@@ -70,46 +46,52 @@ pub enum MinFree {
 /// The default `min_free_space`: 1% of the filesystem (as Syncthing's `minDiskFree`).
 pub const DEFAULT_MIN_FREE: MinFree = MinFree::Percent(1);
 
-/// Encoded as the low 63 bits and a flag in the top bit (percent).
-static MIN_FREE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new((1 << 63) | 1);
-
-/// Sets `min_free_space`.
-pub fn set_min_free(min: MinFree) {
-    let v = match min {
-        MinFree::Bytes(b) => b & !(1 << 63),
-        MinFree::Percent(p) => (1 << 63) | u64::from(p.min(100)),
-    };
-    MIN_FREE.store(v, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// `min_free_space` now.
-pub fn min_free() -> MinFree {
-    let v = MIN_FREE.load(std::sync::atomic::Ordering::Relaxed);
-    if v & (1 << 63) != 0 {
-        MinFree::Percent(u8::try_from(v & 0xff).unwrap_or(100))
-    } else {
-        MinFree::Bytes(v)
-    }
-}
-
 impl MinFree {
     /// Bytes to keep free on a filesystem of `total` bytes.
     pub fn bytes(self, total: u64) -> u64 {
         match self {
             MinFree::Bytes(b) => b,
-            MinFree::Percent(p) => total / 100 * u64::from(p),
+            MinFree::Percent(p) => total / 100 * u64::from(p.min(100)),
         }
     }
 }
 
-/// Sets the `gzip` level new connections offer (0: gzip is not offered; above 9: 9).
-pub fn set_gzip_level(level: u32) {
-    GZIP.store(level.min(9), std::sync::atomic::Ordering::Relaxed);
-}
+/// The settings in effect, as an owner reads them: the receiving side of the supervisor's
+/// watch channel. Reading takes a short read lock; never hold a value across an `.await`.
+#[derive(Debug, Clone)]
+pub struct Runtime(tokio::sync::watch::Receiver<Values>);
 
-/// The `gzip` level new connections offer (0: not offered).
-pub fn gzip_level() -> u32 {
-    GZIP.load(std::sync::atomic::Ordering::Relaxed)
+impl Runtime {
+    /// A channel starting at `values`: the sending side (for the supervisor) and a reader.
+    pub fn channel(values: Values) -> (tokio::sync::watch::Sender<Values>, Runtime) {
+        let (tx, rx) = tokio::sync::watch::channel(values);
+        (tx, Runtime(rx))
+    }
+
+    /// Values that never change (tests, tools).
+    pub fn fixed(values: Values) -> Runtime {
+        Runtime::channel(values).1
+    }
+
+    /// The `gzip` level new connections offer (0: not offered; at most 9).
+    pub fn gzip_level(&self) -> u32 {
+        self.0.borrow().gzip_level.min(9)
+    }
+
+    /// `mass_delete_percent` (at most 100: never held).
+    pub fn mass_delete_percent(&self) -> u8 {
+        self.0.borrow().mass_delete_percent.min(100)
+    }
+
+    /// `min_free_space`.
+    pub fn min_free(&self) -> MinFree {
+        self.0.borrow().min_free_space
+    }
+
+    /// `full_scan_interval` (at least 1 s).
+    pub fn full_scan_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0.borrow().full_scan_interval.max(1))
+    }
 }
 
 /// Sets `values` in the TOML file `file` (created if missing), keeping every other key and

@@ -60,6 +60,8 @@ pub struct ConnectionsTargets {
     pub import: Recipient<ImportKeys>,
     /// The supervisor: a peer actor panicked.
     pub crashed: Recipient<Crashed>,
+    /// The settings in effect, for each connection.
+    pub runtime: crate::config::Runtime,
 }
 
 /// The connections owner.
@@ -131,6 +133,7 @@ impl Connections {
             connected: me.clone().recipient(),
             disconnected: me.recipient(),
             crashed: self.targets.crashed.clone(),
+            runtime: self.targets.runtime.clone(),
         }
     }
 

@@ -105,6 +105,7 @@ fn connections(s: &TestShare) -> actix::Addr<Connections> {
         join: sink.clone().recipient(),
         import: sink.clone().recipient(),
         crashed: sink.recipient(),
+        runtime: crate::config::Runtime::fixed(crate::config::Values::default()),
     };
     let settings = crate::Settings {
         data_dir: std::env::temp_dir().join("clearskies-connections-test-data"),

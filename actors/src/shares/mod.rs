@@ -79,6 +79,7 @@ pub struct Shares {
     paused: bool,
     targets: SharesTargets,
     files: FileServing,
+    runtime: crate::config::Runtime,
 }
 
 /// A share made ready off the event loop: its keys read and SRP records derived, its index
@@ -108,6 +109,7 @@ impl Shares {
         table: tokio::sync::watch::Sender<ShareTable>,
         targets: SharesTargets,
         files: FileServing,
+        runtime: crate::config::Runtime,
     ) -> Self {
         Shares {
             store,
@@ -118,6 +120,7 @@ impl Shares {
             paused: false,
             targets,
             files,
+            runtime,
         }
     }
 
@@ -153,10 +156,11 @@ impl Shares {
     fn run(&mut self, prepared: Prepared, dial: Dial) {
         let Prepared { config, keys, store } = prepared;
         let joined = !config.peers.is_empty();
-        let (addr, exited) = match Share::spawn(&config, store, joined, self.targets.crashed.clone()) {
-            Ok(started) => started,
-            Err(e) => return error!(share = %config.id, error = %e, "cannot start the share"),
-        };
+        let (addr, exited) =
+            match Share::spawn(&config, store, joined, self.targets.crashed.clone(), self.runtime.clone()) {
+                Ok(started) => started,
+                Err(e) => return error!(share = %config.id, error = %e, "cannot start the share"),
+            };
         if self.paused {
             addr.do_send(SetTransfersPaused(true));
         }

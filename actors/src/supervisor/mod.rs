@@ -86,6 +86,9 @@ pub struct Supervisor {
     discovery: Option<Addr<Discovery>>,
     metrics_server: Option<Addr<MetricsServer>>,
     backoff: Backoff,
+    /// Sends the settings in effect to their owners (after `config set`).
+    runtime_tx: tokio::sync::watch::Sender<config::Values>,
+    runtime: config::Runtime,
     /// Actors restarted since the worker started.
     actor_restarts: u64,
 }
@@ -108,6 +111,7 @@ impl Supervisor {
         let throttle =
             std::sync::Arc::new(crate::listener::throttle::AuthThrottle::new(settings.config.auth_attempts_per_minute));
         let (table_tx, table) = tokio::sync::watch::channel(ShareTable::default());
+        let (runtime_tx, runtime) = config::Runtime::channel(settings.config.clone());
         Supervisor {
             files_token,
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
@@ -130,6 +134,8 @@ impl Supervisor {
             discovery: None,
             metrics_server: None,
             backoff: Backoff::default(),
+            runtime_tx,
+            runtime,
             actor_restarts: 0,
         }
     }
@@ -155,6 +161,7 @@ impl Supervisor {
             join: owners.shares.clone().recipient(),
             import: owners.shares.clone().recipient(),
             crashed: me.clone().recipient(),
+            runtime: self.runtime.clone(),
         };
         let connections = Connections::new(&self.settings, table_tx.subscribe(), self.tls.clone(), targets);
         let targets = SharesTargets {
@@ -166,7 +173,7 @@ impl Supervisor {
             loaded: me.recipient(),
         };
         let files = FileServing { addr: self.metrics_addr, token: self.files_token.clone() };
-        let shares = Shares::new(&self.settings, self.store.clone(), table_tx, targets, files);
+        let shares = Shares::new(&self.settings, self.store.clone(), table_tx, targets, files, self.runtime.clone());
         let (to, crash) = Self::crash_report(ctx, ActorKind::Access);
         supervise::start_in(access_ctx, access, to, crash);
         let (to, crash) = Self::crash_report(ctx, ActorKind::Connections);
@@ -214,6 +221,7 @@ impl Supervisor {
             connected: o.connections.clone().recipient(),
             disconnected: o.connections.recipient(),
             crashed: ctx.address().recipient(),
+            runtime: self.runtime.clone(),
         };
         let targets = ListenerTargets { lookup: o.access.clone().recipient(), claim: o.access.recipient(), peer };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Listener);
@@ -439,7 +447,11 @@ impl Handler<SetConfig> for Supervisor {
         let job = tokio::task::spawn_blocking(move || config::save(&file, &lines));
         Box::pin(job.into_actor(self).map(move |done, act, _| match done {
             // Onto the values in effect now (another change may have been saved meanwhile).
-            Ok(Ok(())) => crate::control::cmd::apply_settings(&mut act.settings.config, &saved),
+            Ok(Ok(())) => {
+                let applied = crate::control::cmd::apply_settings(&mut act.settings.config, &saved);
+                act.runtime_tx.send_replace(act.settings.config.clone());
+                applied
+            }
             Ok(Err(e)) => Err(CommandError::new(ErrorCode::CannotSave, format!("cannot save config.toml: {e}"))),
             Err(e) => Err(CommandError::new(ErrorCode::Internal, e.to_string())),
         }))

@@ -97,6 +97,8 @@ struct Slot {
 /// One share's transfers.
 #[derive(Debug)]
 pub struct Transfer {
+    /// The settings in effect (`min_free_space`).
+    runtime: crate::config::Runtime,
     root: PathBuf,
     store: ShareStore,
     downloaded: Recipient<Downloaded>,
@@ -155,8 +157,10 @@ impl Transfer {
         store: ShareStore,
         downloaded: Recipient<Downloaded>,
         disk_full: Recipient<DiskFull>,
+        runtime: crate::config::Runtime,
     ) -> Self {
         Transfer {
+            runtime,
             root,
             store,
             downloaded,
@@ -205,7 +209,7 @@ impl Transfer {
         // What we may still write without going under `min_free_space` (unknown, if the
         // filesystem cannot tell: no limit); the planner takes off what is on its way.
         let free = fsops::free_space(&self.root)
-            .map(|(free, total)| free.saturating_sub(crate::config::min_free().bytes(total)));
+            .map(|(free, total)| free.saturating_sub(self.runtime.min_free().bytes(total)));
         let facts = OnDisk { root: &self.root, store: &self.store };
         let mut peers: Vec<queue::Peer<'_>> = self
             .peers

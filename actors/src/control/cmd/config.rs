@@ -138,17 +138,20 @@ pub fn check_settings(
     Ok(checked)
 }
 
-/// After checked changes are saved: the runtime ones go into `values` and to their owners;
-/// if some take effect only at the next start, the answer says so (`needs_restart`).
+/// After checked changes are saved: the runtime ones go into `values` (which the caller then
+/// sends to the owners) and to the owners outside the actors; if some take effect only at
+/// the next start, the answer says so (`needs_restart`).
 pub fn apply_settings(values: &mut Values, saved: &[(&'static Setting, toml::Value)]) -> Result<(), CommandError> {
     let mut later = Vec::new();
     for (setting, value) in saved {
-        let Applies::Runtime(hand_over) = setting.applies else {
+        if !setting.applies.is_runtime() {
             later.push(format!("{} = {value}", setting.name));
             continue;
-        };
+        }
         if (setting.set)(values, Raw::Toml(value)).is_ok() {
-            hand_over(values);
+            if let Applies::RuntimeBy(hand_over) = setting.applies {
+                hand_over(values);
+            }
             info!(setting = setting.name, %value, "setting changed");
         }
     }
@@ -197,9 +200,10 @@ mod tests {
             config::save(&file, &lines).unwrap();
             assert!(std::fs::read_to_string(&file).unwrap().contains(saved), "{key} is saved");
             if key == "mass_delete_percent" {
-                // Applied at once (not called here: it would change the scans' process-wide value
-                // under the other tests).
+                // Applied at once, into the values the owners are sent.
                 assert!(checked[0].0.applies.is_runtime());
+                apply_settings(&mut values, &checked).unwrap();
+                assert_eq!(values.mass_delete_percent, 30);
                 continue;
             }
             let e = apply_settings(&mut values, &checked).unwrap_err();

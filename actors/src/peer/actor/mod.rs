@@ -78,6 +78,8 @@ pub struct PeerTargets {
     pub disconnected: Recipient<PeerDisconnected>,
     /// The connection's actor panicked.
     pub crashed: Recipient<Crashed>,
+    /// The settings in effect (`gzip_level`).
+    pub runtime: crate::config::Runtime,
 }
 
 /// Why this connection exists.
@@ -202,7 +204,7 @@ impl Peer {
         if level != Some(AccessLevel::Untrusted) {
             config.extensions.push(EXT_RSYNC.to_owned());
         }
-        let gzip_level = crate::config::gzip_level();
+        let gzip_level = targets.runtime.gzip_level();
         if gzip_level > 0 {
             config.extensions.push(EXT_GZIP.to_owned());
             config.gzip_level = gzip_level;

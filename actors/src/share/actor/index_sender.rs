@@ -406,6 +406,7 @@ mod tests {
             read_only: false,
             deletes_confirmed: false,
             announced: None,
+            runtime: crate::config::Runtime::fixed(Default::default()),
         }
     }
 

@@ -85,6 +85,8 @@ pub struct ShareState {
     /// Our revision up to which scans' writes were handed out to be announced (`None`
     /// before the first scan).
     announced: Option<u64>,
+    /// The settings in effect (`mass_delete_percent`).
+    runtime: crate::config::Runtime,
 }
 
 impl ShareState {
@@ -126,6 +128,8 @@ pub struct Share {
     me: PeerId,
     store: store::ShareStore,
     worker: Worker<ShareState>,
+    /// The settings in effect (`full_scan_interval`).
+    runtime: crate::config::Runtime,
     transfer: Addr<Transfer>,
     /// The share was joined from a peer: it is not in sync before one has caught us up.
     joined: bool,
@@ -157,6 +161,7 @@ impl Share {
         store: store::ShareStore,
         joined: bool,
         crashed: Recipient<Crashed>,
+        runtime: crate::config::Runtime,
     ) -> std::io::Result<(Addr<Share>, Exited)> {
         let (root, me, mode, id) = (config.path.clone(), config.peer_id, config.mode(), config.id);
         let level = config.access_level;
@@ -172,6 +177,7 @@ impl Share {
             read_only,
             deletes_confirmed: false,
             announced: None,
+            runtime: runtime.clone(),
         };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
         let exited = worker.exited();
@@ -181,7 +187,13 @@ impl Share {
         let addr = supervise::create(
             move |ctx| Share {
                 transfer: supervise::start(
-                    Transfer::new(root.clone(), store.clone(), ctx.address().recipient(), ctx.address().recipient()),
+                    Transfer::new(
+                        root.clone(),
+                        store.clone(),
+                        ctx.address().recipient(),
+                        ctx.address().recipient(),
+                        runtime.clone(),
+                    ),
                     to,
                     on_transfer,
                 ),
@@ -191,6 +203,7 @@ impl Share {
                 me,
                 store,
                 worker,
+                runtime,
                 joined,
                 state: State::Starting,
                 schedule: Scheduler::default(),
@@ -239,7 +252,7 @@ fn new_uuid() -> RecordUuid {
 
 fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport, scan::ScanError> {
     let mut uuid = new_uuid;
-    let limit = crate::config::mass_delete_percent();
+    let limit = s.runtime.mass_delete_percent();
     let delete_limit = (limit < 100 && !std::mem::take(&mut s.deletes_confirmed)).then_some(limit);
     let mut ctx = scan::ScanContext {
         me: s.me,

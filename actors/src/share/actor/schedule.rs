@@ -338,7 +338,7 @@ impl Share {
                 Ok(()) => "the watch ended".to_owned(),
                 Err(e) => e.to_string(),
             };
-            let every = crate::config::full_scan_interval();
+            let every = act.runtime.full_scan_interval();
             warn!(root = %act.root.display(), reason = %why, ?every,
                 "not watching for changes; scanning everything periodically instead");
             act.schedule.unwatched =

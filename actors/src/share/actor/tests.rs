@@ -65,7 +65,14 @@ impl Fixture {
             selection: Default::default(),
         };
         let sink = Sink.start();
-        let (share, _) = Share::spawn(&config, store, false, sink.clone().recipient()).unwrap();
+        let (share, _) = Share::spawn(
+            &config,
+            store,
+            false,
+            sink.clone().recipient(),
+            crate::config::Runtime::fixed(Default::default()),
+        )
+        .unwrap();
         Fixture { _db: db, root, share, sink }
     }
 

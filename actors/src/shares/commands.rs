@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use actix::{Context, Handler, ResponseFuture};
 
-use super::messages::{ConfirmDeletes, FileUrl, ListShares, ReadFile, VerifyBackup};
+use super::messages::{ConfirmDeletes, FileUrl, ListShares, ReadFile, SubscribeShareEvents, VerifyBackup};
 use super::Shares;
 use crate::connections::messages::AuthRefused;
 use crate::control::cmd::{CommandError, ErrorCode};
@@ -93,6 +93,15 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         peer_id: String::new(),
         in_sync_since: None,
         last_synced: None,
+    }
+}
+
+impl Handler<SubscribeShareEvents> for Shares {
+    type Result = Result<tokio::sync::broadcast::Receiver<crate::share::ShareEvent>, CommandError>;
+
+    fn handle(&mut self, msg: SubscribeShareEvents, _: &mut Context<Self>) -> Self::Result {
+        let id = self.table.borrow().by_path(&msg.path).map(|r| r.config.id).ok_or_else(|| not_shared(&msg.path))?;
+        self.events.get(&id).map(tokio::sync::broadcast::Sender::subscribe).ok_or_else(|| not_shared(&msg.path))
     }
 }
 

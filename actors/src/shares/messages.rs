@@ -68,6 +68,15 @@ pub struct SharesLoaded;
 #[rtype(result = "()")]
 pub struct PauseShares(pub bool);
 
+/// Subscribes to the [`ShareEvent`](crate::share::ShareEvent)s of the share at `path`: the
+/// stream goes on across restarts of the share and ends when it is removed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<tokio::sync::broadcast::Receiver<crate::share::ShareEvent>, CommandError>")]
+pub struct SubscribeShareEvents {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+}
+
 /// `verify_backup`: challenge the share's connected untrusted peers.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<crate::share::messages::BackupCheck>, CommandError>")]

@@ -12,6 +12,8 @@
 mod commands;
 pub mod messages;
 pub mod table;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,10 +31,11 @@ use crate::access::messages::ShareRemoved;
 use crate::connections::messages::{AuthRefused, ShareStarted, ShareStopped};
 use crate::control::cmd::{CommandError, ErrorCode};
 use crate::peer::messages::JoinShare;
+use crate::share::actor::{event_channel, Wiring};
 use crate::share::messages::StopShare;
 use crate::share::registry::{self, ShareConfig};
 use crate::share::worker::Exited;
-use crate::share::Share;
+use crate::share::{Share, ShareEvent};
 use crate::supervise::Crashed;
 use crate::transfer::messages::SetTransfersPaused;
 
@@ -77,6 +80,8 @@ pub struct Shares {
     exits: BTreeMap<Sha256Hash, Exited>,
     /// Transfers paused (shares started later start paused).
     paused: bool,
+    /// Each share's event stream, kept across its restarts (ended when it is removed).
+    events: BTreeMap<Sha256Hash, tokio::sync::broadcast::Sender<ShareEvent>>,
     targets: SharesTargets,
     files: FileServing,
     runtime: crate::config::Runtime,
@@ -118,6 +123,7 @@ impl Shares {
             table,
             exits: BTreeMap::new(),
             paused: false,
+            events: BTreeMap::new(),
             targets,
             files,
             runtime,
@@ -156,11 +162,12 @@ impl Shares {
     fn run(&mut self, prepared: Prepared, dial: Dial) {
         let Prepared { config, keys, store } = prepared;
         let joined = !config.peers.is_empty();
-        let (addr, exited) =
-            match Share::spawn(&config, store, joined, self.targets.crashed.clone(), self.runtime.clone()) {
-                Ok(started) => started,
-                Err(e) => return error!(share = %config.id, error = %e, "cannot start the share"),
-            };
+        let events = self.events.entry(config.id).or_insert_with(event_channel).clone();
+        let wiring = Wiring { crashed: self.targets.crashed.clone(), runtime: self.runtime.clone(), events };
+        let (addr, exited) = match Share::spawn(&config, store, joined, wiring) {
+            Ok(started) => started,
+            Err(e) => return error!(share = %config.id, error = %e, "cannot start the share"),
+        };
         if self.paused {
             addr.do_send(SetTransfersPaused(true));
         }
@@ -309,6 +316,7 @@ impl Handler<RemoveShare> for Shares {
                 running.addr.do_send(StopShare);
             }
             self.exits.remove(&id);
+            self.events.remove(&id);
             self.targets.stopped.do_send(ShareStopped { id, removed: true });
             self.targets.removed.do_send(ShareRemoved(id));
         }

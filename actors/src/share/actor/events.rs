@@ -3,10 +3,12 @@
 //!
 //! The actor holds the [`broadcast`] sender and learns the events from its worker's outcomes
 //! (a scan's report, an applied batch, installed downloads) and from its own state changes.
-//! Subscribing is [`crate::share::messages::SubscribeEvents`]. Sending never waits: with no
+//! Subscribing is `SubscribeShareEvents` to the share registry (by path), or
+//! [`crate::share::messages::SubscribeEvents`] to the actor. Sending never waits: with no
 //! subscriber an event is dropped, and a subscriber more than [`EVENT_BACKLOG`] events behind
-//! loses the oldest (its `recv` answers `Lagged`). The stream ends when the actor stops; a
-//! restarted share is a new actor, subscribed to again.
+//! loses the oldest (its `recv` answers `Lagged`). The registry keeps each share's sender
+//! and hands it to the actor, so the stream goes on across a restart of the share (after a
+//! crash: the new actor's first scan is an `Indexed`) and ends when the share is removed.
 
 use clearskies_protocol::path::SharePath;
 use clearskies_protocol::PeerId;
@@ -62,9 +64,14 @@ pub(super) struct Events {
     error: Option<String>,
 }
 
+/// A new event stream's sending side (the registry keeps one per share).
+pub fn channel() -> broadcast::Sender<ShareEvent> {
+    broadcast::channel(EVENT_BACKLOG).0
+}
+
 impl Events {
-    pub(super) fn new() -> Self {
-        Events { tx: broadcast::channel(EVENT_BACKLOG).0, error: None }
+    pub(super) fn new(tx: broadcast::Sender<ShareEvent>) -> Self {
+        Events { tx, error: None }
     }
 
     /// A receiver of the events from now on.
@@ -140,7 +147,7 @@ mod tests {
 
     #[test]
     fn error_transitions_are_sent_once() {
-        let mut events = Events::new();
+        let mut events = Events::new(channel());
         let mut rx = events.subscribe();
         events.error(None);
         events.error(Some("root missing".into()));
@@ -160,7 +167,7 @@ mod tests {
 
     #[test]
     fn only_new_conflict_copies_of_ours_are_conflicts() {
-        let events = Events::new();
+        let events = Events::new(channel());
         let mut rx = events.subscribe();
         // `file` is written by ME with a clock of {ME: 1}.
         let mut copy = file("/doc.CONFLICT.abcdefgh.txt", b"ours");
@@ -181,7 +188,7 @@ mod tests {
 
     #[test]
     fn sending_without_subscribers_is_harmless() {
-        let mut events = Events::new();
+        let mut events = Events::new(channel());
         assert!(!events.watched());
         events.emit(ShareEvent::ErrorLeft);
         events.error(Some("x".into()));

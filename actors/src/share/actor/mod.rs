@@ -38,7 +38,18 @@ use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, RecordUuid};
 use tracing::{debug, error, info, warn};
 
-pub use events::{ShareEvent, EVENT_BACKLOG};
+pub use events::{channel as event_channel, ShareEvent, EVENT_BACKLOG};
+
+/// What a `Share` actor is connected to besides its index.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// Told when the share's actor or its transfer actor panics.
+    pub crashed: Recipient<Crashed>,
+    /// The settings in effect.
+    pub runtime: crate::config::Runtime,
+    /// Where the share's events go (kept by the registry across restarts).
+    pub events: tokio::sync::broadcast::Sender<ShareEvent>,
+}
 pub use schedule::{DEBOUNCE, MAX_DEBOUNCE};
 
 use self::events::Events;
@@ -153,16 +164,16 @@ impl Share {
     /// Starts the actor (and its worker thread and `Transfer` actor) for a share rooted at
     /// `root`, indexed in `store`, where we are `me`. `joined`: the share came from a peer
     /// (attach), rather than being created here. A panic in the share or its transfer actor
-    /// reports [`Crashed`] (with `id`) to `crashed`. Also answers what resolves once the
+    /// reports [`Crashed`] (with `id`) to `wiring.crashed`. Also answers what resolves once the
     /// share's worker thread has ended after the actor is gone (a restart waits for it, so
     /// two threads never work on one share).
     pub fn spawn(
         config: &super::registry::ShareConfig,
         store: store::ShareStore,
         joined: bool,
-        crashed: Recipient<Crashed>,
-        runtime: crate::config::Runtime,
+        wiring: Wiring,
     ) -> std::io::Result<(Addr<Share>, Exited)> {
+        let Wiring { crashed, runtime, events } = wiring;
         let (root, me, mode, id) = (config.path.clone(), config.peer_id, config.mode(), config.id);
         let level = config.access_level;
         let filter = filter::Filter::new(&root, &config.selection);
@@ -212,7 +223,7 @@ impl Share {
                 challenges: Challenges::default(),
                 health: Health::default(),
                 filter: shared_filter,
-                events: Events::new(),
+                events: Events::new(events),
             },
             crashed,
             on_share,

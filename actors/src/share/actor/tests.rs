@@ -69,8 +69,11 @@ impl Fixture {
             &config,
             store,
             false,
-            sink.clone().recipient(),
-            crate::config::Runtime::fixed(Default::default()),
+            crate::share::actor::Wiring {
+                crashed: sink.clone().recipient(),
+                runtime: crate::config::Runtime::fixed(Default::default()),
+                events: crate::share::actor::event_channel(),
+            },
         )
         .unwrap();
         Fixture { _db: db, root, share, sink }

@@ -12,6 +12,8 @@
 
 pub mod cmd;
 pub mod messages;
+#[cfg(test)]
+mod tests;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, WrapFuture};
 use serde_json::Value;

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::beneath::{self, DirFd, Meta, Root};
-use crate::record::{EntryKind, Record};
+use crate::record::{EntryKind, LocalStat, Record};
 use crate::store::{ShareStore, StoreError};
 
 /// Why a scan could not run.
@@ -479,11 +479,7 @@ impl Scanner<'_, '_, '_> {
         }
         if o.sha256 == sha256 {
             // The peer's version is in place.
-            let mut r = o.clone();
-            r.local = Some(stat);
-            r.local_sha256 = sha256;
-            r.pending = false;
-            self.restat.push(r);
+            self.restat_as(o, stat, sha256);
             return true;
         }
         if kind != EntryKind::File {
@@ -501,6 +497,15 @@ impl Scanner<'_, '_, '_> {
             self.restat.push(r);
         }
         true
+    }
+
+    /// Remembers that `o` is on disk, in place (`stat`, `sha256`), without announcing anything.
+    fn restat_as(&mut self, o: &Record, stat: LocalStat, sha256: Option<Sha256Hash>) {
+        let mut r = o.clone();
+        r.local = Some(stat);
+        r.local_sha256 = sha256;
+        r.pending = false;
+        self.restat.push(r);
     }
 
     /// `f` against its live record, if any: the same contents only update the local stat;
@@ -523,11 +528,7 @@ impl Scanner<'_, '_, '_> {
                 if o.local != Some(stat) || o.local_sha256 != sha256 || o.pending {
                     // Same contents, new inode or times (e.g. touched or copied back): remember
                     // the new stat without announcing anything.
-                    let mut r = o.clone();
-                    r.local = Some(stat);
-                    r.local_sha256 = sha256;
-                    r.pending = false;
-                    self.restat.push(r);
+                    self.restat_as(o, stat, sha256);
                 }
             }
             _ => {

@@ -1,22 +1,12 @@
 //! Hostile peers: a client that authenticates correctly and then misbehaves loses its own
 //! connection, with a logged reason, and nothing else.
 
-use clearskies_actors::peer::channel::{connect, TlsContext};
-use clearskies_protocol::access_code::AccessCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::raw_client::{channel_with_code, client_session, Outgoing};
 use crate::util::{wait_for, Daemon};
 
 const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// TCP to `addr`, then TLS + SRP with the access code `code`.
-pub(crate) async fn channel_with_code(addr: &str, code: &str) -> clearskies_actors::peer::channel::Channel {
-    let code: AccessCode = code.parse().unwrap();
-    let creds = code.credentials();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = TlsContext::new().unwrap();
-    connect(tcp, &tls, creds.id, &creds.password).await.expect("the code is valid")
-}
 
 /// Authenticates with `code` against `addr`, runs the protocol handshake far enough to be
 /// past SRP, then sends `garbage`; returns once the daemon has closed the connection.
@@ -79,97 +69,6 @@ fn session_then_send(
         let out = messages.into_iter().map(Outgoing::Plain).collect();
         client_session(ch, true, limit, out, done).await.0
     })
-}
-
-/// What a test client sends once its session is ready.
-pub(crate) enum Outgoing {
-    /// A message encoded as the session does (JSON or MessagePack).
-    Plain(clearskies_protocol::message::Message),
-    /// A JSON body with a base64 signature (`s` frame).
-    Signed(Vec<u8>, String),
-    /// Bytes as they are, whatever they are (after what the session has queued).
-    Raw(Vec<u8>),
-}
-
-/// Runs a protocol session over `ch` as a client (receiving `core.keys` if `join`), sends
-/// `outgoing` once ready, then reads until the daemon closes the connection (`None`) or
-/// `done` has seen enough (how many messages arrived), within `limit`. Also returns the keys
-/// received.
-pub(crate) async fn client_session(
-    ch: clearskies_actors::peer::channel::Channel,
-    join: bool,
-    limit: std::time::Duration,
-    outgoing: Vec<Outgoing>,
-    mut done: impl FnMut(&clearskies_protocol::message::Message) -> bool,
-) -> (Option<usize>, Option<clearskies_protocol::message::core::Keys>) {
-    use clearskies_protocol::session::{Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY};
-    use std::time::Instant;
-    let mut config = Config::new(Role::Client, clearskies_protocol::PeerId([0x66; 16]));
-    config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned()];
-    config.key_exchange = if join { KeyExchange::Receive } else { KeyExchange::None };
-    let mut s = Session::new(config, Instant::now());
-    s.handle_input(Instant::now(), &ch.leftover);
-    // Write from a task of its own, so that reading answers never waits on our writing.
-    let (mut rd, mut wr) = tokio::io::split(ch.stream);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-    let writer = tokio::spawn(async move {
-        while let Some(b) = rx.recv().await {
-            // TLS keeps what the socket did not take until a flush (see the daemon's
-            // writer): flush whenever nothing more is queued.
-            if wr.write_all(&b).await.is_err() || (rx.is_empty() && wr.flush().await.is_err()) {
-                return;
-            }
-        }
-    });
-    let mut buf = vec![0u8; 1 << 16];
-    let (mut sent, mut received, mut keys) = (false, 0, None);
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        while let Some(e) = s.poll_event() {
-            match e {
-                Event::KeysReceived(k) => {
-                    keys = Some(k);
-                    s.acknowledge_keys().unwrap();
-                }
-                Event::Ready if !sent => {
-                    for m in &outgoing {
-                        match m {
-                            Outgoing::Plain(m) => s.send(m).unwrap(),
-                            Outgoing::Signed(body, sig) => s.send_signed(body, sig.as_bytes(), false).unwrap(),
-                            Outgoing::Raw(bytes) => {
-                                while let Some(b) = s.poll_transmit() {
-                                    let _ = tx.send(b.to_vec());
-                                }
-                                let _ = tx.send(bytes.clone());
-                            }
-                        }
-                    }
-                    sent = true;
-                }
-                Event::Message(m) => {
-                    received += 1;
-                    if done(&m.message) {
-                        // Everything we meant to send goes out before we hang up.
-                        drop(tx);
-                        let _ = tokio::time::timeout_at(deadline, writer).await;
-                        return (Some(received), keys);
-                    }
-                }
-                _ => {}
-            }
-        }
-        while let Some(b) = s.poll_transmit() {
-            let _ = tx.send(b.to_vec());
-        }
-        match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                assert!(sent, "closed before the session was ready");
-                return (None, keys);
-            }
-            Ok(Ok(n)) => s.handle_input(Instant::now(), &buf[..n]),
-            Err(_) => panic!("no end: the daemon neither closed the connection nor answered enough"),
-        }
-    }
 }
 
 #[test]

@@ -4,16 +4,13 @@
 //! the session is up and used, and again once the daemon has dealt with the message (it
 //! answered the next request, or closed the connection).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clearskies_protocol::gzip;
 use clearskies_protocol::message::{database::GetUpdates, Message};
-use clearskies_protocol::session::{
-    Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_MSGPACK,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use clearskies_protocol::session::{Event, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_MSGPACK};
 
-use crate::hostile::channel_with_code;
+use crate::raw_client::{channel_with_code, client_config, RawClient, Read};
 use crate::util::Daemon;
 
 /// The most one message may add to the worker's peak memory.
@@ -89,71 +86,50 @@ fn peak_growth(case: Case) -> u64 {
 
 async fn run(addr: &str, code: &str, pid: u32, case: Case) -> (u64, u64) {
     let ch = channel_with_code(addr, code).await;
-    let mut config = Config::new(Role::Client, clearskies_protocol::PeerId([0x67; 16]));
-    config.extensions = vec![EXT_DATABASE.to_owned(), EXT_DIRECTORY.to_owned()];
+    let mut extensions = vec![EXT_DATABASE, EXT_DIRECTORY];
     if case.gzip {
-        config.extensions.push(EXT_GZIP.to_owned());
+        extensions.push(EXT_GZIP);
     }
     if case.msgpack {
-        config.extensions.push(EXT_MSGPACK.to_owned());
+        extensions.push(EXT_MSGPACK);
     }
-    config.key_exchange = KeyExchange::Receive;
-    let mut s = Session::new(config, Instant::now());
-    s.handle_input(Instant::now(), &ch.leftover);
-    let (mut rd, mut wr) = tokio::io::split(ch.stream);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-    let writer = tokio::spawn(async move {
-        while let Some(b) = rx.recv().await {
-            if wr.write_all(&b).await.is_err() || (rx.is_empty() && wr.flush().await.is_err()) {
-                return;
-            }
-        }
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let mut buf = vec![0u8; 1 << 16];
+    let mut c = RawClient::new(ch, client_config(0x67, &extensions, true), Duration::from_secs(120));
     // Stage 0: until ready, then a first request (the baseline includes a used session);
     // 1: its answer, then the hostile bytes and another request; 2: the end.
     let (mut stage, mut before) = (0, 0);
     let what = case.what;
     let mut hostile = Some(case.hostile);
     loop {
-        while let Some(e) = s.poll_event() {
+        while let Some(e) = c.session.poll_event() {
             match e {
-                Event::KeysReceived(_) => s.acknowledge_keys().unwrap(),
-                Event::Ready => s.send(&Message::from(GetUpdates::default())).unwrap(),
+                Event::KeysReceived(_) => c.session.acknowledge_keys().unwrap(),
+                Event::Ready => c.session.send(&Message::from(GetUpdates::default())).unwrap(),
                 Event::Message(m) if matches!(m.message, Message::DatabaseUpdatesDone(_)) => {
                     stage += 1;
                     if stage == 1 {
                         before = peak_rss_kib(pid);
-                        while let Some(b) = s.poll_transmit() {
-                            let _ = tx.send(b.to_vec());
-                        }
                         for bytes in hostile.take().unwrap_or_default() {
-                            let _ = tx.send(bytes);
+                            c.send_raw(bytes);
                         }
                         if !case.closes {
-                            s.send(&Message::from(GetUpdates::default())).unwrap();
+                            c.session.send(&Message::from(GetUpdates::default())).unwrap();
                         }
                     } else {
                         assert!(!case.closes, "{what}: the connection stayed open");
-                        drop(tx);
-                        let _ = writer.await;
+                        c.finish().await;
                         return (before, peak_rss_kib(pid));
                     }
                 }
                 _ => {}
             }
         }
-        while let Some(b) = s.poll_transmit() {
-            let _ = tx.send(b.to_vec());
-        }
-        match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
+        match c.read().await {
+            Read::Data(_) => {}
+            Read::Closed => {
                 assert!(stage == 1 && case.closes, "{what}: the connection was closed (stage {stage})");
                 return (before, peak_rss_kib(pid));
             }
-            Ok(Ok(n)) => s.handle_input(Instant::now(), &buf[..n]),
-            Err(_) => panic!("{what}: no end: the daemon neither closed the connection nor answered"),
+            Read::TimedOut => panic!("{what}: no end: the daemon neither closed the connection nor answered"),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::hostile::{channel_with_code, client_session, Outgoing};
+use crate::raw_client::{channel_with_code, client_session, Outgoing};
 use crate::util::{wait_for, Daemon};
 
 const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);

@@ -2,7 +2,7 @@
 //! a log that names hostile file names without being forged by them, and a daemon that
 //! never shares its own data directory.
 
-use crate::hostile::channel_with_code;
+use crate::raw_client::channel_with_code;
 use crate::util::{wait_for, Daemon};
 
 /// Authenticates with `code`, waits for `core.keys`, and hangs up without acknowledging

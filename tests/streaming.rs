@@ -11,7 +11,7 @@ use clearskies_protocol::message::Message;
 use clearskies_protocol::Sha256Hash;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::hostile::channel_with_code;
+use crate::raw_client::channel_with_code;
 use crate::util::{noise, stderr, wait_for, Daemon};
 
 fn sha256(data: &[u8]) -> Sha256Hash {

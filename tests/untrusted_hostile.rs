@@ -6,13 +6,10 @@
 use std::time::Duration;
 
 use clearskies_protocol::message::{database, directory, rsync, untrusted, Message};
-use clearskies_protocol::session::{
-    Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_MSGPACK, EXT_RSYNC,
-};
+use clearskies_protocol::session::{Event, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_MSGPACK, EXT_RSYNC};
 use clearskies_protocol::{Sha256Hash, UntrustedFileId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::hostile::channel_with_code;
+use crate::raw_client::{channel_with_code, client_config, RawClient, Read};
 use crate::util::{wait_for, Daemon};
 
 /// In every file's contents, and in every file and directory name.
@@ -64,73 +61,55 @@ fn probe(addr: &str, code: &str, extensions: &[&str], steps: Vec<Step>) -> Seen 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let ch = channel_with_code(addr, code).await;
-        let mut config = Config::new(Role::Client, clearskies_protocol::PeerId([0x77; 16]));
-        config.extensions = extensions.iter().map(|e| (*e).to_owned()).collect();
-        config.key_exchange = KeyExchange::Receive;
-        let now = std::time::Instant::now;
-        let mut s = Session::new(config, now());
-        s.handle_input(now(), &ch.leftover);
         let mut seen = Seen::default();
         seen.raw.extend_from_slice(&ch.leftover);
-        let (mut rd, mut wr) = tokio::io::split(ch.stream);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
-            while let Some(b) = rx.recv().await {
-                if wr.write_all(&b).await.is_err() || (rx.is_empty() && wr.flush().await.is_err()) {
-                    return;
-                }
-            }
-        });
+        let mut c = RawClient::new(ch, client_config(0x77, extensions, true), Duration::from_secs(120));
         let mut steps = steps.into_iter();
         let mut done: Option<Option<Done>> = None;
-        let mut buf = vec![0u8; 1 << 16];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            while let Some(e) = s.poll_event() {
+            while let Some(e) = c.session.poll_event() {
                 match e {
                     Event::Connected(hs) => seen.extensions = hs.extensions.clone(),
-                    Event::KeysReceived(_) => s.acknowledge_keys().unwrap(),
+                    Event::KeysReceived(_) => c.session.acknowledge_keys().unwrap(),
                     Event::Message(m) => seen.messages.push((m.message, m.body.to_vec())),
                     Event::AttachmentChunk(data) => seen.chunks.push((seen.messages.len() - 1, data.to_vec())),
                     _ => {}
                 }
             }
             // The next step, once the session is ready and the current step is done.
-            while s.is_ready() && done.as_ref().is_none_or(|d| d.as_ref().is_some_and(|d| d(&seen))) {
+            while c.session.is_ready() && done.as_ref().is_none_or(|d| d.as_ref().is_some_and(|d| d(&seen))) {
                 let Some(step) = steps.next() else { return seen };
                 let (sends, until) = step(&seen);
                 for send in sends {
-                    match send {
-                        Send::Plain(m) => s.send(&m).unwrap(),
-                        Send::Attached(m, bytes) => {
-                            s.send_with_attachment(&m).unwrap();
-                            if !bytes.is_empty() {
-                                s.send_chunk(bytes.into()).unwrap();
-                            }
-                            s.end_attachment(now()).unwrap();
-                        }
-                        Send::Signed(m, sig) => s.send_signed(&m.encode(), sig.as_bytes(), false).unwrap(),
-                    }
+                    send_one(&mut c.session, send);
                 }
                 done = Some(until);
             }
-            while let Some(b) = s.poll_transmit() {
-                let _ = tx.send(b.to_vec());
-            }
-            match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => {
+            match c.read().await {
+                Read::Data(bytes) => seen.raw.extend_from_slice(bytes),
+                Read::Closed => {
                     seen.closed_early = !matches!(done, Some(None)) || steps.next().is_some();
                     seen.closed = !seen.closed_early;
                     return seen;
                 }
-                Ok(Ok(n)) => {
-                    seen.raw.extend_from_slice(&buf[..n]);
-                    s.handle_input(now(), &buf[..n]);
-                }
-                Err(_) => panic!("the daemon neither answered enough nor closed the connection"),
+                Read::TimedOut => panic!("the daemon neither answered enough nor closed the connection"),
             }
         }
     })
+}
+
+fn send_one(s: &mut Session, send: Send) {
+    match send {
+        Send::Plain(m) => s.send(&m).unwrap(),
+        Send::Attached(m, bytes) => {
+            s.send_with_attachment(&m).unwrap();
+            if !bytes.is_empty() {
+                s.send_chunk(bytes.into()).unwrap();
+            }
+            s.end_attachment(std::time::Instant::now()).unwrap();
+        }
+        Send::Signed(m, sig) => s.send_signed(&m.encode(), sig.as_bytes(), false).unwrap(),
+    }
 }
 
 /// The answers (not_present, get_error, data) naming `sha`, with the name replaced by zeros
@@ -173,87 +152,58 @@ fn decode(json: &str) -> Message {
     Message::decode(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
 }
 
+/// What the probe names: the secret file, its plaintext hash, hashes of nothing, and rsync
+/// signatures of the file.
+#[derive(Clone)]
+struct Targets {
+    secret_path: &'static str,
+    plain: Sha256Hash,
+    random: Sha256Hash,
+    random2: Sha256Hash,
+    /// A signature of half the file.
+    real_signature: Vec<u8>,
+    /// A signature of nothing (its header only: every byte of the delta is then literal).
+    empty_signature: Vec<u8>,
+}
+
+impl Targets {
+    fn new(secret: &[u8]) -> Self {
+        let params = clearskies_protocol::rdiff::SigParams::for_size(secret.len() as u64);
+        let (mut real_signature, mut empty_signature) = (Vec::new(), Vec::new());
+        clearskies_protocol::rdiff::signature(&secret[..secret.len() / 2], params, &mut real_signature).unwrap();
+        clearskies_protocol::rdiff::signature(&[][..], params, &mut empty_signature).unwrap();
+        Targets {
+            secret_path: "/QZXJV-dir/QZXJV-secret.txt",
+            plain: sha256(secret),
+            random: Sha256Hash([0x5a; 32]),
+            random2: Sha256Hash([0xa5; 32]),
+            real_signature,
+            empty_signature,
+        }
+    }
+}
+
 /// Everything a peer can send, against a daemon that holds files with `MARKER` in their
 /// contents and names: one run with the given extensions offered.
 fn every_request(a: &Daemon, code: &str, root: &std::path::Path, extensions: &[&str]) -> Seen {
-    let secret_path = "/QZXJV-dir/QZXJV-secret.txt";
     let secret = std::fs::read(root.join("QZXJV-dir/QZXJV-secret.txt")).unwrap();
-    let plain = sha256(&secret);
-    let random = Sha256Hash([0x5a; 32]);
-    let random2 = Sha256Hash([0xa5; 32]);
-    // A signature of half the file, and one of nothing (its header only: every byte of
-    // the delta is then literal).
-    let params = clearskies_protocol::rdiff::SigParams::for_size(secret.len() as u64);
-    let (mut real_signature, mut empty_signature) = (Vec::new(), Vec::new());
-    clearskies_protocol::rdiff::signature(&secret[..secret.len() / 2], params, &mut real_signature).unwrap();
-    clearskies_protocol::rdiff::signature(&[][..], params, &mut empty_signature).unwrap();
+    let t = Targets::new(&secret);
+    let seen = probe(&a.listen(), code, extensions, steps(t.clone()));
+    assert_nothing_given_away(&seen, root, extensions, &secret, &t);
+    seen
+}
 
-    let steps: Vec<Step> = vec![
+/// The probe's steps: the index, every request, a round trip more, an unsigned record.
+fn steps(t: Targets) -> Vec<Step> {
+    let (plain, random2) = (t.plain, t.random2);
+    vec![
         // 1. Everything the index holds.
         Box::new(|_| {
             let get = database::GetUpdates::default();
             (vec![Send::Plain(get.into())], Some(Box::new(|s: &Seen| updates_done(s) >= 1) as Done))
         }),
         // 2. Every request, by plaintext names and by ciphertext ones.
-        Box::new(move |seen: &Seen| {
-            // A ciphertext hash and a file ID, from the encrypted records.
-            let (mut cipher, mut file_id) = (None, None);
-            for (m, _) in &seen.messages {
-                if let Message::DatabaseUpdate(u) = m {
-                    if let Some(c) = u.value.get("sha256").and_then(|v| v.as_str()) {
-                        cipher = Some(c.parse::<Sha256Hash>().unwrap());
-                        file_id = Some(u.key.trim_start_matches('/').to_owned());
-                    }
-                }
-            }
-            let cipher = cipher.expect("an encrypted file record");
-            let file_id: UntrustedFileId = file_id.unwrap().parse().unwrap();
-            let get = |sha256, range| Send::Plain(directory::Get { sha256, range }.into());
-            let sig = |path: &str, sha256| Message::from(rsync::Signature { path: path.to_owned(), sha256 });
-            let verify = untrusted::Verify { file_id, prefix: Sha256Hash([1; 32]) };
-            let sends = vec![
-                get(plain, None),
-                get(random, None),
-                get(plain, Some([0, 16])),
-                get(random, Some([0, 16])),
-                get(cipher, None),
-                Send::Attached(sig(secret_path, None), empty_signature.clone()),
-                Send::Attached(sig("/QZXJV-dir/missing.txt", None), empty_signature.clone()),
-                Send::Attached(sig(secret_path, Some(plain)), empty_signature.clone()),
-                Send::Attached(sig(secret_path, Some(random)), empty_signature.clone()),
-                Send::Attached(sig(secret_path, Some(plain)), real_signature.clone()),
-                Send::Attached(sig(&format!("/{file_id}"), Some(cipher)), real_signature.clone()),
-                Send::Attached(
-                    rsync::Patch { path: secret_path.to_owned(), sha256: Some(plain) }.into(),
-                    b"rs\x026\x41\x00".to_vec(),
-                ),
-                Send::Plain(verify.clone().into()),
-                Send::Signed(verify.into(), "AAAA".to_owned()),
-                Send::Plain(decode(&format!(
-                    r#"{{"type":"untrusted.verify_result","file_id":"{file_id}","result":"{plain}"}}"#
-                ))),
-                Send::Plain(decode(&format!(
-                    r#"{{"type":"untrusted.verify_busy","file_id":"{file_id}","retry_in":1}}"#
-                ))),
-                Send::Plain(decode(r#"{"type":"untrusted.manifest"}"#)),
-                Send::Plain(decode(r#"{"type":"untrusted.update","file":{"path":"/QZXJV-dir"}}"#)),
-                Send::Plain(decode(r#"{"type":"directory.get_presence"}"#)),
-                Send::Attached(decode(r#"{"type":"directory.bloom_filter","k_value":3}"#), vec![0xff; 64]),
-                Send::Plain(directory::Present { sha256: plain }.into()),
-                Send::Plain(decode(r#"{"type":"code_spread.list","codes":[]}"#)),
-                Send::Plain(decode(r#"{"type":"code_spread.update","codes":[]}"#)),
-                Send::Plain(decode(r#"{"type":"com.example.unknown","path":"/QZXJV-dir"}"#)),
-                Send::Plain(database::GetUpdates::default().into()),
-            ];
-            // Done when every get is answered and the second catch-up is over.
-            let until = move |s: &Seen| {
-                answered(s, &plain) >= 2
-                    && answered(s, &random) >= 2
-                    && answered(s, &cipher) >= 1
-                    && updates_done(s) >= 2
-            };
-            (sends, Some(Box::new(until) as Done))
-        }),
+        Box::new(move |seen: &Seen| every_get(seen, &t)),
         // 3. A round trip more (what was sent before is answered by now, if ever).
         Box::new(move |_| {
             let get = directory::Get { sha256: random2, range: None };
@@ -268,9 +218,71 @@ fn every_request(a: &Daemon, code: &str, root: &std::path::Path, extensions: &[&
             ));
             (vec![Send::Plain(update)], None)
         }),
-    ];
-    let seen = probe(&a.listen(), code, extensions, steps);
+    ]
+}
 
+/// Step 2: every request, by plaintext names and by ciphertext ones (taken from the
+/// encrypted records `seen`); done when every get is answered and the second catch-up is
+/// over.
+fn every_get(seen: &Seen, t: &Targets) -> (Vec<Send>, Option<Done>) {
+    let (secret_path, plain, random) = (t.secret_path, t.plain, t.random);
+    let (real_signature, empty_signature) = (&t.real_signature, &t.empty_signature);
+    // A ciphertext hash and a file ID, from the encrypted records.
+    let (mut cipher, mut file_id) = (None, None);
+    for (m, _) in &seen.messages {
+        if let Message::DatabaseUpdate(u) = m {
+            if let Some(c) = u.value.get("sha256").and_then(|v| v.as_str()) {
+                cipher = Some(c.parse::<Sha256Hash>().unwrap());
+                file_id = Some(u.key.trim_start_matches('/').to_owned());
+            }
+        }
+    }
+    let cipher = cipher.expect("an encrypted file record");
+    let file_id: UntrustedFileId = file_id.unwrap().parse().unwrap();
+    let get = |sha256, range| Send::Plain(directory::Get { sha256, range }.into());
+    let sig = |path: &str, sha256| Message::from(rsync::Signature { path: path.to_owned(), sha256 });
+    let verify = untrusted::Verify { file_id, prefix: Sha256Hash([1; 32]) };
+    let sends = vec![
+        get(plain, None),
+        get(random, None),
+        get(plain, Some([0, 16])),
+        get(random, Some([0, 16])),
+        get(cipher, None),
+        Send::Attached(sig(secret_path, None), empty_signature.clone()),
+        Send::Attached(sig("/QZXJV-dir/missing.txt", None), empty_signature.clone()),
+        Send::Attached(sig(secret_path, Some(plain)), empty_signature.clone()),
+        Send::Attached(sig(secret_path, Some(random)), empty_signature.clone()),
+        Send::Attached(sig(secret_path, Some(plain)), real_signature.clone()),
+        Send::Attached(sig(&format!("/{file_id}"), Some(cipher)), real_signature.clone()),
+        Send::Attached(
+            rsync::Patch { path: secret_path.to_owned(), sha256: Some(plain) }.into(),
+            b"rs\x026\x41\x00".to_vec(),
+        ),
+        Send::Plain(verify.clone().into()),
+        Send::Signed(verify.into(), "AAAA".to_owned()),
+        Send::Plain(decode(&format!(
+            r#"{{"type":"untrusted.verify_result","file_id":"{file_id}","result":"{plain}"}}"#
+        ))),
+        Send::Plain(decode(&format!(r#"{{"type":"untrusted.verify_busy","file_id":"{file_id}","retry_in":1}}"#))),
+        Send::Plain(decode(r#"{"type":"untrusted.manifest"}"#)),
+        Send::Plain(decode(r#"{"type":"untrusted.update","file":{"path":"/QZXJV-dir"}}"#)),
+        Send::Plain(decode(r#"{"type":"directory.get_presence"}"#)),
+        Send::Attached(decode(r#"{"type":"directory.bloom_filter","k_value":3}"#), vec![0xff; 64]),
+        Send::Plain(directory::Present { sha256: plain }.into()),
+        Send::Plain(decode(r#"{"type":"code_spread.list","codes":[]}"#)),
+        Send::Plain(decode(r#"{"type":"code_spread.update","codes":[]}"#)),
+        Send::Plain(decode(r#"{"type":"com.example.unknown","path":"/QZXJV-dir"}"#)),
+        Send::Plain(database::GetUpdates::default().into()),
+    ];
+    let until = move |s: &Seen| {
+        answered(s, &plain) >= 2 && answered(s, &random) >= 2 && answered(s, &cipher) >= 1 && updates_done(s) >= 2
+    };
+    (sends, Some(Box::new(until) as Done))
+}
+
+/// What the probe saw gives nothing away: no plaintext anywhere, the same answers for a hash
+/// that exists and one that does not, and only the ciphertext it may have.
+fn assert_nothing_given_away(seen: &Seen, root: &std::path::Path, extensions: &[&str], secret: &[u8], t: &Targets) {
     // No byte of plaintext: not in any message, not in any attachment, not on the wire.
     for (m, body) in &seen.messages {
         assert!(!contains(body, MARKER), "{extensions:?}: a message holds plaintext: {m:?}");
@@ -290,7 +302,7 @@ fn every_request(a: &Daemon, code: &str, root: &std::path::Path, extensions: &[&
     assert!(!seen.extensions.iter().any(|e| e == EXT_RSYNC), "rsync negotiated: {:?}", seen.extensions);
 
     // A plaintext hash that exists is answered exactly as a random one (whole and ranged).
-    let (p, r) = (answers_for(&seen, &plain), answers_for(&seen, &random));
+    let (p, r) = (answers_for(seen, &t.plain), answers_for(seen, &t.random));
     assert_eq!(p, r, "{extensions:?}: an existing plaintext hash and a random one are answered differently");
     assert!(p.iter().all(|(m, _)| matches!(m, Message::DirectoryNotPresent(_))), "{p:?}");
     // No delta, no proof, ever.
@@ -312,7 +324,6 @@ fn every_request(a: &Daemon, code: &str, root: &std::path::Path, extensions: &[&
         .collect();
     assert!(sizes.contains(&(data.len() as u64)), "{} bytes of ciphertext", data.len());
     assert_ne!(data, secret);
-    seen
 }
 
 #[test]

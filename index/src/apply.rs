@@ -540,60 +540,10 @@ impl<'a> Applier<'a> {
                     continue;
                 }
             };
-            let mut temp = Some(temp);
-            let mut first: Option<SharePath> = None;
             let waiting = if present { self.store.waiting_for(&sha)? } else { Vec::new() };
-            for p in waiting {
-                let Some(r) = self.store.get(&p)? else { continue };
-                if !r.wants_content() || r.sha256 != Some(sha) {
-                    continue;
-                }
-                if self.filter.is_some_and(|f| f.ignores(&p, false)) {
-                    continue;
-                }
-                let (size, mode, mtime) = (r.size.unwrap_or(0), r.unix_mode, r.mtime);
-                let source = match temp.take() {
-                    // The verified download itself is renamed onto the first path (the
-                    // partial file is inside the share, on its filesystem).
-                    Some(t) if fsops::has_meta(&t.dir, &t.name, mode, mtime) => Some(t),
-                    Some(t) => {
-                        // Its mode and mtime were those of the path it was fetched for.
-                        match fsops::update_file_meta(&t.dir, &t.name, None, mode, mtime) {
-                            Ok(_) => Some(t),
-                            Err(e) => {
-                                warn!(path = %p, error = %e, "cannot set the downloaded file's mode or mtime");
-                                temp = Some(t);
-                                None
-                            }
-                        }
-                    }
-                    None => first
-                        .as_ref()
-                        .and_then(|q| {
-                            let dir = fsops::existing_parent(&dirs, q).ok()??;
-                            Some(Located { dir, name: q.file_name().to_owned() })
-                        })
-                        .and_then(|from| {
-                            fsops::copy_temp(&dirs, &from, &p, &sha, size, mode, mtime)
-                                .map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents"))
-                                .ok()
-                        }),
-                };
-                let Some(source) = source else { continue };
-                match self.install_at(&r, &source) {
-                    Ok(new) => {
-                        first.get_or_insert_with(|| p.clone());
-                        installed.push(p);
-                        done.push(new);
-                    }
-                    Err(e) => {
-                        self.failures += 1;
-                        warn!(path = %p, error = %e, "cannot install downloaded contents; will retry");
-                    }
-                }
-            }
-            if let Some(t) = temp {
-                t.remove();
+            for (p, new) in self.install_download(&dirs, sha, temp, waiting)? {
+                installed.push(p);
+                done.push(new);
             }
         }
         if !done.is_empty() {
@@ -602,10 +552,85 @@ impl<'a> Applier<'a> {
         Ok(installed)
     }
 
+    /// Installs the download of `sha` (verified, in `temp`) at each of the paths `waiting`
+    /// that still wants it: renamed onto the first, copied to the others. Returns each path
+    /// installed with its new record; `temp` is removed if it was not used.
+    fn install_download(
+        &mut self,
+        dirs: &Root,
+        sha: Sha256Hash,
+        temp: Located,
+        waiting: Vec<SharePath>,
+    ) -> Result<Vec<(SharePath, Record)>, StoreError> {
+        let mut temp = Some(temp);
+        let mut installed: Vec<(SharePath, Record)> = Vec::new();
+        for p in waiting {
+            let Some(r) = self.store.get(&p)? else { continue };
+            if !r.wants_content() || r.sha256 != Some(sha) {
+                continue;
+            }
+            if self.filter.is_some_and(|f| f.ignores(&p, false)) {
+                continue;
+            }
+            let first = installed.first().map(|(q, _)| q);
+            let Some(source) = download_source(dirs, &p, &r, sha, &mut temp, first) else { continue };
+            match self.install_at(&r, &source) {
+                Ok(new) => installed.push((p, new)),
+                Err(e) => {
+                    self.failures += 1;
+                    warn!(path = %p, error = %e, "cannot install downloaded contents; will retry");
+                }
+            }
+        }
+        if let Some(t) = temp {
+            t.remove();
+        }
+        Ok(installed)
+    }
+
     /// After a restart: carries out what a crash left pending; returns what to fetch.
     pub fn resume(&mut self) -> Result<Vec<Fetch>, StoreError> {
         let pending: Vec<Record> = self.store.records_where(|r| r.pending || r.wants_content())?;
         self.execute(pending)
+    }
+}
+
+/// What to install at `p` (record `r`, contents `sha`): the verified download itself
+/// (`temp`, taken) with `r`'s mode and mtime, or, once it was installed at `first`, a copy.
+fn download_source(
+    dirs: &Root,
+    p: &SharePath,
+    r: &Record,
+    sha: Sha256Hash,
+    temp: &mut Option<Located>,
+    first: Option<&SharePath>,
+) -> Option<Located> {
+    let (size, mode, mtime) = (r.size.unwrap_or(0), r.unix_mode, r.mtime);
+    match temp.take() {
+        // The verified download itself is renamed onto the first path (the partial file is
+        // inside the share, on its filesystem).
+        Some(t) if fsops::has_meta(&t.dir, &t.name, mode, mtime) => Some(t),
+        Some(t) => {
+            // Its mode and mtime were those of the path it was fetched for.
+            match fsops::update_file_meta(&t.dir, &t.name, None, mode, mtime) {
+                Ok(_) => Some(t),
+                Err(e) => {
+                    warn!(path = %p, error = %e, "cannot set the downloaded file's mode or mtime");
+                    *temp = Some(t);
+                    None
+                }
+            }
+        }
+        None => first
+            .and_then(|q| {
+                let dir = fsops::existing_parent(dirs, q).ok()??;
+                Some(Located { dir, name: q.file_name().to_owned() })
+            })
+            .and_then(|from| {
+                fsops::copy_temp(dirs, &from, p, &sha, size, mode, mtime)
+                    .map_err(|e| warn!(path = %p, error = %e, "cannot copy downloaded contents"))
+                    .ok()
+            }),
     }
 }
 

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::beneath::{self, DirFd, Meta, Root};
-use crate::record::{EntryKind, Record};
+use crate::record::{EntryKind, LocalStat, Record};
 use crate::store::{ShareStore, StoreError};
 
 /// Why a scan could not run.
@@ -132,6 +132,18 @@ fn hash_open(mut f: File) -> io::Result<(Sha256Hash, u64)> {
     Ok((Sha256Hash(hasher.finalize().into()), total))
 }
 
+/// The directories still to list: where, which share path, and whether everything below
+/// too.
+type Stack = Vec<(PathBuf, SharePath, bool)>;
+
+/// A directory's entries that are UTF-8 names, with their types.
+type Entries = Vec<(String, rustix::fs::FileType)>;
+
+/// The share path of `name` in directory `key`.
+fn child_path(key: &SharePath, name: &str) -> Result<SharePath, clearskies_protocol::path::PathError> {
+    SharePath::parse(&format!("{}/{name}", if key.is_root() { "" } else { key.as_str() }))
+}
+
 struct Found {
     path: SharePath,
     fs_path: PathBuf,
@@ -139,6 +151,19 @@ struct Found {
     at: Option<(DirFd, String)>,
     meta: Meta,
 }
+
+impl Found {
+    fn kind(&self) -> EntryKind {
+        if self.meta.is_dir() {
+            EntryKind::Directory
+        } else {
+            EntryKind::File
+        }
+    }
+}
+
+/// A file's SHA-256 and size (none for a directory).
+type Contents = (Option<Sha256Hash>, Option<u64>);
 
 /// Which part of the tree a scan looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,72 +269,9 @@ impl Scanner<'_, '_, '_> {
 
     /// Lists directory `dir` (share path `key`): indexes what is in it, notes what is gone
     /// from it, and pushes the directories to walk next onto `stack`.
-    fn visit(
-        &mut self,
-        dir: &Path,
-        key: &SharePath,
-        recursive: bool,
-        stack: &mut Vec<(PathBuf, SharePath, bool)>,
-    ) -> Result<(), ScanError> {
-        let io_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| ScanError::Io { path, source }
-        };
-        // Listed through a handle opened below the root without following any symlink: a
-        // directory swapped for a symlink since it was found is not listed (its parent's
-        // listing shows a symlink, which is not synced).
-        let opened = self.dirs.dir(key.relative()).and_then(|d| Ok((d.list()?, d)));
-        let ((entries, not_utf8), handle) = match opened {
-            Ok(x) => x,
-            Err(e)
-                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
-                    || beneath::is_refused(&e) =>
-            {
-                // Gone since it was reported: its parent's listing shows what is left.
-                if let (Some(parent), Some(parent_dir)) = (key.parent(), dir.parent()) {
-                    stack.push((parent_dir.to_owned(), parent, false));
-                }
-                return Ok(());
-            }
-            Err(e) => return Err(io_err(dir)(e)),
-        };
-        for name in not_utf8 {
-            warn!(path = %dir.join(name).display(), "skipping a name that is not UTF-8");
-        }
-        let mut names: HashSet<String> = HashSet::new();
-        let mut found = Vec::new();
-        for (name, _) in entries {
-            // Our own names, case-insensitively (a share on vfat, exFAT, SMB or casefolded
-            // ext4 has `.clearskies` under any case).
-            if (key.is_root() && is_meta_dir(&name)) || is_part_name(&name) {
-                continue;
-            }
-            let child = match SharePath::parse(&format!("{}/{name}", if key.is_root() { "" } else { key.as_str() })) {
-                Ok(p) => p,
-                Err(e) => {
-                    warn!(path = %dir.join(&name).display(), error = %e, "skipping an unsyncable name");
-                    continue;
-                }
-            };
-            let meta = match handle.stat(&name) {
-                Ok(Some(m)) => m,
-                Ok(None) => continue,
-                Err(e) => return Err(io_err(&dir.join(&name))(e)),
-            };
-            if meta.is_dir() && crate::data_dir::is_data_dir(meta.stat.ino, &dir.join(&name)) {
-                // The daemon's own data directory (share keys, index, log): never indexed.
-                warn!(path = %dir.join(&name).display(), "not indexing the daemon's data directory inside a share");
-                continue;
-            }
-            if self.ctx.filter.is_some_and(|f| f.ignores(&child, meta.is_dir())) {
-                continue; // selective sync: not ours to index (nor what is inside)
-            }
-            if !meta.is_dir() && !meta.is_file() {
-                continue; // symlinks, sockets, devices: not synced
-            }
-            names.insert(name.clone());
-            found.push(Found { path: child, fs_path: dir.join(&name), at: Some((handle.clone(), name)), meta });
-        }
+    fn visit(&mut self, dir: &Path, key: &SharePath, recursive: bool, stack: &mut Stack) -> Result<(), ScanError> {
+        let Some((entries, handle)) = self.list(dir, key, stack)? else { return Ok(()) };
+        let (found, mut names) = self.found(dir, key, &handle, entries)?;
         for f in found {
             let old = self.store.get(&f.path)?;
             if f.meta.is_dir() {
@@ -327,7 +289,84 @@ impl Scanner<'_, '_, '_> {
             }
             self.entry(f, old, &mut names)?;
         }
-        // What the index has here that the listing does not: gone.
+        self.vanished_from(key, &names)
+    }
+
+    /// The entries of directory `dir` (share path `key`) and its handle; `None` if it is
+    /// gone (its parent goes onto `stack`: its listing shows what is left).
+    fn list(&self, dir: &Path, key: &SharePath, stack: &mut Stack) -> Result<Option<(Entries, DirFd)>, ScanError> {
+        // Listed through a handle opened below the root without following any symlink: a
+        // directory swapped for a symlink since it was found is not listed (its parent's
+        // listing shows a symlink, which is not synced).
+        let opened = self.dirs.dir(key.relative()).and_then(|d| Ok((d.list()?, d)));
+        let ((entries, not_utf8), handle) = match opened {
+            Ok(x) => x,
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+                    || beneath::is_refused(&e) =>
+            {
+                // Gone since it was reported: its parent's listing shows what is left.
+                if let (Some(parent), Some(parent_dir)) = (key.parent(), dir.parent()) {
+                    stack.push((parent_dir.to_owned(), parent, false));
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(ScanError::Io { path: dir.to_owned(), source: e }),
+        };
+        for name in not_utf8 {
+            warn!(path = %dir.join(name).display(), "skipping a name that is not UTF-8");
+        }
+        Ok(Some((entries, handle)))
+    }
+
+    /// Of the `entries` listed in `dir` (share path `key`, opened as `handle`), what is to be
+    /// indexed, and the names of those.
+    fn found(
+        &self,
+        dir: &Path,
+        key: &SharePath,
+        handle: &DirFd,
+        entries: Entries,
+    ) -> Result<(Vec<Found>, HashSet<String>), ScanError> {
+        let mut names: HashSet<String> = HashSet::new();
+        let mut found = Vec::new();
+        for (name, _) in entries {
+            // Our own names, case-insensitively (a share on vfat, exFAT, SMB or casefolded
+            // ext4 has `.clearskies` under any case).
+            if (key.is_root() && is_meta_dir(&name)) || is_part_name(&name) {
+                continue;
+            }
+            let child = match child_path(key, &name) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(path = %dir.join(&name).display(), error = %e, "skipping an unsyncable name");
+                    continue;
+                }
+            };
+            let meta = match handle.stat(&name) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => return Err(ScanError::Io { path: dir.join(&name), source: e }),
+            };
+            if meta.is_dir() && crate::data_dir::is_data_dir(meta.stat.ino, &dir.join(&name)) {
+                // The daemon's own data directory (share keys, index, log): never indexed.
+                warn!(path = %dir.join(&name).display(), "not indexing the daemon's data directory inside a share");
+                continue;
+            }
+            if self.ctx.filter.is_some_and(|f| f.ignores(&child, meta.is_dir())) {
+                continue; // selective sync: not ours to index (nor what is inside)
+            }
+            if !meta.is_dir() && !meta.is_file() {
+                continue; // symlinks, sockets, devices: not synced
+            }
+            names.insert(name.clone());
+            found.push(Found { path: child, fs_path: dir.join(&name), at: Some((handle.clone(), name)), meta });
+        }
+        Ok((found, names))
+    }
+
+    /// What the index has in directory `key` that its listing (`names`) does not: gone.
+    fn vanished_from(&mut self, key: &SharePath, names: &HashSet<String>) -> Result<(), ScanError> {
         let mut vanished = Vec::new();
         self.store.children(key, |name, rec| {
             if !names.contains(name) {
@@ -336,8 +375,7 @@ impl Scanner<'_, '_, '_> {
             Ok(())
         })?;
         for (name, rec) in vanished {
-            let Ok(path) = SharePath::parse(&format!("{}/{name}", if key.is_root() { "" } else { key.as_str() }))
-            else {
+            let Ok(path) = child_path(key, &name) else {
                 continue;
             };
             let is_dir = rec.as_ref().is_none_or(|r| r.kind == EntryKind::Directory);
@@ -389,64 +427,91 @@ impl Scanner<'_, '_, '_> {
     /// One entry found on disk, against its record `old`.
     fn entry(&mut self, f: Found, old: Option<Record>, names: &mut HashSet<String>) -> Result<(), ScanError> {
         self.report.entries += 1;
-        let kind = if f.meta.is_dir() { EntryKind::Directory } else { EntryKind::File };
-        let stat = f.meta.stat;
-        let mode = f.meta.mode;
-        let (sha256, size) = match kind {
-            EntryKind::Directory => (None, None),
-            EntryKind::File => {
-                let known = old.as_ref().and_then(|o| (o.local == Some(stat)).then_some(o.local_sha256).flatten());
-                match known {
-                    Some(h) => (Some(h), Some(stat.size)),
-                    None => match f.at.as_ref().map_or_else(
-                        || Err(io::Error::other("the root is no file")),
-                        |(dir, name)| dir.open_file(name, false).and_then(hash_open),
-                    ) {
-                        Ok((h, n)) => {
-                            self.report.hashed_files += 1;
-                            self.report.hashed_bytes += n;
-                            (Some(h), Some(n))
-                        }
-                        // Vanished or unreadable mid-scan: leave its record as it is.
-                        Err(e) => {
-                            warn!(path = %f.fs_path.display(), error = %e, "cannot read; skipped this scan");
-                            return Ok(());
-                        }
-                    },
-                }
-            }
-        };
+        let Some(contents) = self.contents(&f, old.as_ref()) else { return Ok(()) };
         if let Some(o) = &old {
-            if o.pending && o.local == Some(stat) {
-                // The old version, waiting for a peer's change to be applied.
+            if self.against_awaited(&f, o, contents, names) {
                 return Ok(());
             }
-            if o.kind == kind && !o.deleted && (o.pending || o.wants_content()) {
-                if o.sha256 == sha256 {
-                    // The peer's version is in place.
-                    let mut r = o.clone();
-                    r.local = Some(stat);
-                    r.local_sha256 = sha256;
-                    r.pending = false;
-                    self.restat.push(r);
-                    return Ok(());
-                }
-                if kind == EntryKind::File {
-                    // Edited while a peer's version is on its way: keep the edit as a
-                    // conflict copy; the peer's version takes the name when it arrives.
-                    let mut r = o.clone();
-                    r.local = None;
-                    r.local_sha256 = None;
-                    let Some((dir, _)) = &f.at else { return Ok(()) };
-                    if let Some(copy) = set_aside(dir, &f.path, sha256, size, mode, &mut self.rev, self.ctx) {
-                        names.insert(copy.path.file_name().to_owned());
-                        self.changed.push(copy);
-                        self.restat.push(r);
-                    }
-                    return Ok(());
-                }
+        }
+        self.against_live(f, old, contents);
+        Ok(())
+    }
+
+    /// The SHA-256 and size of the file `f` (none for a directory): the hash in its record
+    /// `old` if its stat is unchanged, else hashed now. `None` if it vanished or cannot be
+    /// read mid-scan: its record is left as it is.
+    fn contents(&mut self, f: &Found, old: Option<&Record>) -> Option<Contents> {
+        let stat = f.meta.stat;
+        if f.kind() == EntryKind::Directory {
+            return Some((None, None));
+        }
+        let known = old.and_then(|o| (o.local == Some(stat)).then_some(o.local_sha256).flatten());
+        if let Some(h) = known {
+            return Some((Some(h), Some(stat.size)));
+        }
+        match f.at.as_ref().map_or_else(
+            || Err(io::Error::other("the root is no file")),
+            |(dir, name)| dir.open_file(name, false).and_then(hash_open),
+        ) {
+            Ok((h, n)) => {
+                self.report.hashed_files += 1;
+                self.report.hashed_bytes += n;
+                Some((Some(h), Some(n)))
+            }
+            Err(e) => {
+                warn!(path = %f.fs_path.display(), error = %e, "cannot read; skipped this scan");
+                None
             }
         }
+    }
+
+    /// `f` against its record `o` while that waits for a peer's version: whether that
+    /// settles it (the old version still here, the peer's version in place, or an edit made
+    /// meanwhile, kept as a conflict copy).
+    fn against_awaited(&mut self, f: &Found, o: &Record, contents: Contents, names: &mut HashSet<String>) -> bool {
+        let (kind, stat, (sha256, size)) = (f.kind(), f.meta.stat, contents);
+        if o.pending && o.local == Some(stat) {
+            // The old version, waiting for a peer's change to be applied.
+            return true;
+        }
+        if o.kind != kind || o.deleted || !(o.pending || o.wants_content()) {
+            return false;
+        }
+        if o.sha256 == sha256 {
+            // The peer's version is in place.
+            self.restat_as(o, stat, sha256);
+            return true;
+        }
+        if kind != EntryKind::File {
+            return false;
+        }
+        // Edited while a peer's version is on its way: keep the edit as a conflict copy; the
+        // peer's version takes the name when it arrives.
+        let mut r = o.clone();
+        r.local = None;
+        r.local_sha256 = None;
+        let Some((dir, _)) = &f.at else { return true };
+        if let Some(copy) = set_aside(dir, &f.path, sha256, size, f.meta.mode, &mut self.rev, self.ctx) {
+            names.insert(copy.path.file_name().to_owned());
+            self.changed.push(copy);
+            self.restat.push(r);
+        }
+        true
+    }
+
+    /// Remembers that `o` is on disk, in place (`stat`, `sha256`), without announcing anything.
+    fn restat_as(&mut self, o: &Record, stat: LocalStat, sha256: Option<Sha256Hash>) {
+        let mut r = o.clone();
+        r.local = Some(stat);
+        r.local_sha256 = sha256;
+        r.pending = false;
+        self.restat.push(r);
+    }
+
+    /// `f` against its live record, if any: the same contents only update the local stat;
+    /// anything else is a new version, by us.
+    fn against_live(&mut self, f: Found, old: Option<Record>, (sha256, size): Contents) {
+        let (kind, stat, mode) = (f.kind(), f.meta.stat, f.meta.mode);
         let mtime = if kind == EntryKind::File { mtime_of(&f.meta) } else { None };
         let live = old.as_ref().filter(|o| !o.deleted && o.kind == kind);
         // A record without a mode or mtime (an untrusted peer's encrypted records carry
@@ -463,11 +528,7 @@ impl Scanner<'_, '_, '_> {
                 if o.local != Some(stat) || o.local_sha256 != sha256 || o.pending {
                     // Same contents, new inode or times (e.g. touched or copied back): remember
                     // the new stat without announcing anything.
-                    let mut r = o.clone();
-                    r.local = Some(stat);
-                    r.local_sha256 = sha256;
-                    r.pending = false;
-                    self.restat.push(r);
+                    self.restat_as(o, stat, sha256);
                 }
             }
             _ => {
@@ -496,7 +557,6 @@ impl Scanner<'_, '_, '_> {
                 });
             }
         }
-        Ok(())
     }
 
     /// Records the deletions found, deepest first, unless they are too many at once.
@@ -575,7 +635,7 @@ pub fn scan(
         gone: Vec::new(),
         listed: HashSet::new(),
     };
-    let mut stack: Vec<(PathBuf, SharePath, bool)> = Vec::new();
+    let mut stack: Stack = Vec::new();
     match scope {
         Scope::Full => {
             let meta = fs::symlink_metadata(root).map_err(|source| ScanError::Io { path: root.to_owned(), source })?;

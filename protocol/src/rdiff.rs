@@ -539,15 +539,7 @@ pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<D
             w.literal(&buf[lit..pos])?;
             buf.drain(..pos);
             (lit, pos) = (0, 0);
-            // (A block as long as a read needs two reads: a window and the byte after it.)
-            while !eof && buf.len() < bl + 1 {
-                let have = buf.len();
-                buf.resize(have + READ_CHUNK, 0);
-                let n = read_full(&mut new, &mut buf[have..])?;
-                buf.truncate(have + n);
-                budget.read += n as u64;
-                eof = n < READ_CHUNK;
-            }
+            eof = fill(&mut buf, &mut new, bl + 1, &mut budget)?;
         }
         if buf.len() < pos + bl {
             break;
@@ -579,27 +571,62 @@ pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<D
     }
     // Fewer than block_len bytes remain: the basis's short last block may match a suffix.
     let end = buf.len();
-    if pos < end {
-        let mut s = RabinKarp::of(&buf[pos..end]);
-        let mut p = pos;
-        while p < end {
-            if budget.exhausted() {
-                return out_of_budget(w, budget, &buf[lit..end], &mut new);
-            }
-            budget.work += 1;
-            if let Some(block) = sig.find(s.hash, &buf[p..end], &mut budget.work) {
-                w.literal(&buf[lit..p])?;
-                w.copy(u64::from(block) * blen, (end - p) as u64)?;
-                lit = end;
-                break;
-            }
-            s.roll_out(buf[p]);
-            p += 1;
+    match tail_match(sig, &buf, pos, &mut budget) {
+        Err(OutOfBudget) => return out_of_budget(w, budget, &buf[lit..end], &mut new),
+        Ok(Some((p, block))) => {
+            w.literal(&buf[lit..p])?;
+            w.copy(u64::from(block) * blen, (end - p) as u64)?;
+            lit = end;
         }
+        Ok(None) => {}
     }
     w.literal(&buf[lit..end])?;
     w.stats.work = budget.work;
     w.finish()
+}
+
+/// Reads `new` onto the end of `buf` until it holds at least `want` bytes (a block as long
+/// as a read needs two reads: a window and the byte after it); whether `new` ended.
+fn fill<R: Read>(buf: &mut Vec<u8>, new: &mut R, want: usize, budget: &mut Budget) -> Result<bool, RdiffError> {
+    let mut eof = false;
+    while !eof && buf.len() < want {
+        let have = buf.len();
+        buf.resize(have + READ_CHUNK, 0);
+        let n = read_full(new, &mut buf[have..])?;
+        buf.truncate(have + n);
+        budget.read += n as u64;
+        eof = n < READ_CHUNK;
+    }
+    Ok(eof)
+}
+
+/// [`delta`]'s work budget ran out.
+struct OutOfBudget;
+
+/// The first suffix of `buf[pos..]` (shorter than a block) that is the basis's short last
+/// block: where it starts and the block's index.
+fn tail_match(
+    sig: &Signature,
+    buf: &[u8],
+    pos: usize,
+    budget: &mut Budget,
+) -> Result<Option<(usize, u32)>, OutOfBudget> {
+    let end = buf.len();
+    if pos >= end {
+        return Ok(None);
+    }
+    let mut s = RabinKarp::of(&buf[pos..end]);
+    for p in pos..end {
+        if budget.exhausted() {
+            return Err(OutOfBudget);
+        }
+        budget.work += 1;
+        if let Some(block) = sig.find(s.hash, &buf[p..end], &mut budget.work) {
+            return Ok(Some((p, block)));
+        }
+        s.roll_out(buf[p]);
+    }
+    Ok(None)
 }
 
 /// Ends a delta whose work budget ran out: `pending` and the rest of `new`, literally.

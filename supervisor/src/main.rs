@@ -90,23 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             daemon::share(&config()?, &path, opts).map(|()| ExitCode::SUCCESS)
         }
         Command::Attach { args, username, password, keys, peer, timeout, subtree, exclude } => {
-            let (with, path) = match (args.as_slice(), username, keys) {
-                ([code, path], None, None) => (daemon::Joining::Code(code.clone()), path),
-                ([path], Some(u), None) => (daemon::Joining::Custom(daemon::with_password(u, password)?), path),
-                ([path], None, Some(file)) => (daemon::Joining::Keys(file), path),
-                ([_], None, None) => {
-                    anyhow::bail!("give the access code and the directory: clearskies attach CODE PATH")
-                }
-                (_, Some(_), _) => {
-                    anyhow::bail!("with --username, give only the directory: clearskies attach --username U PATH")
-                }
-                (_, _, Some(_)) => {
-                    anyhow::bail!(
-                        "with --keys, give only the directory: clearskies attach --keys FILE PATH --peer ADDR"
-                    )
-                }
-                _ => anyhow::bail!("clearskies attach CODE PATH"),
-            };
+            let (with, path) = joining(&args, username, password, keys)?;
             let opts = daemon::AttachOptions {
                 peer: peer.as_deref(),
                 timeout,
@@ -143,6 +127,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             daemon::config_set(&config()?, &key, &value).map(|()| ExitCode::SUCCESS)
         }
     }
+}
+
+/// `clearskies attach`: how to join (a code, a username and password, or saved keys) and
+/// where, from its arguments.
+fn joining(
+    args: &[String],
+    username: Option<String>,
+    password: Option<String>,
+    keys: Option<std::path::PathBuf>,
+) -> anyhow::Result<(daemon::Joining, &String)> {
+    Ok(match (args, username, keys) {
+        ([code, path], None, None) => (daemon::Joining::Code(code.clone()), path),
+        ([path], Some(u), None) => (daemon::Joining::Custom(daemon::with_password(u, password)?), path),
+        ([path], None, Some(file)) => (daemon::Joining::Keys(file), path),
+        ([_], None, None) => anyhow::bail!("give the access code and the directory: clearskies attach CODE PATH"),
+        (_, Some(_), _) => {
+            anyhow::bail!("with --username, give only the directory: clearskies attach --username U PATH")
+        }
+        (_, _, Some(_)) => {
+            anyhow::bail!("with --keys, give only the directory: clearskies attach --keys FILE PATH --peer ADDR")
+        }
+        _ => anyhow::bail!("clearskies attach CODE PATH"),
+    })
 }
 
 /// `clearskies tracker`: serves until killed.

@@ -134,7 +134,7 @@ impl Attach {
         };
         let ch = match channel::connect(tcp, &self.tls, self.creds.id, &self.creds.password).await {
             Ok(ch) => ch,
-            Err(ChannelError::Refused(reason)) if reason.starts_with(crate::listener::throttle::THROTTLED) => {
+            Err(ChannelError::Refused(reason)) if channel::Refusal::of(&reason) == channel::Refusal::Throttled => {
                 return Err(CommandError::new(ErrorCode::Throttled, format!("the peer refused: {reason}")))
             }
             Err(ChannelError::Refused(_) | ChannelError::AuthFailed { .. }) => {

@@ -51,7 +51,8 @@ pub(super) enum DialError {
     /// Not reachable (TCP, TLS, the handshake).
     #[error("{0}")]
     Unreachable(std::io::Error),
-    /// The peer refused every key we hold (it may have removed the share).
+    /// The peer refused every key we hold: it may have removed the share (an
+    /// authentication failure) or be throttling us.
     #[error("{0}")]
     Refused(ChannelError),
 }
@@ -128,7 +129,7 @@ impl Connections {
             };
             ctx.spawn(attempt.into_actor(act).map(move |res, act, ctx| {
                 if let Err(e) = res {
-                    if matches!(e, DialError::Refused(_)) {
+                    if matches!(&e, DialError::Refused(c) if c.is_auth_refusal()) {
                         act.auth_refused.insert(share);
                     }
                     let failures = act.dials.entry((share, addr.clone())).or_insert(0);

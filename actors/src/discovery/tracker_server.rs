@@ -51,7 +51,28 @@ impl Out {
 enum Event {
     Connected(ClientId, SocketAddr, Out),
     Message(ClientId, Message),
-    Gone(ClientId, String),
+    Gone(ClientId, Gone),
+}
+
+/// Why a client's reading side ended.
+#[derive(Debug)]
+enum Gone {
+    /// It closed the connection.
+    Closed,
+    /// It sent no `tracker.start` within [`START_TIMEOUT`].
+    NoStart,
+    /// It sent something that is not a message: logged at `info`, unlike the others.
+    Malformed(std::io::Error),
+}
+
+impl std::fmt::Display for Gone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gone::Closed => f.write_str("closed"),
+            Gone::NoStart => f.write_str("no tracker.start in time"),
+            Gone::Malformed(e) => write!(f, "malformed input: {e}"),
+        }
+    }
 }
 
 fn format_ip(addr: &SocketAddr) -> String {
@@ -79,84 +100,109 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves the tracker protocol on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
-    let accept_tx = tx.clone();
-    let max_clients = config.max_clients;
-    tokio::spawn(async move {
-        let mut next: ClientId = 1;
-        // Connections open (started or not): beyond the cap, closed at once.
-        let open = Arc::new(AtomicUsize::new(0));
-        let mut refused: u64 = 0;
-        loop {
-            let (stream, addr) = crate::net::accept("tracker", || listener.accept()).await;
-            if open.load(Ordering::Relaxed) >= max_clients {
-                refused += 1;
-                if refused.is_power_of_two() {
-                    info!(max_clients, refused, "tracker full: closing new connections");
-                }
-                continue;
-            }
-            let id = next;
-            next += 1;
-            spawn_client(id, stream, addr, accept_tx.clone(), open.clone());
-        }
-    });
-    drop(tx);
-    let mut tracker = Tracker::new(config);
-    let mut clients: HashMap<ClientId, Out> = HashMap::new();
+    tokio::spawn(accept(listener, tx, config.max_clients));
+    let mut server = Server { tracker: Tracker::new(config), clients: HashMap::new() };
     let mut next_round = tokio::time::Instant::now();
     loop {
-        let expiry = tracker.next_expiry().map(tokio::time::Instant::from_std);
+        let expiry = server.tracker.next_expiry().map(tokio::time::Instant::from_std);
         // News waits for the next round (coalescing what happens meanwhile); a client that
         // was not ready is looked at again a round later.
-        let round = tracker.has_news().then_some(next_round);
+        let round = server.tracker.has_news().then_some(next_round);
         let event = tokio::select! {
             e = rx.recv() => e,
             () = sleep_until(expiry) => {
-                for id in tracker.expire(Instant::now()) {
-                    debug!(client = id, "client expired (silent longer than its TTL)");
-                    clients.remove(&id);
-                }
+                server.expire();
                 continue;
             }
             () = sleep_until(round) => {
-                let news = tracker.take_news(NEWS_PER_ROUND, |c| clients.get(&c).is_some_and(Out::ready));
-                for (to, m) in news {
-                    if let Some(out) = clients.get(&to) {
-                        out.send(encode(&m));
-                    }
-                }
+                server.send_news();
                 next_round = tokio::time::Instant::now() + NEWS_INTERVAL;
                 continue;
             }
         };
         let Some(event) = event else { return Ok(()) };
+        server.handle(event);
+    }
+}
+
+/// Accepts connections for ever, each a client with the next ID; beyond `max_clients` open
+/// connections (started or not), new ones are closed at once.
+async fn accept(listener: TcpListener, events: mpsc::Sender<Event>, max_clients: usize) {
+    let mut next: ClientId = 1;
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, addr) = crate::net::accept("tracker", || listener.accept()).await;
+        if open.load(Ordering::Relaxed) >= max_clients {
+            refused += 1;
+            if refused.is_power_of_two() {
+                info!(max_clients, refused, "tracker full: closing new connections");
+            }
+            continue;
+        }
+        let id = next;
+        next += 1;
+        spawn_client(id, stream, addr, events.clone(), open.clone());
+    }
+}
+
+/// The state [`serve`]'s task owns: the tracker and the writing side of each client.
+struct Server {
+    tracker: Tracker,
+    clients: HashMap<ClientId, Out>,
+}
+
+impl Server {
+    /// Forgets the clients silent longer than their TTL.
+    fn expire(&mut self) {
+        for id in self.tracker.expire(Instant::now()) {
+            debug!(client = id, "client expired (silent longer than its TTL)");
+            self.clients.remove(&id);
+        }
+    }
+
+    /// One round of news, to the clients ready for more.
+    fn send_news(&mut self) {
+        let clients = &self.clients;
+        let news = self.tracker.take_news(NEWS_PER_ROUND, |c| clients.get(&c).is_some_and(Out::ready));
+        for (to, m) in news {
+            if let Some(out) = clients.get(&to) {
+                out.send(encode(&m));
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
         match event {
-            Event::Connected(id, addr, out) => match tracker.connect(id, &format_ip(&addr), Instant::now()) {
+            Event::Connected(id, addr, out) => match self.tracker.connect(id, &format_ip(&addr), Instant::now()) {
                 Ok(greeting) => {
                     if out.send(encode(&greeting)) {
-                        clients.insert(id, out);
+                        self.clients.insert(id, out);
                     }
                 }
                 // Dropping `out` ends its writer, which closes the connection.
                 Err(e) => debug!(client = id, error = %e, "connection refused"),
             },
             Event::Message(id, m) => {
-                if let Err(e) = tracker.handle(id, m, Instant::now()) {
+                if let Err(e) = self.tracker.handle(id, m, Instant::now()) {
                     info!(client = id, error = %e, "client dropped");
-                    clients.remove(&id);
-                    tracker.disconnect(id);
+                    self.disconnect(id);
                 }
             }
             Event::Gone(id, why) => {
-                if why.starts_with("malformed") {
+                if let Gone::Malformed(_) = why {
                     info!(client = id, reason = %why, "client dropped");
                 } else {
                     debug!(client = id, reason = %why, "client gone");
                 }
-                clients.remove(&id);
-                tracker.disconnect(id);
+                self.disconnect(id);
             }
         }
+    }
+
+    fn disconnect(&mut self, id: ClientId) {
+        self.clients.remove(&id);
+        self.tracker.disconnect(id);
     }
 }
 
@@ -209,7 +255,7 @@ fn spawn_client(
                 first = false;
                 match tokio::time::timeout(START_TIMEOUT, reader.next()).await {
                     Ok(r) => r,
-                    Err(_) => break "no tracker.start in time".to_owned(),
+                    Err(_) => break Gone::NoStart,
                 }
             } else {
                 reader.next().await
@@ -220,8 +266,8 @@ fn spawn_client(
                         return;
                     }
                 }
-                Ok(None) => break "closed".to_owned(),
-                Err(e) => break format!("malformed input: {e}"),
+                Ok(None) => break Gone::Closed,
+                Err(e) => break Gone::Malformed(e),
             }
         };
         let _ = events.send(Event::Gone(id, why)).await;

@@ -7,12 +7,13 @@
 pub mod gate;
 pub mod throttle;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Recipient, WrapFuture};
 use clearskies_protocol::session::{KeyExchange, Role};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -180,76 +181,99 @@ impl Actor for Listener {
             displaced: 0,
             logged: None,
         }));
-        let (tls, secret, targets, throttle) =
-            (self.tls.clone(), self.secret, self.targets.clone(), self.throttle.clone());
-        let accept = async move {
-            // Refusals not logged yet are logged at the latest a summary interval later.
-            let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
-            loop {
-                let (tcp, addr) = tokio::select! {
-                    accepted = crate::net::accept("peer port", || listener.accept()) => accepted,
-                    _ = summary.tick() => {
-                        slots.lock().unwrap_or_else(PoisonError::into_inner).maybe_log();
-                        continue;
-                    }
-                };
-                // Refused: closed at once (dropping it), before any task or buffer exists.
-                let Some((slot, displaced)) = take_slot(&slots, addr.ip()) else { continue };
-                let (tls, targets, throttle) = (tls.clone(), targets.clone(), throttle.clone());
-                actix_rt::spawn(async move {
-                    let lookup = targets.lookup.clone();
-                    let charged = &throttle;
-                    let handshake = channel::accept(tcp, &tls, &secret, |id| async move {
-                        let cred = match id {
-                            Some(id) => lookup.send(LookupCredential(id)).await.ok().flatten(),
-                            None => None,
-                        };
-                        if cred.as_ref().is_some_and(|c| c.kind == CredentialKind::Key) {
-                            charged.charge_key(addr.ip()).map_err(|t| t.message())?;
-                        } else {
-                            let id = id.unwrap_or(clearskies_protocol::Sha256Hash([0; 32]));
-                            charged.charge_code(addr.ip(), id).map_err(|t| t.message())?;
-                        }
-                        Ok(cred.map(|c| c.record))
-                    });
-                    let result = tokio::select! {
-                        r = handshake => r,
-                        _ = displaced => {
-                            tracing::debug!(%addr, "closed an unauthenticated connection to make room for another source");
-                            return;
-                        }
-                    };
-                    drop(slot);
-                    let ch = match result {
-                        Ok(ch) => ch,
-                        Err(e) => {
-                            let m = crate::metrics::metrics();
-                            match e {
-                                channel::ChannelError::AuthFailed { .. } => m.auth_failures.inc(),
-                                channel::ChannelError::Throttled(_) => m.auth_throttled.inc(),
-                                _ => {}
-                            }
-                            warn!(%addr, error = %e, "refused a connection");
-                            return;
-                        }
-                    };
-                    let Ok(Some(cred)) = targets.claim.send(ClaimCredential(ch.id)).await else {
-                        warn!(%addr, id = %ch.id, "refused a connection: its code was just used by another peer");
-                        return;
-                    };
-                    if cred.kind == CredentialKind::Key {
-                        throttle.refund_key(addr.ip());
-                    }
-                    let key_exchange = match (&cred.kind, cred.keys) {
-                        (CredentialKind::Code, Some(keys)) => KeyExchange::Send(keys),
-                        _ => KeyExchange::None,
-                    };
-                    let purpose =
-                        Purpose::Accepted { id: ch.id, kind: cred.kind, share: cred.share, level: cred.level };
-                    Peer::new(ch, Role::Server, key_exchange, cred.our_peer_id, purpose, addr, targets.peer).spawn();
-                });
+        let handshakes = Handshakes {
+            tls: self.tls.clone(),
+            secret: self.secret,
+            targets: self.targets.clone(),
+            throttle: self.throttle.clone(),
+        };
+        ctx.spawn(accept(listener, slots, handshakes).into_actor(self));
+    }
+}
+
+/// Accepts for ever: each connection that gets a pre-authentication slot runs its handshake
+/// in a task of its own.
+async fn accept(listener: tokio::net::TcpListener, slots: Arc<Mutex<Slots>>, handshakes: Handshakes) {
+    // Refusals not logged yet are logged at the latest a summary interval later.
+    let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            accepted = crate::net::accept("peer port", || listener.accept()) => accepted,
+            _ = summary.tick() => {
+                slots.lock().unwrap_or_else(PoisonError::into_inner).maybe_log();
+                continue;
             }
         };
-        ctx.spawn(accept.into_actor(self));
+        // Refused: closed at once (dropping it), before any task or buffer exists.
+        let Some((slot, displaced)) = take_slot(&slots, addr.ip()) else { continue };
+        actix_rt::spawn(handshakes.clone().run(tcp, addr, slot, displaced));
+    }
+}
+
+/// What the handshake of each accepted connection needs.
+#[derive(Clone)]
+struct Handshakes {
+    tls: TlsContext,
+    secret: [u8; 32],
+    targets: ListenerTargets,
+    throttle: Arc<throttle::AuthThrottle>,
+}
+
+impl Handshakes {
+    /// The secure channel with the client at `addr`, holding `slot` until it authenticates
+    /// (or until `displaced` fires: then it is closed); then its `Peer` actor.
+    async fn run(self, tcp: TcpStream, addr: SocketAddr, slot: Slot, displaced: oneshot::Receiver<()>) {
+        let lookup = self.targets.lookup.clone();
+        let charged = &self.throttle;
+        let handshake = channel::accept(tcp, &self.tls, &self.secret, |id| async move {
+            let cred = match id {
+                Some(id) => lookup.send(LookupCredential(id)).await.ok().flatten(),
+                None => None,
+            };
+            if cred.as_ref().is_some_and(|c| c.kind == CredentialKind::Key) {
+                charged.charge_key(addr.ip()).map_err(|t| t.message())?;
+            } else {
+                let id = id.unwrap_or(clearskies_protocol::Sha256Hash([0; 32]));
+                charged.charge_code(addr.ip(), id).map_err(|t| t.message())?;
+            }
+            Ok(cred.map(|c| c.record))
+        });
+        let result = tokio::select! {
+            r = handshake => r,
+            _ = displaced => {
+                tracing::debug!(%addr, "closed an unauthenticated connection to make room for another source");
+                return;
+            }
+        };
+        drop(slot);
+        match result {
+            Ok(ch) => self.start_peer(ch, addr).await,
+            Err(e) => {
+                let m = crate::metrics::metrics();
+                match e {
+                    channel::ChannelError::AuthFailed { .. } => m.auth_failures.inc(),
+                    channel::ChannelError::Throttled(_) => m.auth_throttled.inc(),
+                    _ => {}
+                }
+                warn!(%addr, error = %e, "refused a connection");
+            }
+        }
+    }
+
+    /// Claims the credential `ch` authenticated with and starts its `Peer` actor.
+    async fn start_peer(self, ch: channel::Channel, addr: SocketAddr) {
+        let Ok(Some(cred)) = self.targets.claim.send(ClaimCredential(ch.id)).await else {
+            warn!(%addr, id = %ch.id, "refused a connection: its code was just used by another peer");
+            return;
+        };
+        if cred.kind == CredentialKind::Key {
+            self.throttle.refund_key(addr.ip());
+        }
+        let key_exchange = match (&cred.kind, cred.keys) {
+            (CredentialKind::Code, Some(keys)) => KeyExchange::Send(keys),
+            _ => KeyExchange::None,
+        };
+        let purpose = Purpose::Accepted { id: ch.id, kind: cred.kind, share: cred.share, level: cred.level };
+        Peer::new(ch, Role::Server, key_exchange, cred.our_peer_id, purpose, addr, self.targets.peer).spawn();
     }
 }

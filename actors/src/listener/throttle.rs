@@ -30,8 +30,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::gate::Source;
 
 /// How a refusal begins on the wire (`.rs.clearskies.srp.error`), so a client can tell a
-/// throttled attempt from a wrong password.
-pub const THROTTLED: &str = "too many authentication attempts";
+/// throttled attempt from a wrong password ([`crate::peer::channel::Refusal`]).
+pub use crate::peer::channel::THROTTLED;
 
 /// Default attempts per minute per IP and per ID.
 pub const DEFAULT_PER_MINUTE: u32 = 10;

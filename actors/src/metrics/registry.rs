@@ -67,129 +67,147 @@ fn must<T>(r: prometheus::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("invalid metric definition: {e}"))
 }
 
+/// Makes the collectors, each registered in `registry` as it is made.
+struct Families {
+    registry: Registry,
+}
+
+/// [`Metrics`]' gauges per share ID.
+struct ShareGauges {
+    files: IntGaugeVec,
+    bytes: IntGaugeVec,
+    last_sync: IntGaugeVec,
+    error: IntGaugeVec,
+}
+
+impl Families {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, c: prometheus::Result<C>) -> C {
+        let c = must(c);
+        must(self.registry.register(Box::new(c.clone())));
+        c
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help))
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, label: &str) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), &[label]))
+    }
+
+    fn gauge_vec(&self, name: &str, help: &str, label: &str) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), &[label]))
+    }
+
+    /// The gauges per share ID (set from the shares' indexes when `/metrics` is scraped).
+    fn share_gauges(&self) -> ShareGauges {
+        let gauge = |name: &str, help: &str| self.gauge_vec(name, help, "share");
+        ShareGauges {
+            files: gauge("clearskies_share_out_of_sync_files", "Files of the share waiting for contents from a peer."),
+            bytes: gauge("clearskies_share_out_of_sync_bytes", "Bytes of the files waiting for contents from a peer."),
+            last_sync: gauge(
+                "clearskies_share_last_sync_timestamp_seconds",
+                "Unix time the share was last seen in sync with its connected peers (0: not yet).",
+            ),
+            error: gauge(
+                "clearskies_share_error",
+                "1 when the share is in an error state (missing root, index failure), else 0.",
+            ),
+        }
+    }
+
+    /// Durations in seconds: 9 buckets from `from`, each 4 times the one before.
+    fn seconds(&self, name: &str, help: &str, from: f64) -> Histogram {
+        let buckets = must(prometheus::exponential_buckets(from, 4.0, 9));
+        self.add(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)))
+    }
+}
+
 impl Metrics {
     fn new() -> Self {
-        let registry = Registry::new();
-        let counter_vec = |name: &str, help: &str, label: &str| {
-            let c = must(IntCounterVec::new(Opts::new(name, help), &[label]));
-            must(registry.register(Box::new(c.clone())));
-            c
-        };
-        let gauge_vec = |name: &str, help: &str, label: &str| {
-            let g = must(IntGaugeVec::new(Opts::new(name, help), &[label]));
-            must(registry.register(Box::new(g.clone())));
-            g
-        };
-        let counter = |name: &str, help: &str| {
-            let c = must(IntCounter::new(name, help));
-            must(registry.register(Box::new(c.clone())));
-            c
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = must(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)));
-            must(registry.register(Box::new(h.clone())));
-            h
-        };
-        let seconds = |from: f64, n: usize| must(prometheus::exponential_buckets(from, 4.0, n));
-        let uptime =
-            must(IntGauge::new("clearskies_worker_uptime_seconds", "Seconds since the worker process started."));
-        must(registry.register(Box::new(uptime.clone())));
+        let f = Families { registry: Registry::new() };
+        let share = f.share_gauges();
         let m = Metrics {
-            peers_connected: gauge_vec(
+            peers_connected: f.gauge_vec(
                 "clearskies_peers_connected",
                 "Peer sessions that are ready, by access level.",
                 "access_level",
             ),
-            sent_bytes: counter_vec(
+            sent_bytes: f.counter_vec(
                 "clearskies_peer_sent_bytes_total",
                 "Bytes sent to peers (protocol stream, before TLS), by extension used.",
                 "extension",
             ),
-            received_bytes: counter_vec(
+            received_bytes: f.counter_vec(
                 "clearskies_peer_received_bytes_total",
                 "Bytes received from peers (protocol stream, after TLS), by extension used.",
                 "extension",
             ),
-            files_out_of_sync: gauge_vec(
-                "clearskies_share_out_of_sync_files",
-                "Files of the share waiting for contents from a peer.",
-                "share",
-            ),
-            bytes_out_of_sync: gauge_vec(
-                "clearskies_share_out_of_sync_bytes",
-                "Bytes of the files waiting for contents from a peer.",
-                "share",
-            ),
-            last_sync: gauge_vec(
-                "clearskies_share_last_sync_timestamp_seconds",
-                "Unix time the share was last seen in sync with its connected peers (0: not yet).",
-                "share",
-            ),
-            share_error: gauge_vec(
-                "clearskies_share_error",
-                "1 when the share is in an error state (missing root, index failure), else 0.",
-                "share",
-            ),
-            scan_duration: histogram(
+            files_out_of_sync: share.files,
+            bytes_out_of_sync: share.bytes,
+            last_sync: share.last_sync,
+            share_error: share.error,
+            scan_duration: f.seconds(
                 "clearskies_share_scan_duration_seconds",
                 "Duration of share scans (walk, stat and hash of changed files).",
-                seconds(0.001, 9),
+                0.001,
             ),
-            transfer_duration: histogram(
+            transfer_duration: f.seconds(
                 "clearskies_transfer_duration_seconds",
                 "Duration of file downloads, from the first byte to the verified, fsynced temp file.",
-                seconds(0.001, 9),
+                0.001,
             ),
-            conflicts: counter(
-                "clearskies_share_conflicts_total",
-                "Concurrent edits resolved by keeping a CONFLICT copy.",
-            ),
-            auth_failures: counter(
-                "clearskies_auth_failures_total",
-                "Incoming connections that failed authentication.",
-            ),
-            rejected_updates: counter(
+            conflicts: f
+                .counter("clearskies_share_conflicts_total", "Concurrent edits resolved by keeping a CONFLICT copy."),
+            auth_failures: f
+                .counter("clearskies_auth_failures_total", "Incoming connections that failed authentication."),
+            rejected_updates: f.counter(
                 "clearskies_peer_rejected_updates_total",
                 "database.update messages refused because a read-only connection needs a valid read-write signature.",
             ),
-            auth_throttled: counter(
+            auth_throttled: f.counter(
                 "clearskies_auth_throttled_total",
                 "Incoming authentication attempts refused before SRP: too many from one IP or for one access ID.",
             ),
-            actor_restarts: counter_vec(
+            actor_restarts: f.counter_vec(
                 "clearskies_actor_restarts_total",
                 "Actors restarted inside the worker after a crash, by actor kind.",
                 "actor",
             ),
-            watch_overflows: counter(
+            watch_overflows: f.counter(
                 "clearskies_watch_overflows_total",
                 "inotify queue overflows (each one triggers a full rescan).",
             ),
-            db_write_duration: histogram(
+            db_write_duration: f.seconds(
                 "clearskies_store_write_duration_seconds",
                 "Latency of index writes (one synced RocksDB write batch).",
-                seconds(0.0001, 9),
+                0.0001,
             ),
-            worker_restarts: counter(
+            worker_restarts: f.counter(
                 "clearskies_worker_restarts_total",
                 "Worker processes restarted by the monitor after a crash since the daemon started.",
             ),
-            uptime,
-            registry,
+            uptime: f
+                .add(IntGauge::new("clearskies_worker_uptime_seconds", "Seconds since the worker process started.")),
+            registry: f.registry,
         };
-        // Every label value that can appear, at zero: dashboards and `rate()` see the series
-        // from the first scrape, not from the first event.
+        m.zero_series();
+        m
+    }
+
+    /// Every label value that can appear, at zero: dashboards and `rate()` see the series
+    /// from the first scrape, not from the first event.
+    fn zero_series(&self) {
         for e in EXTENSIONS {
-            m.sent_bytes.with_label_values(&[e]);
-            m.received_bytes.with_label_values(&[e]);
+            self.sent_bytes.with_label_values(&[e]);
+            self.received_bytes.with_label_values(&[e]);
         }
         for a in RESTARTED_ACTORS {
-            m.actor_restarts.with_label_values(&[a]);
+            self.actor_restarts.with_label_values(&[a]);
         }
         for level in ["read_write", "read_only", "untrusted"] {
-            m.peers_connected.with_label_values(&[level]);
+            self.peers_connected.with_label_values(&[level]);
         }
-        m
     }
 
     /// The exposition text (Prometheus text format 0.0.4).

@@ -64,6 +64,64 @@ pub enum ChannelError {
     Throttled(String),
 }
 
+/// The refusal a server sends (`.rs.clearskies.srp.error`) when the proof does not match.
+pub const AUTH_FAILED: &str = "authentication failed";
+
+/// How a refusal of a throttled attempt begins on the wire (`.rs.clearskies.srp.error`), so
+/// a client can tell it from a wrong password (`listener::throttle` writes it).
+pub const THROTTLED: &str = "too many authentication attempts";
+
+/// What a peer's refusal says. The wire carries only its text: it is read here, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The credentials did not match ([`AUTH_FAILED`]).
+    AuthFailed,
+    /// Too many attempts: try again later ([`THROTTLED`]).
+    Throttled,
+    /// Anything else.
+    Other,
+}
+
+impl Refusal {
+    /// The kind of the refusal `message`.
+    pub fn of(message: &str) -> Self {
+        if message.starts_with(THROTTLED) {
+            Refusal::Throttled
+        } else if message.contains(AUTH_FAILED) {
+            Refusal::AuthFailed
+        } else {
+            Refusal::Other
+        }
+    }
+}
+
+impl ChannelError {
+    /// What the peer's refusal says, if the peer refused us ([`ChannelError::Refused`]).
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ChannelError::Refused(message) => Some(Refusal::of(message)),
+            _ => None,
+        }
+    }
+
+    /// The peer refused the attempt as one too many (try again later).
+    pub fn is_throttled(&self) -> bool {
+        self.refusal() == Some(Refusal::Throttled)
+    }
+
+    /// The credentials did not match: on our side ([`ChannelError::AuthFailed`]) or the
+    /// peer's ([`ChannelError::Refused`] with [`AUTH_FAILED`]; not a throttled attempt).
+    pub fn is_auth_refusal(&self) -> bool {
+        matches!(self, ChannelError::AuthFailed { .. }) || self.refusal() == Some(Refusal::AuthFailed)
+    }
+
+    /// The channel error an I/O error was made of (`std::io::Error::other(channel_error)`).
+    pub fn of_io(e: &std::io::Error) -> Option<&ChannelError> {
+        e.get_ref()?.downcast_ref::<ChannelError>()
+    }
+}
+
 impl From<AuthError> for ChannelError {
     fn from(e: AuthError) -> Self {
         ChannelError::Protocol(e.to_string())
@@ -317,7 +375,7 @@ where
             Ok(Channel { stream: io.stream, leftover: io.buf, id, session_id })
         }
         _ => {
-            let refusal = srp::Error { message: "authentication failed".into() };
+            let refusal = srp::Error { message: AUTH_FAILED.into() };
             let _ = io.send(&refusal.into()).await;
             let _ = io.stream.shutdown().await;
             Err(failed())

@@ -3,7 +3,7 @@ use clearskies_protocol::auth::VerifierRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::channel::{accept, connect, ChannelError, TlsContext};
+use super::channel::{accept, connect, ChannelError, Refusal, TlsContext};
 
 const SECRET: [u8; 32] = [42; 32];
 
@@ -60,6 +60,27 @@ async fn wrong_password_is_refused_on_both_sides() {
     let (client, server) = handshake(&code, &code, Some("0000000000000000")).await;
     assert!(matches!(client, Err(ChannelError::Refused(ref m)) if m == "authentication failed"), "{client:?}");
     assert!(matches!(server, Err(ChannelError::AuthFailed { .. })), "{server:?}");
+}
+
+#[tokio::test]
+async fn refusals_are_classified_once() {
+    let code = AccessCode::from_random([1; 16]);
+    let (client, server) = handshake(&code, &code, Some("0000000000000000")).await;
+    let (client, server) = (client.unwrap_err(), server.unwrap_err());
+    assert_eq!(client.refusal(), Some(Refusal::AuthFailed));
+    assert!(client.is_auth_refusal() && server.is_auth_refusal());
+    assert!(!client.is_throttled() && !server.is_throttled());
+    let as_io = std::io::Error::other(client);
+    assert!(ChannelError::of_io(&as_io).is_some_and(ChannelError::is_auth_refusal), "{as_io}");
+    assert!(ChannelError::of_io(&std::io::Error::other("authentication failed")).is_none());
+
+    let throttled = ChannelError::Refused(crate::listener::throttle::Throttled(std::time::Duration::ZERO).message());
+    assert_eq!(throttled.refusal(), Some(Refusal::Throttled));
+    assert!(throttled.is_throttled() && !throttled.is_auth_refusal());
+    let other = ChannelError::Refused("no".into());
+    assert_eq!(other.refusal(), Some(Refusal::Other));
+    assert!(!other.is_throttled() && !other.is_auth_refusal());
+    assert_eq!(ChannelError::Timeout.refusal(), None);
 }
 
 #[tokio::test]

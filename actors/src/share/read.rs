@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use super::actor::Share;
 use super::messages::{OpenRead, Reading};
-use crate::control::cmd::CommandError;
+use crate::control::cmd::{CommandError, ErrorCode};
 use crate::transfer::messages::{FetchRange, SinkItem};
 use crate::transfer::{Transfer, RANGE};
 use sha2::{Digest, Sha256};
@@ -52,9 +52,9 @@ impl Handler<OpenRead> for Share {
         Box::pin(async move {
             let key = format!("/{}", msg.file.trim_start_matches('/'));
             let path = SharePath::parse(&key).map_err(|e| {
-                CommandError::new("bad_file", format!("{:?} is not a path in the share: {e}", msg.file))
+                CommandError::new(ErrorCode::BadFile, format!("{:?} is not a path in the share: {e}", msg.file))
             })?;
-            let internal = |e: String| CommandError::new("internal", e);
+            let internal = |e: String| CommandError::new(ErrorCode::Internal, e);
             type Found = Option<(Record, Option<std::fs::File>)>;
             let lookup = tokio::task::spawn_blocking(move || -> Result<Found, CommandError> {
                 let Some(r) = store.get(&path).map_err(|e| internal(e.to_string()))? else { return Ok(None) };
@@ -70,12 +70,12 @@ impl Handler<OpenRead> for Share {
             });
             let found = lookup.await.map_err(|e| internal(e.to_string()))??;
             let Some((record, here)) = found else {
-                return Err(CommandError::new("no_such_file", format!("the share has no file {:?}", msg.file)));
+                return Err(CommandError::new(ErrorCode::NoSuchFile, format!("the share has no file {:?}", msg.file)));
             };
             let (size, sha256) = (record.size.unwrap_or(0), record.sha256.unwrap_or(Sha256Hash([0; 32])));
             if msg.offset > size {
                 let text = format!("offset {} is past the end of the file ({size} bytes)", msg.offset);
-                return Err(CommandError::new("bad_range", text));
+                return Err(CommandError::new(ErrorCode::BadRange, text));
             }
             let length = msg.length.unwrap_or(u64::MAX).min(size - msg.offset);
             let whole = msg.offset == 0 && length == size;

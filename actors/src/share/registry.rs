@@ -20,6 +20,8 @@ use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, SecretKey, Sha256Hash};
 use serde::{Deserialize, Serialize};
 
+use crate::control::cmd::ErrorCode;
+
 /// A share as this daemon knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareConfig {
@@ -345,21 +347,21 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// The control socket's `error` value.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            RegistryError::NotADirectory(_) => "not_a_directory",
-            RegistryError::AlreadyShared(_) => "already_shared",
-            RegistryError::Overlaps { .. } => "overlapping_share",
-            RegistryError::DataDir { .. } => "data_directory",
-            RegistryError::NotShared(_) => "not_shared",
-            RegistryError::Io { .. } => "io_error",
-            RegistryError::Store(_) => "database_error",
-            RegistryError::Random => "random_failed",
-            RegistryError::BadKeys => "bad_keys",
-            RegistryError::Unsupported(_) => "unsupported_mode",
-            RegistryError::UsernameTaken(_) => "username_taken",
-            RegistryError::NoSuchCode(_) => "no_such_code",
-            RegistryError::AmbiguousCode(_) => "ambiguous_code",
+            RegistryError::NotADirectory(_) => ErrorCode::NotADirectory,
+            RegistryError::AlreadyShared(_) => ErrorCode::AlreadyShared,
+            RegistryError::Overlaps { .. } => ErrorCode::OverlappingShare,
+            RegistryError::DataDir { .. } => ErrorCode::DataDirectory,
+            RegistryError::NotShared(_) => ErrorCode::NotShared,
+            RegistryError::Io { .. } => ErrorCode::IoError,
+            RegistryError::Store(_) => ErrorCode::DatabaseError,
+            RegistryError::Random => ErrorCode::RandomFailed,
+            RegistryError::BadKeys => ErrorCode::BadKeys,
+            RegistryError::Unsupported(_) => ErrorCode::UnsupportedMode,
+            RegistryError::UsernameTaken(_) => ErrorCode::UsernameTaken,
+            RegistryError::NoSuchCode(_) => ErrorCode::NoSuchCode,
+            RegistryError::AmbiguousCode(_) => ErrorCode::AmbiguousCode,
         }
     }
 }

@@ -26,7 +26,8 @@ pub(super) struct OutChunk {
 }
 
 /// Turns an attachment's bytes into [`OutChunk`]s of [`CHUNK`] bytes, waiting for the send
-/// budget (so a producer never runs ahead of the socket by more than [`SEND_BUDGET`]).
+/// budget (so a producer never runs ahead of the socket by more than
+/// [`SEND_BUDGET`](super::SEND_BUDGET)).
 struct ChunkWriter {
     addr: Addr<Peer>,
     budget: Arc<Semaphore>,

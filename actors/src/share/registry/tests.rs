@@ -159,3 +159,27 @@ fn the_server_secret_persists_and_is_private() {
     assert_eq!(mode & 0o777, 0o600);
     assert_ne!(server_secret(tempfile::tempdir().unwrap().path()).unwrap(), a);
 }
+
+#[test]
+fn error_codes_keep_their_wire_names() {
+    let p = || PathBuf::from("/x");
+    let io = || std::io::Error::other("x");
+    let cases = [
+        (RegistryError::NotADirectory(p()), "not_a_directory"),
+        (RegistryError::AlreadyShared(p()), "already_shared"),
+        (RegistryError::Overlaps { path: p(), other: p() }, "overlapping_share"),
+        (RegistryError::DataDir { path: p(), relation: "is", data_dir: p() }, "data_directory"),
+        (RegistryError::NotShared(p()), "not_shared"),
+        (RegistryError::Io { context: "x".into(), source: io() }, "io_error"),
+        (RegistryError::Store(StoreError::Injected), "database_error"),
+        (RegistryError::Random, "random_failed"),
+        (RegistryError::BadKeys, "bad_keys"),
+        (RegistryError::Unsupported("unknown"), "unsupported_mode"),
+        (RegistryError::UsernameTaken("u".into()), "username_taken"),
+        (RegistryError::NoSuchCode("c".into()), "no_such_code"),
+        (RegistryError::AmbiguousCode("c".into()), "ambiguous_code"),
+    ];
+    for (e, wire) in cases {
+        assert_eq!(serde_json::to_value(e.code()).unwrap(), wire, "{e:?}");
+    }
+}

@@ -1,6 +1,6 @@
 //! LAN broadcast (`core.md`, "LAN Broadcast"): a UDP datagram per known ID to port 60106,
 //! on start, when the IDs change and every minute; received datagrams for IDs we know are
-//! reported (the supervisor dials them) and answered with our own broadcast for that ID.
+//! reported (connections dials them) and answered with our own broadcast for that ID.
 //! Several daemons on one host share the port (`SO_REUSEADDR` + `SO_REUSEPORT`).
 //!
 //! Anyone on the LAN can send such datagrams, with any `peer` and `myport`, so each costs
@@ -94,7 +94,7 @@ pub struct Admission {
 /// The verdict on a broadcast for an ID we know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
-    /// Report the peer (the supervisor may dial it).
+    /// Report the peer (connections may dial it).
     pub report: bool,
     /// Answer with our own broadcast for the ID.
     pub answer: bool,

@@ -1,7 +1,7 @@
 //! The `Discovery` actor: finds peers for the IDs we know (share key IDs, live access codes,
-//! codes being attached with) through trackers and LAN broadcast, and reports them to the
-//! supervisor, which decides whom to dial. Manual peers (`--peer`, the `peers` setting) and
-//! re-dialling stay with the supervisor.
+//! codes being attached with) through trackers and LAN broadcast, and reports them to
+//! `connections`, which decides whom to dial. Manual peers (`--peer`, the `peers` setting)
+//! and re-dialling stay with `connections`.
 
 pub mod lan;
 pub mod tracker_client;

@@ -21,7 +21,7 @@ use crate::peer::actor::{Peer, PeerTargets, Purpose};
 use crate::peer::channel::{self, TlsContext};
 use crate::peer::messages::{ClaimCredential, CredentialKind, LookupCredential};
 
-/// What the listener needs from the supervisor.
+/// What the listener needs from the owners (access; and for each peer, see `PeerTargets`).
 #[derive(Debug, Clone)]
 pub struct ListenerTargets {
     /// Credential lookup during SRP.

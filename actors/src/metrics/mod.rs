@@ -7,7 +7,7 @@
 //! `HEALTHCHECK` or `curl` needs, and it keeps an HTTP stack out of the daemon.
 //!
 //! Scrapes read the shares' state (files out of sync, last sync, errors) through the
-//! supervisor at scrape time; event counters are updated where the events happen (see
+//! share registry at scrape time; event counters are updated where the events happen (see
 //! [`registry`]).
 
 pub mod registry;

@@ -1,4 +1,5 @@
-//! What peer connections ask of, and tell, the supervisor.
+//! What peer connections ask of, and tell, the owners: access (credentials, codes used),
+//! the share registry (join) and connections (sessions up and down).
 
 use std::net::SocketAddr;
 

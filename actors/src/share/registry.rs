@@ -1,5 +1,5 @@
 //! Which shares this daemon has, and the access codes it has issued: blocking functions over
-//! the store's meta column family, run on the blocking pool by the supervisor.
+//! the store's meta column family, run on the blocking pool by the share registry (`shares`) and `access`.
 //!
 //! A share's secrets (its communication key) live in `keys/<share id>.json`, mode 0600. An
 //! access code is stored only as its SRP verifier: the code itself is shown once and never

@@ -50,9 +50,9 @@ pub struct Lookup {
 }
 
 impl Access {
-    /// The access of a connection of a share we hold at `ours`: `crypt` is what the
-    /// supervisor gives a connection whose peer is untrusted while we hold the plaintext
-    /// (it refuses untrusted peers on read-only shares), `rsync` whether both sides speak
+    /// The access of a connection of a share we hold at `ours`: `crypt` is what
+    /// `access::policy` gives a connection whose peer is untrusted while we hold the
+    /// plaintext (it refuses untrusted peers on read-only shares), `rsync` whether both sides speak
     /// the extension.
     pub fn of(ours: AccessLevel, crypt: Option<Arc<UntrustedKeys>>, rsync: bool) -> Access {
         match crypt {

@@ -63,7 +63,7 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 pub(super) type Outgoing = (Bytes, Option<OwnedSemaphorePermit>);
 
-/// The supervisor's side of a peer connection.
+/// Where a peer connection reports: the owners (see `peer::messages`) and the supervisor.
 #[derive(Debug, Clone)]
 pub struct PeerTargets {
     /// Code used up.

@@ -311,14 +311,21 @@ fn an_unmounted_share_root_deletes_nothing_and_catches_up_when_mounted_again() {
     drop((a, b));
 }
 
+/// `a` and `b` share an album of 30 photos (32 entries with the album and the root),
+/// converged: the roots and the photos' names.
+fn album(a: &Daemon, b: &Daemon, base: &Path) -> (PathBuf, PathBuf, Vec<String>) {
+    let names: Vec<String> = (0..30).map(|i| format!("album/photo{i:02}.jpg")).collect();
+    let (ra, rb) = pair(a, b, base, |r| names.iter().for_each(|n| write(&r.join(n), n.as_bytes())), |_| {});
+    let must: Vec<&str> = names.iter().map(String::as_str).collect();
+    converge(&[&ra, &rb], &must);
+    (ra, rb, names)
+}
+
 #[test]
 fn a_mass_deletion_waits_for_confirm_deletes() {
     let (a, b) = (Daemon::start(), Daemon::start());
     let base = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..30).map(|i| format!("album/photo{i:02}.jpg")).collect();
-    let (ra, rb) = pair(&a, &b, base.path(), |r| names.iter().for_each(|n| write(&r.join(n), n.as_bytes())), |_| {});
-    let must: Vec<&str> = names.iter().map(String::as_str).collect();
-    converge(&[&ra, &rb], &must);
+    let (ra, rb, names) = album(&a, &b, base.path());
 
     // 20 of 32 entries vanish at once on A (say a sync tool went wrong): held.
     for n in &names[..20] {
@@ -351,10 +358,7 @@ fn mass_delete_percent_set_at_runtime_reaches_the_running_share() {
     // nothing is held, so a mass deletion goes through at once.
     let (a, b) = (Daemon::start(), Daemon::start());
     let base = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..30).map(|i| format!("album/photo{i:02}.jpg")).collect();
-    let (ra, rb) = pair(&a, &b, base.path(), |r| names.iter().for_each(|n| write(&r.join(n), n.as_bytes())), |_| {});
-    let must: Vec<&str> = names.iter().map(String::as_str).collect();
-    converge(&[&ra, &rb], &must);
+    let (ra, rb, names) = album(&a, &b, base.path());
     a.cs.ok(&["config", "set", "mass_delete_percent", "100"]);
     for n in &names[..20] {
         fs::remove_file(ra.join(n)).unwrap();

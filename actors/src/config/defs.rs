@@ -151,6 +151,26 @@ pub fn hand_over(values: &Values) {
     }
 }
 
+/// The settings as a Markdown reference (`docs/settings.md` is this, checked by a test):
+/// each setting's key, environment variable, default, when a change applies, and its doc.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Settings\n\n\
+         Generated from the settings table (`actors/src/config/defs.rs`, `SETTINGS`); a unit test \
+         keeps this file equal to it (`CLEARSKIES_BLESS=1 cargo test -p clearskies-actors \
+         settings_reference` writes it again). Each key goes in `config.toml` in the data \
+         directory; its environment variable overrides the file; `clearskies config get` shows \
+         the values in effect and `clearskies config set KEY VALUE` changes one.\n\n\
+         | key | environment variable | default | a change applies | what |\n|---|---|---|---|---|\n",
+    );
+    for s in SETTINGS {
+        let applies = if s.applies.is_runtime() { "at once" } else { "at the next start" };
+        let default = if s.default.is_empty() { "none".to_owned() } else { format!("`{}`", s.default) };
+        out.push_str(&format!("| `{}` | `{}` | {default} | {applies} | {} |\n", s.name, s.env, s.doc));
+    }
+    out
+}
+
 fn int(n: impl Into<u64>) -> toml::Value {
     // Every integer setting fits: ports, levels, percentages, and bytes checked by `parse::bytes`.
     toml::Value::Integer(i64::try_from(n.into()).unwrap_or(i64::MAX))
@@ -389,6 +409,18 @@ mod tests {
         assert_eq!(v.full_scan_interval, super::super::DEFAULT_FULL_SCAN_INTERVAL);
         assert_eq!(v.lan(), Some("255.255.255.255:60106".parse().unwrap()));
         assert_eq!(v.listen(), "0.0.0.0:49221".parse().unwrap());
+    }
+
+    #[test]
+    fn settings_reference_is_generated_from_the_table() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/settings.md");
+        let generated = markdown();
+        if std::env::var_os("CLEARSKIES_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(committed == generated, "docs/settings.md is not what the table makes: run with CLEARSKIES_BLESS=1");
+        assert!(include_str!("../../../README.md").contains("docs/settings.md"), "README.md links the reference");
     }
 
     #[test]

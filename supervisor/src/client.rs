@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clearskies_actors::control::cmd::{Chunk, End, Request};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// How long a command may take before the CLI gives up on the daemon.
@@ -103,9 +104,8 @@ impl Client {
     }
 
     /// [`Client::request`], its answer read as a `T`.
-    pub(crate) fn request_as<T: serde::de::DeserializeOwned>(&mut self, command: &Request) -> anyhow::Result<T> {
-        let response = self.request(command)?;
-        serde_json::from_value(response).context("the daemon's answer is not what this command answers")
+    pub(crate) fn request_as<T: DeserializeOwned>(&mut self, command: &Request) -> anyhow::Result<T> {
+        answer_as(&self.request(command)?)
     }
 
     /// After a `read_file` header: copies exactly `length` raw bytes to `out`. Fewer (the
@@ -150,6 +150,12 @@ impl Client {
             }
         }
     }
+}
+
+/// An answer read as its type (`T`, one of the answers in `control::cmd`). Commands with
+/// `--json` print the answer as it came, and read it as a `T` otherwise.
+pub(crate) fn answer_as<T: DeserializeOwned>(answer: &Value) -> anyhow::Result<T> {
+    T::deserialize(answer).context("the daemon's answer is not what this command answers")
 }
 
 #[cfg(test)]

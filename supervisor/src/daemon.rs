@@ -10,12 +10,13 @@ use anyhow::{bail, Context};
 use clearskies_actors::config::parse::toml_to_json;
 use clearskies_actors::config::{setting, Raw, Values};
 use clearskies_actors::control::cmd::{
-    AddShare, AtPath, CancelAccessCode, Checked, CreateAccessCode, FileUrl, GetConfigValue, Held, InjectFault,
-    ReadFile, ReadHeader, Request, SetConfigValue, Url, VerifyBackup,
+    AddShare, AtPath, BackupReport, CancelAccessCode, Checked, CodeCreated, CodeEntry, Codes, ConfigAnswer,
+    ConfigValue, CreateAccessCode, FileUrl, GetConfigValue, Held, InjectFault, Peers, ReadFile, ReadHeader, Request,
+    SetConfigValue, ShareCreated, Shares, StatusAnswer, Url, VerifyBackup,
 };
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{answer_as, Client};
 use crate::config::Config;
 use crate::out;
 
@@ -32,8 +33,8 @@ fn connect(config: &Config) -> anyhow::Result<Client> {
 pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
     config.ensure_data_dir()?;
     if let Ok(mut c) = Client::connect(&config.control_socket()) {
-        let status = c.request(&Request::Status)?;
-        return out(&format!("clearskies is already running (worker pid {})", status["pid"]));
+        let StatusAnswer { status, .. } = c.request_as(&Request::Status)?;
+        return out(&format!("clearskies is already running (worker pid {})", status.pid));
     }
     let log_path = config.log_file();
     let log = OpenOptions::new()
@@ -56,10 +57,10 @@ pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         if let Ok(mut c) = Client::connect(&config.control_socket()) {
-            let status = c.request(&Request::Status)?;
+            let StatusAnswer { status, .. } = c.request_as(&Request::Status)?;
             return out(&format!(
                 "clearskies started (worker pid {})\ncontrol socket: {}\nlog: {}",
-                status["pid"],
+                status.pid,
                 config.control_socket().display(),
                 log_path.display()
             ));
@@ -116,44 +117,36 @@ fn is_running(pid: u32) -> bool {
 
 /// `clearskies status`.
 pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
-    let status = connect(config)?.request(&Request::Status)?;
+    let answer = connect(config)?.request(&Request::Status)?;
     if json {
-        return out(&status.to_string());
+        return out(&answer.to_string());
     }
-    let flag = |k: &str| status.get(k).and_then(Value::as_bool).unwrap_or(false);
-    let num = |k: &str| status.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let up = status.get("daemon_uptime_seconds").and_then(Value::as_u64).unwrap_or_else(|| num("uptime_seconds"));
+    let StatusAnswer { status, health } = answer_as(&answer)?;
     let mut text = format!(
         "clearskies {} (worker pid {}, up {}s, worker restarts {})\nsync: {}\nlistening on: {}\nmetrics: {}\npeers connected: {}\nupload: {} (limit {}), download: {} (limit {})",
-        status.get("software").and_then(Value::as_str).unwrap_or("?"),
-        num("pid"),
-        up,
-        num("worker_restarts"),
-        if flag("paused") { "paused" } else { "running" },
-        status.get("listen").and_then(Value::as_str).unwrap_or("-"),
-        status.get("metrics").and_then(Value::as_str).map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),
-        num("peers"),
-        rate(num("upload_rate")),
-        limit(num("upload_limit")),
-        rate(num("download_rate")),
-        limit(num("download_limit")),
+        status.software,
+        status.pid,
+        status.daemon_uptime_seconds.unwrap_or(status.uptime_seconds),
+        status.worker_restarts,
+        if status.paused { "paused" } else { "running" },
+        status.listen.as_deref().unwrap_or("-"),
+        status.metrics.as_ref().map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),
+        status.peers,
+        rate(status.upload_rate),
+        limit(status.upload_limit),
+        rate(status.download_rate),
+        limit(status.download_limit),
     );
-    let shares = status.pointer("/health/shares").and_then(Value::as_array).cloned().unwrap_or_default();
-    let healthy = status.pointer("/health/healthy").and_then(Value::as_bool).unwrap_or(true);
-    text.push_str(&format!("\nhealth: {}", if healthy { "ok" } else { "a share is in error" }));
-    for s in &shares {
-        let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("?");
-        let state = match (s.get("synced").and_then(Value::as_bool), s.get("error").and_then(Value::as_str)) {
+    text.push_str(&format!("\nhealth: {}", if health.healthy { "ok" } else { "a share is in error" }));
+    for s in &health.shares {
+        let state = match (s.synced, &s.error) {
             (_, Some(e)) => format!("error: {e}"),
-            (Some(true), _) => "in sync".to_owned(),
-            _ => get("status").to_owned(),
+            (true, None) => "in sync".to_owned(),
+            (false, None) => s.status.to_string(),
         };
-        text.push_str(&format!("\n  {}: {state}", get("path")));
-        if let Some(n) = s.get("local_changes").and_then(Value::as_u64).filter(|n| *n > 0) {
-            text.push_str(&format!(" ({n} local change(s) not synced: read-only here)"));
-        }
-        if let Some(why) = s.get("unwatched").and_then(Value::as_str) {
-            text.push_str(&format!(" (not watched for changes: {why})"));
+        text.push_str(&format!("\n  {}: {state}", s.path.as_deref().unwrap_or("?")));
+        if s.local_changes > 0 {
+            text.push_str(&format!(" ({} local change(s) not synced: read-only here)", s.local_changes));
         }
     }
     out(&text)
@@ -191,13 +184,12 @@ pub(crate) fn config_get(config: &Config, key: Option<&str>, json: bool) -> anyh
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    match (key, answer.get("value"), answer.get("config").and_then(Value::as_object)) {
-        (Some(_), Some(v), _) => out(&show(v)),
-        (None, _, Some(all)) => {
-            out(&all.iter().map(|(k, v)| format!("{k} = {}", show(v))).collect::<Vec<_>>().join("\n"))
-        }
-        _ => bail!("the daemon's answer has no value"),
+    if key.is_some() {
+        let ConfigValue { value } = answer_as(&answer)?;
+        return out(&show(&value));
     }
+    let ConfigAnswer { config: all } = answer_as(&answer)?;
+    out(&all.iter().map(|(k, v)| format!("{k} = {}", show(v))).collect::<Vec<_>>().join("\n"))
 }
 
 /// `clearskies config set KEY VALUE`: the value is read as its environment variable would be
@@ -363,10 +355,11 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
         username,
         password,
     };
-    let code = c.request(&Request::CreateAccessCode(request))?;
+    let answer = c.request(&Request::CreateAccessCode(request))?;
     if opts.json {
-        return out(&code.to_string());
+        return out(&answer.to_string());
     }
+    let code: CodeCreated = answer_as(&answer)?;
     let validity = match lifetime {
         Some(secs) => format!("valid {}", human_duration(secs)),
         None => "never expires".to_owned(),
@@ -375,11 +368,11 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
     let (shared, mode) = (path.display(), mode.replace('_', "-"));
     match &opts.custom {
         None => {
-            let text = code["access_code"].as_str().unwrap_or("?");
+            let text = code.access_code.as_deref().unwrap_or("?");
             out(&format!(
                 "Shared {shared}.\nAccess code for {mode} access ({uses}, {validity}):\n\n    {text}\n    {}\n\nOn \
                  the other computer: clearskies attach {text} DIRECTORY",
-                code["url"].as_str().unwrap_or("?"),
+                code.url.as_deref().unwrap_or("?"),
             ))
         }
         Some((username, _)) => out(&format!(
@@ -395,8 +388,7 @@ pub(crate) fn verify_backup(config: &Config, path: &std::path::Path, files: u32)
     let mut client = connect(config)?;
     client.set_timeout(Duration::from_secs(120))?;
     let request = VerifyBackup { path: Some(p.clone()), files: Some(files.into()) };
-    let answer = client.request(&Request::VerifyBackup(request))?;
-    let peers = answer["peers"].as_array().cloned().unwrap_or_default();
+    let BackupReport { peers } = client.request_as(&Request::VerifyBackup(request))?;
     if peers.is_empty() {
         out("no untrusted peer of this share is connected")?;
         return Ok(false);
@@ -404,13 +396,10 @@ pub(crate) fn verify_backup(config: &Config, path: &std::path::Path, files: u32)
     let mut all = true;
     let mut text = String::new();
     for peer in peers {
-        let (checked, proved) = (peer["checked"].as_u64().unwrap_or(0), peer["proved"].as_u64().unwrap_or(0));
+        let (checked, proved) = (peer.checked, peer.proved);
         all &= checked > 0 && checked == proved;
-        text.push_str(&format!(
-            "untrusted peer {}: {proved} of {checked} files proved\n",
-            peer["peer"].as_str().unwrap_or("?")
-        ));
-        for f in peer["failed"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        text.push_str(&format!("untrusted peer {}: {proved} of {checked} files proved\n", peer.peer));
+        for f in &peer.failed {
             text.push_str(&format!("    not proved: {f}\n"));
         }
     }
@@ -444,32 +433,31 @@ pub(crate) fn code_list(config: &Config, json: bool) -> anyhow::Result<()> {
     if json {
         return out(&answer.to_string());
     }
-    let codes = answer["codes"].as_array().cloned().unwrap_or_default();
+    let Codes { codes } = answer_as(&answer)?;
     if codes.is_empty() {
         return out("no access codes; make one with `clearskies share DIRECTORY`");
     }
     let now = unix_now();
     let mut text = String::new();
     for c in codes {
-        let id = c["access_id"].as_str().unwrap_or("?");
-        let name = match c["username"].as_str() {
+        let id = c.access_id.as_str();
+        let name = match &c.username {
             Some(u) => format!("user {u:?}"),
             None => format!("code {}", &id[..id.len().min(12)]),
         };
-        let expires = match c["expires"].as_i64() {
+        let expires = match c.expires {
             None => "never expires".to_owned(),
             Some(e) if e > now => format!("expires in {}", human_duration(e - now)),
             Some(e) => format!("expired {} ago", human_duration(now - e)),
         };
-        let used_by: Vec<&str> = c["used_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         let joined =
-            if used_by.is_empty() { "nobody joined".to_owned() } else { format!("joined: {}", used_by.join(", ")) };
+            if c.used_by.is_empty() { "nobody joined".to_owned() } else { format!("joined: {}", c.used_by.join(", ")) };
         text.push_str(&format!(
             "{name}  {}  {}  {}  {}  {expires}  {joined}\n",
-            c["state"].as_str().unwrap_or("?"),
-            c["path"].as_str().unwrap_or("?"),
-            c["mode"].as_str().unwrap_or("?").replace('_', "-"),
-            if c["multi_use"] == true { "multi-use" } else { "single use" },
+            c.state,
+            c.path,
+            c.mode.as_str().replace('_', "-"),
+            if c.multi_use { "multi-use" } else { "single use" },
         ));
     }
     out(text.trim_end())
@@ -486,12 +474,8 @@ pub(crate) fn code_cancel(config: &Config, code: Option<&str>, username: Option<
         (Some(id), None) => CancelAccessCode { access_id: Some(id.to_owned()), ..Default::default() },
         (None, None) => bail!("name the code: clearskies code cancel CODE (or --username U)"),
     };
-    let answer = connect(config)?.request(&Request::CancelAccessCode(request))?;
-    out(&format!(
-        "cancelled the code {} for {}",
-        answer["access_id"].as_str().unwrap_or("?"),
-        answer["path"].as_str().unwrap_or("?")
-    ))
+    let cancelled: CodeEntry = connect(config)?.request_as(&Request::CancelAccessCode(request))?;
+    out(&format!("cancelled the code {} for {}", cancelled.access_id, cancelled.path))
 }
 
 fn unix_now() -> i64 {
@@ -506,37 +490,38 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     if json {
         return out(&answer.to_string());
     }
-    let shares = answer["shares"].as_array().cloned().unwrap_or_default();
+    let Shares { shares } = answer_as(&answer)?;
     if shares.is_empty() {
         return out("no shares; add one with `clearskies share DIRECTORY`");
     }
     let mut text = String::new();
     for s in shares {
-        let status = match s["error"].as_str() {
+        let status = match &s.error {
             Some(e) => format!("error: {e}"),
-            None => s["status"].as_str().unwrap_or("?").to_owned(),
+            None => s.status.to_string(),
         };
-        let sync = if s["synced"] == true {
+        let sync = if s.synced {
             "in sync".to_owned()
         } else {
-            format!("{} files to fetch, {} peer(s) connected", s["pending_files"], s["peers"])
+            format!("{} files to fetch, {} peer(s) connected", s.pending_files, s.peers)
         };
         text.push_str(&format!(
             "{}\n    {}, {}, {} files, {} directories, {} bytes; {sync}\n",
-            s["path"].as_str().unwrap_or("?"),
-            s["mode"].as_str().unwrap_or("?").replace('_', "-"),
+            s.path,
+            s.mode.as_str().replace('_', "-"),
             status,
-            s["files"],
-            s["directories"],
-            s["bytes"],
+            s.files,
+            s.directories,
+            s.bytes,
         ));
-        if let Some(n) = s["local_changes"].as_u64().filter(|n| *n > 0) {
+        if s.local_changes > 0 {
             text.push_str(&format!(
-                "    {n} local change(s) kept here only: this computer holds the share read-only, so they are \
-                 never sent to peers\n"
+                "    {} local change(s) kept here only: this computer holds the share read-only, so they are \
+                 never sent to peers\n",
+                s.local_changes
             ));
         }
-        if let Some(why) = s["unwatched"].as_str() {
+        if let Some(why) = &s.unwatched {
             text.push_str(&format!("    not watched for changes: {why}\n"));
         }
     }
@@ -555,27 +540,25 @@ pub(crate) fn wait(config: &Config, path: &std::path::Path, timeout: Option<u64>
     let mut client = connect(config)?;
     let mut most = 0u64;
     loop {
-        let answer = client.request(&Request::ListShares)?;
-        let share = answer["shares"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["path"] == p.as_str()).cloned())
+        let Shares { shares } = client.request_as(&Request::ListShares)?;
+        let share = shares
+            .into_iter()
+            .find(|s| s.path == p)
             .with_context(|| format!("{} is not shared; see `clearskies list`", abs.display()))?;
-        if share["synced"] == true {
+        if share.synced {
             if tty {
                 eprint!("\r\x1b[2K");
             }
             return out(&format!("{} is in sync", abs.display()));
         }
-        if let Some(e) = share["error"].as_str() {
+        if let Some(e) = &share.error {
             bail!("{} cannot sync: {e}", abs.display());
         }
-        let files = share["pending_files"].as_u64().unwrap_or(0);
-        let bytes = share["pending_bytes"].as_u64().unwrap_or(0);
+        let (files, bytes) = (share.pending_files, share.pending_bytes);
         most = most.max(bytes);
         if tty {
             let done = ((most - bytes) * 100).checked_div(most).unwrap_or(0);
-            let peers = share["peers"].as_u64().unwrap_or(0);
-            let state = share["status"].as_str().unwrap_or("?");
+            let (peers, state) = (share.peers, share.status);
             eprint!(
                 "\r\x1b[2K{state}: {files} files ({:.1} MB) to fetch, {done}% done, {peers} peer(s), {}s",
                 bytes as f64 / 1e6,
@@ -675,11 +658,8 @@ pub(crate) fn attach(
     let mut client = connect(config)?;
     // Looking for a peer, connecting and the key exchange: the daemon's own deadlines.
     client.set_timeout(Duration::from_secs(timeout + 60))?;
-    let answer = client.request(&Request::AddShare(request))?;
-    out(&format!(
-        "joined the share; {} is syncing (`clearskies wait` shows progress)",
-        answer["path"].as_str().unwrap_or(p)
-    ))
+    let joined: ShareCreated = client.request_as(&Request::AddShare(request))?;
+    out(&format!("joined the share; {} is syncing (`clearskies wait` shows progress)", joined.path))
 }
 
 /// `clearskies cat PATH FILE`: the file's bytes (or a range) on stdout.
@@ -731,23 +711,23 @@ pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
     if json {
         return out(&answer.to_string());
     }
-    let peers = answer["peers"].as_array().cloned().unwrap_or_default();
+    let Peers { peers } = answer_as(&answer)?;
     if peers.is_empty() {
         return out("no peers");
     }
     let mut text = String::new();
     for p in peers {
-        let state = match p["failures"].as_u64() {
-            Some(n) if n > 0 => format!("{} ({n} failed attempts)", p["state"].as_str().unwrap_or("?")),
-            _ => p["state"].as_str().unwrap_or("?").to_owned(),
+        let state = match p.failures {
+            Some(n) if n > 0 => format!("{} ({n} failed attempts)", p.state),
+            _ => p.state.to_string(),
         };
         text.push_str(&format!(
             "{}  {}  {}  ({})  {}\n",
-            p["address"].as_str().unwrap_or("?"),
+            p.address,
             state,
-            p["source"].as_str().unwrap_or("?"),
-            p["peer"].as_str().unwrap_or("-"),
-            p["path"].as_str().unwrap_or("?"),
+            p.source,
+            p.peer.as_deref().unwrap_or("-"),
+            p.path,
         ));
     }
     out(text.trim_end())

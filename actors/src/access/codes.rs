@@ -41,8 +41,8 @@ fn code_entry(table: &ShareTable, code: CodeRecord, now: i64) -> CodeEntry {
     let path = table.get(&code.share).map(|r| r.config.path.display().to_string()).unwrap_or_default();
     CodeEntry {
         access_id: code.access_id.to_string(),
-        state: code.state(now),
-        mode: registry::level_name(code.access_level),
+        state: code.state(now).into(),
+        mode: code.access_level.into(),
         username: code.username,
         path,
         created: code.created,

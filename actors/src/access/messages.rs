@@ -1,9 +1,10 @@
 //! Messages the [`super::Access`] owner handles.
 
 use actix::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::control::cmd::CommandError;
+use crate::control::cmd::{wire_names, CommandError, Mode};
+use crate::share::registry;
 
 /// Default lifetime of an access code, in seconds: 24 hours.
 pub const DEFAULT_CODE_LIFETIME: i64 = 24 * 3600;
@@ -17,7 +18,7 @@ pub struct CreateAccessCode {
     /// `read_write` (other levels arrive with the access-levels work).
     pub mode: String,
     /// How long the code stays valid.
-    pub lifetime: crate::share::registry::Lifetime,
+    pub lifetime: registry::Lifetime,
     /// Whether it may be used more than once.
     pub multi_use: bool,
     /// Custom credentials instead of a generated code: username and password.
@@ -25,7 +26,7 @@ pub struct CreateAccessCode {
 }
 
 /// What `create_access_code` answers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeCreated {
     /// The `SYNC…` code (absent for custom credentials).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,8 +50,31 @@ pub struct CodeCreated {
 #[rtype(result = "Result<Vec<CodeEntry>, CommandError>")]
 pub struct ListCodes;
 
+wire_names! {
+    /// Where a code is in its life, as `list_access_codes` shows it (the registry's
+    /// [`registry::CodeState`]).
+    pub enum CodeState {
+        /// It can be used.
+        Active = "active",
+        /// Its time ran out.
+        Expired = "expired",
+        /// A single-use code a peer has joined with.
+        Used = "used",
+    }
+}
+
+impl From<registry::CodeState> for CodeState {
+    fn from(state: registry::CodeState) -> CodeState {
+        match state {
+            registry::CodeState::Active => CodeState::Active,
+            registry::CodeState::Expired => CodeState::Expired,
+            registry::CodeState::Used => CodeState::Used,
+        }
+    }
+}
+
 /// One line of `list_access_codes`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeEntry {
     /// The public access ID.
     pub access_id: String,
@@ -60,9 +84,9 @@ pub struct CodeEntry {
     /// The share's root.
     pub path: String,
     /// The level it grants.
-    pub mode: &'static str,
-    /// active, expired or used.
-    pub state: crate::share::registry::CodeState,
+    pub mode: Mode,
+    /// Active, expired or used.
+    pub state: CodeState,
     /// Unix seconds when issued.
     pub created: i64,
     /// Unix seconds after which it is refused; null: never.
@@ -76,7 +100,7 @@ pub struct CodeEntry {
 /// `cancel_access_code`: the code is refused from now on.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<CodeEntry, CommandError>")]
-pub struct CancelCode(pub crate::share::registry::CodeRef);
+pub struct CancelCode(pub registry::CodeRef);
 
 /// `export_keys`: the keys of the level we hold of the share at `path`, as `core.keys`
 /// carries them, to keep somewhere safe.

@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 
 use actix::Message;
 use clearskies_protocol::Sha256Hash;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::control::cmd::CommandError;
+use crate::control::cmd::{wire_names, CommandError};
 use crate::shares::messages::ShareCreated;
 
 /// What a peer joins a share with.
@@ -47,8 +47,35 @@ pub struct AddShare {
 #[rtype(result = "Vec<PeerEntry>")]
 pub struct ListPeers;
 
+wire_names! {
+    /// A `list_peers` line's `state`.
+    pub enum PeerState {
+        /// A session is up.
+        Connected = "connected",
+        /// Discovery found the address; not dialled (yet).
+        Found = "found",
+        /// Being dialled.
+        Dialing = "dialing",
+    }
+}
+
+wire_names! {
+    /// Where `list_peers` knows an address from (the discovery sources by the names
+    /// discovery reports them with).
+    pub enum PeerSource {
+        /// Given on attach or configured.
+        Manual = "manual",
+        /// The peer connected to us.
+        Incoming = "incoming",
+        /// A tracker.
+        Tracker = "tracker",
+        /// A LAN broadcast.
+        Lan = "lan",
+    }
+}
+
 /// One line of `list_peers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerEntry {
     /// The share's root.
     pub path: String,
@@ -59,11 +86,10 @@ pub struct PeerEntry {
     pub peer: Option<String>,
     /// `HOST:PORT`.
     pub address: String,
-    /// `connected`, `found` or `dialing`.
-    pub state: &'static str,
-    /// Where we know the address from: `manual` (given on attach or configured),
-    /// `incoming`, `tracker` or `lan`.
-    pub source: &'static str,
+    /// Connected, found or dialing.
+    pub state: PeerState,
+    /// Where we know the address from.
+    pub source: PeerSource,
     /// Failed dial attempts since the last success (dialing only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u32>,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use actix::{Context, Handler, MessageResult};
 use clearskies_protocol::{PeerId, Sha256Hash};
 
-use super::messages::{ListPeers, PeerEntry};
+use super::messages::{ListPeers, PeerEntry, PeerSource, PeerState};
 use super::Connections;
 use crate::shares::table::ShareTable;
 
@@ -30,16 +30,16 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
         let address = addr.to_string();
         let manual = t.dials.contains_key(&(*share, address.clone()));
         let source = match t.found.get(&(*share, *addr)) {
-            Some(found) => *found,
-            None if manual => "manual",
-            None => "incoming",
+            Some(found) => PeerSource::from_name(found),
+            None if manual => PeerSource::Manual,
+            None => PeerSource::Incoming,
         };
         out.push(PeerEntry {
             path: path_of(share),
             share: share.to_string(),
             peer: Some(peer.to_string()),
             address,
-            state: "connected",
+            state: PeerState::Connected,
             source,
             failures: None,
         });
@@ -52,8 +52,8 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
                 share: share.to_string(),
                 peer: None,
                 address,
-                state: if t.found_dialing.contains(&(*share, *addr)) { "dialing" } else { "found" },
-                source,
+                state: if t.found_dialing.contains(&(*share, *addr)) { PeerState::Dialing } else { PeerState::Found },
+                source: PeerSource::from_name(source),
                 failures: None,
             });
         }
@@ -66,8 +66,8 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
                 share: share.to_string(),
                 peer: None,
                 address: address.clone(),
-                state: "dialing",
-                source: "manual",
+                state: PeerState::Dialing,
+                source: PeerSource::Manual,
                 failures: Some(*failures),
             });
         }

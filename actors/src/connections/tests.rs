@@ -5,7 +5,7 @@ use actix::{Actor, Handler};
 use clearskies_protocol::{PeerId, Sha256Hash};
 
 use super::dial::{discovered_dial_wait, redial_delay, SECOND_DIALLER_WAIT};
-use super::messages::{ListPeers, PeerEntry, ShareStarted, ShareStopped};
+use super::messages::{ListPeers, PeerEntry, PeerSource, PeerState, ShareStarted, ShareStopped};
 use super::peers::{peer_list, PeerTables};
 use super::*;
 use crate::shares::table::fixture::TestShare;
@@ -61,7 +61,7 @@ fn peers_lists_each_address_once_with_where_it_came_from() {
         found_dialing: &found_dialing,
     });
     let brief: Vec<(&str, &str, &str, Option<u32>)> =
-        list.iter().map(|e| (e.address.as_str(), e.state, e.source, e.failures)).collect();
+        list.iter().map(|e| (e.address.as_str(), e.state.as_str(), e.source.as_str(), e.failures)).collect();
     assert_eq!(
         brief,
         [
@@ -140,7 +140,7 @@ async fn an_unreachable_peer_is_dialled_again_with_a_doubling_delay_until_its_sh
     let start = tokio::time::Instant::now();
     c.send(ShareStarted { id: s.config.id, dial: vec![closed.to_string()], remember: vec![] }).await.unwrap();
     let list = peers_until(&c, |l| l.iter().any(|e| e.failures >= Some(4))).await;
-    assert_eq!((list.len(), list[0].state, list[0].source), (1, "dialing", "manual"));
+    assert_eq!((list.len(), list[0].state, list[0].source), (1, PeerState::Dialing, PeerSource::Manual));
     // Dials at 0, 1, 3 and 7 s (after 1 + 2 + 4 s of backoff): four failures take 7 s of
     // the paused clock, not less.
     assert!(start.elapsed() >= Duration::from_secs(7), "{:?}", start.elapsed());

@@ -2,7 +2,7 @@
 //! ([`ControlTargets`]), and the daemon-wide commands the supervisor answers.
 
 use actix::{Message, Recipient};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cmd::CommandError;
 use crate::access::messages::{CancelCode, CreateAccessCode, ExportKeys, ListCodes};
@@ -60,7 +60,7 @@ pub struct ControlTargets {
 pub struct GetStatus;
 
 /// The daemon's status, as the control socket reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// Whether syncing is paused.
     pub paused: bool,

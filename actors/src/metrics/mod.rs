@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Recipient, WrapFuture};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -24,7 +24,7 @@ use tracing::debug;
 
 pub use self::files::{url_token, DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME};
 pub use self::registry::{metrics, Metrics};
-use crate::share::messages::ShareStatus;
+use crate::share::messages::{ShareStatus, SyncState};
 use crate::shares::messages::{ListShares, ReadFile};
 
 mod files;
@@ -39,7 +39,7 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNECTIONS: usize = 32;
 
 /// One share's part of the health report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareHealth {
     /// Share ID (hex).
     pub id: String,
@@ -47,8 +47,8 @@ pub struct ShareHealth {
     /// anyone who can reach it, leaves it out (see [`Health::without_paths`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// `scanning`, `syncing`, `paused`, `idle` or `error`.
-    pub status: &'static str,
+    /// What the share is doing.
+    pub status: SyncState,
     /// Caught up with every connected peer.
     pub synced: bool,
     /// Unix time since which it has been in sync.
@@ -63,7 +63,7 @@ pub struct ShareHealth {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Read-only shares: changes made here that are never sent.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub local_changes: u64,
 }
 
@@ -73,7 +73,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// Whether the daemon is doing its job: `healthy` is false when any share is in error
 /// (missing root, index failure); `in_sync` when every share is caught up with its peers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     /// No share is in error.
     pub healthy: bool,
@@ -99,7 +99,11 @@ pub fn health(shares: &[ShareStatus]) -> Health {
             local_changes: s.local_changes,
         })
         .collect();
-    Health { healthy: shares.iter().all(|s| s.status != "error"), in_sync: shares.iter().all(|s| s.synced), shares }
+    Health {
+        healthy: shares.iter().all(|s| s.status != SyncState::Error),
+        in_sync: shares.iter().all(|s| s.synced),
+        shares,
+    }
 }
 
 impl Health {
@@ -127,7 +131,7 @@ fn record_shares(shares: &[ShareStatus]) {
         m.files_out_of_sync.with_label_values(&id).set(i64::try_from(s.pending_files).unwrap_or(i64::MAX));
         m.bytes_out_of_sync.with_label_values(&id).set(i64::try_from(s.pending_bytes).unwrap_or(i64::MAX));
         m.last_sync.with_label_values(&id).set(s.last_synced.and_then(|t| i64::try_from(t).ok()).unwrap_or(0));
-        m.share_error.with_label_values(&id).set(i64::from(s.status == "error"));
+        m.share_error.with_label_values(&id).set(i64::from(s.status == SyncState::Error));
     }
 }
 
@@ -384,7 +388,7 @@ mod tests {
             shares: vec![ShareHealth {
                 id: "ab12".into(),
                 path: Some("/home/u/Secret Project".into()),
-                status: "error",
+                status: SyncState::Error,
                 synced: false,
                 in_sync_since: None,
                 last_synced: None,

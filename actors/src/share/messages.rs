@@ -2,7 +2,9 @@
 
 use actix::Message;
 use clearskies_index::{record, rsa, scan, untrusted};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::control::cmd::{wire_names, Mode};
 
 /// Scan the share now (after start-up, a watcher overflow, or on request). Idempotent: a
 /// request while a scan runs queues exactly one more scan.
@@ -20,7 +22,7 @@ pub struct VerifyBackup {
 }
 
 /// One untrusted peer's answer to `verify_backup`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupCheck {
     /// The peer's ID.
     pub peer: String,
@@ -61,18 +63,34 @@ pub struct StopShare;
 #[rtype(result = "ShareStatus")]
 pub struct GetShareStatus;
 
+wire_names! {
+    /// A share's `status` in `list_shares` (and in `status`' health).
+    pub enum SyncState {
+        /// Starting, or scanning the share root.
+        Scanning = "scanning",
+        /// Records or downloads wait to be applied, or files to be fetched.
+        Syncing = "syncing",
+        /// Files wait to be fetched, and transfers are paused.
+        Paused = "paused",
+        /// Nothing to do.
+        Idle = "idle",
+        /// In error (see its `error`).
+        Error = "error",
+    }
+}
+
 /// What `list_shares` reports for one share.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShareStatus {
     /// The share root.
     pub path: String,
-    /// `scanning`, `idle` or `error`.
-    pub status: &'static str,
+    /// What the share is doing.
+    pub status: SyncState,
     /// Why the share is in error, if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Access level we hold.
-    pub mode: &'static str,
+    pub mode: Mode,
     /// Live files in the index.
     pub files: u64,
     /// Live directories in the index (the root included).

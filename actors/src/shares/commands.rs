@@ -7,8 +7,8 @@ use actix::{Context, Handler, ResponseFuture};
 use super::messages::{ConfirmDeletes, FileUrl, ListShares, ReadFile, SubscribeShareEvents, VerifyBackup};
 use super::Shares;
 use crate::connections::messages::AuthRefused;
-use crate::control::cmd::{CommandError, ErrorCode};
-use crate::share::messages::{self as share_messages, BackupCheck, GetShareStatus, Reading, ShareStatus};
+use crate::control::cmd::{CommandError, ErrorCode, Mode};
+use crate::share::messages::{self as share_messages, BackupCheck, GetShareStatus, Reading, ShareStatus, SyncState};
 use crate::share::Share;
 
 /// The error for a path that is not a shared directory.
@@ -55,8 +55,8 @@ impl Handler<ListShares> for Shares {
                 let mut status = ask.await.unwrap_or_else(|_| unavailable_share(path));
                 status.id = id.to_string();
                 status.peer_id = peer_id.to_string();
-                if refused.contains(&id) && status.peers == 0 && status.status != "error" {
-                    status.status = "error";
+                if refused.contains(&id) && status.peers == 0 && status.status != SyncState::Error {
+                    status.status = SyncState::Error;
                     status.error = Some(
                         "the share's peers refuse our key (authentication failed): they may have removed the \
                          share; attach again with a new code"
@@ -75,9 +75,9 @@ impl Handler<ListShares> for Shares {
 fn unavailable_share(path: PathBuf) -> ShareStatus {
     ShareStatus {
         path: path.display().to_string(),
-        status: "error",
+        status: SyncState::Error,
         error: Some("the share's actor is restarting".into()),
-        mode: "unknown",
+        mode: Mode::Unknown,
         files: 0,
         directories: 0,
         bytes: 0,

@@ -1,7 +1,7 @@
 //! Messages the [`super::Shares`] registry handles.
 
 use actix::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::control::cmd::CommandError;
 
@@ -14,7 +14,7 @@ pub struct CreateShare {
 }
 
 /// What `create_share` (and `add_share`) answers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareCreated {
     /// The canonical path.
     pub path: String,

@@ -8,7 +8,7 @@ use crate::control::ControlTargets;
 use crate::share::registry::{CodeRef, Lifetime};
 
 /// `list_access_codes`' answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Codes {
     /// Every code issued and not cancelled.
     pub codes: Vec<CodeEntry>,

@@ -16,7 +16,7 @@ use crate::shares::messages::ListShares;
 pub struct Done {}
 
 /// `status`'s answer: the daemon's status and the shares' health.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusAnswer {
     /// The daemon.
     #[serde(flatten)]
@@ -26,7 +26,7 @@ pub struct StatusAnswer {
 }
 
 /// `list_peers`' answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peers {
     /// Connected sessions and remembered peers.
     pub peers: Vec<PeerEntry>,

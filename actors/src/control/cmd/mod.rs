@@ -3,17 +3,22 @@
 //! The daemon parses lines into a [`Request`] and runs it; the CLI and the tests build a
 //! [`Request`] and send it. The JSON is what it always was (`control.md`): `{"type": …}`
 //! plus the command's keys, unknown keys ignored, and a field of the wrong type read as
-//! absent, so old clients get the same answers.
+//! absent, so old clients get the same answers. The answers are types too, read back by
+//! the CLI: names sent as strings are enums ([`Mode`], [`SyncState`], …) that read a name
+//! they do not know as `Unknown`.
 //!
 //! Adding a command: a struct (and its answer) in the file of its group, a variant here, and
-//! its arm in `Request::run`; a round-trip case in `tests.rs`.
+//! its arm in `Request::run`; round-trip cases (command and answer) in `tests.rs`.
 
+#[cfg(test)]
+mod answer_tests;
 mod code;
 mod config;
 mod daemon;
 mod error;
 pub(crate) mod field;
 mod file;
+mod names;
 mod share;
 #[cfg(test)]
 mod tests;
@@ -32,8 +37,17 @@ pub use self::daemon::{Done, InjectFault, Peers, StatusAnswer};
 pub use self::error::{CommandError, ErrorCode};
 pub use self::field::Checked;
 pub use self::file::{Chunk, End, FileUrl, ReadFile, ReadHeader, Url};
+pub(crate) use self::names::wire_names;
+pub use self::names::Mode;
 pub use self::share::{AddShare, AtPath, BackupReport, ExportedKeys, Held, Shares, VerifyBackup};
+// What the answers are made of, defined with their owners.
 use super::ControlTargets;
+pub use crate::access::messages::{CodeCreated, CodeEntry, CodeState};
+pub use crate::connections::messages::{PeerEntry, PeerSource, PeerState};
+pub use crate::control::messages::Status;
+pub use crate::metrics::{Health, ShareHealth};
+pub use crate::share::messages::{BackupCheck, ShareStatus, SyncState};
+pub use crate::shares::messages::ShareCreated;
 
 /// A command to the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]

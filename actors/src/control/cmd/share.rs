@@ -10,14 +10,14 @@ use crate::share::messages::{BackupCheck, ShareStatus};
 use crate::shares::messages;
 
 /// `list_shares`' answer: a list (what existing clients read), not `control.md`'s map.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Shares {
     /// Every share.
     pub shares: Vec<ShareStatus>,
 }
 
 /// `verify_backup`'s answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupReport {
     /// Per untrusted peer.
     pub peers: Vec<BackupCheck>,

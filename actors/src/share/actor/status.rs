@@ -6,7 +6,8 @@
 use actix::{ActorFutureExt, Context, Handler, WrapFuture};
 
 use super::{Share, State};
-use crate::share::messages::{GetShareStatus, ShareStatus};
+use crate::control::cmd::Mode;
+use crate::share::messages::{GetShareStatus, ShareStatus, SyncState};
 use clearskies_index::{filter, store};
 
 /// What the share's status reflects besides its state and the index: found by scans, told
@@ -55,7 +56,7 @@ pub(super) struct Snapshot {
     pub(super) peers_caught_up: bool,
     pub(super) peers: usize,
     pub(super) path: String,
-    pub(super) mode: &'static str,
+    pub(super) mode: Mode,
     pub(super) local_changes: u64,
     pub(super) held_deletions: u64,
     pub(super) unwatched: Option<String>,
@@ -99,16 +100,16 @@ pub(super) fn build(s: Snapshot, counted: Counted) -> ShareStatus {
         Err(e) => ((store::Totals::default(), 0), Some(e)),
     };
     let (status, error) = match (failed, error_now(&s.state, s.disk_full.as_deref(), s.held_deletions, &s.path)) {
-        (Some(e), _) | (None, Some(Some(e))) => ("error", Some(e)),
+        (Some(e), _) | (None, Some(Some(e))) => (SyncState::Error, Some(e)),
         _ => match &s.state {
-            State::Starting | State::Scanning => ("scanning", None),
-            State::Idle if s.paused && c.pending_files > 0 => ("paused", None),
-            State::Idle if s.busy || c.pending_files > 0 => ("syncing", None),
-            State::Idle => ("idle", None),
-            State::Error(e) => ("error", Some(e.clone())),
+            State::Starting | State::Scanning => (SyncState::Scanning, None),
+            State::Idle if s.paused && c.pending_files > 0 => (SyncState::Paused, None),
+            State::Idle if s.busy || c.pending_files > 0 => (SyncState::Syncing, None),
+            State::Idle => (SyncState::Idle, None),
+            State::Error(e) => (SyncState::Error, Some(e.clone())),
         },
     };
-    let synced = status == "idle" && s.peers_caught_up && (!s.joined || s.peers > 0);
+    let synced = status == SyncState::Idle && s.peers_caught_up && (!s.joined || s.peers > 0);
     ShareStatus {
         path: s.path,
         status,
@@ -161,7 +162,7 @@ impl Share {
             peers_caught_up: self.senders.values().all(|s| s.caught_up),
             peers: self.senders.len(),
             path: self.root.display().to_string(),
-            mode: self.mode,
+            mode: Mode::from_name(self.mode),
             local_changes: self.health.local_changes as u64,
             held_deletions: self.health.held_deletions as u64,
             unwatched: self.schedule.unwatched.clone(),
@@ -215,7 +216,7 @@ mod tests {
             peers_caught_up: true,
             peers: 0,
             path: "/s".into(),
-            mode: "read_write",
+            mode: Mode::ReadWrite,
             local_changes: 0,
             held_deletions: 0,
             unwatched: None,
@@ -228,13 +229,13 @@ mod tests {
 
     fn status_of(s: Snapshot, c: Counted) -> (&'static str, Option<String>, bool) {
         let st = build(s, c);
-        (st.status, st.error, st.synced)
+        (st.status.as_str(), st.error, st.synced)
     }
 
     #[test]
     fn an_idle_share_with_nothing_pending_is_synced() {
         let st = build(idle(), totals(0));
-        assert_eq!((st.status, st.synced, st.files, st.revision), ("idle", true, 3, 7));
+        assert_eq!((st.status, st.synced, st.files, st.revision), (SyncState::Idle, true, 3, 7));
         // A joined share needs a peer to have caught it up.
         assert_eq!(status_of(Snapshot { joined: true, ..idle() }, totals(0)), ("idle", None, false));
         let caught_up = Snapshot { joined: true, peers: 1, ..idle() };

@@ -155,7 +155,10 @@ impl Client {
 /// An answer read as its type (`T`, one of the answers in `control::cmd`). Commands with
 /// `--json` print the answer as it came, and read it as a `T` otherwise.
 pub(crate) fn answer_as<T: DeserializeOwned>(answer: &Value) -> anyhow::Result<T> {
-    T::deserialize(answer).context("the daemon's answer is not what this command answers")
+    T::deserialize(answer).context(
+        "the daemon's answer is not what this command expects: is the running daemon another version \
+         of clearskies? (`clearskies stop`, then `clearskies start`, runs this one)",
+    )
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub struct Settings {
     /// Every setting (`config::SETTINGS`): as the worker started with it, the runtime ones
     /// as `config set` changed them since.
     pub config: config::Values,
+    /// Where each setting's value came from (default, `config.toml`, the environment).
+    pub sources: config::Sources,
 }
 
 /// The monitor's view: how long the daemon has run and how often its worker was restarted.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 #[cfg(test)]
 use clearskies_actors::config::MinFree;
-use clearskies_actors::config::{setting, Raw, Values, SETTINGS};
+use clearskies_actors::config::{setting, Raw, Source, Sources, Values, SETTINGS};
 
 /// The file in the data dir that holds the configuration.
 pub(crate) const CONFIG_FILE: &str = clearskies_actors::config::CONFIG_FILE;
@@ -26,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     /// Every setting (`clearskies_actors::config::SETTINGS`).
     pub(crate) values: Values,
+    /// Where each value came from.
+    pub(crate) sources: Sources,
     /// Where peers connect.
     pub(crate) listen: SocketAddr,
     /// Where `/metrics` and `/health` are served (`None`: off).
@@ -42,9 +44,9 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let values = read_settings(&file, env)
+        let (values, sources) = read_settings(&file, env)
             .with_context(|| format!("invalid settings ({} or the environment)", path.display()))?;
-        Ok(Config { data_dir, listen: values.listen(), metrics: values.metrics_address, values })
+        Ok(Config { data_dir, listen: values.listen(), metrics: values.metrics_address, values, sources })
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {
@@ -74,23 +76,30 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// Every setting: its environment variable if set (`env` gives it), else `config.toml`'s
-/// value, else its default. A key `config.toml` should not have is an error.
-fn read_settings(file: &toml::Table, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Values> {
+/// value, else its default; and which of the three it was. A key `config.toml` should not
+/// have is an error.
+fn read_settings(file: &toml::Table, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<(Values, Sources)> {
     if let Some(key) = file.keys().find(|k| setting(k).is_none()) {
         let known: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
         bail!("unknown setting `{key}` in {CONFIG_FILE}, expected one of {}", known.join(", "));
     }
     let mut values = Values::default();
+    let mut sources = Sources::new();
     for s in SETTINGS {
-        if let Some(text) = env(s.env) {
+        let source = if let Some(text) = env(s.env) {
             (s.set)(&mut values, Raw::Text(&text))
                 .map_err(|expected| anyhow!("{}={text:?} is not {expected}", s.env))?;
+            Source::Environment
         } else if let Some(value) = file.get(s.name) {
             (s.set)(&mut values, Raw::Toml(value))
                 .map_err(|expected| anyhow!("{} = {value} in {CONFIG_FILE} is not {expected}", s.name))?;
-        }
+            Source::File
+        } else {
+            Source::Default
+        };
+        sources.insert(s.name.to_owned(), source);
     }
-    Ok(values)
+    Ok((values, sources))
 }
 
 fn data_dir() -> anyhow::Result<PathBuf> {
@@ -142,7 +151,8 @@ mod tests {
              full_scan_interval = 60\n",
         );
         assert_eq!(file.len(), SETTINGS.len(), "the file names every setting");
-        let v = read_settings(&file, |_| None).unwrap();
+        let (v, sources) = read_settings(&file, |_| None).unwrap();
+        assert!(sources.values().all(|s| *s == Source::File), "{sources:?}");
         assert_eq!(v.listen(), "127.0.0.1:4000".parse().unwrap());
         assert_eq!((v.peers.as_slice(), v.lan(), v.metrics_address), (&["a:1".to_owned()][..], None, None));
         assert_eq!((v.upload_limit, v.download_limit, v.gzip_level), (1000, 2000, 0));
@@ -158,11 +168,17 @@ mod tests {
             "CLEARSKIES_LAN_DISCOVERY" => Some("true".to_owned()),
             _ => None,
         };
-        let v = read_settings(&file, env).unwrap();
+        let (v, sources) = read_settings(&file, env).unwrap();
+        assert_eq!((sources["peers"], sources["gzip_level"]), (Source::Environment, Source::File));
         assert_eq!(v.peers, ["b:2", "c:3"]);
         assert_eq!((v.upload_limit, v.min_free_space), (500_000, MinFree::Percent(5)));
         assert_eq!(v.lan(), Some("10.0.0.255:6000".parse().unwrap()));
-        assert_eq!(read_settings(&toml::Table::new(), |_| None).unwrap(), Values::default());
+        let (defaults, sources) = read_settings(&toml::Table::new(), |_| None).unwrap();
+        assert_eq!(defaults, Values::default());
+        assert!(sources.len() == SETTINGS.len() && sources.values().all(|s| *s == Source::Default));
+        // Rates in config.toml as config set and the README write them.
+        let (v, _) = read_settings(&table("upload_limit = \"1M\"\ndownload_limit = \"2Mi\""), |_| None).unwrap();
+        assert_eq!((v.upload_limit, v.download_limit), (1_000_000, 2 << 20));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use clearskies_actors::control::cmd::{
 use serde_json::Value;
 
 use crate::client::{answer_as, Client};
-use crate::config::Config;
+use crate::config::{Config, CONFIG_FILE};
 use crate::out;
 
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -188,8 +188,50 @@ pub(crate) fn config_get(config: &Config, key: Option<&str>, json: bool) -> anyh
         let ConfigValue { value } = answer_as(&answer)?;
         return out(&show(&value));
     }
-    let ConfigAnswer { config: all } = answer_as(&answer)?;
-    out(&all.iter().map(|(k, v)| format!("{k} = {}", show(v))).collect::<Vec<_>>().join("\n"))
+    let ConfigAnswer { config: all, sources } = answer_as(&answer)?;
+    out(&settings_listing(&all, &sources, show))
+}
+
+/// `config get`'s lines: each setting as `key = value`, and after a `#` where the value comes
+/// from (`default`, `config.toml` or its environment variable) and, for `listen_port`, the
+/// port in use when the OS picked it (`listen`, the address in use, is not a setting: it is
+/// shown there, not as a line of its own).
+fn settings_listing(
+    all: &serde_json::Map<String, Value>,
+    sources: &clearskies_actors::config::Sources,
+    show: impl Fn(&Value) -> String,
+) -> String {
+    use clearskies_actors::config::Source;
+    let lines: Vec<(String, String)> = clearskies_actors::config::SETTINGS
+        .iter()
+        .filter_map(|s| {
+            let value = all.get(s.name)?;
+            let mut note = match sources.get(s.name) {
+                Some(Source::Default) => "default".to_owned(),
+                Some(Source::File) => CONFIG_FILE.to_owned(),
+                Some(Source::Environment) => s.env.to_owned(),
+                None => String::new(),
+            };
+            if s.name == "listen_port" {
+                if let Some(in_use) = all.get("listen").and_then(Value::as_str) {
+                    let port = in_use.rsplit_once(':').map_or(in_use, |(_, p)| p);
+                    if port != show(value) {
+                        note = format!("{note}; in use: {port}").trim_start_matches("; ").to_owned();
+                    }
+                }
+            }
+            Some((format!("{} = {}", s.name, show(value)), note))
+        })
+        .collect();
+    let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    let line = |(l, note): &(String, String)| {
+        if note.is_empty() {
+            l.clone()
+        } else {
+            format!("{l:width$}  # {note}")
+        }
+    };
+    lines.iter().map(line).collect::<Vec<_>>().join("\n")
 }
 
 /// `clearskies config set KEY VALUE`: the value is read as its environment variable would be
@@ -206,8 +248,25 @@ pub(crate) fn config_set(config: &Config, key: &str, value: &str) -> anyhow::Res
         // Not a setting: the daemon says so.
         None => serde_json::from_str(value).unwrap_or_else(|_| Value::from(value)),
     };
+    let mut client = connect(config)?;
+    // Where the value in effect comes from now: an environment variable wins over
+    // config.toml at every start, which the user should hear about.
+    let from_env = setting(key).filter(|_| {
+        client
+            .request_as::<ConfigAnswer>(&Request::GetConfig)
+            .is_ok_and(|a| a.sources.get(key) == Some(&clearskies_actors::config::Source::Environment))
+    });
     let request = SetConfigValue { key: Some(key.to_owned()), value: Some(v.clone()) };
-    connect(config)?.request(&Request::SetConfigValue(request))?;
+    let done = client.request(&Request::SetConfigValue(request));
+    if let Some(s) = from_env {
+        let now = if s.applies.is_runtime() { " (the new value applies now, until then)" } else { "" };
+        eprintln!(
+            "clearskies: note: {} is set in the daemon's environment: it overrides config.toml when the daemon \
+             starts{now}",
+            s.env
+        );
+    }
+    done?;
     out(&format!("{key} = {} (saved in config.toml)", show_value(key, &v)))
 }
 

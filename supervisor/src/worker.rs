@@ -113,6 +113,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
         control_socket: socket.clone(),
         software: clearskies_actors::SOFTWARE.to_owned(),
         config: config.values.clone(),
+        sources: config.sources.clone(),
         monitor: MonitorInfo {
             started: std::env::var(MONITOR_STARTED_ENV).ok().and_then(|v| v.parse().ok()),
             restarts,

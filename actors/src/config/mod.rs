@@ -56,6 +56,21 @@ impl MinFree {
     }
 }
 
+/// Where a setting's value in effect comes from (`config get` shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Neither `config.toml` nor the environment sets it.
+    Default,
+    /// `config.toml` (or `config set`, which saves there).
+    File,
+    /// Its `CLEARSKIES_*` environment variable, which overrides `config.toml` at each start.
+    Environment,
+}
+
+/// Each setting's source, by name.
+pub type Sources = std::collections::BTreeMap<String, Source>;
+
 /// The settings in effect, as an owner reads them: the receiving side of the supervisor's
 /// watch channel. Reading takes a short read lock; never hold a value across an `.await`.
 #[derive(Debug, Clone)]

@@ -29,10 +29,12 @@ pub(super) fn int<T: TryFrom<u64>>(raw: Raw<'_>, min: u64, max: u64, expected: E
     n.filter(|n| (min..=max).contains(n)).and_then(|n| T::try_from(n).ok()).ok_or(expected)
 }
 
-/// A number of bytes (per second): text takes unit suffixes ([`parse_rate`]), TOML an integer.
+/// A number of bytes (per second): an integer, or text with unit suffixes ([`parse_rate`]),
+/// in `config.toml` (`upload_limit = "1M"`) as in the environment.
 pub(super) fn bytes(raw: Raw<'_>, expected: Expected) -> Result<u64, Expected> {
     let n = match raw {
         Raw::Text(t) => parse_rate(t).ok(),
+        Raw::Toml(toml::Value::String(t)) => parse_rate(t).ok(),
         Raw::Toml(toml::Value::Integer(i)) => u64::try_from(*i).ok(),
         Raw::Toml(_) => None,
     };
@@ -170,6 +172,18 @@ pub fn toml_to_json(value: &toml::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_toml_takes_rates_as_numbers_or_as_text() {
+        let toml = |text: &str| text.parse::<toml::Table>().unwrap()["v"].clone();
+        for (value, bytes) in
+            [("1000000", 1_000_000), ("\"1M\"", 1_000_000), ("\"500k\"", 500_000), ("\"2Mi\"", 2 << 20)]
+        {
+            assert_eq!(super::bytes(Raw::Toml(&toml(&format!("v = {value}"))), "x"), Ok(bytes), "{value}");
+        }
+        assert!(super::bytes(Raw::Toml(&toml("v = \"fast\"")), "x").is_err());
+        assert!(super::bytes(Raw::Toml(&toml("v = -1")), "x").is_err());
+    }
 
     #[test]
     fn rates_take_units() {

@@ -114,6 +114,7 @@ fn connections(s: &TestShare) -> actix::Addr<Connections> {
         monitor: crate::MonitorInfo::default(),
         fault_injection: false,
         config: crate::config::Values::default(),
+        sources: crate::config::Sources::new(),
     };
     Connections::new(&settings, s.table.subscribe(), TlsContext::new().ok(), targets).start()
 }

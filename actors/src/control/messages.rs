@@ -129,9 +129,9 @@ pub struct SetPaused(pub bool);
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-/// `get_config`: the daemon's settings as a JSON object.
+/// `get_config`: the daemon's settings as a JSON object, and where each comes from.
 #[derive(Debug, Message)]
-#[rtype(result = "serde_json::Map<String, serde_json::Value>")]
+#[rtype(result = "super::cmd::ConfigAnswer")]
 pub struct GetConfig;
 
 /// `set_config` / `set_config_value`: check the values (all or nothing), save them in

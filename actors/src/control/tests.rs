@@ -48,7 +48,7 @@ double!(
     ExportKeys => "export_keys", Err(none());
     ConfirmDeletes => "confirm_deletes", Ok(0);
     ListPeers => "list_peers", vec![];
-    GetConfig => "get_config", serde_json::Map::new();
+    GetConfig => "get_config", crate::control::cmd::ConfigAnswer::default();
     SetConfig => "set_config", Ok(());
     ReadFile => "read_file", Err(none());
     FileUrl => "file_url", Err(none())

@@ -64,6 +64,7 @@ fn registry() -> Fixture {
         monitor: crate::MonitorInfo::default(),
         fault_injection: false,
         config: crate::config::Values::default(),
+        sources: crate::config::Sources::new(),
     };
     let (table, _) = tokio::sync::watch::channel(ShareTable::default());
     let files = FileServing { addr: None, token: String::new() };

@@ -428,7 +428,8 @@ impl Handler<GetConfig> for Supervisor {
     type Result = MessageResult<GetConfig>;
 
     fn handle(&mut self, _: GetConfig, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(crate::control::cmd::settings_shown(&self.settings.config, self.listen_addr, self.metrics_addr))
+        let config = crate::control::cmd::settings_shown(&self.settings.config, self.listen_addr, self.metrics_addr);
+        MessageResult(crate::control::cmd::ConfigAnswer { config, sources: self.settings.sources.clone() })
     }
 }
 
@@ -448,7 +449,8 @@ impl Handler<SetConfig> for Supervisor {
         Box::pin(job.into_actor(self).map(move |done, act, _| match done {
             // Onto the values in effect now (another change may have been saved meanwhile).
             Ok(Ok(())) => {
-                let applied = crate::control::cmd::apply_settings(&mut act.settings.config, &saved);
+                let settings = &mut act.settings;
+                let applied = crate::control::cmd::apply_settings(&mut settings.config, &mut settings.sources, &saved);
                 act.runtime_tx.send_replace(act.settings.config.clone());
                 applied
             }

@@ -16,11 +16,15 @@ use crate::control::ControlTargets;
 /// `listen_port`, the port resolved); not a setting of its own.
 const LISTEN: &str = "listen";
 
-/// `get_config`'s answer: every setting by name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `get_config`'s answer: every setting by name, and where each value in effect comes from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigAnswer {
     /// Setting → value.
     pub config: Map<String, Value>,
+    /// Setting → `default`, `file` (config.toml) or `environment` (absent from daemons
+    /// before it existed).
+    #[serde(default, skip_serializing_if = "config::Sources::is_empty")]
+    pub sources: config::Sources,
 }
 
 /// `get_config_value`'s answer.
@@ -32,7 +36,7 @@ pub struct ConfigValue {
 
 pub(super) async fn get_all(targets: &ControlTargets) -> Answer {
     match targets.get_config.send(GetConfig).await {
-        Ok(config) => to_json(&ConfigAnswer { config }),
+        Ok(answer) => to_json(&answer),
         Err(_) => Err(CommandError::unavailable()),
     }
 }
@@ -50,7 +54,9 @@ impl GetConfigValue {
         let Some(key) = self.key else {
             return Err(CommandError::new(ErrorCode::MissingKey, "the command needs a \"key\""));
         };
-        let Ok(config) = targets.get_config.send(GetConfig).await else { return Err(CommandError::unavailable()) };
+        let Ok(ConfigAnswer { config, .. }) = targets.get_config.send(GetConfig).await else {
+            return Err(CommandError::unavailable());
+        };
         match config.get(&key) {
             Some(value) => to_json(&ConfigValue { value: value.clone() }),
             None => Err(CommandError::new(ErrorCode::UnknownKey, format!("there is no setting {key:?}"))),
@@ -141,7 +147,11 @@ pub fn check_settings(
 /// After checked changes are saved: the runtime ones go into `values` (which the caller then
 /// sends to the owners) and to the owners outside the actors; if some take effect only at
 /// the next start, the answer says so (`needs_restart`).
-pub fn apply_settings(values: &mut Values, saved: &[(&'static Setting, toml::Value)]) -> Result<(), CommandError> {
+pub fn apply_settings(
+    values: &mut Values,
+    sources: &mut config::Sources,
+    saved: &[(&'static Setting, toml::Value)],
+) -> Result<(), CommandError> {
     let mut later = Vec::new();
     for (setting, value) in saved {
         if !setting.applies.is_runtime() {
@@ -152,6 +162,7 @@ pub fn apply_settings(values: &mut Values, saved: &[(&'static Setting, toml::Val
             if let Applies::RuntimeBy(hand_over) = setting.applies {
                 hand_over(values);
             }
+            sources.insert(setting.name.to_owned(), config::Source::File);
             info!(setting = setting.name, %value, "setting changed");
         }
     }
@@ -202,11 +213,11 @@ mod tests {
             if key == "mass_delete_percent" {
                 // Applied at once, into the values the owners are sent.
                 assert!(checked[0].0.applies.is_runtime());
-                apply_settings(&mut values, &checked).unwrap();
+                apply_settings(&mut values, &mut config::Sources::new(), &checked).unwrap();
                 assert_eq!(values.mass_delete_percent, 30);
                 continue;
             }
-            let e = apply_settings(&mut values, &checked).unwrap_err();
+            let e = apply_settings(&mut values, &mut config::Sources::new(), &checked).unwrap_err();
             assert_eq!(e.error, ErrorCode::NeedsRestart);
             assert!(e.message.contains(key) && e.message.contains("next start"), "{e}");
         }

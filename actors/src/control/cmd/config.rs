@@ -237,7 +237,9 @@ mod tests {
         assert_eq!(set("upload_speed", serde_json::json!(1)).unwrap_err().error, ErrorCode::UnknownKey);
         assert_eq!(set("listen", serde_json::json!("x")).unwrap_err().error, ErrorCode::NeedsRestart);
         assert_eq!(set("upload_limit", Value::Null).unwrap_err().error, ErrorCode::BadValue);
-        assert_eq!(set("upload_limit", serde_json::json!("500k")).unwrap_err().error, ErrorCode::BadValue);
+        assert_eq!(set("upload_limit", serde_json::json!("fast")).unwrap_err().error, ErrorCode::BadValue);
+        // A rate as text is read as config.toml reads it.
+        assert_eq!(set("upload_limit", serde_json::json!("500k")).unwrap()[0].1, toml::Value::Integer(500_000));
         let two = Map::from_iter([("download_limit".to_owned(), 5.into()), ("gzip_level".to_owned(), 10.into())]);
         assert!(check_settings(&values, &two).is_err(), "all or nothing");
     }

@@ -157,19 +157,32 @@ impl ShareKeys {
     }
 }
 
-/// One level's fresh keys: a 256-bit key, its key ID and an RSA-2048 key pair.
-fn new_level(level: AccessLevel, id: Sha256Hash, key: SecretKey) -> Result<KeyEntry, RegistryError> {
-    let rsa = rsa::SigningKey::generate().map_err(|_| RegistryError::Random)?;
+/// Where a new level's RSA-2048 key pair comes from: made now, or made ahead of time.
+pub type RsaSource<'a> = &'a mut dyn FnMut() -> Result<rsa::SigningKey, RegistryError>;
+
+/// An RSA-2048 key pair made now.
+pub fn generate_rsa() -> Result<rsa::SigningKey, RegistryError> {
+    rsa::SigningKey::generate().map_err(|_| RegistryError::Random)
+}
+
+/// One level's fresh keys: a 256-bit key, its key ID and an RSA-2048 key pair from `rsa`.
+fn new_level(
+    level: AccessLevel,
+    id: Sha256Hash,
+    key: SecretKey,
+    rsa: RsaSource<'_>,
+) -> Result<KeyEntry, RegistryError> {
+    let rsa = rsa()?;
     let private = rsa.to_pem().map_err(|_| RegistryError::Random)?;
     Ok(KeyEntry { access_level: level, id: Some(id), key: Some(key), private_rsa: Some(private), public_rsa: None })
 }
 
 /// A read-write share's keys for every level (read-write with `key_id`/`key`, read-only,
 /// untrusted), each with its own RSA key pair.
-fn all_levels(key_id: Sha256Hash, key: SecretKey) -> Result<Vec<KeyEntry>, RegistryError> {
-    let mut levels = vec![new_level(AccessLevel::ReadWrite, key_id, key)?];
+fn all_levels(key_id: Sha256Hash, key: SecretKey, rsa: RsaSource<'_>) -> Result<Vec<KeyEntry>, RegistryError> {
+    let mut levels = vec![new_level(AccessLevel::ReadWrite, key_id, key, &mut *rsa)?];
     for level in [AccessLevel::ReadOnly, AccessLevel::Untrusted] {
-        levels.push(new_level(level, Sha256Hash(random()?), SecretKey(random()?))?);
+        levels.push(new_level(level, Sha256Hash(random()?), SecretKey(random()?), &mut *rsa)?);
     }
     Ok(levels)
 }
@@ -180,7 +193,7 @@ pub fn complete_keys(data_dir: &Path, config: &ShareConfig, keys: ShareKeys) -> 
     if config.access_level != AccessLevel::ReadWrite || !keys.levels.is_empty() {
         return Ok(keys);
     }
-    let levels = all_levels(keys.key_id, keys.key)?;
+    let levels = all_levels(keys.key_id, keys.key, &mut generate_rsa)?;
     let keys = ShareKeys { levels, ..keys };
     write_keys(data_dir, &config.id, &keys)?;
     Ok(keys)
@@ -389,12 +402,24 @@ pub fn load_shares(store: &Store) -> Result<Vec<ShareConfig>, RegistryError> {
 /// Creates a read-write share of `path`: new key, key ID and peer ID, the `.clearskies`
 /// marker directory, the index column family and the key file.
 pub fn create_share(store: &Store, data_dir: &Path, path: &Path, now: Timestamp) -> Result<ShareConfig, RegistryError> {
+    create_share_with(store, data_dir, path, now, &mut generate_rsa)
+}
+
+/// [`create_share`] with the levels' RSA key pairs from `rsa` (made ahead of time: sharing
+/// need not wait for three of them).
+pub fn create_share_with(
+    store: &Store,
+    data_dir: &Path,
+    path: &Path,
+    now: Timestamp,
+    rsa: RsaSource<'_>,
+) -> Result<ShareConfig, RegistryError> {
     let path = fs::canonicalize(path).map_err(|_| RegistryError::NotADirectory(path.to_owned()))?;
     if !path.is_dir() {
         return Err(RegistryError::NotADirectory(path));
     }
     let (key_id, key) = (Sha256Hash(random()?), SecretKey(random()?));
-    let keys = ShareKeys { key_id, key, levels: all_levels(key_id, key)? };
+    let keys = ShareKeys { key_id, key, levels: all_levels(key_id, key, rsa)? };
     let config = ShareConfig {
         id: keys.key_id,
         path,

@@ -10,6 +10,7 @@
 //! access (a removed share's codes are gone).
 
 mod commands;
+pub mod keypool;
 pub mod messages;
 pub mod table;
 #[cfg(test)]
@@ -82,6 +83,8 @@ pub struct Shares {
     paused: bool,
     /// Each share's event stream, kept across its restarts (ended when it is removed).
     events: BTreeMap<Sha256Hash, tokio::sync::broadcast::Sender<ShareEvent>>,
+    /// RSA key pairs made ahead of time for new shares.
+    keys: keypool::KeyPool,
     targets: SharesTargets,
     files: FileServing,
     runtime: crate::config::Runtime,
@@ -124,6 +127,7 @@ impl Shares {
             exits: BTreeMap::new(),
             paused: false,
             events: BTreeMap::new(),
+            keys: keypool::KeyPool::default(),
             targets,
             files,
             runtime,
@@ -214,6 +218,14 @@ impl Shares {
     }
 }
 
+impl Shares {
+    /// Makes the key pairs the next new share will take, on the blocking pool.
+    fn fill_key_pool(&self) {
+        let pool = self.keys.clone();
+        drop(tokio::task::spawn_blocking(move || pool.fill()));
+    }
+}
+
 impl Actor for Shares {
     type Context = Context<Self>;
 
@@ -238,6 +250,7 @@ impl Actor for Shares {
                 Err(e) => error!(error = %e, "cannot load the share list"),
             }
             act.targets.loaded.do_send(SharesLoaded);
+            act.fill_key_pool();
         }));
     }
 }
@@ -247,9 +260,16 @@ impl Handler<CreateShare> for Shares {
 
     fn handle(&mut self, msg: CreateShare, _: &mut Context<Self>) -> Self::Result {
         let now = crate::share::actor::now();
-        let job =
-            move |store: &Store, data_dir: &std::path::Path| registry::create_share(store, data_dir, &msg.path, now);
-        self.register(job, Dial::These(self.configured_peers.clone()), "share created")
+        let pool = self.keys.clone();
+        let job = move |store: &Store, data_dir: &std::path::Path| {
+            registry::create_share_with(store, data_dir, &msg.path, now, &mut || pool.take())
+        };
+        let created = self.register(job, Dial::These(self.configured_peers.clone()), "share created");
+        // Ready again for the next share.
+        Box::pin(created.map(|res, act, _| {
+            act.fill_key_pool();
+            res
+        }))
     }
 }
 

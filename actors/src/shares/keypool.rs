@@ -1,0 +1,76 @@
+//! RSA-2048 key pairs made ahead of time. A new read-write share needs three (one per access
+//! level), and making one takes 0.05–0.3 s here, more on a NAS's CPU: sharing a folder would
+//! wait for them. The registry keeps [`POOL`] ready, made on the blocking pool when the
+//! worker starts and again after each share takes some.
+
+use std::sync::{Arc, Mutex};
+
+use clearskies_index::rsa::SigningKey;
+
+use crate::share::registry::{self, RegistryError};
+
+/// Key pairs kept ready: one share's worth.
+pub const POOL: usize = 3;
+
+/// The ready key pairs, shared by the registry and its blocking jobs.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPool(Arc<Mutex<Vec<SigningKey>>>);
+
+impl KeyPool {
+    /// A ready key pair, or one made now if none is.
+    pub fn take(&self) -> Result<SigningKey, RegistryError> {
+        let ready = self.0.lock().map(|mut keys| keys.pop()).unwrap_or(None);
+        ready.map_or_else(registry::generate_rsa, Ok)
+    }
+
+    /// How many are ready.
+    pub fn ready(&self) -> usize {
+        self.0.lock().map_or(0, |keys| keys.len())
+    }
+
+    /// Makes key pairs until [`POOL`] are ready (blocking: run it on the blocking pool). One
+    /// that cannot be made now (the OS RNG failing) is left for `take` to try again.
+    pub fn fill(&self) {
+        while self.ready() < POOL {
+            let Ok(key) = registry::generate_rsa() else { return };
+            match self.0.lock() {
+                Ok(mut keys) if keys.len() < POOL => keys.push(key),
+                _ => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filled_pool_hands_out_its_keys_then_makes_new_ones() {
+        let pool = KeyPool::default();
+        pool.fill();
+        assert_eq!(pool.ready(), POOL);
+        let ready: Vec<String> = pool.0.lock().unwrap().iter().map(|k| k.to_pem().unwrap()).collect();
+        let taken: Vec<String> = (0..POOL).map(|_| pool.take().unwrap().to_pem().unwrap()).collect();
+        assert!(taken.iter().all(|k| ready.contains(k)), "the ready ones first");
+        assert_eq!(pool.ready(), 0);
+        let fresh = pool.take().unwrap().to_pem().unwrap();
+        assert!(!ready.contains(&fresh), "then one made on the spot");
+    }
+
+    #[test]
+    fn a_new_share_takes_its_three_key_pairs_from_the_pool() {
+        let (data, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = clearskies_index::store::Store::open(&data.path().join("db")).unwrap();
+        let pool = KeyPool::default();
+        pool.fill();
+        let ready: Vec<String> = pool.0.lock().unwrap().iter().map(|k| k.to_pem().unwrap()).collect();
+        let now = crate::share::actor::now();
+        let config = registry::create_share_with(&store, data.path(), root.path(), now, &mut || pool.take()).unwrap();
+        assert_eq!(pool.ready(), 0, "all three taken");
+        let keys = registry::read_keys(data.path(), &config.id).unwrap();
+        let used: Vec<&str> = keys.levels.iter().filter_map(|l| l.private_rsa.as_deref()).collect();
+        assert_eq!(used.len(), 3);
+        assert!(used.iter().all(|k| ready.iter().any(|r| r == k)), "the pool's key pairs, not new ones");
+    }
+}

@@ -24,6 +24,7 @@ mod shares;
 mod streaming;
 mod supervision;
 mod sync;
+mod terminal;
 mod transfer;
 mod untrusted;
 mod untrusted_hostile;

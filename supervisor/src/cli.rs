@@ -46,11 +46,12 @@ pub(crate) enum Command {
         #[arg(long)]
         multi_use: bool,
         /// Instead of a generated code, let peers join with this username and a password
-        /// you choose (--password, or one line on stdin).
+        /// you choose (typed without echo, twice, when asked; --password; or one line on
+        /// stdin).
         #[arg(long)]
         username: Option<String>,
         /// The password for --username (visible to other users of this computer in the
-        /// process list: prefer stdin).
+        /// process list: prefer typing it when asked, or stdin).
         #[arg(long, requires = "username")]
         password: Option<String>,
         /// Print JSON instead of text.
@@ -67,7 +68,7 @@ pub(crate) enum Command {
         /// Join with a username the sharer chose instead of a code.
         #[arg(long)]
         username: Option<String>,
-        /// The password for --username (or one line on stdin).
+        /// The password for --username (or typed without echo when asked, or one line on stdin).
         #[arg(long, requires = "username")]
         password: Option<String>,
         /// Join with keys saved by `clearskies keys export` (to restore a share, for example

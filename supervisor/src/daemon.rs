@@ -337,21 +337,60 @@ pub(crate) struct ShareOptions<'a> {
     pub(crate) json: bool,
 }
 
-/// A username with its password: the one given, or one line read from stdin.
-pub(crate) fn with_password(username: String, password: Option<String>) -> anyhow::Result<(String, String)> {
+/// Whether a password read from a terminal is asked for twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Confirm {
+    /// Choosing one (`share`): a typo would lock everyone out.
+    Twice,
+    /// Giving one (`attach`): a typo just fails.
+    Once,
+}
+
+/// A username with its password: the one given, else read from stdin. From a terminal the
+/// password is read without echo (and, choosing one, asked twice); from a pipe it is one
+/// line.
+pub(crate) fn with_password(
+    username: String,
+    password: Option<String>,
+    confirm: Confirm,
+) -> anyhow::Result<(String, String)> {
     let password = match password {
         Some(p) => p,
-        None => {
-            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                eprint!("password for {username}: ");
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            let first = read_hidden(&format!("password for {username}: "))?;
+            if confirm == Confirm::Twice && !first.is_empty() && read_hidden("the same password again: ")? != first {
+                bail!("the two passwords do not match; nothing was shared");
             }
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
-            line.trim_end_matches(['\r', '\n']).to_owned()
+            first
         }
+        None => read_line_from_stdin().context("reading the password from stdin")?,
     };
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     Ok((username, password))
+}
+
+fn read_line_from_stdin() -> std::io::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// One line from the terminal on stdin, its echo off meanwhile (the newline still shows).
+fn read_hidden(prompt: &str) -> anyhow::Result<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    let stdin = std::io::stdin();
+    let before = tcgetattr(&stdin).context("reading the terminal's settings")?;
+    let mut quiet = before.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet).context("turning the terminal's echo off")?;
+    eprint!("{prompt}");
+    let line = read_line_from_stdin();
+    // Echo back on whatever happened.
+    let restored = tcsetattr(&stdin, OptionalActions::Now, &before);
+    let line = line.context("reading the password")?;
+    restored.context("turning the terminal's echo back on")?;
+    Ok(line)
 }
 
 /// Parses a code lifetime: `90s`, `30m`, `24h`, `7d` (a bare number is hours), or `never`.

@@ -85,7 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),
         Command::Status { json } => daemon::status(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Share { path, mode, expires, multi_use, username, password, json } => {
-            let custom = username.map(|u| daemon::with_password(u, password)).transpose()?;
+            let custom = username.map(|u| daemon::with_password(u, password, daemon::Confirm::Twice)).transpose()?;
             let opts = daemon::ShareOptions { mode: &mode, expires: &expires, multi_use, custom, json };
             daemon::share(&config()?, &path, opts).map(|()| ExitCode::SUCCESS)
         }
@@ -139,7 +139,9 @@ fn joining(
 ) -> anyhow::Result<(daemon::Joining, &String)> {
     Ok(match (args, username, keys) {
         ([code, path], None, None) => (daemon::Joining::Code(code.clone()), path),
-        ([path], Some(u), None) => (daemon::Joining::Custom(daemon::with_password(u, password)?), path),
+        ([path], Some(u), None) => {
+            (daemon::Joining::Custom(daemon::with_password(u, password, daemon::Confirm::Once)?), path)
+        }
         ([path], None, Some(file)) => (daemon::Joining::Keys(file), path),
         ([_], None, None) => anyhow::bail!("give the access code and the directory: clearskies attach CODE PATH"),
         (_, Some(_), _) => {

@@ -289,6 +289,17 @@ pub struct TempWriter {
 /// Why a download cannot be written: the share's root, or its marker, is missing.
 pub const ROOT_MISSING: &str = "the share root or its .clearskies marker is missing";
 
+/// The error inside the `io::Error` (kind `NotFound`) of a missing root or marker, so that
+/// callers can tell it by type ([`is_root_missing`]), not by its text.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("{ROOT_MISSING}")]
+pub struct RootMissing;
+
+/// Whether `e` says the share's root or its marker is missing.
+pub fn is_root_missing(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<RootMissing>())
+}
+
 /// Where a share's partial downloads live, named by content hash: inside the share (so a
 /// finished one is renamed into place) yet never under a user's name.
 pub fn partial_dir(root: &Path) -> PathBuf {
@@ -388,7 +399,7 @@ impl TempWriter {
     /// the final verification covers the whole file. [`TempWriter::written`] says where to
     /// continue from.
     pub fn resume(root: &Path, sha: &Sha256Hash, limit: u64) -> io::Result<TempWriter> {
-        let missing = || io::Error::new(io::ErrorKind::NotFound, ROOT_MISSING);
+        let missing = || io::Error::new(io::ErrorKind::NotFound, RootMissing);
         // The first download of this share (or into this part of it) makes the directories
         // below the marker, never the marker (or the root) itself. A share whose root is
         // gone or unmounted fails here instead of growing a new marker on whatever is left

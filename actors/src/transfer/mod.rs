@@ -294,7 +294,7 @@ impl Transfer {
             let w = open_partial(&root, &sha, fetch.size)?;
             if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
                 w.discard();
-                return Err(Failure::retry(NO_LONGER_WANTED.into()));
+                return Err(Failure::no_longer_wanted());
             }
             if w.written() != fetch.size {
                 return Err(Failure::retry("the partial file changed; asking again".into()));
@@ -388,15 +388,10 @@ impl queue::Facts for OnDisk<'_> {
 }
 
 /// Opens (or continues) the partial download of `sha`; a missing root or marker is
-/// [`fsops::ROOT_MISSING`]: the download is dropped, and fetched again when the root is back.
+/// [`FailureKind::RootMissing`]: the download is dropped, and fetched again when the root
+/// is back.
 fn open_partial(root: &Path, sha: &Sha256Hash, size: u64) -> Result<TempWriter, Failure> {
-    TempWriter::resume(root, sha, size).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound && e.to_string() == fsops::ROOT_MISSING {
-            Failure::retry(fsops::ROOT_MISSING.into())
-        } else {
-            Failure::io("partial file", &e)
-        }
-    })
+    TempWriter::resume(root, sha, size).map_err(|e| Failure::io("partial file", &e))
 }
 
 /// How a download error that means "the disk is full" starts.
@@ -406,37 +401,55 @@ const NO_LONGER_WANTED: &str = "no longer wanted";
 /// The connection ended in the middle of an attachment.
 const CUT_OFF: &str = "the connection ended mid-transfer";
 
+/// What the actor does about a failed download: decided by this kind, never by the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FailureKind {
+    /// Ask again (another peer, or later).
+    Retry,
+    /// Ask again, and fetch it whole: a delta was wrong (malformed, or the patched file did
+    /// not verify).
+    FetchWhole,
+    /// The disk (or the quota) is full: ask again, and report it.
+    DiskFull,
+    /// The contents' records changed while they were on the way: drop it.
+    NoLongerWanted,
+    /// The share's root or marker is missing: drop it (fetched again when the root is back).
+    RootMissing,
+}
+
 /// Why a download failed.
 #[derive(Debug)]
 pub(super) struct Failure {
+    /// For the log and the share's error.
     text: String,
-    /// A delta was wrong (malformed, or the patched file did not verify): fetch whole.
-    fetch_whole: bool,
+    kind: FailureKind,
 }
 
 impl Failure {
     fn retry(text: String) -> Self {
-        Failure { text, fetch_whole: false }
+        Failure { text, kind: FailureKind::Retry }
     }
 
+    fn no_longer_wanted() -> Self {
+        Failure { text: NO_LONGER_WANTED.into(), kind: FailureKind::NoLongerWanted }
+    }
+
+    /// An I/O error: a full disk (ENOSPC, EDQUOT) is told apart, and a missing root.
     fn io(doing: &str, e: &std::io::Error) -> Self {
-        Failure::retry(describe(doing, e))
+        let full = e.kind() == std::io::ErrorKind::StorageFull
+            || e.kind() == std::io::ErrorKind::QuotaExceeded
+            || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        if full {
+            Failure { text: format!("{DISK_FULL} ({doing}: {e})"), kind: FailureKind::DiskFull }
+        } else if fsops::is_root_missing(e) {
+            Failure { text: fsops::ROOT_MISSING.into(), kind: FailureKind::RootMissing }
+        } else {
+            Failure::retry(format!("{doing}: {e}"))
+        }
     }
 
     fn bad_delta(text: String) -> Self {
-        Failure { text, fetch_whole: true }
-    }
-}
-
-/// A download's I/O error as text, marked when it is a full disk (ENOSPC, EDQUOT).
-fn describe(doing: &str, e: &std::io::Error) -> String {
-    let full = e.kind() == std::io::ErrorKind::StorageFull
-        || e.kind() == std::io::ErrorKind::QuotaExceeded
-        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
-    if full {
-        format!("{DISK_FULL} ({doing}: {e})")
-    } else {
-        format!("{doing}: {e}")
+        Failure { text, kind: FailureKind::FetchWhole }
     }
 }
 
@@ -607,7 +620,7 @@ impl Handler<Finished> for Transfer {
     fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
         debug!(conn = msg.conn, sha256 = %msg.sha256, delta = msg.delta, ok = msg.result.is_ok(), "download finished");
         self.writing.remove(&msg.sha256);
-        let full = msg.result.as_ref().err().filter(|e| e.text.starts_with(DISK_FULL)).map(|e| e.text.clone());
+        let full = msg.result.as_ref().err().filter(|e| e.kind == FailureKind::DiskFull).map(|e| e.text.clone());
         if full.is_some() != self.full {
             self.full = full.is_some();
             // (While downloads wait for `min_free_space`, that state stays reported.)
@@ -621,8 +634,8 @@ impl Handler<Finished> for Transfer {
                 self.whole.remove(&msg.sha256);
                 self.downloaded.do_send(Downloaded { sha256: msg.sha256, temp });
             }
-            Err(e) if e.text == NO_LONGER_WANTED || e.text == fsops::ROOT_MISSING => {
-                if e.text == fsops::ROOT_MISSING {
+            Err(e) if matches!(e.kind, FailureKind::NoLongerWanted | FailureKind::RootMissing) => {
+                if e.kind == FailureKind::RootMissing {
                     warn!(sha256 = %msg.sha256, "{}: the download waits until it is back", fsops::ROOT_MISSING);
                 }
                 self.wanted.remove(&msg.sha256);
@@ -630,7 +643,7 @@ impl Handler<Finished> for Transfer {
             }
             Err(e) => {
                 warn!(sha256 = %msg.sha256, error = %e.text, delta = msg.delta, "download failed; will ask again");
-                if msg.delta && e.fetch_whole {
+                if msg.delta && e.kind == FailureKind::FetchWhole {
                     self.whole.insert(msg.sha256);
                 }
                 self.requeue(msg.conn, msg.sha256);

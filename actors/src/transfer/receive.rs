@@ -20,9 +20,7 @@ use super::messages::{DataStart, Finished, Inbound, Sink, SinkItem};
 use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
 
-use super::{
-    open_partial, Download, Failure, Transfer, CUT_OFF, MAX_REQUESTS, NO_LONGER_WANTED, RANGE, RANGES_AHEAD, SINK_DEPTH,
-};
+use super::{open_partial, Download, Failure, Transfer, CUT_OFF, MAX_REQUESTS, RANGE, RANGES_AHEAD, SINK_DEPTH};
 
 impl Handler<DataStart> for Transfer {
     type Result = Option<Sink>;
@@ -161,7 +159,7 @@ impl Transfer {
             // Still wanted? (The record may have changed while the request was in flight.)
             if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
                 w.discard();
-                return Err(Failure::retry(NO_LONGER_WANTED.into()));
+                return Err(Failure::no_longer_wanted());
             }
             if w.written() != from {
                 // The partial file is not what we asked to continue from: start over.
@@ -246,7 +244,7 @@ impl Transfer {
             // Still wanted? (The record may have changed while the request was in flight.)
             if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
                 w.discard();
-                return Err(Failure::retry(NO_LONGER_WANTED.into()));
+                return Err(Failure::no_longer_wanted());
             }
             let delta = BufReader::with_capacity(1 << 16, SinkReader { rx, piece: Bytes::new(), ended: false });
             let failure = match rdiff::patch(&mut SharedReader::new(basis), delta, &mut w, fetch.size) {
@@ -263,9 +261,11 @@ impl Transfer {
                 return Err(f);
             }
             w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map_err(|e| {
-                let mut f = Failure::io("verifying the patched file", &e);
-                f.fetch_whole = e.kind() == std::io::ErrorKind::InvalidData;
-                f
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    Failure::bad_delta(format!("verifying the patched file: {e}"))
+                } else {
+                    Failure::io("verifying the patched file", &e)
+                }
             })
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {

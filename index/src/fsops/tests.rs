@@ -33,7 +33,10 @@ fn a_download_into_a_share_without_its_marker_fails_and_creates_nothing() {
     for root in [&empty, &gone] {
         let Err(e) = TempWriter::resume(root, &Sha256Hash([7; 32]), 10) else { panic!("no marker, no download") };
         assert_eq!((e.kind(), e.to_string()), (io::ErrorKind::NotFound, ROOT_MISSING.to_owned()));
+        assert!(is_root_missing(&e), "told by its type");
     }
+    // Not by its text: another error that reads the same is not one.
+    assert!(!is_root_missing(&io::Error::new(io::ErrorKind::NotFound, ROOT_MISSING)));
     assert_eq!(fs::read_dir(&empty).unwrap().count(), 0, "the marker came back on the wrong disk");
     assert!(!gone.exists());
 }

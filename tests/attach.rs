@@ -234,3 +234,58 @@ fn a_brute_force_is_throttled_and_joined_peers_are_not() {
     b.cs.ok(&["start"]);
     wait_for("B back despite the throttle", || (a.peers() == 1 && b.peers() == 1).then_some(()));
 }
+
+/// An attach that fails once the keys have arrived (here: the target lies inside a share
+/// this daemon has) leaves no directory behind, so none syncs to the sharer either.
+#[test]
+fn a_failed_attach_creates_no_directories() {
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let other_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let copy = dir_b.path().join("copy");
+    b.cs.ok(&["attach", &new_code(&a, dir_a.path()), copy.to_str().unwrap(), "--peer", &a.listen()]);
+    b.cs.ok(&["wait", copy.to_str().unwrap(), "--timeout", "30"]);
+
+    // Another share of A's, attached inside B's copy of the first: refused.
+    let nested = copy.join("x").join("y");
+    let code = new_code(&a, other_a.path());
+    let o = b.cs.run(&["attach", &code, nested.to_str().unwrap(), "--peer", &a.listen()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("overlapping_share"), "{}", stderr(&o));
+    assert!(!copy.join("x").exists(), "the failed attach left {} behind", copy.join("x").display());
+    // A file written after it reaches A; nothing of the failed attach came before it.
+    std::fs::write(copy.join("after.txt"), b"after").unwrap();
+    wait_for("after.txt at A", || dir_a.path().join("after.txt").exists().then_some(()));
+    assert!(!dir_a.path().join("x").exists());
+    assert_eq!(b.cs.json(&["list", "--json"])["shares"].as_array().unwrap().len(), 1);
+
+    // Nor does a refused code or an unreachable peer create anything.
+    let o = b.cs.run(&["attach", &code, dir_b.path().join("p/q").to_str().unwrap(), "--peer", "127.0.0.1:1"]);
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
+    assert!(!dir_b.path().join("p").exists());
+}
+
+/// A file (or a path under one) is not a directory to attach into: refused before the code
+/// is tried, so a single-use code still works afterwards.
+#[test]
+fn attach_into_a_file_is_refused_before_the_code_is_tried() {
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let code = new_code(&a, dir_a.path());
+    let file = dir_b.path().join("afile");
+    std::fs::write(&file, b"data").unwrap();
+    for target in [file.clone(), file.join("sub")] {
+        let o = b.cs.run(&["attach", &code, target.to_str().unwrap(), "--peer", &a.listen()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("{} is not a directory", file.display())), "{target:?}: {err}");
+        assert!(err.contains("not_a_directory"), "{err}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"data");
+    assert_eq!(codes(&a)[0]["state"], "active");
+    b.cs.ok(&["attach", &code, dir_b.path().join("good").to_str().unwrap(), "--peer", &a.listen()]);
+}

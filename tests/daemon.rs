@@ -164,3 +164,67 @@ fn wait_fails_when_the_daemon_stops_during_it() {
     assert_eq!(status.code(), Some(5), "wait ended with {status:?}: {err}");
     assert!(err.contains("lost the connection to the daemon"), "{err}");
 }
+
+/// Runs `command` to its end, failing the test if it has not exited within the deadline (a
+/// monitor that retries instead of failing at once), in which case it is killed.
+fn exits_at_once(mut command: std::process::Command, what: &str) -> std::process::Output {
+    /// SIGKILL on drop: a monitor given SIGTERM would ask the running daemon to stop.
+    struct Killed(Option<std::process::Child>);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            if let Some(mut child) = self.0.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = Killed(Some(child));
+    wait_for(&format!("{what} to exit"), || child.0.as_mut().and_then(|c| c.try_wait().unwrap()));
+    child.0.take().unwrap().wait_with_output().unwrap()
+}
+
+/// What identifies a running daemon on disk: its pid files and its control socket.
+fn daemon_files(cs: &Clearskies) -> (Option<u32>, Option<u32>, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (cs.pid("monitor"), cs.pid("worker"), std::fs::metadata(cs.socket()).map(|m| m.ino()).unwrap_or(0))
+}
+
+#[test]
+fn a_second_foreground_start_fails_at_once_and_leaves_the_running_daemon_alone() {
+    let d = Daemon::start();
+    let before = daemon_files(&d.cs);
+    assert!(before.0.is_some() && before.1.is_some() && before.2 != 0, "{before:?}");
+    let o = exits_at_once(d.cs.command(&["start", "--foreground"]), "a second start --foreground");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("worker started"), "no worker was started: {}", stderr(&o));
+    // The first daemon still runs, with its pid files and socket as they were.
+    assert_eq!(daemon_files(&d.cs), before);
+    let status = d.cs.json(&["status", "--json"]);
+    assert_eq!(status["pid"].as_u64(), before.1.map(u64::from), "{status}");
+    assert_eq!(status["worker_restarts"], 0, "{status}");
+    // A plain second start says so too and changes nothing.
+    assert!(d.cs.ok(&["start"]).contains("already running"));
+    assert_eq!(daemon_files(&d.cs), before);
+}
+
+#[test]
+fn a_data_dir_whose_control_socket_path_is_too_long_is_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Unix socket paths are at most 107 bytes (108 with the NUL) on Linux.
+    let home = tmp.path().join("d".repeat(60)).join("e".repeat(60));
+    let cs = Clearskies::new();
+    for args in [&["start", "--foreground"][..], &["start"]] {
+        let mut command = cs.command(args);
+        command.env("CLEARSKIES_HOME", &home);
+        let o = exits_at_once(command, &format!("{args:?}"));
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("too long") && err.contains("CLEARSKIES_HOME"), "{args:?}: {err}");
+        assert!(!err.contains("worker started"), "{args:?}: {err}");
+        let log = std::fs::read_to_string(home.join("log")).unwrap_or_default();
+        assert!(!log.contains("worker started"), "{args:?}: {log}");
+        assert!(!home.join("monitor.pid").exists() && !home.join("worker.pid").exists());
+    }
+}

@@ -31,6 +31,8 @@ fn connect(config: &Config) -> anyhow::Result<Client> {
 /// `clearskies start`: launches the monitor in the background and waits until the worker
 /// answers on its control socket.
 pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
+    // (The monitor checks it too; here it fails before anything is created or launched.)
+    crate::monitor::check_socket_path(&config.control_socket())?;
     config.ensure_data_dir()?;
     if let Ok(mut c) = Client::connect(&config.control_socket()) {
         let StatusAnswer { status, .. } = c.request_as(&Request::Status)?;

@@ -3,7 +3,8 @@
 //! and the actors in `clearskies-actors`.
 //!
 //! Exit codes: 0 success, 1 a command failed (the error is printed on one line), 2 bad
-//! usage (clap's own code), 4 the daemon cannot start (a busy port, an unusable data dir),
+//! usage (clap's own code), 4 the daemon cannot start (a busy port, an unusable data dir,
+//! one already running with it, a control socket path too long),
 //! 5 the connection to the daemon broke off in the middle of a command (it stopped or
 //! restarted: `wait` must not look like success then).
 //! (3 was "the monitor gave up on a crashing worker"; it no longer gives up.) A closed
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(io::stderr(), "clearskies: {e:#}");
-            if e.downcast_ref::<worker::CannotStart>().is_some() {
+            if e.downcast_ref::<worker::CannotStart>().is_some() || e.downcast_ref::<monitor::Refused>().is_some() {
                 ExitCode::from(worker::EXIT_CANNOT_START)
             } else if e.downcast_ref::<client::ConnectionLost>().is_some() {
                 ExitCode::from(client::EXIT_CONNECTION_LOST)
@@ -63,9 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = || Config::load();
     match cli.command {
         Command::Start { foreground: true, danger_fault_injection } => {
-            let config = config()?;
-            config.ensure_data_dir()?;
-            match monitor::run(&config, danger_fault_injection)? {
+            match monitor::run(&config()?, danger_fault_injection)? {
                 monitor::Outcome::Stopped => Ok(ExitCode::SUCCESS),
                 monitor::Outcome::CannotStart => Ok(ExitCode::from(crate::worker::EXIT_CANNOT_START)),
             }

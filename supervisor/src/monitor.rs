@@ -10,7 +10,14 @@
 //! start (exit status 4: restarting would not help) or on SIGTERM/SIGINT, which stop the
 //! worker cleanly (through its control socket, SIGKILL after a grace period) and then the
 //! monitor.
+//!
+//! One monitor per data directory: it holds an exclusive lock on `monitor.lock` for its
+//! life, and refuses to start (exit status 4, touching nothing) while another monitor holds
+//! it or a worker answers on the control socket. It also refuses a data directory whose
+//! control socket path is too long for a unix socket, before starting any worker.
 
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -46,8 +53,78 @@ pub(crate) fn backoff(streak: u32) -> Duration {
     FIRST_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF)
 }
 
-/// Runs the restart loop until the worker stops cleanly or cannot start.
+/// The daemon cannot start with this data directory, found before any worker is started:
+/// another daemon runs with it, or its control socket's path is too long. Exit status 4,
+/// like a worker that cannot start: starting again would fail the same way.
+#[derive(Debug)]
+pub(crate) struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The file the running monitor holds locked (never removed: a lock on a file that can be
+/// unlinked and created again would not exclude anyone).
+const LOCK_FILE: &str = "monitor.lock";
+
+/// Refuses a control socket path a unix socket cannot have (on Linux at most 107 bytes).
+pub(crate) fn check_socket_path(socket: &Path) -> Result<(), Refused> {
+    if std::os::unix::net::SocketAddr::from_pathname(socket).is_ok() {
+        return Ok(());
+    }
+    Err(Refused(format!(
+        "the control socket path {} is too long for a unix socket ({} bytes; at most 107 on Linux): set \
+         CLEARSKIES_HOME to a shorter directory",
+        socket.display(),
+        socket.as_os_str().len()
+    )))
+}
+
+/// What a second daemon on this data directory is told.
+fn already_running(config: &Config) -> Refused {
+    let pid = std::fs::read_to_string(config.monitor_pid_file()).ok().map(|p| p.trim().to_owned());
+    let who = pid.filter(|p| !p.is_empty()).map(|p| format!(" (monitor pid {p})")).unwrap_or_default();
+    Refused(format!(
+        "another clearskies daemon is already running with the data directory {}{who}; stop it with `clearskies \
+         stop`, or give this one another CLEARSKIES_HOME",
+        config.data_dir.display()
+    ))
+}
+
+/// Makes this process the data directory's monitor: takes the lock, which must be free,
+/// and checks that no worker answers on the control socket (one whose monitor was killed).
+/// The lock is held as long as the returned file is open (it is not inherited by the
+/// worker: the file is opened close-on-exec).
+fn claim(config: &Config) -> anyhow::Result<std::fs::File> {
+    let path = config.data_dir.join(LOCK_FILE);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Err(already_running(config).into()),
+        Err(e) => return Err(std::io::Error::from(e)).with_context(|| format!("locking {}", path.display())),
+    }
+    if std::os::unix::net::UnixStream::connect(config.control_socket()).is_ok() {
+        return Err(already_running(config).into());
+    }
+    Ok(lock)
+}
+
+/// Runs the restart loop until the worker stops cleanly or cannot start. Refused at once,
+/// with the running daemon's files untouched, if another daemon has the data directory.
 pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
+    check_socket_path(&config.control_socket())?;
+    config.ensure_data_dir()?;
+    let _lock = claim(config)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the monitor")?;
     let pid_file = config.monitor_pid_file();
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).context("writing monitor.pid")?;
@@ -166,5 +243,13 @@ mod tests {
         assert_eq!(secs, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0]);
         assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
         assert_eq!(backoff(0), FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn a_control_socket_path_must_fit_a_unix_socket() {
+        // 107 bytes and the NUL fill Linux's sun_path.
+        assert!(check_socket_path(Path::new(&format!("/{}", "a".repeat(106)))).is_ok());
+        let e = check_socket_path(Path::new(&format!("/{}", "a".repeat(107)))).unwrap_err().to_string();
+        assert!(e.contains("too long") && e.contains("108 bytes") && e.contains("CLEARSKIES_HOME"), "{e}");
     }
 }

@@ -176,8 +176,10 @@ impl Connections {
         ctx: &mut Context<Self>,
     ) -> Result<ResponseActFuture<Self, Result<ShareCreated, CommandError>>, CommandError> {
         msg.selection.validate().map_err(|message| CommandError::new(ErrorCode::BadSelection, message))?;
-        // Before any code is tried (and spent): never into the data directory.
+        // Before any code is tried (and spent): never into the data directory, nor into a
+        // file or a path under one. (What is missing of the path is created only by the join.)
         registry::check_not_data_dir(&self.data_dir, &msg.path)?;
+        registry::missing_dirs(&msg.path)?;
         let AddShare { with, path, peer, timeout, selection } = msg;
         if let JoinWith::Keys(keys) = with {
             let peer = peer.ok_or_else(|| {

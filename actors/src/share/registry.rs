@@ -433,7 +433,8 @@ pub fn create_share_with(
 }
 
 /// Refuses a share whose ID or path is taken, or whose path is inside (or contains) another
-/// share; otherwise creates its marker directory, key file, column family and config.
+/// share; otherwise creates its marker directory, key file, column family and config. If
+/// one of those fails, what it had made is removed again.
 fn register(
     store: &Store,
     data_dir: &Path,
@@ -441,25 +442,114 @@ fn register(
     keys: &ShareKeys,
 ) -> Result<ShareConfig, RegistryError> {
     let path = &config.path;
+    check_free(store, data_dir, path, &config.id)?;
+    let marker = path.join(META_DIR);
+    let new_marker = !marker.exists();
+    let mut undo = Undo::default();
+    let done = (|| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&marker)
+            .map_err(io(format!("creating {}", marker.display())))?;
+        if new_marker {
+            undo.dirs.push(marker.clone());
+        }
+        write_keys(data_dir, &config.id, keys)?;
+        undo.file = Some(keys_path(data_dir, &config.id));
+        store.create_share(&config.store_key())?;
+        undo.family = Some(config.store_key());
+        let json = serde_json::to_vec(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        store.put_meta(&format!("share:{}", config.id), &json)?;
+        Ok(())
+    })();
+    match done {
+        Ok(()) => Ok(config),
+        Err(e) => {
+            undo.run(store);
+            Err(e)
+        }
+    }
+}
+
+/// What a failed [`register`] or [`join_share`] made and takes back: the column family, the
+/// key file, then the directories it created, the last created first. Directories are
+/// removed only while empty, so nothing put in them meanwhile is lost.
+#[derive(Default)]
+struct Undo {
+    family: Option<String>,
+    file: Option<PathBuf>,
+    /// In the order they were created.
+    dirs: Vec<PathBuf>,
+}
+
+impl Undo {
+    fn run(self, store: &Store) {
+        if let Some(family) = self.family {
+            let _ = store.drop_share(&family);
+        }
+        if let Some(file) = self.file {
+            let _ = fs::remove_file(file);
+        }
+        for dir in self.dirs.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Refuses `path` (canonical, or as [`resolve`] gives it) for a share with ID `id` if it is
+/// or holds the data directory, is shared already, or lies inside or around another share.
+fn check_free(store: &Store, data_dir: &Path, path: &Path, id: &Sha256Hash) -> Result<(), RegistryError> {
     check_not_data_dir(data_dir, path)?;
     for other in load_shares(store)? {
-        if other.id == config.id || &other.path == path {
+        if &other.id == id || other.path == path {
             return Err(RegistryError::AlreadyShared(other.path));
         }
         if path.starts_with(&other.path) || other.path.starts_with(path) {
-            return Err(RegistryError::Overlaps { path: path.clone(), other: other.path });
+            return Err(RegistryError::Overlaps { path: path.to_owned(), other: other.path });
         }
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path.join(META_DIR))
-        .map_err(io(format!("creating {}", path.join(META_DIR).display())))?;
-    write_keys(data_dir, &config.id, keys)?;
-    store.create_share(&config.store_key())?;
-    let json = serde_json::to_vec(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store.put_meta(&format!("share:{}", config.id), &json)?;
-    Ok(config)
+    Ok(())
+}
+
+/// The directories that would have to be created for `path` to exist, outermost first
+/// (empty if it exists). Refused if `path`, or the nearest part of it that exists, is not a
+/// directory (a file, or a path under one): checked before an attach tries a code, so a
+/// single-use code is not spent on a target that cannot work.
+pub fn missing_dirs(path: &Path) -> Result<Vec<PathBuf>, RegistryError> {
+    let mut missing = Vec::new();
+    for dir in path.ancestors() {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => return Err(RegistryError::NotADirectory(dir.to_owned())),
+            // (A path under a file reads as "not a directory": its file is found further up.)
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                missing.push(dir.to_owned());
+            }
+            Err(e) => return Err(io(format!("looking at {}", dir.display()))(e)),
+        }
+    }
+    missing.reverse();
+    Ok(missing)
+}
+
+/// Creates the directories [`missing_dirs`] names for `path`, one at a time, noting in `undo`
+/// each one this call made (one that appears meanwhile is not ours). On a failure, those
+/// made so far are removed again.
+fn create_missing(path: &Path, undo: &mut Undo) -> Result<(), RegistryError> {
+    for dir in missing_dirs(path)? {
+        match fs::create_dir(&dir) {
+            Ok(()) => undo.dirs.push(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => {
+                for made in undo.dirs.drain(..).rev() {
+                    let _ = fs::remove_dir(made);
+                }
+                return Err(io(format!("creating {}", dir.display()))(e));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses `path` if it is the data directory, lies inside it or contains it, whatever
@@ -597,7 +687,9 @@ pub fn key_verifier(key_id: &Sha256Hash, key: &SecretKey) -> VerifierRecord {
     VerifierRecord::new(&username, &hex::encode(key.as_bytes()), salt)
 }
 
-/// Joins the share that `keys` (from `core.keys`) open, at `path` (created if missing).
+/// Joins the share that `keys` (from `core.keys`) open, at `path`. The directories of `path`
+/// that are missing are created only once the keys check out and the path is free, and a
+/// failed join removes exactly those again: it leaves the filesystem as it found it.
 pub fn join_share(
     store: &Store,
     data_dir: &Path,
@@ -621,24 +713,33 @@ pub fn join_share(
         AccessLevel::ReadWrite | AccessLevel::ReadOnly | AccessLevel::Untrusted => return Err(RegistryError::BadKeys),
         AccessLevel::Unknown => return Err(RegistryError::Unsupported("unknown")),
     }
-    fs::DirBuilder::new().recursive(true).create(path).map_err(io(format!("creating {}", path.display())))?;
-    let path = fs::canonicalize(path).map_err(|_| RegistryError::NotADirectory(path.to_owned()))?;
-    let config = ShareConfig {
-        id: key_id,
-        path,
-        peer_id,
-        access_level: keys.access_level,
-        created: now,
-        peers: vec![via.to_owned()],
-        selection,
-    };
-    register(store, data_dir, config, &held)
+    // Everything that can be checked before the directory exists is; it is created at the
+    // last moment, and removed again (with whatever else this made) if the join fails.
+    check_free(store, data_dir, &resolve(path), &key_id)?;
+    let mut undo = Undo::default();
+    create_missing(path, &mut undo)?;
+    let joined = fs::canonicalize(path).map_err(|_| RegistryError::NotADirectory(path.to_owned())).and_then(|path| {
+        let config = ShareConfig {
+            id: key_id,
+            path,
+            peer_id,
+            access_level: keys.access_level,
+            created: now,
+            peers: vec![via.to_owned()],
+            selection,
+        };
+        register(store, data_dir, config, &held)
+    });
+    if joined.is_err() {
+        undo.run(store);
+    }
+    joined
 }
 
 /// Who joins a share, where, through whom, keeping what.
 #[derive(Debug)]
 pub struct Joining<'a> {
-    /// Where the share goes (created if missing).
+    /// Where the share goes (created if missing; removed again if the join fails).
     pub path: &'a Path,
     /// Our new peer ID in it.
     pub peer_id: PeerId,

@@ -150,6 +150,59 @@ fn levels_and_what_each_code_hands_over() {
     assert_eq!(read_keys(data.path(), &share.id).unwrap(), completed);
 }
 
+/// A join creates the missing part of its path only when it goes through; one that fails
+/// (the path taken, under a file, or a write failing after the directories were made)
+/// leaves the filesystem as it was.
+#[test]
+fn a_failed_join_leaves_no_directories() {
+    let now = Timestamp::new(1000, 0).unwrap();
+    let (sharer_data, sharer_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sharer = Store::open(&sharer_data.path().join("db")).unwrap();
+    let shared = create_share(&sharer, sharer_data.path(), sharer_dir.path(), now).unwrap();
+    let keys = read_keys(sharer_data.path(), &shared.id).unwrap().grant(AccessLevel::ReadWrite).unwrap();
+
+    let (data, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = Store::open(&data.path().join("db")).unwrap();
+    let join = |path: &Path| {
+        let joining = Joining { path, peer_id: PeerId([7; 16]), via: "127.0.0.1:1", selection: Default::default() };
+        join_share(&store, data.path(), joining, &keys, now)
+    };
+    let mine = home.path().join("mine");
+    fs::create_dir(&mine).unwrap();
+    create_share(&store, data.path(), &mine, now).unwrap();
+    assert!(matches!(join(&mine.join("x/y")), Err(RegistryError::Overlaps { .. })));
+    assert!(!mine.join("x").exists());
+    let file = home.path().join("afile");
+    fs::write(&file, b"data").unwrap();
+    for target in [file.clone(), file.join("sub")] {
+        assert!(matches!(join(&target), Err(RegistryError::NotADirectory(p)) if p == file), "{target:?}");
+        assert!(matches!(missing_dirs(&target), Err(RegistryError::NotADirectory(p)) if p == file), "{target:?}");
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"data");
+
+    // The key file cannot be written: the directories made for the join go again.
+    let keys_dir = data.path().join("keys");
+    fs::rename(&keys_dir, data.path().join("keys.aside")).unwrap();
+    fs::write(&keys_dir, b"not a directory").unwrap();
+    let target = home.path().join("new/deep");
+    assert_eq!(missing_dirs(&target).unwrap(), [home.path().join("new"), target.clone()]);
+    assert!(matches!(join(&target), Err(RegistryError::Io { .. })));
+    assert!(!home.path().join("new").exists());
+    assert_eq!(load_shares(&store).unwrap().len(), 1);
+    // An existing directory keeps itself and what it holds; only the marker goes.
+    let existing = home.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    fs::write(existing.join("keep.txt"), b"k").unwrap();
+    assert!(matches!(join(&existing), Err(RegistryError::Io { .. })));
+    assert!(existing.join("keep.txt").exists() && !existing.join(META_DIR).exists());
+
+    fs::remove_file(&keys_dir).unwrap();
+    fs::rename(data.path().join("keys.aside"), &keys_dir).unwrap();
+    let joined = join(&target).unwrap();
+    assert_eq!(joined.path, fs::canonicalize(&target).unwrap());
+    assert!(target.join(META_DIR).is_dir());
+}
+
 #[test]
 fn the_server_secret_persists_and_is_private() {
     let data = tempfile::tempdir().unwrap();

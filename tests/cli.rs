@@ -52,3 +52,37 @@ fn bad_usage_exits_2() {
     let o = Clearskies::new().run(&["no-such-command"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn status_exits_1_while_a_share_is_in_error_and_says_what_moved() {
+    let d = crate::util::Daemon::start();
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("photos");
+    std::fs::create_dir(&root).unwrap();
+    let out = d.cs.ok(&["share", root.to_str().unwrap()]);
+    // Discovery is off in the tests: the attach command says where to find this daemon.
+    assert!(out.contains(&format!("--peer {}", d.listen())), "{out}");
+    let healthy = d.cs.run(&["status"]);
+    assert!(healthy.status.success(), "{}", stderr(&healthy));
+    assert!(stdout(&healthy).starts_with("clearskies-rs "), "{}", stdout(&healthy));
+    assert!(stdout(&healthy).contains("since the worker started: 0 B sent, 0 B received"), "{}", stdout(&healthy));
+    // The root goes away: the share is in error, and status says so in its exit status.
+    std::fs::rename(&root, base.path().join("elsewhere")).unwrap();
+    let failed = crate::util::wait_for("status to fail", || {
+        let o = d.cs.run(&["status"]);
+        (o.status.code() == Some(1)).then_some(o)
+    });
+    assert!(stdout(&failed).contains("health: a share is in error"), "{}", stdout(&failed));
+    let json = d.cs.run(&["status", "--json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!((v["health"]["healthy"].as_bool(), v["sent_bytes"].as_u64()), (Some(false), Some(0)), "{v}");
+}
+
+#[test]
+fn a_code_prefix_too_short_asks_for_more_digits() {
+    let d = crate::util::Daemon::start();
+    let o = d.cs.run(&["code", "cancel", "abc"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("at least 8 hex digits"), "{}", stderr(&o));
+}

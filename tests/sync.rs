@@ -394,6 +394,9 @@ fn downloads_wait_for_free_space_and_resume_when_there_is_some() {
         (s["status"] == "error" && s["pending_files"].as_u64()? == 2).then_some(s)
     });
     assert!(waiting["error"].as_str().unwrap().contains("min_free_space"), "{waiting}");
+    // It names the rule and what the disk has, so the user can act on it.
+    let why = waiting["error"].as_str().unwrap();
+    assert!(why.contains("min_free_space (10.0 MB)") && why.contains("MB free"), "{why}");
     let present: Vec<usize> = (0..4).filter(|i| rb.join(format!("video{i}.bin")).exists()).collect();
     assert_eq!(present.len(), 2, "{present:?}");
     for i in &present {

@@ -118,14 +118,17 @@ fn is_running(pid: u32) -> bool {
 }
 
 /// `clearskies status`.
-pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
+/// `clearskies status`: whether the daemon is healthy (every share in sync or syncing, none
+/// in error), after printing its state; `false` makes the exit status 1, for scripts.
+pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<bool> {
     let answer = connect(config)?.request(&Request::Status)?;
-    if json {
-        return out(&answer.to_string());
-    }
     let StatusAnswer { status, health } = answer_as(&answer)?;
+    if json {
+        out(&answer.to_string())?;
+        return Ok(health.healthy);
+    }
     let mut text = format!(
-        "clearskies {} (worker pid {}, up {}s, worker restarts {})\nsync: {}\nlistening on: {}\nmetrics: {}\npeers connected: {}\nupload: {} (limit {}), download: {} (limit {})",
+        "{} (worker pid {}, up {}s, worker restarts {})\nsync: {}\nlistening on: {}\nmetrics: {}\npeers connected: {}\nupload: {} (limit {}), download: {} (limit {})\nsince the worker started: {} sent, {} received",
         status.software,
         status.pid,
         status.daemon_uptime_seconds.unwrap_or(status.uptime_seconds),
@@ -138,6 +141,8 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         limit(status.upload_limit),
         rate(status.download_rate),
         limit(status.download_limit),
+        bytes(status.sent_bytes),
+        bytes(status.received_bytes),
     );
     text.push_str(&format!("\nhealth: {}", if health.healthy { "ok" } else { "a share is in error" }));
     for s in &health.shares {
@@ -151,8 +156,11 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             text.push_str(&format!(" ({} local change(s) not synced: read-only here)", s.local_changes));
         }
     }
-    out(&text)
+    out(&text)?;
+    Ok(health.healthy)
 }
+
+use clearskies_actors::config::parse::show_bytes as bytes;
 
 /// Bytes per second, readably.
 fn rate(bytes: u64) -> String {
@@ -466,19 +474,44 @@ pub(crate) fn share(config: &Config, path: &std::path::Path, opts: ShareOptions<
     };
     let uses = if opts.multi_use { "multi-use" } else { "single use" };
     let (shared, mode) = (path.display(), mode.replace('_', "-"));
+    // Without a tracker or LAN discovery the other computer cannot find this one by itself.
+    let values = &config.values;
+    let peer = if values.trackers.is_empty() && !values.lan_discovery {
+        let listen = c.request_as::<StatusAnswer>(&Request::Status).ok().and_then(|s| s.status.listen);
+        peer_hint(listen.as_deref())
+    } else {
+        String::new()
+    };
     match &opts.custom {
         None => {
             let text = code.access_code.as_deref().unwrap_or("?");
             out(&format!(
                 "Shared {shared}.\nAccess code for {mode} access ({uses}, {validity}):\n\n    {text}\n    {}\n\nOn \
-                 the other computer: clearskies attach {text} DIRECTORY",
+                 the other computer: clearskies attach {text} DIRECTORY{peer}",
                 code.url.as_deref().unwrap_or("?"),
             ))
         }
         Some((username, _)) => out(&format!(
             "Shared {shared}.\nUsername {username:?} with your password gives {mode} access ({uses}, \
-             {validity}).\n\nOn the other computer: clearskies attach --username {username:?} DIRECTORY"
+             {validity}).\n\nOn the other computer: clearskies attach --username {username:?} DIRECTORY{peer}"
         )),
+    }
+}
+
+/// ` --peer ADDRESS:PORT` for the attach command `share` prints when discovery is off: the
+/// listening address, or a placeholder for this computer's address when it listens on
+/// every interface.
+fn peer_hint(listen: Option<&str>) -> String {
+    let Some(addr) = listen.and_then(|l| l.parse::<std::net::SocketAddr>().ok()) else {
+        return " --peer THIS-COMPUTER:PORT".to_owned();
+    };
+    if addr.ip().is_unspecified() {
+        format!(
+            " --peer THIS-COMPUTER:{}\n(replace THIS-COMPUTER with this computer's address; discovery is off)",
+            addr.port()
+        )
+    } else {
+        format!(" --peer {addr}")
     }
 }
 

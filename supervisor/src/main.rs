@@ -82,7 +82,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracker(listen, min_ttl, max_ttl, max_clients, max_members).map(|()| ExitCode::SUCCESS)
         }
         Command::Stop => daemon::stop(&config()?).map(|()| ExitCode::SUCCESS),
-        Command::Status { json } => daemon::status(&config()?, json).map(|()| ExitCode::SUCCESS),
+        Command::Status { json } => {
+            daemon::status(&config()?, json).map(|healthy| if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Share { path, mode, expires, multi_use, username, password, json } => {
             let custom = username.map(|u| daemon::with_password(u, password, daemon::Confirm::Twice)).transpose()?;
             let opts = daemon::ShareOptions { mode: &mode, expires: &expires, multi_use, custom, json };

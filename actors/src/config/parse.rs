@@ -112,6 +112,19 @@ pub fn parse_min_free(text: &str) -> Option<MinFree> {
     }
 }
 
+/// A number of bytes for people: `950 B`, `12.3 kB`, `4.1 MB`, `2.0 GB` (powers of 1000).
+pub fn show_bytes(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // (one decimal shown)
+    let f = n as f64;
+    match n {
+        b if b >= 1_000_000_000_000 => format!("{:.1} TB", f / 1e12),
+        b if b >= 1_000_000_000 => format!("{:.1} GB", f / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", f / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", f / 1e3),
+        b => format!("{b} B"),
+    }
+}
+
 /// A rate as the user writes it: a whole number with an optional k/M/G (×1000) or
 /// Ki/Mi/Gi (×1024) suffix, and an optional trailing `B` or `B/s`.
 pub fn parse_rate(text: &str) -> Result<u64, String> {

@@ -96,6 +96,12 @@ pub struct Status {
     pub listen: Option<String>,
     /// Connected peer sessions.
     pub peers: usize,
+    /// Bytes sent to peers since the worker started (the protocol stream, before TLS).
+    #[serde(default)]
+    pub sent_bytes: u64,
+    /// Bytes received from peers since the worker started.
+    #[serde(default)]
+    pub received_bytes: u64,
 }
 
 /// Fault injection (only with `--danger-fault-injection`): make an actor panic.

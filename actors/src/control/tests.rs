@@ -72,6 +72,8 @@ fn status() -> Status {
         metrics: None,
         listen: None,
         peers: 0,
+        sent_bytes: 0,
+        received_bytes: 0,
     }
 }
 

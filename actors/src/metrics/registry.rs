@@ -195,6 +195,12 @@ impl Metrics {
         m
     }
 
+    /// Bytes sent to and received from peers since the worker started, every extension.
+    pub fn peer_byte_totals(&self) -> (u64, u64) {
+        let sum = |c: &IntCounterVec| EXTENSIONS.iter().map(|e| c.with_label_values(&[e]).get()).sum();
+        (sum(&self.sent_bytes), sum(&self.received_bytes))
+    }
+
     /// Every label value that can appear, at zero: dashboards and `rate()` see the series
     /// from the first scrape, not from the first event.
     fn zero_series(&self) {

@@ -356,6 +356,9 @@ pub enum RegistryError {
     /// More than one code matches an ID prefix.
     #[error("{0:?} matches more than one code; give more of the ID")]
     AmbiguousCode(String),
+    /// An access ID prefix too short to name one code safely.
+    #[error("{0:?} is too short: give at least 8 hex digits of the access ID (clearskies code list shows them)")]
+    PrefixTooShort(String),
 }
 
 impl RegistryError {
@@ -375,6 +378,7 @@ impl RegistryError {
             RegistryError::UsernameTaken(_) => ErrorCode::UsernameTaken,
             RegistryError::NoSuchCode(_) => ErrorCode::NoSuchCode,
             RegistryError::AmbiguousCode(_) => ErrorCode::AmbiguousCode,
+            RegistryError::PrefixTooShort(_) => ErrorCode::BadCode,
         }
     }
 }
@@ -849,8 +853,11 @@ pub fn cancel_code(store: &Store, which: &CodeRef) -> Result<CodeRecord, Registr
         Some(id) => find_code(store, &id)?,
         None => {
             let prefix = shown.to_ascii_lowercase();
-            if prefix.len() < 8 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(RegistryError::NoSuchCode(shown));
+            }
+            if prefix.len() < 8 {
+                return Err(RegistryError::PrefixTooShort(shown));
             }
             let mut matching = load_codes(store)?.into_iter().filter(|c| c.access_id.to_string().starts_with(&prefix));
             let first = matching.next();

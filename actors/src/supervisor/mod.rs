@@ -484,6 +484,8 @@ impl Handler<GetStatus> for Supervisor {
             metrics: self.metrics_addr.map(|a| a.to_string()),
             listen: self.listen_addr.map(|a| a.to_string()),
             peers: 0,
+            sent_bytes: metrics().peer_byte_totals().0,
+            received_bytes: metrics().peer_byte_totals().1,
         };
         let count = self.owners.as_ref().map(|o| o.connections.send(CountPeers));
         Box::pin(async move {

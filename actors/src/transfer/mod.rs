@@ -49,6 +49,7 @@ use self::messages::{
     FetchRange, Fetches, Finished, Missing, SetTransfersPaused, Sink, SinkItem, TransferPeerDown, TransferPeerUp,
 };
 use self::queue::{is_complete, Plan, Requests};
+use crate::config::parse::show_bytes;
 use crate::peer::messages::{PeerOut, Producer};
 use crate::share::messages::{DiskFull, Downloaded};
 
@@ -262,10 +263,19 @@ impl Transfer {
     /// bytes a file that waits needs).
     fn tell_short_of_space(&mut self, need: Option<u64>) {
         let low = need.map(|need| {
+            // What the user can act on: the rule, and what there is.
+            let (free, total) = fsops::free_space(&self.root).unwrap_or((0, 0));
+            let min = self.runtime.min_free();
+            let keep = match min {
+                crate::config::MinFree::Percent(p) => format!("{p}% = {}", show_bytes(min.bytes(total))),
+                crate::config::MinFree::Bytes(b) => show_bytes(b),
+            };
             format!(
-                "{DISK_FULL}: a {need}-byte file would leave less free space than min_free_space on {}; \
-                 waiting for space",
-                self.root.display()
+                "{DISK_FULL}: a {} download would leave less than min_free_space ({keep}) free on {}, which has {} \
+                 free; waiting for space",
+                show_bytes(need),
+                self.root.display(),
+                show_bytes(free),
             )
         });
         if low.is_some() != self.low_space {

@@ -224,6 +224,8 @@ fn status_and_health() {
         metrics: Some("127.0.0.1:49222".into()),
         listen: Some("0.0.0.0:49200".into()),
         peers: 2,
+        sent_bytes: 7_000,
+        received_bytes: 9_000_000,
     };
     let in_sync = ShareHealth {
         id: ID.into(),
@@ -262,7 +264,7 @@ fn status_and_health() {
               "download_rate":2000000,"upload_limit":0,"download_limit":500000,
               "software":"clearskies 0.1.0","pid":4242,"uptime_seconds":60,"daemon_uptime_seconds":3600,
               "worker_restarts":1,"actor_restarts":2,"metrics":"127.0.0.1:49222","listen":"0.0.0.0:49200",
-              "peers":2,"health":{{"healthy":false,"in_sync":false,"shares":{shares}}}}}"#
+              "peers":2,"sent_bytes":7000,"received_bytes":9000000,"health":{{"healthy":false,"in_sync":false,"shares":{shares}}}}}"#
         ),
     );
     // A worker without a monitor, metrics or listener.
@@ -272,7 +274,7 @@ fn status_and_health() {
         r#"{"paused":false,"tracking":true,"nat_punctured":false,"upload_rate":1500,"download_rate":2000000,
             "upload_limit":0,"download_limit":500000,"software":"clearskies 0.1.0","pid":4242,
             "uptime_seconds":60,"worker_restarts":1,"actor_restarts":2,"listen":null,"peers":2,
-            "health":{"healthy":true,"in_sync":true,"shares":[]}}"#,
+            "sent_bytes":7000,"received_bytes":9000000,"health":{"healthy":true,"in_sync":true,"shares":[]}}"#,
     );
     // `/health` over HTTP: no paths.
     same(

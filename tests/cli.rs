@@ -86,3 +86,16 @@ fn a_code_prefix_too_short_asks_for_more_digits() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("at least 8 hex digits"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_daemon_with_an_unusable_config_exits_4_at_once() {
+    let cs = Clearskies::new();
+    cs.write_config("upload_limit = \"fast\"\n");
+    for args in [&["start"][..], &["start", "--foreground"]] {
+        let o = cs.run(args);
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("upload_limit") && stderr(&o).contains("config.toml"), "{}", stderr(&o));
+    }
+    // Other commands cannot read it either: a plain failure.
+    assert_eq!(cs.run(&["status"]).status.code(), Some(1));
+}

@@ -62,18 +62,21 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = || Config::load();
+    // A daemon whose settings or data directory are unusable cannot start: exit 4, which
+    // the monitor and service managers do not retry.
+    let start_config = || Config::load().map_err(|e| anyhow::Error::new(worker::CannotStart::from(e)));
     match cli.command {
         Command::Start { foreground: true, danger_fault_injection } => {
-            match monitor::run(&config()?, danger_fault_injection)? {
+            match monitor::run(&start_config()?, danger_fault_injection)? {
                 monitor::Outcome::Stopped => Ok(ExitCode::SUCCESS),
                 monitor::Outcome::CannotStart => Ok(ExitCode::from(crate::worker::EXIT_CANNOT_START)),
             }
         }
         Command::Start { foreground: false, danger_fault_injection } => {
-            daemon::start(&config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
+            daemon::start(&start_config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
         }
         Command::Worker { danger_fault_injection } => {
-            worker::run(&config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
+            worker::run(&start_config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
         }
         Command::InjectFault { fault, arg, path } => {
             daemon::inject_fault(&config()?, &fault, arg.as_deref(), path.as_deref()).map(|()| ExitCode::SUCCESS)

@@ -34,6 +34,12 @@ impl std::fmt::Display for CannotStart {
 
 impl std::error::Error for CannotStart {}
 
+impl From<anyhow::Error> for CannotStart {
+    fn from(e: anyhow::Error) -> Self {
+        CannotStart(e)
+    }
+}
+
 /// What the worker binds and opens, after its control socket, before any actor starts.
 struct Resources {
     peers: std::net::TcpListener,
@@ -95,7 +101,7 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     let fd_limit = clearskies_actors::listener::raise_fd_limit();
     info!(fd_limit, "file descriptor limit");
     let socket = config.control_socket();
-    // (Another live daemon on this data dir is a plain error: `start` checks that first.)
+    // (Another live daemon on this data dir: the monitor's lock refuses it before this.)
     config.ensure_data_dir().map_err(CannotStart)?;
     let listener = bind_control_socket(&socket)?;
     let restarts = std::env::var(WORKER_RESTARTS_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -203,6 +203,42 @@ fn wait_prints_plain_progress_lines_counting_bytes() {
     assert_eq!(std::fs::metadata(target.join("big.bin")).unwrap().len(), 11_000_000);
 }
 
+/// Ctrl-C during `wait` exits with 130, as a shell reports an interrupted command, with its
+/// progress output ended by a newline.
+#[test]
+fn wait_interrupted_exits_130_with_its_line_ended() {
+    let a = Daemon::start();
+    // B downloads at 64 KiB/s: a 4 MiB file keeps its share out of sync for a minute.
+    let b = Daemon::start_with(&[("CLEARSKIES_DOWNLOAD_LIMIT", "64k")]);
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    std::fs::write(dir_a.path().join("big.bin"), crate::util::noise(4 << 20, 8)).unwrap();
+    let code = a.share_code(dir_a.path(), &[]);
+    let target = dir_b.path().join("copy");
+    let t = target.to_str().unwrap();
+    b.cs.ok(&["attach", &code, t, "--peer", &a.listen()]);
+
+    let mut waiting =
+        b.cs.command(&["wait", t, "--timeout", "600"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (err, mut pipe) = (err.clone(), waiting.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut buf) {
+                err.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    wait_for("a progress line", || err.lock().unwrap().contains("to fetch").then_some(()));
+    kill(waiting.id(), "-INT");
+    let status = wait_for("wait to end", || waiting.try_wait().unwrap());
+    reader.join().unwrap();
+    let err = err.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(130), "wait ended with {status:?}: {err}");
+    assert!(err.ends_with('\n'), "{err:?}");
+}
+
 /// Runs `command` to its end, failing the test if it has not exited within the deadline (a
 /// monitor that retries instead of failing at once), in which case it is killed.
 fn exits_at_once(mut command: std::process::Command, what: &str) -> std::process::Output {

@@ -816,7 +816,10 @@ fn rate_text(bytes_per_sec: f64) -> String {
 /// Seconds until `remaining` bytes arrive at `rate` bytes per second (`None`: no rate, or
 /// nothing left).
 fn eta(remaining: u64, rate: f64) -> Option<u64> {
-    (rate >= 1.0 && remaining > 0).then(|| (remaining as f64 / rate).ceil() as u64)
+    if rate < 1.0 || remaining == 0 {
+        return None;
+    }
+    Duration::try_from_secs_f64((remaining as f64 / rate).ceil()).ok().map(|d| d.as_secs())
 }
 
 /// A duration: "7 s", "3 min 20 s", "2 h 5 min".

@@ -165,6 +165,80 @@ fn wait_fails_when_the_daemon_stops_during_it() {
     assert!(err.contains("lost the connection to the daemon"), "{err}");
 }
 
+/// With stderr not a terminal (a log, a pipe), `wait` prints a plain progress line every
+/// few seconds, and its byte count moves while one large file arrives: a slow 11 MB file is
+/// progress too, not 0% until it is whole.
+#[test]
+fn wait_prints_plain_progress_lines_counting_bytes() {
+    // A sends at 1 MB/s: the 11 MB file takes about 11 s.
+    let a = Daemon::start_with(&[("CLEARSKIES_UPLOAD_LIMIT", "1M")]);
+    let b = Daemon::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    std::fs::write(dir_a.path().join("big.bin"), crate::util::noise(11_000_000, 5)).unwrap();
+    let code = a.share_code(dir_a.path(), &[]);
+    let target = dir_b.path().join("copy");
+    let t = target.to_str().unwrap();
+    b.cs.ok(&["attach", &code, t, "--peer", &a.listen()]);
+    wait_for("B to start fetching", || (b.first_share()["pending_files"].as_u64() >= Some(1)).then_some(()));
+
+    let out = b.cs.command(&["wait", t, "--timeout", "300"]).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "wait ended with {:?}: {err}", out.status);
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "terminal control on a pipe: {err:?}");
+    // "syncing: 1 file to fetch, 4.2 of 11.0 MB done (38%), …"
+    let done: Vec<(f64, f64)> = err
+        .lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" MB done")?;
+            let (x, y) = before.rsplit_once(", ")?.1.split_once(" of ")?;
+            Some((x.parse().ok()?, y.parse().ok()?))
+        })
+        .collect();
+    let moving: Vec<f64> = done.iter().filter(|(x, y)| x < y).map(|(x, _)| *x).collect();
+    assert!(moving.len() >= 2, "fewer than two progress lines before the file was whole:\n{err}");
+    assert!(moving.windows(2).all(|w| w[0] <= w[1]) && moving[0] < moving[moving.len() - 1], "{err}");
+    assert!(err.contains("1 file to fetch") && !err.contains("1 files"), "{err}");
+    assert!(err.ends_with('\n'), "{err:?}");
+    assert_eq!(std::fs::metadata(target.join("big.bin")).unwrap().len(), 11_000_000);
+}
+
+/// Ctrl-C during `wait` exits with 130, as a shell reports an interrupted command, with its
+/// progress output ended by a newline.
+#[test]
+fn wait_interrupted_exits_130_with_its_line_ended() {
+    let a = Daemon::start();
+    // B downloads at 64 KiB/s: a 4 MiB file keeps its share out of sync for a minute.
+    let b = Daemon::start_with(&[("CLEARSKIES_DOWNLOAD_LIMIT", "64k")]);
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    std::fs::write(dir_a.path().join("big.bin"), crate::util::noise(4 << 20, 8)).unwrap();
+    let code = a.share_code(dir_a.path(), &[]);
+    let target = dir_b.path().join("copy");
+    let t = target.to_str().unwrap();
+    b.cs.ok(&["attach", &code, t, "--peer", &a.listen()]);
+
+    let mut waiting =
+        b.cs.command(&["wait", t, "--timeout", "600"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (err, mut pipe) = (err.clone(), waiting.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut buf) {
+                err.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    wait_for("a progress line", || err.lock().unwrap().contains("to fetch").then_some(()));
+    kill(waiting.id(), "-INT");
+    let status = wait_for("wait to end", || waiting.try_wait().unwrap());
+    reader.join().unwrap();
+    let err = err.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(130), "wait ended with {status:?}: {err}");
+    assert!(err.ends_with('\n'), "{err:?}");
+}
+
 /// Runs `command` to its end, failing the test if it has not exited within the deadline (a
 /// monitor that retries instead of failing at once), in which case it is killed.
 fn exits_at_once(mut command: std::process::Command, what: &str) -> std::process::Output {

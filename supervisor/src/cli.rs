@@ -103,7 +103,8 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Wait until a shared directory is in sync with its peers (progress on stderr).
+    /// Wait until a shared directory is in sync with its peers (progress on stderr: redrawn
+    /// in place on a terminal, else a plain line every 5 s).
     Wait {
         /// The shared directory.
         path: std::path::PathBuf,

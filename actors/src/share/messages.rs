@@ -106,6 +106,10 @@ pub struct ShareStatus {
     pub pending_files: u64,
     /// Bytes of those files.
     pub pending_bytes: u64,
+    /// Of `pending_bytes`, the bytes already received into partial downloads (absent:
+    /// none), so that progress moves while a large file arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_bytes: Option<u64>,
     /// Peers connected for this share.
     pub peers: usize,
     /// Read-only shares: files and directories changed, added or deleted here, kept here

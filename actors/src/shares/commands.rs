@@ -85,6 +85,7 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         synced: false,
         pending_files: 0,
         pending_bytes: 0,
+        partial_bytes: None,
         peers: 0,
         local_changes: 0,
         held_deletions: 0,

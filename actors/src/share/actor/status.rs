@@ -3,12 +3,15 @@
 //! the blocking pool, and [`build`], a pure function of the two. [`error_now`] is the same
 //! decision for the error events, from what the actor alone knows.
 
+use std::collections::HashMap;
+use std::path::Path;
+
 use actix::{ActorFutureExt, Context, Handler, WrapFuture};
 
 use super::{Share, State};
 use crate::control::cmd::Mode;
 use crate::share::messages::{GetShareStatus, ShareStatus, SyncState};
-use clearskies_index::{filter, store};
+use clearskies_index::{filter, fsops, store};
 
 /// What the share's status reflects besides its state and the index: found by scans, told
 /// by the transfer actor, and remembered across status queries.
@@ -93,7 +96,7 @@ fn held_message(held_deletions: u64, path: &str) -> String {
 }
 
 /// The status `s` and the index's totals make (`in_sync_since` and `last_synced` are left
-/// to the actor, which remembers them).
+/// to the actor, which remembers them; `partial_bytes` to the count on the blocking pool).
 pub(super) fn build(s: Snapshot, counted: Counted) -> ShareStatus {
     let ((c, revision), failed) = match counted {
         Ok(c) => (c, None),
@@ -122,6 +125,7 @@ pub(super) fn build(s: Snapshot, counted: Counted) -> ShareStatus {
         synced,
         pending_files: c.pending_files,
         pending_bytes: c.pending_bytes,
+        partial_bytes: None,
         peers: s.peers,
         local_changes: s.local_changes,
         held_deletions: s.held_deletions,
@@ -133,21 +137,58 @@ pub(super) fn build(s: Snapshot, counted: Counted) -> ShareStatus {
     }
 }
 
-/// What `list_shares` reports from the index: the stored totals (no scan of the records).
-fn count(store: &store::ShareStore, filter: &filter::Filter) -> Result<(store::Totals, u64), store::StoreError> {
+/// What `list_shares` reports from the index: the stored totals (no scan of the records),
+/// our revision, and how many of the pending bytes partial downloads already hold.
+fn count(
+    store: &store::ShareStore,
+    filter: &filter::Filter,
+    root: &Path,
+) -> Result<((store::Totals, u64), u64), store::StoreError> {
     let mut totals = store.totals()?;
+    let partials = partial_files(root);
+    let mut partial = 0u64;
+    let mut seen = std::collections::HashSet::new();
     // Peers' files this replica ignores wait forever by design: they are not on this disk
     // and not out of sync.
-    for (_, p) in store.all_waiting()? {
+    for (sha, p) in store.all_waiting()? {
         if filter.ignores(&p, false) {
             let size = store.get(&p)?.and_then(|r| r.size).unwrap_or(0);
             totals.files = totals.files.saturating_sub(1);
             totals.bytes = totals.bytes.saturating_sub(size);
             totals.pending_files = totals.pending_files.saturating_sub(1);
             totals.pending_bytes = totals.pending_bytes.saturating_sub(size);
+        } else if let Some(&len) = partials.get(&sha.to_string()) {
+            // One download serves every path wanting the same contents: counted once.
+            if seen.insert(sha) {
+                let size = store.get(&p)?.and_then(|r| r.size).unwrap_or(0);
+                partial = partial.saturating_add(len.min(size));
+            }
         }
     }
-    Ok((totals, store.revision().unwrap_or(0)))
+    Ok(((totals, store.revision().unwrap_or(0)), partial.min(totals.pending_bytes)))
+}
+
+/// The partial downloads under `root` (`partial/<shard>/<sha256>`, see
+/// [`fsops::partial_path`]) and their sizes, by name: a directory listing and a stat per
+/// download under way, cheap enough for `wait`'s polling. Nothing is followed through a
+/// symbolic link below the partial directory; what cannot be read counts as absent.
+fn partial_files(root: &Path) -> HashMap<String, u64> {
+    let mut found = HashMap::new();
+    let Ok(shards) = std::fs::read_dir(fsops::partial_dir(root)) else { return found };
+    for shard in shards.flatten() {
+        if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
+        for file in files.flatten() {
+            // `DirEntry::metadata` does not follow a symbolic link.
+            let (Ok(meta), Ok(name)) = (file.metadata(), file.file_name().into_string()) else { continue };
+            if meta.is_file() {
+                found.insert(name, meta.len());
+            }
+        }
+    }
+    found
 }
 
 impl Share {
@@ -188,11 +229,15 @@ impl Handler<GetShareStatus> for Share {
         let snapshot = self.snapshot();
         let store = self.store.clone();
         let filter = self.filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let root = self.root.clone();
         let status = async move {
-            let counted = tokio::task::spawn_blocking(move || count(&store, &filter))
+            let counted = tokio::task::spawn_blocking(move || count(&store, &filter, &root))
                 .await
                 .unwrap_or_else(|e| Err(store::StoreError::Corrupt(format!("counting failed: {e}"))));
-            build(snapshot, counted.map_err(|e| e.to_string()))
+            let partial = counted.as_ref().map_or(0, |(_, partial)| *partial);
+            let mut status = build(snapshot, counted.map(|(c, _)| c).map_err(|e| e.to_string()));
+            status.partial_bytes = (partial > 0).then_some(partial);
+            status
         };
         Box::pin(status.into_actor(self).map(|mut status, act, _| {
             let now = u64::try_from(super::now().secs()).unwrap_or(0);

@@ -16,6 +16,8 @@ mod config;
 mod daemon;
 mod log;
 mod monitor;
+mod settings;
+mod wait;
 mod worker;
 
 use std::io::{self, Write};
@@ -105,7 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
         Command::Peers { json } => daemon::peers(&config()?, json).map(|()| ExitCode::SUCCESS),
-        Command::Wait { path, timeout } => daemon::wait(&config()?, &path, timeout).map(|()| ExitCode::SUCCESS),
+        Command::Wait { path, timeout } => wait::wait(&config()?, &path, timeout).map(|()| ExitCode::SUCCESS),
         Command::Cat { path, file, url: true, expires, .. } => {
             daemon::file_url(&config()?, &path, &file, &expires).map(|()| ExitCode::SUCCESS)
         }
@@ -125,10 +127,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             daemon::export_keys(&config()?, &path).map(|()| ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Get { key, json }) => {
-            daemon::config_get(&config()?, key.as_deref(), json).map(|()| ExitCode::SUCCESS)
+            settings::config_get(&config()?, key.as_deref(), json).map(|()| ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Set { key, value }) => {
-            daemon::config_set(&config()?, &key, &value).map(|()| ExitCode::SUCCESS)
+            settings::config_set(&config()?, &key, &value).map(|()| ExitCode::SUCCESS)
         }
     }
 }

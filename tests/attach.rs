@@ -1,5 +1,7 @@
 //! Joining a share with an access code: TLS + SRP + key exchange between real daemons.
 
+use std::fs;
+
 use crate::util::{stderr, wait_for, Daemon};
 
 fn new_code(d: &Daemon, dir: &std::path::Path) -> String {
@@ -288,4 +290,27 @@ fn attach_into_a_file_is_refused_before_the_code_is_tried() {
     assert_eq!(std::fs::read(&file).unwrap(), b"data");
     assert_eq!(codes(&a)[0]["state"], "active");
     b.cs.ok(&["attach", &code, dir_b.path().join("good").to_str().unwrap(), "--peer", &a.listen()]);
+}
+
+#[test]
+fn attaching_into_a_folder_with_files_needs_merge_and_spends_no_code_until_then() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    fs::create_dir_all(&rb).unwrap();
+    fs::write(ra.join("notes.txt"), b"theirs").unwrap();
+    fs::write(rb.join("notes.txt"), b"mine").unwrap();
+    let code = a.share_code(&ra, &[]);
+    let o = b.cs.run(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not empty") && stderr(&o).contains("--merge"), "{}", stderr(&o));
+    assert!(b.cs.json(&["list", "--json"])["shares"].as_array().unwrap().is_empty(), "nothing joined");
+    // The single-use code was not tried: it works once the user agrees.
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen(), "--merge"]);
+    wait_for("the merge's conflict copy", || {
+        let names: Vec<String> =
+            fs::read_dir(&rb).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.iter().any(|n| n.contains("CONFLICT")).then_some(())
+    });
 }

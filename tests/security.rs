@@ -117,8 +117,9 @@ fn the_data_directory_is_never_shared_or_attached_into() {
     let dir_b = tempfile::tempdir().unwrap();
     let code = b.share_code(dir_b.path(), &[]);
     let into = home.join("not-yet/deeper");
-    refused(&a, &["attach", &code, &s(&into), "--peer", &b.listen()], "is inside");
-    refused(&a, &["attach", &code, &s(&link), "--peer", &b.listen()], "contains");
+    // (`--merge`: refused by the daemon even when the user agrees to merge.)
+    refused(&a, &["attach", &code, &s(&into), "--peer", &b.listen(), "--merge"], "is inside");
+    refused(&a, &["attach", &code, &s(&link), "--peer", &b.listen(), "--merge"], "contains");
     assert!(!home.join("not-yet").exists(), "a refused attach created its directory");
     let elsewhere = tempfile::tempdir().unwrap();
     a.cs.ok(&["attach", &code, &s(elsewhere.path()), "--peer", &b.listen()]);

@@ -106,7 +106,7 @@ fn pair(
     prepare(&ra);
     prepare_b(&rb);
     let code = a.share_code(&ra, &["--multi-use"]);
-    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen(), "--merge"]);
     (fs::canonicalize(ra).unwrap(), fs::canonicalize(rb).unwrap())
 }
 

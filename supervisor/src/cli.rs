@@ -90,6 +90,11 @@ pub(crate) enum Command {
         /// 'cache/'); repeat for more. A .clearskiesignore file in the share root adds more.
         #[arg(long)]
         exclude: Vec<String>,
+        /// PATH already holds files: merge them with the share's (a file both sides have
+        /// with different contents becomes a conflict copy, on every peer). Without it, a
+        /// non-empty PATH is refused (or, on a terminal, you are asked).
+        #[arg(long)]
+        merge: bool,
     },
     /// List shared directories.
     List {

@@ -579,6 +579,35 @@ pub(crate) struct AttachOptions<'a> {
     pub(crate) timeout: u64,
     pub(crate) subtree: Option<&'a str>,
     pub(crate) exclude: &'a [String],
+    /// A non-empty PATH may be merged with the share.
+    pub(crate) merge: bool,
+}
+
+/// Before an attach with a code: a PATH that already holds files would be merged with the
+/// share, and every file both sides have with different contents would become a conflict
+/// copy on every peer. Refused unless agreed to (`--merge`, or asked on a terminal); the
+/// code is not tried, so it stays usable.
+fn check_empty_or_agreed(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let Ok(mut entries) = std::fs::read_dir(path) else { return Ok(()) };
+    let Some(first) = entries.next() else { return Ok(()) };
+    let count = 1 + entries.count();
+    let what = format!(
+        "{} is not empty ({count} entr{}, e.g. {:?}): attaching merges them with the share's files, and a file \
+         both sides have with different contents becomes a conflict copy on every peer",
+        path.display(),
+        if count == 1 { "y" } else { "ies" },
+        first.map(|e| e.file_name()).unwrap_or_default(),
+    );
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        eprint!("{what}.\nMerge? [y/N] ");
+        let answer = read_line_from_stdin().context("reading the answer")?;
+        if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            return Ok(());
+        }
+        bail!("not attached; attach into an empty or new directory, or give --merge");
+    }
+    bail!("{what}; give --merge to do that, or attach into an empty or new directory")
 }
 
 /// `clearskies attach`: joins a share through the daemon.
@@ -588,8 +617,12 @@ pub(crate) fn attach(
     path: &std::path::Path,
     opts: AttachOptions<'_>,
 ) -> anyhow::Result<()> {
-    let AttachOptions { peer, timeout, subtree, exclude } = opts;
+    let AttachOptions { peer, timeout, subtree, exclude, merge } = opts;
     let abs = if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) };
+    // Restoring with saved keys goes where the files are; a code joins a new copy.
+    if !merge && !matches!(with, Joining::Keys(_)) {
+        check_empty_or_agreed(&abs)?;
+    }
     let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
     let mut request = AddShare {
         path: Some(p.to_owned()),

@@ -95,13 +95,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = daemon::ShareOptions { mode: &mode, expires: &expires, multi_use, custom, json };
             daemon::share(&config()?, &path, opts).map(|()| ExitCode::SUCCESS)
         }
-        Command::Attach { args, username, password, keys, peer, timeout, subtree, exclude } => {
+        Command::Attach { args, username, password, keys, peer, timeout, subtree, exclude, merge } => {
             let (with, path) = joining(&args, username, password, keys)?;
             let opts = daemon::AttachOptions {
                 peer: peer.as_deref(),
                 timeout,
                 subtree: subtree.as_deref(),
                 exclude: &exclude,
+                merge,
             };
             daemon::attach(&config()?, with, std::path::Path::new(path), opts).map(|()| ExitCode::SUCCESS)
         }

@@ -55,6 +55,10 @@ fn subtree_exclude_and_ignore_file_keep_only_what_was_chosen() {
     assert_eq!(files(&rc), ["photos/2023/c.jpg", "photos/2024/a.jpg", "photos/2024/trip/b.jpg"]);
     let list = c.cs.json(&["list", "--json"]);
     assert_eq!(list["shares"][0]["pending_files"], 0, "{list}");
+    // `list` says what each replica keeps.
+    assert_eq!(list["shares"][0]["exclude"], serde_json::json!(["*.tmp", "docs/"]), "{list}");
+    assert!(b.cs.ok(&["list"]).contains("only photos/2024 is synced here"), "{}", b.cs.ok(&["list"]));
+    assert!(c.cs.ok(&["list"]).contains("never synced here: *.tmp, docs/"), "{}", c.cs.ok(&["list"]));
 
     // Local files in ignored places stay local; deleting an ignored file elsewhere deletes
     // nothing here, and nothing ignored is ever deleted on the peers.

@@ -547,6 +547,12 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
         if let Some(why) = &s.unwatched {
             text.push_str(&format!("    not watched for changes: {why}\n"));
         }
+        if let Some(subtree) = &s.selection.subtree {
+            text.push_str(&format!("    only {subtree} is synced here\n"));
+        }
+        if !s.selection.exclude.is_empty() {
+            text.push_str(&format!("    never synced here: {}\n", s.selection.exclude.join(", ")));
+        }
     }
     out(text.trim_end())
 }

@@ -110,6 +110,10 @@ pub struct ShareStatus {
     /// none), so that progress moves while a large file arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_bytes: Option<u64>,
+    /// Selective sync chosen when joining: the only directory synced here (`subtree`) and
+    /// the patterns never synced (`exclude`); both absent for a whole copy.
+    #[serde(default, flatten)]
+    pub selection: clearskies_index::filter::Selection,
     /// Peers connected for this share.
     pub peers: usize,
     /// Read-only shares: files and directories changed, added or deleted here, kept here

@@ -41,20 +41,18 @@ impl Handler<ListShares> for Shares {
     type Result = ResponseFuture<Vec<ShareStatus>>;
 
     fn handle(&mut self, _: ListShares, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self
-            .table
-            .borrow()
-            .iter()
-            .map(|r| (r.config.id, r.config.peer_id, r.config.path.clone(), r.addr.send(GetShareStatus)))
-            .collect();
+        let asks: Vec<_> =
+            self.table.borrow().iter().map(|r| (r.config.clone(), r.addr.send(GetShareStatus))).collect();
         let refused = self.targets.auth_refused.send(AuthRefused);
         Box::pin(async move {
             let refused = refused.await.unwrap_or_default();
             let mut out = Vec::with_capacity(asks.len());
-            for (id, peer_id, path, ask) in asks {
-                let mut status = ask.await.unwrap_or_else(|_| unavailable_share(path));
+            for (config, ask) in asks {
+                let id = config.id;
+                let mut status = ask.await.unwrap_or_else(|_| unavailable_share(config.path.clone()));
                 status.id = id.to_string();
-                status.peer_id = peer_id.to_string();
+                status.peer_id = config.peer_id.to_string();
+                status.selection = config.selection;
                 if refused.contains(&id) && status.peers == 0 && status.status != SyncState::Error {
                     status.status = SyncState::Error;
                     status.error = Some(
@@ -86,6 +84,7 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         pending_files: 0,
         pending_bytes: 0,
         partial_bytes: None,
+        selection: Default::default(),
         peers: 0,
         local_changes: 0,
         held_deletions: 0,

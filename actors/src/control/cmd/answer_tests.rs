@@ -37,6 +37,7 @@ fn share(path: &str, status: SyncState, mode: Mode) -> ShareStatus {
         pending_files: 0,
         pending_bytes: 0,
         partial_bytes: None,
+        selection: Default::default(),
         peers: 0,
         local_changes: 0,
         held_deletions: 0,

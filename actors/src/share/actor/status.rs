@@ -126,6 +126,7 @@ pub(super) fn build(s: Snapshot, counted: Counted) -> ShareStatus {
         pending_files: c.pending_files,
         pending_bytes: c.pending_bytes,
         partial_bytes: None,
+        selection: Default::default(),
         peers: s.peers,
         local_changes: s.local_changes,
         held_deletions: s.held_deletions,

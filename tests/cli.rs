@@ -99,3 +99,15 @@ fn a_daemon_with_an_unusable_config_exits_4_at_once() {
     // Other commands cannot read it either: a plain failure.
     assert_eq!(cs.run(&["status"]).status.code(), Some(1));
 }
+
+#[test]
+fn code_random_says_it_registers_nothing_and_new_still_works() {
+    let cs = Clearskies::new();
+    let o = cs.run(&["code", "random"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("SYNC"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("registered with no daemon"), "{}", stderr(&o));
+    let help = stdout(&cs.run(&["code", "--help"]));
+    assert!(help.contains("random") && help.contains("registered with no daemon"), "{help}");
+    assert!(cs.run(&["code", "new", "--json"]).status.success(), "the old name");
+}

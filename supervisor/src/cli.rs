@@ -251,8 +251,11 @@ pub(crate) enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CodeCommand {
-    /// Generate a fresh access code from the OS random number generator.
-    New {
+    /// Print a random access code, registered with no daemon: nobody can join with it (for
+    /// testing `code inspect` or a tracker). `clearskies share PATH` makes a code for a
+    /// share. (`code new`, its old name, still works.)
+    #[command(alias = "new")]
+    Random {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

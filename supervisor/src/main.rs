@@ -195,7 +195,7 @@ fn tracker(
 
 fn code_command(command: CodeCommand, config: impl Fn() -> anyhow::Result<Config>) -> anyhow::Result<()> {
     match command {
-        CodeCommand::New { json } => {
+        CodeCommand::Random { json } => {
             let mut payload = [0u8; 16];
             getrandom::fill(&mut payload).map_err(|e| anyhow::anyhow!("OS random number generator failed: {e}"))?;
             let code = AccessCode::from_random(payload);
@@ -207,6 +207,7 @@ fn code_command(command: CodeCommand, config: impl Fn() -> anyhow::Result<Config
                 });
                 out(&v.to_string())
             } else {
+                eprintln!("(a random code, registered with no daemon: nobody can join with it; `clearskies share PATH` makes a code for a share)");
                 out(&format!("{code}\n{}", code.to_url()))
             }
         }

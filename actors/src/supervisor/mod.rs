@@ -464,14 +464,18 @@ impl Handler<GetStatus> for Supervisor {
     type Result = ResponseFuture<Status>;
 
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        // Each read once: the two halves of a pair come from the same moment.
+        let ((upload_rate, download_rate), (upload_limit, download_limit)) =
+            (bandwidth().rates(), bandwidth().limits());
+        let (sent_bytes, received_bytes) = metrics().peer_byte_totals();
         let mut status = Status {
             paused: self.paused,
             tracking: false,
             nat_punctured: false,
-            upload_rate: bandwidth().rates().0,
-            download_rate: bandwidth().rates().1,
-            upload_limit: bandwidth().limits().0,
-            download_limit: bandwidth().limits().1,
+            upload_rate,
+            download_rate,
+            upload_limit,
+            download_limit,
             software: self.settings.software.clone(),
             pid: std::process::id(),
             uptime_seconds: self.started.elapsed().as_secs(),
@@ -484,8 +488,8 @@ impl Handler<GetStatus> for Supervisor {
             metrics: self.metrics_addr.map(|a| a.to_string()),
             listen: self.listen_addr.map(|a| a.to_string()),
             peers: 0,
-            sent_bytes: metrics().peer_byte_totals().0,
-            received_bytes: metrics().peer_byte_totals().1,
+            sent_bytes,
+            received_bytes,
         };
         let count = self.owners.as_ref().map(|o| o.connections.send(CountPeers));
         Box::pin(async move {

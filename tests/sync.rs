@@ -343,6 +343,19 @@ fn a_mass_deletion_waits_for_confirm_deletes() {
     wait_for("the new file on B", || (fs::read(rb.join("album/new.jpg")).ok()? == b"new").then_some(()));
     assert!(names.iter().all(|n| rb.join(n).exists()), "B lost files before the confirmation");
 
+    // --dry-run lists them and changes nothing.
+    let dry = a.cs.ok(&["confirm-deletes", "--dry-run", ra.to_str().unwrap()]);
+    assert!(dry.contains("20 deletions are held") && dry.contains("nothing changed"), "{dry}");
+    assert!(names[..20].iter().all(|n| dry.contains(&format!("\n  /{n}"))), "{dry}");
+    let listed = a.cs.json(&["confirm-deletes", "--dry-run", "--json", ra.to_str().unwrap()]);
+    let mut paths: Vec<String> = listed["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()[1..].to_owned()).collect();
+    paths.sort();
+    let mut expected = names[..20].to_vec();
+    expected.sort();
+    assert_eq!((listed["held"].as_u64(), paths), (Some(20), expected));
+    assert_eq!(a.first_share()["held_deletions"].as_u64(), Some(20));
+    assert!(names.iter().all(|n| rb.join(n).exists()), "a dry run deleted something");
+
     let out = a.cs.ok(&["confirm-deletes", ra.to_str().unwrap()]);
     assert!(out.contains("20 held deletions"), "{out}");
     wait_for("the deletions on B", || names[..20].iter().all(|n| !rb.join(n).exists()).then_some(()));

@@ -63,8 +63,8 @@ pub struct ScanReport {
     /// recorded or sent (the index keeps the read-write peers' versions).
     pub local_changes: Vec<SharePath>,
     /// Deletions not recorded because they were too many at once (see
-    /// [`ScanContext::delete_limit`]): waiting for the user's confirmation.
-    pub held_deletions: usize,
+    /// [`ScanContext::delete_limit`]): waiting for the user's confirmation. Deepest first.
+    pub held_deletions: Vec<SharePath>,
 }
 
 /// Fewest deletions that can be held: removing a handful of files from a small share is
@@ -85,8 +85,12 @@ pub struct ScanContext<'a> {
     pub read_only: bool,
     /// Percentage of the share's live entries that may be deleted in one scan; beyond it
     /// (and beyond [`MIN_HELD_DELETIONS`]) no deletion is recorded until confirmed. `None`:
-    /// no limit (confirmed, or turned off).
+    /// no limit (turned off).
     pub delete_limit: Option<u8>,
+    /// The user confirmed this many held deletions: as many (or fewer) found at once are
+    /// recorded whatever the limit; more (files vanished since the confirmation) are held
+    /// again, for a new confirmation.
+    pub confirmed_deletions: usize,
 }
 
 impl std::fmt::Debug for ScanContext<'_> {
@@ -567,13 +571,14 @@ impl Scanner<'_, '_, '_> {
         if let Some(limit) = self.ctx.delete_limit {
             let totals = self.store.totals()?;
             let live = usize::try_from(totals.files + totals.directories).unwrap_or(usize::MAX);
-            if gone.len() >= MIN_HELD_DELETIONS && gone.len() * 100 > live * usize::from(limit) {
+            let confirmed = gone.len() <= self.ctx.confirmed_deletions;
+            if !confirmed && gone.len() >= MIN_HELD_DELETIONS && gone.len() * 100 > live * usize::from(limit) {
                 // Most of the share vanished at once: an unmounted disk (without its marker
                 // gone), a wrong `rm -r`, a broken sync tool. Peers keep their copies until
                 // the user confirms.
                 warn!(root = %self.root.display(), deletions = gone.len(), of = live, limit,
                     "too many deletions at once: held until `clearskies confirm-deletes`");
-                self.report.held_deletions = gone.len();
+                self.report.held_deletions = gone;
                 return Ok(());
             }
         }

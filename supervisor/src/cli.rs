@@ -151,9 +151,16 @@ pub(crate) enum Command {
     },
     /// Let a share record the deletions it held back because too many files were deleted
     /// at once (`status` and `list` say when that happened); they then reach the peers.
+    /// Lists what is deleted first. If more files vanished since, they are held again.
     ConfirmDeletes {
         /// The shared directory.
         path: std::path::PathBuf,
+        /// Only list the held deletions; confirm nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON (every path, up to 1000) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop syncing a directory. Its files are kept.
     Detach {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clearskies_actors::control::cmd::{
-    AddShare, AtPath, BackupReport, CancelAccessCode, Checked, CodeCreated, CodeEntry, Codes, CreateAccessCode,
-    FileUrl, Held, InjectFault, Peers, ReadFile, ReadHeader, Request, ShareCreated, Shares, StatusAnswer, Url,
-    VerifyBackup,
+    AddShare, AtPath, BackupReport, CancelAccessCode, Checked, CodeCreated, CodeEntry, Codes, ConfirmDeletes,
+    CreateAccessCode, FileUrl, Held, InjectFault, Peers, ReadFile, ReadHeader, Request, ShareCreated, Shares,
+    StatusAnswer, Url, VerifyBackup,
 };
 use serde_json::Value;
 
@@ -440,14 +440,40 @@ pub(crate) fn export_keys(config: &Config, path: &std::path::Path) -> anyhow::Re
     out(&serde_json::to_string_pretty(&answer).context("encoding the keys")?)
 }
 
-/// `clearskies confirm-deletes PATH`.
-pub(crate) fn confirm_deletes(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+/// Held deletions `confirm-deletes` lists as text (`--json` lists up to 1000).
+const LISTED_DELETIONS: usize = 20;
+
+/// `clearskies confirm-deletes PATH [--dry-run]`.
+pub(crate) fn confirm_deletes(
+    config: &Config,
+    path: &std::path::Path,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let p = &dir_arg(path)?;
-    let Held { held } = connect(config)?.request_as(&Request::ConfirmDeletes(AtPath::new(p)))?;
-    match held {
-        0 => out(&format!("no deletions were held in {p}; rescanning anyway")),
-        n => out(&format!("{n} held deletions in {p} will now be recorded and sent to peers")),
+    let request = ConfirmDeletes { path: Some(p.clone()), dry_run: Some(dry_run) };
+    let answer: Held = connect(config)?.request_as(&Request::ConfirmDeletes(request))?;
+    if json {
+        return out(&serde_json::to_string_pretty(&answer).context("encoding the answer")?);
     }
+    let Held { held, paths, .. } = answer;
+    if held == 0 {
+        return out(&match dry_run {
+            true => format!("no deletions are held in {p}"),
+            false => format!("no deletions were held in {p}; rescanning anyway"),
+        });
+    }
+    let mut text = match dry_run {
+        true => format!("{held} deletions are held in {p} (nothing changed; run without --dry-run to record them):"),
+        false => format!("{held} held deletions in {p} will now be recorded and sent to peers:"),
+    };
+    for path in paths.iter().take(LISTED_DELETIONS) {
+        text.push_str(&format!("\n  {}", crate::log::escape_line(path)));
+    }
+    if held > LISTED_DELETIONS {
+        text.push_str(&format!("\n  … and {} more (--json lists them)", held - LISTED_DELETIONS));
+    }
+    out(&text)
 }
 
 /// `clearskies code list`.

@@ -119,7 +119,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             daemon::verify_backup(&config()?, &path, files)
                 .map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::ConfirmDeletes { path } => daemon::confirm_deletes(&config()?, &path).map(|()| ExitCode::SUCCESS),
+        Command::ConfirmDeletes { path, dry_run, json } => {
+            daemon::confirm_deletes(&config()?, &path, dry_run, json).map(|()| ExitCode::SUCCESS)
+        }
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, &Request::Pause, "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, &Request::Resume, "syncing resumed").map(|()| ExitCode::SUCCESS),

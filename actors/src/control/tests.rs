@@ -46,7 +46,7 @@ double!(
     CancelCode => "cancel_code", Err(none());
     VerifyBackup => "verify_backup", Err(none());
     ExportKeys => "export_keys", Err(none());
-    ConfirmDeletes => "confirm_deletes", Ok(0);
+    ConfirmDeletes => "confirm_deletes", Ok(crate::control::cmd::Held { held: 0, paths: vec![], dry_run: false });
     ListPeers => "list_peers", vec![];
     GetConfig => "get_config", crate::control::cmd::ConfigAnswer::default();
     SetConfig => "set_config", Ok(());

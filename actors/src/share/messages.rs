@@ -35,10 +35,14 @@ pub struct BackupCheck {
 }
 
 /// `confirm_deletes`: the deletions held because there were too many at once are recorded
-/// (and sent to peers) by the next scan, which starts now. Answers how many were held.
+/// (and sent to peers) by the next full scan, which starts now (unless `dry_run`). Answers
+/// what was held.
 #[derive(Debug, Message)]
-#[rtype(result = "usize")]
-pub struct ConfirmDeletes;
+#[rtype(result = "crate::control::cmd::Held")]
+pub struct ConfirmDeletes {
+    /// Only say what is held.
+    pub dry_run: bool,
+}
 
 /// The watcher saw a change: where to look (a hint: the debounced scan finds out what
 /// changed there).

@@ -114,10 +114,10 @@ impl Handler<VerifyBackup> for Shares {
 }
 
 impl Handler<ConfirmDeletes> for Shares {
-    type Result = ResponseFuture<Result<usize, CommandError>>;
+    type Result = ResponseFuture<Result<crate::control::cmd::Held, CommandError>>;
 
     fn handle(&mut self, msg: ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
-        self.forward(&msg.path, share_messages::ConfirmDeletes)
+        self.forward(&msg.path, share_messages::ConfirmDeletes { dry_run: msg.dry_run })
     }
 }
 

@@ -87,12 +87,14 @@ pub struct VerifyBackup {
     pub files: usize,
 }
 
-/// `confirm_deletes`: record the deletions a share held back.
+/// `confirm_deletes`: record (or with `dry_run` only list) the deletions a share held back.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<usize, CommandError>")]
+#[rtype(result = "Result<crate::control::cmd::Held, CommandError>")]
 pub struct ConfirmDeletes {
     /// The share's root.
     pub path: std::path::PathBuf,
+    /// Only list them.
+    pub dry_run: bool,
 }
 
 /// `read_file`: a file of the share at `path`, streamed.

@@ -50,6 +50,7 @@ impl Fixture {
             filter: None,
             read_only: false,
             delete_limit: None,
+            confirmed_deletions: 0,
         };
         scan(self.root.path(), &self.store, &mut ctx, &crate::scan::Scope::Full).unwrap();
         self.counter = c;

@@ -8,13 +8,14 @@ struct Fixture {
     store: ShareStore,
     counter: u8,
     delete_limit: Option<u8>,
+    confirmed: usize,
     scope: Scope,
 }
 
 impl Fixture {
     fn new() -> Self {
         let (db, root, store) = crate::test_share();
-        Fixture { _db: db, root, store, counter: 0, delete_limit: None, scope: Scope::Full }
+        Fixture { _db: db, root, store, counter: 0, delete_limit: None, confirmed: 0, scope: Scope::Full }
     }
 
     fn scan(&mut self) -> Result<ScanReport, ScanError> {
@@ -30,6 +31,7 @@ impl Fixture {
             filter: None,
             read_only: false,
             delete_limit: self.delete_limit,
+            confirmed_deletions: self.confirmed,
         };
         let r = scan(self.root.path(), &self.store, &mut ctx, &self.scope);
         self.counter = counter;
@@ -121,32 +123,40 @@ fn a_mass_deletion_is_held_until_confirmed() {
     let mut f = Fixture::new();
     f.delete_limit = Some(50);
     let r = f.root.path().to_owned();
-    for i in 0..20 {
-        fs::write(r.join(format!("f{i}")), b"x").unwrap();
+    for i in 0..30 {
+        fs::write(r.join(format!("f{i:02}")), b"x").unwrap();
     }
     f.scan().unwrap();
-    // 9 of 21 entries (the root counts): under the limit, recorded.
+    // 9 of 31 entries (the root counts): under the limit, recorded.
     for i in 0..9 {
-        fs::remove_file(r.join(format!("f{i}"))).unwrap();
+        fs::remove_file(r.join(format!("f{i:02}"))).unwrap();
     }
     let report = f.scan().unwrap();
-    assert_eq!((report.changed, report.held_deletions), (9, 0));
-    // 10 more of the 12 left: held, nothing recorded, every time, until confirmed.
-    for i in 9..19 {
-        fs::remove_file(r.join(format!("f{i}"))).unwrap();
+    assert_eq!((report.changed, report.held_deletions.len()), (9, 0));
+    // 12 more of the 22 left: held, nothing recorded, every time, until confirmed.
+    for i in 9..21 {
+        fs::remove_file(r.join(format!("f{i:02}"))).unwrap();
     }
     for _ in 0..2 {
         let report = f.scan().unwrap();
-        assert_eq!((report.changed, report.held_deletions), (0, 10));
+        assert_eq!((report.changed, report.held_deletions.len()), (0, 12));
+        assert_eq!(report.held_deletions[0].as_str(), "/f09");
         assert!(!f.get("/f10").deleted);
     }
     // Edits still go through while deletions are held.
-    fs::write(r.join("f19"), b"edited").unwrap();
+    fs::write(r.join("f29"), b"edited").unwrap();
     assert_eq!(f.scan().unwrap().changed, 1);
-    f.delete_limit = None;
+    // The user confirmed 12, but 2 more vanished since: all 14 are held again.
+    f.confirmed = 12;
+    fs::remove_file(r.join("f21")).unwrap();
+    fs::remove_file(r.join("f22")).unwrap();
     let report = f.scan().unwrap();
-    assert_eq!((report.changed, report.held_deletions), (10, 0));
-    assert!(f.get("/f10").deleted);
+    assert_eq!((report.changed, report.held_deletions.len()), (0, 14));
+    // Confirming what is held records exactly that.
+    f.confirmed = 14;
+    let report = f.scan().unwrap();
+    assert_eq!((report.changed, report.held_deletions.len()), (14, 0));
+    assert!(f.get("/f10").deleted && f.get("/f22").deleted && !f.get("/f23").deleted);
 }
 
 #[test]
@@ -342,6 +352,7 @@ fn a_file_swapped_for_a_fifo_or_symlink_after_listing_is_skipped_not_hashed() {
             filter: None,
             read_only: false,
             delete_limit: None,
+            confirmed_deletions: 0,
         };
         let mut s = Scanner {
             root: &r,

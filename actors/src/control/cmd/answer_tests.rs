@@ -298,7 +298,10 @@ fn the_other_answers_the_cli_reads() {
     };
     same(&report, &format!(r#"{{"peers":[{{"peer":"{PEER}","checked":3,"proved":2,"failed":["a/b.txt"]}}]}}"#));
     same(&BackupReport { peers: vec![] }, r#"{"peers":[]}"#);
-    same(&Held { held: 12 }, r#"{"held":12}"#);
+    same(
+        &Held { held: 2, paths: vec!["/a/b".into(), "/a".into()], dry_run: true },
+        r#"{"held":2,"paths":["/a/b","/a"],"dry_run":true}"#,
+    );
     same(&Done {}, "{}");
     same(&Url { url: "http://127.0.0.1:49222/files/x".into() }, r#"{"url":"http://127.0.0.1:49222/files/x"}"#);
 }

@@ -39,7 +39,7 @@ pub use self::field::Checked;
 pub use self::file::{Chunk, End, FileUrl, ReadFile, ReadHeader, Url};
 pub(crate) use self::names::wire_names;
 pub use self::names::Mode;
-pub use self::share::{AddShare, AtPath, BackupReport, ExportedKeys, Held, Shares, VerifyBackup};
+pub use self::share::{AddShare, AtPath, BackupReport, ConfirmDeletes, ExportedKeys, Held, Shares, VerifyBackup};
 // What the answers are made of, defined with their owners.
 use super::ControlTargets;
 pub use crate::access::messages::{CodeCreated, CodeEntry, CodeState};
@@ -71,8 +71,8 @@ pub enum Request {
     RemoveShare(AtPath),
     /// The share's keys of our level.
     ExportKeys(AtPath),
-    /// Record the deletions a share held back.
-    ConfirmDeletes(AtPath),
+    /// Record (or list) the deletions a share held back.
+    ConfirmDeletes(ConfirmDeletes),
     /// Challenge the share's untrusted peers.
     VerifyBackup(VerifyBackup),
     /// Join a share.
@@ -146,7 +146,7 @@ impl Request {
             Request::CreateShare(r) => r.create(targets).await,
             Request::RemoveShare(r) => r.remove(targets).await,
             Request::ExportKeys(r) => r.export_keys(targets).await,
-            Request::ConfirmDeletes(r) => r.confirm_deletes(targets).await,
+            Request::ConfirmDeletes(r) => r.run(targets).await,
             Request::VerifyBackup(r) => r.run(targets).await,
             Request::AddShare(r) => r.run(targets).await,
             Request::CreateAccessCode(r) => r.run(targets).await,

@@ -31,10 +31,21 @@ pub struct ExportedKeys {
 }
 
 /// `confirm_deletes`' answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
-    /// Deletions that were held and are now recorded.
+    /// Deletions that were held (and, unless `dry_run`, are recorded by the scan that
+    /// starts now).
     pub held: usize,
+    /// Their paths in the share, deepest first; at most [`Held::MAX_LISTED`] (`held`
+    /// counts them all).
+    pub paths: Vec<String>,
+    /// Nothing was confirmed: the answer only says what is held.
+    pub dry_run: bool,
+}
+
+impl Held {
+    /// Most paths an answer lists.
+    pub const MAX_LISTED: usize = 1000;
 }
 
 pub(super) async fn list(targets: &ControlTargets) -> Answer {
@@ -45,7 +56,7 @@ pub(super) async fn list(targets: &ControlTargets) -> Answer {
 }
 
 /// A command about the share (or directory) at `path`: `create_share`, `remove_share`,
-/// `export_keys`, `confirm_deletes`.
+/// `export_keys`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AtPath {
     /// An absolute path.
@@ -79,11 +90,25 @@ impl AtPath {
                 .map(|r| r.map(|keys| ExportedKeys { keys })),
         )
     }
+}
 
-    pub(super) async fn confirm_deletes(self, targets: &ControlTargets) -> Answer {
+/// `confirm_deletes`: record the deletions a share held back, or with `dry_run` only list
+/// them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfirmDeletes {
+    /// The share's root.
+    #[serde(default, deserialize_with = "field::lenient", skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Only say what is held.
+    #[serde(default, deserialize_with = "field::lenient", skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+}
+
+impl ConfirmDeletes {
+    pub(super) async fn run(self, targets: &ControlTargets) -> Answer {
         let path = absolute_path(self.path.as_deref())?;
-        let msg = messages::ConfirmDeletes { path };
-        reply(targets.confirm_deletes.send(msg).await.map(|r| r.map(|held| Held { held })))
+        let msg = messages::ConfirmDeletes { path, dry_run: self.dry_run.unwrap_or(false) };
+        reply(targets.confirm_deletes.send(msg).await)
     }
 }
 

@@ -63,6 +63,7 @@ use super::messages::{
     SyncMessage,
 };
 use super::worker::{Exited, Worker};
+use crate::control::cmd::Held;
 use crate::supervise::{self, injected_panic, ActorKind, Crashed, InjectPanic};
 use crate::transfer::messages::{SetTransfersPaused, TransferPeerDown, TransferPeerUp};
 use crate::transfer::{Access, Transfer};
@@ -91,8 +92,9 @@ pub struct ShareState {
     shared_filter: Arc<Mutex<filter::Filter>>,
     /// We hold the share read-only.
     read_only: bool,
-    /// The user confirmed held deletions: the next scan records them.
-    deletes_confirmed: bool,
+    /// The user confirmed this many held deletions: the next full scan records as many
+    /// (more are held again).
+    confirmed_deletions: usize,
     /// Our revision up to which scans' writes were handed out to be announced (`None`
     /// before the first scan).
     announced: Option<u64>,
@@ -186,7 +188,7 @@ impl Share {
             filter,
             shared_filter: shared_filter.clone(),
             read_only,
-            deletes_confirmed: false,
+            confirmed_deletions: 0,
             announced: None,
             runtime: runtime.clone(),
         };
@@ -264,7 +266,12 @@ fn new_uuid() -> RecordUuid {
 fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport, scan::ScanError> {
     let mut uuid = new_uuid;
     let limit = s.runtime.mass_delete_percent();
-    let delete_limit = (limit < 100 && !std::mem::take(&mut s.deletes_confirmed)).then_some(limit);
+    let delete_limit = (limit < 100).then_some(limit);
+    // A confirmation is for what a full scan holds; a scan of a few directories keeps it.
+    let confirmed_deletions = match scope {
+        scan::Scope::Full => std::mem::take(&mut s.confirmed_deletions),
+        scan::Scope::Dirs(_) => s.confirmed_deletions,
+    };
     let mut ctx = scan::ScanContext {
         me: s.me,
         now: now(),
@@ -272,6 +279,7 @@ fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport,
         filter: Some(&s.filter),
         read_only: s.read_only,
         delete_limit,
+        confirmed_deletions,
     };
     scan::scan(&s.root, &s.store, &mut ctx, scope)
 }
@@ -292,15 +300,24 @@ impl Actor for Share {
 }
 
 impl Handler<ConfirmDeletes> for Share {
-    type Result = actix::ResponseActFuture<Self, usize>;
+    type Result = actix::ResponseActFuture<Self, Held>;
 
-    fn handle(&mut self, _: ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
-        let held = self.health.held_deletions;
-        let job = self.worker.run(|s: &mut ShareState| s.deletes_confirmed = true);
+    fn handle(&mut self, msg: ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
+        let held = &self.health.held_deletions;
+        let answer = Held {
+            held: held.len(),
+            paths: held.iter().take(Held::MAX_LISTED).map(|p| p.as_str().to_owned()).collect(),
+            dry_run: msg.dry_run,
+        };
+        if msg.dry_run {
+            return Box::pin(actix::fut::ready(answer));
+        }
+        let confirmed = held.len();
+        let job = self.worker.run(move |s: &mut ShareState| s.confirmed_deletions = confirmed);
         Box::pin(job.into_actor(self).map(move |_, act, ctx| {
-            info!(root = %act.root.display(), held, "deletions confirmed");
+            info!(root = %act.root.display(), held = confirmed, "deletions confirmed");
             act.full_scan(ctx);
-            held
+            answer
         }))
     }
 }

@@ -255,8 +255,8 @@ impl Share {
                         "local changes in a read-only share: kept here, never sent to peers");
                 }
                 self.health.local_changes = report.local_changes.len();
+                self.schedule.finished(Scanned::Done { held_deletions: report.held_deletions.len() });
                 self.health.held_deletions = report.held_deletions;
-                self.schedule.finished(Scanned::Done { held_deletions: report.held_deletions });
                 self.events.emit(ShareEvent::Indexed { full, entries: report.entries, changed: report.changed });
                 State::Idle
             }

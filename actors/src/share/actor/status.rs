@@ -19,8 +19,8 @@ use clearskies_index::{filter, fsops, store};
 pub(super) struct Health {
     /// Read-only shares: paths changed here that are not (and will not be) synced.
     pub(super) local_changes: usize,
-    /// Local deletions the last scan held back (too many at once).
-    pub(super) held_deletions: usize,
+    /// Local deletions the last scan held back (too many at once), deepest first.
+    pub(super) held_deletions: Vec<clearskies_protocol::path::SharePath>,
     /// Downloads fail because the disk is full (why).
     pub(super) disk_full: Option<String>,
     /// Transfers are paused.
@@ -206,7 +206,7 @@ impl Share {
             path: self.root.display().to_string(),
             mode: Mode::from_name(self.mode),
             local_changes: self.health.local_changes as u64,
-            held_deletions: self.health.held_deletions as u64,
+            held_deletions: self.health.held_deletions.len() as u64,
             unwatched: self.schedule.unwatched.clone(),
         }
     }
@@ -214,7 +214,7 @@ impl Share {
     /// Sends the error events the share's state calls for (see [`error_now`]).
     pub(super) fn note_health(&mut self) {
         let path = self.root.display().to_string();
-        let held = self.health.held_deletions as u64;
+        let held = self.health.held_deletions.len() as u64;
         if let Some(error) = error_now(&self.state, self.health.disk_full.as_deref(), held, &path) {
             self.events.error(error);
         }

@@ -226,6 +226,14 @@ fn concurrent_edits_leave_exactly_one_conflict_copy_on_every_side() {
     let t = converge(&[&ra, &rb], &["notes.txt"]);
     let copies: Vec<&String> = t.keys().filter(|k| k.starts_with("notes.CONFLICT.") && k.ends_with(".txt")).collect();
     assert_eq!(copies.len(), 1, "{t:#?}");
+    // notes.CONFLICT.<YYYYMMDD-HHMMSS>.<the losing daemon's host name>.<4 random>.txt
+    let parts: Vec<&str> = copies[0].split('.').collect();
+    assert_eq!(parts.len(), 6, "{copies:?}");
+    assert!(parts[2].len() == 15 && parts[2].as_bytes()[8] == b'-' && parts[2].starts_with("20"), "{copies:?}");
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host: String =
+        host.trim().chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    assert!(host.starts_with(parts[3]) && parts[4].len() == 4, "{copies:?} on {host}");
     let mut versions = vec![fs::read(ra.join("notes.txt")).unwrap(), fs::read(ra.join(copies[0])).unwrap()];
     versions.sort();
     assert_eq!(versions, vec![b"edited on a".to_vec(), b"edited on b".to_vec()]);
@@ -348,7 +356,8 @@ fn a_mass_deletion_waits_for_confirm_deletes() {
     assert!(dry.contains("20 deletions are held") && dry.contains("nothing changed"), "{dry}");
     assert!(names[..20].iter().all(|n| dry.contains(&format!("\n  /{n}"))), "{dry}");
     let listed = a.cs.json(&["confirm-deletes", "--dry-run", "--json", ra.to_str().unwrap()]);
-    let mut paths: Vec<String> = listed["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()[1..].to_owned()).collect();
+    let mut paths: Vec<String> =
+        listed["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()[1..].to_owned()).collect();
     paths.sort();
     let mut expected = names[..20].to_vec();
     expected.sort();

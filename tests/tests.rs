@@ -29,3 +29,4 @@ mod transfer;
 mod untrusted;
 mod untrusted_hostile;
 mod util;
+mod versions;

@@ -30,6 +30,7 @@ use crate::fsops::{self, Located};
 use crate::record::{EntryKind, Record};
 use crate::scan::root_is_present;
 use crate::store::{ShareStore, StoreError};
+use crate::versions;
 
 /// Contents to fetch from a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +78,31 @@ pub struct Applier<'a> {
     pub failures: usize,
     /// Selective sync: paths left alone.
     filter: Option<&'a crate::filter::Filter>,
+    /// Files that peers' changes replace or delete are kept in the versions.
+    versions: bool,
+    /// Bytes kept in the versions by this applier.
+    pub kept_bytes: u64,
+    /// This daemon's name, in the conflict copies it makes.
+    device: &'a str,
 }
 
 impl std::fmt::Debug for Applier<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Applier").field("root", &self.root).finish_non_exhaustive()
     }
+}
+
+/// The marker of a conflict copy `me` makes at `now` as `device` (empty: the start of
+/// `me`), random characters from `uuid`.
+pub fn conflict_marker(now: Timestamp, device: &str, me: &PeerId, uuid: &RecordUuid) -> String {
+    let id;
+    let device = if device.is_empty() {
+        id = hex::encode(&me.0[..4]);
+        &id
+    } else {
+        device
+    };
+    fsops::conflict_marker(now, device, &uuid.0)
 }
 
 /// Which of two concurrent records wins: live beats deleted, then the later `update_time`,
@@ -129,7 +149,61 @@ impl<'a> Applier<'a> {
         now: Timestamp,
         new_uuid: &'a mut dyn FnMut() -> RecordUuid,
     ) -> Self {
-        Applier { root, store, me, now, new_uuid, dirs: None, dirty: BTreeSet::new(), failures: 0, filter: None }
+        Applier {
+            root,
+            store,
+            me,
+            now,
+            new_uuid,
+            dirs: None,
+            dirty: BTreeSet::new(),
+            failures: 0,
+            filter: None,
+            versions: false,
+            kept_bytes: 0,
+            device: "",
+        }
+    }
+
+    /// Names this daemon `device` in the conflict copies it makes (empty: the start of
+    /// our peer ID).
+    pub fn with_device(mut self, device: &'a str) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// The marker of a conflict copy made now ([`fsops::conflict_marker`]).
+    fn marker(&self, uuid: &RecordUuid) -> String {
+        conflict_marker(self.now, self.device, &self.me, uuid)
+    }
+
+    /// Keeps a file that a peer's change replaces or deletes in the share's versions
+    /// ([`crate::versions`]).
+    pub fn with_versions(mut self, on: bool) -> Self {
+        self.versions = on;
+        self
+    }
+
+    /// Before `r`'s change replaces (`Replaced`) or deletes (`Deleted`) the file `name` in
+    /// `dir`, keeps it as a version if versioning is on. Whether the file is still at
+    /// `name` (a deleted one that was kept has been moved away: nothing left to unlink).
+    fn keep_version(&mut self, r: &Record, dir: &DirFd, name: &str, why: versions::Why) -> io::Result<bool> {
+        if !self.versions {
+            return Ok(true);
+        }
+        let dirs = self.dirs()?;
+        let k = versions::Keep { path: &r.path, by: Some(r.last_updated_by), why, now: self.now };
+        match versions::keep(&dirs, dir, name, k) {
+            Ok((still_there, kept)) => {
+                self.kept_bytes += kept.map_or(0, |v| v.size);
+                Ok(still_there)
+            }
+            Err(e) => {
+                // A version that cannot be kept (say the disk is full) never blocks the change.
+                warn!(path = %r.path, error = %e, "cannot keep a version of this file");
+                Ok(true)
+            }
+        }
     }
 
     /// Leaves the paths `filter` ignores alone: their records stay pending, nothing of them
@@ -281,7 +355,7 @@ impl<'a> Applier<'a> {
             return None;
         }
         let uuid = (self.new_uuid)();
-        let copy_path = fsops::conflict_path(&ours.path, &uuid.0)?;
+        let copy_path = fsops::conflict_path(&ours.path, &self.marker(&uuid))?;
         let dirs = self.dirs().ok()?;
         let dir = fsops::existing_parent(&dirs, &ours.path).ok()??;
         let m = dir.stat(ours.path.file_name()).ok()??;
@@ -391,7 +465,13 @@ impl<'a> Applier<'a> {
                 done.local_sha256 = r.local_sha256;
                 return Ok(Step::Done(Box::new(done)));
             }
-            let res = if m.is_dir() { dir.rmdir(name) } else { dir.unlink(name) };
+            let res = if m.is_dir() {
+                dir.rmdir(name)
+            } else if self.keep_version(r, &dir, name, versions::Why::Deleted)? {
+                dir.unlink(name)
+            } else {
+                Ok(())
+            };
             match res {
                 Ok(()) => self.touched(&r.path),
                 Err(e) if m.is_dir() => {
@@ -446,10 +526,13 @@ impl<'a> Applier<'a> {
             return dir.rmdir(name);
         }
         if m.is_file() && r.local == Some(m.stat) {
-            return dir.unlink(name);
+            return match self.keep_version(r, dir, name, versions::Why::Deleted)? {
+                true => dir.unlink(name),
+                false => Ok(()),
+            };
         }
         let uuid = (self.new_uuid)();
-        let copy = fsops::conflict_path(&r.path, &uuid.0)
+        let copy = fsops::conflict_path(&r.path, &self.marker(&uuid))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no conflict name"))?;
         warn!(path = %r.path, copy = %copy, "a local change is in the way of a peer's version; kept as a conflict copy");
         dir.rename(name, dir, copy.file_name())?;
@@ -495,6 +578,8 @@ impl<'a> Applier<'a> {
                 let known_file = m.is_file() && r.local == Some(m.stat);
                 if !known_file {
                     self.clear_way(r, &dir, &m)?;
+                } else {
+                    self.keep_version(r, &dir, name, versions::Why::Replaced)?;
                 }
             }
             fsops::install(temp, &dir, name)

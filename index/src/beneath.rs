@@ -271,6 +271,12 @@ impl DirFd {
         rfs::renameat(self.fd(), check_name(name)?, to.fd(), check_name(to_name)?).map_err(errno)
     }
 
+    /// Makes `to_name` in `to` a second name (a hard link) for the file `name` here; a
+    /// symlink at `name` is linked itself, never followed.
+    pub fn link(&self, name: &str, to: &DirFd, to_name: &str) -> io::Result<()> {
+        rfs::linkat(self.fd(), check_name(name)?, to.fd(), check_name(to_name)?, AtFlags::empty()).map_err(errno)
+    }
+
     /// Fsyncs the directory (after a rename or unlink in it).
     pub fn sync(&self) -> io::Result<()> {
         let fd = rfs::openat(self.fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())

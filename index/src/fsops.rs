@@ -225,31 +225,41 @@ pub fn make_dir(dir: &DirFd, name: &str, mode: Option<u32>) -> io::Result<LocalS
     Ok(stat_of(&d.metadata()?))
 }
 
-/// The conflict marker's length: `.CONFLICT.` and 8 characters.
-const MARKER_LEN: usize = 18;
-
-/// A name for the losing side of a conflict, next to the original:
-/// `name.CONFLICT.<8 alnum>.ext` (`name.CONFLICT.<8 alnum>` without an extension). When
-/// that would be too long (a name near 255 bytes, or a path near 4096), the name before
-/// the extension is shortened (on a character boundary); an extension too long to keep
-/// counts as part of the name.
-pub fn conflict_path(path: &SharePath, tag: &[u8; 16]) -> Option<SharePath> {
+/// What a conflict copy's name carries: `.CONFLICT.<YYYYMMDD-HHMMSS>.<device>.<4 alnum>`,
+/// the time (UTC) and the device whose change lost (this daemon: the loser makes the copy),
+/// and four random characters from `tag` so that two conflicts of one file in one second
+/// get two names. The device name is reduced to letters, digits, `-` and `_` (others become
+/// `-`), at most 32 bytes.
+pub fn conflict_marker(when: Timestamp, device: &str, tag: &[u8; 16]) -> String {
     const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let code: String = tag[..8].iter().map(|b| char::from(ALNUM[usize::from(*b) % ALNUM.len()])).collect();
+    let code: String = tag[..4].iter().map(|b| char::from(ALNUM[usize::from(*b) % ALNUM.len()])).collect();
+    let device: String =
+        device.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let device = cut_utf8(device.trim_matches('-'), 32);
+    let device = if device.is_empty() { "device" } else { device };
+    format!(".CONFLICT.{}.{device}.{code}", crate::versions::stamp(when))
+}
+
+/// A name for the losing side of a conflict, next to the original: `name<marker>.ext`
+/// (`name<marker>` without an extension; see [`conflict_marker`]). When that would be too
+/// long (a name near 255 bytes, or a path near 4096), the name before the extension is
+/// shortened (on a character boundary); an extension too long to keep counts as part of
+/// the name.
+pub fn conflict_path(path: &SharePath, marker: &str) -> Option<SharePath> {
     let name = path.file_name();
     let parent = path.parent()?;
     let prefix = if parent.is_root() { 1 } else { parent.as_str().len() + 1 };
     let room = MAX_SEGMENT.min(MAX_PATH.checked_sub(prefix)?);
     // The extension is what follows the last dot, unless the dot starts the name.
     let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 && name.len() - i + MARKER_LEN < room => (&name[..i], &name[i..]),
+        Some(i) if i > 0 && name.len() - i + marker.len() < room => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
-    let stem = cut_utf8(stem, room.checked_sub(MARKER_LEN + ext.len())?);
+    let stem = cut_utf8(stem, room.checked_sub(marker.len() + ext.len())?);
     if stem.is_empty() {
         return None;
     }
-    let new = format!("{stem}.CONFLICT.{code}{ext}");
+    let new = format!("{stem}{marker}{ext}");
     let key = if parent.is_root() { format!("/{new}") } else { format!("{}/{new}", parent.as_str()) };
     SharePath::parse(&key).ok()
 }

@@ -28,6 +28,7 @@ pub mod rsa;
 pub mod scan;
 pub mod store;
 pub mod untrusted;
+pub mod versions;
 
 /// A share on temp directories for unit tests: a root with its marker and an empty index.
 #[cfg(test)]

@@ -91,6 +91,8 @@ pub struct ScanContext<'a> {
     /// recorded whatever the limit; more (files vanished since the confirmation) are held
     /// again, for a new confirmation.
     pub confirmed_deletions: usize,
+    /// This daemon's name, in the conflict copies a scan makes (empty: the start of `me`).
+    pub device: &'a str,
 }
 
 impl std::fmt::Debug for ScanContext<'_> {
@@ -692,7 +694,8 @@ fn set_aside(
     ctx: &mut ScanContext<'_>,
 ) -> Option<Record> {
     let uuid = (ctx.new_uuid)();
-    let copy = crate::fsops::conflict_path(path, &uuid.0)?;
+    let marker = crate::apply::conflict_marker(ctx.now, ctx.device, &ctx.me, &uuid);
+    let copy = crate::fsops::conflict_path(path, &marker)?;
     // In the directory it was listed in, by handle: never through a symlink swapped in.
     if let Err(e) = dir.rename(path.file_name(), dir, copy.file_name()) {
         warn!(path = %path, error = %e, "cannot move a conflicting edit aside");

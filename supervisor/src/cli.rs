@@ -162,6 +162,36 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the versions a share kept of files that peers' changes replaced or deleted (in
+    /// its .clearskies/versions, for versions_keep_days), of one file or of all.
+    Versions {
+        /// The shared directory.
+        path: std::path::PathBuf,
+        /// A file in the share (its path there, e.g. photos/cat.jpg).
+        file: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring back a kept version of a file, as a new local change (peers receive it). What
+    /// is there now is kept as a version first.
+    #[command(disable_version_flag = true)]
+    Restore {
+        /// The shared directory.
+        path: std::path::PathBuf,
+        /// The file, as `versions` lists it (its path in the share).
+        file: String,
+        /// Which version: its time as `versions` shows it (YYYYMMDD-HHMMSS, or a prefix such
+        /// as a date: the latest that matches). Default: the latest.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// On a read-only share: drop the changes made here (moved into the versions, not
+    /// deleted) and get the read-write peers' version back.
+    Revert {
+        /// The shared directory.
+        path: std::path::PathBuf,
+    },
     /// Stop syncing a directory. Its files are kept.
     Detach {
         /// The shared directory.
@@ -292,4 +322,16 @@ pub(crate) enum CodeCommand {
         #[arg(long, conflicts_with = "code")]
         username: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Clap checks names, conflicts and flags only when a subcommand is parsed; this
+        // checks every one now (a duplicate `--version` once hid in `restore`).
+        super::Cli::command().debug_assert();
+    }
 }

@@ -212,7 +212,7 @@ pub(crate) fn simple(config: &Config, command: &Request, done: &str) -> anyhow::
 
 /// The absolute form of a directory the user named (the daemon has another working dir).
 /// An existing directory as the control socket wants it: absolute, as text.
-fn dir_arg(path: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn dir_arg(path: &std::path::Path) -> anyhow::Result<String> {
     let dir = absolute_dir(path)?;
     dir.to_str().map(str::to_owned).with_context(|| format!("{} is not valid UTF-8", dir.display()))
 }

@@ -14,6 +14,7 @@ mod cli;
 mod client;
 mod config;
 mod daemon;
+mod history;
 mod log;
 mod monitor;
 mod settings;
@@ -122,6 +123,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ConfirmDeletes { path, dry_run, json } => {
             daemon::confirm_deletes(&config()?, &path, dry_run, json).map(|()| ExitCode::SUCCESS)
         }
+        Command::Versions { path, file, json } => {
+            history::versions(&config()?, &path, file.as_deref(), json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Restore { path, file, version } => {
+            history::restore(&config()?, &path, &file, version.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Revert { path } => history::revert(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, &Request::Pause, "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, &Request::Resume, "syncing resumed").map(|()| ExitCode::SUCCESS),

@@ -94,6 +94,12 @@ pub struct Values {
     pub min_free_space: MinFree,
     /// Seconds between full scans of an unwatched share.
     pub full_scan_interval: u64,
+    /// Days a file replaced or deleted by a peer is kept in `.clearskies/versions` (0: not kept).
+    pub versions_keep_days: u32,
+    /// Bytes the versions of one share may take (0: no cap).
+    pub versions_max_size: u64,
+    /// What peers see this daemon as (empty: the host name).
+    pub device_name: String,
 }
 
 impl Values {
@@ -127,6 +133,9 @@ impl Default for Values {
             mass_delete_percent: 0,
             min_free_space: MinFree::Bytes(0),
             full_scan_interval: 0,
+            versions_keep_days: 0,
+            versions_max_size: 0,
+            device_name: String::new(),
         };
         for s in SETTINGS {
             // The defaults are constants of the table, each read by `defaults_read` below.
@@ -379,6 +388,42 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |v| int(v.full_scan_interval),
+    },
+    Setting {
+        name: "versions_keep_days",
+        doc: "days a file that a peer's change replaced or deleted stays in the share's .clearskies/versions (0: versions are not kept)",
+        env: "CLEARSKIES_VERSIONS_KEEP_DAYS",
+        default: "30",
+        applies: Applies::Runtime,
+        set: |v, raw| {
+            v.versions_keep_days = parse::int(raw, 0, 36_500, "a number of days 0-36500 (0: keep no versions)")?;
+            Ok(())
+        },
+        get: |v| int(v.versions_keep_days),
+    },
+    Setting {
+        name: "versions_max_size",
+        doc: "most space one share's versions take; the oldest go first (\"10G\"; 0: no cap)",
+        env: "CLEARSKIES_VERSIONS_MAX_SIZE",
+        default: "10G",
+        applies: Applies::Runtime,
+        set: |v, raw| {
+            v.versions_max_size = parse::bytes(raw, "a size like 500M or 10G (0: no cap)")?;
+            Ok(())
+        },
+        get: |v| int(v.versions_max_size),
+    },
+    Setting {
+        name: "device_name",
+        doc: "the name peers see for this daemon in `peers` and in conflict copies (empty: the host name)",
+        env: "CLEARSKIES_DEVICE_NAME",
+        default: "",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.device_name = parse::device_name(raw)?;
+            Ok(())
+        },
+        get: |v| text(&v.device_name),
     },
 ];
 

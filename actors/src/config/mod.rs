@@ -103,10 +103,35 @@ impl Runtime {
         self.0.borrow().min_free_space
     }
 
+    /// How long versions are kept and how much space they may take (`None`: not kept).
+    pub fn versions(&self) -> Option<(std::time::Duration, u64)> {
+        let v = self.0.borrow();
+        let days = u64::from(v.versions_keep_days);
+        (days > 0).then(|| (std::time::Duration::from_secs(days * 86_400), v.versions_max_size))
+    }
+
+    /// `device_name`, or the host name when it is empty (or the host name cannot be read:
+    /// empty, and conflict copies name the peer ID instead).
+    pub fn device_name(&self) -> String {
+        let name = self.0.borrow().device_name.clone();
+        if !name.is_empty() {
+            return name;
+        }
+        host_name()
+    }
+
     /// `full_scan_interval` (at least 1 s).
     pub fn full_scan_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.0.borrow().full_scan_interval.max(1))
     }
+}
+
+/// The host name (empty if it cannot be read).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().chars().filter(|c| !c.is_control()).take(64).collect())
+        .unwrap_or_default()
 }
 
 /// Sets `values` in the TOML file `file` (created if missing), keeping every other key and

@@ -61,6 +61,18 @@ fn text(raw: Raw<'_>) -> Option<&str> {
     }
 }
 
+/// Longest `device_name`, in bytes.
+pub const MAX_DEVICE_NAME: usize = 64;
+
+/// `device_name`: up to 64 bytes of printable text (no control characters, no `/`); empty
+/// means the host name.
+pub(super) fn device_name(raw: Raw<'_>) -> Result<String, Expected> {
+    const EXPECTED: Expected = "a name of up to 64 bytes without control characters or \"/\"";
+    let t = text(raw).ok_or(EXPECTED)?;
+    let ok = t.len() <= MAX_DEVICE_NAME && !t.chars().any(|c| c.is_control() || c == '/');
+    ok.then(|| t.to_owned()).ok_or(EXPECTED)
+}
+
 /// An IP address.
 pub(super) fn ip(raw: Raw<'_>) -> Result<IpAddr, Expected> {
     text(raw).and_then(|t| t.parse().ok()).ok_or("an IP address")

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::cmd::CommandError;
 use crate::access::messages::{CancelCode, CreateAccessCode, ExportKeys, ListCodes};
 use crate::connections::messages::{AddShare, ListPeers};
-use crate::shares::messages::{ConfirmDeletes, CreateShare, FileUrl, ListShares, ReadFile, RemoveShare, VerifyBackup};
+use crate::shares::messages::{
+    ConfirmDeletes, CreateShare, FileUrl, History, ListShares, ReadFile, RemoveShare, VerifyBackup,
+};
 
 /// The owners a control connection talks to, injected by the supervisor: the supervisor
 /// (daemon-wide), the share registry, access and connections.
@@ -39,6 +41,8 @@ pub struct ControlTargets {
     pub export_keys: Recipient<ExportKeys>,
     /// `confirm_deletes`.
     pub confirm_deletes: Recipient<ConfirmDeletes>,
+    /// `list_versions`, `restore_version`, `revert`.
+    pub history: Recipient<History>,
     /// `list_peers`.
     pub list_peers: Recipient<ListPeers>,
     /// `get_config`, `get_config_value`.

@@ -11,7 +11,9 @@ use super::*;
 use crate::access::messages::{CancelCode, CreateAccessCode, ExportKeys, ListCodes};
 use crate::connections::messages::{AddShare, ListPeers};
 use crate::control::messages::{GetConfig, GetStatus, SetConfig, SetPaused, Status};
-use crate::shares::messages::{ConfirmDeletes, CreateShare, FileUrl, ListShares, ReadFile, RemoveShare, VerifyBackup};
+use crate::shares::messages::{
+    ConfirmDeletes, CreateShare, FileUrl, History, ListShares, ReadFile, RemoveShare, VerifyBackup,
+};
 
 /// Answers every command the way an owner that has nothing would, and notes its name.
 #[derive(Clone, Default)]
@@ -47,6 +49,7 @@ double!(
     VerifyBackup => "verify_backup", Err(none());
     ExportKeys => "export_keys", Err(none());
     ConfirmDeletes => "confirm_deletes", Ok(crate::control::cmd::Held { held: 0, paths: vec![], dry_run: false });
+    History => "history", Err(none());
     ListPeers => "list_peers", vec![];
     GetConfig => "get_config", crate::control::cmd::ConfigAnswer::default();
     SetConfig => "set_config", Ok(());
@@ -92,6 +95,7 @@ fn targets(d: &actix::Addr<Double>) -> ControlTargets {
         verify_backup: d.clone().recipient(),
         export_keys: d.clone().recipient(),
         confirm_deletes: d.clone().recipient(),
+        history: d.clone().recipient(),
         list_peers: d.clone().recipient(),
         get_config: d.clone().recipient(),
         set_config: d.clone().recipient(),

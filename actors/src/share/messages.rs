@@ -278,3 +278,51 @@ pub struct Reading {
     /// The bytes.
     pub rx: StreamRx,
 }
+
+/// `list_versions`, `restore_version` and `revert`: the versions the share kept, and
+/// putting files back.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<HistoryAnswer, crate::control::cmd::CommandError>")]
+pub enum History {
+    /// The versions kept, of one file (a path in the share, `a/b.jpg`) or of all.
+    List {
+        /// Only this file's.
+        file: Option<String>,
+    },
+    /// Copy a version of `file` back: `version` is its time (`YYYYMMDD-HHMMSS`, or a prefix
+    /// such as `20261206`: the latest that matches) or its stored name; absent: the latest.
+    Restore {
+        /// The file.
+        file: String,
+        /// Which version.
+        version: Option<String>,
+    },
+    /// A read-only share: move every local change into the versions and fetch the
+    /// read-write peers' version again.
+    Revert,
+}
+
+/// What a [`History`] command answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HistoryAnswer {
+    /// `list_versions`.
+    Listed {
+        /// Oldest first.
+        versions: Vec<clearskies_index::versions::Version>,
+    },
+    /// `restore_version`.
+    Restored {
+        /// The path in the share it was restored to.
+        restored: String,
+        /// The version restored.
+        version: clearskies_index::versions::Version,
+    },
+    /// `revert`.
+    Reverted {
+        /// Paths moved into the versions (changed or added here).
+        moved: Vec<String>,
+        /// Paths whose read-write version is put back (fetched from a peer, or made).
+        restoring: Vec<String>,
+    },
+}

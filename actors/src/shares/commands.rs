@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use actix::{Context, Handler, ResponseFuture};
 
-use super::messages::{ConfirmDeletes, FileUrl, ListShares, ReadFile, SubscribeShareEvents, VerifyBackup};
+use super::messages::{ConfirmDeletes, FileUrl, History, ListShares, ReadFile, SubscribeShareEvents, VerifyBackup};
 use super::Shares;
 use crate::connections::messages::AuthRefused;
 use crate::control::cmd::{CommandError, ErrorCode, Mode};
@@ -118,6 +118,15 @@ impl Handler<ConfirmDeletes> for Shares {
 
     fn handle(&mut self, msg: ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
         self.forward(&msg.path, share_messages::ConfirmDeletes { dry_run: msg.dry_run })
+    }
+}
+
+impl Handler<History> for Shares {
+    type Result = ResponseFuture<Result<share_messages::HistoryAnswer, CommandError>>;
+
+    fn handle(&mut self, msg: History, _: &mut Context<Self>) -> Self::Result {
+        let answer = self.forward(&msg.path, msg.op);
+        Box::pin(async move { answer.await? })
     }
 }
 

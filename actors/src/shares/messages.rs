@@ -118,3 +118,13 @@ pub struct FileUrl {
     /// Seconds the address stays valid (default [`crate::metrics::DEFAULT_URL_LIFETIME`]).
     pub lifetime: Option<u64>,
 }
+
+/// `list_versions`, `restore_version`, `revert`: about the share at `path`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::share::messages::HistoryAnswer, CommandError>")]
+pub struct History {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+    /// What to do.
+    pub op: crate::share::messages::History,
+}

@@ -197,6 +197,7 @@ impl Supervisor {
             list_shares: o.shares.clone().recipient(),
             remove_share: o.shares.clone().recipient(),
             confirm_deletes: o.shares.clone().recipient(),
+            history: o.shares.clone().recipient(),
             verify_backup: o.shares.clone().recipient(),
             read_file: o.shares.clone().recipient(),
             file_url: o.shares.recipient(),

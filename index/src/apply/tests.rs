@@ -15,6 +15,7 @@ struct Fixture {
     root: tempfile::TempDir,
     store: ShareStore,
     counter: u8,
+    versions: bool,
 }
 
 fn sha(data: &[u8]) -> Sha256Hash {
@@ -34,7 +35,7 @@ impl Drop for Fixture {
 impl Fixture {
     fn new() -> Self {
         let (db, root, store) = crate::test_share();
-        Fixture { _db: db, root, store, counter: 100 }
+        Fixture { _db: db, root, store, counter: 100, versions: false }
     }
 
     fn scan(&mut self) {
@@ -51,6 +52,7 @@ impl Fixture {
             read_only: false,
             delete_limit: None,
             confirmed_deletions: 0,
+            device: "",
         };
         scan(self.root.path(), &self.store, &mut ctx, &crate::scan::Scope::Full).unwrap();
         self.counter = c;
@@ -62,7 +64,8 @@ impl Fixture {
             c += 1;
             RecordUuid([c; 16])
         };
-        let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(20, 0).unwrap(), &mut uuid);
+        let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(20, 0).unwrap(), &mut uuid)
+            .with_versions(self.versions);
         let out = a.receive(records.into_iter().map(|r| (7, r)).collect()).unwrap();
         self.counter = c;
         out
@@ -74,7 +77,8 @@ impl Fixture {
         w.append(data).unwrap();
         let temp = w.finish(&f.sha256, f.size, f.unix_mode, f.mtime).unwrap();
         let mut uuid = || RecordUuid([0; 16]);
-        let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid);
+        let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid)
+            .with_versions(self.versions);
         a.downloaded(vec![(f.sha256, temp)]).unwrap()
     }
 
@@ -381,4 +385,46 @@ fn a_conflict_on_a_name_near_255_bytes_keeps_ours_under_a_shorter_name() {
     let copy = names.iter().find(|n| **n != name).unwrap();
     assert!(copy.len() <= 255 && copy.contains(".CONFLICT.") && copy.ends_with(".txt"), "{copy}");
     assert_eq!(f.file(copy).unwrap(), b"ours", "our version was lost");
+}
+
+#[test]
+fn with_versions_a_peers_edit_and_deletion_keep_what_they_replace() {
+    let mut f = Fixture::new();
+    f.versions = true;
+    fs::write(f.root.path().join("doc.txt"), b"mine").unwrap();
+    f.scan();
+    // They edit it after seeing ours: fetched, installed, ours kept (as at 30 s: 19700101-000030).
+    let mut edit = theirs("/doc.txt", b"their edit", &[(ME, 1), (THEM, 1)], 15);
+    edit.uuid = f.get("/doc.txt").uuid;
+    edit.vector_clock = f.get("/doc.txt").vector_clock;
+    edit.vector_clock.increment(THEM);
+    let out = f.receive(vec![edit]);
+    f.deliver(&out.fetch[0], b"their edit");
+    assert_eq!(f.file("doc.txt").unwrap(), b"their edit");
+    let v = crate::versions::list(&Root::open(f.root.path()).unwrap()).unwrap();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        (v[0].stored.as_str(), v[0].why, v[0].by.as_deref()),
+        ("doc~19700101-000030.txt", crate::versions::Why::Replaced, Some("02020202020202020202020202020202"))
+    );
+    let kept = f.root.path().join(META_DIR).join(crate::versions::VERSIONS_DIR).join(&v[0].stored);
+    assert_eq!(fs::read(kept).unwrap(), b"mine");
+    // They delete it: moved into the versions, gone from the share.
+    f.scan();
+    let gone = f.their_tombstone("/doc.txt");
+    f.receive(vec![gone]);
+    assert_eq!(f.file("doc.txt"), None);
+    let v = crate::versions::list(&Root::open(f.root.path()).unwrap()).unwrap();
+    assert_eq!(
+        v.iter().map(|v| v.why).collect::<Vec<_>>(),
+        [crate::versions::Why::Deleted, crate::versions::Why::Replaced]
+    );
+    assert_eq!(
+        fs::read(f.root.path().join(META_DIR).join(crate::versions::VERSIONS_DIR).join(&v[0].stored)).unwrap(),
+        b"their edit"
+    );
+    // Nothing of it is indexed: the versions live inside the marker (a reserved name).
+    let rev = f.store.revision().unwrap();
+    f.scan();
+    assert_eq!((f.store.revision().unwrap(), f.names()), (rev, Vec::<String>::new()));
 }

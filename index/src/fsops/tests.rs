@@ -43,36 +43,50 @@ fn a_download_into_a_share_without_its_marker_fails_and_creates_nothing() {
 
 #[test]
 fn conflict_names_keep_the_extension() {
-    let tag = [0u8; 16];
+    let tag = ".CONFLICT.aaaaaaaa";
     let p = |s: &str| SharePath::parse(s).unwrap();
-    assert_eq!(conflict_path(&p("/a/photo.jpg"), &tag).unwrap().as_str(), "/a/photo.CONFLICT.aaaaaaaa.jpg");
-    assert_eq!(conflict_path(&p("/README"), &tag).unwrap().as_str(), "/README.CONFLICT.aaaaaaaa");
-    assert_eq!(conflict_path(&p("/.bashrc"), &tag).unwrap().as_str(), "/.bashrc.CONFLICT.aaaaaaaa");
-    assert_eq!(conflict_path(&p("/x.tar.gz"), &[35; 16]).unwrap().as_str(), "/x.tar.CONFLICT.99999999.gz");
+    assert_eq!(conflict_path(&p("/a/photo.jpg"), tag).unwrap().as_str(), "/a/photo.CONFLICT.aaaaaaaa.jpg");
+    assert_eq!(conflict_path(&p("/README"), tag).unwrap().as_str(), "/README.CONFLICT.aaaaaaaa");
+    assert_eq!(conflict_path(&p("/.bashrc"), tag).unwrap().as_str(), "/.bashrc.CONFLICT.aaaaaaaa");
+    assert_eq!(conflict_path(&p("/x.tar.gz"), ".CONFLICT.99999999").unwrap().as_str(), "/x.tar.CONFLICT.99999999.gz");
+}
+
+#[test]
+fn a_conflict_marker_names_the_time_and_the_device() {
+    let t = Timestamp::new(1_796_541_301, 0).unwrap();
+    assert_eq!(conflict_marker(t, "laptop", &[0; 16]), ".CONFLICT.20261206-071501.laptop.aaaa");
+    assert_eq!(conflict_marker(t, "Anna's Mac.local", &[35; 16]), ".CONFLICT.20261206-071501.Anna-s-Mac-local.9999");
+    assert_eq!(conflict_marker(t, "../..", &[1; 16]), ".CONFLICT.20261206-071501.device.bbbb");
+    let long = conflict_marker(t, &"ü".repeat(40), &[0; 16]);
+    assert_eq!(long.len(), ".CONFLICT.20261206-071501..aaaa".len() + 32, "{long}");
+    assert_eq!(
+        conflict_path(&SharePath::parse("/a/doc.txt").unwrap(), &conflict_marker(t, "nas", &[2; 16])).unwrap().as_str(),
+        "/a/doc.CONFLICT.20261206-071501.nas.cccc.txt"
+    );
 }
 
 #[test]
 fn conflict_names_near_the_limits_are_shortened_not_refused() {
-    let tag = [0u8; 16];
+    let tag = ".CONFLICT.aaaaaaaa";
     let p = |s: &str| SharePath::parse(s).unwrap();
     // A 255-byte name with an extension: the stem is cut, the extension kept.
     let long = format!("/d/{}.jpeg", "n".repeat(250));
-    let c = conflict_path(&p(&long), &tag).unwrap();
+    let c = conflict_path(&p(&long), tag).unwrap();
     assert_eq!(c.file_name().len(), 255);
     assert!(c.file_name().ends_with(".CONFLICT.aaaaaaaa.jpeg") && c.file_name().starts_with("nnn"), "{c}");
     // Multi-byte characters are never split.
     let wide = format!("/{}", "é".repeat(127));
-    let c = conflict_path(&p(&wide), &tag).unwrap();
+    let c = conflict_path(&p(&wide), tag).unwrap();
     assert!(c.file_name().len() <= 255 && c.file_name().ends_with(".CONFLICT.aaaaaaaa"), "{c}");
     assert_eq!(c.file_name().len(), 236 + 18);
     // An "extension" too long to keep is part of the name.
     let ext = format!("/a.{}", "x".repeat(250));
-    let c = conflict_path(&p(&ext), &tag).unwrap();
+    let c = conflict_path(&p(&ext), tag).unwrap();
     assert!(c.file_name().len() <= 255 && c.file_name().ends_with(".CONFLICT.aaaaaaaa"), "{c}");
     // A path near 4096 bytes.
     let deep = format!("{}/{}.txt", "/abcdefghij".repeat(360), "f".repeat(130));
     assert_eq!(deep.len(), 4095);
-    let c = conflict_path(&p(&deep), &tag).unwrap();
+    let c = conflict_path(&p(&deep), tag).unwrap();
     assert_eq!(c.as_str().len(), 4096);
     assert!(c.file_name().ends_with(".CONFLICT.aaaaaaaa.txt"), "{c}");
 }

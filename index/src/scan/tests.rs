@@ -32,6 +32,7 @@ impl Fixture {
             read_only: false,
             delete_limit: self.delete_limit,
             confirmed_deletions: self.confirmed,
+            device: "",
         };
         let r = scan(self.root.path(), &self.store, &mut ctx, &self.scope);
         self.counter = counter;
@@ -353,6 +354,7 @@ fn a_file_swapped_for_a_fifo_or_symlink_after_listing_is_skipped_not_hashed() {
             read_only: false,
             delete_limit: None,
             confirmed_deletions: 0,
+            device: "",
         };
         let mut s = Scanner {
             root: &r,

@@ -94,12 +94,16 @@ error_codes! {
     NoSuchCode = "no_such_code",
     /// No such file in the share.
     NoSuchFile = "no_such_file",
+    /// No kept version matches.
+    NoSuchVersion = "no_such_version",
     /// Nothing to inject the fault into.
     NoTarget = "no_target",
     /// The path is not a directory.
     NotADirectory = "not_a_directory",
     /// The path is not shared.
     NotShared = "not_shared",
+    /// Only a read-only share has local changes to revert.
+    NotReadOnly = "not_read_only",
     /// Not a command this daemon knows, or not a command at all.
     NotUnderstood = "not_understood",
     /// The directory overlaps a share.

@@ -18,6 +18,7 @@ mod daemon;
 mod error;
 pub(crate) mod field;
 mod file;
+mod history;
 mod names;
 mod share;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use self::daemon::{Done, InjectFault, Peers, StatusAnswer};
 pub use self::error::{CommandError, ErrorCode};
 pub use self::field::Checked;
 pub use self::file::{Chunk, End, FileUrl, ReadFile, ReadHeader, Url};
+pub use self::history::{ListVersions, RestoreVersion, Revert};
 pub(crate) use self::names::wire_names;
 pub use self::names::Mode;
 pub use self::share::{AddShare, AtPath, BackupReport, ConfirmDeletes, ExportedKeys, Held, Shares, VerifyBackup};
@@ -46,8 +48,9 @@ pub use crate::access::messages::{CodeCreated, CodeEntry, CodeState};
 pub use crate::connections::messages::{PeerEntry, PeerSource, PeerState};
 pub use crate::control::messages::Status;
 pub use crate::metrics::{Health, ShareHealth};
-pub use crate::share::messages::{BackupCheck, ShareStatus, SyncState};
+pub use crate::share::messages::{BackupCheck, HistoryAnswer, ShareStatus, SyncState};
 pub use crate::shares::messages::ShareCreated;
+pub use clearskies_index::versions::{Version, Why};
 
 /// A command to the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +76,12 @@ pub enum Request {
     ExportKeys(AtPath),
     /// Record (or list) the deletions a share held back.
     ConfirmDeletes(ConfirmDeletes),
+    /// The versions a share kept.
+    ListVersions(ListVersions),
+    /// Copy a kept version back.
+    RestoreVersion(RestoreVersion),
+    /// A read-only share drops its local changes.
+    Revert(Revert),
     /// Challenge the share's untrusted peers.
     VerifyBackup(VerifyBackup),
     /// Join a share.
@@ -148,6 +157,9 @@ impl Request {
             Request::ExportKeys(r) => r.export_keys(targets).await,
             Request::ConfirmDeletes(r) => r.run(targets).await,
             Request::VerifyBackup(r) => r.run(targets).await,
+            Request::ListVersions(r) => r.run(targets).await,
+            Request::RestoreVersion(r) => r.run(targets).await,
+            Request::Revert(r) => r.run(targets).await,
             Request::AddShare(r) => r.run(targets).await,
             Request::CreateAccessCode(r) => r.run(targets).await,
             Request::ListAccessCodes => code::list(targets).await,

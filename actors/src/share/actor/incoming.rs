@@ -67,7 +67,11 @@ impl Share {
             let mut uuid = new_uuid;
             let mut a = s.applier(&mut uuid);
             let r = job(&mut a);
-            (r, a.failures)
+            let (failures, kept) = (a.failures, a.kept_bytes);
+            if kept > 0 {
+                s.prune_versions(kept, false);
+            }
+            (r, failures)
         })
     }
 

@@ -407,6 +407,10 @@ mod tests {
             confirmed_deletions: 0,
             announced: None,
             runtime: crate::config::Runtime::fixed(Default::default()),
+            device: String::new(),
+            versioned: true,
+            kept_since_prune: 0,
+            pruned_at: None,
         }
     }
 

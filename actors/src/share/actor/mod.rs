@@ -19,6 +19,7 @@
 //! - `events`: the typed [`ShareEvent`] stream ([`SubscribeEvents`]).
 
 mod events;
+mod history;
 mod incoming;
 mod index_sender;
 mod schedule;
@@ -67,7 +68,7 @@ use crate::control::cmd::Held;
 use crate::supervise::{self, injected_panic, ActorKind, Crashed, InjectPanic};
 use crate::transfer::messages::{SetTransfersPaused, TransferPeerDown, TransferPeerUp};
 use crate::transfer::{Access, Transfer};
-use clearskies_index::{apply, filter, record, scan, store};
+use clearskies_index::{apply, beneath, filter, record, scan, store, versions};
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -79,6 +80,8 @@ enum State {
 
 /// How soon a failed scan or a failed store of peers' changes is tried again.
 const RETRY_FAILED: Duration = Duration::from_secs(5);
+/// How often a share's versions are pruned (besides after much was kept).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// What the worker thread owns.
 #[derive(Debug)]
@@ -98,13 +101,48 @@ pub struct ShareState {
     /// Our revision up to which scans' writes were handed out to be announced (`None`
     /// before the first scan).
     announced: Option<u64>,
-    /// The settings in effect (`mass_delete_percent`).
+    /// The settings in effect (`mass_delete_percent`, `versions_*`).
     runtime: crate::config::Runtime,
+    /// This daemon's name (`device_name`, or the host name), in conflict copies.
+    device: String,
+    /// Versions are kept here (not on an untrusted peer: its files are ciphertext).
+    versioned: bool,
+    /// Bytes kept in the versions since they were last pruned, and when that was.
+    kept_since_prune: u64,
+    pruned_at: Option<std::time::Instant>,
 }
 
 impl ShareState {
     fn applier<'a>(&'a self, new_uuid: &'a mut dyn FnMut() -> RecordUuid) -> apply::Applier<'a> {
-        apply::Applier::new(&self.root, &self.store, self.me, now(), new_uuid).with_filter(&self.filter)
+        let versions = self.versioned && self.runtime.versions().is_some();
+        apply::Applier::new(&self.root, &self.store, self.me, now(), new_uuid)
+            .with_filter(&self.filter)
+            .with_versions(versions)
+            .with_device(&self.device)
+    }
+
+    /// Prunes the versions (`versions_keep_days`, `versions_max_size`) when `force`d, an
+    /// hour after the last time, or once a tenth of the size cap was kept since. Versioning
+    /// turned off (0 days) prunes nothing: the versions kept stay until deleted by hand.
+    fn prune_versions(&mut self, kept: u64, force: bool) {
+        self.kept_since_prune += kept;
+        let Some((keep, max)) = self.runtime.versions().filter(|_| self.versioned) else { return };
+        let due = self.pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+        let big = max > 0 && self.kept_since_prune > max / 10;
+        if !(force || due || big) {
+            return;
+        }
+        self.kept_since_prune = 0;
+        self.pruned_at = Some(std::time::Instant::now());
+        let keep = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+        let pruned = beneath::Root::open(&self.root).and_then(|r| versions::prune(&r, keep, max, now().secs()));
+        match pruned {
+            Ok(p) if p.versions > 0 => {
+                info!(root = %self.root.display(), versions = p.versions, bytes = p.bytes, "old versions removed");
+            }
+            Ok(_) => {}
+            Err(e) => debug!(root = %self.root.display(), error = %e, "cannot prune the versions"),
+        }
     }
 
     /// Reads `.clearskiesignore` again if it changed; whether it did.
@@ -191,6 +229,10 @@ impl Share {
             confirmed_deletions: 0,
             announced: None,
             runtime: runtime.clone(),
+            device: runtime.device_name(),
+            versioned: level != AccessLevel::Untrusted,
+            kept_since_prune: 0,
+            pruned_at: None,
         };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
         let exited = worker.exited();
@@ -280,6 +322,7 @@ fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport,
         read_only: s.read_only,
         delete_limit,
         confirmed_deletions,
+        device: &s.device,
     };
     scan::scan(&s.root, &s.store, &mut ctx, scope)
 }
@@ -296,6 +339,10 @@ impl Actor for Share {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.open(ctx);
         self.check_root_every(ctx);
+        ctx.run_interval(PRUNE_EVERY, |act, ctx| {
+            let job = act.worker.run(|s: &mut ShareState| s.prune_versions(0, false));
+            ctx.spawn(job.into_actor(act).map(|_, _, _| ()));
+        });
     }
 }
 

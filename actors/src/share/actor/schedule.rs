@@ -205,6 +205,7 @@ fn reopen_job(s: &mut ShareState) -> (RootId, Result<Vec<apply::Fetch>, store::S
     if unwanted > 0 {
         info!(root = %s.root.display(), unwanted, "removed partial downloads nobody waits for");
     }
+    s.prune_versions(0, false);
     let mut uuid = new_uuid;
     (id, s.applier(&mut uuid).resume())
 }

@@ -143,7 +143,11 @@ fn codes_expire_are_cancelled_and_list_who_joined() {
 
     // Cancelled by the ID prefix `code list` shows: refused at once, and gone from the list.
     let id = entry["access_id"].as_str().unwrap()[..12].to_owned();
-    a.cs.ok(&["code", "cancel", &id]);
+    let cancelled = a.cs.ok(&["code", "cancel", &id]);
+    assert!(
+        cancelled.contains("does not disconnect") && cancelled.contains(&pb) && cancelled.contains("peers remove"),
+        "{cancelled}"
+    );
     let o = d.cs.run(&["attach", &many, &into("d"), "--peer", &a.listen()]);
     assert!(stderr(&o).contains("code_refused"), "{}", stderr(&o));
     assert!(!there.path().join("d").exists());

@@ -16,6 +16,7 @@ mod fs_safety;
 mod hostile;
 mod hostile_memory;
 mod metrics;
+mod peers;
 mod raw_client;
 mod readonly;
 mod security;

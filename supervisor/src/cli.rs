@@ -102,8 +102,11 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List peers: connected sessions and known addresses being dialled.
+    /// List peers: connected sessions and known addresses being dialled (or `peers remove`).
+    #[command(args_conflicts_with_subcommands = true)]
     Peers {
+        #[command(subcommand)]
+        command: Option<PeersCommand>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -246,6 +249,20 @@ pub(crate) enum Command {
         /// The actor (panic) or the seconds (stall).
         arg: Option<String>,
         /// For share and transfer: the shared directory (default: the first share).
+        #[arg(long)]
+        path: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeersCommand {
+    /// Disconnect a peer and refuse it from now on (saved with the share). It keeps the
+    /// files it has, and the share's key of its level: see the README ("Removing a peer").
+    Remove {
+        /// The peer's ID as `clearskies peers` shows it (or its first 8+ hex digits).
+        peer: String,
+        /// Only in this shared directory (needed to refuse a peer that is not connected,
+        /// by its whole ID).
         #[arg(long)]
         path: Option<std::path::PathBuf>,
     },

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clearskies_actors::control::cmd::{
     AddShare, AtPath, BackupReport, CancelAccessCode, Checked, CodeCreated, CodeEntry, Codes, ConfirmDeletes,
-    CreateAccessCode, FileUrl, Held, InjectFault, Peers, ReadFile, ReadHeader, Request, ShareCreated, Shares,
-    StatusAnswer, Url, VerifyBackup,
+    CreateAccessCode, FileUrl, Held, InjectFault, ReadFile, ReadHeader, Request, ShareCreated, Shares, StatusAnswer,
+    Url, VerifyBackup,
 };
 use serde_json::Value;
 
@@ -524,7 +524,15 @@ pub(crate) fn code_cancel(config: &Config, code: Option<&str>, username: Option<
         (None, None) => bail!("name the code: clearskies code cancel CODE (or --username U)"),
     };
     let cancelled: CodeEntry = connect(config)?.request_as(&Request::CancelAccessCode(request))?;
-    out(&format!("cancelled the code {} for {}", cancelled.access_id, cancelled.path))
+    let mut text = format!("cancelled the code {} for {}", cancelled.access_id, cancelled.path);
+    if !cancelled.used_by.is_empty() {
+        // Cancelling refuses the code; whoever joined with it has the share's key by now.
+        text.push_str(&format!(
+            "\nit does not disconnect the peers that already joined with it ({}): `clearskies peers remove PEER` disconnects and refuses one",
+            cancelled.used_by.join(", ")
+        ));
+    }
+    out(&text)
 }
 
 fn unix_now() -> i64 {
@@ -740,32 +748,4 @@ pub(crate) fn file_url(config: &Config, path: &std::path::Path, file: &str, expi
     };
     let Url { url } = connect(config)?.request_as(&Request::FileUrl(request))?;
     out(&url)
-}
-
-/// `clearskies peers`.
-pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
-    let answer = connect(config)?.request(&Request::ListPeers)?;
-    if json {
-        return out(&answer.to_string());
-    }
-    let Peers { peers } = answer_as(&answer)?;
-    if peers.is_empty() {
-        return out("no peers");
-    }
-    let mut text = String::new();
-    for p in peers {
-        let state = match p.failures {
-            Some(n) if n > 0 => format!("{} ({n} failed attempts)", p.state),
-            _ => p.state.to_string(),
-        };
-        text.push_str(&format!(
-            "{}  {}  {}  ({})  {}\n",
-            p.address,
-            state,
-            p.source,
-            p.peer.as_deref().unwrap_or("-"),
-            p.path,
-        ));
-    }
-    out(text.trim_end())
 }

@@ -17,6 +17,7 @@ mod daemon;
 mod history;
 mod log;
 mod monitor;
+mod peers;
 mod settings;
 mod wait;
 mod worker;
@@ -29,7 +30,7 @@ use clap::Parser;
 use clearskies_actors::control::cmd::Request;
 use clearskies_protocol::access_code::AccessCode;
 
-use crate::cli::{Cli, CodeCommand, Command, ConfigCommand, KeysCommand};
+use crate::cli::{Cli, CodeCommand, Command, ConfigCommand, KeysCommand, PeersCommand};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -108,7 +109,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             daemon::attach(&config()?, with, std::path::Path::new(path), opts).map(|()| ExitCode::SUCCESS)
         }
         Command::List { json } => daemon::list(&config()?, json).map(|()| ExitCode::SUCCESS),
-        Command::Peers { json } => daemon::peers(&config()?, json).map(|()| ExitCode::SUCCESS),
+        Command::Peers { command: None, json } => peers::peers(&config()?, json).map(|()| ExitCode::SUCCESS),
+        Command::Peers { command: Some(PeersCommand::Remove { peer, path }), .. } => {
+            peers::remove_peer(&config()?, &peer, path.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
         Command::Wait { path, timeout } => wait::wait(&config()?, &path, timeout).map(|()| ExitCode::SUCCESS),
         Command::Cat { path, file, url: true, expires, .. } => {
             daemon::file_url(&config()?, &path, &file, &expires).map(|()| ExitCode::SUCCESS)

@@ -158,3 +158,26 @@ pub struct SessionFault {
     /// Only the first matching session.
     pub one: bool,
 }
+
+/// `remove_peer`: disconnect a peer (by its ID or an 8+ digit prefix, as `list_peers`
+/// shows it) from a share (`path`, or every share it is connected to) and refuse it from
+/// then on.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PeerRemoved, CommandError>")]
+pub struct RemovePeer {
+    /// The peer ID or its first 8+ hex digits.
+    pub peer: String,
+    /// Only in this share.
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// What `remove_peer` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRemoved {
+    /// The whole peer ID.
+    pub peer: String,
+    /// The shares it is refused in.
+    pub paths: Vec<String>,
+    /// Connections closed.
+    pub disconnected: usize,
+}

@@ -13,6 +13,7 @@ mod attach;
 mod dial;
 pub mod messages;
 mod peers;
+mod remove;
 #[cfg(test)]
 mod tests;
 
@@ -45,7 +46,13 @@ struct Session {
     addr: SocketAddr,
     out: Recipient<PeerOut>,
     redial: Redial,
+    /// When it came up: one that ends soon after (refused, flapping) counts as a failed
+    /// dial, so its peer is not dialled again at once, forever.
+    since: std::time::Instant,
 }
+
+/// A session that lasted this long was a success: its peer's failures start again at 0.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 /// Where the peer actors this owner starts report (besides itself).
 #[derive(Debug, Clone)]
@@ -58,6 +65,8 @@ pub struct ConnectionsTargets {
     pub join: Recipient<JoinShare>,
     /// The registry: `add_share` with saved keys.
     pub import: Recipient<ImportKeys>,
+    /// The registry: a peer removed with `remove_peer`.
+    pub forget: Recipient<crate::shares::messages::ForgetPeer>,
     /// The supervisor: a peer actor panicked.
     pub crashed: Recipient<Crashed>,
     /// The settings in effect, for each connection.
@@ -283,15 +292,23 @@ impl Handler<PeerConnected> for Connections {
 
     fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) -> Self::Result {
         self.peers.insert((msg.share, msg.peer), msg.addr);
-        let session =
-            Session { share: msg.share, peer: msg.peer, addr: msg.addr, out: msg.out.clone(), redial: msg.redial };
+        let since = std::time::Instant::now();
+        let session = Session {
+            share: msg.share,
+            peer: msg.peer,
+            addr: msg.addr,
+            out: msg.out.clone(),
+            redial: msg.redial,
+            since,
+        };
         self.sessions.insert(msg.conn, session);
         self.auth_refused.remove(&msg.share);
-        if let Some(failures) = self.dials.get_mut(&(msg.share, msg.addr.to_string())) {
-            *failures = 0;
-        }
         let table = self.table.borrow();
         let Some(running) = table.get(&msg.share) else { return Box::pin(async { None }) };
+        if running.config.removed_peers.contains(&msg.peer) {
+            warn!(share = %msg.share, peer = %msg.peer, addr = %msg.addr, "a removed peer connected; refusing it");
+            return Box::pin(async { None });
+        }
         let ours = running.config.access_level;
         let policy = match session_policy(ours, msg.level.unwrap_or(ours), running.keys.as_deref()) {
             Ok(policy) => policy,
@@ -327,17 +344,31 @@ impl Handler<PeerDisconnected> for Connections {
     type Result = ();
 
     fn handle(&mut self, msg: PeerDisconnected, ctx: &mut Context<Self>) {
-        self.sessions.remove(&msg.conn);
+        let lasted = self.sessions.remove(&msg.conn).map(|s| s.since.elapsed());
         let Some(share) = msg.share else { return };
         if let Some(peer) = msg.peer {
             if self.peers.get(&(share, peer)) == Some(&msg.addr) {
                 self.peers.remove(&(share, peer));
             }
         }
-        // A peer we dialled (remembered or configured) is dialled again while the share exists.
+        // A peer we dialled (remembered or configured) is dialled again while the share
+        // exists, unless it was removed.
+        let removed = |t: &crate::shares::table::ShareTable| {
+            msg.peer.is_some_and(|p| t.get(&share).is_some_and(|r| r.config.removed_peers.contains(&p)))
+        };
         if let Some(addr) = msg.dialled {
-            if self.table.borrow().contains(&share) {
-                self.dial(share, addr, dial::FIRST_REDIAL, ctx);
+            let table = self.table.borrow();
+            if table.contains(&share) && !removed(&table) {
+                drop(table);
+                let failures = self.dials.entry((share, addr.clone())).or_insert(0);
+                *failures = match lasted {
+                    // A session that ended at once (the peer refused us after the handshake,
+                    // or the link flaps) counts as a failure: the backoff grows.
+                    Some(t) if t < STABLE_SESSION => failures.saturating_add(1),
+                    _ => 0,
+                };
+                let delay = if *failures == 0 { dial::FIRST_REDIAL } else { dial::redial_delay(*failures) };
+                self.dial(share, addr, delay, ctx);
             }
         }
     }

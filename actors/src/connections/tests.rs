@@ -94,6 +94,7 @@ sink!(
     ReleaseCredential => (),
     JoinShare => Err(crate::control::cmd::CommandError::unavailable()),
     ImportKeys => Err(crate::control::cmd::CommandError::unavailable()),
+    crate::shares::messages::ForgetPeer => Err(crate::control::cmd::CommandError::unavailable()),
     Crashed => ()
 );
 
@@ -104,6 +105,7 @@ fn connections(s: &TestShare) -> actix::Addr<Connections> {
         release: sink.clone().recipient(),
         join: sink.clone().recipient(),
         import: sink.clone().recipient(),
+        forget: sink.clone().recipient(),
         crashed: sink.recipient(),
         runtime: crate::config::Runtime::fixed(crate::config::Values::default()),
     };

@@ -40,6 +40,9 @@ pub struct ShareConfig {
     /// Selective sync chosen when joining (subtree, exclude patterns).
     #[serde(default)]
     pub selection: filter::Selection,
+    /// Peers removed with `peers remove`: refused when they connect, never dialled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_peers: Vec<PeerId>,
 }
 
 impl ShareConfig {
@@ -298,6 +301,12 @@ fn random<const N: usize>() -> Result<[u8; N], RegistryError> {
     Ok(b)
 }
 
+/// Saves a share's configuration as it is now (peers remembered or removed).
+pub fn save_config(store: &Store, config: &ShareConfig) -> Result<(), RegistryError> {
+    let json = serde_json::to_vec(config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(store.put_meta(&format!("share:{}", config.id), &json)?)
+}
+
 /// Every share, in ID order.
 pub fn load_shares(store: &Store) -> Result<Vec<ShareConfig>, RegistryError> {
     store
@@ -336,6 +345,7 @@ pub fn create_share_with(
         created: now,
         peers: Vec::new(),
         selection: filter::Selection::default(),
+        removed_peers: Vec::new(),
     };
     register(store, data_dir, config, &keys)
 }
@@ -635,6 +645,7 @@ pub fn join_share(
             created: now,
             peers: vec![via.to_owned()],
             selection,
+            removed_peers: Vec::new(),
         };
         register(store, data_dir, config, &held)
     });

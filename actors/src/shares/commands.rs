@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use actix::{Context, Handler, ResponseFuture};
 
-use super::messages::{ConfirmDeletes, FileUrl, History, ListShares, ReadFile, SubscribeShareEvents, VerifyBackup};
+use super::messages::{
+    ConfirmDeletes, FileUrl, ForgetPeer, History, ListShares, ReadFile, SubscribeShareEvents, VerifyBackup,
+};
 use super::Shares;
 use crate::connections::messages::AuthRefused;
 use crate::control::cmd::{CommandError, ErrorCode, Mode};
@@ -118,6 +120,32 @@ impl Handler<ConfirmDeletes> for Shares {
 
     fn handle(&mut self, msg: ConfirmDeletes, _: &mut Context<Self>) -> Self::Result {
         self.forward(&msg.path, share_messages::ConfirmDeletes { dry_run: msg.dry_run })
+    }
+}
+
+impl Handler<ForgetPeer> for Shares {
+    type Result = Result<String, CommandError>;
+
+    fn handle(&mut self, msg: ForgetPeer, _: &mut Context<Self>) -> Self::Result {
+        let Some(running) = self.table.borrow().get(&msg.share).cloned() else {
+            return Err(CommandError::new(ErrorCode::NotShared, "the share is not running"));
+        };
+        let mut config = running.config;
+        if !config.removed_peers.contains(&msg.peer) {
+            config.removed_peers.push(msg.peer);
+        }
+        config.peers.retain(|a| !msg.addresses.contains(a));
+        // One small write: the refusal must survive a restart before it is reported done.
+        crate::share::registry::save_config(&self.store, &config)
+            .map_err(|e| CommandError::new(ErrorCode::DatabaseError, e.to_string()))?;
+        let path = config.path.display().to_string();
+        tracing::info!(share = %msg.share, peer = %msg.peer, "peer removed: refused from now on");
+        self.table.send_modify(|t| {
+            if let Some(r) = t.get_mut(&msg.share) {
+                r.config = config;
+            }
+        });
+        Ok(path)
     }
 }
 

@@ -128,3 +128,16 @@ pub struct History {
     /// What to do.
     pub op: crate::share::messages::History,
 }
+
+/// From connections (`peers remove`): refuse `peer` in share `share` from now on and
+/// forget `addresses` (where it was reached). Answers the share's root.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, CommandError>")]
+pub struct ForgetPeer {
+    /// The share.
+    pub share: clearskies_protocol::Sha256Hash,
+    /// The peer.
+    pub peer: clearskies_protocol::PeerId,
+    /// Its addresses (`HOST:PORT`), no longer dialled.
+    pub addresses: Vec<String>,
+}

@@ -105,6 +105,10 @@ impl ShareTable {
         self.0.values().find_map(|r| r.keys.as_ref()?.records.get(id).map(|(record, level)| (r, record, *level)))
     }
 
+    pub(super) fn get_mut(&mut self, id: &Sha256Hash) -> Option<&mut Running> {
+        self.0.get_mut(id)
+    }
+
     pub(super) fn insert(&mut self, running: Running) {
         self.0.insert(running.config.id, running);
     }

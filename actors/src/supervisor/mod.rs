@@ -160,6 +160,7 @@ impl Supervisor {
             release: owners.access.clone().recipient(),
             join: owners.shares.clone().recipient(),
             import: owners.shares.clone().recipient(),
+            forget: owners.shares.clone().recipient(),
             crashed: me.clone().recipient(),
             runtime: self.runtime.clone(),
         };
@@ -206,7 +207,8 @@ impl Supervisor {
             cancel_code: o.access.clone().recipient(),
             export_keys: o.access.recipient(),
             add_share: o.connections.clone().recipient(),
-            list_peers: o.connections.recipient(),
+            list_peers: o.connections.clone().recipient(),
+            remove_peer: o.connections.recipient(),
         };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Control);
         let control = Control::new(listener, self.settings.software.clone(), targets);

@@ -1,4 +1,4 @@
-//! `status`, `pause`, `resume`, `stop`, `list_peers` and `inject_fault`.
+//! `status`, `pause`, `resume`, `stop`, `list_peers`, `remove_peer` and `inject_fault`.
 
 use std::time::Duration;
 
@@ -50,6 +50,31 @@ pub(super) async fn list_peers(targets: &ControlTargets) -> Answer {
     match targets.list_peers.send(ListPeers).await {
         Ok(peers) => to_json(&Peers { peers }),
         Err(_) => Err(CommandError::unavailable()),
+    }
+}
+
+/// `remove_peer`: disconnect a peer and refuse it from now on. Answers
+/// `{"peer": ID, "paths": [...], "disconnected": N}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RemovePeer {
+    /// The peer ID, or its first 8+ hex digits.
+    #[serde(default, deserialize_with = "field::lenient", skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// Only in the share at this path (needed for a peer that is not connected).
+    #[serde(default, deserialize_with = "field::lenient", skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl RemovePeer {
+    pub(super) async fn run(self, targets: &ControlTargets) -> Answer {
+        let Some(peer) = self.peer else {
+            return Err(CommandError::new(
+                ErrorCode::BadPeer,
+                "remove_peer needs a \"peer\" (an ID as list_peers shows it)",
+            ));
+        };
+        let path = self.path.as_deref().map(|p| super::absolute_path(Some(p))).transpose()?;
+        reply(targets.remove_peer.send(crate::connections::messages::RemovePeer { peer, path }).await)
     }
 }
 

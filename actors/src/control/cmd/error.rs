@@ -28,6 +28,8 @@ macro_rules! error_codes {
 }
 
 error_codes! {
+    /// More than one peer's ID starts with the prefix given.
+    AmbiguousPeer = "ambiguous_peer",
     /// The directory is shared already.
     AlreadyShared = "already_shared",
     /// An access-ID prefix matches more than one code.
@@ -92,6 +94,8 @@ error_codes! {
     NoPeerFound = "no_peer_found",
     /// No such access code.
     NoSuchCode = "no_such_code",
+    /// No connected peer has that ID.
+    NoSuchPeer = "no_such_peer",
     /// No such file in the share.
     NoSuchFile = "no_such_file",
     /// No kept version matches.

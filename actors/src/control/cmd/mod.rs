@@ -34,7 +34,7 @@ pub use self::config::{
     apply_settings, check_settings, settings_shown, ConfigAnswer, ConfigValue, GetConfigValue, SetConfig,
     SetConfigValue,
 };
-pub use self::daemon::{Done, InjectFault, Peers, StatusAnswer};
+pub use self::daemon::{Done, InjectFault, Peers, RemovePeer, StatusAnswer};
 pub use self::error::{CommandError, ErrorCode};
 pub use self::field::Checked;
 pub use self::file::{Chunk, End, FileUrl, ReadFile, ReadHeader, Url};
@@ -45,7 +45,7 @@ pub use self::share::{AddShare, AtPath, BackupReport, ConfirmDeletes, ExportedKe
 // What the answers are made of, defined with their owners.
 use super::ControlTargets;
 pub use crate::access::messages::{CodeCreated, CodeEntry, CodeState};
-pub use crate::connections::messages::{PeerEntry, PeerSource, PeerState};
+pub use crate::connections::messages::{PeerEntry, PeerRemoved, PeerSource, PeerState};
 pub use crate::control::messages::Status;
 pub use crate::metrics::{Health, ShareHealth};
 pub use crate::share::messages::{BackupCheck, HistoryAnswer, ShareStatus, SyncState};
@@ -66,6 +66,8 @@ pub enum Request {
     Stop,
     /// Connected and remembered peers.
     ListPeers,
+    /// Disconnect a peer and refuse it from now on.
+    RemovePeer(RemovePeer),
     /// Every share and its state.
     ListShares,
     /// Share a directory read-write.
@@ -151,6 +153,7 @@ impl Request {
             Request::Resume => daemon::pause(targets, false).await,
             Request::Stop => return (to_json(&Done {}), Some(After::Shutdown)),
             Request::ListPeers => daemon::list_peers(targets).await,
+            Request::RemovePeer(r) => r.run(targets).await,
             Request::ListShares => share::list(targets).await,
             Request::CreateShare(r) => r.create(targets).await,
             Request::RemoveShare(r) => r.remove(targets).await,

@@ -63,6 +63,7 @@ impl Fixture {
             created: Timestamp::new(1_700_000_000, 0).unwrap(),
             peers: Vec::new(),
             selection: Default::default(),
+            removed_peers: Vec::new(),
         };
         let sink = Sink.start();
         let (share, _) = Share::spawn(

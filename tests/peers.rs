@@ -1,0 +1,64 @@
+//! `peers remove`: a peer is disconnected and refused from then on, across restarts.
+
+use std::fs;
+
+use crate::util::{stderr, wait_for, Daemon};
+
+fn connected(d: &Daemon) -> Vec<String> {
+    let list = d.cs.json(&["peers", "--json"]);
+    list["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "connected")
+        .filter_map(|p| p["peer"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_removed_peer_is_disconnected_and_refused_even_after_a_restart() {
+    let (a, b, c) = (Daemon::start(), Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb, rc) = (base.path().join("a"), base.path().join("b"), base.path().join("c"));
+    fs::create_dir_all(&ra).unwrap();
+    fs::write(ra.join("first.txt"), b"first").unwrap();
+    let code = a.share_code(&ra, &["--multi-use"]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    c.cs.ok(&["attach", &code, rc.to_str().unwrap(), "--peer", &a.listen()]);
+    let b_id = b.first_share()["peer_id"].as_str().unwrap().to_owned();
+    let c_id = c.first_share()["peer_id"].as_str().unwrap().to_owned();
+    wait_for("A connected to both", || (connected(&a).len() == 2).then_some(()));
+
+    // Bad input first: nothing changes.
+    let o = a.cs.run(&["peers", "remove", "xyz"]);
+    assert!(!o.status.success() && stderr(&o).contains("not a peer ID"), "{}", stderr(&o));
+    let o = a.cs.run(&["peers", "remove", "0000000000"]);
+    assert!(!o.status.success() && stderr(&o).contains("no connected peer"), "{}", stderr(&o));
+    assert_eq!(connected(&a).len(), 2);
+
+    let out = a.cs.ok(&["peers", "remove", &b_id[..10]]);
+    assert!(out.contains(&format!("removed peer {b_id}")) && out.contains("1 connection(s) closed"), "{out}");
+    wait_for("B gone from A's peers", || (connected(&a) == [c_id.clone()]).then_some(()));
+    // B dials A again (it remembers A's address) and is refused each time.
+    wait_for("A to refuse B's reconnection", || {
+        a.cs.log().contains("a removed peer connected; refusing it").then_some(())
+    });
+    // Changes still reach C, never B.
+    fs::write(ra.join("later.txt"), b"later").unwrap();
+    wait_for("later.txt on C", || (fs::read(rc.join("later.txt")).ok()? == b"later").then_some(()));
+    assert_eq!(connected(&a), [c_id.clone()]);
+    assert!(!rb.join("later.txt").exists());
+
+    // The refusal is saved with the share: after A restarts (on the same port, where B and
+    // C dial it), B is still refused.
+    let port = a.listen().rsplit_once(':').unwrap().1.to_owned();
+    a.cs.ok(&["stop"]);
+    let refusals = a.cs.log().matches("a removed peer connected").count();
+    let o = a.cs.command(&["start"]).env("CLEARSKIES_LISTEN_PORT", &port).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for("C back on A", || (connected(&a) == [c_id.clone()]).then_some(()));
+    wait_for("A to refuse B after its restart", || {
+        (a.cs.log().matches("a removed peer connected").count() > refusals).then_some(())
+    });
+    assert!(!connected(&a).contains(&b_id));
+}

@@ -62,3 +62,40 @@ fn a_removed_peer_is_disconnected_and_refused_even_after_a_restart() {
     });
     assert!(!connected(&a).contains(&b_id));
 }
+
+#[test]
+fn a_share_whose_peers_are_all_gone_is_reported_not_ok() {
+    let a = Daemon::start_with(&[("CLEARSKIES_PEERS_GONE_AFTER", "2")]);
+    let b = Daemon::start();
+    let base = tempfile::tempdir().unwrap();
+    let (ra, rb) = (base.path().join("a"), base.path().join("b"));
+    fs::create_dir_all(&ra).unwrap();
+    fs::write(ra.join("f"), b"f").unwrap();
+    let code = a.share_code(&ra, &[]);
+    b.cs.ok(&["attach", &code, rb.to_str().unwrap(), "--peer", &a.listen()]);
+    wait_for("A in sync with B", || (a.first_share()["synced"] == true && connected(&a).len() == 1).then_some(()));
+    let health = a.cs.json(&["status", "--json"])["health"].clone();
+    assert_eq!(health["healthy"], true, "{health}");
+
+    // B goes away: after peers_gone_after, A says so everywhere.
+    b.cs.ok(&["stop"]);
+    let share = wait_for("A to report the share alone", || {
+        let s = a.first_share();
+        s["alone_since"].as_u64().map(|_| s)
+    });
+    assert_eq!(share["status"], "idle", "{share}");
+    let o = a.cs.run(&["status"]);
+    assert_eq!(o.status.code(), Some(1), "status exits 1 when unhealthy");
+    let text = crate::util::stdout(&o);
+    assert!(text.contains("no peer connected for") && text.contains("health: a share has had no peer"), "{text}");
+    assert!(a.cs.ok(&["list"]).contains("no peer connected for"));
+    let (code, body) = a.http_get("/health");
+    assert!(code == 503 && body.contains("\"alone_since\""), "{code} {body}");
+    let id = share["id"].as_str().unwrap();
+    assert_eq!(a.metric(&format!("clearskies_share_peers_gone{{share=\"{id}\"}}")), 1.0);
+
+    // B is back: healthy again.
+    b.cs.ok(&["start"]);
+    wait_for("A healthy again", || (a.cs.json(&["status", "--json"])["health"]["healthy"] == true).then_some(()));
+    assert_eq!(a.metric(&format!("clearskies_share_peers_gone{{share=\"{id}\"}}")), 0.0);
+}

@@ -142,7 +142,13 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<bool> {
         bytes(status.sent_bytes),
         bytes(status.received_bytes),
     );
-    text.push_str(&format!("\nhealth: {}", if health.healthy { "ok" } else { "a share is in error" }));
+    let alone = health.shares.iter().any(|s| s.alone_since.is_some());
+    let verdict = match (health.healthy, alone) {
+        (true, _) => "ok",
+        (false, true) if health.shares.iter().all(|s| s.error.is_none()) => "a share has had no peer for too long",
+        (false, _) => "a share is in error",
+    };
+    text.push_str(&format!("\nhealth: {verdict}"));
     for s in &health.shares {
         let state = match (s.synced, &s.error) {
             (_, Some(e)) => format!("error: {e}"),
@@ -152,6 +158,9 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<bool> {
         text.push_str(&format!("\n  {}: {state}", s.path.as_deref().unwrap_or("?")));
         if s.local_changes > 0 {
             text.push_str(&format!(" ({} local change(s) not synced: read-only here)", s.local_changes));
+        }
+        if let Some(since) = s.alone_since {
+            text.push_str(&format!(", {}", alone_text(since)));
         }
     }
     out(&text)?;
@@ -535,6 +544,15 @@ pub(crate) fn code_cancel(config: &Config, code: Option<&str>, username: Option<
     out(&text)
 }
 
+/// What `status` and `list` say of a share no peer has reached for `peers_gone_after`.
+fn alone_text(since: u64) -> String {
+    let secs = unix_now().saturating_sub(i64::try_from(since).unwrap_or(0)).max(0);
+    format!(
+        "no peer connected for {}: nothing here reaches another computer (are the others running? `clearskies peers`)",
+        human_duration(secs.max(1))
+    )
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -580,6 +598,9 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
         }
         if let Some(why) = &s.unwatched {
             text.push_str(&format!("    not watched for changes: {why}\n"));
+        }
+        if let Some(since) = s.alone_since {
+            text.push_str(&format!("    {}\n", alone_text(since)));
         }
         if let Some(subtree) = &s.selection.subtree {
             text.push_str(&format!("    only {subtree} is synced here\n"));

@@ -100,6 +100,8 @@ pub struct Values {
     pub versions_max_size: u64,
     /// What peers see this daemon as (empty: the host name).
     pub device_name: String,
+    /// Seconds without any connected peer after which a share is reported (0: never).
+    pub peers_gone_after: u64,
 }
 
 impl Values {
@@ -136,6 +138,7 @@ impl Default for Values {
             versions_keep_days: 0,
             versions_max_size: 0,
             device_name: String::new(),
+            peers_gone_after: 0,
         };
         for s in SETTINGS {
             // The defaults are constants of the table, each read by `defaults_read` below.
@@ -424,6 +427,18 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |v| text(&v.device_name),
+    },
+    Setting {
+        name: "peers_gone_after",
+        doc: "seconds without any connected peer after which a share is reported in status, /health (unhealthy) and metrics; 0: never",
+        env: "CLEARSKIES_PEERS_GONE_AFTER",
+        default: "86400",
+        applies: Applies::Runtime,
+        set: |v, raw| {
+            v.peers_gone_after = parse::int(raw, 0, i64::MAX as u64, "a number of seconds (0: never)")?;
+            Ok(())
+        },
+        get: |v| int(v.peers_gone_after),
     },
 ];
 

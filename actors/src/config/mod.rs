@@ -120,6 +120,11 @@ impl Runtime {
         host_name()
     }
 
+    /// `peers_gone_after` (`None`: 0, never reported).
+    pub fn peers_gone_after(&self) -> Option<u64> {
+        Some(self.0.borrow().peers_gone_after).filter(|s| *s > 0)
+    }
+
     /// `full_scan_interval` (at least 1 s).
     pub fn full_scan_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.0.borrow().full_scan_interval.max(1))

@@ -65,6 +65,10 @@ pub struct ShareHealth {
     /// Read-only shares: changes made here that are never sent.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub local_changes: u64,
+    /// Unix time since which no peer has been connected, once longer than
+    /// `peers_gone_after` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alone_since: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -97,10 +101,13 @@ pub fn health(shares: &[ShareStatus]) -> Health {
             peers: s.peers,
             error: s.error.clone(),
             local_changes: s.local_changes,
+            alone_since: s.alone_since,
         })
         .collect();
     Health {
-        healthy: shares.iter().all(|s| s.status != SyncState::Error),
+        // A share no peer has reached for `peers_gone_after` is not healthy either: nothing
+        // in it is being synced anywhere.
+        healthy: shares.iter().all(|s| s.status != SyncState::Error && s.alone_since.is_none()),
         in_sync: shares.iter().all(|s| s.synced),
         shares,
     }
@@ -123,7 +130,7 @@ impl Health {
 /// Puts the shares' state into the per-share gauges (shares that are gone disappear).
 fn record_shares(shares: &[ShareStatus]) {
     let m = metrics();
-    for g in [&m.files_out_of_sync, &m.bytes_out_of_sync, &m.last_sync, &m.share_error] {
+    for g in [&m.files_out_of_sync, &m.bytes_out_of_sync, &m.last_sync, &m.share_error, &m.share_peers_gone] {
         g.reset();
     }
     for s in shares {
@@ -132,6 +139,7 @@ fn record_shares(shares: &[ShareStatus]) {
         m.bytes_out_of_sync.with_label_values(&id).set(i64::try_from(s.pending_bytes).unwrap_or(i64::MAX));
         m.last_sync.with_label_values(&id).set(s.last_synced.and_then(|t| i64::try_from(t).ok()).unwrap_or(0));
         m.share_error.with_label_values(&id).set(i64::from(s.status == SyncState::Error));
+        m.share_peers_gone.with_label_values(&id).set(i64::from(s.alone_since.is_some()));
     }
 }
 
@@ -395,6 +403,7 @@ mod tests {
                 peers: 0,
                 error: Some("run `clearskies confirm-deletes /home/u/Secret Project`".into()),
                 local_changes: 0,
+                alone_since: None,
             }],
         };
         let text = serde_json::to_string(&h.without_paths()).unwrap();

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub last_sync: IntGaugeVec,
     /// 1 when the share is in an error state (missing root, index failure), per share ID.
     pub share_error: IntGaugeVec,
+    /// 1 when no peer has been connected for `peers_gone_after`, per share ID.
+    pub share_peers_gone: IntGaugeVec,
     /// Scan durations.
     pub scan_duration: Histogram,
     /// Download durations (request answered → file verified and synced to disk).
@@ -78,6 +80,7 @@ struct ShareGauges {
     bytes: IntGaugeVec,
     last_sync: IntGaugeVec,
     error: IntGaugeVec,
+    peers_gone: IntGaugeVec,
 }
 
 impl Families {
@@ -113,6 +116,10 @@ impl Families {
                 "clearskies_share_error",
                 "1 when the share is in an error state (missing root, index failure), else 0.",
             ),
+            peers_gone: gauge(
+                "clearskies_share_peers_gone",
+                "1 when no peer of the share has been connected for peers_gone_after seconds, else 0.",
+            ),
         }
     }
 
@@ -147,6 +154,7 @@ impl Metrics {
             bytes_out_of_sync: share.bytes,
             last_sync: share.last_sync,
             share_error: share.error,
+            share_peers_gone: share.peers_gone,
             scan_duration: f.seconds(
                 "clearskies_share_scan_duration_seconds",
                 "Duration of share scans (walk, stat and hash of changed files).",

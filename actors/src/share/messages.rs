@@ -126,6 +126,10 @@ pub struct ShareStatus {
     /// Local deletions not recorded because too many happened at once: they wait for
     /// `confirm_deletes` (the share reports an error meanwhile).
     pub held_deletions: u64,
+    /// Unix time since which no peer has been connected, once that is longer than
+    /// `peers_gone_after` (absent otherwise): nothing here reaches another computer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alone_since: Option<u64>,
     /// Why the share's tree is not watched for changes (the inotify watch limit is too low):
     /// changes are then found by a full scan every `full_scan_interval`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -91,6 +91,7 @@ fn unavailable_share(path: PathBuf) -> ShareStatus {
         local_changes: 0,
         held_deletions: 0,
         unwatched: None,
+        alone_since: None,
         id: String::new(),
         peer_id: String::new(),
         in_sync_since: None,

@@ -42,6 +42,7 @@ fn share(path: &str, status: SyncState, mode: Mode) -> ShareStatus {
         local_changes: 0,
         held_deletions: 0,
         unwatched: None,
+        alone_since: None,
         id: ID.into(),
         peer_id: PEER.into(),
         in_sync_since: None,
@@ -240,6 +241,7 @@ fn status_and_health() {
         peers: 1,
         error: None,
         local_changes: 0,
+        alone_since: None,
     };
     let held = ShareHealth {
         path: Some("/home/a/From Dave".into()),

@@ -337,6 +337,8 @@ impl Actor for Share {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // A share (re)started has had no peer for no time yet.
+        self.health.peer_seen = u64::try_from(now().secs()).unwrap_or(0);
         self.open(ctx);
         self.check_root_every(ctx);
         ctx.run_interval(PRUNE_EVERY, |act, ctx| {
@@ -429,7 +431,10 @@ impl Handler<PeerDown> for Share {
     type Result = ();
 
     fn handle(&mut self, msg: PeerDown, _: &mut Context<Self>) {
-        self.senders.remove(&msg.conn);
+        if self.senders.remove(&msg.conn).is_some() {
+            // The last moment a peer was here: `peers_gone_after` counts from it.
+            self.health.peer_seen = u64::try_from(now().secs()).unwrap_or(0);
+        }
         self.transfer.do_send(TransferPeerDown { conn: msg.conn });
     }
 }

@@ -29,6 +29,8 @@ pub(super) struct Health {
     in_sync_since: Option<u64>,
     /// Unix time a status query last found the share in sync.
     last_synced: Option<u64>,
+    /// Unix time a peer was last seen connected (or the share started).
+    pub(super) peer_seen: u64,
 }
 
 impl Health {
@@ -42,6 +44,16 @@ impl Health {
             self.in_sync_since = None;
         }
         (self.in_sync_since, self.last_synced)
+    }
+
+    /// A status query at `now` found `peers` connected: since when the share has had none,
+    /// if that is `gone_after` seconds or more (`None` when that is off).
+    pub(super) fn alone(&mut self, peers: usize, now: u64, gone_after: Option<u64>) -> Option<u64> {
+        if peers > 0 {
+            self.peer_seen = now;
+        }
+        let after = gone_after?;
+        (peers == 0 && now.saturating_sub(self.peer_seen) >= after).then_some(self.peer_seen)
     }
 }
 
@@ -131,6 +143,7 @@ pub(super) fn build(s: Snapshot, counted: Counted) -> ShareStatus {
         local_changes: s.local_changes,
         held_deletions: s.held_deletions,
         unwatched: s.unwatched,
+        alone_since: None,
         id: String::new(),
         peer_id: String::new(),
         in_sync_since: None,
@@ -243,6 +256,7 @@ impl Handler<GetShareStatus> for Share {
         Box::pin(status.into_actor(self).map(|mut status, act, _| {
             let now = u64::try_from(super::now().secs()).unwrap_or(0);
             (status.in_sync_since, status.last_synced) = act.health.observe(status.synced, now);
+            status.alone_since = act.health.alone(status.peers, now, act.runtime.peers_gone_after());
             status
         }))
     }

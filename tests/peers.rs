@@ -65,8 +65,8 @@ fn a_removed_peer_is_disconnected_and_refused_even_after_a_restart() {
 
 #[test]
 fn a_share_whose_peers_are_all_gone_is_reported_not_ok() {
-    let a = Daemon::start_with(&[("CLEARSKIES_PEERS_GONE_AFTER", "2")]);
-    let b = Daemon::start();
+    let a = Daemon::start_with(&[("CLEARSKIES_PEERS_GONE_AFTER", "2"), ("CLEARSKIES_DEVICE_NAME", "alpha box")]);
+    let b = Daemon::start_with(&[("CLEARSKIES_DEVICE_NAME", "bravo")]);
     let base = tempfile::tempdir().unwrap();
     let (ra, rb) = (base.path().join("a"), base.path().join("b"));
     fs::create_dir_all(&ra).unwrap();
@@ -76,6 +76,13 @@ fn a_share_whose_peers_are_all_gone_is_reported_not_ok() {
     wait_for("A in sync with B", || (a.first_share()["synced"] == true && connected(&a).len() == 1).then_some(()));
     let health = a.cs.json(&["status", "--json"])["health"].clone();
     assert_eq!(health["healthy"], true, "{health}");
+    // Each side knows the other by name, level and transport, with the bytes exchanged.
+    let on_a = a.cs.json(&["peers", "--json"])["peers"][0].clone();
+    assert_eq!((on_a["name"].as_str(), on_a["access_level"].as_str()), (Some("bravo"), Some("read_write")), "{on_a}");
+    assert_eq!(on_a["transport"], "tcp");
+    assert!(on_a["sent_bytes"].as_u64().unwrap() > 0 && on_a["received_bytes"].as_u64().unwrap() > 0, "{on_a}");
+    let on_b = b.cs.ok(&["peers"]);
+    assert!(on_b.contains("alpha box") && on_b.contains("read-write") && on_b.contains(" sent, "), "{on_b}");
 
     // B goes away: after peers_gone_after, A says so everywhere.
     b.cs.ok(&["stop"]);
@@ -84,6 +91,10 @@ fn a_share_whose_peers_are_all_gone_is_reported_not_ok() {
         s["alone_since"].as_u64().map(|_| s)
     });
     assert_eq!(share["status"], "idle", "{share}");
+    let gone = a.cs.json(&["peers", "--json"])["peers"][0].clone();
+    assert_eq!((gone["state"].as_str(), gone["name"].as_str()), (Some("offline"), Some("bravo")), "{gone}");
+    assert!(gone["last_seen"].as_i64().is_some(), "{gone}");
+    assert!(a.cs.ok(&["peers"]).contains("last seen"));
     let o = a.cs.run(&["status"]);
     assert_eq!(o.status.code(), Some(1), "status exits 1 when unhealthy");
     let text = crate::util::stdout(&o);

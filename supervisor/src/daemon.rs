@@ -327,7 +327,7 @@ pub(crate) fn parse_lifetime(text: &str) -> anyhow::Result<Option<i64>> {
 }
 
 /// Seconds as a short duration, rounded to its largest unit: `45 s`, `10 min`, `24 h`, `7 d`.
-fn human_duration(secs: i64) -> String {
+pub(crate) fn human_duration(secs: i64) -> String {
     let round = |unit: i64| (secs + unit / 2) / unit;
     match secs {
         s if s >= 2 * 86_400 => format!("{} d", round(86_400)),

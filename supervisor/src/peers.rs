@@ -1,10 +1,12 @@
 //! `clearskies peers` and `peers remove`.
 
-use clearskies_actors::control::cmd::{PeerRemoved, Peers, RemovePeer, Request};
+use clearskies_actors::config::parse::show_bytes as bytes;
+use clearskies_actors::control::cmd::{PeerRemoved, PeerState, Peers, RemovePeer, Request};
 
 use crate::client::answer_as;
 use crate::config::Config;
 use crate::daemon::connect;
+use crate::log::escape_line;
 use crate::out;
 
 /// `clearskies peers`.
@@ -23,16 +25,36 @@ pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
             Some(n) if n > 0 => format!("{} ({n} failed attempts)", p.state),
             _ => p.state.to_string(),
         };
+        let mut about = String::new();
+        if let Some(level) = p.access_level {
+            about.push_str(&format!("  {}", level.as_str().replace('_', "-")));
+        }
+        if let Some(t) = &p.transport {
+            about.push_str(&format!("  {t}"));
+        }
+        if let (Some(seen), false) = (p.last_seen, p.state == PeerState::Connected) {
+            about.push_str(&format!("  last seen {} ago", ago(seen)));
+        }
+        if let (Some(sent), Some(received)) = (p.sent_bytes, p.received_bytes) {
+            about.push_str(&format!("  {} sent, {} received", bytes(sent), bytes(received)));
+        }
         text.push_str(&format!(
-            "{}  {}  {}  ({})  {}\n",
+            "{}  {}  {}  {} ({}){about}  {}\n",
             p.address,
             state,
             p.source,
+            escape_line(p.name.as_deref().unwrap_or("-")),
             p.peer.as_deref().unwrap_or("-"),
             p.path,
         ));
     }
     out(text.trim_end())
+}
+
+/// How long ago Unix time `t` was, readably.
+fn ago(t: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    crate::daemon::human_duration(i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(t).max(0))
 }
 
 /// `clearskies peers remove PEER [--path P]`.

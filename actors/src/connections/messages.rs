@@ -56,6 +56,8 @@ wire_names! {
         Found = "found",
         /// Being dialled.
         Dialing = "dialing",
+        /// Was connected since the daemon started; not now.
+        Offline = "offline",
     }
 }
 
@@ -93,6 +95,25 @@ pub struct PeerEntry {
     /// Failed dial attempts since the last success (dialing only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u32>,
+    /// The name the peer gives itself (its `device_name` or host name), once a session
+    /// told us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The access level of the key or code its session was opened with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_level: Option<crate::control::cmd::Mode>,
+    /// How the session runs (`tcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// Unix time the peer was last connected (now, while it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    /// Bytes sent to it over its current (or last) session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_bytes: Option<u64>,
+    /// Bytes received from it over its current (or last) session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_bytes: Option<u64>,
 }
 
 /// From the registry: a share is running (it is in the table now). Dial `dial` at once;

@@ -86,6 +86,8 @@ pub struct Connections {
     targets: ConnectionsTargets,
     /// Connected peers by (share, peer ID): their address.
     peers: BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
+    /// Peers connected since the daemon started, with their name, level and bytes.
+    seen: peers::SeenTable,
     /// Remembered peers being dialled or connected, by (share, `HOST:PORT`), with the
     /// number of failures since the last success.
     dials: BTreeMap<(Sha256Hash, String), u32>,
@@ -121,6 +123,7 @@ impl Connections {
             can_discover: !config.trackers.is_empty() || config.lan_discovery,
             targets,
             peers: BTreeMap::new(),
+            seen: BTreeMap::new(),
             dials: BTreeMap::new(),
             discovery: None,
             seeking: BTreeMap::new(),
@@ -310,6 +313,14 @@ impl Handler<PeerConnected> for Connections {
             return Box::pin(async { None });
         }
         let ours = running.config.access_level;
+        let seen = peers::Seen {
+            name: msg.name.clone(),
+            level: Some(msg.level.unwrap_or(ours)),
+            addr: msg.addr,
+            last_seen: crate::share::actor::now().secs(),
+            traffic: msg.traffic.clone(),
+        };
+        peers::note_seen(&mut self.seen, (msg.share, msg.peer), seen);
         let policy = match session_policy(ours, msg.level.unwrap_or(ours), running.keys.as_deref()) {
             Ok(policy) => policy,
             Err(why) => {
@@ -349,6 +360,9 @@ impl Handler<PeerDisconnected> for Connections {
         if let Some(peer) = msg.peer {
             if self.peers.get(&(share, peer)) == Some(&msg.addr) {
                 self.peers.remove(&(share, peer));
+            }
+            if let Some(s) = self.seen.get_mut(&(share, peer)) {
+                s.last_seen = crate::share::actor::now().secs();
             }
         }
         // A peer we dialled (remembered or configured) is dialled again while the share

@@ -1,27 +1,96 @@
-//! `list_peers`: connected sessions, addresses discovery found, remembered peers being
-//! dialled; a pure function of the owner's tables.
+//! `list_peers`: connected sessions, peers seen since the daemon started, addresses
+//! discovery found, remembered peers being dialled; a pure function of the owner's tables.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use actix::{Context, Handler, MessageResult};
+use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::{PeerId, Sha256Hash};
 
 use super::messages::{ListPeers, PeerEntry, PeerSource, PeerState};
 use super::Connections;
+use crate::control::cmd::Mode;
 use crate::shares::table::ShareTable;
+
+/// Most peers remembered as seen (the oldest go first).
+pub(super) const MAX_SEEN: usize = 1024;
+
+/// What we know of a peer that was connected: kept after it leaves, for `list_peers`.
+#[derive(Debug, Clone)]
+pub(super) struct Seen {
+    pub(super) name: Option<String>,
+    pub(super) level: Option<AccessLevel>,
+    pub(super) addr: SocketAddr,
+    /// Unix time it was last connected (updated when it leaves).
+    pub(super) last_seen: i64,
+    /// Its session's bytes (the live counters while it is connected).
+    pub(super) traffic: std::sync::Arc<crate::peer::messages::Traffic>,
+}
+
+/// Peers seen, by (share, peer ID).
+pub(super) type SeenTable = BTreeMap<(Sha256Hash, PeerId), Seen>;
+
+/// Notes a peer as seen now; the table stays within [`MAX_SEEN`].
+pub(super) fn note_seen(seen: &mut SeenTable, key: (Sha256Hash, PeerId), entry: Seen) {
+    seen.insert(key, entry);
+    while seen.len() > MAX_SEEN {
+        let oldest = seen.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k);
+        match oldest {
+            Some(k) => seen.remove(&k),
+            None => break,
+        };
+    }
+}
 
 /// The tables `list_peers` is made of.
 pub(super) struct PeerTables<'a> {
     pub(super) table: &'a ShareTable,
     pub(super) peers: &'a BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
+    pub(super) seen: &'a SeenTable,
     pub(super) dials: &'a BTreeMap<(Sha256Hash, String), u32>,
     pub(super) found: &'a BTreeMap<(Sha256Hash, SocketAddr), &'static str>,
     pub(super) found_dialing: &'a BTreeSet<(Sha256Hash, SocketAddr)>,
+    /// Unix time now.
+    pub(super) now: i64,
 }
 
-/// One line per connected peer (with where we know its address from), per found address
-/// without a session, per remembered address being dialled without a session.
+fn entry(path: String, share: &Sha256Hash, address: String, state: PeerState, source: PeerSource) -> PeerEntry {
+    PeerEntry {
+        path,
+        share: share.to_string(),
+        peer: None,
+        address,
+        state,
+        source,
+        failures: None,
+        name: None,
+        access_level: None,
+        transport: None,
+        last_seen: None,
+        sent_bytes: None,
+        received_bytes: None,
+    }
+}
+
+/// `e` with what we know of `peer` from its session.
+fn with_seen(mut e: PeerEntry, peer: &PeerId, s: Option<&Seen>, last_seen: Option<i64>) -> PeerEntry {
+    e.peer = Some(peer.to_string());
+    if let Some(s) = s {
+        e.name.clone_from(&s.name);
+        e.access_level = s.level.map(|l| Mode::from_name(crate::share::registry::level_name(l)));
+        e.transport = Some("tcp".to_owned());
+        e.last_seen = last_seen.or(Some(s.last_seen));
+        e.sent_bytes = Some(s.traffic.sent.load(Ordering::Relaxed));
+        e.received_bytes = Some(s.traffic.received.load(Ordering::Relaxed));
+    }
+    e
+}
+
+/// One line per connected peer (with where we know its address from), per peer seen
+/// earlier and gone (merged with the remembered address being dialled, if it is that
+/// one), per found address without a session, per remembered address being dialled.
 pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
     let path_of =
         |share: &Sha256Hash| t.table.get(share).map(|r| r.config.path.display().to_string()).unwrap_or_default();
@@ -34,42 +103,36 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
             None if manual => PeerSource::Manual,
             None => PeerSource::Incoming,
         };
-        out.push(PeerEntry {
-            path: path_of(share),
-            share: share.to_string(),
-            peer: Some(peer.to_string()),
-            address,
-            state: PeerState::Connected,
-            source,
-            failures: None,
-        });
+        let e = entry(path_of(share), share, address, PeerState::Connected, source);
+        out.push(with_seen(e, peer, t.seen.get(&(*share, *peer)), Some(t.now)));
+    }
+    for ((share, peer), s) in t.seen {
+        if t.peers.contains_key(&(*share, *peer)) {
+            continue;
+        }
+        let address = s.addr.to_string();
+        let (state, failures) = match t.dials.get(&(*share, address.clone())) {
+            Some(f) => (PeerState::Dialing, Some(*f)),
+            None => (PeerState::Offline, None),
+        };
+        let source = if failures.is_some() { PeerSource::Manual } else { PeerSource::Incoming };
+        let mut e = with_seen(entry(path_of(share), share, address, state, source), peer, Some(s), None);
+        e.failures = failures;
+        out.push(e);
     }
     for ((share, addr), source) in t.found {
         let address = addr.to_string();
         if !out.iter().any(|e| e.share == share.to_string() && e.address == address) {
-            out.push(PeerEntry {
-                path: path_of(share),
-                share: share.to_string(),
-                peer: None,
-                address,
-                state: if t.found_dialing.contains(&(*share, *addr)) { PeerState::Dialing } else { PeerState::Found },
-                source: PeerSource::from_name(source),
-                failures: None,
-            });
+            let state = if t.found_dialing.contains(&(*share, *addr)) { PeerState::Dialing } else { PeerState::Found };
+            out.push(entry(path_of(share), share, address, state, PeerSource::from_name(source)));
         }
     }
     for ((share, address), failures) in t.dials {
-        let connected = out.iter().any(|e| e.share == share.to_string() && &e.address == address);
-        if !connected {
-            out.push(PeerEntry {
-                path: path_of(share),
-                share: share.to_string(),
-                peer: None,
-                address: address.clone(),
-                state: PeerState::Dialing,
-                source: PeerSource::Manual,
-                failures: Some(*failures),
-            });
+        let listed = out.iter().any(|e| e.share == share.to_string() && &e.address == address);
+        if !listed {
+            let mut e = entry(path_of(share), share, address.clone(), PeerState::Dialing, PeerSource::Manual);
+            e.failures = Some(*failures);
+            out.push(e);
         }
     }
     out
@@ -83,9 +146,11 @@ impl Handler<ListPeers> for Connections {
         MessageResult(peer_list(&PeerTables {
             table: &table,
             peers: &self.peers,
+            seen: &self.seen,
             dials: &self.dials,
             found: &self.found,
             found_dialing: &self.found_dialing,
+            now: crate::share::actor::now().secs(),
         }))
     }
 }

@@ -52,13 +52,32 @@ fn peers_lists_each_address_once_with_where_it_came_from() {
     let dials = BTreeMap::from([((id, a.to_string()), 0), ((id, "far.example:9".to_owned()), 3)]);
     let found = BTreeMap::from([((id, b), "tracker"), ((id, c), "lan")]);
     let found_dialing = BTreeSet::from([(id, c)]);
+    // Peer 1 is connected; peer 3 was, at the remembered address far.example:9 (dialled
+    // again: one line); peer 4 came in from 10.0.0.4:4 and left.
+    let traffic = std::sync::Arc::new(crate::peer::messages::Traffic::default());
+    traffic.sent.store(5, std::sync::atomic::Ordering::Relaxed);
+    let seen_at = |addr: &str, name: &str, last_seen| super::peers::Seen {
+        name: Some(name.into()),
+        level: Some(clearskies_protocol::message::core::AccessLevel::ReadWrite),
+        addr: addr.parse().unwrap(),
+        last_seen,
+        traffic: traffic.clone(),
+    };
+    let mut seen = super::peers::SeenTable::new();
+    super::peers::note_seen(&mut seen, (id, PeerId([1; 16])), seen_at("10.0.0.1:1", "laptop", 50));
+    super::peers::note_seen(&mut seen, (id, PeerId([4; 16])), seen_at("10.0.0.4:4", "phone", 60));
+    let mut dials = dials;
+    dials.insert((id, "10.0.0.9:9".to_owned()), 2);
+    super::peers::note_seen(&mut seen, (id, PeerId([3; 16])), seen_at("10.0.0.9:9", "nas", 70));
     let table = s.table.borrow();
     let list = peer_list(&PeerTables {
         table: &table,
         peers: &peers,
+        seen: &seen,
         dials: &dials,
         found: &found,
         found_dialing: &found_dialing,
+        now: 100,
     });
     let brief: Vec<(&str, &str, &str, Option<u32>)> =
         list.iter().map(|e| (e.address.as_str(), e.state.as_str(), e.source.as_str(), e.failures)).collect();
@@ -67,10 +86,25 @@ fn peers_lists_each_address_once_with_where_it_came_from() {
         [
             ("10.0.0.1:1", "connected", "manual", None),
             ("10.0.0.2:2", "connected", "tracker", None),
+            ("10.0.0.9:9", "dialing", "manual", Some(2)),
+            ("10.0.0.4:4", "offline", "incoming", None),
             ("10.0.0.3:3", "dialing", "lan", None),
             ("far.example:9", "dialing", "manual", Some(3)),
         ]
     );
+    let named: Vec<(Option<&str>, Option<i64>, Option<u64>)> =
+        list.iter().map(|e| (e.name.as_deref(), e.last_seen, e.sent_bytes)).collect();
+    assert_eq!(named[0], (Some("laptop"), Some(100), Some(5)), "connected: seen now");
+    assert_eq!(named[1], (None, None, None), "connected, never noted (no session data)");
+    assert_eq!(named[2], (Some("nas"), Some(70), Some(5)));
+    assert_eq!(named[3], (Some("phone"), Some(60), Some(5)));
+    // The table is bounded: the oldest goes first.
+    for i in 0..super::peers::MAX_SEEN + 5 {
+        let peer = PeerId(u128::try_from(i).unwrap().to_le_bytes());
+        super::peers::note_seen(&mut seen, (id, peer), seen_at("10.0.0.1:1", "x", 1000 + i64::try_from(i).unwrap()));
+    }
+    assert_eq!(seen.len(), super::peers::MAX_SEEN);
+    assert!(!seen.contains_key(&(id, PeerId([4; 16]))));
     assert!(list.iter().all(|e| e.path == s.config.path.display().to_string() && e.share == id.to_string()));
 }
 

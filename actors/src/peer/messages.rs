@@ -106,6 +106,42 @@ pub struct PeerConnected {
     /// The level of the key or code that opened the connection (`None`: we joined the
     /// share on it, so it is the level we now hold).
     pub level: Option<clearskies_protocol::message::core::AccessLevel>,
+    /// The name the peer gave in its greeting or start (cleaned, see [`clean_name`]).
+    pub name: Option<String>,
+    /// What the connection has sent and received so far.
+    pub traffic: std::sync::Arc<Traffic>,
+}
+
+/// Bytes one connection sent and received (the protocol stream inside TLS), counted by its
+/// reader and writer, read by `list_peers`.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Bytes written.
+    pub sent: std::sync::atomic::AtomicU64,
+    /// Bytes read.
+    pub received: std::sync::atomic::AtomicU64,
+}
+
+/// Longest peer name kept, in bytes.
+pub const MAX_PEER_NAME: usize = 64;
+
+/// A peer's self-chosen name as we show it: control characters and the Unicode format
+/// characters that reorder or hide text dropped, surrounding space trimmed, at most
+/// [`MAX_PEER_NAME`] bytes (cut on a character boundary); `None` if nothing is left.
+pub fn clean_name(name: &str) -> Option<String> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    let mut out = String::new();
+    for c in name.trim().chars().filter(|c| !hidden(*c)) {
+        if out.len() + c.len_utf8() > MAX_PEER_NAME {
+            break;
+        }
+        out.push(c);
+    }
+    let out = out.trim().to_owned();
+    (!out.is_empty()).then_some(out)
 }
 
 /// How a lost connection is re-established.

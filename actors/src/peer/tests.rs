@@ -114,7 +114,12 @@ async fn garbage_instead_of_tls_fails_cleanly() {
 async fn the_writer_flushes_when_its_queue_runs_dry() {
     let (near, mut far) = tokio::io::duplex(1 << 16);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let writer = tokio::spawn(super::actor::write_out(rx, tokio::io::BufWriter::new(near), Default::default()));
+    let writer = tokio::spawn(super::actor::write_out(
+        rx,
+        tokio::io::BufWriter::new(near),
+        Default::default(),
+        Default::default(),
+    ));
     tx.send((bytes::Bytes::from_static(b"m2{}"), None)).unwrap();
     let mut got = [0u8; 4];
     tokio::time::timeout(std::time::Duration::from_secs(10), far.read_exact(&mut got))
@@ -124,4 +129,14 @@ async fn the_writer_flushes_when_its_queue_runs_dry() {
     assert_eq!(&got, b"m2{}");
     drop(tx);
     writer.await.unwrap();
+}
+
+#[test]
+fn peer_names_are_cleaned_and_bounded() {
+    use crate::peer::messages::{clean_name, MAX_PEER_NAME};
+    assert_eq!(clean_name("  Dave's NAS ").as_deref(), Some("Dave's NAS"));
+    assert_eq!(clean_name("evil\u{1b}[2J\nname\u{202e}gpj.exe").as_deref(), Some("evil[2Jnamegpj.exe"));
+    assert_eq!(clean_name("\u{1b}\u{7}\n "), None);
+    let long = clean_name(&"é".repeat(100)).unwrap();
+    assert!(long.len() <= MAX_PEER_NAME && long.len() == 64, "{}", long.len());
 }

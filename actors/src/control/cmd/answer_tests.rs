@@ -181,9 +181,25 @@ fn list_peers() {
         state,
         source,
         failures,
+        name: None,
+        access_level: None,
+        transport: None,
+        last_seen: None,
+        sent_bytes: None,
+        received_bytes: None,
+    };
+    let named = PeerEntry {
+        name: Some("Dave's NAS".into()),
+        access_level: Some(Mode::ReadOnly),
+        transport: Some("tcp".into()),
+        last_seen: Some(1_700_000_000),
+        sent_bytes: Some(10),
+        received_bytes: Some(20),
+        ..entry("10.0.0.6:49200", PeerState::Offline, PeerSource::Incoming, Some(PEER), None)
     };
     let peers = Peers {
         peers: vec![
+            named,
             entry("10.0.0.1:49200", PeerState::Connected, PeerSource::Manual, Some(PEER), None),
             entry("10.0.0.2:49200", PeerState::Connected, PeerSource::Incoming, Some(PEER), None),
             entry("10.0.0.3:49200", PeerState::Connected, PeerSource::Tracker, Some(PEER), None),
@@ -199,6 +215,14 @@ fn list_peers() {
     };
     let with_peer = format!(r#""peer":"{PEER}","#);
     let lines = [
+        line(
+            "10.0.0.6:49200",
+            "offline",
+            "incoming",
+            &format!(
+                r#"{with_peer}"name":"Dave's NAS","access_level":"read_only","transport":"tcp","last_seen":1700000000,"sent_bytes":10,"received_bytes":20,"#
+            ),
+        ),
         line("10.0.0.1:49200", "connected", "manual", &with_peer),
         line("10.0.0.2:49200", "connected", "incoming", &with_peer),
         line("10.0.0.3:49200", "connected", "tracker", &with_peer),
@@ -329,7 +353,7 @@ fn names_keep_their_spellings() {
     names(Mode::ALL, Mode::Unknown, &["read_write", "read_only", "untrusted"]);
     names(SyncState::ALL, SyncState::Unknown, &["scanning", "syncing", "paused", "idle", "error"]);
     names(CodeState::ALL, CodeState::Unknown, &["active", "expired", "used"]);
-    names(PeerState::ALL, PeerState::Unknown, &["connected", "found", "dialing"]);
+    names(PeerState::ALL, PeerState::Unknown, &["connected", "found", "dialing", "offline"]);
     names(PeerSource::ALL, PeerSource::Unknown, &["manual", "incoming", "tracker", "lan"]);
     for name in ["read_write", "read_only", "untrusted", "unknown", "other"] {
         assert_eq!(Mode::from_name(name), serde_json::from_value::<Mode>(Value::from(name)).unwrap());

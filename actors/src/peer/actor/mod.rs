@@ -32,7 +32,8 @@ use tracing::{debug, info, warn};
 
 use super::channel::Channel;
 use super::messages::{
-    CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerFault, PeerOut, Redial, ReleaseCredential,
+    clean_name, CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerFault, PeerOut, Redial,
+    ReleaseCredential, Traffic,
 };
 use crate::bandwidth::bandwidth;
 use crate::control::cmd::CommandError;
@@ -169,6 +170,10 @@ pub struct Peer {
     /// `clearskies_peer_received_bytes_total` for this connection's extension (looked up
     /// once, not per read).
     received: prometheus::IntCounter,
+    /// This connection's bytes, for `list_peers`.
+    traffic: Arc<Traffic>,
+    /// The name the peer gave (greeting or start).
+    name: Option<String>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -210,6 +215,7 @@ impl Peer {
             config.gzip_level = gzip_level;
         }
         config.key_exchange = key_exchange;
+        config.name = Some(targets.runtime.device_name()).filter(|n| !n.is_empty());
         let session = Session::new(config, Instant::now());
         let (read, write) = tokio::io::split(channel.stream);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -247,6 +253,8 @@ impl Peer {
             counted: None,
             level,
             received: metrics().received_bytes.with_label_values(&["plain"]),
+            traffic: Arc::new(Traffic::default()),
+            name: None,
         }
     }
 
@@ -532,6 +540,7 @@ impl Peer {
     fn on_connected(&mut self, hs: &Handshake) {
         debug!(remote = %self.remote, peer = %hs.peer, software = %hs.software, "handshake complete");
         self.peer = Some(hs.peer);
+        self.name = hs.name.as_deref().and_then(clean_name);
         // We created the code the peer authenticated with: the session sends it the share's
         // keys right after this event, so the code is spent now, not when (or if) the peer
         // acknowledges them: a client that takes the keys and hangs up must not leave a
@@ -604,6 +613,8 @@ impl Peer {
                 Purpose::Attach { .. } => None,
                 _ => self.level,
             },
+            name: self.name.clone(),
+            traffic: self.traffic.clone(),
         };
         let ask = self.targets.connected.send(connected);
         self.pause_for(
@@ -627,6 +638,7 @@ pub(super) async fn write_out<W>(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     mut write: W,
     gzip: Arc<std::sync::atomic::AtomicBool>,
+    traffic: Arc<Traffic>,
 ) where
     W: tokio::io::AsyncWrite + Unpin,
 {
@@ -642,6 +654,7 @@ pub(super) async fn write_out<W>(
             }
         }
         sent.inc_by(bytes.len() as u64);
+        traffic.sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         drop(permit);
         if rx.is_empty() && write.flush().await.is_err() {
             return;
@@ -683,7 +696,7 @@ impl Actor for Peer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some((rx, write)) = self.writer_rx.take() {
-            actix_rt::spawn(write_out(rx, write, self.gzip.clone()));
+            actix_rt::spawn(write_out(rx, write, self.gzip.clone(), self.traffic.clone()));
         }
         if let Some(read) = self.stream.take() {
             ctx.add_stream(read_in(read));
@@ -743,6 +756,7 @@ impl StreamHandler<Result<Bytes, std::io::Error>> for Peer {
         match item {
             Ok(bytes) => {
                 self.received.inc_by(bytes.len() as u64);
+                self.traffic.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 self.session.handle_input(Instant::now(), &bytes);
                 self.drive(ctx);
             }

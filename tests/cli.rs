@@ -111,3 +111,22 @@ fn code_random_says_it_registers_nothing_and_new_still_works() {
     assert!(help.contains("random") && help.contains("registered with no daemon"), "{help}");
     assert!(cs.run(&["code", "new", "--json"]).status.success(), "the old name");
 }
+
+#[test]
+fn names_with_control_characters_are_shown_escaped() {
+    let d = crate::util::Daemon::start();
+    let base = tempfile::tempdir().unwrap();
+    // A folder whose name would clear the terminal and start a forged line.
+    let evil = base.path().join("photos\u{1b}[2J\nFAKE");
+    std::fs::create_dir(&evil).unwrap();
+    d.cs.ok(&["share", evil.to_str().unwrap()]);
+    for out in [d.cs.ok(&["list"]), d.cs.ok(&["status"]), d.cs.ok(&["code", "list"])] {
+        assert!(!out.contains('\u{1b}') && !out.contains("\nFAKE"), "{out:?}");
+        assert!(out.contains("photos\\u{1b}[2J\\nFAKE"), "{out:?}");
+    }
+    // Errors too: one line, escaped.
+    let o = d.cs.run(&["detach", base.path().join("gone\u{1b}]0;title\u{7}").to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && !err.contains('\u{1b}') && err.contains("gone\\u{1b}]0;title\\u{7}"), "{err:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+}

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::client::{answer_as, Client};
 use crate::config::Config;
+use crate::log::escape_line;
 use crate::out;
 
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -155,7 +156,7 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<bool> {
             (true, None) => "in sync".to_owned(),
             (false, None) => s.status.to_string(),
         };
-        text.push_str(&format!("\n  {}: {state}", s.path.as_deref().unwrap_or("?")));
+        text.push_str(&format!("\n  {}: {state}", escape_line(s.path.as_deref().unwrap_or("?"))));
         if s.local_changes > 0 {
             text.push_str(&format!(" ({} local change(s) not synced: read-only here)", s.local_changes));
         }
@@ -513,7 +514,7 @@ pub(crate) fn code_list(config: &Config, json: bool) -> anyhow::Result<()> {
         text.push_str(&format!(
             "{name}  {}  {}  {}  {}  {expires}  {joined}\n",
             c.state,
-            c.path,
+            escape_line(&c.path),
             c.mode.as_str().replace('_', "-"),
             if c.multi_use { "multi-use" } else { "single use" },
         ));
@@ -533,7 +534,7 @@ pub(crate) fn code_cancel(config: &Config, code: Option<&str>, username: Option<
         (None, None) => bail!("name the code: clearskies code cancel CODE (or --username U)"),
     };
     let cancelled: CodeEntry = connect(config)?.request_as(&Request::CancelAccessCode(request))?;
-    let mut text = format!("cancelled the code {} for {}", cancelled.access_id, cancelled.path);
+    let mut text = format!("cancelled the code {} for {}", cancelled.access_id, escape_line(&cancelled.path));
     if !cancelled.used_by.is_empty() {
         // Cancelling refuses the code; whoever joined with it has the share's key by now.
         text.push_str(&format!(
@@ -582,7 +583,7 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
         };
         text.push_str(&format!(
             "{}\n    {}, {}, {} files, {} directories, {} bytes; {sync}\n",
-            s.path,
+            escape_line(&s.path),
             s.mode.as_str().replace('_', "-"),
             status,
             s.files,
@@ -725,7 +726,7 @@ pub(crate) fn attach(
     // Looking for a peer, connecting and the key exchange: the daemon's own deadlines.
     client.set_timeout(Duration::from_secs(timeout + 60))?;
     let joined: ShareCreated = client.request_as(&Request::AddShare(request))?;
-    out(&format!("joined the share; {} is syncing (`clearskies wait` shows progress)", joined.path))
+    out(&format!("joined the share; {} is syncing (`clearskies wait` shows progress)", escape_line(&joined.path)))
 }
 
 /// `clearskies cat PATH FILE`: the file's bytes (or a range) on stdout.

@@ -48,7 +48,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(io::stderr(), "clearskies: {e:#}");
+            // Names in errors come from the command line, files and peers: their control
+            // characters are escaped (the line breaks of a multi-line message stay).
+            let _ = writeln!(io::stderr(), "clearskies: {}", escape_text(&format!("{e:#}")));
             if e.downcast_ref::<worker::CannotStart>().is_some() || e.downcast_ref::<monitor::Refused>().is_some() {
                 ExitCode::from(worker::EXIT_CANNOT_START)
             } else if e.downcast_ref::<client::ConnectionLost>().is_some() {
@@ -245,6 +247,12 @@ fn code_command(command: CodeCommand, config: impl Fn() -> anyhow::Result<Config
 }
 
 /// Writes one block of output to stdout.
+/// `text` with every control character escaped as in the log ([`log::escape_line`]), line
+/// by line: its line breaks stay.
+pub(crate) fn escape_text(text: &str) -> String {
+    text.split('\n').map(log::escape_line).collect::<Vec<_>>().join("\n")
+}
+
 pub(crate) fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{text}").context("writing to stdout")?;

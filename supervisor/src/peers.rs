@@ -45,7 +45,7 @@ pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
             p.source,
             escape_line(p.name.as_deref().unwrap_or("-")),
             p.peer.as_deref().unwrap_or("-"),
-            p.path,
+            escape_line(&p.path),
         ));
     }
     out(text.trim_end())

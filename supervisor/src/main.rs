@@ -116,26 +116,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             peers::remove_peer(&config()?, &peer, path.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::Wait { path, timeout } => wait::wait(&config()?, &path, timeout).map(|()| ExitCode::SUCCESS),
-        Command::Cat { path, file, url: true, expires, .. } => {
-            daemon::file_url(&config()?, &path, &file, &expires).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Cat { path, file, offset, length, url: false, .. } => {
-            daemon::cat(&config()?, &path, &file, offset, length).map(|()| ExitCode::SUCCESS)
-        }
-        Command::VerifyBackup { path, files } => {
-            daemon::verify_backup(&config()?, &path, files)
-                .map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-        }
-        Command::ConfirmDeletes { path, dry_run, json } => {
-            daemon::confirm_deletes(&config()?, &path, dry_run, json).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Versions { path, file, json } => {
-            history::versions(&config()?, &path, file.as_deref(), json).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Restore { path, file, version } => {
-            history::restore(&config()?, &path, &file, version.as_deref()).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Revert { path } => history::revert(&config()?, &path).map(|()| ExitCode::SUCCESS),
+        c @ (Command::Cat { .. }
+        | Command::VerifyBackup { .. }
+        | Command::ConfirmDeletes { .. }
+        | Command::Versions { .. }
+        | Command::Restore { .. }
+        | Command::Revert { .. }) => share_files(c, &config()?),
         Command::Detach { path } => daemon::detach(&config()?, &path).map(|()| ExitCode::SUCCESS),
         Command::Pause => daemon::simple(&config()?, &Request::Pause, "syncing paused").map(|()| ExitCode::SUCCESS),
         Command::Resume => daemon::simple(&config()?, &Request::Resume, "syncing resumed").map(|()| ExitCode::SUCCESS),
@@ -149,6 +135,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Set { key, value }) => {
             settings::config_set(&config()?, &key, &value).map(|()| ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The commands about a share's files: `cat`, `verify-backup`, `confirm-deletes`,
+/// `versions`, `restore`, `revert`.
+fn share_files(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Cat { path, file, url: true, expires, .. } => {
+            daemon::file_url(config, &path, &file, &expires).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Cat { path, file, offset, length, url: false, .. } => {
+            daemon::cat(config, &path, &file, offset, length).map(|()| ExitCode::SUCCESS)
+        }
+        Command::VerifyBackup { path, files } => {
+            daemon::verify_backup(config, &path, files).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::ConfirmDeletes { path, dry_run, json } => {
+            daemon::confirm_deletes(config, &path, dry_run, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Versions { path, file, json } => {
+            history::versions(config, &path, file.as_deref(), json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Restore { path, file, version } => {
+            history::restore(config, &path, &file, version.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Revert { path } => history::revert(config, &path).map(|()| ExitCode::SUCCESS),
+        other => anyhow::bail!("internal error: {other:?} is not a command about a share's files"),
     }
 }
 

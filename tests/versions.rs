@@ -68,6 +68,12 @@ fn a_peers_edit_and_deletion_are_kept_listed_and_restored() {
     let o = b.cs.run(&["revert", rb.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("read-only"), "{}", stderr(&o));
     assert_eq!(fs::read(rb.join("docs/plan.txt")).unwrap(), b"first plan");
+
+    // Detaching keeps the versions (maybe the only copy of something), and says where.
+    let out = b.cs.ok(&["detach", rb.to_str().unwrap()]);
+    assert!(out.contains(".clearskies/versions"), "{out}");
+    assert_eq!(fs::read(rb.join(".clearskies/versions").join(&stored)).unwrap(), b"first plan");
+    assert!(rb.join(".clearskies/versions.jsonl").exists() && !rb.join(".clearskies/partial").exists());
 }
 
 #[test]

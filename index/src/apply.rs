@@ -6,7 +6,7 @@
 //!    ignored; a newer one is adopted (marked `pending` when the disk must change); for
 //!    concurrent ones the later `update_time` wins (peer ID breaks ties, live beats deleted).
 //!    When the loser is our own write, we resolve: our file is moved to
-//!    `name.CONFLICT.<8 alnum>.ext` (a new record), and we write the winner again with the
+//!    `name.CONFLICT.<time>.<device>.<4 alnum>.ext` (a new record), and we write the winner again with the
 //!    merged clock, so every peer converges on one version and one conflict copy.
 //! 2. **Execute.** Pending directories, deletions, metadata changes and contents we already
 //!    have elsewhere in the share (dedup) are applied; each checks first that the disk still

@@ -65,6 +65,9 @@ pub struct ScanReport {
     /// Deletions not recorded because they were too many at once (see
     /// [`ScanContext::delete_limit`]): waiting for the user's confirmation. Deepest first.
     pub held_deletions: Vec<SharePath>,
+    /// Deletions over the limit were recorded because the user had confirmed them: the
+    /// confirmation is used up.
+    pub used_confirmation: bool,
 }
 
 /// Fewest deletions that can be held: removing a handful of files from a small share is
@@ -87,10 +90,10 @@ pub struct ScanContext<'a> {
     /// (and beyond [`MIN_HELD_DELETIONS`]) no deletion is recorded until confirmed. `None`:
     /// no limit (turned off).
     pub delete_limit: Option<u8>,
-    /// The user confirmed this many held deletions: as many (or fewer) found at once are
-    /// recorded whatever the limit; more (files vanished since the confirmation) are held
-    /// again, for a new confirmation.
-    pub confirmed_deletions: usize,
+    /// The held deletions the user confirmed: deletions found at once that are all among
+    /// them are recorded whatever the limit ([`ScanReport::used_confirmation`]); any other
+    /// (a file vanished since the confirmation) holds them all again, for a new one.
+    pub confirmed_deletions: Option<&'a std::collections::HashSet<SharePath>>,
     /// This daemon's name, in the conflict copies a scan makes (empty: the start of `me`).
     pub device: &'a str,
 }
@@ -573,8 +576,10 @@ impl Scanner<'_, '_, '_> {
         if let Some(limit) = self.ctx.delete_limit {
             let totals = self.store.totals()?;
             let live = usize::try_from(totals.files + totals.directories).unwrap_or(usize::MAX);
-            let confirmed = gone.len() <= self.ctx.confirmed_deletions;
-            if !confirmed && gone.len() >= MIN_HELD_DELETIONS && gone.len() * 100 > live * usize::from(limit) {
+            let over = gone.len() >= MIN_HELD_DELETIONS && gone.len() * 100 > live * usize::from(limit);
+            let confirmed = self.ctx.confirmed_deletions.is_some_and(|c| gone.iter().all(|p| c.contains(p)));
+            self.report.used_confirmation = over && confirmed;
+            if over && !confirmed {
                 // Most of the share vanished at once: an unmounted disk (without its marker
                 // gone), a wrong `rm -r`, a broken sync tool. Peers keep their copies until
                 // the user confirms.

@@ -16,7 +16,7 @@
 //! its inode changed. Everything is reached through [`beneath`] handles below the root: a
 //! symlink planted in `.clearskies` or in the versions tree is never followed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Read, Seek, Write};
 
 use clearskies_protocol::path::{SharePath, META_DIR};
@@ -31,8 +31,9 @@ use crate::beneath::{DirFd, Root};
 pub const VERSIONS_DIR: &str = "versions";
 /// Who replaced or deleted each version, and when (next to [`VERSIONS_DIR`]).
 pub const VERSIONS_LOG: &str = "versions.jsonl";
-/// The log's lines are read up to this size each (a longer one is skipped).
-const MAX_LINE: usize = 16 * 1024;
+/// The log's lines are read up to this size each (a longer one is skipped). Two paths of
+/// 4096 bytes of characters JSON escapes as `\u00XX` fit.
+const MAX_LINE: usize = 64 * 1024;
 /// Longest name a directory entry may have.
 const MAX_NAME: usize = 255;
 
@@ -175,7 +176,11 @@ pub fn keep(root: &Root, dir: &DirFd, name: &str, k: Keep<'_>) -> io::Result<(bo
             return Ok((true, None));
         }
     }
-    vdir.sync()?;
+    // The move is done: failing to make it durable now is logged, not an error (the caller
+    // must know the file is no longer at `name`).
+    if let Err(e) = vdir.sync() {
+        warn!(path = %k.path, error = %e, "cannot fsync the versions directory");
+    }
     let stored = stored_name(&parent, &vname);
     let version = Version {
         path: k.path.as_str().to_owned(),
@@ -203,14 +208,18 @@ fn stored_name(parent: &SharePath, vname: &str) -> String {
 fn append_log(root: &Root, v: &Version) -> io::Result<()> {
     let mut f = meta_dir(root)?.create_file(VERSIONS_LOG, 0o600, false)?;
     f.seek(io::SeekFrom::End(0))?;
-    let mut line = serde_json::to_vec(v).map_err(io::Error::other)?;
+    // A line break first too: after a short write (a full disk) the next entry still starts
+    // on a line of its own (the torn one and the empty ones do not parse, and are skipped).
+    let mut line = vec![b'\n'];
+    line.extend(serde_json::to_vec(v).map_err(io::Error::other)?);
     line.push(b'\n');
     f.write_all(&line)
 }
 
-/// The log's entries, by stored name (the last line for a name wins), with their line
-/// number (the order they were kept in).
-fn read_log(root: &Root) -> io::Result<BTreeMap<String, (usize, Version)>> {
+/// The log's entries for the versions in `present`, by stored name (the last line for a
+/// name wins), with their line number (the order they were kept in). Lines about anything
+/// else (pruned, or planted) are not kept; a `by` that is not a peer ID is dropped.
+fn read_log(root: &Root, present: &HashMap<String, Found>) -> io::Result<BTreeMap<String, (usize, Version)>> {
     let f = match meta_dir(root)?.open_file(VERSIONS_LOG, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -226,45 +235,76 @@ fn read_log(root: &Root) -> io::Result<BTreeMap<String, (usize, Version)>> {
         if n == 0 {
             break;
         }
-        if let Ok(v) = serde_json::from_slice::<Version>(&line) {
-            out.insert(v.stored.clone(), (number, v));
+        if let Ok(mut v) = serde_json::from_slice::<Version>(&line) {
+            if present.contains_key(&v.stored) {
+                v.by = v.by.filter(|b| b.parse::<PeerId>().is_ok());
+                out.insert(v.stored.clone(), (number, v));
+            }
         }
     }
     Ok(out)
 }
 
+/// A file found in the versions tree: its size and change time (seconds).
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    size: u64,
+    ctime: i64,
+}
+
+/// Every regular file below the versions directory, by stored name. A directory that
+/// cannot be read is skipped (logged): one bad entry never hides the rest. Directories are
+/// opened as they are visited, one at a time.
+fn walk(root: &Root) -> io::Result<HashMap<String, Found>> {
+    let mut found = HashMap::new();
+    let top = match meta_dir(root)?.subdir(VERSIONS_DIR) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    let mut stack: Vec<(DirFd, String, String)> = Vec::new();
+    let mut visit = |dir: &DirFd, rel: &str, stack: &mut Vec<(DirFd, String, String)>| {
+        let names = match dir.list() {
+            Ok((names, _)) => names,
+            Err(e) => return warn!(dir = rel, error = %e, "cannot list a versions directory"),
+        };
+        for (name, _) in names {
+            let stored = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            match dir.stat(&name) {
+                Ok(Some(m)) if m.is_dir() => stack.push((dir.clone(), name, stored)),
+                Ok(Some(m)) if m.is_file() => {
+                    let ctime = i64::try_from(m.stat.ctime_ns / 1_000_000_000).unwrap_or(0);
+                    found.insert(stored, Found { size: m.stat.size, ctime });
+                }
+                Ok(_) => {}
+                Err(e) => warn!(version = %stored, error = %e, "cannot read a kept version"),
+            }
+        }
+    };
+    visit(&top, "", &mut stack);
+    while let Some((parent, name, rel)) = stack.pop() {
+        match parent.subdir(&name) {
+            Ok(dir) => visit(&dir, &rel, &mut stack),
+            Err(e) => warn!(dir = %rel, error = %e, "cannot open a versions directory"),
+        }
+    }
+    Ok(found)
+}
+
 /// Every kept version that is still there: the log's entries whose file exists (with its
 /// size now), and files without an entry (by their name and change time). Oldest first.
 pub fn list(root: &Root) -> io::Result<Vec<Version>> {
-    let mut logged = read_log(root)?;
-    let mut out = Vec::new();
-    let top = match meta_dir(root)?.subdir(VERSIONS_DIR) {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut stack = vec![(top, String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        for (name, _) in dir.list()?.0 {
-            let Some(m) = dir.stat(&name)? else { continue };
-            let stored = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-            if m.is_dir() {
-                stack.push((dir.subdir(&name)?, stored));
-                continue;
+    let present = walk(root)?;
+    let mut logged = read_log(root, &present)?;
+    let mut out = Vec::with_capacity(present.len());
+    for (stored, f) in present {
+        match logged.remove(&stored) {
+            Some((number, v)) => out.push((number, Version { size: f.size, ..v })),
+            None => {
+                let Some(path) = original_path(&stored) else { continue };
+                let v = Version { path, stored, time: f.ctime, by: None, why: Why::Unknown, size: f.size };
+                out.push((usize::MAX, v));
             }
-            if !m.is_file() {
-                continue;
-            }
-            let size = m.stat.size;
-            let v = match logged.remove(&stored) {
-                Some((number, v)) => (number, Version { size, ..v }),
-                None => {
-                    let Some(path) = original_path(&stored) else { continue };
-                    let time = i64::try_from(m.stat.ctime_ns / 1_000_000_000).unwrap_or(0);
-                    (usize::MAX, Version { path, stored, time, by: None, why: Why::Unknown, size })
-                }
-            };
-            out.push(v);
         }
     }
     // In the order they were kept (several can share a second).
@@ -286,7 +326,7 @@ pub struct Pruned {
 pub fn prune(root: &Root, keep_secs: i64, max_bytes: u64, now: i64) -> io::Result<Pruned> {
     let all = list(root)?;
     let cutoff = now.saturating_sub(keep_secs);
-    let mut total: u64 = all.iter().map(|v| v.size).sum();
+    let mut total: u64 = all.iter().fold(0u64, |t, v| t.saturating_add(v.size));
     let mut pruned = Pruned::default();
     let mut kept = Vec::with_capacity(all.len());
     for v in all {
@@ -294,14 +334,19 @@ pub fn prune(root: &Root, keep_secs: i64, max_bytes: u64, now: i64) -> io::Resul
         let too_big = max_bytes > 0 && total > max_bytes;
         if too_old || too_big {
             remove(root, &v.stored)?;
-            total -= v.size;
+            total = total.saturating_sub(v.size);
             pruned.versions += 1;
             pruned.bytes += v.size;
         } else {
             kept.push(v);
         }
     }
-    rewrite_log(root, &kept)?;
+    // The log is rewritten when versions went (or it holds lines about versions no longer
+    // there, or misses some): it never grows past what is kept.
+    let logged = meta_dir(root)?.stat(VERSIONS_LOG)?.map_or(0, |m| m.stat.size);
+    if pruned.versions > 0 || logged > 0 && kept.is_empty() || logged > (kept.len() as u64 + 1) * MAX_LINE as u64 {
+        rewrite_log(root, &kept)?;
+    }
     Ok(pruned)
 }
 
@@ -344,7 +389,8 @@ fn rewrite_log(root: &Root, kept: &[Version]) -> io::Result<()> {
 
 /// Copies the version `stored` back to the path it was kept from, as a new local change;
 /// what is at that path now is kept as a version first (`Restored`). Directories on the
-/// way are made if missing. Answers the path.
+/// way are made if missing. The copy is written and synced before anything at the path is
+/// touched; if what is there cannot be kept, nothing is replaced. Answers the path.
 pub fn restore(root: &Root, stored: &str, now: Timestamp) -> io::Result<SharePath> {
     let version = list(root)?
         .into_iter()
@@ -353,30 +399,59 @@ pub fn restore(root: &Root, stored: &str, now: Timestamp) -> io::Result<SharePat
     let path = SharePath::parse(&version.path).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let dir = crate::fsops::prepare_parent(root, &path)?;
     let name = path.file_name();
-    match dir.stat(name)? {
-        Some(m) if m.is_dir() => {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{path} is a directory now")));
-        }
-        Some(m) if m.is_file() => {
-            keep(root, &dir, name, Keep { path: &path, by: None, why: Why::Restored, now })?;
-        }
-        _ => {}
+    if dir.stat(name)?.is_some_and(|m| m.is_dir()) {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is at that path now"));
     }
+    let temp = crate::fsops::temp_name_for(name);
     let mut src = open(root, stored)?;
     let meta = src.metadata()?;
-    let temp = crate::fsops::temp_name_for(name);
     let copied = dir.create_file(&temp, 0o600, true).and_then(|mut dst| {
         io::copy(&mut src, &mut dst)?;
         dst.set_permissions(meta.permissions())?;
         dst.set_modified(meta.modified()?)?;
         dst.sync_all()
     });
-    if let Err(e) = copied.and_then(|()| dir.rename(&temp, &dir, name)) {
+    if let Err(e) = copied {
         let _ = dir.unlink(&temp);
+        return Err(e);
+    }
+    // What is there now is kept first: linked (it stays in place until the rename), or
+    // moved (put back if the rename then fails).
+    let mut moved = None;
+    if dir.stat(name)?.is_some_and(|m| m.is_file()) {
+        match keep(root, &dir, name, Keep { path: &path, by: None, why: Why::Restored, now }) {
+            Ok((true, Some(_))) => {}
+            Ok((false, Some(v))) => moved = Some(v),
+            Ok((_, None)) | Err(_) => {
+                let _ = dir.unlink(&temp);
+                return Err(io::Error::other(
+                    "what is at that path now cannot be kept as a version; nothing was changed",
+                ));
+            }
+        }
+    }
+    if let Err(e) = dir.rename(&temp, &dir, name) {
+        let _ = dir.unlink(&temp);
+        if let Some(v) = moved {
+            put_back(root, &dir, name, &v);
+        }
         return Err(e);
     }
     dir.sync()?;
     Ok(path)
+}
+
+/// Moves the version `v` (just moved away from `name` in `dir`) back to where it was.
+fn put_back(root: &Root, dir: &DirFd, name: &str, v: &Version) {
+    let mut names: Vec<&str> = v.stored.split('/').collect();
+    let Some(file) = names.pop() else { return };
+    let mut vdir = meta_dir(root).and_then(|m| m.subdir(VERSIONS_DIR));
+    for n in names {
+        vdir = vdir.and_then(|d| d.subdir(n));
+    }
+    if let Err(e) = vdir.and_then(|d| d.rename(file, dir, name)) {
+        warn!(stored = %v.stored, error = %e, "cannot put the file back; it is in the versions");
+    }
 }
 
 /// Opens the version `stored` for reading (`stored` as [`list`] gives it; anything that

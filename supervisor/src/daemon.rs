@@ -152,7 +152,7 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<bool> {
     text.push_str(&format!("\nhealth: {verdict}"));
     for s in &health.shares {
         let state = match (s.synced, &s.error) {
-            (_, Some(e)) => format!("error: {e}"),
+            (_, Some(e)) => format!("error: {}", escape_line(e)),
             (true, None) => "in sync".to_owned(),
             (false, None) => s.status.to_string(),
         };
@@ -461,7 +461,8 @@ pub(crate) fn confirm_deletes(
     json: bool,
 ) -> anyhow::Result<()> {
     let p = &dir_arg(path)?;
-    let request = ConfirmDeletes { path: Some(p.clone()), dry_run: Some(dry_run) };
+    let shown = escape_line(p);
+    let request = ConfirmDeletes { path: Some(p.clone()), dry_run: Some(dry_run.into()) };
     let answer: Held = connect(config)?.request_as(&Request::ConfirmDeletes(request))?;
     if json {
         return out(&serde_json::to_string_pretty(&answer).context("encoding the answer")?);
@@ -469,13 +470,15 @@ pub(crate) fn confirm_deletes(
     let Held { held, paths, .. } = answer;
     if held == 0 {
         return out(&match dry_run {
-            true => format!("no deletions are held in {p}"),
-            false => format!("no deletions were held in {p}; rescanning anyway"),
+            true => format!("no deletions are held in {shown}"),
+            false => format!("no deletions were held in {shown}; rescanning anyway"),
         });
     }
     let mut text = match dry_run {
-        true => format!("{held} deletions are held in {p} (nothing changed; run without --dry-run to record them):"),
-        false => format!("{held} held deletions in {p} will now be recorded and sent to peers:"),
+        true => {
+            format!("{held} deletions are held in {shown} (nothing changed; run without --dry-run to record them):")
+        }
+        false => format!("{held} held deletions in {shown} will now be recorded and sent to peers:"),
     };
     for path in paths.iter().take(LISTED_DELETIONS) {
         text.push_str(&format!("\n  {}", crate::log::escape_line(path)));
@@ -573,7 +576,7 @@ pub(crate) fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     let mut text = String::new();
     for s in shares {
         let status = match &s.error {
-            Some(e) => format!("error: {e}"),
+            Some(e) => format!("error: {}", escape_line(e)),
             None => s.status.to_string(),
         };
         let sync = if s.synced {
@@ -619,7 +622,15 @@ pub(crate) fn detach(config: &Config, path: &std::path::Path) -> anyhow::Result<
     let abs = if abs.is_absolute() { abs } else { std::env::current_dir()?.join(abs) };
     let p = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
     connect(config)?.request(&Request::RemoveShare(AtPath::new(p)))?;
-    out(&format!("{} is no longer synced; its files were kept", abs.display()))
+    let mut text = format!("{} is no longer synced; its files were kept", escape_line(p));
+    let versions = abs.join(".clearskies").join(clearskies_index::versions::VERSIONS_DIR);
+    if versions.is_dir() {
+        text.push_str(&format!(
+            "\nthe versions it kept stay in {} (delete it when you no longer need them)",
+            escape_line(&versions.display().to_string())
+        ));
+    }
+    out(&text)
 }
 
 /// `clearskies attach CODE PATH --peer HOST:PORT`.

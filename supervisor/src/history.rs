@@ -17,7 +17,8 @@ fn stamp(v: &Version) -> String {
 }
 
 fn why(v: &Version) -> String {
-    let by = v.by.as_deref().map(|p| format!(" by peer {}", &p[..p.len().min(8)])).unwrap_or_default();
+    // (`by` is checked to be a peer ID when the log is read; taken by characters anyway.)
+    let by = v.by.as_deref().map(|p| format!(" by peer {}", p.chars().take(8).collect::<String>())).unwrap_or_default();
     match v.why {
         Why::Replaced => format!("replaced{by}"),
         Why::Deleted => format!("deleted{by}"),
@@ -30,6 +31,7 @@ fn why(v: &Version) -> String {
 /// `clearskies versions PATH [FILE]`.
 pub(crate) fn versions(config: &Config, path: &std::path::Path, file: Option<&str>, json: bool) -> anyhow::Result<()> {
     let p = dir_arg(path)?;
+    let shown = escape_line(&p);
     let request = ListVersions { path: Some(p.clone()), file: file.map(str::to_owned) };
     let mut c = connect(config)?;
     if json {
@@ -41,9 +43,9 @@ pub(crate) fn versions(config: &Config, path: &std::path::Path, file: Option<&st
     };
     if versions.is_empty() {
         let what = file.map_or_else(|| "any file".to_owned(), escape_line);
-        return out(&format!("no versions of {what} are kept in {p}"));
+        return out(&format!("no versions of {what} are kept in {shown}"));
     }
-    let mut text = format!("versions kept in {p} (oldest first; times UTC, as `restore --version` takes them):");
+    let mut text = format!("versions kept in {shown} (oldest first; times UTC, as `restore --version` takes them):");
     for v in &versions {
         text.push_str(&format!("\n  {}  {:>9}  {}  ({})", stamp(v), bytes(v.size), escape_line(&v.path), why(v)));
     }
@@ -58,15 +60,16 @@ pub(crate) fn restore(
     version: Option<&str>,
 ) -> anyhow::Result<()> {
     let p = dir_arg(path)?;
+    let shown = escape_line(&p);
     let request =
-        RestoreVersion { path: Some(p.clone()), file: Some(file.to_owned()), version: version.map(str::to_owned) };
+        RestoreVersion { path: Some(p.clone()), file: Some(file.to_owned()), version: version.map(Into::into) };
     let HistoryAnswer::Restored { restored, version } =
         connect(config)?.request_as(&Request::RestoreVersion(request))?
     else {
         anyhow::bail!("the daemon answered something else than a restored version");
     };
     out(&format!(
-        "restored {} in {p} to its version of {} UTC (what was there is kept as a version); peers receive it as a change",
+        "restored {} in {shown} to its version of {} UTC (what was there is kept as a version); it is a change here like any edit (on a read-only share it stays here)",
         escape_line(&restored),
         stamp(&version)
     ))
@@ -75,16 +78,17 @@ pub(crate) fn restore(
 /// `clearskies revert PATH`.
 pub(crate) fn revert(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
     let p = dir_arg(path)?;
+    let shown = escape_line(&p);
     let HistoryAnswer::Reverted { moved, restoring } =
         connect(config)?.request_as(&Request::Revert(Revert { path: Some(p.clone()) }))?
     else {
         anyhow::bail!("the daemon answered something else than a revert");
     };
     if moved.is_empty() && restoring.is_empty() {
-        return out(&format!("{p} has no local changes"));
+        return out(&format!("{shown} has no local changes"));
     }
     out(&format!(
-        "{} local changes in {p} moved into the versions (`clearskies versions {p}` lists them); {} files and directories come back from the read-write peers",
+        "{} local changes in {shown} moved into the versions (`clearskies versions {shown}` lists them); {} files and directories come back from the read-write peers",
         moved.len(),
         restoring.len()
     ))

@@ -66,6 +66,6 @@ pub(crate) fn remove_peer(config: &Config, peer: &str, path: Option<&std::path::
         "removed peer {peer} from {}: {disconnected} connection(s) closed, and it is refused from now on.\n\
          It keeps the files it has and the share's key of its level: with a new peer ID it could connect again. \
          Invite the others again with new codes and share a fresh copy if that key must stop working.",
-        paths.join(", ")
+        escape_line(&paths.join(", "))
     ))
 }

@@ -178,7 +178,9 @@ impl Handler<Discovered> for Connections {
             }
             return;
         }
-        let Some((share, me)) = self.table.borrow().get(&msg.id).map(|r| (r.config.id, r.config.peer_id)) else {
+        let Some((share, me, removed)) =
+            self.table.borrow().get(&msg.id).map(|r| (r.config.id, r.config.peer_id, r.config.removed_peers.clone()))
+        else {
             return;
         };
         // Bounded, whatever a tracker or a broadcast claims.
@@ -187,8 +189,8 @@ impl Handler<Discovered> for Connections {
         }
         for (peer, addrs) in msg.peers.into_iter().take(MAX_FOUND_PER_NEWS) {
             let addrs: Vec<SocketAddr> = addrs.into_iter().take(4).collect();
-            // Never ourselves; never a peer we already have a session with.
-            if peer == me || self.peers.contains_key(&(share, peer)) {
+            // Never ourselves; never a peer we already have a session with, or removed.
+            if peer == me || self.peers.contains_key(&(share, peer)) || removed.contains(&peer) {
                 continue;
             }
             for addr in &addrs {

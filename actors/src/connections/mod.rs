@@ -294,6 +294,12 @@ impl Handler<PeerConnected> for Connections {
     type Result = ResponseFuture<Option<ShareLink>>;
 
     fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) -> Self::Result {
+        // A removed peer is refused before anything of it is noted (it is not connected).
+        let removed = self.table.borrow().get(&msg.share).is_some_and(|r| r.config.removed_peers.contains(&msg.peer));
+        if removed {
+            warn!(share = %msg.share, peer = %msg.peer, addr = %msg.addr, "a removed peer connected; refusing it");
+            return Box::pin(async { None });
+        }
         self.peers.insert((msg.share, msg.peer), msg.addr);
         let since = std::time::Instant::now();
         let session = Session {
@@ -308,10 +314,6 @@ impl Handler<PeerConnected> for Connections {
         self.auth_refused.remove(&msg.share);
         let table = self.table.borrow();
         let Some(running) = table.get(&msg.share) else { return Box::pin(async { None }) };
-        if running.config.removed_peers.contains(&msg.peer) {
-            warn!(share = %msg.share, peer = %msg.peer, addr = %msg.addr, "a removed peer connected; refusing it");
-            return Box::pin(async { None });
-        }
         let ours = running.config.access_level;
         let seen = peers::Seen {
             name: msg.name.clone(),
@@ -320,7 +322,7 @@ impl Handler<PeerConnected> for Connections {
             last_seen: crate::share::actor::now().secs(),
             traffic: msg.traffic.clone(),
         };
-        peers::note_seen(&mut self.seen, (msg.share, msg.peer), seen);
+        peers::note_seen(&mut self.seen, (msg.share, msg.peer), seen, &self.peers);
         let policy = match session_policy(ours, msg.level.unwrap_or(ours), running.keys.as_deref()) {
             Ok(policy) => policy,
             Err(why) => {
@@ -376,10 +378,11 @@ impl Handler<PeerDisconnected> for Connections {
                 drop(table);
                 let failures = self.dials.entry((share, addr.clone())).or_insert(0);
                 *failures = match lasted {
+                    Some(t) if t >= STABLE_SESSION => 0,
                     // A session that ended at once (the peer refused us after the handshake,
-                    // or the link flaps) counts as a failure: the backoff grows.
-                    Some(t) if t < STABLE_SESSION => failures.saturating_add(1),
-                    _ => 0,
+                    // the link flaps) or never became ready (a handshake that failed, our
+                    // own address) counts as a failure: the backoff grows.
+                    _ => failures.saturating_add(1),
                 };
                 let delay = if *failures == 0 { dial::FIRST_REDIAL } else { dial::redial_delay(*failures) };
                 self.dial(share, addr, delay, ctx);

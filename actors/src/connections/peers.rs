@@ -32,11 +32,18 @@ pub(super) struct Seen {
 /// Peers seen, by (share, peer ID).
 pub(super) type SeenTable = BTreeMap<(Sha256Hash, PeerId), Seen>;
 
-/// Notes a peer as seen now; the table stays within [`MAX_SEEN`].
-pub(super) fn note_seen(seen: &mut SeenTable, key: (Sha256Hash, PeerId), entry: Seen) {
+/// Notes a peer as seen now; the table stays within [`MAX_SEEN`] by forgetting the peer
+/// gone the longest (a peer `connected` now is never forgotten for it).
+pub(super) fn note_seen(
+    seen: &mut SeenTable,
+    key: (Sha256Hash, PeerId),
+    entry: Seen,
+    connected: &BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
+) {
     seen.insert(key, entry);
     while seen.len() > MAX_SEEN {
-        let oldest = seen.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k);
+        let oldest =
+            seen.iter().filter(|(k, _)| !connected.contains_key(k)).min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k);
         match oldest {
             Some(k) => seen.remove(&k),
             None => break,

@@ -54,16 +54,16 @@ impl Connections {
         }
     }
 
-    /// Closes the sessions of `peer` in `share` and stops dialling where it was reached.
-    fn disconnect(&mut self, share: Sha256Hash, peer: PeerId) -> usize {
+    /// Closes the sessions of `peer` in `share`, stops dialling where it was reached
+    /// (`addresses`) and forgets it in `list_peers`.
+    fn disconnect(&mut self, share: Sha256Hash, peer: PeerId, addresses: &[String]) -> usize {
         let mut closed = 0;
         for s in self.sessions.values().filter(|s| s.share == share && s.peer == peer) {
             s.out.do_send(PeerOut::Close("this peer was removed from the share".into()));
             closed += 1;
         }
-        self.dials.retain(|(s, addr), _| {
-            !(*s == share && self.peers.get(&(share, peer)).is_some_and(|a| a.to_string() == *addr))
-        });
+        self.dials.retain(|(s, addr), _| !(*s == share && addresses.contains(addr)));
+        self.seen.remove(&(share, peer));
         closed
     }
 
@@ -103,21 +103,32 @@ impl Handler<RemovePeer> for Connections {
             .iter()
             .map(|&(share, peer)| ForgetPeer { share, peer, addresses: self.addresses_of(share, peer) })
             .collect();
-        // Saved first: once the sessions close, a reconnect is refused.
+        let peer = targets[0].1.to_string();
+        // Saved first: once the sessions close, a reconnect is refused. Each share whose
+        // refusal was saved is disconnected, even if a later one fails.
         let saved = async move {
-            let mut paths = Vec::new();
+            let mut done = Vec::new();
             for job in jobs {
-                let path = forget.send(job).await.map_err(|_| CommandError::unavailable())??;
-                paths.push(path);
+                let (share, peer, addresses) = (job.share, job.peer, job.addresses.clone());
+                match forget.send(job).await {
+                    Ok(Ok(path)) => done.push((share, peer, addresses, path)),
+                    Ok(Err(e)) => return (done, Some(e)),
+                    Err(_) => return (done, Some(CommandError::unavailable())),
+                }
             }
-            Ok::<_, CommandError>(paths)
+            (done, None)
         };
-        Box::pin(saved.into_actor(self).map(move |saved, act, _| {
-            let paths = saved?;
-            let disconnected = targets.iter().map(|&(share, peer)| act.disconnect(share, peer)).sum();
-            let peer = targets[0].1.to_string();
-            info!(%peer, disconnected, "peer removed");
-            Ok(PeerRemoved { peer, paths, disconnected })
+        Box::pin(saved.into_actor(self).map(move |(done, failed), act, _| {
+            let disconnected = done.iter().map(|(s, p, addresses, _)| act.disconnect(*s, *p, addresses)).sum();
+            info!(%peer, disconnected, shares = done.len(), "peer removed");
+            match failed {
+                Some(e) if !done.is_empty() => Err(CommandError::new(
+                    e.error,
+                    format!("removed from {} share(s), but not from the rest: {}", done.len(), e.message),
+                )),
+                Some(e) => Err(e),
+                None => Ok(PeerRemoved { peer, paths: done.into_iter().map(|d| d.3).collect(), disconnected }),
+            }
         }))
     }
 }

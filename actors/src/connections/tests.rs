@@ -64,11 +64,12 @@ fn peers_lists_each_address_once_with_where_it_came_from() {
         traffic: traffic.clone(),
     };
     let mut seen = super::peers::SeenTable::new();
-    super::peers::note_seen(&mut seen, (id, PeerId([1; 16])), seen_at("10.0.0.1:1", "laptop", 50));
-    super::peers::note_seen(&mut seen, (id, PeerId([4; 16])), seen_at("10.0.0.4:4", "phone", 60));
+    let none = BTreeMap::new();
+    super::peers::note_seen(&mut seen, (id, PeerId([1; 16])), seen_at("10.0.0.1:1", "laptop", 50), &none);
+    super::peers::note_seen(&mut seen, (id, PeerId([4; 16])), seen_at("10.0.0.4:4", "phone", 60), &none);
     let mut dials = dials;
     dials.insert((id, "10.0.0.9:9".to_owned()), 2);
-    super::peers::note_seen(&mut seen, (id, PeerId([3; 16])), seen_at("10.0.0.9:9", "nas", 70));
+    super::peers::note_seen(&mut seen, (id, PeerId([3; 16])), seen_at("10.0.0.9:9", "nas", 70), &none);
     let table = s.table.borrow();
     let list = peer_list(&PeerTables {
         table: &table,
@@ -98,13 +99,15 @@ fn peers_lists_each_address_once_with_where_it_came_from() {
     assert_eq!(named[1], (None, None, None), "connected, never noted (no session data)");
     assert_eq!(named[2], (Some("nas"), Some(70), Some(5)));
     assert_eq!(named[3], (Some("phone"), Some(60), Some(5)));
-    // The table is bounded: the oldest goes first.
+    // The table is bounded: the peer gone the longest goes first, never a connected one
+    // (peer 1, seen at 50 but connected now).
     for i in 0..super::peers::MAX_SEEN + 5 {
-        let peer = PeerId(u128::try_from(i).unwrap().to_le_bytes());
-        super::peers::note_seen(&mut seen, (id, peer), seen_at("10.0.0.1:1", "x", 1000 + i64::try_from(i).unwrap()));
+        let peer = PeerId((u128::try_from(i).unwrap() + 1000).to_le_bytes());
+        let at = seen_at("10.0.0.1:1", "x", 1000 + i64::try_from(i).unwrap());
+        super::peers::note_seen(&mut seen, (id, peer), at, &peers);
     }
     assert_eq!(seen.len(), super::peers::MAX_SEEN);
-    assert!(!seen.contains_key(&(id, PeerId([4; 16]))));
+    assert!(!seen.contains_key(&(id, PeerId([4; 16]))) && seen.contains_key(&(id, PeerId([1; 16]))));
     assert!(list.iter().all(|e| e.path == s.config.path.display().to_string() && e.share == id.to_string()));
 }
 

@@ -131,7 +131,7 @@ pub const MAX_PEER_NAME: usize = 64;
 pub fn clean_name(name: &str) -> Option<String> {
     let hidden = |c: char| {
         c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+            || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{e0000}'..='\u{e007f}')
     };
     let mut out = String::new();
     for c in name.trim().chars().filter(|c| !hidden(*c)) {

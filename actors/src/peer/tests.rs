@@ -137,6 +137,7 @@ fn peer_names_are_cleaned_and_bounded() {
     assert_eq!(clean_name("  Dave's NAS ").as_deref(), Some("Dave's NAS"));
     assert_eq!(clean_name("evil\u{1b}[2J\nname\u{202e}gpj.exe").as_deref(), Some("evil[2Jnamegpj.exe"));
     assert_eq!(clean_name("\u{1b}\u{7}\n "), None);
+    assert_eq!(clean_name("a\u{061c}b\u{2028}c\u{2062}d\u{e0041}e").as_deref(), Some("abcde"));
     let long = clean_name(&"é".repeat(100)).unwrap();
     assert!(long.len() <= MAX_PEER_NAME && long.len() == 64, "{}", long.len());
 }

@@ -572,8 +572,9 @@ pub fn read_keys(data_dir: &Path, id: &Sha256Hash) -> Result<ShareKeys, Registry
     serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())).into())
 }
 
-/// Forgets a share: its index, config, keys, codes and marker directory. The user's files
-/// are not touched.
+/// Forgets a share: its index, config, keys, codes and marker directory, except the
+/// versions kept there (files peers replaced or deleted, local changes reverted: perhaps
+/// the only copy), which stay in `.clearskies/versions`. The user's files are not touched.
 pub fn remove_share(store: &Store, data_dir: &Path, path: &Path) -> Result<ShareConfig, RegistryError> {
     let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let config = load_shares(store)?
@@ -586,8 +587,27 @@ pub fn remove_share(store: &Store, data_dir: &Path, path: &Path) -> Result<Share
     }
     store.drop_share(&config.store_key())?;
     let _ = fs::remove_file(keys_path(data_dir, &config.id));
-    let _ = fs::remove_dir_all(config.path.join(META_DIR));
+    remove_marker_but_versions(&config.path.join(META_DIR));
     Ok(config)
+}
+
+/// Removes the marker directory `meta` but for the versions and their log (the directory
+/// stays if they do). Best effort: what cannot be removed stays.
+fn remove_marker_but_versions(meta: &Path) {
+    use clearskies_index::versions::{VERSIONS_DIR, VERSIONS_LOG};
+    let Ok(entries) = fs::read_dir(meta) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name == VERSIONS_DIR || name == VERSIONS_LOG {
+            continue;
+        }
+        // `file_type` does not follow a symlink; `remove_dir_all` never follows one either.
+        let _ = match e.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(e.path()),
+            _ => fs::remove_file(e.path()),
+        };
+    }
+    let _ = fs::remove_dir(meta);
 }
 
 /// The SRP record for connections authenticated with a share key: username

@@ -51,7 +51,7 @@ impl Fixture {
             filter: None,
             read_only: false,
             delete_limit: None,
-            confirmed_deletions: 0,
+            confirmed_deletions: None,
             device: "",
         };
         scan(self.root.path(), &self.store, &mut ctx, &crate::scan::Scope::Full).unwrap();

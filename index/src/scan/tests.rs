@@ -8,14 +8,14 @@ struct Fixture {
     store: ShareStore,
     counter: u8,
     delete_limit: Option<u8>,
-    confirmed: usize,
+    confirmed: Option<std::collections::HashSet<SharePath>>,
     scope: Scope,
 }
 
 impl Fixture {
     fn new() -> Self {
         let (db, root, store) = crate::test_share();
-        Fixture { _db: db, root, store, counter: 0, delete_limit: None, confirmed: 0, scope: Scope::Full }
+        Fixture { _db: db, root, store, counter: 0, delete_limit: None, confirmed: None, scope: Scope::Full }
     }
 
     fn scan(&mut self) -> Result<ScanReport, ScanError> {
@@ -31,7 +31,7 @@ impl Fixture {
             filter: None,
             read_only: false,
             delete_limit: self.delete_limit,
-            confirmed_deletions: self.confirmed,
+            confirmed_deletions: self.confirmed.as_ref(),
             device: "",
         };
         let r = scan(self.root.path(), &self.store, &mut ctx, &self.scope);
@@ -147,16 +147,18 @@ fn a_mass_deletion_is_held_until_confirmed() {
     // Edits still go through while deletions are held.
     fs::write(r.join("f29"), b"edited").unwrap();
     assert_eq!(f.scan().unwrap().changed, 1);
-    // The user confirmed 12, but 2 more vanished since: all 14 are held again.
-    f.confirmed = 12;
+    // The user confirmed those 12, but 2 more vanished since: all 14 are held again.
+    let held: std::collections::HashSet<SharePath> = f.scan().unwrap().held_deletions.into_iter().collect();
+    assert_eq!(held.len(), 12);
+    f.confirmed = Some(held);
     fs::remove_file(r.join("f21")).unwrap();
     fs::remove_file(r.join("f22")).unwrap();
     let report = f.scan().unwrap();
-    assert_eq!((report.changed, report.held_deletions.len()), (0, 14));
-    // Confirming what is held records exactly that.
-    f.confirmed = 14;
+    assert_eq!((report.changed, report.held_deletions.len(), report.used_confirmation), (0, 14, false));
+    // Confirming what is held records exactly that, and uses the confirmation up.
+    f.confirmed = Some(report.held_deletions.into_iter().collect());
     let report = f.scan().unwrap();
-    assert_eq!((report.changed, report.held_deletions.len()), (14, 0));
+    assert_eq!((report.changed, report.held_deletions.len(), report.used_confirmation), (14, 0, true));
     assert!(f.get("/f10").deleted && f.get("/f22").deleted && !f.get("/f23").deleted);
 }
 
@@ -353,7 +355,7 @@ fn a_file_swapped_for_a_fifo_or_symlink_after_listing_is_skipped_not_hashed() {
             filter: None,
             read_only: false,
             delete_limit: None,
-            confirmed_deletions: 0,
+            confirmed_deletions: None,
             device: "",
         };
         let mut s = Scanner {

@@ -386,3 +386,16 @@ fn answers_from_a_newer_daemon_are_read() {
     let Peers { peers } = serde_json::from_str(json).unwrap();
     assert_eq!((peers[0].state, peers[0].source), (PeerState::Unknown, PeerSource::Unknown));
 }
+
+#[test]
+fn a_mistyped_dry_run_never_confirms_deletions() {
+    let dry = |line: &str| match Request::parse(line.as_bytes()).unwrap() {
+        Request::ConfirmDeletes(c) => c.is_dry_run(),
+        other => panic!("{other:?}"),
+    };
+    assert!(!dry(r#"{"type":"confirm_deletes","path":"/s"}"#));
+    assert!(!dry(r#"{"type":"confirm_deletes","path":"/s","dry_run":false}"#));
+    for v in ["true", r#""true""#, "1", "null", r#""false""#, "{}"] {
+        assert!(dry(&format!(r#"{{"type":"confirm_deletes","path":"/s","dry_run":{v}}}"#)), "{v}");
+    }
+}

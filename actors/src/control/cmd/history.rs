@@ -29,9 +29,10 @@ pub struct RestoreVersion {
     /// The file in the share.
     #[serde(default, deserialize_with = "field::lenient", skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    /// Its time (`YYYYMMDD-HHMMSS` or a prefix) or stored name; absent: the latest.
-    #[serde(default, deserialize_with = "field::lenient", skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    /// Its time (`YYYYMMDD-HHMMSS` or a prefix, as text or a number) or stored name;
+    /// absent: the latest. Anything else is refused (never read as "the latest").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<serde_json::Value>,
 }
 
 /// `revert`: a read-only share drops its local changes (moved into the versions) and gets
@@ -59,7 +60,18 @@ impl RestoreVersion {
         let Some(file) = self.file else {
             return Err(CommandError::new(ErrorCode::MissingFile, "restore_version needs a \"file\""));
         };
-        ask(targets, self.path.as_deref(), History::Restore { file, version: self.version }).await
+        let version = match self.version {
+            None => None,
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            Some(_) => {
+                return Err(CommandError::new(
+                    ErrorCode::BadValue,
+                    "\"version\" is a time like 20261206-071501, or a stored name",
+                ));
+            }
+        };
+        ask(targets, self.path.as_deref(), History::Restore { file, version }).await
     }
 }
 

@@ -99,15 +99,21 @@ pub struct ConfirmDeletes {
     /// The share's root.
     #[serde(default, deserialize_with = "field::lenient", skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Only say what is held.
-    #[serde(default, deserialize_with = "field::lenient", skip_serializing_if = "Option::is_none")]
-    pub dry_run: Option<bool>,
+    /// Only say what is held. Read strictly the safe way: anything present but `false`
+    /// (`"true"`, `1`, `null`) is a dry run, so a mistyped one never records deletions.
+    #[serde(default, deserialize_with = "field::present", skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<serde_json::Value>,
 }
 
 impl ConfirmDeletes {
+    /// Whether this only lists: unless `dry_run` is absent or exactly `false`.
+    pub fn is_dry_run(&self) -> bool {
+        !matches!(self.dry_run, None | Some(serde_json::Value::Bool(false)))
+    }
+
     pub(super) async fn run(self, targets: &ControlTargets) -> Answer {
         let path = absolute_path(self.path.as_deref())?;
-        let msg = messages::ConfirmDeletes { path, dry_run: self.dry_run.unwrap_or(false) };
+        let msg = messages::ConfirmDeletes { path, dry_run: self.is_dry_run() };
         reply(targets.confirm_deletes.send(msg).await)
     }
 }

@@ -81,6 +81,9 @@ pub(super) fn stamp_of(v: &Version) -> String {
 }
 
 fn restore(s: &ShareState, file: &str, version: Option<&str>) -> Result<HistoryAnswer, CommandError> {
+    if !s.versioned {
+        return Err(CommandError::new(ErrorCode::NoSuchVersion, "an encrypted backup keeps no versions"));
+    }
     let path = share_path(file)?;
     let root = Root::open(&s.root).map_err(io_error)?;
     let chosen = pick(versions::list(&root).map_err(io_error)?, &path, version)?;
@@ -91,11 +94,58 @@ fn restore(s: &ShareState, file: &str, version: Option<&str>) -> Result<HistoryA
 
 type Reverting = (HistoryAnswer, Vec<clearskies_index::apply::Fetch>);
 
+/// What `revert` did so far.
+#[derive(Default)]
+struct Reverted {
+    moved: Vec<String>,
+    restoring: Vec<String>,
+    records: Vec<clearskies_index::record::Record>,
+    added_dirs: Vec<SharePath>,
+}
+
+/// Reverts the local change at `path`: a file changed or added here is moved into the
+/// versions; an entry the index holds live is marked to come back.
+fn revert_one(s: &ShareState, root: &Root, path: &SharePath, r: &mut Reverted) -> Result<(), String> {
+    let dir = fsops::existing_parent(root, path).map_err(|e| e.to_string())?;
+    let on_disk = match &dir {
+        Some(d) => d.stat(path.file_name()).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let record = s.store.get(path).map_err(|e| e.to_string())?;
+    let live = record.as_ref().is_some_and(|r| !r.deleted);
+    match (&dir, on_disk) {
+        (Some(d), Some(m)) if !m.is_dir() => {
+            let k = versions::Keep { path, by: None, why: versions::Why::Reverted, now: now() };
+            match versions::keep(root, d, path.file_name(), k) {
+                Ok((false, _)) => r.moved.push(path.as_str().to_owned()),
+                Ok((true, _)) => return Err("it cannot be moved into the versions".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        (Some(_), Some(_)) if !live => r.added_dirs.push(path.clone()),
+        _ => {}
+    }
+    if let Some(mut rec) = record.filter(|_| live) {
+        rec.local = None;
+        rec.local_sha256 = None;
+        rec.pending = true;
+        r.restoring.push(path.as_str().to_owned());
+        r.records.push(rec);
+    }
+    Ok(())
+}
+
 /// See [`History::Revert`]. A scan finds the local changes (on a read-only share it records
 /// nothing); each changed or added file is moved into the versions, each path the index
 /// holds a live entry for is marked to be put back, and the applier's resume fetches or
 /// makes them. Directories added here go once empty.
 fn revert(s: &mut ShareState) -> Result<Reverting, CommandError> {
+    if !s.versioned {
+        return Err(CommandError::new(
+            ErrorCode::NotReadOnly,
+            "this computer keeps an encrypted backup of the share: its files are ciphertext, and there is nothing to revert",
+        ));
+    }
     if !s.read_only {
         return Err(CommandError::new(
             ErrorCode::NotReadOnly,
@@ -104,37 +154,15 @@ fn revert(s: &mut ShareState) -> Result<Reverting, CommandError> {
     }
     let report = run_scan(s, &scan::Scope::Full).map_err(|e| CommandError::new(ErrorCode::IoError, e.to_string()))?;
     let root = Root::open(&s.root).map_err(io_error)?;
-    let (mut moved, mut restoring, mut records, mut added_dirs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut r = Reverted::default();
     for path in report.local_changes {
-        let dir = fsops::existing_parent(&root, &path).map_err(io_error)?;
-        let on_disk = match &dir {
-            Some(d) => d.stat(path.file_name()).map_err(io_error)?,
-            None => None,
-        };
-        let record = s.store.get(&path).map_err(|e| CommandError::new(ErrorCode::DatabaseError, e.to_string()))?;
-        let live = record.as_ref().is_some_and(|r| !r.deleted);
-        match (&dir, on_disk) {
-            (Some(d), Some(m)) if !m.is_dir() => {
-                let k = versions::Keep { path: &path, by: None, why: versions::Why::Reverted, now: now() };
-                match versions::keep(&root, d, path.file_name(), k) {
-                    Ok((false, _)) => moved.push(path.as_str().to_owned()),
-                    Ok((true, _)) | Err(_) => {
-                        warn!(path = %path, "cannot move this local change aside; left as it is");
-                        continue;
-                    }
-                }
-            }
-            (Some(_), Some(_)) if !live => added_dirs.push(path.clone()),
-            _ => {}
-        }
-        if let Some(mut r) = record.filter(|_| live) {
-            r.local = None;
-            r.local_sha256 = None;
-            r.pending = true;
-            restoring.push(path.as_str().to_owned());
-            records.push(r);
+        // One path that cannot be handled (a directory on the way swapped for a symlink)
+        // is logged and left; the others are still reverted, and what was done recorded.
+        if let Err(e) = revert_one(s, &root, &path, &mut r) {
+            warn!(path = %path, error = %e, "cannot revert this local change; left as it is");
         }
     }
+    let Reverted { moved, restoring, records, mut added_dirs } = r;
     // Deepest first, so that a directory emptied by its children's removal goes too.
     added_dirs.sort_by_key(|p| std::cmp::Reverse(p.as_str().matches('/').count()));
     for p in added_dirs {

@@ -404,7 +404,7 @@ mod tests {
             shared_filter: Arc::new(Mutex::new(filter.clone())),
             filter,
             read_only: false,
-            confirmed_deletions: 0,
+            confirmed_deletions: None,
             announced: None,
             runtime: crate::config::Runtime::fixed(Default::default()),
             device: String::new(),

@@ -95,9 +95,9 @@ pub struct ShareState {
     shared_filter: Arc<Mutex<filter::Filter>>,
     /// We hold the share read-only.
     read_only: bool,
-    /// The user confirmed this many held deletions: the next full scan records as many
-    /// (more are held again).
-    confirmed_deletions: usize,
+    /// The held deletions the user confirmed: a scan that finds only those gone records
+    /// them (see [`scan::ScanContext::confirmed_deletions`]).
+    confirmed_deletions: Option<std::collections::HashSet<clearskies_protocol::path::SharePath>>,
     /// Our revision up to which scans' writes were handed out to be announced (`None`
     /// before the first scan).
     announced: Option<u64>,
@@ -141,7 +141,7 @@ impl ShareState {
                 info!(root = %self.root.display(), versions = p.versions, bytes = p.bytes, "old versions removed");
             }
             Ok(_) => {}
-            Err(e) => debug!(root = %self.root.display(), error = %e, "cannot prune the versions"),
+            Err(e) => warn!(root = %self.root.display(), error = %e, "cannot prune the versions"),
         }
     }
 
@@ -226,7 +226,7 @@ impl Share {
             filter,
             shared_filter: shared_filter.clone(),
             read_only,
-            confirmed_deletions: 0,
+            confirmed_deletions: None,
             announced: None,
             runtime: runtime.clone(),
             device: runtime.device_name(),
@@ -309,11 +309,7 @@ fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport,
     let mut uuid = new_uuid;
     let limit = s.runtime.mass_delete_percent();
     let delete_limit = (limit < 100).then_some(limit);
-    // A confirmation is for what a full scan holds; a scan of a few directories keeps it.
-    let confirmed_deletions = match scope {
-        scan::Scope::Full => std::mem::take(&mut s.confirmed_deletions),
-        scan::Scope::Dirs(_) => s.confirmed_deletions,
-    };
+    let confirmed = s.confirmed_deletions.take();
     let mut ctx = scan::ScanContext {
         me: s.me,
         now: now(),
@@ -321,10 +317,15 @@ fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport,
         filter: Some(&s.filter),
         read_only: s.read_only,
         delete_limit,
-        confirmed_deletions,
+        confirmed_deletions: confirmed.as_ref(),
         device: &s.device,
     };
-    scan::scan(&s.root, &s.store, &mut ctx, scope)
+    let report = scan::scan(&s.root, &s.store, &mut ctx, scope);
+    // Kept until a scan uses it (whichever scope), or the user confirms anew.
+    if !report.as_ref().is_ok_and(|r| r.used_confirmation) {
+        s.confirmed_deletions = s.confirmed_deletions.take().or(confirmed);
+    }
+    report
 }
 
 /// The current wall-clock time as a protocol timestamp.
@@ -361,10 +362,11 @@ impl Handler<ConfirmDeletes> for Share {
         if msg.dry_run {
             return Box::pin(actix::fut::ready(answer));
         }
-        let confirmed = held.len();
-        let job = self.worker.run(move |s: &mut ShareState| s.confirmed_deletions = confirmed);
+        let confirmed: std::collections::HashSet<_> = held.iter().cloned().collect();
+        let count = confirmed.len();
+        let job = self.worker.run(move |s: &mut ShareState| s.confirmed_deletions = Some(confirmed));
         Box::pin(job.into_actor(self).map(move |_, act, ctx| {
-            info!(root = %act.root.display(), held = confirmed, "deletions confirmed");
+            info!(root = %act.root.display(), held = count, "deletions confirmed");
             act.full_scan(ctx);
             answer
         }))

@@ -15,6 +15,7 @@ mod flood;
 mod fs_safety;
 mod hostile;
 mod hostile_memory;
+mod logs;
 mod metrics;
 mod raw_client;
 mod readonly;

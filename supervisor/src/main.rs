@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod daemon;
 mod log;
+mod logfile;
 mod monitor;
 mod settings;
 mod wait;

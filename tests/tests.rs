@@ -17,6 +17,7 @@ mod hostile;
 mod hostile_memory;
 mod logs;
 mod metrics;
+mod packaging;
 mod raw_client;
 mod readonly;
 mod security;

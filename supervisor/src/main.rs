@@ -17,6 +17,7 @@ mod daemon;
 mod log;
 mod logfile;
 mod monitor;
+mod packaging;
 mod settings;
 mod wait;
 mod worker;
@@ -134,6 +135,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Set { key, value }) => {
             settings::config_set(&config()?, &key, &value).map(|()| ExitCode::SUCCESS)
         }
+        Command::Completions { shell, install } => packaging::completions_command(shell, install),
+        Command::Manpage { dir, install } => packaging::manpage_command(dir.as_deref(), install),
     }
 }
 

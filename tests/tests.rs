@@ -22,6 +22,7 @@ mod raw_client;
 mod readonly;
 mod security;
 mod selective;
+mod service;
 mod shares;
 mod streaming;
 mod supervision;

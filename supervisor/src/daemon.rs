@@ -31,7 +31,7 @@ pub(crate) fn connect(config: &Config) -> anyhow::Result<Client> {
 pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
     // (The monitor checks it too; here it fails before anything is created or launched.)
     crate::monitor::check_socket_path(&config.control_socket())?;
-    config.ensure_data_dir()?;
+    config.ensure_data_dir().map_err(crate::worker::CannotStart::from)?;
     if let Ok(mut c) = Client::connect(&config.control_socket()) {
         let StatusAnswer { status, .. } = c.request_as(&Request::Status)?;
         return out(&format!("clearskies is already running (worker pid {})", status.pid));

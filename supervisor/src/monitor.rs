@@ -124,7 +124,8 @@ fn claim(config: &Config) -> anyhow::Result<std::fs::File> {
 /// with the running daemon's files untouched, if another daemon has the data directory.
 pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
     check_socket_path(&config.control_socket())?;
-    config.ensure_data_dir()?;
+    // An unusable data directory: exit 4, like a worker that cannot start.
+    config.ensure_data_dir().map_err(crate::worker::CannotStart::from)?;
     let _lock = claim(config)?;
     // Launched by `start`: the log file is ours (only now, so a refused second daemon never
     // rotates the running one's log).

@@ -1,9 +1,14 @@
-//! Packaging: shell completions and man pages generated from the CLI definition, and their
-//! installation for a user.
+//! Packaging: shell completions and man pages generated from the CLI definition, their
+//! installation for a user, and the Debian package, built from this build's binary and
+//! inspected; when the test runs as root with dpkg (CI does), also installed, run as the
+//! package's user, and purged, leaving the machine as it was.
 
-use std::path::Path;
-use std::process::Command;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
+use crate::service::{repo_file, values, verify_unit};
 use crate::util::{stderr, stdout};
 
 /// Whether `tool` runs here; if not, says which test part is skipped and why.
@@ -143,4 +148,213 @@ fn completions_and_man_pages_install_for_the_user_without_root() {
             ok(Command::new("man").args(["-w", "clearskies"]).env("PATH", path).env("HOME", h).env_remove("MANPATH"));
         assert_eq!(Path::new(found.trim()), page);
     }
+}
+
+/// Builds the package from this build's binary into `out` (uncompressed: quicker).
+fn build_deb(out: &Path) -> PathBuf {
+    let script = repo_file("deploy/debian/build-deb.sh");
+    let built = ok(Command::new(script).arg(env!("CARGO_BIN_EXE_clearskies")).arg(out).env("DEB_COMPRESSION", "none"));
+    let deb = PathBuf::from(built.trim());
+    assert!(deb.starts_with(out) && deb.exists(), "{built}");
+    deb
+}
+
+/// What the package must hold (beside the man pages of every subcommand), with its mode.
+const CONTENTS: &[(&str, &str)] = &[
+    ("./usr/bin/clearskies", "-rwxr-xr-x"),
+    ("./usr/bin/clearskies-system", "-rwxr-xr-x"),
+    ("./lib/systemd/system/clearskies.service", "-rw-r--r--"),
+    ("./usr/lib/systemd/user/clearskies.service", "-rw-r--r--"),
+    ("./usr/share/bash-completion/completions/clearskies", "-rw-r--r--"),
+    ("./usr/share/zsh/vendor-completions/_clearskies", "-rw-r--r--"),
+    ("./usr/share/fish/vendor_completions.d/clearskies.fish", "-rw-r--r--"),
+    ("./usr/share/man/man1/clearskies.1.gz", "-rw-r--r--"),
+    ("./usr/share/doc/clearskies/copyright", "-rw-r--r--"),
+    ("./usr/share/doc/clearskies/README.md", "-rw-r--r--"),
+];
+
+#[test]
+fn the_debian_package_builds_and_when_root_installs_runs_and_purges_cleanly() {
+    if !have("dpkg-deb", &["--version"], "the Debian package test") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let deb = build_deb(out.path());
+    let info = ok(Command::new("dpkg-deb").arg("--info").arg(&deb));
+    assert!(info.contains("Package: clearskies\n"), "{info}");
+    assert!(info.contains(&format!("Version: {}-1\n", env!("CARGO_PKG_VERSION"))), "{info}");
+    let depends = info.lines().find_map(|l| l.trim().strip_prefix("Depends: ")).expect("Depends");
+    for package in ["libc6", "libstdc++6", "libgcc-s1", "adduser"] {
+        assert!(depends.split(", ").any(|d| d.split(' ').next() == Some(package)), "{package} not in {depends}");
+    }
+    let contents = ok(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    for (path, mode) in CONTENTS {
+        let line = contents.lines().find(|l| l.ends_with(&format!(" {path}"))).unwrap_or_else(|| panic!("{path}"));
+        assert!(line.starts_with(&format!("{mode} root/root ")), "{line}");
+    }
+    assert!(contents.lines().all(|l| l.contains(" root/root ")), "{contents}");
+    check_unpacked(&deb);
+    install_run_and_purge(&deb);
+}
+
+/// The unpacked package: its units run /usr/bin/clearskies and pass systemd-analyze, its man
+/// page is there and its maintainer scripts parse.
+fn check_unpacked(deb: &Path) {
+    let root = tempfile::tempdir().unwrap();
+    ok(Command::new("dpkg-deb").arg("-x").arg(deb).arg(root.path()));
+    ok(Command::new("dpkg-deb").arg("-e").arg(deb).arg(root.path().join("DEBIAN")));
+    for (unit, user) in
+        [("lib/systemd/system/clearskies.service", false), ("usr/lib/systemd/user/clearskies.service", true)]
+    {
+        let text = std::fs::read_to_string(root.path().join(unit)).unwrap();
+        assert_eq!(values(&text, "ExecStart"), ["/usr/bin/clearskies start --foreground"], "{unit}");
+        // Verified with this build where the package's binary will be.
+        verify_unit(&text.replace("/usr/bin/clearskies", env!("CARGO_BIN_EXE_clearskies")), user, root.path());
+    }
+    let page = ok(Command::new("gzip").arg("-dc").arg(root.path().join("usr/share/man/man1/clearskies.1.gz")));
+    assert!(page.contains(".TH clearskies 1"));
+    for script in ["postinst", "prerm", "postrm"] {
+        ok(Command::new("sh").arg("-n").arg(root.path().join("DEBIAN").join(script)));
+    }
+}
+
+fn is_root() -> bool {
+    stdout(&Command::new("id").arg("-u").output().unwrap()).trim() == "0"
+}
+
+/// dpkg ARGS…, retried while another dpkg or apt holds its lock (two minutes at most).
+fn dpkg(args: &[&std::ffi::OsStr]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let o = Command::new("dpkg").args(args).output().unwrap();
+        if o.status.success() || !stderr(&o).contains("lock") || Instant::now() > deadline {
+            return o;
+        }
+        std::thread::park_timeout(Duration::from_millis(500));
+    }
+}
+
+fn exists(what: &str, name: &str) -> bool {
+    Command::new("getent").args([what, name]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Undoes what installing the package did, even when the test fails half-way: the test
+/// started only where none of it existed.
+struct Uninstall;
+
+impl Drop for Uninstall {
+    fn drop(&mut self) {
+        let _ = dpkg(&["--purge".as_ref(), "clearskies".as_ref()]);
+        let _ = Command::new("userdel").arg("clearskies").output();
+        if exists("group", "clearskies") {
+            let _ = Command::new("groupdel").arg("clearskies").output();
+        }
+        let _ = std::fs::remove_dir_all("/var/lib/clearskies");
+    }
+}
+
+fn install_run_and_purge(deb: &Path) {
+    if !is_root() {
+        eprintln!("skipping installing the Debian package: that needs root (CI runs the tests as root)");
+        return;
+    }
+    if !have("dpkg", &["--version"], "installing the Debian package") {
+        return;
+    }
+    let installed = Command::new("dpkg").args(["-s", "clearskies"]).output().is_ok_and(|o| o.status.success());
+    if installed
+        || exists("passwd", "clearskies")
+        || exists("group", "clearskies")
+        || Path::new("/var/lib/clearskies").exists()
+        || Path::new("/usr/bin/clearskies").exists()
+    {
+        eprintln!("skipping installing the Debian package: clearskies (or its user, group or /var/lib/clearskies) is already on this machine, and the test leaves it alone");
+        return;
+    }
+    let _uninstall = Uninstall;
+    // Twice: installing again over itself (the postinst finds its user and directory).
+    for _ in 0..2 {
+        let o = dpkg(&["-i".as_ref(), deb.as_os_str()]);
+        assert!(o.status.success(), "dpkg -i: {}{}", stdout(&o), stderr(&o));
+    }
+    assert!(exists("passwd", "clearskies"), "the postinst makes the clearskies user");
+    let state = std::fs::metadata("/var/lib/clearskies").unwrap();
+    let uid: u32 = stdout(&Command::new("id").args(["-u", "clearskies"]).output().unwrap()).trim().parse().unwrap();
+    assert_eq!((state.uid(), state.mode() & 0o7777), (uid, 0o700), "/var/lib/clearskies");
+    assert_eq!(
+        ok(Command::new("/usr/bin/clearskies").arg("--version")).trim(),
+        format!("clearskies {}", env!("CARGO_PKG_VERSION"))
+    );
+    run_as_the_service_user(uid);
+    let o = dpkg(&["--purge".as_ref(), "clearskies".as_ref()]);
+    assert!(o.status.success(), "dpkg --purge: {}{}", stdout(&o), stderr(&o));
+    for gone in [
+        "/usr/bin/clearskies",
+        "/usr/bin/clearskies-system",
+        "/lib/systemd/system/clearskies.service",
+        "/usr/share/man/man1/clearskies.1.gz",
+        "/var/lib/clearskies",
+    ] {
+        assert!(!Path::new(gone).exists(), "{gone} is still there after the purge");
+    }
+    // The package keeps its user on purge (see deploy/debian/postrm); the test does not.
+    assert!(exists("passwd", "clearskies"));
+    ok(Command::new("userdel").arg("clearskies"));
+    assert!(!exists("passwd", "clearskies") && !exists("group", "clearskies"), "the machine is as it was");
+}
+
+/// Kills the daemon of a data directory if it still runs (a test that failed half-way).
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for which in ["monitor", "worker"] {
+            if let Ok(pid) = std::fs::read_to_string(self.0.join(format!("{which}.pid"))) {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).output();
+            }
+        }
+    }
+}
+
+/// The installed daemon started as the package's user on a temporary data directory, used
+/// through clearskies-system (which runs the command as that user), and stopped.
+fn run_as_the_service_user(uid: u32) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), None).unwrap();
+    let as_service = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=clearskies", "--regid=clearskies", "--init-groups", "--", "/usr/bin/clearskies"]).args(args);
+        c.env("CLEARSKIES_HOME", &home)
+            .env("CLEARSKIES_LISTEN_ADDRESS", "127.0.0.1")
+            .env("CLEARSKIES_LISTEN_PORT", "0");
+        c.env("CLEARSKIES_METRICS_ADDRESS", "127.0.0.1:0")
+            .env("CLEARSKIES_LAN_DISCOVERY", "false")
+            .env_remove("CLEARSKIES_LOG");
+        c
+    };
+    ok(&mut as_service(&["start"]));
+    let _stopped = KillOnDrop(home.clone());
+    let system = |args: &[&str]| {
+        let mut c = Command::new("/usr/bin/clearskies-system");
+        c.args(args)
+            .env("CLEARSKIES_SYSTEM_HOME", &home)
+            .env_remove("CLEARSKIES_SYSTEM_USER")
+            .env_remove("CLEARSKIES_BIN");
+        c
+    };
+    let status: serde_json::Value = serde_json::from_str(&ok(&mut system(&["status", "--json"]))).unwrap();
+    let worker = status["pid"].as_u64().expect("a worker pid");
+    let proc_status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
+    let worker_uid =
+        proc_status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap();
+    assert_eq!(worker_uid, uid.to_string(), "the daemon runs as the clearskies user");
+    // What the command writes belongs to the service's user.
+    ok(&mut system(&["config", "set", "mass_delete_percent", "60"]));
+    assert_eq!(std::fs::metadata(home.join("config.toml")).unwrap().uid(), uid);
+    assert_eq!(system(&["stop"]).output().unwrap().status.code(), Some(2), "systemctl stops the service");
+    ok(&mut as_service(&["stop"]));
+    assert!(!home.join("control").exists());
 }

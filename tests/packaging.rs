@@ -351,9 +351,12 @@ fn run_as_the_service_user(uid: u32) {
     let worker_uid =
         proc_status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap();
     assert_eq!(worker_uid, uid.to_string(), "the daemon runs as the clearskies user");
-    // What the command writes belongs to the service's user.
     ok(&mut system(&["config", "set", "mass_delete_percent", "60"]));
-    assert_eq!(std::fs::metadata(home.join("config.toml")).unwrap().uid(), uid);
+    // The command runs as the service's user, with its data directory.
+    let id = ok(system(&["-u"]).env("CLEARSKIES_BIN", "/usr/bin/id"));
+    assert_eq!(id.trim(), uid.to_string(), "clearskies-system runs the command as the clearskies user");
+    let env = ok(system(&[]).env("CLEARSKIES_BIN", "/usr/bin/env"));
+    assert!(env.lines().any(|l| l == format!("CLEARSKIES_HOME={}", home.display())), "{env}");
     assert_eq!(system(&["stop"]).output().unwrap().status.code(), Some(2), "systemctl stops the service");
     ok(&mut as_service(&["stop"]));
     assert!(!home.join("control").exists());

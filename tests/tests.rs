@@ -11,6 +11,7 @@ mod config;
 mod daemon;
 mod dashboards;
 mod discovery;
+mod docker;
 mod flood;
 mod fs_safety;
 mod hostile;

@@ -10,7 +10,9 @@
 //! queue is full (the disk does not keep up) lines are counted and dropped, never waited
 //! for: the worker never blocks on its log for longer than one read of the pipe. When the
 //! worker exits, the monitor waits (at most [`DRAIN_WAIT`]) until everything it wrote,
-//! a panic message included, is in the file before it logs the exit.
+//! a panic message included, is in the file before it logs the exit. (A monitor killed
+//! outright, SIGKILL, leaves its worker running with nobody reading the pipe: the worker's
+//! writes then fail, unseen, and never block it.)
 //!
 //! The writer thread rotates when a batch of lines would take the file past [`MAX_BYTES`]
 //! (or `CLEARSKIES_LOG_MAX_BYTES`, for tests; a batch is never larger than that) and, for

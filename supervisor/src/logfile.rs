@@ -323,6 +323,34 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_lines_and_never_blocks_the_worker() {
+        // A log whose writer takes nothing (a stalled disk): its queue holds one line.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let log = LogFile { tx, lost: Arc::new(AtomicU64::new(0)) };
+        let (read, write) = worker_pipe().unwrap();
+        let _drain = log.pump(read).unwrap();
+        // The worker writes about 5 MB, far more than a pipe holds (64 KiB): it finishes
+        // only if the pump keeps reading.
+        let (finished, worker_done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut pipe = std::fs::File::from(write);
+            for i in 0..100_000 {
+                writeln!(pipe, "line {i:040}").unwrap();
+            }
+            drop(pipe);
+            finished.send(()).unwrap();
+        });
+        worker_done.recv_timeout(Duration::from_secs(60)).expect("the worker blocked on its log");
+        match rx.recv().unwrap() {
+            Msg::Line(line) => assert_eq!(line, format!("line {:040}\n", 0)),
+            Msg::Flushed(_) => panic!("the first line was not queued"),
+        }
+        // After the end of the pipe the pump says so; by then it has counted the rest.
+        assert!(matches!(rx.recv_timeout(Duration::from_secs(60)), Ok(Msg::Flushed(_))));
+        assert_eq!(log.lost.load(Ordering::Relaxed), 99_999);
+    }
+
+    #[test]
     fn a_line_longer_than_the_limit_is_split() {
         let mut input = vec![b'x'; MAX_LINE * 2 + 10];
         input.push(b'\n');

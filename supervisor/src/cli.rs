@@ -252,6 +252,27 @@ pub(crate) enum Command {
         #[arg(long)]
         path: Option<std::path::PathBuf>,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell), or with --install
+    /// write those for bash, zsh and fish where these shells look for a user's own.
+    Completions {
+        /// The shell.
+        #[arg(required_unless_present = "install")]
+        shell: Option<clap_complete::Shell>,
+        /// Write bash, zsh and fish completions under ~/.local/share and ~/.config.
+        #[arg(long, conflicts_with = "shell")]
+        install: bool,
+    },
+    /// Print the man page clearskies(1) (roff), or write it and one page per subcommand
+    /// into a directory.
+    Manpage {
+        /// Write clearskies.1 and clearskies-SUBCOMMAND.1 here.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Write them into share/man/man1 beside the binary's directory (for
+        /// ~/.cargo/bin/clearskies: ~/.cargo/share/man/man1, where man finds them).
+        #[arg(long, conflicts_with = "dir")]
+        install: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -32,7 +32,7 @@ pub(crate) fn connect(config: &Config) -> anyhow::Result<Client> {
 pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
     // (The monitor checks it too; here it fails before anything is created or launched.)
     crate::monitor::check_socket_path(&config.control_socket())?;
-    config.ensure_data_dir()?;
+    config.ensure_data_dir().map_err(crate::worker::CannotStart::from)?;
     if let Ok(mut c) = Client::connect(&config.control_socket()) {
         let StatusAnswer { status, .. } = c.request_as(&Request::Status)?;
         return out(&format!("clearskies is already running (worker pid {})", status.pid));
@@ -48,6 +48,8 @@ pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()
     let mut monitor = Command::new(exe)
         .args(["start", "--foreground"])
         .args(fault_injection.then_some("--danger-fault-injection"))
+        // It owns the log from now on and rotates it (`logfile`).
+        .env(crate::logfile::OWN_ENV, "1")
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("opening the log file")?)
         .stderr(log)
@@ -76,10 +78,12 @@ pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()
     }
 }
 
-/// What the log gained since `from`, for start-up errors (last 20 lines).
+/// What the log gained since `from`, for start-up errors (last 20 lines); all of it if the
+/// monitor rotated it meanwhile (it is shorter than `from`).
 fn log_tail(path: &std::path::Path, from: u64) -> String {
     let mut text = String::new();
     if let Ok(mut f) = std::fs::File::open(path) {
+        let from = if f.metadata().is_ok_and(|m| m.len() < from) { 0 } else { from };
         let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(from));
         let _ = f.read_to_string(&mut text);
     }

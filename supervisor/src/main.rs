@@ -16,7 +16,9 @@ mod config;
 mod daemon;
 mod history;
 mod log;
+mod logfile;
 mod monitor;
+mod packaging;
 mod peers;
 mod settings;
 mod wait;
@@ -135,6 +137,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Set { key, value }) => {
             settings::config_set(&config()?, &key, &value).map(|()| ExitCode::SUCCESS)
         }
+        Command::Completions { shell, install } => packaging::completions_command(shell, install),
+        Command::Manpage { dir, install } => packaging::manpage_command(dir.as_deref(), install),
     }
 }
 

@@ -27,6 +27,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::logfile::{Drain, LogFile};
 
 /// Crashes in a streak from which each one is logged as an error (a crash loop).
 pub(crate) const BURST: u32 = 5;
@@ -123,31 +124,45 @@ fn claim(config: &Config) -> anyhow::Result<std::fs::File> {
 /// with the running daemon's files untouched, if another daemon has the data directory.
 pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
     check_socket_path(&config.control_socket())?;
-    config.ensure_data_dir()?;
+    // An unusable data directory: exit 4, like a worker that cannot start.
+    config.ensure_data_dir().map_err(crate::worker::CannotStart::from)?;
     let _lock = claim(config)?;
+    // Launched by `start`: the log file is ours (only now, so a refused second daemon never
+    // rotates the running one's log).
+    let log = match std::env::var_os(crate::logfile::OWN_ENV) {
+        Some(_) => Some(crate::logfile::LogFile::own(config.log_file())?),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the monitor")?;
     let pid_file = config.monitor_pid_file();
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).context("writing monitor.pid")?;
-    let outcome = rt.block_on(supervise(config, fault_injection));
+    let outcome = rt.block_on(supervise(config, fault_injection, log.as_ref()));
     let _ = std::fs::remove_file(&pid_file);
+    if let Some(log) = &log {
+        rt.block_on(log.flush().wait());
+    }
     outcome
 }
 
-async fn supervise(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
+async fn supervise(config: &Config, fault_injection: bool, log: Option<&LogFile>) -> anyhow::Result<Outcome> {
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let mut streak: u32 = 0;
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut restarts: u64 = 0;
     loop {
-        let mut child = spawn_worker(started, restarts, fault_injection)?;
+        let (mut child, output) = spawn_worker(started, restarts, fault_injection, log)?;
         let began = Instant::now();
         info!(pid = child.id(), "worker started");
         let status = tokio::select! {
             status = child.wait() => status.context("waiting for the worker")?,
-            _ = term.recv() => return stop(config, child).await,
-            _ = int.recv() => return stop(config, child).await,
+            _ = term.recv() => return stop(config, child, output).await,
+            _ = int.recv() => return stop(config, child, output).await,
         };
+        // Its last lines (a panic message) go in the log before what the monitor says of it.
+        if let Some(output) = output {
+            output.wait().await;
+        }
         if status.success() {
             info!("worker stopped");
             return Ok(Outcome::Stopped);
@@ -186,24 +201,46 @@ async fn supervise(config: &Config, fault_injection: bool) -> anyhow::Result<Out
 /// same speed. (glibc reads it at start; other allocators ignore it.)
 const MALLOC_ARENAS: &str = "2";
 
-fn spawn_worker(started: u64, restarts: u64, fault_injection: bool) -> anyhow::Result<Child> {
+/// Starts a worker. With a log file ([`LogFile`]) its stdout and stderr are a pipe the log
+/// reads (the [`Drain`]); otherwise they are the monitor's.
+fn spawn_worker(
+    started: u64,
+    restarts: u64,
+    fault_injection: bool,
+    log: Option<&LogFile>,
+) -> anyhow::Result<(Child, Option<Drain>)> {
     let exe = std::env::current_exe().context("finding the clearskies executable")?;
     let mut cmd = Command::new(exe);
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         cmd.env("MALLOC_ARENA_MAX", MALLOC_ARENAS);
     }
-    cmd.arg("worker")
+    let mut read_end = None;
+    if log.is_some() {
+        let (read, write) = crate::logfile::worker_pipe()?;
+        cmd.stdout(write.try_clone().context("duplicating the worker's pipe")?).stderr(write);
+        read_end = Some(read);
+    }
+    let child = cmd
+        .arg("worker")
         .args(fault_injection.then_some("--danger-fault-injection"))
         .env(crate::worker::MONITOR_STARTED_ENV, started.to_string())
         .env(crate::worker::WORKER_RESTARTS_ENV, restarts.to_string())
+        .env_remove(crate::logfile::OWN_ENV)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .context("starting the worker")
+        .context("starting the worker")?;
+    // Only the worker may hold the write end now, or the log would never see the pipe end.
+    drop(cmd);
+    let output = match (log, read_end) {
+        (Some(log), Some(read)) => Some(log.pump(read)?),
+        _ => None,
+    };
+    Ok((child, output))
 }
 
 /// Asks the worker to stop through its control socket; kills it if it does not.
-async fn stop(config: &Config, mut child: Child) -> anyhow::Result<Outcome> {
+async fn stop(config: &Config, mut child: Child, output: Option<Drain>) -> anyhow::Result<Outcome> {
     info!("stopping the worker");
     let socket = config.control_socket();
     let asked = tokio::task::spawn_blocking(move || {
@@ -220,6 +257,9 @@ async fn stop(config: &Config, mut child: Child) -> anyhow::Result<Outcome> {
             warn!("the worker did not stop within {}s; killing it", STOP_GRACE.as_secs());
             child.kill().await.context("killing the worker")?;
         }
+    }
+    if let Some(output) = output {
+        output.wait().await;
     }
     Ok(Outcome::Stopped)
 }

@@ -13,7 +13,7 @@
 //!
 //! Who and why are in `.clearskies/versions.jsonl`, one JSON line per version; a version
 //! whose line is missing (a crash between the two) is still listed and pruned, by the time
-//! its inode changed. Everything is reached through [`beneath`] handles below the root: a
+//! its inode changed. Everything is reached through [`crate::beneath`] handles below the root: a
 //! symlink planted in `.clearskies` or in the versions tree is never followed.
 
 use std::collections::{BTreeMap, HashMap};

@@ -148,7 +148,8 @@ mod tests {
              lan_discovery = false\nbroadcast_address = \"10.0.0.255\"\nbroadcast_port = 6000\n\
              metrics_address = \"off\"\nupload_limit = 1000\ndownload_limit = 2000\ngzip_level = 0\n\
              auth_attempts_per_minute = 3\nmass_delete_percent = 100\nmin_free_space = \"500M\"\n\
-             full_scan_interval = 60\n",
+             full_scan_interval = 60\nversions_keep_days = 7\nversions_max_size = \"1G\"\n\
+             device_name = \"nas\"\npeers_gone_after = 0\n",
         );
         assert_eq!(file.len(), SETTINGS.len(), "the file names every setting");
         let (v, sources) = read_settings(&file, |_| None).unwrap();
@@ -159,6 +160,8 @@ mod tests {
         assert_eq!((v.auth_attempts_per_minute, v.mass_delete_percent), (3, 100));
         assert_eq!((v.min_free_space, v.full_scan_interval), (MinFree::Bytes(500_000_000), 60));
         assert_eq!(v.broadcast_address, "10.0.0.255".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!((v.versions_keep_days, v.versions_max_size), (7, 1_000_000_000));
+        assert_eq!((v.device_name.as_str(), v.peers_gone_after), ("nas", 0));
 
         // The environment wins, in the README's formats.
         let env = |name: &str| match name {
@@ -192,6 +195,9 @@ mod tests {
         assert!(err("min_free_space = \"51%\"", None).contains("min_free_space"));
         assert!(err("peers = [\"nohost\"]", None).contains("HOST:PORT"));
         assert!(err("mass_delete_percent = 0", None).contains("1-100"));
+        assert!(err("device_name = \"a/b\"", None).contains("without control characters"));
+        assert!(err("", Some(("CLEARSKIES_DEVICE_NAME", "x\u{1b}y"))).contains("without control characters"));
+        assert!(err("versions_keep_days = -1", None).contains("days"));
         assert!(err("", Some(("CLEARSKIES_LISTEN_PORT", "x"))).contains("CLEARSKIES_LISTEN_PORT=\"x\" is not a port"));
         assert!(err("listen_port = \"4000\"", None).contains("port number"));
     }

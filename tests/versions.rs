@@ -38,7 +38,12 @@ fn a_peers_edit_and_deletion_are_kept_listed_and_restored() {
     assert!(stored.starts_with("docs/plan~") && stored.ends_with(".txt"), "{stored}");
     assert_eq!(fs::read(rb.join(".clearskies/versions").join(&stored)).unwrap(), b"first plan");
     let text = b.cs.ok(&["versions", rb.to_str().unwrap()]);
-    assert!(text.contains("/docs/plan.txt") && text.contains(&format!("replaced by peer {}", &a_id[..8])), "{text}");
+    // A is named as it names itself (its host name by default), with its ID's start.
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    assert!(
+        text.contains("/docs/plan.txt") && text.contains(&format!("replaced by {host} ({})", &a_id[..8])),
+        "{text}"
+    );
     // The versions are never synced to A.
     assert!(!ra.join(".clearskies/versions").exists());
 

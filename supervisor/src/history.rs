@@ -1,7 +1,11 @@
 //! `clearskies versions`, `restore` and `revert`: a share's kept versions.
 
 use anyhow::Context;
-use clearskies_actors::control::cmd::{HistoryAnswer, ListVersions, Request, RestoreVersion, Revert, Version, Why};
+use std::collections::HashMap;
+
+use clearskies_actors::control::cmd::{
+    HistoryAnswer, ListVersions, Peers, Request, RestoreVersion, Revert, Version, Why,
+};
 use clearskies_protocol::time::Timestamp;
 
 use crate::config::Config;
@@ -16,9 +20,20 @@ fn stamp(v: &Version) -> String {
     Timestamp::new(v.time, 0).map(clearskies_index::versions::stamp).unwrap_or_else(|| v.time.to_string())
 }
 
-fn why(v: &Version) -> String {
+/// Why `v` was kept, naming the peer by the name it gives itself when we know it (`names`:
+/// peer ID → name, from `list_peers`).
+fn why(v: &Version, names: &HashMap<String, String>) -> String {
     // (`by` is checked to be a peer ID when the log is read; taken by characters anyway.)
-    let by = v.by.as_deref().map(|p| format!(" by peer {}", p.chars().take(8).collect::<String>())).unwrap_or_default();
+    let by =
+        v.by.as_deref()
+            .map(|p| {
+                let short: String = p.chars().take(8).collect();
+                match names.get(p) {
+                    Some(name) => format!(" by {} ({short})", escape_line(name)),
+                    None => format!(" by peer {short}"),
+                }
+            })
+            .unwrap_or_default();
     match v.why {
         Why::Replaced => format!("replaced{by}"),
         Why::Deleted => format!("deleted{by}"),
@@ -45,9 +60,15 @@ pub(crate) fn versions(config: &Config, path: &std::path::Path, file: Option<&st
         let what = file.map_or_else(|| "any file".to_owned(), escape_line);
         return out(&format!("no versions of {what} are kept in {shown}"));
     }
+    // The peers' names, where this daemon has seen them (best effort).
+    let names: HashMap<String, String> = c
+        .request_as::<Peers>(&Request::ListPeers)
+        .map(|Peers { peers }| peers.into_iter().filter_map(|p| Some((p.peer?, p.name?))).collect())
+        .unwrap_or_default();
     let mut text = format!("versions kept in {shown} (oldest first; times UTC, as `restore --version` takes them):");
     for v in &versions {
-        text.push_str(&format!("\n  {}  {:>9}  {}  ({})", stamp(v), bytes(v.size), escape_line(&v.path), why(v)));
+        let line = format!("\n  {}  {:>9}  {}  ({})", stamp(v), bytes(v.size), escape_line(&v.path), why(v, &names));
+        text.push_str(&line);
     }
     out(&text)
 }

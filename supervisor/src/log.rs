@@ -61,7 +61,15 @@ pub(crate) fn escape_line(line: &str) -> String {
 
 fn needs_escape(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
 }
 
 #[cfg(test)]
@@ -74,6 +82,7 @@ mod tests {
         assert_eq!(escape_line("a\nINJECTED\n"), "a\\nINJECTED\n");
         assert_eq!(escape_line("x\u{1b}[31mred\r\t\u{7f}\u{85}\n"), "x\\u{1b}[31mred\\r\\t\\u{7f}\\u{85}\n");
         assert_eq!(escape_line("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        assert_eq!(escape_line("a\u{2028}b\u{2063}c"), "a\\u{2028}b\\u{2063}c");
         assert_eq!(escape_line("ünïcødé 文件 ok\n"), "ünïcødé 文件 ok\n");
     }
 

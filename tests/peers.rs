@@ -109,4 +109,12 @@ fn a_share_whose_peers_are_all_gone_is_reported_not_ok() {
     b.cs.ok(&["start"]);
     wait_for("A healthy again", || (a.cs.json(&["status", "--json"])["health"]["healthy"] == true).then_some(()));
     assert_eq!(a.metric(&format!("clearskies_share_peers_gone{{share=\"{id}\"}}")), 0.0);
+
+    // When a peer was last here is kept across a restart: the count goes on from it.
+    b.cs.ok(&["stop"]);
+    let since = wait_for("A alone again", || a.first_share()["alone_since"].as_u64());
+    a.cs.ok(&["stop"]);
+    a.cs.ok(&["start"]);
+    let after = wait_for("A alone after its restart", || a.first_share()["alone_since"].as_u64());
+    assert_eq!(after, since, "counted from the restart, not from when B left");
 }

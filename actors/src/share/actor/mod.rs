@@ -339,11 +339,27 @@ impl Actor for Share {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // A share (re)started has had no peer for no time yet.
-        self.health.peer_seen = u64::try_from(now().secs()).unwrap_or(0);
+        let started = u64::try_from(now().secs()).unwrap_or(0);
+        self.health.peer_seen = started;
+        // The last time a peer was here before this start, if it was kept.
+        let seen = self.worker.run(|s: &mut ShareState| status::read_peer_seen(&s.root));
+        ctx.spawn(seen.into_actor(self).map(move |seen, act, _| {
+            if let Ok(Some(t)) = seen {
+                if act.senders.is_empty() && t <= started {
+                    act.health.peer_seen = t;
+                }
+            }
+        }));
         self.open(ctx);
         self.check_root_every(ctx);
         ctx.run_interval(PRUNE_EVERY, |act, ctx| {
-            let job = act.worker.run(|s: &mut ShareState| s.prune_versions(0, false));
+            let connected = !act.senders.is_empty();
+            let job = act.worker.run(move |s: &mut ShareState| {
+                s.prune_versions(0, false);
+                if connected {
+                    status::write_peer_seen(&s.root, u64::try_from(now().secs()).unwrap_or(0));
+                }
+            });
             ctx.spawn(job.into_actor(act).map(|_, _, _| ()));
         });
     }
@@ -432,10 +448,14 @@ impl Handler<PeerUp> for Share {
 impl Handler<PeerDown> for Share {
     type Result = ();
 
-    fn handle(&mut self, msg: PeerDown, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: PeerDown, ctx: &mut Context<Self>) {
         if self.senders.remove(&msg.conn).is_some() {
-            // The last moment a peer was here: `peers_gone_after` counts from it.
-            self.health.peer_seen = u64::try_from(now().secs()).unwrap_or(0);
+            // The last moment a peer was here: `peers_gone_after` counts from it, also
+            // after a restart.
+            let t = u64::try_from(now().secs()).unwrap_or(0);
+            self.health.peer_seen = t;
+            let job = self.worker.run(move |s: &mut ShareState| status::write_peer_seen(&s.root, t));
+            ctx.spawn(job.into_actor(self).map(|_, _, _| ()));
         }
         self.transfer.do_send(TransferPeerDown { conn: msg.conn });
     }

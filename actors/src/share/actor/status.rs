@@ -12,6 +12,7 @@ use super::{Share, State};
 use crate::control::cmd::Mode;
 use crate::share::messages::{GetShareStatus, ShareStatus, SyncState};
 use clearskies_index::{filter, fsops, store};
+use clearskies_protocol::path::META_DIR;
 
 /// What the share's status reflects besides its state and the index: found by scans, told
 /// by the transfer actor, and remembered across status queries.
@@ -105,6 +106,34 @@ fn held_message(held_deletions: u64, path: &str) -> String {
          the deletions are held and peers keep their copies. If that was intended, run `clearskies \
          confirm-deletes {path}`; otherwise restore the files"
     )
+}
+
+/// Where the last time a peer was connected is kept across restarts (in the marker
+/// directory), so that `peers_gone_after` counts from it, not from the daemon's start.
+const PEER_SEEN_FILE: &str = "peer-seen";
+
+/// The Unix time [`write_peer_seen`] kept for the share at `root`, if any.
+pub(super) fn read_peer_seen(root: &Path) -> Option<u64> {
+    use std::io::Read;
+    let meta = clearskies_index::beneath::Root::open(root).ok()?.root_dir().subdir(META_DIR).ok()?;
+    let mut text = String::new();
+    meta.open_file(PEER_SEEN_FILE, false).ok()?.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Keeps `t` as the last time a peer was connected to the share at `root` (written aside
+/// and renamed in; losing it to a crash only makes the count start later).
+pub(super) fn write_peer_seen(root: &Path, t: u64) {
+    use std::io::Write;
+    let done = clearskies_index::beneath::Root::open(root).and_then(|r| {
+        let meta = r.root_dir().subdir(META_DIR)?;
+        let temp = format!(".{PEER_SEEN_FILE}.tmp");
+        meta.create_file(&temp, 0o600, true)?.write_all(t.to_string().as_bytes())?;
+        meta.rename(&temp, &meta, PEER_SEEN_FILE)
+    });
+    if let Err(e) = done {
+        tracing::debug!(root = %root.display(), error = %e, "cannot note when a peer was last connected");
+    }
 }
 
 /// The status `s` and the index's totals make (`in_sync_since` and `last_synced` are left

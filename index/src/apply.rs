@@ -172,11 +172,6 @@ impl<'a> Applier<'a> {
         self
     }
 
-    /// The marker of a conflict copy made now ([`fsops::conflict_marker`]).
-    fn marker(&self, uuid: &RecordUuid) -> String {
-        conflict_marker(self.now, self.device, &self.me, uuid)
-    }
-
     /// Keeps a file that a peer's change replaces or deletes in the share's versions
     /// ([`crate::versions`]).
     pub fn with_versions(mut self, on: bool) -> Self {
@@ -354,19 +349,24 @@ impl<'a> Applier<'a> {
         if !root_is_present(self.root) {
             return None;
         }
-        let uuid = (self.new_uuid)();
-        let copy_path = fsops::conflict_path(&ours.path, &self.marker(&uuid))?;
         let dirs = self.dirs().ok()?;
         let dir = fsops::existing_parent(&dirs, &ours.path).ok()??;
         let m = dir.stat(ours.path.file_name()).ok()??;
         if !m.is_file() || ours.local != Some(m.stat) {
             return None;
         }
-        if let Err(e) = dir.rename(ours.path.file_name(), &dir, copy_path.file_name()) {
-            warn!(path = %ours.path, error = %e, "cannot keep a conflict copy; our version is kept in place");
-            return None;
-        }
+        let (now, device, me) = (self.now, self.device, self.me);
+        let new_uuid = &mut self.new_uuid;
+        let marker = || conflict_marker(now, device, &me, &new_uuid());
+        let copy_path = match fsops::move_aside(&dir, &ours.path, marker) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(path = %ours.path, error = %e, "cannot keep a conflict copy; our version is kept in place");
+                return None;
+            }
+        };
         self.touched(&copy_path);
+        let uuid = (self.new_uuid)();
         let m = dir.stat(copy_path.file_name()).ok()??;
         let mut vector_clock = clearskies_protocol::vclock::VectorClock::new();
         vector_clock.increment(self.me);
@@ -531,11 +531,10 @@ impl<'a> Applier<'a> {
                 false => Ok(()),
             };
         }
-        let uuid = (self.new_uuid)();
-        let copy = fsops::conflict_path(&r.path, &self.marker(&uuid))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no conflict name"))?;
+        let (now, device, me) = (self.now, self.device, self.me);
+        let new_uuid = &mut self.new_uuid;
+        let copy = fsops::move_aside(dir, &r.path, || conflict_marker(now, device, &me, &new_uuid()))?;
         warn!(path = %r.path, copy = %copy, "a local change is in the way of a peer's version; kept as a conflict copy");
-        dir.rename(name, dir, copy.file_name())?;
         self.touched(&r.path);
         Ok(())
     }

@@ -271,6 +271,22 @@ impl DirFd {
         rfs::renameat(self.fd(), check_name(name)?, to.fd(), check_name(to_name)?).map_err(errno)
     }
 
+    /// Renames `name` here to `to_name` in `to`, failing with `AlreadyExists` instead of
+    /// replacing what is there (`RENAME_NOREPLACE`; where the filesystem lacks it, a check
+    /// just before the rename).
+    pub fn rename_noreplace(&self, name: &str, to: &DirFd, to_name: &str) -> io::Result<()> {
+        let (from, into) = (check_name(name)?, check_name(to_name)?);
+        match rfs::renameat_with(self.fd(), from, to.fd(), into, rfs::RenameFlags::NOREPLACE) {
+            Err(Errno::INVAL | Errno::NOSYS) => {
+                if to.stat(into)?.is_some() {
+                    return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{into} exists")));
+                }
+                self.rename(from, to, into)
+            }
+            other => other.map_err(errno),
+        }
+    }
+
     /// Makes `to_name` in `to` a second name (a hard link) for the file `name` here; a
     /// symlink at `name` is linked itself, never followed.
     pub fn link(&self, name: &str, to: &DirFd, to_name: &str) -> io::Result<()> {

@@ -264,6 +264,21 @@ pub fn conflict_path(path: &SharePath, marker: &str) -> Option<SharePath> {
     SharePath::parse(&key).ok()
 }
 
+/// Moves `path`'s entry (in `dir`) aside to a conflict name made with `marker` (called again
+/// for a fresh one, up to 8 times, if the name is taken: nothing is ever renamed over an
+/// existing conflict copy). Answers the copy's path.
+pub fn move_aside(dir: &DirFd, path: &SharePath, mut marker: impl FnMut() -> String) -> io::Result<SharePath> {
+    for _ in 0..8 {
+        let copy = conflict_path(path, &marker())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no conflict name fits"))?;
+        match dir.rename_noreplace(path.file_name(), dir, copy.file_name()) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            other => return other.map(|()| copy),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "every conflict name tried is taken"))
+}
+
 /// A file below the root, by its directory and name: where a verified temp file waits to
 /// be renamed into place.
 #[derive(Debug, Clone)]

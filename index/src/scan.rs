@@ -698,14 +698,19 @@ fn set_aside(
     rev: &mut u64,
     ctx: &mut ScanContext<'_>,
 ) -> Option<Record> {
+    // In the directory it was listed in, by handle: never through a symlink swapped in, and
+    // never over another conflict copy.
+    let (now, device, me) = (ctx.now, ctx.device, ctx.me);
+    let new_uuid = &mut ctx.new_uuid;
+    let marker = || crate::apply::conflict_marker(now, device, &me, &new_uuid());
+    let copy = match crate::fsops::move_aside(dir, path, marker) {
+        Ok(copy) => copy,
+        Err(e) => {
+            warn!(path = %path, error = %e, "cannot move a conflicting edit aside");
+            return None;
+        }
+    };
     let uuid = (ctx.new_uuid)();
-    let marker = crate::apply::conflict_marker(ctx.now, ctx.device, &ctx.me, &uuid);
-    let copy = crate::fsops::conflict_path(path, &marker)?;
-    // In the directory it was listed in, by handle: never through a symlink swapped in.
-    if let Err(e) = dir.rename(path.file_name(), dir, copy.file_name()) {
-        warn!(path = %path, error = %e, "cannot move a conflicting edit aside");
-        return None;
-    }
     warn!(path = %path, copy = %copy, "edited while a peer's version was arriving; kept as a conflict copy");
     let meta = dir.stat(copy.file_name()).ok()??;
     *rev += 1;

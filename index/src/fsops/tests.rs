@@ -182,3 +182,23 @@ fn temp_files_are_verified_before_they_can_be_installed() {
     drop(w);
     assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn moving_aside_never_replaces_an_existing_conflict_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("doc.txt"), b"mine").unwrap();
+    fs::write(dir.path().join("doc.CONFLICT.x.txt"), b"an earlier copy").unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let mut markers = [".CONFLICT.x", ".CONFLICT.y"].into_iter();
+    let path = SharePath::parse("/doc.txt").unwrap();
+    let copy = move_aside(root.root_dir(), &path, || markers.next().unwrap().to_owned()).unwrap();
+    assert_eq!(copy.as_str(), "/doc.CONFLICT.y.txt");
+    assert_eq!(fs::read(dir.path().join("doc.CONFLICT.x.txt")).unwrap(), b"an earlier copy");
+    assert_eq!(fs::read(dir.path().join("doc.CONFLICT.y.txt")).unwrap(), b"mine");
+    assert!(!dir.path().join("doc.txt").exists());
+    // Every name taken: an error, the file stays.
+    fs::write(dir.path().join("doc.txt"), b"again").unwrap();
+    let err = move_aside(root.root_dir(), &path, || ".CONFLICT.x".to_owned()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    assert_eq!(fs::read(dir.path().join("doc.txt")).unwrap(), b"again");
+}

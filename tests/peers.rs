@@ -118,3 +118,67 @@ fn a_share_whose_peers_are_all_gone_is_reported_not_ok() {
     let after = wait_for("A alone after its restart", || a.first_share()["alone_since"].as_u64());
     assert_eq!(after, since, "counted from the restart, not from when B left");
 }
+
+#[test]
+fn rotated_keys_reach_the_connected_peers_and_the_old_ones_stop_working() {
+    let (a, b, c, d) = (Daemon::start(), Daemon::start(), Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let root = |n: &str| base.path().join(n);
+    fs::create_dir_all(root("a")).unwrap();
+    fs::write(root("a").join("f"), b"f").unwrap();
+    let rw = a.share_code(&root("a"), &[]);
+    b.cs.ok(&["attach", &rw, root("b").to_str().unwrap(), "--peer", &a.listen()]);
+    let ro = a.share_code(&root("a"), &["--mode", "read-only"]);
+    c.cs.ok(&["attach", &ro, root("c").to_str().unwrap(), "--peer", &a.listen()]);
+    // And an encrypted backup (its ciphertext must stay readable after the rotation).
+    let u = Daemon::start();
+    let backup = a.share_code(&root("a"), &["--mode", "untrusted"]);
+    u.cs.ok(&["attach", &backup, root("u").to_str().unwrap(), "--peer", &a.listen()]);
+    wait_for("A connected to B, C and the backup", || (connected(&a).len() == 3).then_some(()));
+    wait_for("the backup stored f", || (u.first_share()["files"].as_u64()? >= 1).then_some(()));
+    // The keys leak (say a removed peer kept them).
+    let leaked = root("leaked.json");
+    fs::write(&leaked, a.cs.ok(&["keys", "export", root("a").to_str().unwrap()])).unwrap();
+    let unused = a.share_code(&root("a"), &["--multi-use"]);
+    // (None while the share moves to its new keys: it restarts.)
+    let ids = |x: &Daemon| x.first_share()["id"].as_str().map(str::to_owned);
+    let before = (ids(&a), ids(&b), ids(&c));
+
+    let out = a.cs.ok(&["keys", "rotate", root("a").to_str().unwrap()]);
+    assert!(out.contains("3 connected peer(s)"), "{out}");
+    // Everyone moved to new keys (a share's ID is its key ID) and reconnected.
+    let moved = |x: &Daemon, old: &Option<String>| ids(x).is_some_and(|id| Some(&id) != old.as_ref());
+    wait_for("A, B and C on the new keys", || {
+        (moved(&a, &before.0) && moved(&b, &before.1) && moved(&c, &before.2)).then_some(())
+    });
+    assert_eq!(ids(&a), ids(&b), "A and B hold the same new read-write key");
+    wait_for("A connected to B, C and the backup again", || (connected(&a).len() == 3).then_some(()));
+    fs::write(root("a").join("after.txt"), b"after").unwrap();
+    for r in ["b", "c"] {
+        wait_for("after.txt on B and C", || (fs::read(root(r).join("after.txt")).ok()? == b"after").then_some(()));
+    }
+    // The backup holds files encrypted before and after, and proves them with the keys A
+    // has now.
+    wait_for("after.txt in the backup", || (u.first_share()["files"].as_u64()? >= 2).then_some(()));
+    let proof = a.cs.ok(&["verify-backup", root("a").to_str().unwrap(), "--files", "2"]);
+    assert!(proof.contains("2 of 2 files proved"), "{proof}");
+    // Kept across a restart of B.
+    b.cs.ok(&["stop"]);
+    b.cs.ok(&["start"]);
+    fs::write(root("a").join("later.txt"), b"later").unwrap();
+    wait_for("later.txt on B", || (fs::read(root("b").join("later.txt")).ok()? == b"later").then_some(()));
+
+    // The old keys and the codes issued before no longer open the share: D registers the
+    // leaked keys, and A refuses them.
+    d.cs.ok(&["attach", "--keys", leaked.to_str().unwrap(), root("d").to_str().unwrap(), "--peer", &a.listen()]);
+    let refused = wait_for("A to refuse the old keys", || {
+        let s = d.first_share();
+        s["error"].as_str().filter(|e| e.contains("refuse our key")).map(str::to_owned)
+    });
+    assert!(!root("d").join("f").exists() && connected(&a).len() == 3, "{refused}");
+    let o = d.cs.run(&["attach", &unused, root("e").to_str().unwrap(), "--peer", &a.listen(), "--timeout", "5"]);
+    assert!(!o.status.success(), "an old code still works");
+    // A read-only share cannot rotate.
+    let o = c.cs.run(&["keys", "rotate", root("c").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("read-write"), "{}", stderr(&o));
+}

@@ -297,6 +297,13 @@ pub(crate) enum KeysCommand {
         /// The shared directory.
         path: std::path::PathBuf,
     },
+    /// New keys for every level of a read-write share, handed to the peers connected now,
+    /// so that an old key (a removed peer's, a leaked one) stops working. Peers not
+    /// connected now must be invited again; outstanding codes are cancelled.
+    Rotate {
+        /// The shared directory.
+        path: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -131,6 +131,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(KeysCommand::Export { path }) => {
             daemon::export_keys(&config()?, &path).map(|()| ExitCode::SUCCESS)
         }
+        Command::Keys(KeysCommand::Rotate { path }) => {
+            peers::rotate_keys(&config()?, &path).map(|()| ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::Get { key, json }) => {
             settings::config_get(&config()?, key.as_deref(), json).map(|()| ExitCode::SUCCESS)
         }

@@ -1,7 +1,7 @@
-//! `clearskies peers` and `peers remove`.
+//! `clearskies peers`, `peers remove` and `keys rotate`.
 
 use clearskies_actors::config::parse::show_bytes as bytes;
-use clearskies_actors::control::cmd::{PeerRemoved, PeerState, Peers, RemovePeer, Request};
+use clearskies_actors::control::cmd::{AtPath, KeysRotated, PeerRemoved, PeerState, Peers, RemovePeer, Request};
 
 use crate::client::answer_as;
 use crate::config::Config;
@@ -67,5 +67,17 @@ pub(crate) fn remove_peer(config: &Config, peer: &str, path: Option<&std::path::
          It keeps the files it has and the share's key of its level: with a new peer ID it could connect again. \
          Invite the others again with new codes and share a fresh copy if that key must stop working.",
         escape_line(&paths.join(", "))
+    ))
+}
+
+/// `clearskies keys rotate PATH`.
+pub(crate) fn rotate_keys(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    let p = crate::daemon::dir_arg(path)?;
+    let KeysRotated { path, peers } = connect(config)?.request_as(&Request::RotateKeys(AtPath::new(&p)))?;
+    out(&format!(
+        "{} has new keys; {peers} connected peer(s) were given theirs and reconnect with them.\n\
+         The old keys no longer open the share: a peer that was not connected (or was removed) must be \
+         invited again with a new code, and codes issued before were cancelled.",
+        escape_line(&path)
     ))
 }

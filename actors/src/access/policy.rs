@@ -77,7 +77,12 @@ mod tests {
     fn material(sign: bool, verify: bool, untrusted: bool) -> KeyMaterial {
         let key = SigningKey::generate().expect("RSA key");
         KeyMaterial {
-            keys: ShareKeys { key_id: Sha256Hash([1; 32]), key: SecretKey([2; 32]), levels: vec![] },
+            keys: ShareKeys {
+                key_id: Sha256Hash([1; 32]),
+                key: SecretKey([2; 32]),
+                levels: vec![],
+                untrusted_seed: None,
+            },
             records: BTreeMap::new(),
             verify: verify.then(|| Arc::new(key.verifying_key())),
             sign: sign.then(|| Arc::new(key)),

@@ -202,3 +202,14 @@ pub struct PeerRemoved {
     /// Connections closed.
     pub disconnected: usize,
 }
+
+/// From the registry: send each connected peer of `share` the signed rekey of its level
+/// (`rekeys`). Answers how many were sent one.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct SendRekey {
+    /// The share (its ID before the rotation).
+    pub share: Sha256Hash,
+    /// The signed `.rs.clearskies.rekey` per level.
+    pub rekeys: Vec<(clearskies_protocol::message::core::AccessLevel, clearskies_index::record::Signed)>,
+}

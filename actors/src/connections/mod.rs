@@ -13,6 +13,7 @@ mod attach;
 mod dial;
 pub mod messages;
 mod peers;
+mod rekey;
 mod remove;
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,8 @@ struct Session {
     addr: SocketAddr,
     out: Recipient<PeerOut>,
     redial: Redial,
+    /// The level of the key the session was opened with.
+    level: clearskies_protocol::message::core::AccessLevel,
     /// When it came up: one that ends soon after (refused, flapping) counts as a failed
     /// dial, so its peer is not dialled again at once, forever.
     since: std::time::Instant,
@@ -67,6 +70,8 @@ pub struct ConnectionsTargets {
     pub import: Recipient<ImportKeys>,
     /// The registry: a peer removed with `remove_peer`.
     pub forget: Recipient<crate::shares::messages::ForgetPeer>,
+    /// The registry: a peer sent the share's new keys.
+    pub rekeyed: Recipient<crate::peer::messages::Rekeyed>,
     /// The supervisor: a peer actor panicked.
     pub crashed: Recipient<Crashed>,
     /// The settings in effect, for each connection.
@@ -142,6 +147,7 @@ impl Connections {
             code_used: self.targets.code_used.clone(),
             release: self.targets.release.clone(),
             join: self.targets.join.clone(),
+            rekeyed: self.targets.rekeyed.clone(),
             connected: me.clone().recipient(),
             disconnected: me.recipient(),
             crashed: self.targets.crashed.clone(),
@@ -302,12 +308,14 @@ impl Handler<PeerConnected> for Connections {
         }
         self.peers.insert((msg.share, msg.peer), msg.addr);
         let since = std::time::Instant::now();
+        let level = msg.level.or_else(|| self.table.borrow().get(&msg.share).map(|r| r.config.access_level));
         let session = Session {
             share: msg.share,
             peer: msg.peer,
             addr: msg.addr,
             out: msg.out.clone(),
             redial: msg.redial,
+            level: level.unwrap_or(clearskies_protocol::message::core::AccessLevel::Unknown),
             since,
         };
         self.sessions.insert(msg.conn, session);

@@ -132,6 +132,7 @@ sink!(
     JoinShare => Err(crate::control::cmd::CommandError::unavailable()),
     ImportKeys => Err(crate::control::cmd::CommandError::unavailable()),
     crate::shares::messages::ForgetPeer => Err(crate::control::cmd::CommandError::unavailable()),
+    crate::peer::messages::Rekeyed => (),
     Crashed => ()
 );
 
@@ -143,6 +144,7 @@ fn connections(s: &TestShare) -> actix::Addr<Connections> {
         join: sink.clone().recipient(),
         import: sink.clone().recipient(),
         forget: sink.clone().recipient(),
+        rekeyed: sink.clone().recipient(),
         crashed: sink.recipient(),
         runtime: crate::config::Runtime::fixed(crate::config::Values::default()),
     };

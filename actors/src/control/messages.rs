@@ -43,6 +43,8 @@ pub struct ControlTargets {
     pub confirm_deletes: Recipient<ConfirmDeletes>,
     /// `list_versions`, `restore_version`, `revert`.
     pub history: Recipient<History>,
+    /// `rotate_keys`.
+    pub rotate_keys: Recipient<crate::shares::messages::RotateKeys>,
     /// `remove_peer`.
     pub remove_peer: Recipient<crate::connections::messages::RemovePeer>,
     /// `list_peers`.

@@ -50,6 +50,7 @@ double!(
     ExportKeys => "export_keys", Err(none());
     ConfirmDeletes => "confirm_deletes", Ok(crate::control::cmd::Held { held: 0, paths: vec![], dry_run: false });
     History => "history", Err(none());
+    crate::shares::messages::RotateKeys => "rotate_keys", Err(none());
     crate::connections::messages::RemovePeer => "remove_peer", Err(none());
     ListPeers => "list_peers", vec![];
     GetConfig => "get_config", crate::control::cmd::ConfigAnswer::default();
@@ -97,6 +98,7 @@ fn targets(d: &actix::Addr<Double>) -> ControlTargets {
         export_keys: d.clone().recipient(),
         confirm_deletes: d.clone().recipient(),
         history: d.clone().recipient(),
+        rotate_keys: d.clone().recipient(),
         remove_peer: d.clone().recipient(),
         list_peers: d.clone().recipient(),
         get_config: d.clone().recipient(),

@@ -234,3 +234,22 @@ pub enum PeerFault {
     /// Stop reading and processing for this long (a stalled peer).
     Stall(std::time::Duration),
 }
+
+/// A peer sent the share's new keys (`.rs.clearskies.rekey`): for the registry, which
+/// checks the read-write signature and moves the share to them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Rekeyed {
+    /// The share, by its ID now.
+    pub share: Sha256Hash,
+    /// The level of the connection's key (the keys must be for it).
+    pub level: clearskies_protocol::message::core::AccessLevel,
+    /// The message's body as received, and its signature.
+    pub body: bytes::Bytes,
+    /// The signature (`None`: unsigned, refused).
+    pub signature: Option<bytes::Bytes>,
+    /// The message.
+    pub rekey: clearskies_protocol::message::core::Rekey,
+    /// The peer, for the log.
+    pub remote: SocketAddr,
+}

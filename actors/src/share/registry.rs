@@ -43,12 +43,20 @@ pub struct ShareConfig {
     /// Peers removed with `peers remove`: refused when they connect, never dialled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_peers: Vec<PeerId>,
+    /// The index's column family when it is not named by `id` (the share's keys were
+    /// rotated: the ID changed, the index stayed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// The ID this share had before its keys were last rotated (an entry still registered
+    /// under it is a rotation a crash interrupted, and is dropped when the shares load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Sha256Hash>,
 }
 
 impl ShareConfig {
     /// The column family name for its index.
     pub fn store_key(&self) -> String {
-        self.id.to_string()
+        self.store.clone().unwrap_or_else(|| self.id.to_string())
     }
 
     /// The level as `list_shares` shows it.
@@ -80,6 +88,10 @@ pub struct ShareKeys {
     /// in when the share is loaded, see [`complete_keys`].)
     #[serde(default)]
     pub levels: Vec<KeyEntry>,
+    /// The seed of the untrusted extension's secrets once the keys were rotated: the
+    /// read-only key they were made with (absent: the read-only key in `levels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untrusted_seed: Option<SecretKey>,
 }
 
 impl ShareKeys {
@@ -107,7 +119,10 @@ impl ShareKeys {
 
     /// The untrusted extension's secrets (read-write and read-only peers).
     pub fn untrusted(&self) -> Option<untrusted::UntrustedKeys> {
-        let key = self.level(AccessLevel::ReadOnly)?.key?;
+        let key = match self.untrusted_seed {
+            Some(seed) => seed,
+            None => self.level(AccessLevel::ReadOnly)?.key?,
+        };
         Some(untrusted::UntrustedKeys::from_read_only_key(&key))
     }
 
@@ -336,7 +351,7 @@ pub fn create_share_with(
         return Err(RegistryError::NotADirectory(path));
     }
     let (key_id, key) = (Sha256Hash(random()?), SecretKey(random()?));
-    let keys = ShareKeys { key_id, key, levels: all_levels(key_id, key, rsa)? };
+    let keys = ShareKeys { key_id, key, levels: all_levels(key_id, key, rsa)?, untrusted_seed: None };
     let config = ShareConfig {
         id: keys.key_id,
         path,
@@ -346,6 +361,8 @@ pub fn create_share_with(
         peers: Vec::new(),
         selection: filter::Selection::default(),
         removed_peers: Vec::new(),
+        store: None,
+        previous: None,
     };
     register(store, data_dir, config, &keys)
 }
@@ -642,7 +659,7 @@ pub fn join_share(
         .find(|k| k.access_level == keys.access_level && k.id.is_some() && k.key.is_some())
         .ok_or(RegistryError::BadKeys)?;
     let (Some(key_id), Some(key)) = (entry.id, entry.key) else { return Err(RegistryError::BadKeys) };
-    let held = ShareKeys { key_id, key, levels: keys.keys.clone() };
+    let held = ShareKeys { key_id, key, levels: keys.keys.clone(), untrusted_seed: None };
     match keys.access_level {
         // A read-write peer must be able to sign for read-only peers; a read-only one must
         // be able to check what it receives.
@@ -666,6 +683,8 @@ pub fn join_share(
             peers: vec![via.to_owned()],
             selection,
             removed_peers: Vec::new(),
+            store: None,
+            previous: None,
         };
         register(store, data_dir, config, &held)
     });
@@ -689,6 +708,7 @@ pub struct Joining<'a> {
 }
 
 mod codes;
+mod rekey;
 #[cfg(test)]
 mod tests;
 
@@ -696,3 +716,4 @@ pub use self::codes::{
     cancel_code, create_code, find_code, load_codes, mark_code_used, CodeRecord, CodeRef, CodeSecret, CodeState,
     IssuedCode, Lifetime,
 };
+pub use self::rekey::{apply_rekey, drop_superseded, received_keys, rotated_keys};

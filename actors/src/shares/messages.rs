@@ -141,3 +141,21 @@ pub struct ForgetPeer {
     /// Its addresses (`HOST:PORT`), no longer dialled.
     pub addresses: Vec<String>,
 }
+
+/// `rotate_keys`: new keys for every level of the read-write share at `path` (see
+/// `shares::rekey`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<KeysRotated, CommandError>")]
+pub struct RotateKeys {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+}
+
+/// What `rotate_keys` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysRotated {
+    /// The share's root.
+    pub path: String,
+    /// Connected peers that were sent their new keys.
+    pub peers: usize,
+}

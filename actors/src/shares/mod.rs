@@ -12,6 +12,7 @@
 mod commands;
 pub mod keypool;
 pub mod messages;
+mod rekey;
 pub mod table;
 #[cfg(test)]
 mod tests;
@@ -58,6 +59,8 @@ pub struct SharesTargets {
     pub crashed: Recipient<Crashed>,
     /// The supervisor: the registered shares run.
     pub loaded: Recipient<SharesLoaded>,
+    /// Connections: send each connected peer of a share its new keys.
+    pub rekey: Recipient<crate::connections::messages::SendRekey>,
 }
 
 /// What `file_url` needs: the loopback HTTP address and the key of its tokens.
@@ -232,7 +235,7 @@ impl Actor for Shares {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let (store, data_dir) = (self.store.clone(), self.data_dir.clone());
         let job = tokio::task::spawn_blocking(move || {
-            let configs = registry::load_shares(&store)?;
+            let configs = registry::drop_superseded(&store, &data_dir, registry::load_shares(&store)?);
             Ok::<_, registry::RegistryError>(
                 configs.into_iter().filter_map(|c| Self::prepare(&store, &data_dir, c)).collect::<Vec<_>>(),
             )

@@ -34,7 +34,8 @@ neighbour!(
     AuthRefused => "", BTreeSet::new();
     ShareRemoved => "removed", ();
     Crashed => "crashed", ();
-    SharesLoaded => "loaded", ()
+    SharesLoaded => "loaded", ();
+    crate::connections::messages::SendRekey => "rekey", 0
 );
 
 struct Fixture {
@@ -53,6 +54,7 @@ fn registry() -> Fixture {
         started: n.clone().recipient(),
         stopped: n.clone().recipient(),
         auth_refused: n.clone().recipient(),
+        rekey: n.clone().recipient(),
         removed: n.clone().recipient(),
         crashed: n.clone().recipient(),
         loaded: n.recipient(),

@@ -161,6 +161,7 @@ impl Supervisor {
             join: owners.shares.clone().recipient(),
             import: owners.shares.clone().recipient(),
             forget: owners.shares.clone().recipient(),
+            rekeyed: owners.shares.clone().recipient(),
             crashed: me.clone().recipient(),
             runtime: self.runtime.clone(),
         };
@@ -169,6 +170,7 @@ impl Supervisor {
             started: owners.connections.clone().recipient(),
             stopped: owners.connections.clone().recipient(),
             auth_refused: owners.connections.clone().recipient(),
+            rekey: owners.connections.clone().recipient(),
             removed: owners.access.clone().recipient(),
             crashed: me.clone().recipient(),
             loaded: me.recipient(),
@@ -199,6 +201,7 @@ impl Supervisor {
             remove_share: o.shares.clone().recipient(),
             confirm_deletes: o.shares.clone().recipient(),
             history: o.shares.clone().recipient(),
+            rotate_keys: o.shares.clone().recipient(),
             verify_backup: o.shares.clone().recipient(),
             read_file: o.shares.clone().recipient(),
             file_url: o.shares.recipient(),
@@ -220,7 +223,8 @@ impl Supervisor {
         let peer = crate::peer::actor::PeerTargets {
             code_used: o.access.clone().recipient(),
             release: o.access.clone().recipient(),
-            join: o.shares.recipient(),
+            join: o.shares.clone().recipient(),
+            rekeyed: o.shares.recipient(),
             connected: o.connections.clone().recipient(),
             disconnected: o.connections.recipient(),
             crashed: ctx.address().recipient(),

@@ -83,6 +83,19 @@ pub struct KeyEntry {
     pub public_rsa: Option<String>,
 }
 
+/// `.rs.clearskies.rekey` (this implementation's own message): after `keys rotate`, a
+/// read-write peer hands a connected peer its level's new keys, as `core.keys` carries
+/// them, and the seed of the untrusted extension's secrets, which stays what it was (the
+/// old read-only key) so that encrypted backups stay readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rekey {
+    /// The new keys of the receiver's level.
+    pub keys: Keys,
+    /// The untrusted extension's seed (read-write and read-only peers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untrusted_seed: Option<SecretKey>,
+}
+
 /// `core.keys_acknowledgment`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeysAcknowledgment {}

@@ -366,6 +366,8 @@ messages! {
     SrpError(srp::Error) = ".rs.clearskies.srp.error", attachment = false;
     /// `.rs.clearskies.updates_done`: the answer to `database.get_updates` is complete.
     DatabaseUpdatesDone(database::UpdatesDone) = ".rs.clearskies.updates_done", attachment = false;
+    /// `.rs.clearskies.rekey`: the share's new keys after a rotation.
+    CoreRekey(core::Rekey) = ".rs.clearskies.rekey", attachment = false;
 }
 
 #[cfg(test)]

@@ -191,7 +191,8 @@ fn round_trip_strategies_cover_every_type() {
             | Message::SrpProof(_)
             | Message::SrpVerify(_)
             | Message::SrpError(_)
-            | Message::DatabaseUpdatesDone(_) => true,
+            | Message::DatabaseUpdatesDone(_)
+            | Message::CoreRekey(_) => true,
             Message::Unknown { .. } => false,
         }
     }
@@ -305,7 +306,8 @@ fn more_messages() -> impl Strategy<Value = Message> {
             key: key.map(SecretKey),
             private_rsa,
             public_rsa,
-        });
+        })
+        .boxed();
     let spread = (
         any::<[u8; 16]>(),
         any::<bool>(),
@@ -339,8 +341,14 @@ fn more_messages() -> impl Strategy<Value = Message> {
             matches,
         });
     prop_oneof![
-        (level(), prop::collection::vec(key_entry, 0..3))
+        (level(), prop::collection::vec(key_entry.clone(), 0..3))
             .prop_map(|(access_level, keys)| Message::from(core::Keys { access_level, keys })),
+        (level(), prop::collection::vec(key_entry, 0..3), prop::option::of(any::<[u8; 32]>())).prop_map(
+            |(access_level, keys, seed)| Message::from(core::Rekey {
+                keys: core::Keys { access_level, keys },
+                untrusted_seed: seed.map(SecretKey)
+            })
+        ),
         Just(Message::from(core::KeysAcknowledgment {})),
         (
             text(),

@@ -49,7 +49,7 @@ pub use crate::connections::messages::{PeerEntry, PeerRemoved, PeerSource, PeerS
 pub use crate::control::messages::Status;
 pub use crate::metrics::{Health, ShareHealth};
 pub use crate::share::messages::{BackupCheck, HistoryAnswer, ShareStatus, SyncState};
-pub use crate::shares::messages::ShareCreated;
+pub use crate::shares::messages::{KeysRotated, ShareCreated};
 pub use clearskies_index::versions::{Version, Why};
 
 /// A command to the daemon.
@@ -76,6 +76,8 @@ pub enum Request {
     RemoveShare(AtPath),
     /// The share's keys of our level.
     ExportKeys(AtPath),
+    /// New keys for every level of a read-write share.
+    RotateKeys(AtPath),
     /// Record (or list) the deletions a share held back.
     ConfirmDeletes(ConfirmDeletes),
     /// The versions a share kept.
@@ -158,6 +160,7 @@ impl Request {
             Request::CreateShare(r) => r.create(targets).await,
             Request::RemoveShare(r) => r.remove(targets).await,
             Request::ExportKeys(r) => r.export_keys(targets).await,
+            Request::RotateKeys(r) => r.rotate_keys(targets).await,
             Request::ConfirmDeletes(r) => r.run(targets).await,
             Request::VerifyBackup(r) => r.run(targets).await,
             Request::ListVersions(r) => r.run(targets).await,

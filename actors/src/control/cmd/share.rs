@@ -56,7 +56,7 @@ pub(super) async fn list(targets: &ControlTargets) -> Answer {
 }
 
 /// A command about the share (or directory) at `path`: `create_share`, `remove_share`,
-/// `export_keys`.
+/// `export_keys`, `rotate_keys`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AtPath {
     /// An absolute path.
@@ -78,6 +78,11 @@ impl AtPath {
     pub(super) async fn remove(self, targets: &ControlTargets) -> Answer {
         let path = absolute_path(self.path.as_deref())?;
         reply(targets.remove_share.send(messages::RemoveShare { path }).await)
+    }
+
+    pub(super) async fn rotate_keys(self, targets: &ControlTargets) -> Answer {
+        let path = absolute_path(self.path.as_deref())?;
+        reply(targets.rotate_keys.send(messages::RotateKeys { path }).await)
     }
 
     pub(super) async fn export_keys(self, targets: &ControlTargets) -> Answer {

@@ -43,7 +43,10 @@ use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
 use crate::supervise::{self, injected_panic, ActorKind, Crashed};
 use crate::transfer::messages::{DataStart, Inbound, Missing, ServeGet, Sink, SinkItem};
 
+mod rekey;
 mod send;
+
+use self::rekey::check_signature;
 
 use send::Body;
 
@@ -81,6 +84,8 @@ pub struct PeerTargets {
     pub crashed: Recipient<Crashed>,
     /// The settings in effect (`gzip_level`).
     pub runtime: crate::config::Runtime,
+    /// The registry: a peer sent the share's new keys.
+    pub rekeyed: Recipient<super::messages::Rekeyed>,
 }
 
 /// Why this connection exists.
@@ -401,6 +406,7 @@ impl Peer {
             Message::DirectoryData(data) => self.start_inbound(&link, Inbound::Data(data), ctx),
             Message::RsyncSignature(s) => self.start_inbound(&link, Inbound::Signature(s), ctx),
             Message::RsyncPatch(p) => self.start_inbound(&link, Inbound::Patch(p), ctx),
+            Message::CoreRekey(rekey) => self.forward_rekey(rekey, m.body, m.signature),
             other => debug!(remote = %self.remote, kind = other.kind(), "message ignored"),
         }
     }
@@ -780,20 +786,4 @@ impl Handler<PeerOut> for Peer {
         self.send_out(out, ctx);
         self.drive(ctx);
     }
-}
-
-/// A `database.update` on a connection with a read-only peer must carry the read-write
-/// key's signature of its body: the body and signature to keep and relay, or why not.
-fn check_signature(
-    key: &clearskies_index::rsa::VerifyingKey,
-    body: &[u8],
-    signature: Option<&[u8]>,
-) -> Result<clearskies_index::record::Signed, &'static str> {
-    let signature = signature.ok_or("it is not signed, and a read-only connection needs the read-write signature")?;
-    if !key.verify(body, signature) {
-        return Err("its signature is not the read-write key's");
-    }
-    let body = std::str::from_utf8(body).map_err(|_| "its body is not UTF-8")?;
-    let signature = std::str::from_utf8(signature).map_err(|_| "its signature is not text")?;
-    Ok(clearskies_index::record::Signed { body: body.to_owned(), signature: signature.to_owned() })
 }

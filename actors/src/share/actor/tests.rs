@@ -64,6 +64,8 @@ impl Fixture {
             peers: Vec::new(),
             selection: Default::default(),
             removed_peers: Vec::new(),
+            store: None,
+            previous: None,
         };
         let sink = Sink.start();
         let (share, _) = Share::spawn(

@@ -131,14 +131,19 @@ fn levels_and_what_each_code_hands_over() {
     assert_eq!(u.keys.len(), 2);
     assert_eq!((u.keys[0].access_level, u.keys[0].private_rsa.as_ref()), (AccessLevel::Untrusted, None));
     assert!(u.keys.iter().all(|k| k.access_level != AccessLevel::ReadOnly), "nothing that decrypts");
-    let held_u = ShareKeys { key_id: u.keys[0].id.unwrap(), key: u.keys[0].key.unwrap(), levels: u.keys.clone() };
+    let held_u = ShareKeys {
+        key_id: u.keys[0].id.unwrap(),
+        key: u.keys[0].key.unwrap(),
+        levels: u.keys.clone(),
+        untrusted_seed: None,
+    };
     assert!(held_u.untrusted().is_none() && held_u.signing_key().is_none() && held_u.verifying_key().is_some());
     assert!(keys.untrusted().is_some());
 
     // What a read-only peer keeps: it verifies with the read-write key, cannot sign, and
     // can hand on only read-only access.
     let ro_id = ro.keys[0].id.unwrap();
-    let held = ShareKeys { key_id: ro_id, key: ro.keys[0].key.unwrap(), levels: ro.keys.clone() };
+    let held = ShareKeys { key_id: ro_id, key: ro.keys[0].key.unwrap(), levels: ro.keys.clone(), untrusted_seed: None };
     let sig = keys.signing_key().unwrap().sign(b"body").unwrap();
     assert!(held.verifying_key().unwrap().verify(b"body", sig.as_bytes()));
     assert!(held.signing_key().is_none());
@@ -146,7 +151,7 @@ fn levels_and_what_each_code_hands_over() {
     assert_eq!(held.grant(AccessLevel::ReadOnly).unwrap().keys, ro.keys);
 
     // A key file from before access levels gets its levels once, keeping the share ID.
-    let old = ShareKeys { key_id: share.id, key: keys.key, levels: Vec::new() };
+    let old = ShareKeys { key_id: share.id, key: keys.key, levels: Vec::new(), untrusted_seed: None };
     write_keys(data.path(), &share.id, &old).unwrap();
     let completed = complete_keys(data.path(), &share, read_keys(data.path(), &share.id).unwrap()).unwrap();
     assert_eq!((completed.key_id, completed.levels.len()), (share.id, 3));
@@ -239,4 +244,58 @@ fn error_codes_keep_their_wire_names() {
     for (e, wire) in cases {
         assert_eq!(serde_json::to_value(e.code()).unwrap(), wire, "{e:?}");
     }
+}
+
+#[test]
+fn rotated_keys_are_new_but_for_the_rsa_keys_and_the_backups_seed() {
+    let data = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let store = Store::open(&data.path().join("db")).unwrap();
+    let now = Timestamp::new(1000, 0).unwrap();
+    let share = create_share(&store, data.path(), photos.path(), now).unwrap();
+    let code =
+        create_code(&store, &share, AccessLevel::ReadWrite, Lifetime::Secs(60), false, CodeSecret::Generated, now);
+    code.unwrap();
+    let keys = read_keys(data.path(), &share.id).unwrap();
+    let new = rotated_keys(&keys).unwrap();
+    for level in [AccessLevel::ReadWrite, AccessLevel::ReadOnly, AccessLevel::Untrusted] {
+        let (a, b) = (keys.level(level).unwrap(), new.level(level).unwrap());
+        assert!(a.id != b.id && a.key != b.key, "{level:?}");
+        assert_eq!((&a.private_rsa, &a.public_rsa), (&b.private_rsa, &b.public_rsa));
+    }
+    assert_eq!(new.untrusted_seed, keys.level(AccessLevel::ReadOnly).unwrap().key, "the backups stay readable");
+    assert_eq!(new.key_id, new.level(AccessLevel::ReadWrite).unwrap().id.unwrap());
+
+    // What a read-only peer is sent is taken only for the same share (its RSA key).
+    let rekey = |k: &ShareKeys, level| clearskies_protocol::message::core::Rekey {
+        keys: k.grant(level).unwrap(),
+        untrusted_seed: k.untrusted_seed,
+    };
+    let held_ro = ShareKeys {
+        key_id: keys.level(AccessLevel::ReadOnly).unwrap().id.unwrap(),
+        key: keys.level(AccessLevel::ReadOnly).unwrap().key.unwrap(),
+        levels: keys.grant(AccessLevel::ReadOnly).unwrap().keys,
+        untrusted_seed: None,
+    };
+    let got = received_keys(&held_ro, AccessLevel::ReadOnly, &rekey(&new, AccessLevel::ReadOnly)).unwrap();
+    assert_eq!(got.key_id, new.level(AccessLevel::ReadOnly).unwrap().id.unwrap());
+    assert!(received_keys(&held_ro, AccessLevel::ReadWrite, &rekey(&new, AccessLevel::ReadOnly)).is_err());
+    let other = create_share(&store, data.path(), tempfile::tempdir().unwrap().path(), now).unwrap();
+    let foreign = rotated_keys(&read_keys(data.path(), &other.id).unwrap()).unwrap();
+    assert!(received_keys(&held_ro, AccessLevel::ReadOnly, &rekey(&foreign, AccessLevel::ReadOnly)).is_err());
+    let no_seed =
+        clearskies_protocol::message::core::Rekey { untrusted_seed: None, ..rekey(&new, AccessLevel::ReadOnly) };
+    assert!(received_keys(&held_ro, AccessLevel::ReadOnly, &no_seed).is_err(), "the backups would become unreadable");
+
+    // Moving the share: a new ID, the same index, the old entry, key file and codes gone.
+    let moved = apply_rekey(&store, data.path(), &share, &new).unwrap();
+    assert_eq!((moved.id, moved.store_key(), moved.previous), (new.key_id, share.store_key(), Some(share.id)));
+    assert!(load_shares(&store).unwrap().iter().all(|s| s.id != share.id));
+    assert!(!keys_path(data.path(), &share.id).exists() && keys_path(data.path(), &moved.id).exists());
+    assert!(load_codes(&store).unwrap().iter().all(|c| c.share != share.id));
+    // A crash between writing the new entry and removing the old: the old one is dropped.
+    save_config(&store, &share).unwrap();
+    let loaded = drop_superseded(&store, data.path(), load_shares(&store).unwrap());
+    assert!(loaded.iter().any(|s| s.id == moved.id) && loaded.iter().all(|s| s.id != share.id));
+    assert!(load_shares(&store).unwrap().iter().all(|s| s.id != share.id));
 }

@@ -82,6 +82,7 @@ mod tests {
                 key: SecretKey([2; 32]),
                 levels: vec![],
                 untrusted_seed: None,
+                generation: 0,
             },
             records: BTreeMap::new(),
             verify: verify.then(|| Arc::new(key.verifying_key())),

@@ -92,6 +92,13 @@ pub struct ShareKeys {
     /// read-only key they were made with (absent: the read-only key in `levels`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub untrusted_seed: Option<SecretKey>,
+    /// How many times the keys were rotated (a rekey is taken only when newer).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ShareKeys {
@@ -351,7 +358,7 @@ pub fn create_share_with(
         return Err(RegistryError::NotADirectory(path));
     }
     let (key_id, key) = (Sha256Hash(random()?), SecretKey(random()?));
-    let keys = ShareKeys { key_id, key, levels: all_levels(key_id, key, rsa)?, untrusted_seed: None };
+    let keys = ShareKeys { key_id, key, levels: all_levels(key_id, key, rsa)?, untrusted_seed: None, generation: 0 };
     let config = ShareConfig {
         id: keys.key_id,
         path,
@@ -659,7 +666,7 @@ pub fn join_share(
         .find(|k| k.access_level == keys.access_level && k.id.is_some() && k.key.is_some())
         .ok_or(RegistryError::BadKeys)?;
     let (Some(key_id), Some(key)) = (entry.id, entry.key) else { return Err(RegistryError::BadKeys) };
-    let held = ShareKeys { key_id, key, levels: keys.keys.clone(), untrusted_seed: None };
+    let held = ShareKeys { key_id, key, levels: keys.keys.clone(), untrusted_seed: None, generation: 0 };
     match keys.access_level {
         // A read-write peer must be able to sign for read-only peers; a read-only one must
         // be able to check what it receives.

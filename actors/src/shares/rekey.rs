@@ -33,7 +33,7 @@ fn signed_rekeys(keys: &ShareKeys, sign: &SigningKey) -> Result<Vec<(AccessLevel
         let Some(grant) = keys.grant(level) else { continue };
         // The untrusted extension's seed opens the backups: never to an untrusted peer.
         let untrusted_seed = if level == AccessLevel::Untrusted { None } else { seed };
-        let body = Message::from(Rekey { keys: grant, untrusted_seed }).encode();
+        let body = Message::from(Rekey { keys: grant, untrusted_seed, generation: keys.generation }).encode();
         let signature = sign.sign(&body).map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
         let body = String::from_utf8(body).map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
         out.push((level, Signed { body, signature }));
@@ -145,7 +145,6 @@ impl Handler<Rekeyed> for Shares {
             return warn!(share = %msg.share, remote = %msg.remote, "refused new keys without the read-write signature");
         }
         let keys = match registry::received_keys(&material.keys, running.config.access_level, &msg.rekey) {
-            Ok(k) if k.key_id == material.keys.key_id => return,
             Ok(k) => k,
             Err(e) => return warn!(share = %msg.share, remote = %msg.remote, error = %e, "refused new keys"),
         };

@@ -94,6 +94,10 @@ pub struct Rekey {
     /// The untrusted extension's seed (read-write and read-only peers only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub untrusted_seed: Option<SecretKey>,
+    /// How many times the share's keys were rotated: a receiver takes only a newer one (an
+    /// old rekey replayed cannot move it back).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// `core.keys_acknowledgment`.

@@ -29,13 +29,13 @@ pub fn rotated_keys(keys: &ShareKeys) -> Result<ShareKeys, RegistryError> {
         .find(|e| e.access_level == AccessLevel::ReadWrite)
         .and_then(|e| Some((e.id?, e.key?)))
         .ok_or(RegistryError::BadKeys)?;
-    Ok(ShareKeys { key_id: own.0, key: own.1, levels, untrusted_seed: seed })
+    Ok(ShareKeys { key_id: own.0, key: own.1, levels, untrusted_seed: seed, generation: keys.generation + 1 })
 }
 
 /// The keys a `.rs.clearskies.rekey` gives a peer whose share's keys are `current`: its
 /// level's new key, with the same RSA keys (the same share: anything else is refused).
 pub fn received_keys(current: &ShareKeys, level: AccessLevel, rekey: &Rekey) -> Result<ShareKeys, RegistryError> {
-    if rekey.keys.access_level != level {
+    if rekey.keys.access_level != level || rekey.generation <= current.generation {
         return Err(RegistryError::BadKeys);
     }
     let entry = rekey
@@ -45,7 +45,13 @@ pub fn received_keys(current: &ShareKeys, level: AccessLevel, rekey: &Rekey) -> 
         .find(|k| k.access_level == level && k.id.is_some() && k.key.is_some())
         .ok_or(RegistryError::BadKeys)?;
     let (Some(key_id), Some(key)) = (entry.id, entry.key) else { return Err(RegistryError::BadKeys) };
-    let new = ShareKeys { key_id, key, levels: rekey.keys.keys.clone(), untrusted_seed: rekey.untrusted_seed };
+    let new = ShareKeys {
+        key_id,
+        key,
+        levels: rekey.keys.keys.clone(),
+        untrusted_seed: rekey.untrusted_seed,
+        generation: rekey.generation,
+    };
     // The same share: the same read-write public key (the one that signs its records).
     let same = |k: &ShareKeys| k.verifying_key().map(|v| v.to_pem());
     if same(&new).is_none() || same(&new) != same(current) {

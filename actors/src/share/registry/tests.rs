@@ -136,6 +136,7 @@ fn levels_and_what_each_code_hands_over() {
         key: u.keys[0].key.unwrap(),
         levels: u.keys.clone(),
         untrusted_seed: None,
+        generation: 0,
     };
     assert!(held_u.untrusted().is_none() && held_u.signing_key().is_none() && held_u.verifying_key().is_some());
     assert!(keys.untrusted().is_some());
@@ -143,7 +144,13 @@ fn levels_and_what_each_code_hands_over() {
     // What a read-only peer keeps: it verifies with the read-write key, cannot sign, and
     // can hand on only read-only access.
     let ro_id = ro.keys[0].id.unwrap();
-    let held = ShareKeys { key_id: ro_id, key: ro.keys[0].key.unwrap(), levels: ro.keys.clone(), untrusted_seed: None };
+    let held = ShareKeys {
+        key_id: ro_id,
+        key: ro.keys[0].key.unwrap(),
+        levels: ro.keys.clone(),
+        untrusted_seed: None,
+        generation: 0,
+    };
     let sig = keys.signing_key().unwrap().sign(b"body").unwrap();
     assert!(held.verifying_key().unwrap().verify(b"body", sig.as_bytes()));
     assert!(held.signing_key().is_none());
@@ -151,7 +158,7 @@ fn levels_and_what_each_code_hands_over() {
     assert_eq!(held.grant(AccessLevel::ReadOnly).unwrap().keys, ro.keys);
 
     // A key file from before access levels gets its levels once, keeping the share ID.
-    let old = ShareKeys { key_id: share.id, key: keys.key, levels: Vec::new(), untrusted_seed: None };
+    let old = ShareKeys { key_id: share.id, key: keys.key, levels: Vec::new(), untrusted_seed: None, generation: 0 };
     write_keys(data.path(), &share.id, &old).unwrap();
     let completed = complete_keys(data.path(), &share, read_keys(data.path(), &share.id).unwrap()).unwrap();
     assert_eq!((completed.key_id, completed.levels.len()), (share.id, 3));
@@ -270,12 +277,14 @@ fn rotated_keys_are_new_but_for_the_rsa_keys_and_the_backups_seed() {
     let rekey = |k: &ShareKeys, level| clearskies_protocol::message::core::Rekey {
         keys: k.grant(level).unwrap(),
         untrusted_seed: k.untrusted_seed,
+        generation: k.generation,
     };
     let held_ro = ShareKeys {
         key_id: keys.level(AccessLevel::ReadOnly).unwrap().id.unwrap(),
         key: keys.level(AccessLevel::ReadOnly).unwrap().key.unwrap(),
         levels: keys.grant(AccessLevel::ReadOnly).unwrap().keys,
         untrusted_seed: None,
+        generation: 0,
     };
     let got = received_keys(&held_ro, AccessLevel::ReadOnly, &rekey(&new, AccessLevel::ReadOnly)).unwrap();
     assert_eq!(got.key_id, new.level(AccessLevel::ReadOnly).unwrap().id.unwrap());
@@ -286,6 +295,11 @@ fn rotated_keys_are_new_but_for_the_rsa_keys_and_the_backups_seed() {
     let no_seed =
         clearskies_protocol::message::core::Rekey { untrusted_seed: None, ..rekey(&new, AccessLevel::ReadOnly) };
     assert!(received_keys(&held_ro, AccessLevel::ReadOnly, &no_seed).is_err(), "the backups would become unreadable");
+    // An old rekey replayed after a newer rotation is refused.
+    assert_eq!((got.generation, new.generation), (1, 1));
+    assert!(received_keys(&got, AccessLevel::ReadOnly, &rekey(&new, AccessLevel::ReadOnly)).is_err());
+    let newer = rotated_keys(&new).unwrap();
+    assert!(received_keys(&got, AccessLevel::ReadOnly, &rekey(&newer, AccessLevel::ReadOnly)).is_ok());
 
     // Moving the share: a new ID, the same index, the old entry, key file and codes gone.
     let moved = apply_rekey(&store, data.path(), &share, &new).unwrap();

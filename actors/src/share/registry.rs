@@ -177,7 +177,10 @@ impl ShareKeys {
             }
             AccessLevel::Unknown => return None,
         };
-        Some(Keys { access_level: level, keys })
+        // The backups' seed goes with the keys that decrypt (never to an untrusted peer),
+        // once a rotation pinned it.
+        let untrusted_seed = self.untrusted_seed.filter(|_| level != AccessLevel::Untrusted);
+        Some(Keys { access_level: level, keys, untrusted_seed, generation: self.generation })
     }
 }
 
@@ -666,7 +669,13 @@ pub fn join_share(
         .find(|k| k.access_level == keys.access_level && k.id.is_some() && k.key.is_some())
         .ok_or(RegistryError::BadKeys)?;
     let (Some(key_id), Some(key)) = (entry.id, entry.key) else { return Err(RegistryError::BadKeys) };
-    let held = ShareKeys { key_id, key, levels: keys.keys.clone(), untrusted_seed: None, generation: 0 };
+    let held = ShareKeys {
+        key_id,
+        key,
+        levels: keys.keys.clone(),
+        untrusted_seed: keys.untrusted_seed.filter(|_| keys.access_level != AccessLevel::Untrusted),
+        generation: keys.generation,
+    };
     match keys.access_level {
         // A read-write peer must be able to sign for read-only peers; a read-only one must
         // be able to check what it receives.

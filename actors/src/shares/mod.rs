@@ -91,6 +91,9 @@ pub struct Shares {
     targets: SharesTargets,
     files: FileServing,
     runtime: crate::config::Runtime,
+    /// Shares moving to new keys (`shares::rekey`), with their roots: one move at a time,
+    /// and no `detach` meanwhile.
+    rotating: BTreeMap<Sha256Hash, PathBuf>,
 }
 
 /// A share made ready off the event loop: its keys read and SRP records derived, its index
@@ -134,6 +137,7 @@ impl Shares {
             targets,
             files,
             runtime,
+            rotating: BTreeMap::new(),
         }
     }
 
@@ -331,6 +335,11 @@ impl Handler<RemoveShare> for Shares {
     type Result = ResponseActFuture<Self, Result<(), CommandError>>;
 
     fn handle(&mut self, msg: RemoveShare, _: &mut Context<Self>) -> Self::Result {
+        let canonical = std::fs::canonicalize(&msg.path).unwrap_or_else(|_| msg.path.clone());
+        if self.rotating.values().any(|p| *p == canonical || *p == msg.path) {
+            let e = CommandError::new(ErrorCode::Unavailable, "the share is moving to new keys; try again in a moment");
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
         let found = self.table.borrow().by_path(&msg.path).map(|r| r.config.id);
         if let Some(id) = found {
             let mut gone = None;

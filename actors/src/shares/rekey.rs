@@ -17,23 +17,22 @@ use clearskies_protocol::Sha256Hash;
 use tracing::{error, info, warn};
 
 use super::messages::{KeysRotated, RotateKeys};
-use super::{Dial, Shares, SHARE_EXIT_WAIT};
+use super::{Dial, Shares};
 use crate::access::messages::ShareRemoved;
 use crate::connections::messages::{SendRekey, ShareStopped};
 use crate::control::cmd::{CommandError, ErrorCode};
 use crate::peer::messages::Rekeyed;
 use crate::share::messages::StopShare;
-use crate::share::registry::{self, ShareKeys};
+use crate::share::registry::{self, ShareConfig, ShareKeys};
 
 /// The signed `.rs.clearskies.rekey` for each level: what a peer of that level is sent.
 fn signed_rekeys(keys: &ShareKeys, sign: &SigningKey) -> Result<Vec<(AccessLevel, Signed)>, CommandError> {
-    let seed = keys.untrusted_seed.or_else(|| keys.level(AccessLevel::ReadOnly).and_then(|e| e.key));
     let mut out = Vec::new();
     for level in [AccessLevel::ReadWrite, AccessLevel::ReadOnly, AccessLevel::Untrusted] {
+        // (The grant carries the backups' seed, except to an untrusted peer, and the
+        // generation.)
         let Some(grant) = keys.grant(level) else { continue };
-        // The untrusted extension's seed opens the backups: never to an untrusted peer.
-        let untrusted_seed = if level == AccessLevel::Untrusted { None } else { seed };
-        let body = Message::from(Rekey { keys: grant, untrusted_seed, generation: keys.generation }).encode();
+        let body = Message::from(Rekey { keys: grant }).encode();
         let signature = sign.sign(&body).map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
         let body = String::from_utf8(body).map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
         out.push((level, Signed { body, signature }));
@@ -42,63 +41,92 @@ fn signed_rekeys(keys: &ShareKeys, sign: &SigningKey) -> Result<Vec<(AccessLevel
 }
 
 impl Shares {
-    /// Sends the share `id`'s peers their new keys, then moves the share to `keys`.
-    /// Answers how many peers were sent them.
-    fn rotate(
+    /// Moves the share `id` to `keys`: saved first (a new registry entry and key file; the
+    /// index is not touched), then each connected peer is sent its level's new keys when
+    /// `sign` is given (a read-write share), then the share is stopped and started again
+    /// under its new ID. One move at a time per share; `detach` waits for none and is
+    /// refused meanwhile. Answers the path and how many sessions were sent keys.
+    fn rekey_share(
         &mut self,
         id: Sha256Hash,
         keys: ShareKeys,
-        sign: &SigningKey,
+        sign: Option<&SigningKey>,
     ) -> ResponseActFuture<Self, Result<KeysRotated, CommandError>> {
-        let rekeys = match signed_rekeys(&keys, sign) {
-            Ok(r) => r,
-            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        let ready =
+            |e| -> ResponseActFuture<Self, Result<KeysRotated, CommandError>> { Box::pin(actix::fut::ready(Err(e))) };
+        let Some(old) = self.table.borrow().get(&id).map(|r| r.config.clone()) else {
+            return ready(CommandError::new(ErrorCode::NotShared, "the share is not running"));
         };
-        let sent = self.targets.rekey.send(SendRekey { share: id, rekeys });
-        Box::pin(sent.into_actor(self).then(move |sent, act, ctx| {
-            let peers = sent.unwrap_or(0);
-            act.move_to(id, keys, ctx).map(move |moved, _, _| moved.map(|path| KeysRotated { path, peers }))
+        if self.table.borrow().contains(&keys.key_id) || self.table.borrow().key_owner(&keys.key_id).is_some() {
+            return ready(CommandError::new(ErrorCode::BadKeys, "the new key ID is another share's"));
+        }
+        let rekeys = match sign.map(|k| signed_rekeys(&keys, k)).transpose() {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) => return ready(e),
+        };
+        if self.rotating.insert(id, old.path.clone()).is_some() {
+            return ready(CommandError::new(ErrorCode::Unavailable, "the share is already moving to new keys"));
+        }
+        let (store, data_dir) = (self.store.clone(), self.data_dir.clone());
+        let saved = tokio::task::spawn_blocking(move || registry::apply_rekey(&store, &data_dir, &old, &keys));
+        Box::pin(saved.into_actor(self).then(move |saved, act, _| {
+            let saved = saved.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string())).and_then(|r| {
+                r.map_err(|e| CommandError::new(ErrorCode::BadKeys, format!("the new keys cannot be saved: {e}")))
+            });
+            let send = act.targets.rekey.send(SendRekey { share: id, rekeys });
+            async move {
+                let config = saved?;
+                // A mailbox error: nobody was told (they must be invited again).
+                let sessions = send.await.unwrap_or(0);
+                Ok((config, sessions))
+            }
+            .into_actor(act)
+            .then(move |told: Result<_, CommandError>, act, _| {
+                let moved: ResponseActFuture<Self, Result<KeysRotated, CommandError>> = match told {
+                    Ok((config, sessions)) => Box::pin(
+                        act.move_to(id, config)
+                            .map(move |moved, _, _| moved.map(|path| KeysRotated { path, peers: sessions })),
+                    ),
+                    Err(e) => Box::pin(actix::fut::ready(Err(e))),
+                };
+                moved.map(move |res, act, _| {
+                    act.rotating.remove(&id);
+                    res
+                })
+            })
         }))
     }
 
-    /// Stops the share `id`, moves it to `keys` in the registry (a new ID), and starts it
-    /// again: its sessions close and its peers are dialled with the new key.
+    /// Stops the share `id` and starts it again as `config` (its entry under the new keys,
+    /// already saved): its sessions close and its peers are dialled with the new key. Waits
+    /// for the old worker thread however long it takes: two never write one index.
     fn move_to(
         &mut self,
         id: Sha256Hash,
-        keys: ShareKeys,
-        _: &mut Context<Self>,
+        config: ShareConfig,
     ) -> ResponseActFuture<Self, Result<String, CommandError>> {
         let mut gone = None;
         self.table.send_modify(|t| gone = t.remove(&id));
-        let Some(running) = gone else {
-            return Box::pin(actix::fut::ready(Err(CommandError::new(
-                ErrorCode::NotShared,
-                "the share is not running",
-            ))));
-        };
-        running.addr.do_send(StopShare);
+        if let Some(running) = gone {
+            running.addr.do_send(StopShare);
+        }
         self.targets.stopped.do_send(ShareStopped { id, removed: false });
         self.targets.removed.do_send(ShareRemoved(id));
         let exited = self.exits.remove(&id);
         let events = self.events.remove(&id);
-        let (store, data_dir, old) = (self.store.clone(), self.data_dir.clone(), running.config);
+        let (store, data_dir) = (self.store.clone(), self.data_dir.clone());
         let job = async move {
             if let Some(exited) = exited {
-                if tokio::time::timeout(SHARE_EXIT_WAIT, exited.wait()).await.is_err() {
-                    warn!(share = %id, "the share's worker thread is still busy; moving it to new keys beside it");
-                }
+                exited.wait().await;
             }
-            tokio::task::spawn_blocking(move || {
-                let config = registry::apply_rekey(&store, &data_dir, &old, &keys)?;
-                Ok::<_, registry::RegistryError>(Self::prepare(&store, &data_dir, config))
-            })
-            .await
+            tokio::task::spawn_blocking(move || Self::prepare(&store, &data_dir, config)).await
         };
-        Box::pin(job.into_actor(self).map(move |res, act, _| {
-            let prepared = res.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
+        Box::pin(job.into_actor(self).map(move |prepared, act, _| {
+            let failed = |why: &str| {
+                CommandError::new(ErrorCode::Internal, format!("the keys changed, but the share {why}; see the log"))
+            };
             let prepared =
-                prepared.ok_or_else(|| CommandError::new(ErrorCode::Internal, "the share cannot start again"))?;
+                prepared.map_err(|_| failed("did not start again"))?.ok_or_else(|| failed("cannot start"))?;
             let path = prepared.config.path.display().to_string();
             info!(old = %id, share = %prepared.config.id, %path, "the share's keys changed");
             if let Some(events) = events {
@@ -124,7 +152,7 @@ impl Handler<RotateKeys> for Shares {
             return ready(CommandError::new(ErrorCode::NoKeys, "only a read-write share's keys can be rotated here"));
         };
         match registry::rotated_keys(&material.keys) {
-            Ok(keys) => self.rotate(running.config.id, keys, &sign),
+            Ok(keys) => self.rekey_share(running.config.id, keys, Some(&sign)),
             Err(e) => ready(CommandError::new(ErrorCode::RandomFailed, e.to_string())),
         }
     }
@@ -150,10 +178,8 @@ impl Handler<Rekeyed> for Shares {
         };
         info!(share = %msg.share, remote = %msg.remote, "a read-write peer rotated the share's keys");
         // A read-write peer passes them on to the peers connected to it; others just move.
-        let job = match material.sign.clone() {
-            Some(sign) => self.rotate(msg.share, keys, &sign).map(|r, _, _| r.map(|_| ())).boxed_local(),
-            None => self.move_to(msg.share, keys, ctx).map(|r, _, _| r.map(|_| ())).boxed_local(),
-        };
+        let sign = material.sign.clone();
+        let job = self.rekey_share(msg.share, keys, sign.as_deref());
         ctx.spawn(job.map(|r, _, _| {
             if let Err(e) = r {
                 error!(error = %e.message, "cannot move the share to its new keys");

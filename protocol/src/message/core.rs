@@ -62,6 +62,17 @@ pub struct Keys {
     pub access_level: AccessLevel,
     /// One entry per access level the receiver learns something about.
     pub keys: Vec<KeyEntry>,
+    /// This implementation's addition (ignored by others): once the share's keys were
+    /// rotated, the seed of the untrusted extension's secrets (never to an untrusted peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untrusted_seed: Option<SecretKey>,
+    /// This implementation's addition: how many times the share's keys were rotated.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One access level's keys in `core.keys`.
@@ -85,19 +96,13 @@ pub struct KeyEntry {
 
 /// `.rs.clearskies.rekey` (this implementation's own message): after `keys rotate`, a
 /// read-write peer hands a connected peer its level's new keys, as `core.keys` carries
-/// them, and the seed of the untrusted extension's secrets, which stays what it was (the
-/// old read-only key) so that encrypted backups stay readable.
+/// them, with the seed of the untrusted extension's secrets (it stays what it was, so that
+/// encrypted backups stay readable) and the rotation's `generation` (a receiver takes only
+/// the next one: an old rekey replayed cannot move it back).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rekey {
     /// The new keys of the receiver's level.
     pub keys: Keys,
-    /// The untrusted extension's seed (read-write and read-only peers only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub untrusted_seed: Option<SecretKey>,
-    /// How many times the share's keys were rotated: a receiver takes only a newer one (an
-    /// old rekey replayed cannot move it back).
-    #[serde(default)]
-    pub generation: u64,
 }
 
 /// `core.keys_acknowledgment`.

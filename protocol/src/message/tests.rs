@@ -341,13 +341,12 @@ fn more_messages() -> impl Strategy<Value = Message> {
             matches,
         });
     prop_oneof![
-        (level(), prop::collection::vec(key_entry.clone(), 0..3))
-            .prop_map(|(access_level, keys)| Message::from(core::Keys { access_level, keys })),
+        (level(), prop::collection::vec(key_entry.clone(), 0..3)).prop_map(|(access_level, keys)| Message::from(
+            core::Keys { access_level, keys, untrusted_seed: None, generation: 0 }
+        )),
         (level(), prop::collection::vec(key_entry, 0..3), prop::option::of(any::<[u8; 32]>()), any::<u64>()).prop_map(
             |(access_level, keys, seed, generation)| Message::from(core::Rekey {
-                keys: core::Keys { access_level, keys },
-                untrusted_seed: seed.map(SecretKey),
-                generation,
+                keys: core::Keys { access_level, keys, untrusted_seed: seed.map(SecretKey), generation },
             })
         ),
         Just(Message::from(core::KeysAcknowledgment {})),

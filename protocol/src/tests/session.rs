@@ -31,6 +31,8 @@ fn keys() -> Keys {
             private_rsa: Some("-----BEGIN RSA PRIVATE KEY-----\n...".into()),
             public_rsa: None,
         }],
+        untrusted_seed: None,
+        generation: 0,
     }
 }
 

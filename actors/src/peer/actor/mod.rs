@@ -179,6 +179,8 @@ pub struct Peer {
     traffic: Arc<Traffic>,
     /// The name the peer gave (greeting or start).
     name: Option<String>,
+    /// It sent a rekey (one is taken per connection).
+    rekeyed: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -260,6 +262,7 @@ impl Peer {
             received: metrics().received_bytes.with_label_values(&["plain"]),
             traffic: Arc::new(Traffic::default()),
             name: None,
+            rekeyed: false,
         }
     }
 

@@ -4,6 +4,10 @@
 //! read-write signature, which `database.update` and `untrusted.verify` use too.
 
 use super::Peer;
+
+/// Largest `.rs.clearskies.rekey` body taken (three levels' keys with their PEM keys take
+/// about 6 KiB).
+const MAX_REKEY: usize = 64 * 1024;
 use crate::peer::messages::Rekeyed;
 
 impl Peer {
@@ -18,6 +22,12 @@ impl Peer {
         let (Some(share), Some(level)) = (self.share, self.level) else {
             return tracing::debug!(remote = %self.remote, "a rekey on a connection without a share; ignored");
         };
+        // One per connection (the sender closes it after one), and small: checking its
+        // signature is work a peer must not be able to ask for again and again.
+        if self.rekeyed || body.len() > MAX_REKEY {
+            return self.close_for("more than one rekey, or one too large".into());
+        }
+        self.rekeyed = true;
         let remote = self.remote;
         self.targets.rekeyed.do_send(Rekeyed { share, level, body, signature, rekey, remote });
     }

@@ -29,13 +29,16 @@ pub fn rotated_keys(keys: &ShareKeys) -> Result<ShareKeys, RegistryError> {
         .find(|e| e.access_level == AccessLevel::ReadWrite)
         .and_then(|e| Some((e.id?, e.key?)))
         .ok_or(RegistryError::BadKeys)?;
-    Ok(ShareKeys { key_id: own.0, key: own.1, levels, untrusted_seed: seed, generation: keys.generation + 1 })
+    let generation = keys.generation.checked_add(1).ok_or(RegistryError::BadKeys)?;
+    Ok(ShareKeys { key_id: own.0, key: own.1, levels, untrusted_seed: seed, generation })
 }
 
 /// The keys a `.rs.clearskies.rekey` gives a peer whose share's keys are `current`: its
 /// level's new key, with the same RSA keys (the same share: anything else is refused).
 pub fn received_keys(current: &ShareKeys, level: AccessLevel, rekey: &Rekey) -> Result<ShareKeys, RegistryError> {
-    if rekey.keys.access_level != level || rekey.generation <= current.generation {
+    // Only the next rotation: an old one replayed cannot move us back, nor one that skips
+    // ahead (which would refuse every later rotation) take us elsewhere.
+    if rekey.keys.access_level != level || Some(rekey.keys.generation) != current.generation.checked_add(1) {
         return Err(RegistryError::BadKeys);
     }
     let entry = rekey
@@ -49,8 +52,8 @@ pub fn received_keys(current: &ShareKeys, level: AccessLevel, rekey: &Rekey) -> 
         key_id,
         key,
         levels: rekey.keys.keys.clone(),
-        untrusted_seed: rekey.untrusted_seed,
-        generation: rekey.generation,
+        untrusted_seed: rekey.keys.untrusted_seed,
+        generation: rekey.keys.generation,
     };
     // The same share: the same read-write public key (the one that signs its records).
     let same = |k: &ShareKeys| k.verifying_key().map(|v| v.to_pem());
@@ -80,6 +83,10 @@ pub fn apply_rekey(
     old: &ShareConfig,
     keys: &ShareKeys,
 ) -> Result<ShareConfig, RegistryError> {
+    // Never onto this share's own ID, nor over another share's entry.
+    if keys.key_id == old.id || super::load_shares(store)?.iter().any(|s| s.id == keys.key_id) {
+        return Err(RegistryError::BadKeys);
+    }
     let mut config = old.clone();
     config.id = keys.key_id;
     config.store = Some(old.store_key());
@@ -90,20 +97,30 @@ pub fn apply_rekey(
     Ok(config)
 }
 
+/// Removes the share `id`'s codes, key file and registry entry, the entry last (so that an
+/// interrupted `forget` is found again and finished by [`drop_superseded`]).
 fn forget(store: &Store, data_dir: &Path, id: &Sha256Hash) -> Result<(), RegistryError> {
-    store.delete_meta(&format!("share:{id}"))?;
     for code in load_codes(store)?.into_iter().filter(|c| &c.share == id) {
         store.delete_meta(&format!("code:{}", code.access_id))?;
     }
-    let _ = fs::remove_file(keys_path(data_dir, id));
+    match fs::remove_file(keys_path(data_dir, id)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(share = %id, error = %e, "cannot remove the old key file")
+        }
+        _ => {}
+    }
+    store.delete_meta(&format!("share:{id}"))?;
     Ok(())
 }
 
 /// Drops, from `shares` and the registry, each entry that a newer one says it replaced
 /// (a rotation a crash interrupted).
 pub fn drop_superseded(store: &Store, data_dir: &Path, shares: Vec<ShareConfig>) -> Vec<ShareConfig> {
-    let replaced: Vec<Sha256Hash> = shares.iter().filter_map(|s| s.previous).collect();
-    let (gone, kept): (Vec<_>, Vec<_>) = shares.into_iter().partition(|s| replaced.contains(&s.id));
+    // The same share (its path) under the ID a newer entry says it replaced.
+    let replaced: Vec<(Sha256Hash, std::path::PathBuf)> =
+        shares.iter().filter_map(|s| Some((s.previous?, s.path.clone()))).collect();
+    let (gone, kept): (Vec<_>, Vec<_>) =
+        shares.into_iter().partition(|s| replaced.iter().any(|(id, path)| *id == s.id && *path == s.path));
     for s in gone {
         if let Err(e) = forget(store, data_dir, &s.id) {
             tracing::warn!(share = %s.id, error = %e, "cannot drop a share entry its key rotation replaced");

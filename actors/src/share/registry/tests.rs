@@ -272,13 +272,31 @@ fn rotated_keys_are_new_but_for_the_rsa_keys_and_the_backups_seed() {
     }
     assert_eq!(new.untrusted_seed, keys.level(AccessLevel::ReadOnly).unwrap().key, "the backups stay readable");
     assert_eq!(new.key_id, new.level(AccessLevel::ReadWrite).unwrap().id.unwrap());
+    // Peers invited after the rotation (a code, `keys export`) get the seed and the
+    // generation with their keys; an untrusted one never the seed.
+    for level in [AccessLevel::ReadWrite, AccessLevel::ReadOnly] {
+        let g = new.grant(level).unwrap();
+        assert_eq!((g.untrusted_seed, g.generation), (new.untrusted_seed, 1), "{level:?}");
+    }
+    let g = new.grant(AccessLevel::Untrusted).unwrap();
+    assert_eq!((g.untrusted_seed, g.generation), (None, 1));
+    let ro_grant = new.grant(AccessLevel::ReadOnly).unwrap();
+    let joiner = ShareKeys {
+        key_id: ro_grant.keys[0].id.unwrap(),
+        key: ro_grant.keys[0].key.unwrap(),
+        levels: ro_grant.keys.clone(),
+        untrusted_seed: ro_grant.untrusted_seed,
+        generation: ro_grant.generation,
+    };
+    assert!(
+        joiner.untrusted().is_some() && joiner.untrusted_seed == keys.level(AccessLevel::ReadOnly).unwrap().key,
+        "a read-only peer invited after the rotation reads the backups made before"
+    );
+    // Moving onto another share's ID, or our own, is refused.
+    assert!(apply_rekey(&store, data.path(), &share, &ShareKeys { key_id: share.id, ..new.clone() }).is_err());
 
     // What a read-only peer is sent is taken only for the same share (its RSA key).
-    let rekey = |k: &ShareKeys, level| clearskies_protocol::message::core::Rekey {
-        keys: k.grant(level).unwrap(),
-        untrusted_seed: k.untrusted_seed,
-        generation: k.generation,
-    };
+    let rekey = |k: &ShareKeys, level| clearskies_protocol::message::core::Rekey { keys: k.grant(level).unwrap() };
     let held_ro = ShareKeys {
         key_id: keys.level(AccessLevel::ReadOnly).unwrap().id.unwrap(),
         key: keys.level(AccessLevel::ReadOnly).unwrap().key.unwrap(),
@@ -292,8 +310,8 @@ fn rotated_keys_are_new_but_for_the_rsa_keys_and_the_backups_seed() {
     let other = create_share(&store, data.path(), tempfile::tempdir().unwrap().path(), now).unwrap();
     let foreign = rotated_keys(&read_keys(data.path(), &other.id).unwrap()).unwrap();
     assert!(received_keys(&held_ro, AccessLevel::ReadOnly, &rekey(&foreign, AccessLevel::ReadOnly)).is_err());
-    let no_seed =
-        clearskies_protocol::message::core::Rekey { untrusted_seed: None, ..rekey(&new, AccessLevel::ReadOnly) };
+    let mut no_seed = rekey(&new, AccessLevel::ReadOnly);
+    no_seed.keys.untrusted_seed = None;
     assert!(received_keys(&held_ro, AccessLevel::ReadOnly, &no_seed).is_err(), "the backups would become unreadable");
     // An old rekey replayed after a newer rotation is refused.
     assert_eq!((got.generation, new.generation), (1, 1));

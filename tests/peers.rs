@@ -182,3 +182,32 @@ fn rotated_keys_reach_the_connected_peers_and_the_old_ones_stop_working() {
     let o = c.cs.run(&["keys", "rotate", root("c").to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("read-write"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_peer_removed_on_one_side_does_not_get_new_keys_through_another() {
+    let (a, b, x) = (Daemon::start(), Daemon::start(), Daemon::start());
+    let base = tempfile::tempdir().unwrap();
+    let root = |n: &str| base.path().join(n);
+    fs::create_dir_all(root("a")).unwrap();
+    fs::write(root("a").join("f"), b"f").unwrap();
+    let code = a.share_code(&root("a"), &[]);
+    b.cs.ok(&["attach", &code, root("b").to_str().unwrap(), "--peer", &a.listen()]);
+    // X joins through B (B invites it) and is connected to B only.
+    let via_b = b.share_code(&root("b"), &[]);
+    x.cs.ok(&["attach", &via_b, root("x").to_str().unwrap(), "--peer", &b.listen()]);
+    wait_for("f on X", || (fs::read(root("x").join("f")).ok()? == b"f").then_some(()));
+    let x_id = x.first_share()["peer_id"].as_str().unwrap().to_owned();
+    assert!(connected(&b).contains(&x_id) && !connected(&a).contains(&x_id));
+
+    // A removes X (offline to it: the whole ID and the share) and rotates.
+    a.cs.ok(&["peers", "remove", &x_id, "--path", root("a").to_str().unwrap()]);
+    a.cs.ok(&["keys", "rotate", root("a").to_str().unwrap()]);
+    // B moves to the new keys and does not hand them to X: X is refused from then on.
+    let a_id = || a.first_share()["id"].as_str().map(str::to_owned);
+    wait_for("B on A's new keys", || (b.first_share()["id"].as_str().map(str::to_owned) == a_id()).then_some(()));
+    wait_for("X refused", || x.first_share()["error"].as_str().filter(|e| e.contains("refuse our key")).map(|_| ()));
+    assert!(!connected(&b).contains(&x_id));
+    fs::write(root("a").join("g"), b"g").unwrap();
+    wait_for("g on B", || (fs::read(root("b").join("g")).ok()? == b"g").then_some(()));
+    assert!(!root("x").join("g").exists());
+}

@@ -210,6 +210,8 @@ pub struct PeerRemoved {
 pub struct SendRekey {
     /// The share (its ID before the rotation).
     pub share: Sha256Hash,
+    /// Removed peers: never sent the keys.
+    pub skip: Vec<clearskies_protocol::PeerId>,
     /// The signed `.rs.clearskies.rekey` per level.
     pub rekeys: Vec<(clearskies_protocol::message::core::AccessLevel, clearskies_index::record::Signed)>,
 }

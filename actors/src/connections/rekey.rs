@@ -13,7 +13,7 @@ impl Handler<SendRekey> for Connections {
     /// anything that closes it.
     fn handle(&mut self, msg: SendRekey, _: &mut Context<Self>) -> usize {
         let mut sent = 0;
-        for s in self.sessions.values().filter(|s| s.share == msg.share) {
+        for s in self.sessions.values().filter(|s| s.share == msg.share && !msg.skip.contains(&s.peer)) {
             if let Some((_, signed)) = msg.rekeys.iter().find(|(level, _)| *level == s.level) {
                 s.out.do_send(PeerOut::SendSigned(vec![signed.clone()]));
                 sent += 1;

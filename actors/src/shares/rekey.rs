@@ -25,14 +25,21 @@ use crate::peer::messages::Rekeyed;
 use crate::share::messages::StopShare;
 use crate::share::registry::{self, ShareConfig, ShareKeys};
 
+/// Most removed peers a rekey adds to a share's list.
+const MAX_REMOVED: usize = 1024;
+
 /// The signed `.rs.clearskies.rekey` for each level: what a peer of that level is sent.
-fn signed_rekeys(keys: &ShareKeys, sign: &SigningKey) -> Result<Vec<(AccessLevel, Signed)>, CommandError> {
+fn signed_rekeys(
+    keys: &ShareKeys,
+    removed: &[clearskies_protocol::PeerId],
+    sign: &SigningKey,
+) -> Result<Vec<(AccessLevel, Signed)>, CommandError> {
     let mut out = Vec::new();
     for level in [AccessLevel::ReadWrite, AccessLevel::ReadOnly, AccessLevel::Untrusted] {
         // (The grant carries the backups' seed, except to an untrusted peer, and the
         // generation.)
         let Some(grant) = keys.grant(level) else { continue };
-        let body = Message::from(Rekey { keys: grant }).encode();
+        let body = Message::from(Rekey { keys: grant, removed: removed.to_vec() }).encode();
         let signature = sign.sign(&body).map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
         let body = String::from_utf8(body).map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
         out.push((level, Signed { body, signature }));
@@ -51,16 +58,23 @@ impl Shares {
         id: Sha256Hash,
         keys: ShareKeys,
         sign: Option<&SigningKey>,
+        removed: &[clearskies_protocol::PeerId],
     ) -> ResponseActFuture<Self, Result<KeysRotated, CommandError>> {
         let ready =
             |e| -> ResponseActFuture<Self, Result<KeysRotated, CommandError>> { Box::pin(actix::fut::ready(Err(e))) };
-        let Some(old) = self.table.borrow().get(&id).map(|r| r.config.clone()) else {
+        let Some(mut old) = self.table.borrow().get(&id).map(|r| r.config.clone()) else {
             return ready(CommandError::new(ErrorCode::NotShared, "the share is not running"));
         };
+        // Peers removed anywhere stay removed here (bounded: as many as the message holds).
+        for p in removed.iter().take(MAX_REMOVED) {
+            if !old.removed_peers.contains(p) {
+                old.removed_peers.push(*p);
+            }
+        }
         if self.table.borrow().contains(&keys.key_id) || self.table.borrow().key_owner(&keys.key_id).is_some() {
             return ready(CommandError::new(ErrorCode::BadKeys, "the new key ID is another share's"));
         }
-        let rekeys = match sign.map(|k| signed_rekeys(&keys, k)).transpose() {
+        let rekeys = match sign.map(|k| signed_rekeys(&keys, &old.removed_peers, k)).transpose() {
             Ok(r) => r.unwrap_or_default(),
             Err(e) => return ready(e),
         };
@@ -68,12 +82,13 @@ impl Shares {
             return ready(CommandError::new(ErrorCode::Unavailable, "the share is already moving to new keys"));
         }
         let (store, data_dir) = (self.store.clone(), self.data_dir.clone());
+        let skip = old.removed_peers.clone();
         let saved = tokio::task::spawn_blocking(move || registry::apply_rekey(&store, &data_dir, &old, &keys));
         Box::pin(saved.into_actor(self).then(move |saved, act, _| {
             let saved = saved.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string())).and_then(|r| {
                 r.map_err(|e| CommandError::new(ErrorCode::BadKeys, format!("the new keys cannot be saved: {e}")))
             });
-            let send = act.targets.rekey.send(SendRekey { share: id, rekeys });
+            let send = act.targets.rekey.send(SendRekey { share: id, rekeys, skip: skip.clone() });
             async move {
                 let config = saved?;
                 // A mailbox error: nobody was told (they must be invited again).
@@ -152,7 +167,7 @@ impl Handler<RotateKeys> for Shares {
             return ready(CommandError::new(ErrorCode::NoKeys, "only a read-write share's keys can be rotated here"));
         };
         match registry::rotated_keys(&material.keys) {
-            Ok(keys) => self.rekey_share(running.config.id, keys, Some(&sign)),
+            Ok(keys) => self.rekey_share(running.config.id, keys, Some(&sign), &[]),
             Err(e) => ready(CommandError::new(ErrorCode::RandomFailed, e.to_string())),
         }
     }
@@ -179,7 +194,7 @@ impl Handler<Rekeyed> for Shares {
         info!(share = %msg.share, remote = %msg.remote, "a read-write peer rotated the share's keys");
         // A read-write peer passes them on to the peers connected to it; others just move.
         let sign = material.sign.clone();
-        let job = self.rekey_share(msg.share, keys, sign.as_deref());
+        let job = self.rekey_share(msg.share, keys, sign.as_deref(), &msg.rekey.removed);
         ctx.spawn(job.map(|r, _, _| {
             if let Err(e) = r {
                 error!(error = %e.message, "cannot move the share to its new keys");

@@ -103,6 +103,10 @@ pub struct KeyEntry {
 pub struct Rekey {
     /// The new keys of the receiver's level.
     pub keys: Keys,
+    /// Peers removed from the share (peer IDs): the receiver refuses them too, and never
+    /// passes the keys on to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<crate::PeerId>,
 }
 
 /// `core.keys_acknowledgment`.

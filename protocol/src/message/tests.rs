@@ -347,6 +347,7 @@ fn more_messages() -> impl Strategy<Value = Message> {
         (level(), prop::collection::vec(key_entry, 0..3), prop::option::of(any::<[u8; 32]>()), any::<u64>()).prop_map(
             |(access_level, keys, seed, generation)| Message::from(core::Rekey {
                 keys: core::Keys { access_level, keys, untrusted_seed: seed.map(SecretKey), generation },
+                removed: vec![PeerId(generation.to_le_bytes().repeat(2).try_into().unwrap())],
             })
         ),
         Just(Message::from(core::KeysAcknowledgment {})),

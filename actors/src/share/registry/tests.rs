@@ -296,7 +296,10 @@ fn rotated_keys_are_new_but_for_the_rsa_keys_and_the_backups_seed() {
     assert!(apply_rekey(&store, data.path(), &share, &ShareKeys { key_id: share.id, ..new.clone() }).is_err());
 
     // What a read-only peer is sent is taken only for the same share (its RSA key).
-    let rekey = |k: &ShareKeys, level| clearskies_protocol::message::core::Rekey { keys: k.grant(level).unwrap() };
+    let rekey = |k: &ShareKeys, level| clearskies_protocol::message::core::Rekey {
+        keys: k.grant(level).unwrap(),
+        removed: vec![],
+    };
     let held_ro = ShareKeys {
         key_id: keys.level(AccessLevel::ReadOnly).unwrap().id.unwrap(),
         key: keys.level(AccessLevel::ReadOnly).unwrap().key.unwrap(),

@@ -53,8 +53,7 @@ pub(crate) fn peers(config: &Config, json: bool) -> anyhow::Result<()> {
 
 /// How long ago Unix time `t` was, readably.
 fn ago(t: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    crate::daemon::human_duration(i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(t).max(0))
+    crate::daemon::human_duration(crate::daemon::unix_now().saturating_sub(t).max(0))
 }
 
 /// `clearskies peers remove PEER [--path P]`.

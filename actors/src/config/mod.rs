@@ -131,12 +131,17 @@ impl Runtime {
     }
 }
 
-/// The host name (empty if it cannot be read).
+/// The host name (empty if it cannot be read), read once: every connection sends it, and a
+/// file read does not belong on the event loop each time.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().chars().filter(|c| !c.is_control()).take(64).collect())
-        .unwrap_or_default()
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().chars().filter(|c| !c.is_control()).take(64).collect())
+            .unwrap_or_default()
+    })
+    .clone()
 }
 
 /// Sets `values` in the TOML file `file` (created if missing), keeping every other key and

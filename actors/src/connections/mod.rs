@@ -300,22 +300,26 @@ impl Handler<PeerConnected> for Connections {
     type Result = ResponseFuture<Option<ShareLink>>;
 
     fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) -> Self::Result {
-        // A removed peer is refused before anything of it is noted (it is not connected).
-        let removed = self.table.borrow().get(&msg.share).is_some_and(|r| r.config.removed_peers.contains(&msg.peer));
+        // The share's level (the session's, unless its key or code said) and whether the peer
+        // was removed: then it is refused before anything of it is noted.
+        let (removed, ours) = match self.table.borrow().get(&msg.share) {
+            Some(r) => (r.config.removed_peers.contains(&msg.peer), Some(r.config.access_level)),
+            None => (false, None),
+        };
+        let level = msg.level.or(ours).unwrap_or(clearskies_protocol::message::core::AccessLevel::Unknown);
         if removed {
             warn!(share = %msg.share, peer = %msg.peer, addr = %msg.addr, "a removed peer connected; refusing it");
             return Box::pin(async { None });
         }
         self.peers.insert((msg.share, msg.peer), msg.addr);
         let since = std::time::Instant::now();
-        let level = msg.level.or_else(|| self.table.borrow().get(&msg.share).map(|r| r.config.access_level));
         let session = Session {
             share: msg.share,
             peer: msg.peer,
             addr: msg.addr,
             out: msg.out.clone(),
             redial: msg.redial,
-            level: level.unwrap_or(clearskies_protocol::message::core::AccessLevel::Unknown),
+            level,
             since,
         };
         self.sessions.insert(msg.conn, session);
@@ -325,7 +329,7 @@ impl Handler<PeerConnected> for Connections {
         let ours = running.config.access_level;
         let seen = peers::Seen {
             name: msg.name.clone(),
-            level: Some(msg.level.unwrap_or(ours)),
+            level: Some(level),
             addr: msg.addr,
             last_seen: crate::share::actor::now().secs(),
             traffic: msg.traffic.clone(),

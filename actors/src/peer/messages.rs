@@ -122,6 +122,24 @@ pub struct Traffic {
     pub received: std::sync::atomic::AtomicU64,
 }
 
+/// Whether `c` can forge or hide text where names and paths are shown: a control character
+/// (C0, DEL, C1) or a Unicode format character that reorders, joins, separates lines or
+/// hides text (bidi marks, overrides and isolates, zero-width characters, line and
+/// paragraph separators, invisible operators, tags). The log, the CLI and peer names use
+/// this one set.
+pub fn hides_text(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
+}
+
 /// Longest peer name kept, in bytes.
 pub const MAX_PEER_NAME: usize = 64;
 
@@ -129,12 +147,8 @@ pub const MAX_PEER_NAME: usize = 64;
 /// characters that reorder or hide text dropped, surrounding space trimmed, at most
 /// [`MAX_PEER_NAME`] bytes (cut on a character boundary); `None` if nothing is left.
 pub fn clean_name(name: &str) -> Option<String> {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{e0000}'..='\u{e007f}')
-    };
     let mut out = String::new();
-    for c in name.trim().chars().filter(|c| !hidden(*c)) {
+    for c in name.trim().chars().filter(|c| !hides_text(*c)) {
         if out.len() + c.len_utf8() > MAX_PEER_NAME {
             break;
         }

@@ -118,7 +118,7 @@ panics_on_injection!(
     crate::listener::Listener,
     crate::control::Control,
     crate::discovery::Discovery,
-    crate::metrics::MetricsServer,
+    crate::web::WebServer,
     crate::transfer::Transfer,
     crate::shares::Shares,
     crate::access::Access,

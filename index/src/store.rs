@@ -389,6 +389,17 @@ impl ShareStore {
         dir: &SharePath,
         mut f: impl FnMut(&str, Option<Record>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.children_after(dir, None, |name, r| f(name, r).map(|()| true))
+    }
+
+    /// As [`children`](Self::children), from the first name after `after` (a page of a
+    /// listing: one seek, whatever the page), for as long as `f` answers `true`.
+    pub fn children_after(
+        &self,
+        dir: &SharePath,
+        after: Option<&str>,
+        mut f: impl FnMut(&str, Option<Record>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let cf = self.cf()?;
         let mut prefix = record_key(dir);
         if !dir.is_root() {
@@ -396,7 +407,17 @@ impl ShareStore {
         }
         let mut with_record: HashSet<Vec<u8>> = HashSet::new();
         let mut it = self.db.raw_iterator_cf(&cf);
-        it.seek(&prefix);
+        match after {
+            // Just past `after` itself; what lies below it is skipped by name.
+            Some(after) => {
+                let mut start = prefix.clone();
+                start.extend_from_slice(after.as_bytes());
+                start.push(0);
+                it.seek(&start);
+            }
+            None => it.seek(&prefix),
+        }
+        let skip = after.map(str::as_bytes);
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             if !k.starts_with(&prefix) {
                 break;
@@ -410,14 +431,16 @@ impl ShareStore {
                 None => {
                     let name = name_of(rest)?;
                     with_record.insert(rest.to_vec());
-                    f(&name, Some(decode(v)?))?;
+                    if !f(&name, Some(decode(v)?))? {
+                        break;
+                    }
                     it.next();
                 }
                 Some(i) => {
                     // Something deeper: its child's record, if any, sorted before it.
                     let child = &rest[..i];
-                    if !with_record.contains(child) {
-                        f(&name_of(child)?, None)?;
+                    if !with_record.contains(child) && Some(child) != skip && !f(&name_of(child)?, None)? {
+                        break;
                     }
                     let mut next = prefix.clone();
                     next.extend_from_slice(child);

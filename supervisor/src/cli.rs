@@ -200,6 +200,20 @@ pub(crate) enum Command {
         /// The shared directory.
         path: std::path::PathBuf,
     },
+    /// Log in to the web interface: print a one-time link (valid 5 minutes), and open it
+    /// in the browser on a desktop.
+    Open {
+        /// Only print the link.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Set the web interface's password (asked twice, or one line on standard input), for
+    /// sessions of 30 days; sessions opened before end.
+    WebPassword {
+        /// Remove the password (log in with `clearskies open` only).
+        #[arg(long)]
+        remove: bool,
+    },
     /// Pause syncing.
     Pause,
     /// Resume syncing.

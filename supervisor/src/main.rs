@@ -22,6 +22,7 @@ mod packaging;
 mod peers;
 mod settings;
 mod wait;
+mod web;
 mod worker;
 
 use std::io::{self, Write};
@@ -140,6 +141,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Set { key, value }) => {
             settings::config_set(&config()?, &key, &value).map(|()| ExitCode::SUCCESS)
         }
+        Command::Open { print } => web::open(&config()?, print).map(|()| ExitCode::SUCCESS),
+        Command::WebPassword { remove } => web::password(&config()?, remove).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell, install } => packaging::completions_command(shell, install),
         Command::Manpage { dir, install } => packaging::manpage_command(dir.as_deref(), install),
     }

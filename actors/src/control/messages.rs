@@ -57,6 +57,12 @@ pub struct ControlTargets {
     pub read_file: Recipient<ReadFile>,
     /// `file_url`.
     pub file_url: Recipient<FileUrl>,
+    /// `list_files`.
+    pub list_files: Recipient<crate::shares::messages::ListFiles>,
+    /// `web_login`.
+    pub web_login: Recipient<WebLogin>,
+    /// `set_web_password`.
+    pub web_password: Recipient<SetWebPassword>,
     /// `inject_fault`: only with `--danger-fault-injection` (otherwise the command is
     /// `not_understood`).
     pub inject_fault: Option<Recipient<InjectFault>>,
@@ -154,3 +160,13 @@ pub struct GetConfig;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), CommandError>")]
 pub struct SetConfig(pub serde_json::Map<String, serde_json::Value>);
+
+/// `web_login`: a one-time login link to the web interface.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, CommandError>")]
+pub struct WebLogin;
+
+/// `set_web_password`: set (or with `None`, remove) the web interface's password.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct SetWebPassword(pub Option<String>);

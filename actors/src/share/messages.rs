@@ -330,3 +330,45 @@ pub enum HistoryAnswer {
         restoring: Vec<String>,
     },
 }
+
+/// `list_files`: a page of a directory of the share, as the index holds it (files this
+/// computer does not keep included).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Listing, crate::control::cmd::CommandError>")]
+pub struct ListFiles {
+    /// The directory, relative to the share root (`""`: the root).
+    pub dir: String,
+    /// Start just past this name (the previous page's `next`).
+    pub after: Option<String>,
+    /// At most this many entries.
+    pub limit: usize,
+}
+
+/// A page of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// In name order.
+    pub entries: Vec<FileEntry>,
+    /// The `after` of the next page (absent: this was the last).
+    pub next: Option<String>,
+}
+
+/// One entry of a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// The name in its directory.
+    pub name: String,
+    /// A directory.
+    pub dir: bool,
+    /// Bytes (files).
+    pub size: Option<u64>,
+    /// Modification time, Unix seconds.
+    pub mtime: Option<i64>,
+    /// This computer holds the contents (the file is here as indexed).
+    pub here: bool,
+    /// A peer's version is being fetched or applied.
+    pub pending: bool,
+    /// For a conflict copy (`name.CONFLICT.….ext`): the name of the file it was moved
+    /// aside from.
+    pub conflict_of: Option<String>,
+}

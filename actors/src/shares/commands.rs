@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use actix::{Context, Handler, ResponseFuture};
 
 use super::messages::{
-    ConfirmDeletes, FileUrl, ForgetPeer, History, ListShares, ReadFile, SubscribeShareEvents, VerifyBackup,
+    ConfirmDeletes, FileUrl, ForgetPeer, History, ListFiles, ListShares, ReadFile, SubscribeShareEvents, VerifyBackup,
 };
 use super::Shares;
 use crate::connections::messages::AuthRefused;
@@ -159,6 +159,15 @@ impl Handler<History> for Shares {
     }
 }
 
+impl Handler<ListFiles> for Shares {
+    type Result = ResponseFuture<Result<share_messages::Listing, CommandError>>;
+
+    fn handle(&mut self, msg: ListFiles, _: &mut Context<Self>) -> Self::Result {
+        let listing = self.forward(&msg.path, msg.list);
+        Box::pin(async move { listing.await? })
+    }
+}
+
 impl Handler<ReadFile> for Shares {
     type Result = ResponseFuture<Result<Reading, CommandError>>;
 
@@ -193,13 +202,13 @@ impl Handler<FileUrl> for Shares {
                 return Err(CommandError::new(ErrorCode::NoHttp, why));
             }
         };
-        let lifetime = msg.lifetime.unwrap_or(crate::metrics::DEFAULT_URL_LIFETIME);
-        if lifetime == 0 || lifetime > crate::metrics::MAX_URL_LIFETIME {
-            let why = format!("an address is valid for 1 s to {} days", crate::metrics::MAX_URL_LIFETIME / 86_400);
+        let lifetime = msg.lifetime.unwrap_or(crate::web::DEFAULT_URL_LIFETIME);
+        if lifetime == 0 || lifetime > crate::web::MAX_URL_LIFETIME {
+            let why = format!("an address is valid for 1 s to {} days", crate::web::MAX_URL_LIFETIME / 86_400);
             return Err(CommandError::new(ErrorCode::BadExpiry, why));
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let token = crate::metrics::url_token(self.files.token.as_bytes(), &id.to_string(), &msg.file, now + lifetime);
+        let token = crate::web::url_token(self.files.token.as_bytes(), &id.to_string(), &msg.file, now + lifetime);
         Ok(format!("http://{addr}/files/{token}/{id}/{}", url_path(&msg.file)))
     }
 }

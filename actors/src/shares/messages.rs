@@ -159,3 +159,13 @@ pub struct KeysRotated {
     /// Connected peers that were sent their new keys.
     pub peers: usize,
 }
+
+/// `list_files`: a page of a directory of the share at `path`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::share::messages::Listing, CommandError>")]
+pub struct ListFiles {
+    /// The share's root.
+    pub path: std::path::PathBuf,
+    /// What to list.
+    pub list: crate::share::messages::ListFiles,
+}

@@ -11,6 +11,7 @@
 //! stops with an error and the monitor process starts a fresh one.
 
 mod backoff;
+mod web;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -34,13 +35,14 @@ use crate::control::messages::{Fault, GetConfig, GetStatus, InjectFault, SetConf
 use crate::control::{Control, ControlTargets};
 use crate::discovery::{Discovery, DiscoverySettings};
 use crate::listener::{Listener, ListenerTargets};
-use crate::metrics::{metrics, MetricsServer};
+use crate::metrics::metrics;
 use crate::peer::channel::TlsContext;
 use crate::peer::messages::PeerFault;
 use crate::shares::messages::{PauseShares, RestartShare, SharesLoaded};
 use crate::shares::table::{ShareTable, TableRx};
 use crate::shares::{FileServing, Shares, SharesTargets};
 use crate::supervise::{self, ActorKind, Crashed, InjectPanic};
+use crate::web::WebServer;
 use crate::Settings;
 
 /// What is left of a fault injection: waiting for the sessions it went to.
@@ -84,7 +86,7 @@ pub struct Supervisor {
     control: Option<Addr<Control>>,
     listener: Option<Addr<Listener>>,
     discovery: Option<Addr<Discovery>>,
-    metrics_server: Option<Addr<MetricsServer>>,
+    metrics_server: Option<Addr<WebServer>>,
     backoff: Backoff,
     /// Sends the settings in effect to their owners (after `config set`).
     runtime_tx: tokio::sync::watch::Sender<config::Values>,
@@ -186,16 +188,17 @@ impl Supervisor {
         owners
     }
 
-    fn start_control(&mut self, listener: std::os::unix::net::UnixListener, ctx: &mut Context<Self>) {
-        let Some(o) = self.owners.clone() else { return };
+    /// Where each control command goes (the control socket's and the web interface's).
+    fn control_targets(&self, ctx: &Context<Self>) -> Option<ControlTargets> {
+        let o = self.owners.clone()?;
         let me = ctx.address();
-        let targets = ControlTargets {
+        Some(ControlTargets {
             status: me.clone().recipient(),
             pause: me.clone().recipient(),
             shutdown: me.clone().recipient(),
             get_config: me.clone().recipient(),
             set_config: me.clone().recipient(),
-            inject_fault: self.settings.fault_injection.then(|| me.recipient()),
+            inject_fault: self.settings.fault_injection.then(|| me.clone().recipient()),
             create_share: o.shares.clone().recipient(),
             list_shares: o.shares.clone().recipient(),
             remove_share: o.shares.clone().recipient(),
@@ -204,7 +207,10 @@ impl Supervisor {
             rotate_keys: o.shares.clone().recipient(),
             verify_backup: o.shares.clone().recipient(),
             read_file: o.shares.clone().recipient(),
+            list_files: o.shares.clone().recipient(),
             file_url: o.shares.recipient(),
+            web_login: me.clone().recipient(),
+            web_password: me.clone().recipient(),
             create_access_code: o.access.clone().recipient(),
             list_codes: o.access.clone().recipient(),
             cancel_code: o.access.clone().recipient(),
@@ -212,7 +218,11 @@ impl Supervisor {
             add_share: o.connections.clone().recipient(),
             list_peers: o.connections.clone().recipient(),
             remove_peer: o.connections.recipient(),
-        };
+        })
+    }
+
+    fn start_control(&mut self, listener: std::os::unix::net::UnixListener, ctx: &mut Context<Self>) {
+        let Some(targets) = self.control_targets(ctx) else { return };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Control);
         let control = Control::new(listener, self.settings.software.clone(), targets);
         self.control = Some(supervise::start(control, to, crash));
@@ -237,14 +247,17 @@ impl Supervisor {
     }
 
     fn start_metrics(&mut self, listener: std::net::TcpListener, ctx: &mut Context<Self>) {
-        let Some(o) = self.owners.clone() else { return };
+        let (Some(o), Some(control)) = (self.owners.clone(), self.control_targets(ctx)) else { return };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Metrics);
-        let targets = crate::metrics::HttpTargets {
+        let targets = crate::web::WebTargets {
+            control,
             shares: o.shares.clone().recipient(),
-            read: o.shares.recipient(),
+            read: o.shares.clone().recipient(),
+            subscribe: o.shares.recipient(),
             files_token: self.files_token.clone(),
+            data_dir: self.settings.data_dir.clone(),
         };
-        let server = MetricsServer::new(listener, targets);
+        let server = WebServer::new(listener, targets);
         self.metrics_server = Some(supervise::start(server, to, crash));
     }
 

@@ -183,6 +183,22 @@ fn a_directory_s_children_are_listed_without_reading_below_them() {
     assert_eq!(children("/a"), ["b"]);
     assert_eq!(children("/a/b"), ["c"]);
     assert!(children("/a.txt").is_empty());
+    // Pages: from just past a name (its own subtree skipped), for as long as asked.
+    let page = |after: Option<&str>, n: usize| {
+        let mut out = Vec::new();
+        store
+            .children_after(&SharePath::root(), after, |name, _| {
+                out.push(name.to_owned());
+                Ok(out.len() < n)
+            })
+            .unwrap();
+        out
+    };
+    assert_eq!(page(None, 2), ["a", "a-1"]);
+    assert_eq!(page(Some("a"), 10), ["a-1", "a.txt", "b"]);
+    assert_eq!(page(Some("a.txt"), 10), ["b"]);
+    assert_eq!(page(Some("b"), 10), Vec::<String>::new());
+    assert_eq!(page(Some("a0"), 10), ["b"]);
     let mut below = Vec::new();
     store
         .each_below(&SharePath::parse("/a").unwrap(), |r| {

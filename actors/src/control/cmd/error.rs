@@ -48,6 +48,8 @@ error_codes! {
     BadKeys = "bad_keys",
     /// An unknown access mode.
     BadMode = "bad_mode",
+    /// A web interface password too short or too long.
+    BadPassword = "bad_password",
     /// `path` is not absolute.
     BadPath = "bad_path",
     /// `peer` is not `HOST:PORT`.

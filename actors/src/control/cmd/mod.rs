@@ -23,6 +23,7 @@ mod names;
 mod share;
 #[cfg(test)]
 mod tests;
+mod web;
 
 use std::path::PathBuf;
 
@@ -42,13 +43,14 @@ pub use self::history::{ListVersions, RestoreVersion, Revert};
 pub(crate) use self::names::wire_names;
 pub use self::names::Mode;
 pub use self::share::{AddShare, AtPath, BackupReport, ConfirmDeletes, ExportedKeys, Held, Shares, VerifyBackup};
+pub use self::web::{ListFiles, LoginLink, SetWebPassword};
 // What the answers are made of, defined with their owners.
 use super::ControlTargets;
 pub use crate::access::messages::{CodeCreated, CodeEntry, CodeState};
 pub use crate::connections::messages::{PeerEntry, PeerRemoved, PeerSource, PeerState};
 pub use crate::control::messages::Status;
 pub use crate::metrics::{Health, ShareHealth};
-pub use crate::share::messages::{BackupCheck, HistoryAnswer, ShareStatus, SyncState};
+pub use crate::share::messages::{BackupCheck, FileEntry, HistoryAnswer, Listing, ShareStatus, SyncState};
 pub use crate::shares::messages::{KeysRotated, ShareCreated};
 pub use clearskies_index::versions::{Version, Why};
 
@@ -100,6 +102,12 @@ pub enum Request {
     FileUrl(FileUrl),
     /// A file's bytes, after the answer line.
     ReadFile(ReadFile),
+    /// A page of a share's directory.
+    ListFiles(ListFiles),
+    /// A one-time login link to the web interface.
+    WebLogin,
+    /// Set or remove the web interface's password.
+    SetWebPassword(SetWebPassword),
     /// Every setting.
     GetConfig,
     /// One setting.
@@ -172,6 +180,9 @@ impl Request {
             Request::CancelAccessCode(r) => r.run(targets).await,
             Request::FileUrl(r) => r.run(targets).await,
             Request::ReadFile(r) => return r.run(targets).await,
+            Request::ListFiles(r) => r.run(targets).await,
+            Request::WebLogin => web::web_login(targets).await,
+            Request::SetWebPassword(r) => r.run(targets).await,
             Request::GetConfig => config::get_all(targets).await,
             Request::GetConfigValue(r) => r.run(targets).await,
             Request::SetConfig(r) => r.run(targets).await,

@@ -22,6 +22,7 @@ mod events;
 mod history;
 mod incoming;
 mod index_sender;
+mod listing;
 mod schedule;
 mod status;
 mod untrusted;

@@ -1,6 +1,9 @@
 //! `GET /files/TOKEN/SHARE_ID/PATH`: a file of a share over HTTP with `Range` support, for
-//! media players and browsers on this computer (served only on a loopback address). The
-//! bytes come the way `clearskies cat` gets them: the local copy, or streamed from a peer.
+//! media players and browsers on this computer (served only on a loopback address); and the
+//! file responses of the web interface (`/s/SHARE_ID/raw/PATH`, with a session instead of a
+//! token). The bytes come the way `clearskies cat` gets them: the local copy, or streamed
+//! from a peer. `Range` (one range) and `If-Range` (the file's SHA-256 as its ETag) are
+//! honoured, so players can seek.
 //!
 //! The loopback address is open to every user of this computer, and an address handed to a
 //! media player ends up on its command line, which every local user can read (`ps`). So
@@ -10,15 +13,20 @@
 //! [`url_token`]). A token seen in `ps` opens nothing else, and nothing after it expires or
 //! the daemon restarts.
 
+use actix_web::body::SizedStream;
+use actix_web::http::header::{self, ContentEncoding};
+use actix_web::{HttpRequest, HttpResponse};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-use super::{respond, text, HttpTargets};
+use super::State;
 use crate::control::cmd::ErrorCode;
 use crate::share::messages::OpenRead;
 use crate::shares::messages::{ListShares, ReadFile};
+
+/// The Content-Security-Policy of a served file.
+pub(super) const FILE_CSP: &str =
+    "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'";
 
 /// How long a file address is valid unless asked otherwise (`clearskies cat --url
 /// --expires`).
@@ -53,7 +61,7 @@ fn check_token(key: &[u8], token: &str, share_id: &str, file: &str, now: u64) ->
     }
     let Some((expires, given)) = token.split_once('-') else { return Err(WRONG) };
     let (Ok(expires), Ok(given)) = (expires.parse::<u64>(), hex::decode(given)) else { return Err(WRONG) };
-    if !same(&given, &mac(key, share_id, file, expires)) {
+    if !super::auth::same(&given, &mac(key, share_id, file, expires)) {
         return Err(WRONG);
     }
     if now >= expires {
@@ -62,83 +70,111 @@ fn check_token(key: &[u8], token: &str, share_id: &str, file: &str, now: u64) ->
     Ok(())
 }
 
-/// Serves `rest` (`TOKEN/SHARE_ID/PATH`, percent-encoded) with an optional `Range` header
-/// value. Without a valid token for exactly this file (from `clearskies cat --url`) nothing
-/// is served, not even whether the share or the file exists.
-pub(super) async fn serve(
-    mut stream: TcpStream,
-    targets: &HttpTargets,
-    method: &str,
-    rest: &str,
-    range: Option<&str>,
-) -> std::io::Result<()> {
-    if method != "GET" && method != "HEAD" {
-        return respond(stream, method, text("405 Method Not Allowed", "only GET and HEAD")).await;
+/// `GET /files/TOKEN/SHARE_ID/PATH` (`rest` is what follows `/files/`, percent-encoded).
+/// Without a valid token for exactly this file (from `clearskies cat --url`) nothing is
+/// served, not even whether the share or the file exists.
+pub(super) async fn by_token(req: &HttpRequest, state: &State, rest: &str) -> HttpResponse {
+    if !state.loopback {
+        return super::text(403, "files are served only when this address is a loopback address");
     }
     let Some((token, rest)) = rest.split_once('/') else {
-        return respond(stream, method, text("404 Not Found", "expected /files/TOKEN/SHARE_ID/PATH")).await;
+        return super::text(404, "expected /files/TOKEN/SHARE_ID/PATH");
     };
     let Some((id, file)) = rest.split_once('/').and_then(|(id, f)| Some((id, percent_decode(f)?))) else {
-        return respond(stream, method, text("404 Not Found", "expected /files/TOKEN/SHARE_ID/PATH")).await;
+        return super::text(404, "expected /files/TOKEN/SHARE_ID/PATH");
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if let Err(why) = check_token(targets.files_token.as_bytes(), token, id, &file, now) {
-        return respond(stream, method, text("403 Forbidden", why)).await;
+    if let Err(why) = check_token(state.targets.files_token.as_bytes(), token, id, &file, super::unix_now()) {
+        return super::text(403, why);
     }
-    let shares = targets.shares.send(ListShares).await.unwrap_or_default();
+    serve(req, state, id, file, false).await
+}
+
+/// The file `file` of the share `id`, answering `req`'s `Range` and `If-Range`; as an
+/// attachment if `download`.
+pub(super) async fn serve(req: &HttpRequest, state: &State, id: &str, file: String, download: bool) -> HttpResponse {
+    let shares = state.targets.shares.send(ListShares).await.unwrap_or_default();
     let Some(share) = shares.iter().find(|s| s.id == id) else {
-        return respond(stream, method, text("404 Not Found", "no share with that ID")).await;
+        return super::text(404, "no share with that ID");
     };
     let root = std::path::PathBuf::from(&share.path);
     let open = |offset, length| ReadFile { path: root.clone(), read: OpenRead { file: file.clone(), offset, length } };
-    // The size first (a zero-length read), to resolve the range.
-    let size = match targets.read.send(open(0, Some(0))).await {
-        Ok(Ok(r)) => r.size,
+    // The size and hash first (a zero-length read), to resolve the range.
+    let (size, etag) = match state.targets.read.send(open(0, Some(0))).await {
+        Ok(Ok(r)) => (r.size, format!("\"{}\"", r.sha256)),
         Ok(Err(e)) if matches!(e.error, ErrorCode::NoSuchFile | ErrorCode::BadFile) => {
-            return respond(stream, method, text("404 Not Found", &e.message)).await;
+            return super::text(404, &e.message);
         }
-        Ok(Err(e)) => return respond(stream, method, text("500 Internal Server Error", &e.message)).await,
-        Err(_) => return respond(stream, method, text("503 Service Unavailable", "the daemon is busy")).await,
+        Ok(Err(e)) => return super::text(500, &e.message),
+        Err(_) => return super::text(503, "the daemon is busy"),
     };
+    let header_text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    // `If-Range` with another version's tag (or a date, which we do not track): the whole file.
+    let range = header_text(header::RANGE).filter(|_| header_text(header::IF_RANGE).is_none_or(|t| t == etag));
     let (status, offset, length) = match range.map(|r| parse_range(r, size)) {
-        None | Some(Range::Ignored) => ("200 OK", 0, size),
-        Some(Range::Bytes(start, end)) => ("206 Partial Content", start, end - start + 1),
+        None | Some(Range::Ignored) => (200, 0, size),
+        Some(Range::Bytes(start, end)) => (206, start, end - start + 1),
         Some(Range::Unsatisfiable) => {
-            let head = format!(
-                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            stream.write_all(head.as_bytes()).await?;
-            return stream.shutdown().await;
+            return HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .finish();
         }
     };
-    let reading = match targets.read.send(open(offset, Some(length))).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return respond(stream, method, text("500 Internal Server Error", &e.message)).await,
-        Err(_) => return respond(stream, method, text("503 Service Unavailable", "the daemon is busy")).await,
+    let mut response = match status {
+        206 => HttpResponse::PartialContent(),
+        _ => HttpResponse::Ok(),
     };
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {length}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n",
-        content_type(&file)
-    );
-    if status.starts_with("206") && length > 0 {
-        head.push_str(&format!("Content-Range: bytes {offset}-{}/{size}\r\n", offset + length - 1));
+    response
+        .insert_header((header::CONTENT_TYPE, content_type(&file)))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::ETAG, etag))
+        // A shared file is a peer's content: an HTML or SVG file opened here must not run
+        // script in the interface's origin. `sandbox` gives it an opaque origin of its own.
+        .insert_header((header::CONTENT_SECURITY_POLICY, FILE_CSP))
+        // Never compressed: the length and ranges are the file's own.
+        .insert_header(ContentEncoding::Identity);
+    if status == 206 && length > 0 {
+        response.insert_header((header::CONTENT_RANGE, format!("bytes {offset}-{}/{size}", offset + length - 1)));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    if method == "GET" {
-        let mut rx = reading.rx;
-        while let Some(piece) = rx.recv().await {
-            match piece {
-                Ok(bytes) => stream.write_all(&bytes).await?,
-                // Broken off: closing early tells the client (fewer bytes than announced).
-                Err(reason) => {
-                    tracing::warn!(%reason, "a file stream broke off");
-                    return Ok(());
-                }
+    if download {
+        let name = file.rsplit('/').next().unwrap_or("file");
+        response.insert_header((header::CONTENT_DISPOSITION, attachment(name)));
+    }
+    if req.method() == actix_web::http::Method::HEAD || length == 0 {
+        return response
+            .body(SizedStream::new(length, futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
+    }
+    let reading = match state.targets.read.send(open(offset, Some(length))).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return super::text(500, &e.message),
+        Err(_) => return super::text(503, "the daemon is busy"),
+    };
+    let stream = futures_util::stream::unfold(Some(reading.rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await? {
+            Ok(bytes) => Some((Ok(bytes), Some(rx))),
+            // Broken off: ending early tells the client (fewer bytes than announced).
+            Err(reason) => {
+                tracing::warn!(%reason, "a file stream broke off");
+                Some((Err(std::io::Error::other(reason)), None))
             }
         }
-    }
-    stream.shutdown().await
+    });
+    response.body(SizedStream::new(length, stream))
+}
+
+/// A `Content-Disposition: attachment` value for `name`: an ASCII fallback and the UTF-8
+/// name percent-encoded (RFC 6266, 5987).
+fn attachment(name: &str) -> String {
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -177,13 +213,8 @@ fn parse_range(value: &str, size: u64) -> Range {
     }
 }
 
-/// Compares without stopping at the first difference (the token is a secret).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Decodes `%XX` escapes; `None` if malformed or not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(super) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -200,7 +231,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn content_type(file: &str) -> &'static str {
+pub(super) fn content_type(file: &str) -> &'static str {
     let ext = file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     match ext.as_str() {
         "mp4" | "m4v" => "video/mp4",
@@ -214,6 +245,9 @@ fn content_type(file: &str) -> &'static str {
         "jpg" | "jpeg" => "image/jpeg",
         "png" => "image/png",
         "gif" => "image/gif",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "wav" => "audio/wav",
         "pdf" => "application/pdf",
         "txt" | "md" | "log" => "text/plain; charset=utf-8",
         "html" | "htm" => "text/html; charset=utf-8",

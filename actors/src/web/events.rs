@@ -1,0 +1,129 @@
+//! `GET /api/events`: the interface's live view as Server-Sent Events. Events `shares`,
+//! `peers` and `status` carry the answers of `list_shares`, `list_peers` and `status`
+//! (exactly as `/api/request` gives them); each is sent at connect and again when it
+//! changes. A change is noticed at once when a share reports one (its `ShareEvent` stream:
+//! a scan, an install, a conflict, an error) and otherwise within [`TICK`] (progress, peers
+//! coming and going), and sent at most every [`MIN_GAP`]. A comment line every
+//! [`KEEPALIVE`] tells a vanished client from a quiet one.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{self, ContentEncoding};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::State;
+use crate::control::cmd::Request;
+use crate::shares::messages::SubscribeShareEvents;
+
+/// Live-view streams open at once (browser tabs); more are answered 503.
+pub(super) const MAX_STREAMS: usize = 16;
+/// How often unchanged state is looked at again.
+const TICK: Duration = Duration::from_secs(1);
+/// The shortest time between two rounds of events.
+const MIN_GAP: Duration = Duration::from_millis(250);
+/// How long a stream stays silent at most.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /api/events`.
+pub(super) async fn stream(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if super::login::session(&req, &state).is_none() {
+        return super::api::login_required();
+    }
+    let Ok(permit) = state.streams.clone().try_acquire_owned() else {
+        return super::text(503, "too many live views open; close a tab");
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let state = state.into_inner();
+    actix_rt::spawn(async move {
+        feed(&state, tx).await;
+        drop(permit);
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(ContentEncoding::Identity)
+        .streaming(body)
+}
+
+/// Sends the state's changes to `tx` until the client goes.
+async fn feed(state: &State, tx: mpsc::Sender<Bytes>) {
+    let changed = Arc::new(Notify::new());
+    // Dropped when this ends: the share event forwarders end with it.
+    let (_alive, gone) = watch::channel(());
+    let mut subscribed = HashSet::new();
+    let mut last: [String; 3] = Default::default();
+    let mut silent_since = tokio::time::Instant::now();
+    loop {
+        let mut out = String::new();
+        for (i, (name, request)) in
+            [("shares", Request::ListShares), ("peers", Request::ListPeers), ("status", Request::Status)]
+                .into_iter()
+                .enumerate()
+        {
+            let Ok(answer) = request.run(&state.targets.control).await.0 else { continue };
+            if i == 0 {
+                subscribe_new(state, &answer, &mut subscribed, &changed, &gone).await;
+            }
+            let data = serde_json::to_string(&answer).unwrap_or_default();
+            if data != last[i] {
+                out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+                last[i] = data;
+            }
+        }
+        if out.is_empty() && silent_since.elapsed() >= KEEPALIVE {
+            out.push_str(": keepalive\n\n");
+        }
+        if !out.is_empty() {
+            if tx.send(Bytes::from(out)).await.is_err() {
+                return;
+            }
+            silent_since = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(MIN_GAP).await;
+        tokio::select! {
+            () = changed.notified() => {}
+            () = tokio::time::sleep(TICK.saturating_sub(MIN_GAP)) => {}
+            () = tx.closed() => return,
+        }
+    }
+}
+
+/// Subscribes to the event streams of the shares in a `list_shares` answer not yet
+/// subscribed to: each event wakes the feed.
+async fn subscribe_new(
+    state: &State,
+    answer: &serde_json::Value,
+    subscribed: &mut HashSet<String>,
+    changed: &Arc<Notify>,
+    gone: &watch::Receiver<()>,
+) {
+    let shares = answer.get("shares").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    for share in shares {
+        let Some(path) = share.get("path").and_then(serde_json::Value::as_str) else { continue };
+        if subscribed.contains(path) {
+            continue;
+        }
+        let msg = SubscribeShareEvents { path: path.into() };
+        let Ok(Ok(mut events)) = state.targets.subscribe.send(msg).await else { continue };
+        subscribed.insert(path.to_owned());
+        let (changed, mut gone) = (changed.clone(), gone.clone());
+        actix_rt::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => changed.notify_one(),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = gone.changed() => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,323 @@
+//! The `Web` actor: the worker's HTTP side, on actix-web. On `metrics_address` (default
+//! `127.0.0.1:49222`):
+//! - `/metrics` (Prometheus text format) and `/health` (JSON) for monitoring, open to
+//!   whoever reaches the address (as before: scrapers and Docker's `HEALTHCHECK`);
+//! - `/files/TOKEN/SHARE_ID/PATH` for media players (a token per file, loopback only;
+//!   [`files`]);
+//! - the web interface (`/`, `/assets/`, `/api/`, `/s/`), behind a login ([`auth`]), served
+//!   only when the address is a loopback one (a network-facing address would carry the
+//!   session in the clear).
+//!
+//! Every request's `Host` must name this computer ([`host_allowed`]: DNS rebinding), every
+//! answer carries a strict Content-Security-Policy, and every state-changing request of the
+//! interface a CSRF token. The server runs one actix worker thread: what it serves is small
+//! and the work is done by the actors it asks.
+
+mod api;
+mod assets;
+pub mod auth;
+mod events;
+mod files;
+mod login;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, Context, Recipient};
+use actix_web::dev::{ServerHandle, Service};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::future::Either;
+use tracing::{debug, warn};
+
+pub use self::files::{url_token, DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME};
+pub use self::login::PASSWORD_FILE;
+use crate::control::ControlTargets;
+use crate::metrics::{health, metrics, record_shares};
+use crate::shares::messages::{ListShares, ReadFile, SubscribeShareEvents};
+
+/// HTTP connections served at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body (an `/api/request` command, a login form).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The Content-Security-Policy of the interface's pages.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What the HTTP side asks of the rest of the worker.
+#[derive(Debug, Clone)]
+pub struct WebTargets {
+    /// The control commands, as the control socket runs them.
+    pub control: ControlTargets,
+    /// Share states.
+    pub shares: Recipient<ListShares>,
+    /// File streams.
+    pub read: Recipient<ReadFile>,
+    /// Share event streams (the interface's live view).
+    pub subscribe: Recipient<SubscribeShareEvents>,
+    /// The worker's secret: the key of `/files/` tokens and login links (empty: neither).
+    pub files_token: String,
+    /// The data directory (the password hash, the log).
+    pub data_dir: PathBuf,
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    targets: WebTargets,
+    started: Instant,
+    /// The address is a loopback one: `/files/` and the interface are served.
+    loopback: bool,
+    sessions: Mutex<auth::Sessions>,
+    /// Serve the interface's files from here instead of the built-in copies (development:
+    /// `CLEARSKIES_WEB_ASSETS_DIR`).
+    assets_dir: Option<PathBuf>,
+    /// Live-view streams open at once.
+    streams: Arc<tokio::sync::Semaphore>,
+}
+
+/// Serves HTTP on the metrics address.
+#[derive(Debug)]
+pub struct WebServer {
+    listener: Option<std::net::TcpListener>,
+    targets: WebTargets,
+    started: Instant,
+    handle: Option<ServerHandle>,
+}
+
+impl WebServer {
+    /// Serves on `listener` (bound by the worker, so a busy port fails at start).
+    pub fn new(listener: std::net::TcpListener, targets: WebTargets) -> Self {
+        WebServer { listener: Some(listener), targets, started: Instant::now(), handle: None }
+    }
+}
+
+impl Actor for WebServer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(listener) = self.listener.take() else { return };
+        let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        let state = web::Data::new(State {
+            targets: self.targets.clone(),
+            started: self.started,
+            loopback,
+            sessions: Mutex::new(auth::Sessions::default()),
+            assets_dir: std::env::var_os("CLEARSKIES_WEB_ASSETS_DIR").map(PathBuf::from),
+            streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY))
+                .app_data(web::FormConfig::default().limit(16 * 1024))
+                .wrap_fn(|req, srv| {
+                    let answer = match refuse_early(req.request()) {
+                        Some(refused) => Either::Left(std::future::ready(Ok(req.into_response(refused)))),
+                        None => Either::Right(srv.call(req)),
+                    };
+                    async move {
+                        let mut res = answer.await?;
+                        secure_headers(res.headers_mut());
+                        Ok(res)
+                    }
+                })
+                .wrap(actix_web::middleware::Compress::default())
+                .configure(routes)
+        })
+        .workers(1)
+        .disable_signals()
+        .max_connections(MAX_CONNECTIONS)
+        .client_request_timeout(HEAD_TIMEOUT)
+        .keep_alive(Duration::from_secs(30))
+        .shutdown_timeout(1);
+        let server = match server.listen(listener) {
+            Ok(s) => s.run(),
+            Err(e) => {
+                warn!(error = %e, "cannot serve HTTP");
+                return ctx.stop();
+            }
+        };
+        self.handle = Some(server.handle());
+        actix_rt::spawn(async move {
+            if let Err(e) = server.await {
+                warn!(error = %e, "the HTTP server stopped");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(handle) = self.handle.take() {
+            actix_rt::spawn(async move { handle.stop(false).await });
+        }
+    }
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").route(web::get().to(serve_metrics)).route(web::head().to(serve_metrics)))
+        .service(web::resource("/health").route(web::get().to(serve_health)).route(web::head().to(serve_health)))
+        .service(web::resource("/files/{rest:.*}").route(web::get().to(serve_files)).route(web::head().to(serve_files)))
+        .service(web::resource("/").route(web::get().to(assets::index)).route(web::head().to(assets::index)))
+        .service(web::resource("/assets/{name}").route(web::get().to(assets::asset)))
+        .service(web::resource("/login").route(web::get().to(login::page)).route(web::post().to(login::password)))
+        .service(web::resource("/logout").route(web::post().to(login::logout)))
+        .service(web::resource("/api/session").route(web::get().to(api::session_info)))
+        .service(web::resource("/api/request").route(web::post().to(api::request)))
+        .service(web::resource("/api/events").route(web::get().to(events::stream)))
+        .service(web::resource("/s/{id}/raw/{path:.*}").route(web::get().to(api::raw)).route(web::head().to(api::raw)))
+        .default_service(web::to(not_found));
+}
+
+/// A request refused before any handler: a `Host` that does not name this computer, or the
+/// interface asked for on a network-facing address.
+fn refuse_early(req: &HttpRequest) -> Option<HttpResponse> {
+    let state = req.app_data::<web::Data<State>>()?;
+    let host = req.headers().get(header::HOST).map(|h| h.to_str().unwrap_or("\u{0}"));
+    if !host_allowed(host, state.loopback) {
+        debug!(?host, "an HTTP request for another host name; refused");
+        let why = "the Host header must name localhost or an IP address (a DNS name could be a DNS rebinding attack)";
+        return Some(text(403, why));
+    }
+    let path = req.path();
+    let monitoring = path == "/metrics" || path == "/health" || path.starts_with("/files/");
+    if !monitoring && !state.loopback {
+        let why = "the web interface is served only on a loopback metrics_address; \
+                   reach it through an SSH tunnel (ssh -L 49222:127.0.0.1:49222 HOST)";
+        return Some(text(403, why));
+    }
+    None
+}
+
+/// Headers every answer carries (a handler's own Content-Security-Policy is kept).
+fn secure_headers(h: &mut header::HeaderMap) {
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
+    h.insert(header::HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
+}
+
+/// A plain-text answer.
+pub(crate) fn text(status: u16, body: &str) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK);
+    HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(format!("{body}\n"))
+}
+
+/// Seconds since the Unix epoch (0 before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    match *req.method() {
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD => text(404, "not found; try /metrics or /health"),
+        _ => text(405, "method not allowed"),
+    }
+}
+
+async fn serve_metrics(state: web::Data<State>) -> HttpResponse {
+    let list = state.targets.shares.send(ListShares).await.unwrap_or_default();
+    record_shares(&list);
+    metrics().uptime.set(i64::try_from(state.started.elapsed().as_secs()).unwrap_or(i64::MAX));
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(metrics().encode())
+}
+
+async fn serve_health(state: web::Data<State>) -> HttpResponse {
+    match state.targets.shares.send(ListShares).await {
+        Ok(list) => {
+            record_shares(&list);
+            let h = health(&list).without_paths();
+            let mut response = if h.healthy { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+            response.content_type("application/json").body(serde_json::to_string(&h).unwrap_or_default() + "\n")
+        }
+        Err(_) => text(503, "the daemon is restarting a component"),
+    }
+}
+
+async fn serve_files(req: HttpRequest, state: web::Data<State>, rest: web::Path<String>) -> HttpResponse {
+    // The raw path: `{rest}` comes percent-decoded, and a `%2F` must stay part of a name.
+    let raw = req.uri().path().strip_prefix("/files/").unwrap_or_default().to_owned();
+    let _ = rest;
+    files::by_token(&req, &state, &raw).await
+}
+
+/// Whether a request's `Host` header is one this server answers: DNS rebinding (a web page
+/// whose name the attacker re-points at 127.0.0.1, so that the browser sends its requests
+/// here as "same origin") always names the attacker's domain, so only names no attacker can
+/// point here are accepted: `localhost`, an IP address (as bound, `metrics_address` is one),
+/// with or without a port. On an address open to the network (not loopback), also a name of
+/// one DNS label (a container's service name: `clearskies:49222` in deploy/): browsers reach
+/// such a name only through the local resolver, never through an attacker's domain. Without
+/// a `Host` header (HTTP/1.0 tools) the request is answered: browsers always send one.
+pub(crate) fn host_allowed(host: Option<&str>, loopback: bool) -> bool {
+    let Some(host) = host else { return true };
+    let host = host.trim();
+    // `[v6]` or `[v6]:port`.
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, port)) = rest.split_once(']') else { return false };
+        let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok());
+        return port_ok && ip.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    !loopback
+        && !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_check() {
+        for ok in [
+            "localhost",
+            "LocalHost:49222",
+            "localhost.",
+            "127.0.0.1",
+            "127.0.0.1:49222",
+            "10.1.2.3:80",
+            "[::1]",
+            "[::1]:49222",
+        ] {
+            assert!(host_allowed(Some(ok), true), "{ok}");
+            assert!(host_allowed(Some(ok), false), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:49222",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "[::1",
+            "[::1]:x",
+            "localhost:99999",
+            "127.0.0.1:",
+            "",
+            "a b",
+        ] {
+            assert!(!host_allowed(Some(bad), true), "{bad}");
+            assert!(!host_allowed(Some(bad), false), "{bad}");
+        }
+        // A service name on a network-facing address, never on loopback.
+        assert!(host_allowed(Some("clearskies:49222"), false));
+        assert!(!host_allowed(Some("clearskies:49222"), true));
+        assert!(host_allowed(None, true));
+    }
+}

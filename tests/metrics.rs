@@ -214,8 +214,12 @@ fn health_reports_a_full_disk_and_nothing_partial_appears() {
 fn get_with_host(addr: &str, path: &str, host: Option<&str>) -> (u16, String) {
     use std::io::Read;
     let mut s = TcpStream::connect(addr).unwrap();
-    let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\n{host}Connection: close\r\n\r\n").unwrap();
+    // Without a Host header: HTTP/1.0 (HTTP/1.1 requires one, and gets 400 without).
+    let (version, host) = match host {
+        Some(h) => ("1.1", format!("Host: {h}\r\n")),
+        None => ("1.0", String::new()),
+    };
+    write!(s, "GET {path} HTTP/{version}\r\n{host}Connection: close\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -239,8 +243,12 @@ fn http_refuses_other_host_names_and_shows_no_share_paths() {
             assert_eq!(code, 403, "{path} for Host: {host}: {body}");
             assert!(!body.contains("Zebra") && !body.contains("clearskies_"), "{body}");
         }
+        // `/` is the web interface: without a session, its login page.
+        let want = if path == "/" { 401 } else { 200 };
         for host in [Some(addr.as_str()), Some("localhost"), Some(&format!("localhost:{port}")), Some("[::1]"), None] {
-            assert_eq!(get_with_host(&addr, path, host).0, 200, "{path} for Host: {host:?}");
+            let (code, body) = get_with_host(&addr, path, host);
+            assert_eq!(code, want, "{path} for Host: {host:?}");
+            assert!(path != "/" || body.contains("clearskies open") && !body.contains("Zebra"), "{body}");
         }
     }
     // /files too (the token is checked after the host).

@@ -175,6 +175,14 @@ impl Thumbnailer {
         Ok(path)
     }
 
+    /// The cached thumbnail of the content `key` at `size`, if there is one (marked recent,
+    /// as [`Thumbnailer::thumbnail`] does): lets a caller skip fetching the source.
+    pub fn cached(&self, key: &str, size: Size) -> Result<Option<PathBuf>, Error> {
+        let key = Key::parse(key)?;
+        let path = cache::path(&self.cache_dir, &key, size);
+        Ok(cache::serve(&path).then_some(path))
+    }
+
     /// Removes the least recently used cached thumbnails (oldest modification time first) until
     /// the cache holds at most `max_bytes`, and any temporary file left by a crash; returns the
     /// bytes removed. A thumbnail returned by [`Thumbnailer::thumbnail`] just before may be

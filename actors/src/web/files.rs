@@ -148,7 +148,15 @@ pub(super) async fn serve(req: &HttpRequest, state: &State, id: &str, file: Stri
         Ok(Err(e)) => return super::text(500, &e.message),
         Err(_) => return super::text(503, "the daemon is busy"),
     };
-    let stream = futures_util::stream::unfold(Some(reading.rx), |rx| async move {
+    // The first piece before the answer: a file no peer can send gets an error status, not
+    // a 200 that breaks off at once.
+    let mut rx = reading.rx;
+    let first = match rx.recv().await {
+        Some(Ok(bytes)) => Some(Ok(bytes)),
+        Some(Err(reason)) => return super::text(502, &reason),
+        None => None,
+    };
+    let rest = futures_util::stream::unfold(Some(rx), |rx| async move {
         let mut rx = rx?;
         match rx.recv().await? {
             Ok(bytes) => Some((Ok(bytes), Some(rx))),
@@ -159,6 +167,7 @@ pub(super) async fn serve(req: &HttpRequest, state: &State, id: &str, file: Stri
             }
         }
     });
+    let stream = futures_util::StreamExt::chain(futures_util::stream::iter(first), rest);
     response.body(SizedStream::new(length, stream))
 }
 

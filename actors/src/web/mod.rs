@@ -19,6 +19,7 @@ pub mod auth;
 mod events;
 mod files;
 mod login;
+mod thumbs;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -78,6 +79,8 @@ pub(crate) struct State {
     assets_dir: Option<PathBuf>,
     /// Live-view streams open at once.
     streams: Arc<tokio::sync::Semaphore>,
+    /// The gallery's thumbnails.
+    thumbs: thumbs::Thumbs,
 }
 
 /// Serves HTTP on the metrics address.
@@ -109,6 +112,7 @@ impl Actor for WebServer {
             sessions: Mutex::new(auth::Sessions::default()),
             assets_dir: std::env::var_os("CLEARSKIES_WEB_ASSETS_DIR").map(PathBuf::from),
             streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
+            thumbs: thumbs::Thumbs::new(self.targets.data_dir.join("thumbnails")),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -168,6 +172,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/session").route(web::get().to(api::session_info)))
         .service(web::resource("/api/request").route(web::post().to(api::request)))
         .service(web::resource("/api/events").route(web::get().to(events::stream)))
+        .service(web::resource("/s/{id}/thumb/{path:.*}").route(web::get().to(thumbs::thumb)))
         .service(web::resource("/s/{id}/raw/{path:.*}").route(web::get().to(api::raw)).route(web::head().to(api::raw)))
         .default_service(web::to(not_found));
 }

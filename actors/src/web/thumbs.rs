@@ -1,0 +1,127 @@
+//! `GET /s/SHARE_ID/thumb/PATH?size=small|large`: a photo's thumbnail for the gallery
+//! (`clearskies-thumbs`), cached under the data directory by the file's content hash, so
+//! a changed file gets a new one and a renamed one keeps its own.
+//!
+//! On a cache miss the file's bytes come the way `/s/…/raw/` gets them (the local copy, or a
+//! peer's, checked against the index's hash as they arrive) into a temporary file, and the
+//! thumbnail is made from that on the blocking pool, at most [`MAKING`] at once; the
+//! thumbnailer's own memory budget ([`BUDGET`]) bounds what decoding takes. A file that is
+//! not a picture, or that the thumbnailer refuses, gets a placeholder picture.
+
+use std::io::Write as _;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use clearskies_thumbs::{Size, Thumbnailer};
+use tracing::debug;
+
+use super::State;
+use crate::share::messages::OpenRead;
+use crate::shares::messages::{ListShares, ReadFile};
+
+/// Memory all decodes together may take.
+pub(super) const BUDGET: u64 = 300 << 20;
+/// Thumbnails made at once.
+pub(super) const MAKING: usize = 2;
+/// The largest picture file a thumbnail is made of.
+const MAX_SOURCE: u64 = 256 << 20;
+/// The cache's size, kept by pruning the least recently used.
+const CACHE_MAX: u64 = 1 << 30;
+/// Thumbnails made between two prunings.
+const PRUNE_EVERY: u64 = 200;
+
+/// The thumbnailer and its bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Thumbs {
+    maker: std::sync::Arc<Thumbnailer>,
+    making: tokio::sync::Semaphore,
+    made: std::sync::atomic::AtomicU64,
+}
+
+impl Thumbs {
+    /// Caching in `dir`.
+    pub(super) fn new(dir: std::path::PathBuf) -> Self {
+        Thumbs {
+            maker: std::sync::Arc::new(Thumbnailer::new(dir, BUDGET)),
+            making: tokio::sync::Semaphore::new(MAKING),
+            made: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+fn is_picture(file: &str) -> bool {
+    let ext = file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "webp" | "gif")
+}
+
+fn placeholder() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(clearskies_thumbs::placeholder_svg())
+}
+
+/// `GET /s/SHARE_ID/thumb/PATH`.
+pub(super) async fn thumb(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if super::login::session(&req, &state).is_none() {
+        return super::api::login_required();
+    }
+    let rest = req.uri().path().strip_prefix("/s/").unwrap_or_default();
+    let Some((id, file)) = rest.split_once("/thumb/") else { return super::text(404, "expected /s/ID/thumb/PATH") };
+    let Some(file) = super::files::percent_decode(file) else { return super::text(404, "a malformed path") };
+    let size = if req.query_string().split('&').any(|p| p == "size=large") { Size::Large } else { Size::Small };
+    let shares = state.targets.shares.send(ListShares).await.unwrap_or_default();
+    let Some(share) = shares.iter().find(|s| s.id == id) else { return super::text(404, "no share with that ID") };
+    let root = std::path::PathBuf::from(&share.path);
+    let open = |length| ReadFile { path: root.clone(), read: OpenRead { file: file.clone(), offset: 0, length } };
+    let (length, sha) = match state.targets.read.send(open(Some(0))).await {
+        Ok(Ok(r)) => (r.size, r.sha256.to_string()),
+        Ok(Err(e)) => return super::text(404, &e.message),
+        Err(_) => return super::text(503, "the daemon is busy"),
+    };
+    if !is_picture(&file) || length > MAX_SOURCE {
+        return placeholder();
+    }
+    let etag = format!("\"{sha}-{}\"", size.name());
+    if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish();
+    }
+    let made = match state.thumbs.maker.cached(&sha, size) {
+        Ok(Some(path)) => Ok(path),
+        Ok(None) => make(&state, open(None), &sha, size).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match made.and_then(|p| std::fs::read(p).map_err(|e| e.to_string())) {
+        Ok(jpeg) => HttpResponse::Ok()
+            .content_type("image/jpeg")
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(jpeg),
+        Err(why) => {
+            debug!(%file, %why, "no thumbnail");
+            placeholder()
+        }
+    }
+}
+
+/// Fetches the file through `read` into a temporary file and makes its thumbnail.
+async fn make(state: &State, read: ReadFile, sha: &str, size: Size) -> Result<std::path::PathBuf, String> {
+    let _turn = state.thumbs.making.acquire().await.map_err(|e| e.to_string())?;
+    let dir = state.thumbs.maker.cache_dir().to_owned();
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut tmp = tempfile::Builder::new().prefix(".source-").tempfile_in(&dir).map_err(|e| e.to_string())?;
+    let reading = state.targets.read.send(read).await.map_err(|e| e.to_string())?.map_err(|e| e.message)?;
+    let mut rx = reading.rx;
+    while let Some(piece) = rx.recv().await {
+        tmp.write_all(&piece?).map_err(|e| e.to_string())?;
+    }
+    let (maker, sha) = (state.thumbs.maker.clone(), sha.to_owned());
+    let made = web::block(move || maker.thumbnail(tmp.path(), &sha, size).map_err(|e| format!("{e:#}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    if state.thumbs.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+        let maker = state.thumbs.maker.clone();
+        let _ = web::block(move || maker.prune(CACHE_MAX)).await;
+    }
+    made
+}

@@ -35,3 +35,4 @@ mod untrusted;
 mod untrusted_hostile;
 mod util;
 mod versions;
+mod web;

@@ -139,10 +139,6 @@ fn nothing_is_served_without_a_session_and_a_login_link_works_once() {
         assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
         assert!(!r.text().contains("the secret") && !r.text().contains(dir.path().to_str().unwrap()));
     }
-    // A made-up session cookie opens nothing.
-    let r = http(&addr, "GET", "/api/session", &[("Cookie", &format!("clearskies_session={}", "ab".repeat(32)))], b"");
-    assert_eq!(r.status, 401);
-
     let link = d.cs.ok(&["open", "--print"]).trim().to_owned();
     let target = link.split_once(&addr).unwrap().1.to_owned();
     assert_eq!(http(&addr, "GET", &target, &[], b"").status, 303);
@@ -156,6 +152,9 @@ fn nothing_is_served_without_a_session_and_a_login_link_works_once() {
 
     // Logged in: the interface, with its security headers.
     let b = Browser::log_in(&d);
+    // A made-up session cookie of the same name opens nothing.
+    let forged = format!("{}={}", b.cookie.split_once('=').unwrap().0, "ab".repeat(32));
+    assert_eq!(http(&addr, "GET", "/api/session", &[("Cookie", &forged)], b"").status, 401);
     let index = b.get("/", &[]);
     assert_eq!(index.status, 200);
     let csp = index.header("content-security-policy");
@@ -259,8 +258,10 @@ fn files_are_listed_by_page_and_served_with_ranges() {
     // Hostile pages and paths.
     let r = b.request(&json!({"type": "list_files", "path": root, "dir": "../.."}));
     assert_eq!(r.status, 422, "{}", r.text());
-    let r = b.request(&json!({"type": "list_files", "path": root, "after": "x".repeat(100_000), "limit": 0}));
+    let r = b.request(&json!({"type": "list_files", "path": root, "after": "x".repeat(60_000), "limit": 0}));
     assert_eq!(r.status, 200, "{}", r.text());
+    let r = b.request(&json!({"type": "list_files", "path": root, "after": "x".repeat(100_000)}));
+    assert_eq!(r.status, 413, "{}", r.text());
 
     // Ranges, HEAD, If-Range.
     let raw = format!("/s/{id}/raw/many/f123.txt");
@@ -375,11 +376,10 @@ fn a_password_opens_longer_sessions_until_it_changes() {
     assert!(right.header("set-cookie").contains("Max-Age=2592000"), "{:?}", right.headers);
     let cookie = right.header("set-cookie").split(';').next().unwrap().to_owned();
     assert_eq!(http(&addr, "GET", "/api/session", &[("Cookie", &cookie)], b"").status, 200);
-    // A new password ends the sessions opened before it.
-    wait_for("a second to pass", || {
-        let changed = std::fs::metadata(&file).unwrap().modified().unwrap();
-        (std::time::SystemTime::now().duration_since(changed).unwrap().as_secs() >= 1).then_some(())
-    });
+    // A new password ends the sessions opened before it (times in whole seconds).
+    let secs = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let logged_in = secs();
+    wait_for("the next second", || (secs() > logged_in).then_some(()));
     assert!(set("another good password").status.success());
     assert_eq!(http(&addr, "GET", "/api/session", &[("Cookie", &cookie)], b"").status, 401);
     // Guessing is limited.
@@ -388,4 +388,74 @@ fn a_password_opens_longer_sessions_until_it_changes() {
     // Removed: only links open sessions.
     assert!(d.cs.run(&["web-password", "--remove"]).status.success());
     assert!(!file.exists());
+}
+
+/// An HTTPS request through Python's `ssl` (the certificate is self-signed): (status,
+/// `Set-Cookie`, body, the certificate's SHA-256 fingerprint).
+fn https(addr: &str, method: &str, path: &str, body: &str) -> (u16, String, String, String) {
+    let script = r#"
+import hashlib, http.client, json, ssl, sys
+addr, method, path, body = sys.argv[1:5]
+host, port = addr.rsplit(':', 1)
+c = http.client.HTTPSConnection(host, int(port), context=ssl._create_unverified_context(), timeout=30)
+headers = {'Content-Type': 'application/x-www-form-urlencoded', 'Origin': 'https://' + addr}
+c.request(method, path, body=body or None, headers=headers)
+r = c.getresponse()
+cert = c.sock.getpeercert(binary_form=True)
+fp = ':'.join('%02X' % b for b in hashlib.sha256(cert).digest())
+print(json.dumps([r.status, r.getheader('Set-Cookie') or '', r.read().decode('utf-8', 'replace'), fp]))
+"#;
+    let out = std::process::Command::new("python3").args(["-c", script, addr, method, path, body]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |i: usize| v[i].as_str().unwrap().to_owned();
+    (u16::try_from(v[0].as_u64().unwrap()).unwrap(), text(1), text(2), text(3))
+}
+
+#[test]
+fn https_serves_the_interface_with_a_kept_self_signed_certificate() {
+    let d = Daemon::start_with(&[("CLEARSKIES_WEB_HTTPS_ADDRESS", "127.0.0.1:0")]);
+    let addr = d.cs.json(&["status", "--json"])["web_https"].as_str().expect("HTTPS is served").to_owned();
+    let (status, _, body, fingerprint) = https(&addr, "GET", "/", "");
+    assert!(status == 401 && body.contains("clearskies open"), "{status} {body}");
+    // The fingerprint is in the log, for the user to compare with the browser's.
+    assert!(d.cs.log().contains(&fingerprint), "{fingerprint} not in the log");
+    let mut set = d.cs.command(&["web-password"]);
+    set.stdin(std::process::Stdio::piped());
+    let mut child = set.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (status, cookie, body, _) = https(&addr, "POST", "/login", "password=a+long+enough+password");
+    assert_eq!(status, 303, "{body}");
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    // The same certificate after a restart (a browser's exception for it lasts).
+    d.cs.ok(&["stop"]);
+    d.cs.ok(&["start"]);
+    let addr = d.cs.json(&["status", "--json"])["web_https"].as_str().unwrap().to_owned();
+    assert_eq!(https(&addr, "GET", "/login", "").3, fingerprint);
+}
+
+/// Another user of this computer holds a fresh login link (read off a command line, say):
+/// it opens nothing for them, and stays good for the owner. (Needs root, to act as another
+/// user; CI runs as root.)
+#[test]
+fn another_user_of_this_computer_is_refused_even_with_a_login_link() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: acting as another user needs root");
+        return;
+    }
+    let d = Daemon::start();
+    let addr = d.metrics_addr();
+    let link = d.cs.ok(&["open", "--print"]).trim().to_owned();
+    let script = "import sys, urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen(sys.argv[1])\n    print(r.status)\nexcept urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())";
+    let other = std::process::Command::new("setpriv")
+        // Debian's python3 (one under root's home is not readable by another user).
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script, &link])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&other.stdout);
+    let why = String::from_utf8_lossy(&other.stderr);
+    assert!(said.starts_with("403") && said.contains("belongs to the user who runs the daemon"), "{said}{why}");
+    let target = link.split_once(&addr).unwrap().1.to_owned();
+    assert_eq!(http(&addr, "GET", &target, &[], b"").status, 303, "the owner's link still works");
 }

@@ -439,7 +439,10 @@ impl ShareStore {
                 Some(i) => {
                     // Something deeper: its child's record, if any, sorted before it.
                     let child = &rest[..i];
-                    if !with_record.contains(child) && Some(child) != skip && !f(&name_of(child)?, None)? {
+                    // (A child at or before `after` was on an earlier page: `a` after a page
+                    // that ended at `a b`, which sorts between `a` and `a/…`.)
+                    let listed = with_record.contains(child) || skip.is_some_and(|s| child <= s);
+                    if !listed && !f(&name_of(child)?, None)? {
                         break;
                     }
                     let mut next = prefix.clone();

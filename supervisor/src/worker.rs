@@ -44,6 +44,8 @@ impl From<anyhow::Error> for CannotStart {
 struct Resources {
     peers: std::net::TcpListener,
     metrics: Option<std::net::TcpListener>,
+    /// The web interface over HTTPS (`web_https_address`) and its TLS configuration.
+    https: Option<(std::net::TcpListener, std::sync::Arc<clearskies_actors::web::tls::ServerConfig>)>,
     secret: [u8; 32],
     store: Store,
 }
@@ -86,12 +88,27 @@ fn acquire(config: &Config, restarts: u64) -> anyhow::Result<Resources> {
         })?),
         None => None,
     };
+    let https = match config.values.web_https_address {
+        Some(addr) => {
+            let v = &config.values;
+            let (tls, fingerprint) =
+                clearskies_actors::web::tls::server_config(&config.data_dir, &v.web_tls_cert, &v.web_tls_key)
+                    .map_err(anyhow::Error::msg)
+                    .context("setting up HTTPS for the web interface (web_https_address)")?;
+            let listener = std::net::TcpListener::bind(addr).with_context(|| {
+                format!("cannot serve the web interface on {addr} (set web_https_address in config.toml, or \"off\")")
+            })?;
+            info!(%addr, %fingerprint, "web interface over HTTPS; the certificate's SHA-256 fingerprint");
+            Some((listener, std::sync::Arc::new(tls)))
+        }
+        None => None,
+    };
     let secret = clearskies_actors::share::registry::server_secret(&config.data_dir)?;
     let db_dir = config.data_dir.join("db");
     let store = Store::open(&db_dir)
         .with_context(|| format!("opening the index in {}", db_dir.display()))?
         .observe_writes(|took| clearskies_actors::metrics::metrics().db_write_duration.observe(took.as_secs_f64()));
-    Ok(Resources { peers, metrics, secret, store })
+    Ok(Resources { peers, metrics, https, secret, store })
 }
 
 /// Runs the worker until it is told to stop. A failure to start is a [`CannotStart`].
@@ -105,15 +122,16 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     config.ensure_data_dir().map_err(CannotStart)?;
     let listener = bind_control_socket(&socket)?;
     let restarts = std::env::var(WORKER_RESTARTS_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let Resources { peers: peer_listener, metrics: metrics_listener, secret, store } = match acquire(config, restarts) {
-        Ok(r) => r,
-        Err(e) => {
-            // The control socket is ours: leave nothing that looks like a live daemon.
-            let _ = fs::remove_file(&socket);
-            let _ = fs::remove_file(config.pid_file());
-            return Err(CannotStart(e).into());
-        }
-    };
+    let Resources { peers: peer_listener, metrics: metrics_listener, https, secret, store } =
+        match acquire(config, restarts) {
+            Ok(r) => r,
+            Err(e) => {
+                // The control socket is ours: leave nothing that looks like a live daemon.
+                let _ = fs::remove_file(&socket);
+                let _ = fs::remove_file(config.pid_file());
+                return Err(CannotStart(e).into());
+            }
+        };
     let settings = Settings {
         data_dir: config.data_dir.clone(),
         control_socket: socket.clone(),
@@ -130,7 +148,9 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     clearskies_index::data_dir::set_data_dir(&config.data_dir);
     let system = actix_rt::System::new();
     system.block_on(async {
-        Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret).start();
+        Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret)
+            .with_https(https)
+            .start();
         actix_rt::spawn(async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
             let Ok(mut term) = term else {

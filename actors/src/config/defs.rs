@@ -80,6 +80,12 @@ pub struct Values {
     pub broadcast_port: u16,
     /// Where `/metrics` and `/health` are served (`None`: off).
     pub metrics_address: Option<SocketAddr>,
+    /// Where the web interface is served over HTTPS for other computers (`None`: off).
+    pub web_https_address: Option<SocketAddr>,
+    /// The HTTPS certificate chain (PEM; empty: a self-signed one in the data directory).
+    pub web_tls_cert: String,
+    /// Its private key (PEM).
+    pub web_tls_key: String,
     /// Bytes per second (0: none).
     pub upload_limit: u64,
     /// Bytes per second (0: none).
@@ -128,6 +134,9 @@ impl Default for Values {
             broadcast_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             broadcast_port: 0,
             metrics_address: None,
+            web_https_address: None,
+            web_tls_cert: String::new(),
+            web_tls_key: String::new(),
             upload_limit: 0,
             download_limit: 0,
             gzip_level: 0,
@@ -302,6 +311,42 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |v| v.metrics_address.map_or_else(|| text("off"), text),
+    },
+    Setting {
+        name: "web_https_address",
+        doc: "where the web interface is served over HTTPS to other computers, IP:PORT, or \"off\"; needs a password (clearskies web-password)",
+        env: "CLEARSKIES_WEB_HTTPS_ADDRESS",
+        default: "off",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.web_https_address = parse::address_or_off(raw)?;
+            Ok(())
+        },
+        get: |v| v.web_https_address.map_or_else(|| text("off"), text),
+    },
+    Setting {
+        name: "web_tls_cert",
+        doc: "the HTTPS certificate chain, a PEM file (empty: a self-signed certificate kept in the data directory)",
+        env: "CLEARSKIES_WEB_TLS_CERT",
+        default: "",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.web_tls_cert = parse::file_path(raw)?;
+            Ok(())
+        },
+        get: |v| text(&v.web_tls_cert),
+    },
+    Setting {
+        name: "web_tls_key",
+        doc: "the HTTPS certificate's private key, a PEM file (with web_tls_cert)",
+        env: "CLEARSKIES_WEB_TLS_KEY",
+        default: "",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.web_tls_key = parse::file_path(raw)?;
+            Ok(())
+        },
+        get: |v| text(&v.web_tls_key),
     },
     Setting {
         name: "upload_limit",

@@ -66,6 +66,17 @@ pub const MAX_DEVICE_NAME: usize = 64;
 
 /// `device_name`: up to 64 bytes of printable text (no control characters, no `/`); empty
 /// means the host name.
+/// A file path (empty: none): absolute, as the daemon's working directory is not the user's.
+pub(super) fn file_path(raw: Raw<'_>) -> Result<String, Expected> {
+    const EXPECTED: Expected = "an absolute path to a file, or \"\"";
+    let t = text(raw).ok_or(EXPECTED)?.trim();
+    if t.is_empty() || t.starts_with('/') {
+        Ok(t.to_owned())
+    } else {
+        Err(EXPECTED)
+    }
+}
+
 pub(super) fn device_name(raw: Raw<'_>) -> Result<String, Expected> {
     const EXPECTED: Expected = "a name of up to 64 bytes without control characters or \"/\"";
     let t = text(raw).ok_or(EXPECTED)?;

@@ -106,6 +106,9 @@ pub struct Status {
     /// Where `/metrics` and `/health` are served (absent: off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// Where the web interface is served over HTTPS (absent: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_https: Option<String>,
     /// The address peers connect to.
     pub listen: Option<String>,
     /// Connected peer sessions.

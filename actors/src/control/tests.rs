@@ -56,7 +56,10 @@ double!(
     GetConfig => "get_config", crate::control::cmd::ConfigAnswer::default();
     SetConfig => "set_config", Ok(());
     ReadFile => "read_file", Err(none());
-    FileUrl => "file_url", Err(none())
+    FileUrl => "file_url", Err(none());
+    crate::shares::messages::ListFiles => "list_files", Err(none());
+    crate::control::messages::WebLogin => "web_login", Err(none());
+    crate::control::messages::SetWebPassword => "set_web_password", Err(none())
 );
 
 fn status() -> Status {
@@ -75,6 +78,7 @@ fn status() -> Status {
         worker_restarts: 0,
         actor_restarts: 0,
         metrics: None,
+        web_https: None,
         listen: None,
         peers: 0,
         sent_bytes: 0,
@@ -105,6 +109,9 @@ fn targets(d: &actix::Addr<Double>) -> ControlTargets {
         set_config: d.clone().recipient(),
         read_file: d.clone().recipient(),
         file_url: d.clone().recipient(),
+        list_files: d.clone().recipient(),
+        web_login: d.clone().recipient(),
+        web_password: d.clone().recipient(),
         inject_fault: None,
     }
 }

@@ -87,6 +87,10 @@ pub struct Supervisor {
     listener: Option<Addr<Listener>>,
     discovery: Option<Addr<Discovery>>,
     metrics_server: Option<Addr<WebServer>>,
+    /// The web interface over HTTPS: its listener until the server starts, its address (to
+    /// bind again after a crash) and TLS configuration.
+    https_listener: Option<std::net::TcpListener>,
+    https: Option<(SocketAddr, std::sync::Arc<rustls::ServerConfig>)>,
     backoff: Backoff,
     /// Sends the settings in effect to their owners (after `config set`).
     runtime_tx: tokio::sync::watch::Sender<config::Values>,
@@ -135,11 +139,22 @@ impl Supervisor {
             listener: None,
             discovery: None,
             metrics_server: None,
+            https_listener: None,
+            https: None,
             backoff: Backoff::default(),
             runtime_tx,
             runtime,
             actor_restarts: 0,
         }
+    }
+
+    /// Serves the web interface over HTTPS too, on `https`'s listener.
+    pub fn with_https(mut self, https: Option<(std::net::TcpListener, std::sync::Arc<rustls::ServerConfig>)>) -> Self {
+        if let Some((listener, tls)) = https {
+            self.https = listener.local_addr().ok().map(|a| (a, tls));
+            self.https_listener = Some(listener);
+        }
+        self
     }
 
     fn crash_report(ctx: &Context<Self>, kind: ActorKind) -> (actix::Recipient<Crashed>, Crashed) {
@@ -246,7 +261,12 @@ impl Supervisor {
         self.listener = Some(supervise::start(listener, to, crash));
     }
 
-    fn start_metrics(&mut self, listener: std::net::TcpListener, ctx: &mut Context<Self>) {
+    fn start_web(
+        &mut self,
+        listener: Option<std::net::TcpListener>,
+        https: Option<std::net::TcpListener>,
+        ctx: &mut Context<Self>,
+    ) {
         let (Some(o), Some(control)) = (self.owners.clone(), self.control_targets(ctx)) else { return };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Metrics);
         let targets = crate::web::WebTargets {
@@ -257,7 +277,8 @@ impl Supervisor {
             files_token: self.files_token.clone(),
             data_dir: self.settings.data_dir.clone(),
         };
-        let server = WebServer::new(listener, targets);
+        let https = https.zip(self.https.as_ref().map(|(_, tls)| tls.clone()));
+        let server = WebServer::new(listener, https, targets);
         self.metrics_server = Some(supervise::start(server, to, crash));
     }
 
@@ -285,7 +306,9 @@ impl Supervisor {
                 crate::control::bind(&self.settings.control_socket).map(|l| self.start_control(l, ctx))
             }
             ActorKind::Listener => bind_tcp(self.listen_addr).map(|l| l.map_or((), |l| self.start_listener(l, ctx))),
-            ActorKind::Metrics => bind_tcp(self.metrics_addr).map(|l| l.map_or((), |l| self.start_metrics(l, ctx))),
+            ActorKind::Metrics => bind_tcp(self.metrics_addr)
+                .and_then(|plain| Ok((plain, bind_tcp(self.https.as_ref().map(|(a, _)| *a))?)))
+                .map(|(plain, https)| self.start_web(plain, https, ctx)),
             ActorKind::Discovery => {
                 self.start_discovery(ctx);
                 Ok(())
@@ -316,8 +339,9 @@ impl Actor for Supervisor {
         if let Some(table_tx) = self.table_tx.take() {
             self.owners = Some(self.start_owners(table_tx, ctx));
         }
-        if let Some(listener) = self.metrics_listener.take() {
-            self.start_metrics(listener, ctx);
+        if self.metrics_listener.is_some() || self.https_listener.is_some() {
+            let (plain, https) = (self.metrics_listener.take(), self.https_listener.take());
+            self.start_web(plain, https, ctx);
         }
         metrics().worker_restarts.inc_by(self.settings.monitor.restarts);
         if let Some(listener) = self.control_listener.take() {
@@ -506,6 +530,7 @@ impl Handler<GetStatus> for Supervisor {
             worker_restarts: self.settings.monitor.restarts,
             actor_restarts: self.actor_restarts,
             metrics: self.metrics_addr.map(|a| a.to_string()),
+            web_https: self.https.as_ref().map(|(a, _)| a.to_string()),
             listen: self.listen_addr.map(|a| a.to_string()),
             peers: 0,
             sent_bytes,

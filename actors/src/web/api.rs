@@ -45,23 +45,85 @@ fn error_answer(e: &CommandError) -> HttpResponse {
 /// `GET /api/session`.
 pub(super) async fn session_info(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     match session(&req, &state) {
-        Some((_, s)) => json_answer(200, &json!({"csrf": s.csrf, "software": crate::SOFTWARE, "https": false})),
+        Some((_, s)) => {
+            json_answer(200, &json!({"csrf": s.csrf, "software": crate::SOFTWARE, "https": req.app_config().secure()}))
+        }
         None => login_required(),
     }
 }
 
+/// The largest command accepted.
+const MAX_COMMAND: usize = 64 * 1024;
+/// How long a client may take to send its command.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The body, read only now (after the session and CSRF checks): at most [`MAX_COMMAND`]
+/// bytes, within [`BODY_TIMEOUT`].
+async fn read_body(mut payload: web::Payload) -> Option<Vec<u8>> {
+    use futures_util::StreamExt as _;
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.ok()?;
+            if body.len() + chunk.len() > MAX_COMMAND {
+                return None;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Some(body)
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read).await.ok().flatten()
+}
+
+/// Commands the interface may send: everything a user does with the CLI but `stop`,
+/// `read_file` (files come as `/s/…/raw/`), `web_login` and `set_web_password` (the
+/// terminal's), `inject_fault`; a command added later is not sent from a browser until
+/// it is listed here.
+const ALLOWED: &[&str] = &[
+    "status",
+    "pause",
+    "resume",
+    "list_peers",
+    "remove_peer",
+    "list_shares",
+    "create_share",
+    "remove_share",
+    "export_keys",
+    "rotate_keys",
+    "confirm_deletes",
+    "list_versions",
+    "restore_version",
+    "revert",
+    "verify_backup",
+    "add_share",
+    "create_access_code",
+    "list_access_codes",
+    "cancel_access_code",
+    "file_url",
+    "list_files",
+    "get_config",
+    "get_config_value",
+    "set_config",
+    "set_config_value",
+    "recent_log",
+];
+
 /// `POST /api/request`: one control command.
-pub(super) async fn request(req: HttpRequest, state: web::Data<State>, body: web::Bytes) -> HttpResponse {
+pub(super) async fn request(req: HttpRequest, state: web::Data<State>, payload: web::Payload) -> HttpResponse {
     let Some((_, s)) = session(&req, &state) else { return login_required() };
     if !may_change(&req, Some(&s)) {
         return refused_csrf();
     }
+    let Some(body) = read_body(payload).await else {
+        let message = format!("a command is one JSON object of at most {MAX_COMMAND} bytes, sent within 10 s");
+        return json_answer(413, &json!({"error": "too_large", "message": message}));
+    };
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return json_answer(400, &json!({"error": "bad_json", "message": "the body must be one JSON command object"}));
     };
     match value.get("type").and_then(Value::as_str) {
         Some("recent_log") => return recent_log(&state, &value),
-        Some(t @ ("stop" | "read_file" | "inject_fault" | "web_login" | "set_web_password")) => {
+        Some(t) if !ALLOWED.contains(&t) && Request::parse(&body).is_ok() => {
             let message = format!("`{t}` is not available in the web interface");
             return json_answer(403, &json!({"error": "not_allowed", "message": message}));
         }
@@ -72,10 +134,14 @@ pub(super) async fn request(req: HttpRequest, state: web::Data<State>, body: web
         Err(e) => return error_answer(&e),
     };
     let with_qr = matches!(request, Request::CreateAccessCode(_));
+    let with_about = matches!(request, Request::GetConfig);
     match request.run(&state.targets.control).await.0 {
         Ok(mut answer) => {
             if with_qr {
                 add_qr(&mut answer);
+            }
+            if with_about {
+                add_about(&mut answer);
             }
             json_answer(200, &answer)
         }
@@ -90,6 +156,21 @@ fn add_qr(answer: &mut Value) {
     let svg = code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).quiet_zone(true).build();
     if let Some(map) = answer.as_object_mut() {
         map.insert("qr_svg".into(), Value::String(svg));
+    }
+}
+
+/// What the settings page shows beside each value (`settings`, in `get_config`'s answer
+/// over the web): its description, default, and whether a change applies at once.
+fn add_about(answer: &mut Value) {
+    let about: Vec<Value> = crate::config::SETTINGS
+        .iter()
+        .map(|s| {
+            let runtime = !matches!(s.applies, crate::config::Applies::AtStart);
+            json!({"name": s.name, "doc": s.doc, "default": s.default, "env": s.env, "runtime": runtime})
+        })
+        .collect();
+    if let Some(map) = answer.as_object_mut() {
+        map.insert("settings".into(), Value::Array(about));
     }
 }
 
@@ -121,7 +202,8 @@ pub(super) async fn raw(req: HttpRequest, state: web::Data<State>) -> HttpRespon
     if session(&req, &state).is_none() {
         return login_required();
     }
-    // From the raw path: a `%2F` stays part of a name.
+    // From the raw path, decoded once here (a `%2F` becomes a `/`): the share then checks
+    // the path as a whole.
     let rest = req.uri().path().strip_prefix("/s/").unwrap_or_default();
     let Some((id, file)) = rest.split_once("/raw/") else { return super::text(404, "expected /s/SHARE_ID/raw/PATH") };
     let Some(file) = super::files::percent_decode(file) else { return super::text(404, "a malformed path") };

@@ -28,10 +28,10 @@ pub const LINK_SESSION: u64 = 12 * 3600;
 pub const PASSWORD_SESSION: u64 = 30 * 86_400;
 /// Sessions kept at once; opening one more drops the one that expires first.
 pub const MAX_SESSIONS: usize = 64;
-/// Password attempts accepted per minute (all sources together).
+/// Password attempts accepted per minute from one address.
 pub const PASSWORD_ATTEMPTS_PER_MINUTE: usize = 10;
-/// The session cookie's name.
-pub const COOKIE: &str = "clearskies_session";
+/// Sources of password attempts tracked at once.
+pub const MAX_SOURCES: usize = 1024;
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 10;
 /// The longest password accepted (Argon2 hashes any length; a bound keeps the work bounded).
@@ -73,8 +73,8 @@ pub struct Session {
     pub csrf: String,
     /// Unix time it ends.
     pub expires: u64,
-    /// Unix time it was opened.
-    pub created: u64,
+    /// The password in effect when it was opened (its hash file's time; `None`: none).
+    pub password: Option<std::time::SystemTime>,
 }
 
 /// The sessions, the login links used, and recent password attempts.
@@ -84,8 +84,8 @@ pub struct Sessions {
     open: HashMap<[u8; 32], Session>,
     /// Login links' nonces already used, with their expiry.
     used: HashMap<String, u64>,
-    /// Times of recent password attempts.
-    attempts: Vec<u64>,
+    /// Times of recent password attempts, by source address.
+    attempts: HashMap<std::net::IpAddr, Vec<u64>>,
 }
 
 fn digest(id: &str) -> [u8; 32] {
@@ -116,14 +116,19 @@ impl Sessions {
     }
 
     /// Opens a session for `lifetime` seconds: its cookie value and CSRF token.
-    pub fn open(&mut self, lifetime: u64, now: u64) -> Option<(String, Session)> {
+    pub fn open(
+        &mut self,
+        lifetime: u64,
+        now: u64,
+        password: Option<std::time::SystemTime>,
+    ) -> Option<(String, Session)> {
         self.open.retain(|_, s| s.expires > now);
         while self.open.len() >= MAX_SESSIONS {
             let first = self.open.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)?;
             self.open.remove(&first);
         }
         let (id, csrf) = (random_hex(32)?, random_hex(32)?);
-        let session = Session { csrf, expires: now + lifetime, created: now };
+        let session = Session { csrf, expires: now + lifetime, password };
         self.open.insert(digest(&id), session.clone());
         Some((id, session))
     }
@@ -146,18 +151,22 @@ impl Sessions {
         self.open.remove(&digest(id));
     }
 
-    /// Ends every session (the password changed).
-    pub fn close_all(&mut self) {
-        self.open.clear();
-    }
-
-    /// Whether one more password attempt may be checked now.
-    pub fn attempt(&mut self, now: u64) -> bool {
-        self.attempts.retain(|&t| t + 60 > now);
-        if self.attempts.len() >= PASSWORD_ATTEMPTS_PER_MINUTE {
+    /// Whether one more password attempt from `source` may be checked now (a guesser
+    /// elsewhere does not lock its owner out). Sources are bounded too: a flood from many
+    /// addresses is refused as a whole.
+    pub fn attempt(&mut self, source: std::net::IpAddr, now: u64) -> bool {
+        self.attempts.retain(|_, times| {
+            times.retain(|&t| t + 60 > now);
+            !times.is_empty()
+        });
+        if self.attempts.len() >= MAX_SOURCES && !self.attempts.contains_key(&source) {
             return false;
         }
-        self.attempts.push(now);
+        let times = self.attempts.entry(source).or_default();
+        if times.len() >= PASSWORD_ATTEMPTS_PER_MINUTE {
+            return false;
+        }
+        times.push(now);
         true
     }
 }
@@ -214,14 +223,14 @@ mod tests {
     #[test]
     fn sessions_end_and_are_bounded() {
         let mut s = Sessions::default();
-        let (id, session) = s.open(10, 100).unwrap();
+        let (id, session) = s.open(10, 100, None).unwrap();
         assert_eq!(s.get(&id, 105).unwrap().csrf, session.csrf);
         assert!(s.get(&id, 110).is_none());
         assert!(s.get("nonsense", 100).is_none());
-        let (id, _) = s.open(10, 100).unwrap();
+        let (id, _) = s.open(10, 100, None).unwrap();
         s.close(&id);
         assert!(s.get(&id, 101).is_none());
-        let ids: Vec<String> = (0..MAX_SESSIONS + 5).map(|i| s.open(1000 + i as u64, 100).unwrap().0).collect();
+        let ids: Vec<String> = (0..MAX_SESSIONS + 5).map(|i| s.open(1000 + i as u64, 100, None).unwrap().0).collect();
         assert_eq!(s.open.len(), MAX_SESSIONS);
         assert!(s.get(&ids[0], 101).is_none(), "the one ending first was dropped");
         assert!(s.get(ids.last().unwrap(), 101).is_some());
@@ -230,11 +239,13 @@ mod tests {
     #[test]
     fn password_attempts_are_limited_per_minute() {
         let mut s = Sessions::default();
+        let (a, b) = ([127, 0, 0, 1].into(), [10, 0, 0, 2].into());
         for _ in 0..PASSWORD_ATTEMPTS_PER_MINUTE {
-            assert!(s.attempt(100));
+            assert!(s.attempt(a, 100));
         }
-        assert!(!s.attempt(130));
-        assert!(s.attempt(161));
+        assert!(!s.attempt(a, 130));
+        assert!(s.attempt(b, 130), "another source is not locked out");
+        assert!(s.attempt(a, 161));
     }
 
     #[test]

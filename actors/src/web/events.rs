@@ -30,16 +30,16 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// `GET /api/events`.
 pub(super) async fn stream(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if super::login::session(&req, &state).is_none() {
+    let Some((id, _)) = super::login::session(&req, &state) else {
         return super::api::login_required();
-    }
+    };
     let Ok(permit) = state.streams.clone().try_acquire_owned() else {
         return super::text(503, "too many live views open; close a tab");
     };
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let state = state.into_inner();
     actix_rt::spawn(async move {
-        feed(&state, tx).await;
+        feed(&state, &id, tx).await;
         drop(permit);
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -52,8 +52,9 @@ pub(super) async fn stream(req: HttpRequest, state: web::Data<State>) -> HttpRes
         .streaming(body)
 }
 
-/// Sends the state's changes to `tx` until the client goes.
-async fn feed(state: &State, tx: mpsc::Sender<Bytes>) {
+/// Sends the state's changes to `tx` until the client goes, or the session `id` ends
+/// (logged out, expired, or the password changed).
+async fn feed(state: &State, id: &str, tx: mpsc::Sender<Bytes>) {
     let changed = Arc::new(Notify::new());
     // Dropped when this ends: the share event forwarders end with it.
     let (_alive, gone) = watch::channel(());
@@ -61,6 +62,9 @@ async fn feed(state: &State, tx: mpsc::Sender<Bytes>) {
     let mut last: [String; 3] = Default::default();
     let mut silent_since = tokio::time::Instant::now();
     loop {
+        if super::login::session_of(state, id).is_none() {
+            return;
+        }
         let mut out = String::new();
         for (i, (name, request)) in
             [("shares", Request::ListShares), ("peers", Request::ListPeers), ("status", Request::Status)]

@@ -74,7 +74,7 @@ fn check_token(key: &[u8], token: &str, share_id: &str, file: &str, now: u64) ->
 /// Without a valid token for exactly this file (from `clearskies cat --url`) nothing is
 /// served, not even whether the share or the file exists.
 pub(super) async fn by_token(req: &HttpRequest, state: &State, rest: &str) -> HttpResponse {
-    if !state.loopback {
+    if !super::is_loopback(req) {
         return super::text(403, "files are served only when this address is a loopback address");
     }
     let Some((token, rest)) = rest.split_once('/') else {
@@ -126,7 +126,9 @@ pub(super) async fn serve(req: &HttpRequest, state: &State, id: &str, file: Stri
     response
         .insert_header((header::CONTENT_TYPE, content_type(&file)))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::ETAG, etag))
+        .insert_header((header::ETAG, etag.clone()))
+        // Not kept in the browser's cache after the session ends.
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
         // A shared file is a peer's content: an HTML or SVG file opened here must not run
         // script in the interface's origin. `sandbox` gives it an opaque origin of its own.
         .insert_header((header::CONTENT_SECURITY_POLICY, FILE_CSP))
@@ -135,7 +137,10 @@ pub(super) async fn serve(req: &HttpRequest, state: &State, id: &str, file: Stri
     if status == 206 && length > 0 {
         response.insert_header((header::CONTENT_RANGE, format!("bytes {offset}-{}/{size}", offset + length - 1)));
     }
-    if download {
+    // A peer's HTML or SVG page is never shown as a page of this origin (even sandboxed, it
+    // could pose as the interface): it is downloaded.
+    let active = ["text/html", "image/svg+xml"].iter().any(|t| content_type(&file).starts_with(t));
+    if download || active {
         let name = file.rsplit('/').next().unwrap_or("file");
         response.insert_header((header::CONTENT_DISPOSITION, attachment(name)));
     }
@@ -144,6 +149,8 @@ pub(super) async fn serve(req: &HttpRequest, state: &State, id: &str, file: Stri
             .body(SizedStream::new(length, futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
     }
     let reading = match state.targets.read.send(open(offset, Some(length))).await {
+        // The file changed since its size and tag were read: the range would mix versions.
+        Ok(Ok(r)) if format!("\"{}\"", r.sha256) != etag => return super::text(503, "the file changed; try again"),
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return super::text(500, &e.message),
         Err(_) => return super::text(503, "the daemon is busy"),

@@ -7,30 +7,45 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use tracing::{info, warn};
 
-use super::auth::{self, Session, COOKIE};
+use super::auth::{self, Session};
 use super::{unix_now, State};
 
 /// The file holding the password's Argon2 hash, in the data directory.
 pub const PASSWORD_FILE: &str = "web-password";
 
-/// The open session `req` carries, if any: its cookie value and the session. A session
-/// opened before the password was last changed is over.
+/// The open session `req` carries, if any: its cookie value and the session.
 pub(super) fn session(req: &HttpRequest, state: &State) -> Option<(String, Session)> {
-    let id = req.cookie(COOKIE)?.value().to_owned();
-    let now = unix_now();
-    let mut sessions = state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let session = sessions.get(&id, now)?;
-    if password_changed(state).is_some_and(|t| t > session.created) {
-        sessions.close(&id);
-        return None;
-    }
-    Some((id, session))
+    let id = req.cookie(&state.cookie)?.value().to_owned();
+    session_of(state, &id).map(|s| (id, s))
 }
 
-/// When the password was last set or removed (the hash file's time), if it ever was.
-fn password_changed(state: &State) -> Option<u64> {
-    let meta = std::fs::metadata(state.targets.data_dir.join(PASSWORD_FILE)).ok()?;
-    meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
+/// The session whose cookie value is `id`, if it is open. One opened under another
+/// password than the present one (set, changed or removed since) is over.
+pub(super) fn session_of(state: &State, id: &str) -> Option<Session> {
+    let stamp = password_stamp(state);
+    let mut sessions = state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let session = sessions.get(id, unix_now())?;
+    if session.password != stamp {
+        sessions.close(id);
+        return None;
+    }
+    Some(session)
+}
+
+/// Which password is in effect: the hash file's modification time, to the nanosecond
+/// (`None`: no password). Compared for equality only, so a clock set back changes nothing.
+fn password_stamp(state: &State) -> Option<std::time::SystemTime> {
+    std::fs::metadata(state.targets.data_dir.join(PASSWORD_FILE)).ok()?.modified().ok()
+}
+
+/// Whether `req` came from the user who runs the daemon, over a plain loopback connection
+/// (see `local_user`); never over HTTPS, where only the password lets anyone in.
+pub(super) fn own_user(req: &HttpRequest) -> bool {
+    if req.app_config().secure() {
+        return false;
+    }
+    let uid = req.conn_data::<super::local_user::ClientUid>().and_then(|c| c.0);
+    uid == Some(rustix::process::getuid().as_raw())
 }
 
 /// Whether a state-changing request may go ahead: it comes from our own pages (an
@@ -80,11 +95,14 @@ fn escape(s: &str) -> String {
 }
 
 /// A new session's cookie, and the redirect to the interface.
-fn logged_in(state: &State, lifetime: u64) -> HttpResponse {
-    let opened = state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).open(lifetime, unix_now());
+fn logged_in(req: &HttpRequest, state: &State, lifetime: u64) -> HttpResponse {
+    let stamp = password_stamp(state);
+    let opened =
+        state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).open(lifetime, unix_now(), stamp);
     let Some((id, _)) = opened else { return super::text(500, "no random numbers for a session") };
-    let cookie = Cookie::build(COOKIE, id)
+    let cookie = Cookie::build(state.cookie.clone(), id)
         .path("/")
+        .secure(req.app_config().secure())
         .http_only(true)
         .same_site(SameSite::Strict)
         .max_age(CookieAge::seconds(i64::try_from(lifetime).unwrap_or(i64::MAX)))
@@ -110,13 +128,16 @@ pub(super) async fn page(req: HttpRequest, state: web::Data<State>, query: web::
         }
         return login_page(&state, 200, None);
     };
+    if !own_user(&req) {
+        return login_page(&state, 403, Some("login links work on this computer only: log in with the password"));
+    }
     let key = state.targets.files_token.as_bytes();
     let redeemed =
         state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).redeem(key, token, unix_now());
     match redeemed {
         Ok(()) => {
             info!("web interface: logged in with a one-time link");
-            logged_in(&state, auth::LINK_SESSION)
+            logged_in(&req, &state, auth::LINK_SESSION)
         }
         Err(why) => login_page(&state, 403, Some(why)),
     }
@@ -140,14 +161,15 @@ pub(super) async fn password(req: HttpRequest, state: web::Data<State>, form: we
             return login_page(&state, 401, Some(why));
         }
     };
-    if !state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).attempt(unix_now()) {
+    let source = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    if !state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).attempt(source, unix_now()) {
         return login_page(&state, 429, Some("too many attempts: wait a minute"));
     }
     let password = form.into_inner().password;
     let right = web::block(move || auth::verify_password(&password, &hash)).await.unwrap_or(false);
     if right {
         info!("web interface: logged in with the password");
-        logged_in(&state, auth::PASSWORD_SESSION)
+        logged_in(&req, &state, auth::PASSWORD_SESSION)
     } else {
         let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
         warn!(%peer, "web interface: a wrong password");
@@ -164,7 +186,7 @@ pub(super) async fn logout(req: HttpRequest, state: web::Data<State>) -> HttpRes
         return super::api::refused_csrf();
     }
     state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).close(&id);
-    let mut gone = Cookie::build(COOKIE, "").path("/").finish();
+    let mut gone = Cookie::build(state.cookie.clone(), "").path("/").finish();
     gone.make_removal();
     HttpResponse::SeeOther().cookie(gone).insert_header((header::LOCATION, "/login")).finish()
 }

@@ -18,8 +18,10 @@ mod assets;
 pub mod auth;
 mod events;
 mod files;
+mod local_user;
 mod login;
 mod thumbs;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,7 @@ use actix_web::dev::{ServerHandle, Service};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::future::Either;
+use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 pub use self::files::{url_token, DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME};
@@ -71,8 +74,10 @@ pub struct WebTargets {
 pub(crate) struct State {
     targets: WebTargets,
     started: Instant,
-    /// The address is a loopback one: `/files/` and the interface are served.
-    loopback: bool,
+    /// The session cookie's name: `clearskies_` and a tag of this worker's, so that two
+    /// daemons on one computer (browsers keep cookies per host, not per port) do not log
+    /// each other out.
+    cookie: String,
     sessions: Mutex<auth::Sessions>,
     /// Serve the interface's files from here instead of the built-in copies (development:
     /// `CLEARSKIES_WEB_ASSETS_DIR`).
@@ -83,19 +88,24 @@ pub(crate) struct State {
     thumbs: thumbs::Thumbs,
 }
 
-/// Serves HTTP on the metrics address.
+/// Serves HTTP on the metrics address, and HTTPS on `web_https_address`.
 #[derive(Debug)]
 pub struct WebServer {
     listener: Option<std::net::TcpListener>,
+    https: Option<(std::net::TcpListener, Arc<tls::ServerConfig>)>,
     targets: WebTargets,
     started: Instant,
     handle: Option<ServerHandle>,
 }
 
 impl WebServer {
-    /// Serves on `listener` (bound by the worker, so a busy port fails at start).
-    pub fn new(listener: std::net::TcpListener, targets: WebTargets) -> Self {
-        WebServer { listener: Some(listener), targets, started: Instant::now(), handle: None }
+    /// Serves on `listener` and `https` (bound by the worker, so a busy port fails at start).
+    pub fn new(
+        listener: Option<std::net::TcpListener>,
+        https: Option<(std::net::TcpListener, Arc<tls::ServerConfig>)>,
+        targets: WebTargets,
+    ) -> Self {
+        WebServer { listener, https, targets, started: Instant::now(), handle: None }
     }
 }
 
@@ -103,12 +113,12 @@ impl Actor for WebServer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(listener) = self.listener.take() else { return };
-        let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        let (listener, https) = (self.listener.take(), self.https.take());
+        let tag = Sha256::digest(format!("cookie {}", self.targets.files_token));
         let state = web::Data::new(State {
             targets: self.targets.clone(),
             started: self.started,
-            loopback,
+            cookie: format!("clearskies_{}", hex::encode(&tag[..4])),
             sessions: Mutex::new(auth::Sessions::default()),
             assets_dir: std::env::var_os("CLEARSKIES_WEB_ASSETS_DIR").map(PathBuf::from),
             streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
@@ -133,13 +143,31 @@ impl Actor for WebServer {
                 .wrap(actix_web::middleware::Compress::default())
                 .configure(routes)
         })
+        .on_connect(|conn, ext| {
+            // Who is on the other end of a plain loopback connection (`local_user`).
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                if let (Ok(peer), Ok(local)) = (tcp.peer_addr(), tcp.local_addr()) {
+                    if local.ip().is_loopback() {
+                        ext.insert(local_user::ClientUid(local_user::uid_of(peer, local)));
+                    }
+                }
+            }
+        })
         .workers(1)
         .disable_signals()
         .max_connections(MAX_CONNECTIONS)
         .client_request_timeout(HEAD_TIMEOUT)
         .keep_alive(Duration::from_secs(30))
         .shutdown_timeout(1);
-        let server = match server.listen(listener) {
+        let server = match listener {
+            Some(l) => server.listen(l),
+            None => Ok(server),
+        };
+        let server = server.and_then(|server| match https {
+            Some((l, tls)) => server.listen_rustls_0_23(l, (*tls).clone()),
+            None => Ok(server),
+        });
+        let server = match server {
             Ok(s) => s.run(),
             Err(e) => {
                 warn!(error = %e, "cannot serve HTTP");
@@ -180,21 +208,31 @@ fn routes(cfg: &mut web::ServiceConfig) {
 /// A request refused before any handler: a `Host` that does not name this computer, or the
 /// interface asked for on a network-facing address.
 fn refuse_early(req: &HttpRequest) -> Option<HttpResponse> {
-    let state = req.app_data::<web::Data<State>>()?;
     let host = req.headers().get(header::HOST).map(|h| h.to_str().unwrap_or("\u{0}"));
-    if !host_allowed(host, state.loopback) {
+    let (loopback, secure) = (is_loopback(req), req.app_config().secure());
+    if !host_allowed(host, loopback, secure) {
         debug!(?host, "an HTTP request for another host name; refused");
         let why = "the Host header must name localhost or an IP address (a DNS name could be a DNS rebinding attack)";
         return Some(text(403, why));
     }
     let path = req.path();
     let monitoring = path == "/metrics" || path == "/health" || path.starts_with("/files/");
-    if !monitoring && !state.loopback {
-        let why = "the web interface is served only on a loopback metrics_address; \
-                   reach it through an SSH tunnel (ssh -L 49222:127.0.0.1:49222 HOST)";
+    if !monitoring && !loopback && !secure {
+        let why = "the web interface is served over plain HTTP only on a loopback address: \
+                   set web_https_address, or reach it through an SSH tunnel (ssh -L 49222:127.0.0.1:49222 HOST)";
+        return Some(text(403, why));
+    }
+    if !monitoring && !secure && !login::own_user(req) {
+        let why =
+            "this web interface belongs to the user who runs the daemon; other users of this computer are refused";
         return Some(text(403, why));
     }
     None
+}
+
+/// Whether `req` came in on a loopback address.
+pub(crate) fn is_loopback(req: &HttpRequest) -> bool {
+    req.app_config().local_addr().ip().is_loopback()
 }
 
 /// Headers every answer carries (a handler's own Content-Security-Policy is kept).
@@ -204,7 +242,7 @@ fn secure_headers(h: &mut header::HeaderMap) {
     }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
     h.insert(header::HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
 }
@@ -247,7 +285,7 @@ async fn serve_health(state: web::Data<State>) -> HttpResponse {
 }
 
 async fn serve_files(req: HttpRequest, state: web::Data<State>, rest: web::Path<String>) -> HttpResponse {
-    // The raw path: `{rest}` comes percent-decoded, and a `%2F` must stay part of a name.
+    // The raw path, decoded once by `files` (the token covers the decoded path).
     let raw = req.uri().path().strip_prefix("/files/").unwrap_or_default().to_owned();
     let _ = rest;
     files::by_token(&req, &state, &raw).await
@@ -261,7 +299,9 @@ async fn serve_files(req: HttpRequest, state: web::Data<State>, rest: web::Path<
 /// one DNS label (a container's service name: `clearskies:49222` in deploy/): browsers reach
 /// such a name only through the local resolver, never through an attacker's domain. Without
 /// a `Host` header (HTTP/1.0 tools) the request is answered: browsers always send one.
-pub(crate) fn host_allowed(host: Option<&str>, loopback: bool) -> bool {
+/// Over HTTPS any host name is answered: a rebinding page's name does not match the
+/// certificate, so the browser refuses the connection before any request.
+pub(crate) fn host_allowed(host: Option<&str>, loopback: bool, secure: bool) -> bool {
     let Some(host) = host else { return true };
     let host = host.trim();
     // `[v6]` or `[v6]:port`.
@@ -279,11 +319,16 @@ pub(crate) fn host_allowed(host: Option<&str>, loopback: bool) -> bool {
     if name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok() {
         return true;
     }
-    !loopback
-        && !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+    };
+    if secure {
+        return name.len() <= 253 && name.split('.').all(label);
+    }
+    !loopback && label(name)
 }
 
 #[cfg(test)]
@@ -302,8 +347,8 @@ mod tests {
             "[::1]",
             "[::1]:49222",
         ] {
-            assert!(host_allowed(Some(ok), true), "{ok}");
-            assert!(host_allowed(Some(ok), false), "{ok}");
+            assert!(host_allowed(Some(ok), true, false), "{ok}");
+            assert!(host_allowed(Some(ok), false, false), "{ok}");
         }
         for bad in [
             "evil.example",
@@ -317,12 +362,16 @@ mod tests {
             "",
             "a b",
         ] {
-            assert!(!host_allowed(Some(bad), true), "{bad}");
-            assert!(!host_allowed(Some(bad), false), "{bad}");
+            assert!(!host_allowed(Some(bad), true, false), "{bad}");
+            assert!(!host_allowed(Some(bad), false, false), "{bad}");
         }
         // A service name on a network-facing address, never on loopback.
-        assert!(host_allowed(Some("clearskies:49222"), false));
-        assert!(!host_allowed(Some("clearskies:49222"), true));
-        assert!(host_allowed(None, true));
+        assert!(host_allowed(Some("clearskies:49222"), false, false));
+        assert!(!host_allowed(Some("clearskies:49222"), true, false));
+        assert!(host_allowed(None, true, false));
+        // Over HTTPS, a NAS's DNS name too (the certificate stops a rebinding page).
+        assert!(host_allowed(Some("nas.home.arpa:8443"), false, true));
+        assert!(!host_allowed(Some("nas.home.arpa:8443"), false, false));
+        assert!(!host_allowed(Some("a b"), false, true));
     }
 }

@@ -29,6 +29,10 @@ const MAX_SOURCE: u64 = 256 << 20;
 const CACHE_MAX: u64 = 1 << 30;
 /// Thumbnails made between two prunings.
 const PRUNE_EVERY: u64 = 200;
+/// How long fetching a picture may take in all (a peer that trickles bytes gives it up).
+const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Pictures remembered as refused (not fetched and decoded again on every view).
+const MAX_REFUSED: usize = 4096;
 
 /// The thumbnailer and its bookkeeping.
 #[derive(Debug)]
@@ -36,16 +40,44 @@ pub(crate) struct Thumbs {
     maker: std::sync::Arc<Thumbnailer>,
     making: tokio::sync::Semaphore,
     made: std::sync::atomic::AtomicU64,
+    /// Fetched pictures wait here for decoding (emptied at start: what a crash left).
+    tmp: std::path::PathBuf,
+    /// Content hashes (with the size) that gave no thumbnail.
+    refused: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Thumbs {
     /// Caching in `dir`.
     pub(super) fn new(dir: std::path::PathBuf) -> Self {
+        let tmp = dir.join("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let maker = std::sync::Arc::new(Thumbnailer::new(dir, BUDGET));
+        let pruner = maker.clone();
+        // Kept small from the start, off the event loop.
+        std::thread::spawn(move || {
+            if let Err(e) = pruner.prune(CACHE_MAX) {
+                debug!(error = %e, "pruning the thumbnail cache");
+            }
+        });
         Thumbs {
-            maker: std::sync::Arc::new(Thumbnailer::new(dir, BUDGET)),
+            maker,
             making: tokio::sync::Semaphore::new(MAKING),
             made: std::sync::atomic::AtomicU64::new(0),
+            tmp,
+            refused: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    fn refused(&self, key: &str) -> bool {
+        self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(key)
+    }
+
+    fn refuse(&self, key: String) {
+        let mut refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if refused.len() >= MAX_REFUSED {
+            refused.clear();
+        }
+        refused.insert(key);
     }
 }
 
@@ -86,12 +118,27 @@ pub(super) async fn thumb(req: HttpRequest, state: web::Data<State>) -> HttpResp
     if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish();
     }
-    let made = match state.thumbs.maker.cached(&sha, size) {
-        Ok(Some(path)) => Ok(path),
-        Ok(None) => make(&state, open(None), &sha, size).await,
+    let refused_key = format!("{sha}-{}", size.name());
+    if state.thumbs.refused(&refused_key) {
+        return placeholder();
+    }
+    let maker = state.thumbs.maker.clone();
+    let key = sha.clone();
+    let cached = web::block(move || maker.cached(&key, size).map(|p| p.map(std::fs::read))).await;
+    let made = match cached {
+        Ok(Ok(Some(Ok(jpeg)))) => Ok(jpeg),
+        Ok(Ok(_)) => {
+            let made = tokio::time::timeout(FETCH_DEADLINE, make(&state, open(None), &sha, size)).await;
+            let made = made.unwrap_or_else(|_| Err("fetching the picture took too long".into()));
+            if made.is_err() {
+                state.thumbs.refuse(refused_key);
+            }
+            made
+        }
+        Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    match made.and_then(|p| std::fs::read(p).map_err(|e| e.to_string())) {
+    match made {
         Ok(jpeg) => HttpResponse::Ok()
             .content_type("image/jpeg")
             .insert_header((header::ETAG, etag))
@@ -104,21 +151,24 @@ pub(super) async fn thumb(req: HttpRequest, state: web::Data<State>) -> HttpResp
     }
 }
 
-/// Fetches the file through `read` into a temporary file and makes its thumbnail.
-async fn make(state: &State, read: ReadFile, sha: &str, size: Size) -> Result<std::path::PathBuf, String> {
+/// Fetches the file through `read` into a temporary file and makes its thumbnail (the
+/// JPEG's bytes). The disk work runs on the blocking pool, never on the HTTP thread.
+async fn make(state: &State, read: ReadFile, sha: &str, size: Size) -> Result<Vec<u8>, String> {
     let _turn = state.thumbs.making.acquire().await.map_err(|e| e.to_string())?;
-    let dir = state.thumbs.maker.cache_dir().to_owned();
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut tmp = tempfile::Builder::new().prefix(".source-").tempfile_in(&dir).map_err(|e| e.to_string())?;
     let reading = state.targets.read.send(read).await.map_err(|e| e.to_string())?.map_err(|e| e.message)?;
-    let mut rx = reading.rx;
-    while let Some(piece) = rx.recv().await {
-        tmp.write_all(&piece?).map_err(|e| e.to_string())?;
-    }
-    let (maker, sha) = (state.thumbs.maker.clone(), sha.to_owned());
-    let made = web::block(move || maker.thumbnail(tmp.path(), &sha, size).map_err(|e| format!("{e:#}")))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (maker, sha, tmp) = (state.thumbs.maker.clone(), sha.to_owned(), state.thumbs.tmp.clone());
+    let made = web::block(move || {
+        std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+        let mut file = tempfile::Builder::new().prefix("source-").tempfile_in(&tmp).map_err(|e| e.to_string())?;
+        let mut rx = reading.rx;
+        while let Some(piece) = rx.blocking_recv() {
+            file.write_all(&piece?).map_err(|e| e.to_string())?;
+        }
+        let thumb = maker.thumbnail(file.path(), &sha, size).map_err(|e| format!("{e:#}"))?;
+        std::fs::read(thumb).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     if state.thumbs.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
         let maker = state.thumbs.maker.clone();
         let _ = web::block(move || maker.prune(CACHE_MAX)).await;

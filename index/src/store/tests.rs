@@ -199,6 +199,8 @@ fn a_directory_s_children_are_listed_without_reading_below_them() {
     assert_eq!(page(Some("a.txt"), 10), ["b"]);
     assert_eq!(page(Some("b"), 10), Vec::<String>::new());
     assert_eq!(page(Some("a0"), 10), ["b"]);
+    assert_eq!(page(Some("a-1"), 1), ["a.txt"], "`a` (below `a.txt` in key order) was on an earlier page");
+    assert_eq!(page(Some("a/zzz"), 10), ["b"]);
     let mut below = Vec::new();
     store
         .each_below(&SharePath::parse("/a").unwrap(), |r| {

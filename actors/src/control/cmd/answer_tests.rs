@@ -250,6 +250,7 @@ fn status_and_health() {
         worker_restarts: 1,
         actor_restarts: 2,
         metrics: Some("127.0.0.1:49222".into()),
+        web_https: None,
         listen: Some("0.0.0.0:49200".into()),
         peers: 2,
         sent_bytes: 7_000,

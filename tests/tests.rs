@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attach;
+mod browser;
 mod cli;
 mod config;
 mod daemon;

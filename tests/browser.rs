@@ -7,8 +7,10 @@
 
 #[test]
 fn the_web_interface_works_in_a_real_browser() {
-    let missing: Vec<&str> =
-        ["/usr/bin/chromium", "/usr/bin/chromedriver"].into_iter().filter(|p| !std::path::Path::new(p).exists()).collect();
+    let missing: Vec<&str> = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .into_iter()
+        .filter(|p| !std::path::Path::new(p).exists())
+        .collect();
     if !missing.is_empty() {
         eprintln!("skipped: {missing:?} missing (apt-get install chromium chromium-driver)");
         return;

@@ -294,7 +294,7 @@ fn files_are_listed_by_page_and_served_with_ranges() {
 fn thumbnails_are_made_cached_and_bounded() {
     let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
-    let img = image::RgbImage::from_fn(1200, 800, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    let img = image::RgbImage::from_fn(1200, 800, |x, y| image::Rgb([x.to_le_bytes()[0], y.to_le_bytes()[0], 128]));
     img.save(dir.path().join("photo.jpg")).unwrap();
     std::fs::write(dir.path().join("broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
     let id = share(&d, dir.path());

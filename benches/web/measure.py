@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Web interface timings (issue 20), on loopback with a release binary:
+- the overview page with 20 shares: from navigation start until the 20 share cards are on
+  the page, in headless Chromium (tests/browser/webdriver.py);
+- a folder of 100,000 files: list_files, the first page and a deep one, over HTTP, and the
+  files page rendering its first page in Chromium;
+- a 12-megapixel JPEG's thumbnail: cold (first request) and cached;
+- the worker's resident memory (VmRSS) idle, and after the browser runs.
+
+Usage: benches/web/measure.py BINARY   (needs chromium, chromium-driver, ImageMagick's convert)
+"""
+import json, os, statistics, subprocess, sys, tempfile, time, urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "browser"))
+import webdriver  # noqa: E402
+
+BIN = os.path.abspath(sys.argv[1])
+
+
+def cs(home, *args):
+    env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1", CLEARSKIES_LISTEN_PORT="0",
+               CLEARSKIES_METRICS_ADDRESS="127.0.0.1:0", CLEARSKIES_LAN_DISCOVERY="false")
+    env.pop("CLEARSKIES_TRACKERS", None)
+    return subprocess.run([BIN, *args], env=env, check=True, capture_output=True, text=True).stdout
+
+
+def rss_kib(home):
+    pid = open(os.path.join(home, "worker.pid")).read().strip()
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+
+class Session:
+    def __init__(self, home):
+        link = cs(home, "open", "--print").strip()
+        self.base = link.split("/login")[0]
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        opener.open(link)
+        self.opener = opener
+        self.csrf = json.load(opener.open(self.base + "/api/session"))["csrf"]
+
+    def request(self, cmd):
+        req = urllib.request.Request(self.base + "/api/request", data=json.dumps(cmd).encode(),
+                                     headers={"X-CSRF-Token": self.csrf, "Content-Type": "application/json"})
+        return json.load(self.opener.open(req))
+
+    def get(self, path, headers=None):
+        return self.opener.open(urllib.request.Request(self.base + path, headers=headers or {})).read()
+
+
+def timed(f, n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), max(times)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="cs-web-bench-")
+    home = os.path.join(work, "home")
+    os.makedirs(home)
+    cs(home, "start")
+    try:
+        idle = rss_kib(home)
+        print(f"idle worker RSS, interface on: {idle / 1024:.1f} MiB")
+        for i in range(20):
+            d = os.path.join(work, f"share{i:02}")
+            os.makedirs(d)
+            open(os.path.join(d, "a.txt"), "w").write("x")
+            cs(home, "share", d)
+        big = os.path.join(work, "big")
+        os.makedirs(os.path.join(big, "many"))
+        for i in range(100_000):
+            open(os.path.join(big, "many", f"f{i:06}.txt"), "w").close()
+        subprocess.run(["convert", "-size", "4000x3000", "xc:", "+noise", "Random", "-quality", "90",
+                        os.path.join(big, "photo.jpg")], check=True)
+        cs(home, "share", big)
+        s = Session(home)
+        deadline = time.time() + 600
+        while True:
+            page = s.request({"type": "list_files", "path": big, "dir": "many"})
+            if len(page["entries"]) == 200 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        while s.request({"type": "list_files", "path": big, "dir": "many", "after": "f099799"})["next"] is not None \
+                or len(s.request({"type": "list_files", "path": big, "dir": "many", "after": "f099799"})["entries"]) < 200:
+            time.sleep(1)
+        med, worst = timed(lambda: s.request({"type": "list_files", "path": big, "dir": "many"}), 20)
+        print(f"list_files, first page of 200 of 100,000: median {med:.1f} ms, max {worst:.1f} ms")
+        med, worst = timed(lambda: s.request({"type": "list_files", "path": big, "dir": "many", "after": "f090000"}), 20)
+        print(f"list_files, the page after f090000: median {med:.1f} ms, max {worst:.1f} ms")
+        med, worst = timed(lambda: s.request({"type": "list_shares"}), 20)
+        print(f"list_shares with 21 shares: median {med:.1f} ms, max {worst:.1f} ms")
+        share_id = [x for x in s.request({"type": "list_shares"})["shares"] if x["path"] == big][0]["id"]
+        t = time.perf_counter()
+        thumb = s.get(f"/s/{share_id}/thumb/photo.jpg")
+        cold = (time.perf_counter() - t) * 1000
+        med, worst = timed(lambda: s.get(f"/s/{share_id}/thumb/photo.jpg"), 50)
+        print(f"12-megapixel JPEG thumbnail: cold {cold:.0f} ms ({len(thumb)} bytes), cached median {med:.1f} ms, max {worst:.1f} ms")
+
+        b = webdriver.Browser()
+        try:
+            b.get(cs(home, "open", "--print").strip())
+            times = []
+            for _ in range(5):
+                b.get("about:blank")
+                b.get(s.base + "/#/")
+                b.wait_for(lambda: len(b.find_all(".share-card")) >= 21, "21 share cards", timeout=30)
+                times.append(b.execute("return performance.now()"))
+            print(f"overview with 21 shares, navigation to cards on the page: median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
+            times = []
+            for _ in range(5):
+                b.get("about:blank")
+                b.get(s.base + f"/#/s/{share_id}/many")
+                b.wait_for(lambda: len(b.find_all("tr[data-name]")) >= 200, "200 rows", timeout=30)
+                times.append(b.execute("return performance.now()"))
+            print(f"files page, first 200 of 100,000: median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
+        finally:
+            b.quit()
+        print(f"worker RSS after this: {rss_kib(home) / 1024:.1f} MiB")
+    finally:
+        cs(home, "stop")
+
+
+if __name__ == "__main__":
+    main()

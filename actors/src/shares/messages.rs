@@ -115,7 +115,7 @@ pub struct FileUrl {
     pub path: std::path::PathBuf,
     /// The file, relative to it.
     pub file: String,
-    /// Seconds the address stays valid (default [`crate::metrics::DEFAULT_URL_LIFETIME`]).
+    /// Seconds the address stays valid (default [`crate::web::DEFAULT_URL_LIFETIME`]).
     pub lifetime: Option<u64>,
 }
 

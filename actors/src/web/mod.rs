@@ -3,12 +3,12 @@
 //! - `/metrics` (Prometheus text format) and `/health` (JSON) for monitoring, open to
 //!   whoever reaches the address (as before: scrapers and Docker's `HEALTHCHECK`);
 //! - `/files/TOKEN/SHARE_ID/PATH` for media players (a token per file, loopback only;
-//!   [`files`]);
+//!   `files`);
 //! - the web interface (`/`, `/assets/`, `/api/`, `/s/`), behind a login ([`auth`]), served
 //!   only when the address is a loopback one (a network-facing address would carry the
 //!   session in the clear).
 //!
-//! Every request's `Host` must name this computer ([`host_allowed`]: DNS rebinding), every
+//! Every request's `Host` must name this computer (`host_allowed`: DNS rebinding), every
 //! answer carries a strict Content-Security-Policy, and every state-changing request of the
 //! interface a CSRF token. The server runs one actix worker thread: what it serves is small
 //! and the work is done by the actors it asks.

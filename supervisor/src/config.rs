@@ -149,7 +149,8 @@ mod tests {
              metrics_address = \"off\"\nupload_limit = 1000\ndownload_limit = 2000\ngzip_level = 0\n\
              auth_attempts_per_minute = 3\nmass_delete_percent = 100\nmin_free_space = \"500M\"\n\
              full_scan_interval = 60\nversions_keep_days = 7\nversions_max_size = \"1G\"\n\
-             device_name = \"nas\"\npeers_gone_after = 0\n",
+             device_name = \"nas\"\npeers_gone_after = 0\nweb_https_address = \"off\"\nweb_tls_cert = \"/etc/cs/cert.pem\"\n\
+             web_tls_key = \"/etc/cs/key.pem\"\n",
         );
         assert_eq!(file.len(), SETTINGS.len(), "the file names every setting");
         let (v, sources) = read_settings(&file, |_| None).unwrap();
@@ -162,6 +163,7 @@ mod tests {
         assert_eq!(v.broadcast_address, "10.0.0.255".parse::<std::net::IpAddr>().unwrap());
         assert_eq!((v.versions_keep_days, v.versions_max_size), (7, 1_000_000_000));
         assert_eq!((v.device_name.as_str(), v.peers_gone_after), ("nas", 0));
+        assert_eq!((v.web_https_address, v.web_tls_cert.as_str()), (None, "/etc/cs/cert.pem"));
 
         // The environment wins, in the README's formats.
         let env = |name: &str| match name {

@@ -558,22 +558,26 @@ fn write_keys(data_dir: &Path, id: &Sha256Hash, keys: &ShareKeys) -> Result<(), 
     write_private(data_dir, &format!("{id}.json"), &json, "the share key")
 }
 
-/// Writes `keys/<name>` with mode 0600 atomically: temp file, fsync, rename.
+/// Writes `keys/<name>` with mode 0600 atomically ([`write_secret_file`]).
 fn write_private(data_dir: &Path, name: &str, bytes: &[u8], what: &str) -> Result<(), RegistryError> {
     let dir = data_dir.join("keys");
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io("creating the keys directory"))?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let context = format!("writing {what}");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(context.clone()))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io(context.clone()))?;
-    fs::rename(&tmp, &path).map_err(io(context))?;
+    write_secret_file(&dir.join(name), bytes).map_err(io(format!("writing {what}")))
+}
+
+/// Writes a secret of the data directory (keys, the web password's hash, the web
+/// certificate's key) atomically with mode 0600: a temporary file beside it, fsync,
+/// rename, fsync of the directory.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("secret");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }
 

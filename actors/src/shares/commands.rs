@@ -177,17 +177,6 @@ impl Handler<ReadFile> for Shares {
     }
 }
 
-/// `file`, percent-encoded for a URL path (`/` kept).
-fn url_path(file: &str) -> String {
-    file.trim_start_matches('/')
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => char::from(b).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
 impl Handler<FileUrl> for Shares {
     type Result = Result<String, CommandError>;
 
@@ -209,6 +198,6 @@ impl Handler<FileUrl> for Shares {
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let token = crate::web::url_token(self.files.token.as_bytes(), &id.to_string(), &msg.file, now + lifetime);
-        Ok(format!("http://{addr}/files/{token}/{id}/{}", url_path(&msg.file)))
+        Ok(format!("http://{addr}/files/{token}/{id}/{}", crate::web::url_path(&msg.file)))
     }
 }

@@ -274,6 +274,7 @@ impl Supervisor {
             shares: o.shares.clone().recipient(),
             read: o.shares.clone().recipient(),
             subscribe: o.shares.recipient(),
+            table: self.table.clone(),
             files_token: self.files_token.clone(),
             data_dir: self.settings.data_dir.clone(),
         };

@@ -3,9 +3,6 @@
 //! `set_web_password` (the Argon2 hash in the data directory, which the web server reads at
 //! each password login).
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-
 use actix::{Context, Handler, ResponseFuture};
 
 use super::Supervisor;
@@ -36,33 +33,20 @@ impl Handler<SetWebPassword> for Supervisor {
 
     fn handle(&mut self, msg: SetWebPassword, _: &mut Context<Self>) -> Self::Result {
         let file = self.settings.data_dir.join(PASSWORD_FILE);
-        Box::pin(async move {
-            let Some(password) = msg.0 else {
-                return match std::fs::remove_file(&file) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(CommandError::new(ErrorCode::IoError, e.to_string())),
-                };
-            };
-            // Argon2 takes tens of milliseconds and 19 MiB: off the event loop.
-            let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-                .await
-                .map_err(|_| CommandError::unavailable())?
-                .map_err(|why| CommandError::new(ErrorCode::BadPassword, why))?;
-            write_private(&file, hash.as_bytes()).map_err(|e| CommandError::new(ErrorCode::IoError, e.to_string()))
-        })
+        // Argon2 (tens of milliseconds, 19 MiB) and the fsyncs: off the event loop.
+        let set = move || match msg.0 {
+            None => match std::fs::remove_file(&file) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(CommandError::new(ErrorCode::IoError, e.to_string())),
+            },
+            Some(password) => {
+                let hash =
+                    auth::hash_password(&password).map_err(|why| CommandError::new(ErrorCode::BadPassword, why))?;
+                crate::share::registry::write_secret_file(&file, hash.as_bytes())
+                    .map_err(|e| CommandError::new(ErrorCode::IoError, e.to_string()))
+            }
+        };
+        Box::pin(async move { tokio::task::spawn_blocking(set).await.map_err(|_| CommandError::unavailable())? })
     }
-}
-
-/// Writes `bytes` to `path` through a mode 0600 temporary file, fsynced and renamed.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

@@ -122,7 +122,7 @@ pub(super) async fn request(req: HttpRequest, state: web::Data<State>, payload: 
         return json_answer(400, &json!({"error": "bad_json", "message": "the body must be one JSON command object"}));
     };
     match value.get("type").and_then(Value::as_str) {
-        Some("recent_log") => return recent_log(&state, &value),
+        Some("recent_log") => return recent_log(&state, &value).await,
         Some(t) if !ALLOWED.contains(&t) && Request::parse(&body).is_ok() => {
             let message = format!("`{t}` is not available in the web interface");
             return json_answer(403, &json!({"error": "not_allowed", "message": message}));
@@ -175,20 +175,31 @@ fn add_about(answer: &mut Value) {
 }
 
 /// `recent_log`: the log's last lines (`lines`, at most [`MAX_LOG_LINES`]).
-fn recent_log(state: &State, command: &Value) -> HttpResponse {
+async fn recent_log(state: &State, command: &Value) -> HttpResponse {
     use std::io::{Read, Seek, SeekFrom};
     let want = command.get("lines").and_then(Value::as_u64).map_or(200, |n| n.min(MAX_LOG_LINES as u64));
     let path = state.targets.data_dir.join("log");
-    let mut tail = Vec::new();
-    let read = std::fs::File::open(&path).and_then(|mut f| {
+    let file = path.clone();
+    // On the blocking pool: the HTTP thread serves everyone.
+    let read = web::block(move || {
+        let mut tail = Vec::new();
+        let mut f = std::fs::File::open(&file)?;
         let len = f.metadata()?.len();
         f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))?;
-        f.take(LOG_TAIL).read_to_end(&mut tail)
-    });
-    if let Err(e) = read {
-        let message = format!("no log at {} ({e}): a daemon in the foreground logs to its terminal", path.display());
-        return json_answer(404, &json!({"error": "no_log", "message": message}));
-    }
+        f.take(LOG_TAIL).read_to_end(&mut tail)?;
+        Ok::<_, std::io::Error>(tail)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    let tail = match read {
+        Ok(tail) => tail,
+        Err(e) => {
+            let message =
+                format!("no log at {} ({e}): a daemon in the foreground logs to its terminal", path.display());
+            return json_answer(404, &json!({"error": "no_log", "message": message}));
+        }
+    };
     let text = String::from_utf8_lossy(&tail);
     let lines: Vec<&str> = text.lines().collect();
     // The first line of a tail read from the middle of the file is cut.

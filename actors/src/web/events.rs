@@ -65,6 +65,7 @@ async fn feed(state: &State, id: &str, tx: mpsc::Sender<Bytes>) {
         if super::login::session_of(state, id).is_none() {
             return;
         }
+        subscribe_new(state, &mut subscribed, &changed, &gone).await;
         let mut out = String::new();
         for (i, (name, request)) in
             [("shares", Request::ListShares), ("peers", Request::ListPeers), ("status", Request::Status)]
@@ -72,9 +73,6 @@ async fn feed(state: &State, id: &str, tx: mpsc::Sender<Bytes>) {
                 .enumerate()
         {
             let Ok(answer) = request.run(&state.targets.control).await.0 else { continue };
-            if i == 0 {
-                subscribe_new(state, &answer, &mut subscribed, &changed, &gone).await;
-            }
             let data = serde_json::to_string(&answer).unwrap_or_default();
             if data != last[i] {
                 out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
@@ -99,24 +97,22 @@ async fn feed(state: &State, id: &str, tx: mpsc::Sender<Bytes>) {
     }
 }
 
-/// Subscribes to the event streams of the shares in a `list_shares` answer not yet
-/// subscribed to: each event wakes the feed.
+/// Subscribes to the event streams of the running shares not yet subscribed to: each event
+/// wakes the feed.
 async fn subscribe_new(
     state: &State,
-    answer: &serde_json::Value,
-    subscribed: &mut HashSet<String>,
+    subscribed: &mut HashSet<std::path::PathBuf>,
     changed: &Arc<Notify>,
     gone: &watch::Receiver<()>,
 ) {
-    let shares = answer.get("shares").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
-    for share in shares {
-        let Some(path) = share.get("path").and_then(serde_json::Value::as_str) else { continue };
-        if subscribed.contains(path) {
+    let roots: Vec<std::path::PathBuf> = state.targets.table.borrow().iter().map(|r| r.config.path.clone()).collect();
+    for path in roots {
+        if subscribed.contains(&path) {
             continue;
         }
-        let msg = SubscribeShareEvents { path: path.into() };
+        let msg = SubscribeShareEvents { path: path.clone() };
         let Ok(Ok(mut events)) = state.targets.subscribe.send(msg).await else { continue };
-        subscribed.insert(path.to_owned());
+        subscribed.insert(path);
         let (changed, mut gone) = (changed.clone(), gone.clone());
         actix_rt::spawn(async move {
             loop {

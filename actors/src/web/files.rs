@@ -22,7 +22,7 @@ use sha2::Sha256;
 use super::State;
 use crate::control::cmd::ErrorCode;
 use crate::share::messages::OpenRead;
-use crate::shares::messages::{ListShares, ReadFile};
+use crate::shares::messages::ReadFile;
 
 /// The Content-Security-Policy of a served file.
 pub(super) const FILE_CSP: &str =
@@ -92,11 +92,7 @@ pub(super) async fn by_token(req: &HttpRequest, state: &State, rest: &str) -> Ht
 /// The file `file` of the share `id`, answering `req`'s `Range` and `If-Range`; as an
 /// attachment if `download`.
 pub(super) async fn serve(req: &HttpRequest, state: &State, id: &str, file: String, download: bool) -> HttpResponse {
-    let shares = state.targets.shares.send(ListShares).await.unwrap_or_default();
-    let Some(share) = shares.iter().find(|s| s.id == id) else {
-        return super::text(404, "no share with that ID");
-    };
-    let root = std::path::PathBuf::from(&share.path);
+    let Some(root) = super::share_root(state, id) else { return super::text(404, "no share with that ID") };
     let open = |offset, length| ReadFile { path: root.clone(), read: OpenRead { file: file.clone(), offset, length } };
     // The size and hash first (a zero-length read), to resolve the range.
     let (size, etag) = match state.targets.read.send(open(0, Some(0))).await {
@@ -183,14 +179,7 @@ pub(super) async fn serve(req: &HttpRequest, state: &State, id: &str, file: Stri
 fn attachment(name: &str) -> String {
     let ascii: String =
         name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
-    let encoded: String = name
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect();
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", url_path(name))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -227,6 +216,17 @@ fn parse_range(value: &str, size: u64) -> Range {
         }
         Some(_) => Range::Unsatisfiable,
     }
+}
+
+/// `file`, percent-encoded for a URL path (`/` kept, a leading one dropped).
+pub fn url_path(file: &str) -> String {
+    file.trim_start_matches('/')
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// Decodes `%XX` escapes; `None` if malformed or not UTF-8.

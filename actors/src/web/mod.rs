@@ -35,7 +35,7 @@ use futures_util::future::Either;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
-pub use self::files::{url_token, DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME};
+pub use self::files::{url_path, url_token, DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME};
 pub use self::login::PASSWORD_FILE;
 use crate::control::ControlTargets;
 use crate::metrics::{health, metrics, record_shares};
@@ -63,6 +63,8 @@ pub struct WebTargets {
     pub read: Recipient<ReadFile>,
     /// Share event streams (the interface's live view).
     pub subscribe: Recipient<SubscribeShareEvents>,
+    /// The running shares (a file's share by ID, without asking every share's status).
+    pub table: crate::shares::table::TableRx,
     /// The worker's secret: the key of `/files/` tokens and login links (empty: neither).
     pub files_token: String,
     /// The data directory (the password hash, the log).
@@ -245,6 +247,12 @@ fn secure_headers(h: &mut header::HeaderMap) {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
     h.insert(header::HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
+}
+
+/// The root of the running share whose ID (hex) is `id`.
+pub(crate) fn share_root(state: &State, id: &str) -> Option<PathBuf> {
+    let id: clearskies_protocol::Sha256Hash = id.parse().ok()?;
+    state.targets.table.borrow().get(&id).map(|r| r.config.path.clone())
 }
 
 /// A plain-text answer.

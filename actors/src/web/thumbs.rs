@@ -17,7 +17,7 @@ use tracing::debug;
 
 use super::State;
 use crate::share::messages::OpenRead;
-use crate::shares::messages::{ListShares, ReadFile};
+use crate::shares::messages::ReadFile;
 
 /// Memory all decodes together may take.
 pub(super) const BUDGET: u64 = 300 << 20;
@@ -102,9 +102,7 @@ pub(super) async fn thumb(req: HttpRequest, state: web::Data<State>) -> HttpResp
     let Some((id, file)) = rest.split_once("/thumb/") else { return super::text(404, "expected /s/ID/thumb/PATH") };
     let Some(file) = super::files::percent_decode(file) else { return super::text(404, "a malformed path") };
     let size = if req.query_string().split('&').any(|p| p == "size=large") { Size::Large } else { Size::Small };
-    let shares = state.targets.shares.send(ListShares).await.unwrap_or_default();
-    let Some(share) = shares.iter().find(|s| s.id == id) else { return super::text(404, "no share with that ID") };
-    let root = std::path::PathBuf::from(&share.path);
+    let Some(root) = super::share_root(&state, id) else { return super::text(404, "no share with that ID") };
     let open = |length| ReadFile { path: root.clone(), read: OpenRead { file: file.clone(), offset: 0, length } };
     let (length, sha) = match state.targets.read.send(open(Some(0))).await {
         Ok(Ok(r)) => (r.size, r.sha256.to_string()),

@@ -4,8 +4,6 @@
 //! lasts. Its SHA-256 fingerprint is logged at start, for the user to compare with what the
 //! browser shows. TLS 1.2 and 1.3 (browsers), aws-lc-rs as everywhere else.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,16 +51,10 @@ fn self_signed(data_dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBu
     }
     let made = rcgen::generate_simple_self_signed(names).map_err(|e| format!("making a certificate: {e}"))?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let write = |path: &Path, text: &str| -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
+    let write = crate::share::registry::write_secret_file;
     // The key first: a certificate without its key is never left behind.
-    write(&key, &made.key_pair.serialize_pem())
-        .and_then(|()| write(&cert, &made.cert.pem()))
+    write(&key, made.key_pair.serialize_pem().as_bytes())
+        .and_then(|()| write(&cert, made.cert.pem().as_bytes()))
         .map_err(|e| format!("saving the certificate in {}: {e}", dir.display()))?;
     Ok((cert, key))
 }

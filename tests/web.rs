@@ -418,6 +418,16 @@ fn https_serves_the_interface_with_a_kept_self_signed_certificate() {
     let addr = d.cs.json(&["status", "--json"])["web_https"].as_str().expect("HTTPS is served").to_owned();
     let (status, _, body, fingerprint) = https(&addr, "GET", "/", "");
     assert!(status == 401 && body.contains("clearskies open"), "{status} {body}");
+    // A stranger on the network: no password set, so nothing opens; a login link (which
+    // reads the worker's secret) does not either, over HTTPS.
+    let link = d.cs.ok(&["open", "--print"]).trim().to_owned();
+    let target = format!("/login?{}", link.split_once('?').unwrap().1);
+    let (status, cookie, body, _) = https(&addr, "GET", &target, "");
+    assert!(status == 403 && cookie.is_empty() && body.contains("this computer only"), "{status} {body}");
+    let (status, cookie, _, _) = https(&addr, "POST", "/login", "password=anything+at+all");
+    assert!(status == 401 && cookie.is_empty(), "{status}");
+    let (status, _, body, _) = https(&addr, "GET", "/api/session", "");
+    assert!(status == 401 && !body.contains("csrf"), "{body}");
     // The fingerprint is in the log, for the user to compare with the browser's.
     assert!(d.cs.log().contains(&fingerprint), "{fingerprint} not in the log");
     let mut set = d.cs.command(&["web-password"]);

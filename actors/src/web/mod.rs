@@ -292,10 +292,9 @@ async fn serve_health(state: web::Data<State>) -> HttpResponse {
     }
 }
 
-async fn serve_files(req: HttpRequest, state: web::Data<State>, rest: web::Path<String>) -> HttpResponse {
+async fn serve_files(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     // The raw path, decoded once by `files` (the token covers the decoded path).
     let raw = req.uri().path().strip_prefix("/files/").unwrap_or_default().to_owned();
-    let _ = rest;
     files::by_token(&req, &state, &raw).await
 }
 

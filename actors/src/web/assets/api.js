@@ -114,9 +114,24 @@ let source = null;
 let retryDelay = 1000;
 
 /** Opens the event stream (again, after an error, with a growing delay). */
+let closeOnLeave = false;
+
 export function connectEvents() {
   if (source) source.close();
   source = new EventSource('/api/events');
+  if (!closeOnLeave) {
+    // A page left with its stream open keeps holding one of the browser's six connections
+    // to this host (Chromium keeps it for about a minute): after a few pages the next one
+    // waits for a free connection. Close it on leaving; reopen if the page comes back.
+    closeOnLeave = true;
+    window.addEventListener('pagehide', () => {
+      if (source) source.close();
+      source = null;
+    });
+    window.addEventListener('pageshow', (event) => {
+      if (event.persisted && !source) connectEvents();
+    });
+  }
   source.addEventListener('open', () => {
     retryDelay = 1000;
     live.connected = true;

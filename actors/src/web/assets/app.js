@@ -82,6 +82,8 @@ async function route() {
   try {
     const c = await render(view, params);
     cleanup = typeof c === 'function' ? c : null;
+    // For measuring (benches/web/measure.py): when a page's first content is on screen.
+    performance.mark(`clearskies:rendered:${name}`);
   } catch (e) {
     if (e && e.status === 401) return;
     console.error(e);

@@ -65,8 +65,7 @@ async fn feed(state: &State, id: &str, tx: mpsc::Sender<Bytes>) {
         if super::login::session_of(state, id).is_none() {
             return;
         }
-        subscribe_new(state, &mut subscribed, &changed, &gone).await;
-        let mut out = String::new();
+        let mut sent = false;
         for (i, (name, request)) in
             [("shares", Request::ListShares), ("peers", Request::ListPeers), ("status", Request::Status)]
                 .into_iter()
@@ -75,19 +74,26 @@ async fn feed(state: &State, id: &str, tx: mpsc::Sender<Bytes>) {
             let Ok(answer) = request.run(&state.targets.control).await.0 else { continue };
             let data = serde_json::to_string(&answer).unwrap_or_default();
             if data != last[i] {
-                out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+                // Each as soon as it is known: the overview draws on `shares`.
+                if tx.send(Bytes::from(format!("event: {name}\ndata: {data}\n\n"))).await.is_err() {
+                    return;
+                }
                 last[i] = data;
+                sent = true;
             }
         }
-        if out.is_empty() && silent_since.elapsed() >= KEEPALIVE {
-            out.push_str(": keepalive\n\n");
-        }
-        if !out.is_empty() {
-            if tx.send(Bytes::from(out)).await.is_err() {
+        if !sent && silent_since.elapsed() >= KEEPALIVE {
+            if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
                 return;
             }
+            sent = true;
+        }
+        if sent {
             silent_since = tokio::time::Instant::now();
         }
+        // After the first answers, not before: a new share's events wake the next round
+        // (and the tick covers what happens in between).
+        subscribe_new(state, &mut subscribed, &changed, &gone).await;
         tokio::time::sleep(MIN_GAP).await;
         tokio::select! {
             () = changed.notified() => {}

@@ -161,6 +161,16 @@ fn nothing_is_served_without_a_session_and_a_login_link_works_once() {
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(index.header("x-frame-options"), "DENY");
     assert_eq!(index.header("x-content-type-options"), "nosniff");
+    // The page names its files under this build's version: those are cached for good.
+    let text = index.text();
+    let at = text.find("/assets/").unwrap() + "/assets/".len();
+    let version = text[at..].split('/').next().unwrap().to_owned();
+    assert!(version.len() == 16 && version.bytes().all(|c| c.is_ascii_hexdigit()), "{text}");
+    let js = http(&addr, "GET", &format!("/assets/{version}/app.js"), &[], b"");
+    assert!(js.status == 200 && js.header("cache-control").contains("immutable"), "{:?}", js.headers);
+    let old = http(&addr, "GET", "/assets/0000000000000000/app.js", &[], b"");
+    assert!(old.status == 200 && old.header("cache-control") == "no-cache", "{:?}", old.headers);
+    assert_eq!(http(&addr, "GET", "/assets/app.js", &[], b"").header("cache-control"), "no-cache");
     // Another host name (DNS rebinding), even with the cookie: refused.
     assert_eq!(b.get("/api/session", &[("Host", "evil.example")]).status, 403);
     // Log out: the cookie opens nothing more.

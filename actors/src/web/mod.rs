@@ -197,6 +197,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/files/{rest:.*}").route(web::get().to(serve_files)).route(web::head().to(serve_files)))
         .service(web::resource("/").route(web::get().to(assets::index)).route(web::head().to(assets::index)))
         .service(web::resource("/assets/{name}").route(web::get().to(assets::asset)))
+        .service(web::resource("/assets/{version}/{name}").route(web::get().to(assets::versioned)))
         .service(web::resource("/login").route(web::get().to(login::page)).route(web::post().to(login::password)))
         .service(web::resource("/logout").route(web::post().to(login::logout)))
         .service(web::resource("/api/session").route(web::get().to(api::session_info)))

@@ -318,3 +318,46 @@ fn attaching_into_a_folder_with_files_needs_merge_and_spends_no_code_until_then(
         names.iter().any(|n| n.contains("CONFLICT")).then_some(())
     });
 }
+
+/// The peer port listens on IPv6 and IPv4 by default (`[::]`): a peer joins over IPv6 with a
+/// bracketed `--peer [::1]:PORT`, another over IPv4, and the listener sees the IPv4 one as
+/// `127.0.0.1`, not `::ffff:127.0.0.1`. `listen_address = 0.0.0.0` is IPv4 only.
+#[test]
+fn the_default_listener_takes_ipv6_and_ipv4_peers() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    // (Test daemons listen on 127.0.0.1 unless told otherwise: this one has the default.)
+    let a = Daemon::start_with(&[("CLEARSKIES_LISTEN_ADDRESS", "::")]);
+    let (b, c) = (Daemon::start(), Daemon::start());
+    let listen = a.listen();
+    assert!(listen.starts_with("[::]:"), "{listen}");
+    let port = listen.rsplit(':').next().unwrap().to_owned();
+    let (dir_a, dir_b, dir_c) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let code = a.share_code(dir_a.path(), &["--multi-use"]);
+    b.cs.ok(&["attach", &code, dir_b.path().to_str().unwrap(), "--peer", &format!("[::1]:{port}")]);
+    c.cs.ok(&["attach", &code, dir_c.path().to_str().unwrap(), "--peer", &format!("127.0.0.1:{port}")]);
+    fs::write(dir_a.path().join("both.txt"), b"over both families").unwrap();
+    for (who, dir) in [("B (IPv6)", dir_b.path()), ("C (IPv4)", dir_c.path())] {
+        wait_for(&format!("both.txt on {who}"), || {
+            (fs::read(dir.join("both.txt")).ok()? == b"over both families").then_some(())
+        });
+    }
+    let listed = a.cs.json(&["peers", "--json"]);
+    let addresses: Vec<&str> =
+        listed["peers"].as_array().unwrap().iter().filter_map(|p| p["address"].as_str()).collect();
+    assert!(addresses.iter().any(|a| a.starts_with("[::1]:")), "{listed}");
+    assert!(addresses.iter().any(|a| a.starts_with("127.0.0.1:")), "{listed}");
+    assert!(listed["peers"].as_array().unwrap().iter().all(|p| p["transport"] == "tcp"), "{listed}");
+
+    let v4 = Daemon::start_with(&[("CLEARSKIES_LISTEN_ADDRESS", "0.0.0.0")]);
+    let v4_port = v4.listen().rsplit(':').next().unwrap().to_owned();
+    assert_eq!(v4.listen(), format!("0.0.0.0:{v4_port}"));
+    let dir_v4 = tempfile::tempdir().unwrap();
+    let code = v4.share_code(dir_v4.path(), &[]);
+    let target = tempfile::tempdir().unwrap();
+    let o = b.cs.run(&["attach", &code, target.path().to_str().unwrap(), "--peer", &format!("[::1]:{v4_port}")]);
+    assert!(!o.status.success() && stderr(&o).contains("cannot connect"), "{}", stderr(&o));
+}

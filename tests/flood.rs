@@ -179,7 +179,7 @@ async fn try_key(target: SocketAddr, from: Ipv4Addr, id: Sha256Hash, password: &
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
     let tcp = socket.connect(target).await?;
-    connect(tcp, &TlsContext::new().unwrap(), id, password).await.map(drop)
+    connect(tcp.into(), &TlsContext::new().unwrap(), id, password).await.map(drop)
 }
 
 #[test]

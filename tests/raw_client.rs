@@ -19,7 +19,7 @@ pub(crate) async fn channel_with_code(addr: &str, code: &str) -> Channel {
     let creds = code.credentials();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = TlsContext::new().unwrap();
-    connect(tcp, &tls, creds.id, &creds.password).await.expect("the code is valid")
+    connect(tcp.into(), &tls, creds.id, &creds.password).await.expect("the code is valid")
 }
 
 /// A client's session configuration: peer ID `[peer; 16]`, `extensions`, and receiving

@@ -136,9 +136,10 @@ fn unsigned_and_forged_updates_are_refused() {
         let closed = rt.block_on(async {
             let tcp = tokio::net::TcpStream::connect(b.listen()).await.unwrap();
             let tls = clearskies_actors::peer::channel::TlsContext::new().unwrap();
-            let ch = clearskies_actors::peer::channel::connect(tcp, &tls, ro_id, &hex::encode(ro_key.as_bytes()))
-                .await
-                .expect("the read-only key opens B");
+            let ch =
+                clearskies_actors::peer::channel::connect(tcp.into(), &tls, ro_id, &hex::encode(ro_key.as_bytes()))
+                    .await
+                    .expect("the read-only key opens B");
             client_session(ch, false, MINUTE, vec![outgoing], |_| false).await.0
         });
         assert_eq!(closed, None, "B kept a connection that sent a forged update");

@@ -17,6 +17,7 @@ mod flood;
 mod fs_safety;
 mod hostile;
 mod hostile_memory;
+mod internet;
 mod logs;
 mod metrics;
 mod packaging;

@@ -27,6 +27,7 @@ pub mod shares;
 pub mod supervise;
 pub mod supervisor;
 pub mod transfer;
+pub mod transport;
 pub mod web;
 
 use std::path::PathBuf;

@@ -12,6 +12,7 @@
 //!
 //! * [`frame`]: the `m ! s $` message framing, with streamed attachments.
 //! * [`message`]: typed messages for every message type in the spec, plus `Unknown`.
+//! * [`address`]: peer addresses (`tcp:IP:PORT`, `utp:IP:PORT`) as trackers carry them.
 //! * [`access_code`]: `SYNC…` access codes, access IDs and SRP credentials.
 //! * [`auth`]: SRP-6a authentication inside TLS, bound to the TLS exporter.
 //! * [`path`]: validated share paths (record keys), the guard against escaping the root.
@@ -44,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod access_code;
+pub mod address;
 pub mod auth;
 pub mod base64;
 pub mod bloom;

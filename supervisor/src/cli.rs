@@ -229,8 +229,8 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     /// Run a tracker server in the foreground (peers find each other through it).
     Tracker {
-        /// Address to listen on, HOST:PORT (e.g. 0.0.0.0:49200).
-        #[arg(long, default_value = "0.0.0.0:49200")]
+        /// Address to listen on, HOST:PORT ([::]:49200 is every interface, IPv6 and IPv4).
+        #[arg(long, default_value = "[::]:49200")]
         listen: std::net::SocketAddr,
         /// Shortest check-in interval (TTL) clients may choose, seconds.
         #[arg(long, default_value_t = 60)]

@@ -60,17 +60,17 @@ const PORT_FILE: &str = "worker.port";
 fn bind_peer_port(config: &Config, restarted: bool) -> anyhow::Result<std::net::TcpListener> {
     let context = || format!("cannot listen for peers on {} (set listen_port in config.toml)", config.listen);
     if config.listen.port() != 0 {
-        return std::net::TcpListener::bind(config.listen).with_context(context);
+        return clearskies_actors::net::bind_tcp(config.listen).with_context(context);
     }
     let port_file = config.data_dir.join(PORT_FILE);
     let before = restarted
         .then(|| fs::read_to_string(&port_file).ok()?.trim().parse::<u16>().ok())
         .flatten()
         .filter(|&p| p != 0);
-    let again = before.and_then(|p| std::net::TcpListener::bind((config.listen.ip(), p)).ok());
+    let again = before.and_then(|p| clearskies_actors::net::bind_tcp((config.listen.ip(), p).into()).ok());
     let listener = match again {
         Some(l) => l,
-        None => std::net::TcpListener::bind(config.listen).with_context(context)?,
+        None => clearskies_actors::net::bind_tcp(config.listen).with_context(context)?,
     };
     let port = listener.local_addr().context("reading the peer port")?.port();
     if let Err(e) = fs::write(&port_file, format!("{port}\n")) {

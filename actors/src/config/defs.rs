@@ -127,7 +127,7 @@ impl Default for Values {
     fn default() -> Self {
         let mut values = Values {
             listen_port: 0,
-            listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen_address: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             peers: Vec::new(),
             trackers: Vec::new(),
             lan_discovery: false,
@@ -229,9 +229,9 @@ pub static SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "listen_address",
-        doc: "address to listen on for peers (0.0.0.0: every interface)",
+        doc: "address to listen on for peers (::: every interface, IPv6 and IPv4; 0.0.0.0: IPv4 only)",
         env: "CLEARSKIES_LISTEN_ADDRESS",
-        default: "0.0.0.0",
+        default: "::",
         applies: Applies::AtStart,
         set: |v, raw| {
             v.listen_address = parse::ip(raw)?;
@@ -513,7 +513,7 @@ mod tests {
         assert_eq!(v.min_free_space, super::super::DEFAULT_MIN_FREE);
         assert_eq!(v.full_scan_interval, super::super::DEFAULT_FULL_SCAN_INTERVAL);
         assert_eq!(v.lan(), Some("255.255.255.255:60106".parse().unwrap()));
-        assert_eq!(v.listen(), "0.0.0.0:49221".parse().unwrap());
+        assert_eq!(v.listen(), "[::]:49221".parse().unwrap());
     }
 
     #[test]

@@ -2,18 +2,17 @@
 //! the code's access ID), authenticate with the code, receive the keys, and have the
 //! registry join the share.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::{ActorFutureExt, Context, Handler, ResponseActFuture, WrapFuture};
 use clearskies_protocol::access_code::{AccessCode, Credentials};
+use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::session::{KeyExchange, Role};
 use clearskies_protocol::PeerId;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::dial::DIAL_TIMEOUT;
 use super::messages::{AddShare, JoinWith};
 use super::Connections;
 use crate::control::cmd::{CommandError, ErrorCode};
@@ -21,6 +20,7 @@ use crate::peer::actor::{Peer, PeerTargets, Purpose};
 use crate::peer::channel::{self, ChannelError, TlsContext};
 use crate::share::registry;
 use crate::shares::messages::{ImportKeys, ShareCreated};
+use crate::transport;
 
 /// How long `add_share` without an address waits for discovery to find a peer.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -50,7 +50,7 @@ struct Attach {
     tls: TlsContext,
     targets: PeerTargets,
     /// Addresses discovery finds for the code (without `peer`).
-    found: Option<mpsc::Receiver<Vec<SocketAddr>>>,
+    found: Option<mpsc::Receiver<Vec<PeerAddr>>>,
     seek: Duration,
     /// Selective sync for the joined share.
     selection: clearskies_index::filter::Selection,
@@ -70,14 +70,13 @@ impl Attach {
         let deadline = tokio::time::Instant::now() + self.seek;
         let mut last_error = None;
         loop {
-            for addr in self.candidates(deadline, &mut last_error).await? {
-                match self.try_address(addr).await? {
-                    Tried::Joined(id) => {
-                        let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
-                        return Ok(ShareCreated { path: path.display().to_string(), id: id.to_string() });
-                    }
-                    Tried::Unreachable(e) => last_error = Some(e),
+            let candidates = transport::candidates(self.candidates(deadline, &mut last_error).await?);
+            match self.try_addresses(candidates).await? {
+                Tried::Joined(id) => {
+                    let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+                    return Ok(ShareCreated { path: path.display().to_string(), id: id.to_string() });
                 }
+                Tried::Unreachable(e) => last_error = Some(e),
             }
             if self.peer.is_some() {
                 return Err(
@@ -92,14 +91,11 @@ impl Attach {
         &mut self,
         deadline: tokio::time::Instant,
         last_error: &mut Option<CommandError>,
-    ) -> Result<Vec<SocketAddr>, CommandError> {
+    ) -> Result<Vec<PeerAddr>, CommandError> {
         match (&self.peer, self.found.as_mut()) {
-            (Some(peer), _) => {
-                let addr = tokio::net::lookup_host(peer).await.ok().and_then(|mut a| a.next()).ok_or_else(|| {
-                    CommandError::new(ErrorCode::BadPeer, format!("cannot resolve {peer:?} (use HOST:PORT)"))
-                })?;
-                Ok(vec![addr])
-            }
+            (Some(peer), _) => transport::resolve(peer).await.map_err(|e| {
+                CommandError::new(ErrorCode::BadPeer, format!("cannot resolve {peer:?} (use HOST:PORT): {e}"))
+            }),
             (None, Some(rx)) => match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(addrs)) => Ok(addrs),
                 _ => Err(last_error.take().unwrap_or_else(|| {
@@ -122,32 +118,43 @@ impl Attach {
         }
     }
 
-    /// Connects to `addr` with the code and waits for the keys and the join. A refused code
-    /// ends the attach; an unreachable address does not.
-    async fn try_address(&self, addr: SocketAddr) -> Result<Tried, CommandError> {
-        let unreachable =
-            |e: String| CommandError::new(ErrorCode::Unreachable, format!("cannot connect to {addr}: {e}"));
-        let tcp = match tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Ok(Tried::Unreachable(unreachable(e.to_string()))),
-            Err(_) => return Ok(Tried::Unreachable(unreachable("timed out".into()))),
-        };
-        let ch = match channel::connect(tcp, &self.tls, self.creds.id, &self.creds.password).await {
-            Ok(ch) => ch,
-            Err(ChannelError::Refused(reason)) if channel::Refusal::of(&reason) == channel::Refusal::Throttled => {
-                return Err(CommandError::new(ErrorCode::Throttled, format!("the peer refused: {reason}")))
+    /// Connects to the first of `addrs` to answer with the code, and waits for the keys and
+    /// the join. A refused code ends the attach; an address that connects but fails the
+    /// handshake otherwise is dropped and the others tried again.
+    async fn try_addresses(&self, mut addrs: Vec<PeerAddr>) -> Result<Tried, CommandError> {
+        let ch = loop {
+            let (stream, addr) = match transport::connect_first(&addrs).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    let message = format!("cannot connect: {e}");
+                    return Ok(Tried::Unreachable(CommandError::new(ErrorCode::Unreachable, message)));
+                }
+            };
+            match channel::connect(stream, &self.tls, self.creds.id, &self.creds.password).await {
+                Ok(ch) => break (ch, addr),
+                Err(ChannelError::Refused(reason)) if channel::Refusal::of(&reason) == channel::Refusal::Throttled => {
+                    return Err(CommandError::new(ErrorCode::Throttled, format!("the peer refused: {reason}")))
+                }
+                Err(ChannelError::Refused(_) | ChannelError::AuthFailed { .. }) => {
+                    return Err(CommandError::new(
+                        ErrorCode::CodeRefused,
+                        "the peer refused the access code or password (mistyped, expired, cancelled or already used)",
+                    ))
+                }
+                Err(other) => {
+                    addrs.retain(|a| *a != addr);
+                    if addrs.is_empty() {
+                        let message = format!("cannot connect to {addr}: {other}");
+                        return Ok(Tried::Unreachable(CommandError::new(ErrorCode::Unreachable, message)));
+                    }
+                }
             }
-            Err(ChannelError::Refused(_) | ChannelError::AuthFailed { .. }) => {
-                return Err(CommandError::new(
-                    ErrorCode::CodeRefused,
-                    "the peer refused the access code or password (mistyped, expired, cancelled or already used)",
-                ))
-            }
-            Err(other) => return Ok(Tried::Unreachable(unreachable(other.to_string()))),
         };
+        let (ch, addr) = ch;
         let (done, joined) = tokio::sync::oneshot::channel();
         let purpose = Purpose::Attach { path: self.path.clone(), selection: self.selection.clone(), done: Some(done) };
-        Peer::new(ch, Role::Client, KeyExchange::Receive, self.peer_id, purpose, addr, self.targets.clone()).spawn();
+        Peer::new(ch, Role::Client, KeyExchange::Receive, self.peer_id, purpose, addr.addr, self.targets.clone())
+            .spawn();
         let id = tokio::time::timeout(JOIN_TIMEOUT, joined)
             .await
             .map_err(|_| CommandError::new(ErrorCode::Timeout, "the peer did not send the share's keys in time"))?

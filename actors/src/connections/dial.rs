@@ -1,10 +1,10 @@
 //! Dialling: remembered and configured peers with the share key (again, with a backoff,
 //! after a failure or a lost connection), and addresses discovery found.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::session::{KeyExchange, Role};
 use clearskies_protocol::{PeerId, SecretKey, Sha256Hash};
@@ -14,9 +14,8 @@ use super::Connections;
 use crate::discovery::Discovered;
 use crate::peer::actor::{Peer, Purpose};
 use crate::peer::channel::{self, ChannelError, TlsContext};
+use crate::transport;
 
-/// How long a dial waits for the TCP connection.
-pub(super) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// First delay before re-dialling a remembered peer; doubles per failure up to [`MAX_REDIAL`].
 pub(super) const FIRST_REDIAL: Duration = Duration::from_millis(500);
 const MAX_REDIAL: Duration = Duration::from_secs(60);
@@ -68,20 +67,32 @@ pub(super) struct ShareKeyDial {
 }
 
 impl ShareKeyDial {
-    /// TCP (with a deadline), then TLS + SRP with each key in turn until one is accepted;
-    /// the channel and the level of the key that opened it.
-    pub(super) async fn connect(&self, addr: SocketAddr) -> Result<(channel::Channel, AccessLevel), DialError> {
+    /// The first of `addrs` to connect ([`transport::connect_first`]), then TLS + SRP with
+    /// each key in turn until one is accepted: the channel, the level of the key that opened
+    /// it, and the address. An address that connects but fails the handshake for any other
+    /// reason than a refusal is dropped and the others tried again.
+    pub(super) async fn connect(
+        &self,
+        addrs: &[PeerAddr],
+    ) -> Result<(channel::Channel, AccessLevel, PeerAddr), DialError> {
         let mut refused = None;
+        let mut candidates = addrs.to_vec();
         for (id, key, level) in &self.keys {
-            let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
-                .and_then(|connected| connected)
-                .map_err(DialError::Unreachable)?;
-            match channel::connect(tcp, &self.tls, *id, &hex::encode(key.as_bytes())).await {
-                Ok(ch) => return Ok((ch, *level)),
-                Err(e @ (ChannelError::AuthFailed { .. } | ChannelError::Refused(_))) => refused = Some(e),
-                Err(e) => return Err(DialError::Unreachable(std::io::Error::other(e.to_string()))),
+            loop {
+                let (stream, addr) = transport::connect_first(&candidates).await.map_err(DialError::Unreachable)?;
+                match channel::connect(stream, &self.tls, *id, &hex::encode(key.as_bytes())).await {
+                    Ok(ch) => return Ok((ch, *level, addr)),
+                    Err(e @ (ChannelError::AuthFailed { .. } | ChannelError::Refused(_))) => {
+                        refused = Some(e);
+                        break;
+                    }
+                    Err(e) => {
+                        candidates.retain(|a| *a != addr);
+                        if candidates.is_empty() {
+                            return Err(DialError::Unreachable(std::io::Error::other(format!("{addr}: {e}"))));
+                        }
+                    }
+                }
             }
         }
         Err(refused
@@ -116,15 +127,10 @@ impl Connections {
             let targets = act.peer_targets(ctx);
             let (target, dialled) = (addr.clone(), addr.clone());
             let attempt = async move {
-                let sock = tokio::net::lookup_host(&target).await.ok().and_then(|mut a| a.next()).ok_or_else(|| {
-                    DialError::Unreachable(std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("cannot resolve {target}"),
-                    ))
-                })?;
-                let (ch, level) = key.connect(sock).await?;
+                let addrs = transport::resolve(&target).await.map_err(DialError::Unreachable)?;
+                let (ch, level, sock) = key.connect(&addrs).await?;
                 let purpose = Purpose::Rejoin { share, dialled, level };
-                Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, sock, targets).spawn();
+                Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, sock.addr, targets).spawn();
                 Ok::<(), DialError>(())
             };
             ctx.spawn(attempt.into_actor(act).map(move |res, act, ctx| {
@@ -142,24 +148,30 @@ impl Connections {
         });
     }
 
-    /// Dials an address discovery found for a share, once (discovery reports it again if it
-    /// is still there).
-    pub(super) fn dial_found(&mut self, share: Sha256Hash, addr: SocketAddr, ctx: &mut Context<Self>) {
+    /// Dials a peer discovery found for a share at `addrs`, once (discovery reports it
+    /// again if it is still there).
+    pub(super) fn dial_found(&mut self, share: Sha256Hash, addrs: Vec<PeerAddr>, ctx: &mut Context<Self>) {
         let Some(key) = self.share_key(share) else { return };
-        if self.found_dialing.len() >= MAX_FOUND_PER_NEWS || !self.found_dialing.insert((share, addr)) {
+        let addrs = transport::candidates(addrs);
+        let busy = addrs.iter().any(|a| self.found_dialing.contains(&(share, *a)));
+        if addrs.is_empty() || busy || self.found_dialing.len() >= MAX_FOUND_PER_NEWS * transport::MAX_ADDRESSES {
             return;
         }
+        self.found_dialing.extend(addrs.iter().map(|a| (share, *a)));
         let targets = self.peer_targets(ctx);
+        let tried = addrs.clone();
         let attempt = async move {
-            let (ch, level) = key.connect(addr).await?;
+            let (ch, level, addr) = key.connect(&tried).await?;
             let purpose = Purpose::Found { share, level };
-            Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, addr, targets).spawn();
+            Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, addr.addr, targets).spawn();
             Ok::<(), DialError>(())
         };
         ctx.spawn(attempt.into_actor(self).map(move |res, act, _| {
-            act.found_dialing.remove(&(share, addr));
+            for a in &addrs {
+                act.found_dialing.remove(&(share, *a));
+            }
             if let Err(e) = res {
-                info!(%share, peer = %addr, error = %e, "cannot reach a discovered peer");
+                info!(%share, peers = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), error = %e, "cannot reach a discovered peer");
             }
         }));
     }
@@ -170,7 +182,7 @@ impl Handler<Discovered> for Connections {
 
     fn handle(&mut self, msg: Discovered, ctx: &mut Context<Self>) {
         if let Some((me, waiting)) = self.seeking.get(&msg.id) {
-            let addrs: Vec<SocketAddr> =
+            let addrs: Vec<PeerAddr> =
                 msg.peers.iter().filter(|(p, _)| *p != me).flat_map(|(_, a)| a.iter().copied()).collect();
             if !addrs.is_empty() {
                 info!(code = %msg.id, source = msg.source, found = addrs.len(), "found peers for an access code");
@@ -188,7 +200,7 @@ impl Handler<Discovered> for Connections {
             self.found.clear();
         }
         for (peer, addrs) in msg.peers.into_iter().take(MAX_FOUND_PER_NEWS) {
-            let addrs: Vec<SocketAddr> = addrs.into_iter().take(4).collect();
+            let addrs = transport::candidates(addrs);
             // Never ourselves; never a peer we already have a session with, or removed.
             if peer == me || self.peers.contains_key(&(share, peer)) || removed.contains(&peer) {
                 continue;
@@ -196,11 +208,13 @@ impl Handler<Discovered> for Connections {
             for addr in &addrs {
                 self.found.insert((share, *addr), msg.source);
             }
-            let Some(addr) = addrs.first().copied() else { continue };
+            if addrs.is_empty() {
+                continue;
+            }
             ctx.run_later(discovered_dial_wait(me, peer), move |act, ctx| {
                 if !act.peers.contains_key(&(share, peer)) && act.table.borrow().contains(&share) {
-                    debug!(%share, %peer, %addr, "dialling a discovered peer");
-                    act.dial_found(share, addr, ctx);
+                    debug!(%share, %peer, addresses = addrs.len(), "dialling a discovered peer");
+                    act.dial_found(share, addrs, ctx);
                 }
             });
         }

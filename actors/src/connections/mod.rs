@@ -19,10 +19,10 @@ mod remove;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, ResponseFuture};
+use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tracing::{error, warn};
 
@@ -44,7 +44,7 @@ use crate::supervise::Crashed;
 struct Session {
     share: Sha256Hash,
     peer: PeerId,
-    addr: SocketAddr,
+    addr: PeerAddr,
     out: Recipient<PeerOut>,
     redial: Redial,
     /// The level of the key the session was opened with.
@@ -90,7 +90,7 @@ pub struct Connections {
     can_discover: bool,
     targets: ConnectionsTargets,
     /// Connected peers by (share, peer ID): their address.
-    peers: BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
+    peers: BTreeMap<(Sha256Hash, PeerId), PeerAddr>,
     /// Peers connected since the daemon started, with their name, level and bytes.
     seen: peers::SeenTable,
     /// Remembered peers being dialled or connected, by (share, `HOST:PORT`), with the
@@ -99,13 +99,13 @@ pub struct Connections {
     discovery: Option<Addr<Discovery>>,
     /// Attaches waiting for discovery to find a peer: access ID → (our new peer ID, where
     /// found addresses go).
-    seeking: BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<SocketAddr>>)>,
+    seeking: BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<PeerAddr>>)>,
     /// Live codes' access IDs (from access): access ID → (share, expiry).
     codes: BTreeMap<Sha256Hash, (Sha256Hash, Option<i64>)>,
     /// Addresses found by discovery, by (share, address): the source (`tracker`, `lan`).
-    found: BTreeMap<(Sha256Hash, SocketAddr), &'static str>,
+    found: BTreeMap<(Sha256Hash, PeerAddr), &'static str>,
     /// Dials to discovered addresses in progress.
-    found_dialing: BTreeSet<(Sha256Hash, SocketAddr)>,
+    found_dialing: BTreeSet<(Sha256Hash, PeerAddr)>,
     /// Ready sessions by connection.
     sessions: BTreeMap<u64, Session>,
     /// Shares whose known peers refused our key at the last dial (until a session is ready).
@@ -169,7 +169,7 @@ impl Connections {
 fn announced(
     table: &crate::shares::table::ShareTable,
     codes: &BTreeMap<Sha256Hash, (Sha256Hash, Option<i64>)>,
-    seeking: &BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<SocketAddr>>)>,
+    seeking: &BTreeMap<Sha256Hash, (PeerId, tokio::sync::mpsc::Sender<Vec<PeerAddr>>)>,
     now: i64,
 ) -> BTreeMap<Sha256Hash, PeerId> {
     let mut ids: BTreeMap<Sha256Hash, PeerId> = table.iter().map(|r| (r.config.id, r.config.peer_id)).collect();
@@ -290,7 +290,7 @@ impl Handler<PeerCrashed> for Connections {
         }
         match s.redial {
             Redial::Address(addr) => self.dial(s.share, addr, dial::FIRST_REDIAL, ctx),
-            Redial::Found(addr) => self.dial_found(s.share, addr, ctx),
+            Redial::Found(addr) => self.dial_found(s.share, vec![addr], ctx),
             Redial::ByPeer => {}
         }
     }

@@ -2,10 +2,10 @@
 //! discovery found, remembered peers being dialled; a pure function of the owner's tables.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use actix::{Context, Handler, MessageResult};
+use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::{PeerId, Sha256Hash};
 
@@ -22,7 +22,7 @@ pub(super) const MAX_SEEN: usize = 1024;
 pub(super) struct Seen {
     pub(super) name: Option<String>,
     pub(super) level: Option<AccessLevel>,
-    pub(super) addr: SocketAddr,
+    pub(super) addr: PeerAddr,
     /// Unix time it was last connected (updated when it leaves).
     pub(super) last_seen: i64,
     /// Its session's bytes (the live counters while it is connected).
@@ -38,7 +38,7 @@ pub(super) fn note_seen(
     seen: &mut SeenTable,
     key: (Sha256Hash, PeerId),
     entry: Seen,
-    connected: &BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
+    connected: &BTreeMap<(Sha256Hash, PeerId), PeerAddr>,
 ) {
     seen.insert(key, entry);
     while seen.len() > MAX_SEEN {
@@ -54,11 +54,11 @@ pub(super) fn note_seen(
 /// The tables `list_peers` is made of.
 pub(super) struct PeerTables<'a> {
     pub(super) table: &'a ShareTable,
-    pub(super) peers: &'a BTreeMap<(Sha256Hash, PeerId), SocketAddr>,
+    pub(super) peers: &'a BTreeMap<(Sha256Hash, PeerId), PeerAddr>,
     pub(super) seen: &'a SeenTable,
     pub(super) dials: &'a BTreeMap<(Sha256Hash, String), u32>,
-    pub(super) found: &'a BTreeMap<(Sha256Hash, SocketAddr), &'static str>,
-    pub(super) found_dialing: &'a BTreeSet<(Sha256Hash, SocketAddr)>,
+    pub(super) found: &'a BTreeMap<(Sha256Hash, PeerAddr), &'static str>,
+    pub(super) found_dialing: &'a BTreeSet<(Sha256Hash, PeerAddr)>,
     /// Unix time now.
     pub(super) now: i64,
 }
@@ -87,7 +87,7 @@ fn with_seen(mut e: PeerEntry, peer: &PeerId, s: Option<&Seen>, last_seen: Optio
     if let Some(s) = s {
         e.name.clone_from(&s.name);
         e.access_level = s.level.map(|l| Mode::from_name(crate::share::registry::level_name(l)));
-        e.transport = Some("tcp".to_owned());
+        e.transport = Some(s.addr.transport.name().to_owned());
         e.last_seen = last_seen.or(Some(s.last_seen));
         e.sent_bytes = Some(s.traffic.sent.load(Ordering::Relaxed));
         e.received_bytes = Some(s.traffic.received.load(Ordering::Relaxed));
@@ -103,7 +103,7 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
         |share: &Sha256Hash| t.table.get(share).map(|r| r.config.path.display().to_string()).unwrap_or_default();
     let mut out = Vec::new();
     for ((share, peer), addr) in t.peers {
-        let address = addr.to_string();
+        let address = addr.addr.to_string();
         let manual = t.dials.contains_key(&(*share, address.clone()));
         let source = match t.found.get(&(*share, *addr)) {
             Some(found) => PeerSource::from_name(found),
@@ -117,7 +117,7 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
         if t.peers.contains_key(&(*share, *peer)) {
             continue;
         }
-        let address = s.addr.to_string();
+        let address = s.addr.addr.to_string();
         let (state, failures) = match t.dials.get(&(*share, address.clone())) {
             Some(f) => (PeerState::Dialing, Some(*f)),
             None => (PeerState::Offline, None),
@@ -128,7 +128,7 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
         out.push(e);
     }
     for ((share, addr), source) in t.found {
-        let address = addr.to_string();
+        let address = addr.addr.to_string();
         if !out.iter().any(|e| e.share == share.to_string() && e.address == address) {
             let state = if t.found_dialing.contains(&(*share, *addr)) { PeerState::Dialing } else { PeerState::Found };
             out.push(entry(path_of(share), share, address, state, PeerSource::from_name(source)));

@@ -1,3 +1,4 @@
+use clearskies_protocol::address::PeerAddr;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -46,10 +47,10 @@ fn discovery_announces_shares_live_codes_of_running_shares_and_attaches_under_wa
 fn peers_lists_each_address_once_with_where_it_came_from() {
     let s = TestShare::new();
     let id = s.config.id;
-    let (a, b, c): (SocketAddr, SocketAddr, SocketAddr) =
-        ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap(), "10.0.0.3:3".parse().unwrap());
+    let (a, b, c): (PeerAddr, PeerAddr, PeerAddr) =
+        ("tcp:10.0.0.1:1".parse().unwrap(), "tcp:10.0.0.2:2".parse().unwrap(), "tcp:10.0.0.3:3".parse().unwrap());
     let peers = BTreeMap::from([((id, PeerId([1; 16])), a), ((id, PeerId([2; 16])), b)]);
-    let dials = BTreeMap::from([((id, a.to_string()), 0), ((id, "far.example:9".to_owned()), 3)]);
+    let dials = BTreeMap::from([((id, a.addr.to_string()), 0), ((id, "far.example:9".to_owned()), 3)]);
     let found = BTreeMap::from([((id, b), "tracker"), ((id, c), "lan")]);
     let found_dialing = BTreeSet::from([(id, c)]);
     // Peer 1 is connected; peer 3 was, at the remembered address far.example:9 (dialled
@@ -59,7 +60,7 @@ fn peers_lists_each_address_once_with_where_it_came_from() {
     let seen_at = |addr: &str, name: &str, last_seen| super::peers::Seen {
         name: Some(name.into()),
         level: Some(clearskies_protocol::message::core::AccessLevel::ReadWrite),
-        addr: addr.parse().unwrap(),
+        addr: PeerAddr::tcp(addr.parse().unwrap()),
         last_seen,
         traffic: traffic.clone(),
     };

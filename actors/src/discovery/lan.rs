@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::tracker_client::TrackerNews;
+use clearskies_protocol::address::PeerAddr;
 
 /// How often we broadcast.
 pub const INTERVAL: Duration = Duration::from_secs(60);
@@ -233,7 +234,7 @@ pub async fn run(
                 if let (Some(me), true) = (ours, verdict.answer) {
                     send_all(&sock, target, &[(b.id, me)].into(), listen_port).await;
                 }
-                let found = TrackerNews { id: b.id, peers: [(b.peer, vec![addr])].into() };
+                let found = TrackerNews { id: b.id, peers: [(b.peer, vec![PeerAddr::tcp(addr)])].into() };
                 if news.send((found, "lan")).await.is_err() {
                     return;
                 }

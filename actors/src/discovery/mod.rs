@@ -3,29 +3,30 @@
 //! `connections`, which decides whom to dial. Manual peers (`--peer`, the `peers` setting)
 //! and re-dialling stay with `connections`.
 
+pub mod addresses;
 pub mod lan;
 pub mod tracker_client;
 pub mod tracker_server;
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
+use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tokio::sync::{mpsc, watch};
 
 /// Where to look.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DiscoverySettings {
     /// Trackers, `HOST:PORT`.
     pub trackers: Vec<String>,
     /// Where LAN broadcasts go (`None`: LAN discovery off).
     pub lan: Option<SocketAddr>,
-    /// The address we listen on (if specific, announced instead of the one trackers see).
-    pub listen_ip: Option<IpAddr>,
-    /// The TCP port peers reach us on.
-    pub listen_port: u16,
+    /// The address we listen on (if specific, announced instead of the one trackers see;
+    /// its port is the one peers reach).
+    pub listen: SocketAddr,
 }
 
 /// The IDs to announce and look for, each with our peer ID for it.
@@ -40,7 +41,7 @@ pub struct Discovered {
     /// The access ID or key ID.
     pub id: Sha256Hash,
     /// Peer ID → addresses.
-    pub peers: BTreeMap<PeerId, Vec<SocketAddr>>,
+    pub peers: BTreeMap<PeerId, Vec<PeerAddr>>,
     /// `tracker` or `lan`.
     pub source: &'static str,
 }
@@ -50,13 +51,20 @@ pub struct Discovered {
 pub struct Discovery {
     settings: DiscoverySettings,
     ids: watch::Sender<BTreeMap<Sha256Hash, PeerId>>,
+    learned: watch::Sender<Vec<PeerAddr>>,
     found: Recipient<Discovered>,
 }
+
+/// Addresses we are reachable at that port mapping and STUN learned (the whole list; it
+/// replaces the one before).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetLearned(pub Vec<PeerAddr>);
 
 impl Discovery {
     /// Discovery with `settings`, reporting to `found`.
     pub fn new(settings: DiscoverySettings, found: Recipient<Discovered>) -> Self {
-        Discovery { settings, ids: watch::Sender::new(BTreeMap::new()), found }
+        Discovery { settings, ids: watch::Sender::new(BTreeMap::new()), learned: watch::Sender::new(Vec::new()), found }
     }
 }
 
@@ -66,12 +74,15 @@ impl Actor for Discovery {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let (tx, mut rx) = mpsc::channel(256);
         for t in &self.settings.trackers {
-            let (ids, tx) = (self.ids.subscribe(), tx.clone());
-            let (ip, port) = (self.settings.listen_ip, self.settings.listen_port);
-            actix_rt::spawn(tracker_client::run(t.clone(), ids, ip, port, tx));
+            let announce = tracker_client::Announce {
+                ids: self.ids.subscribe(),
+                listen: self.settings.listen,
+                learned: self.learned.subscribe(),
+            };
+            actix_rt::spawn(tracker_client::run(t.clone(), announce, tx.clone()));
         }
         if let Some(target) = self.settings.lan {
-            actix_rt::spawn(lan::run(target, self.ids.subscribe(), self.settings.listen_port, tx.clone()));
+            actix_rt::spawn(lan::run(target, self.ids.subscribe(), self.settings.listen.port(), tx.clone()));
         }
         drop(tx);
         let found = self.found.clone();
@@ -96,6 +107,20 @@ impl Handler<SetIds> for Discovery {
                 return false;
             }
             *current = ids;
+            true
+        });
+    }
+}
+
+impl Handler<SetLearned> for Discovery {
+    type Result = ();
+
+    fn handle(&mut self, SetLearned(addrs): SetLearned, _: &mut Context<Self>) {
+        self.learned.send_if_modified(|current| {
+            if *current == addrs {
+                return false;
+            }
+            *current = addrs;
             true
         });
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::message::tracker::{Connection, Ping, Register, Start};
 use clearskies_protocol::message::Message;
 use clearskies_protocol::{PeerId, Sha256Hash};
@@ -13,40 +14,41 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
+use super::addresses;
 use super::wire::{encode, MessageReader};
 
 /// TTL we ask for (clamped to what the tracker allows).
 const TTL: u64 = 60;
+/// How often the interfaces' addresses are read again (DHCP, IPv6 temporary addresses).
+const ADDRESS_RECHECK: Duration = Duration::from_secs(60);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
-/// What a tracker told us: the peers of one ID, with their TCP addresses.
+/// What a tracker told us: the peers of one ID, with their addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackerNews {
     /// The access ID or key ID.
     pub id: Sha256Hash,
     /// Peer ID → addresses we can dial.
-    pub peers: BTreeMap<PeerId, Vec<SocketAddr>>,
+    pub peers: BTreeMap<PeerId, Vec<PeerAddr>>,
 }
 
-/// `tcp:HOST:PORT` → a socket address (IP literals only; other protocols are skipped).
-pub fn parse_tcp(address: &str) -> Option<SocketAddr> {
-    address.strip_prefix("tcp:")?.parse().ok()
+/// What a tracker client tells the tracker about us.
+#[derive(Debug, Clone)]
+pub struct Announce {
+    /// The current ID → peer ID map.
+    pub ids: watch::Receiver<BTreeMap<Sha256Hash, PeerId>>,
+    /// The address we listen on (its port is the one peers reach).
+    pub listen: SocketAddr,
+    /// Addresses port mapping and STUN learned.
+    pub learned: watch::Receiver<Vec<PeerAddr>>,
 }
 
-/// Runs the client for the tracker at `tracker` forever. `ids` is the current ID → peer ID
-/// map; `listen_port` the port peers reach us on (our address is the one the tracker sees,
-/// or `listen_ip` when we listen on a specific address).
-pub async fn run(
-    tracker: String,
-    mut ids: watch::Receiver<BTreeMap<Sha256Hash, PeerId>>,
-    listen_ip: Option<std::net::IpAddr>,
-    listen_port: u16,
-    news: mpsc::Sender<(TrackerNews, &'static str)>,
-) {
+/// Runs the client for the tracker at `tracker` forever.
+pub async fn run(tracker: String, mut announce: Announce, news: mpsc::Sender<(TrackerNews, &'static str)>) {
     let mut delay = FIRST_RETRY;
     loop {
-        match session(&tracker, &mut ids, listen_ip, listen_port, &news).await {
+        match session(&tracker, &mut announce, &news).await {
             Ok(()) => return,
             Err(e) => {
                 info!(%tracker, error = %e, retry_in = ?delay, "tracker unavailable");
@@ -57,11 +59,16 @@ pub async fn run(
     }
 }
 
+/// Our addresses as we announce them now.
+fn our_addresses(announce: &mut Announce, observed: Option<std::net::IpAddr>) -> Vec<String> {
+    let interfaces = addresses::interface_ips(announce.listen.ip());
+    let learned = announce.learned.borrow_and_update().clone();
+    addresses::advertised(announce.listen, observed, &interfaces, &learned).iter().map(ToString::to_string).collect()
+}
+
 async fn session(
     tracker: &str,
-    ids: &mut watch::Receiver<BTreeMap<Sha256Hash, PeerId>>,
-    listen_ip: Option<std::net::IpAddr>,
-    listen_port: u16,
+    announce: &mut Announce,
     news: &mpsc::Sender<(TrackerNews, &'static str)>,
 ) -> std::io::Result<()> {
     let stream = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(tracker))
@@ -82,17 +89,15 @@ async fn session(
     }
     let ttl = TTL.clamp(greeting.min_ttl.max(1), greeting.max_ttl.max(greeting.min_ttl.max(1)));
     let start = Start { software: crate::SOFTWARE.to_owned(), protocol: 1, ttl, extensions: Vec::new() };
-    let ip = match listen_ip.filter(|ip| !ip.is_unspecified()) {
-        Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
-        Some(ip) => ip.to_string(),
-        None => greeting.your_ip.clone(),
-    };
-    let connection = Connection { addresses: vec![format!("tcp:{ip}:{listen_port}")] };
+    let observed = addresses::parse_your_ip(&greeting.your_ip);
+    let mut sent = our_addresses(announce, observed);
     let mut out = encode(&start.into());
-    out.extend(encode(&connection.into()));
-    out.extend(encode(&Register { ids: ids.borrow_and_update().clone() }.into()));
+    out.extend(encode(&Connection { addresses: sent.clone() }.into()));
+    out.extend(encode(&Register { ids: announce.ids.borrow_and_update().clone() }.into()));
     write.write_all(&out).await?;
-    info!(%tracker, address = %format!("tcp:{ip}:{listen_port}"), "registered with the tracker");
+    info!(%tracker, addresses = ?sent, "registered with the tracker");
+    let mut recheck = tokio::time::interval(ADDRESS_RECHECK);
+    recheck.tick().await;
     let mut ping = tokio::time::interval(Duration::from_secs((ttl / 2).max(1)));
     ping.tick().await;
     loop {
@@ -102,7 +107,7 @@ async fn session(
                     let peers = p
                         .peers
                         .into_iter()
-                        .map(|(peer, addrs)| (peer, addrs.iter().filter_map(|a| parse_tcp(a)).collect()))
+                        .map(|(peer, addrs)| (peer, addrs.iter().filter_map(|a| a.parse().ok()).collect()))
                         .collect();
                     debug!(%tracker, id = %p.id, "peers from the tracker");
                     if news.send((TrackerNews { id: p.id, peers }, "tracker")).await.is_err() {
@@ -112,16 +117,40 @@ async fn session(
                 Some(_) => {}
                 None => return Err(bad("the tracker closed the connection")),
             },
-            changed = ids.changed() => {
+            changed = announce.ids.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
-                let register = Register { ids: ids.borrow_and_update().clone() };
+                let register = Register { ids: announce.ids.borrow_and_update().clone() };
                 write.write_all(&encode(&register.into())).await?;
+            }
+            // A new address (learned, or an interface's) is announced at once.
+            _ = async { announce.learned.changed().await.ok() }, if announce.learned.has_changed().is_ok() => {
+                sent = resend_if_changed(tracker, announce, observed, sent, &mut write).await?;
+            }
+            _ = recheck.tick() => {
+                sent = resend_if_changed(tracker, announce, observed, sent, &mut write).await?;
             }
             _ = ping.tick() => {
                 write.write_all(&encode(&Ping {}.into())).await?;
             }
         }
     }
+}
+
+/// Sends a new `tracker.connection` if our addresses are no longer `sent`; the addresses
+/// now.
+async fn resend_if_changed(
+    tracker: &str,
+    announce: &mut Announce,
+    observed: Option<std::net::IpAddr>,
+    sent: Vec<String>,
+    write: &mut (impl AsyncWriteExt + Unpin),
+) -> std::io::Result<Vec<String>> {
+    let now = our_addresses(announce, observed);
+    if now != sent {
+        write.write_all(&encode(&Connection { addresses: now.clone() }.into())).await?;
+        info!(%tracker, addresses = ?now, "our addresses changed; told the tracker");
+    }
+    Ok(now)
 }

@@ -88,13 +88,9 @@ fn format_ip(addr: &SocketAddr) -> String {
 /// Listens on `addr` with a deep accept queue (thousands of clients connect at once after a
 /// tracker restart). Call inside a tokio runtime.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
-    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    s.set_reuse_address(true)?;
+    let s = crate::net::bind_tcp(addr)?;
     s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    s.listen(4096)?;
-    TcpListener::from_std(s.into())
+    TcpListener::from_std(s)
 }
 
 /// Serves the tracker protocol on `listener` until the task is dropped.

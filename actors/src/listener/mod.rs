@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Recipient, WrapFuture};
 use clearskies_protocol::session::{KeyExchange, Role};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -204,9 +203,10 @@ async fn accept(listener: tokio::net::TcpListener, slots: Arc<Mutex<Slots>>, han
                 continue;
             }
         };
+        let addr = clearskies_protocol::address::canonical(addr);
         // Refused: closed at once (dropping it), before any task or buffer exists.
-        let Some((slot, displaced)) = take_slot(&slots, addr.ip()) else { continue };
-        actix_rt::spawn(handshakes.clone().run(tcp, addr, slot, displaced));
+        let Some((slot, displaced)) = take_slot(&slots, crate::net::source_of(addr.ip())) else { continue };
+        actix_rt::spawn(handshakes.clone().run(tcp.into(), addr, slot, displaced));
     }
 }
 
@@ -222,7 +222,7 @@ struct Handshakes {
 impl Handshakes {
     /// The secure channel with the client at `addr`, holding `slot` until it authenticates
     /// (or until `displaced` fires: then it is closed); then its `Peer` actor.
-    async fn run(self, tcp: TcpStream, addr: SocketAddr, slot: Slot, displaced: oneshot::Receiver<()>) {
+    async fn run(self, tcp: crate::transport::Stream, addr: SocketAddr, slot: Slot, displaced: oneshot::Receiver<()>) {
         let lookup = self.targets.lookup.clone();
         let charged = &self.throttle;
         let handshake = channel::accept(tcp, &self.tls, &self.secret, |id| async move {
@@ -231,10 +231,10 @@ impl Handshakes {
                 None => None,
             };
             if cred.as_ref().is_some_and(|c| c.kind == CredentialKind::Key) {
-                charged.charge_key(addr.ip()).map_err(|t| t.message())?;
+                charged.charge_key(crate::net::source_of(addr.ip())).map_err(|t| t.message())?;
             } else {
                 let id = id.unwrap_or(clearskies_protocol::Sha256Hash([0; 32]));
-                charged.charge_code(addr.ip(), id).map_err(|t| t.message())?;
+                charged.charge_code(crate::net::source_of(addr.ip()), id).map_err(|t| t.message())?;
             }
             Ok(cred.map(|c| c.record))
         });
@@ -267,7 +267,7 @@ impl Handshakes {
             return;
         };
         if cred.kind == CredentialKind::Key {
-            self.throttle.refund_key(addr.ip());
+            self.throttle.refund_key(crate::net::source_of(addr.ip()));
         }
         let key_exchange = match (&cred.kind, cred.keys) {
             (CredentialKind::Code, Some(keys)) => KeyExchange::Send(keys),

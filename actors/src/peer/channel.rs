@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::transport::Stream;
 use bytes::BytesMut;
 use clearskies_protocol::auth::{self, AuthError, ClientAuth, ServerAuth, VerifierRecord};
 use clearskies_protocol::frame::{self, Decoder, Item, Kind};
@@ -20,7 +21,6 @@ use rustls::crypto::{verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 /// How long the TLS and SRP handshakes may take together when we dial.
@@ -209,7 +209,7 @@ impl ServerCertVerifier for UnverifiedCertificate {
 /// An authenticated, encrypted connection ready for a protocol session.
 pub struct Channel {
     /// The TLS stream.
-    pub stream: TlsStream<TcpStream>,
+    pub stream: TlsStream<Stream>,
     /// Bytes received after the SRP exchange; feed them to the session first.
     pub leftover: BytesMut,
     /// The access ID or key ID the connection authenticated for.
@@ -271,24 +271,13 @@ fn random64() -> Result<[u8; 64], ChannelError> {
 }
 
 /// Dials: TLS, then SRP as `username`/`password` (from an access code or a key).
-pub async fn connect(
-    tcp: TcpStream,
-    tls: &TlsContext,
-    id: Sha256Hash,
-    password: &str,
-) -> Result<Channel, ChannelError> {
+pub async fn connect(tcp: Stream, tls: &TlsContext, id: Sha256Hash, password: &str) -> Result<Channel, ChannelError> {
     tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_inner(tcp, tls, id, password))
         .await
         .map_err(|_| ChannelError::Timeout)?
 }
 
-async fn connect_inner(
-    tcp: TcpStream,
-    tls: &TlsContext,
-    id: Sha256Hash,
-    password: &str,
-) -> Result<Channel, ChannelError> {
-    let _ = tcp.set_nodelay(true);
+async fn connect_inner(tcp: Stream, tls: &TlsContext, id: Sha256Hash, password: &str) -> Result<Channel, ChannelError> {
     let name = ServerName::try_from("clearskies").map_err(|e| ChannelError::Protocol(e.to_string()))?;
     let stream = tls.connector.connect(name, tcp).await?;
     let mut ekm = [0u8; auth::EXPORTER_LEN];
@@ -319,7 +308,7 @@ async fn connect_inner(
 /// wrong password), or a reason to refuse the attempt before SRP (sent to the client as
 /// `.rs.clearskies.srp.error`).
 pub async fn accept<F, Fut>(
-    tcp: TcpStream,
+    tcp: Stream,
     tls: &TlsContext,
     server_secret: &[u8; 32],
     lookup: F,
@@ -334,7 +323,7 @@ where
 }
 
 async fn accept_inner<F, Fut>(
-    tcp: TcpStream,
+    tcp: Stream,
     tls: &TlsContext,
     server_secret: &[u8; 32],
     lookup: F,
@@ -343,7 +332,6 @@ where
     F: FnOnce(Option<Sha256Hash>) -> Fut,
     Fut: Future<Output = Result<Option<VerifierRecord>, String>>,
 {
-    let _ = tcp.set_nodelay(true);
     let stream = tls.acceptor.accept(tcp).await?;
     let mut ekm = [0u8; auth::EXPORTER_LEN];
     stream.get_ref().1.export_keying_material(&mut ekm, auth::EXPORTER_LABEL, None)?;

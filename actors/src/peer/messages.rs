@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use actix::Message;
+use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::auth::VerifierRecord;
 use clearskies_protocol::message::core::Keys;
 use clearskies_protocol::{PeerId, Sha256Hash};
@@ -96,7 +97,7 @@ pub struct PeerConnected {
     /// The peer's ID.
     pub peer: PeerId,
     /// Its address.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// How to reach it again if the connection is lost without a word (a crash).
     pub redial: Redial,
     /// Both sides speak the `rsync` extension (delta transfers).
@@ -164,7 +165,7 @@ pub enum Redial {
     /// We dialled this `HOST:PORT` (configured, remembered or the attach address).
     Address(String),
     /// Discovery found it: dial the address again.
-    Found(SocketAddr),
+    Found(PeerAddr),
     /// The peer dialled us; it dials again.
     ByPeer,
 }
@@ -180,7 +181,7 @@ pub struct PeerDisconnected {
     /// The peer's ID, if known.
     pub peer: Option<PeerId>,
     /// Its address.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// For connections we dialled: the `HOST:PORT` we dialled (to dial again).
     pub dialled: Option<String>,
     /// Why, for logs and `peers`.

@@ -22,7 +22,7 @@ async fn handshake(
     let known_id = creds.id;
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        accept(tcp, &server_tls, &SECRET, |id| {
+        accept(tcp.into(), &server_tls, &SECRET, |id| {
             let r = (id == Some(known_id)).then(|| record.clone());
             async move { Ok(r) }
         })
@@ -31,7 +31,7 @@ async fn handshake(
     let dial_creds = dial.credentials();
     let password = password_override.unwrap_or(&dial_creds.password).to_owned();
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let client = connect(tcp, &client_tls, dial_creds.id, &password).await;
+    let client = connect(tcp.into(), &client_tls, dial_creds.id, &password).await;
     (client, server.await.unwrap())
 }
 
@@ -99,7 +99,7 @@ async fn garbage_instead_of_tls_fails_cleanly() {
     let tls = TlsContext::new().unwrap();
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        accept(tcp, &tls, &SECRET, |_| async { Ok(None) }).await
+        accept(tcp.into(), &tls, &SECRET, |_| async { Ok(None) }).await
     });
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"m2{}GET / HTTP/1.1\r\n\r\n").await.unwrap();

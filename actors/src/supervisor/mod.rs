@@ -289,8 +289,7 @@ impl Supervisor {
         let settings = DiscoverySettings {
             trackers: self.settings.config.trackers.clone(),
             lan: self.settings.config.lan(),
-            listen_ip: listen.map(|a| a.ip()),
-            listen_port: listen.map_or(0, |a| a.port()),
+            listen: listen.unwrap_or_else(|| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))),
         };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Discovery);
         let discovery = supervise::start(Discovery::new(settings, o.connections.clone().recipient()), to, crash);
@@ -301,7 +300,7 @@ impl Supervisor {
     /// Starts a crashed actor again, as it was started at first (sockets bound again at the
     /// same address).
     fn restart(&mut self, crash: Crashed, ctx: &mut Context<Self>) {
-        let bind_tcp = |addr: Option<SocketAddr>| addr.map(std::net::TcpListener::bind).transpose();
+        let bind_tcp = |addr: Option<SocketAddr>| addr.map(crate::net::bind_tcp).transpose();
         let result = match crash.kind {
             ActorKind::Control => {
                 crate::control::bind(&self.settings.control_socket).map(|l| self.start_control(l, ctx))

@@ -18,6 +18,7 @@ use actix::{
 };
 use bytes::Bytes;
 use clearskies_index::record::Record;
+use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::message::core::{AccessLevel, Keys};
 use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
@@ -134,11 +135,11 @@ pub struct Peer {
     conn: u64,
     session: Session,
     leftover: Option<Bytes>,
-    stream: Option<tokio::io::ReadHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>>>,
+    stream: Option<tokio::io::ReadHalf<tokio_rustls::TlsStream<crate::transport::Stream>>>,
     writer: mpsc::UnboundedSender<Outgoing>,
     writer_rx: Option<(
         mpsc::UnboundedReceiver<Outgoing>,
-        tokio::io::WriteHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>>,
+        tokio::io::WriteHalf<tokio_rustls::TlsStream<crate::transport::Stream>>,
     )>,
     /// Bounds file data between the reader thread and the socket.
     budget: Arc<Semaphore>,
@@ -158,7 +159,7 @@ pub struct Peer {
     timer: Option<SpawnHandle>,
     purpose: Purpose,
     our_peer_id: PeerId,
-    remote: SocketAddr,
+    remote: PeerAddr,
     share: Option<Sha256Hash>,
     peer: Option<PeerId>,
     /// Both sides speak the `rsync` extension.
@@ -224,6 +225,7 @@ impl Peer {
         config.key_exchange = key_exchange;
         config.name = Some(targets.runtime.device_name()).filter(|n| !n.is_empty());
         let session = Session::new(config, Instant::now());
+        let remote = PeerAddr::new(channel.stream.get_ref().0.transport(), remote);
         let (read, write) = tokio::io::split(channel.stream);
         let (tx, rx) = mpsc::unbounded_channel();
         let share = match &purpose {
@@ -278,7 +280,7 @@ impl Peer {
     fn redial(&self) -> Redial {
         match &self.purpose {
             Purpose::Rejoin { dialled, .. } => Redial::Address(dialled.clone()),
-            Purpose::Attach { .. } => Redial::Address(self.remote.to_string()),
+            Purpose::Attach { .. } => Redial::Address(self.remote.addr.to_string()),
             Purpose::Found { .. } => Redial::Found(self.remote),
             Purpose::Accepted { .. } => Redial::ByPeer,
         }
@@ -573,7 +575,7 @@ impl Peer {
         };
         self.level = Some(keys.access_level);
         let (path, selection) = (path.clone(), selection.clone());
-        let join = JoinShare { keys, path, peer_id: self.our_peer_id, via: self.remote, selection };
+        let join = JoinShare { keys, path, peer_id: self.our_peer_id, via: self.remote.addr, selection };
         let ask = self.targets.join.send(join);
         ctx.spawn(ask.into_actor(self).map(|answer, act, ctx| {
             let result = answer.unwrap_or_else(|e| Err(CommandError::new(ErrorCode::Internal, e.to_string())));
@@ -746,7 +748,7 @@ impl Actor for Peer {
         let dialled = match &self.purpose {
             Purpose::Rejoin { dialled, .. } => Some(dialled.clone()),
             // The join remembered this address for the share.
-            Purpose::Attach { .. } => Some(self.remote.to_string()),
+            Purpose::Attach { .. } => Some(self.remote.addr.to_string()),
             Purpose::Accepted { .. } | Purpose::Found { .. } => None,
         };
         self.targets.disconnected.do_send(PeerDisconnected {

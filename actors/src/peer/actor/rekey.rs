@@ -28,7 +28,7 @@ impl Peer {
             return self.close_for("more than one rekey, or one too large".into());
         }
         self.rekeyed = true;
-        let remote = self.remote;
+        let remote = self.remote.addr;
         self.targets.rekeyed.do_send(Rekeyed { share, level, body, signature, rekey, remote });
     }
 }

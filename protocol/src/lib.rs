@@ -24,6 +24,8 @@
 //! * [`msgpack`]: a structural, allocation-free check of MessagePack bodies.
 //! * [`time`]: ISO 8601 timestamps with nanosecond precision.
 //! * [`session`]: the connection state machine once the secure channel is up.
+//! * [`stun`]: STUN Binding requests and responses (RFC 8489), to learn our public UDP address.
+//! * [`natpmp`]: NAT-PMP requests and responses (RFC 6886), to map ports on home routers.
 //!
 //! # What it refuses to do
 //!
@@ -55,9 +57,11 @@ pub mod gzip;
 pub mod ids;
 pub mod message;
 pub mod msgpack;
+pub mod natpmp;
 pub mod path;
 pub mod rdiff;
 pub mod session;
+pub mod stun;
 pub mod time;
 pub mod tracker;
 pub mod updates;

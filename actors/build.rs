@@ -5,7 +5,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/assets");
+    // Read at run time: `env!` would bake in the directory the script was first compiled in,
+    // and cargo keeps a workspace member's build script across checkouts at other paths (a
+    // CI clone sharing the target directory), which then read another tree's assets, or none.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("src/web/assets");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(Result::ok).filter(|e| e.path().is_file()).map(|e| e.path()).collect())

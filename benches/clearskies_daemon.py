@@ -29,7 +29,8 @@ class Daemon:
         os.makedirs(home, exist_ok=True)
         self.env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1",
                         CLEARSKIES_LISTEN_PORT="0", CLEARSKIES_METRICS_ADDRESS="127.0.0.1:0",
-                        CLEARSKIES_LAN_DISCOVERY="false")
+                        CLEARSKIES_LAN_DISCOVERY="false",
+                        CLEARSKIES_PORT_MAPPING="false", CLEARSKIES_STUN_SERVERS="off")
         self.env.pop("CLEARSKIES_LOG", None)
         if os.environ.get("CLEARSKIES_BENCH_LOG"):
             self.env["CLEARSKIES_LOG"] = os.environ["CLEARSKIES_BENCH_LOG"]

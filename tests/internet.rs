@@ -3,17 +3,20 @@
 //! STUN server (coturn), home LANs behind NATting routers (cone or symmetric; UPnP IGD and
 //! NAT-PMP from miniupnpd), an IPv6-only link. tests/internet/test_internet.py checks that
 //! this internet behaves as described (NAT mappings and filtering, port mapping, STUN), then
-//! has two daemons behind two routers sync through the tracker. See tests/internet/README.md.
+//! has two daemons behind two routers sync through the tracker; test_reach.py tests what the
+//! daemon does to be reached (port mapping, STUN, `status`). See tests/internet/README.md.
 //! Skipped, saying why, where it cannot run: not root, network namespaces not available, a
 //! tool missing (`.ci/run` installs them); the script exits 77 then.
 
 /// The script's exit status for "cannot run here".
 const SKIP: i32 = 77;
 
-#[test]
-fn a_namespace_internet_with_nat_upnp_and_stun_and_daemons_syncing_across_it() {
+/// Runs tests/internet/SCRIPT with the freshly built binary: passes, fails with its output,
+/// or is skipped (printing why) where the internet cannot be built.
+fn run(script: &str) {
+    let path = format!("{}/tests/internet/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = match std::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/internet/test_internet.py"))
+        .arg(&path)
         .env("CLEARSKIES_BIN", env!("CARGO_BIN_EXE_clearskies"))
         .output()
     {
@@ -28,6 +31,18 @@ fn a_namespace_internet_with_nat_upnp_and_stun_and_daemons_syncing_across_it() {
         eprintln!("{}", text.trim());
         return;
     }
-    assert!(out.status.success(), "the namespace internet test failed:\n{text}");
+    assert!(out.status.success(), "{script} failed:\n{text}");
     assert!(text.contains(" 0 failed"), "{text}");
+}
+
+#[test]
+fn a_namespace_internet_with_nat_upnp_and_stun_and_daemons_syncing_across_it() {
+    run("test_internet.py");
+}
+
+/// Port mapping through a real NAT-PMP router, the mapping given back at stop, and `status`
+/// saying whether and how peers reach this computer (test_reach.py).
+#[test]
+fn daemons_behind_home_routers_map_their_port_and_say_whether_they_are_reachable() {
+    run("test_reach.py");
 }

@@ -332,6 +332,8 @@ fn run_as_the_service_user(uid: u32) {
             .env("CLEARSKIES_LISTEN_PORT", "0");
         c.env("CLEARSKIES_METRICS_ADDRESS", "127.0.0.1:0")
             .env("CLEARSKIES_LAN_DISCOVERY", "false")
+            .env("CLEARSKIES_PORT_MAPPING", "false")
+            .env("CLEARSKIES_STUN_SERVERS", "off")
             .env_remove("CLEARSKIES_LOG");
         c
     };

@@ -136,6 +136,8 @@ pub(crate) fn clearskies_system(script: &Path, user: &str, home: &Path, args: &[
         .env("CLEARSKIES_SYSTEM_USER", user)
         .env("CLEARSKIES_SYSTEM_HOME", home)
         .env("CLEARSKIES_BIN", env!("CARGO_BIN_EXE_clearskies"))
+        .env("CLEARSKIES_PORT_MAPPING", "false")
+        .env("CLEARSKIES_STUN_SERVERS", "off")
         .env_remove("CLEARSKIES_HOME")
         .output()
         .unwrap()

@@ -35,6 +35,9 @@ impl Clearskies {
             .env("CLEARSKIES_LISTEN_PORT", "0")
             .env("CLEARSKIES_METRICS_ADDRESS", "127.0.0.1:0")
             .env("CLEARSKIES_LAN_DISCOVERY", "false")
+            // Nothing is sent to the machine's router or to a public STUN server.
+            .env("CLEARSKIES_PORT_MAPPING", "false")
+            .env("CLEARSKIES_STUN_SERVERS", "off")
             .env_remove("CLEARSKIES_TRACKERS")
             .env_remove("CLEARSKIES_PEERS")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

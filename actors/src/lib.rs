@@ -22,6 +22,7 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod peer;
+pub mod reach;
 pub mod share;
 pub mod shares;
 pub mod supervise;

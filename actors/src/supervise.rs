@@ -21,6 +21,8 @@ use clearskies_protocol::Sha256Hash;
 pub enum ActorKind {
     /// Tracker client and LAN broadcast.
     Discovery,
+    /// Port mapping and STUN.
+    Reach,
     /// The peer port.
     Listener,
     /// One share's index.
@@ -47,6 +49,7 @@ impl ActorKind {
     pub fn name(self) -> &'static str {
         match self {
             ActorKind::Discovery => "discovery",
+            ActorKind::Reach => "reach",
             ActorKind::Listener => "listener",
             ActorKind::Share => "share",
             ActorKind::Transfer => "transfer",
@@ -63,6 +66,7 @@ impl ActorKind {
     pub fn from_name(name: &str) -> Option<ActorKind> {
         [
             ActorKind::Discovery,
+            ActorKind::Reach,
             ActorKind::Listener,
             ActorKind::Share,
             ActorKind::Transfer,
@@ -118,6 +122,7 @@ panics_on_injection!(
     crate::listener::Listener,
     crate::control::Control,
     crate::discovery::Discovery,
+    crate::reach::Reach,
     crate::web::WebServer,
     crate::transfer::Transfer,
     crate::shares::Shares,

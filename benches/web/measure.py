@@ -22,7 +22,8 @@ BIN = os.path.abspath(sys.argv[1])
 
 def cs(home, *args):
     env = dict(os.environ, CLEARSKIES_HOME=home, CLEARSKIES_LISTEN_ADDRESS="127.0.0.1", CLEARSKIES_LISTEN_PORT="0",
-               CLEARSKIES_METRICS_ADDRESS="127.0.0.1:0", CLEARSKIES_LAN_DISCOVERY="false")
+               CLEARSKIES_METRICS_ADDRESS="127.0.0.1:0", CLEARSKIES_LAN_DISCOVERY="false",
+               CLEARSKIES_PORT_MAPPING="false", CLEARSKIES_STUN_SERVERS="off")
     env.pop("CLEARSKIES_TRACKERS", None)
     return subprocess.run([BIN, *args], env=env, check=True, capture_output=True, text=True).stdout
 

@@ -150,7 +150,7 @@ mod tests {
              auth_attempts_per_minute = 3\nmass_delete_percent = 100\nmin_free_space = \"500M\"\n\
              full_scan_interval = 60\nversions_keep_days = 7\nversions_max_size = \"1G\"\n\
              device_name = \"nas\"\npeers_gone_after = 0\nweb_https_address = \"off\"\nweb_tls_cert = \"/etc/cs/cert.pem\"\n\
-             web_tls_key = \"/etc/cs/key.pem\"\n",
+             web_tls_key = \"/etc/cs/key.pem\"\nport_mapping = false\nstun_servers = [\"stun.example:3478\"]\n",
         );
         assert_eq!(file.len(), SETTINGS.len(), "the file names every setting");
         let (v, sources) = read_settings(&file, |_| None).unwrap();
@@ -164,6 +164,7 @@ mod tests {
         assert_eq!((v.versions_keep_days, v.versions_max_size), (7, 1_000_000_000));
         assert_eq!((v.device_name.as_str(), v.peers_gone_after), ("nas", 0));
         assert_eq!((v.web_https_address, v.web_tls_cert.as_str()), (None, "/etc/cs/cert.pem"));
+        assert_eq!((v.port_mapping, v.stun_servers.as_slice()), (false, &["stun.example:3478".to_owned()][..]));
 
         // The environment wins, in the README's formats.
         let env = |name: &str| match name {
@@ -171,6 +172,7 @@ mod tests {
             "CLEARSKIES_UPLOAD_LIMIT" => Some("500k".to_owned()),
             "CLEARSKIES_MIN_FREE_SPACE" => Some("5%".to_owned()),
             "CLEARSKIES_LAN_DISCOVERY" => Some("true".to_owned()),
+            "CLEARSKIES_STUN_SERVERS" => Some("off".to_owned()),
             _ => None,
         };
         let (v, sources) = read_settings(&file, env).unwrap();
@@ -178,6 +180,7 @@ mod tests {
         assert_eq!(v.peers, ["b:2", "c:3"]);
         assert_eq!((v.upload_limit, v.min_free_space), (500_000, MinFree::Percent(5)));
         assert_eq!(v.lan(), Some("10.0.0.255:6000".parse().unwrap()));
+        assert!(v.stun_servers.is_empty(), "off turns the default list off");
         let (defaults, sources) = read_settings(&toml::Table::new(), |_| None).unwrap();
         assert_eq!(defaults, Values::default());
         assert!(sources.len() == SETTINGS.len() && sources.values().all(|s| *s == Source::Default));

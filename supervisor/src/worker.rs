@@ -147,9 +147,11 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     clearskies_actors::config::hand_over(&config.values);
     clearskies_index::data_dir::set_data_dir(&config.data_dir);
     let system = actix_rt::System::new();
+    let leases = clearskies_actors::reach::Leases::default();
     system.block_on(async {
         Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret)
             .with_https(https)
+            .with_leases(leases.clone())
             .start();
         actix_rt::spawn(async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
@@ -165,6 +167,8 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
         });
     });
     let result = system.run().context("the actor system failed");
+    // The router forwards the peer port no longer (a crash leaves the lease to run out).
+    leases.release_blocking();
     // Close the index cleanly before exiting: the actors are gone with the system (and with
     // them the share threads' work queues); wait for every other handle to the database to go
     // (share threads finishing), then close it here.

@@ -62,6 +62,8 @@ class Daemon:
             "CLEARSKIES_LISTEN_PORT": "0",
             "CLEARSKIES_METRICS_ADDRESS": "127.0.0.1:0",
             "CLEARSKIES_LAN_DISCOVERY": "false",
+            "CLEARSKIES_PORT_MAPPING": "false",
+            "CLEARSKIES_STUN_SERVERS": "off",
             "CLEARSKIES_DEVICE_NAME": f"browser-test-{name}",
         })
         if os.environ.get("CLEARSKIES_TEST_LOG"):

@@ -195,6 +195,9 @@ class Daemon:
             "CLEARSKIES_LAN_DISCOVERY": "false",
             "CLEARSKIES_TRACKERS": ",".join(trackers),
             "CLEARSKIES_DEVICE_NAME": f"internet-{name}",
+            # No public STUN server (names would not even resolve in here); tests that
+            # want STUN name the internet's own (`Internet.stun`).
+            "CLEARSKIES_STUN_SERVERS": "off",
         })
         if os.environ.get("CLEARSKIES_TEST_LOG"):
             e["CLEARSKIES_LOG"] = os.environ["CLEARSKIES_TEST_LOG"]

@@ -221,20 +221,25 @@ class TestInternet(unittest.TestCase):
             self.assertNotIn("killed by signal 6", d.log(), f"daemon {d.name}'s worker aborted")
 
 
+def report(name, module):
+    """Runs `module`'s tests; prints "NAME: N passed, N failed, N skipped"; the exit status."""
+    runner = unittest.TextTestRunner(verbosity=2)
+    argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "-v"]
+    program = unittest.main(module=module, argv=argv, testRunner=runner, exit=False)
+    r = program.result
+    failed = len(r.failures) + len(r.errors)
+    skipped = len(r.skipped)
+    passed = max(r.testsRun - failed - skipped, 0)  # a failed setUpClass runs no test
+    print(f"{name}: {passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed or not r.testsRun or skipped else 0
+
+
 def main():
     why = problems()
     if why:
         print("internet: skipped: " + "; ".join(why))
         sys.exit(SKIP)
-    runner = unittest.TextTestRunner(verbosity=2)
-    argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "-v"]
-    program = unittest.main(module=__name__, argv=argv, testRunner=runner, exit=False)
-    r = program.result
-    failed = len(r.failures) + len(r.errors)
-    skipped = len(r.skipped)
-    passed = max(r.testsRun - failed - skipped, 0)  # a failed setUpClass runs no test
-    print(f"internet: {passed} passed, {failed} failed, {skipped} skipped")
-    sys.exit(1 if failed or not r.testsRun or skipped else 0)
+    sys.exit(report("internet", __name__))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,10 @@ pub struct Values {
     pub trackers: Vec<String>,
     /// LAN broadcast discovery.
     pub lan_discovery: bool,
+    /// Ask the router to forward the peer port (NAT-PMP, then UPnP IGD).
+    pub port_mapping: bool,
+    /// STUN servers, `HOST:PORT`, asked for our public UDP address.
+    pub stun_servers: Vec<String>,
     /// Where LAN broadcasts go.
     pub broadcast_address: IpAddr,
     /// The LAN broadcast port.
@@ -131,6 +135,8 @@ impl Default for Values {
             peers: Vec::new(),
             trackers: Vec::new(),
             lan_discovery: false,
+            port_mapping: false,
+            stun_servers: Vec::new(),
             broadcast_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             broadcast_port: 0,
             metrics_address: None,
@@ -262,6 +268,30 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |v| list(&v.trackers),
+    },
+    Setting {
+        name: "port_mapping",
+        doc: "ask the router to forward the peer port (NAT-PMP, then UPnP IGD), renewed while running, removed at stop",
+        env: "CLEARSKIES_PORT_MAPPING",
+        default: "true",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.port_mapping = parse::boolean(raw)?;
+            Ok(())
+        },
+        get: |v| toml::Value::Boolean(v.port_mapping),
+    },
+    Setting {
+        name: "stun_servers",
+        doc: "STUN servers, \"HOST:PORT\", that tell this computer its public UDP address and NAT type (\"off\": none)",
+        env: "CLEARSKIES_STUN_SERVERS",
+        default: "stun.l.google.com:19302,stun.cloudflare.com:3478",
+        applies: Applies::AtStart,
+        set: |v, raw| {
+            v.stun_servers = parse::addresses_or_off(raw)?;
+            Ok(())
+        },
+        get: |v| list(&v.stun_servers),
     },
     Setting {
         name: "lan_discovery",

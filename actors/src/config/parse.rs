@@ -118,6 +118,16 @@ pub(super) fn addresses(raw: Raw<'_>) -> Result<Vec<String>, Expected> {
     }
 }
 
+/// A list of `HOST:PORT` as [`addresses`] reads it, or `off` (also `[]` in the file) for
+/// none: an empty environment variable means "not set" and could not turn a default list off.
+pub(super) fn addresses_or_off(raw: Raw<'_>) -> Result<Vec<String>, Expected> {
+    match raw {
+        Raw::Text(t) if t.trim() == "off" => Ok(Vec::new()),
+        Raw::Toml(toml::Value::String(t)) if t.trim() == "off" => Ok(Vec::new()),
+        other => addresses(other).map_err(|_| "a list of HOST:PORT, or \"off\""),
+    }
+}
+
 /// `min_free_space`: a percentage (`"1%"`, at most 50) or a size (`"500M"`, or bytes).
 pub(super) fn min_free(raw: Raw<'_>) -> Result<MinFree, Expected> {
     const EXPECTED: Expected = "a percentage up to 50 (\"1%\") or a size like \"500M\"";

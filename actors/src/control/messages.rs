@@ -80,7 +80,7 @@ pub struct Status {
     pub paused: bool,
     /// Whether the daemon is registered with a tracker (discovery is not built yet: false).
     pub tracking: bool,
-    /// Whether NAT traversal succeeded (not built: false).
+    /// Whether peers outside the LAN can connect to us (`reach.reachable`).
     pub nat_punctured: bool,
     /// Bytes per second sent to peers (over the last three seconds).
     pub upload_rate: u64,
@@ -111,6 +111,10 @@ pub struct Status {
     pub web_https: Option<String>,
     /// The address peers connect to.
     pub listen: Option<String>,
+    /// How peers outside the LAN reach us: the peer port's addresses, the router's port
+    /// mapping, the public address and NAT kind STUN saw, and a summary line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<crate::reach::ReachStatus>,
     /// Connected peer sessions.
     pub peers: usize,
     /// Bytes sent to peers since the worker started (the protocol stream, before TLS).

@@ -80,6 +80,7 @@ fn status() -> Status {
         metrics: None,
         web_https: None,
         listen: None,
+        reach: None,
         peers: 0,
         sent_bytes: 0,
         received_bytes: 0,

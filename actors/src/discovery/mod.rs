@@ -27,6 +27,8 @@ pub struct DiscoverySettings {
     /// The address we listen on (if specific, announced instead of the one trackers see;
     /// its port is the one peers reach).
     pub listen: SocketAddr,
+    /// Addresses port mapping and STUN learned (`reach`), announced too.
+    pub learned: watch::Receiver<Vec<PeerAddr>>,
 }
 
 /// The IDs to announce and look for, each with our peer ID for it.
@@ -51,20 +53,13 @@ pub struct Discovered {
 pub struct Discovery {
     settings: DiscoverySettings,
     ids: watch::Sender<BTreeMap<Sha256Hash, PeerId>>,
-    learned: watch::Sender<Vec<PeerAddr>>,
     found: Recipient<Discovered>,
 }
-
-/// Addresses we are reachable at that port mapping and STUN learned (the whole list; it
-/// replaces the one before).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SetLearned(pub Vec<PeerAddr>);
 
 impl Discovery {
     /// Discovery with `settings`, reporting to `found`.
     pub fn new(settings: DiscoverySettings, found: Recipient<Discovered>) -> Self {
-        Discovery { settings, ids: watch::Sender::new(BTreeMap::new()), learned: watch::Sender::new(Vec::new()), found }
+        Discovery { settings, ids: watch::Sender::new(BTreeMap::new()), found }
     }
 }
 
@@ -77,7 +72,7 @@ impl Actor for Discovery {
             let announce = tracker_client::Announce {
                 ids: self.ids.subscribe(),
                 listen: self.settings.listen,
-                learned: self.learned.subscribe(),
+                learned: self.settings.learned.clone(),
             };
             actix_rt::spawn(tracker_client::run(t.clone(), announce, tx.clone()));
         }
@@ -107,20 +102,6 @@ impl Handler<SetIds> for Discovery {
                 return false;
             }
             *current = ids;
-            true
-        });
-    }
-}
-
-impl Handler<SetLearned> for Discovery {
-    type Result = ();
-
-    fn handle(&mut self, SetLearned(addrs): SetLearned, _: &mut Context<Self>) {
-        self.learned.send_if_modified(|current| {
-            if *current == addrs {
-                return false;
-            }
-            *current = addrs;
             true
         });
     }

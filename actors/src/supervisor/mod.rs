@@ -38,6 +38,7 @@ use crate::listener::{Listener, ListenerTargets};
 use crate::metrics::metrics;
 use crate::peer::channel::TlsContext;
 use crate::peer::messages::PeerFault;
+use crate::reach::{Leases, Reach, ReachSettings, ReachStatus};
 use crate::shares::messages::{PauseShares, RestartShare, SharesLoaded};
 use crate::shares::table::{ShareTable, TableRx};
 use crate::shares::{FileServing, Shares, SharesTargets};
@@ -86,6 +87,13 @@ pub struct Supervisor {
     control: Option<Addr<Control>>,
     listener: Option<Addr<Listener>>,
     discovery: Option<Addr<Discovery>>,
+    reach: Option<Addr<Reach>>,
+    /// What `reach` found (kept here across its restarts, for `status`).
+    reach_status: std::sync::Arc<tokio::sync::watch::Sender<ReachStatus>>,
+    /// The addresses `reach` learned, which discovery announces.
+    learned: std::sync::Arc<tokio::sync::watch::Sender<Vec<clearskies_protocol::address::PeerAddr>>>,
+    /// The port mappings made, removed by the worker after the system stops.
+    leases: Leases,
     metrics_server: Option<Addr<WebServer>>,
     /// The web interface over HTTPS: its listener until the server starts, its address (to
     /// bind again after a crash) and TLS configuration.
@@ -138,6 +146,10 @@ impl Supervisor {
             control: None,
             listener: None,
             discovery: None,
+            reach: None,
+            reach_status: std::sync::Arc::new(tokio::sync::watch::Sender::new(ReachStatus::default())),
+            learned: std::sync::Arc::new(tokio::sync::watch::Sender::new(Vec::new())),
+            leases: Leases::default(),
             metrics_server: None,
             https_listener: None,
             https: None,
@@ -146,6 +158,13 @@ impl Supervisor {
             runtime,
             actor_restarts: 0,
         }
+    }
+
+    /// Keeps the port mappings it makes in `leases`, for the caller to remove after the
+    /// system stops ([`Leases::release_blocking`]).
+    pub fn with_leases(mut self, leases: Leases) -> Self {
+        self.leases = leases;
+        self
     }
 
     /// Serves the web interface over HTTPS too, on `https`'s listener.
@@ -290,11 +309,22 @@ impl Supervisor {
             trackers: self.settings.config.trackers.clone(),
             lan: self.settings.config.lan(),
             listen: listen.unwrap_or_else(|| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))),
+            learned: self.learned.subscribe(),
         };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Discovery);
         let discovery = supervise::start(Discovery::new(settings, o.connections.clone().recipient()), to, crash);
         o.connections.do_send(UseDiscovery(discovery.clone()));
         self.discovery = Some(discovery);
+    }
+
+    fn start_reach(&mut self, ctx: &mut Context<Self>) {
+        let Some(listen) = self.listen_addr else { return };
+        let config = &self.settings.config;
+        let settings =
+            ReachSettings { listen, port_mapping: config.port_mapping, stun_servers: config.stun_servers.clone() };
+        let (to, crash) = Self::crash_report(ctx, ActorKind::Reach);
+        let reach = Reach::new(settings, self.reach_status.clone(), self.learned.clone(), self.leases.clone());
+        self.reach = Some(supervise::start(reach, to, crash));
     }
 
     /// Starts a crashed actor again, as it was started at first (sockets bound again at the
@@ -311,6 +341,10 @@ impl Supervisor {
                 .map(|(plain, https)| self.start_web(plain, https, ctx)),
             ActorKind::Discovery => {
                 self.start_discovery(ctx);
+                Ok(())
+            }
+            ActorKind::Reach => {
+                self.start_reach(ctx);
                 Ok(())
             }
             ActorKind::Share | ActorKind::Transfer => {
@@ -361,6 +395,9 @@ impl Handler<SharesLoaded> for Supervisor {
         }
         if self.discovery.is_none() {
             self.start_discovery(ctx);
+        }
+        if self.reach.is_none() {
+            self.start_reach(ctx);
         }
     }
 }
@@ -447,6 +484,7 @@ impl Supervisor {
                     ActorKind::Listener => self.listener.as_ref().map(|a| a.do_send(panic)),
                     ActorKind::Metrics => self.metrics_server.as_ref().map(|a| a.do_send(panic)),
                     ActorKind::Discovery => self.discovery.as_ref().map(|a| a.do_send(panic)),
+                    ActorKind::Reach => self.reach.as_ref().map(|a| a.do_send(panic)),
                     ActorKind::Share | ActorKind::Transfer => share_addr.map(|a| a.do_send(panic)),
                     ActorKind::Shares => {
                         owners.shares.do_send(panic);
@@ -515,7 +553,7 @@ impl Handler<GetStatus> for Supervisor {
         let mut status = Status {
             paused: self.paused,
             tracking: false,
-            nat_punctured: false,
+            nat_punctured: self.reach_status.borrow().reachable == Some(true),
             upload_rate,
             download_rate,
             upload_limit,
@@ -532,6 +570,7 @@ impl Handler<GetStatus> for Supervisor {
             metrics: self.metrics_addr.map(|a| a.to_string()),
             web_https: self.https.as_ref().map(|(a, _)| a.to_string()),
             listen: self.listen_addr.map(|a| a.to_string()),
+            reach: Some(self.reach_status.borrow().clone()).filter(|_| self.reach.is_some()),
             peers: 0,
             sent_bytes,
             received_bytes,

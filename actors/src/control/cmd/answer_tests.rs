@@ -252,6 +252,7 @@ fn status_and_health() {
         metrics: Some("127.0.0.1:49222".into()),
         web_https: None,
         listen: Some("0.0.0.0:49200".into()),
+        reach: None,
         peers: 2,
         sent_bytes: 7_000,
         received_bytes: 9_000_000,

@@ -1,0 +1,431 @@
+//! The `Reach` actor: how peers outside the LAN can reach this computer. It asks the router
+//! to forward the peer port (NAT-PMP, then UPnP IGD; renewed, and removed at stop through
+//! [`Leases`]), learns the public UDP address and the NAT's kind from STUN servers on the
+//! peer port's UDP socket, publishes what it learned for discovery to advertise, and sums it
+//! all up for `status` in one line that says what would fix an unreachable setup.
+
+pub mod natpmp;
+pub mod stun;
+pub mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, WrapFuture};
+use clearskies_protocol::address::PeerAddr;
+use clearskies_protocol::natpmp::Protocol;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use self::stun::NatKind;
+
+/// The first wait after port mapping failed; doubles up to [`MAX_MAPPING_RETRY`].
+const FIRST_MAPPING_RETRY: Duration = Duration::from_secs(60);
+/// The longest wait between port mapping attempts.
+const MAX_MAPPING_RETRY: Duration = Duration::from_secs(30 * 60);
+/// How often STUN is asked again: keeps the NAT's UDP mapping of the peer port open (most
+/// drop one after 30 s to 2 min of silence; core.md asks for it) and notices a new public
+/// address.
+const STUN_INTERVAL: Duration = Duration::from_secs(25);
+/// How long STUN waits after every server failed before trying again.
+const STUN_RETRY: Duration = Duration::from_secs(5 * 60);
+/// The lease asked for (NAT-PMP's recommended two hours); renewed at half.
+const LEASE_SECS: u32 = 7200;
+/// How long removing the mappings at stop may take, in all.
+const RELEASE_WITHIN: Duration = Duration::from_secs(2);
+
+/// What the actor is told at start.
+#[derive(Debug, Clone)]
+pub struct ReachSettings {
+    /// The peer port's address (its port is mapped and used for UDP too).
+    pub listen: SocketAddr,
+    /// Ask the router for a port mapping.
+    pub port_mapping: bool,
+    /// STUN servers, `HOST:PORT`.
+    pub stun_servers: Vec<String>,
+}
+
+/// Port mapping, as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingStatus {
+    /// `off`, `trying`, `mapped` or `failed`.
+    pub state: String,
+    /// `nat-pmp` or `upnp`, once mapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The router asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// The public addresses forwarded to us, `tcp:IP:PORT` and `udp:IP:PORT`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<String>,
+    /// Seconds each lease lasts (renewed at half).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u32>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What STUN saw, as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicStatus {
+    /// The server that answered (or the last one tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Our public UDP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<String>,
+    /// The NAT's kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatKind>,
+    /// Why no server answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How peers reach this computer, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReachStatus {
+    /// Where the peer port listens: `tcp:…` and `udp:…`.
+    pub listening: Vec<String>,
+    /// The router's port mapping.
+    pub port_mapping: MappingStatus,
+    /// What STUN saw (`None`: no STUN server configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<PublicStatus>,
+    /// Whether peers outside the LAN can connect to us (`None`: cannot tell).
+    pub reachable: Option<bool>,
+    /// In one line, and what would fix it.
+    pub summary: String,
+}
+
+/// The port mappings in force, removed when the worker stops ([`Leases::release_blocking`],
+/// after the actor system has stopped).
+#[derive(Debug, Clone, Default)]
+pub struct Leases(Arc<Mutex<Vec<Lease>>>);
+
+/// One mapping made on a router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// By NAT-PMP at this server address, for this protocol and internal port.
+    NatPmp(SocketAddr, Protocol, u16),
+}
+
+impl Leases {
+    fn set(&self, leases: Vec<Lease>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = leases;
+    }
+
+    /// Removes every mapping (best effort, at most a couple of seconds).
+    pub fn release_blocking(&self) {
+        let leases = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        for lease in &leases {
+            match *lease {
+                Lease::NatPmp(server, protocol, port) => {
+                    natpmp::delete_blocking(server, protocol, port, RELEASE_WITHIN / 2);
+                }
+            }
+        }
+        if !leases.is_empty() {
+            info!(mappings = leases.len(), "port mappings removed");
+        }
+    }
+}
+
+/// The reach actor.
+#[derive(Debug)]
+pub struct Reach {
+    settings: ReachSettings,
+    status: Arc<watch::Sender<ReachStatus>>,
+    learned: Arc<watch::Sender<Vec<PeerAddr>>>,
+    leases: Leases,
+}
+
+impl Reach {
+    /// Reach with `settings`, publishing its status to `status` and the addresses it learns
+    /// to `learned` (both kept by the supervisor across restarts of this actor).
+    pub fn new(
+        settings: ReachSettings,
+        status: Arc<watch::Sender<ReachStatus>>,
+        learned: Arc<watch::Sender<Vec<PeerAddr>>>,
+        leases: Leases,
+    ) -> Self {
+        Reach { settings, status, learned, leases }
+    }
+}
+
+impl Actor for Reach {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let listen = self.settings.listen;
+        let shared = Shared { listen, status: self.status.clone(), learned: self.learned.clone() };
+        let mut listening = vec![PeerAddr::tcp(listen).to_string()];
+        let port = match udp::bind(listen).and_then(tokio::net::UdpSocket::from_std) {
+            Ok(socket) => {
+                if let Ok(at) = socket.local_addr() {
+                    listening.push(format!("udp:{at}"));
+                }
+                let port = udp::UdpPort::new(socket);
+                ctx.spawn(port.clone().receive().into_actor(self));
+                Some(port)
+            }
+            Err(e) => {
+                warn!(port = listen.port(), error = %e, "cannot open the peer port for UDP: no STUN");
+                None
+            }
+        };
+        shared.update(|s| {
+            s.listening = listening;
+            s.port_mapping.state = if self.settings.port_mapping { "trying" } else { "off" }.into();
+            s.public = (!self.settings.stun_servers.is_empty()).then(PublicStatus::default);
+        });
+        if self.settings.port_mapping {
+            ctx.spawn(map_ports(shared.clone(), self.leases.clone()).into_actor(self));
+        }
+        if let (Some(port), false) = (port, self.settings.stun_servers.is_empty()) {
+            ctx.spawn(ask_stun(shared, port, self.settings.stun_servers.clone()).into_actor(self));
+        }
+    }
+}
+
+/// What the tasks publish to.
+#[derive(Debug, Clone)]
+struct Shared {
+    listen: SocketAddr,
+    status: Arc<watch::Sender<ReachStatus>>,
+    learned: Arc<watch::Sender<Vec<PeerAddr>>>,
+}
+
+impl Shared {
+    /// Changes the status, sums it up again and publishes the addresses it implies.
+    fn update(&self, change: impl FnOnce(&mut ReachStatus)) {
+        let mut learned = Vec::new();
+        self.status.send_modify(|s| {
+            change(s);
+            (s.reachable, s.summary) = summary(s, self.listen.port());
+            learned = learned_addresses(s);
+        });
+        self.learned.send_if_modified(|current| {
+            let changed = *current != learned;
+            *current = std::mem::take(&mut learned);
+            changed
+        });
+    }
+}
+
+/// The addresses the status implies we are reached at: the mapped TCP port.
+fn learned_addresses(s: &ReachStatus) -> Vec<PeerAddr> {
+    s.port_mapping.external.iter().filter_map(|e| e.parse::<PeerAddr>().ok()).collect()
+}
+
+/// Whether peers outside the LAN reach us, in one line that says what would fix it.
+pub fn summary(s: &ReachStatus, port: u16) -> (Option<bool>, String) {
+    let nat = s.public.as_ref().and_then(|p| p.nat);
+    if s.port_mapping.state == "mapped" {
+        let at = s.port_mapping.external.first().map_or("", String::as_str);
+        let via = s.port_mapping.method.as_deref().unwrap_or("the router");
+        return (Some(true), format!("reachable from the internet at {at} (port mapped by {via})"));
+    }
+    let fix = format!(
+        "forward TCP port {port} on the router to this computer, or turn on UPnP or NAT-PMP in the router; peers on \
+         this LAN reach it already"
+    );
+    match nat {
+        Some(NatKind::None) => (Some(true), "reachable: this computer has a public address".to_owned()),
+        Some(NatKind::EndpointIndependent) => (
+            Some(false),
+            format!(
+                "not reachable from outside this LAN: behind a cone NAT with no port mapping (this version cannot \
+                 punch through NATs yet); {fix}"
+            ),
+        ),
+        Some(NatKind::AddressDependent) => (
+            Some(false),
+            format!(
+                "not reachable from outside this LAN: behind a symmetric NAT, which hole punching cannot pass, and \
+                 no port mapping; {fix}, or use a relay"
+            ),
+        ),
+        Some(NatKind::Unknown) | None => (
+            None,
+            format!("unknown: no port mapping and no STUN answer to tell; if this computer is behind a NAT, {fix}"),
+        ),
+    }
+}
+
+/// Maps the peer port on the default gateway for TCP and UDP, renewing at half the lease;
+/// after a failure waits a minute, doubling up to half an hour (a router that refuses is
+/// not asked in a tight loop).
+async fn map_ports(shared: Shared, leases: Leases) {
+    let port = shared.listen.port();
+    let mut retry = FIRST_MAPPING_RETRY;
+    loop {
+        let Some(gateway) = natpmp::system_gateway() else {
+            shared.update(|s| {
+                s.port_mapping = MappingStatus {
+                    state: "failed".into(),
+                    error: Some("no IPv4 default gateway".into()),
+                    ..MappingStatus::default()
+                };
+            });
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(MAX_MAPPING_RETRY);
+            continue;
+        };
+        match map_with_natpmp(gateway, port).await {
+            Ok((status, lease_leases, renew)) => {
+                if shared.status.borrow().port_mapping.state != "mapped" {
+                    info!(gateway = %gateway, external = ?status.external, "port mapped by NAT-PMP");
+                }
+                leases.set(lease_leases);
+                shared.update(|s| s.port_mapping = status);
+                retry = FIRST_MAPPING_RETRY;
+                tokio::time::sleep(renew).await;
+            }
+            Err(e) => {
+                warn!(gateway = %gateway, error = %e, retry_in = ?retry, "cannot map the peer port on the router");
+                leases.set(Vec::new());
+                shared.update(|s| {
+                    s.port_mapping = MappingStatus {
+                        state: "failed".into(),
+                        gateway: Some(gateway.to_string()),
+                        error: Some(e),
+                        ..MappingStatus::default()
+                    };
+                });
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_MAPPING_RETRY);
+            }
+        }
+    }
+}
+
+/// One round of NAT-PMP: the external address, then TCP and UDP mappings; the status, the
+/// leases and when to renew.
+async fn map_with_natpmp(
+    gateway: std::net::Ipv4Addr,
+    port: u16,
+) -> Result<(MappingStatus, Vec<Lease>, Duration), String> {
+    let server = natpmp::server(gateway);
+    let external = natpmp::external_address(server).await.map_err(|e| format!("NAT-PMP: {e}"))?;
+    let mut status = MappingStatus {
+        state: "mapped".into(),
+        method: Some("nat-pmp".into()),
+        gateway: Some(gateway.to_string()),
+        ..MappingStatus::default()
+    };
+    let mut leases = Vec::new();
+    let mut shortest = LEASE_SECS;
+    for protocol in [Protocol::Tcp, Protocol::Udp] {
+        let mapped = natpmp::map(server, protocol, port, LEASE_SECS).await.map_err(|e| format!("NAT-PMP: {e}"))?;
+        let name = if protocol == Protocol::Tcp { "tcp" } else { "udp" };
+        status.external.push(format!("{name}:{}", SocketAddr::from((external, mapped.external_port))));
+        leases.push(Lease::NatPmp(server, protocol, port));
+        shortest = shortest.min(mapped.lifetime.max(1));
+    }
+    status.lease_seconds = Some(shortest);
+    Ok((status, leases, clearskies_protocol::natpmp::renew_after(shortest)))
+}
+
+/// Asks the STUN servers for our public address now and every [`STUN_INTERVAL`]: the first
+/// that answers gives the address, a second server address (another server, or the first
+/// one's other address) the NAT's kind.
+async fn ask_stun(shared: Shared, port: udp::UdpPort, servers: Vec<String>) {
+    loop {
+        let (public, wait) = match stun_round(&port, &servers).await {
+            Ok(public) => (public, STUN_INTERVAL),
+            Err(error) => (PublicStatus { error: Some(error), ..PublicStatus::default() }, STUN_RETRY),
+        };
+        if shared.status.borrow().public.as_ref().and_then(|p| p.udp.clone()) != public.udp {
+            info!(public = ?public.udp, nat = ?public.nat, server = ?public.server, "STUN: our public UDP address");
+        }
+        shared.update(|s| s.public = Some(public));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One round: the first server that answers, and a second address to compare.
+async fn stun_round(port: &udp::UdpPort, servers: &[String]) -> Result<PublicStatus, String> {
+    let mut errors = Vec::new();
+    let mut first = None;
+    for (i, name) in servers.iter().enumerate() {
+        let answer = match stun::resolve(name).await {
+            Ok(server) => stun::binding(port, server).await.map(|a| (server, a)),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(got) => {
+                first = Some((i, name, got));
+                break;
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let Some((i, name, (server, answer))) = first else { return Err(errors.join("; ")) };
+    // A second opinion from another address: the next server that answers, else the first
+    // server's other address (RFC 5780).
+    let mut second = None;
+    for other in servers.iter().skip(i + 1) {
+        if let Ok(at) = stun::resolve(other).await {
+            if at.ip() != server.ip() {
+                if let Ok(a) = stun::binding(port, at).await {
+                    second = Some(a.mapped);
+                    break;
+                }
+            }
+        }
+    }
+    if second.is_none() {
+        if let Some(other) = answer.other_address.filter(|o| o.ip() != server.ip()) {
+            second = stun::binding(port, other).await.ok().map(|a| a.mapped);
+        }
+    }
+    let own: Vec<IpAddr> = crate::discovery::addresses::interface_ips(
+        port.local_addr().map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |a| a.ip()),
+    );
+    let nat = stun::classify(answer.mapped, second, &own);
+    Ok(PublicStatus { server: Some(name.clone()), udp: Some(answer.mapped.to_string()), nat: Some(nat), error: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(mapping: &str, nat: Option<NatKind>) -> ReachStatus {
+        ReachStatus {
+            port_mapping: MappingStatus {
+                state: mapping.into(),
+                method: Some("nat-pmp".into()),
+                external: vec!["tcp:11.0.0.3:4000".into(), "udp:11.0.0.3:4000".into()],
+                ..MappingStatus::default()
+            },
+            public: Some(PublicStatus { nat, ..PublicStatus::default() }),
+            ..ReachStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_summary_says_whether_and_what_would_fix_it() {
+        let (reachable, line) = summary(&status("mapped", None), 4000);
+        assert_eq!(reachable, Some(true));
+        assert!(line.contains("tcp:11.0.0.3:4000") && line.contains("nat-pmp"), "{line}");
+        let (reachable, line) = summary(&status("failed", Some(NatKind::AddressDependent)), 4000);
+        assert_eq!(reachable, Some(false));
+        assert!(line.contains("symmetric") && line.contains("forward TCP port 4000"), "{line}");
+        let (reachable, line) = summary(&status("failed", Some(NatKind::EndpointIndependent)), 4000);
+        assert_eq!(reachable, Some(false));
+        assert!(line.contains("cone") && line.contains("UPnP or NAT-PMP"), "{line}");
+        assert_eq!(summary(&status("off", Some(NatKind::None)), 4000).0, Some(true));
+        assert_eq!(summary(&status("off", None), 4000).0, None);
+    }
+
+    #[test]
+    fn only_the_mapped_tcp_port_is_advertised() {
+        let learned = learned_addresses(&status("mapped", None));
+        assert_eq!(learned, vec![PeerAddr::tcp("11.0.0.3:4000".parse().unwrap())]);
+    }
+}

@@ -26,6 +26,8 @@
 //! * [`session`]: the connection state machine once the secure channel is up.
 //! * [`stun`]: STUN Binding requests and responses (RFC 8489), to learn our public UDP address.
 //! * [`natpmp`]: NAT-PMP requests and responses (RFC 6886), to map ports on home routers.
+//! * [`upnp`]: UPnP IGD discovery, descriptions and port-mapping actions (SSDP, HTTP/1.1,
+//!   SOAP), bounded against hostile devices, to map ports on home routers without NAT-PMP.
 //!
 //! # What it refuses to do
 //!
@@ -65,6 +67,7 @@ pub mod stun;
 pub mod time;
 pub mod tracker;
 pub mod updates;
+pub mod upnp;
 pub mod vclock;
 
 #[cfg(test)]

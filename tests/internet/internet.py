@@ -359,7 +359,7 @@ class Internet:
         ip4, ip6 = self._plug_into_public(ns, "eth0", f"p-{name}")
         return Host(name, ns, ip4, ip6)
 
-    def home(self, name, nat="cone", upnp=False, hosts=1):
+    def home(self, name, nat="cone", upnp=False, hosts=1, natpmp=True):
         """A home: a router NATting LAN 192.168.N.0/24 onto its public address, and `hosts`
         hosts on that LAN (192.168.N.2, .3, …), IPv4 only.
 
@@ -367,7 +367,7 @@ class Internet:
         address-and-port-dependent filtering) or "symmetric" (a random external port for each
         destination). The router drops unsolicited packets from the WAN, as home routers do,
         and forwards only what `Home.forward` or, with `upnp`, miniupnpd (UPnP IGD and NAT-PMP,
-        secure mode) maps."""
+        secure mode; NAT-PMP off with `natpmp=False`) maps."""
         if nat not in NAT_KINDS:
             raise ValueError(f"nat is one of {NAT_KINDS}, not {nat!r}")
         self._name(name)
@@ -393,10 +393,10 @@ class Internet:
             members.append(Host(f"{name}.{i}", hns, str(lan[i + 1])))
         home = Home(self, name, nat, router, members, lan)
         if upnp:
-            home.upnp = self._miniupnpd(home)
+            home.upnp = self._miniupnpd(home, natpmp)
         return home
 
-    def _miniupnpd(self, home):
+    def _miniupnpd(self, home, natpmp=True):
         """Debian's miniupnpd (nftables backend) on the router: UPnP IGD and NAT-PMP for the
         LAN, in secure mode (a host maps ports to itself only), its rules in the router's
         table (chains `miniupnpd`, `prerouting_miniupnpd`, `postrouting_miniupnpd`, which the
@@ -409,7 +409,7 @@ class Internet:
                 "ext_ifname=wan\n"
                 "listening_ip=lan\n"
                 "enable_upnp=yes\n"
-                "enable_natpmp=yes\n"
+                f"enable_natpmp={'yes' if natpmp else 'no'}\n"
                 "secure_mode=yes\n"
                 "upnp_table_name=router\n"
                 "upnp_nat_table_name=router\n"
@@ -420,7 +420,8 @@ class Internet:
         # default, /run/miniupnpd.pid, would make a second router's miniupnpd refuse to start).
         p = self.spawn(home.router, "miniupnpd", "-d", "-4", "-f", conf, "-P", os.path.join(d, "pid"),
                        name=f"miniupnpd ({home.name})")
-        p.wait_for(r"Listening for NAT-PMP/PCP traffic on port 5351")
+        if natpmp:
+            p.wait_for(r"Listening for NAT-PMP/PCP traffic on port 5351")
         p.wait_for(r"HTTP listening on port \d+")
         return p
 

@@ -33,7 +33,8 @@ def arrived(path, expected):
 
 class TestReach(unittest.TestCase):
     """The public side (STUN, tracker, a public host `srv`) and homes: `a` (cone NAT with
-    miniupnpd), `b` (cone NAT, nothing forwarded), `s` (symmetric NAT)."""
+    miniupnpd), `b` (cone NAT, nothing forwarded), `s` (symmetric NAT), `u` (cone NAT with
+    miniupnpd speaking UPnP IGD only)."""
 
     @classmethod
     def setUpClass(cls):
@@ -44,6 +45,7 @@ class TestReach(unittest.TestCase):
         cls.a = net.home("a", nat="cone", upnp=True)
         cls.b = net.home("b", nat="cone")
         cls.s = net.home("s", nat="symmetric")
+        cls.u = net.home("u", nat="cone", upnp=True, natpmp=False)
 
     def daemon(self, home, name, **env):
         settings = {"CLEARSKIES_STUN_SERVERS": self.stun}
@@ -114,6 +116,7 @@ class TestReach(unittest.TestCase):
             d = self.daemon(home, f"lonely-{home.name}")
             port = int(d.listen.rsplit(":", 1)[1])
             r = self.reach(d, "a verdict", lambda r: r["reachable"] is not None)
+            # (No verdict while the router is still being asked.)
             self.assertEqual(r["port_mapping"]["state"], "failed", r)
             self.assertIs(r["reachable"], False, r)
             self.assertIn(kind, r["summary"], r)
@@ -123,6 +126,21 @@ class TestReach(unittest.TestCase):
             # A gateway without NAT-PMP or UPnP is not asked again and again.
             self.assertLessEqual(d.log().count("cannot map the peer port"), 1, d.log())
             d.stop()
+
+    def test_4_a_router_with_upnp_only_maps_the_port_by_upnp(self):
+        d = self.daemon(self.u, "upnp")
+        port = int(d.listen.rsplit(":", 1)[1])
+        r = self.reach(d, "a port mapping", lambda r: r["port_mapping"]["state"] in ("mapped", "failed"))
+        m = r["port_mapping"]
+        self.assertEqual((m["state"], m["method"]), ("mapped", "upnp"), r)
+        self.assertIn(f"tcp:{self.u.router.ip4}:{port}", m["external"], r)
+        self.assertTrue(self.reachable_from_outside(self.u.router.ip4, port))
+        listed = self.net.run(self.u.host, "upnpc", "-l").stdout
+        self.assertIn("ClearSkies", listed)
+        d.stop()
+        self.assertIn("port mappings removed", d.log())
+        self.assertFalse(self.reachable_from_outside(self.u.router.ip4, port))
+        self.assertNotIn("ClearSkies", self.net.run(self.u.host, "upnpc", "-l").stdout)
 
     def test_3_port_mapping_and_stun_can_be_turned_off(self):
         d = self.daemon(self.a, "quiet", CLEARSKIES_PORT_MAPPING="false", CLEARSKIES_STUN_SERVERS="off")

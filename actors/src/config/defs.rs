@@ -271,7 +271,7 @@ pub static SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "port_mapping",
-        doc: "ask the router to forward the peer port (NAT-PMP, then UPnP IGD), renewed while running, removed at stop",
+        doc: "ask the router to forward the peer port (NAT-PMP, else UPnP IGD), renewed while running, removed at stop",
         env: "CLEARSKIES_PORT_MAPPING",
         default: "true",
         applies: Applies::AtStart,

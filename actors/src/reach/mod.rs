@@ -7,6 +7,7 @@
 pub mod natpmp;
 pub mod stun;
 pub mod udp;
+pub mod upnp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,6 +34,9 @@ const STUN_INTERVAL: Duration = Duration::from_secs(25);
 const STUN_RETRY: Duration = Duration::from_secs(5 * 60);
 /// The lease asked for (NAT-PMP's recommended two hours); renewed at half.
 const LEASE_SECS: u32 = 7200;
+/// The UPnP lease asked for (an hour: routers that keep mappings after we crash keep them
+/// less long); renewed at half.
+const UPNP_LEASE_SECS: u32 = 3600;
 /// How long removing the mappings at stop may take, in all.
 const RELEASE_WITHIN: Duration = Duration::from_secs(2);
 
@@ -108,10 +112,12 @@ pub struct ReachStatus {
 pub struct Leases(Arc<Mutex<Vec<Lease>>>);
 
 /// One mapping made on a router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
     /// By NAT-PMP at this server address, for this protocol and internal port.
     NatPmp(SocketAddr, Protocol, u16),
+    /// By UPnP on this service, for this protocol and external port.
+    Upnp(clearskies_protocol::upnp::WanService, Protocol, u16),
 }
 
 impl Leases {
@@ -122,10 +128,12 @@ impl Leases {
     /// Removes every mapping (best effort, at most a couple of seconds).
     pub fn release_blocking(&self) {
         let leases = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let each = RELEASE_WITHIN / u32::try_from(leases.len().max(1)).unwrap_or(1);
         for lease in &leases {
-            match *lease {
-                Lease::NatPmp(server, protocol, port) => {
-                    natpmp::delete_blocking(server, protocol, port, RELEASE_WITHIN / 2);
+            match lease {
+                Lease::NatPmp(server, protocol, port) => natpmp::delete_blocking(*server, *protocol, *port, each),
+                Lease::Upnp(service, protocol, port) => {
+                    upnp::delete_blocking(&service.control, service.service_type, *protocol, *port, each);
                 }
             }
         }
@@ -230,6 +238,9 @@ pub fn summary(s: &ReachStatus, port: u16) -> (Option<bool>, String) {
         let via = s.port_mapping.method.as_deref().unwrap_or("the router");
         return (Some(true), format!("reachable from the internet at {at} (port mapped by {via})"));
     }
+    if s.port_mapping.state == "trying" && nat != Some(NatKind::None) {
+        return (None, "finding out: asking the router to forward the peer port".to_owned());
+    }
     let fix = format!(
         "forward TCP port {port} on the router to this computer, or turn on UPnP or NAT-PMP in the router; peers on \
          this LAN reach it already"
@@ -257,51 +268,77 @@ pub fn summary(s: &ReachStatus, port: u16) -> (Option<bool>, String) {
     }
 }
 
-/// Maps the peer port on the default gateway for TCP and UDP, renewing at half the lease;
-/// after a failure waits a minute, doubling up to half an hour (a router that refuses is
-/// not asked in a tight loop).
+/// Maps the peer port for TCP and UDP (NAT-PMP on the default gateway, else UPnP IGD),
+/// renewing at half the lease; after a failure waits a minute, doubling up to half an hour (a
+/// router that refuses is not asked in a tight loop).
 async fn map_ports(shared: Shared, leases: Leases) {
     let port = shared.listen.port();
     let mut retry = FIRST_MAPPING_RETRY;
     loop {
-        let Some(gateway) = natpmp::system_gateway() else {
-            shared.update(|s| {
-                s.port_mapping = MappingStatus {
-                    state: "failed".into(),
-                    error: Some("no IPv4 default gateway".into()),
-                    ..MappingStatus::default()
-                };
-            });
-            tokio::time::sleep(retry).await;
-            retry = (retry * 2).min(MAX_MAPPING_RETRY);
-            continue;
-        };
-        match map_with_natpmp(gateway, port).await {
-            Ok((status, lease_leases, renew)) => {
-                if shared.status.borrow().port_mapping.state != "mapped" {
-                    info!(gateway = %gateway, external = ?status.external, "port mapped by NAT-PMP");
+        match map_once(port).await {
+            Ok((status, made, renew)) => {
+                if shared.status.borrow().port_mapping.external != status.external {
+                    info!(method = ?status.method, gateway = ?status.gateway, external = ?status.external, "port mapped");
                 }
-                leases.set(lease_leases);
+                leases.set(made);
                 shared.update(|s| s.port_mapping = status);
                 retry = FIRST_MAPPING_RETRY;
                 tokio::time::sleep(renew).await;
             }
-            Err(e) => {
-                warn!(gateway = %gateway, error = %e, retry_in = ?retry, "cannot map the peer port on the router");
+            Err(status) => {
+                let error = status.error.clone().unwrap_or_default();
+                warn!(error = %error, retry_in = ?retry, "cannot map the peer port on the router");
                 leases.set(Vec::new());
-                shared.update(|s| {
-                    s.port_mapping = MappingStatus {
-                        state: "failed".into(),
-                        gateway: Some(gateway.to_string()),
-                        error: Some(e),
-                        ..MappingStatus::default()
-                    };
-                });
+                shared.update(|s| s.port_mapping = status);
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(MAX_MAPPING_RETRY);
             }
         }
     }
+}
+
+/// One attempt: NAT-PMP with the default gateway, then UPnP; the status, the leases and
+/// when to renew, or the failed status saying why each way failed.
+async fn map_once(port: u16) -> Result<(MappingStatus, Vec<Lease>, Duration), MappingStatus> {
+    let gateway = natpmp::system_gateway();
+    let natpmp_error = match gateway {
+        Some(gateway) => match map_with_natpmp(gateway, port).await {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        },
+        None => "NAT-PMP: no IPv4 default gateway".to_owned(),
+    };
+    match map_with_upnp(port).await {
+        Ok(done) => Ok(done),
+        Err(upnp_error) => Err(MappingStatus {
+            state: "failed".into(),
+            gateway: gateway.map(|g| g.to_string()),
+            error: Some(format!("{natpmp_error}; {upnp_error}")),
+            ..MappingStatus::default()
+        }),
+    }
+}
+
+/// One round of UPnP IGD: find the device, its external address, then TCP and UDP
+/// mappings.
+async fn map_with_upnp(port: u16) -> Result<(MappingStatus, Vec<Lease>, Duration), String> {
+    let gateway = upnp::discover().await.map_err(|e| format!("UPnP: {e}"))?;
+    let external = upnp::external_ip(&gateway).await.map_err(|e| format!("UPnP: {e}"))?;
+    let mut status = MappingStatus {
+        state: "mapped".into(),
+        method: Some("upnp".into()),
+        gateway: Some(gateway.service.control.host.to_string()),
+        lease_seconds: Some(UPNP_LEASE_SECS),
+        ..MappingStatus::default()
+    };
+    let mut leases = Vec::new();
+    for protocol in [Protocol::Tcp, Protocol::Udp] {
+        let mapped = upnp::map(&gateway, protocol, port, UPNP_LEASE_SECS).await.map_err(|e| format!("UPnP: {e}"))?;
+        let name = if protocol == Protocol::Tcp { "tcp" } else { "udp" };
+        status.external.push(format!("{name}:{}", SocketAddr::new(external, mapped)));
+        leases.push(Lease::Upnp(gateway.service.clone(), protocol, mapped));
+    }
+    Ok((status, leases, Duration::from_secs(u64::from(UPNP_LEASE_SECS / 2))))
 }
 
 /// One round of NAT-PMP: the external address, then TCP and UDP mappings; the status, the
@@ -421,6 +458,8 @@ mod tests {
         assert!(line.contains("cone") && line.contains("UPnP or NAT-PMP"), "{line}");
         assert_eq!(summary(&status("off", Some(NatKind::None)), 4000).0, Some(true));
         assert_eq!(summary(&status("off", None), 4000).0, None);
+        let (reachable, line) = summary(&status("trying", Some(NatKind::AddressDependent)), 4000);
+        assert_eq!(reachable, None, "not a verdict while the router is asked: {line}");
     }
 
     #[test]

@@ -76,6 +76,24 @@ pub fn is_advertisable(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether `ip` is reachable from the internet at large: advertisable, and not a private
+/// (RFC 1918, RFC 4193), shared carrier-grade NAT (RFC 6598) or benchmarking range. A
+/// router whose own "external" address is not public sits behind another NAT.
+pub fn is_public(ip: IpAddr) -> bool {
+    if !is_advertisable(ip) {
+        return false;
+    }
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            let shared = a == 100 && (64..128).contains(&b);
+            let benchmarking = a == 198 && (b == 18 || b == 19);
+            !(v4.is_private() || shared || benchmarking || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) != 0xfc00,
+    }
+}
+
 impl fmt::Display for PeerAddr {
     /// `tcp:1.2.3.4:5`, `utp:[::1]:5`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -161,6 +179,16 @@ mod tests {
         }
         for ip in ["192.168.1.2", "203.0.113.7", "2001:db8::7", "fd00::1", "::ffff:192.168.1.2"] {
             assert!(is_advertisable(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn public_addresses_exclude_private_and_carrier_grade_nat_ranges() {
+        for ip in ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.3.2", "100.127.0.1", "fd00::1", "127.0.0.1"] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["11.0.0.3", "100.128.0.1", "172.32.0.1", "2001:db8::1", "203.0.113.7"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
 

@@ -120,34 +120,6 @@ fn is_running(pid: u32) -> bool {
     }
 }
 
-/// The `status` lines on how peers reach this computer.
-fn reach_lines(r: &clearskies_actors::reach::ReachStatus) -> String {
-    let m = &r.port_mapping;
-    let mapping = match (m.state.as_str(), &m.error) {
-        ("mapped", _) => format!(
-            "{} by {} on {}",
-            m.external.join(", "),
-            m.method.as_deref().unwrap_or("?"),
-            m.gateway.as_deref().unwrap_or("?")
-        ),
-        ("failed", Some(e)) => format!("failed: {}", escape_line(e)),
-        (state, _) => state.to_owned(),
-    };
-    let public = match &r.public {
-        None => "no STUN server set".to_owned(),
-        Some(p) => match (&p.udp, p.nat, &p.error) {
-            (Some(udp), Some(nat), _) => format!("{udp} (UDP), {}", nat.describe()),
-            (_, _, Some(e)) => format!("unknown: {}", escape_line(e)),
-            _ => "asking STUN…".to_owned(),
-        },
-    };
-    format!(
-        "\npeer port: {}\nport mapping: {mapping}\npublic address: {public}\nreach: {}",
-        r.listening.join(", "),
-        escape_line(&r.summary)
-    )
-}
-
 /// `clearskies status`: whether the daemon is healthy (every share in sync or syncing, none
 /// in error), after printing its state; `false` makes the exit status 1, for scripts.
 pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<bool> {
@@ -175,7 +147,7 @@ pub(crate) fn status(config: &Config, json: bool) -> anyhow::Result<bool> {
         bytes(status.received_bytes),
     );
     if let Some(reach) = &status.reach {
-        text.push_str(&reach_lines(reach));
+        text.push_str(&crate::reach::reach_lines(reach));
     }
     let alone = health.shares.iter().any(|s| s.alone_since.is_some());
     let verdict = match (health.healthy, alone) {

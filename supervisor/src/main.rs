@@ -20,6 +20,7 @@ mod logfile;
 mod monitor;
 mod packaging;
 mod peers;
+mod reach;
 mod settings;
 mod wait;
 mod web;

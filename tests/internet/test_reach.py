@@ -11,7 +11,9 @@ run, 1 on a failure.
 
 import os
 import socket
+import struct
 import sys
+import threading
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,7 +36,7 @@ def arrived(path, expected):
 class TestReach(unittest.TestCase):
     """The public side (STUN, tracker, a public host `srv`) and homes: `a` (cone NAT with
     miniupnpd), `b` (cone NAT, nothing forwarded), `s` (symmetric NAT), `u` (cone NAT with
-    miniupnpd speaking UPnP IGD only)."""
+    miniupnpd speaking UPnP IGD only), `f` (cone NAT, a hostile "IGD" on its router)."""
 
     @classmethod
     def setUpClass(cls):
@@ -46,6 +48,7 @@ class TestReach(unittest.TestCase):
         cls.b = net.home("b", nat="cone")
         cls.s = net.home("s", nat="symmetric")
         cls.u = net.home("u", nat="cone", upnp=True, natpmp=False)
+        cls.f = net.home("f", nat="cone")
 
     def daemon(self, home, name, **env):
         settings = {"CLEARSKIES_STUN_SERVERS": self.stun}
@@ -60,6 +63,25 @@ class TestReach(unittest.TestCase):
             r = d.json("status", "--json").get("reach")
             return r if r and ready(r) else None
         return poll(check, f"{d.name}: {what}", SYNC_TIMEOUT)
+
+    def metric(self, d, name):
+        """`name`'s value on `d`'s /metrics (asked from inside its namespace)."""
+        addr = d.json("status", "--json")["metrics"]
+        host, port = addr.rsplit(":", 1)
+        s = self.net.socket(d.host, socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect((host, int(port)))
+            s.sendall(f"GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n".encode())
+            text = b""
+            while chunk := s.recv(65536):
+                text += chunk
+        finally:
+            s.close()
+        for line in text.decode(errors="replace").splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in /metrics")
 
     def reachable_from_outside(self, ip, port):
         s = self.net.socket(self.srv, socket.AF_INET, socket.SOCK_STREAM)
@@ -82,6 +104,7 @@ class TestReach(unittest.TestCase):
         self.assertIn(f"tcp:{self.a.router.ip4}:{port}", m["external"], r)
         self.assertIn(f"udp:{self.a.router.ip4}:{port}", m["external"], r)
         self.assertTrue(r["reachable"], r)
+        self.assertEqual((self.metric(da, "clearskies_port_mapped"), self.metric(da, "clearskies_reachable")), (1, 1))
         status = da.cli("status").stdout
         self.assertIn("port mapping: tcp:", status)
         self.assertIn("reach: reachable from the internet", status)
@@ -123,6 +146,7 @@ class TestReach(unittest.TestCase):
             self.assertIn(f"forward TCP port {port}", r["summary"], r)
             self.assertTrue(r["public"]["udp"].startswith(home.router.ip4 + ":"), r)
             self.assertIn("reach: not reachable from outside this LAN", d.cli("status").stdout)
+            self.assertEqual((self.metric(d, "clearskies_port_mapped"), self.metric(d, "clearskies_reachable")), (0, 0))
             # A gateway without NAT-PMP or UPnP is not asked again and again.
             self.assertLessEqual(d.log().count("cannot map the peer port"), 1, d.log())
             d.stop()
@@ -141,6 +165,84 @@ class TestReach(unittest.TestCase):
         self.assertIn("port mappings removed", d.log())
         self.assertFalse(self.reachable_from_outside(self.u.router.ip4, port))
         self.assertNotIn("ClearSkies", self.net.run(self.u.host, "upnpc", "-l").stdout)
+
+    def fake_igd(self, home, locations, body):
+        """A hostile device on `home`'s router: answers SSDP searches on the LAN with each
+        of `locations` (`{device}` is its own address) and serves `body()`'s chunks to
+        whoever connects to its port 5000."""
+        ssdp = self.net.socket(home.router)
+        ssdp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ssdp.bind(("", 1900))
+        lan_ip = home.lan[1].compressed
+        mreq = struct.pack("4s4s", socket.inet_aton("239.255.255.250"), socket.inet_aton(lan_ip))
+        ssdp.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        http = self.net.socket(home.router, socket.AF_INET, socket.SOCK_STREAM)
+        http.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        http.bind((lan_ip, 5000))
+        http.listen()
+        self.served = 0
+        for s in (ssdp, http):
+            self.addCleanup(s.close)
+
+        def answer_searches():
+            while True:
+                try:
+                    _, sender = ssdp.recvfrom(4096)
+                except OSError:
+                    return
+                for location in locations:
+                    ssdp.sendto(("HTTP/1.1 200 OK\r\nLOCATION: %s\r\nST: urn:schemas-upnp-org:device:"
+                                 "InternetGatewayDevice:1\r\n\r\n" % location.format(device=lan_ip)).encode(),
+                                sender)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = http.accept()
+                except OSError:
+                    return
+                self.served += 1
+                try:
+                    for chunk in body():
+                        conn.sendall(chunk)
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+
+        for fn in (answer_searches, serve):
+            threading.Thread(target=fn, daemon=True).start()
+        return lan_ip
+
+    def test_5_a_hostile_igd_is_bounded_and_never_sends_us_elsewhere(self):
+        # A public host waits for a connection that must never come: a LOCATION naming it
+        # is not the device that answered.
+        elsewhere = self.net.socket(self.srv, socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(elsewhere.close)
+        elsewhere.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        elsewhere.bind((self.srv.ip4, 5000))
+        elsewhere.listen()
+        elsewhere.settimeout(0.1)
+
+        def endless():
+            yield b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            while True:
+                yield b"1000\r\n" + b"A" * 4096 + b"\r\n"
+
+        # It points first at the public host, then at itself, whose description never ends.
+        self.fake_igd(self.f, [f"http://{self.srv.ip4}:5000/desc.xml", "http://{device}:5000/desc.xml"], endless)
+        d = self.daemon(self.f, "victim")
+        r = self.reach(d, "port mapping to fail", lambda r: r["port_mapping"]["state"] == "failed")
+        self.assertIn("UPnP", r["port_mapping"]["error"], r)
+        self.assertGreaterEqual(self.served, 1, "the device itself was asked")
+        with self.assertRaises(OSError):
+            elsewhere.accept()
+        status = d.json("status", "--json")
+        self.assertEqual(status["reach"]["port_mapping"]["state"], "failed")
+        with open(f"/proc/{status['pid']}/status") as f:
+            peak_kib = int(next(line for line in f if line.startswith("VmHWM")).split()[1])
+        self.assertLess(peak_kib, 200 * 1024, "an endless description is read only up to its cap")
+        self.assertNotIn("panicked", d.log())
 
     def test_3_port_mapping_and_stun_can_be_turned_off(self):
         d = self.daemon(self.a, "quiet", CLEARSKIES_PORT_MAPPING="false", CLEARSKIES_STUN_SERVERS="off")

@@ -119,34 +119,45 @@ impl Attach {
     }
 
     /// Connects to the first of `addrs` to answer with the code, and waits for the keys and
-    /// the join. A refused code ends the attach; an address that connects but fails the
-    /// handshake otherwise is dropped and the others tried again.
+    /// the join. An address where the handshake fails, refused or not, is dropped and the
+    /// others tried again (a LAN address in a peer's list may be another computer here); a
+    /// refusal ends the attach only when no address is left.
     async fn try_addresses(&self, mut addrs: Vec<PeerAddr>) -> Result<Tried, CommandError> {
+        let mut refused = None;
         let ch = loop {
             let (stream, addr) = match transport::connect_first(&addrs).await {
                 Ok(connected) => connected,
                 Err(e) => {
-                    let message = format!("cannot connect: {e}");
-                    return Ok(Tried::Unreachable(CommandError::new(ErrorCode::Unreachable, message)));
+                    return match refused {
+                        Some(refusal) => Err(refusal),
+                        None => Ok(Tried::Unreachable(CommandError::new(
+                            ErrorCode::Unreachable,
+                            format!("cannot connect: {e}"),
+                        ))),
+                    }
                 }
             };
+            addrs.retain(|a| *a != addr);
             match channel::connect(stream, &self.tls, self.creds.id, &self.creds.password).await {
                 Ok(ch) => break (ch, addr),
                 Err(ChannelError::Refused(reason)) if channel::Refusal::of(&reason) == channel::Refusal::Throttled => {
-                    return Err(CommandError::new(ErrorCode::Throttled, format!("the peer refused: {reason}")))
+                    refused = Some(CommandError::new(ErrorCode::Throttled, format!("the peer refused: {reason}")));
                 }
                 Err(ChannelError::Refused(_) | ChannelError::AuthFailed { .. }) => {
-                    return Err(CommandError::new(
+                    refused = Some(CommandError::new(
                         ErrorCode::CodeRefused,
                         "the peer refused the access code or password (mistyped, expired, cancelled or already used)",
-                    ))
+                    ));
                 }
-                Err(other) => {
-                    addrs.retain(|a| *a != addr);
-                    if addrs.is_empty() {
-                        let message = format!("cannot connect to {addr}: {other}");
-                        return Ok(Tried::Unreachable(CommandError::new(ErrorCode::Unreachable, message)));
-                    }
+                Err(other) if addrs.is_empty() && refused.is_none() => {
+                    let message = format!("cannot connect to {addr}: {other}");
+                    return Ok(Tried::Unreachable(CommandError::new(ErrorCode::Unreachable, message)));
+                }
+                Err(_) => {}
+            }
+            if addrs.is_empty() {
+                if let Some(refusal) = refused {
+                    return Err(refusal);
                 }
             }
         };

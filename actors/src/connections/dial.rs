@@ -69,30 +69,55 @@ pub(super) struct ShareKeyDial {
 impl ShareKeyDial {
     /// The first of `addrs` to connect ([`transport::connect_first`]), then TLS + SRP with
     /// each key in turn until one is accepted: the channel, the level of the key that opened
-    /// it, and the address. An address that connects but fails the handshake for any other
-    /// reason than a refusal is dropped and the others tried again.
+    /// it, and the address. An address where the handshake fails, refused or not, is dropped
+    /// and the others tried again (a peer's list may hold a LAN address that is another
+    /// computer here); the dial is refused only if every address that answered refused.
     pub(super) async fn connect(
         &self,
         addrs: &[PeerAddr],
     ) -> Result<(channel::Channel, AccessLevel, PeerAddr), DialError> {
-        let mut refused = None;
+        let (mut refused, mut last) = (None, None);
         let mut candidates = addrs.to_vec();
-        for (id, key, level) in &self.keys {
-            loop {
-                let (stream, addr) = transport::connect_first(&candidates).await.map_err(DialError::Unreachable)?;
-                match channel::connect(stream, &self.tls, *id, &hex::encode(key.as_bytes())).await {
-                    Ok(ch) => return Ok((ch, *level, addr)),
-                    Err(e @ (ChannelError::AuthFailed { .. } | ChannelError::Refused(_))) => {
-                        refused = Some(e);
-                        break;
-                    }
-                    Err(e) => {
-                        candidates.retain(|a| *a != addr);
-                        if candidates.is_empty() {
-                            return Err(DialError::Unreachable(std::io::Error::other(format!("{addr}: {e}"))));
-                        }
-                    }
+        while !candidates.is_empty() {
+            let (stream, addr) = match transport::connect_first(&candidates).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    last = Some(e);
+                    break;
                 }
+            };
+            candidates.retain(|a| *a != addr);
+            match self.open(stream, addr).await {
+                Ok((ch, level)) => return Ok((ch, level, addr)),
+                Err(DialError::Refused(e)) => refused = Some(e),
+                Err(DialError::Unreachable(e)) => last = Some(e),
+            }
+        }
+        Err(match (refused, last) {
+            (Some(e), _) => DialError::Refused(e),
+            (None, Some(e)) => DialError::Unreachable(e),
+            (None, None) => DialError::Unreachable(std::io::Error::other("no address to dial")),
+        })
+    }
+
+    /// TLS + SRP on `stream` to `addr` with each key in turn (a new connection for each key
+    /// after the first).
+    async fn open(
+        &self,
+        stream: transport::Stream,
+        addr: PeerAddr,
+    ) -> Result<(channel::Channel, AccessLevel), DialError> {
+        let mut stream = Some(stream);
+        let mut refused = None;
+        for (id, key, level) in &self.keys {
+            let s = match stream.take() {
+                Some(s) => s,
+                None => transport::connect(addr).await.map_err(DialError::Unreachable)?,
+            };
+            match channel::connect(s, &self.tls, *id, &hex::encode(key.as_bytes())).await {
+                Ok(ch) => return Ok((ch, *level)),
+                Err(e @ (ChannelError::AuthFailed { .. } | ChannelError::Refused(_))) => refused = Some(e),
+                Err(e) => return Err(DialError::Unreachable(std::io::Error::other(format!("{addr}: {e}")))),
             }
         }
         Err(refused
@@ -148,13 +173,22 @@ impl Connections {
         });
     }
 
-    /// Dials a peer discovery found for a share at `addrs`, once (discovery reports it
-    /// again if it is still there).
-    pub(super) fn dial_found(&mut self, share: Sha256Hash, addrs: Vec<PeerAddr>, ctx: &mut Context<Self>) {
+    /// Dials `peer`, which discovery found for a share at `addrs`, once (discovery reports
+    /// it again if it is still there). At most [`MAX_FOUND_PER_NEWS`] peers are being
+    /// dialled at once, one dial per peer.
+    pub(super) fn dial_found(
+        &mut self,
+        share: Sha256Hash,
+        peer: PeerId,
+        addrs: Vec<PeerAddr>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(key) = self.share_key(share) else { return };
         let addrs = transport::candidates(addrs);
-        let busy = addrs.iter().any(|a| self.found_dialing.contains(&(share, *a)));
-        if addrs.is_empty() || busy || self.found_dialing.len() >= MAX_FOUND_PER_NEWS * transport::MAX_ADDRESSES {
+        if addrs.is_empty()
+            || self.peers_dialing.len() >= MAX_FOUND_PER_NEWS
+            || !self.peers_dialing.insert((share, peer))
+        {
             return;
         }
         self.found_dialing.extend(addrs.iter().map(|a| (share, *a)));
@@ -167,6 +201,7 @@ impl Connections {
             Ok::<(), DialError>(())
         };
         ctx.spawn(attempt.into_actor(self).map(move |res, act, _| {
+            act.peers_dialing.remove(&(share, peer));
             for a in &addrs {
                 act.found_dialing.remove(&(share, *a));
             }
@@ -214,7 +249,7 @@ impl Handler<Discovered> for Connections {
             ctx.run_later(discovered_dial_wait(me, peer), move |act, ctx| {
                 if !act.peers.contains_key(&(share, peer)) && act.table.borrow().contains(&share) {
                     debug!(%share, %peer, addresses = addrs.len(), "dialling a discovered peer");
-                    act.dial_found(share, addrs, ctx);
+                    act.dial_found(share, peer, addrs, ctx);
                 }
             });
         }

@@ -106,6 +106,8 @@ pub struct Connections {
     found: BTreeMap<(Sha256Hash, PeerAddr), &'static str>,
     /// Dials to discovered addresses in progress.
     found_dialing: BTreeSet<(Sha256Hash, PeerAddr)>,
+    /// The peers those dials are for (one dial per peer at a time).
+    peers_dialing: BTreeSet<(Sha256Hash, PeerId)>,
     /// Ready sessions by connection.
     sessions: BTreeMap<u64, Session>,
     /// Shares whose known peers refused our key at the last dial (until a session is ready).
@@ -135,6 +137,7 @@ impl Connections {
             codes: BTreeMap::new(),
             found: BTreeMap::new(),
             found_dialing: BTreeSet::new(),
+            peers_dialing: BTreeSet::new(),
             sessions: BTreeMap::new(),
             auth_refused: BTreeSet::new(),
         }
@@ -290,7 +293,7 @@ impl Handler<PeerCrashed> for Connections {
         }
         match s.redial {
             Redial::Address(addr) => self.dial(s.share, addr, dial::FIRST_REDIAL, ctx),
-            Redial::Found(addr) => self.dial_found(s.share, vec![addr], ctx),
+            Redial::Found(addr) => self.dial_found(s.share, s.peer, vec![addr], ctx),
             Redial::ByPeer => {}
         }
     }

@@ -6,21 +6,32 @@ use std::net::{IpAddr, SocketAddr};
 
 use clearskies_protocol::address::{is_advertisable, PeerAddr};
 
-/// Addresses sent at most (the peer tries at most [`crate::transport::MAX_ADDRESSES`]).
-pub const MAX_ADVERTISED: usize = 16;
+/// Addresses sent at most: as many as a peer tries ([`crate::transport::MAX_ADDRESSES`]).
+pub const MAX_ADVERTISED: usize = crate::transport::MAX_ADDRESSES;
 
-/// The advertisable addresses of this computer's interfaces, IPv6 first (no NAT in the
-/// way), each family only if `listen` takes it. Empty if they cannot be read.
+/// The advertisable addresses of this computer's interfaces, each family only if `listen`
+/// takes it. Empty if they cannot be read.
 pub fn interface_ips(listen: IpAddr) -> Vec<IpAddr> {
-    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.ip())
-        .filter(|ip| is_advertisable(*ip) && takes(listen, *ip))
-        .collect();
-    ips.sort_by_key(|ip| (ip.is_ipv4(), *ip));
+    let all = if_addrs::get_if_addrs().unwrap_or_default().into_iter().map(|i| i.ip());
+    interleaved(all.filter(|ip| is_advertisable(*ip) && takes(listen, *ip)).collect())
+}
+
+/// `ips` with one IPv6 address per /64 (temporary and stable addresses of one network
+/// reach the same place), then IPv6 and IPv4 taken in turn, IPv6 first (no NAT in its way),
+/// so that a cap on the list keeps both families.
+fn interleaved(mut ips: Vec<IpAddr>) -> Vec<IpAddr> {
+    ips.sort();
     ips.dedup();
-    ips
+    let mut networks = std::collections::BTreeSet::new();
+    let v6: Vec<IpAddr> =
+        ips.iter().copied().filter(|ip| ip.is_ipv6() && networks.insert(crate::net::source_of(*ip))).collect();
+    let v4: Vec<IpAddr> = ips.iter().copied().filter(IpAddr::is_ipv4).collect();
+    let mut out = Vec::with_capacity(v6.len() + v4.len());
+    for i in 0..v6.len().max(v4.len()) {
+        out.extend(v6.get(i).copied());
+        out.extend(v4.get(i).copied());
+    }
+    out
 }
 
 /// Whether a socket listening on `listen` (`crate::net::bind_tcp`: `[::]` is dual-stack)
@@ -106,6 +117,20 @@ mod tests {
         assert!(takes(ip("10.0.0.1"), ip("10.0.0.1")) && !takes(ip("10.0.0.1"), ip("10.0.0.2")));
         // Whatever this machine has, loopback is never among them.
         assert!(interface_ips(ip("::")).iter().all(|i| !i.is_loopback()));
+    }
+
+    #[test]
+    fn interfaces_take_turns_by_family_with_one_ipv6_address_per_network() {
+        let got = interleaved(vec![
+            ip("2001:db8:1:1::10"),
+            ip("2001:db8:1:1::20"),
+            ip("2001:db8:1:2::1"),
+            ip("192.168.1.2"),
+            ip("172.17.0.1"),
+            ip("10.8.0.3"),
+        ]);
+        let want = ["2001:db8:1:1::10", "10.8.0.3", "2001:db8:1:2::1", "172.17.0.1", "192.168.1.2"];
+        assert_eq!(got, want.iter().map(|s| ip(s)).collect::<Vec<_>>());
     }
 
     #[test]

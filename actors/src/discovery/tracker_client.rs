@@ -59,6 +59,19 @@ pub async fn run(tracker: String, mut announce: Announce, news: mpsc::Sender<(Tr
     }
 }
 
+/// The addresses in a tracker's list worth dialling: well-formed, and never an address that
+/// means this computer or no computer (unspecified, multicast, link-local; loopback only
+/// from a tracker on this computer), whatever a tracker claims.
+pub fn dialable(addrs: &[String], local_tracker: bool) -> Vec<PeerAddr> {
+    addrs
+        .iter()
+        .filter_map(|a| a.parse::<PeerAddr>().ok())
+        .filter(|a| {
+            clearskies_protocol::address::is_advertisable(a.addr.ip()) || (local_tracker && a.addr.ip().is_loopback())
+        })
+        .collect()
+}
+
 /// Our addresses as we announce them now.
 fn our_addresses(announce: &mut Announce, observed: Option<std::net::IpAddr>) -> Vec<String> {
     let interfaces = addresses::interface_ips(announce.listen.ip());
@@ -75,6 +88,8 @@ async fn session(
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     let _ = stream.set_nodelay(true);
+    // A tracker on this computer (tests, a private setup) may list loopback addresses.
+    let local_tracker = stream.peer_addr().is_ok_and(|a| a.ip().is_loopback());
     let (read, mut write) = stream.into_split();
     let mut reader = MessageReader::new(read);
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
@@ -107,7 +122,7 @@ async fn session(
                     let peers = p
                         .peers
                         .into_iter()
-                        .map(|(peer, addrs)| (peer, addrs.iter().filter_map(|a| a.parse().ok()).collect()))
+                        .map(|(peer, addrs)| (peer, dialable(&addrs, local_tracker)))
                         .collect();
                     debug!(%tracker, id = %p.id, "peers from the tracker");
                     if news.send((TrackerNews { id: p.id, peers }, "tracker")).await.is_err() {
@@ -153,4 +168,30 @@ async fn resend_if_changed(
         info!(%tracker, addresses = ?now, "our addresses changed; told the tracker");
     }
     Ok(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_of_other_computers_are_dialled() {
+        let listed: Vec<String> = [
+            "tcp:192.168.1.5:49221",
+            "tcp:127.0.0.1:6379",
+            "tcp:0.0.0.0:22",
+            "tcp:[::1]:80",
+            "tcp:[fe80::1]:49221",
+            "tcp:224.0.0.1:49221",
+            "utp:203.0.113.9:49221",
+            "http://example.org",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let got: Vec<String> = dialable(&listed, false).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["tcp:192.168.1.5:49221", "utp:203.0.113.9:49221"]);
+        let local: Vec<String> = dialable(&listed, true).iter().map(ToString::to_string).collect();
+        assert_eq!(local, ["tcp:192.168.1.5:49221", "tcp:127.0.0.1:6379", "tcp:[::1]:80", "utp:203.0.113.9:49221"]);
+    }
 }

@@ -17,7 +17,8 @@ use prometheus::{
 /// Label values of the `extension` label on byte counters.
 pub const EXTENSIONS: [&str; 3] = ["plain", "rsync", "gzip"];
 /// Actor kinds that are restarted on a crash (label values of `actor`).
-pub const RESTARTED_ACTORS: [&str; 7] = ["discovery", "listener", "share", "transfer", "control", "metrics", "peer"];
+pub const RESTARTED_ACTORS: [&str; 8] =
+    ["discovery", "reach", "listener", "share", "transfer", "control", "metrics", "peer"];
 
 /// Every collector of the daemon.
 #[derive(Debug)]
@@ -61,6 +62,10 @@ pub struct Metrics {
     pub worker_restarts: IntCounter,
     /// Seconds the worker process has run.
     pub uptime: IntGauge,
+    /// 1 while the router forwards the peer port (NAT-PMP or UPnP), else 0.
+    pub port_mapped: IntGauge,
+    /// Whether peers outside the LAN can connect: 1 yes, 0 no, -1 cannot tell.
+    pub reachable: IntGauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -197,6 +202,14 @@ impl Metrics {
             ),
             uptime: f
                 .add(IntGauge::new("clearskies_worker_uptime_seconds", "Seconds since the worker process started.")),
+            port_mapped: f.add(IntGauge::new(
+                "clearskies_port_mapped",
+                "1 while the router forwards the peer port (NAT-PMP or UPnP IGD), else 0.",
+            )),
+            reachable: f.add(IntGauge::new(
+                "clearskies_reachable",
+                "Whether peers outside the LAN can connect to this daemon: 1 yes, 0 no, -1 cannot tell (yet).",
+            )),
             registry: f.registry,
         };
         m.zero_series();

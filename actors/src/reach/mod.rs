@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context, WrapFuture};
-use clearskies_protocol::address::PeerAddr;
+use clearskies_protocol::address::{is_public, PeerAddr};
 use clearskies_protocol::natpmp::Protocol;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -26,10 +26,10 @@ use self::stun::NatKind;
 const FIRST_MAPPING_RETRY: Duration = Duration::from_secs(60);
 /// The longest wait between port mapping attempts.
 const MAX_MAPPING_RETRY: Duration = Duration::from_secs(30 * 60);
-/// How often STUN is asked again: keeps the NAT's UDP mapping of the peer port open (most
-/// drop one after 30 s to 2 min of silence; core.md asks for it) and notices a new public
-/// address.
-const STUN_INTERVAL: Duration = Duration::from_secs(25);
+/// How often STUN is asked again, to notice a new public address. (uTP will need the NAT's
+/// UDP mapping of the peer port kept open, every 25 s or so, as core.md says; until then
+/// nothing uses it, and public servers are not asked more than this.)
+const STUN_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// How long STUN waits after every server failed before trying again.
 const STUN_RETRY: Duration = Duration::from_secs(5 * 60);
 /// The lease asked for (NAT-PMP's recommended two hours); renewed at half.
@@ -37,6 +37,8 @@ const LEASE_SECS: u32 = 7200;
 /// The UPnP lease asked for (an hour: routers that keep mappings after we crash keep them
 /// less long); renewed at half.
 const UPNP_LEASE_SECS: u32 = 3600;
+/// The soonest a mapping is renewed, whatever lease the router grants.
+const MIN_RENEW: Duration = Duration::from_secs(60);
 /// How long removing the mappings at stop may take, in all.
 const RELEASE_WITHIN: Duration = Duration::from_secs(2);
 
@@ -188,7 +190,8 @@ impl Actor for Reach {
         };
         shared.update(|s| {
             s.listening = listening;
-            s.port_mapping.state = if self.settings.port_mapping { "trying" } else { "off" }.into();
+            let state = if self.settings.port_mapping { "trying" } else { "off" };
+            s.port_mapping = MappingStatus { state: state.into(), ..MappingStatus::default() };
             s.public = (!self.settings.stun_servers.is_empty()).then(PublicStatus::default);
         });
         if self.settings.port_mapping {
@@ -216,6 +219,9 @@ impl Shared {
             change(s);
             (s.reachable, s.summary) = summary(s, self.listen.port());
             learned = learned_addresses(s);
+            let m = crate::metrics::metrics();
+            m.port_mapped.set(i64::from(s.port_mapping.state == "mapped"));
+            m.reachable.set(s.reachable.map_or(-1, i64::from));
         });
         self.learned.send_if_modified(|current| {
             let changed = *current != learned;
@@ -225,14 +231,40 @@ impl Shared {
     }
 }
 
-/// The addresses the status implies we are reached at: the mapped TCP port.
+/// The addresses the status implies we are reached at: the mapped TCP port, if the router's
+/// external address is public (behind a second NAT it reaches nobody).
 fn learned_addresses(s: &ReachStatus) -> Vec<PeerAddr> {
-    s.port_mapping.external.iter().filter_map(|e| e.parse::<PeerAddr>().ok()).collect()
+    if s.port_mapping.state != "mapped" {
+        return Vec::new();
+    }
+    let mapped = s.port_mapping.external.iter().filter_map(|e| e.parse::<PeerAddr>().ok());
+    mapped.filter(|a| is_public(a.addr.ip())).collect()
+}
+
+/// The router's external address, if it mapped the port.
+fn mapped_ip(s: &ReachStatus) -> Option<IpAddr> {
+    let first = s.port_mapping.external.first()?;
+    first.split_once(':').and_then(|(_, a)| a.parse::<SocketAddr>().ok()).map(|a| a.ip())
 }
 
 /// Whether peers outside the LAN reach us, in one line that says what would fix it.
 pub fn summary(s: &ReachStatus, port: u16) -> (Option<bool>, String) {
     let nat = s.public.as_ref().and_then(|p| p.nat);
+    let fix = format!(
+        "forward TCP port {port} on the router to this computer, or turn on UPnP or NAT-PMP in the router; peers on \
+         this LAN reach it already"
+    );
+    if let Some(ip) = mapped_ip(s).filter(|ip| s.port_mapping.state == "mapped" && !is_public(*ip)) {
+        return (
+            Some(false),
+            format!(
+                "not reachable from outside this LAN: the router mapped the port, but its own address {ip} is not \
+                 public (a second router or the provider's carrier-grade NAT is in front of it); put the router in \
+                 bridge mode, forward TCP port {port} on the outer router too, or ask the provider for a public \
+                 address"
+            ),
+        );
+    }
     if s.port_mapping.state == "mapped" {
         let at = s.port_mapping.external.first().map_or("", String::as_str);
         let via = s.port_mapping.method.as_deref().unwrap_or("the router");
@@ -241,10 +273,6 @@ pub fn summary(s: &ReachStatus, port: u16) -> (Option<bool>, String) {
     if s.port_mapping.state == "trying" && nat != Some(NatKind::None) {
         return (None, "finding out: asking the router to forward the peer port".to_owned());
     }
-    let fix = format!(
-        "forward TCP port {port} on the router to this computer, or turn on UPnP or NAT-PMP in the router; peers on \
-         this LAN reach it already"
-    );
     match nat {
         Some(NatKind::None) => (Some(true), "reachable: this computer has a public address".to_owned()),
         Some(NatKind::EndpointIndependent) => (
@@ -283,12 +311,13 @@ async fn map_ports(shared: Shared, leases: Leases) {
                 leases.set(made);
                 shared.update(|s| s.port_mapping = status);
                 retry = FIRST_MAPPING_RETRY;
-                tokio::time::sleep(renew).await;
+                // A router that grants seconds is not asked twice a second.
+                tokio::time::sleep(renew.max(MIN_RENEW)).await;
             }
             Err(status) => {
                 let error = status.error.clone().unwrap_or_default();
                 warn!(error = %error, retry_in = ?retry, "cannot map the peer port on the router");
-                leases.set(Vec::new());
+                // (Leases made before are kept: removed at stop if they still exist.)
                 shared.update(|s| s.port_mapping = status);
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(MAX_MAPPING_RETRY);
@@ -333,7 +362,15 @@ async fn map_with_upnp(port: u16) -> Result<(MappingStatus, Vec<Lease>, Duration
     };
     let mut leases = Vec::new();
     for protocol in [Protocol::Tcp, Protocol::Udp] {
-        let mapped = upnp::map(&gateway, protocol, port, UPNP_LEASE_SECS).await.map_err(|e| format!("UPnP: {e}"))?;
+        let mapped = match upnp::map(&gateway, protocol, port, UPNP_LEASE_SECS).await {
+            Ok(mapped) => mapped,
+            // TCP carries every session today: a mapping without UDP still serves.
+            Err(e) if protocol == Protocol::Udp => {
+                warn!(error = %e, "UPnP: the router would not map UDP; TCP is mapped");
+                break;
+            }
+            Err(e) => return Err(format!("UPnP: {e}")),
+        };
         let name = if protocol == Protocol::Tcp { "tcp" } else { "udp" };
         status.external.push(format!("{name}:{}", SocketAddr::new(external, mapped)));
         leases.push(Lease::Upnp(gateway.service.clone(), protocol, mapped));
@@ -358,7 +395,15 @@ async fn map_with_natpmp(
     let mut leases = Vec::new();
     let mut shortest = LEASE_SECS;
     for protocol in [Protocol::Tcp, Protocol::Udp] {
-        let mapped = natpmp::map(server, protocol, port, LEASE_SECS).await.map_err(|e| format!("NAT-PMP: {e}"))?;
+        let mapped = match natpmp::map(server, protocol, port, LEASE_SECS).await {
+            Ok(mapped) => mapped,
+            // TCP carries every session today: a mapping without UDP still serves.
+            Err(e) if protocol == Protocol::Udp => {
+                warn!(error = %e, "NAT-PMP: the router would not map UDP; TCP is mapped");
+                break;
+            }
+            Err(e) => return Err(format!("NAT-PMP: {e}")),
+        };
         let name = if protocol == Protocol::Tcp { "tcp" } else { "udp" };
         status.external.push(format!("{name}:{}", SocketAddr::from((external, mapped.external_port))));
         leases.push(Lease::NatPmp(server, protocol, port));
@@ -408,7 +453,7 @@ async fn stun_round(port: &udp::UdpPort, servers: &[String]) -> Result<PublicSta
     let mut second = None;
     for other in servers.iter().skip(i + 1) {
         if let Ok(at) = stun::resolve(other).await {
-            if at.ip() != server.ip() {
+            if at.ip() != server.ip() && at.is_ipv4() == server.is_ipv4() {
                 if let Ok(a) = stun::binding(port, at).await {
                     second = Some(a.mapped);
                     break;
@@ -417,7 +462,9 @@ async fn stun_round(port: &udp::UdpPort, servers: &[String]) -> Result<PublicSta
         }
     }
     if second.is_none() {
-        if let Some(other) = answer.other_address.filter(|o| o.ip() != server.ip()) {
+        // Only a public address of the same family: a server must not aim us at the LAN.
+        let usable = |o: &SocketAddr| o.ip() != server.ip() && o.is_ipv4() == server.is_ipv4() && is_public(o.ip());
+        if let Some(other) = answer.other_address.filter(usable) {
             second = stun::binding(port, other).await.ok().map(|a| a.mapped);
         }
     }
@@ -460,6 +507,17 @@ mod tests {
         assert_eq!(summary(&status("off", None), 4000).0, None);
         let (reachable, line) = summary(&status("trying", Some(NatKind::AddressDependent)), 4000);
         assert_eq!(reachable, None, "not a verdict while the router is asked: {line}");
+    }
+
+    #[test]
+    fn a_router_behind_another_nat_is_not_taken_for_reachable_nor_advertised() {
+        let mut s = status("mapped", Some(NatKind::EndpointIndependent));
+        s.port_mapping.external = vec!["tcp:100.64.3.2:4000".into()];
+        let (reachable, line) = summary(&s, 4000);
+        assert_eq!(reachable, Some(false));
+        assert!(line.contains("100.64.3.2") && line.contains("not public"), "{line}");
+        assert!(learned_addresses(&s).is_empty());
+        assert!(learned_addresses(&status("failed", None)).is_empty(), "only while mapped");
     }
 
     #[test]

@@ -92,10 +92,14 @@ pub async fn binding(port: &UdpPort, server: SocketAddr) -> Result<BindingSucces
     getrandom::fill(&mut id).map_err(|_| StunFailure::Busy)?;
     let id = TransactionId(id);
     let mut expected = port.expect(id).ok_or(StunFailure::Busy)?;
-    let request = stun::binding_request(id, Some(crate::SOFTWARE));
+    // (No SOFTWARE attribute: a public server need not learn what we run.)
+    let request = stun::binding_request(id, None);
+    let server = canonical(server);
     for wait in RETRANSMIT_WAITS {
         port.send_to(&request, server).await.map_err(|e| StunFailure::Send(server, e.to_string()))?;
         match tokio::time::timeout(wait, &mut expected.rx).await {
+            // An answer from elsewhere (forged, with a guessed transaction ID) is not taken.
+            Ok(Ok((_, from))) if from != server => return Err(StunFailure::Silent(server)),
             Ok(Ok((BindingResponse::Success(s), _))) => {
                 return Ok(BindingSuccess { mapped: canonical(s.mapped), ..s });
             }

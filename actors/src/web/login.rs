@@ -161,7 +161,8 @@ pub(super) async fn password(req: HttpRequest, state: web::Data<State>, form: we
             return login_page(&state, 401, Some(why));
         }
     };
-    let source = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    // Counted per IPv4 address or IPv6 /64, as the peer port counts sources.
+    let source = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| crate::net::source_of(a.ip()));
     if !state.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).attempt(source, unix_now()) {
         return login_page(&state, 429, Some("too many attempts: wait a minute"));
     }

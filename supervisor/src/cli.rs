@@ -229,7 +229,7 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     /// Run a tracker server in the foreground (peers find each other through it).
     Tracker {
-        /// Address to listen on, HOST:PORT ([::]:49200 is every interface, IPv6 and IPv4).
+        /// Address to listen on, HOST:PORT (`[::]:49200` is every interface, IPv6 and IPv4).
         #[arg(long, default_value = "[::]:49200")]
         listen: std::net::SocketAddr,
         /// Shortest check-in interval (TTL) clients may choose, seconds.

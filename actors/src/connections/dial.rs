@@ -212,6 +212,18 @@ impl Connections {
     }
 }
 
+impl Connections {
+    /// This computer's own addresses at its peer port (a peer on our LAN, or a tracker,
+    /// may list one: dialling it would reach ourselves).
+    fn own_addresses(&self) -> Vec<PeerAddr> {
+        let Some(port) = self.own_port else { return Vec::new() };
+        let unspecified = std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        let mut ips = crate::discovery::addresses::interface_ips(unspecified);
+        ips.extend([std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)]);
+        ips.into_iter().map(|ip| PeerAddr::tcp(std::net::SocketAddr::new(ip, port))).collect()
+    }
+}
+
 impl Handler<Discovered> for Connections {
     type Result = ();
 
@@ -234,8 +246,9 @@ impl Handler<Discovered> for Connections {
         if self.found.len() >= MAX_FOUND {
             self.found.clear();
         }
+        let own = self.own_addresses();
         for (peer, addrs) in msg.peers.into_iter().take(MAX_FOUND_PER_NEWS) {
-            let addrs = transport::candidates(addrs);
+            let addrs = transport::candidates(addrs.into_iter().filter(|a| !own.contains(a)));
             // Never ourselves; never a peer we already have a session with, or removed.
             if peer == me || self.peers.contains_key(&(share, peer)) || removed.contains(&peer) {
                 continue;

@@ -108,6 +108,8 @@ pub struct Connections {
     found_dialing: BTreeSet<(Sha256Hash, PeerAddr)>,
     /// The peers those dials are for (one dial per peer at a time).
     peers_dialing: BTreeSet<(Sha256Hash, PeerId)>,
+    /// The peer port we listen on: our own addresses at it are never dialled.
+    own_port: Option<u16>,
     /// Ready sessions by connection.
     sessions: BTreeMap<u64, Session>,
     /// Shares whose known peers refused our key at the last dial (until a session is ready).
@@ -121,6 +123,18 @@ impl Connections {
         table: TableRx,
         tls: Option<TlsContext>,
         targets: ConnectionsTargets,
+    ) -> Self {
+        Connections::with_own_port(settings, table, tls, targets, None)
+    }
+
+    /// As [`Connections::new`], knowing the peer port this daemon listens on (`own_port`), so
+    /// that a discovered address that is this computer is never dialled.
+    pub fn with_own_port(
+        settings: &crate::Settings,
+        table: TableRx,
+        tls: Option<TlsContext>,
+        targets: ConnectionsTargets,
+        own_port: Option<u16>,
     ) -> Self {
         let config = &settings.config;
         Connections {
@@ -138,6 +152,7 @@ impl Connections {
             found: BTreeMap::new(),
             found_dialing: BTreeSet::new(),
             peers_dialing: BTreeSet::new(),
+            own_port,
             sessions: BTreeMap::new(),
             auth_refused: BTreeSet::new(),
         }

@@ -138,6 +138,11 @@ sink!(
 );
 
 fn connections(s: &TestShare) -> actix::Addr<Connections> {
+    connections_with(s, None)
+}
+
+/// Connections for `s`'s share, listening (as far as it knows) on `own_port`.
+fn connections_with(s: &TestShare, own_port: Option<u16>) -> actix::Addr<Connections> {
     let sink = Sink.start();
     let targets = ConnectionsTargets {
         code_used: sink.clone().recipient(),
@@ -158,7 +163,23 @@ fn connections(s: &TestShare) -> actix::Addr<Connections> {
         config: crate::config::Values::default(),
         sources: crate::config::Sources::new(),
     };
-    Connections::new(&settings, s.table.subscribe(), TlsContext::new().ok(), targets).start()
+    Connections::with_own_port(&settings, s.table.subscribe(), TlsContext::new().ok(), targets, own_port).start()
+}
+
+#[actix_rt::test]
+async fn our_own_address_in_a_peers_list_is_never_dialled() {
+    let s = TestShare::new();
+    // A port that stands for our peer port, and another peer's.
+    let ours = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ours.local_addr().unwrap().port();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let c = connections_with(&s, Some(port));
+    let listed = vec![PeerAddr::tcp(([127, 0, 0, 1], port).into()), PeerAddr::tcp(other)];
+    let peers = BTreeMap::from([(PeerId([0xee; 16]), listed)]);
+    c.send(crate::discovery::Discovered { id: s.config.id, peers, source: "tracker" }).await.unwrap();
+    let list = c.send(ListPeers).await.unwrap();
+    let addresses: Vec<&str> = list.iter().map(|e| e.address.as_str()).collect();
+    assert_eq!(addresses, [other.to_string()]);
 }
 
 /// `list_peers` until `done` holds (at most 10,000 rounds, 500 s of the paused clock).

@@ -201,7 +201,9 @@ impl Supervisor {
             crashed: me.clone().recipient(),
             runtime: self.runtime.clone(),
         };
-        let connections = Connections::new(&self.settings, table_tx.subscribe(), self.tls.clone(), targets);
+        let own_port = self.listen_addr.map(|a| a.port());
+        let connections =
+            Connections::with_own_port(&self.settings, table_tx.subscribe(), self.tls.clone(), targets, own_port);
         let targets = SharesTargets {
             started: owners.connections.clone().recipient(),
             stopped: owners.connections.clone().recipient(),

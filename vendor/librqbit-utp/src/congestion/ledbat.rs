@@ -1,0 +1,770 @@
+//! LEDBAT, "Low Extra Delay Background Transport" (RFC 6817), the congestion controller that
+//! BEP 29 specifies for uTP. Added by ClearSkies to the vendored librqbit-utp 0.7.0 (upstream
+//! had "TODO: LEDBAT" and ran CUBIC only); see the CHANGES section of the crate's README.
+//!
+//! The sender keeps the one-way delay samples its peer reports in every packet
+//! (`timestamp_difference_microseconds`: the peer's clock at reception minus our clock at
+//! sending, so it includes an unknown clock offset):
+//!
+//! - base delay = the minimum sample over the last `base_history` minutes (RFC 6817 §2.4.2:
+//!   BASE_HISTORY one-minute minima, 10 by default; BEP 29 uses two minutes);
+//! - current delay = the minimum of the last CURRENT_FILTER samples;
+//! - queuing delay = current - base (never negative, never more than this ACK's RTT, as libutp
+//!   does: a one-way queuing delay cannot exceed the round trip);
+//! - on each ACK: `cwnd += GAIN * (TARGET - queuing_delay) / TARGET * bytes_acked * MSS / cwnd`,
+//!   TARGET 100 ms, GAIN 1; growth limited to `flightsize + ALLOWED_INCREASE * MSS`;
+//!   `cwnd >= MIN_CWND * MSS` (2 packets);
+//! - on loss (entering fast recovery) the window halves, at most once per recovery episode
+//!   (~once per RTT); on a retransmission timeout it drops to MIN_CWND (RFC 6817 says 1 MSS;
+//!   we keep BEP 29's and librqbit-utp's floor of two packets).
+//!
+//! Slow start (RFC 6817 allows one no more aggressive than TCP's): `cwnd += bytes_acked` while
+//! cwnd < ssthresh and the queuing delay is below TARGET/2; leaving it because of delay sets
+//! ssthresh = cwnd. Loss sets ssthresh = cwnd/2 as in TCP.
+//!
+//! The peer controls every header field, so nothing it sends can panic this code or push the
+//! window out of `[MIN_CWND * MSS, MAX_CWND_BYTES]`: timestamps are compared with wrapping
+//! arithmetic (the u32 microsecond clocks wrap every ~71.6 minutes); a sample more than
+//! MAX_DELAY_SAMPLE (10 s) away from the base delay is ignored; if every sample is out of range
+//! for a while (the peer's clock jumped) the history restarts; all state is fixed-size (no
+//! allocation); window arithmetic is in f64 on clamped, finite inputs.
+
+use std::time::{Duration, Instant};
+
+use crate::rtte::RttEstimator;
+
+use super::CongestionController;
+
+/// RFC 6817: TARGET MUST NOT be more than 100 ms. BEP 29: CCONTROL_TARGET = 100 ms.
+pub const DEFAULT_TARGET_DELAY: Duration = Duration::from_millis(100);
+const MAX_TARGET_US: i64 = 100_000;
+const MIN_TARGET_US: i64 = 1_000;
+
+/// RFC 6817: GAIN MUST be 1 or less.
+const GAIN: f64 = 1.0;
+
+/// RFC 6817: MIN_CWND SHOULD be 2 (packets).
+const MIN_CWND_MSS: f64 = 2.0;
+/// RFC 6817: INIT_CWND SHOULD be 2 (packets).
+const INIT_CWND_MSS: f64 = 2.0;
+/// RFC 6817: ALLOWED_INCREASE SHOULD be 1 (packet).
+const ALLOWED_INCREASE_MSS: f64 = 1.0;
+/// Upper bound whatever the peer advertises (the send buffer caps the flight below this anyway).
+pub const MAX_CWND_BYTES: f64 = (64 * 1024 * 1024) as f64;
+
+/// RFC 6817: BASE_HISTORY SHOULD be 10 (one-minute minima).
+pub const DEFAULT_BASE_HISTORY_MINUTES: usize = 10;
+pub const MAX_BASE_HISTORY_MINUTES: usize = 20;
+const BASE_BUCKET: Duration = Duration::from_secs(60);
+
+/// RFC 6817: the current delay is a filter (here the minimum) over a few recent samples.
+const CURRENT_FILTER: usize = 4;
+
+/// A sample further than this from the base delay is ignored (hostile or broken peer, or a
+/// clock step; see RESET_*).
+pub const MAX_DELAY_SAMPLE_US: i64 = 10_000_000;
+/// If at least this many consecutive samples, spread over at least RESET_AFTER, were out of
+/// range, the peer's clock (or route) really changed: restart the history from the new samples.
+const RESET_AFTER_SAMPLES: u32 = 16;
+const RESET_AFTER: Duration = Duration::from_secs(2);
+
+/// uTP packets fit in a UDP datagram: a larger "MSS" can only be a bug; clamp it.
+const MAX_MSS: usize = u16::MAX as usize;
+
+/// Leave slow start when the queuing delay reaches this fraction of TARGET.
+const SLOW_START_EXIT_FRACTION: i64 = 2; // TARGET / 2
+
+/// LEDBAT settings, in [`crate::CongestionConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedbatOpts {
+    /// Queuing delay LEDBAT aims for. Clamped to 1..=100 ms (RFC 6817: at most 100 ms).
+    pub target_delay: Duration,
+    /// Minutes of one-minute minima the base delay is taken over. Clamped to 1..=20.
+    /// RFC 6817: 10 (default); BEP 29: 2.
+    pub base_history_minutes: usize,
+}
+
+impl Default for LedbatOpts {
+    fn default() -> Self {
+        Self {
+            target_delay: DEFAULT_TARGET_DELAY,
+            base_history_minutes: DEFAULT_BASE_HISTORY_MINUTES,
+        }
+    }
+}
+
+/// `a - b` for two wrapping u32 microsecond values, as a signed difference in (-2^31, 2^31).
+fn wrapping_diff(a: u32, b: u32) -> i64 {
+    i64::from(a.wrapping_sub(b) as i32)
+}
+
+fn duration_us(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Base and current delay history. Fixed size; wrap-aware comparisons.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DelayHistory {
+    /// One-minute minima (ring); `None` = no sample in that minute.
+    base: [Option<u32>; MAX_BASE_HISTORY_MINUTES],
+    /// Number of buckets in use, 1..=MAX_BASE_HISTORY_MINUTES.
+    len: usize,
+    /// The current bucket.
+    idx: usize,
+    /// When the current bucket started.
+    bucket_start: Option<Instant>,
+    /// The last CURRENT_FILTER accepted samples (ring).
+    current: [Option<u32>; CURRENT_FILTER],
+    cur_idx: usize,
+    /// Consecutive out-of-range samples and when the first of them arrived.
+    rejected: u32,
+    rejected_since: Option<Instant>,
+}
+
+impl DelayHistory {
+    fn new(base_history_minutes: usize) -> Self {
+        Self {
+            base: [None; MAX_BASE_HISTORY_MINUTES],
+            len: base_history_minutes.clamp(1, MAX_BASE_HISTORY_MINUTES),
+            idx: 0,
+            bucket_start: None,
+            current: [None; CURRENT_FILTER],
+            cur_idx: 0,
+            rejected: 0,
+            rejected_since: None,
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new(self.len);
+    }
+
+    /// The minimum over the base history, comparing with wrapping arithmetic.
+    fn base_delay(&self) -> Option<u32> {
+        self.base[..self.len]
+            .iter()
+            .flatten()
+            .copied()
+            .reduce(|m, x| if wrapping_diff(x, m) < 0 { x } else { m })
+    }
+
+    /// Queuing delay in microseconds: FILTER(current) - MIN(base), in 0..=MAX_DELAY_SAMPLE_US.
+    fn queuing_delay_us(&self) -> Option<i64> {
+        let base = self.base_delay()?;
+        self.current
+            .iter()
+            .flatten()
+            .map(|&s| wrapping_diff(s, base).clamp(0, MAX_DELAY_SAMPLE_US))
+            .min()
+    }
+
+    /// Moves to the bucket for `now`, emptying the buckets of the minutes that passed.
+    fn roll(&mut self, now: Instant) {
+        let Some(start) = self.bucket_start else {
+            self.bucket_start = Some(now);
+            return;
+        };
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < BASE_BUCKET {
+            return;
+        }
+        let minutes = elapsed.as_secs() / BASE_BUCKET.as_secs();
+        let rolls = usize::try_from(minutes).unwrap_or(usize::MAX).min(self.len);
+        for _ in 0..rolls {
+            self.idx = (self.idx + 1) % self.len;
+            self.base[self.idx] = None;
+        }
+        self.bucket_start = Some(
+            start
+                .checked_add(Duration::from_secs(
+                    minutes.saturating_mul(BASE_BUCKET.as_secs()),
+                ))
+                .filter(|s| *s <= now)
+                .unwrap_or(now),
+        );
+    }
+
+    /// Records a sample. Returns false if it was ignored as out of range.
+    fn add_sample(&mut self, now: Instant, sample: u32) -> bool {
+        if let Some(base) = self.base_delay() {
+            if wrapping_diff(sample, base).abs() > MAX_DELAY_SAMPLE_US {
+                let since = *self.rejected_since.get_or_insert(now);
+                self.rejected = self.rejected.saturating_add(1);
+                if self.rejected >= RESET_AFTER_SAMPLES
+                    && now.saturating_duration_since(since) >= RESET_AFTER
+                {
+                    tracing::debug!(
+                        rejected = self.rejected,
+                        "LEDBAT: delay samples out of range for too long, restarting the delay history"
+                    );
+                    self.reset();
+                } else {
+                    return false;
+                }
+            }
+        }
+        self.rejected = 0;
+        self.rejected_since = None;
+
+        self.roll(now);
+        let slot = &mut self.base[self.idx];
+        *slot = Some(match *slot {
+            Some(m) if wrapping_diff(m, sample) <= 0 => m,
+            _ => sample,
+        });
+        self.current[self.cur_idx] = Some(sample);
+        self.cur_idx = (self.cur_idx + 1) % CURRENT_FILTER;
+        true
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub struct Ledbat {
+    /// Congestion window in bytes, finite, in [MIN_CWND * mss, MAX_CWND_BYTES].
+    cwnd: f64,
+    /// Slow start threshold in bytes (+inf until the first loss or delay exit).
+    ssthresh: f64,
+    mss: usize,
+    /// The peer's advertised window: growth stops there.
+    rwnd: usize,
+    /// Bytes in flight after the last transmission (RFC 6817's flightsize).
+    flight_size: usize,
+    target_us: i64,
+    hist: DelayHistory,
+    /// RTT measured on the packet whose delay sample came last (for the clamp in on_ack).
+    pending_rtt_us: Option<i64>,
+}
+
+impl core::fmt::Debug for Ledbat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ledbat:cwnd={},ssthresh={},qdelay_us={:?},base={:?},mss={},flight={}",
+            self.window(),
+            self.sshthresh(),
+            self.hist.queuing_delay_us(),
+            self.hist.base_delay(),
+            self.mss,
+            self.flight_size,
+        )
+    }
+}
+
+impl Ledbat {
+    pub fn new(_now: Instant, mss: usize, opts: LedbatOpts) -> Self {
+        let mss = mss.clamp(1, MAX_MSS);
+        Self {
+            cwnd: INIT_CWND_MSS * mss as f64,
+            ssthresh: f64::INFINITY,
+            mss,
+            rwnd: 0,
+            flight_size: 0,
+            target_us: duration_us(opts.target_delay).clamp(MIN_TARGET_US, MAX_TARGET_US),
+            hist: DelayHistory::new(opts.base_history_minutes),
+            pending_rtt_us: None,
+        }
+    }
+
+    fn min_cwnd(&self) -> f64 {
+        MIN_CWND_MSS * self.mss as f64
+    }
+
+    fn clamp_cwnd(&self, cwnd: f64) -> f64 {
+        if cwnd.is_nan() {
+            return self.min_cwnd();
+        }
+        cwnd.clamp(self.min_cwnd(), MAX_CWND_BYTES)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn queuing_delay_us(&self) -> Option<i64> {
+        self.hist.queuing_delay_us()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn in_slow_start(&self) -> bool {
+        self.cwnd < self.ssthresh
+    }
+}
+
+impl CongestionController for Ledbat {
+    fn window(&self) -> usize {
+        // Saturating float -> int conversion; clamp_cwnd keeps it in range anyway.
+        self.clamp_cwnd(self.cwnd) as usize
+    }
+
+    fn sshthresh(&self) -> usize {
+        if self.ssthresh.is_finite() {
+            self.ssthresh.max(self.min_cwnd()) as usize
+        } else {
+            usize::MAX
+        }
+    }
+
+    fn set_mss(&mut self, mss: usize) {
+        // The window is kept in bytes: nothing to rescale, only the floor moves.
+        self.mss = mss.clamp(1, MAX_MSS);
+        self.cwnd = self.clamp_cwnd(self.cwnd);
+    }
+
+    fn smss(&self) -> usize {
+        self.mss
+    }
+
+    fn on_recovered(&mut self, new_cwnd_bytes: usize, new_sshthresh: usize) {
+        self.cwnd = self.clamp_cwnd(new_cwnd_bytes as f64);
+        self.ssthresh = (new_sshthresh as f64).clamp(self.min_cwnd(), MAX_CWND_BYTES);
+    }
+
+    fn on_delay_sample(&mut self, now: Instant, timestamp_difference_us: u32, rtt: Option<Duration>) {
+        self.pending_rtt_us = rtt.map(duration_us);
+        // 0 means "no measurement" (the peer has not received anything from us yet): libutp's
+        // convention. A real difference of exactly 0 is lost once in 2^32: harmless.
+        if timestamp_difference_us != 0 {
+            self.hist.add_sample(now, timestamp_difference_us);
+        }
+    }
+
+    fn set_flight_size(&mut self, flight_size: usize) {
+        self.flight_size = flight_size;
+    }
+
+    fn on_ack(&mut self, _now: Instant, len: usize, rtte: &RttEstimator) {
+        let rtt_us = self
+            .pending_rtt_us
+            .take()
+            .unwrap_or_else(|| duration_us(rtte.roundtrip_time()));
+        if len == 0 {
+            return;
+        }
+        let mss = self.mss as f64;
+        let old = self.clamp_cwnd(self.cwnd);
+
+        // No delay sample yet (or a peer that sends none): treat the queue as empty, so the
+        // window grows as TCP Reno's would and only loss limits it.
+        let qdelay = self
+            .hist
+            .queuing_delay_us()
+            .map(|d| d.min(rtt_us.max(0)))
+            .unwrap_or(0);
+        // In [(TARGET - 10 s) / TARGET, 1].
+        let off_target = (self.target_us - qdelay) as f64 / self.target_us as f64;
+        // An ACK counts for at most one window (RFC 6817's bytes_newly_acked; libutp caps too).
+        let acked = (len as f64).min(old);
+
+        let slow_start = old < self.ssthresh;
+        let (mut new, allowed_increase) =
+            if slow_start && qdelay < self.target_us / SLOW_START_EXIT_FRACTION {
+                (old + acked, acked.max(ALLOWED_INCREASE_MSS * mss))
+            } else {
+                if slow_start {
+                    // The queue is building: congestion avoidance from here on.
+                    self.ssthresh = old;
+                }
+                (
+                    old + GAIN * off_target * acked * mss / old,
+                    ALLOWED_INCREASE_MSS * mss,
+                )
+            };
+
+        if new > old {
+            // Grow only when the window is what limits sending (RFC 6817: max_allowed_cwnd =
+            // flightsize + ALLOWED_INCREASE * MSS), and not past what the peer can take. These
+            // caps stop growth; they do not shrink the window of an application-limited sender.
+            let cap = (self.flight_size as f64 + allowed_increase)
+                .min((self.rwnd as f64).max(self.min_cwnd()));
+            new = new.min(cap.max(old));
+        }
+        self.cwnd = self.clamp_cwnd(new);
+    }
+
+    fn on_retransmission_timeout(&mut self, _now: Instant) {
+        self.ssthresh = (self.cwnd / 2.).clamp(self.min_cwnd(), MAX_CWND_BYTES);
+        self.cwnd = self.min_cwnd();
+    }
+
+    fn on_enter_recovery(&mut self, _now: Instant) {
+        // RFC 6817: cwnd = min(cwnd, max(cwnd/2, MIN_CWND * MSS)), at most once per RTT (the
+        // recovery module calls this once per recovery episode).
+        self.ssthresh = (self.cwnd / 2.).clamp(self.min_cwnd(), MAX_CWND_BYTES);
+        self.cwnd = self.clamp_cwnd(self.ssthresh);
+    }
+
+    fn set_remote_window(&mut self, win: usize) {
+        self.rwnd = win;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    const MSS: usize = 1400;
+    const MS: u32 = 1000; // microseconds
+
+    fn rtte(rtt: Duration) -> RttEstimator {
+        let mut r = RttEstimator::default();
+        r.sample(rtt);
+        r
+    }
+
+    fn ledbat(now: Instant) -> Ledbat {
+        let mut l = Ledbat::new(now, MSS, LedbatOpts::default());
+        l.set_remote_window(16 * 1024 * 1024);
+        l
+    }
+
+    /// One ACK of `len` bytes carrying `sample`, with the window fully used.
+    fn ack(l: &mut Ledbat, now: Instant, sample: u32, len: usize, rtt: Duration) {
+        l.set_flight_size(l.window());
+        l.on_delay_sample(now, sample, Some(rtt));
+        l.on_ack(now, len, &rtte(rtt));
+    }
+
+    /// Out of slow start with this window, as after a loss.
+    fn past_slow_start(l: &mut Ledbat, cwnd_mss: usize) {
+        l.on_recovered(cwnd_mss * MSS, cwnd_mss * MSS);
+        assert!(!l.in_slow_start());
+        assert_eq!(l.window(), cwnd_mss * MSS);
+    }
+
+    #[test]
+    fn test_initial_window_two_packets() {
+        let l = ledbat(Instant::now());
+        assert_eq!(l.window(), 2 * MSS);
+        assert_eq!(l.sshthresh(), usize::MAX);
+    }
+
+    #[test]
+    fn test_delay_below_target_grows() {
+        let now = Instant::now();
+        let rtt = Duration::from_millis(60);
+        let base = 1_000_000u32;
+        let mut l = ledbat(now);
+        past_slow_start(&mut l, 20);
+        // 10 ms of queuing delay, well below the 100 ms target: +0.9 MSS per window acked.
+        ack(&mut l, now, base, MSS, rtt);
+        let before = l.window();
+        for i in 1..=100u32 {
+            ack(&mut l, now, base + 10 * MS + i, MSS, rtt);
+        }
+        assert_eq!(l.queuing_delay_us(), Some(10_097)); // min of the last 4
+        let after = l.window();
+        assert!(after > before, "{after} <= {before}");
+        // RFC 6817: at most GAIN * MSS per window's worth of ACKs. 100 packets acked with a
+        // window of ~20-25 packets: about 4 windows, so about +4 MSS (0.9 each).
+        let grown = (after - before) as f64 / MSS as f64;
+        assert!((3.0..5.0).contains(&grown), "grew by {grown} MSS");
+    }
+
+    #[test]
+    fn test_delay_above_target_shrinks_to_two_packets() {
+        let now = Instant::now();
+        let rtt = Duration::from_millis(400);
+        let base = 5_000u32;
+        let mut l = ledbat(now);
+        past_slow_start(&mut l, 50);
+        ack(&mut l, now, base, MSS, rtt);
+        let before = l.window();
+        // 300 ms of queuing delay: off_target = -2, -2 MSS per window acked.
+        for _ in 0..50 {
+            ack(&mut l, now, base + 300 * MS, MSS, rtt);
+        }
+        assert_eq!(l.queuing_delay_us(), Some(300_000));
+        let after = l.window();
+        assert!(after < before, "{after} >= {before}");
+        let shrunk = (before - after) as f64 / MSS as f64;
+        assert!((1.5..2.6).contains(&shrunk), "shrank by {shrunk} MSS");
+        for _ in 0..10_000 {
+            ack(&mut l, now, base + 300 * MS, MSS, rtt);
+        }
+        assert_eq!(l.window(), 2 * MSS, "never below two packets");
+    }
+
+    #[test]
+    fn test_delay_at_target_is_stable() {
+        let now = Instant::now();
+        let rtt = Duration::from_millis(200);
+        let mut l = ledbat(now);
+        past_slow_start(&mut l, 30);
+        ack(&mut l, now, 7_000, MSS, rtt);
+        for _ in 0..CURRENT_FILTER {
+            ack(&mut l, now, 7_000 + 100 * MS, MSS, rtt);
+        }
+        let before = l.window();
+        for _ in 0..1000 {
+            ack(&mut l, now, 7_000 + 100 * MS, MSS, rtt);
+        }
+        assert_eq!(l.window(), before);
+    }
+
+    #[test]
+    fn test_queuing_delay_clamped_to_rtt() {
+        // A peer claiming 5 s of queuing on a 50 ms path: the delay used is at most the RTT.
+        let now = Instant::now();
+        let rtt = Duration::from_millis(50);
+        let mut l = ledbat(now);
+        past_slow_start(&mut l, 40);
+        ack(&mut l, now, 1_000, MSS, rtt);
+        for _ in 1..CURRENT_FILTER {
+            ack(&mut l, now, 1_000 + 5_000 * MS, MSS, rtt);
+        }
+        let before = l.window();
+        ack(&mut l, now, 1_000 + 5_000 * MS, MSS, rtt);
+        // Every current sample is now 5 s (off_target would be -49); 50 ms is used instead:
+        // off_target = +0.5, still growing.
+        assert_eq!(l.queuing_delay_us(), Some(5_000_000));
+        assert!(l.window() > before, "{} <= {before}", l.window());
+    }
+
+    #[test]
+    fn test_slow_start_doubles_then_exits_on_delay() {
+        let now = Instant::now();
+        let rtt = Duration::from_millis(50);
+        let mut l = ledbat(now);
+        ack(&mut l, now, 100, MSS, rtt);
+        // Two packets acked, one each: slow start adds what is acked.
+        ack(&mut l, now, 100, MSS, rtt);
+        assert_eq!(l.window(), 4 * MSS);
+        assert!(l.in_slow_start());
+        // 60 ms of queuing (> TARGET/2): slow start ends, ssthresh = cwnd.
+        for _ in 0..CURRENT_FILTER {
+            ack(&mut l, now, 100 + 60 * MS, MSS, rtt);
+        }
+        assert!(!l.in_slow_start());
+    }
+
+    #[test]
+    fn test_app_limited_does_not_grow_nor_shrink() {
+        let now = Instant::now();
+        let rtt = Duration::from_millis(50);
+        let mut l = ledbat(now);
+        past_slow_start(&mut l, 30);
+        for _ in 0..1000 {
+            l.set_flight_size(3 * MSS); // the application sends little
+            l.on_delay_sample(now, 100, Some(rtt));
+            l.on_ack(now, MSS, &rtte(rtt));
+        }
+        assert_eq!(l.window(), 30 * MSS);
+        // Nor past the peer's window.
+        l.set_remote_window(31 * MSS);
+        for _ in 0..1000 {
+            ack(&mut l, now, 100, MSS, rtt);
+        }
+        assert_eq!(l.window(), 31 * MSS);
+    }
+
+    #[test]
+    fn test_loss_halves_and_timeout_goes_to_two_packets() {
+        let now = Instant::now();
+        let mut l = ledbat(now);
+        past_slow_start(&mut l, 40);
+        l.on_enter_recovery(now);
+        assert_eq!(l.window(), 20 * MSS);
+        assert_eq!(l.sshthresh(), 20 * MSS);
+        l.on_retransmission_timeout(now);
+        assert_eq!(l.window(), 2 * MSS);
+        assert_eq!(l.sshthresh(), 10 * MSS);
+        for _ in 0..10 {
+            l.on_enter_recovery(now);
+            l.on_retransmission_timeout(now);
+        }
+        assert_eq!(l.window(), 2 * MSS);
+        assert_eq!(l.sshthresh(), 2 * MSS);
+    }
+
+    #[test]
+    fn test_base_delay_history_rollover() {
+        for minutes in [10usize, 2] {
+            let t0 = Instant::now();
+            let mut h = DelayHistory::new(minutes);
+            let base = 3_000_000u32;
+            // A low sample at t0, then 50 ms more every 30 s.
+            assert!(h.add_sample(t0, base));
+            let mut t = t0;
+            let mut expired_at = None;
+            for step in 1..=(2 * 2 * minutes as u32 + 4) {
+                t = t0 + Duration::from_secs(30) * step;
+                assert!(h.add_sample(t, base + 50 * MS));
+                if h.base_delay() != Some(base) && expired_at.is_none() {
+                    expired_at = Some(t - t0);
+                }
+            }
+            // The low sample is the base for `minutes` minutes (its bucket is the oldest one
+            // after minutes-1 rollovers), then it is forgotten.
+            let expired_at = expired_at.expect("base never rolled over");
+            assert_eq!(
+                expired_at,
+                Duration::from_secs(60 * minutes as u64),
+                "history of {minutes} min"
+            );
+            assert_eq!(h.base_delay(), Some(base + 50 * MS));
+            assert_eq!(h.queuing_delay_us(), Some(0));
+            let _ = t;
+        }
+    }
+
+    #[test]
+    fn test_base_delay_after_long_idle() {
+        // No samples for an hour: the whole history is stale and is replaced, in one step.
+        let t0 = Instant::now();
+        let mut h = DelayHistory::new(10);
+        h.add_sample(t0, 1_000);
+        h.add_sample(t0 + Duration::from_secs(3600), 9_000);
+        assert_eq!(h.base_delay(), Some(9_000));
+        // Time going backwards (should not happen with Instant) is harmless.
+        h.add_sample(t0, 9_500);
+        assert_eq!(h.base_delay(), Some(9_000));
+    }
+
+    #[test]
+    fn test_clock_wrap() {
+        let now = Instant::now();
+        // The sample crosses 2^32 upwards: base 0xFFFF_FF00, sample 0x400 is 0x500 us later.
+        let mut h = DelayHistory::new(10);
+        h.add_sample(now, 0xFFFF_FF00);
+        assert!(h.add_sample(now, 0x0000_0400));
+        assert_eq!(h.base_delay(), Some(0xFFFF_FF00));
+        assert_eq!(h.queuing_delay_us(), Some(0)); // FILTER = min of current samples
+
+        let mut h = DelayHistory::new(10);
+        h.add_sample(now, 0xFFFF_FF00);
+        for _ in 0..CURRENT_FILTER {
+            h.add_sample(now, 0x0000_0400);
+        }
+        assert_eq!(h.queuing_delay_us(), Some(0x500));
+
+        // Downwards: base 0x400, then 0xFFFF_FF00 (0x500 us *earlier*) is the new minimum.
+        let mut h = DelayHistory::new(10);
+        h.add_sample(now, 0x0000_0400);
+        assert!(h.add_sample(now, 0xFFFF_FF00));
+        assert_eq!(h.base_delay(), Some(0xFFFF_FF00));
+        assert_eq!(h.queuing_delay_us(), Some(0));
+
+        // The same through the controller, with the sender's window moving the right way.
+        let mut l = ledbat(now);
+        past_slow_start(&mut l, 20);
+        ack(&mut l, now, u32::MAX - 10, MSS, Duration::from_millis(500));
+        for _ in 0..50 {
+            ack(&mut l, now, 200 * MS, MSS, Duration::from_millis(500));
+        }
+        assert_eq!(l.queuing_delay_us(), Some(200_011));
+        assert!(l.window() < 20 * MSS);
+    }
+
+    #[test]
+    fn test_out_of_range_samples_ignored_then_history_restarts() {
+        let t0 = Instant::now();
+        let mut h = DelayHistory::new(10);
+        h.add_sample(t0, 50_000);
+        for bad in [
+            50_000 + 10_000_001u32,
+            50_000u32.wrapping_sub(10_000_001),
+            50_000u32.wrapping_add(i32::MAX as u32),
+            50_000u32.wrapping_add(1 << 31),
+            u32::MAX / 2,
+        ] {
+            assert!(!h.add_sample(t0, bad), "{bad} accepted");
+        }
+        assert_eq!(h.base_delay(), Some(50_000));
+        assert_eq!(h.queuing_delay_us(), Some(0));
+        // Exactly 10 s away is still in range.
+        assert!(h.add_sample(t0, 50_000 + 10_000_000));
+
+        // The peer's clock jumps by an hour: samples are ignored for a while, then adopted.
+        let jump = 50_000u32.wrapping_add(3_600_000_000);
+        let mut t = t0;
+        let mut accepted_after = None;
+        for i in 0..100u32 {
+            t = t0 + Duration::from_millis(50) * i;
+            if h.add_sample(t, jump + i) {
+                accepted_after = Some((i, t - t0));
+                break;
+            }
+        }
+        let (n, after) = accepted_after.expect("history never restarted");
+        assert!(n >= RESET_AFTER_SAMPLES && after >= RESET_AFTER, "{n} {after:?}");
+        assert_eq!(h.base_delay(), Some(jump + n));
+        let _ = t;
+    }
+
+    /// Deterministic xorshift, to throw arbitrary values at the controller.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick(&mut self, choices: &[u64]) -> u64 {
+            if self.next() % 4 == 0 {
+                choices[(self.next() % choices.len() as u64) as usize]
+            } else {
+                self.next()
+            }
+        }
+    }
+
+    #[test]
+    fn test_hostile_values_never_panic_nor_escape_bounds() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let t0 = Instant::now();
+        let edges = [0, 1, u64::from(u32::MAX), u64::MAX, u64::from(i32::MAX as u32) + 1];
+        for opts in [
+            LedbatOpts::default(),
+            LedbatOpts {
+                target_delay: Duration::ZERO,
+                base_history_minutes: 0,
+            },
+            LedbatOpts {
+                target_delay: Duration::MAX,
+                base_history_minutes: usize::MAX,
+            },
+        ] {
+            let mut l = Ledbat::new(t0, MSS, opts);
+            let mut now = t0;
+            for _ in 0..200_000 {
+                now += Duration::from_micros(rng.next() % 2_000_000);
+                let mss = match rng.next() % 50 {
+                    0 => 0,
+                    1 => usize::MAX,
+                    2 => 65535,
+                    _ => MSS,
+                };
+                let sample = rng.pick(&edges) as u32;
+                let rtt = match rng.next() % 4 {
+                    0 => None,
+                    1 => Some(Duration::MAX),
+                    2 => Some(Duration::ZERO),
+                    _ => Some(Duration::from_micros(rng.next() % 10_000_000)),
+                };
+                let len = rng.pick(&edges) as usize;
+                match rng.next() % 100 {
+                    0 => l.on_enter_recovery(now),
+                    1 => l.on_retransmission_timeout(now),
+                    2 => l.on_recovered(rng.pick(&edges) as usize, rng.pick(&edges) as usize),
+                    3 => l.set_mss(mss),
+                    4 => {
+                        // A clock that jumps back (cannot happen with Instant, must not matter).
+                        l.on_delay_sample(t0, sample, rtt);
+                    }
+                    _ => {}
+                }
+                l.set_remote_window(rng.pick(&edges) as usize);
+                l.set_flight_size(rng.pick(&edges) as usize);
+                l.on_delay_sample(now, sample, rtt);
+                l.on_ack(now, len, &RttEstimator::default());
+                let w = l.window();
+                assert!(l.cwnd.is_finite() && !l.ssthresh.is_nan());
+                assert!(w >= 2 * l.smss() && l.smss() <= MAX_MSS, "{l:?}");
+                assert!(w as f64 <= MAX_CWND_BYTES, "{l:?}");
+                if let Some(d) = l.queuing_delay_us() {
+                    assert!((0..=MAX_DELAY_SAMPLE_US).contains(&d));
+                }
+            }
+        }
+    }
+}

@@ -172,7 +172,8 @@ impl Actor for Reach {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let listen = self.settings.listen;
-        let shared = Shared { listen, status: self.status.clone(), learned: self.learned.clone() };
+        let remap = Arc::new(tokio::sync::Notify::new());
+        let shared = Shared { listen, status: self.status.clone(), learned: self.learned.clone(), remap };
         let mut listening = vec![PeerAddr::tcp(listen).to_string()];
         let port = match udp::bind(listen).and_then(tokio::net::UdpSocket::from_std) {
             Ok(socket) => {
@@ -209,6 +210,9 @@ struct Shared {
     listen: SocketAddr,
     status: Arc<watch::Sender<ReachStatus>>,
     learned: Arc<watch::Sender<Vec<PeerAddr>>>,
+    /// Wakes the port mapping early: STUN saw a new public address (the router restarted,
+    /// or the provider gave it another address), so the mapping may be gone.
+    remap: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -312,7 +316,10 @@ async fn map_ports(shared: Shared, leases: Leases) {
                 shared.update(|s| s.port_mapping = status);
                 retry = FIRST_MAPPING_RETRY;
                 // A router that grants seconds is not asked twice a second.
-                tokio::time::sleep(renew.max(MIN_RENEW)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(renew.max(MIN_RENEW)) => {}
+                    () = shared.remap.notified() => info!("the public address changed: mapping the port again"),
+                }
             }
             Err(status) => {
                 let error = status.error.clone().unwrap_or_default();
@@ -422,8 +429,13 @@ async fn ask_stun(shared: Shared, port: udp::UdpPort, servers: Vec<String>) {
             Ok(public) => (public, STUN_INTERVAL),
             Err(error) => (PublicStatus { error: Some(error), ..PublicStatus::default() }, STUN_RETRY),
         };
-        if shared.status.borrow().public.as_ref().and_then(|p| p.udp.clone()) != public.udp {
+        let before = shared.status.borrow().public.as_ref().and_then(|p| p.udp.clone());
+        if before != public.udp && public.udp.is_some() {
             info!(public = ?public.udp, nat = ?public.nat, server = ?public.server, "STUN: our public UDP address");
+            // (Not at the first answer: the mapping is being made then anyway.)
+            if before.is_some() {
+                shared.remap.notify_one();
+            }
         }
         shared.update(|s| s.public = Some(public));
         tokio::time::sleep(wait).await;

@@ -39,7 +39,8 @@ pub async fn discover() -> io::Result<Gateway> {
     socket.set_multicast_ttl_v4(2)?;
     let to = SocketAddr::from((upnp::SSDP_MULTICAST, upnp::SSDP_PORT));
     for target in [upnp::IGD2, upnp::IGD1] {
-        socket.send_to(&upnp::search_request(target), to).await?;
+        let sent = socket.send_to(&upnp::search_request(target), to).await;
+        sent.map_err(|e| io::Error::new(e.kind(), format!("cannot search the LAN for a gateway: {e}")))?;
     }
     let deadline = tokio::time::Instant::now() + SEARCH_WAIT;
     let mut buf = vec![0u8; upnp::MAX_SSDP];

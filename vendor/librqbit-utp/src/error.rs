@@ -77,6 +77,10 @@ pub enum Error {
 
     #[error("dispatcher dead")]
     DispatcherDead,
+
+    /// ClearSkies: `connect` sent its SYN `syns` times and got no SYN-ACK.
+    #[error("connect timed out: no SYN-ACK to {syns} SYNs")]
+    ConnectTimedOut { syns: usize },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

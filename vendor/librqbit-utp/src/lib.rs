@@ -30,10 +30,13 @@ mod stream_rx;
 mod stream_tx;
 mod stream_tx_segments;
 #[cfg(test)]
+mod syn_retransmit_tests; // ClearSkies
+#[cfg(test)]
 mod test_util;
 mod traits;
 mod utils;
 
+pub use congestion::ledbat::LedbatOpts;
 pub use error::{Error, Result};
 pub use librqbit_dualstack_sockets::BindDevice;
 pub use socket::{

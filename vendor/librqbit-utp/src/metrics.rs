@@ -85,6 +85,8 @@ create_metrics!(
     counter out_of_order_packets,
     counter data_retransmissions,
     counter synack_retransmissions,
+    counter syn_retransmissions,
+    counter syn_timeouts,
     counter retransmitted_bytes,
     histogram rtt,
     counter send_count,

@@ -13,6 +13,7 @@ use std::{
 
 use crate::{
     Error,
+    congestion::ledbat::LedbatOpts,
     constants::{TX_BUF_SIZE_PER_VSOCK_INITIAL_DEFAULT, TX_BUF_SIZE_PER_VSOCK_MAX_DEFAULT},
 };
 use dontfrag::UdpSocketExt;
@@ -46,21 +47,28 @@ type ConnectionId = SeqNr;
 // When we get incoming packets this connection id is used to pick the stream.
 type StreamRecvKey = (SocketAddr, ConnectionId);
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum CongestionControllerKind {
-    #[default]
+    /// TCP CUBIC (RFC 8312): competes with TCP as an equal. Upstream's only controller.
     Cubic,
+    /// LEDBAT (RFC 6817, BEP 29): yields to TCP once its queuing delay passes the target
+    /// (100 ms). ClearSkies addition, and the default here.
+    #[default]
+    Ledbat,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CongestionConfig {
     pub kind: CongestionControllerKind,
     pub tracing: bool,
+    /// Used when `kind` is `Ledbat`.
+    pub ledbat: LedbatOpts,
 }
 
 impl CongestionConfig {
     pub(crate) fn create(&self, now: Instant, rmss: usize) -> Box<dyn CongestionController> {
         use crate::congestion::cubic::Cubic;
+        use crate::congestion::ledbat::Ledbat;
         use crate::congestion::tracing::TracingController;
 
         match (self.kind, self.tracing) {
@@ -69,6 +77,13 @@ impl CongestionConfig {
                 Box::new(TracingController::new(Cubic::new(now, rmss)))
             }
             (CongestionControllerKind::Cubic, false) => Box::new(Cubic::new(now, rmss)),
+            (CongestionControllerKind::Ledbat, true) => {
+                tracing::debug!("enabling congestion tracing");
+                Box::new(TracingController::new(Ledbat::new(now, rmss, self.ledbat)))
+            }
+            (CongestionControllerKind::Ledbat, false) => {
+                Box::new(Ledbat::new(now, rmss, self.ledbat))
+            }
         }
     }
 }
@@ -127,6 +142,17 @@ pub struct SocketOpts {
     /// MTU probing can handle a bit of packet loss. If it's 0, we would mark RTO'ed probes as failed
     /// sooner and thus perf would be better.
     pub mtu_probe_max_retransmissions: Option<usize>,
+
+    /// ClearSkies: `connect` re-sends its SYN (the same SYN: same connection id and sequence
+    /// number) after this long without a SYN-ACK. Default 700 ms. Needed for hole punching,
+    /// where the peer's NAT usually drops the first SYN. Minimum 10 ms.
+    pub syn_retransmit_interval: Option<Duration>,
+
+    /// ClearSkies: at most this many re-sends of a SYN; one interval after the last one,
+    /// `connect` fails with [`Error::ConnectTimedOut`]. Default 14 (15 SYNs over 9.8 s, failure
+    /// at 10.5 s). Callers should still put their own timeout around `connect`: dropping the
+    /// future stops the re-sends at once.
+    pub max_syn_retransmissions: Option<usize>,
 }
 
 impl SocketOpts {
@@ -169,6 +195,13 @@ impl SocketOpts {
                 .unwrap_or(DEFAULT_MAX_ACTIVE_STREAMS_PER_SOCKET),
             wait_for_last_ack: !self.dont_wait_for_lastack,
             mtu_probe_max_retransmissions: self.mtu_probe_max_retransmissions.unwrap_or(1),
+            syn_retransmit_interval: self
+                .syn_retransmit_interval
+                .unwrap_or(DEFAULT_SYN_RETRANSMIT_INTERVAL)
+                .max(MIN_SYN_RETRANSMIT_INTERVAL),
+            max_syn_retransmissions: self
+                .max_syn_retransmissions
+                .unwrap_or(DEFAULT_MAX_SYN_RETRANSMISSIONS),
         })
     }
 }
@@ -189,6 +222,9 @@ pub(crate) struct ValidatedSocketOpts {
     pub wait_for_last_ack: bool,
 
     pub mtu_probe_max_retransmissions: usize,
+
+    pub syn_retransmit_interval: Duration,
+    pub max_syn_retransmissions: usize,
 }
 
 pub(crate) struct RequestWithSpan<V> {
@@ -239,7 +275,15 @@ struct Connecting {
     start: Instant,
     seq_nr: SeqNr,
     requester: ConnectRequest,
+    // ClearSkies: SYN retransmission.
+    syn: UtpHeader,
+    resends: usize,
+    next_resend: Instant,
 }
+
+pub(crate) const DEFAULT_SYN_RETRANSMIT_INTERVAL: Duration = Duration::from_millis(700);
+const MIN_SYN_RETRANSMIT_INTERVAL: Duration = Duration::from_millis(10);
+pub(crate) const DEFAULT_MAX_SYN_RETRANSMISSIONS: usize = 14;
 
 const MAX_CONNECTING_PER_ADDR: usize = 4;
 
@@ -276,6 +320,10 @@ impl ConnectingPerAddr {
             }
         }
         None
+    }
+
+    fn next_resend(&self) -> Option<Instant> {
+        self.slots.iter().flatten().map(|c| c.next_resend).min()
     }
 
     fn pop_by_token(&mut self, token: ConnectToken) -> Option<Connecting> {
@@ -321,6 +369,13 @@ impl<T, E> AcceptQueue<T, E> {
     }
 
     fn try_cache_syn(&mut self, syn: Syn) -> Option<Syn> {
+        // ClearSkies: a re-sent SYN already waiting here is not cached twice.
+        if self.syns.iter().any(|s| {
+            s.remote == syn.remote && s.header.connection_id == syn.header.connection_id
+        }) {
+            trace!(remote=?syn.remote, "duplicate SYN already cached, dropping");
+            return None;
+        }
         if self.syns.len() < ACCEPT_QUEUE_MAX_SYNS {
             self.syns.push_back(syn);
             return None;
@@ -357,7 +412,19 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
     async fn run_once(&mut self, read_buf: &mut [u8]) -> crate::Result<()> {
         self.cleanup_accept_queue()?;
 
+        // ClearSkies: when the next SYN re-send (or connect timeout) is due, if any connect is
+        // waiting for its SYN-ACK. The sleep is only created (and polled) in that case.
+        let syn_wait = self.next_syn_resend().map(|at| at.saturating_duration_since(self.env.now()));
+
         tokio::select! {
+            _ = async {
+                match syn_wait {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            }, if syn_wait.is_some() => {
+                self.on_syn_resend_timer().await;
+            }
             accept = self.accept_queue.rx.recv(), if self.accept_queue.next_available_acceptor.is_none() => {
                 let accept = accept.unwrap();
                 self.accept_queue.next_available_acceptor = Some(accept);
@@ -436,7 +503,8 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
                 let header = UtpHeader {
                     htype: Type::ST_SYN,
                     connection_id: conn_id,
-                    timestamp_microseconds: (self.env.now() - self.socket.created).as_millis()
+                    // ClearSkies: was as_millis(), in a microseconds field.
+                    timestamp_microseconds: (self.env.now() - self.socket.created).as_micros()
                         as u32,
                     timestamp_difference_microseconds: 0,
                     wnd_size: 0,
@@ -463,11 +531,15 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
                         return;
                     }
                 }
+                let now = self.env.now();
                 let c = Connecting {
                     token,
                     seq_nr: header.seq_nr,
                     requester: sender,
-                    start: self.env.now(),
+                    start: now,
+                    syn: header,
+                    resends: 0,
+                    next_resend: now + self.socket.opts.syn_retransmit_interval,
                 };
                 if self.connecting.entry(addr).or_default().insert(c) {
                     self.next_connection_id += 2;
@@ -495,6 +567,55 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
 
     fn streams_full(&self) -> bool {
         self.streams.len() >= self.socket.opts.max_active_streams.get()
+    }
+
+    /// ClearSkies: the earliest SYN re-send or connect timeout due.
+    fn next_syn_resend(&self) -> Option<Instant> {
+        if self.connecting.is_empty() {
+            return None;
+        }
+        self.connecting.values().filter_map(|c| c.next_resend()).min()
+    }
+
+    /// ClearSkies: re-sends the SYNs that got no SYN-ACK within the interval; fails the
+    /// connects that already re-sent theirs `max_syn_retransmissions` times.
+    async fn on_syn_resend_timer(&mut self) {
+        let now = self.env.now();
+        let interval = self.socket.opts.syn_retransmit_interval;
+        let max_resends = self.socket.opts.max_syn_retransmissions;
+        let socket = self.socket.clone();
+        for (addr, per_addr) in self.connecting.iter_mut() {
+            for slot in per_addr.slots.iter_mut() {
+                let Some(c) = slot.as_mut() else { continue };
+                if c.next_resend > now {
+                    continue;
+                }
+                if c.resends >= max_resends {
+                    let c = slot.take().expect("checked above");
+                    per_addr.len -= 1;
+                    debug!(?addr, syns = c.resends + 1, "connect: no SYN-ACK, giving up");
+                    METRICS.syn_timeouts.increment(1);
+                    let _ = c.requester.tx.send(Err(Error::ConnectTimedOut {
+                        syns: c.resends + 1,
+                    }));
+                    continue;
+                }
+                c.resends += 1;
+                c.next_resend = now + interval;
+                c.syn.timestamp_microseconds = (now - socket.created).as_micros() as u32;
+                let mut buf = [0u8; UTP_HEADER as usize];
+                if c.syn.serialize(&mut buf).is_err() {
+                    continue;
+                }
+                debug!(?addr, resends = c.resends, "connect: no SYN-ACK yet, re-sending SYN");
+                METRICS.syn_retransmissions.increment(1);
+                if let Err(e) = socket.transport.send_to(&buf, *addr).await {
+                    // Transient (e.g. no route yet): the next re-send or the timeout decides.
+                    debug!(?addr, "error re-sending SYN: {e:#}");
+                }
+            }
+        }
+        self.connecting.retain(|_, per_addr| !per_addr.is_empty());
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(addr, seq_nr=?msg.header.seq_nr, ack_nr=?msg.header.ack_nr))]
@@ -534,8 +655,12 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
 
         let now = self.env.now();
         let (tx, rx) = unbounded_channel();
-        let args = StreamArgs::new_outgoing(&msg.header, conn.start, now)
+        let mut args = StreamArgs::new_outgoing(&msg.header, conn.start, now)
             .with_parent_span(conn.requester.created_span.clone());
+        if conn.resends > 0 {
+            // ClearSkies: which SYN does this answer? No RTT sample (Karn).
+            args = args.without_rtt_sample();
+        }
 
         let recv_key = (addr, msg.header.connection_id);
         if self.streams.insert(recv_key, tx).is_some() {

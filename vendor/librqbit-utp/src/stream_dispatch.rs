@@ -142,6 +142,11 @@ struct VirtualSocket<T, Env> {
 
     // The last seen value of uTP's "last_remote_timestamp"
     last_remote_timestamp: u32,
+    // ClearSkies: the timestamp_difference_microseconds we send: our clock minus
+    // last_remote_timestamp *when that packet was received* (BEP 29). Upstream computed it at
+    // sending time, so a delayed ACK reported up to ACK_DELAY of extra one-way delay, which a
+    // LEDBAT sender reads as queuing.
+    last_remote_delay: u32,
     last_remote_window: u32,
 
     // The seq_nr to use in outgoing packets. It gets incremented AFTER the
@@ -259,9 +264,7 @@ macro_rules! send_data {
             $header.seq_nr = $segment_iter_item.seq_nr();
             $header.timestamp_microseconds =
                 ($self.env.now() - $self.socket_created).as_micros() as u32;
-            $header.timestamp_difference_microseconds = $header
-                .timestamp_microseconds
-                .wrapping_sub($self.last_remote_timestamp);
+            $header.timestamp_difference_microseconds = $self.last_remote_delay;
 
             let mut h = [0u8; UTP_HEADER as usize];
             let hlen = $header.serialize(&mut h)?;
@@ -339,9 +342,7 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
         let mut header = UtpHeader::default();
         header.connection_id = self.conn_id_send;
         header.timestamp_microseconds = self.timestamp_microseconds();
-        header.timestamp_difference_microseconds = header
-            .timestamp_microseconds
-            .wrapping_sub(self.last_remote_timestamp);
+        header.timestamp_difference_microseconds = self.last_remote_delay;
         header.seq_nr = self.seq_nr;
         header.ack_nr = self.last_consumed_remote_seq_nr;
         header.wnd_size = self.rx_window();
@@ -451,6 +452,8 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
         }
 
         if self.user_tx_segments.is_empty() {
+            // ClearSkies: nothing in flight (LEDBAT's flightsize).
+            self.congestion_controller.set_flight_size(0);
             return Ok(());
         }
 
@@ -559,20 +562,26 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
             }
         }
 
+        // ClearSkies: the flight size is kept to tell the congestion controller (LEDBAT's
+        // flightsize) after sending; computed once, as before.
+        let mut flight_size = None;
         let mut remaining_cwnd = self
             .recovery
             .remaining_cwnd(self.last_remote_window)
             .unwrap_or_else(|| {
+                let flight = self
+                    .user_tx_segments
+                    .calc_flight_size(self.last_sent_seq_nr);
+                flight_size = Some(flight);
                 self.congestion_controller
                     .window()
                     .min(self.last_remote_window as usize)
-                    .saturating_sub(
-                        self.user_tx_segments
-                            .calc_flight_size(self.last_sent_seq_nr),
-                    )
+                    .saturating_sub(flight)
             });
 
         let mut sent_count = 0;
+        let mut sent_bytes = 0usize;
+        let mut window_limited = false;
 
         let mut message_too_long = None;
 
@@ -582,6 +591,7 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
             .iter_mut_for_sending(Some(self.last_sent_seq_nr + 1))
         {
             if remaining_cwnd < item.payload_size() {
+                window_limited = true;
                 METRICS.send_window_exhausted.increment(1);
                 trace_every_ms!(100, "remote recv window exhausted");
                 break;
@@ -597,6 +607,7 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
                         "sent ST_DATA"
                     );
                     remaining_cwnd -= item.payload_size();
+                    sent_bytes += item.payload_size();
                     sent_count += 1;
                 }
                 // Transport was pending, need to retry
@@ -617,6 +628,21 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
                 }
                 Err(e) => return Err(e),
             }
+        }
+
+        if let Some(flight) = flight_size {
+            // The window counts as fully used if sending stopped because the next segment did
+            // not fit (segment sizes vary with MTU probing), or if a segment's worth of the
+            // user's data is still waiting to be segmented (segmentation pauses behind an MTU
+            // probe): only an application that has nothing more to send leaves it unused.
+            let window_limited = window_limited
+                || self.this_poll.unsegmented_data >= self.segment_sizes.mss() as usize;
+            let flight = flight.saturating_add(sent_bytes);
+            self.congestion_controller.set_flight_size(if window_limited {
+                flight.saturating_add(remaining_cwnd)
+            } else {
+                flight
+            });
         }
 
         if let Some((seq_nr, size)) = message_too_long {
@@ -1197,12 +1223,21 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
         }
         self.congestion_controller
             .set_remote_window(msg.header.wnd_size as usize);
+        // ClearSkies: LEDBAT's one-way delay sample (ignored by CUBIC).
+        self.congestion_controller.on_delay_sample(
+            self.this_poll.now,
+            msg.header.timestamp_difference_microseconds,
+            result.on_ack_result.new_rtt,
+        );
         self.congestion_controller.on_ack(
             self.this_poll.now,
             result.on_ack_result.acked_bytes,
             &self.rtte,
         );
         self.last_remote_timestamp = msg.header.timestamp_microseconds;
+        self.last_remote_delay = self
+            .timestamp_microseconds()
+            .wrapping_sub(msg.header.timestamp_microseconds);
         self.last_remote_window = msg.header.wnd_size;
         #[cfg(feature = "per-connection-metrics")]
         {
@@ -1640,6 +1675,13 @@ impl StreamArgs {
         }
     }
 
+    /// ClearSkies: no RTT sample from the handshake (the SYN was sent more than once, so the
+    /// SYN-ACK may answer any of them: Karn's algorithm).
+    pub fn without_rtt_sample(mut self) -> Self {
+        self.rtt = None;
+        self
+    }
+
     pub fn with_parent_span(mut self, parent_span: tracing::Span) -> Self {
         self.parent_span = Some(parent_span);
         self
@@ -1728,7 +1770,10 @@ impl<T: Transport, E: UtpEnvironment> UtpStreamStarter<T, E> {
                 syn_ack_resend: Timer::default(),
                 remote_inactivity_timer: {
                     let mut timer = Timer::default();
-                    if rtt.is_none() {
+                    // ClearSkies: was `rtt.is_none()`, the same for upstream's callers (only
+                    // incoming streams had no RTT); an outgoing stream whose SYN was re-sent
+                    // now has no RTT sample either (Karn), and must not get this timer.
+                    if matches!(state, VirtualSocketState::SynReceived) {
                         timer.arm(
                             now,
                             socket.opts().remote_inactivity_timeout,
@@ -1740,6 +1785,8 @@ impl<T: Transport, E: UtpEnvironment> UtpStreamStarter<T, E> {
                 },
             },
             last_remote_timestamp,
+            last_remote_delay: ((now - socket.created).as_micros() as u32)
+                .wrapping_sub(last_remote_timestamp),
             last_remote_window: remote_window,
             seq_nr,
             last_sent_seq_nr,

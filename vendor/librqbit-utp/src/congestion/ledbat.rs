@@ -15,8 +15,12 @@
 //!   TARGET 100 ms, GAIN 1; growth limited to `flightsize + ALLOWED_INCREASE * MSS`;
 //!   `cwnd >= MIN_CWND * MSS` (2 packets);
 //! - on loss (entering fast recovery) the window halves, at most once per recovery episode
-//!   (~once per RTT); on a retransmission timeout it drops to MIN_CWND (RFC 6817 says 1 MSS;
-//!   we keep BEP 29's and librqbit-utp's floor of two packets).
+//!   (~once per RTT); on a retransmission timeout cwnd drops to 1 MSS (RFC 6817) and slow start
+//!   resumes, but the window used for sending never goes below MIN_CWND (2 packets: BEP 29's
+//!   and librqbit-utp's floor), so the next ACK brings it back to 2 packets exactly as CUBIC's
+//!   RFC 5681 handling here does.
+//! - `window()` is min(cwnd, the peer's advertised window), as for CUBIC: a zero advertised
+//!   window is flow control (the sender must stop), not congestion state.
 //!
 //! Slow start (RFC 6817 allows one no more aggressive than TCP's): `cwnd += bytes_acked` while
 //! cwnd < ssthresh and the queuing delay is below TARGET/2; leaving it because of delay sets
@@ -220,7 +224,8 @@ impl DelayHistory {
 
 #[derive(Clone, Copy, PartialEq)]
 pub struct Ledbat {
-    /// Congestion window in bytes, finite, in [MIN_CWND * mss, MAX_CWND_BYTES].
+    /// Congestion window in bytes, finite, in [MIN_CWND * mss, MAX_CWND_BYTES], except just
+    /// after a retransmission timeout: 1 MSS (`window()` still says MIN_CWND).
     cwnd: f64,
     /// Slow start threshold in bytes (+inf until the first loss or delay exit).
     ssthresh: f64,
@@ -229,6 +234,8 @@ pub struct Ledbat {
     rwnd: usize,
     /// Bytes in flight after the last transmission (RFC 6817's flightsize).
     flight_size: usize,
+    /// Bytes ACKed since then (several ACKs are processed before the next transmission).
+    acked_since_send: usize,
     target_us: i64,
     hist: DelayHistory,
     /// RTT measured on the packet whose delay sample came last (for the clamp in on_ack).
@@ -259,6 +266,7 @@ impl Ledbat {
             mss,
             rwnd: 0,
             flight_size: 0,
+            acked_since_send: 0,
             target_us: duration_us(opts.target_delay).clamp(MIN_TARGET_US, MAX_TARGET_US),
             hist: DelayHistory::new(opts.base_history_minutes),
             pending_rtt_us: None,
@@ -276,6 +284,11 @@ impl Ledbat {
         cwnd.clamp(self.min_cwnd(), MAX_CWND_BYTES)
     }
 
+    /// The congestion window alone (not limited by the peer's window), >= MIN_CWND.
+    fn congestion_window(&self) -> usize {
+        self.clamp_cwnd(self.cwnd) as usize
+    }
+
     #[cfg(test)]
     pub(crate) fn queuing_delay_us(&self) -> Option<i64> {
         self.hist.queuing_delay_us()
@@ -289,8 +302,7 @@ impl Ledbat {
 
 impl CongestionController for Ledbat {
     fn window(&self) -> usize {
-        // Saturating float -> int conversion; clamp_cwnd keeps it in range anyway.
-        self.clamp_cwnd(self.cwnd) as usize
+        self.congestion_window().min(self.rwnd)
     }
 
     fn sshthresh(&self) -> usize {
@@ -304,7 +316,7 @@ impl CongestionController for Ledbat {
     fn set_mss(&mut self, mss: usize) {
         // The window is kept in bytes: nothing to rescale, only the floor moves.
         self.mss = mss.clamp(1, MAX_MSS);
-        self.cwnd = self.clamp_cwnd(self.cwnd);
+        self.cwnd = self.cwnd.clamp(self.mss as f64, MAX_CWND_BYTES);
     }
 
     fn smss(&self) -> usize {
@@ -327,6 +339,7 @@ impl CongestionController for Ledbat {
 
     fn set_flight_size(&mut self, flight_size: usize) {
         self.flight_size = flight_size;
+        self.acked_since_send = 0;
     }
 
     fn on_ack(&mut self, _now: Instant, len: usize, rtte: &RttEstimator) {
@@ -338,7 +351,8 @@ impl CongestionController for Ledbat {
             return;
         }
         let mss = self.mss as f64;
-        let old = self.clamp_cwnd(self.cwnd);
+        // 1 MSS after a retransmission timeout, else at least MIN_CWND.
+        let old = self.cwnd.clamp(mss, MAX_CWND_BYTES);
 
         // No delay sample yet (or a peer that sends none): treat the queue as empty, so the
         // window grows as TCP Reno's would and only loss limits it.
@@ -351,11 +365,15 @@ impl CongestionController for Ledbat {
         let off_target = (self.target_us - qdelay) as f64 / self.target_us as f64;
         // An ACK counts for at most one window (RFC 6817's bytes_newly_acked; libutp caps too).
         let acked = (len as f64).min(old);
+        self.acked_since_send = self.acked_since_send.saturating_add(len);
 
         let slow_start = old < self.ssthresh;
         let (mut new, allowed_increase) =
             if slow_start && qdelay < self.target_us / SLOW_START_EXIT_FRACTION {
-                (old + acked, acked.max(ALLOWED_INCREASE_MSS * mss))
+                // Slow start may double what was in flight: +1 byte per byte ACKed since the
+                // last transmission.
+                let acked_since_send = (self.acked_since_send as f64).min(MAX_CWND_BYTES);
+                (old + acked, acked_since_send.max(ALLOWED_INCREASE_MSS * mss))
             } else {
                 if slow_start {
                     // The queue is building: congestion avoidance from here on.
@@ -379,8 +397,9 @@ impl CongestionController for Ledbat {
     }
 
     fn on_retransmission_timeout(&mut self, _now: Instant) {
+        // RFC 6817: "cwnd = 1 * MSS" (window() still gives MIN_CWND).
         self.ssthresh = (self.cwnd / 2.).clamp(self.min_cwnd(), MAX_CWND_BYTES);
-        self.cwnd = self.min_cwnd();
+        self.cwnd = self.mss as f64;
     }
 
     fn on_enter_recovery(&mut self, _now: Instant) {
@@ -565,8 +584,14 @@ mod tests {
         assert_eq!(l.window(), 20 * MSS);
         assert_eq!(l.sshthresh(), 20 * MSS);
         l.on_retransmission_timeout(now);
-        assert_eq!(l.window(), 2 * MSS);
+        assert_eq!(l.cwnd, MSS as f64, "RFC 6817: 1 MSS after a timeout");
+        assert_eq!(l.window(), 2 * MSS, "but the window never goes below 2 packets");
         assert_eq!(l.sshthresh(), 10 * MSS);
+        // The next ACK: slow start from 1 MSS, floored at 2.
+        ack(&mut l, now, 100, 10, Duration::from_millis(50));
+        assert_eq!(l.window(), 2 * MSS);
+        ack(&mut l, now, 100, 2 * MSS, Duration::from_millis(50));
+        assert_eq!(l.window(), 4 * MSS);
         for _ in 0..10 {
             l.on_enter_recovery(now);
             l.on_retransmission_timeout(now);
@@ -757,10 +782,12 @@ mod tests {
                 l.set_flight_size(rng.pick(&edges) as usize);
                 l.on_delay_sample(now, sample, rtt);
                 l.on_ack(now, len, &RttEstimator::default());
-                let w = l.window();
+                let cw = l.congestion_window();
                 assert!(l.cwnd.is_finite() && !l.ssthresh.is_nan());
-                assert!(w >= 2 * l.smss() && l.smss() <= MAX_MSS, "{l:?}");
-                assert!(w as f64 <= MAX_CWND_BYTES, "{l:?}");
+                assert!(l.smss() >= 1 && l.smss() <= MAX_MSS, "{l:?}");
+                assert!(cw >= 2 * l.smss() && cw as f64 <= MAX_CWND_BYTES, "{l:?}");
+                assert!(l.cwnd >= l.smss() as f64, "{l:?}");
+                assert_eq!(l.window(), cw.min(l.rwnd));
                 if let Some(d) = l.queuing_delay_us() {
                     assert!((0..=MAX_DELAY_SAMPLE_US).contains(&d));
                 }

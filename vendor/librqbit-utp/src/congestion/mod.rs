@@ -1,7 +1,8 @@
 pub mod cubic;
+pub mod ledbat;
 pub mod tracing;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::rtte::RttEstimator;
 
@@ -28,4 +29,17 @@ pub trait CongestionController: Send + Sync + core::fmt::Debug {
     fn on_enter_recovery(&mut self, now: Instant);
 
     fn set_remote_window(&mut self, win: usize);
+
+    // ClearSkies additions (for LEDBAT; CUBIC ignores them).
+
+    /// Called for every packet received on the connection, before `on_ack` for the same packet,
+    /// with its `timestamp_difference_microseconds` (BEP 29: the peer's clock when it received
+    /// our last packet minus that packet's timestamp; 0 = none) and the RTT measured from the
+    /// segments it acknowledged, if any. Peer-controlled: must accept any value.
+    fn on_delay_sample(&mut self, now: Instant, timestamp_difference_us: u32, rtt: Option<Duration>) {
+    }
+
+    /// Bytes in flight after the last transmission, i.e. before the ACKs about to be processed
+    /// (RFC 6817's flightsize, which limits window growth).
+    fn set_flight_size(&mut self, flight_size: usize) {}
 }

@@ -1,4 +1,4 @@
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::{constants::CONGESTION_TRACING_LOG_LEVEL, rtte::RttEstimator};
 
@@ -89,5 +89,13 @@ where
             |s| s.inner,
             |s| s.inner.set_mss(mss)
         );
+    }
+
+    fn on_delay_sample(&mut self, now: Instant, timestamp_difference_us: u32, rtt: Option<Duration>) {
+        self.inner.on_delay_sample(now, timestamp_difference_us, rtt);
+    }
+
+    fn set_flight_size(&mut self, flight_size: usize) {
+        self.inner.set_flight_size(flight_size);
     }
 }

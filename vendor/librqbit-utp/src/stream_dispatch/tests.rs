@@ -4,6 +4,7 @@ mod delayed_ack;
 mod fast_retransmit;
 mod flow_control;
 mod inactivity_timeout;
+mod ledbat; // ClearSkies
 mod mtu_probing;
 mod nagle;
 mod retransmit_timer;

@@ -11,15 +11,19 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tracing::{Instrument, error_span};
 
-use crate::{SocketOpts, Transport, message::UtpMessage};
+use crate::{SocketOpts, Transport, UtpSocket, message::UtpMessage, traits::UtpEnvironment};
 
 use super::{MockDispatcher, MockUtpSocket, env::MockUtpEnvironment};
 
 type Msg = (SocketAddr, Vec<u8>);
 
+/// (from, to, datagram) -> true to drop it. ClearSkies addition (SYN retransmission tests).
+type DropFilter = Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool + Send + Sync>;
+
 pub struct MockInterface {
     sockets: Mutex<HashMap<SocketAddr, UnboundedSender<Msg>>>,
     pub env: MockUtpEnvironment,
+    drop_filter: Mutex<Option<DropFilter>>,
 }
 
 impl MockInterface {
@@ -27,7 +31,31 @@ impl MockInterface {
         Arc::new(Self {
             sockets: Default::default(),
             env: MockUtpEnvironment::new(),
+            drop_filter: Default::default(),
         })
+    }
+
+    /// Datagrams for which `f(from, to, datagram)` is true are lost (before routing, so this
+    /// also sees datagrams to addresses where no socket exists).
+    pub fn set_drop_filter(&self, f: impl Fn(SocketAddr, SocketAddr, &[u8]) -> bool + Send + Sync + 'static) {
+        *self.drop_filter.lock() = Some(Box::new(f));
+    }
+
+    /// A socket with its own environment (e.g. one following tokio's paused clock) and options;
+    /// its dispatcher is spawned.
+    pub fn create_socket_with_env<E: UtpEnvironment>(
+        self: &Arc<Self>,
+        bind_addr: SocketAddr,
+        env: E,
+        opts: SocketOpts,
+    ) -> Arc<UtpSocket<MockUtpTransport, E>> {
+        let (tx, rx) = unbounded_channel();
+        let transport = MockUtpTransport::new(bind_addr, rx, self.clone());
+        let socket = UtpSocket::new_with_opts(transport, env, opts).unwrap();
+        if self.sockets.lock().insert(bind_addr, tx).is_some() {
+            panic!("socket with {} already existed", bind_addr)
+        }
+        socket
     }
 
     pub fn create_socket_with_dispatcher(
@@ -94,6 +122,11 @@ impl MockUtpTransport {
 
     #[tracing::instrument(name = "MockUtpTransport::send", skip(self, buf), fields(?target))]
     pub fn send(&self, buf: &[u8], target: SocketAddr) -> std::io::Result<usize> {
+        if let Some(f) = self.inner.interface.drop_filter.lock().as_ref() {
+            if f(self.bind_addr, target, buf) {
+                return Ok(buf.len());
+            }
+        }
         match self.inner.interface.sockets.lock().get(&target) {
             Some(tx) => match tx.send((self.bind_addr, buf.to_owned())) {
                 Ok(_) => {}

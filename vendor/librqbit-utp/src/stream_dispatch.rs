@@ -632,11 +632,7 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
 
         if let Some(flight) = flight_size {
             // The window counts as fully used if sending stopped because the next segment did
-            // not fit (segment sizes vary with MTU probing), or if a segment's worth of the
-            // user's data is still waiting to be segmented (segmentation pauses behind an MTU
-            // probe): only an application that has nothing more to send leaves it unused.
-            let window_limited = window_limited
-                || self.this_poll.unsegmented_data >= self.segment_sizes.mss() as usize;
+            // not fit: segment sizes vary (MTU probing), so less than one may be left over.
             let flight = flight.saturating_add(sent_bytes);
             self.congestion_controller.set_flight_size(if window_limited {
                 flight.saturating_add(remaining_cwnd)

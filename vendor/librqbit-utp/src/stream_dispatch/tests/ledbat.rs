@@ -66,7 +66,6 @@ async fn round(t: &mut TestVsock, delay_us: u32) {
     top_up(t);
     t.poll_once_assert_pending().await;
     let sent = t.take_sent();
-    eprintln!("DBG round sent {:?}", sent.iter().map(|m| (m.header.htype, m.payload().len())).collect::<Vec<_>>());
     t.env.increment_now(Duration::from_millis(400));
     for m in sent.iter().filter(|m| m.header.htype == ST_DATA) {
         t.send_msg(
@@ -84,7 +83,8 @@ async fn round(t: &mut TestVsock, delay_us: u32) {
     t.poll_once_assert_pending().await;
 }
 
-/// Window after 6 rounds with no queuing delay, then after 10 rounds with 350 ms.
+/// Window after 16 rounds with no queuing delay (the first ~11 are limited by MTU probing,
+/// which pauses segmentation behind each probe), then after 10 rounds with 350 ms.
 async fn grow_then_delay(kind: CongestionControllerKind) -> (usize, usize) {
     let mut t = make_test_vsock(
         SocketOpts {
@@ -99,7 +99,7 @@ async fn grow_then_delay(kind: CongestionControllerKind) -> (usize, usize) {
         false,
     );
     let base = 3_000_000u32; // clock offset between the two ends
-    for _ in 0..6 {
+    for _ in 0..16 {
         round(&mut t, base).await;
     }
     let peak = t.vsock.congestion_controller.window();
@@ -114,10 +114,10 @@ async fn test_ledbat_backs_off_on_queuing_delay_cubic_does_not() {
     setup_test_logging();
     let (peak, after) = grow_then_delay(CongestionControllerKind::Ledbat).await;
     // Slow start with no delay: from 2 packets to many.
-    assert!(peak >= 20 * 1000, "LEDBAT did not grow: {peak}");
-    // 350 ms of queuing = 3.5x the target: -2.5 packets per round trip.
+    assert!(peak >= 20 * 1400, "LEDBAT did not grow: {peak}");
+    // 350 ms of queuing = 3.5x the target: -2.5 packets per round trip, ~25 in 10.
     assert!(
-        (after as f64) < peak as f64 * 0.75,
+        after + 15 * 1400 < peak,
         "LEDBAT did not back off: peak={peak} after={after}"
     );
 

@@ -8,6 +8,7 @@
 mod attach;
 mod browser;
 mod cli;
+mod code_spread;
 mod config;
 mod daemon;
 mod dashboards;

@@ -97,6 +97,7 @@ impl Handler<CreateAccessCode> for Access {
             // old one here as in the index.)
             act.codes.insert(issued.record.access_id, issued.record.clone());
             act.announce();
+            act.spread(&issued.record);
             Ok(CodeCreated {
                 access_code: issued.code.as_ref().map(ToString::to_string),
                 url: issued.code.as_ref().map(AccessCode::to_url),
@@ -117,6 +118,8 @@ impl Handler<ListCodes> for Access {
         let job = tokio::task::spawn_blocking(move || registry::load_codes(&store));
         Box::pin(job.into_actor(self).map(|res, act, _| {
             let mut codes = res.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
+            // (Cancelled spread codes are kept for their peers, not shown.)
+            codes.retain(|c| !c.revoked);
             codes.sort_by_key(|c| c.created);
             let now = crate::share::actor::now().secs();
             let table = act.table.borrow();
@@ -130,11 +133,18 @@ impl Handler<CancelCode> for Access {
 
     fn handle(&mut self, CancelCode(which): CancelCode, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        let job = tokio::task::spawn_blocking(move || registry::cancel_code(&store, &which));
+        let now = crate::share::actor::now().secs();
+        let job = tokio::task::spawn_blocking(move || registry::cancel_code(&store, &which, now));
         Box::pin(job.into_actor(self).map(|res, act, _| {
             let code = res.map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))??;
             info!(code = %code.access_id, "cancelled an access code");
-            act.codes.remove(&code.access_id);
+            if code.revoked {
+                // Kept, cancelled, for its peers to learn (code spreading).
+                act.codes.insert(code.access_id, code.clone());
+                act.spread(&code);
+            } else {
+                act.codes.remove(&code.access_id);
+            }
             act.announce();
             Ok(code_entry(&act.table.borrow(), code, crate::share::actor::now().secs()))
         }))

@@ -60,6 +60,8 @@ wire_names! {
         Expired = "expired",
         /// A single-use code a peer has joined with.
         Used = "used",
+        /// Cancelled (what `cancel_access_code` answers).
+        Cancelled = "cancelled",
     }
 }
 
@@ -69,6 +71,7 @@ impl From<registry::CodeState> for CodeState {
             registry::CodeState::Active => CodeState::Active,
             registry::CodeState::Expired => CodeState::Expired,
             registry::CodeState::Used => CodeState::Used,
+            registry::CodeState::Cancelled => CodeState::Cancelled,
         }
     }
 }
@@ -115,3 +118,38 @@ pub struct ExportKeys {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ShareRemoved(pub clearskies_protocol::Sha256Hash);
+
+/// Connections → access: a peer of `share`, connected with a key or code of `level`, sent
+/// these codes (`.rs.clearskies.code_spread`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CodesFromPeer {
+    /// The session's share.
+    pub share: clearskies_protocol::Sha256Hash,
+    /// The level the peer holds the share at.
+    pub level: clearskies_protocol::message::core::AccessLevel,
+    /// What it sent.
+    pub codes: Vec<clearskies_protocol::message::code_spread::SpreadVerifier>,
+}
+
+/// Connections → access: the codes of `share` a peer at `level` may hold, to send it when
+/// its session opens.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<clearskies_protocol::message::code_spread::SpreadVerifier>")]
+pub struct SpreadableCodes {
+    /// The share.
+    pub share: clearskies_protocol::Sha256Hash,
+    /// The peer's level.
+    pub level: clearskies_protocol::message::core::AccessLevel,
+}
+
+/// Access → connections: a spread code changed here (issued, cancelled): send it to the
+/// share's connected peers that may hold it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SpreadCode {
+    /// The share.
+    pub share: clearskies_protocol::Sha256Hash,
+    /// The code as it is now.
+    pub code: clearskies_protocol::message::code_spread::SpreadVerifier,
+}

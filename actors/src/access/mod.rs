@@ -11,6 +11,7 @@
 mod codes;
 pub mod messages;
 pub mod policy;
+pub mod spread;
 #[cfg(test)]
 mod tests;
 
@@ -43,17 +44,28 @@ pub struct Access {
     spending: BTreeSet<Sha256Hash>,
     /// Where the codes discovery announces go.
     announce: Recipient<CodeIds>,
+    /// Connections: a spread code changed here.
+    spread: Recipient<messages::SpreadCode>,
 }
 
 impl Access {
-    /// An access owner over the index `store`, reading the running shares from `table`.
-    pub fn new(store: Store, table: TableRx, announce: Recipient<CodeIds>) -> Self {
-        Access { store, table, codes: BTreeMap::new(), claimed: BTreeSet::new(), spending: BTreeSet::new(), announce }
+    /// An access owner over the index `store`, reading the running shares from `table`,
+    /// telling connections which codes to announce (`announce`) and which to spread
+    /// (`spread`).
+    pub fn new(
+        store: Store,
+        table: TableRx,
+        announce: Recipient<CodeIds>,
+        spread: Recipient<messages::SpreadCode>,
+    ) -> Self {
+        let (codes, claimed, spending) = (BTreeMap::new(), BTreeSet::new(), BTreeSet::new());
+        Access { store, table, codes, claimed, spending, announce, spread }
     }
 
     /// Tells connections which codes discovery announces.
     fn announce(&self) {
-        let ids = self.codes.values().map(|c| (c.access_id, c.share, c.expires)).collect();
+        let live = self.codes.values().filter(|c| !c.revoked);
+        let ids = live.map(|c| (c.access_id, c.share, c.expires)).collect();
         self.announce.do_send(CodeIds(ids));
     }
 }

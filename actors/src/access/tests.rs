@@ -21,6 +21,10 @@ impl Handler<CodeIds> for Announced {
         let _ = self.0.send(msg);
     }
 }
+impl Handler<super::messages::SpreadCode> for Announced {
+    type Result = ();
+    fn handle(&mut self, _: super::messages::SpreadCode, _: &mut Context<Self>) {}
+}
 
 fn code(share: Sha256Hash, expires: Option<i64>, multi_use: bool, used: bool) -> CodeRecord {
     CodeRecord {
@@ -34,6 +38,8 @@ fn code(share: Sha256Hash, expires: Option<i64>, multi_use: bool, used: bool) ->
         used_by: if used { vec![PeerId([4; 16])] } else { vec![] },
         created: 0,
         username: None,
+        update_time: 0,
+        revoked: false,
     }
 }
 
@@ -95,7 +101,8 @@ where
 async fn a_single_use_code_serves_one_connection_at_a_time_and_none_once_used() {
     let s = TestShare::new();
     let (tx, mut announced) = tokio::sync::mpsc::unbounded_channel();
-    let access = Access::new(s.store.clone(), s.table.subscribe(), Announced(tx).start().recipient()).start();
+    let sink = Announced(tx).start();
+    let access = Access::new(s.store.clone(), s.table.subscribe(), sink.clone().recipient(), sink.recipient()).start();
     let create = CreateAccessCode {
         path: s.config.path.clone(),
         mode: "read_write".into(),
@@ -129,7 +136,9 @@ async fn a_single_use_code_serves_one_connection_at_a_time_and_none_once_used() 
 async fn a_cancelled_code_and_the_codes_of_a_removed_share_are_refused_at_once() {
     let s = TestShare::new();
     let (tx, _announced) = tokio::sync::mpsc::unbounded_channel();
-    let access = Access::new(s.store.clone(), s.table.subscribe(), Announced(tx).start().recipient()).start();
+    let announced = Announced(tx).start();
+    let access =
+        Access::new(s.store.clone(), s.table.subscribe(), announced.clone().recipient(), announced.recipient()).start();
     let make = || CreateAccessCode {
         path: s.config.path.clone(),
         mode: "read_only".into(),

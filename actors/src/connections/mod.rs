@@ -15,6 +15,7 @@ pub mod messages;
 mod peers;
 mod rekey;
 mod remove;
+mod spread;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +53,8 @@ struct Session {
     /// When it came up: one that ends soon after (refused, flapping) counts as a failed
     /// dial, so its peer is not dialled again at once, forever.
     since: std::time::Instant,
+    /// Both sides speak `.rs.clearskies.code_spread`.
+    code_spread: bool,
 }
 
 /// A session that lasted this long was a success: its peer's failures start again at 0.
@@ -76,6 +79,10 @@ pub struct ConnectionsTargets {
     pub crashed: Recipient<Crashed>,
     /// The settings in effect, for each connection.
     pub runtime: crate::config::Runtime,
+    /// Access: the codes a peer may hold (code spreading).
+    pub spreadable: Recipient<crate::access::messages::SpreadableCodes>,
+    /// Access: codes a peer spread.
+    pub codes_in: Recipient<crate::access::messages::CodesFromPeer>,
 }
 
 /// The connections owner.
@@ -167,9 +174,10 @@ impl Connections {
             join: self.targets.join.clone(),
             rekeyed: self.targets.rekeyed.clone(),
             connected: me.clone().recipient(),
-            disconnected: me.recipient(),
+            disconnected: me.clone().recipient(),
             crashed: self.targets.crashed.clone(),
             runtime: self.targets.runtime.clone(),
+            codes: me.recipient(),
         }
     }
 
@@ -339,6 +347,7 @@ impl Handler<PeerConnected> for Connections {
             redial: msg.redial,
             level,
             since,
+            code_spread: msg.code_spread,
         };
         self.sessions.insert(msg.conn, session);
         self.auth_refused.remove(&msg.share);
@@ -363,6 +372,9 @@ impl Handler<PeerConnected> for Connections {
                 return Box::pin(async { None });
             }
         };
+        if msg.code_spread {
+            self.send_codes(msg.share, level, msg.out.clone());
+        }
         let up = PeerUp {
             conn: msg.conn,
             peer: msg.peer,

@@ -134,6 +134,8 @@ sink!(
     ImportKeys => Err(crate::control::cmd::CommandError::unavailable()),
     crate::shares::messages::ForgetPeer => Err(crate::control::cmd::CommandError::unavailable()),
     crate::peer::messages::Rekeyed => (),
+    crate::access::messages::SpreadableCodes => Vec::new(),
+    crate::access::messages::CodesFromPeer => (),
     Crashed => ()
 );
 
@@ -151,8 +153,10 @@ fn connections_with(s: &TestShare, own_port: Option<u16>) -> actix::Addr<Connect
         import: sink.clone().recipient(),
         forget: sink.clone().recipient(),
         rekeyed: sink.clone().recipient(),
-        crashed: sink.recipient(),
+        crashed: sink.clone().recipient(),
         runtime: crate::config::Runtime::fixed(crate::config::Values::default()),
+        spreadable: sink.clone().recipient(),
+        codes_in: sink.recipient(),
     };
     let settings = crate::Settings {
         data_dir: std::env::temp_dir().join("clearskies-connections-test-data"),

@@ -111,6 +111,8 @@ pub struct PeerConnected {
     pub name: Option<String>,
     /// What the connection has sent and received so far.
     pub traffic: std::sync::Arc<Traffic>,
+    /// Both sides speak `.rs.clearskies.code_spread`.
+    pub code_spread: bool,
 }
 
 /// Bytes one connection sent and received (the protocol stream inside TLS), counted by its
@@ -267,4 +269,14 @@ pub struct Rekeyed {
     pub rekey: clearskies_protocol::message::core::Rekey,
     /// The peer, for the log.
     pub remote: SocketAddr,
+}
+
+/// A peer sent its long-lived codes (`.rs.clearskies.code_spread`) on connection `conn`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PeerCodes {
+    /// The connection.
+    pub conn: u64,
+    /// What it sent (at most `MAX_SPREAD`).
+    pub codes: Vec<clearskies_protocol::message::code_spread::SpreadVerifier>,
 }

@@ -733,7 +733,7 @@ mod rekey;
 mod tests;
 
 pub use self::codes::{
-    cancel_code, create_code, find_code, load_codes, mark_code_used, CodeRecord, CodeRef, CodeSecret, CodeState,
-    IssuedCode, Lifetime,
+    cancel_code, create_code, find_code, load_codes, mark_code_used, merge_spread_code, CodeRecord, CodeRef,
+    CodeSecret, CodeState, IssuedCode, Lifetime,
 };
 pub use self::rekey::{apply_rekey, drop_superseded, received_keys, rotated_keys};

@@ -190,7 +190,12 @@ impl Supervisor {
             connections: connections_ctx.address(),
         };
         let me = ctx.address();
-        let access = Access::new(self.store.clone(), table_tx.subscribe(), owners.connections.clone().recipient());
+        let access = Access::new(
+            self.store.clone(),
+            table_tx.subscribe(),
+            owners.connections.clone().recipient(),
+            owners.connections.clone().recipient(),
+        );
         let targets = ConnectionsTargets {
             code_used: owners.access.clone().recipient(),
             release: owners.access.clone().recipient(),
@@ -200,6 +205,8 @@ impl Supervisor {
             rekeyed: owners.shares.clone().recipient(),
             crashed: me.clone().recipient(),
             runtime: self.runtime.clone(),
+            spreadable: owners.access.clone().recipient(),
+            codes_in: owners.access.clone().recipient(),
         };
         let own_port = self.listen_addr.map(|a| a.port());
         let connections =
@@ -272,9 +279,10 @@ impl Supervisor {
             join: o.shares.clone().recipient(),
             rekeyed: o.shares.recipient(),
             connected: o.connections.clone().recipient(),
-            disconnected: o.connections.recipient(),
+            disconnected: o.connections.clone().recipient(),
             crashed: ctx.address().recipient(),
             runtime: self.runtime.clone(),
+            codes: o.connections.recipient(),
         };
         let targets = ListenerTargets { lookup: o.access.clone().recipient(), claim: o.access.recipient(), peer };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Listener);

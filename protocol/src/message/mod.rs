@@ -366,6 +366,9 @@ messages! {
     SrpError(srp::Error) = ".rs.clearskies.srp.error", attachment = false;
     /// `.rs.clearskies.updates_done`: the answer to `database.get_updates` is complete.
     DatabaseUpdatesDone(database::UpdatesDone) = ".rs.clearskies.updates_done", attachment = false;
+    /// `.rs.clearskies.code_spread`: long-lived codes' verifiers (this project's code
+    /// spreading).
+    CodeVerifiers(code_spread::Verifiers) = ".rs.clearskies.code_spread", attachment = false;
     /// `.rs.clearskies.rekey`: the share's new keys after a rotation.
     CoreRekey(core::Rekey) = ".rs.clearskies.rekey", attachment = false;
 }

@@ -186,6 +186,7 @@ fn round_trip_strategies_cover_every_type() {
             | Message::UntrustedVerifyBusy(_)
             | Message::CodeSpreadList(_)
             | Message::CodeSpreadUpdate(_)
+            | Message::CodeVerifiers(_)
             | Message::SrpHello(_)
             | Message::SrpChallenge(_)
             | Message::SrpProof(_)
@@ -326,6 +327,20 @@ fn more_messages() -> impl Strategy<Value = Message> {
             revoked,
             used,
         });
+    let verifier = (hash(), level(), text(), text(), prop::option::of(text()), any::<bool>(), any::<i64>()).prop_map(
+        |(access_id, level, salt, verifier, username, multi_use, created)| code_spread::SpreadVerifier {
+            access_id,
+            level,
+            salt,
+            verifier,
+            username,
+            multi_use,
+            created,
+            expires: Some(created.saturating_add(1)),
+            update_time: created,
+            revoked: multi_use,
+        },
+    );
     let manifest_file = (
         file_id(),
         prop::option::of(any::<u64>()),
@@ -404,6 +419,7 @@ fn more_messages() -> impl Strategy<Value = Message> {
             .prop_map(|(file_id, retry_in)| Message::from(untrusted::VerifyBusy { file_id, retry_in })),
         prop::collection::vec(spread.clone(), 0..3).prop_map(|codes| Message::from(code_spread::List { codes })),
         prop::collection::vec(spread, 0..3).prop_map(|codes| Message::from(code_spread::Update { codes })),
+        prop::collection::vec(verifier, 0..3).prop_map(|codes| Message::from(code_spread::Verifiers { codes })),
         (text(), text()).prop_map(|(username, a)| Message::from(srp::Hello { username, a })),
         (text(), text()).prop_map(|(salt, b)| Message::from(srp::Challenge { salt, b })),
         text().prop_map(|m1| Message::from(srp::Proof { m1 })),

@@ -354,7 +354,7 @@ where
 fn names_keep_their_spellings() {
     names(Mode::ALL, Mode::Unknown, &["read_write", "read_only", "untrusted"]);
     names(SyncState::ALL, SyncState::Unknown, &["scanning", "syncing", "paused", "idle", "error"]);
-    names(CodeState::ALL, CodeState::Unknown, &["active", "expired", "used"]);
+    names(CodeState::ALL, CodeState::Unknown, &["active", "expired", "used", "cancelled"]);
     names(PeerState::ALL, PeerState::Unknown, &["connected", "found", "dialing", "offline"]);
     names(PeerSource::ALL, PeerSource::Unknown, &["manual", "incoming", "tracker", "lan"]);
     for name in ["read_write", "read_only", "untrusted", "unknown", "other"] {

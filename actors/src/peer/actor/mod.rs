@@ -19,22 +19,23 @@ use actix::{
 use bytes::Bytes;
 use clearskies_index::record::Record;
 use clearskies_protocol::address::PeerAddr;
-use clearskies_protocol::message::core::{AccessLevel, Keys};
+use clearskies_protocol::message::code_spread::{EXT_CODE_SPREAD, MAX_SPREAD};
+use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::session::{
-    CloseReason, Config, Event, Handshake, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP,
-    EXT_MSGPACK, EXT_RSYNC,
+    CloseReason, Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_MSGPACK,
+    EXT_RSYNC,
 };
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::channel::Channel;
 use super::messages::{
-    clean_name, CodeUsed, CredentialKind, JoinShare, PeerConnected, PeerDisconnected, PeerFault, PeerOut, Redial,
-    ReleaseCredential, Traffic,
+    clean_name, CodeUsed, CredentialKind, JoinShare, PeerCodes, PeerConnected, PeerDisconnected, PeerFault, PeerOut,
+    Redial, ReleaseCredential, Traffic,
 };
 use crate::bandwidth::bandwidth;
 use crate::control::cmd::CommandError;
@@ -44,6 +45,7 @@ use crate::share::messages::{FromPeer, PeerDown, ShareLink, SyncMessage};
 use crate::supervise::{self, injected_panic, ActorKind, Crashed};
 use crate::transfer::messages::{DataStart, Inbound, Missing, ServeGet, Sink, SinkItem};
 
+mod ready;
 mod rekey;
 mod send;
 
@@ -87,6 +89,8 @@ pub struct PeerTargets {
     pub runtime: crate::config::Runtime,
     /// The registry: a peer sent the share's new keys.
     pub rekeyed: Recipient<super::messages::Rekeyed>,
+    /// Connections: the peer spread codes.
+    pub codes: Recipient<super::messages::PeerCodes>,
 }
 
 /// Why this connection exists.
@@ -215,7 +219,7 @@ impl Peer {
         // extension is not even offered. (An attach does not know its level yet; the side
         // that accepts its code does, and does not offer it.)
         if level != Some(AccessLevel::Untrusted) {
-            config.extensions.push(EXT_RSYNC.to_owned());
+            config.extensions.extend([EXT_RSYNC.to_owned(), EXT_CODE_SPREAD.to_owned()]);
         }
         let gzip_level = targets.runtime.gzip_level();
         if gzip_level > 0 {
@@ -412,6 +416,8 @@ impl Peer {
             Message::RsyncSignature(s) => self.start_inbound(&link, Inbound::Signature(s), ctx),
             Message::RsyncPatch(p) => self.start_inbound(&link, Inbound::Patch(p), ctx),
             Message::CoreRekey(rekey) => self.forward_rekey(rekey, m.body, m.signature),
+            Message::CodeVerifiers(v) if v.codes.len() > MAX_SPREAD => self.close_for("too many codes at once".into()),
+            Message::CodeVerifiers(v) => self.targets.codes.do_send(PeerCodes { conn, codes: v.codes }),
             other => debug!(remote = %self.remote, kind = other.kind(), "message ignored"),
         }
     }
@@ -545,96 +551,6 @@ impl Peer {
                 ctx.stop();
             }
         }
-    }
-
-    /// The handshake is complete: who the peer is and what it speaks.
-    fn on_connected(&mut self, hs: &Handshake) {
-        debug!(remote = %self.remote, peer = %hs.peer, software = %hs.software, "handshake complete");
-        self.peer = Some(hs.peer);
-        self.name = hs.name.as_deref().and_then(clean_name);
-        // We created the code the peer authenticated with: the session sends it the share's
-        // keys right after this event, so the code is spent now, not when (or if) the peer
-        // acknowledges them: a client that takes the keys and hangs up must not leave a
-        // single-use code unused.
-        if let Purpose::Accepted { id, kind: CredentialKind::Code, .. } = &self.purpose {
-            self.targets.code_used.do_send(CodeUsed { access_id: *id, peer: hs.peer });
-        }
-        self.rsync = hs.has_extension(EXT_RSYNC);
-        if hs.has_extension(EXT_GZIP) {
-            self.gzip.store(true, Ordering::Relaxed);
-            self.received = metrics().received_bytes.with_label_values(&["gzip"]);
-        }
-    }
-
-    /// The peer sent us a share's keys (we attach with an access code): join it, then
-    /// acknowledge them, and tell whoever asked to attach.
-    fn on_keys(&mut self, keys: Keys, ctx: &mut Context<Self>) {
-        let Purpose::Attach { path, selection, .. } = &self.purpose else {
-            // The session only emits this when we asked to receive keys.
-            return;
-        };
-        self.level = Some(keys.access_level);
-        let (path, selection) = (path.clone(), selection.clone());
-        let join = JoinShare { keys, path, peer_id: self.our_peer_id, via: self.remote.addr, selection };
-        let ask = self.targets.join.send(join);
-        ctx.spawn(ask.into_actor(self).map(|answer, act, ctx| {
-            let result = answer.unwrap_or_else(|e| Err(CommandError::new(ErrorCode::Internal, e.to_string())));
-            match &result {
-                Ok(share) => {
-                    act.share = Some(*share);
-                    if act.session.acknowledge_keys().is_err() {
-                        act.close_reason = Some("key exchange out of order".into());
-                        ctx.stop();
-                    }
-                }
-                Err(e) => {
-                    act.close_reason = Some(format!("could not join: {}", e.message));
-                    act.session.close();
-                }
-            }
-            if let Purpose::Attach { done, .. } = &mut act.purpose {
-                if let Some(done) = done.take() {
-                    let _ = done.send(result);
-                }
-            }
-            act.drive(ctx);
-        }));
-    }
-
-    /// The session is ready: counted, and handed to its share (paused until the share
-    /// answers; closed if it has no such share).
-    fn on_ready(&mut self, ctx: &mut Context<Self>) {
-        let (Some(share), Some(peer)) = (self.share, self.peer) else { return };
-        info!(remote = %self.remote, %peer, %share, "peer connected");
-        if self.counted.is_none() {
-            let label = self.level.map_or("read_write", crate::share::registry::level_name);
-            self.counted = Some(label);
-            metrics().peers_connected.with_label_values(&[label]).inc();
-        }
-        let connected = PeerConnected {
-            conn: self.conn,
-            out: ctx.address().recipient(),
-            share,
-            peer,
-            addr: self.remote,
-            redial: self.redial(),
-            rsync: self.rsync && self.level != Some(AccessLevel::Untrusted),
-            gzip: self.gzip.load(Ordering::Relaxed),
-            level: match &self.purpose {
-                Purpose::Attach { .. } => None,
-                _ => self.level,
-            },
-            name: self.name.clone(),
-            traffic: self.traffic.clone(),
-        };
-        let ask = self.targets.connected.send(connected);
-        self.pause_for(
-            ask.into_actor(self).map(|answer, act, _| match answer.ok().flatten() {
-                Some(link) => act.link = Some(link),
-                None => act.close_for("the share is not available".into()),
-            }),
-            ctx,
-        );
     }
 }
 

@@ -38,9 +38,24 @@ pub struct CodeRecord {
     /// verifier). `None` for a generated `SYNC…` code.
     #[serde(default)]
     pub username: Option<String>,
+    /// Unix seconds of its last change (issued, cancelled): with code spreading, a record
+    /// from a peer replaces ours only if newer.
+    #[serde(default)]
+    pub update_time: i64,
+    /// Cancelled. Only a spread code is kept cancelled (so that the cancellation spreads);
+    /// any other is deleted.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 impl CodeRecord {
+    /// Whether it spreads to the share's other peers (`code_spread`): a long-lived code
+    /// (multi-use, or a custom username and password), never a single-use one (two peers
+    /// could each admit someone with it at once).
+    pub fn is_spread(&self) -> bool {
+        self.multi_use || self.username.is_some()
+    }
+
     /// The SRP record to authenticate against.
     pub fn verifier_record(&self) -> VerifierRecord {
         VerifierRecord { salt: self.salt, verifier: self.verifier.clone() }
@@ -53,7 +68,9 @@ impl CodeRecord {
 
     /// Whether it is active, expired or used up at `now` (Unix seconds).
     pub fn state(&self, now: i64) -> CodeState {
-        if self.expires.is_some_and(|e| now >= e) {
+        if self.revoked {
+            CodeState::Cancelled
+        } else if self.expires.is_some_and(|e| now >= e) {
             CodeState::Expired
         } else if !self.multi_use && !self.used_by.is_empty() {
             CodeState::Used
@@ -63,7 +80,8 @@ impl CodeRecord {
     }
 }
 
-/// Where a code is in its life. A cancelled code is deleted, so it has no state.
+/// Where a code is in its life. A cancelled code is deleted, unless it is spread
+/// ([`CodeRecord::is_spread`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeState {
@@ -73,6 +91,8 @@ pub enum CodeState {
     Expired,
     /// A single-use code a peer has joined with.
     Used,
+    /// Cancelled (a spread code, kept so that its cancellation spreads).
+    Cancelled,
 }
 
 /// The secret a new code is made of.
@@ -151,15 +171,19 @@ pub fn create_code(
     secret: CodeSecret,
     now: Timestamp,
 ) -> Result<IssuedCode, RegistryError> {
+    let mut replaced = None;
     let (creds, code, username) = match secret {
         CodeSecret::Generated => {
             let code = AccessCode::from_random(random()?);
             (code.credentials(), Some(code), None)
         }
         CodeSecret::Custom { username, credentials } => {
-            if find_code(store, &credentials.id)?.is_some_and(|c| c.is_usable(now.secs())) {
+            let before = find_code(store, &credentials.id)?;
+            if before.as_ref().is_some_and(|c| c.is_usable(now.secs())) {
                 return Err(RegistryError::UsernameTaken(username));
             }
+            // Newer than the record it replaces (a cancellation peers may hold).
+            replaced = before.map(|c| c.update_time);
             (credentials, None, Some(username))
         }
     };
@@ -178,6 +202,8 @@ pub fn create_code(
         used_by: Vec::new(),
         created: now.secs(),
         username,
+        update_time: replaced.map_or(now.secs(), |t: i64| now.secs().max(t.saturating_add(1))),
+        revoked: false,
     };
     let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store.put_meta(&format!("code:{}", record.access_id), &json)?;
@@ -196,8 +222,9 @@ pub enum CodeRef {
 }
 
 /// Cancels a code: its record is deleted, so it is refused at once, exactly like a code
-/// that never existed.
-pub fn cancel_code(store: &Store, which: &CodeRef) -> Result<CodeRecord, RegistryError> {
+/// that never existed; a spread code is kept, cancelled, so that the cancellation reaches the
+/// peers that hold it.
+pub fn cancel_code(store: &Store, which: &CodeRef, now: i64) -> Result<CodeRecord, RegistryError> {
     let (id, shown) = match which {
         CodeRef::Code(c) => (Some(c.access_id()), c.to_string()),
         CodeRef::Username(u) => (Some(clearskies_protocol::access_code::custom_id(u)), u.clone()),
@@ -221,7 +248,29 @@ pub fn cancel_code(store: &Store, which: &CodeRef) -> Result<CodeRecord, Registr
             first
         }
     };
-    let record = record.ok_or(RegistryError::NoSuchCode(shown))?;
-    store.delete_meta(&format!("code:{}", record.access_id))?;
+    let mut record = record.filter(|r| !r.revoked).ok_or(RegistryError::NoSuchCode(shown))?;
+    let key = format!("code:{}", record.access_id);
+    if record.is_spread() {
+        (record.revoked, record.update_time) = (true, now.max(record.update_time.saturating_add(1)));
+        let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        store.put_meta(&key, &json)?;
+    } else {
+        store.delete_meta(&key)?;
+    }
     Ok(record)
+}
+
+/// Stores a code a peer spread if it is new here or newer than ours (`update_time`); the
+/// stored record if it changed. Who joined with it here is kept.
+pub fn merge_spread_code(store: &Store, mut incoming: CodeRecord) -> Result<Option<CodeRecord>, RegistryError> {
+    let ours = find_code(store, &incoming.access_id)?;
+    if let Some(ours) = &ours {
+        if ours.update_time >= incoming.update_time || ours.share != incoming.share {
+            return Ok(None);
+        }
+        incoming.used_by.clone_from(&ours.used_by);
+    }
+    let json = serde_json::to_vec(&incoming).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store.put_meta(&format!("code:{}", incoming.access_id), &json)?;
+    Ok(Some(incoming))
 }

@@ -60,6 +60,7 @@ fn codes_expire_get_used_up_and_cancel() {
     let share = create_share(&store, data.path(), photos.path(), now).unwrap();
     let rw = AccessLevel::ReadWrite;
     let make = |lifetime, multi, secret| create_code(&store, &share, rw, lifetime, multi, secret, now);
+    let cancel = |which: &CodeRef| cancel_code(&store, which, now.secs());
 
     let once = make(Lifetime::Secs(60), false, CodeSecret::Generated).unwrap();
     assert_eq!(once.record.state(1059), CodeState::Active);
@@ -87,20 +88,27 @@ fn codes_expire_get_used_up_and_cancel() {
     assert_eq!(alice.record.verifier_record(), VerifierRecord::new(&creds.username, "pw1", alice.record.salt));
 
     // Cancel by username, by the code itself, by an ID prefix; unknown and short refused.
-    assert_eq!(cancel_code(&store, &CodeRef::Username("alice".into())).unwrap().access_id, alice.record.access_id);
-    assert!(find_code(&store, &alice.record.access_id).unwrap().is_none());
-    assert!(matches!(cancel_code(&store, &CodeRef::Username("alice".into())), Err(RegistryError::NoSuchCode(_))));
-    // Once cancelled the username can be used again.
-    make(Lifetime::Secs(60), false, custom("alice", "pw2")).unwrap();
-    cancel_code(&store, &CodeRef::Code(many.code.clone().unwrap())).unwrap();
+    assert_eq!(cancel(&CodeRef::Username("alice".into())).unwrap().access_id, alice.record.access_id);
+    // A spread code (custom, or multi-use) is kept, cancelled, so that the cancellation
+    // spreads; it is refused like any cancelled code.
+    let kept = find_code(&store, &alice.record.access_id).unwrap().unwrap();
+    assert!(kept.revoked && kept.update_time > alice.record.update_time);
+    assert_eq!(kept.state(0), CodeState::Cancelled);
+    assert!(matches!(cancel(&CodeRef::Username("alice".into())), Err(RegistryError::NoSuchCode(_))));
+    // Once cancelled the username can be used again, with a record newer than the
+    // cancellation (which peers may hold).
+    let again = make(Lifetime::Secs(60), false, custom("alice", "pw2")).unwrap();
+    assert!(again.record.update_time > kept.update_time && !again.record.revoked);
+    cancel(&CodeRef::Code(many.code.clone().unwrap())).unwrap();
     let prefix = once.record.access_id.to_string()[..8].to_uppercase();
-    assert_eq!(cancel_code(&store, &CodeRef::IdPrefix(prefix)).unwrap().access_id, once.record.access_id);
+    assert_eq!(cancel(&CodeRef::IdPrefix(prefix)).unwrap().access_id, once.record.access_id);
     // Too short to name one code safely: asks for more digits (it said "no code matches").
-    let short = cancel_code(&store, &CodeRef::IdPrefix("abc".into())).unwrap_err();
+    let short = cancel(&CodeRef::IdPrefix("abc".into())).unwrap_err();
     assert!(matches!(short, RegistryError::PrefixTooShort(_)), "{short:?}");
     assert!(short.to_string().contains("at least 8 hex digits"), "{short}");
-    assert!(matches!(cancel_code(&store, &CodeRef::IdPrefix("zzzzzzzz".into())), Err(RegistryError::NoSuchCode(_))));
-    assert_eq!(load_codes(&store).unwrap().len(), 1);
+    assert!(matches!(cancel(&CodeRef::IdPrefix("zzzzzzzz".into())), Err(RegistryError::NoSuchCode(_))));
+    // The second alice, and the multi-use code kept cancelled (the single-use one is gone).
+    assert_eq!(load_codes(&store).unwrap().len(), 2);
 }
 
 #[test]

@@ -70,6 +70,20 @@ impl std::fmt::Debug for VerifierRecord {
     }
 }
 
+/// Whether `v` (big-endian) can be a verifier of the SRP group in use: 1 < v < N. A peer
+/// that spreads a code's verifier (`code_spread`) could otherwise send 0 or 1, for which
+/// the server's side of SRP degenerates.
+pub fn is_valid_verifier(v: &[u8]) -> bool {
+    let n = G_2048.n.to_bytes_be();
+    let first = v.iter().position(|&b| b != 0).unwrap_or(v.len());
+    let v = v.get(first..).unwrap_or_default();
+    match v.len().cmp(&n.len()) {
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Less => v.len() > 1 || v.first().is_some_and(|&b| b > 1),
+        std::cmp::Ordering::Equal => v < n.as_slice(),
+    }
+}
+
 impl VerifierRecord {
     /// The record for a username and password with a (random) salt.
     pub fn new(username: &str, password: &str, salt: [u8; SALT_LEN]) -> Self {
@@ -237,6 +251,17 @@ mod tests {
     use super::*;
 
     const E: [u8; 32] = [7; 32];
+
+    #[test]
+    fn only_verifiers_inside_the_group_are_valid() {
+        let n = G_2048.n.to_bytes_be();
+        let real = VerifierRecord::new("u", "p", [3; SALT_LEN]).verifier;
+        assert!(is_valid_verifier(&real));
+        assert!(is_valid_verifier(&[2]) && is_valid_verifier(&[0, 0, 1, 0]));
+        for bad in [vec![], vec![0], vec![1], vec![0, 0, 1], n.clone(), vec![0xff; n.len()], vec![1; n.len() + 1]] {
+            assert!(!is_valid_verifier(&bad), "{bad:?}");
+        }
+    }
 
     fn run(client_pw: &str, record: &VerifierRecord, e_client: &[u8], e_server: &[u8]) -> Result<(), AuthError> {
         let (client, hello) = ClientAuth::new("clearskies:1:ab", client_pw, [1; 64]);

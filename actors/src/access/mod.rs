@@ -35,7 +35,8 @@ use crate::shares::table::{ShareTable, TableRx};
 pub struct Access {
     store: Store,
     table: TableRx,
-    /// Issued codes by access ID (cancelled ones are deleted from the index and from here).
+    /// Codes by access ID: issued here, or spread by peers (a cancelled single-use code is
+    /// deleted; a cancelled multi-use one is kept, `revoked`, so that its cancellation spreads).
     codes: BTreeMap<Sha256Hash, CodeRecord>,
     /// Single-use codes claimed by a connection under way.
     claimed: BTreeSet<Sha256Hash>,
@@ -46,6 +47,8 @@ pub struct Access {
     announce: Recipient<CodeIds>,
     /// Connections: a spread code changed here.
     spread: Recipient<messages::SpreadCode>,
+    /// Codes from peers being stored (counted against `spread::MAX_FROM_PEERS`).
+    spread_pending: usize,
 }
 
 impl Access {
@@ -59,7 +62,7 @@ impl Access {
         spread: Recipient<messages::SpreadCode>,
     ) -> Self {
         let (codes, claimed, spending) = (BTreeMap::new(), BTreeSet::new(), BTreeSet::new());
-        Access { store, table, codes, claimed, spending, announce, spread }
+        Access { store, table, codes, claimed, spending, announce, spread, spread_pending: 0 }
     }
 
     /// Tells connections which codes discovery announces.

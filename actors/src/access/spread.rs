@@ -7,7 +7,7 @@
 //! formed, at most [`MAX_FROM_PEERS`] per share.
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, MessageResult, WrapFuture};
-use clearskies_protocol::auth::SALT_LEN;
+use clearskies_protocol::auth::{is_valid_verifier, SALT_LEN};
 use clearskies_protocol::message::code_spread::{SpreadVerifier, MAX_SPREAD};
 use clearskies_protocol::message::core::AccessLevel;
 use tracing::{info, warn};
@@ -20,8 +20,13 @@ use crate::share::registry::{self, CodeRecord};
 pub const MAX_FROM_PEERS: usize = 256;
 /// The longest SRP verifier accepted (a 2048-bit group's is 256 bytes).
 const MAX_VERIFIER: usize = 512;
-/// The longest custom username accepted.
+/// The longest custom username accepted, in bytes.
 const MAX_USERNAME: usize = 128;
+/// The latest time a record may name (the year 3000): beyond, dates break displays.
+const LATEST_TIME: i64 = 32_503_680_000;
+/// How far ahead of our clock a record's `update_time` may be (clocks differ a little; a
+/// record from far in the future would win every later change).
+const CLOCK_SKEW: i64 = 24 * 3600;
 
 /// Whether a peer holding the share at `peer` may hold a code granting `code`: a read-write
 /// peer any; a read-only peer read-only codes; nobody else any.
@@ -52,11 +57,17 @@ pub fn to_verifier(c: &CodeRecord) -> SpreadVerifier {
 /// A peer's code as a record of `share`, if it is well formed and long-lived.
 pub fn from_verifier(share: clearskies_protocol::Sha256Hash, v: &SpreadVerifier) -> Option<CodeRecord> {
     let salt: [u8; SALT_LEN] = hex::decode(&v.salt).ok()?.try_into().ok()?;
-    let verifier = hex::decode(&v.verifier).ok().filter(|b| !b.is_empty() && b.len() <= MAX_VERIFIER)?;
+    let verifier = hex::decode(&v.verifier).ok().filter(|b| b.len() <= MAX_VERIFIER && is_valid_verifier(b))?;
     let username = match &v.username {
         Some(u) if u.is_empty() || u.len() > MAX_USERNAME || u.chars().any(char::is_control) => return None,
+        // A username's access ID is derived from it: a peer cannot name someone else's.
+        Some(u) if clearskies_protocol::access_code::custom_id(u) != v.access_id => return None,
         other => other.clone(),
     };
+    let sane = |t: i64| (0..=LATEST_TIME).contains(&t);
+    if !sane(v.created) || !sane(v.update_time) || v.expires.is_some_and(|e| !sane(e) || e < v.created) {
+        return None;
+    }
     let record = CodeRecord {
         access_id: v.access_id,
         share,
@@ -88,16 +99,50 @@ impl Handler<SpreadableCodes> for Access {
 
     fn handle(&mut self, msg: SpreadableCodes, _: &mut Context<Self>) -> Self::Result {
         let now = crate::share::actor::now().secs();
-        let codes = self
+        let mut codes: Vec<&CodeRecord> = self
             .codes
             .values()
             .filter(|c| c.share == msg.share && c.is_spread() && may_hold(msg.level, c.access_level))
             // An expired code need not travel: every holder refuses it already.
             .filter(|c| c.expires.is_none_or(|e| e > now))
-            .take(MAX_SPREAD)
-            .map(to_verifier)
             .collect();
-        MessageResult(codes)
+        // Live codes first, then cancellations, newest first.
+        codes.sort_by_key(|c| (c.revoked, std::cmp::Reverse(c.update_time)));
+        MessageResult(codes.into_iter().map(to_verifier).collect())
+    }
+}
+
+impl Access {
+    /// The records of `msg` this daemon takes, with how many it refused.
+    fn acceptable(&self, msg: &CodesFromPeer, now: i64) -> (Vec<CodeRecord>, usize) {
+        let table = self.table.borrow();
+        // We can admit with a code only if we hold the keys it hands over.
+        let Some(keys) = table.get(&msg.share).and_then(|r| r.keys.clone()) else { return (Vec::new(), 0) };
+        let held = self.codes.values().filter(|c| c.share == msg.share).count();
+        let room = MAX_FROM_PEERS.saturating_sub(held + self.spread_pending);
+        let (mut fresh, mut refused) = (Vec::<CodeRecord>::new(), 0);
+        for v in msg.codes.iter().take(MAX_SPREAD) {
+            let record = from_verifier(msg.share, v).filter(|r| {
+                r.update_time <= now.saturating_add(CLOCK_SKEW)
+                    && may_hold(msg.level, r.access_level)
+                    && keys.keys.grant(r.access_level).is_some()
+                    // Never a share's key ID, whatever share.
+                    && table.key_owner(&r.access_id).is_none()
+            });
+            let Some(record) = record else {
+                refused += 1;
+                continue;
+            };
+            let take = match self.codes.get(&record.access_id) {
+                Some(ours) => ours.may_be_replaced_by(&record),
+                // A code we never had that is already refused needs no record here.
+                None => record.is_usable(now) && fresh.len() < room,
+            };
+            if take && !fresh.iter().any(|f| f.access_id == record.access_id) {
+                fresh.push(record);
+            }
+        }
+        (fresh, refused)
     }
 }
 
@@ -105,50 +150,39 @@ impl Handler<CodesFromPeer> for Access {
     type Result = ();
 
     fn handle(&mut self, msg: CodesFromPeer, ctx: &mut Context<Self>) {
-        let table = self.table.borrow();
-        // We can admit with a code only if we hold the keys it hands over.
-        let Some(keys) = table.get(&msg.share).and_then(|r| r.keys.clone()) else { return };
-        drop(table);
-        let held = self.codes.values().filter(|c| c.share == msg.share).count();
-        let mut fresh = Vec::new();
-        for v in msg.codes.iter().take(MAX_SPREAD) {
-            let Some(record) = from_verifier(msg.share, v) else {
-                warn!(share = %msg.share, code = %v.access_id, "a peer spread a malformed code; ignored");
-                continue;
-            };
-            if !may_hold(msg.level, record.access_level) || keys.keys.grant(record.access_level).is_none() {
-                warn!(share = %msg.share, code = %v.access_id, "a peer spread a code above its level; ignored");
-                continue;
-            }
-            let known = self.codes.get(&record.access_id);
-            if known.is_some_and(|k| k.update_time >= record.update_time || k.share != msg.share) {
-                continue;
-            }
-            if known.is_none() && held + fresh.len() >= MAX_FROM_PEERS {
-                warn!(share = %msg.share, "a peer spread more codes than are kept; the rest ignored");
-                break;
-            }
-            fresh.push(record);
+        let now = crate::share::actor::now().secs();
+        let (fresh, refused) = self.acceptable(&msg, now);
+        if refused > 0 {
+            warn!(share = %msg.share, refused, "a peer spread codes it may not, or malformed ones; ignored");
         }
         if fresh.is_empty() {
             return;
         }
+        self.spread_pending += fresh.len();
+        let pending = fresh.len();
         let store = self.store.clone();
         let job = tokio::task::spawn_blocking(move || {
-            fresh
-                .into_iter()
-                .filter_map(|r| registry::merge_spread_code(&store, r).transpose())
-                .collect::<Result<Vec<_>, _>>()
+            let merged = fresh.into_iter().map(|r| registry::merge_spread_code(&store, r).transpose());
+            merged.flatten().collect::<Result<Vec<_>, _>>()
         });
-        ctx.spawn(job.into_actor(self).map(|res, act, _| match res {
-            Ok(Ok(stored)) => {
-                for code in stored {
-                    info!(code = %code.access_id, share = %code.share, cancelled = code.revoked, "a peer spread an access code");
-                    act.codes.insert(code.access_id, code);
+        ctx.spawn(job.into_actor(self).map(move |res, act, _| {
+            act.spread_pending = act.spread_pending.saturating_sub(pending);
+            let Ok(Ok(stored)) = res else {
+                warn!("could not store codes a peer spread");
+                return;
+            };
+            for code in stored {
+                // (A change made here meanwhile is newer: it stays.)
+                if act.codes.get(&code.access_id).is_some_and(|c| !c.may_be_replaced_by(&code)) {
+                    continue;
                 }
-                act.announce();
+                info!(code = %code.access_id, share = %code.share, cancelled = code.revoked, "a peer spread an access code");
+                // Passed on once to the other peers that may hold it (a cancellation reaches
+                // peers that are connected only to us).
+                act.spread(&code);
+                act.codes.insert(code.access_id, code);
             }
-            _ => warn!("could not store codes a peer spread"),
+            act.announce();
         }));
     }
 }
@@ -171,7 +205,7 @@ mod tests {
             access_id: clearskies_protocol::Sha256Hash([7; 32]),
             level: AccessLevel::ReadOnly,
             salt: hex::encode([1u8; SALT_LEN]),
-            verifier: hex::encode([2u8; 256]),
+            verifier: hex::encode(clearskies_protocol::auth::VerifierRecord::new("u", "p", [1; SALT_LEN]).verifier),
             username: None,
             multi_use: true,
             created: 10,
@@ -179,6 +213,38 @@ mod tests {
             update_time: 11,
             revoked: false,
         }
+    }
+
+    #[test]
+    fn a_peer_can_cancel_or_shorten_a_code_never_reopen_widen_or_take_it_over() {
+        let share = clearskies_protocol::Sha256Hash([9; 32]);
+        let ours = from_verifier(share, &SpreadVerifier { expires: Some(100), ..verifier() }).unwrap();
+        let theirs = |v: SpreadVerifier| from_verifier(share, &v).unwrap();
+        let later = |v: SpreadVerifier| SpreadVerifier { update_time: 12, ..v };
+        let base = SpreadVerifier { expires: Some(100), ..verifier() };
+        assert!(ours.may_be_replaced_by(&theirs(later(SpreadVerifier { revoked: true, ..base.clone() }))));
+        assert!(ours.may_be_replaced_by(&theirs(later(SpreadVerifier { expires: Some(50), ..base.clone() }))));
+        // A cancellation wins a tie; nothing else does, and an older record never.
+        assert!(ours.may_be_replaced_by(&theirs(SpreadVerifier { revoked: true, ..base.clone() })));
+        assert!(!ours.may_be_replaced_by(&theirs(SpreadVerifier { expires: Some(50), ..base.clone() })));
+        assert!(!ours.may_be_replaced_by(&theirs(SpreadVerifier { revoked: true, update_time: 10, ..base.clone() })));
+        // Never longer, never reopened, never another verifier, salt or level.
+        for wider in [
+            SpreadVerifier { expires: Some(200), ..base.clone() },
+            SpreadVerifier { expires: None, ..base.clone() },
+            SpreadVerifier { level: AccessLevel::ReadWrite, ..base.clone() },
+            SpreadVerifier { salt: hex::encode([5u8; SALT_LEN]), ..base.clone() },
+            SpreadVerifier {
+                verifier: hex::encode(clearskies_protocol::auth::VerifierRecord::new("x", "y", [1; SALT_LEN]).verifier),
+                ..base.clone()
+            },
+            base.clone(),
+        ] {
+            assert!(!ours.may_be_replaced_by(&theirs(later(wider.clone()))), "{wider:?}");
+        }
+        let cancelled = theirs(later(SpreadVerifier { revoked: true, ..base.clone() }));
+        let reopened = theirs(SpreadVerifier { update_time: 13, ..base });
+        assert!(!cancelled.may_be_replaced_by(&reopened), "a cancelled code stays cancelled");
     }
 
     #[test]
@@ -191,6 +257,13 @@ mod tests {
             SpreadVerifier { salt: hex::encode([1u8; 3]), ..verifier() },
             SpreadVerifier { verifier: String::new(), ..verifier() },
             SpreadVerifier { verifier: hex::encode(vec![2u8; MAX_VERIFIER + 1]), ..verifier() },
+            SpreadVerifier { verifier: "00".into(), ..verifier() },
+            SpreadVerifier { verifier: "01".into(), ..verifier() },
+            SpreadVerifier { expires: Some(5), ..verifier() },
+            SpreadVerifier { update_time: LATEST_TIME + 1, ..verifier() },
+            SpreadVerifier { created: -1, ..verifier() },
+            // A username names its own access ID.
+            SpreadVerifier { username: Some("team".into()), ..verifier() },
             SpreadVerifier { username: Some("a\nb".into()), ..verifier() },
             SpreadVerifier { username: Some("x".repeat(MAX_USERNAME + 1)), ..verifier() },
             // A single-use code never spreads (two peers could each admit someone with it).
@@ -198,7 +271,10 @@ mod tests {
         ] {
             assert!(from_verifier(share, &bad).is_none(), "{bad:?}");
         }
-        let custom = SpreadVerifier { multi_use: false, username: Some("team".into()), ..verifier() };
-        assert!(from_verifier(share, &custom).is_some(), "a custom username and password spreads");
+        let team = clearskies_protocol::access_code::custom_id("team");
+        let custom = SpreadVerifier { access_id: team, username: Some("team".into()), ..verifier() };
+        assert!(from_verifier(share, &custom).is_some(), "a multi-use username and password spreads");
+        let once = SpreadVerifier { multi_use: false, ..custom };
+        assert!(from_verifier(share, &once).is_none(), "a single-use one does not");
     }
 }

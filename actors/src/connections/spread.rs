@@ -3,7 +3,7 @@
 //! that may hold it, and what peers send, with the level their session was opened at.
 
 use actix::{Context, Handler, Recipient};
-use clearskies_protocol::message::code_spread::Verifiers;
+use clearskies_protocol::message::code_spread::{Verifiers, MAX_SPREAD};
 use clearskies_protocol::message::core::AccessLevel;
 use clearskies_protocol::Sha256Hash;
 
@@ -17,10 +17,10 @@ impl Connections {
     pub(super) fn send_codes(&self, share: Sha256Hash, level: AccessLevel, out: Recipient<PeerOut>) {
         let ask = self.targets.spreadable.send(SpreadableCodes { share, level });
         actix_rt::spawn(async move {
-            if let Ok(codes) = ask.await {
-                if !codes.is_empty() {
-                    out.do_send(PeerOut::Send(vec![Verifiers { codes }.into()]));
-                }
+            if let Ok(codes) = ask.await.map(|c| Some(c).filter(|c| !c.is_empty())) {
+                let Some(codes) = codes else { return };
+                let messages = codes.chunks(MAX_SPREAD).map(|c| Verifiers { codes: c.to_vec() }.into()).collect();
+                out.do_send(PeerOut::Send(messages));
             }
         });
     }

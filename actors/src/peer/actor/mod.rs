@@ -417,7 +417,9 @@ impl Peer {
             Message::RsyncPatch(p) => self.start_inbound(&link, Inbound::Patch(p), ctx),
             Message::CoreRekey(rekey) => self.forward_rekey(rekey, m.body, m.signature),
             Message::CodeVerifiers(v) if v.codes.len() > MAX_SPREAD => self.close_for("too many codes at once".into()),
-            Message::CodeVerifiers(v) => self.targets.codes.do_send(PeerCodes { conn, codes: v.codes }),
+            Message::CodeVerifiers(v) if self.session.handshake().is_some_and(|h| h.has_extension(EXT_CODE_SPREAD)) => {
+                self.targets.codes.do_send(PeerCodes { conn, codes: v.codes });
+            }
             other => debug!(remote = %self.remote, kind = other.kind(), "message ignored"),
         }
     }

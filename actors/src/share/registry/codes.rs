@@ -49,11 +49,33 @@ pub struct CodeRecord {
 }
 
 impl CodeRecord {
-    /// Whether it spreads to the share's other peers (`code_spread`): a long-lived code
-    /// (multi-use, or a custom username and password), never a single-use one (two peers
-    /// could each admit someone with it at once).
+    /// Whether it spreads to the share's other peers (`code_spread`): a multi-use code
+    /// (generated, or a username and password), never a single-use one (two peers could
+    /// each admit someone with it at once).
     pub fn is_spread(&self) -> bool {
-        self.multi_use || self.username.is_some()
+        self.multi_use
+    }
+
+    /// Whether `theirs`, a peer's record of this code, may replace this one: the same code
+    /// (share, level, salt, verifier, username, multi-use), changed only towards refusing
+    /// (cancelled, or expiring sooner), and newer; a cancellation wins a tie. A peer can
+    /// thus cancel or shorten a code it holds, never reopen, widen or take one over.
+    pub fn may_be_replaced_by(&self, theirs: &CodeRecord) -> bool {
+        let same = self.share == theirs.share
+            && self.access_level == theirs.access_level
+            && self.salt == theirs.salt
+            && self.verifier == theirs.verifier
+            && self.username == theirs.username
+            && self.multi_use == theirs.multi_use;
+        let tighter = (theirs.revoked || !self.revoked)
+            && match (self.expires, theirs.expires) {
+                (_, None) => self.expires.is_none(),
+                (None, Some(_)) => true,
+                (Some(ours), Some(t)) => t <= ours,
+            };
+        let newer = theirs.update_time > self.update_time
+            || (theirs.update_time == self.update_time && theirs.revoked && !self.revoked);
+        same && tighter && newer && (theirs.revoked != self.revoked || theirs.expires != self.expires)
     }
 
     /// The SRP record to authenticate against.
@@ -240,7 +262,8 @@ pub fn cancel_code(store: &Store, which: &CodeRef, now: i64) -> Result<CodeRecor
             if prefix.len() < 8 {
                 return Err(RegistryError::PrefixTooShort(shown));
             }
-            let mut matching = load_codes(store)?.into_iter().filter(|c| c.access_id.to_string().starts_with(&prefix));
+            let mut matching =
+                load_codes(store)?.into_iter().filter(|c| !c.revoked && c.access_id.to_string().starts_with(&prefix));
             let first = matching.next();
             if matching.next().is_some() {
                 return Err(RegistryError::AmbiguousCode(shown));
@@ -260,12 +283,13 @@ pub fn cancel_code(store: &Store, which: &CodeRef, now: i64) -> Result<CodeRecor
     Ok(record)
 }
 
-/// Stores a code a peer spread if it is new here or newer than ours (`update_time`); the
-/// stored record if it changed. Who joined with it here is kept.
+/// Stores a code a peer spread if it is new here, or a change ours may take
+/// ([`CodeRecord::may_be_replaced_by`]); the stored record if it changed. Who joined with
+/// it here is kept.
 pub fn merge_spread_code(store: &Store, mut incoming: CodeRecord) -> Result<Option<CodeRecord>, RegistryError> {
     let ours = find_code(store, &incoming.access_id)?;
     if let Some(ours) = &ours {
-        if ours.update_time >= incoming.update_time || ours.share != incoming.share {
+        if !ours.may_be_replaced_by(&incoming) {
             return Ok(None);
         }
         incoming.used_by.clone_from(&ours.used_by);

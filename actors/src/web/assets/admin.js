@@ -26,7 +26,7 @@ export async function renderCodes(view) {
   replace(view, h('section', { class: 'page wide' },
     h('div', { class: 'page-head' }, h('h1', null, 'Access codes'),
       h('div', { class: 'actions' }, h('a', { class: 'button primary', href: '#/share' }, 'New code'))),
-    h('p', { class: 'lead' }, 'Codes this computer gave out, and who joined with each. Cancel a code you no longer want used; peers who joined stay (remove them under Peers).'),
+    h('p', { class: 'lead' }, 'Codes this computer gave out, and multi-use codes it holds for the share\'s other peers (it admits friends with them too), with who joined here. Cancel a code you no longer want used; peers who joined stay (remove them under Peers).'),
     list));
 
   const load = async () => {

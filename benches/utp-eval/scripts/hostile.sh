@@ -1,9 +1,9 @@
 #!/bin/bash
 # Hostile input against a listening uTP socket while a legitimate bulk transfer runs.
-#   scripts/hostile.sh <kind>      output: results/hostile-<kind>.txt
+#   scripts/hostile.sh <kind>      output: $R/hostile-<kind>.txt
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/utp-eval-target}/release/utp-eval}
-cd "$(dirname "$0")/.."; mkdir -p results
-k=$1; out=results/hostile-$k; port=${PORT:-47600}
+cd "$(dirname "$0")/.."; R=${RESULTS:-results}; mkdir -p $R
+k=$1; out=$R/hostile-$k; port=${PORT:-47600}
 $BIN server $k 127.0.0.1:$port --stats > $out.server 2>&1 & spid=$!
 sleep 1
 stat() { echo "  [$1] $(grep STAT $out.server | tail -1)"; }

@@ -3,9 +3,9 @@
 # packets (~120 ms at 20 Mbit/s). uTP flow runs 0-50 s, TCP flow 10-40 s.
 #   scripts/ledbat.sh <utp kind> [TCP_CC=cubic|bbr]
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/utp-eval-target}/release/utp-eval}
-cd "$(dirname "$0")/.."; mkdir -p results
+cd "$(dirname "$0")/.."; R=${RESULTS:-results}; mkdir -p $R
 k=$1; cc=${TCP_CC:-default}
-tag=lb$$; out=results/ledbat-$k-tcp_$cc
+tag=lb$$; out=$R/ledbat-$k-tcp_$cc
 trap 'scripts/link.sh down $tag' EXIT
 scripts/link.sh up $tag --delay-ms 25 --rate-mbit 20 --queue ${QUEUE:-200}
 ip netns exec uev-$tag-b $BIN server $k 10.77.0.2:47500 > $out.utp.server 2>&1 & s1=$!

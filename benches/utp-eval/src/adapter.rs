@@ -4,9 +4,9 @@
 //! - `UtpEndpoint::bind(port)` binds [::]:port dual-stack (falls back to 0.0.0.0:port where
 //!   IPv6 is off) and returns the receiving end of the STUN channel.
 //! - `send_stun` sends any datagram (a STUN request, a response, a keep-alive) from that socket.
-//! - `connect` dials with a timeout, re-sending the SYN (a new attempt) every `SYN_RETRY`
-//!   because librqbit-utp sends the SYN once: needed when the first SYN is dropped by the
-//!   peer's NAT during hole punching. The first attempt to complete wins.
+//! - `connect` dials with a timeout; the vendored librqbit-utp re-sends the SYN every 700 ms
+//!   (upstream 0.7.0 sent it once, and this adapter started a new attempt every 700 ms):
+//!   needed when the first SYN is dropped by the peer's NAT during hole punching.
 //! - `accept` gives the next incoming stream. Both are tokio AsyncRead + AsyncWrite.
 //!
 //! `demo()` (utp-eval stun-demo) runs the self-contained copy in clearskies_adapter.rs end to
@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use crate::stun;
 use crate::udp::{Shared, SharedUdp};
@@ -39,7 +38,6 @@ pub use librqbit_utp::UtpStream;
 
 pub type StunRx = mpsc::Receiver<(Vec<u8>, SocketAddr)>;
 
-const SYN_RETRY: Duration = Duration::from_millis(700);
 
 #[derive(Debug, Clone)]
 pub struct UtpEndpoint {
@@ -83,31 +81,19 @@ impl UtpEndpoint {
         self.utp.accept().await.map_err(|e| io::Error::other(format!("{e:#}")))
     }
 
+    /// The vendored librqbit-utp re-sends the SYN itself (every 700 ms, at most 14 times);
+    /// the caller's timeout bounds the wait, and dropping the future stops the re-sends.
     pub async fn connect(&self, to: SocketAddr, timeout: Duration) -> io::Result<UtpStream> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut attempts = JoinSet::new();
-        let mut last_err = None;
-        loop {
-            let utp = self.utp.clone();
-            attempts.spawn(async move { utp.connect(to).await });
-            let next = (tokio::time::Instant::now() + SYN_RETRY).min(deadline);
-            loop {
-                tokio::select! {
-                    r = attempts.join_next(), if !attempts.is_empty() => match r {
-                        Some(Ok(Ok(stream))) => return Ok(stream), // dropping the set aborts the rest
-                        Some(Ok(Err(e))) => last_err = Some(format!("{e:#}")),
-                        Some(Err(e)) => last_err = Some(format!("{e}")),
-                        None => {}
-                    },
-                    _ = tokio::time::sleep_until(next) => break,
-                }
+        match tokio::time::timeout(timeout, self.utp.connect(to)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e @ librqbit_utp::Error::ConnectTimedOut { .. })) => {
+                Err(io::Error::new(io::ErrorKind::TimedOut, format!("uTP connect to {to}: {e:#}")))
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("uTP connect to {to} timed out ({})", last_err.unwrap_or_default()),
-                ));
-            }
+            Ok(Err(e)) => Err(io::Error::other(format!("uTP connect to {to}: {e:#}"))),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("uTP connect to {to} timed out"),
+            )),
         }
     }
 }

@@ -5,9 +5,10 @@
 //! - `UtpEndpoint::bind(port)`: [::]:port dual-stack (0.0.0.0:port where IPv6 is off).
 //!   Returns the endpoint and the receiver of STUN datagrams.
 //! - `send_datagram`: send a STUN request/response/keep-alive from that same socket.
-//! - `connect(to, timeout)`: re-sends the SYN (a fresh attempt) every 700 ms until one
-//!   completes or the timeout passes: librqbit-utp sends one SYN per connect, and during hole
-//!   punching the first one is usually dropped by the peer's NAT.
+//! - `connect(to, timeout)`: librqbit-utp's connect within the timeout. The vendored crate
+//!   (vendor/librqbit-utp) re-sends the SYN every 700 ms (at most 14 times): during hole
+//!   punching the first one is usually dropped by the peer's NAT. (Upstream 0.7.0 sent one SYN;
+//!   this adapter used to start a new attempt every 700 ms instead.)
 //! - `accept()`. Streams are `librqbit_utp::UtpStream`: tokio AsyncRead + AsyncWrite + Send.
 //!
 //! Demux: a datagram is STUN (RFC 5389) if the top two bits of byte 0 are clear, bytes 4..8
@@ -26,12 +27,10 @@ use std::time::Duration;
 use librqbit_dualstack_sockets::PollSendToVectored;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 pub use librqbit_utp::UtpStream;
 
 const STUN_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
-const SYN_RETRY: Duration = Duration::from_millis(700);
 const STUN_QUEUE: usize = 64;
 
 pub fn is_stun(d: &[u8]) -> bool {
@@ -179,31 +178,19 @@ impl UtpEndpoint {
         self.utp.accept().await.map_err(|e| io::Error::other(format!("{e:#}")))
     }
 
+    /// The vendored librqbit-utp re-sends the SYN itself (every 700 ms, at most 14 times);
+    /// the caller's timeout bounds the wait, and dropping the future stops the re-sends.
     pub async fn connect(&self, to: SocketAddr, timeout: Duration) -> io::Result<UtpStream> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut attempts = JoinSet::new(); // dropped on return: the other attempts end
-        let mut last_err = String::new();
-        loop {
-            let utp = self.utp.clone();
-            attempts.spawn(async move { utp.connect(to).await });
-            let next = (tokio::time::Instant::now() + SYN_RETRY).min(deadline);
-            loop {
-                tokio::select! {
-                    r = attempts.join_next(), if !attempts.is_empty() => match r {
-                        Some(Ok(Ok(stream))) => return Ok(stream),
-                        Some(Ok(Err(e))) => last_err = format!("{e:#}"),
-                        Some(Err(e)) => last_err = e.to_string(),
-                        None => {}
-                    },
-                    _ = tokio::time::sleep_until(next) => break,
-                }
+        match tokio::time::timeout(timeout, self.utp.connect(to)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e @ librqbit_utp::Error::ConnectTimedOut { .. })) => {
+                Err(io::Error::new(io::ErrorKind::TimedOut, format!("uTP connect to {to}: {e:#}")))
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("uTP connect to {to} timed out {last_err}"),
-                ));
-            }
+            Ok(Err(e)) => Err(io::Error::other(format!("uTP connect to {to}: {e:#}"))),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("uTP connect to {to} timed out"),
+            )),
         }
     }
 }

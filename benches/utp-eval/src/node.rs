@@ -22,6 +22,7 @@ pub enum Stream {
 
 #[cfg(feature = "rqbit")]
 mod rq {
+    use std::time::Duration;
     /// librqbit-utp does not export its environment type; take it from the public alias.
     pub trait EnvOf {
         type E;
@@ -33,11 +34,22 @@ mod rq {
     pub type SharedSock = librqbit_utp::UtpSocket<crate::udp::Shared, Env>;
 
     /// Defaults, plus knobs from the environment for experiments:
+    /// RQ_CC=cubic|ledbat (vendored crate's default: ledbat), RQ_LEDBAT_TARGET_MS=<ms>,
     /// RQ_CC_TRACE=1, RQ_TX_INIT=<bytes>, RQ_RX=<bytes>, RQ_NO_NAGLE=1, RQ_MAX_VSOCKS=<n>.
     pub fn opts() -> librqbit_utp::SocketOpts {
         use std::num::NonZeroUsize;
         let env = |k: &str| std::env::var(k).ok();
         let mut o = librqbit_utp::SocketOpts::default();
+        match env("RQ_CC").as_deref() {
+            Some("cubic") => o.congestion.kind = librqbit_utp::CongestionControllerKind::Cubic,
+            Some("ledbat") | None => {
+                o.congestion.kind = librqbit_utp::CongestionControllerKind::Ledbat
+            }
+            Some(other) => panic!("RQ_CC={other}: cubic or ledbat"),
+        }
+        if let Some(ms) = env("RQ_LEDBAT_TARGET_MS").and_then(|v| v.parse().ok()) {
+            o.congestion.ledbat.target_delay = Duration::from_millis(ms);
+        }
         o.congestion.tracing = env("RQ_CC_TRACE").is_some();
         o.vsock_tx_bufsize_bytes_initial = env("RQ_TX_INIT").and_then(|v| v.parse().ok()).and_then(NonZeroUsize::new);
         o.vsock_rx_bufsize_bytes = env("RQ_RX").and_then(|v| v.parse().ok()).and_then(NonZeroUsize::new);

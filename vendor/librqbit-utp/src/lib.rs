@@ -1,3 +1,11 @@
+//! **Modified copy of librqbit-utp 0.7.0, vendored in ClearSkies.** ClearSkies added LEDBAT
+//! congestion control (RFC 6817 / BEP 29; now the default, CUBIC still selectable) because
+//! upstream ran CUBIC only and did not yield to TCP, and SYN retransmission in `connect`
+//! (bounded; `Error::ConnectTimedOut`) because upstream sent one SYN and hole punching loses the
+//! first. Also: `timestamp_difference_microseconds` measured at receipt (BEP 29), the SYN's
+//! timestamp in microseconds. Every difference is listed in README.md, "CHANGES"; the changes
+//! are Apache-2.0 like the rest of the crate.
+
 // RTT, RTO, congestion
 // Recent RFCs that we might try to implement exactly to make everyting super explicit
 // RFC 9293 https://datatracker.ietf.org/doc/html/rfc9293 (TCP) (2022, standard)
@@ -6,7 +14,7 @@
 //
 // rfc8985 (draft, 2021) - RACK algorithm
 
-// TODO: LEDBAT congestion control
+// ClearSkies: LEDBAT congestion control is in congestion/ledbat.rs (was: TODO).
 
 #[macro_use]
 mod macros;

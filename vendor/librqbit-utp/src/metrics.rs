@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 #[cfg(feature = "export-metrics")]
 macro_rules! create_metrics {
     (

@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 use std::{
     collections::{VecDeque, hash_map::Entry},
     io::IoSlice,
@@ -370,9 +372,11 @@ impl<T, E> AcceptQueue<T, E> {
 
     fn try_cache_syn(&mut self, syn: Syn) -> Option<Syn> {
         // ClearSkies: a re-sent SYN already waiting here is not cached twice.
-        if self.syns.iter().any(|s| {
-            s.remote == syn.remote && s.header.connection_id == syn.header.connection_id
-        }) {
+        if self
+            .syns
+            .iter()
+            .any(|s| s.remote == syn.remote && s.header.connection_id == syn.header.connection_id)
+        {
             trace!(remote=?syn.remote, "duplicate SYN already cached, dropping");
             return None;
         }
@@ -414,7 +418,9 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
 
         // ClearSkies: when the next SYN re-send (or connect timeout) is due, if any connect is
         // waiting for its SYN-ACK. The sleep is only created (and polled) in that case.
-        let syn_wait = self.next_syn_resend().map(|at| at.saturating_duration_since(self.env.now()));
+        let syn_wait = self
+            .next_syn_resend()
+            .map(|at| at.saturating_duration_since(self.env.now()));
 
         tokio::select! {
             _ = async {
@@ -574,7 +580,10 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
         if self.connecting.is_empty() {
             return None;
         }
-        self.connecting.values().filter_map(|c| c.next_resend()).min()
+        self.connecting
+            .values()
+            .filter_map(|c| c.next_resend())
+            .min()
     }
 
     /// ClearSkies: re-sends the SYNs that got no SYN-ACK within the interval; fails the
@@ -593,7 +602,11 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
                 if c.resends >= max_resends {
                     let c = slot.take().expect("checked above");
                     per_addr.len -= 1;
-                    debug!(?addr, syns = c.resends + 1, "connect: no SYN-ACK, giving up");
+                    debug!(
+                        ?addr,
+                        syns = c.resends + 1,
+                        "connect: no SYN-ACK, giving up"
+                    );
                     METRICS.syn_timeouts.increment(1);
                     let _ = c.requester.tx.send(Err(Error::ConnectTimedOut {
                         syns: c.resends + 1,
@@ -607,7 +620,11 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
                 if c.syn.serialize(&mut buf).is_err() {
                     continue;
                 }
-                debug!(?addr, resends = c.resends, "connect: no SYN-ACK yet, re-sending SYN");
+                debug!(
+                    ?addr,
+                    resends = c.resends,
+                    "connect: no SYN-ACK yet, re-sending SYN"
+                );
                 METRICS.syn_retransmissions.increment(1);
                 if let Err(e) = socket.transport.send_to(&buf, *addr).await {
                     // Transient (e.g. no route yet): the next re-send or the timeout decides.
@@ -730,6 +747,15 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
     }
 
     async fn on_syn(&mut self, remote: SocketAddr, msg: UtpMessage) -> crate::Result<()> {
+        // ClearSkies: a re-sent SYN for a connection we already have is dropped here, before it
+        // can wait in the accept queue and outlive that connection.
+        if self
+            .streams
+            .contains_key(&(remote, msg.header.connection_id + 1))
+        {
+            trace!(?remote, "SYN for an existing stream (re-sent), ignoring");
+            return Ok(());
+        }
         let mut syn = Syn {
             remote,
             header: msg.header,

@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 #[cfg(test)]
 mod tests;
 
@@ -634,11 +636,12 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
             // The window counts as fully used if sending stopped because the next segment did
             // not fit: segment sizes vary (MTU probing), so less than one may be left over.
             let flight = flight.saturating_add(sent_bytes);
-            self.congestion_controller.set_flight_size(if window_limited {
-                flight.saturating_add(remaining_cwnd)
-            } else {
-                flight
-            });
+            self.congestion_controller
+                .set_flight_size(if window_limited {
+                    flight.saturating_add(remaining_cwnd)
+                } else {
+                    flight
+                });
         }
 
         if let Some((seq_nr, size)) = message_too_long {

@@ -1,3 +1,5 @@
+// ClearSkies addition to librqbit-utp 0.7.0 (Apache-2.0, as the crate); see README.md.
+
 //! ClearSkies: tests of SYN retransmission in `connect` (see README, CHANGES). Sockets talk
 //! through the mock interface, which can lose datagrams; time is tokio's paused clock (the
 //! environment follows it), so the 700 ms intervals take no real time.
@@ -43,7 +45,12 @@ fn is_type(datagram: &[u8], t: Type) -> bool {
 
 /// Counts the SYNs `from` sends, losing the first `lose` of them and, if `lose_all_from`,
 /// every datagram `from` sends.
-fn lossy(iface: &MockInterface, from: SocketAddr, lose: usize, lose_all_from: bool) -> Arc<AtomicUsize> {
+fn lossy(
+    iface: &MockInterface,
+    from: SocketAddr,
+    lose: usize,
+    lose_all_from: bool,
+) -> Arc<AtomicUsize> {
     let syns = Arc::new(AtomicUsize::new(0));
     let counter = syns.clone();
     iface.set_drop_filter(move |src, _to, d| {
@@ -61,7 +68,9 @@ fn lossy(iface: &MockInterface, from: SocketAddr, lose: usize, lose_all_from: bo
     syns
 }
 
-async fn echo_server(server: Arc<crate::UtpSocket<crate::test_util::transport::MockUtpTransport, TokioClock>>) {
+async fn echo_server(
+    server: Arc<crate::UtpSocket<crate::test_util::transport::MockUtpTransport, TokioClock>>,
+) {
     while let Ok(mut s) = server.accept().await {
         tokio::spawn(async move {
             let mut b = [0u8; 4];
@@ -172,7 +181,10 @@ async fn test_syn_resends_default_bound() {
     );
     // 15 SYNs, 700 ms apart, then one more interval: 10.5 s.
     let expected = DEFAULT_SYN_RETRANSMIT_INTERVAL * expected_syns as u32;
-    assert!(took >= expected && took < expected + Duration::from_millis(50), "{took:?}");
+    assert!(
+        took >= expected && took < expected + Duration::from_millis(50),
+        "{took:?}"
+    );
     assert_eq!(syns.load(Ordering::SeqCst), expected_syns);
 }
 
@@ -207,4 +219,42 @@ async fn test_resent_syns_while_cached_give_one_connection() {
     let _stream = connect.await.unwrap().unwrap();
     let second = tokio::time::timeout(Duration::from_secs(5), server.accept()).await;
     assert!(second.is_err(), "a re-sent SYN made a second connection");
+}
+
+#[tokio::test(start_paused = true)]
+async fn test_resent_syn_for_existing_connection_is_not_queued() {
+    // The server's first four SYN-ACKs are lost (it re-sends them every 200 ms), so the client
+    // re-sends its SYN at 700 ms, when the server already has the connection and nobody is
+    // accepting. That SYN must not wait in the accept queue and come out later as a second
+    // connection, after the first one is gone.
+    let iface = MockInterface::new();
+    let lost_synacks = Arc::new(AtomicUsize::new(0));
+    let syns = Arc::new(AtomicUsize::new(0));
+    {
+        let (lost_synacks, syns) = (lost_synacks.clone(), syns.clone());
+        iface.set_drop_filter(move |from, _to, d| {
+            if from == ADDR_1 && is_type(d, Type::ST_SYN) {
+                syns.fetch_add(1, Ordering::SeqCst);
+            }
+            from == ADDR_2
+                && is_type(d, Type::ST_STATE)
+                && lost_synacks.fetch_add(1, Ordering::SeqCst) < 4
+        });
+    }
+    let client = iface.create_socket_with_env(ADDR_1, TokioClock, SocketOpts::default());
+    let server = iface.create_socket_with_env(ADDR_2, TokioClock, SocketOpts::default());
+    let accepted = tokio::spawn({
+        let server = server.clone();
+        async move { server.accept().await }
+    });
+    tokio::task::yield_now().await;
+    let stream = client.connect(ADDR_2).await.unwrap();
+    assert_eq!(syns.load(Ordering::SeqCst), 2, "the SYN was re-sent once");
+    let accepted = accepted.await.unwrap().unwrap();
+    drop(stream);
+    drop(accepted);
+    // Both ends are gone after the inactivity timeout at the latest.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let again = tokio::time::timeout(Duration::from_secs(5), server.accept()).await;
+    assert!(again.is_err(), "a stale re-sent SYN became a connection");
 }

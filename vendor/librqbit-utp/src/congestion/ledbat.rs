@@ -1,3 +1,5 @@
+// ClearSkies addition to librqbit-utp 0.7.0 (Apache-2.0, as the crate); see README.md.
+
 //! LEDBAT, "Low Extra Delay Background Transport" (RFC 6817), the congestion controller that
 //! BEP 29 specifies for uTP. Added by ClearSkies to the vendored librqbit-utp 0.7.0 (upstream
 //! had "TODO: LEDBAT" and ran CUBIC only); see the CHANGES section of the crate's README.
@@ -27,7 +29,7 @@
 //! ssthresh = cwnd. Loss sets ssthresh = cwnd/2 as in TCP.
 //!
 //! The peer controls every header field, so nothing it sends can panic this code or push the
-//! window out of `[MIN_CWND * MSS, MAX_CWND_BYTES]`: timestamps are compared with wrapping
+//! congestion window out of `[MIN_CWND * MSS, MAX_CWND_BYTES]`: timestamps are compared with wrapping
 //! arithmetic (the u32 microsecond clocks wrap every ~71.6 minutes); a sample more than
 //! MAX_DELAY_SAMPLE (10 s) away from the base delay is ignored; if every sample is out of range
 //! for a while (the peer's clock jumped) the history restarts; all state is fixed-size (no
@@ -328,7 +330,12 @@ impl CongestionController for Ledbat {
         self.ssthresh = (new_sshthresh as f64).clamp(self.min_cwnd(), MAX_CWND_BYTES);
     }
 
-    fn on_delay_sample(&mut self, now: Instant, timestamp_difference_us: u32, rtt: Option<Duration>) {
+    fn on_delay_sample(
+        &mut self,
+        now: Instant,
+        timestamp_difference_us: u32,
+        rtt: Option<Duration>,
+    ) {
         self.pending_rtt_us = rtt.map(duration_us);
         // 0 means "no measurement" (the peer has not received anything from us yet): libutp's
         // convention. A real difference of exactly 0 is lost once in 2^32: harmless.
@@ -373,7 +380,10 @@ impl CongestionController for Ledbat {
                 // Slow start may double what was in flight: +1 byte per byte ACKed since the
                 // last transmission.
                 let acked_since_send = (self.acked_since_send as f64).min(MAX_CWND_BYTES);
-                (old + acked, acked_since_send.max(ALLOWED_INCREASE_MSS * mss))
+                (
+                    old + acked,
+                    acked_since_send.max(ALLOWED_INCREASE_MSS * mss),
+                )
             } else {
                 if slow_start {
                     // The queue is building: congestion avoidance from here on.
@@ -585,7 +595,11 @@ mod tests {
         assert_eq!(l.sshthresh(), 20 * MSS);
         l.on_retransmission_timeout(now);
         assert_eq!(l.cwnd, MSS as f64, "RFC 6817: 1 MSS after a timeout");
-        assert_eq!(l.window(), 2 * MSS, "but the window never goes below 2 packets");
+        assert_eq!(
+            l.window(),
+            2 * MSS,
+            "but the window never goes below 2 packets"
+        );
         assert_eq!(l.sshthresh(), 10 * MSS);
         // The next ACK: slow start from 1 MSS, floored at 2.
         ack(&mut l, now, 100, 10, Duration::from_millis(50));
@@ -710,7 +724,10 @@ mod tests {
             }
         }
         let (n, after) = accepted_after.expect("history never restarted");
-        assert!(n >= RESET_AFTER_SAMPLES && after >= RESET_AFTER, "{n} {after:?}");
+        assert!(
+            n >= RESET_AFTER_SAMPLES && after >= RESET_AFTER,
+            "{n} {after:?}"
+        );
         assert_eq!(h.base_delay(), Some(jump + n));
         let _ = t;
     }
@@ -737,7 +754,13 @@ mod tests {
     fn test_hostile_values_never_panic_nor_escape_bounds() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let t0 = Instant::now();
-        let edges = [0, 1, u64::from(u32::MAX), u64::MAX, u64::from(i32::MAX as u32) + 1];
+        let edges = [
+            0,
+            1,
+            u64::from(u32::MAX),
+            u64::MAX,
+            u64::from(i32::MAX as u32) + 1,
+        ];
         for opts in [
             LedbatOpts::default(),
             LedbatOpts {

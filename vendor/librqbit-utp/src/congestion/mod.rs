@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 pub mod cubic;
 pub mod ledbat;
 pub mod tracing;
@@ -36,7 +38,12 @@ pub trait CongestionController: Send + Sync + core::fmt::Debug {
     /// with its `timestamp_difference_microseconds` (BEP 29: the peer's clock when it received
     /// our last packet minus that packet's timestamp; 0 = none) and the RTT measured from the
     /// segments it acknowledged, if any. Peer-controlled: must accept any value.
-    fn on_delay_sample(&mut self, now: Instant, timestamp_difference_us: u32, rtt: Option<Duration>) {
+    fn on_delay_sample(
+        &mut self,
+        now: Instant,
+        timestamp_difference_us: u32,
+        rtt: Option<Duration>,
+    ) {
     }
 
     /// Bytes in flight after the last transmission, i.e. before the ACKs about to be processed

@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 use std::time::{Duration, Instant};
 
 use crate::{constants::CONGESTION_TRACING_LOG_LEVEL, rtte::RttEstimator};
@@ -91,8 +93,14 @@ where
         );
     }
 
-    fn on_delay_sample(&mut self, now: Instant, timestamp_difference_us: u32, rtt: Option<Duration>) {
-        self.inner.on_delay_sample(now, timestamp_difference_us, rtt);
+    fn on_delay_sample(
+        &mut self,
+        now: Instant,
+        timestamp_difference_us: u32,
+        rtt: Option<Duration>,
+    ) {
+        self.inner
+            .on_delay_sample(now, timestamp_difference_us, rtt);
     }
 
     fn set_flight_size(&mut self, flight_size: usize) {

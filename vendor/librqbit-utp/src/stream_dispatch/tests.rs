@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 mod basics;
 mod congestion;
 mod delayed_ack;

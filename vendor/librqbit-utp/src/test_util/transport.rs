@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 use std::{
     collections::HashMap,
     future::{Future, poll_fn},
@@ -37,7 +39,10 @@ impl MockInterface {
 
     /// Datagrams for which `f(from, to, datagram)` is true are lost (before routing, so this
     /// also sees datagrams to addresses where no socket exists).
-    pub fn set_drop_filter(&self, f: impl Fn(SocketAddr, SocketAddr, &[u8]) -> bool + Send + Sync + 'static) {
+    pub fn set_drop_filter(
+        &self,
+        f: impl Fn(SocketAddr, SocketAddr, &[u8]) -> bool + Send + Sync + 'static,
+    ) {
         *self.drop_filter.lock() = Some(Box::new(f));
     }
 

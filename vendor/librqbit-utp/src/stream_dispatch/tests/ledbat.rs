@@ -1,3 +1,5 @@
+// ClearSkies addition to librqbit-utp 0.7.0 (Apache-2.0, as the crate); see README.md.
+
 //! ClearSkies: LEDBAT wired into the connection (see README, CHANGES).
 
 use std::time::Duration;
@@ -122,7 +124,10 @@ async fn test_ledbat_backs_off_on_queuing_delay_cubic_does_not() {
     );
 
     let (peak, after) = grow_then_delay(CongestionControllerKind::Cubic).await;
-    assert!(after >= peak, "CUBIC ignores delay: peak={peak} after={after}");
+    assert!(
+        after >= peak,
+        "CUBIC ignores delay: peak={peak} after={after}"
+    );
 }
 
 #[tokio::test]

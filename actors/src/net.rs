@@ -54,14 +54,39 @@ where
 /// where the system has no IPv6 at all (a kernel or container without it) that falls back to
 /// `0.0.0.0` at the same port, logged. A busy port is an error either way.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    match bind_tcp_exact(addr) {
+    bind_dual(addr, bind_tcp_exact)
+}
+
+/// Binds a UDP socket on `addr` (non-blocking), dual-stack and falling back as
+/// [`bind_tcp`] does: the peer port's UDP side.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    bind_dual(addr, |addr| {
+        let socket = dual_stack_socket(addr, socket2::Type::DGRAM)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        Ok(socket.into())
+    })
+}
+
+/// `bind(addr)`, and for `[::]` on a system without IPv6, `bind(0.0.0.0)` at the same port.
+fn bind_dual<T>(addr: SocketAddr, bind: impl Fn(SocketAddr) -> io::Result<T>) -> io::Result<T> {
+    match bind(addr) {
         Err(e) if is_dual_stack(addr) && e.kind() != io::ErrorKind::AddrInUse => {
             let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
-            warn!(error = %e, fallback = %v4, "cannot listen on IPv6; listening on IPv4 only");
-            bind_tcp_exact(v4)
+            warn!(error = %e, fallback = %v4, "cannot use IPv6; IPv4 only");
+            bind(v4)
         }
         other => other,
     }
+}
+
+/// A socket of `kind` for `addr`'s family; for `[::]`, one that takes IPv4 too.
+fn dual_stack_socket(addr: SocketAddr, kind: socket2::Type) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), kind, None)?;
+    if is_dual_stack(addr) {
+        socket.set_only_v6(false)?;
+    }
+    Ok(socket)
 }
 
 /// Whether `addr` is `[::]`, which [`bind_tcp`] makes dual-stack.
@@ -83,11 +108,7 @@ pub fn source_of(ip: IpAddr) -> IpAddr {
 }
 
 fn bind_tcp_exact(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    if is_dual_stack(addr) {
-        socket.set_only_v6(false)?;
-    }
+    let socket = dual_stack_socket(addr, socket2::Type::STREAM)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;

@@ -175,7 +175,7 @@ impl Actor for Reach {
         let remap = Arc::new(tokio::sync::Notify::new());
         let shared = Shared { listen, status: self.status.clone(), learned: self.learned.clone(), remap };
         let mut listening = vec![PeerAddr::tcp(listen).to_string()];
-        let port = match udp::bind(listen).and_then(tokio::net::UdpSocket::from_std) {
+        let port = match crate::net::bind_udp(listen).and_then(tokio::net::UdpSocket::from_std) {
             Ok(socket) => {
                 if let Ok(at) = socket.local_addr() {
                     listening.push(format!("udp:{at}"));

@@ -169,7 +169,7 @@ mod tests {
     }
 
     fn bind(at: SocketAddr) -> tokio::net::UdpSocket {
-        tokio::net::UdpSocket::from_std(super::super::udp::bind(at).unwrap()).unwrap()
+        tokio::net::UdpSocket::from_std(crate::net::bind_udp(at).unwrap()).unwrap()
     }
 
     #[tokio::test]

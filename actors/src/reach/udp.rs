@@ -30,27 +30,6 @@ pub struct UdpPort {
     pub ignored: Arc<AtomicU64>,
 }
 
-/// Binds UDP at `addr`: `[::]` dual-stack (falling back to `0.0.0.0` where the system has no
-/// IPv6), as [`crate::net::bind_tcp`] does for TCP.
-pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Socket, Type};
-    let exact = |addr: SocketAddr| -> io::Result<std::net::UdpSocket> {
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
-        if crate::net::is_dual_stack(addr) {
-            socket.set_only_v6(false)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        Ok(socket.into())
-    };
-    match exact(addr) {
-        Err(e) if crate::net::is_dual_stack(addr) && e.kind() != io::ErrorKind::AddrInUse => {
-            exact(SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port())))
-        }
-        other => other,
-    }
-}
-
 impl UdpPort {
     /// Serves `socket`: call [`UdpPort::receive`] in a task of its own.
     pub fn new(socket: UdpSocket) -> Self {

@@ -243,6 +243,13 @@ pub fn binding_request(transaction_id: TransactionId, software: Option<&str>) ->
     w.finish()
 }
 
+/// A Binding indication (RFC 8489 §3.1): a message that asks nothing and is answered by
+/// no one, as ICE uses it to keep a NAT's mapping open. Sent towards a peer, it opens our
+/// NAT for the peer's packets (a hole punch) and means nothing to whatever reads it there.
+pub fn binding_indication(transaction_id: TransactionId) -> Vec<u8> {
+    Writer::new(Header { class: Class::Indication, method: BINDING, transaction_id }).finish()
+}
+
 /// A Binding request as a server sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingRequest {

@@ -54,6 +54,7 @@ struct Attach {
     seek: Duration,
     /// Selective sync for the joined share.
     selection: clearskies_index::filter::Selection,
+    dialer: transport::Dialer,
 }
 
 /// How one address worked out.
@@ -70,7 +71,8 @@ impl Attach {
         let deadline = tokio::time::Instant::now() + self.seek;
         let mut last_error = None;
         loop {
-            let candidates = transport::candidates(self.candidates(deadline, &mut last_error).await?);
+            let found = self.candidates(deadline, &mut last_error).await?;
+            let candidates = self.dialer.candidates(found);
             match self.try_addresses(candidates).await? {
                 Tried::Joined(id) => {
                     let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
@@ -93,7 +95,7 @@ impl Attach {
         last_error: &mut Option<CommandError>,
     ) -> Result<Vec<PeerAddr>, CommandError> {
         match (&self.peer, self.found.as_mut()) {
-            (Some(peer), _) => transport::resolve(peer).await.map_err(|e| {
+            (Some(peer), _) => self.dialer.resolve(peer).await.map_err(|e| {
                 CommandError::new(ErrorCode::BadPeer, format!("cannot resolve {peer:?} (use HOST:PORT): {e}"))
             }),
             (None, Some(rx)) => match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -125,7 +127,7 @@ impl Attach {
     async fn try_addresses(&self, mut addrs: Vec<PeerAddr>) -> Result<Tried, CommandError> {
         let mut refused = None;
         let ch = loop {
-            let (stream, addr) = match transport::connect_first(&addrs).await {
+            let (stream, addr) = match self.dialer.connect_first(&addrs).await {
                 Ok(connected) => connected,
                 Err(e) => {
                     return match refused {
@@ -235,7 +237,18 @@ impl Connections {
         };
         let seek = timeout.map_or(SEEK_TIMEOUT, |s| Duration::from_secs(s.clamp(1, 600)));
         let targets = self.peer_targets(ctx);
-        let attach = Attach { creds, path, peer, peer_id: PeerId(peer_id), tls, targets, found, seek, selection };
+        let attach = Attach {
+            creds,
+            path,
+            peer,
+            peer_id: PeerId(peer_id),
+            tls,
+            targets,
+            found,
+            seek,
+            selection,
+            dialer: self.dialer.clone(),
+        };
         Ok(Box::pin(attach.run().into_actor(self).map(move |res, act, _| {
             if let Some(id) = seek_id {
                 act.seeking.remove(&id);

@@ -64,6 +64,7 @@ pub(super) struct ShareKeyDial {
     keys: Vec<(Sha256Hash, SecretKey, AccessLevel)>,
     /// Our peer ID in the share.
     pub(super) me: PeerId,
+    dialer: transport::Dialer,
 }
 
 impl ShareKeyDial {
@@ -79,7 +80,7 @@ impl ShareKeyDial {
         let (mut refused, mut last) = (None, None);
         let mut candidates = addrs.to_vec();
         while !candidates.is_empty() {
-            let (stream, addr) = match transport::connect_first(&candidates).await {
+            let (stream, addr) = match self.dialer.connect_first(&candidates).await {
                 Ok(connected) => connected,
                 Err(e) => {
                     last = Some(e);
@@ -112,7 +113,7 @@ impl ShareKeyDial {
         for (id, key, level) in &self.keys {
             let s = match stream.take() {
                 Some(s) => s,
-                None => transport::connect(addr).await.map_err(DialError::Unreachable)?,
+                None => self.dialer.connect(addr).await.map_err(DialError::Unreachable)?,
             };
             match channel::connect(s, &self.tls, *id, &hex::encode(key.as_bytes())).await {
                 Ok(ch) => return Ok((ch, *level)),
@@ -137,7 +138,7 @@ impl Connections {
             let untrusted = material.keys.key_ids().into_iter().filter(|(_, _, l)| *l == AccessLevel::Untrusted);
             keys.extend(untrusted);
         }
-        Some(ShareKeyDial { tls, keys, me: config.peer_id })
+        Some(ShareKeyDial { tls, keys, me: config.peer_id, dialer: self.dialer.clone() })
     }
 
     /// Dials a remembered peer of `share` with the share key, after `delay`; on failure
@@ -152,7 +153,7 @@ impl Connections {
             let targets = act.peer_targets(ctx);
             let (target, dialled) = (addr.clone(), addr.clone());
             let attempt = async move {
-                let addrs = transport::resolve(&target).await.map_err(DialError::Unreachable)?;
+                let addrs = key.dialer.resolve(&target).await.map_err(DialError::Unreachable)?;
                 let (ch, level, sock) = key.connect(&addrs).await?;
                 let purpose = Purpose::Rejoin { share, dialled, level };
                 Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, sock.addr, targets).spawn();
@@ -184,7 +185,7 @@ impl Connections {
         ctx: &mut Context<Self>,
     ) {
         let Some(key) = self.share_key(share) else { return };
-        let addrs = transport::candidates(addrs);
+        let addrs = self.dialer.candidates(addrs);
         if addrs.is_empty()
             || self.peers_dialing.len() >= MAX_FOUND_PER_NEWS
             || !self.peers_dialing.insert((share, peer))
@@ -220,7 +221,8 @@ impl Connections {
         let unspecified = std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
         let mut ips = crate::discovery::addresses::interface_ips(unspecified);
         ips.extend([std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)]);
-        ips.into_iter().map(|ip| PeerAddr::tcp(std::net::SocketAddr::new(ip, port))).collect()
+        let at = |ip| std::net::SocketAddr::new(ip, port);
+        ips.into_iter().flat_map(|ip| [PeerAddr::tcp(at(ip)), PeerAddr::utp(at(ip))]).collect()
     }
 }
 
@@ -237,6 +239,15 @@ impl Handler<Discovered> for Connections {
             }
             return;
         }
+        // Someone looking for a peer with one of our live codes (an attach): it dials us
+        // now, which behind NATs on both sides only gets through if we punch a hole for it.
+        if let Some((share, _)) = self.codes.get(&msg.id) {
+            let me = self.table.borrow().get(share).map(|r| r.config.peer_id);
+            for (_, addrs) in msg.peers.iter().filter(|(p, _)| Some(**p) != me).take(MAX_FOUND_PER_NEWS) {
+                self.dialer.punch(addrs);
+            }
+            return;
+        }
         let Some((share, me, removed)) =
             self.table.borrow().get(&msg.id).map(|r| (r.config.id, r.config.peer_id, r.config.removed_peers.clone()))
         else {
@@ -248,7 +259,7 @@ impl Handler<Discovered> for Connections {
         }
         let own = self.own_addresses();
         for (peer, addrs) in msg.peers.into_iter().take(MAX_FOUND_PER_NEWS) {
-            let addrs = transport::candidates(addrs.into_iter().filter(|a| !own.contains(a)));
+            let addrs = self.dialer.candidates(addrs.into_iter().filter(|a| !own.contains(a)));
             // Never ourselves; never a peer we already have a session with, or removed.
             if peer == me || self.peers.contains_key(&(share, peer)) || removed.contains(&peer) {
                 continue;
@@ -258,6 +269,11 @@ impl Handler<Discovered> for Connections {
             }
             if addrs.is_empty() {
                 continue;
+            }
+            // The lower peer ID dials at once: the other side opens its NAT for that dial
+            // now rather than dial too.
+            if discovered_dial_wait(me, peer) > Duration::ZERO {
+                self.dialer.punch(&addrs);
             }
             ctx.run_later(discovered_dial_wait(me, peer), move |act, ctx| {
                 if !act.peers.contains_key(&(share, peer)) && act.table.borrow().contains(&share) {

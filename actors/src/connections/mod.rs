@@ -25,7 +25,7 @@ use std::time::Duration;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, ResponseFuture};
 use clearskies_protocol::address::PeerAddr;
 use clearskies_protocol::{PeerId, Sha256Hash};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use self::messages::{
     AuthRefused, CodeIds, CountPeers, PeerCrashed, SessionFault, ShareStarted, ShareStopped, UseDiscovery,
@@ -121,6 +121,8 @@ pub struct Connections {
     sessions: BTreeMap<u64, Session>,
     /// Shares whose known peers refused our key at the last dial (until a session is ready).
     auth_refused: BTreeSet<Sha256Hash>,
+    /// Dials TCP, and uTP when the daemon has its UDP peer port.
+    dialer: crate::transport::Dialer,
 }
 
 impl Connections {
@@ -162,7 +164,14 @@ impl Connections {
             own_port,
             sessions: BTreeMap::new(),
             auth_refused: BTreeSet::new(),
+            dialer: crate::transport::Dialer::default(),
         }
+    }
+
+    /// Dials with `dialer` (uTP too, if it has a socket), rather than TCP only.
+    pub fn with_dialer(mut self, dialer: crate::transport::Dialer) -> Self {
+        self.dialer = dialer;
+        self
     }
 
     /// What the peer actors started here report to.
@@ -337,6 +346,10 @@ impl Handler<PeerConnected> for Connections {
             warn!(share = %msg.share, peer = %msg.peer, addr = %msg.addr, "a removed peer connected; refusing it");
             return Box::pin(async { None });
         }
+        if !self.keep_cross_dialled(&msg) {
+            msg.out.do_send(PeerOut::Close(DUPLICATE.into()));
+            return Box::pin(async { None });
+        }
         self.peers.insert((msg.share, msg.peer), msg.addr);
         let since = std::time::Instant::now();
         let session = Session {
@@ -395,14 +408,47 @@ impl Handler<PeerConnected> for Connections {
     }
 }
 
+/// Why the second of two sessions with one peer is closed.
+const DUPLICATE: &str = "a second session with this peer (both sides dialled at once); the other one is kept";
+
+impl Connections {
+    /// Both sides may dial each other at once (a hole punch needs that, and a restart or
+    /// news can cause it): of two sessions with one peer in one share dialled from opposite
+    /// sides, both keep the one the lower peer ID dialled. Whether `new` is kept (else the
+    /// older one was, and `new` is to be closed); an older one that loses is closed here.
+    fn keep_cross_dialled(&mut self, new: &PeerConnected) -> bool {
+        let Some(me) = self.table.borrow().get(&new.share).map(|r| r.config.peer_id) else { return true };
+        let we_dialled = |redial: &Redial| *redial != Redial::ByPeer;
+        let ours_wins = me < new.peer;
+        let other = self.sessions.iter().find(|(_, s)| {
+            s.share == new.share && s.peer == new.peer && we_dialled(&s.redial) != we_dialled(&new.redial)
+        });
+        let Some((&conn, old)) = other else { return true };
+        if we_dialled(&new.redial) != ours_wins {
+            return false;
+        }
+        info!(share = %new.share, peer = %new.peer, kept = %new.addr, closed = %old.addr, "both sides dialled: one session kept");
+        old.out.do_send(PeerOut::Close(DUPLICATE.into()));
+        self.sessions.remove(&conn);
+        true
+    }
+
+    /// Whether a session with `peer` in `share` is up.
+    fn has_session(&self, share: Sha256Hash, peer: PeerId) -> bool {
+        self.sessions.values().any(|s| s.share == share && s.peer == peer)
+    }
+}
+
 impl Handler<PeerDisconnected> for Connections {
     type Result = ();
 
     fn handle(&mut self, msg: PeerDisconnected, ctx: &mut Context<Self>) {
         let lasted = self.sessions.remove(&msg.conn).map(|s| s.since.elapsed());
         let Some(share) = msg.share else { return };
+        // (A cross-dialled session closed for the other one: nothing is lost.)
+        let replaced = msg.peer.is_some_and(|p| self.has_session(share, p));
         if let Some(peer) = msg.peer {
-            if self.peers.get(&(share, peer)) == Some(&msg.addr) {
+            if self.peers.get(&(share, peer)) == Some(&msg.addr) && !replaced {
                 self.peers.remove(&(share, peer));
             }
             if let Some(s) = self.seen.get_mut(&(share, peer)) {
@@ -414,7 +460,7 @@ impl Handler<PeerDisconnected> for Connections {
         let removed = |t: &crate::shares::table::ShareTable| {
             msg.peer.is_some_and(|p| t.get(&share).is_some_and(|r| r.config.removed_peers.contains(&p)))
         };
-        if let Some(addr) = msg.dialled {
+        if let Some(addr) = msg.dialled.filter(|_| !replaced) {
             let table = self.table.borrow();
             if table.contains(&share) && !removed(&table) {
                 drop(table);

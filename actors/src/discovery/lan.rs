@@ -234,7 +234,9 @@ pub async fn run(
                 if let (Some(me), true) = (ours, verdict.answer) {
                     send_all(&sock, target, &[(b.id, me)].into(), listen_port).await;
                 }
-                let found = TrackerNews { id: b.id, peers: [(b.peer, vec![PeerAddr::tcp(addr)])].into() };
+                // The broadcast names one port: TCP there, and uTP on its UDP side (tried
+                // second, after the happy-eyeballs head start).
+                let found = TrackerNews { id: b.id, peers: [(b.peer, vec![PeerAddr::tcp(addr), PeerAddr::utp(addr)])].into() };
                 if news.send((found, "lan")).await.is_err() {
                     return;
                 }

@@ -39,6 +39,8 @@ pub struct Listener {
     secret: [u8; 32],
     targets: ListenerTargets,
     throttle: Arc<throttle::AuthThrottle>,
+    /// uTP on the peer port's UDP socket, accepted too.
+    utp: Option<Arc<crate::transport::utp::UtpSocket>>,
 }
 
 impl Listener {
@@ -51,7 +53,13 @@ impl Listener {
         targets: ListenerTargets,
         throttle: Arc<throttle::AuthThrottle>,
     ) -> Self {
-        Listener { listener: Some(listener), tls, secret, targets, throttle }
+        Listener { listener: Some(listener), tls, secret, targets, throttle, utp: None }
+    }
+
+    /// Accepts uTP connections on `utp` too (through the same limits and handshake).
+    pub fn with_utp(mut self, utp: Option<Arc<crate::transport::utp::UtpSocket>>) -> Self {
+        self.utp = utp;
+        self
     }
 }
 
@@ -186,7 +194,28 @@ impl Actor for Listener {
             targets: self.targets.clone(),
             throttle: self.throttle.clone(),
         };
+        if let Some(utp) = self.utp.clone() {
+            ctx.spawn(accept_utp(utp, slots.clone(), handshakes.clone()).into_actor(self));
+        }
         ctx.spawn(accept(listener, slots, handshakes).into_actor(self));
+    }
+}
+
+/// Accepts uTP connections for ever, as [`accept`] does TCP ones (the socket's own limit,
+/// [`crate::transport::utp::MAX_CONNECTIONS`], caps them before that).
+async fn accept_utp(utp: Arc<crate::transport::utp::UtpSocket>, slots: Arc<Mutex<Slots>>, handshakes: Handshakes) {
+    loop {
+        let stream = match utp.accept().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Only when the socket is shut down (the worker stops).
+                warn!(error = %e, "uTP: no longer accepting");
+                return;
+            }
+        };
+        let addr = clearskies_protocol::address::canonical(stream.remote_addr());
+        let Some((slot, displaced)) = take_slot(&slots, crate::net::source_of(addr.ip())) else { continue };
+        actix_rt::spawn(handshakes.clone().run(stream.into(), addr, slot, displaced));
     }
 }
 

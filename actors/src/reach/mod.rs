@@ -6,7 +6,6 @@
 
 pub mod natpmp;
 pub mod stun;
-pub mod udp;
 pub mod upnp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,15 +20,18 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use self::stun::NatKind;
+use crate::transport::udp::UdpPort;
 
 /// The first wait after port mapping failed; doubles up to [`MAX_MAPPING_RETRY`].
 const FIRST_MAPPING_RETRY: Duration = Duration::from_secs(60);
 /// The longest wait between port mapping attempts.
 const MAX_MAPPING_RETRY: Duration = Duration::from_secs(30 * 60);
-/// How often STUN is asked again, to notice a new public address. (uTP will need the NAT's
-/// UDP mapping of the peer port kept open, every 25 s or so, as core.md says; until then
-/// nothing uses it, and public servers are not asked more than this.)
+/// How often STUN is asked again in full (two servers), to notice a new public address.
 const STUN_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// Behind a cone NAT, how often the server that answered is asked once more in between, so
+/// that the NAT keeps the UDP mapping peers punch through (core.md: "periodically when
+/// idle"; NATs forget idle UDP mappings after 30 s to a few minutes).
+const STUN_KEEPALIVE: Duration = Duration::from_secs(25);
 /// How long STUN waits after every server failed before trying again.
 const STUN_RETRY: Duration = Duration::from_secs(5 * 60);
 /// The lease asked for (NAT-PMP's recommended two hours); renewed at half.
@@ -152,18 +154,22 @@ pub struct Reach {
     status: Arc<watch::Sender<ReachStatus>>,
     learned: Arc<watch::Sender<Vec<PeerAddr>>>,
     leases: Leases,
+    /// The peer port's UDP socket (STUN is sent from it), if it could be opened.
+    udp: Option<UdpPort>,
 }
 
 impl Reach {
     /// Reach with `settings`, publishing its status to `status` and the addresses it learns
-    /// to `learned` (both kept by the supervisor across restarts of this actor).
+    /// to `learned` (both kept by the supervisor across restarts of this actor), sending
+    /// STUN from `udp`.
     pub fn new(
         settings: ReachSettings,
         status: Arc<watch::Sender<ReachStatus>>,
         learned: Arc<watch::Sender<Vec<PeerAddr>>>,
         leases: Leases,
+        udp: Option<UdpPort>,
     ) -> Self {
-        Reach { settings, status, learned, leases }
+        Reach { settings, status, learned, leases, udp }
     }
 }
 
@@ -175,20 +181,10 @@ impl Actor for Reach {
         let remap = Arc::new(tokio::sync::Notify::new());
         let shared = Shared { listen, status: self.status.clone(), learned: self.learned.clone(), remap };
         let mut listening = vec![PeerAddr::tcp(listen).to_string()];
-        let port = match crate::net::bind_udp(listen).and_then(tokio::net::UdpSocket::from_std) {
-            Ok(socket) => {
-                if let Ok(at) = socket.local_addr() {
-                    listening.push(format!("udp:{at}"));
-                }
-                let port = udp::UdpPort::new(socket);
-                ctx.spawn(port.clone().receive().into_actor(self));
-                Some(port)
-            }
-            Err(e) => {
-                warn!(port = listen.port(), error = %e, "cannot open the peer port for UDP: no STUN");
-                None
-            }
-        };
+        let port = self.udp.clone();
+        if let Some(port) = &port {
+            listening.push(format!("udp:{}", port.local_addr()));
+        }
         shared.update(|s| {
             s.listening = listening;
             let state = if self.settings.port_mapping { "trying" } else { "off" };
@@ -236,13 +232,20 @@ impl Shared {
 }
 
 /// The addresses the status implies we are reached at: the mapped TCP port, if the router's
-/// external address is public (behind a second NAT it reaches nobody).
+/// external address is public (behind a second NAT it reaches nobody); and the public UDP
+/// address STUN saw, as uTP, unless the NAT is symmetric (each peer would see another port:
+/// the one STUN saw reaches nobody else).
 fn learned_addresses(s: &ReachStatus) -> Vec<PeerAddr> {
-    if s.port_mapping.state != "mapped" {
-        return Vec::new();
+    let mut learned = Vec::new();
+    if s.port_mapping.state == "mapped" {
+        let mapped = s.port_mapping.external.iter().filter_map(|e| e.parse::<PeerAddr>().ok());
+        learned.extend(mapped.filter(|a| is_public(a.addr.ip())));
     }
-    let mapped = s.port_mapping.external.iter().filter_map(|e| e.parse::<PeerAddr>().ok());
-    mapped.filter(|a| is_public(a.addr.ip())).collect()
+    if let Some(public) = s.public.as_ref().filter(|p| p.nat.is_some_and(NatKind::can_be_punched)) {
+        let udp = public.udp.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
+        learned.extend(udp.filter(|a| is_public(a.ip())).map(PeerAddr::utp));
+    }
+    learned
 }
 
 /// The router's external address, if it mapped the port.
@@ -279,13 +282,16 @@ pub fn summary(s: &ReachStatus, port: u16) -> (Option<bool>, String) {
     }
     match nat {
         Some(NatKind::None) => (Some(true), "reachable: this computer has a public address".to_owned()),
-        Some(NatKind::EndpointIndependent) => (
-            Some(false),
-            format!(
-                "not reachable from outside this LAN: behind a cone NAT with no port mapping (this version cannot \
-                 punch through NATs yet); {fix}"
-            ),
-        ),
+        Some(NatKind::EndpointIndependent) => {
+            let at = s.public.as_ref().and_then(|p| p.udp.as_deref()).unwrap_or("the public address");
+            (
+                Some(true),
+                format!(
+                    "reachable by hole punching over uTP at {at} (a cone NAT), by peers that find this computer \
+                     through a tracker and are not behind a symmetric NAT; for TCP and every peer, {fix}"
+                ),
+            )
+        }
         Some(NatKind::AddressDependent) => (
             Some(false),
             format!(
@@ -423,12 +429,14 @@ async fn map_with_natpmp(
 /// Asks the STUN servers for our public address now and every [`STUN_INTERVAL`]: the first
 /// that answers gives the address, a second server address (another server, or the first
 /// one's other address) the NAT's kind.
-async fn ask_stun(shared: Shared, port: udp::UdpPort, servers: Vec<String>) {
+async fn ask_stun(shared: Shared, port: UdpPort, servers: Vec<String>) {
     loop {
-        let (public, wait) = match stun_round(&port, &servers).await {
-            Ok(public) => (public, STUN_INTERVAL),
-            Err(error) => (PublicStatus { error: Some(error), ..PublicStatus::default() }, STUN_RETRY),
+        let (public, wait, server) = match stun_round(&port, &servers).await {
+            Ok((public, server)) => (public, STUN_INTERVAL, Some(server)),
+            Err(error) => (PublicStatus { error: Some(error), ..PublicStatus::default() }, STUN_RETRY, None),
         };
+        let keep_alive = server.filter(|_| public.nat == Some(NatKind::EndpointIndependent));
+        let mapped = public.udp.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
         let before = shared.status.borrow().public.as_ref().and_then(|p| p.udp.clone());
         if before != public.udp && public.udp.is_some() {
             info!(public = ?public.udp, nat = ?public.nat, server = ?public.server, "STUN: our public UDP address");
@@ -438,12 +446,35 @@ async fn ask_stun(shared: Shared, port: udp::UdpPort, servers: Vec<String>) {
             }
         }
         shared.update(|s| s.public = Some(public));
-        tokio::time::sleep(wait).await;
+        match (keep_alive, mapped) {
+            (Some(server), Some(mapped)) => keep_mapping(&port, server, mapped, wait).await,
+            _ => tokio::time::sleep(wait).await,
+        }
+    }
+}
+
+/// For `until`, one binding to `server` every [`STUN_KEEPALIVE`] (refreshing the NAT's
+/// mapping of the peer port); returns early if an answer shows an address other than
+/// `mapped`, for a full round to look again.
+async fn keep_mapping(port: &UdpPort, server: SocketAddr, mapped: SocketAddr, until: Duration) {
+    let end = tokio::time::Instant::now() + until;
+    loop {
+        let next = tokio::time::Instant::now() + STUN_KEEPALIVE;
+        if next >= end {
+            return tokio::time::sleep_until(end).await;
+        }
+        tokio::time::sleep_until(next).await;
+        if let Ok(answer) = stun::binding(port, server).await {
+            if answer.mapped != mapped {
+                return;
+            }
+        }
     }
 }
 
 /// One round: the first server that answers, and a second address to compare.
-async fn stun_round(port: &udp::UdpPort, servers: &[String]) -> Result<PublicStatus, String> {
+/// Also the address of the server that answered.
+async fn stun_round(port: &UdpPort, servers: &[String]) -> Result<(PublicStatus, SocketAddr), String> {
     let mut errors = Vec::new();
     let mut first = None;
     for (i, name) in servers.iter().enumerate() {
@@ -480,11 +511,11 @@ async fn stun_round(port: &udp::UdpPort, servers: &[String]) -> Result<PublicSta
             second = stun::binding(port, other).await.ok().map(|a| a.mapped);
         }
     }
-    let own: Vec<IpAddr> = crate::discovery::addresses::interface_ips(
-        port.local_addr().map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |a| a.ip()),
-    );
+    let own: Vec<IpAddr> = crate::discovery::addresses::interface_ips(port.local_addr().ip());
     let nat = stun::classify(answer.mapped, second, &own);
-    Ok(PublicStatus { server: Some(name.clone()), udp: Some(answer.mapped.to_string()), nat: Some(nat), error: None })
+    let public =
+        PublicStatus { server: Some(name.clone()), udp: Some(answer.mapped.to_string()), nat: Some(nat), error: None };
+    Ok((public, server))
 }
 
 #[cfg(test)]
@@ -513,8 +544,8 @@ mod tests {
         assert_eq!(reachable, Some(false));
         assert!(line.contains("symmetric") && line.contains("forward TCP port 4000"), "{line}");
         let (reachable, line) = summary(&status("failed", Some(NatKind::EndpointIndependent)), 4000);
-        assert_eq!(reachable, Some(false));
-        assert!(line.contains("cone") && line.contains("UPnP or NAT-PMP"), "{line}");
+        assert_eq!(reachable, Some(true), "by hole punching");
+        assert!(line.contains("cone") && line.contains("uTP") && line.contains("UPnP or NAT-PMP"), "{line}");
         assert_eq!(summary(&status("off", Some(NatKind::None)), 4000).0, Some(true));
         assert_eq!(summary(&status("off", None), 4000).0, None);
         let (reachable, line) = summary(&status("trying", Some(NatKind::AddressDependent)), 4000);
@@ -533,8 +564,18 @@ mod tests {
     }
 
     #[test]
-    fn only_the_mapped_tcp_port_is_advertised() {
+    fn the_mapped_tcp_port_and_a_punchable_public_udp_address_are_advertised() {
         let learned = learned_addresses(&status("mapped", None));
-        assert_eq!(learned, vec![PeerAddr::tcp("11.0.0.3:4000".parse().unwrap())]);
+        assert_eq!(learned, vec![PeerAddr::tcp("11.0.0.3:4000".parse().unwrap())], "not the mapped UDP port");
+        let seen = |nat, udp: &str| {
+            let mut s = status("failed", Some(nat));
+            s.public.as_mut().unwrap().udp = Some(udp.into());
+            learned_addresses(&s)
+        };
+        let utp = PeerAddr::utp("11.0.0.9:4100".parse().unwrap());
+        assert_eq!(seen(NatKind::EndpointIndependent, "11.0.0.9:4100"), vec![utp], "a cone NAT's");
+        assert_eq!(seen(NatKind::Unknown, "11.0.0.9:4100"), vec![utp], "worth a try");
+        assert!(seen(NatKind::AddressDependent, "11.0.0.9:4100").is_empty(), "a symmetric NAT's reaches no one else");
+        assert!(seen(NatKind::EndpointIndependent, "10.0.0.9:4100").is_empty(), "behind a second NAT");
     }
 }

@@ -11,7 +11,7 @@ use clearskies_protocol::address::canonical;
 use clearskies_protocol::stun::{self, BindingResponse, BindingSuccess, TransactionId};
 use serde::{Deserialize, Serialize};
 
-use super::udp::UdpPort;
+use crate::transport::udp::UdpPort;
 
 /// Waits before each retransmission of a request: RFC 8489's 500 ms doubling, cut to four
 /// tries (7.5 s): a server that has not answered by then is down or filtered.
@@ -36,6 +36,12 @@ pub enum NatKind {
 }
 
 impl NatKind {
+    /// Whether a peer can reach us through it by punching a hole (both dialling at once
+    /// to the public address STUN saw): not through a symmetric NAT.
+    pub fn can_be_punched(self) -> bool {
+        self != NatKind::AddressDependent
+    }
+
     /// In a sentence's words.
     pub fn describe(self) -> &'static str {
         match self {
@@ -163,7 +169,7 @@ mod tests {
 
     fn port() -> UdpPort {
         let socket = bind(addr("127.0.0.1:0"));
-        let port = UdpPort::new(socket);
+        let port = UdpPort::new(socket).unwrap();
         tokio::spawn(port.clone().receive());
         port
     }
@@ -175,7 +181,7 @@ mod tests {
     #[tokio::test]
     async fn a_server_tells_us_our_address_and_garbage_or_silence_does_not() {
         let port = port();
-        let ours = port.local_addr().unwrap();
+        let ours = port.local_addr();
         let honest = server(|from, r| {
             let success = BindingSuccess {
                 transaction_id: r.transaction_id,

@@ -21,7 +21,7 @@ use actix::{
     System, WrapFuture,
 };
 use clearskies_index::store::Store;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use self::backoff::Backoff;
 use self::backoff::MAX_RESTART_DELAY;
@@ -75,6 +75,8 @@ pub struct Supervisor {
     /// user of this computer could read the shares through the loopback address.
     files_token: String,
     listen_addr: Option<SocketAddr>,
+    /// The peer port's UDP socket and uTP on it, if it could be opened.
+    udp: Option<crate::transport::utp::UdpSide>,
     tls: Option<TlsContext>,
     server_secret: [u8; 32],
     /// Authentication rate limits, kept across listener restarts.
@@ -137,6 +139,7 @@ impl Supervisor {
             control_listener: Some(control_listener),
             listen_addr: peer_listener.local_addr().ok(),
             peer_listener: Some(peer_listener),
+            udp: None,
             tls: None,
             server_secret,
             throttle,
@@ -209,8 +212,10 @@ impl Supervisor {
             codes_in: owners.access.clone().recipient(),
         };
         let own_port = self.listen_addr.map(|a| a.port());
+        let dialer = crate::transport::Dialer::new(self.udp.as_ref());
         let connections =
-            Connections::with_own_port(&self.settings, table_tx.subscribe(), self.tls.clone(), targets, own_port);
+            Connections::with_own_port(&self.settings, table_tx.subscribe(), self.tls.clone(), targets, own_port)
+                .with_dialer(dialer);
         let targets = SharesTargets {
             started: owners.connections.clone().recipient(),
             stopped: owners.connections.clone().recipient(),
@@ -286,7 +291,8 @@ impl Supervisor {
         };
         let targets = ListenerTargets { lookup: o.access.clone().recipient(), claim: o.access.recipient(), peer };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Listener);
-        let listener = Listener::new(listener, tls, self.server_secret, targets, self.throttle.clone());
+        let utp = self.udp.as_ref().map(|u| u.utp.clone());
+        let listener = Listener::new(listener, tls, self.server_secret, targets, self.throttle.clone()).with_utp(utp);
         self.listener = Some(supervise::start(listener, to, crash));
     }
 
@@ -333,7 +339,8 @@ impl Supervisor {
         let settings =
             ReachSettings { listen, port_mapping: config.port_mapping, stun_servers: config.stun_servers.clone() };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Reach);
-        let reach = Reach::new(settings, self.reach_status.clone(), self.learned.clone(), self.leases.clone());
+        let udp = self.udp.as_ref().map(|u| u.udp.clone());
+        let reach = Reach::new(settings, self.reach_status.clone(), self.learned.clone(), self.leases.clone(), udp);
         self.reach = Some(supervise::start(reach, to, crash));
     }
 
@@ -380,6 +387,13 @@ impl Actor for Supervisor {
             Ok(tls) => self.tls = Some(tls),
             Err(e) => error!(error = %e, "cannot set up TLS; no peer can connect"),
         }
+        self.udp = self.listen_addr.and_then(|at| match crate::transport::utp::UdpSide::open(at) {
+            Ok(side) => Some(side),
+            Err(e) => {
+                warn!(port = at.port(), error = %e, "cannot open the peer port for UDP: no uTP, no STUN");
+                None
+            }
+        });
         if let Some(table_tx) = self.table_tx.take() {
             self.owners = Some(self.start_owners(table_tx, ctx));
         }
@@ -392,6 +406,12 @@ impl Actor for Supervisor {
             self.start_control(listener, ctx);
         }
         info!(data_dir = %self.settings.data_dir.display(), "worker started");
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(udp) = &self.udp {
+            udp.close();
+        }
     }
 }
 

@@ -647,3 +647,14 @@ proptest! {
         check_decoders(&flipped)?;
     }
 }
+
+#[test]
+fn a_binding_indication_is_stun_and_answers_nothing() {
+    let id = TransactionId([7; 12]);
+    let m = binding_indication(id);
+    assert!(is_stun(&m));
+    let h = Header::parse(&m).unwrap();
+    assert_eq!((h.class, h.method, h.transaction_id), (Class::Indication, BINDING, id));
+    assert!(BindingResponse::decode(&m).is_err(), "not taken for an answer");
+    assert!(BindingRequest::decode(&m).is_err(), "nor for a request a server would answer");
+}

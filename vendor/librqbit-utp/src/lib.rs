@@ -54,6 +54,8 @@ pub use socket::{
 pub use stream::UtpStream;
 pub use stream_rx::UtpStreamReadHalf;
 pub use stream_tx::UtpStreamWriteHalf;
-pub use traits::Transport;
+// ClearSkies: the environment and the send trait exported, for a Transport of our own.
+pub use librqbit_dualstack_sockets::PollSendToVectored;
+pub use traits::{DefaultUtpEnvironment, Transport, UtpEnvironment};
 
 type Payload = Vec<u8>;

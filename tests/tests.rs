@@ -37,5 +37,6 @@ mod transfer;
 mod untrusted;
 mod untrusted_hostile;
 mod util;
+mod utp;
 mod versions;
 mod web;

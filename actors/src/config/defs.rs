@@ -247,7 +247,7 @@ pub static SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "peers",
-        doc: "peers dialled for every share, \"HOST:PORT\" (with backoff)",
+        doc: "peers dialled for every share, \"HOST:PORT\" (TCP) or \"utp:HOST:PORT\" (with backoff)",
         env: "CLEARSKIES_PEERS",
         default: "",
         applies: Applies::AtStart,

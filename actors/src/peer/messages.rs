@@ -78,7 +78,7 @@ pub struct JoinShare {
     /// Our new peer ID in the share.
     pub peer_id: PeerId,
     /// The peer we joined through, remembered for re-dialling.
-    pub via: SocketAddr,
+    pub via: String,
     /// Selective sync asked for by the attach.
     pub selection: clearskies_index::filter::Selection,
 }

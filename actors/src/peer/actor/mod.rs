@@ -281,10 +281,19 @@ impl Peer {
     }
 
     /// How this connection is re-established if it is lost.
+    /// The peer's address as it is dialled and remembered: `HOST:PORT` for TCP,
+    /// `utp:HOST:PORT` for uTP.
+    fn dialled_as(&self) -> String {
+        match self.remote.transport {
+            clearskies_protocol::address::Transport::Tcp => self.remote.addr.to_string(),
+            _ => self.remote.to_string(),
+        }
+    }
+
     fn redial(&self) -> Redial {
         match &self.purpose {
             Purpose::Rejoin { dialled, .. } => Redial::Address(dialled.clone()),
-            Purpose::Attach { .. } => Redial::Address(self.remote.addr.to_string()),
+            Purpose::Attach { .. } => Redial::Address(self.dialled_as()),
             Purpose::Found { .. } => Redial::Found(self.remote),
             Purpose::Accepted { .. } => Redial::ByPeer,
         }

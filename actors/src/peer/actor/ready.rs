@@ -43,7 +43,7 @@ impl Peer {
         };
         self.level = Some(keys.access_level);
         let (path, selection) = (path.clone(), selection.clone());
-        let join = JoinShare { keys, path, peer_id: self.our_peer_id, via: self.remote.addr, selection };
+        let join = JoinShare { keys, path, peer_id: self.our_peer_id, via: self.dialled_as(), selection };
         let ask = self.targets.join.send(join);
         ctx.spawn(ask.into_actor(self).map(|answer, act, ctx| {
             let result = answer.unwrap_or_else(|e| Err(CommandError::new(ErrorCode::Internal, e.to_string())));

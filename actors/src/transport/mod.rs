@@ -133,25 +133,48 @@ impl AsyncWrite for Stream {
 pub struct Dialer {
     utp: Option<Arc<utp::UtpSocket>>,
     udp: Option<udp::UdpPort>,
+    /// When the current minute of punching began, and the addresses punched in it.
+    punched: Arc<std::sync::Mutex<(Option<std::time::Instant>, usize)>>,
 }
+
+/// Addresses a daemon punches towards per minute, at most: the addresses come from a
+/// tracker's news, and a hostile tracker must not make us send datagrams to anyone at will.
+pub const MAX_PUNCHES_PER_MINUTE: usize = 128;
 
 impl Dialer {
     /// A dialer that also dials `utp:` addresses, and punches holes, on `side`.
     pub fn new(side: Option<&utp::UdpSide>) -> Self {
-        Dialer { utp: side.map(|s| s.utp.clone()), udp: side.map(|s| s.udp.clone()) }
+        Dialer { utp: side.map(|s| s.utp.clone()), udp: side.map(|s| s.udp.clone()), punched: Arc::default() }
     }
 
     /// Punches a hole in our NAT for each public uTP address in `addrs` (see
-    /// [`udp::UdpPort::punch`]), in the background: for a peer that is dialling us now.
+    /// [`udp::UdpPort::punch`]), in the background: for a peer that is dialling us now. At
+    /// most [`MAX_PUNCHES_PER_MINUTE`] addresses a minute; the others are skipped.
     pub fn punch(&self, addrs: &[PeerAddr]) {
         let Some(udp) = &self.udp else { return };
-        let public = addrs
-            .iter()
-            .filter(|a| a.transport == Transport::Utp && clearskies_protocol::address::is_public(a.addr.ip()));
-        for a in public.take(MAX_ADDRESSES) {
-            let (udp, to) = (udp.clone(), a.addr);
+        let public =
+            |a: &&PeerAddr| a.transport == Transport::Utp && clearskies_protocol::address::is_public(a.addr.ip());
+        let targets: Vec<SocketAddr> = addrs.iter().filter(public).take(MAX_ADDRESSES).map(|a| a.addr).collect();
+        let allowed = self.allow_punches(targets.len());
+        if allowed < targets.len() {
+            tracing::debug!(skipped = targets.len() - allowed, "hole punching: over the limit for this minute");
+        }
+        for to in targets.into_iter().take(allowed) {
+            let udp = udp.clone();
             tokio::spawn(async move { udp.punch(to).await });
         }
+    }
+
+    /// How many of `wanted` punches the minute's budget allows (and takes them from it).
+    fn allow_punches(&self, wanted: usize) -> usize {
+        let mut punched = self.punched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if punched.0.is_none_or(|since| now.duration_since(since) >= Duration::from_secs(60)) {
+            *punched = (Some(now), 0);
+        }
+        let allowed = wanted.min(MAX_PUNCHES_PER_MINUTE.saturating_sub(punched.1));
+        punched.1 += allowed;
+        allowed
     }
 
     /// Whether it can dial `addr`.
@@ -276,6 +299,15 @@ mod tests {
         let addr = s.local_addr().unwrap().as_socket().unwrap();
         let first = std::net::TcpStream::connect(addr).unwrap();
         (s, first, PeerAddr::tcp(addr))
+    }
+
+    #[test]
+    fn punches_are_limited_per_minute() {
+        let d = Dialer::default();
+        assert_eq!(d.allow_punches(100), 100);
+        assert_eq!(d.allow_punches(100), MAX_PUNCHES_PER_MINUTE - 100);
+        assert_eq!(d.allow_punches(1), 0, "none left this minute");
+        assert_eq!(d.clone().allow_punches(1), 0, "the budget is shared by clones");
     }
 
     #[tokio::test]

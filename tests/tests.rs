@@ -38,5 +38,6 @@ mod untrusted;
 mod untrusted_hostile;
 mod util;
 mod utp;
+mod utp_hostile;
 mod versions;
 mod web;

@@ -134,7 +134,7 @@ def run_case(binary, work, name, fill):
         cpu = [t.cpu_seconds() for t in trees]
         pss = PeakPss(lambda: [daemon_tree(a), daemon_tree(b)])
         t0 = time.monotonic()
-        b.run("attach", code, dst, "--peer", a.listen())
+        b.run("attach", code, dst, "--peer", PEER_PREFIX + a.listen())
         wait_same_sizes(src, dst)
         secs = time.monotonic() - t0
         trees = [daemon_tree(a), daemon_tree(b)]
@@ -265,7 +265,7 @@ def latency(binary, work, rounds=20):
     b.start()
     try:
         b_code = a.json("share", src)["access_code"]
-        b.run("attach", b_code, dst, "--peer", a.listen())
+        b.run("attach", b_code, dst, "--peer", PEER_PREFIX + a.listen())
         wait_same_sizes(src, dst)
         trees = [daemon_tree(a), daemon_tree(b)]
         cpu = [t.cpu_seconds() for t in trees]
@@ -323,7 +323,7 @@ def delta(binary, work, rounds=5):
     b.start()
     try:
         code = a.json("share", src)["access_code"]
-        b.run("attach", code, dst, "--peer", a.listen())
+        b.run("attach", code, dst, "--peer", PEER_PREFIX + a.listen())
         wait_same_sizes(src, dst)
         b.run("wait", dst, "--timeout", "120")
         times, wire = [], []
@@ -366,7 +366,7 @@ def limited(binary, work, which):
         while a.json("list")["shares"][0]["status"] != "idle":
             time.sleep(0.05)
         t0 = time.monotonic()
-        b.run("attach", code, dst, "--peer", a.listen())
+        b.run("attach", code, dst, "--peer", PEER_PREFIX + a.listen())
         wait_same_sizes(src, dst)
         secs = time.monotonic() - t0
         return {"case": f"20 MB, 1 MB/s {which} limit", "seconds": round(secs, 2),
@@ -396,7 +396,7 @@ def gzip_text(binary, work):
             time.sleep(0.05)
         before = a.sent_bytes()
         t0 = time.monotonic()
-        b.run("attach", code, dst, "--peer", a.listen())
+        b.run("attach", code, dst, "--peer", PEER_PREFIX + a.listen())
         wait_same_sizes(src, dst)
         secs = time.monotonic() - t0
         time.sleep(0.5)
@@ -408,14 +408,22 @@ def gzip_text(binary, work):
         b.stop()
 
 
+# `--transport utp`: every attach dials `utp:HOST:PORT` (the session runs over uTP).
+PEER_PREFIX = ""
+
+
 def main():
+    global PEER_PREFIX
     p = argparse.ArgumentParser()
     p.add_argument("binary")
     p.add_argument("--workdir")
     p.add_argument("--only", choices=["large", "small", "latency", "delta", "limit", "gzip"])
     p.add_argument("--no-syncthing", action="store_true", help="do not run Syncthing side by side")
     p.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs) afterwards")
+    p.add_argument("--transport", choices=["tcp", "utp"], default="tcp", help="what the attaches dial over")
     args = p.parse_args()
+    PEER_PREFIX = "utp:" if args.transport == "utp" else ""
+    print(f"transport: {args.transport}", flush=True)
     work = tempfile.mkdtemp(prefix="clearskies-bench-", dir=args.workdir)
     compare = not args.no_syncthing and st.available()
     if args.no_syncthing:

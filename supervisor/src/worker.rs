@@ -149,11 +149,11 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
     let system = actix_rt::System::new();
     let leases = clearskies_actors::reach::Leases::default();
     system.block_on(async {
-        Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret)
+        let supervisor = Supervisor::new(settings, store.clone(), listener, peer_listener, metrics_listener, secret)
             .with_https(https)
             .with_leases(leases.clone())
             .start();
-        actix_rt::spawn(async {
+        actix_rt::spawn(async move {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
             let Ok(mut term) = term else {
                 warn!("cannot listen for SIGTERM");
@@ -163,7 +163,10 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<()> 
                 _ = term.recv() => info!("SIGTERM: stopping"),
                 _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
             }
-            actix_rt::System::current().stop();
+            // (As `clearskies stop` does: uTP sessions are closed first, see `Shutdown`.)
+            if supervisor.send(clearskies_actors::control::messages::Shutdown).await.is_err() {
+                actix_rt::System::current().stop();
+            }
         });
     });
     let result = system.run().context("the actor system failed");

@@ -215,3 +215,8 @@ pub struct SendRekey {
     /// The signed `.rs.clearskies.rekey` per level.
     pub rekeys: Vec<(clearskies_protocol::message::core::AccessLevel, clearskies_index::record::Signed)>,
 }
+
+/// The worker is stopping: uTP sessions are closed now (their end is ours to send).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseUtpSessions;

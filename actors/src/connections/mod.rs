@@ -332,7 +332,7 @@ impl Handler<PeerCrashed> for Connections {
 }
 
 impl Handler<PeerConnected> for Connections {
-    type Result = ResponseFuture<Option<ShareLink>>;
+    type Result = ResponseFuture<Result<ShareLink, String>>;
 
     fn handle(&mut self, msg: PeerConnected, _: &mut Context<Self>) -> Self::Result {
         // The share's level (the session's, unless its key or code said) and whether the peer
@@ -344,11 +344,10 @@ impl Handler<PeerConnected> for Connections {
         let level = msg.level.or(ours).unwrap_or(clearskies_protocol::message::core::AccessLevel::Unknown);
         if removed {
             warn!(share = %msg.share, peer = %msg.peer, addr = %msg.addr, "a removed peer connected; refusing it");
-            return Box::pin(async { None });
+            return Box::pin(async { Err("this peer was removed from the share".to_owned()) });
         }
         if !self.keep_cross_dialled(&msg) {
-            msg.out.do_send(PeerOut::Close(DUPLICATE.into()));
-            return Box::pin(async { None });
+            return Box::pin(async { Err(DUPLICATE.to_owned()) });
         }
         self.peers.insert((msg.share, msg.peer), msg.addr);
         let since = std::time::Instant::now();
@@ -365,7 +364,9 @@ impl Handler<PeerConnected> for Connections {
         self.sessions.insert(msg.conn, session);
         self.auth_refused.remove(&msg.share);
         let table = self.table.borrow();
-        let Some(running) = table.get(&msg.share) else { return Box::pin(async { None }) };
+        let Some(running) = table.get(&msg.share) else {
+            return Box::pin(async { Err("the share is not available".to_owned()) });
+        };
         let ours = running.config.access_level;
         let seen = peers::Seen {
             name: msg.name.clone(),
@@ -382,7 +383,7 @@ impl Handler<PeerConnected> for Connections {
                     Refusal::NoVerifyingKey => error!(share = %msg.share, "{why}; refusing it"),
                     _ => warn!(share = %msg.share, "{why}; refusing it"),
                 }
-                return Box::pin(async { None });
+                return Box::pin(async move { Err(format!("{why}")) });
             }
         };
         if msg.code_spread {
@@ -400,11 +401,22 @@ impl Handler<PeerConnected> for Connections {
         };
         let share = running.addr.clone();
         Box::pin(async move {
-            let mut link = share.send(up).await.ok()?;
+            let mut link = share.send(up).await.map_err(|_| "the share is not available".to_owned())?;
             link.verify = policy.verify;
             link.crypt = policy.crypt;
-            Some(link)
+            Ok(link)
         })
+    }
+}
+
+impl Handler<messages::CloseUtpSessions> for Connections {
+    type Result = ();
+
+    fn handle(&mut self, _: messages::CloseUtpSessions, _: &mut Context<Self>) {
+        let utp = self.sessions.values().filter(|s| s.addr.transport == clearskies_protocol::address::Transport::Utp);
+        for s in utp {
+            s.out.do_send(PeerOut::Close("this daemon is stopping".into()));
+        }
     }
 }
 
@@ -425,6 +437,7 @@ impl Connections {
         });
         let Some((&conn, old)) = other else { return true };
         if we_dialled(&new.redial) != ours_wins {
+            info!(share = %new.share, peer = %new.peer, kept = %old.addr, closed = %new.addr, "both sides dialled: one session kept");
             return false;
         }
         info!(share = %new.share, peer = %new.peer, kept = %new.addr, closed = %old.addr, "both sides dialled: one session kept");

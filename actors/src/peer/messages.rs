@@ -83,10 +83,10 @@ pub struct JoinShare {
     pub selection: clearskies_index::filter::Selection,
 }
 
-/// A session became ready for sync. Answers where the share's messages go (`None`: the
-/// share is gone).
+/// A session became ready for sync. Answers where the share's messages go, or why the
+/// session is refused (the share is gone, the peer removed, a duplicate).
 #[derive(Debug, Message)]
-#[rtype(result = "Option<crate::share::messages::ShareLink>")]
+#[rtype(result = "Result<crate::share::messages::ShareLink, String>")]
 pub struct PeerConnected {
     /// The connection.
     pub conn: u64,

@@ -629,11 +629,24 @@ impl Handler<SetPaused> for Supervisor {
     }
 }
 
+/// How long uTP sessions get to say goodbye when the worker stops.
+const UTP_GOODBYE: std::time::Duration = std::time::Duration::from_millis(300);
+
 impl Handler<Shutdown> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) {
+    /// uTP sessions are closed first, and the system stopped a moment later: unlike TCP's,
+    /// whose end the kernel sends when the process exits, a uTP session's end (TLS
+    /// close_notify, then FIN) is sent by this process, and without it the peer would notice
+    /// only at its next ping.
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         info!("stopping on request");
-        System::current().stop();
+        match (&self.owners, &self.udp) {
+            (Some(o), Some(_)) => {
+                o.connections.do_send(crate::connections::messages::CloseUtpSessions);
+                ctx.run_later(UTP_GOODBYE, |_, _| System::current().stop());
+            }
+            _ => System::current().stop(),
+        }
     }
 }

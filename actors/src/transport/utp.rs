@@ -16,9 +16,11 @@ use super::udp::UdpPort;
 /// The daemon's uTP socket.
 pub type UtpSocket = librqbit_utp::UtpSocket<UdpPort, DefaultUtpEnvironment>;
 
-/// uTP connections open at once, at most (each holds up to 2 MiB of buffers: 256 MiB in
-/// all, the same order as the TCP listener's limits).
-pub const MAX_CONNECTIONS: usize = 128;
+/// uTP connections open at once, at most. Each holds at most 1 MiB received in order and
+/// not yet read, 1 MiB out of order (bounded in bytes by our change to the library) and 1 MiB
+/// unacknowledged to send: 192 MiB in all at worst, and peers that authenticated use a
+/// fraction of it.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// A uTP socket reading and writing `port` until `stop` is cancelled.
 pub fn open(port: UdpPort, stop: CancellationToken) -> io::Result<Arc<UtpSocket>> {

@@ -1300,7 +1300,15 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
                             debug_every_ms!(500, header=%hdr.short_repr(), offset, ?self.last_consumed_remote_seq_nr, "out of order");
                         }
 
-                        self.restart_remote_inactivity_timer();
+                        // ClearSkies: only while we wait for the remote (our data or FIN
+                        // unacknowledged). Upstream armed it on every received segment, and
+                        // only our own ACKed data turned it off: a side that last received
+                        // data dropped the idle connection 10 s later ("remote was inactive").
+                        if !self.user_tx_segments.is_empty()
+                            || self.state.our_fin_if_unacked().is_some()
+                        {
+                            self.restart_remote_inactivity_timer();
+                        }
                         self.last_consumed_remote_seq_nr += sequence_numbers as u16;
                         self.consumed_but_unacked_bytes =
                             self.consumed_but_unacked_bytes.saturating_add(bytes);

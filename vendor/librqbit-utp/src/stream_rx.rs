@@ -323,7 +323,8 @@ impl UserRx {
         let ooq_capacity = max_rx_bytes.get() / max_incoming_payload.get();
         let out_of_order_queue = OutOfOrderQueue::new(
             NonZeroUsize::new(ooq_capacity).unwrap_or_else(|| NonZeroUsize::new(64).unwrap()),
-        );
+        )
+        .with_max_bytes(max_rx_bytes.get());
         let write_half = UserRx {
             shared,
             ooq: out_of_order_queue,
@@ -504,6 +505,9 @@ pub struct OutOfOrderQueue {
     len: usize,
     len_bytes: usize,
     capacity: usize,
+    // ClearSkies: the bytes it may hold (the receive window). Slots alone did not bound it:
+    // a sender could fill every slot with a 16 KiB datagram, 32 times the window.
+    max_bytes: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -531,7 +535,15 @@ impl OutOfOrderQueue {
             len: 0,
             len_bytes: 0,
             capacity: capacity.get(),
+            max_bytes: usize::MAX,
         }
+    }
+
+    /// ClearSkies: holds at most `max_bytes` of payload; a segment that would pass it is
+    /// refused as if its slot were past the window (the sender re-sends it later).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     fn filled_front_bytes(&self) -> usize {
@@ -661,6 +673,13 @@ impl OutOfOrderQueue {
             return Ok(AssemblerAddRemoveResult::Unavailable(msg));
         }
 
+        // (The segment at the front is always taken: it moves on to the reader's queue,
+        // which has its own bound, and refusing it could stall the stream.)
+        if offset > 0 && self.len_bytes + msg.payload().len() > self.max_bytes {
+            debug!(offset, len = msg.payload().len(), stored = self.len_bytes, "assembler bytes full");
+            return Ok(AssemblerAddRemoveResult::Unavailable(msg));
+        }
+
         let msg = match msg.header.htype {
             Type::ST_DATA if msg.payload().is_empty() => return Err(Error::ZeroPayloadStData),
             Type::ST_DATA => OoqMessage::Payload(msg.data),
@@ -760,6 +779,27 @@ mod tests {
         assert_eq!(asm.stored_packets(), 1);
         assert_eq!(asm.stored_bytes(), 1);
         assert_eq!(asm.filled_front(), 0);
+    }
+
+    // ClearSkies: out-of-order data is bounded in bytes, not only in slots.
+    #[test]
+    fn test_asm_out_of_order_bytes_are_bounded() {
+        let mut asm = OutOfOrderQueue::new(NonZeroUsize::new(10).unwrap()).with_max_bytes(1000);
+        let big = [7u8; 600];
+        assert!(matches!(
+            asm.add_remove(msg(1, &big), 1).unwrap(),
+            AssemblerAddRemoveResult::Consumed { sequence_numbers: 0, .. }
+        ));
+        assert!(
+            matches!(asm.add_remove(msg(2, &big), 2).unwrap(), AssemblerAddRemoveResult::Unavailable(_)),
+            "a second 600 bytes out of order would pass 1000"
+        );
+        assert_eq!(asm.stored_bytes(), 600);
+        assert_eq!(
+            asm.add_remove(msg(0, &big), 0).unwrap(),
+            AssemblerAddRemoveResult::Consumed { sequence_numbers: 2, bytes: 1200 },
+            "the front segment is always taken"
+        );
     }
 
     #[tokio::test]

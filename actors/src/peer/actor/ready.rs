@@ -98,9 +98,10 @@ impl Peer {
         };
         let ask = self.targets.connected.send(connected);
         self.pause_for(
-            ask.into_actor(self).map(|answer, act, _| match answer.ok().flatten() {
-                Some(link) => act.link = Some(link),
-                None => act.close_for("the share is not available".into()),
+            ask.into_actor(self).map(|answer, act, _| match answer {
+                Ok(Ok(link)) => act.link = Some(link),
+                Ok(Err(why)) => act.close_for(why),
+                Err(_) => act.close_for("the share is not available".into()),
             }),
             ctx,
         );

@@ -261,7 +261,16 @@ impl Handler<Discovered> for Connections {
         for (peer, addrs) in msg.peers.into_iter().take(MAX_FOUND_PER_NEWS) {
             let addrs = self.dialer.candidates(addrs.into_iter().filter(|a| !own.contains(a)));
             // Never ourselves; never a peer we already have a session with, or removed.
-            if peer == me || self.peers.contains_key(&(share, peer)) || removed.contains(&peer) {
+            if peer == me || removed.contains(&peer) {
+                continue;
+            }
+            if let Some(at) = self.peers.get(&(share, peer)) {
+                // Announced elsewhere than our session with it: it may have moved (a new
+                // network, a restart on another port) while our session, dead, has not
+                // noticed yet. Its dial to us gets through our NAT only with a punch.
+                if !addrs.contains(at) {
+                    self.dialer.punch(&addrs);
+                }
                 continue;
             }
             for addr in &addrs {

@@ -176,7 +176,9 @@ impl Connections {
 
     /// Dials `peer`, which discovery found for a share at `addrs`, once (discovery reports
     /// it again if it is still there). At most [`MAX_FOUND_PER_NEWS`] peers are being
-    /// dialled at once, one dial per peer.
+    /// dialled at once, one dial per peer; news of other addresses for a peer being dialled
+    /// is kept, and dialled if that dial fails (a peer's public uTP address often arrives a
+    /// moment after its first announcement, once STUN has answered).
     pub(super) fn dial_found(
         &mut self,
         share: Sha256Hash,
@@ -186,12 +188,14 @@ impl Connections {
     ) {
         let Some(key) = self.share_key(share) else { return };
         let addrs = self.dialer.candidates(addrs);
-        if addrs.is_empty()
-            || self.peers_dialing.len() >= MAX_FOUND_PER_NEWS
-            || !self.peers_dialing.insert((share, peer))
-        {
+        if let Some(newer) = self.peers_dialing.get_mut(&(share, peer)) {
+            *newer = Some(addrs);
             return;
         }
+        if addrs.is_empty() || self.peers_dialing.len() >= MAX_FOUND_PER_NEWS {
+            return;
+        }
+        self.peers_dialing.insert((share, peer), None);
         self.found_dialing.extend(addrs.iter().map(|a| (share, *a)));
         let targets = self.peer_targets(ctx);
         let tried = addrs.clone();
@@ -201,13 +205,16 @@ impl Connections {
             Peer::new(ch, Role::Client, KeyExchange::None, key.me, purpose, addr.addr, targets).spawn();
             Ok::<(), DialError>(())
         };
-        ctx.spawn(attempt.into_actor(self).map(move |res, act, _| {
-            act.peers_dialing.remove(&(share, peer));
+        ctx.spawn(attempt.into_actor(self).map(move |res, act, ctx| {
+            let newer = act.peers_dialing.remove(&(share, peer)).flatten();
             for a in &addrs {
                 act.found_dialing.remove(&(share, *a));
             }
             if let Err(e) = res {
                 info!(%share, peers = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), error = %e, "cannot reach a discovered peer");
+                if let Some(newer) = newer.filter(|n| *n != addrs && !act.peers.contains_key(&(share, peer))) {
+                    act.dial_found(share, peer, newer, ctx);
+                }
             }
         }));
     }
@@ -279,11 +286,10 @@ impl Handler<Discovered> for Connections {
             if addrs.is_empty() {
                 continue;
             }
-            // The lower peer ID dials at once: the other side opens its NAT for that dial
-            // now rather than dial too.
-            if discovered_dial_wait(me, peer) > Duration::ZERO {
-                self.dialer.punch(&addrs);
-            }
+            // The lower peer ID dials at once, the other a moment later if no session came
+            // up; both open their NAT for the other's dial now (a punch costs three small
+            // datagrams per address, and the dial that gets through first wins).
+            self.dialer.punch(&addrs);
             ctx.run_later(discovered_dial_wait(me, peer), move |act, ctx| {
                 if !act.peers.contains_key(&(share, peer)) && act.table.borrow().contains(&share) {
                     debug!(%share, %peer, addresses = addrs.len(), "dialling a discovered peer");

@@ -114,7 +114,8 @@ pub struct Connections {
     /// Dials to discovered addresses in progress.
     found_dialing: BTreeSet<(Sha256Hash, PeerAddr)>,
     /// The peers those dials are for (one dial per peer at a time).
-    peers_dialing: BTreeSet<(Sha256Hash, PeerId)>,
+    /// (With the addresses news gave for it since, to dial if this dial fails.)
+    peers_dialing: BTreeMap<(Sha256Hash, PeerId), Option<Vec<PeerAddr>>>,
     /// The peer port we listen on: our own addresses at it are never dialled.
     own_port: Option<u16>,
     /// Ready sessions by connection.
@@ -160,7 +161,7 @@ impl Connections {
             codes: BTreeMap::new(),
             found: BTreeMap::new(),
             found_dialing: BTreeSet::new(),
-            peers_dialing: BTreeSet::new(),
+            peers_dialing: BTreeMap::new(),
             own_port,
             sessions: BTreeMap::new(),
             auth_refused: BTreeSet::new(),

@@ -675,7 +675,7 @@ impl Actor for Peer {
         let dialled = match &self.purpose {
             Purpose::Rejoin { dialled, .. } => Some(dialled.clone()),
             // The join remembered this address for the share.
-            Purpose::Attach { .. } => Some(self.remote.addr.to_string()),
+            Purpose::Attach { .. } => Some(self.dialled_as()),
             Purpose::Accepted { .. } | Purpose::Found { .. } => None,
         };
         self.targets.disconnected.do_send(PeerDisconnected {

@@ -94,6 +94,9 @@ class TestReach(unittest.TestCase):
         # Two symmetric NATs that map nothing: no way through.
         cls.x = net.home("x", nat="symmetric")
         cls.y = net.home("y", nat="symmetric")
+        # A friend that restarts on another port (a laptop on another network looks the same).
+        cls.m = net.home("m", nat="cone")
+        cls.n = net.home("n", nat="cone")
 
     def daemon(self, home, name, **env):
         settings = {"CLEARSKIES_STUN_SERVERS": self.stun}
@@ -353,6 +356,35 @@ class TestReach(unittest.TestCase):
         self.assertEqual(sb[0]["address"], f"{self.p.router.ip4}:{int(da.listen.rsplit(':', 1)[1])}", sb)
         for d in (da, db):
             self.assertNotIn("panicked", d.log(), f"daemon {d.name} panicked")
+
+    def test_8_a_peer_back_on_another_port_behind_a_cone_nat_is_reached_again_over_utp(self):
+        da, db = self.daemon(self.m, "moved-a"), self.daemon(self.n, "moved-b")
+        for d in (da, db):
+            self.reach(d, "a punchable address", lambda r: r["reachable"] is True)
+        ra, rb = os.path.join(self.net.workdir, "moved-a"), os.path.join(self.net.workdir, "moved-b")
+        os.makedirs(ra)
+        db.cli("attach", da.share(ra), rb, "--timeout", str(SYNC_TIMEOUT), timeout=SYNC_TIMEOUT + 30)
+        poll(lambda: self.sessions(da, 1) and self.sessions(db, 1), "the first session")
+        for moving, staying in ((db, da), (da, db)):
+            before = moving.listen
+            moving.stop()
+            # It said goodbye (uTP's end is sent by the daemon, not the kernel).
+            try:
+                poll(lambda: self.sessions(staying, 0) == [], f"{staying.name} to see the session end", 10)
+            except Exception:
+                print("MOVING", moving.log(), "STAYING", staying.log(), sep="\n")
+                raise
+            moving.start()
+            self.assertNotEqual(moving.listen, before, "a new port")
+            new_port = moving.listen.rsplit(":", 1)[1]
+            on_staying = poll(lambda: self.sessions(staying, 1), f"{staying.name} to reach {moving.name} again")
+            self.assertEqual(on_staying[0]["transport"], "utp", on_staying)
+            self.assertTrue(on_staying[0]["address"].endswith(":" + new_port), on_staying)
+            poll(lambda: self.sessions(moving, 1), f"{moving.name}'s session")
+        data = os.urandom(50_000)
+        with open(os.path.join(ra, "after.bin"), "wb") as f:
+            f.write(data)
+        poll(lambda: arrived(os.path.join(rb, "after.bin"), data), "after.bin on B", SYNC_TIMEOUT)
 
     def dial_counters(self, home):
         """The DIAL_COUNTERS on `home`'s router (installed on first use): name -> packets."""

@@ -216,7 +216,8 @@ pub struct SendRekey {
     pub rekeys: Vec<(clearskies_protocol::message::core::AccessLevel, clearskies_index::record::Signed)>,
 }
 
-/// The worker is stopping: uTP sessions are closed now (their end is ours to send).
+/// The worker is stopping: uTP sessions are closed now (their end is ours to send), and
+/// sessions coming up from now on are refused.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct CloseUtpSessions;

@@ -124,6 +124,9 @@ pub struct Connections {
     auth_refused: BTreeSet<Sha256Hash>,
     /// Dials TCP, and uTP when the daemon has its UDP peer port.
     dialer: crate::transport::Dialer,
+    /// The worker is stopping: sessions still coming up are refused (and so closed while
+    /// their end can still be sent).
+    stopping: bool,
 }
 
 impl Connections {
@@ -166,6 +169,7 @@ impl Connections {
             sessions: BTreeMap::new(),
             auth_refused: BTreeSet::new(),
             dialer: crate::transport::Dialer::default(),
+            stopping: false,
         }
     }
 
@@ -347,6 +351,9 @@ impl Handler<PeerConnected> for Connections {
             warn!(share = %msg.share, peer = %msg.peer, addr = %msg.addr, "a removed peer connected; refusing it");
             return Box::pin(async { Err("this peer was removed from the share".to_owned()) });
         }
+        if self.stopping {
+            return Box::pin(async { Err(STOPPING.to_owned()) });
+        }
         if !self.keep_cross_dialled(&msg) {
             return Box::pin(async { Err(DUPLICATE.to_owned()) });
         }
@@ -414,12 +421,16 @@ impl Handler<messages::CloseUtpSessions> for Connections {
     type Result = ();
 
     fn handle(&mut self, _: messages::CloseUtpSessions, _: &mut Context<Self>) {
+        self.stopping = true;
         let utp = self.sessions.values().filter(|s| s.addr.transport == clearskies_protocol::address::Transport::Utp);
         for s in utp {
-            s.out.do_send(PeerOut::Close("this daemon is stopping".into()));
+            s.out.do_send(PeerOut::Close(STOPPING.into()));
         }
     }
 }
+
+/// Why a session is closed or refused while the worker stops.
+const STOPPING: &str = "this daemon is stopping";
 
 /// Why the second of two sessions with one peer is closed.
 const DUPLICATE: &str = "a second session with this peer (both sides dialled at once); the other one is kept";

@@ -124,6 +124,9 @@ pub struct Connections {
     auth_refused: BTreeSet<Sha256Hash>,
     /// Dials TCP, and uTP when the daemon has its UDP peer port.
     dialer: crate::transport::Dialer,
+    /// Addresses we dial whose session was closed while another with the same peer was up
+    /// (a cross-dial), by (share, peer): dialled again once that one ends too.
+    parked: BTreeMap<(Sha256Hash, PeerId), String>,
     /// The worker is stopping: sessions still coming up are refused (and so closed while
     /// their end can still be sent).
     stopping: bool,
@@ -169,6 +172,7 @@ impl Connections {
             sessions: BTreeMap::new(),
             auth_refused: BTreeSet::new(),
             dialer: crate::transport::Dialer::default(),
+            parked: BTreeMap::new(),
             stopping: false,
         }
     }
@@ -250,6 +254,7 @@ impl Handler<ShareStopped> for Connections {
     fn handle(&mut self, msg: ShareStopped, _: &mut Context<Self>) {
         if msg.removed {
             self.dials.retain(|(share, _), _| *share != msg.id);
+            self.parked.retain(|(share, _), _| *share != msg.id);
             self.found.retain(|(share, _), _| *share != msg.id);
         } else {
             for s in self.sessions.values().filter(|s| s.share == msg.id) {
@@ -429,6 +434,10 @@ impl Handler<messages::CloseUtpSessions> for Connections {
     }
 }
 
+/// Two sessions with one peer count as a cross-dial if the second came up this soon after
+/// the first.
+const CROSS_DIAL_WINDOW: Duration = Duration::from_secs(30);
+
 /// Why a session is closed or refused while the worker stops.
 const STOPPING: &str = "this daemon is stopping";
 
@@ -448,6 +457,12 @@ impl Connections {
             s.share == new.share && s.peer == new.peer && we_dialled(&s.redial) != we_dialled(&new.redial)
         });
         let Some((&conn, old)) = other else { return true };
+        // Only sessions that came up together (a cross-dial), on keys of one level: an older
+        // one may be dead without knowing it yet, and a peer that merely claims another's
+        // ID must not close that one's session. Otherwise both stay, as any two would.
+        if old.since.elapsed() > CROSS_DIAL_WINDOW || new.level.is_some_and(|l| l != old.level) {
+            return true;
+        }
         if we_dialled(&new.redial) != ours_wins {
             info!(share = %new.share, peer = %new.peer, kept = %old.addr, closed = %new.addr, "both sides dialled: one session kept");
             return false;
@@ -485,7 +500,19 @@ impl Handler<PeerDisconnected> for Connections {
         let removed = |t: &crate::shares::table::ShareTable| {
             msg.peer.is_some_and(|p| t.get(&share).is_some_and(|r| r.config.removed_peers.contains(&p)))
         };
-        if let Some(addr) = msg.dialled.filter(|_| !replaced) {
+        // An address we dial whose session was closed for another one (or ended beside
+        // one) waits until the peer has no session left, then is dialled again.
+        let parked = match (msg.peer, replaced) {
+            (Some(peer), true) => {
+                if let Some(addr) = msg.dialled.clone() {
+                    self.parked.insert((share, peer), addr);
+                }
+                None
+            }
+            (Some(peer), false) => self.parked.remove(&(share, peer)),
+            (None, _) => None,
+        };
+        if let Some(addr) = msg.dialled.clone().or(parked).filter(|_| !replaced) {
             let table = self.table.borrow();
             if table.contains(&share) && !removed(&table) {
                 drop(table);

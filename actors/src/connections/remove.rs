@@ -63,6 +63,7 @@ impl Connections {
             closed += 1;
         }
         self.dials.retain(|(s, addr), _| !(*s == share && addresses.contains(addr)));
+        self.parked.remove(&(share, peer));
         self.seen.remove(&(share, peer));
         closed
     }

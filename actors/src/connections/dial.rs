@@ -195,6 +195,10 @@ impl Connections {
         if addrs.is_empty() || self.peers_dialing.len() >= MAX_FOUND_PER_NEWS {
             return;
         }
+        let addrs = self.dialer.within_budget(addrs);
+        if addrs.is_empty() {
+            return;
+        }
         self.peers_dialing.insert((share, peer), None);
         self.found_dialing.extend(addrs.iter().map(|a| (share, *a)));
         let targets = self.peer_targets(ctx);

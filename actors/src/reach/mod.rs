@@ -435,7 +435,8 @@ async fn ask_stun(shared: Shared, port: UdpPort, servers: Vec<String>) {
             Ok((public, server)) => (public, STUN_INTERVAL, Some(server)),
             Err(error) => (PublicStatus { error: Some(error), ..PublicStatus::default() }, STUN_RETRY, None),
         };
-        let keep_alive = server.filter(|_| public.nat == Some(NatKind::EndpointIndependent));
+        // (Whenever its address is announced for punching: a cone NAT, or one not told apart.)
+        let keep_alive = server.filter(|_| matches!(public.nat, Some(NatKind::EndpointIndependent | NatKind::Unknown)));
         let mapped = public.udp.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
         let before = shared.status.borrow().public.as_ref().and_then(|p| p.udp.clone());
         if before != public.udp && public.udp.is_some() {

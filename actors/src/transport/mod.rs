@@ -140,9 +140,10 @@ pub struct Dialer {
     punched: Arc<std::sync::Mutex<(Option<std::time::Instant>, usize)>>,
 }
 
-/// Addresses a daemon punches towards per minute, at most: the addresses come from a
-/// tracker's news, and a hostile tracker must not make us send datagrams to anyone at will.
-pub const MAX_PUNCHES_PER_MINUTE: usize = 128;
+/// Addresses from news (a tracker's, a LAN broadcast's) a daemon sends uTP to per minute, at
+/// most, punching or dialling: a hostile tracker must not make us send datagrams to anyone
+/// at will. (Remembered and configured addresses do not count.)
+pub const MAX_UDP_TARGETS_PER_MINUTE: usize = 256;
 
 impl Dialer {
     /// A dialer that also dials `utp:` addresses, and punches holes, on `side`.
@@ -152,7 +153,7 @@ impl Dialer {
 
     /// Punches a hole in our NAT for each public uTP address in `addrs` (see
     /// [`udp::UdpPort::punch`]), in the background: for a peer that is dialling us now. At
-    /// most [`MAX_PUNCHES_PER_MINUTE`] addresses a minute; the others are skipped.
+    /// most [`MAX_UDP_TARGETS_PER_MINUTE`] addresses a minute; the others are skipped.
     pub fn punch(&self, addrs: &[PeerAddr]) {
         let Some(udp) = &self.udp else { return };
         let public =
@@ -168,6 +169,26 @@ impl Dialer {
         }
     }
 
+    /// `addrs` without the uTP addresses beyond this minute's budget (which the rest are
+    /// taken from): for dialling addresses news gave.
+    pub fn within_budget(&self, addrs: Vec<PeerAddr>) -> Vec<PeerAddr> {
+        let utp = addrs.iter().filter(|a| a.transport == Transport::Utp).count();
+        let mut allowed = self.allow_punches(utp);
+        if allowed < utp {
+            tracing::debug!(skipped = utp - allowed, "uTP to addresses from news: over the limit for this minute");
+        }
+        addrs
+            .into_iter()
+            .filter(|a| {
+                a.transport != Transport::Utp || {
+                    let ok = allowed > 0;
+                    allowed = allowed.saturating_sub(1);
+                    ok
+                }
+            })
+            .collect()
+    }
+
     /// How many of `wanted` punches the minute's budget allows (and takes them from it).
     fn allow_punches(&self, wanted: usize) -> usize {
         let mut punched = self.punched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -175,7 +196,7 @@ impl Dialer {
         if punched.0.is_none_or(|since| now.duration_since(since) >= Duration::from_secs(60)) {
             *punched = (Some(now), 0);
         }
-        let allowed = wanted.min(MAX_PUNCHES_PER_MINUTE.saturating_sub(punched.1));
+        let allowed = wanted.min(MAX_UDP_TARGETS_PER_MINUTE.saturating_sub(punched.1));
         punched.1 += allowed;
         allowed
     }
@@ -307,10 +328,19 @@ mod tests {
     #[test]
     fn punches_are_limited_per_minute() {
         let d = Dialer::default();
-        assert_eq!(d.allow_punches(100), 100);
-        assert_eq!(d.allow_punches(100), MAX_PUNCHES_PER_MINUTE - 100);
+        assert_eq!(d.allow_punches(200), 200);
+        assert_eq!(d.allow_punches(200), MAX_UDP_TARGETS_PER_MINUTE - 200);
         assert_eq!(d.allow_punches(1), 0, "none left this minute");
         assert_eq!(d.clone().allow_punches(1), 0, "the budget is shared by clones");
+        let tcp = PeerAddr::tcp("11.0.0.9:4000".parse().unwrap());
+        let utp = PeerAddr::utp("11.0.0.9:4000".parse().unwrap());
+        assert_eq!(
+            d.within_budget(vec![utp, tcp]),
+            vec![tcp],
+            "uTP to news' addresses shares the budget; TCP does not"
+        );
+        let fresh = Dialer::default();
+        assert_eq!(fresh.within_budget(vec![utp, tcp]), vec![utp, tcp]);
     }
 
     #[tokio::test]

@@ -22,6 +22,9 @@ pub type UtpSocket = librqbit_utp::UtpSocket<UdpPort, DefaultUtpEnvironment>;
 /// fraction of it.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// The UDP socket's receive buffer asked for.
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
 /// A uTP socket reading and writing `port` until `stop` is cancelled.
 pub fn open(port: UdpPort, stop: CancellationToken) -> io::Result<Arc<UtpSocket>> {
     let opts = SocketOpts {
@@ -58,7 +61,11 @@ pub struct UdpSide {
 impl UdpSide {
     /// Binds UDP at `listen` (the TCP listener's address and port) and runs uTP on it.
     pub fn open(listen: SocketAddr) -> io::Result<Self> {
-        let socket = tokio::net::UdpSocket::from_std(crate::net::bind_udp(listen)?)?;
+        let socket = crate::net::bind_udp(listen)?;
+        // Room for bursts while the one dispatcher is busy (as upstream's own UDP socket
+        // asks for); the kernel caps it at net.core.rmem_max, which is fine.
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
         let udp = UdpPort::new(socket)?;
         let stop = CancellationToken::new();
         let utp = open(udp.clone(), stop.clone())?;

@@ -53,6 +53,8 @@ pub struct ReachSettings {
     pub port_mapping: bool,
     /// STUN servers, `HOST:PORT`.
     pub stun_servers: Vec<String>,
+    /// Whether any tracker is configured (hole punching meets peers through one).
+    pub trackers: bool,
 }
 
 /// Port mapping, as `status` shows it.
@@ -179,7 +181,13 @@ impl Actor for Reach {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let listen = self.settings.listen;
         let remap = Arc::new(tokio::sync::Notify::new());
-        let shared = Shared { listen, status: self.status.clone(), learned: self.learned.clone(), remap };
+        let shared = Shared {
+            listen,
+            trackers: self.settings.trackers,
+            status: self.status.clone(),
+            learned: self.learned.clone(),
+            remap,
+        };
         let mut listening = vec![PeerAddr::tcp(listen).to_string()];
         let port = self.udp.clone();
         if let Some(port) = &port {
@@ -204,6 +212,8 @@ impl Actor for Reach {
 #[derive(Debug, Clone)]
 struct Shared {
     listen: SocketAddr,
+    /// A tracker is configured.
+    trackers: bool,
     status: Arc<watch::Sender<ReachStatus>>,
     learned: Arc<watch::Sender<Vec<PeerAddr>>>,
     /// Wakes the port mapping early: STUN saw a new public address (the router restarted,
@@ -217,7 +227,7 @@ impl Shared {
         let mut learned = Vec::new();
         self.status.send_modify(|s| {
             change(s);
-            (s.reachable, s.summary) = summary(s, self.listen.port());
+            (s.reachable, s.summary) = summary(s, self.listen.port(), self.trackers);
             learned = learned_addresses(s);
             let m = crate::metrics::metrics();
             m.port_mapped.set(i64::from(s.port_mapping.state == "mapped"));
@@ -255,7 +265,7 @@ fn mapped_ip(s: &ReachStatus) -> Option<IpAddr> {
 }
 
 /// Whether peers outside the LAN reach us, in one line that says what would fix it.
-pub fn summary(s: &ReachStatus, port: u16) -> (Option<bool>, String) {
+pub fn summary(s: &ReachStatus, port: u16, trackers: bool) -> (Option<bool>, String) {
     let nat = s.public.as_ref().and_then(|p| p.nat);
     let fix = format!(
         "forward TCP port {port} on the router to this computer, or turn on UPnP or NAT-PMP in the router; peers on \
@@ -282,6 +292,13 @@ pub fn summary(s: &ReachStatus, port: u16) -> (Option<bool>, String) {
     }
     match nat {
         Some(NatKind::None) => (Some(true), "reachable: this computer has a public address".to_owned()),
+        Some(NatKind::EndpointIndependent) if !trackers => (
+            Some(false),
+            format!(
+                "not reachable from outside this LAN: behind a cone NAT, which hole punching gets through, but \
+                 peers meet to punch through a tracker and none is configured (`trackers`); {fix}"
+            ),
+        ),
         Some(NatKind::EndpointIndependent) => {
             let at = s.public.as_ref().and_then(|p| p.udp.as_deref()).unwrap_or("the public address");
             (
@@ -538,18 +555,21 @@ mod tests {
 
     #[test]
     fn the_summary_says_whether_and_what_would_fix_it() {
-        let (reachable, line) = summary(&status("mapped", None), 4000);
+        let (reachable, line) = summary(&status("mapped", None), 4000, true);
         assert_eq!(reachable, Some(true));
         assert!(line.contains("tcp:11.0.0.3:4000") && line.contains("nat-pmp"), "{line}");
-        let (reachable, line) = summary(&status("failed", Some(NatKind::AddressDependent)), 4000);
+        let (reachable, line) = summary(&status("failed", Some(NatKind::AddressDependent)), 4000, true);
         assert_eq!(reachable, Some(false));
         assert!(line.contains("symmetric") && line.contains("forward TCP port 4000"), "{line}");
-        let (reachable, line) = summary(&status("failed", Some(NatKind::EndpointIndependent)), 4000);
+        let (reachable, line) = summary(&status("failed", Some(NatKind::EndpointIndependent)), 4000, true);
         assert_eq!(reachable, Some(true), "by hole punching");
         assert!(line.contains("cone") && line.contains("uTP") && line.contains("UPnP or NAT-PMP"), "{line}");
-        assert_eq!(summary(&status("off", Some(NatKind::None)), 4000).0, Some(true));
-        assert_eq!(summary(&status("off", None), 4000).0, None);
-        let (reachable, line) = summary(&status("trying", Some(NatKind::AddressDependent)), 4000);
+        let (reachable, line) = summary(&status("failed", Some(NatKind::EndpointIndependent)), 4000, false);
+        assert_eq!(reachable, Some(false), "no tracker to meet through");
+        assert!(line.contains("trackers"), "{line}");
+        assert_eq!(summary(&status("off", Some(NatKind::None)), 4000, true).0, Some(true));
+        assert_eq!(summary(&status("off", None), 4000, true).0, None);
+        let (reachable, line) = summary(&status("trying", Some(NatKind::AddressDependent)), 4000, true);
         assert_eq!(reachable, None, "not a verdict while the router is asked: {line}");
     }
 
@@ -557,7 +577,7 @@ mod tests {
     fn a_router_behind_another_nat_is_not_taken_for_reachable_nor_advertised() {
         let mut s = status("mapped", Some(NatKind::EndpointIndependent));
         s.port_mapping.external = vec!["tcp:100.64.3.2:4000".into()];
-        let (reachable, line) = summary(&s, 4000);
+        let (reachable, line) = summary(&s, 4000, true);
         assert_eq!(reachable, Some(false));
         assert!(line.contains("100.64.3.2") && line.contains("not public"), "{line}");
         assert!(learned_addresses(&s).is_empty());

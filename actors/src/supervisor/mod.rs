@@ -336,8 +336,12 @@ impl Supervisor {
     fn start_reach(&mut self, ctx: &mut Context<Self>) {
         let Some(listen) = self.listen_addr else { return };
         let config = &self.settings.config;
-        let settings =
-            ReachSettings { listen, port_mapping: config.port_mapping, stun_servers: config.stun_servers.clone() };
+        let settings = ReachSettings {
+            listen,
+            port_mapping: config.port_mapping,
+            stun_servers: config.stun_servers.clone(),
+            trackers: !config.trackers.is_empty(),
+        };
         let (to, crash) = Self::crash_report(ctx, ActorKind::Reach);
         let udp = self.udp.as_ref().map(|u| u.udp.clone());
         let reach = Reach::new(settings, self.reach_status.clone(), self.learned.clone(), self.leases.clone(), udp);

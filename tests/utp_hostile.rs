@@ -406,31 +406,8 @@ fn wait_for_file(path: &std::path::Path, bytes: &[u8]) {
     wait_for(&format!("{} to arrive", path.display()), || (std::fs::read(path).ok()? == bytes).then_some(()));
 }
 
-#[test]
-fn hostile_udp_on_the_peer_port_leaves_the_utp_session_and_memory_bounded() {
-    let started = Instant::now();
-    let a = Daemon::start();
-    let b = Daemon::start();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let code = a.share_code(dir_a.path(), &[]);
-    let to: SocketAddr = a.listen().parse().unwrap();
-    b.cs.ok(&["attach", &code, dir_b.path().to_str().unwrap(), "--peer", &format!("utp:{to}")]);
-    wait_for("the uTP session", || (transports(&a) == ["utp"] && transports(&b) == ["utp"]).then_some(()));
-    // The session is used before the baseline is taken.
-    let first = noise(200_000, 1);
-    std::fs::write(dir_a.path().join("before.bin"), &first).unwrap();
-    wait_for_file(&dir_b.path().join("before.bin"), &first);
-    let baseline = a.worker_peak_rss_kib();
-    let (_, drops_before) = udp_socket(to);
-
-    let mut rng = Rng(0x5eed_0fc1_ea45_c1a5);
-    let mut flood = Flood { to, sent: 0, bytes: 0, unchecked: 0 };
-    let senders: Vec<UdpSocket> = (0..4).map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()).collect();
-    for s in &senders {
-        s.set_nonblocking(true).unwrap();
-    }
-    let mut since = (0, Instant::now());
-
+/// Garbage of every length, uTP headers of every type with absurd fields, STUN look-alikes.
+fn flood_garbage(flood: &mut Flood, senders: &[UdpSocket], rng: &mut Rng, since: &mut (u64, Instant)) {
     // Garbage: random bytes of every length up to 1500, and a few of 64 KiB.
     for i in 0..10_000 {
         let len = rng.below(1501);
@@ -439,25 +416,29 @@ fn hostile_udp_on_the_peer_port_leaves_the_utp_session_and_memory_bounded() {
     for i in 0..8 {
         flood.send(&senders[i % 4], &rng.bytes(65_507));
     }
-    phase("random bytes", &flood, &mut since);
+    phase("random bytes", flood, since);
 
     // uTP headers of every type, for random (and edge) connection IDs.
     for i in 0..12_000 {
         let any = rng.u16();
         let id = rng.pick(&[0, 1, u16::MAX, any, any, any]);
-        flood.send(&senders[i % 4], &hostile_packet(&mut rng, id));
+        flood.send(&senders[i % 4], &hostile_packet(rng, id));
     }
-    phase("uTP headers", &flood, &mut since);
+    phase("uTP headers", flood, since);
 
     // STUN look-alikes.
     for i in 0..2_000 {
-        flood.send(&senders[i % 4], &stun_like(&mut rng));
+        flood.send(&senders[i % 4], &stun_like(rng));
     }
-    phase("STUN look-alikes", &flood, &mut since);
+    phase("STUN look-alikes", flood, since);
+}
 
-    // Connections that ignore A's window: each sends a 16 KiB segment for every slot of A's
-    // out-of-order queue (never the segment A waits for, so none is ever read), all at once.
-    let fillers: Vec<Opened> = (0..FILLERS).map(|i| open(to, Ipv4Addr::new(127, 0, 0, 2 + i), &mut rng)).collect();
+/// Connections that ignore A's window: each sends a 16 KiB segment for every slot of A's
+/// out-of-order queue (never the segment A waits for, so none is ever read), all at once;
+/// then anything at all on them.
+fn flood_fillers(flood: &mut Flood, a: &Daemon, baseline: u64, rng: &mut Rng, since: &mut (u64, Instant)) {
+    let to = flood.to;
+    let fillers: Vec<Opened> = (0..FILLERS).map(|i| open(to, Ipv4Addr::new(127, 0, 0, 2 + i), rng)).collect();
     let payload = noise(BIG_DATAGRAM - HEADER, 2);
     for k in 1..=FILL_SEGMENTS {
         for c in &fillers {
@@ -482,19 +463,21 @@ fn hostile_udp_on_the_peer_port_leaves_the_utp_session_and_memory_bounded() {
     eprintln!(
         "A's worker after the out-of-order fill: VmRSS {} KiB, peak {} KiB (baseline peak {baseline} KiB); \
          last ACKs read back: {} ST_STATE, {zero_window} advertising a zero window",
-        vm_rss_kib(&a),
+        vm_rss_kib(a),
         a.worker_peak_rss_kib(),
         windows[usize::from(ST_STATE)]
     );
-    // Then anything at all on those live connections.
     for c in &fillers {
         for _ in 0..250 {
-            flood.send(&c.socket, &hostile_packet(&mut rng, c.connection_id.wrapping_add(1)));
+            flood.send(&c.socket, &hostile_packet(rng, c.connection_id.wrapping_add(1)));
         }
     }
-    phase("hostile connections", &flood, &mut since);
+    phase("hostile connections", flood, since);
+}
 
-    // A SYN flood: thousands of SYNs with distinct connection IDs from a handful of sockets.
+/// A SYN flood: thousands of SYNs with distinct connection IDs from a handful of sockets;
+/// the answers read back, by type.
+fn flood_syns(flood: &mut Flood, senders: &[UdpSocket], rng: &mut Rng, since: &mut (u64, Instant)) -> [u64; 16] {
     let mut answers = [0u64; 16];
     for j in 0..1_000u16 {
         for (i, s) in senders.iter().enumerate() {
@@ -506,8 +489,38 @@ fn hostile_udp_on_the_peer_port_leaves_the_utp_session_and_memory_bounded() {
         }
     }
     senders.iter().for_each(|s| drain(s, &mut answers));
-    phase("SYN flood", &flood, &mut since);
+    phase("SYN flood", flood, since);
     flood.wait_until_read(48 << 10);
+    answers
+}
+
+#[test]
+fn hostile_udp_on_the_peer_port_leaves_the_utp_session_and_memory_bounded() {
+    let started = Instant::now();
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let code = a.share_code(dir_a.path(), &["--multi-use"]);
+    let to: SocketAddr = a.listen().parse().unwrap();
+    b.cs.ok(&["attach", &code, dir_b.path().to_str().unwrap(), "--peer", &format!("utp:{to}")]);
+    wait_for("the uTP session", || (transports(&a) == ["utp"] && transports(&b) == ["utp"]).then_some(()));
+    // The session is used before the baseline is taken.
+    let first = noise(200_000, 1);
+    std::fs::write(dir_a.path().join("before.bin"), &first).unwrap();
+    wait_for_file(&dir_b.path().join("before.bin"), &first);
+    let baseline = a.worker_peak_rss_kib();
+    let (_, drops_before) = udp_socket(to);
+
+    let mut rng = Rng(0x5eed_0fc1_ea45_c1a5);
+    let mut flood = Flood { to, sent: 0, bytes: 0, unchecked: 0 };
+    let senders: Vec<UdpSocket> = (0..4).map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()).collect();
+    for s in &senders {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut since = (0, Instant::now());
+    flood_garbage(&mut flood, &senders, &mut rng, &mut since);
+    flood_fillers(&mut flood, &a, baseline, &mut rng, &mut since);
+    let answers = flood_syns(&mut flood, &senders, &mut rng, &mut since);
 
     let (_, drops_after) = udp_socket(to);
     let dropped = drops_after - drops_before;
@@ -530,6 +543,12 @@ fn hostile_udp_on_the_peer_port_leaves_the_utp_session_and_memory_bounded() {
     let after = noise(300_000, 3);
     std::fs::write(dir_a.path().join("after.bin"), &after).unwrap();
     wait_for_file(&dir_b.path().join("after.bin"), &after);
+    // And a newcomer (from an address of its own: the flood's source is over its limit of
+    // unauthenticated connections for a while, by design) still gets in over uTP.
+    let c = Daemon::start_with(&[("CLEARSKIES_LISTEN_ADDRESS", "127.0.0.30")]);
+    let dir_c = tempfile::tempdir().unwrap();
+    c.cs.ok(&["attach", &code, dir_c.path().to_str().unwrap(), "--peer", &format!("utp:{to}")]);
+    wait_for_file(&dir_c.path().join("after.bin"), &after);
     let growth = a.worker_peak_rss_kib().saturating_sub(baseline);
     eprintln!(
         "session {} ({:?}); A's worker peak RSS grew by {growth} KiB (limit {LIMIT_KIB} KiB); {:.1?} in all",

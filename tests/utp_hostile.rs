@@ -34,8 +34,9 @@ const fn type_ver(kind: u8) -> u8 {
 /// (librqbit-utp's `RX_BUF_SIZE_PER_VSOCK_DEFAULT`) and as much again out of order (bounded in
 /// bytes by our change to the library: before it, 1,985 slots of up to 16 KiB each let one
 /// connection hold 32 MiB). Its send buffer holds only what the daemon writes, and before
-/// authentication it writes nothing but ACKs (it waits for the TLS ClientHello). SYNs waiting
-/// to be accepted are at most 32 headers (`ACCEPT_QUEUE_MAX_SYNS`). So 64 × 2 MiB, plus 64 MiB
+/// authentication it writes nothing but ACKs (it waits for the TLS ClientHello). A SYN alone
+/// creates nothing (the SYN-ACK carries a cookie; the connection is made when the handshake's
+/// ACK brings it back), and at most 32 connections wait to be accepted. So 64 × 2 MiB, plus 64 MiB
 /// for everything of fixed size: the connections' tasks and structures, the floods'
 /// datagrams in flight, a debug build's allocator slack.
 const LIMIT_KIB: u64 = (128 + 64) * 1024;
@@ -367,7 +368,12 @@ fn open(to: SocketAddr, ip: Ipv4Addr, rng: &mut Rng) -> Opened {
             let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
             if let Some((ST_STATE, id, seq, ack)) = parse(&buf[..n]) {
                 if from == to && id == connection_id && ack == seq_nr {
-                    return Opened { socket, connection_id, seq_nr, ack_nr: seq.wrapping_sub(1) };
+                    // The handshake's ACK: only then does A create the connection (its SYN-ACK
+                    // carried a cookie; a SYN alone costs it nothing).
+                    let ack_nr = seq.wrapping_sub(1);
+                    let done = Header::new(ST_STATE, connection_id.wrapping_add(1), seq_nr.wrapping_add(1), ack_nr);
+                    socket.send_to(&done.datagram(&[]), to).unwrap();
+                    return Opened { socket, connection_id, seq_nr, ack_nr };
                 }
             }
         }
@@ -460,6 +466,8 @@ fn flood_fillers(flood: &mut Flood, a: &Daemon, baseline: u64, rng: &mut Rng, si
         }
     }
     flood.wait_until_read(48 << 10);
+    // A acknowledged the fill (selectively): the connections were really open.
+    assert!(windows[usize::from(ST_STATE)] >= u64::from(FILLERS), "A sent no ACKs to the fillers: {windows:?}");
     eprintln!(
         "A's worker after the out-of-order fill: VmRSS {} KiB, peak {} KiB (baseline peak {baseline} KiB); \
          last ACKs read back: {} ST_STATE, {zero_window} advertising a zero window",

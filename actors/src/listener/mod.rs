@@ -214,7 +214,11 @@ async fn accept_utp(utp: Arc<crate::transport::utp::UtpSocket>, slots: Arc<Mutex
             }
         };
         let addr = clearskies_protocol::address::canonical(stream.remote_addr());
-        let Some((slot, displaced)) = take_slot(&slots, crate::net::source_of(addr.ip())) else { continue };
+        let Some((slot, displaced)) = take_slot(&slots, crate::net::source_of(addr.ip())) else {
+            // Refused: reset at once (dropping it would hold its uTP slot for its FIN).
+            stream.abort();
+            continue;
+        };
         actix_rt::spawn(handshakes.clone().run(stream.into(), addr, slot, displaced));
     }
 }

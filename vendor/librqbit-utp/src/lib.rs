@@ -3,8 +3,11 @@
 //! upstream ran CUBIC only and did not yield to TCP, and SYN retransmission in `connect`
 //! (bounded; `Error::ConnectTimedOut`) because upstream sent one SYN and hole punching loses the
 //! first. Also: `timestamp_difference_microseconds` measured at receipt (BEP 29), the SYN's
-//! timestamp in microseconds. Every difference is listed in README.md, "CHANGES"; the changes
-//! are Apache-2.0 like the rest of the crate.
+//! timestamp in microseconds. Against SYN floods and forged sources (also ClearSkies): SYN
+//! cookies, so that `accept()` sees a connection only once the remote acknowledged our
+//! SYN-ACK; limits on incoming connections per source and in total (part of the pool stays
+//! for `connect`); `UtpStream::abort`. Every difference is listed in README.md, "CHANGES"; the
+//! changes are Apache-2.0 like the rest of the crate.
 
 // RTT, RTO, congestion
 // Recent RFCs that we might try to implement exactly to make everyting super explicit
@@ -37,6 +40,8 @@ mod stream_dispatch;
 mod stream_rx;
 mod stream_tx;
 mod stream_tx_segments;
+#[cfg(test)]
+mod syn_flood_tests; // ClearSkies
 #[cfg(test)]
 mod syn_retransmit_tests; // ClearSkies
 #[cfg(test)]

@@ -2,8 +2,9 @@
 
 use std::{
     collections::{VecDeque, hash_map::Entry},
+    hash::{BuildHasher, Hash, Hasher, RandomState},
     io::IoSlice,
-    net::SocketAddr,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     num::NonZeroUsize,
     sync::{
         Arc,
@@ -155,10 +156,21 @@ pub struct SocketOpts {
     /// at 10.5 s). Callers should still put their own timeout around `connect`: dropping the
     /// future stops the re-sends at once.
     pub max_syn_retransmissions: Option<usize>,
+
+    /// ClearSkies: at most this many of the `max_live_vsocks` may be incoming connections
+    /// (accepted or waiting to be accepted); the rest stay free for `connect`, so that a flood
+    /// of incoming connections cannot stop our own. Default: 3/4 of `max_live_vsocks` (at
+    /// least 1). Values above `max_live_vsocks` mean no reserve.
+    pub max_incoming_vsocks: Option<NonZeroUsize>,
+
+    /// ClearSkies: at most this many incoming connections (accepted or waiting to be accepted)
+    /// from one source: one IPv4 address (also IPv4-mapped on a dual-stack socket) or one IPv6
+    /// /64. Checked before anything is created; refused SYNs get ST_RESET. Default 8.
+    pub max_incoming_per_source: Option<NonZeroUsize>,
 }
 
 impl SocketOpts {
-    fn validate(&self) -> crate::Result<ValidatedSocketOpts> {
+    pub(crate) fn validate(&self) -> crate::Result<ValidatedSocketOpts> {
         let max_user_rx_buffered_bytes = self
             .vsock_rx_bufsize_bytes
             .unwrap_or(RX_BUF_SIZE_PER_VSOCK_DEFAULT);
@@ -204,6 +216,20 @@ impl SocketOpts {
             max_syn_retransmissions: self
                 .max_syn_retransmissions
                 .unwrap_or(DEFAULT_MAX_SYN_RETRANSMISSIONS),
+            max_incoming_streams: {
+                let max_active = self
+                    .max_live_vsocks
+                    .unwrap_or(DEFAULT_MAX_ACTIVE_STREAMS_PER_SOCKET)
+                    .get();
+                self.max_incoming_vsocks
+                    .map(|n| n.get())
+                    .unwrap_or(max_active * 3 / 4)
+                    .clamp(1, max_active)
+            },
+            max_incoming_per_source: self
+                .max_incoming_per_source
+                .map(|n| n.get())
+                .unwrap_or(DEFAULT_MAX_INCOMING_PER_SOURCE),
         })
     }
 }
@@ -227,6 +253,10 @@ pub(crate) struct ValidatedSocketOpts {
 
     pub syn_retransmit_interval: Duration,
     pub max_syn_retransmissions: usize,
+
+    // ClearSkies: limits on incoming connections.
+    pub max_incoming_streams: usize,
+    pub max_incoming_per_source: usize,
 }
 
 pub(crate) struct RequestWithSpan<V> {
@@ -235,7 +265,9 @@ pub(crate) struct RequestWithSpan<V> {
 }
 
 type ConnectRequest = RequestWithSpan<crate::Result<UtpStream>>;
-type Acceptor<T, E> = RequestWithSpan<UtpStreamStarter<T, E>>;
+// ClearSkies: was `RequestWithSpan<UtpStreamStarter<T, E>>` (the acceptor started the stream);
+// now streams are started when their handshake completes, before anybody accepts them.
+type Acceptor = RequestWithSpan<UtpStream>;
 
 impl<V> RequestWithSpan<V> {
     fn new(tx: oneshot::Sender<V>) -> Self {
@@ -251,6 +283,20 @@ pub(crate) enum ControlRequest {
     ConnectDropped(SocketAddr, ConnectToken),
 
     Shutdown(StreamRecvKey),
+
+    // ClearSkies: for tests, the dispatcher's counts.
+    #[cfg(test)]
+    Stats(oneshot::Sender<DispatcherStats>),
+}
+
+/// ClearSkies: what tests can see of the dispatcher (UtpSocket::stats).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct DispatcherStats {
+    pub streams: usize,
+    pub incoming: usize,
+    pub ready: usize,
+    pub per_source: HashMap<IpAddr, usize>,
 }
 
 impl std::fmt::Debug for ControlRequest {
@@ -265,6 +311,8 @@ impl std::fmt::Debug for ControlRequest {
             ControlRequest::Shutdown(key) => {
                 write!(f, "Shutdown({key:?})")
             }
+            #[cfg(test)]
+            ControlRequest::Stats(_) => write!(f, "Stats"),
         }
     }
 }
@@ -342,63 +390,87 @@ impl ConnectingPerAddr {
 }
 
 const ACCEPT_QUEUE_MAX_ACCEPTORS: usize = 32;
-const ACCEPT_QUEUE_MAX_SYNS: usize = 32;
 
-struct Syn {
-    remote: SocketAddr,
-    header: UtpHeader,
+/// ClearSkies: incoming connections whose handshake completed, waiting for `accept()`, at most
+/// (upstream cached up to 32 SYNs here, unanswered, instead). Beyond that, SYNs get ST_RESET.
+const ACCEPT_QUEUE_MAX_READY: usize = 32;
+
+pub(crate) const DEFAULT_MAX_INCOMING_PER_SOURCE: usize = 8;
+
+/// ClearSkies: SYN cookies. The sequence number of our SYN-ACK is a keyed hash of the SYN
+/// (remote address, connection id, sequence number) and of the time, in epochs of this length;
+/// the remote's first ST_DATA / ST_STATE proves that it received our SYN-ACK by acknowledging
+/// it (ack_nr = cookie - 1). Cookies of the current and the previous epoch are accepted: the
+/// handshake must complete within 3 to 6 s of the SYN-ACK.
+const SYN_COOKIE_EPOCH: Duration = Duration::from_secs(3);
+const SYN_COOKIE_VALIDITY: Duration = Duration::from_secs(6);
+
+/// ClearSkies: connections closed within SYN_COOKIE_VALIDITY are remembered (at most this
+/// many), so that a late duplicate of an incoming one's first packet, whose cookie is still
+/// valid, does not make a second connection (nor a late packet of any, in the rare case that
+/// it happens to look like a valid cookie).
+const RECENTLY_CLOSED_MAX: usize = 256;
+
+/// ClearSkies: the source of an incoming connection, for the per-source limit: its IPv4 address
+/// (also when it arrives IPv4-mapped on a dual-stack socket) or its IPv6 /64.
+pub(crate) fn source_of(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)))),
+        },
+    }
 }
 
-enum MatchSynWithAccept<T, E> {
-    Matched,
-    Full(Syn, Acceptor<T, E>),
-    SynInvalid(Acceptor<T, E>),
-    ReceiverDead(Syn),
+/// ClearSkies: the accept queue holds established connections (their vsocks already running),
+/// not SYNs: a connection reaches `accept()` only once the remote has acknowledged our
+/// SYN-ACK, so a forged source address never does.
+struct AcceptQueue {
+    ready: VecDeque<(StreamRecvKey, UtpStream)>,
+    next_available_acceptor: Option<Acceptor>,
+    rx: mpsc::Receiver<Acceptor>,
 }
 
-struct AcceptQueue<T, E> {
-    syns: VecDeque<Syn>,
-    next_available_acceptor: Option<Acceptor<T, E>>,
-    rx: mpsc::Receiver<Acceptor<T, E>>,
-}
-
-impl<T, E> AcceptQueue<T, E> {
-    fn try_next_acceptor(&mut self) -> Option<Acceptor<T, E>> {
+impl AcceptQueue {
+    fn try_next_acceptor(&mut self) -> Option<Acceptor> {
         if let Some(next) = self.next_available_acceptor.take() {
             return Some(next);
         }
         self.rx.try_recv().ok()
     }
+}
 
-    fn try_cache_syn(&mut self, syn: Syn) -> Option<Syn> {
-        // ClearSkies: a re-sent SYN already waiting here is not cached twice.
-        if self
-            .syns
-            .iter()
-            .any(|s| s.remote == syn.remote && s.header.connection_id == syn.header.connection_id)
-        {
-            trace!(remote=?syn.remote, "duplicate SYN already cached, dropping");
-            return None;
-        }
-        if self.syns.len() < ACCEPT_QUEUE_MAX_SYNS {
-            self.syns.push_back(syn);
-            return None;
-        }
-        Some(syn)
-    }
+/// ClearSkies: why an incoming connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    TooManyStreams,
+    TooManyIncoming,
+    TooManyFromSource,
+    AcceptQueueFull,
 }
 
 pub(crate) struct Dispatcher<T: Transport, E: UtpEnvironment> {
     env: E,
     socket: Arc<UtpSocket<T, E>>,
 
-    accept_queue: AcceptQueue<T, E>,
+    accept_queue: AcceptQueue,
 
     // TODO: we need to insert here only once!
+    // ClearSkies: insert and remove only with insert_stream / remove_stream (they keep the
+    // counts below).
     pub(crate) streams: HashMap<StreamRecvKey, UnboundedSender<UtpMessage>>,
     connecting: HashMap<SocketAddr, ConnectingPerAddr>,
     control_rx: UnboundedReceiver<ControlRequest>,
     next_connection_id: SeqNr,
+
+    // ClearSkies: incoming streams (a subset of `streams`) and their source (see source_of),
+    // the number of incoming streams per source, streams closed lately, and the key of the
+    // SYN cookies.
+    incoming: HashMap<StreamRecvKey, IpAddr>,
+    incoming_per_source: HashMap<IpAddr, usize>,
+    recently_closed: VecDeque<(StreamRecvKey, Instant)>,
+    cookie_key: RandomState,
 }
 
 impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
@@ -414,7 +486,7 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
     }
 
     async fn run_once(&mut self, read_buf: &mut [u8]) -> crate::Result<()> {
-        self.cleanup_accept_queue()?;
+        self.deliver_ready_streams();
 
         // ClearSkies: when the next SYN re-send (or connect timeout) is due, if any connect is
         // waiting for its SYN-ACK. The sleep is only created (and polled) in that case.
@@ -455,37 +527,126 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
         Ok(())
     }
 
-    // Get into a state where we can't match acceptors with cached SYNs anymore.
-    fn cleanup_accept_queue(&mut self) -> crate::Result<()> {
-        if self.streams_full() {
-            return Ok(());
-        }
-        while let Some(syn) = self.accept_queue.syns.pop_front() {
-            let acceptor = match self.accept_queue.try_next_acceptor() {
-                Some(acc) => acc,
-                None => {
-                    self.accept_queue.syns.push_front(syn);
-                    return Ok(());
-                }
+    /// ClearSkies (was `cleanup_accept_queue`, which matched cached SYNs with acceptors):
+    /// hands established incoming streams to waiting `accept()` calls.
+    fn deliver_ready_streams(&mut self) {
+        while let Some((key, stream)) = self.accept_queue.ready.pop_front() {
+            let Some(acceptor) = self.accept_queue.try_next_acceptor() else {
+                self.accept_queue.ready.push_front((key, stream));
+                return;
             };
-            match self.match_syn_with_accept(syn, acceptor) {
-                MatchSynWithAccept::Matched => continue,
-                MatchSynWithAccept::SynInvalid(sender) => {
-                    self.accept_queue.next_available_acceptor = Some(sender);
-                }
-                MatchSynWithAccept::ReceiverDead(syn) => {
-                    self.accept_queue.syns.push_front(syn);
-                }
-                MatchSynWithAccept::Full(syn, acceptor) => {
-                    debug!(remote=?syn.remote, connection_id=?syn.header.connection_id, "cleanup_accept_queue: full");
-                    self.accept_queue.syns.push_front(syn);
-                    self.accept_queue.next_available_acceptor = Some(acceptor);
-                    return Ok(());
-                }
+            match acceptor.tx.send(stream) {
+                Ok(()) => trace!(?key, "passed stream to acceptor"),
+                // That accept() was dropped; the next one gets it.
+                Err(stream) => self.accept_queue.ready.push_front((key, stream)),
             }
         }
+    }
 
-        Ok(())
+    /// ClearSkies: the only place streams are added (see `streams`).
+    fn insert_stream(
+        &mut self,
+        key: StreamRecvKey,
+        tx: UnboundedSender<UtpMessage>,
+        incoming_from: Option<IpAddr>,
+    ) {
+        if self.streams.insert(key, tx).is_some() {
+            warn!(
+                ?key,
+                "bug: a stream already existed with key. It should have been checked beforehand."
+            );
+            self.forget_incoming(key);
+        }
+        if let Some(source) = incoming_from {
+            self.incoming.insert(key, source);
+            *self.incoming_per_source.entry(source).or_default() += 1;
+        }
+    }
+
+    /// ClearSkies: the only place streams are removed (see `streams`).
+    fn remove_stream(&mut self, key: StreamRecvKey) {
+        if self.streams.remove(&key).is_none() {
+            return;
+        }
+        let now = self.env.now();
+        self.prune_recently_closed(now);
+        if self.recently_closed.len() >= RECENTLY_CLOSED_MAX {
+            self.recently_closed.pop_front();
+        }
+        self.recently_closed.push_back((key, now));
+        if self.forget_incoming(key) {
+            // It may have died before anybody accepted it.
+            self.accept_queue.ready.retain(|(k, _)| *k != key);
+        }
+    }
+
+    /// Returns true if `key` was an incoming stream.
+    fn forget_incoming(&mut self, key: StreamRecvKey) -> bool {
+        let Some(source) = self.incoming.remove(&key) else {
+            return false;
+        };
+        if let Entry::Occupied(mut occ) = self.incoming_per_source.entry(source) {
+            *occ.get_mut() -= 1;
+            if *occ.get() == 0 {
+                occ.remove();
+            }
+        }
+        true
+    }
+
+    fn prune_recently_closed(&mut self, now: Instant) {
+        while let Some((_, at)) = self.recently_closed.front() {
+            if now.saturating_duration_since(*at) < SYN_COOKIE_VALIDITY {
+                break;
+            }
+            self.recently_closed.pop_front();
+        }
+    }
+
+    /// ClearSkies: whether one more incoming connection from `remote` is allowed now. Checked
+    /// when the SYN arrives (before we answer it) and again when the handshake completes.
+    fn incoming_refusal(&self, remote: SocketAddr) -> Option<Refusal> {
+        let opts = &self.socket.opts;
+        if self.streams_full() {
+            return Some(Refusal::TooManyStreams);
+        }
+        if self.incoming.len() >= opts.max_incoming_streams {
+            return Some(Refusal::TooManyIncoming);
+        }
+        let from_source = self
+            .incoming_per_source
+            .get(&source_of(remote))
+            .copied()
+            .unwrap_or(0);
+        if from_source >= opts.max_incoming_per_source {
+            return Some(Refusal::TooManyFromSource);
+        }
+        if self.accept_queue.ready.len() >= ACCEPT_QUEUE_MAX_READY {
+            return Some(Refusal::AcceptQueueFull);
+        }
+        None
+    }
+
+    fn cookie_epoch(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.socket.created).as_secs() / SYN_COOKIE_EPOCH.as_secs()
+    }
+
+    /// ClearSkies: the sequence number of our SYN-ACK to a SYN (see SYN_COOKIE_EPOCH).
+    fn syn_cookie(
+        &self,
+        remote: SocketAddr,
+        syn_conn_id: SeqNr,
+        syn_seq_nr: SeqNr,
+        epoch: u64,
+    ) -> SeqNr {
+        let mut h = self.cookie_key.build_hasher();
+        remote.ip().hash(&mut h);
+        remote.port().hash(&mut h);
+        syn_conn_id.0.hash(&mut h);
+        syn_seq_nr.0.hash(&mut h);
+        epoch.hash(&mut h);
+        let v = h.finish();
+        SeqNr((v ^ (v >> 16) ^ (v >> 32) ^ (v >> 48)) as u16)
     }
 
     fn get_next_free_conn_id(&mut self, addr: SocketAddr) -> SeqNr {
@@ -566,7 +727,16 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
             }
             ControlRequest::Shutdown(key) => {
                 trace!(?key, "removing stream");
-                self.streams.remove(&key);
+                self.remove_stream(key);
+            }
+            #[cfg(test)]
+            ControlRequest::Stats(tx) => {
+                let _ = tx.send(DispatcherStats {
+                    streams: self.streams.len(),
+                    incoming: self.incoming.len(),
+                    ready: self.accept_queue.ready.len(),
+                    per_source: self.incoming_per_source.clone(),
+                });
             }
         }
     }
@@ -635,120 +805,105 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
         self.connecting.retain(|_, per_addr| !per_addr.is_empty());
     }
 
+    /// Returns the message back if it is not the SYN-ACK of one of our connects.
     #[tracing::instrument(level = "trace", skip_all, fields(addr, seq_nr=?msg.header.seq_nr, ack_nr=?msg.header.ack_nr))]
-    fn on_maybe_connect_ack(&mut self, addr: SocketAddr, msg: UtpMessage) -> crate::Result<()> {
+    fn on_maybe_connect_ack(&mut self, addr: SocketAddr, msg: UtpMessage) -> Option<UtpMessage> {
+        let Some(per_addr) = self.connecting.get(&addr) else {
+            trace!(?msg, "noone is connecting to this addr");
+            return Some(msg);
+        };
+
+        // ClearSkies: checked before the limit below, so that a packet that is not a SYN-ACK
+        // can still be the handshake ACK of an incoming connection.
+        if !per_addr
+            .slots
+            .iter()
+            .flatten()
+            .any(|c| c.seq_nr == msg.header.ack_nr)
+        {
+            debug!(
+                ?msg,
+                "we are connecting to this addr, but ack_nr doesn't match"
+            );
+            return Some(msg);
+        }
+
         if self.streams_full() {
             trace!(
                 active_streams = self.streams.len(),
                 ?msg,
                 "dropping potential SYN-ACK packet, too many active streams"
             );
-            return Ok(());
+            return None;
         }
 
-        let mut occ = match self.connecting.entry(addr) {
-            Entry::Occupied(occ) => occ,
-            Entry::Vacant(_) => {
-                trace!(
-                    ?msg,
-                    "dropping packet, noone is connecting, and no registered streams"
-                );
-                return Ok(());
-            }
+        let Entry::Occupied(mut occ) = self.connecting.entry(addr) else {
+            return None;
         };
-
-        let conn = if let Some(conn) = occ.get_mut().pop(msg.header.ack_nr) {
-            if occ.get_mut().is_empty() {
-                occ.remove();
-            }
-            conn
-        } else {
-            debug!(
-                ?msg,
-                "dropping packet. we are connecting to this addr, but ack_nr doens't match"
-            );
-            return Ok(());
-        };
+        let conn = occ.get_mut().pop(msg.header.ack_nr)?;
+        if occ.get_mut().is_empty() {
+            occ.remove();
+        }
 
         let now = self.env.now();
         let (tx, rx) = unbounded_channel();
         let mut args = StreamArgs::new_outgoing(&msg.header, conn.start, now)
-            .with_parent_span(conn.requester.created_span.clone());
+            .with_parent_span(conn.requester.created_span.clone())
+            // ClearSkies: acknowledge the SYN-ACK at once: the remote (this library) accepts
+            // the connection only then, and the application may not write first.
+            .with_handshake_ack();
         if conn.resends > 0 {
             // ClearSkies: which SYN does this answer? No RTT sample (Karn).
             args = args.without_rtt_sample();
         }
 
         let recv_key = (addr, msg.header.connection_id);
-        if self.streams.insert(recv_key, tx).is_some() {
-            warn!(key=?recv_key, "bug: a stream already existed with key. It should have been checked beforehand.");
-        }
+        self.insert_stream(recv_key, tx, None);
 
         let stream = UtpStreamStarter::new(&self.socket, addr, rx, args).start();
         if conn.requester.tx.send(Ok(stream)).is_ok() {
             trace!(?recv_key, "created stream and passed to connector");
         } else {
             debug!(?recv_key, "connecting receiver is dead. dropping");
-            self.streams.remove(&recv_key);
+            self.remove_stream(recv_key);
         }
 
-        Ok(())
+        None
     }
 
-    fn match_syn_with_accept(
-        &mut self,
-        syn: Syn,
-        accept: Acceptor<T, E>,
-    ) -> MatchSynWithAccept<T, E> {
-        if self.streams_full() {
-            return MatchSynWithAccept::Full(syn, accept);
-        }
-
-        let recv_key = (syn.remote, syn.header.connection_id + 1);
-        if self.streams.contains_key(&recv_key) {
-            debug!(?recv_key, "SYN clashes with an existing stream, ignoring");
-            return MatchSynWithAccept::SynInvalid(accept);
-        }
-
-        let args = StreamArgs::new_incoming(self.env.random_u16().into(), &syn.header)
-            .with_parent_span(accept.created_span.clone());
-        let (tx, rx) = unbounded_channel();
-
-        let starter = UtpStreamStarter::new(&self.socket, syn.remote, rx, args);
-
-        self.streams.insert(recv_key, tx);
-        match accept.tx.send(starter) {
-            Ok(()) => {
-                trace!("created stream and passed to acceptor");
-                MatchSynWithAccept::Matched
-            }
-            Err(starter) => {
-                starter.disarm();
-                self.streams.remove(&recv_key);
-                MatchSynWithAccept::ReceiverDead(syn)
-            }
-        }
-    }
-
-    async fn try_send_rst(&self, syn: Syn) {
+    /// ClearSkies: was `try_send_rst(Syn)`.
+    async fn try_send_rst(
+        &self,
+        remote: SocketAddr,
+        connection_id: SeqNr,
+        seq_nr: SeqNr,
+        ack_nr: SeqNr,
+    ) {
         let mut buf: [u8; UTP_HEADER as usize] = [0; UTP_HEADER as usize];
         let packet = UtpHeader {
             htype: Type::ST_RESET,
-            connection_id: syn.header.connection_id,
-            seq_nr: 0.into(),
-            ack_nr: syn.header.seq_nr,
+            connection_id,
+            seq_nr,
+            ack_nr,
             ..Default::default()
         };
         if let Ok(len) = packet.serialize(&mut buf[..]) {
-            if let Err(e) = self.socket.transport.send_to(&buf[..len], syn.remote).await {
-                debug!(remote=?syn.remote, "error sending ST_RESET: {e:#}");
+            if let Err(e) = self.socket.transport.send_to(&buf[..len], remote).await {
+                debug!(?remote, "error sending ST_RESET: {e:#}");
             }
         }
     }
 
+    /// ClearSkies: answers a SYN with a SYN-ACK whose sequence number is a SYN cookie, and
+    /// creates nothing: the connection is created when the remote acknowledges the SYN-ACK
+    /// (`on_maybe_handshake_ack`). A SYN from a forged address thus costs one SYN-ACK (the
+    /// size of the SYN) and no memory, and never reaches `accept()`. Upstream created the
+    /// stream at once and handed it to `accept()` before the remote proved anything; it
+    /// re-sent the SYN-ACK up to 5 times. We never re-send it: a SYN-ACK lost is recovered by
+    /// the client re-sending its SYN, which gets a new SYN-ACK.
     async fn on_syn(&mut self, remote: SocketAddr, msg: UtpMessage) -> crate::Result<()> {
-        // ClearSkies: a re-sent SYN for a connection we already have is dropped here, before it
-        // can wait in the accept queue and outlive that connection.
+        // ClearSkies: a re-sent SYN for a connection we already have is dropped here: it must
+        // not get a SYN-ACK that the remote's stream would take for a duplicate ACK.
         if self
             .streams
             .contains_key(&(remote, msg.header.connection_id + 1))
@@ -756,34 +911,130 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
             trace!(?remote, "SYN for an existing stream (re-sent), ignoring");
             return Ok(());
         }
-        let mut syn = Syn {
+
+        if let Some(refusal) = self.incoming_refusal(remote) {
+            debug!(?remote, ?refusal, "refusing incoming connection (SYN)");
+            METRICS.cant_accept_syn.increment(1);
+            self.try_send_rst(
+                remote,
+                msg.header.connection_id,
+                0.into(),
+                msg.header.seq_nr,
+            )
+            .await;
+            return Ok(());
+        }
+
+        let now = self.env.now();
+        let cookie = self.syn_cookie(
             remote,
-            header: msg.header,
+            msg.header.connection_id,
+            msg.header.seq_nr,
+            self.cookie_epoch(now),
+        );
+        let now_us = (now - self.socket.created).as_micros() as u32;
+        let synack = UtpHeader {
+            htype: Type::ST_STATE,
+            connection_id: msg.header.connection_id,
+            timestamp_microseconds: now_us,
+            timestamp_difference_microseconds: now_us
+                .wrapping_sub(msg.header.timestamp_microseconds),
+            wnd_size: self
+                .socket
+                .opts
+                .vsock_rx_bufsize
+                .get()
+                .try_into()
+                .unwrap_or(u32::MAX),
+            seq_nr: cookie,
+            ack_nr: msg.header.seq_nr,
+            extensions: Default::default(),
         };
-        while let Some(acceptor) = self.accept_queue.try_next_acceptor() {
-            match self.match_syn_with_accept(syn, acceptor) {
-                MatchSynWithAccept::Matched => return Ok(()),
-                MatchSynWithAccept::SynInvalid(sender) => {
-                    self.accept_queue.next_available_acceptor = Some(sender);
-                    return Ok(());
-                }
-                MatchSynWithAccept::ReceiverDead(s) => syn = s,
-                MatchSynWithAccept::Full(s, acceptor) => {
-                    self.accept_queue.next_available_acceptor = Some(acceptor);
-                    syn = s;
-                    break;
-                }
-            }
+        let mut buf = [0u8; UTP_HEADER as usize];
+        if synack.serialize(&mut buf).is_err() {
+            return Ok(());
         }
-        match self.accept_queue.try_cache_syn(syn) {
-            None => Ok(()),
-            Some(syn) => {
-                debug!("dropping SYN, no more space to cache them and no acceptors available");
-                METRICS.cant_accept_syn.increment(1);
-                self.try_send_rst(syn).await;
-                Ok(())
-            }
+        trace!(?remote, "sending SYN-ACK");
+        METRICS.synacks_sent.increment(1);
+        if let Err(e) = self.socket.transport.send_to(&buf, remote).await {
+            debug!(?remote, "error sending SYN-ACK: {e:#}");
         }
+        Ok(())
+    }
+
+    /// ClearSkies: an ST_DATA or ST_STATE for no stream of ours (and not the SYN-ACK of one of
+    /// our connects): if it acknowledges one of our SYN-ACKs (see `on_syn`), the remote has
+    /// proved it receives our packets: the connection is created (state established once the
+    /// stream processed this packet) and waits for `accept()`. The remote's first packet after
+    /// the SYN has sequence number SYN + 1 (ST_DATA and ST_STATE alike) and acknowledges the
+    /// SYN-ACK's sequence number - 1.
+    async fn on_maybe_handshake_ack(&mut self, addr: SocketAddr, msg: UtpMessage) {
+        let conn_id_recv = msg.header.connection_id;
+        let syn_conn_id = conn_id_recv - 1;
+        let syn_seq_nr = msg.header.seq_nr - 1;
+        let cookie = msg.header.ack_nr + 1;
+        let now = self.env.now();
+        let epoch = self.cookie_epoch(now);
+        let valid = [Some(epoch), epoch.checked_sub(1)]
+            .into_iter()
+            .flatten()
+            .any(|e| self.syn_cookie(addr, syn_conn_id, syn_seq_nr, e) == cookie);
+        if !valid {
+            trace!(
+                ?msg,
+                ?addr,
+                "dropping packet: no stream and no valid SYN cookie"
+            );
+            return;
+        }
+
+        let key = (addr, conn_id_recv);
+        self.prune_recently_closed(now);
+        if self.recently_closed.iter().any(|(k, _)| *k == key) {
+            debug!(
+                ?key,
+                "packet for a connection closed lately (a late duplicate?), dropping"
+            );
+            return;
+        }
+
+        if let Some(refusal) = self.incoming_refusal(addr) {
+            debug!(
+                ?addr,
+                ?refusal,
+                "refusing incoming connection (handshake ACK)"
+            );
+            METRICS.cant_accept_syn.increment(1);
+            self.try_send_rst(addr, syn_conn_id, cookie, msg.header.seq_nr)
+                .await;
+            return;
+        }
+
+        // The SYN, as far as the stream needs it.
+        let syn = UtpHeader {
+            htype: Type::ST_SYN,
+            connection_id: syn_conn_id,
+            timestamp_microseconds: msg.header.timestamp_microseconds,
+            seq_nr: syn_seq_nr,
+            ..Default::default()
+        };
+        if self.accept_queue.next_available_acceptor.is_none() {
+            self.accept_queue.next_available_acceptor = self.accept_queue.rx.try_recv().ok();
+        }
+        let mut args = StreamArgs::new_incoming(cookie, &syn).with_syn_ack_sent();
+        if let Some(acceptor) = &self.accept_queue.next_available_acceptor {
+            args = args.with_parent_span(acceptor.created_span.clone());
+        }
+        let (tx, rx) = unbounded_channel();
+        let starter = UtpStreamStarter::new(&self.socket, addr, rx, args);
+        // The stream processes this packet first (state syn-ack-sent -> established).
+        let _ = tx.send(msg);
+        self.insert_stream(key, tx, Some(source_of(addr)));
+        let stream = starter.start();
+        METRICS.incoming_handshakes.increment(1);
+        trace!(?key, "handshake complete, stream waits for accept()");
+        self.accept_queue.ready.push_back((key, stream));
+        self.deliver_ready_streams();
     }
 
     #[tracing::instrument(level = "trace", name = "on_recv", skip_all, fields(
@@ -803,7 +1054,7 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
                     ?key,
                     "stream dead, but wasn't cleaned up yet, this is probably a race"
                 );
-                self.streams.remove(&key);
+                self.remove_stream(key);
             }
             return Ok(());
         }
@@ -812,7 +1063,13 @@ impl<T: Transport, E: UtpEnvironment> Dispatcher<T, E> {
 
         match message.header.get_type() {
             Type::ST_STATE => {
-                self.on_maybe_connect_ack(addr, message)?;
+                if let Some(message) = self.on_maybe_connect_ack(addr, message) {
+                    self.on_maybe_handshake_ack(addr, message).await;
+                }
+            }
+            // ClearSkies: the handshake ACK of an incoming connection.
+            Type::ST_DATA => {
+                self.on_maybe_handshake_ack(addr, message).await;
             }
             Type::ST_SYN => {
                 self.on_syn(addr, message).await?;
@@ -831,7 +1088,7 @@ pub struct UtpSocket<T, E> {
     // When was the socket created. All the uTP "timestamp_microsends" are relative to it.
     pub(crate) created: Instant,
     pub(crate) control_requests: UnboundedSender<ControlRequest>,
-    accept_requests: mpsc::Sender<Acceptor<T, E>>,
+    accept_requests: mpsc::Sender<Acceptor>,
 
     pub(crate) env: E,
 
@@ -977,10 +1234,14 @@ impl<T: Transport, Env: UtpEnvironment> UtpSocket<T, Env> {
             socket: sock.clone(),
             env,
             accept_queue: AcceptQueue {
-                syns: Default::default(),
+                ready: Default::default(),
                 next_available_acceptor: None,
                 rx: accept_rx,
             },
+            incoming: Default::default(),
+            incoming_per_source: Default::default(),
+            recently_closed: Default::default(),
+            cookie_key: RandomState::new(),
         };
 
         Ok((sock, dispatcher))
@@ -1007,11 +1268,11 @@ impl<T: Transport, Env: UtpEnvironment> UtpSocket<T, Env> {
             .ok()
             .ok_or(Error::DispatcherDead)?;
 
+        // ClearSkies: the stream is already running (started when its handshake completed).
         let stream = rx.await.ok().ok_or(Error::DispatcherDead)?;
 
         METRICS.accepts.increment(1);
 
-        let stream = stream.start();
         trace!("accepted");
         Ok(stream)
     }
@@ -1053,6 +1314,16 @@ impl<T: Transport, Env: UtpEnvironment> UtpSocket<T, Env> {
         }
 
         stream_or_err
+    }
+
+    /// ClearSkies: the dispatcher's counts, for tests.
+    #[cfg(test)]
+    pub(crate) async fn stats(&self) -> DispatcherStats {
+        let (tx, rx) = oneshot::channel();
+        self.control_requests
+            .send(ControlRequest::Stats(tx))
+            .unwrap();
+        rx.await.unwrap()
     }
 
     /// Returns true if saw Poll::Pending

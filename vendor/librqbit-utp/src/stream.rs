@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 use std::{net::SocketAddr, pin::Pin, task::Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,6 +27,16 @@ impl UtpStream {
 
     pub fn remote_addr(&self) -> SocketAddr {
         self.remote_addr
+    }
+
+    /// ClearSkies: closes the connection at once, as a refusal: sends ST_RESET to the remote
+    /// (no FIN; data not yet sent or acknowledged is dropped) and ends the connection, which
+    /// frees its place among the socket's `max_live_vsocks` (and the per-source count of an
+    /// incoming connection) as soon as the connection's task runs, instead of after the
+    /// FIN exchange or, if the remote does not answer, the 1 s given it to send its FIN, as
+    /// dropping the stream does.
+    pub fn abort(self) {
+        self.writer.abort();
     }
 
     pub fn split(self) -> (UtpStreamReadHalf, UtpStreamWriteHalf) {

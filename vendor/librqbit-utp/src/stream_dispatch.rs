@@ -202,6 +202,8 @@ struct VirtualSocket<T, Env> {
 
     env: Env,
 
+    // ClearSkies: only held for its Drop (which tells the dispatcher); `disarm` is gone.
+    #[allow(dead_code)]
     drop_guard: DropGuardSendBeforeDeath<ControlRequest>,
     parent_span: Option<tracing::Span>,
 
@@ -1469,6 +1471,28 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
         Ok(())
     }
 
+    /// ClearSkies: the application aborted the stream (UtpStream::abort): send ST_RESET (no FIN,
+    /// nothing re-sent, no waiting) and die, which frees the stream's slot in the socket.
+    fn abort(&mut self, cx: &mut std::task::Context<'_>) {
+        debug!(state = ?self.state, "aborted by the application, sending ST_RESET");
+        METRICS.aborts.increment(1);
+        self.this_poll.now = self.env.now();
+        self.this_poll.transport_pending = false;
+        if !matches!(self.state, VirtualSocketState::Closed) {
+            let mut reset = self.outgoing_header();
+            reset.set_type(Type::ST_RESET);
+            match self.send_control_packet(cx, &reset) {
+                Ok(true) => {}
+                // Best effort: the remote times out otherwise.
+                Ok(false) => debug!("transport busy, ST_RESET not sent"),
+                Err(e) => debug!("error sending ST_RESET: {e:#}"),
+            }
+        }
+        self.state = VirtualSocketState::Closed;
+        self.user_rx.mark_vsock_closed();
+        self.user_tx.mark_vsock_closed();
+    }
+
     fn transition_to_fin_wait_1(&mut self) {
         log_if_changed!(Level::DEBUG, "state", self, |s| s.state, |s| {
             if s.state.transition_to_fin_wait_1(s.seq_nr) {
@@ -1513,6 +1537,12 @@ impl<T: Transport, Env: UtpEnvironment> VirtualSocket<T, Env> {
                     continue;
                 }
             }};
+        }
+
+        // ClearSkies: UtpStream::abort.
+        if self.user_tx.abort_requested(cx) {
+            self.abort(cx);
+            return Poll::Ready(Ok(()));
         }
 
         self.this_poll.restart = true;
@@ -1629,6 +1659,9 @@ pub struct StreamArgs {
 
     state: VirtualSocketState,
     parent_span: Option<tracing::Span>,
+
+    // ClearSkies: send an ACK at once (see with_handshake_ack).
+    ack_at_start: bool,
 }
 
 impl StreamArgs {
@@ -1658,6 +1691,7 @@ impl StreamArgs {
             state: VirtualSocketState::Established,
 
             parent_span: None,
+            ack_at_start: false,
         }
     }
 
@@ -1679,7 +1713,26 @@ impl StreamArgs {
 
             state: VirtualSocketState::SynReceived,
             parent_span: None,
+            ack_at_start: false,
         }
+    }
+
+    /// ClearSkies: an incoming stream whose SYN-ACK the socket's dispatcher already sent (with
+    /// a SYN cookie as sequence number): it is created when the remote's first packet
+    /// acknowledges it, and never sends a SYN-ACK itself. That first packet, which it
+    /// processes first, takes it to established.
+    pub fn with_syn_ack_sent(mut self) -> Self {
+        self.state = VirtualSocketState::SynAckSent { count: 1 };
+        self
+    }
+
+    /// ClearSkies: for an outgoing stream: acknowledge the SYN-ACK at once (an ST_STATE),
+    /// whether or not the application writes. Upstream sent nothing until the application
+    /// wrote; an acceptor that waits for the remote's ACK before it accepts (as ours now does)
+    /// would otherwise never see a connection whose client waits for the server to speak.
+    pub fn with_handshake_ack(mut self) -> Self {
+        self.ack_at_start = true;
+        self
     }
 
     /// ClearSkies: no RTT sample from the handshake (the SYN was sent more than once, so the
@@ -1734,6 +1787,7 @@ impl<T: Transport, E: UtpEnvironment> UtpStreamStarter<T, E> {
             remote_window,
             parent_span,
             state,
+            ack_at_start,
         } = args;
 
         let ss = SegmentSizes::new(SegmentSizesConfig {
@@ -1780,7 +1834,12 @@ impl<T: Transport, E: UtpEnvironment> UtpStreamStarter<T, E> {
                     // ClearSkies: was `rtt.is_none()`, the same for upstream's callers (only
                     // incoming streams had no RTT); an outgoing stream whose SYN was re-sent
                     // now has no RTT sample either (Karn), and must not get this timer.
-                    if matches!(state, VirtualSocketState::SynReceived) {
+                    // ClearSkies: and SynAckSent (incoming streams created by the dispatcher
+                    // on the remote's handshake ACK, see with_syn_ack_sent).
+                    if matches!(
+                        state,
+                        VirtualSocketState::SynReceived | VirtualSocketState::SynAckSent { .. }
+                    ) {
                         timer.arm(
                             now,
                             socket.opts().remote_inactivity_timeout,
@@ -1800,7 +1859,8 @@ impl<T: Transport, E: UtpEnvironment> UtpStreamStarter<T, E> {
             last_consumed_remote_seq_nr,
             last_sent_ack_nr,
             rto_retransmissions: 0,
-            consumed_but_unacked_bytes: 0,
+            // ClearSkies: usize::MAX forces an immediate ACK (see with_handshake_ack).
+            consumed_but_unacked_bytes: if ack_at_start { usize::MAX } else { 0 },
             rx,
             user_tx_segments: Segments::new(seq_nr),
             user_tx,
@@ -1824,7 +1884,11 @@ impl<T: Transport, E: UtpEnvironment> UtpStreamStarter<T, E> {
                 &socket.control_requests,
             ),
             user_rx,
-            last_sent_window: if matches!(state, VirtualSocketState::Established) {
+            // ClearSkies: also SynAckSent: the dispatcher's SYN-ACK advertised the window.
+            last_sent_window: if matches!(
+                state,
+                VirtualSocketState::Established | VirtualSocketState::SynAckSent { .. }
+            ) {
                 // Pretend we sent the window so that it doesn't trigger a window update packet
                 // without any data sent.
                 socket.opts().vsock_rx_bufsize.get() as u32
@@ -1848,9 +1912,7 @@ impl<T: Transport, E: UtpEnvironment> UtpStreamStarter<T, E> {
         }
     }
 
-    pub fn disarm(mut self) {
-        self.vsock.drop_guard.disarm();
-    }
+    // ClearSkies: `disarm` removed (its only caller, the SYN-to-acceptor matching, is gone).
 }
 
 const TIMER_RETRANSMIT: u8 = 0;

@@ -1,3 +1,5 @@
+// Modified by ClearSkies (December 2026) from librqbit-utp 0.7.0; see README.md, CHANGES.
+
 /// The user-facing writer side for uTP stream (UtpStreamWriteHalf).
 /// The user calls AsyncWrite on it to write the data to the stream.
 use std::{
@@ -29,6 +31,10 @@ pub struct UserTxLocked {
     // Woken by by writer
     pub dispatcher_waker: Option<Waker>,
     pub writer_waker: Option<Waker>,
+
+    // ClearSkies: UtpStream::abort was called; the vsock registers abort_waker on every poll.
+    aborted: bool,
+    abort_waker: Option<Waker>,
 }
 
 impl UserTxLocked {
@@ -73,6 +79,8 @@ impl UserTx {
                 vsock_closed: false,
                 writer_dropped: false,
                 writer_shutdown: false,
+                aborted: false,
+                abort_waker: None,
             }),
             producer: Mutex::new(prod),
             consumer: Mutex::new(cons),
@@ -124,6 +132,28 @@ impl UserTx {
     pub fn mark_vsock_closed(&self) {
         self.locked.write().mark_vsock_closed();
     }
+
+    /// ClearSkies: asks the vsock to reset the connection and die (UtpStream::abort).
+    pub fn abort(&self) {
+        let waker = {
+            let mut g = self.locked.write();
+            g.aborted = true;
+            g.abort_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// ClearSkies: for the vsock: true if aborted; otherwise `cx` is woken on abort.
+    pub fn abort_requested(&self, cx: &std::task::Context<'_>) -> bool {
+        let mut g = self.locked.write();
+        if g.aborted {
+            return true;
+        }
+        update_optional_waker(&mut g.abort_waker, cx);
+        false
+    }
 }
 
 type RingBuf = SharedRb<Heap<u8>>;
@@ -141,6 +171,13 @@ impl UtpStreamWriteHalf {
             user_tx,
             written_without_yield: 0,
         }
+    }
+}
+
+impl UtpStreamWriteHalf {
+    /// ClearSkies: see UtpStream::abort.
+    pub(crate) fn abort(&self) {
+        self.user_tx.abort();
     }
 }
 

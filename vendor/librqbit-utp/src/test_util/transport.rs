@@ -46,6 +46,25 @@ impl MockInterface {
         *self.drop_filter.lock() = Some(Box::new(f));
     }
 
+    /// Delivers `datagram` to the socket at `to` as if `from` (any address: it may be forged)
+    /// had sent it. ClearSkies addition (SYN flood tests). False if there is no socket at `to`.
+    pub fn inject(&self, from: SocketAddr, to: SocketAddr, datagram: &[u8]) -> bool {
+        match self.sockets.lock().get(&to) {
+            Some(tx) => tx.send((from, datagram.to_owned())).is_ok(),
+            None => false,
+        }
+    }
+
+    /// A raw endpoint at `addr`: what sockets send to `addr` arrives here as (from, datagram);
+    /// send with `inject`. ClearSkies addition (SYN flood tests).
+    pub fn create_raw_endpoint(&self, addr: SocketAddr) -> UnboundedReceiver<Msg> {
+        let (tx, rx) = unbounded_channel();
+        if self.sockets.lock().insert(addr, tx).is_some() {
+            panic!("socket with {} already existed", addr)
+        }
+        rx
+    }
+
     /// A socket with its own environment (e.g. one following tokio's paused clock) and options;
     /// its dispatcher is spawned.
     pub fn create_socket_with_env<E: UtpEnvironment>(

@@ -676,7 +676,12 @@ impl OutOfOrderQueue {
         // (The segment at the front is always taken: it moves on to the reader's queue,
         // which has its own bound, and refusing it could stall the stream.)
         if offset > 0 && self.len_bytes + msg.payload().len() > self.max_bytes {
-            debug!(offset, len = msg.payload().len(), stored = self.len_bytes, "assembler bytes full");
+            debug!(
+                offset,
+                len = msg.payload().len(),
+                stored = self.len_bytes,
+                "assembler bytes full"
+            );
             return Ok(AssemblerAddRemoveResult::Unavailable(msg));
         }
 
@@ -788,16 +793,25 @@ mod tests {
         let big = [7u8; 600];
         assert!(matches!(
             asm.add_remove(msg(1, &big), 1).unwrap(),
-            AssemblerAddRemoveResult::Consumed { sequence_numbers: 0, .. }
+            AssemblerAddRemoveResult::Consumed {
+                sequence_numbers: 0,
+                ..
+            }
         ));
         assert!(
-            matches!(asm.add_remove(msg(2, &big), 2).unwrap(), AssemblerAddRemoveResult::Unavailable(_)),
+            matches!(
+                asm.add_remove(msg(2, &big), 2).unwrap(),
+                AssemblerAddRemoveResult::Unavailable(_)
+            ),
             "a second 600 bytes out of order would pass 1000"
         );
         assert_eq!(asm.stored_bytes(), 600);
         assert_eq!(
             asm.add_remove(msg(0, &big), 0).unwrap(),
-            AssemblerAddRemoveResult::Consumed { sequence_numbers: 2, bytes: 1200 },
+            AssemblerAddRemoveResult::Consumed {
+                sequence_numbers: 2,
+                bytes: 1200
+            },
             "the front segment is always taken"
         );
     }

@@ -31,6 +31,16 @@ fn attach_over_utp_syncs_both_ways_and_reconnects_over_utp() {
     let target = dir_b.path().join("copy");
     b.cs.ok(&["attach", &code, target.to_str().unwrap(), "--peer", &format!("utp:{}", a.listen())]);
     wait_for("a uTP session on both sides", || (transports(&a) == ["utp"] && transports(&b) == ["utp"]).then_some(()));
+    // One line for the peer on B: the remembered uTP address is the session's.
+    let listed = b.cs.json(&["peers", "--json"]);
+    let entries = listed["peers"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{listed}");
+    let expected = format!("utp:{}", a.listen());
+    assert_eq!(
+        (entries[0]["address"].as_str(), entries[0]["source"].as_str(), entries[0]["state"].as_str()),
+        (Some(expected.as_str()), Some("manual"), Some("connected")),
+        "{listed}"
+    );
     wait_for_file(&target.join("big.bin"), &big);
     let back = noise(100_000, 2);
     fs::write(target.join("back.bin"), &back).unwrap();

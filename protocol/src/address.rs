@@ -48,6 +48,15 @@ impl PeerAddr {
         PeerAddr { transport, addr: canonical(addr) }
     }
 
+    /// As a user writes it to dial it (`--peer`, the `peers` setting) and as remembered
+    /// peers are saved: `HOST:PORT` for TCP, `utp:HOST:PORT` for uTP.
+    pub fn dial_string(&self) -> String {
+        match self.transport {
+            Transport::Tcp => self.addr.to_string(),
+            Transport::Utp => self.to_string(),
+        }
+    }
+
     /// A TCP address.
     pub fn tcp(addr: SocketAddr) -> Self {
         PeerAddr::new(Transport::Tcp, addr)
@@ -135,6 +144,14 @@ impl FromStr for PeerAddr {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_dial_string_is_bare_for_tcp_and_prefixed_for_utp() {
+        let at: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        assert_eq!(PeerAddr::tcp(at).dial_string(), "[2001:db8::1]:5000");
+        assert_eq!(PeerAddr::utp(at).dial_string(), "utp:[2001:db8::1]:5000");
+        assert_eq!(PeerAddr::utp(at).dial_string().parse::<PeerAddr>().ok(), Some(PeerAddr::utp(at)));
+    }
 
     #[test]
     fn the_spec_examples_parse_and_print_back() {

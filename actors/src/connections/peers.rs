@@ -102,8 +102,9 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
     let path_of =
         |share: &Sha256Hash| t.table.get(share).map(|r| r.config.path.display().to_string()).unwrap_or_default();
     let mut out = Vec::new();
+    // (Addresses as dialled: `utp:` shown for uTP, so a remembered one matches its session.)
     for ((share, peer), addr) in t.peers {
-        let address = addr.addr.to_string();
+        let address = addr.dial_string();
         let manual = t.dials.contains_key(&(*share, address.clone()));
         let source = match t.found.get(&(*share, *addr)) {
             Some(found) => PeerSource::from_name(found),
@@ -117,7 +118,7 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
         if t.peers.contains_key(&(*share, *peer)) {
             continue;
         }
-        let address = s.addr.addr.to_string();
+        let address = s.addr.dial_string();
         let (state, failures) = match t.dials.get(&(*share, address.clone())) {
             Some(f) => (PeerState::Dialing, Some(*f)),
             None => (PeerState::Offline, None),
@@ -128,7 +129,12 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
         out.push(e);
     }
     for ((share, addr), source) in t.found {
-        let address = addr.addr.to_string();
+        // (A LAN broadcast's port is found as TCP and as uTP: one line for both.)
+        let tcp_too = PeerAddr::tcp(addr.addr);
+        if addr.transport != clearskies_protocol::address::Transport::Tcp && t.found.contains_key(&(*share, tcp_too)) {
+            continue;
+        }
+        let address = addr.dial_string();
         if !out.iter().any(|e| e.share == share.to_string() && e.address == address) {
             let state = if t.found_dialing.contains(&(*share, *addr)) { PeerState::Dialing } else { PeerState::Found };
             out.push(entry(path_of(share), share, address, state, PeerSource::from_name(source)));

@@ -281,13 +281,9 @@ impl Peer {
     }
 
     /// How this connection is re-established if it is lost.
-    /// The peer's address as it is dialled and remembered: `HOST:PORT` for TCP,
-    /// `utp:HOST:PORT` for uTP.
+    /// The peer's address as it is dialled and remembered ([`PeerAddr::dial_string`]).
     fn dialled_as(&self) -> String {
-        match self.remote.transport {
-            clearskies_protocol::address::Transport::Tcp => self.remote.addr.to_string(),
-            _ => self.remote.to_string(),
-        }
+        self.remote.dial_string()
     }
 
     fn redial(&self) -> Redial {

@@ -355,7 +355,7 @@ class TestReach(unittest.TestCase):
         sb = poll(lambda: self.sessions(db, 1), "one session on B")
         self.assertEqual([p["transport"] for p in sa], ["utp"], sa)
         self.assertEqual([p["transport"] for p in sb], ["utp"], sb)
-        self.assertEqual(sb[0]["address"], f"{self.p.router.ip4}:{int(da.listen.rsplit(':', 1)[1])}", sb)
+        self.assertEqual(sb[0]["address"], f"utp:{self.p.router.ip4}:{int(da.listen.rsplit(':', 1)[1])}", sb)
         for d in (da, db):
             self.assertNotIn("panicked", d.log(), f"daemon {d.name} panicked")
 

@@ -2,8 +2,10 @@
 """Sync benchmark: two real daemons on loopback.
 
 Reports, for 4 x 256 MiB files and for 5000 files of 4-64 KiB: seconds, MB/s and files/s
-from `attach` until the receiver holds every file (checked by size, then by SHA-256 at the
-end, outside the timing), and the time for a 1 KiB change to appear on the other side
+until the receiver holds every file (checked by size, then by SHA-256 at the end, outside the
+timing), measured twice: from `share` (the friend attaches at once; the sharer's indexing
+counts, as a user waits for it) and from `attach` once the sharer has indexed (the sync
+alone), and the time for a 1 KiB change to appear on the other side
 (p50 and max over 10 changes), and for a 4 KiB overwrite in the middle of a synced 128 MiB
 file: seconds until it is on the other side and bytes on the wire (both directions, from the
 daemons' /metrics), over 5 edits; and 20 MB through a 1 MB/s upload limit on the sender,
@@ -117,16 +119,20 @@ def daemon_tree(d):
     return ProcessTree(d.pid("monitor"), d.pid("worker"))
 
 
-def run_case(binary, work, name, fill):
-    a, b, src, dst = two_daemons(binary, work, name)
+def run_case(binary, work, name, fill, from_share=False):
+    """From `attach` once the sharer has indexed (the sync alone), or `from_share`: the clock
+    starts at `share`, the friend attaches at once, and the sharer's indexing counts (what a
+    user waits for)."""
+    a, b, src, dst = two_daemons(binary, work, name + (" from share" if from_share else ""))
     files, total = fill(src)
     a.start()
     b.start()
     try:
-        code = a.json("share", src)["access_code"]
-        # Let the sharer finish indexing first: the benchmark measures sync, not hashing.
-        while a.json("list")["shares"][0]["status"] != "idle":
-            time.sleep(0.05)
+        if not from_share:
+            code = a.json("share", src)["access_code"]
+            # Let the sharer finish indexing first: this measure is the sync alone.
+            while a.json("list")["shares"][0]["status"] != "idle":
+                time.sleep(0.05)
         # Both daemons run on this one disk: flush the generated sources first, or the
         # receiver's fsyncs also pay for writing them (ext4 orders data before a commit).
         os.sync()
@@ -134,14 +140,17 @@ def run_case(binary, work, name, fill):
         cpu = [t.cpu_seconds() for t in trees]
         pss = PeakPss(lambda: [daemon_tree(a), daemon_tree(b)])
         t0 = time.monotonic()
+        if from_share:
+            code = a.json("share", src)["access_code"]
         b.run("attach", code, dst, "--peer", PEER_PREFIX + a.listen())
         wait_same_sizes(src, dst)
         secs = time.monotonic() - t0
         trees = [daemon_tree(a), daemon_tree(b)]
         usage = usage_report(trees, cpu, pss)
         check_same(src, dst)
-        return {"case": name, "files": files, "bytes": total, "seconds": round(secs, 3),
-                "MB_per_s": round(total / secs / 1e6, 1), "files_per_s": round(files / secs, 1), **usage}
+        return {"case": name, "from": "share" if from_share else "attach", "files": files, "bytes": total,
+                "seconds": round(secs, 3), "MB_per_s": round(total / secs / 1e6, 1),
+                "files_per_s": round(files / secs, 1), **usage}
     finally:
         a.stop()
         b.stop()
@@ -156,10 +165,13 @@ def two_syncthings(work, name):
     return a, b, src, dst
 
 
-def syncthing_attach(a, b, src, dst, files):
-    """Shares `src` on a (waits until it is scanned), then adds it on b at `dst`."""
+def syncthing_attach(a, b, src, dst, files, from_share=False):
+    """Shares `src` on a (and, unless `from_share`, waits until it is scanned); returns what
+    adds it on b at `dst`."""
     a.add_device(b)
     b.add_device(a)
+    if from_share:
+        return lambda: (a.add_folder("bench", src, [b]), b.add_folder("bench", dst, [a]))
     a.add_folder("bench", src, [b])
     deadline = time.monotonic() + 600
     while not a.folder_idle("bench", files):
@@ -169,13 +181,13 @@ def syncthing_attach(a, b, src, dst, files):
     return lambda: b.add_folder("bench", dst, [a])
 
 
-def run_case_syncthing(work, name, fill):
-    a, b, src, dst = two_syncthings(work, name)
+def run_case_syncthing(work, name, fill, from_share=False):
+    a, b, src, dst = two_syncthings(work, name + (" from share" if from_share else ""))
     files, total = fill(src)
     a.start()
     b.start()
     try:
-        attach = syncthing_attach(a, b, src, dst, files)
+        attach = syncthing_attach(a, b, src, dst, files, from_share)
         os.sync()
         trees = [a.processes(), b.processes()]
         cpu = [t.cpu_seconds() for t in trees]
@@ -186,8 +198,9 @@ def run_case_syncthing(work, name, fill):
         secs = time.monotonic() - t0
         usage = usage_report(trees, cpu, pss)
         check_same(src, dst)
-        return {"case": name + " (Syncthing)", "files": files, "bytes": total, "seconds": round(secs, 3),
-                "MB_per_s": round(total / secs / 1e6, 1), "files_per_s": round(files / secs, 1), **usage}
+        return {"case": name + " (Syncthing)", "from": "share" if from_share else "attach", "files": files,
+                "bytes": total, "seconds": round(secs, 3), "MB_per_s": round(total / secs / 1e6, 1),
+                "files_per_s": round(files / secs, 1), **usage}
     finally:
         a.stop()
         b.stop()
@@ -303,7 +316,8 @@ def latency_syncthing(work, rounds=20):
 
 def ratios(ours, theirs):
     """How we compare, per measure (higher is better for us in every line)."""
-    out = {"case": ours["case"] + ": ClearSkies / Syncthing"}
+    since = f" from {ours['from']}" if "from" in ours else ""
+    out = {"case": ours["case"] + since + ": ClearSkies / Syncthing"}
     if "MB_per_s" in ours:
         out["throughput_x"] = round(ours["MB_per_s"] / theirs["MB_per_s"], 2)
     if "p50_s" in ours:
@@ -444,11 +458,13 @@ def main():
         if args.only in (None, "large", "small"):
             print(json.dumps(machine_limits(work)), flush=True)
         if args.only in (None, "large"):
-            side_by_side(run_case(args.binary, work, "4 x 256 MiB", fill_large),
-                         lambda: run_case_syncthing(work, "4 x 256 MiB", fill_large))
+            for from_share in (True, False):
+                side_by_side(run_case(args.binary, work, "4 x 256 MiB", fill_large, from_share),
+                             lambda: run_case_syncthing(work, "4 x 256 MiB", fill_large, from_share))
         if args.only in (None, "small"):
-            side_by_side(run_case(args.binary, work, "5000 x 4-64 KiB", fill_small),
-                         lambda: run_case_syncthing(work, "5000 x 4-64 KiB", fill_small))
+            for from_share in (True, False):
+                side_by_side(run_case(args.binary, work, "5000 x 4-64 KiB", fill_small, from_share),
+                             lambda: run_case_syncthing(work, "5000 x 4-64 KiB", fill_small, from_share))
         if args.only in (None, "latency"):
             side_by_side(latency(args.binary, work), lambda: latency_syncthing(work))
         if args.only in (None, "delta"):

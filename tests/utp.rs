@@ -5,7 +5,7 @@ use std::fs;
 use crate::util::{noise, wait_for, Daemon};
 
 /// Each session's transport, as `peers --json` lists them.
-fn transports(d: &Daemon) -> Vec<String> {
+pub(crate) fn transports(d: &Daemon) -> Vec<String> {
     let listed = d.cs.json(&["peers", "--json"]);
     let peers = listed["peers"].as_array().cloned().unwrap_or_default();
     peers
@@ -16,7 +16,7 @@ fn transports(d: &Daemon) -> Vec<String> {
 }
 
 /// Waits until `path` holds exactly `bytes`.
-fn wait_for_file(path: &std::path::Path, bytes: &[u8]) {
+pub(crate) fn wait_for_file(path: &std::path::Path, bytes: &[u8]) {
     wait_for(&format!("{} to arrive", path.display()), || (fs::read(path).ok()? == bytes).then_some(()));
 }
 
@@ -48,11 +48,11 @@ fn attach_over_utp_syncs_both_ways_and_reconnects_over_utp() {
 
     // Idle past the uTP library's 10 s inactivity timeout (A last received data): the
     // session stays up, until the protocol's pings.
-    let quiet_until = std::time::Instant::now() + std::time::Duration::from_secs(12);
-    while std::time::Instant::now() < quiet_until {
+    let quiet_since = std::time::Instant::now();
+    wait_for("12 s of idle, the session up throughout", || {
         assert_eq!((transports(&a), transports(&b)), (vec!["utp".to_owned()], vec!["utp".to_owned()]), "while idle");
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
+        (quiet_since.elapsed() >= std::time::Duration::from_secs(12)).then_some(())
+    });
 
     // B restarts: it dials the remembered uTP address with the share key.
     b.cs.ok(&["stop"]);
@@ -86,16 +86,9 @@ fn when_both_sides_dial_at_once_one_session_is_kept() {
             .unwrap();
     assert!(o.status.success(), "{}", crate::util::stderr(&o));
     let kept = "both sides dialled: one session kept";
-    let deadline = std::time::Instant::now() + crate::util::DEADLINE;
-    while !(a.cs.log().contains(kept) || b.cs.log().contains(kept)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no session closed as a duplicate:\nA:\n{}\nB:\n{}",
-            a.cs.log(),
-            b.cs.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for("the second session to be closed", || {
+        (a.cs.log().contains(kept) || b.cs.log().contains(kept)).then_some(())
+    });
     wait_for("one session on each side", || (a.peers() == 1 && b.peers() == 1).then_some(()));
     let (on_a, on_b) = (transports(&a), transports(&b));
     assert_eq!(on_a, on_b, "both kept the same session");

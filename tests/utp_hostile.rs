@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::util::{noise, wait_for, Daemon, DEADLINE};
+use crate::utp::{transports, wait_for_file};
 
 /// The uTP header: 20 bytes.
 const HEADER: usize = 20;
@@ -395,21 +396,6 @@ fn vm_rss_kib(d: &Daemon) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-/// Each connected session's transport on `d`.
-fn transports(d: &Daemon) -> Vec<String> {
-    let listed = d.cs.json(&["peers", "--json"]);
-    let peers = listed["peers"].as_array().cloned().unwrap_or_default();
-    peers
-        .iter()
-        .filter(|p| p["state"] == "connected")
-        .filter_map(|p| p["transport"].as_str().map(str::to_owned))
-        .collect()
-}
-
-fn wait_for_file(path: &std::path::Path, bytes: &[u8]) {
-    wait_for(&format!("{} to arrive", path.display()), || (std::fs::read(path).ok()? == bytes).then_some(()));
 }
 
 /// Garbage of every length, uTP headers of every type with absurd fields, STUN look-alikes.

@@ -536,11 +536,11 @@ fn pause_holds_transfers_and_resume_releases_them() {
     let SyncedPair { a: _a, b, ra, rb, _base } = synced_pair("first", b"1");
     b.cs.ok(&["pause"]);
     write(&ra.join("second"), b"2");
-    let s = wait_for("b to know of the new file", || {
+    // (A scan of b's own install of "first" may still be running: "scanning" for a moment.)
+    wait_for("b to know of the new file, and be paused", || {
         let s = b.cs.json(&["list", "--json"])["shares"][0].clone();
-        (s["pending_files"].as_u64() == Some(1)).then_some(s)
+        (s["pending_files"].as_u64() == Some(1) && s["status"] == "paused").then_some(s)
     });
-    assert_eq!(s["status"], "paused", "{s}");
     assert!(!rb.join("second").exists());
     b.cs.ok(&["resume"]);
     converge(&[&ra, &rb], &["second"]);

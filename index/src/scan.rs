@@ -13,14 +13,13 @@
 //! directory (an unmounted disk, a deleted folder) is an error, never a mass deletion.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use clearskies_protocol::path::{is_meta_dir, is_part_name, SharePath, META_DIR};
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
-use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::beneath::{self, DirFd, Meta, Root};
@@ -96,7 +95,16 @@ pub struct ScanContext<'a> {
     pub confirmed_deletions: Option<&'a std::collections::HashSet<SharePath>>,
     /// This daemon's name, in the conflict copies a scan makes (empty: the start of `me`).
     pub device: &'a str,
+    /// Called each time the scan has committed new records of ours, so that they can be
+    /// announced before it ends: while files are being hashed, at most every
+    /// [`FLUSH_EVERY`].
+    pub committed: Option<&'a mut dyn FnMut()>,
 }
+
+/// How long records hashed in a scan wait to be committed (and so announced) at most,
+/// beside [`COMMIT_CHUNK`]: a large file is served as soon as it is hashed, not when the
+/// whole scan is done.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl std::fmt::Debug for ScanContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,32 +121,15 @@ fn mtime_of(m: &Meta) -> Option<Timestamp> {
     Timestamp::new(m.mtime.0, m.mtime.1)
 }
 
-/// Streams a file through SHA-256. Opened without following a symlink and without blocking
-/// on a FIFO, and hashed only if the handle is a regular file: whatever a local user swaps
-/// in at that path can neither redirect nor hang the worker.
-pub fn hash_file(path: &Path) -> io::Result<(Sha256Hash, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+/// What is known of `f`'s contents without reading it: nothing for a directory, the hash
+/// in its record `old` if its stat is unchanged; `None`: it must be hashed.
+fn known_contents(f: &Found, old: Option<&Record>) -> Option<Contents> {
+    if f.kind() == EntryKind::Directory {
+        return Some((None, None));
     }
-    hash_open(f)
-}
-
-/// Streams an open regular file through SHA-256.
-fn hash_open(mut f: File) -> io::Result<(Sha256Hash, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = crate::fsops::read_buffer(f.metadata()?.len());
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((Sha256Hash(hasher.finalize().into()), total))
+    let stat = f.meta.stat;
+    let known = old.and_then(|o| (o.local == Some(stat)).then_some(o.local_sha256).flatten())?;
+    Some((Some(known), Some(stat.size)))
 }
 
 /// The directories still to list: where, which share path, and whether everything below
@@ -224,6 +215,10 @@ impl Scope {
 /// many changes in memory.
 const COMMIT_CHUNK: usize = 4096;
 
+/// Entries of one directory whose records are read, and changed files hashed, together:
+/// memory stays bounded in a directory of a million files.
+const HASH_WINDOW: usize = 256;
+
 /// The share path of `fs_path` below `root` (`None` if it is outside, our metadata, or not
 /// a syncable name).
 fn share_path_of(root: &Path, fs_path: &Path) -> Option<SharePath> {
@@ -252,6 +247,10 @@ struct Scanner<'s, 'c, 'a> {
     gone: Vec<SharePath>,
     /// Directories listed so far (each is listed once).
     listed: HashSet<SharePath>,
+    /// Threads that hash a directory's files.
+    hashers: usize,
+    /// When records were last committed (or the scan began).
+    flushed_at: std::time::Instant,
 }
 
 impl Scanner<'_, '_, '_> {
@@ -272,7 +271,21 @@ impl Scanner<'_, '_, '_> {
             let new_revision = (!changed.is_empty()).then_some(self.rev);
             self.store.commit(&[restat.as_slice(), changed.as_slice()].concat(), new_revision)?;
         }
+        self.flushed_at = std::time::Instant::now();
         self.report.changed += changed.len();
+        if !changed.is_empty() {
+            if let Some(committed) = self.ctx.committed.as_mut() {
+                committed();
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits new records if they have waited [`FLUSH_EVERY`].
+    fn flush_if_due(&mut self) -> Result<(), ScanError> {
+        if !self.changed.is_empty() && self.flushed_at.elapsed() >= FLUSH_EVERY {
+            self.flush()?;
+        }
         Ok(())
     }
 
@@ -281,8 +294,32 @@ impl Scanner<'_, '_, '_> {
     fn visit(&mut self, dir: &Path, key: &SharePath, recursive: bool, stack: &mut Stack) -> Result<(), ScanError> {
         let Some((entries, handle)) = self.list(dir, key, stack)? else { return Ok(()) };
         let (found, mut names) = self.found(dir, key, &handle, entries)?;
-        for f in found {
-            let old = self.store.get(&f.path)?;
+        let mut found = found.into_iter().peekable();
+        while found.peek().is_some() {
+            let window: Vec<Found> = found.by_ref().take(HASH_WINDOW).collect();
+            self.visit_window(window, recursive, stack, &mut names)?;
+        }
+        self.vanished_from(key, &names)
+    }
+
+    /// Indexes some entries of one directory (their records read, the changed files hashed
+    /// on several threads while the entries are taken in order).
+    fn visit_window(
+        &mut self,
+        found: Vec<Found>,
+        recursive: bool,
+        stack: &mut Stack,
+        names: &mut HashSet<String>,
+    ) -> Result<(), ScanError> {
+        let olds = found.iter().map(|f| self.store.get(&f.path)).collect::<Result<Vec<_>, _>>()?;
+        let jobs: Vec<Option<hash::Job>> = found
+            .iter()
+            .zip(&olds)
+            .map(|(f, old)| if known_contents(f, old.as_ref()).is_none() { f.at.clone() } else { None })
+            .collect();
+        let mut entries: Vec<_> = found.into_iter().zip(olds).map(Some).collect();
+        hash::in_order(&jobs, self.hashers, |i, hashed| {
+            let Some((f, old)) = entries.get_mut(i).and_then(Option::take) else { return Ok(()) };
             if f.meta.is_dir() {
                 // A directory the index knows (same inode) has its own watch; anything else
                 // (new, replaced, or a file before) is walked whole.
@@ -296,9 +333,9 @@ impl Scanner<'_, '_, '_> {
                 // A directory replaced by a file: what was inside is gone.
                 self.vanish_below(&f.path)?;
             }
-            self.entry(f, old, &mut names)?;
-        }
-        self.vanished_from(key, &names)
+            self.entry(f, old, hashed, names)?;
+            self.flush_if_due()
+        })
     }
 
     /// The entries of directory `dir` (share path `key`) and its handle; `None` if it is
@@ -433,10 +470,17 @@ impl Scanner<'_, '_, '_> {
         self.gone.push(old.path);
     }
 
-    /// One entry found on disk, against its record `old`.
-    fn entry(&mut self, f: Found, old: Option<Record>, names: &mut HashSet<String>) -> Result<(), ScanError> {
+    /// One entry found on disk, against its record `old`; `hashed`: its contents, if they
+    /// were hashed already.
+    fn entry(
+        &mut self,
+        f: Found,
+        old: Option<Record>,
+        hashed: Option<hash::Hashed>,
+        names: &mut HashSet<String>,
+    ) -> Result<(), ScanError> {
         self.report.entries += 1;
-        let Some(contents) = self.contents(&f, old.as_ref()) else { return Ok(()) };
+        let Some(contents) = self.contents(&f, old.as_ref(), hashed) else { return Ok(()) };
         if let Some(o) = &old {
             if self.against_awaited(&f, o, contents, names) {
                 return Ok(());
@@ -447,21 +491,19 @@ impl Scanner<'_, '_, '_> {
     }
 
     /// The SHA-256 and size of the file `f` (none for a directory): the hash in its record
-    /// `old` if its stat is unchanged, else hashed now. `None` if it vanished or cannot be
-    /// read mid-scan: its record is left as it is.
-    fn contents(&mut self, f: &Found, old: Option<&Record>) -> Option<Contents> {
-        let stat = f.meta.stat;
-        if f.kind() == EntryKind::Directory {
-            return Some((None, None));
+    /// `old` if its stat is unchanged, else `hashed` (hashed now if not given). `None` if it
+    /// vanished or cannot be read mid-scan: its record is left as it is.
+    fn contents(&mut self, f: &Found, old: Option<&Record>, hashed: Option<hash::Hashed>) -> Option<Contents> {
+        if let Some(known) = known_contents(f, old) {
+            return Some(known);
         }
-        let known = old.and_then(|o| (o.local == Some(stat)).then_some(o.local_sha256).flatten());
-        if let Some(h) = known {
-            return Some((Some(h), Some(stat.size)));
-        }
-        match f.at.as_ref().map_or_else(
-            || Err(io::Error::other("the root is no file")),
-            |(dir, name)| dir.open_file(name, false).and_then(hash_open),
-        ) {
+        let hashed = hashed.unwrap_or_else(|| {
+            f.at.as_ref().map_or_else(
+                || Err(io::Error::other("the root is no file")),
+                |(dir, name)| dir.open_file(name, false).and_then(hash::hash_open),
+            )
+        });
+        match hashed {
             Ok((h, n)) => {
                 self.report.hashed_files += 1;
                 self.report.hashed_bytes += n;
@@ -646,6 +688,8 @@ pub fn scan(
         restat: Vec::new(),
         gone: Vec::new(),
         listed: HashSet::new(),
+        hashers: hash::hashers(),
+        flushed_at: std::time::Instant::now(),
     };
     let mut stack: Stack = Vec::new();
     match scope {
@@ -654,7 +698,7 @@ pub fn scan(
             let meta = Meta::from_std(&meta);
             let old = store.get(&SharePath::root())?;
             let found = Found { path: SharePath::root(), fs_path: root.to_owned(), at: None, meta };
-            s.entry(found, old, &mut HashSet::new())?;
+            s.entry(found, old, None, &mut HashSet::new())?;
             stack.push((root.to_owned(), SharePath::root(), true));
         }
         Scope::Dirs(dirs) => {
@@ -739,6 +783,9 @@ fn set_aside(
         sealed: None,
     })
 }
+
+mod hash;
+pub use hash::hash_file;
 
 #[cfg(test)]
 mod tests;

@@ -48,7 +48,14 @@ pub struct ConfirmDeletes {
 /// changed there).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct FsChanged(pub scan::Scope);
+pub struct FsChanged {
+    /// Where to look.
+    pub scope: scan::Scope,
+    /// The event finishes a change (a file closed after writing, a rename, a deletion, a
+    /// new directory), rather than being part of one still going on (a write, a file
+    /// created and still open): when the tree was quiet, the scan may start at once.
+    pub finishes: bool,
+}
 
 /// Subscribes to the share's [`ShareEvent`](super::actor::ShareEvent)s from now on (see
 /// `share::actor::events`: a subscriber that falls behind loses the oldest, and the stream

@@ -32,6 +32,20 @@ fn mask() -> WatchMask {
         | WatchMask::EXCL_UNLINK
 }
 
+/// Whether an event with `mask` finishes a change (a file closed after writing, a rename,
+/// a deletion, new attributes, a new directory) rather than being part of one that goes on
+/// (a write, a new file still open): see [`FsChanged::finishes`].
+fn finishes(mask: EventMask) -> bool {
+    mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO | EventMask::MOVED_FROM | EventMask::DELETE)
+        || mask.contains(EventMask::ATTRIB)
+        || mask.contains(EventMask::ISDIR | EventMask::CREATE)
+}
+
+/// Look everywhere: after an event that `finishes` a change or not.
+fn everything(finishes: bool) -> FsChanged {
+    FsChanged { scope: Scope::Full, finishes }
+}
+
 /// Adds a watch to `dir` and every directory below it (not following symlinks, skipping our
 /// metadata directory). Blocking: it walks the tree.
 fn watch_tree(
@@ -86,26 +100,26 @@ pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<(
     let mut stream = inotify.into_event_stream(vec![0u8; 64 * 1024])?;
     // The first full scan starts now that the watches are up: whatever changes from here
     // on has an event.
-    changed.do_send(FsChanged(Scope::Full));
+    changed.do_send(everything(true));
     while let Some(event) = stream.next().await {
         let event = event?;
         if event.mask.contains(EventMask::Q_OVERFLOW) {
             warn!(root = %root.display(), "inotify queue overflowed; rescanning");
             crate::metrics::metrics().watch_overflows.inc();
-            changed.do_send(FsChanged(Scope::Full));
+            changed.do_send(everything(false));
             continue;
         }
         if event.mask.contains(EventMask::IGNORED) {
             // The root's own watch ends when the root is deleted or its filesystem
             // unmounted: nothing is watched any more, so this watch is over.
             if map.remove(&event.wd).is_some_and(|dir| dir == root) {
-                changed.do_send(FsChanged(Scope::Full));
+                changed.do_send(everything(true));
                 return Ok(());
             }
             continue;
         }
         let Some(parent) = map.get(&event.wd).cloned() else {
-            changed.do_send(FsChanged(Scope::Full));
+            changed.do_send(everything(false));
             continue;
         };
         let mut scope = Scope::default();
@@ -139,7 +153,10 @@ pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<(
                 None => scope = Scope::Full,
             },
         }
-        changed.do_send(FsChanged(scope));
+        // (An event on the directory itself, named `None`, finishes: it moved, went away,
+        // or its attributes changed.)
+        let finishes = event.name.is_none() || finishes(event.mask);
+        changed.do_send(FsChanged { scope, finishes });
     }
     Ok(())
 }

@@ -53,6 +53,7 @@ impl Fixture {
             delete_limit: None,
             confirmed_deletions: None,
             device: "",
+            committed: None,
         };
         scan(self.root.path(), &self.store, &mut ctx, &crate::scan::Scope::Full).unwrap();
         self.counter = c;

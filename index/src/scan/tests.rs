@@ -33,6 +33,7 @@ impl Fixture {
             delete_limit: self.delete_limit,
             confirmed_deletions: self.confirmed.as_ref(),
             device: "",
+            committed: None,
         };
         let r = scan(self.root.path(), &self.store, &mut ctx, &self.scope);
         self.counter = counter;
@@ -357,6 +358,7 @@ fn a_file_swapped_for_a_fifo_or_symlink_after_listing_is_skipped_not_hashed() {
             delete_limit: None,
             confirmed_deletions: None,
             device: "",
+            committed: None,
         };
         let mut s = Scanner {
             root: &r,
@@ -369,13 +371,15 @@ fn a_file_swapped_for_a_fifo_or_symlink_after_listing_is_skipped_not_hashed() {
             restat: Vec::new(),
             gone: Vec::new(),
             listed: HashSet::new(),
+            hashers: 1,
+            flushed_at: std::time::Instant::now(),
         };
         for (n, mut meta) in listed {
             meta.stat.mtime_ns += 1; // as if edited: not the indexed version
             let path = SharePath::parse(&format!("/{n}")).unwrap();
             let old = f.store.get(&path).unwrap();
             let found = Found { path, fs_path: r.join(n), at: Some((dirs.root_dir().clone(), n.to_owned())), meta };
-            s.entry(found, old, &mut HashSet::new()).unwrap();
+            s.entry(found, old, None, &mut HashSet::new()).unwrap();
         }
         let (hashed, changed) = (s.report.hashed_files, s.changed.len());
         s.flush().unwrap();
@@ -449,4 +453,50 @@ fn the_daemons_data_directory_is_never_indexed() {
         .unwrap();
     all.sort();
     assert_eq!(all, ["/home", "/home/.local", "/home/.local/share", "/home/notes.txt"]);
+}
+
+#[test]
+fn committed_is_told_after_records_are_in_the_index() {
+    let f = Fixture::new();
+    for d in ["a", "b"] {
+        std::fs::create_dir(f.root.path().join(d)).unwrap();
+        for i in 0..5 {
+            std::fs::write(f.root.path().join(d).join(format!("{i}")), vec![i; 1000]).unwrap();
+        }
+    }
+    let before = f.store.revision().unwrap();
+    let store = f.store.clone();
+    let seen = std::cell::RefCell::new(Vec::new());
+    let mut committed = || seen.borrow_mut().push(store.revision().unwrap());
+    let mut new_uuid = {
+        let mut c = 0u8;
+        move || {
+            c += 1;
+            RecordUuid([c; 16])
+        }
+    };
+    let mut ctx = ScanContext {
+        me: PeerId([9; 16]),
+        now: Timestamp::new(1, 0).unwrap(),
+        new_uuid: &mut new_uuid,
+        filter: None,
+        read_only: false,
+        delete_limit: None,
+        confirmed_deletions: None,
+        device: "",
+        committed: Some(&mut committed),
+    };
+    let report = scan(f.root.path(), &f.store, &mut ctx, &Scope::Full).unwrap();
+    let after = f.store.revision().unwrap();
+    let seen = seen.take();
+    assert_eq!(report.hashed_files, 10);
+    assert!(!seen.is_empty(), "told at least once");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "told only when something new was committed: {seen:?}");
+    assert!(seen.iter().all(|r| *r > before));
+    assert_eq!(seen.last(), Some(&after), "the last commit is told too");
+    // Nothing changed: nothing committed, nobody told.
+    let mut told = 0;
+    let mut ctx = ScanContext { committed: Some(&mut || told += 1), ..ctx };
+    scan(f.root.path(), &f.store, &mut ctx, &Scope::Full).unwrap();
+    assert_eq!(told, 0);
 }

@@ -152,7 +152,8 @@ fn revert(s: &mut ShareState) -> Result<Reverting, CommandError> {
             "only a read-only share has local changes to revert (your changes here are synced; `clearskies restore` brings back a version)",
         ));
     }
-    let report = run_scan(s, &scan::Scope::Full).map_err(|e| CommandError::new(ErrorCode::IoError, e.to_string()))?;
+    let report =
+        run_scan(s, &scan::Scope::Full, None).map_err(|e| CommandError::new(ErrorCode::IoError, e.to_string()))?;
     let root = Root::open(&s.root).map_err(io_error)?;
     let mut r = Reverted::default();
     for path in report.local_changes {

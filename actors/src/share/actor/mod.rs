@@ -52,7 +52,7 @@ pub struct Wiring {
     /// Where the share's events go (kept by the registry across restarts).
     pub events: tokio::sync::broadcast::Sender<ShareEvent>,
 }
-pub use schedule::{DEBOUNCE, MAX_DEBOUNCE};
+pub use schedule::{DEBOUNCE, MAX_DEBOUNCE, QUICK};
 
 use self::events::Events;
 use self::incoming::Queues;
@@ -160,13 +160,24 @@ impl ShareState {
     /// connected to send them to, or subscribed to the events: a peer that connects later
     /// asks with `get_updates`).
     fn new_writes(&mut self, want: bool) -> Result<Vec<record::Record>, store::StoreError> {
-        let now = self.store.revision()?;
-        let from = self.announced.replace(now).unwrap_or(now);
-        if !want || now <= from {
-            return Ok(Vec::new());
-        }
-        Ok(self.store.written_by(&self.me, from + 1, now, usize::MAX)?.0)
+        writes_since(&self.store, &self.me, &mut self.announced, want)
     }
+}
+
+/// Our records in `store` after revision `announced` (which moves to the latest), read only
+/// if `want`: see [`ShareState::new_writes`].
+fn writes_since(
+    store: &store::ShareStore,
+    me: &PeerId,
+    announced: &mut Option<u64>,
+    want: bool,
+) -> Result<Vec<record::Record>, store::StoreError> {
+    let now = store.revision()?;
+    let from = announced.replace(now).unwrap_or(now);
+    if !want || now <= from {
+        return Ok(Vec::new());
+    }
+    Ok(store.written_by(me, from + 1, now, usize::MAX)?.0)
 }
 
 /// One share.
@@ -306,8 +317,20 @@ fn new_uuid() -> RecordUuid {
     RecordUuid(b)
 }
 
-fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport, scan::ScanError> {
+/// Scans `scope`; `committed` is called whenever the scan has committed records of ours
+/// (see [`scan::ScanContext::committed`]).
+fn run_scan(
+    s: &mut ShareState,
+    scope: &scan::Scope,
+    mut committed: Option<&mut dyn FnMut()>,
+) -> Result<scan::ScanReport, scan::ScanError> {
     let mut uuid = new_uuid;
+    // (A closure of this frame: the context's borrows all end here.)
+    let mut tell = || {
+        if let Some(c) = committed.as_mut() {
+            c();
+        }
+    };
     let limit = s.runtime.mass_delete_percent();
     let delete_limit = (limit < 100).then_some(limit);
     let confirmed = s.confirmed_deletions.take();
@@ -320,6 +343,7 @@ fn run_scan(s: &mut ShareState, scope: &scan::Scope) -> Result<scan::ScanReport,
         delete_limit,
         confirmed_deletions: confirmed.as_ref(),
         device: &s.device,
+        committed: Some(&mut tell),
     };
     let report = scan::scan(&s.root, &s.store, &mut ctx, scope);
     // Kept until a scan uses it (whichever scope), or the user confirms anew.

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use actix::{ActorFutureExt, AsyncContext, Context, Handler, SpawnHandle, WrapFuture};
+use actix::{ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture};
 use tracing::{error, info, warn};
 
 use super::events::ShareEvent;
@@ -17,8 +17,14 @@ use crate::metrics::metrics;
 use crate::share::messages::FsChanged;
 use clearskies_index::{apply, fsops, record, scan, store};
 
-/// Quiet time after the last filesystem event before scanning.
+/// Quiet time after the last filesystem event before scanning, in a burst of events (or
+/// while a file is still being written).
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
+/// The wait after an event that finishes a change (a file closed after writing, a rename,
+/// a deletion) when the tree had been quiet for [`DEBOUNCE`] before it: an isolated save is
+/// scanned at once, with just the time to take in the events that come with it (an editor's
+/// rename, a `chmod`).
+pub const QUICK: Duration = Duration::from_millis(10);
 /// Longest a steady stream of events can delay a scan.
 pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// How often the share root is looked at: still there, still the same directory?
@@ -31,6 +37,11 @@ pub(super) struct Scheduler {
     dirty: scan::Scope,
     /// When the first not-yet-scanned event arrived.
     dirty_since: Option<Instant>,
+    /// When the last event arrived (scanned or not).
+    last_event: Option<Instant>,
+    /// The events not yet scanned began after [`DEBOUNCE`] of quiet: one that finishes a
+    /// change is scanned after [`QUICK`].
+    quick: bool,
     /// The debounce timer, while one runs.
     debounce: Option<SpawnHandle>,
     /// A scan was asked for while one ran (or the share was starting).
@@ -78,23 +89,32 @@ enum Scanned {
 }
 
 /// How long to wait before scanning, for an event at `now` when the first event not yet
-/// scanned came at `first`: [`DEBOUNCE`] of quiet, but never more than [`MAX_DEBOUNCE`] in
-/// all.
-fn debounce_wait(first: Instant, now: Instant) -> Duration {
+/// scanned came at `first`: [`QUICK`] for an event that `finishes` a change in a `quick`
+/// batch (one that began after quiet), else [`DEBOUNCE`] of quiet; never more than
+/// [`MAX_DEBOUNCE`] in all.
+fn debounce_wait(first: Instant, now: Instant, quick: bool, finishes: bool) -> Duration {
     if now.duration_since(first) >= MAX_DEBOUNCE {
         Duration::ZERO
+    } else if quick && finishes {
+        QUICK
     } else {
         DEBOUNCE
     }
 }
 
 impl Scheduler {
-    /// The watcher named `scope` at `now`: answers the debounce timer to cancel and how long
-    /// the new one waits.
-    fn changed(&mut self, scope: scan::Scope, now: Instant) -> (Option<SpawnHandle>, Duration) {
+    /// The watcher named `scope` at `now` (an event that `finishes` a change, or not):
+    /// answers the debounce timer to cancel and how long the new one waits. A save storm
+    /// costs at most one quick scan: the events after it come within [`DEBOUNCE`] of each
+    /// other, so their batch is not quick.
+    fn changed(&mut self, scope: scan::Scope, now: Instant, finishes: bool) -> (Option<SpawnHandle>, Duration) {
         self.dirty.merge(scope);
+        if self.dirty_since.is_none() {
+            self.quick = self.last_event.is_none_or(|t| now.duration_since(t) >= DEBOUNCE);
+        }
+        self.last_event = Some(now);
         let first = *self.dirty_since.get_or_insert(now);
-        (self.debounce.take(), debounce_wait(first, now))
+        (self.debounce.take(), debounce_wait(first, now, self.quick, finishes))
     }
 
     /// The debounce ran out: the scan starts.
@@ -167,9 +187,15 @@ type ScanJob = (
     Result<Vec<apply::Fetch>, store::StoreError>,
 );
 
+/// Records of ours a scan committed while it goes on: announced at once, so that a peer
+/// fetches a large file as soon as it is hashed rather than when the scan ends.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct ScanCommitted(Vec<record::Record>);
+
 /// Scans `scope` on the worker thread; reads the records written if `want` (someone is
-/// there to be told).
-fn scan_job(s: &mut ShareState, scope: scan::Scope, want: bool) -> ScanJob {
+/// there to be told), and hands those committed before the end to `share` meanwhile.
+fn scan_job(s: &mut ShareState, scope: scan::Scope, want: bool, share: &Addr<Share>) -> ScanJob {
     if s.announced.is_none() {
         s.announced = s.store.revision().ok();
     }
@@ -177,7 +203,14 @@ fn scan_job(s: &mut ShareState, scope: scan::Scope, want: bool) -> ScanJob {
     // A changed ignore file changes what is indexed anywhere; a read-only share's count of
     // local changes covers the whole tree.
     let full = refreshed || s.read_only || scope == scan::Scope::Full;
-    let report = super::run_scan(s, if full { &scan::Scope::Full } else { &scope });
+    let (store, me, mut announced) = (s.store.clone(), s.me, s.announced);
+    let mut committed = || match super::writes_since(&store, &me, &mut announced, want) {
+        Ok(records) if !records.is_empty() => share.do_send(ScanCommitted(records)),
+        Ok(_) => {}
+        Err(e) => error!(error = %e, "cannot read this scan's records to send to peers"),
+    };
+    let report = super::run_scan(s, if full { &scan::Scope::Full } else { &scope }, Some(&mut committed));
+    s.announced = announced;
     let changed = s.new_writes(want);
     // Paths the ignore file no longer ignores: peers' versions come now.
     let mut uuid = new_uuid;
@@ -223,7 +256,8 @@ impl Share {
         self.set_state(State::Scanning);
         let started = Instant::now();
         let want = !self.senders.is_empty() || self.events.watched();
-        let job = self.worker.run(move |s: &mut ShareState| scan_job(s, scope, want));
+        let share = ctx.address();
+        let job = self.worker.run(move |s: &mut ShareState| scan_job(s, scope, want, &share));
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             metrics().scan_duration.observe(started.elapsed().as_secs_f64());
             match joined {
@@ -233,14 +267,17 @@ impl Share {
         }));
     }
 
+    /// Announces records a scan wrote (and tells of the conflict copies among them).
+    fn announce_scanned(&mut self, changed: Vec<record::Record>) {
+        self.events.conflicts(changed.iter().map(|r| (None, r)), self.me);
+        self.announce(changed.into_iter().map(|r| (None, r)).collect());
+    }
+
     /// A scan job ended: announce what it wrote, fetch what it found wanted, and take in
     /// its report.
     fn scanned(&mut self, (report, changed, fetch): ScanJob, ctx: &mut Context<Self>) {
         match changed {
-            Ok(changed) => {
-                self.events.conflicts(changed.iter().map(|r| (None, r)), self.me);
-                self.announce(changed.into_iter().map(|r| (None, r)).collect());
-            }
+            Ok(changed) => self.announce_scanned(changed),
             Err(e) => error!(error = %e, "cannot read this scan's records to send to peers"),
         }
         match fetch {
@@ -383,8 +420,8 @@ impl Share {
 impl Handler<FsChanged> for Share {
     type Result = ();
 
-    fn handle(&mut self, FsChanged(scope): FsChanged, ctx: &mut Context<Self>) {
-        let (cancel, wait) = self.schedule.changed(scope, Instant::now());
+    fn handle(&mut self, FsChanged { scope, finishes }: FsChanged, ctx: &mut Context<Self>) {
+        let (cancel, wait) = self.schedule.changed(scope, Instant::now(), finishes);
         if let Some(h) = cancel {
             ctx.cancel_future(h);
         }
@@ -392,6 +429,14 @@ impl Handler<FsChanged> for Share {
             act.schedule.settled();
             act.start_scan(ctx);
         }));
+    }
+}
+
+impl Handler<ScanCommitted> for Share {
+    type Result = ();
+
+    fn handle(&mut self, ScanCommitted(records): ScanCommitted, _: &mut Context<Self>) {
+        self.announce_scanned(records);
     }
 }
 
@@ -409,41 +454,65 @@ mod tests {
     fn events_wait_for_quiet_but_never_longer_than_the_maximum() {
         let t0 = Instant::now();
         let mut s = Scheduler::default();
-        assert_eq!(s.changed(dir("a"), t0), (None, DEBOUNCE));
+        assert_eq!(s.changed(dir("a"), t0, false), (None, DEBOUNCE));
         s.debounce = Some(SpawnHandle::default());
         // Each event pushes the scan back by the quiet time...
-        let (cancel, wait) = s.changed(dir("b"), t0 + Duration::from_millis(200));
+        let (cancel, wait) = s.changed(dir("b"), t0 + Duration::from_millis(200), false);
         assert_eq!((cancel, wait), (Some(SpawnHandle::default()), DEBOUNCE));
-        assert_eq!(s.changed(dir("c"), t0 + MAX_DEBOUNCE - Duration::from_millis(1)).1, DEBOUNCE);
+        assert_eq!(s.changed(dir("c"), t0 + MAX_DEBOUNCE - Duration::from_millis(1), false).1, DEBOUNCE);
         // ...until the first of them has waited the maximum: then at once.
-        assert_eq!(s.changed(dir("d"), t0 + MAX_DEBOUNCE).1, Duration::ZERO);
-        assert_eq!(s.changed(dir("e"), t0 + 3 * MAX_DEBOUNCE).1, Duration::ZERO);
+        assert_eq!(s.changed(dir("d"), t0 + MAX_DEBOUNCE, false).1, Duration::ZERO);
+        assert_eq!(s.changed(dir("e"), t0 + 3 * MAX_DEBOUNCE, false).1, Duration::ZERO);
         // The scan that follows starts the count again.
         s.settled();
         assert!(!s.debouncing());
         let later = t0 + 10 * MAX_DEBOUNCE;
-        assert_eq!(s.changed(dir("f"), later).1, DEBOUNCE);
+        assert_eq!(s.changed(dir("f"), later, false).1, DEBOUNCE);
+    }
+
+    #[test]
+    fn an_isolated_change_is_scanned_at_once_and_a_storm_is_debounced() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Scheduler::default();
+        // A save after quiet: the file is created and written (wait for quiet), then closed
+        // (scan almost at once).
+        assert_eq!(s.changed(dir("a"), t0, false).1, DEBOUNCE);
+        assert_eq!(s.changed(dir("a"), t0 + ms(1), true).1, QUICK);
+        // Something else starts being written meanwhile: quiet again.
+        assert_eq!(s.changed(dir("a"), t0 + ms(2), false).1, DEBOUNCE);
+        assert_eq!(s.changed(dir("a"), t0 + ms(3), true).1, QUICK);
+        s.settled();
+        // More saves within the quiet time of the last event: a storm, debounced.
+        assert_eq!(s.changed(dir("a"), t0 + ms(100), true).1, DEBOUNCE);
+        s.settled();
+        assert_eq!(s.changed(dir("a"), t0 + ms(300), true).1, DEBOUNCE, "only 200 ms after the last event");
+        s.settled();
+        // Quiet again for the whole debounce: the next save is quick.
+        assert_eq!(s.changed(dir("a"), t0 + ms(550), true).1, QUICK);
+        // And the maximum still holds within a quick batch.
+        assert_eq!(s.changed(dir("a"), t0 + ms(550) + MAX_DEBOUNCE, true).1, Duration::ZERO);
     }
 
     #[test]
     fn a_scan_covers_every_event_since_the_last_one() {
         let mut s = Scheduler::default();
         let t0 = Instant::now();
-        s.changed(dir("a"), t0);
-        s.changed(dir("b"), t0);
+        s.changed(dir("a"), t0, false);
+        s.changed(dir("b"), t0, false);
         let mut both = dir("a");
         both.merge(dir("b"));
         assert_eq!(s.begin(&State::Idle), Some(both));
         assert_eq!(s.begin(&State::Idle), Some(scan::Scope::default()), "nothing new: an empty scope");
-        s.changed(scan::Scope::Full, t0);
-        s.changed(dir("c"), t0);
+        s.changed(scan::Scope::Full, t0, false);
+        s.changed(dir("c"), t0, false);
         assert_eq!(s.begin(&State::Error("x".into())), Some(scan::Scope::Full));
     }
 
     #[test]
     fn a_scan_asked_for_while_one_runs_follows_it_once() {
         let mut s = Scheduler::default();
-        s.changed(dir("a"), Instant::now());
+        s.changed(dir("a"), Instant::now(), false);
         assert_eq!(s.begin(&State::Scanning), None);
         assert_eq!(s.begin(&State::Starting), None);
         assert!(s.take_again());

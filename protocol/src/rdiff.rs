@@ -37,6 +37,10 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+use rolling::{strong_sum, strong_sums, RabinKarp};
+
+mod rolling;
+
 /// `RS_RK_BLAKE2_SIG_MAGIC`: a signature with RabinKarp weak sums and BLAKE2b strong sums.
 pub const SIG_MAGIC: u32 = 0x7273_0147;
 /// `RS_DELTA_MAGIC`.
@@ -60,17 +64,15 @@ pub const WORK_PER_BYTE: u64 = 8;
 /// Work units [`delta`] may always spend (16 Mi: some 20 ms of hashing).
 pub const WORK_FREE: u64 = 1 << 24;
 
-const RK_SEED: u32 = 1;
-const RK_MULT: u32 = 0x0810_4225;
-const RK_INVM: u32 = 0x98f0_09ad;
-const RK_ADJ: u32 = 0x0810_4224;
-
 const OP_END: u8 = 0x00;
 const OP_LITERAL_N1: u8 = 0x41;
 const OP_COPY_N1_N1: u8 = 0x45;
 const OP_COPY_N8_N8: u8 = 0x54;
 /// Literal runs are written in pieces of at most this many bytes.
 const MAX_LITERAL: usize = 1 << 20;
+/// A run of copies is written (and the output flushed) once it is this long, so that the
+/// peer applies it while the rest of the delta is computed.
+const COPY_FLUSH: u64 = 8 << 20;
 /// Bytes read ahead of the delta's window.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -112,51 +114,6 @@ pub enum RdiffError {
     /// Reading or writing failed.
     #[error(transparent)]
     Io(#[from] io::Error),
-}
-
-/// The RabinKarp rolling sum librsync uses (`rabinkarp.h`), in wrapping u32 arithmetic.
-#[derive(Debug, Clone, Copy)]
-struct RabinKarp {
-    hash: u32,
-    /// `RK_MULT` to the power of the number of bytes in the sum.
-    mult: u32,
-}
-
-impl RabinKarp {
-    fn new() -> Self {
-        RabinKarp { hash: RK_SEED, mult: 1 }
-    }
-
-    fn of(data: &[u8]) -> Self {
-        let mut s = RabinKarp::new();
-        for &b in data {
-            s.roll_in(b);
-        }
-        s
-    }
-
-    fn roll_in(&mut self, b: u8) {
-        self.hash = self.hash.wrapping_mul(RK_MULT).wrapping_add(u32::from(b));
-        self.mult = self.mult.wrapping_mul(RK_MULT);
-    }
-
-    fn roll_out(&mut self, b: u8) {
-        self.mult = self.mult.wrapping_mul(RK_INVM);
-        self.hash = self.hash.wrapping_sub(self.mult.wrapping_mul(u32::from(b).wrapping_add(RK_ADJ)));
-    }
-
-    /// Slides the window one byte: `out` leaves at the front, `inn` enters at the back.
-    fn rotate(&mut self, out: u8, inn: u8) {
-        self.hash = self
-            .hash
-            .wrapping_mul(RK_MULT)
-            .wrapping_add(u32::from(inn))
-            .wrapping_sub(self.mult.wrapping_mul(u32::from(out).wrapping_add(RK_ADJ)));
-    }
-}
-
-fn strong_sum(data: &[u8]) -> blake2b_simd::Hash {
-    blake2b_simd::Params::new().hash_length(MAX_STRONG_LEN as usize).hash(data)
 }
 
 /// A signature's block and strong-sum lengths.
@@ -239,9 +196,10 @@ pub fn signature<R: Read, W: Write>(mut basis: R, params: SigParams, mut out: W)
     loop {
         let n = read_full(&mut basis, &mut buf)?;
         sums.clear();
-        for block in buf[..n].chunks(bl) {
+        let strong = strong_sums(buf[..n].chunks(bl));
+        for (block, strong) in buf[..n].chunks(bl).zip(&strong) {
             sums.extend_from_slice(&RabinKarp::of(block).hash.to_be_bytes());
-            sums.extend_from_slice(&strong_sum(block).as_bytes()[..sl]);
+            sums.extend_from_slice(&strong.as_bytes()[..sl]);
             blocks += 1;
         }
         out.write_all(&sums)?;
@@ -363,18 +321,27 @@ impl Signature {
         false
     }
 
+    /// Whether some indexed block has the weak sum `weak`.
+    fn may_have(&self, weak: u32) -> bool {
+        let bit = weak & self.filter_mask;
+        self.filter[(bit / 64) as usize] & (1 << (bit % 64)) != 0 && self.first.contains_key(&weak)
+    }
+
     /// The block whose sums match `window`, if any (`weak` is its RabinKarp sum). Adds the
     /// work it did to `work`: the bytes hashed for the strong sum and the blocks compared.
     fn find(&self, weak: u32, window: &[u8], work: &mut u64) -> Option<u32> {
-        let bit = weak & self.filter_mask;
-        if self.filter[(bit / 64) as usize] & (1 << (bit % 64)) == 0 {
+        if !self.may_have(weak) {
             return None;
         }
-        let mut i = *self.first.get(&weak)?;
-        let sl = self.params.strong_len as usize;
-        let strong = strong_sum(window);
         *work += window.len() as u64;
-        let strong = &strong.as_bytes()[..sl];
+        self.find_strong(weak, strong_sum(window).as_bytes(), work)
+    }
+
+    /// The first block in the chain of `weak` whose strong sum starts `strong` (a full
+    /// BLAKE2b-256); adds the blocks compared to `work`.
+    fn find_strong(&self, weak: u32, strong: &[u8], work: &mut u64) -> Option<u32> {
+        let mut i = *self.first.get(&weak)?;
+        let strong = &strong[..self.params.strong_len as usize];
         while i != NO_BLOCK {
             *work += 1;
             if self.strong_of(i) == strong {
@@ -457,6 +424,11 @@ impl<W: Write> DeltaWriter<W> {
                 self.flush_copy()?;
                 self.copy = Some((offset, len));
             }
+        }
+        if self.copy.is_some_and(|(_, l)| l >= COPY_FLUSH) {
+            // Sent now, so that the peer copies while we go on matching.
+            self.flush_copy()?;
+            self.out.flush()?;
         }
         Ok(())
     }
@@ -547,6 +519,21 @@ pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<D
         if budget.exhausted() {
             return out_of_budget(w, budget, &buf[lit..], &mut new);
         }
+        if sum.is_none() {
+            // At the start, or right after a match: the blocks that follow on unchanged
+            // are matched a batch at a time.
+            let (matched, stop) = aligned_run(sig, &buf[pos..], &mut budget);
+            if !matched.is_empty() {
+                w.literal(&buf[lit..pos])?;
+                for block in matched {
+                    w.copy(u64::from(block) * blen, blen)?;
+                    pos += bl;
+                }
+                lit = pos;
+            }
+            sum = stop;
+            continue;
+        }
         budget.work += 1;
         let s = *sum.get_or_insert_with(|| RabinKarp::of(&buf[pos..pos + bl]));
         if let Some(block) = sig.find(s.hash, &buf[pos..pos + bl], &mut budget.work) {
@@ -583,6 +570,50 @@ pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<D
     w.literal(&buf[lit..end])?;
     w.stats.work = budget.work;
     w.finish()
+}
+
+/// Most windows [`aligned_run`] hashes in one batch.
+const MAX_BATCH: usize = 32;
+
+/// The blocks that match `buf`'s first window and each window right after the last match
+/// (a file's unchanged stretch), found a batch of windows at a time (weak sums first, then
+/// the strong sums of those with a candidate, hashed together); and the sum of the first
+/// window that did not match (`None`: `buf` ran out of whole windows, or the budget did).
+/// The same blocks as trying the windows one by one would match; at most a batch of strong
+/// sums is hashed in vain, and counted as work.
+fn aligned_run(sig: &Signature, buf: &[u8], budget: &mut Budget) -> (Vec<u32>, Option<RabinKarp>) {
+    let bl = sig.params.block_len as usize;
+    let mut matched = Vec::new();
+    let mut batch = 2;
+    loop {
+        let rest = &buf[matched.len() * bl..];
+        let mut weak = Vec::with_capacity(batch);
+        for window in rest.chunks_exact(bl).take(batch) {
+            budget.work += 1;
+            let s = RabinKarp::of(window);
+            weak.push(s);
+            if !sig.may_have(s.hash) {
+                break;
+            }
+        }
+        let Some(last) = weak.last() else { return (matched, None) };
+        let candidates = if sig.may_have(last.hash) { weak.len() } else { weak.len() - 1 };
+        let strong = strong_sums(rest.chunks_exact(bl).take(candidates));
+        budget.work += (candidates * bl) as u64;
+        for (s, st) in weak.iter().zip(&strong) {
+            match sig.find_strong(s.hash, st.as_bytes(), &mut budget.work) {
+                Some(block) => matched.push(block),
+                None => return (matched, Some(*s)),
+            }
+        }
+        if candidates < weak.len() {
+            return (matched, Some(weak[candidates]));
+        }
+        if weak.len() < batch || budget.exhausted() {
+            return (matched, None);
+        }
+        batch = (batch * 2).min(MAX_BATCH);
+    }
 }
 
 /// Reads `new` onto the end of `buf` until it holds at least `want` bytes (a block as long

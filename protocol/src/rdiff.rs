@@ -37,8 +37,11 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+pub use delta::{delta, DeltaStats};
 use rolling::{strong_sum, strong_sums, RabinKarp};
 
+mod delta;
+pub mod refine;
 mod rolling;
 
 /// `RS_RK_BLAKE2_SIG_MAGIC`: a signature with RabinKarp weak sums and BLAKE2b strong sums.
@@ -68,11 +71,6 @@ const OP_END: u8 = 0x00;
 const OP_LITERAL_N1: u8 = 0x41;
 const OP_COPY_N1_N1: u8 = 0x45;
 const OP_COPY_N8_N8: u8 = 0x54;
-/// Literal runs are written in pieces of at most this many bytes.
-const MAX_LITERAL: usize = 1 << 20;
-/// A run of copies is written (and the output flushed) once it is this long, so that the
-/// peer applies it while the rest of the delta is computed.
-const COPY_FLUSH: u64 = 8 << 20;
 /// Bytes read ahead of the delta's window.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -111,6 +109,9 @@ pub enum RdiffError {
     /// The delta ends before its end command, or has bytes after it.
     #[error("delta is truncated or has trailing bytes")]
     Truncated,
+    /// A refined delta's plan or fine signature is malformed (see [`refine`]).
+    #[error("bad refined delta request: {0}")]
+    BadPlan(&'static str),
     /// Reading or writing failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -179,13 +180,18 @@ fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Writes the signature of `basis` with `params` to `out`, streaming; the number of blocks.
-pub fn signature<R: Read, W: Write>(mut basis: R, params: SigParams, mut out: W) -> Result<u64, RdiffError> {
+pub fn signature<R: Read, W: Write>(basis: R, params: SigParams, mut out: W) -> Result<u64, RdiffError> {
     let params = params.check()?;
     let mut header = [0u8; 12];
     header[..4].copy_from_slice(&SIG_MAGIC.to_be_bytes());
     header[4..8].copy_from_slice(&params.block_len.to_be_bytes());
     header[8..].copy_from_slice(&params.strong_len.to_be_bytes());
     out.write_all(&header)?;
+    signature_blocks(basis, params, out)
+}
+
+/// Writes the sums of the blocks of `basis` (a signature without its header); how many.
+fn signature_blocks<R: Read, W: Write>(mut basis: R, params: SigParams, mut out: W) -> Result<u64, RdiffError> {
     let bl = params.block_len as usize;
     let sl = params.strong_len as usize;
     // Read many blocks at a time; sums are written in batches.
@@ -223,6 +229,10 @@ pub struct Signature {
     /// A bit per weak-sum bucket: a cheap "certainly not here" before the map.
     filter: Vec<u64>,
     filter_mask: u32,
+    /// Where its blocks are in the basis when it describes parts of it (a refined delta's
+    /// fine signature): each part's offset and first block, in block order. Empty: block
+    /// `i` is at `i · block_len`.
+    regions: Vec<(u64, u32)>,
 }
 
 const NO_BLOCK: u32 = u32::MAX;
@@ -232,6 +242,39 @@ impl Signature {
     /// [`MIN_PEER_BLOCK_LEN`] and strong sums shorter than [`MIN_PEER_STRONG_LEN`] are
     /// refused; see the module documentation for what else bounds the work it can cause.
     pub fn parse(bytes: &[u8], max_blocks: usize) -> Result<Self, RdiffError> {
+        Self::parse_parts(bytes, max_blocks, &[])
+    }
+
+    /// [`Signature::parse`] of a signature of the basis's `parts` (offset, length) one after
+    /// another, each in whole blocks but for its last: it must have exactly their blocks.
+    pub(crate) fn parse_parts(bytes: &[u8], max_blocks: usize, parts: &[(u64, u64)]) -> Result<Self, RdiffError> {
+        let mut sig = Self::parse_blocks(bytes, max_blocks)?;
+        let bl = u64::from(sig.params.block_len);
+        let mut first = 0u64;
+        for &(offset, len) in parts {
+            let block = u32::try_from(first).map_err(|_| RdiffError::BadSignatureLength)?;
+            sig.regions.push((offset, block));
+            first += len.div_ceil(bl);
+        }
+        if !parts.is_empty() && first != sig.weak.len() as u64 {
+            return Err(RdiffError::BadSignatureLength);
+        }
+        Ok(sig)
+    }
+
+    /// Where block `block` starts in the basis.
+    fn block_offset(&self, block: u32) -> u64 {
+        let bl = u64::from(self.params.block_len);
+        match self.regions.partition_point(|&(_, first)| first <= block).checked_sub(1) {
+            None => u64::from(block) * bl,
+            Some(r) => {
+                let (offset, first) = self.regions[r];
+                offset + u64::from(block - first) * bl
+            }
+        }
+    }
+
+    fn parse_blocks(bytes: &[u8], max_blocks: usize) -> Result<Self, RdiffError> {
         let word =
             |i: usize| -> Option<u32> { bytes.get(i..i + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])) };
         let magic = word(0).ok_or(RdiffError::Truncated)?;
@@ -258,6 +301,7 @@ impl Signature {
             next: vec![NO_BLOCK; count],
             filter: Vec::new(),
             filter_mask: 0,
+            regions: Vec::new(),
         };
         let filter_bits = (count.max(1) * 8).next_power_of_two().max(1 << 12);
         sig.filter = vec![0; filter_bits / 64];
@@ -351,327 +395,6 @@ impl Signature {
         }
         None
     }
-}
-
-/// What a delta consists of.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DeltaStats {
-    /// Bytes sent literally.
-    pub literal_bytes: u64,
-    /// Bytes copied from the basis.
-    pub copied_bytes: u64,
-    /// Length of the delta itself.
-    pub delta_bytes: u64,
-    /// Work units spent matching (see the module documentation).
-    pub work: u64,
-    /// Whether the work budget ran out (everything after that point went literally).
-    pub budget_exhausted: bool,
-}
-
-/// Big-endian `v` in the fewest of 1, 2, 4 or 8 bytes; (bytes, how many).
-fn netint(v: u64) -> ([u8; 8], usize) {
-    let n = if v <= 0xff {
-        1
-    } else if v <= 0xffff {
-        2
-    } else if v <= 0xffff_ffff {
-        4
-    } else {
-        8
-    };
-    (v.to_be_bytes(), n)
-}
-
-fn width_code(n: usize) -> u8 {
-    match n {
-        1 => 0,
-        2 => 1,
-        4 => 2,
-        _ => 3,
-    }
-}
-
-struct DeltaWriter<W> {
-    out: W,
-    stats: DeltaStats,
-    /// A copy not yet written, so that adjacent ones merge: (basis offset, length).
-    copy: Option<(u64, u64)>,
-}
-
-impl<W: Write> DeltaWriter<W> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stats.delta_bytes += bytes.len() as u64;
-        self.out.write_all(bytes)
-    }
-
-    fn flush_copy(&mut self) -> io::Result<()> {
-        let Some((offset, len)) = self.copy.take() else { return Ok(()) };
-        let (o, on) = netint(offset);
-        let (l, ln) = netint(len);
-        let mut cmd = Vec::with_capacity(17);
-        cmd.push(OP_COPY_N1_N1 + 4 * width_code(on) + width_code(ln));
-        cmd.extend_from_slice(&o[8 - on..]);
-        cmd.extend_from_slice(&l[8 - ln..]);
-        self.put(&cmd)?;
-        self.stats.copied_bytes += len;
-        Ok(())
-    }
-
-    fn copy(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        match &mut self.copy {
-            Some((o, l)) if *o + *l == offset => *l += len,
-            _ => {
-                self.flush_copy()?;
-                self.copy = Some((offset, len));
-            }
-        }
-        if self.copy.is_some_and(|(_, l)| l >= COPY_FLUSH) {
-            // Sent now, so that the peer copies while we go on matching.
-            self.flush_copy()?;
-            self.out.flush()?;
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<DeltaStats, RdiffError> {
-        self.flush_copy()?;
-        self.put(&[OP_END])?;
-        self.out.flush()?;
-        Ok(self.stats)
-    }
-
-    fn literal(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.flush_copy()?;
-        for piece in data.chunks(MAX_LITERAL) {
-            let len = piece.len() as u64;
-            if let Some(op) = u8::try_from(piece.len()).ok().filter(|&n| n <= 64) {
-                self.put(&[op])?;
-            } else {
-                let (l, ln) = netint(len);
-                let mut cmd = vec![OP_LITERAL_N1 + width_code(ln)];
-                cmd.extend_from_slice(&l[8 - ln..]);
-                self.put(&cmd)?;
-            }
-            self.put(piece)?;
-            self.stats.literal_bytes += len;
-        }
-        Ok(())
-    }
-}
-
-/// The work [`delta`] has done and may do.
-struct Budget {
-    work: u64,
-    /// Bytes of the new file read so far.
-    read: u64,
-}
-
-impl Budget {
-    fn exhausted(&self) -> bool {
-        self.work > WORK_FREE.saturating_add(self.read.saturating_mul(WORK_PER_BYTE))
-    }
-}
-
-/// Streams the rest of `new` as literal data.
-fn literal_rest<R: Read, W: Write>(w: &mut DeltaWriter<W>, new: &mut R) -> Result<(), RdiffError> {
-    let mut chunk = vec![0u8; READ_CHUNK];
-    loop {
-        let n = read_full(new, &mut chunk)?;
-        w.literal(&chunk[..n])?;
-        if n < READ_CHUNK {
-            return Ok(());
-        }
-    }
-}
-
-/// Writes the delta that turns the basis `sig` describes into `new`, streaming. The work it
-/// does is bounded whatever the signature (see the module documentation).
-pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<DeltaStats, RdiffError> {
-    let mut w = DeltaWriter { out, stats: DeltaStats::default(), copy: None };
-    w.put(&DELTA_MAGIC.to_be_bytes())?;
-    if sig.weak.is_empty() {
-        // An empty basis: everything is literal.
-        literal_rest(&mut w, &mut new)?;
-        return w.finish();
-    }
-    let bl = sig.params.block_len as usize;
-    let blen = u64::from(sig.params.block_len);
-    let mut budget = Budget { work: 0, read: 0 };
-    // buf[lit..pos] is literal data not yet written; buf[pos..pos + bl] the window.
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK + bl);
-    let (mut lit, mut pos) = (0usize, 0usize);
-    let mut sum: Option<RabinKarp> = None;
-    let mut eof = false;
-    loop {
-        if !eof && buf.len() < pos + bl + 1 {
-            // Keep only what is still needed, then read more.
-            w.literal(&buf[lit..pos])?;
-            buf.drain(..pos);
-            (lit, pos) = (0, 0);
-            eof = fill(&mut buf, &mut new, bl + 1, &mut budget)?;
-        }
-        if buf.len() < pos + bl {
-            break;
-        }
-        if budget.exhausted() {
-            return out_of_budget(w, budget, &buf[lit..], &mut new);
-        }
-        if sum.is_none() {
-            // At the start, or right after a match: the blocks that follow on unchanged
-            // are matched a batch at a time.
-            let (matched, stop) = aligned_run(sig, &buf[pos..], &mut budget);
-            if !matched.is_empty() {
-                w.literal(&buf[lit..pos])?;
-                for block in matched {
-                    w.copy(u64::from(block) * blen, blen)?;
-                    pos += bl;
-                }
-                lit = pos;
-            }
-            sum = stop;
-            continue;
-        }
-        budget.work += 1;
-        let s = *sum.get_or_insert_with(|| RabinKarp::of(&buf[pos..pos + bl]));
-        if let Some(block) = sig.find(s.hash, &buf[pos..pos + bl], &mut budget.work) {
-            w.literal(&buf[lit..pos])?;
-            w.copy(u64::from(block) * blen, blen)?;
-            pos += bl;
-            lit = pos;
-            sum = None;
-            continue;
-        }
-        if pos + bl < buf.len() {
-            let mut s = s;
-            s.rotate(buf[pos], buf[pos + bl]);
-            sum = Some(s);
-            pos += 1;
-        } else {
-            // The window ends at the end of the input (eof is set here): what follows it is
-            // shorter than a block.
-            pos += 1;
-            break;
-        }
-    }
-    // Fewer than block_len bytes remain: the basis's short last block may match a suffix.
-    let end = buf.len();
-    match tail_match(sig, &buf, pos, &mut budget) {
-        Err(OutOfBudget) => return out_of_budget(w, budget, &buf[lit..end], &mut new),
-        Ok(Some((p, block))) => {
-            w.literal(&buf[lit..p])?;
-            w.copy(u64::from(block) * blen, (end - p) as u64)?;
-            lit = end;
-        }
-        Ok(None) => {}
-    }
-    w.literal(&buf[lit..end])?;
-    w.stats.work = budget.work;
-    w.finish()
-}
-
-/// Most windows [`aligned_run`] hashes in one batch.
-const MAX_BATCH: usize = 32;
-
-/// The blocks that match `buf`'s first window and each window right after the last match
-/// (a file's unchanged stretch), found a batch of windows at a time (weak sums first, then
-/// the strong sums of those with a candidate, hashed together); and the sum of the first
-/// window that did not match (`None`: `buf` ran out of whole windows, or the budget did).
-/// The same blocks as trying the windows one by one would match; at most a batch of strong
-/// sums is hashed in vain, and counted as work.
-fn aligned_run(sig: &Signature, buf: &[u8], budget: &mut Budget) -> (Vec<u32>, Option<RabinKarp>) {
-    let bl = sig.params.block_len as usize;
-    let mut matched = Vec::new();
-    let mut batch = 2;
-    loop {
-        let rest = &buf[matched.len() * bl..];
-        let mut weak = Vec::with_capacity(batch);
-        for window in rest.chunks_exact(bl).take(batch) {
-            budget.work += 1;
-            let s = RabinKarp::of(window);
-            weak.push(s);
-            if !sig.may_have(s.hash) {
-                break;
-            }
-        }
-        let Some(last) = weak.last() else { return (matched, None) };
-        let candidates = if sig.may_have(last.hash) { weak.len() } else { weak.len() - 1 };
-        let strong = strong_sums(rest.chunks_exact(bl).take(candidates));
-        budget.work += (candidates * bl) as u64;
-        for (s, st) in weak.iter().zip(&strong) {
-            match sig.find_strong(s.hash, st.as_bytes(), &mut budget.work) {
-                Some(block) => matched.push(block),
-                None => return (matched, Some(*s)),
-            }
-        }
-        if candidates < weak.len() {
-            return (matched, Some(weak[candidates]));
-        }
-        if weak.len() < batch || budget.exhausted() {
-            return (matched, None);
-        }
-        batch = (batch * 2).min(MAX_BATCH);
-    }
-}
-
-/// Reads `new` onto the end of `buf` until it holds at least `want` bytes (a block as long
-/// as a read needs two reads: a window and the byte after it); whether `new` ended.
-fn fill<R: Read>(buf: &mut Vec<u8>, new: &mut R, want: usize, budget: &mut Budget) -> Result<bool, RdiffError> {
-    let mut eof = false;
-    while !eof && buf.len() < want {
-        let have = buf.len();
-        buf.resize(have + READ_CHUNK, 0);
-        let n = read_full(new, &mut buf[have..])?;
-        buf.truncate(have + n);
-        budget.read += n as u64;
-        eof = n < READ_CHUNK;
-    }
-    Ok(eof)
-}
-
-/// [`delta`]'s work budget ran out.
-struct OutOfBudget;
-
-/// The first suffix of `buf[pos..]` (shorter than a block) that is the basis's short last
-/// block: where it starts and the block's index.
-fn tail_match(
-    sig: &Signature,
-    buf: &[u8],
-    pos: usize,
-    budget: &mut Budget,
-) -> Result<Option<(usize, u32)>, OutOfBudget> {
-    let end = buf.len();
-    if pos >= end {
-        return Ok(None);
-    }
-    let mut s = RabinKarp::of(&buf[pos..end]);
-    for p in pos..end {
-        if budget.exhausted() {
-            return Err(OutOfBudget);
-        }
-        budget.work += 1;
-        if let Some(block) = sig.find(s.hash, &buf[p..end], &mut budget.work) {
-            return Ok(Some((p, block)));
-        }
-        s.roll_out(buf[p]);
-    }
-    Ok(None)
-}
-
-/// Ends a delta whose work budget ran out: `pending` and the rest of `new`, literally.
-fn out_of_budget<R: Read, W: Write>(
-    mut w: DeltaWriter<W>,
-    budget: Budget,
-    pending: &[u8],
-    new: &mut R,
-) -> Result<DeltaStats, RdiffError> {
-    w.literal(pending)?;
-    literal_rest(&mut w, new)?;
-    w.stats.work = budget.work;
-    w.stats.budget_exhausted = true;
-    w.finish()
 }
 
 /// Copies up to `len` bytes from `r` to `w` (fewer only if `r` ends); how many.

@@ -57,14 +57,18 @@ fn small_edits_in_a_large_file_travel_as_deltas_both_ways() {
 
     // a → b: 4 KiB in the middle.
     let (sent0, _) = wire_bytes(&p.a);
-    let (_, recv0) = wire_bytes(&p.b);
+    let (back0, recv0) = wire_bytes(&p.b);
     overwrite(&fa, (SIZE / 2) as u64, &noise(4096, 2));
     wait_same(&fa, &fb);
     let (sent1, _) = wire_bytes(&p.a);
-    let (_, recv1) = wire_bytes(&p.b);
-    // The whole file is 24 MiB; a delta is one block or two plus the signature (~50 KiB).
+    let (back1, recv1) = wire_bytes(&p.b);
+    // The whole file is 24 MiB. Refined (`.rs.clearskies.rsync-refine`): a coarse signature
+    // (~4 KiB), a plan, a fine signature around the edit (~6 KiB) and a delta of about the
+    // edit; a plain librsync signature alone would be ~55 KiB.
     assert!(sent1 - sent0 < (1 << 20) as f64, "a sent {} bytes for a 4 KiB edit", sent1 - sent0);
     assert!(recv1 - recv0 < (1 << 20) as f64, "b received {} bytes for a 4 KiB edit", recv1 - recv0);
+    let both = sent1 - sent0 + back1 - back0;
+    assert!(both < 40_000.0, "{both} bytes on the wire (both ways) for a 4 KiB edit");
 
     // b → a: an insert near the start shifts everything after it; still a delta.
     let mut edited = fs::read(&fb).unwrap();

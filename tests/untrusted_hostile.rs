@@ -240,7 +240,7 @@ fn every_get(seen: &Seen, t: &Targets) -> (Vec<Send>, Option<Done>) {
     let cipher = cipher.expect("an encrypted file record");
     let file_id: UntrustedFileId = file_id.unwrap().parse().unwrap();
     let get = |sha256, range| Send::Plain(directory::Get { sha256, range }.into());
-    let sig = |path: &str, sha256| Message::from(rsync::Signature { path: path.to_owned(), sha256 });
+    let sig = |path: &str, sha256| Message::from(rsync::Signature { path: path.to_owned(), sha256, refine: None });
     let verify = untrusted::Verify { file_id, prefix: Sha256Hash([1; 32]) };
     let sends = vec![
         get(plain, None),
@@ -255,7 +255,7 @@ fn every_get(seen: &Seen, t: &Targets) -> (Vec<Send>, Option<Done>) {
         Send::Attached(sig(secret_path, Some(plain)), real_signature.clone()),
         Send::Attached(sig(&format!("/{file_id}"), Some(cipher)), real_signature.clone()),
         Send::Attached(
-            rsync::Patch { path: secret_path.to_owned(), sha256: Some(plain) }.into(),
+            rsync::Patch { path: secret_path.to_owned(), sha256: Some(plain), plan: false }.into(),
             b"rs\x026\x41\x00".to_vec(),
         ),
         Send::Plain(verify.clone().into()),

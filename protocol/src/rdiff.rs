@@ -37,6 +37,13 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+pub use delta::{delta, DeltaStats};
+use rolling::{strong_sum, strong_sums, RabinKarp};
+
+mod delta;
+pub mod refine;
+mod rolling;
+
 /// `RS_RK_BLAKE2_SIG_MAGIC`: a signature with RabinKarp weak sums and BLAKE2b strong sums.
 pub const SIG_MAGIC: u32 = 0x7273_0147;
 /// `RS_DELTA_MAGIC`.
@@ -60,17 +67,10 @@ pub const WORK_PER_BYTE: u64 = 8;
 /// Work units [`delta`] may always spend (16 Mi: some 20 ms of hashing).
 pub const WORK_FREE: u64 = 1 << 24;
 
-const RK_SEED: u32 = 1;
-const RK_MULT: u32 = 0x0810_4225;
-const RK_INVM: u32 = 0x98f0_09ad;
-const RK_ADJ: u32 = 0x0810_4224;
-
 const OP_END: u8 = 0x00;
 const OP_LITERAL_N1: u8 = 0x41;
 const OP_COPY_N1_N1: u8 = 0x45;
 const OP_COPY_N8_N8: u8 = 0x54;
-/// Literal runs are written in pieces of at most this many bytes.
-const MAX_LITERAL: usize = 1 << 20;
 /// Bytes read ahead of the delta's window.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -109,54 +109,12 @@ pub enum RdiffError {
     /// The delta ends before its end command, or has bytes after it.
     #[error("delta is truncated or has trailing bytes")]
     Truncated,
+    /// A refined delta's plan or fine signature is malformed (see [`refine`]).
+    #[error("bad refined delta request: {0}")]
+    BadPlan(&'static str),
     /// Reading or writing failed.
     #[error(transparent)]
     Io(#[from] io::Error),
-}
-
-/// The RabinKarp rolling sum librsync uses (`rabinkarp.h`), in wrapping u32 arithmetic.
-#[derive(Debug, Clone, Copy)]
-struct RabinKarp {
-    hash: u32,
-    /// `RK_MULT` to the power of the number of bytes in the sum.
-    mult: u32,
-}
-
-impl RabinKarp {
-    fn new() -> Self {
-        RabinKarp { hash: RK_SEED, mult: 1 }
-    }
-
-    fn of(data: &[u8]) -> Self {
-        let mut s = RabinKarp::new();
-        for &b in data {
-            s.roll_in(b);
-        }
-        s
-    }
-
-    fn roll_in(&mut self, b: u8) {
-        self.hash = self.hash.wrapping_mul(RK_MULT).wrapping_add(u32::from(b));
-        self.mult = self.mult.wrapping_mul(RK_MULT);
-    }
-
-    fn roll_out(&mut self, b: u8) {
-        self.mult = self.mult.wrapping_mul(RK_INVM);
-        self.hash = self.hash.wrapping_sub(self.mult.wrapping_mul(u32::from(b).wrapping_add(RK_ADJ)));
-    }
-
-    /// Slides the window one byte: `out` leaves at the front, `inn` enters at the back.
-    fn rotate(&mut self, out: u8, inn: u8) {
-        self.hash = self
-            .hash
-            .wrapping_mul(RK_MULT)
-            .wrapping_add(u32::from(inn))
-            .wrapping_sub(self.mult.wrapping_mul(u32::from(out).wrapping_add(RK_ADJ)));
-    }
-}
-
-fn strong_sum(data: &[u8]) -> blake2b_simd::Hash {
-    blake2b_simd::Params::new().hash_length(MAX_STRONG_LEN as usize).hash(data)
 }
 
 /// A signature's block and strong-sum lengths.
@@ -222,13 +180,18 @@ fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Writes the signature of `basis` with `params` to `out`, streaming; the number of blocks.
-pub fn signature<R: Read, W: Write>(mut basis: R, params: SigParams, mut out: W) -> Result<u64, RdiffError> {
+pub fn signature<R: Read, W: Write>(basis: R, params: SigParams, mut out: W) -> Result<u64, RdiffError> {
     let params = params.check()?;
     let mut header = [0u8; 12];
     header[..4].copy_from_slice(&SIG_MAGIC.to_be_bytes());
     header[4..8].copy_from_slice(&params.block_len.to_be_bytes());
     header[8..].copy_from_slice(&params.strong_len.to_be_bytes());
     out.write_all(&header)?;
+    signature_blocks(basis, params, out)
+}
+
+/// Writes the sums of the blocks of `basis` (a signature without its header); how many.
+fn signature_blocks<R: Read, W: Write>(mut basis: R, params: SigParams, mut out: W) -> Result<u64, RdiffError> {
     let bl = params.block_len as usize;
     let sl = params.strong_len as usize;
     // Read many blocks at a time; sums are written in batches.
@@ -239,9 +202,10 @@ pub fn signature<R: Read, W: Write>(mut basis: R, params: SigParams, mut out: W)
     loop {
         let n = read_full(&mut basis, &mut buf)?;
         sums.clear();
-        for block in buf[..n].chunks(bl) {
+        let strong = strong_sums(buf[..n].chunks(bl));
+        for (block, strong) in buf[..n].chunks(bl).zip(&strong) {
             sums.extend_from_slice(&RabinKarp::of(block).hash.to_be_bytes());
-            sums.extend_from_slice(&strong_sum(block).as_bytes()[..sl]);
+            sums.extend_from_slice(&strong.as_bytes()[..sl]);
             blocks += 1;
         }
         out.write_all(&sums)?;
@@ -265,6 +229,10 @@ pub struct Signature {
     /// A bit per weak-sum bucket: a cheap "certainly not here" before the map.
     filter: Vec<u64>,
     filter_mask: u32,
+    /// Where its blocks are in the basis when it describes parts of it (a refined delta's
+    /// fine signature): each part's offset and first block, in block order. Empty: block
+    /// `i` is at `i · block_len`.
+    regions: Vec<(u64, u32)>,
 }
 
 const NO_BLOCK: u32 = u32::MAX;
@@ -274,6 +242,39 @@ impl Signature {
     /// [`MIN_PEER_BLOCK_LEN`] and strong sums shorter than [`MIN_PEER_STRONG_LEN`] are
     /// refused; see the module documentation for what else bounds the work it can cause.
     pub fn parse(bytes: &[u8], max_blocks: usize) -> Result<Self, RdiffError> {
+        Self::parse_parts(bytes, max_blocks, &[])
+    }
+
+    /// [`Signature::parse`] of a signature of the basis's `parts` (offset, length) one after
+    /// another, each in whole blocks but for its last: it must have exactly their blocks.
+    pub(crate) fn parse_parts(bytes: &[u8], max_blocks: usize, parts: &[(u64, u64)]) -> Result<Self, RdiffError> {
+        let mut sig = Self::parse_blocks(bytes, max_blocks)?;
+        let bl = u64::from(sig.params.block_len);
+        let mut first = 0u64;
+        for &(offset, len) in parts {
+            let block = u32::try_from(first).map_err(|_| RdiffError::BadSignatureLength)?;
+            sig.regions.push((offset, block));
+            first += len.div_ceil(bl);
+        }
+        if !parts.is_empty() && first != sig.weak.len() as u64 {
+            return Err(RdiffError::BadSignatureLength);
+        }
+        Ok(sig)
+    }
+
+    /// Where block `block` starts in the basis.
+    fn block_offset(&self, block: u32) -> u64 {
+        let bl = u64::from(self.params.block_len);
+        match self.regions.partition_point(|&(_, first)| first <= block).checked_sub(1) {
+            None => u64::from(block) * bl,
+            Some(r) => {
+                let (offset, first) = self.regions[r];
+                offset + u64::from(block - first) * bl
+            }
+        }
+    }
+
+    fn parse_blocks(bytes: &[u8], max_blocks: usize) -> Result<Self, RdiffError> {
         let word =
             |i: usize| -> Option<u32> { bytes.get(i..i + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])) };
         let magic = word(0).ok_or(RdiffError::Truncated)?;
@@ -300,6 +301,7 @@ impl Signature {
             next: vec![NO_BLOCK; count],
             filter: Vec::new(),
             filter_mask: 0,
+            regions: Vec::new(),
         };
         let filter_bits = (count.max(1) * 8).next_power_of_two().max(1 << 12);
         sig.filter = vec![0; filter_bits / 64];
@@ -363,18 +365,27 @@ impl Signature {
         false
     }
 
+    /// Whether some indexed block has the weak sum `weak`.
+    fn may_have(&self, weak: u32) -> bool {
+        let bit = weak & self.filter_mask;
+        self.filter[(bit / 64) as usize] & (1 << (bit % 64)) != 0 && self.first.contains_key(&weak)
+    }
+
     /// The block whose sums match `window`, if any (`weak` is its RabinKarp sum). Adds the
     /// work it did to `work`: the bytes hashed for the strong sum and the blocks compared.
     fn find(&self, weak: u32, window: &[u8], work: &mut u64) -> Option<u32> {
-        let bit = weak & self.filter_mask;
-        if self.filter[(bit / 64) as usize] & (1 << (bit % 64)) == 0 {
+        if !self.may_have(weak) {
             return None;
         }
-        let mut i = *self.first.get(&weak)?;
-        let sl = self.params.strong_len as usize;
-        let strong = strong_sum(window);
         *work += window.len() as u64;
-        let strong = &strong.as_bytes()[..sl];
+        self.find_strong(weak, strong_sum(window).as_bytes(), work)
+    }
+
+    /// The first block in the chain of `weak` whose strong sum starts `strong` (a full
+    /// BLAKE2b-256); adds the blocks compared to `work`.
+    fn find_strong(&self, weak: u32, strong: &[u8], work: &mut u64) -> Option<u32> {
+        let mut i = *self.first.get(&weak)?;
+        let strong = &strong[..self.params.strong_len as usize];
         while i != NO_BLOCK {
             *work += 1;
             if self.strong_of(i) == strong {
@@ -384,263 +395,6 @@ impl Signature {
         }
         None
     }
-}
-
-/// What a delta consists of.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DeltaStats {
-    /// Bytes sent literally.
-    pub literal_bytes: u64,
-    /// Bytes copied from the basis.
-    pub copied_bytes: u64,
-    /// Length of the delta itself.
-    pub delta_bytes: u64,
-    /// Work units spent matching (see the module documentation).
-    pub work: u64,
-    /// Whether the work budget ran out (everything after that point went literally).
-    pub budget_exhausted: bool,
-}
-
-/// Big-endian `v` in the fewest of 1, 2, 4 or 8 bytes; (bytes, how many).
-fn netint(v: u64) -> ([u8; 8], usize) {
-    let n = if v <= 0xff {
-        1
-    } else if v <= 0xffff {
-        2
-    } else if v <= 0xffff_ffff {
-        4
-    } else {
-        8
-    };
-    (v.to_be_bytes(), n)
-}
-
-fn width_code(n: usize) -> u8 {
-    match n {
-        1 => 0,
-        2 => 1,
-        4 => 2,
-        _ => 3,
-    }
-}
-
-struct DeltaWriter<W> {
-    out: W,
-    stats: DeltaStats,
-    /// A copy not yet written, so that adjacent ones merge: (basis offset, length).
-    copy: Option<(u64, u64)>,
-}
-
-impl<W: Write> DeltaWriter<W> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stats.delta_bytes += bytes.len() as u64;
-        self.out.write_all(bytes)
-    }
-
-    fn flush_copy(&mut self) -> io::Result<()> {
-        let Some((offset, len)) = self.copy.take() else { return Ok(()) };
-        let (o, on) = netint(offset);
-        let (l, ln) = netint(len);
-        let mut cmd = Vec::with_capacity(17);
-        cmd.push(OP_COPY_N1_N1 + 4 * width_code(on) + width_code(ln));
-        cmd.extend_from_slice(&o[8 - on..]);
-        cmd.extend_from_slice(&l[8 - ln..]);
-        self.put(&cmd)?;
-        self.stats.copied_bytes += len;
-        Ok(())
-    }
-
-    fn copy(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        match &mut self.copy {
-            Some((o, l)) if *o + *l == offset => *l += len,
-            _ => {
-                self.flush_copy()?;
-                self.copy = Some((offset, len));
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<DeltaStats, RdiffError> {
-        self.flush_copy()?;
-        self.put(&[OP_END])?;
-        self.out.flush()?;
-        Ok(self.stats)
-    }
-
-    fn literal(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.flush_copy()?;
-        for piece in data.chunks(MAX_LITERAL) {
-            let len = piece.len() as u64;
-            if let Some(op) = u8::try_from(piece.len()).ok().filter(|&n| n <= 64) {
-                self.put(&[op])?;
-            } else {
-                let (l, ln) = netint(len);
-                let mut cmd = vec![OP_LITERAL_N1 + width_code(ln)];
-                cmd.extend_from_slice(&l[8 - ln..]);
-                self.put(&cmd)?;
-            }
-            self.put(piece)?;
-            self.stats.literal_bytes += len;
-        }
-        Ok(())
-    }
-}
-
-/// The work [`delta`] has done and may do.
-struct Budget {
-    work: u64,
-    /// Bytes of the new file read so far.
-    read: u64,
-}
-
-impl Budget {
-    fn exhausted(&self) -> bool {
-        self.work > WORK_FREE.saturating_add(self.read.saturating_mul(WORK_PER_BYTE))
-    }
-}
-
-/// Streams the rest of `new` as literal data.
-fn literal_rest<R: Read, W: Write>(w: &mut DeltaWriter<W>, new: &mut R) -> Result<(), RdiffError> {
-    let mut chunk = vec![0u8; READ_CHUNK];
-    loop {
-        let n = read_full(new, &mut chunk)?;
-        w.literal(&chunk[..n])?;
-        if n < READ_CHUNK {
-            return Ok(());
-        }
-    }
-}
-
-/// Writes the delta that turns the basis `sig` describes into `new`, streaming. The work it
-/// does is bounded whatever the signature (see the module documentation).
-pub fn delta<R: Read, W: Write>(sig: &Signature, mut new: R, out: W) -> Result<DeltaStats, RdiffError> {
-    let mut w = DeltaWriter { out, stats: DeltaStats::default(), copy: None };
-    w.put(&DELTA_MAGIC.to_be_bytes())?;
-    if sig.weak.is_empty() {
-        // An empty basis: everything is literal.
-        literal_rest(&mut w, &mut new)?;
-        return w.finish();
-    }
-    let bl = sig.params.block_len as usize;
-    let blen = u64::from(sig.params.block_len);
-    let mut budget = Budget { work: 0, read: 0 };
-    // buf[lit..pos] is literal data not yet written; buf[pos..pos + bl] the window.
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK + bl);
-    let (mut lit, mut pos) = (0usize, 0usize);
-    let mut sum: Option<RabinKarp> = None;
-    let mut eof = false;
-    loop {
-        if !eof && buf.len() < pos + bl + 1 {
-            // Keep only what is still needed, then read more.
-            w.literal(&buf[lit..pos])?;
-            buf.drain(..pos);
-            (lit, pos) = (0, 0);
-            eof = fill(&mut buf, &mut new, bl + 1, &mut budget)?;
-        }
-        if buf.len() < pos + bl {
-            break;
-        }
-        if budget.exhausted() {
-            return out_of_budget(w, budget, &buf[lit..], &mut new);
-        }
-        budget.work += 1;
-        let s = *sum.get_or_insert_with(|| RabinKarp::of(&buf[pos..pos + bl]));
-        if let Some(block) = sig.find(s.hash, &buf[pos..pos + bl], &mut budget.work) {
-            w.literal(&buf[lit..pos])?;
-            w.copy(u64::from(block) * blen, blen)?;
-            pos += bl;
-            lit = pos;
-            sum = None;
-            continue;
-        }
-        if pos + bl < buf.len() {
-            let mut s = s;
-            s.rotate(buf[pos], buf[pos + bl]);
-            sum = Some(s);
-            pos += 1;
-        } else {
-            // The window ends at the end of the input (eof is set here): what follows it is
-            // shorter than a block.
-            pos += 1;
-            break;
-        }
-    }
-    // Fewer than block_len bytes remain: the basis's short last block may match a suffix.
-    let end = buf.len();
-    match tail_match(sig, &buf, pos, &mut budget) {
-        Err(OutOfBudget) => return out_of_budget(w, budget, &buf[lit..end], &mut new),
-        Ok(Some((p, block))) => {
-            w.literal(&buf[lit..p])?;
-            w.copy(u64::from(block) * blen, (end - p) as u64)?;
-            lit = end;
-        }
-        Ok(None) => {}
-    }
-    w.literal(&buf[lit..end])?;
-    w.stats.work = budget.work;
-    w.finish()
-}
-
-/// Reads `new` onto the end of `buf` until it holds at least `want` bytes (a block as long
-/// as a read needs two reads: a window and the byte after it); whether `new` ended.
-fn fill<R: Read>(buf: &mut Vec<u8>, new: &mut R, want: usize, budget: &mut Budget) -> Result<bool, RdiffError> {
-    let mut eof = false;
-    while !eof && buf.len() < want {
-        let have = buf.len();
-        buf.resize(have + READ_CHUNK, 0);
-        let n = read_full(new, &mut buf[have..])?;
-        buf.truncate(have + n);
-        budget.read += n as u64;
-        eof = n < READ_CHUNK;
-    }
-    Ok(eof)
-}
-
-/// [`delta`]'s work budget ran out.
-struct OutOfBudget;
-
-/// The first suffix of `buf[pos..]` (shorter than a block) that is the basis's short last
-/// block: where it starts and the block's index.
-fn tail_match(
-    sig: &Signature,
-    buf: &[u8],
-    pos: usize,
-    budget: &mut Budget,
-) -> Result<Option<(usize, u32)>, OutOfBudget> {
-    let end = buf.len();
-    if pos >= end {
-        return Ok(None);
-    }
-    let mut s = RabinKarp::of(&buf[pos..end]);
-    for p in pos..end {
-        if budget.exhausted() {
-            return Err(OutOfBudget);
-        }
-        budget.work += 1;
-        if let Some(block) = sig.find(s.hash, &buf[p..end], &mut budget.work) {
-            return Ok(Some((p, block)));
-        }
-        s.roll_out(buf[p]);
-    }
-    Ok(None)
-}
-
-/// Ends a delta whose work budget ran out: `pending` and the rest of `new`, literally.
-fn out_of_budget<R: Read, W: Write>(
-    mut w: DeltaWriter<W>,
-    budget: Budget,
-    pending: &[u8],
-    new: &mut R,
-) -> Result<DeltaStats, RdiffError> {
-    w.literal(pending)?;
-    literal_rest(&mut w, new)?;
-    w.stats.work = budget.work;
-    w.stats.budget_exhausted = true;
-    w.finish()
 }
 
 /// Copies up to `len` bytes from `r` to `w` (fewer only if `r` ends); how many.

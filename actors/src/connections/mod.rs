@@ -407,6 +407,7 @@ impl Handler<PeerConnected> for Connections {
             peer: msg.peer,
             out: msg.out,
             rsync: msg.rsync && policy.crypt.is_none(),
+            refine: msg.refine,
             gzip: msg.gzip,
             signed: policy.signed,
             sign: policy.sign,

@@ -102,6 +102,8 @@ pub struct PeerConnected {
     pub redial: Redial,
     /// Both sides speak the `rsync` extension (delta transfers).
     pub rsync: bool,
+    /// Both sides speak `.rs.clearskies.rsync-refine` too (refined deltas).
+    pub refine: bool,
     /// The connection uses `gzip`.
     pub gzip: bool,
     /// The level of the key or code that opened the connection (`None`: we joined the

@@ -168,6 +168,8 @@ pub struct PeerUp {
     pub out: actix::Recipient<crate::peer::messages::PeerOut>,
     /// Both sides speak the `rsync` extension (delta transfers).
     pub rsync: bool,
+    /// Both sides speak `.rs.clearskies.rsync-refine` too (refined deltas).
+    pub refine: bool,
     /// The connection uses `gzip`.
     pub gzip: bool,
     /// A read-only peer is on this connection (or we are one): every `database.update`

@@ -26,6 +26,8 @@ pub struct TransferPeerUp {
     pub out: Recipient<PeerOut>,
     /// What it may be served (and whether deltas go either way).
     pub access: super::Access,
+    /// Deltas may be refined (`.rs.clearskies.rsync-refine`; implies `access.rsync()`).
+    pub refine: bool,
     /// It uses `gzip`: what we send is sampled for compressibility.
     pub gzip: bool,
 }

@@ -23,6 +23,7 @@ mod access;
 pub mod messages;
 mod queue;
 mod receive;
+mod refine;
 mod serve;
 
 pub use self::access::Access;
@@ -91,6 +92,8 @@ struct Slot {
     access: Access,
     /// The connection uses `gzip`.
     gzip: bool,
+    /// Deltas from and for it may be refined (`.rs.clearskies.rsync-refine`).
+    refine: bool,
     /// What it was asked for and refused.
     requests: Requests,
 }
@@ -350,13 +353,19 @@ impl Transfer {
                 act.downloads.insert(sha, d);
                 return;
             };
-            debug!(conn, %sha, basis_bytes = size, "asking for a delta");
+            // A large file from a peer that refines deltas: a coarse signature first.
+            let refine = slot.refine && size >= rdiff::refine::REFINE_MIN_SIZE;
+            let (params, step) = if refine {
+                (rdiff::refine::coarse_params(size), Some(rsync::RefineStep::Coarse))
+            } else {
+                (SigParams::for_size(size), None)
+            };
+            debug!(conn, %sha, basis_bytes = size, refine, "asking for a delta");
             act.bases.insert(sha, file.clone());
-            let header = Message::from(rsync::Signature { path: fetch.path.to_string(), sha256: Some(sha) });
+            let header =
+                Message::from(rsync::Signature { path: fetch.path.to_string(), sha256: Some(sha), refine: step });
             let produce = Producer(Box::new(move |w: &mut dyn std::io::Write| {
-                rdiff::signature(SharedReader::new(file), SigParams::for_size(size), w)
-                    .map(drop)
-                    .map_err(std::io::Error::other)
+                rdiff::signature(SharedReader::new(file), params, w).map(drop).map_err(std::io::Error::other)
             }));
             // A signature is hashes: nothing for gzip to gain.
             slot.out.do_send(PeerOut::Produce { header, produce, compressible: false });
@@ -492,7 +501,8 @@ impl Handler<TransferPeerUp> for Transfer {
     type Result = ();
 
     fn handle(&mut self, msg: TransferPeerUp, ctx: &mut Context<Self>) {
-        let slot = Slot { out: msg.out, access: msg.access, gzip: msg.gzip, requests: Requests::default() };
+        let refine = msg.refine && msg.access.rsync();
+        let slot = Slot { out: msg.out, access: msg.access, gzip: msg.gzip, refine, requests: Requests::default() };
         self.peers.insert(msg.conn, slot);
         self.schedule(ctx);
     }

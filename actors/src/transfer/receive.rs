@@ -46,6 +46,10 @@ impl Handler<DataStart> for Transfer {
                     debug!(sha256 = %sha, "a delta we did not ask for; discarded");
                     return None;
                 };
+                if p.plan {
+                    // A refined delta's plan: the basis stays for the delta that follows.
+                    return self.receive_plan(msg.conn, sha, p.path, basis, ctx);
+                }
                 self.bases.remove(&sha);
                 self.receive_delta(msg.conn, sha, basis, ctx)
             }

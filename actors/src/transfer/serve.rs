@@ -12,7 +12,7 @@ use clearskies_index::store::ShareStore;
 use clearskies_protocol::message::directory::{Data, Get, GetError, NotPresent};
 use clearskies_protocol::message::{rsync, Message};
 use clearskies_protocol::path::SharePath;
-use clearskies_protocol::rdiff::{self, Signature};
+use clearskies_protocol::rdiff::{self, refine, RdiffError, Signature};
 use clearskies_protocol::Sha256Hash;
 use tokio::sync::Semaphore;
 use tracing::debug;
@@ -45,7 +45,9 @@ impl Transfer {
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
         let (root, store) = (self.root.clone(), self.store.clone());
-        let job = tokio::task::spawn_blocking(move || -> Result<Option<(Signature, File)>, ServeFailure> {
+        // Refined steps only where both sides offered them.
+        let step = sig.refine.filter(|_| self.peers.get(&conn).is_some_and(|s| s.refine));
+        let job = tokio::task::spawn_blocking(move || -> Result<Option<Answer>, ServeFailure> {
             let mut bytes = Vec::new();
             loop {
                 match rx.blocking_recv() {
@@ -57,24 +59,28 @@ impl Transfer {
                     None => return Err(ServeFailure::Cannot(CUT_OFF.into())),
                 }
             }
-            let sig = Signature::parse(&bytes, MAX_SIGNATURE)
-                .map_err(|e| ServeFailure::Malformed(format!("bad rsync signature: {e}")))?;
-            let found = open_installed(&store, &root, &sha).map_err(ServeFailure::Cannot)?;
-            Ok(found.map(|(file, _)| (sig, file)))
+            answer(step, &bytes, || open_installed(&store, &root, &sha))
         });
         let path = sig.path;
         ctx.spawn(job.into_actor(self).map(move |joined, _, _| {
             let res = joined.unwrap_or_else(|e| Err(ServeFailure::Cannot(e.to_string())));
             debug!(conn, %sha, found = matches!(res, Ok(Some(_))), "serving a delta");
             match res {
-                Ok(Some((sig, file))) => {
-                    let header = Message::from(rsync::Patch { path, sha256: Some(sha) });
+                Ok(Some(answer)) => {
+                    let plan = matches!(answer, Answer::Plan(_));
+                    let header = Message::from(rsync::Patch { path, sha256: Some(sha), plan });
                     let produce = Producer(Box::new(move |w: &mut dyn std::io::Write| {
                         // Holds this connection's delta permit until the delta is sent.
                         let _permit = permit;
-                        rdiff::delta(&sig, file, w).map(drop).map_err(std::io::Error::other)
+                        let made = match answer {
+                            Answer::Delta(sig, file) => rdiff::delta(&sig, file, w).map(drop),
+                            Answer::Plan(bytes) => w.write_all(&bytes).map_err(RdiffError::from),
+                            Answer::Refined(plan, sig, file) => refine::refined_delta(&plan, &sig, file, w).map(drop),
+                        };
+                        made.map_err(std::io::Error::other)
                     }));
-                    out.do_send(PeerOut::Produce { header, produce, compressible: true });
+                    // A plan is offsets and lengths: nothing for gzip to gain.
+                    out.do_send(PeerOut::Produce { header, produce, compressible: !plan });
                 }
                 Ok(None) => out.do_send(PeerOut::Send(vec![NotPresent { sha256: sha }.into()])),
                 Err(ServeFailure::Cannot(message)) => {
@@ -85,6 +91,39 @@ impl Transfer {
         }));
         Some(tx)
     }
+}
+
+/// What a signature is answered with.
+enum Answer {
+    /// A delta against it.
+    Delta(Signature, File),
+    /// A refined delta's plan (the answer to a coarse signature).
+    Plan(Vec<u8>),
+    /// A refined delta (the answer to a plan and a fine signature).
+    Refined(refine::Plan, Signature, File),
+}
+
+/// The answer to the signature `bytes` of refined-delta step `step` (`None`: a plain one),
+/// `open` finding the contents wanted (`None`: we do not hold them). Computed here, on the
+/// blocking pool, for a plan; a delta is computed as it is sent.
+fn answer(
+    step: Option<rsync::RefineStep>,
+    bytes: &[u8],
+    open: impl FnOnce() -> Result<Option<(File, u64)>, String>,
+) -> Result<Option<Answer>, ServeFailure> {
+    let malformed = |e: RdiffError| ServeFailure::Malformed(format!("bad rsync signature: {e}"));
+    if step == Some(rsync::RefineStep::Fine) {
+        let Some((file, len)) = open().map_err(ServeFailure::Cannot)? else { return Ok(None) };
+        let (plan, sig) = refine::parse_fine(bytes, len, MAX_SIGNATURE).map_err(malformed)?;
+        return Ok(Some(Answer::Refined(plan, sig, file)));
+    }
+    let sig = Signature::parse(bytes, MAX_SIGNATURE).map_err(malformed)?;
+    let Some((file, _)) = open().map_err(ServeFailure::Cannot)? else { return Ok(None) };
+    if step.is_none() {
+        return Ok(Some(Answer::Delta(sig, file)));
+    }
+    let plan = refine::plan(&sig, &file).map_err(|e| ServeFailure::Cannot(format!("planning a delta: {e}")))?;
+    Ok(Some(Answer::Plan(plan.encode())))
 }
 
 /// What a `directory.get` found: the file positioned at the range, its length, whether it

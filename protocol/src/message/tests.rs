@@ -280,7 +280,11 @@ fn message() -> impl Strategy<Value = Message> {
         prop::collection::btree_map(hash(), peer(), 0..4).prop_map(|ids| Message::from(tracker::Register { ids })),
         (hash(), prop::collection::btree_map(peer(), prop::collection::vec(text(), 0..3), 0..3))
             .prop_map(|(id, peers)| Message::from(tracker::Peers { id, peers })),
-        (text(), prop::option::of(hash())).prop_map(|(path, sha256)| Message::from(rsync::Patch { path, sha256 })),
+        (text(), prop::option::of(hash())).prop_map(|(path, sha256)| Message::from(rsync::Patch {
+            path,
+            sha256,
+            plan: false
+        })),
     ]
 }
 
@@ -391,7 +395,11 @@ fn more_messages() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|k_value| Message::from(directory::BloomFilter { k_value })),
         hash().prop_map(|sha256| Message::from(directory::Present { sha256 })),
         hash().prop_map(|sha256| Message::from(directory::NotPresent { sha256 })),
-        (text(), prop::option::of(hash())).prop_map(|(path, sha256)| Message::from(rsync::Signature { path, sha256 })),
+        (text(), prop::option::of(hash())).prop_map(|(path, sha256)| Message::from(rsync::Signature {
+            path,
+            sha256,
+            refine: None
+        })),
         (
             prop::option::of(peer()),
             prop::option::of(any::<u64>()),

@@ -41,6 +41,8 @@ pub const EXT_GZIP: &str = "gzip";
 pub const EXT_MSGPACK: &str = ".rs.clearskies.msgpack";
 /// The `rsync` extension's name.
 pub const EXT_RSYNC: &str = "rsync";
+/// This project's refined deltas (`rdiff::refine`), offered beside `rsync`.
+pub const EXT_RSYNC_REFINE: &str = ".rs.clearskies.rsync-refine";
 /// The `database` extension's name.
 pub const EXT_DATABASE: &str = "database";
 /// The `directory` extension's name.

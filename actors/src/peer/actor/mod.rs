@@ -25,7 +25,7 @@ use clearskies_protocol::message::directory::GetError;
 use clearskies_protocol::message::Message;
 use clearskies_protocol::session::{
     CloseReason, Config, Event, KeyExchange, Role, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_MSGPACK,
-    EXT_RSYNC,
+    EXT_RSYNC, EXT_RSYNC_REFINE,
 };
 use clearskies_protocol::{PeerId, Sha256Hash};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -168,6 +168,8 @@ pub struct Peer {
     peer: Option<PeerId>,
     /// Both sides speak the `rsync` extension.
     rsync: bool,
+    /// Both sides speak `.rs.clearskies.rsync-refine` too.
+    refine: bool,
     /// `gzip` is in use (the byte counters' label); shared with the writer task.
     gzip: Arc<std::sync::atomic::AtomicBool>,
     close_reason: Option<String>,
@@ -219,7 +221,7 @@ impl Peer {
         // extension is not even offered. (An attach does not know its level yet; the side
         // that accepts its code does, and does not offer it.)
         if level != Some(AccessLevel::Untrusted) {
-            config.extensions.extend([EXT_RSYNC.to_owned(), EXT_CODE_SPREAD.to_owned()]);
+            config.extensions.extend([EXT_RSYNC.to_owned(), EXT_RSYNC_REFINE.to_owned(), EXT_CODE_SPREAD.to_owned()]);
         }
         let gzip_level = targets.runtime.gzip_level();
         if gzip_level > 0 {
@@ -260,6 +262,7 @@ impl Peer {
             share,
             peer: None,
             rsync: false,
+            refine: false,
             gzip: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             close_reason: None,
             targets,

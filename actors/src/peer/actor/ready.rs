@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use clearskies_protocol::message::code_spread::EXT_CODE_SPREAD;
 use clearskies_protocol::message::core::{AccessLevel, Keys};
-use clearskies_protocol::session::{Handshake, EXT_GZIP, EXT_RSYNC};
+use clearskies_protocol::session::{Handshake, EXT_GZIP, EXT_RSYNC, EXT_RSYNC_REFINE};
 use tracing::{debug, info};
 
 use super::{clean_name, Peer, Purpose};
@@ -28,6 +28,7 @@ impl Peer {
             self.targets.code_used.do_send(CodeUsed { access_id: *id, peer: hs.peer });
         }
         self.rsync = hs.has_extension(EXT_RSYNC);
+        self.refine = self.rsync && hs.has_extension(EXT_RSYNC_REFINE);
         if hs.has_extension(EXT_GZIP) {
             self.gzip.store(true, Ordering::Relaxed);
             self.received = metrics().received_bytes.with_label_values(&["gzip"]);
@@ -87,6 +88,7 @@ impl Peer {
             addr: self.remote,
             redial: self.redial(),
             rsync: self.rsync && self.level != Some(AccessLevel::Untrusted),
+            refine: self.refine,
             code_spread: self.session.handshake().is_some_and(|hs| hs.has_extension(EXT_CODE_SPREAD)),
             gzip: self.gzip.load(Ordering::Relaxed),
             level: match &self.purpose {

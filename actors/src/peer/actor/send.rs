@@ -95,8 +95,10 @@ impl Write for ChunkWriter {
         Ok(n)
     }
 
+    /// Sends what is buffered now (a delta flushes each long run of copies, so that the
+    /// peer applies it while the rest is computed).
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.send()
     }
 }
 

@@ -450,7 +450,8 @@ impl Handler<PeerUp> for Share {
         // records alike.
         let access = Access::of(self.level, msg.crypt, msg.rsync);
         let form = Form::of(&access, msg.signed, msg.sign);
-        transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone(), access, gzip: msg.gzip });
+        let refine = msg.refine && access.rsync();
+        transfer.do_send(TransferPeerUp { conn: msg.conn, out: msg.out.clone(), access, refine, gzip: msg.gzip });
         // Subscribe to the peer's changes: everything newer than what we hold.
         let since = self.store.since().unwrap_or_default();
         let get = clearskies_protocol::message::database::GetUpdates { since };

@@ -89,6 +89,7 @@ impl Fixture {
             peer: THEM,
             out: self.sink.clone().recipient(),
             rsync: false,
+            refine: false,
             gzip: false,
             signed: false,
             sign: None,

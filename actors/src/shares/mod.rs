@@ -25,7 +25,7 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, WrapFuture};
 use clearskies_index::store::{ShareStore, Store};
 use clearskies_protocol::{PeerId, Sha256Hash};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use self::messages::{CreateShare, ImportKeys, PauseShares, RemoveShare, RestartShare, ShareCreated, SharesLoaded};
 use self::table::{KeyMaterial, Running, ShareTable, TableRx};
@@ -226,10 +226,21 @@ impl Shares {
 }
 
 impl Shares {
-    /// Makes the key pairs the next new share will take, on the blocking pool.
+    /// Makes the key pairs the next new share will take, on a thread of its own at the
+    /// lowest priority (nice 19): RSA key generation takes 0.05–0.3 CPU-s a key, and must
+    /// not slow down the sync that usually follows a new share, or a start-up.
     fn fill_key_pool(&self) {
         let pool = self.keys.clone();
-        drop(tokio::task::spawn_blocking(move || pool.fill()));
+        let spawned = std::thread::Builder::new().name("key pool".into()).spawn(move || {
+            // (Linux: the priority of a thread ID is that thread's alone.)
+            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+                debug!(error = %e, "cannot lower the key pool thread's priority");
+            }
+            pool.fill();
+        });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start the key pool thread; keys are made when a share needs them");
+        }
     }
 }
 

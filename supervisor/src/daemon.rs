@@ -27,11 +27,45 @@ pub(crate) fn connect(config: &Config) -> anyhow::Result<Client> {
     Client::connect(&config.control_socket())
 }
 
+/// The monitor's executable, installed beside `clearskies` (a `[[bin]]` of this package).
+pub(crate) const MONITOR_EXE: &str = "clearskies-monitor";
+
+/// The command that runs the daemon's monitor: [`MONITOR_EXE`] beside this executable,
+/// which it runs as the worker. A missing monitor means the daemon cannot start (a
+/// [`Refused`](crate::shared::Refused), exit status 4).
+fn monitor_command(fault_injection: bool) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("finding the clearskies executable")?;
+    let monitor = exe.with_file_name(MONITOR_EXE);
+    if !monitor.is_file() {
+        return Err(crate::shared::Refused(format!(
+            "cannot start the daemon: its monitor {} is missing (it is installed beside {} by `cargo install \
+             --locked --path .`, which installs both)",
+            monitor.display(),
+            exe.display()
+        ))
+        .into());
+    }
+    let mut command = Command::new(monitor);
+    command.arg("--worker").arg(exe).args(fault_injection.then_some("--danger-fault-injection"));
+    Ok(command)
+}
+
+/// `clearskies start --foreground`: this process becomes the monitor (`exec`, same pid, so
+/// service managers see no difference). Returns only if it could not.
+pub(crate) fn become_monitor(fault_injection: bool) -> anyhow::Error {
+    let mut command = match monitor_command(fault_injection) {
+        Ok(command) => command,
+        Err(e) => return e,
+    };
+    let e = command.exec();
+    crate::shared::Refused(format!("cannot run the monitor {}: {e}", command.get_program().to_string_lossy())).into()
+}
+
 /// `clearskies start`: launches the monitor in the background and waits until the worker
 /// answers on its control socket.
 pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
     // (The monitor checks it too; here it fails before anything is created or launched.)
-    crate::monitor::check_socket_path(&config.control_socket())?;
+    crate::shared::check_socket_path(&config.control_socket())?;
     config.ensure_data_dir().map_err(crate::worker::CannotStart::from)?;
     if let Ok(mut c) = Client::connect(&config.control_socket()) {
         let StatusAnswer { status, .. } = c.request_as(&Request::Status)?;
@@ -44,12 +78,9 @@ pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()
         .open(&log_path)
         .with_context(|| format!("opening the log file {}", log_path.display()))?;
     let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let exe = std::env::current_exe().context("finding the clearskies executable")?;
-    let mut monitor = Command::new(exe)
-        .args(["start", "--foreground"])
-        .args(fault_injection.then_some("--danger-fault-injection"))
-        // It owns the log from now on and rotates it (`logfile`).
-        .env(crate::logfile::OWN_ENV, "1")
+    let mut monitor = monitor_command(fault_injection)?
+        // It owns the log from now on and rotates it (`monitor/logfile.rs`).
+        .env(crate::shared::OWN_LOG_ENV, "1")
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("opening the log file")?)
         .stderr(log)

@@ -23,6 +23,7 @@ mod settings;
 // What this binary and the monitor (`clearskies-monitor`, `supervisor/src/monitor/`) share.
 #[path = "monitor/shared.rs"]
 mod shared;
+mod start;
 mod wait;
 mod web;
 mod worker;
@@ -79,10 +80,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Start { foreground: true, danger_fault_injection } => {
             start_config()?;
-            Err(daemon::become_monitor(danger_fault_injection))
+            Err(start::become_monitor(danger_fault_injection))
         }
         Command::Start { foreground: false, danger_fault_injection } => {
-            daemon::start(&start_config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
+            start::start(&start_config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
         }
         Command::Worker { danger_fault_injection } => {
             worker::run(&start_config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)

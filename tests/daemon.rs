@@ -124,6 +124,10 @@ fn sigterm_stops_the_daemon_cleanly() {
     let cs = Clearskies::new();
     let mut monitor = cs.command(&["start", "--foreground"]).stderr(std::process::Stdio::null()).spawn().unwrap();
     wait_for("the control socket", || UnixStream::connect(cs.socket()).ok());
+    // `start --foreground` became the monitor: the same process, now `clearskies-monitor`.
+    assert_eq!(cs.pid("monitor"), Some(monitor.id()));
+    let exe = std::fs::read_link(format!("/proc/{}/exe", monitor.id())).unwrap();
+    assert!(exe.ends_with("clearskies-monitor"), "{}", exe.display());
     kill(monitor.id(), "-TERM");
     let status = wait_for("the monitor to exit", || monitor.try_wait().unwrap());
     assert!(status.success(), "{status}");
@@ -281,6 +285,26 @@ fn a_second_foreground_start_fails_at_once_and_leaves_the_running_daemon_alone()
     // A plain second start says so too and changes nothing.
     assert!(d.cs.ok(&["start"]).contains("already running"));
     assert_eq!(daemon_files(&d.cs), before);
+}
+
+#[test]
+fn without_its_monitor_beside_it_the_daemon_does_not_start_and_says_so() {
+    // `clearskies` alone in a directory, as if only it had been copied there.
+    let bin = tempfile::tempdir().unwrap();
+    let alone = bin.path().join("clearskies");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_clearskies"), &alone).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_clearskies"), &alone).unwrap();
+    }
+    let cs = Clearskies::new();
+    for args in [&["start", "--foreground"][..], &["start"]] {
+        let o = exits_at_once(cs.command_of(&alone, args), &format!("{args:?}"));
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        let monitor = bin.path().join("clearskies-monitor");
+        assert!(err.contains(&format!("its monitor {} is missing", monitor.display())), "{args:?}: {err}");
+        assert!(!cs.home().join("monitor.pid").exists() && !cs.home().join("worker.pid").exists());
+        assert!(!cs.socket().exists());
+    }
 }
 
 #[test]

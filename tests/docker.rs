@@ -109,7 +109,7 @@ fn compose() -> Option<serde_json::Value> {
 
 /// The monitor's grace period for a stopping worker, read from its source.
 fn monitor_stop_grace() -> u64 {
-    let source = std::fs::read_to_string(repo_file("supervisor/src/monitor.rs")).unwrap();
+    let source = std::fs::read_to_string(repo_file("supervisor/src/monitor/supervise.rs")).unwrap();
     let line = source.lines().find(|l| l.starts_with("const STOP_GRACE: Duration")).expect("STOP_GRACE");
     let secs = line.split("from_secs(").nth(1).and_then(|r| r.split(')').next()).expect("from_secs(N)");
     secs.parse().unwrap()
@@ -185,4 +185,10 @@ fn the_docker_build_leaves_out_build_output_and_history_but_not_what_it_copies()
         assert!(!patterns.iter().any(|p| p.trim_end_matches('/') == kept.trim_end_matches('/')), "{kept}");
     }
     assert!(dockerfile.contains("tzdata"), "TZ needs the tz database in the image");
+    // Both executables: `clearskies start --foreground` runs the monitor found beside it.
+    for bin in ["clearskies", "clearskies-monitor"] {
+        assert!(dockerfile.contains(&format!("--bin {bin} ")), "the image builds {bin}");
+        let copied = format!("COPY --from=build /usr/local/bin/{bin} /usr/local/bin/{bin}\n");
+        assert!(dockerfile.contains(&copied), "the image holds {bin}");
+    }
 }

@@ -162,6 +162,7 @@ fn build_deb(out: &Path) -> PathBuf {
 /// What the package must hold (beside the man pages of every subcommand), with its mode.
 const CONTENTS: &[(&str, &str)] = &[
     ("./usr/bin/clearskies", "-rwxr-xr-x"),
+    ("./usr/bin/clearskies-monitor", "-rwxr-xr-x"),
     ("./usr/bin/clearskies-system", "-rwxr-xr-x"),
     ("./lib/systemd/system/clearskies.service", "-rw-r--r--"),
     ("./usr/lib/systemd/user/clearskies.service", "-rw-r--r--"),

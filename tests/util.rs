@@ -26,7 +26,12 @@ impl Clearskies {
 
     /// A `clearskies ARGS…` command for this data directory.
     pub(crate) fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_clearskies"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_clearskies")), args)
+    }
+
+    /// [`Clearskies::command`] with another copy of the `clearskies` executable.
+    pub(crate) fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         // Tests only ever listen on loopback, on a port the OS picks, and never broadcast
         // on the machine's network (the LAN test broadcasts on loopback only).
         c.args(args)

@@ -6,11 +6,12 @@
 #   sudo apt install ./target/debian/clearskies_0.1.0-1_amd64.deb
 #
 # Usage: build-deb.sh [BINARY [OUT_DIR]]  (default target/release/clearskies, target/debian)
-# Prints the package's path. The binary writes its own completions and man pages, so it must
+# The daemon's monitor, clearskies-monitor, is taken from beside BINARY. Prints the package's
+# path. The binary writes its own completions and man pages, so it must
 # run here. Environment: DEB_COMPRESSION (dpkg-deb -Z: xz by default, gzip, zstd, none),
 # DEB_MAINTAINER (the control file's Maintainer).
 #
-# The package: /usr/bin/clearskies and clearskies-system, the system unit
+# The package: /usr/bin/clearskies, clearskies-monitor and clearskies-system, the system unit
 # /lib/systemd/system/clearskies.service and the user unit
 # /usr/lib/systemd/user/clearskies.service (both ExecStart=/usr/bin/clearskies), bash, zsh
 # and fish completions, man pages, /usr/share/doc/clearskies/{README.md,copyright}; the
@@ -26,6 +27,8 @@ maintainer=${DEB_MAINTAINER:-ClearSkies maintainers <clearskies@example.invalid>
 
 fail() { echo "build-deb.sh: $*" >&2; exit 1; }
 [ -x "$bin" ] || fail "no executable $bin (build it first: cargo build --release --locked)"
+monitor="$(dirname "$bin")/clearskies-monitor"
+[ -x "$monitor" ] || fail "no executable $monitor beside $bin (build it: cargo build --release --locked)"
 version=$("$bin" --version | sed -n 's/^clearskies \([0-9][0-9A-Za-z.+~-]*\)$/\1/p')
 [ -n "$version" ] || fail "$bin --version did not say which version it is"
 arch=$(dpkg --print-architecture)
@@ -35,11 +38,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 
-# The binary, stripped as Debian ships binaries (a release build already is).
+# The binaries, stripped as Debian ships binaries (a release build already is).
 install -d -m 0755 "$root/usr/bin"
 install -m 0755 "$bin" "$root/usr/bin/clearskies"
+install -m 0755 "$monitor" "$root/usr/bin/clearskies-monitor"
 if command -v strip >/dev/null 2>&1; then
-  strip --strip-unneeded "$root/usr/bin/clearskies"
+  strip --strip-unneeded "$root/usr/bin/clearskies" "$root/usr/bin/clearskies-monitor"
 fi
 install -m 0755 "$here/../clearskies-system" "$root/usr/bin/clearskies-system"
 
@@ -66,16 +70,16 @@ gzip -9n "$root"/usr/share/man/man1/*.1
 install -m 0644 "$repo/README.md" "$here/copyright" "$root/usr/share/doc/clearskies/"
 find "$root/usr/share" -type f -exec chmod 0644 {} +
 
-# What the binary links against: dpkg-shlibdeps gives packages and minimum versions; without
-# it (no dpkg-dev) each library the binary needs is mapped to its package, unversioned, and
+# What the binaries link against: dpkg-shlibdeps gives packages and minimum versions; without
+# it (no dpkg-dev) each library a binary needs is mapped to its package, unversioned, and
 # an unknown one stops the build rather than be left out.
 if command -v dpkg-shlibdeps >/dev/null 2>&1; then
   mkdir -p "$work/src/debian"
   printf 'Source: clearskies\n\nPackage: clearskies\nArchitecture: any\n' >"$work/src/debian/control"
-  libs=$(cd "$work/src" && dpkg-shlibdeps -O "$root/usr/bin/clearskies" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+  libs=$(cd "$work/src" && dpkg-shlibdeps -O "$root/usr/bin/clearskies" "$root/usr/bin/clearskies-monitor" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 else
   libs=""
-  for lib in $(objdump -p "$root/usr/bin/clearskies" | awk '$1 == "NEEDED" { print $2 }'); do
+  for lib in $(objdump -p "$root/usr/bin/clearskies" "$root/usr/bin/clearskies-monitor" | awk '$1 == "NEEDED" { print $2 }'); do
     case "$lib" in
       libc.so.* | libm.so.* | ld-linux*.so.* | libpthread.so.* | libdl.so.* | librt.so.*) pkg=libc6 ;;
       libstdc++.so.*) pkg=libstdc++6 ;;

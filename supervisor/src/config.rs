@@ -9,8 +9,7 @@
 
 use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 #[cfg(test)]
@@ -37,7 +36,7 @@ pub(crate) struct Config {
 impl Config {
     /// Resolves the data dir from the environment and reads `config.toml` if present.
     pub(crate) fn load() -> anyhow::Result<Self> {
-        let data_dir = data_dir()?;
+        let data_dir = crate::shared::data_dir()?;
         let path = data_dir.join(CONFIG_FILE);
         let file: toml::Table = match fs::read_to_string(&path) {
             Ok(text) => text.parse().with_context(|| format!("invalid {}", path.display()))?,
@@ -50,7 +49,7 @@ impl Config {
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {
-        self.data_dir.join("control")
+        self.data_dir.join(crate::shared::CONTROL_SOCKET)
     }
 
     pub(crate) fn pid_file(&self) -> PathBuf {
@@ -58,16 +57,16 @@ impl Config {
     }
 
     pub(crate) fn monitor_pid_file(&self) -> PathBuf {
-        self.data_dir.join("monitor.pid")
+        self.data_dir.join(crate::shared::MONITOR_PID_FILE)
     }
 
     pub(crate) fn log_file(&self) -> PathBuf {
-        self.data_dir.join("log")
+        self.data_dir.join(crate::shared::LOG_FILE)
     }
 
     /// Creates the data dir (mode 0700) if needed.
     pub(crate) fn ensure_data_dir(&self) -> anyhow::Result<()> {
-        create_private_dir(&self.data_dir)
+        crate::shared::create_private_dir(&self.data_dir)
     }
 }
 
@@ -100,37 +99,6 @@ fn read_settings(file: &toml::Table, env: impl Fn(&str) -> Option<String>) -> an
         sources.insert(s.name.to_owned(), source);
     }
     Ok((values, sources))
-}
-
-fn data_dir() -> anyhow::Result<PathBuf> {
-    let from_env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let dir = if let Some(home) = from_env("CLEARSKIES_HOME") {
-        home
-    } else if let Some(xdg) = from_env("XDG_DATA_HOME") {
-        xdg.join("clearskies")
-    } else if let Some(home) = from_env("HOME") {
-        home.join(".local/share/clearskies")
-    } else {
-        bail!("cannot find a data directory: set CLEARSKIES_HOME or HOME");
-    };
-    if !dir.is_absolute() {
-        bail!("the data directory must be an absolute path, not {}", dir.display());
-    }
-    Ok(dir)
-}
-
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))?;
-    let mode = fs::metadata(dir)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077))
-            .with_context(|| format!("making {} private", dir.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,9 +1,5 @@
-//! The CLI commands that talk to a running daemon, and `start`, which launches one.
+//! The CLI commands that talk to a running daemon (`start`, which launches one, is `start.rs`).
 
-use std::fs::OpenOptions;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -19,76 +15,11 @@ use crate::config::Config;
 use crate::log::escape_line;
 use crate::out;
 
-const START_DEADLINE: Duration = Duration::from_secs(30);
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 pub(crate) fn connect(config: &Config) -> anyhow::Result<Client> {
     Client::connect(&config.control_socket())
-}
-
-/// `clearskies start`: launches the monitor in the background and waits until the worker
-/// answers on its control socket.
-pub(crate) fn start(config: &Config, fault_injection: bool) -> anyhow::Result<()> {
-    // (The monitor checks it too; here it fails before anything is created or launched.)
-    crate::monitor::check_socket_path(&config.control_socket())?;
-    config.ensure_data_dir().map_err(crate::worker::CannotStart::from)?;
-    if let Ok(mut c) = Client::connect(&config.control_socket()) {
-        let StatusAnswer { status, .. } = c.request_as(&Request::Status)?;
-        return out(&format!("clearskies is already running (worker pid {})", status.pid));
-    }
-    let log_path = config.log_file();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening the log file {}", log_path.display()))?;
-    let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let exe = std::env::current_exe().context("finding the clearskies executable")?;
-    let mut monitor = Command::new(exe)
-        .args(["start", "--foreground"])
-        .args(fault_injection.then_some("--danger-fault-injection"))
-        // It owns the log from now on and rotates it (`logfile`).
-        .env(crate::logfile::OWN_ENV, "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().context("opening the log file")?)
-        .stderr(log)
-        // Its own process group: the terminal's Ctrl-C does not reach the daemon.
-        .process_group(0)
-        .spawn()
-        .context("launching the daemon")?;
-    let deadline = Instant::now() + START_DEADLINE;
-    loop {
-        if let Ok(mut c) = Client::connect(&config.control_socket()) {
-            let StatusAnswer { status, .. } = c.request_as(&Request::Status)?;
-            return out(&format!(
-                "clearskies started (worker pid {})\ncontrol socket: {}\nlog: {}",
-                status.pid,
-                config.control_socket().display(),
-                log_path.display()
-            ));
-        }
-        if let Some(status) = monitor.try_wait().context("watching the daemon")? {
-            bail!("the daemon exited during start-up ({status}):\n{}", log_tail(&log_path, log_len));
-        }
-        if Instant::now() > deadline {
-            bail!("the daemon did not answer within {}s; see {}", START_DEADLINE.as_secs(), log_path.display());
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// What the log gained since `from`, for start-up errors (last 20 lines); all of it if the
-/// monitor rotated it meanwhile (it is shorter than `from`).
-fn log_tail(path: &std::path::Path, from: u64) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let from = if f.metadata().is_ok_and(|m| m.len() < from) { 0 } else { from };
-        let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(from));
-        let _ = f.read_to_string(&mut text);
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// `clearskies stop`: asks the daemon to stop and waits until the worker and the monitor

@@ -16,12 +16,14 @@ mod config;
 mod daemon;
 mod history;
 mod log;
-mod logfile;
-mod monitor;
 mod packaging;
 mod peers;
 mod reach;
 mod settings;
+// What this binary and the monitor (`clearskies-monitor`, `supervisor/src/monitor/`) share.
+#[path = "monitor/shared.rs"]
+mod shared;
+mod start;
 mod wait;
 mod web;
 mod worker;
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
             // Names in errors come from the command line, files and peers: their control
             // characters are escaped (the line breaks of a multi-line message stay).
             let _ = writeln!(io::stderr(), "clearskies: {}", escape_text(&format!("{e:#}")));
-            if e.downcast_ref::<worker::CannotStart>().is_some() || e.downcast_ref::<monitor::Refused>().is_some() {
+            if e.downcast_ref::<worker::CannotStart>().is_some() || e.downcast_ref::<shared::Refused>().is_some() {
                 ExitCode::from(worker::EXIT_CANNOT_START)
             } else if e.downcast_ref::<client::ConnectionLost>().is_some() {
                 ExitCode::from(client::EXIT_CONNECTION_LOST)
@@ -77,13 +79,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let start_config = || Config::load().map_err(|e| anyhow::Error::new(worker::CannotStart::from(e)));
     match cli.command {
         Command::Start { foreground: true, danger_fault_injection } => {
-            match monitor::run(&start_config()?, danger_fault_injection)? {
-                monitor::Outcome::Stopped => Ok(ExitCode::SUCCESS),
-                monitor::Outcome::CannotStart => Ok(ExitCode::from(crate::worker::EXIT_CANNOT_START)),
-            }
+            start_config()?;
+            Err(start::become_monitor(danger_fault_injection))
         }
         Command::Start { foreground: false, danger_fault_injection } => {
-            daemon::start(&start_config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
+            start::start(&start_config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)
         }
         Command::Worker { danger_fault_injection } => {
             worker::run(&start_config()?, danger_fault_injection).map(|()| ExitCode::SUCCESS)

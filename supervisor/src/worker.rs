@@ -13,14 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-/// Set by the monitor for the worker: the monitor's start (unix seconds).
-pub(crate) const MONITOR_STARTED_ENV: &str = "CLEARSKIES_MONITOR_STARTED";
-/// Set by the monitor for the worker: workers restarted after a crash so far.
-pub(crate) const WORKER_RESTARTS_ENV: &str = "CLEARSKIES_WORKER_RESTARTS";
-
-/// Exit code of a worker that cannot start (a busy port, an unusable data dir or index):
-/// restarting it would fail the same way, so the monitor does not.
-pub(crate) const EXIT_CANNOT_START: u8 = 4;
+pub(crate) use crate::shared::{EXIT_CANNOT_START, MONITOR_STARTED_ENV, WORKER_RESTARTS_ENV};
 
 /// The worker could not start; see [`EXIT_CANNOT_START`].
 #[derive(Debug)]

@@ -16,18 +16,20 @@
 //! it or a worker answers on the control socket. It also refuses a data directory whose
 //! control socket path is too long for a unix socket, before starting any worker.
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
 
-use crate::config::Config;
 use crate::logfile::{Drain, LogFile};
+use crate::say::{error, info, warn};
+use crate::shared::{check_socket_path, Refused, EXIT_CANNOT_START, OWN_LOG_ENV};
 
 /// Crashes in a streak from which each one is logged as an error (a crash loop).
 pub(crate) const BURST: u32 = 5;
@@ -54,45 +56,39 @@ pub(crate) fn backoff(streak: u32) -> Duration {
     FIRST_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF)
 }
 
-/// The daemon cannot start with this data directory, found before any worker is started:
-/// another daemon runs with it, or its control socket's path is too long. Exit status 4,
-/// like a worker that cannot start: starting again would fail the same way.
-#[derive(Debug)]
-pub(crate) struct Refused(String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
-
 /// The file the running monitor holds locked (never removed: a lock on a file that can be
 /// unlinked and created again would not exclude anyone).
 const LOCK_FILE: &str = "monitor.lock";
 
-/// Refuses a control socket path a unix socket cannot have (on Linux at most 107 bytes).
-pub(crate) fn check_socket_path(socket: &Path) -> Result<(), Refused> {
-    if std::os::unix::net::SocketAddr::from_pathname(socket).is_ok() {
-        return Ok(());
+/// What the monitor runs: where, and which worker.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    /// The data directory.
+    pub(crate) data_dir: PathBuf,
+    /// The `clearskies` executable, run as `clearskies worker`.
+    pub(crate) worker: PathBuf,
+    /// `--danger-fault-injection`, passed on to the worker.
+    pub(crate) fault_injection: bool,
+}
+
+impl Setup {
+    fn control_socket(&self) -> PathBuf {
+        self.data_dir.join(crate::shared::CONTROL_SOCKET)
     }
-    Err(Refused(format!(
-        "the control socket path {} is too long for a unix socket ({} bytes; at most 107 on Linux): set \
-         CLEARSKIES_HOME to a shorter directory",
-        socket.display(),
-        socket.as_os_str().len()
-    )))
+
+    fn pid_file(&self) -> PathBuf {
+        self.data_dir.join(crate::shared::MONITOR_PID_FILE)
+    }
 }
 
 /// What a second daemon on this data directory is told.
-fn already_running(config: &Config) -> Refused {
-    let pid = std::fs::read_to_string(config.monitor_pid_file()).ok().map(|p| p.trim().to_owned());
+fn already_running(setup: &Setup) -> Refused {
+    let pid = std::fs::read_to_string(setup.pid_file()).ok().map(|p| p.trim().to_owned());
     let who = pid.filter(|p| !p.is_empty()).map(|p| format!(" (monitor pid {p})")).unwrap_or_default();
     Refused(format!(
         "another clearskies daemon is already running with the data directory {}{who}; stop it with `clearskies \
          stop`, or give this one another CLEARSKIES_HOME",
-        config.data_dir.display()
+        setup.data_dir.display()
     ))
 }
 
@@ -100,8 +96,8 @@ fn already_running(config: &Config) -> Refused {
 /// and checks that no worker answers on the control socket (one whose monitor was killed).
 /// The lock is held as long as the returned file is open (it is not inherited by the
 /// worker: the file is opened close-on-exec).
-fn claim(config: &Config) -> anyhow::Result<std::fs::File> {
-    let path = config.data_dir.join(LOCK_FILE);
+fn claim(setup: &Setup) -> anyhow::Result<std::fs::File> {
+    let path = setup.data_dir.join(LOCK_FILE);
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -111,32 +107,32 @@ fn claim(config: &Config) -> anyhow::Result<std::fs::File> {
         .with_context(|| format!("opening {}", path.display()))?;
     match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
-        Err(rustix::io::Errno::WOULDBLOCK) => return Err(already_running(config).into()),
+        Err(rustix::io::Errno::WOULDBLOCK) => return Err(already_running(setup).into()),
         Err(e) => return Err(std::io::Error::from(e)).with_context(|| format!("locking {}", path.display())),
     }
-    if std::os::unix::net::UnixStream::connect(config.control_socket()).is_ok() {
-        return Err(already_running(config).into());
+    if UnixStream::connect(setup.control_socket()).is_ok() {
+        return Err(already_running(setup).into());
     }
     Ok(lock)
 }
 
 /// Runs the restart loop until the worker stops cleanly or cannot start. Refused at once,
 /// with the running daemon's files untouched, if another daemon has the data directory.
-pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<Outcome> {
-    check_socket_path(&config.control_socket())?;
+pub(crate) fn run(setup: &Setup) -> anyhow::Result<Outcome> {
+    check_socket_path(&setup.control_socket())?;
     // An unusable data directory: exit 4, like a worker that cannot start.
-    config.ensure_data_dir().map_err(crate::worker::CannotStart::from)?;
-    let _lock = claim(config)?;
+    crate::shared::create_private_dir(&setup.data_dir).map_err(|e| Refused(format!("{e:#}")))?;
+    let _lock = claim(setup)?;
     // Launched by `start`: the log file is ours (only now, so a refused second daemon never
     // rotates the running one's log).
-    let log = match std::env::var_os(crate::logfile::OWN_ENV) {
-        Some(_) => Some(crate::logfile::LogFile::own(config.log_file())?),
+    let log = match std::env::var_os(OWN_LOG_ENV) {
+        Some(_) => Some(LogFile::own(setup.data_dir.join(crate::shared::LOG_FILE))?),
         None => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the monitor")?;
-    let pid_file = config.monitor_pid_file();
+    let pid_file = setup.pid_file();
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).context("writing monitor.pid")?;
-    let outcome = rt.block_on(supervise(config, fault_injection, log.as_ref()));
+    let outcome = rt.block_on(supervise(setup, log.as_ref()));
     let _ = std::fs::remove_file(&pid_file);
     if let Some(log) = &log {
         rt.block_on(log.flush().wait());
@@ -144,47 +140,53 @@ pub(crate) fn run(config: &Config, fault_injection: bool) -> anyhow::Result<Outc
     outcome
 }
 
-async fn supervise(config: &Config, fault_injection: bool, log: Option<&LogFile>) -> anyhow::Result<Outcome> {
+async fn supervise(setup: &Setup, log: Option<&LogFile>) -> anyhow::Result<Outcome> {
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let mut streak: u32 = 0;
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut restarts: u64 = 0;
     loop {
-        let (mut child, output) = spawn_worker(started, restarts, fault_injection, log)?;
+        let (mut child, output) = spawn_worker(setup, started, restarts, log)?;
         let began = Instant::now();
-        info!(pid = child.id(), "worker started");
+        match child.id() {
+            Some(pid) => info("worker started", &[("pid", &pid)]),
+            None => info("worker started", &[]),
+        }
         let status = tokio::select! {
             status = child.wait() => status.context("waiting for the worker")?,
-            _ = term.recv() => return stop(config, child, output).await,
-            _ = int.recv() => return stop(config, child, output).await,
+            _ = term.recv() => return stop(setup, child, output).await,
+            _ = int.recv() => return stop(setup, child, output).await,
         };
         // Its last lines (a panic message) go in the log before what the monitor says of it.
         if let Some(output) = output {
             output.wait().await;
         }
         if status.success() {
-            info!("worker stopped");
+            info("worker stopped", &[]);
             return Ok(Outcome::Stopped);
         }
-        if status.code() == Some(i32::from(crate::worker::EXIT_CANNOT_START)) {
-            error!("the worker cannot start (the reason is above); not restarting it");
+        if status.code() == Some(i32::from(EXIT_CANNOT_START)) {
+            error("the worker cannot start (the reason is above); not restarting it", &[]);
             return Ok(Outcome::CannotStart);
         }
         restarts += 1;
         streak = if began.elapsed() >= STABLE { 1 } else { streak.saturating_add(1) };
         let wait = backoff(streak);
+        let fields: [(&str, &dyn std::fmt::Display); 2] =
+            [("status", &describe(status)), ("crashes_in_a_row", &streak)];
         if streak >= BURST {
-            error!(
-                status = %describe(status),
-                crashes_in_a_row = streak,
-                "the worker keeps crashing ({streak} times in a row, each within {}s of its start; see the log above for the cause); restarting it in {:.1}s, and on, at most every {}s",
-                STABLE.as_secs(),
-                wait.as_secs_f64(),
-                MAX_BACKOFF.as_secs()
+            error(
+                &format!(
+                    "the worker keeps crashing ({streak} times in a row, each within {}s of its start; see the log above for the cause); restarting it in {:.1}s, and on, at most every {}s",
+                    STABLE.as_secs(),
+                    wait.as_secs_f64(),
+                    MAX_BACKOFF.as_secs()
+                ),
+                &fields,
             );
         } else {
-            warn!(status = %describe(status), crashes_in_a_row = streak, "worker crashed; restarting it in {:.1}s", wait.as_secs_f64());
+            warn(&format!("worker crashed; restarting it in {:.1}s", wait.as_secs_f64()), &fields);
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -204,13 +206,12 @@ const MALLOC_ARENAS: &str = "2";
 /// Starts a worker. With a log file ([`LogFile`]) its stdout and stderr are a pipe the log
 /// reads (the [`Drain`]); otherwise they are the monitor's.
 fn spawn_worker(
+    setup: &Setup,
     started: u64,
     restarts: u64,
-    fault_injection: bool,
     log: Option<&LogFile>,
 ) -> anyhow::Result<(Child, Option<Drain>)> {
-    let exe = std::env::current_exe().context("finding the clearskies executable")?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(&setup.worker);
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         cmd.env("MALLOC_ARENA_MAX", MALLOC_ARENAS);
     }
@@ -222,14 +223,14 @@ fn spawn_worker(
     }
     let child = cmd
         .arg("worker")
-        .args(fault_injection.then_some("--danger-fault-injection"))
-        .env(crate::worker::MONITOR_STARTED_ENV, started.to_string())
-        .env(crate::worker::WORKER_RESTARTS_ENV, restarts.to_string())
-        .env_remove(crate::logfile::OWN_ENV)
+        .args(setup.fault_injection.then_some("--danger-fault-injection"))
+        .env(crate::shared::MONITOR_STARTED_ENV, started.to_string())
+        .env(crate::shared::WORKER_RESTARTS_ENV, restarts.to_string())
+        .env_remove(OWN_LOG_ENV)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .context("starting the worker")?;
+        .with_context(|| format!("starting the worker ({} worker)", setup.worker.display()))?;
     // Only the worker may hold the write end now, or the log would never see the pipe end.
     drop(cmd);
     let output = match (log, read_end) {
@@ -240,21 +241,17 @@ fn spawn_worker(
 }
 
 /// Asks the worker to stop through its control socket; kills it if it does not.
-async fn stop(config: &Config, mut child: Child, output: Option<Drain>) -> anyhow::Result<Outcome> {
-    info!("stopping the worker");
-    let socket = config.control_socket();
-    let asked = tokio::task::spawn_blocking(move || {
-        crate::client::Client::connect(&socket)
-            .and_then(|mut c| c.request(&clearskies_actors::control::cmd::Request::Stop))
-    })
-    .await;
-    if !matches!(asked, Ok(Ok(_))) {
-        warn!("the worker did not take the stop command; it will be killed if it does not exit");
+async fn stop(setup: &Setup, mut child: Child, output: Option<Drain>) -> anyhow::Result<Outcome> {
+    info("stopping the worker", &[]);
+    let socket = setup.control_socket();
+    let asked = tokio::task::spawn_blocking(move || ask_to_stop(&socket)).await;
+    if !matches!(asked, Ok(Ok(true))) {
+        warn("the worker did not take the stop command; it will be killed if it does not exit", &[]);
     }
     match tokio::time::timeout(STOP_GRACE, child.wait()).await {
         Ok(_) => {}
         Err(_) => {
-            warn!("the worker did not stop within {}s; killing it", STOP_GRACE.as_secs());
+            warn(&format!("the worker did not stop within {}s; killing it", STOP_GRACE.as_secs()), &[]);
             child.kill().await.context("killing the worker")?;
         }
     }
@@ -262,6 +259,26 @@ async fn stop(config: &Config, mut child: Child, output: Option<Drain>) -> anyho
         output.wait().await;
     }
     Ok(Outcome::Stopped)
+}
+
+/// The stop command on the control socket, as `clearskies stop` sends it (the monitor does
+/// not link the control protocol's types: a test checks that this is what they write).
+const STOP_REQUEST: &str = r#"{"type":"stop"}"#;
+
+/// Sends the stop command on `socket`: after the daemon's greeting line, [`STOP_REQUEST`];
+/// whether the answer was not an error.
+fn ask_to_stop(socket: &Path) -> std::io::Result<bool> {
+    let stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(STOP_GRACE))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(false);
+    }
+    (&stream).write_all(format!("{STOP_REQUEST}\n").as_bytes())?;
+    line.clear();
+    reader.read_line(&mut line)?;
+    Ok(line.starts_with('{') && !line.contains(r#""error":"#))
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -286,10 +303,8 @@ mod tests {
     }
 
     #[test]
-    fn a_control_socket_path_must_fit_a_unix_socket() {
-        // 107 bytes and the NUL fill Linux's sun_path.
-        assert!(check_socket_path(Path::new(&format!("/{}", "a".repeat(106)))).is_ok());
-        let e = check_socket_path(Path::new(&format!("/{}", "a".repeat(107)))).unwrap_err().to_string();
-        assert!(e.contains("too long") && e.contains("108 bytes") && e.contains("CLEARSKIES_HOME"), "{e}");
+    fn the_stop_request_is_the_control_protocols() {
+        let request = clearskies_actors::control::cmd::Request::Stop;
+        assert_eq!(serde_json::to_string(&request).unwrap(), STOP_REQUEST);
     }
 }

@@ -1,12 +1,13 @@
 //! The log file of a daemon started in the background (`clearskies start`): the monitor owns
 //! it and caps its size.
 //!
-//! `start` opens `DIR/log` as the monitor's stdout and stderr and sets [`OWN_ENV`]; the
-//! monitor then takes the file over ([`LogFile::own`]). Its own output (tracing, a panic,
+//! `start` opens `DIR/log` as the monitor's stdout and stderr and sets
+//! [`OWN_LOG_ENV`](crate::shared::OWN_LOG_ENV); the monitor then takes the file over
+//! ([`LogFile::own`]). Its own output (tracing, a panic,
 //! the last error line of `main`) keeps going to its stderr, written directly and at once.
 //! The worker's stdout and stderr are a pipe instead: a thread per worker reads it
 //! ([`LogFile::pump`]), splits it into lines (at most [`MAX_LINE`] bytes each), escapes them
-//! as `log` does, and hands them to the writer thread through a bounded queue. When the
+//! as the worker's own log lines are ([`escape_line`]), and hands them to the writer thread through a bounded queue. When the
 //! queue is full (the disk does not keep up) lines are counted and dropped, never waited
 //! for: the worker never blocks on its log for longer than one read of the pipe. When the
 //! worker exits, the monitor waits (at most [`DRAIN_WAIT`]) until everything it wrote,
@@ -35,11 +36,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tracing::warn;
 
-/// Set by `clearskies start` for the monitor it launches: its stdout and stderr are
-/// `DIR/log`, and it owns that file (an internal variable, not for users).
-pub(crate) const OWN_ENV: &str = "CLEARSKIES_MONITOR_OWNS_LOG";
+use crate::say::warn;
+use crate::shared::escape_line;
+
 /// Overrides [`MAX_BYTES`]: for tests, which need rotation without writing megabytes. Not a
 /// setting.
 pub(crate) const MAX_BYTES_ENV: &str = "CLEARSKIES_LOG_MAX_BYTES";
@@ -81,7 +81,7 @@ impl Drain {
     /// the worker started could keep the pipe open).
     pub(crate) async fn wait(self) {
         if tokio::time::timeout(DRAIN_WAIT, self.0).await.is_err() {
-            warn!("the worker's last output did not reach the log within {}s", DRAIN_WAIT.as_secs());
+            warn(&format!("the worker's last output did not reach the log within {}s", DRAIN_WAIT.as_secs()), &[]);
         }
     }
 }
@@ -154,7 +154,7 @@ fn read_lines(input: impl std::io::Read, mut emit: impl FnMut(String)) {
         if line.last() != Some(&b'\n') {
             line.push(b'\n');
         }
-        emit(crate::log::escape_line(&String::from_utf8_lossy(line)));
+        emit(escape_line(&String::from_utf8_lossy(line)));
         line.clear();
     };
     loop {
@@ -221,7 +221,7 @@ impl Writer {
     fn write(&self, batch: &str) {
         let lost = self.lost.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            warn!(lost, "lines of the worker's output were dropped: the log file did not keep up");
+            warn("lines of the worker's output were dropped: the log file did not keep up", &[("lost", &lost)]);
         }
         if batch.is_empty() {
             return;
@@ -257,7 +257,7 @@ impl Rotation {
         let size = u64::try_from(st.st_size).unwrap_or(0);
         if size >= self.max_bytes || (size > 0 && size.saturating_add(incoming) > self.max_bytes) {
             if let Err(e) = self.rotate() {
-                warn!(error = %format!("{e:#}"), "cannot rotate the log file");
+                warn("cannot rotate the log file", &[("error", &format!("{e:#}"))]);
             }
         }
     }

@@ -80,16 +80,24 @@ def tree(root):
 
 
 def wait_same_sizes(src, dst, deadline_s=600):
-    want = tree(src)
+    """Until every file of SRC is in DST at its size. Each poll looks only at the files not
+    seen complete yet, and stops at the first that is not: walking thousands of files every
+    time took a fifth of this machine's CPU from the daemons in the small-file case."""
+    remaining = sorted(tree(src).items())
     start = time.monotonic()
     while True:
-        got = tree(dst)
-        if all(got.get(k) == v for k, v in want.items()):
+        while remaining:
+            rel, size = remaining[-1]
+            try:
+                if os.stat(os.path.join(dst, rel)).st_size != size:
+                    break
+            except FileNotFoundError:
+                break
+            remaining.pop()
+        if not remaining:
             return
         if time.monotonic() - start > deadline_s:
-            sys.exit(f"not in sync after {deadline_s}s: {len(got)}/{len(want)} files")
-        # Walking thousands of files takes CPU from the daemons on a small machine: not
-        # too often (the error this adds is under 2% of the shortest case).
+            sys.exit(f"not in sync after {deadline_s}s: {len(remaining)} files missing or short")
         time.sleep(0.05)
 
 

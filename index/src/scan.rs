@@ -102,7 +102,7 @@ pub struct ScanContext<'a> {
 }
 
 /// How long records hashed in a scan wait to be committed (and so announced) at most,
-/// beside [`COMMIT_CHUNK`]: a large file is served as soon as it is hashed, not when the
+/// beside the 4 096 records of a chunk: a large file is served as soon as it is hashed, not when the
 /// whole scan is done.
 pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 

@@ -161,7 +161,7 @@ fn take_u64(r: &mut &[u8]) -> Result<u64, RdiffError> {
 }
 
 /// The coarse signature's parameters for a basis of `size` bytes (step 1): about
-/// [`COARSE_BLOCKS`] blocks (a power of two, 64 KiB to 1 MiB), and the strong-sum length
+/// 1 024 blocks (a power of two, 64 KiB to 1 MiB), and the strong-sum length
 /// [`SigParams::for_size`] would pick.
 pub fn coarse_params(size: u64) -> SigParams {
     let block = (size / COARSE_BLOCKS).next_power_of_two().clamp(MIN_COARSE_BLOCK, u64::from(MAX_BLOCK_LEN));

@@ -63,8 +63,12 @@ pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 const MAX_SERVE_LOOKUPS: usize = 64;
 /// Chunks buffered between a connection and a download's writer.
 const SINK_DEPTH: usize = 8;
-/// How long before contents every peer refused are asked for again.
+/// Longest wait before contents every peer refused are asked for again.
 const RETRY: Duration = Duration::from_secs(10);
+/// The first such wait: it doubles while contents stay refused, up to [`RETRY`], and starts
+/// over once nothing waits. A peer that answered `not_present` is often fetching the same
+/// contents itself and has them a moment later (nothing tells us when it does).
+const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// A changed file at least this large, whose previous version we hold, is fetched as an
 /// rsync delta against that version (smaller ones whole: a round trip costs more).
 pub const DELTA_MIN_SIZE: u64 = 256 << 10;
@@ -113,6 +117,8 @@ pub struct Transfer {
     queue: VecDeque<Sha256Hash>,
     wanted: HashMap<Sha256Hash, Fetch>,
     retry: Option<SpawnHandle>,
+    /// The wait of the next retry (see [`RETRY_FIRST`]).
+    retry_wait: Duration,
     /// Ciphertext hashes we asked untrusted peers for, per connection: the contents each
     /// stands for.
     names: HashMap<(u64, Sha256Hash), Sha256Hash>,
@@ -174,6 +180,7 @@ impl Transfer {
             queue: VecDeque::new(),
             wanted: HashMap::new(),
             retry: None,
+            retry_wait: RETRY_FIRST,
             names: HashMap::new(),
             low_space: false,
             paused: false,
@@ -196,8 +203,12 @@ impl Transfer {
         let plan = self.plan();
         self.carry_out(plan, ctx);
         // Contents every connected peer refused: ask again later (they may get them).
-        if !self.queue.is_empty() && self.retry.is_none() {
-            self.retry = Some(ctx.run_later(RETRY, |act, ctx| {
+        if self.queue.is_empty() {
+            self.retry_wait = RETRY_FIRST;
+        } else if self.retry.is_none() {
+            let wait = self.retry_wait;
+            self.retry_wait = (wait * 2).min(RETRY);
+            self.retry = Some(ctx.run_later(wait, |act, ctx| {
                 act.retry = None;
                 for slot in act.peers.values_mut() {
                     slot.requests.refused.clear();

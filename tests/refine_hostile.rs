@@ -88,12 +88,43 @@ fn patches(got: &Got) -> Vec<(bool, &[u8])> {
         .collect()
 }
 
-/// A fine request for `new_len` bytes: `plan` as sent, then raw `rest`.
+/// A fine request: `plan` as sent, then `rest` as it is.
 fn fine_with(plan: &[u8], rest: &[u8]) -> Vec<u8> {
     let mut out = u32::try_from(plan.len()).unwrap().to_be_bytes().to_vec();
     out.extend_from_slice(plan);
     out.extend_from_slice(rest);
     out
+}
+
+/// Fine requests that are malformed each their own way, made from a good `request` of
+/// `plan`, and a coarse signature.
+fn malformed_fine_requests(plan: &refine::Plan, request: &[u8], coarse_sig: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let encoded = plan.encode();
+    let sig_header = [rdiff::SIG_MAGIC.to_be_bytes(), 256u32.to_be_bytes(), 8u32.to_be_bytes()].concat();
+    let mut huge_plan_len = request.to_vec();
+    huge_plan_len[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    vec![
+        ("empty", Vec::new()),
+        ("plan length past the end", huge_plan_len),
+        ("truncated", request[..request.len() / 2].to_vec()),
+        ("a truncated plan", fine_with(&encoded[..encoded.len() - 8], &[0; 4])),
+        ("too many parts", fine_with(&encoded, &[&u32::MAX.to_be_bytes()[..], &sig_header].concat())),
+        (
+            "a part overflowing",
+            fine_with(
+                &encoded,
+                &[&1u32.to_be_bytes()[..], &u64::MAX.to_be_bytes(), &2u64.to_be_bytes(), &sig_header].concat(),
+            ),
+        ),
+        (
+            "blocks not the parts'",
+            fine_with(
+                &encoded,
+                &[&1u32.to_be_bytes()[..], &0u64.to_be_bytes(), &1024u64.to_be_bytes(), &sig_header, &[0; 12]].concat(),
+            ),
+        ),
+        ("a plain signature", coarse_sig.to_vec()),
+    ]
 }
 
 #[test]
@@ -139,32 +170,7 @@ fn malformed_refine_requests_close_only_that_connection() {
     assert!(out == content, "the refined delta does not give the file");
 
     // Malformed fine requests: each closes its connection.
-    let encoded = plan.encode();
-    let sig_header = [rdiff::SIG_MAGIC.to_be_bytes(), 256u32.to_be_bytes(), 8u32.to_be_bytes()].concat();
-    let mut huge_plan_len = request.clone();
-    huge_plan_len[..4].copy_from_slice(&u32::MAX.to_be_bytes());
-    let malformed: Vec<(&str, Vec<u8>)> = vec![
-        ("empty", Vec::new()),
-        ("plan length past the end", huge_plan_len),
-        ("truncated", request[..request.len() / 2].to_vec()),
-        ("a truncated plan", fine_with(&encoded[..encoded.len() - 8], &[0; 4])),
-        ("too many parts", fine_with(&encoded, &[&u32::MAX.to_be_bytes()[..], &sig_header].concat())),
-        (
-            "a part overflowing",
-            fine_with(
-                &encoded,
-                &[&1u32.to_be_bytes()[..], &u64::MAX.to_be_bytes(), &2u64.to_be_bytes(), &sig_header].concat(),
-            ),
-        ),
-        (
-            "blocks not the parts'",
-            fine_with(
-                &encoded,
-                &[&1u32.to_be_bytes()[..], &0u64.to_be_bytes(), &1024u64.to_be_bytes(), &sig_header, &[0; 12]].concat(),
-            ),
-        ),
-        ("a plain signature", coarse_sig.clone()),
-    ];
+    let malformed = malformed_fine_requests(&plan, &request, &coarse_sig);
     for (name, bytes) in &malformed {
         let got = ask(&a.listen(), &code, &both, sha, vec![(fine_step, bytes.clone())], 1);
         assert!(got.closed && patches(&got).is_empty(), "{name}: not closed");

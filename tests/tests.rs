@@ -25,6 +25,7 @@ mod packaging;
 mod peers;
 mod raw_client;
 mod readonly;
+mod refine_hostile;
 mod security;
 mod selective;
 mod service;

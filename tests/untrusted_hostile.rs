@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use clearskies_protocol::message::{database, directory, rsync, untrusted, Message};
-use clearskies_protocol::session::{Event, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_MSGPACK, EXT_RSYNC};
+use clearskies_protocol::session::{
+    Event, Session, EXT_DATABASE, EXT_DIRECTORY, EXT_GZIP, EXT_MSGPACK, EXT_RSYNC, EXT_RSYNC_REFINE,
+};
 use clearskies_protocol::{Sha256Hash, UntrustedFileId};
 
 use crate::raw_client::{channel_with_code, client_config, RawClient, Read};
@@ -241,6 +243,9 @@ fn every_get(seen: &Seen, t: &Targets) -> (Vec<Send>, Option<Done>) {
     let file_id: UntrustedFileId = file_id.unwrap().parse().unwrap();
     let get = |sha256, range| Send::Plain(directory::Get { sha256, range }.into());
     let sig = |path: &str, sha256| Message::from(rsync::Signature { path: path.to_owned(), sha256, refine: None });
+    let refined = |path: &str, sha256, step| {
+        Message::from(rsync::Signature { path: path.to_owned(), sha256: Some(sha256), refine: Some(step) })
+    };
     let verify = untrusted::Verify { file_id, prefix: Sha256Hash([1; 32]) };
     let sends = vec![
         get(plain, None),
@@ -254,6 +259,9 @@ fn every_get(seen: &Seen, t: &Targets) -> (Vec<Send>, Option<Done>) {
         Send::Attached(sig(secret_path, Some(random)), empty_signature.clone()),
         Send::Attached(sig(secret_path, Some(plain)), real_signature.clone()),
         Send::Attached(sig(&format!("/{file_id}"), Some(cipher)), real_signature.clone()),
+        // Refined deltas' steps (`.rs.clearskies.rsync-refine`, offered by the probe): no more.
+        Send::Attached(refined(secret_path, plain, rsync::RefineStep::Coarse), real_signature.clone()),
+        Send::Attached(refined(secret_path, plain, rsync::RefineStep::Fine), real_signature.clone()),
         Send::Attached(
             rsync::Patch { path: secret_path.to_owned(), sha256: Some(plain), plan: false }.into(),
             b"rs\x026\x41\x00".to_vec(),
@@ -299,7 +307,11 @@ fn assert_nothing_given_away(seen: &Seen, root: &std::path::Path, extensions: &[
     }
     assert!(!seen.closed_early, "{extensions:?}: the daemon closed the connection before the last step");
     assert!(seen.closed, "{extensions:?}: an unsigned record did not close the connection");
-    assert!(!seen.extensions.iter().any(|e| e == EXT_RSYNC), "rsync negotiated: {:?}", seen.extensions);
+    assert!(
+        !seen.extensions.iter().any(|e| e == EXT_RSYNC || e == EXT_RSYNC_REFINE),
+        "rsync negotiated: {:?}",
+        seen.extensions
+    );
 
     // A plaintext hash that exists is answered exactly as a random one (whole and ranged).
     let (p, r) = (answers_for(seen, &t.plain), answers_for(seen, &t.random));
@@ -338,8 +350,9 @@ fn an_untrusted_peer_never_receives_plaintext_whatever_it_asks() {
     let code = a.share_code(&root, &["--mode", "untrusted", "--multi-use"]);
     wait_for("the scan", || (a.first_share()["files"].as_u64()? == 2).then_some(()));
 
-    every_request(&a, &code, &root, &[EXT_DATABASE, EXT_DIRECTORY, EXT_RSYNC]);
-    every_request(&a, &code, &root, &[EXT_DATABASE, EXT_DIRECTORY, EXT_RSYNC, EXT_GZIP, EXT_MSGPACK]);
+    every_request(&a, &code, &root, &[EXT_DATABASE, EXT_DIRECTORY, EXT_RSYNC, EXT_RSYNC_REFINE]);
+    let all = [EXT_DATABASE, EXT_DIRECTORY, EXT_RSYNC, EXT_RSYNC_REFINE, EXT_GZIP, EXT_MSGPACK];
+    every_request(&a, &code, &root, &all);
 
     // The delta it sent changed nothing, and the daemon is fine.
     assert_eq!(std::fs::read(root.join("QZXJV-dir/QZXJV-secret.txt")).unwrap(), secret);

@@ -129,6 +129,9 @@ pub struct Transfer {
     serving: HashMap<u64, usize>,
     /// The previous versions that delta requests in flight patch, by the contents wanted.
     bases: HashMap<Sha256Hash, Arc<File>>,
+    /// Of those, the ones asked for with a coarse signature (a refined delta) whose plan has
+    /// not come yet: the only ones a plan is taken for, once.
+    refining: HashSet<Sha256Hash>,
     /// Contents whose delta failed (or did not verify): fetched whole from now on.
     whole: HashSet<Sha256Hash>,
     /// Per connection: permits for the deltas we compute for it.
@@ -186,6 +189,7 @@ impl Transfer {
             paused: false,
             serving: HashMap::new(),
             bases: HashMap::new(),
+            refining: HashSet::new(),
             whole: HashSet::new(),
             delta_serves: HashMap::new(),
             downloads: HashMap::new(),
@@ -373,6 +377,11 @@ impl Transfer {
             };
             debug!(conn, %sha, basis_bytes = size, refine, "asking for a delta");
             act.bases.insert(sha, file.clone());
+            if refine {
+                act.refining.insert(sha);
+            } else {
+                act.refining.remove(&sha);
+            }
             let header =
                 Message::from(rsync::Signature { path: fetch.path.to_string(), sha256: Some(sha), refine: step });
             let produce = Producer(Box::new(move |w: &mut dyn std::io::Write| {
@@ -385,6 +394,7 @@ impl Transfer {
 
     fn requeue(&mut self, conn: u64, sha: Sha256Hash) {
         self.bases.remove(&sha);
+        self.refining.remove(&sha);
         if self.downloads.get(&sha).is_some_and(|d| d.conn == conn) {
             self.downloads.remove(&sha);
         }
@@ -532,6 +542,7 @@ impl Handler<TransferPeerDown> for Transfer {
         if let Some(slot) = self.peers.remove(&msg.conn) {
             for sha in slot.requests.asked.into_iter().rev() {
                 self.bases.remove(&sha);
+                self.refining.remove(&sha);
                 if self.wanted.contains_key(&sha) && !self.queue.contains(&sha) {
                     self.queue.push_front(sha);
                 }

@@ -20,6 +20,7 @@ use super::messages::{DataStart, Finished, Inbound, Sink, SinkItem};
 use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
 
+use super::refine::PlanFailure;
 use super::{open_partial, Download, Failure, Transfer, CUT_OFF, MAX_REQUESTS, RANGE, RANGES_AHEAD, SINK_DEPTH};
 
 impl Handler<DataStart> for Transfer {
@@ -48,8 +49,21 @@ impl Handler<DataStart> for Transfer {
                 };
                 if p.plan {
                     // A refined delta's plan: the basis stays for the delta that follows.
+                    // Only as the answer to our coarse signature, and once: else a sender
+                    // could make us sign up to 256 MiB of the basis again and again, or
+                    // use the extension where it was not offered.
+                    if !self.refining.remove(&sha) {
+                        self.plan_failed(
+                            msg.conn,
+                            sha,
+                            PlanFailure::Malformed("a delta plan not asked for".into()),
+                            ctx,
+                        );
+                        return None;
+                    }
                     return self.receive_plan(msg.conn, sha, p.path, basis, ctx);
                 }
+                self.refining.remove(&sha);
                 self.bases.remove(&sha);
                 self.receive_delta(msg.conn, sha, basis, ctx)
             }

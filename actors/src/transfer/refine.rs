@@ -21,7 +21,7 @@ use crate::peer::messages::{PeerOut, Producer};
 const MAX_PLAN: usize = 4 + MAX_PIECES * 17;
 
 /// Why a plan could not be answered.
-enum PlanFailure {
+pub(super) enum PlanFailure {
     /// The connection ended, or our basis could not be read: ask again.
     Retry(String),
     /// The plan is malformed: the connection is closed, and the file fetched whole.
@@ -64,8 +64,7 @@ impl Transfer {
                 .map_err(|e| PlanFailure::Retry(format!("signing the basis: {e}")))
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
-            let res = joined.unwrap_or_else(|e| Err(PlanFailure::Retry(e.to_string())));
-            let failure = match res {
+            match joined.unwrap_or_else(|e| Err(PlanFailure::Retry(e.to_string()))) {
                 Ok(request) => {
                     let Some(slot) = act.peers.get(&conn).filter(|s| s.requests.asked.contains(&sha)) else { return };
                     debug!(conn, sha256 = %sha, bytes = request.len(), "asking for a refined delta");
@@ -73,24 +72,31 @@ impl Transfer {
                     let header = Message::from(rsync::Signature { path, sha256: Some(sha), refine: step });
                     let produce = Producer(Box::new(move |w: &mut dyn std::io::Write| w.write_all(&request)));
                     slot.out.do_send(PeerOut::Produce { header, produce, compressible: false });
-                    return;
                 }
-                Err(PlanFailure::Retry(text)) => Failure::retry(text),
-                Err(PlanFailure::Malformed(text)) => {
-                    warn!(conn, sha256 = %sha, reason = %text, "closing the connection");
-                    if let Some(slot) = act.peers.get(&conn) {
-                        slot.out.do_send(PeerOut::Close(text.clone()));
-                    }
-                    Failure::bad_delta(text)
-                }
-            };
-            if act.answered(conn, &sha) {
-                if let Some(slot) = act.peers.get_mut(&conn) {
-                    slot.requests.gets = slot.requests.gets.saturating_sub(1);
-                }
-                ctx.notify(Finished { conn, sha256: sha, delta: true, result: Err(failure) });
+                Err(failure) => act.plan_failed(conn, sha, failure, ctx),
             }
         }));
         Some(tx)
+    }
+
+    /// The plan `conn` sent for `sha` could not be answered: asked again later, or (if it
+    /// was malformed, or not asked for) the connection is closed and the file fetched whole.
+    pub(super) fn plan_failed(&mut self, conn: u64, sha: Sha256Hash, failure: PlanFailure, ctx: &mut Context<Self>) {
+        let failure = match failure {
+            PlanFailure::Retry(text) => Failure::retry(text),
+            PlanFailure::Malformed(text) => {
+                warn!(conn, sha256 = %sha, reason = %text, "closing the connection");
+                if let Some(slot) = self.peers.get(&conn) {
+                    slot.out.do_send(PeerOut::Close(text.clone()));
+                }
+                Failure::bad_delta(text)
+            }
+        };
+        if self.answered(conn, &sha) {
+            if let Some(slot) = self.peers.get_mut(&conn) {
+                slot.requests.gets = slot.requests.gets.saturating_sub(1);
+            }
+            ctx.notify(Finished { conn, sha256: sha, delta: true, result: Err(failure) });
+        }
     }
 }

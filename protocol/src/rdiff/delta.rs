@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use super::refine::Piece;
+use super::refine::{Piece, MAX_PIECES};
 use super::rolling::{strong_sums, RabinKarp};
 use super::{
     read_full, RdiffError, Signature, DELTA_MAGIC, OP_COPY_N1_N1, OP_END, OP_LITERAL_N1, READ_CHUNK, WORK_FREE,
@@ -62,19 +62,21 @@ pub(super) struct DeltaWriter<W> {
     copy: Option<(u64, u64)>,
     /// Recording a plan instead of writing: copies as they are, literal data as gaps.
     plan: Option<Vec<Piece>>,
+    /// Bytes recorded past the plan's first [`MAX_PIECES`] + 1 pieces.
+    overflow: u64,
 }
 
 impl<W: Write> DeltaWriter<W> {
     /// A delta into `out`, its magic number written.
     pub(super) fn new(out: W) -> io::Result<Self> {
-        let mut w = DeltaWriter { out, stats: DeltaStats::default(), copy: None, plan: None };
+        let mut w = DeltaWriter { out, stats: DeltaStats::default(), copy: None, plan: None, overflow: 0 };
         w.put(&DELTA_MAGIC.to_be_bytes())?;
         Ok(w)
     }
 
     /// A writer that records the pieces of a plan and writes nothing.
     pub(super) fn recording(out: W) -> Self {
-        DeltaWriter { out, stats: DeltaStats::default(), copy: None, plan: Some(Vec::new()) }
+        DeltaWriter { out, stats: DeltaStats::default(), copy: None, plan: Some(Vec::new()), overflow: 0 }
     }
 
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -85,8 +87,8 @@ impl<W: Write> DeltaWriter<W> {
     fn flush_copy(&mut self) -> io::Result<()> {
         let Some((offset, len)) = self.copy.take() else { return Ok(()) };
         self.stats.copied_bytes += len;
-        if let Some(plan) = &mut self.plan {
-            plan.push(Piece::Copy { offset, len });
+        if self.plan.is_some() {
+            self.record(Piece::Copy { offset, len });
             return Ok(());
         }
         let (o, on) = netint(offset);
@@ -100,7 +102,8 @@ impl<W: Write> DeltaWriter<W> {
 
     pub(super) fn copy(&mut self, offset: u64, len: u64) -> io::Result<()> {
         match &mut self.copy {
-            Some((o, l)) if *o + *l == offset => *l += len,
+            // (A peer's fine signature may place a block's end past u64::MAX: never merged.)
+            Some((o, l)) if o.checked_add(*l) == Some(offset) => *l += len,
             _ => {
                 self.flush_copy()?;
                 self.copy = Some((offset, len));
@@ -122,10 +125,26 @@ impl<W: Write> DeltaWriter<W> {
         Ok(self.stats)
     }
 
-    /// Ends a recording; the plan.
-    pub(super) fn finish_plan(mut self) -> Result<(Vec<Piece>, DeltaStats), RdiffError> {
+    /// Records `piece` (a gap after a gap grows it). Memory stays bounded whatever the
+    /// signature: past [`MAX_PIECES`] pieces only the length of the rest is kept (a plan
+    /// ends in one gap there anyway; see [`super::refine::plan`]).
+    fn record(&mut self, piece: Piece) {
+        let Some(plan) = &mut self.plan else { return };
+        if self.overflow > 0 || plan.len() > MAX_PIECES {
+            self.overflow += piece.len();
+            return;
+        }
+        match (plan.last_mut(), piece) {
+            (Some(Piece::Gap { len: gap }), Piece::Gap { len }) => *gap += len,
+            _ => plan.push(piece),
+        }
+    }
+
+    /// Ends a recording; the plan (at most [`MAX_PIECES`] + 1 pieces, and the length of
+    /// what follows them).
+    pub(super) fn finish_plan(mut self) -> Result<(Vec<Piece>, u64, DeltaStats), RdiffError> {
         self.flush_copy()?;
-        Ok((self.plan.take().unwrap_or_default(), self.stats))
+        Ok((self.plan.take().unwrap_or_default(), self.overflow, self.stats))
     }
 
     fn literal(&mut self, data: &[u8]) -> io::Result<()> {
@@ -133,13 +152,10 @@ impl<W: Write> DeltaWriter<W> {
             return Ok(());
         }
         self.flush_copy()?;
-        if let Some(plan) = &mut self.plan {
+        if self.plan.is_some() {
             let len = data.len() as u64;
             self.stats.literal_bytes += len;
-            match plan.last_mut() {
-                Some(Piece::Gap { len: gap }) => *gap += len,
-                _ => plan.push(Piece::Gap { len }),
-            }
+            self.record(Piece::Gap { len });
             return Ok(());
         }
         for piece in data.chunks(MAX_LITERAL) {

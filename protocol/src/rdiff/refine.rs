@@ -63,7 +63,7 @@ pub enum Piece {
 }
 
 impl Piece {
-    fn len(self) -> u64 {
+    pub(super) fn len(self) -> u64 {
         match self {
             Piece::Copy { len, .. } | Piece::Gap { len } => len,
         }
@@ -176,9 +176,9 @@ pub fn coarse_params(size: u64) -> SigParams {
 pub fn plan<R: Read>(sig: &Signature, new: R) -> Result<Plan, RdiffError> {
     let mut w = DeltaWriter::recording(std::io::sink());
     match_into(sig, new, &mut w, &mut Budget::default())?;
-    let (mut pieces, _) = w.finish_plan()?;
-    if pieces.len() > MAX_PIECES {
-        let rest: u64 = pieces[MAX_PIECES - 1..].iter().map(|p| p.len()).sum();
+    let (mut pieces, overflow, _) = w.finish_plan()?;
+    if pieces.len() > MAX_PIECES || overflow > 0 {
+        let rest: u64 = pieces[MAX_PIECES - 1..].iter().map(|p| p.len()).sum::<u64>() + overflow;
         pieces.truncate(MAX_PIECES - 1);
         match pieces.last_mut() {
             Some(Piece::Gap { len }) => *len += rest,
@@ -289,6 +289,10 @@ pub fn parse_fine(bytes: &[u8], new_len: u64, max_blocks: usize) -> Result<(Plan
         parts.push((offset, len));
     }
     let sig = Signature::parse_parts(r, max_blocks, &parts)?;
+    if parts.is_empty() && sig.blocks() > 0 {
+        // Blocks of no part (parse_parts checks the count only when there are parts).
+        return Err(RdiffError::BadSignatureLength);
+    }
     Ok((plan, sig))
 }
 

@@ -299,3 +299,85 @@ proptest! {
         let _ = Signature::parse(&with_magic, 100);
     }
 }
+
+/// librsync's definition, one byte at a time: `hash = hash·M + b` from the seed.
+fn scalar_sum(data: &[u8]) -> u32 {
+    data.iter().fold(rolling::RK_SEED, |h, &b| h.wrapping_mul(rolling::RK_MULT).wrapping_add(u32::from(b)))
+}
+
+#[test]
+fn sums_are_the_scalar_definition_for_every_length_and_alignment() {
+    // Every length across several 64-byte groups, at every alignment within a group, and
+    // bytes at their extremes (0xff is where a missed wrap or sign would show).
+    let data = noise(4 * 64 + 2 * 64 + 3, 30);
+    let ones = vec![0xffu8; data.len()];
+    for src in [&data, &ones] {
+        for start in 0..64 {
+            for len in 0..=src.len() - start {
+                let window = &src[start..start + len];
+                let s = RabinKarp::of(window);
+                assert_eq!(s.hash, scalar_sum(window), "start {start} len {len}");
+                // Rolling on from it agrees too (its power of the multiplier is right).
+                if start + len < src.len() && len > 0 {
+                    let mut r = s;
+                    r.rotate(window[0], src[start + len]);
+                    assert_eq!(r.hash, scalar_sum(&src[start + 1..=start + len]), "rotate at {start} len {len}");
+                    let mut o = s;
+                    o.roll_out(window[0]);
+                    assert_eq!(o.hash, scalar_sum(&window[1..]), "roll out at {start} len {len}");
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn sums_are_the_scalar_definition(data in prop::collection::vec(any::<u8>(), 0..3000), skip in 0usize..64) {
+        let window = &data[skip.min(data.len())..];
+        prop_assert_eq!(RabinKarp::of(window).hash, scalar_sum(window));
+    }
+
+    /// Batch matching over files made of repeated and shuffled blocks (long unchanged runs,
+    /// duplicate blocks, runs broken one byte in), checked by applying the delta.
+    #[test]
+    fn deltas_of_repetitive_files_reproduce_them(
+        seed in any::<u64>(),
+        bl in prop::sample::select(vec![256u32, 300, 512, 1000]),
+        layout in prop::collection::vec((0usize..8, 1usize..80, any::<bool>()), 1..12),
+    ) {
+        let bl_us = bl as usize;
+        let pool: Vec<Vec<u8>> = (0..8).map(|i| noise(bl_us, seed ^ i)).collect();
+        let basis: Vec<u8> = (0..64).flat_map(|i| pool[i % 8].clone()).chain(noise(bl_us / 3, seed)).collect();
+        let mut new = Vec::new();
+        for (i, &(block, run, shift)) in layout.iter().enumerate() {
+            if shift {
+                new.push(u8::try_from(i % 251).unwrap());
+            }
+            for _ in 0..run {
+                new.extend_from_slice(&pool[block]);
+            }
+        }
+        new.extend_from_slice(&basis[basis.len() - bl_us / 3..]);
+        let (d, stats) = delta_of(&basis, &new, SigParams { block_len: bl, strong_len: 16 });
+        prop_assert_eq!(stats.literal_bytes + stats.copied_bytes, new.len() as u64);
+        prop_assert!(apply(&basis, &d, new.len() as u64).expect("patch") == new);
+    }
+}
+
+#[test]
+fn batches_across_reads_reproduce_the_file() {
+    // Unchanged runs that cross the 1 MiB reads, edits right at read boundaries, and a
+    // block length that does not divide a read.
+    let basis = noise((3 << 20) + 123, 31);
+    for bl in [256u32, 1000, 4096] {
+        let mut new = basis.clone();
+        for at in [(1 << 20) - 1, 1 << 20, (2 << 20) + 7] {
+            new[at] ^= 0x5a;
+        }
+        new.splice((1 << 20) + 500..(1 << 20) + 500, noise(3, 32));
+        let (d, stats) = delta_of(&basis, &new, SigParams { block_len: bl, strong_len: 16 });
+        assert!(stats.literal_bytes < 8 * u64::from(bl) + 3, "{bl}: {stats:?}");
+        assert!(apply(&basis, &d, new.len() as u64).expect("patch") == new, "{bl}");
+    }
+}

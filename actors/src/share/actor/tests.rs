@@ -204,3 +204,76 @@ async fn the_root_going_away_is_an_error_and_coming_back_ends_it() {
     f.share.send(Rescan).await.unwrap();
     wait_for(&mut events, |e| matches!(e, ShareEvent::ErrorLeft).then_some(())).await;
 }
+
+/// Keeps what it is sent, in short: a produced message's header, or "close".
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<PeerOut> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, out: PeerOut, _: &mut Context<Self>) {
+        let seen = match out {
+            PeerOut::Produce { header, .. } => String::from_utf8_lossy(&header.encode()).into_owned(),
+            PeerOut::Close(reason) => format!("close: {reason}"),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(seen);
+    }
+}
+
+#[actix_rt::test]
+async fn a_delta_plan_not_asked_for_closes_the_connection() {
+    use crate::transfer::messages::{DataStart, Inbound};
+    use clearskies_protocol::message::rsync::Patch;
+    let f = Fixture::start();
+    let mut events = f.share.send(SubscribeEvents).await.unwrap();
+    let ours: Vec<u8> = (0u32..100_000).flat_map(u32::to_le_bytes).collect();
+    std::fs::write(f.root.path().join("big.bin"), &ours).unwrap();
+    f.share.send(Rescan).await.unwrap();
+    wait_for(&mut events, |e| matches!(e, ShareEvent::Indexed { .. }).then_some(())).await;
+
+    // A peer with deltas but without refined ones, and a newer version of big.bin (its
+    // clock follows ours): a plain signature is asked for.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = Recorder(seen.clone()).start().recipient();
+    let up = PeerUp {
+        conn: 1,
+        peer: THEM,
+        out,
+        rsync: true,
+        refine: false,
+        gzip: false,
+        signed: false,
+        sign: None,
+        crypt: None,
+    };
+    let link = f.share.send(up).await.unwrap();
+    let mut theirs_data = ours.clone();
+    theirs_data[1000] ^= 1;
+    let mut record = theirs("/big.bin", &theirs_data);
+    record.vector_clock = [(ME, 1_000), (THEM, 1)].into_iter().collect();
+    f.share.send(FromPeer { conn: 1, what: SyncMessage::Update(Box::new(record)) }).await.unwrap();
+    let asked = |s: &Vec<String>| s.iter().any(|m| m.contains("rsync.signature"));
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !asked(&seen.lock().unwrap()) {
+        assert!(std::time::Instant::now() < deadline, "no signature asked: {:?}", seen.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!seen.lock().unwrap().iter().any(|m| m.contains("refine")), "{:?}", seen.lock().unwrap());
+
+    // The peer answers with a plan: not taken (no fine signature is ever sent), and the
+    // connection is closed.
+    let patch = Patch { path: "/big.bin".into(), sha256: Some(sha(&theirs_data)), plan: true };
+    let sink = link.data.send(DataStart { conn: 1, what: Inbound::Patch(patch) }).await.unwrap();
+    assert!(sink.is_none(), "a plan not asked for was taken");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !seen.lock().unwrap().iter().any(|m| m.starts_with("close: ")) {
+        assert!(std::time::Instant::now() < deadline, "not closed: {:?}", seen.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!seen.lock().unwrap().iter().any(|m| m.contains("fine")), "{:?}", seen.lock().unwrap());
+}

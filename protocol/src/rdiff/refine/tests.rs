@@ -2,7 +2,7 @@ use std::io::Cursor;
 
 use proptest::prelude::*;
 
-use super::super::{delta, patch, signature};
+use super::super::{delta, patch, signature, WORK_FREE, WORK_PER_BYTE};
 use super::*;
 
 /// Deterministic pseudo-random bytes.
@@ -197,5 +197,181 @@ proptest! {
         let mut framed = u32::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
         framed.extend_from_slice(&[&PLAN_MAGIC.to_be_bytes()[..], &bytes[..]].concat());
         let _ = parse_fine(&framed, len, 1000);
+    }
+}
+
+/// The sums of `block` as a signature entry with `strong_len` 8.
+fn entry(block: &[u8]) -> Vec<u8> {
+    let mut e = super::super::rolling::RabinKarp::of(block).hash.to_be_bytes().to_vec();
+    e.extend_from_slice(&super::super::rolling::strong_sum(block).as_bytes()[..8]);
+    e
+}
+
+/// A fine request for a `new_len`-byte file: one gap over all of it, `parts`, and a
+/// signature of 256-byte blocks with these `entries`.
+fn gap_request(new_len: u64, parts: &[(u64, u64)], entries: &[Vec<u8>]) -> Vec<u8> {
+    let plan = encoded(&[(TAG_GAP, new_len, 0)]);
+    let mut out = u32::try_from(plan.len()).unwrap().to_be_bytes().to_vec();
+    out.extend_from_slice(&plan);
+    out.extend_from_slice(&u32::try_from(parts.len()).unwrap().to_be_bytes());
+    for &(o, l) in parts {
+        out.extend_from_slice(&o.to_be_bytes());
+        out.extend_from_slice(&l.to_be_bytes());
+    }
+    out.extend_from_slice(&SIG_MAGIC.to_be_bytes());
+    out.extend_from_slice(&256u32.to_be_bytes());
+    out.extend_from_slice(&8u32.to_be_bytes());
+    for e in entries {
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+#[test]
+fn a_short_last_block_at_the_end_of_the_offsets_does_not_overflow() {
+    // A part ending at u64::MAX whose short last block (44 bytes) claims the sums of a whole
+    // 256-byte window: the matched copy runs past u64::MAX, and merging the next copy with it
+    // used to overflow (a panic with overflow checks).
+    let new = noise(768, 20);
+    let (a, b) = (&new[..256], &new[256..512]);
+    let new = [a, b, a].concat();
+    let parts = [(u64::MAX - 300, 300)];
+    let req = gap_request(new.len() as u64, &parts, &[entry(a), entry(b)]);
+    let (plan, sig) = parse_fine(&req, new.len() as u64, usize::MAX).unwrap();
+    let mut d = Vec::new();
+    let stats = refined_delta(&plan, &sig, Cursor::new(&new), &mut d).unwrap();
+    assert_eq!(stats.copied_bytes + stats.literal_bytes, new.len() as u64, "{stats:?}");
+    // Whatever it says, the receiver refuses copies outside its basis.
+    assert!(patch(&mut Cursor::new(&new), &d[..], &mut Vec::new(), 1 << 20).is_err());
+}
+
+#[test]
+fn a_plan_is_recorded_in_bounded_memory() {
+    // A receiver's signature that matches every other block of our file: the plan would be
+    // one piece per 128 bytes of the file (1.5 GB held for a 8 GiB file). Recording keeps at
+    // most MAX_PIECES + 1 pieces and the length of the rest.
+    let bl = 256usize;
+    let basis = noise(3 * MAX_PIECES * bl, 8);
+    let mut new = basis.clone();
+    for block in new.chunks_mut(bl).step_by(2) {
+        block[0] ^= 1;
+    }
+    let params = SigParams { block_len: 256, strong_len: 8 };
+    let mut sig = Vec::new();
+    signature(&basis[..], params, &mut sig).unwrap();
+    let sig = Signature::parse(&sig, usize::MAX).unwrap();
+    let mut w = DeltaWriter::recording(std::io::sink());
+    match_into(&sig, &new[..], &mut w, &mut Budget::default()).unwrap();
+    let (pieces, overflow, stats) = w.finish_plan().unwrap();
+    assert!(pieces.len() <= MAX_PIECES + 1, "{} pieces recorded", pieces.len());
+    let recorded: u64 = pieces.iter().map(|p| p.len()).sum();
+    assert_eq!(recorded + overflow, new.len() as u64);
+    assert_eq!(stats.copied_bytes + stats.literal_bytes, new.len() as u64);
+    let p = plan(&sig, &new[..]).unwrap();
+    // The same plan as before: its first pieces as matched, the rest one gap.
+    let n = p.pieces().len();
+    assert!((MAX_PIECES - 1..=MAX_PIECES).contains(&n), "{n} pieces");
+    assert_eq!(p.pieces()[..n - 1], pieces[..n - 1]);
+    assert!(matches!(p.pieces()[n - 1], Piece::Gap { .. }));
+    assert!(Plan::parse(&p.encode(), new.len() as u64, basis.len() as u64).is_ok());
+    assert!(refine(&basis, &new, params).out == new);
+}
+
+#[test]
+fn a_fine_signature_without_parts_must_be_empty() {
+    let a = noise(256, 21);
+    assert!(parse_fine(&gap_request(256, &[], &[entry(&a)]), 256, usize::MAX).is_err());
+    let (plan, sig) = parse_fine(&gap_request(256, &[], &[]), 256, usize::MAX).unwrap();
+    assert_eq!(sig.blocks(), 0);
+    let mut d = Vec::new();
+    let stats = refined_delta(&plan, &sig, Cursor::new(&a), &mut d).unwrap();
+    assert_eq!(stats.literal_bytes, 256);
+}
+
+/// A basis and a new file made of it by a few inserts, deletes, overwrites and block moves.
+fn edited_pair() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+    let edits = prop::collection::vec((any::<u32>(), 0usize..4, 0usize..3000), 0..6);
+    (0usize..60_000, any::<u64>(), edits).prop_map(|(len, seed, edits)| {
+        let basis = noise(len, seed);
+        let mut new = basis.clone();
+        for (i, (at, kind, n)) in edits.into_iter().enumerate() {
+            let at = at as usize % (new.len() + 1);
+            let end = (at + n).min(new.len());
+            let fresh = noise(n, seed ^ (i as u64 + 1));
+            match kind {
+                0 => drop(new.splice(at..at, fresh)),
+                1 => drop(new.drain(at..end)),
+                2 => drop(new.splice(at..end, fresh)),
+                _ => {
+                    // A stretch of the basis copied elsewhere.
+                    let from = at % (basis.len() + 1);
+                    let piece = basis[from..(from + n).min(basis.len())].to_vec();
+                    new.splice(at..at, piece);
+                }
+            }
+        }
+        (basis, new)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn refined_deltas_reproduce_the_new_file((basis, new) in edited_pair(), coarse in 256u32..4096, sl in 8u32..=32) {
+        let r = refine(&basis, &new, SigParams { block_len: coarse, strong_len: sl });
+        prop_assert!(r.out == new, "patched file differs");
+    }
+
+    #[test]
+    fn hostile_fine_requests_cost_bounded_and_never_panic(
+        new_len in 1u64..3000,
+        cuts in prop::collection::vec((any::<u16>(), any::<bool>(), any::<u64>()), 0..8),
+        parts in prop::collection::vec((any::<u64>(), 1u64..2000), 1..5),
+        windows in prop::collection::vec(any::<u16>(), 0..12),
+    ) {
+        let new = noise(usize::try_from(new_len).unwrap(), new_len);
+        // A plan of copies (anywhere) and gaps, adding up to the file's length.
+        let mut at: Vec<u64> = cuts.iter().map(|c| u64::from(c.0) % new_len).collect();
+        at.extend([0, new_len]);
+        at.sort_unstable();
+        at.dedup();
+        let pieces: Vec<(u8, u64, u64)> = at
+            .windows(2)
+            .zip(cuts.iter().chain(std::iter::repeat(&(0, false, 0))))
+            .map(|(w, &(_, copy, offset))| if copy {
+                (TAG_COPY, w[1] - w[0], offset.min(u64::MAX - (w[1] - w[0])))
+            } else {
+                (TAG_GAP, w[1] - w[0], 0)
+            })
+            .collect();
+        let plan = encoded(&pieces);
+        // Parts anywhere, and a signature with their block count whose entries are the sums
+        // of windows of the new file (so that blocks match, at any claimed offset).
+        let parts: Vec<(u64, u64)> = parts.iter().map(|&(o, l)| (o.min(u64::MAX - l), l)).collect();
+        let blocks: u64 = parts.iter().map(|p| p.1.div_ceil(256)).sum();
+        let len = usize::try_from(new_len).unwrap();
+        let entries: Vec<Vec<u8>> = (0..blocks)
+            .map(|i| {
+                let w = windows.get(usize::try_from(i).unwrap()).map_or(0, |&w| usize::from(w));
+                let start = if len > 256 { w % (len - 256) } else { 0 };
+                entry(&new[start..(start + 256).min(len)])
+            })
+            .collect();
+        let mut req = u32::try_from(plan.len()).unwrap().to_be_bytes().to_vec();
+        req.extend_from_slice(&plan);
+        req.extend_from_slice(&gap_request(new_len, &parts, &entries)[4 + 4 + 9..]);
+        let (plan, sig) = parse_fine(&req, new_len, 1 << 16).unwrap();
+        let mut d = Vec::new();
+        let stats = refined_delta(&plan, &sig, Cursor::new(&new), &mut d).unwrap();
+        prop_assert_eq!(stats.copied_bytes + stats.literal_bytes, new_len);
+        prop_assert_eq!(stats.delta_bytes, d.len() as u64);
+        prop_assert!(stats.work <= WORK_FREE + WORK_PER_BYTE * new_len + 256 * 33, "{:?}", stats);
+        // Against a basis, the delta is refused or gives new_len bytes.
+        let basis = noise(4096, 9);
+        let mut out = Vec::new();
+        if patch(&mut Cursor::new(&basis), &d[..], &mut out, new_len).is_ok() {
+            prop_assert_eq!(out.len() as u64, new_len);
+        }
     }
 }

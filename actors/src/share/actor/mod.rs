@@ -154,18 +154,12 @@ impl ShareState {
         *self.shared_filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.filter.clone();
         true
     }
-
-    /// Our records written since the last call (this scan's, and any that a scan which
-    /// failed half-way had committed), in revision order; read only if `want` (someone is
-    /// connected to send them to, or subscribed to the events: a peer that connects later
-    /// asks with `get_updates`).
-    fn new_writes(&mut self, want: bool) -> Result<Vec<record::Record>, store::StoreError> {
-        writes_since(&self.store, &self.me, &mut self.announced, want)
-    }
 }
 
-/// Our records in `store` after revision `announced` (which moves to the latest), read only
-/// if `want`: see [`ShareState::new_writes`].
+/// Our records in `store` after revision `announced` (which moves to the latest): a scan's
+/// and any that a scan which failed half-way had committed, in revision order; read only if
+/// `want` (someone is connected to send them to, or subscribed to the events: a peer that
+/// connects later asks with `get_updates`).
 fn writes_since(
     store: &store::ShareStore,
     me: &PeerId,

@@ -179,22 +179,20 @@ impl RootWatch {
     }
 }
 
-/// What a scan job answers: the report (and whether it was full), our records it wrote
-/// (to announce), and contents to fetch for paths the ignore file no longer ignores.
-type ScanJob = (
-    Result<(scan::ScanReport, bool), scan::ScanError>,
-    Result<Vec<record::Record>, store::StoreError>,
-    Result<Vec<apply::Fetch>, store::StoreError>,
-);
+/// What a scan job answers: the report (and whether it was full), and contents to fetch for
+/// paths the ignore file no longer ignores. (Our records it wrote come as [`ScanCommitted`].)
+type ScanJob = (Result<(scan::ScanReport, bool), scan::ScanError>, Result<Vec<apply::Fetch>, store::StoreError>);
 
-/// Records of ours a scan committed while it goes on: announced at once, so that a peer
-/// fetches a large file as soon as it is hashed rather than when the scan ends.
+/// Records of ours a scan committed: announced at once, so that a peer fetches a large file
+/// as soon as it is hashed rather than when the scan ends. They all come through the
+/// mailbox, from the worker thread, in the order they were committed: a peer's `since`
+/// for us is the highest revision it holds, so a higher one must never reach it first.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct ScanCommitted(Vec<record::Record>);
 
 /// Scans `scope` on the worker thread; reads the records written if `want` (someone is
-/// there to be told), and hands those committed before the end to `share` meanwhile.
+/// there to be told) and hands them to `share` as they are committed.
 fn scan_job(s: &mut ShareState, scope: scan::Scope, want: bool, share: &Addr<Share>) -> ScanJob {
     if s.announced.is_none() {
         s.announced = s.store.revision().ok();
@@ -210,12 +208,13 @@ fn scan_job(s: &mut ShareState, scope: scan::Scope, want: bool, share: &Addr<Sha
         Err(e) => error!(error = %e, "cannot read this scan's records to send to peers"),
     };
     let report = super::run_scan(s, if full { &scan::Scope::Full } else { &scope }, Some(&mut committed));
+    // And what is left: a failed scan's commits, the held deletions' chunks.
+    committed();
     s.announced = announced;
-    let changed = s.new_writes(want);
     // Paths the ignore file no longer ignores: peers' versions come now.
     let mut uuid = new_uuid;
     let fetch = if refreshed { s.applier(&mut uuid).resume() } else { Ok(Vec::new()) };
-    (report.map(|r| (r, full)), changed, fetch)
+    (report.map(|r| (r, full)), fetch)
 }
 
 /// The root's device and inode (`None`: missing or unreadable).
@@ -273,13 +272,8 @@ impl Share {
         self.announce(changed.into_iter().map(|r| (None, r)).collect());
     }
 
-    /// A scan job ended: announce what it wrote, fetch what it found wanted, and take in
-    /// its report.
-    fn scanned(&mut self, (report, changed, fetch): ScanJob, ctx: &mut Context<Self>) {
-        match changed {
-            Ok(changed) => self.announce_scanned(changed),
-            Err(e) => error!(error = %e, "cannot read this scan's records to send to peers"),
-        }
+    /// A scan job ended: fetch what it found wanted, and take in its report.
+    fn scanned(&mut self, (report, fetch): ScanJob, ctx: &mut Context<Self>) {
         match fetch {
             Ok(fetch) => self.fetch(fetch),
             Err(e) => error!(error = %e, "cannot resume paths no longer ignored"),

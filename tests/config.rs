@@ -79,12 +79,16 @@ fn config_set_saves_a_restart_only_setting_and_says_so() {
     assert_eq!(d.cs.ok(&["config", "get", "mass_delete_percent"]).trim(), "30");
     d.cs.ok(&["config", "set", "min_free_space", "500M"]);
     assert_eq!(d.cs.ok(&["config", "get", "min_free_space"]).trim(), "500000000");
+    d.cs.ok(&["config", "set", "scan_hashers", "1"]);
+    assert_eq!(d.cs.ok(&["config", "get", "scan_hashers"]).trim(), "1", "the next scan hashes on one thread");
     let saved = fs::read_to_string(d.cs.home().join("config.toml")).unwrap();
     assert!(saved.contains("mass_delete_percent = 30") && saved.contains("full_scan_interval = 60"), "{saved}");
 
     // A bad value is refused with what was expected.
     let bad = d.cs.run(&["config", "set", "mass_delete_percent", "0"]);
     assert!(!bad.status.success() && stderr(&bad).contains("1-100"), "{}", stderr(&bad));
+    let bad = d.cs.run(&["config", "set", "scan_hashers", "65"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("0-64"), "{}", stderr(&bad));
 
     // What was saved loads at the next start (here: the worker's, after a crash).
     let first = d.cs.pid("worker").unwrap();

@@ -99,6 +99,8 @@ pub struct ScanContext<'a> {
     /// announced before it ends: while files are being hashed, at most every
     /// [`FLUSH_EVERY`].
     pub committed: Option<&'a mut dyn FnMut()>,
+    /// Threads that hash a directory's changed files (0: one per core, at most 4).
+    pub hashers: usize,
 }
 
 /// How long records hashed in a scan wait to be committed (and so announced) at most,
@@ -677,6 +679,7 @@ pub fn scan(
     }
     let rev = store.revision()?;
     let dirs = Root::open(root).map_err(|_| ScanError::RootMissing(root.to_owned()))?;
+    let hashers = if ctx.hashers == 0 { hash::hashers() } else { ctx.hashers };
     let mut s = Scanner {
         root,
         dirs,
@@ -688,7 +691,7 @@ pub fn scan(
         restat: Vec::new(),
         gone: Vec::new(),
         listed: HashSet::new(),
-        hashers: hash::hashers(),
+        hashers,
         flushed_at: std::time::Instant::now(),
     };
     let mut stack: Stack = Vec::new();

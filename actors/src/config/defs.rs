@@ -104,6 +104,8 @@ pub struct Values {
     pub min_free_space: MinFree,
     /// Seconds between full scans of an unwatched share.
     pub full_scan_interval: u64,
+    /// Threads hashing a directory's changed files in a scan (0: one per core, at most 4).
+    pub scan_hashers: u8,
     /// Days a file replaced or deleted by a peer is kept in `.clearskies/versions` (0: not kept).
     pub versions_keep_days: u32,
     /// Bytes the versions of one share may take (0: no cap).
@@ -150,6 +152,7 @@ impl Default for Values {
             mass_delete_percent: 0,
             min_free_space: MinFree::Bytes(0),
             full_scan_interval: 0,
+            scan_hashers: 0,
             versions_keep_days: 0,
             versions_max_size: 0,
             device_name: String::new(),
@@ -466,6 +469,19 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |v| int(v.full_scan_interval),
+    },
+    Setting {
+        name: "scan_hashers",
+        doc: "threads that hash changed files during a scan (0: one per core, at most 4; 1 suits a spinning disk, where reading several large files at once makes it seek)",
+        env: "CLEARSKIES_SCAN_HASHERS",
+        default: "0",
+        // Read by each scan.
+        applies: Applies::Runtime,
+        set: |v, raw| {
+            v.scan_hashers = parse::int(raw, 0, 64, "a number of threads, 0-64 (0: one per core, at most 4)")?;
+            Ok(())
+        },
+        get: |v| int(v.scan_hashers),
     },
     Setting {
         name: "versions_keep_days",

@@ -125,6 +125,11 @@ impl Runtime {
         Some(self.0.borrow().peers_gone_after).filter(|s| *s > 0)
     }
 
+    /// `scan_hashers` (0: one per core, at most 4).
+    pub fn scan_hashers(&self) -> usize {
+        usize::from(self.0.borrow().scan_hashers)
+    }
+
     /// `full_scan_interval` (at least 1 s).
     pub fn full_scan_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.0.borrow().full_scan_interval.max(1))

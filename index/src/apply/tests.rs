@@ -54,6 +54,7 @@ impl Fixture {
             confirmed_deletions: None,
             device: "",
             committed: None,
+            hashers: 0,
         };
         scan(self.root.path(), &self.store, &mut ctx, &crate::scan::Scope::Full).unwrap();
         self.counter = c;

@@ -34,6 +34,7 @@ impl Fixture {
             confirmed_deletions: self.confirmed.as_ref(),
             device: "",
             committed: None,
+            hashers: 0,
         };
         let r = scan(self.root.path(), &self.store, &mut ctx, &self.scope);
         self.counter = counter;
@@ -359,6 +360,7 @@ fn a_file_swapped_for_a_fifo_or_symlink_after_listing_is_skipped_not_hashed() {
             confirmed_deletions: None,
             device: "",
             committed: None,
+            hashers: 0,
         };
         let mut s = Scanner {
             root: &r,
@@ -485,6 +487,7 @@ fn committed_is_told_after_records_are_in_the_index() {
         confirmed_deletions: None,
         device: "",
         committed: Some(&mut committed),
+        hashers: 0,
     };
     let report = scan(f.root.path(), &f.store, &mut ctx, &Scope::Full).unwrap();
     let after = f.store.revision().unwrap();

@@ -338,6 +338,7 @@ fn run_scan(
         confirmed_deletions: confirmed.as_ref(),
         device: &s.device,
         committed: Some(&mut tell),
+        hashers: s.runtime.scan_hashers(),
     };
     let report = scan::scan(&s.root, &s.store, &mut ctx, scope);
     // Kept until a scan uses it (whichever scope), or the user confirms anew.

@@ -96,17 +96,22 @@ pub struct ScanContext<'a> {
     /// This daemon's name, in the conflict copies a scan makes (empty: the start of `me`).
     pub device: &'a str,
     /// Called each time the scan has committed new records of ours, so that they can be
-    /// announced before it ends: while files are being hashed, at most every
-    /// [`FLUSH_EVERY`].
+    /// announced before it ends (see [`FLUSH_EVERY`]).
     pub committed: Option<&'a mut dyn FnMut()>,
     /// Threads that hash a directory's changed files (0: one per core, at most 4).
     pub hashers: usize,
 }
 
-/// How long records hashed in a scan wait to be committed (and so announced) at most,
-/// beside the 4 096 records of a chunk: a large file is served as soon as it is hashed, not when the
-/// whole scan is done.
+/// Records waiting to be committed (and so announced) are committed once [`FLUSH_BYTES`]
+/// were hashed for them, but not sooner than this after the last commit: a large file is
+/// served as soon as it is hashed, not when the whole scan is done. (Every commit is an
+/// fsync: at most 20 a second, and only while large files are being hashed.)
 pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Bytes hashed that make waiting records due (see [`FLUSH_EVERY`]).
+pub const FLUSH_BYTES: u64 = 32 << 20;
+/// Longest that records found by a scan wait to be committed, however few bytes were
+/// hashed for them (beside the 4 096 records of a chunk).
+pub const FLUSH_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for ScanContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -253,11 +258,15 @@ struct Scanner<'s, 'c, 'a> {
     hashers: usize,
     /// When records were last committed (or the scan began).
     flushed_at: std::time::Instant,
+    /// Bytes hashed since then.
+    hashed_unflushed: u64,
 }
 
 impl Scanner<'_, '_, '_> {
     /// Commits what is waiting (a read-only share records only local state).
     fn flush(&mut self) -> Result<(), ScanError> {
+        self.flushed_at = std::time::Instant::now();
+        self.hashed_unflushed = 0;
         let changed = std::mem::take(&mut self.changed);
         let restat = std::mem::take(&mut self.restat);
         if self.ctx.read_only {
@@ -273,7 +282,6 @@ impl Scanner<'_, '_, '_> {
             let new_revision = (!changed.is_empty()).then_some(self.rev);
             self.store.commit(&[restat.as_slice(), changed.as_slice()].concat(), new_revision)?;
         }
-        self.flushed_at = std::time::Instant::now();
         self.report.changed += changed.len();
         if !changed.is_empty() {
             if let Some(committed) = self.ctx.committed.as_mut() {
@@ -283,9 +291,13 @@ impl Scanner<'_, '_, '_> {
         Ok(())
     }
 
-    /// Commits new records if they have waited [`FLUSH_EVERY`].
+    /// Commits new records if they are due (see [`FLUSH_EVERY`]).
     fn flush_if_due(&mut self) -> Result<(), ScanError> {
-        if !self.changed.is_empty() && self.flushed_at.elapsed() >= FLUSH_EVERY {
+        if self.changed.is_empty() {
+            return Ok(());
+        }
+        let waited = self.flushed_at.elapsed();
+        if waited >= FLUSH_AT_MOST || (self.hashed_unflushed >= FLUSH_BYTES && waited >= FLUSH_EVERY) {
             self.flush()?;
         }
         Ok(())
@@ -509,6 +521,7 @@ impl Scanner<'_, '_, '_> {
             Ok((h, n)) => {
                 self.report.hashed_files += 1;
                 self.report.hashed_bytes += n;
+                self.hashed_unflushed += n;
                 Some((Some(h), Some(n)))
             }
             Err(e) => {
@@ -544,7 +557,7 @@ impl Scanner<'_, '_, '_> {
         r.local = None;
         r.local_sha256 = None;
         let Some((dir, _)) = &f.at else { return true };
-        if let Some(copy) = set_aside(dir, &f.path, sha256, size, f.meta.mode, &mut self.rev, self.ctx) {
+        if let Some(copy) = aside::set_aside(dir, &f.path, (sha256, size), &f.meta, &mut self.rev, self.ctx) {
             names.insert(copy.path.file_name().to_owned());
             self.changed.push(copy);
             self.restat.push(r);
@@ -693,6 +706,7 @@ pub fn scan(
         listed: HashSet::new(),
         hashers,
         flushed_at: std::time::Instant::now(),
+        hashed_unflushed: 0,
     };
     let mut stack: Stack = Vec::new();
     match scope {
@@ -734,59 +748,7 @@ fn depth(p: &SharePath) -> usize {
     p.as_str().split('/').filter(|s| !s.is_empty()).count()
 }
 
-/// Moves a locally edited file aside to a conflict name and returns its new record (written
-/// by us). `None` if the move failed (the file stays; the next scan tries again).
-fn set_aside(
-    dir: &DirFd,
-    path: &SharePath,
-    sha256: Option<Sha256Hash>,
-    size: Option<u64>,
-    mode: u32,
-    rev: &mut u64,
-    ctx: &mut ScanContext<'_>,
-) -> Option<Record> {
-    // In the directory it was listed in, by handle: never through a symlink swapped in, and
-    // never over another conflict copy.
-    let (now, device, me) = (ctx.now, ctx.device, ctx.me);
-    let new_uuid = &mut ctx.new_uuid;
-    let marker = || crate::apply::conflict_marker(now, device, &me, &new_uuid());
-    let copy = match crate::fsops::move_aside(dir, path, marker) {
-        Ok(copy) => copy,
-        Err(e) => {
-            warn!(path = %path, error = %e, "cannot move a conflicting edit aside");
-            return None;
-        }
-    };
-    let uuid = (ctx.new_uuid)();
-    warn!(path = %path, copy = %copy, "edited while a peer's version was arriving; kept as a conflict copy");
-    let meta = dir.stat(copy.file_name()).ok()??;
-    *rev += 1;
-    let mut vector_clock = clearskies_protocol::vclock::VectorClock::new();
-    vector_clock.increment(ctx.me);
-    let mut extra = std::collections::BTreeMap::new();
-    extra.insert("conflict_source".to_owned(), serde_json::Value::from(path.as_str()));
-    Some(Record {
-        path: copy,
-        uuid,
-        kind: EntryKind::File,
-        size,
-        sha256,
-        mtime: mtime_of(&meta),
-        unix_mode: Some(mode),
-        deleted: false,
-        last_updated_by: ctx.me,
-        last_updated_rev: *rev,
-        update_time: ctx.now,
-        vector_clock,
-        extra,
-        local: Some(meta.stat),
-        local_sha256: sha256,
-        pending: false,
-        signed: None,
-        sealed: None,
-    })
-}
-
+mod aside;
 mod hash;
 pub use hash::hash_file;
 

@@ -116,7 +116,7 @@ mod tests {
              lan_discovery = false\nbroadcast_address = \"10.0.0.255\"\nbroadcast_port = 6000\n\
              metrics_address = \"off\"\nupload_limit = 1000\ndownload_limit = 2000\ngzip_level = 0\n\
              auth_attempts_per_minute = 3\nmass_delete_percent = 100\nmin_free_space = \"500M\"\n\
-             full_scan_interval = 60\nversions_keep_days = 7\nversions_max_size = \"1G\"\n\
+             full_scan_interval = 60\nscan_hashers = 1\nversions_keep_days = 7\nversions_max_size = \"1G\"\n\
              device_name = \"nas\"\npeers_gone_after = 0\nweb_https_address = \"off\"\nweb_tls_cert = \"/etc/cs/cert.pem\"\n\
              web_tls_key = \"/etc/cs/key.pem\"\nport_mapping = false\nstun_servers = [\"stun.example:3478\"]\n",
         );
@@ -128,6 +128,7 @@ mod tests {
         assert_eq!((v.upload_limit, v.download_limit, v.gzip_level), (1000, 2000, 0));
         assert_eq!((v.auth_attempts_per_minute, v.mass_delete_percent), (3, 100));
         assert_eq!((v.min_free_space, v.full_scan_interval), (MinFree::Bytes(500_000_000), 60));
+        assert_eq!(v.scan_hashers, 1);
         assert_eq!(v.broadcast_address, "10.0.0.255".parse::<std::net::IpAddr>().unwrap());
         assert_eq!((v.versions_keep_days, v.versions_max_size), (7, 1_000_000_000));
         assert_eq!((v.device_name.as_str(), v.peers_gone_after), ("nas", 0));
@@ -141,6 +142,7 @@ mod tests {
             "CLEARSKIES_MIN_FREE_SPACE" => Some("5%".to_owned()),
             "CLEARSKIES_LAN_DISCOVERY" => Some("true".to_owned()),
             "CLEARSKIES_STUN_SERVERS" => Some("off".to_owned()),
+            "CLEARSKIES_SCAN_HASHERS" => Some("3".to_owned()),
             _ => None,
         };
         let (v, sources) = read_settings(&file, env).unwrap();
@@ -149,6 +151,7 @@ mod tests {
         assert_eq!((v.upload_limit, v.min_free_space), (500_000, MinFree::Percent(5)));
         assert_eq!(v.lan(), Some("10.0.0.255:6000".parse().unwrap()));
         assert!(v.stun_servers.is_empty(), "off turns the default list off");
+        assert_eq!(v.scan_hashers, 3);
         let (defaults, sources) = read_settings(&toml::Table::new(), |_| None).unwrap();
         assert_eq!(defaults, Values::default());
         assert!(sources.len() == SETTINGS.len() && sources.values().all(|s| *s == Source::Default));
@@ -168,6 +171,7 @@ mod tests {
         assert!(err("min_free_space = \"51%\"", None).contains("min_free_space"));
         assert!(err("peers = [\"nohost\"]", None).contains("HOST:PORT"));
         assert!(err("mass_delete_percent = 0", None).contains("1-100"));
+        assert!(err("scan_hashers = 65", None).contains("0-64"));
         assert!(err("device_name = \"a/b\"", None).contains("without control characters"));
         assert!(err("", Some(("CLEARSKIES_DEVICE_NAME", "x\u{1b}y"))).contains("without control characters"));
         assert!(err("versions_keep_days = -1", None).contains("days"));

@@ -51,9 +51,10 @@ pub struct ConfirmDeletes {
 pub struct FsChanged {
     /// Where to look.
     pub scope: scan::Scope,
-    /// The event finishes a change (a file closed after writing, a rename, a deletion, a
-    /// new directory), rather than being part of one still going on (a write, a file
-    /// created and still open): when the tree was quiet, the scan may start at once.
+    /// The event finishes a change (a file closed after writing or renamed into place, new
+    /// attributes, a new directory), rather than being part of one still going on (a
+    /// write, a file created and still open, a deletion that a save may follow): when the
+    /// tree was quiet, the scan may start at once.
     pub finishes: bool,
 }
 

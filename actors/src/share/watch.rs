@@ -32,12 +32,14 @@ fn mask() -> WatchMask {
         | WatchMask::EXCL_UNLINK
 }
 
-/// Whether an event with `mask` finishes a change (a file closed after writing, a rename,
-/// a deletion, new attributes, a new directory) rather than being part of one that goes on
-/// (a write, a new file still open): see [`FsChanged::finishes`].
+/// Whether an event with `mask` finishes a change (a file closed after writing, renamed
+/// into place, new attributes, a new directory) rather than being part of one that goes on
+/// (a write, a new file still open): see [`FsChanged::finishes`]. A deletion or a rename
+/// away is not: saves that are not atomic (an editor's rename to a backup, then a new
+/// file; `rm` then `cp`) leave the name missing for a moment, and a scan in that moment
+/// would announce a deletion.
 fn finishes(mask: EventMask) -> bool {
-    mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO | EventMask::MOVED_FROM | EventMask::DELETE)
-        || mask.contains(EventMask::ATTRIB)
+    mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO | EventMask::ATTRIB)
         || mask.contains(EventMask::ISDIR | EventMask::CREATE)
 }
 
@@ -153,9 +155,8 @@ pub async fn watch(root: PathBuf, changed: Recipient<FsChanged>) -> io::Result<(
                 None => scope = Scope::Full,
             },
         }
-        // (An event on the directory itself, named `None`, finishes: it moved, went away,
-        // or its attributes changed.)
-        let finishes = event.name.is_none() || finishes(event.mask);
+        // (An event on the directory itself, named `None`, does not: it moved or went away.)
+        let finishes = event.name.is_some() && finishes(event.mask);
         changed.do_send(FsChanged { scope, finishes });
     }
     Ok(())

@@ -12,9 +12,10 @@ use crate::share::registry::{self, RegistryError};
 /// Key pairs kept ready: one share's worth.
 pub const POOL: usize = 3;
 
-/// The ready key pairs, shared by the registry and its blocking jobs.
+/// The ready key pairs, shared by the registry and its blocking jobs, and whether one
+/// fills it now.
 #[derive(Debug, Clone, Default)]
-pub struct KeyPool(Arc<Mutex<Vec<SigningKey>>>);
+pub struct KeyPool(Arc<Mutex<Vec<SigningKey>>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl KeyPool {
     /// A ready key pair, or one made now if none is.
@@ -28,22 +29,63 @@ impl KeyPool {
         self.0.lock().map_or(0, |keys| keys.len())
     }
 
-    /// Makes key pairs until [`POOL`] are ready (blocking: run it on the blocking pool). One
-    /// that cannot be made now (the OS RNG failing) is left for `take` to try again.
+    /// Whether the caller is the one to fill the pool now (none is filling it): then it
+    /// must call [`KeyPool::fill`], which says when it is done.
+    pub fn start_filling(&self) -> bool {
+        !self.1.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Makes key pairs until [`POOL`] are ready (blocking: run it on a thread of its own),
+    /// after [`KeyPool::start_filling`]. One that cannot be made now (the OS RNG failing)
+    /// is left for `take` to try again.
     pub fn fill(&self) {
-        while self.ready() < POOL {
-            let Ok(key) = registry::generate_rsa() else { return };
-            match self.0.lock() {
-                Ok(mut keys) if keys.len() < POOL => keys.push(key),
-                _ => return,
+        loop {
+            let full = self.fill_up();
+            self.stop_filling();
+            if !full {
+                return;
+            }
+            // A share that took keys after the last check, while this still said it was
+            // filling, was not given a filler of its own: fill again.
+            if self.ready() >= POOL || !self.start_filling() {
+                return;
             }
         }
+    }
+
+    /// No longer filling (see [`KeyPool::start_filling`]).
+    pub fn stop_filling(&self) {
+        self.1.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Makes key pairs until [`POOL`] are ready; whether it got there.
+    fn fill_up(&self) -> bool {
+        while self.ready() < POOL {
+            let Ok(key) = registry::generate_rsa() else { return false };
+            match self.0.lock() {
+                Ok(mut keys) if keys.len() < POOL => keys.push(key),
+                Ok(_) => return true,
+                Err(_) => return false,
+            }
+        }
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_filler_at_a_time() {
+        let pool = KeyPool::default();
+        assert!(pool.start_filling());
+        assert!(!pool.start_filling(), "a second share's call finds it being filled");
+        pool.fill();
+        assert_eq!(pool.ready(), POOL);
+        assert!(pool.start_filling(), "done: the next one may fill");
+        pool.stop_filling();
+    }
 
     #[test]
     fn a_filled_pool_hands_out_its_keys_then_makes_new_ones() {

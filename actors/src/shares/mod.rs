@@ -231,6 +231,10 @@ impl Shares {
     /// not slow down the sync that usually follows a new share, or a start-up.
     fn fill_key_pool(&self) {
         let pool = self.keys.clone();
+        if !pool.start_filling() {
+            return; // (the thread filling it makes what this share took too)
+        }
+        let flag = pool.clone();
         let spawned = std::thread::Builder::new().name("key pool".into()).spawn(move || {
             // (Linux: the priority of a thread ID is that thread's alone.)
             if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
@@ -239,6 +243,7 @@ impl Shares {
             pool.fill();
         });
         if let Err(e) = spawned {
+            flag.stop_filling();
             warn!(error = %e, "cannot start the key pool thread; keys are made when a share needs them");
         }
     }

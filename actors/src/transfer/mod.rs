@@ -209,6 +209,9 @@ impl Transfer {
         // Contents every connected peer refused: ask again later (they may get them).
         if self.queue.is_empty() {
             self.retry_wait = RETRY_FIRST;
+            if let Some(h) = self.retry.take() {
+                ctx.cancel_future(h);
+            }
         } else if self.retry.is_none() {
             let wait = self.retry_wait;
             self.retry_wait = (wait * 2).min(RETRY);

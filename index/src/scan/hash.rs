@@ -43,19 +43,17 @@ pub(super) fn in_order<E>(
 ) -> Result<(), E> {
     let work = jobs.iter().filter(|j| j.is_some()).count();
     if work <= 1 || threads <= 1 {
-        for (i, job) in jobs.iter().enumerate() {
-            take(i, job.as_ref().map(hash_job))?;
-        }
-        return Ok(());
+        return one_by_one(jobs, &mut take);
     }
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, Hashed)>();
+        let mut started = 0;
         for _ in 0..threads.min(work) {
             let tx = tx.clone();
             let (next, stop) = (&next, &stop);
-            scope.spawn(move || {
+            let hasher = move || {
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
@@ -65,13 +63,27 @@ pub(super) fn in_order<E>(
                         }
                     }
                 }
-            });
+            };
+            // A thread the system will not make (a pids limit in a container) is one
+            // fewer: those started share the work; with none, it is done right here.
+            match std::thread::Builder::new().name("hasher".into()).spawn_scoped(scope, hasher) {
+                Ok(_) => started += 1,
+                Err(e) => tracing::warn!(error = %e, "cannot start a hashing thread"),
+            }
         }
         drop(tx);
+        if started == 0 {
+            return one_by_one(jobs, &mut take);
+        }
         let taken = take_in_order(jobs, &rx, &mut take);
         stop.store(true, Ordering::Relaxed);
         taken
     })
+}
+
+/// Hashes the files of `jobs` on this thread, giving each result to `take` in turn.
+fn one_by_one<E>(jobs: &[Option<Job>], take: &mut impl FnMut(usize, Option<Hashed>) -> Result<(), E>) -> Result<(), E> {
+    jobs.iter().enumerate().try_for_each(|(i, job)| take(i, job.as_ref().map(hash_job)))
 }
 
 /// Takes the results from `rx` (in any order) and gives them to `take` in index order.

@@ -375,6 +375,7 @@ fn a_file_swapped_for_a_fifo_or_symlink_after_listing_is_skipped_not_hashed() {
             listed: HashSet::new(),
             hashers: 1,
             flushed_at: std::time::Instant::now(),
+            hashed_unflushed: 0,
         };
         for (n, mut meta) in listed {
             meta.stat.mtime_ns += 1; // as if edited: not the indexed version

@@ -159,7 +159,11 @@ fn rotated_keys_reach_the_connected_peers_and_the_old_ones_stop_working() {
     }
     // The backup holds files encrypted before and after, and proves them with the keys A
     // has now.
-    wait_for("after.txt in the backup", || (u.first_share()["files"].as_u64()? >= 2).then_some(()));
+    // (Its record can come before its contents: stored means nothing pending.)
+    wait_for("after.txt stored in the backup", || {
+        let s = u.first_share();
+        (s["files"].as_u64()? >= 2 && s["pending_files"].as_u64()? == 0).then_some(())
+    });
     let proof = a.cs.ok(&["verify-backup", root("a").to_str().unwrap(), "--files", "2"]);
     assert!(proof.contains("2 of 2 files proved"), "{proof}");
     // Kept across a restart of B.

@@ -19,6 +19,17 @@ impl Fixture {
     }
 
     fn scan(&mut self) -> Result<ScanReport, ScanError> {
+        self.scan_telling(None)
+    }
+
+    /// Scans, calling `committed` after each commit.
+    fn scan_telling(&mut self, mut committed: Option<&mut dyn FnMut()>) -> Result<ScanReport, ScanError> {
+        // (A closure of this frame: the context's borrows all end here.)
+        let mut tell = || {
+            if let Some(c) = committed.as_mut() {
+                c();
+            }
+        };
         let mut counter = self.counter;
         let mut new_uuid = || {
             counter += 1;
@@ -33,7 +44,7 @@ impl Fixture {
             delete_limit: self.delete_limit,
             confirmed_deletions: self.confirmed.as_ref(),
             device: "",
-            committed: None,
+            committed: Some(&mut tell),
             hashers: 0,
         };
         let r = scan(self.root.path(), &self.store, &mut ctx, &self.scope);
@@ -460,7 +471,7 @@ fn the_daemons_data_directory_is_never_indexed() {
 
 #[test]
 fn committed_is_told_after_records_are_in_the_index() {
-    let f = Fixture::new();
+    let mut f = Fixture::new();
     for d in ["a", "b"] {
         std::fs::create_dir(f.root.path().join(d)).unwrap();
         for i in 0..5 {
@@ -471,26 +482,7 @@ fn committed_is_told_after_records_are_in_the_index() {
     let store = f.store.clone();
     let seen = std::cell::RefCell::new(Vec::new());
     let mut committed = || seen.borrow_mut().push(store.revision().unwrap());
-    let mut new_uuid = {
-        let mut c = 0u8;
-        move || {
-            c += 1;
-            RecordUuid([c; 16])
-        }
-    };
-    let mut ctx = ScanContext {
-        me: PeerId([9; 16]),
-        now: Timestamp::new(1, 0).unwrap(),
-        new_uuid: &mut new_uuid,
-        filter: None,
-        read_only: false,
-        delete_limit: None,
-        confirmed_deletions: None,
-        device: "",
-        committed: Some(&mut committed),
-        hashers: 0,
-    };
-    let report = scan(f.root.path(), &f.store, &mut ctx, &Scope::Full).unwrap();
+    let report = f.scan_telling(Some(&mut committed)).unwrap();
     let after = f.store.revision().unwrap();
     let seen = seen.take();
     assert_eq!(report.hashed_files, 10);
@@ -500,7 +492,6 @@ fn committed_is_told_after_records_are_in_the_index() {
     assert_eq!(seen.last(), Some(&after), "the last commit is told too");
     // Nothing changed: nothing committed, nobody told.
     let mut told = 0;
-    let mut ctx = ScanContext { committed: Some(&mut || told += 1), ..ctx };
-    scan(f.root.path(), &f.store, &mut ctx, &Scope::Full).unwrap();
+    f.scan_telling(Some(&mut || told += 1)).unwrap();
     assert_eq!(told, 0);
 }

@@ -22,8 +22,8 @@ fn apply(basis: &[u8], delta: &[u8], max: u64) -> Result<Vec<u8>, RdiffError> {
     Ok(out)
 }
 
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+/// Deterministic pseudo-random bytes (the refined deltas' tests use them too).
+pub(super) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {

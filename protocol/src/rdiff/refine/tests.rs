@@ -2,21 +2,9 @@ use std::io::Cursor;
 
 use proptest::prelude::*;
 
+use super::super::tests::noise;
 use super::super::{delta, patch, signature, WORK_FREE, WORK_PER_BYTE};
 use super::*;
-
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_be_bytes()[3]
-        })
-        .collect()
-}
 
 /// Bytes on the wire of each step, and the patched result.
 struct Refined {

@@ -453,8 +453,13 @@ impl TempWriter {
             hasher.update(&buf[..n]);
             hashed += n as u64;
         }
-        file.seek(io::SeekFrom::Start(hashed))?;
-        file.set_len(hashed)?;
+        if hashed > 0 {
+            file.seek(io::SeekFrom::Start(hashed))?;
+        }
+        if hashed < written {
+            // (The file shrank while it was read back: continue from what was hashed.)
+            file.set_len(hashed)?;
+        }
         Ok(TempWriter {
             file: Some(file),
             at: Located { dir, name: hex },

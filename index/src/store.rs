@@ -25,7 +25,7 @@ use std::sync::Arc;
 use clearskies_protocol::path::SharePath;
 use clearskies_protocol::updates::Since;
 use clearskies_protocol::{PeerId, Sha256Hash};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
 use crate::record::Record;
 
@@ -180,7 +180,8 @@ impl Store {
     pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let cf = self.db.cf_handle(META_CF).ok_or_else(|| StoreError::NoShare(META_CF.into()))?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(&cf, IteratorMode::From(prefix.as_bytes(), Direction::Forward)) {
+        let within = bounded(prefix.as_bytes());
+        for item in self.db.iterator_cf_opt(&cf, within, IteratorMode::From(prefix.as_bytes(), Direction::Forward)) {
             let (k, v) = item?;
             if !k.starts_with(prefix.as_bytes()) {
                 break;
@@ -213,6 +214,32 @@ impl std::fmt::Debug for ShareStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShareStore").field("cf", &self.cf).finish()
     }
+}
+
+/// Read options that end iteration at the first key past every key starting with `prefix`.
+/// Without the bound, a seek into a prefix whose range is followed by deleted keys (the
+/// content index's entries, deleted as files are installed) steps over every one of those
+/// tombstones to find the next live key, only to see it is past the prefix: a cost that
+/// grows with the number of files installed since the last compaction.
+fn bounded(prefix: &[u8]) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    if let Some(end) = prefix_end(prefix) {
+        opts.set_iterate_upper_bound(end);
+    }
+    opts
+}
+
+/// The smallest key greater than every key starting with `prefix`; none if there is no such
+/// key (an empty prefix, or only `0xff` bytes).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 fn record_key(path: &SharePath) -> Vec<u8> {
@@ -336,7 +363,7 @@ impl ShareStore {
         mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let cf = self.cf()?;
-        for item in self.db.iterator_cf(&cf, IteratorMode::From(prefix, Direction::Forward)) {
+        for item in self.db.iterator_cf_opt(&cf, bounded(prefix), IteratorMode::From(prefix, Direction::Forward)) {
             let (k, v) = item?;
             if !k.starts_with(prefix) {
                 break;
@@ -406,7 +433,7 @@ impl ShareStore {
             prefix.push(b'/');
         }
         let mut with_record: HashSet<Vec<u8>> = HashSet::new();
-        let mut it = self.db.raw_iterator_cf(&cf);
+        let mut it = self.db.raw_iterator_cf_opt(&cf, bounded(&prefix));
         match after {
             // Just past `after` itself; what lies below it is skipped by name.
             Some(after) => {
@@ -483,7 +510,8 @@ impl ShareStore {
         start.extend_from_slice(writer.as_bytes());
         start.extend_from_slice(&from.to_be_bytes());
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward)) {
+        let within = bounded(&start[..17]);
+        for item in self.db.iterator_cf_opt(&cf, within, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item?;
             if k.len() < 25 || k[0] != b'v' || &k[1..17] != writer.as_bytes() {
                 break;

@@ -7,10 +7,8 @@
 //! [`Inflater`] turns compressed input into plain frame bytes in bounded pieces, so neither
 //! a long compressed message nor a decompression bomb is ever held in memory.
 
-use std::io::Write;
-
 use bytes::{Buf, BytesMut};
-use flate2::{Compression, Decompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// Longest accepted run of digits in a compressed length (fits in a u64).
 const MAX_DIGITS: usize = 19;
@@ -39,20 +37,56 @@ pub enum GzipError {
 }
 
 /// Compresses one whole encoded message into its `<length>:<zlib stream>` form. Level 0
-/// writes stored blocks directly (incompressible data costs one copy and a checksum).
+/// writes stored blocks directly (incompressible data costs one copy and a checksum). A
+/// session compresses with its own [`Deflater`], which keeps the deflater between messages.
 pub fn compress(message: &[u8], level: u32) -> Vec<u8> {
-    if level == 0 {
-        return stored(message);
+    Deflater::default().compress(message, level)
+}
+
+/// Compresses message after message, each an independent zlib stream, with one deflater
+/// reset between them: making a deflater allocates and clears some 300 KiB of tables,
+/// which costs more than compressing a small message.
+#[derive(Default)]
+pub struct Deflater {
+    z: Option<(u32, Box<Compress>)>,
+}
+
+impl std::fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflater").field("level", &self.z.as_ref().map(|(level, _)| level)).finish()
     }
-    let mut z =
-        flate2::write::ZlibEncoder::new(Vec::with_capacity(message.len() / 2 + 64), Compression::new(level.min(9)));
-    // Writing to a Vec cannot fail, so the error arm is never taken.
-    let compressed = z.write_all(message).and_then(|()| z.finish()).unwrap_or_default();
-    let mut out = Vec::with_capacity(compressed.len() + 12);
-    out.extend_from_slice(compressed.len().to_string().as_bytes());
-    out.push(b':');
-    out.extend_from_slice(&compressed);
-    out
+}
+
+impl Deflater {
+    /// One whole encoded message in its `<length>:<zlib stream>` form (see [`compress`]).
+    pub fn compress(&mut self, message: &[u8], level: u32) -> Vec<u8> {
+        if level == 0 {
+            return stored(message);
+        }
+        let level = level.min(9);
+        let z = match &mut self.z {
+            Some((made_at, z)) if *made_at == level => {
+                z.reset();
+                z
+            }
+            slot => &mut slot.insert((level, Box::new(Compress::new(Compression::new(level), true)))).1,
+        };
+        let mut compressed = Vec::with_capacity(message.len() / 2 + 64);
+        loop {
+            let consumed = usize::try_from(z.total_in()).unwrap_or(message.len()).min(message.len());
+            // Deflating into a Vec cannot fail: its only error is a stream used after its end.
+            match z.compress_vec(&message[consumed..], &mut compressed, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) | Err(_) => break,
+                Ok(_) => compressed.reserve(compressed.capacity().max(64)),
+            }
+        }
+        let prefix = compressed.len().to_string();
+        let mut out = Vec::with_capacity(prefix.len() + 1 + compressed.len());
+        out.extend_from_slice(prefix.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(&compressed);
+        out
+    }
 }
 
 /// A zlib stream of stored (uncompressed) deflate blocks, framed: what level 0 produces,
@@ -86,12 +120,15 @@ fn stored(message: &[u8]) -> Vec<u8> {
 
 enum State {
     Length,
-    Stream { remaining: u64, z: Box<Decompress> },
+    Stream { remaining: u64 },
 }
 
 /// Streaming receiver for gzip-framed messages.
 pub struct Inflater {
     state: State,
+    /// The decompressor, reset for each unit (making one allocates and clears its 32 KiB
+    /// window and tables).
+    z: Box<Decompress>,
     /// A unit (one zlib stream) ended since [`Inflater::take_unit_end`] was last called.
     unit_ended: bool,
 }
@@ -111,7 +148,7 @@ impl Default for Inflater {
 impl Inflater {
     /// A receiver positioned before a `<length>:` prefix.
     pub fn new() -> Self {
-        Inflater { state: State::Length, unit_ended: false }
+        Inflater { state: State::Length, z: Box::new(Decompress::new(true)), unit_ended: false }
     }
 
     /// Whether a unit ended in the last [`Inflater::inflate`] call (and clears the flag). A
@@ -146,9 +183,11 @@ impl Inflater {
                         .filter(|&n| n > 0)
                         .ok_or(GzipError::BadLength)?;
                     input.advance(digits + 1);
-                    self.state = State::Stream { remaining: len, z: Box::new(Decompress::new(true)) };
+                    self.z.reset(true);
+                    self.state = State::Stream { remaining: len };
                 }
-                State::Stream { remaining, z } => {
+                State::Stream { remaining } => {
+                    let z = &mut self.z;
                     let avail = usize::try_from(*remaining).unwrap_or(usize::MAX).min(input.len());
                     let room = max_out - produced;
                     let base = out.len();
@@ -217,6 +256,36 @@ mod tests {
             assert_eq!(out.len(), a.len() + b.len());
             assert_eq!(&out[..a.len()], &a[..]);
             assert_eq!(&out[a.len()..], &b[..]);
+        }
+    }
+
+    #[test]
+    fn one_deflater_makes_independent_streams_message_after_message() {
+        // Small and large (past the first output guess), compressible and not, two levels:
+        // each unit must stand alone, as one-shot compression's does.
+        let noise: Vec<u8> = (0..300_000u32).map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[2]).collect();
+        let messages: Vec<(Vec<u8>, u32)> = vec![
+            (b"m2{}".to_vec(), 6),
+            (noise.clone(), 6),
+            (vec![b'a'; 200_000], 6),
+            (b"m25{\"type\":\"core.ping\"}".to_vec(), 9),
+            (noise[..1000].to_vec(), 9),
+            (Vec::new(), 6),
+        ];
+        let mut deflater = Deflater::default();
+        let mut wire = Vec::new();
+        for (m, level) in &messages {
+            let unit = deflater.compress(m, *level);
+            assert_eq!(unit, compress(m, *level), "the same bytes as a fresh deflater's");
+            let z = &unit[unit.iter().position(|&b| b == b':').unwrap() + 1..];
+            let mut plain = Vec::new();
+            flate2::read::ZlibDecoder::new(z).read_to_end(&mut plain).unwrap();
+            assert_eq!(&plain, m);
+            wire.extend(unit);
+        }
+        let all: Vec<u8> = messages.iter().flat_map(|(m, _)| m.clone()).collect();
+        for (step, max_out) in [(7, 1000), (wire.len(), 1 << 20)] {
+            assert_eq!(inflate_all(&wire, step, max_out).unwrap(), all, "one inflater, reset per unit");
         }
     }
 

@@ -216,3 +216,45 @@ fn a_directory_s_children_are_listed_without_reading_below_them() {
     assert_eq!(rest.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/a/b", "/a/b/c"]);
     assert!(more.is_none());
 }
+
+#[test]
+fn a_prefix_ends_at_the_next_key_past_it() {
+    assert_eq!(prefix_end(b"p\x01\x02"), Some(b"p\x01\x03".to_vec()));
+    assert_eq!(prefix_end(b"p\x01\xff"), Some(b"p\x02".to_vec()));
+    assert_eq!(prefix_end(b"p\xff\xff"), Some(b"q".to_vec()));
+    assert_eq!(prefix_end(b"\xff\xff"), None);
+    assert_eq!(prefix_end(b""), None);
+}
+
+#[test]
+fn bounded_lookups_see_exactly_their_prefix() {
+    // Keys at the edges of a bound: hashes ending in 0xff, and hashes of all 0xff bytes
+    // (whose prefix has no end), beside tombstones of deleted neighbours.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Store::open(dir.path()).unwrap();
+    db.create_share("s").unwrap();
+    let store = db.share("s").unwrap();
+    let shas = [Sha256Hash([0; 32]), Sha256Hash([0xff; 32]), Sha256Hash([7; 32]), {
+        let mut b = [7; 32];
+        b[31] = 0xff;
+        Sha256Hash(b)
+    }];
+    let cf = store.cf().unwrap();
+    for (i, sha) in shas.iter().enumerate() {
+        for name in ["/a", "/b"] {
+            let path = SharePath::parse(&format!("{name}{i}")).unwrap();
+            store.db.put_cf(&cf, hash_key(b'p', sha, &path), b"").unwrap();
+        }
+    }
+    for n in 0..200u8 {
+        let key = hash_key(b'p', &Sha256Hash([n; 32]), &SharePath::parse("/gone").unwrap());
+        store.db.put_cf(&cf, &key, b"").unwrap();
+        store.db.delete_cf(&cf, &key).unwrap();
+    }
+    for (i, sha) in shas.iter().enumerate() {
+        let got: Vec<String> = store.waiting_for(sha).unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(got, [format!("/a{i}"), format!("/b{i}")], "contents {i}");
+    }
+    assert_eq!(store.all_waiting().unwrap().len(), 8);
+    assert!(store.installed(&shas[0]).unwrap().is_empty(), "another tag's range");
+}

@@ -114,6 +114,8 @@ pub struct Session {
     gzip_out: bool,
     /// The outgoing message being assembled while `gzip` is in use.
     gzip_buf: Vec<u8>,
+    /// Compresses outgoing messages once `gzip` is in use.
+    deflater: gzip::Deflater,
     /// The message being assembled is stored, not deflated (incompressible attachment).
     store_only: bool,
     /// Bodies are MessagePack (`.rs.clearskies.msgpack` in use).
@@ -149,6 +151,7 @@ impl Session {
             transmits: VecDeque::new(),
             gzip_out: false,
             gzip_buf: Vec::new(),
+            deflater: gzip::Deflater::default(),
             store_only: false,
             msgpack: false,
             sending_attachment: false,
@@ -436,7 +439,7 @@ impl Session {
     fn finish_message(&mut self) {
         if self.gzip_out {
             let level = if std::mem::take(&mut self.store_only) { 0 } else { self.config.gzip_level };
-            let compressed = gzip::compress(&self.gzip_buf, level);
+            let compressed = self.deflater.compress(&self.gzip_buf, level);
             // A large buffer is kept while large messages follow one another (a file sent
             // range by range) and let go with the first small one after them: an idle
             // connection does not hold the largest message it ever sent.

@@ -1,7 +1,9 @@
 //! RSA-2048 key pairs made ahead of time. A new read-write share needs three (one per access
 //! level), and making one takes 0.05–0.3 s here, more on a NAS's CPU: sharing a folder would
-//! wait for them. The registry keeps [`POOL`] ready, made on the blocking pool when the
-//! worker starts and again after each share takes some.
+//! wait for them. The registry keeps [`POOL`] ready, made on a thread of its own when the
+//! worker starts and again after each share takes some, one key at a time while the daemon
+//! is quiet: not during the sync that usually follows a share or a start (a `share` that
+//! finds the pool empty makes its keys on the spot).
 
 use std::sync::{Arc, Mutex};
 
@@ -36,11 +38,12 @@ impl KeyPool {
     }
 
     /// Makes key pairs until [`POOL`] are ready (blocking: run it on a thread of its own),
-    /// after [`KeyPool::start_filling`]. One that cannot be made now (the OS RNG failing)
-    /// is left for `take` to try again.
-    pub fn fill(&self) {
+    /// after [`KeyPool::start_filling`], each once `quiet` says the daemon is (it waits
+    /// for that itself, between calls). One that cannot be made now (the OS RNG failing) is
+    /// left for `take` to try again.
+    pub fn fill(&self, quiet: &mut dyn FnMut() -> bool) {
         loop {
-            let full = self.fill_up();
+            let full = self.fill_up(quiet);
             self.stop_filling();
             if !full {
                 return;
@@ -59,8 +62,12 @@ impl KeyPool {
     }
 
     /// Makes key pairs until [`POOL`] are ready; whether it got there.
-    fn fill_up(&self) -> bool {
+    fn fill_up(&self, quiet: &mut dyn FnMut() -> bool) -> bool {
         while self.ready() < POOL {
+            while !quiet() {}
+            if self.ready() >= POOL {
+                break; // (keys put back meanwhile: none are taken back, but be exact)
+            }
             let Ok(key) = registry::generate_rsa() else { return false };
             match self.0.lock() {
                 Ok(mut keys) if keys.len() < POOL => keys.push(key),
@@ -81,16 +88,33 @@ mod tests {
         let pool = KeyPool::default();
         assert!(pool.start_filling());
         assert!(!pool.start_filling(), "a second share's call finds it being filled");
-        pool.fill();
+        pool.fill(&mut || true);
         assert_eq!(pool.ready(), POOL);
         assert!(pool.start_filling(), "done: the next one may fill");
         pool.stop_filling();
     }
 
     #[test]
+    fn keys_are_made_only_while_the_daemon_is_quiet() {
+        let pool = KeyPool::default();
+        let mut asked = 0;
+        let mut made_when_asked = Vec::new();
+        let probe = pool.clone();
+        pool.fill(&mut || {
+            asked += 1;
+            made_when_asked.push(probe.ready());
+            // Busy, busy, then quiet; again for each key.
+            asked % 3 == 0
+        });
+        assert_eq!(pool.ready(), POOL);
+        assert_eq!(asked, 3 * POOL, "asked before each key until quiet");
+        assert_eq!(made_when_asked, [0, 0, 0, 1, 1, 1, 2, 2, 2], "no key made while busy");
+    }
+
+    #[test]
     fn a_filled_pool_hands_out_its_keys_then_makes_new_ones() {
         let pool = KeyPool::default();
-        pool.fill();
+        pool.fill(&mut || true);
         assert_eq!(pool.ready(), POOL);
         let ready: Vec<String> = pool.0.lock().unwrap().iter().map(|k| k.to_pem().unwrap()).collect();
         let taken: Vec<String> = (0..POOL).map(|_| pool.take().unwrap().to_pem().unwrap()).collect();
@@ -105,7 +129,7 @@ mod tests {
         let (data, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let store = clearskies_index::store::Store::open(&data.path().join("db")).unwrap();
         let pool = KeyPool::default();
-        pool.fill();
+        pool.fill(&mut || true);
         let ready: Vec<String> = pool.0.lock().unwrap().iter().map(|k| k.to_pem().unwrap()).collect();
         let now = crate::share::actor::now();
         let config = registry::create_share_with(&store, data.path(), root.path(), now, &mut || pool.take()).unwrap();

@@ -227,8 +227,9 @@ impl Shares {
 
 impl Shares {
     /// Makes the key pairs the next new share will take, on a thread of its own at the
-    /// lowest priority (nice 19): RSA key generation takes 0.05–0.3 CPU-s a key, and must
-    /// not slow down the sync that usually follows a new share, or a start-up.
+    /// lowest priority (nice 19) and only while the daemon is quiet: RSA key generation
+    /// takes 0.05–0.3 CPU-s a key, and must not slow down the sync that usually follows a
+    /// new share, or a start-up.
     fn fill_key_pool(&self) {
         let pool = self.keys.clone();
         if !pool.start_filling() {
@@ -240,12 +241,29 @@ impl Shares {
             if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
                 debug!(error = %e, "cannot lower the key pool thread's priority");
             }
-            pool.fill();
+            pool.fill(&mut quiet_for_a_second());
         });
         if let Err(e) = spawned {
             flag.stop_filling();
             warn!(error = %e, "cannot start the key pool thread; keys are made when a share needs them");
         }
+    }
+}
+
+/// Peer traffic (both ways, every share) under which the daemon counts as quiet.
+const QUIET_BYTES_PER_SECOND: u64 = 256 << 10;
+
+/// Whether the daemon is quiet: blocks for a second, then answers whether peers' traffic
+/// stayed under [`QUIET_BYTES_PER_SECOND`] meanwhile (for the key pool's thread).
+fn quiet_for_a_second() -> impl FnMut() -> bool {
+    let total = || {
+        let (sent, received) = crate::metrics::metrics().peer_byte_totals();
+        sent.saturating_add(received)
+    };
+    move || {
+        let before = total();
+        std::thread::sleep(Duration::from_secs(1));
+        total().saturating_sub(before) < QUIET_BYTES_PER_SECOND
     }
 }
 

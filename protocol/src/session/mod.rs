@@ -52,6 +52,10 @@ pub const EXT_UNTRUSTED: &str = "untrusted";
 
 /// Capacity of the gzip message buffer kept after a small message (see `finish_message`).
 const GZIP_BUF_KEPT: usize = 1 << 20;
+/// Messages shorter than this go as stored blocks whatever the level: deflating them saves
+/// a few dozen bytes and costs building two Huffman tables each (a small file's
+/// `directory.get` and its answer's header cost more CPU to deflate than to encrypt).
+const GZIP_STORE_BELOW: usize = 256;
 
 /// Largest piece of plain bytes inflated at a time from compressed input.
 pub const INFLATE_STEP: usize = 64 * 1024;
@@ -438,7 +442,8 @@ impl Session {
 
     fn finish_message(&mut self) {
         if self.gzip_out {
-            let level = if std::mem::take(&mut self.store_only) { 0 } else { self.config.gzip_level };
+            let store = std::mem::take(&mut self.store_only) || self.gzip_buf.len() < GZIP_STORE_BELOW;
+            let level = if store { 0 } else { self.config.gzip_level };
             let compressed = self.deflater.compress(&self.gzip_buf, level);
             // A large buffer is kept while large messages follow one another (a file sent
             // range by range) and let go with the first small one after them: an idle

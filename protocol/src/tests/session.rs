@@ -247,6 +247,31 @@ fn gzip_compresses_everything_after_start() {
     assert!(pair.client.closed().is_none() && pair.server.closed().is_none());
 }
 
+#[test]
+fn small_gzip_messages_go_stored_and_larger_ones_deflated() {
+    let mut pair = gzip_pair();
+    let mut units = Vec::new();
+    // The first deflate block's type (RFC 1951: BTYPE, bits 1-2 of the byte after the zlib
+    // header): 0 stored, 1 fixed, 2 dynamic Huffman codes.
+    let mut block_type = |m: &Message| {
+        pair.server.session.send(m).unwrap();
+        let unit = pair.server.session.poll_transmit().unwrap();
+        assert!(pair.server.session.poll_transmit().is_none(), "one unit");
+        let z = &unit[unit.iter().position(|&b| b == b':').unwrap() + 1..];
+        let kind = (z[2] >> 1) & 3;
+        units.push(unit);
+        kind
+    };
+    assert_eq!(block_type(&get_updates()), 0, "a small message is stored");
+    assert_ne!(block_type(&update()), 0, "a larger one is deflated");
+    let now = pair.now;
+    for unit in units {
+        pair.client.session.handle_input(now, &unit);
+    }
+    pair.drive();
+    assert_eq!(pair.client.message_kinds(), vec!["database.get_updates", "database.update"]);
+}
+
 /// A ready pair with `gzip` on both sides.
 fn gzip_pair() -> Pair {
     let mut c = client_config();

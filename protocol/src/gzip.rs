@@ -263,10 +263,21 @@ mod tests {
     fn one_deflater_makes_independent_streams_message_after_message() {
         // Small and large (past the first output guess), compressible and not, two levels:
         // each unit must stand alone, as one-shot compression's does.
-        let noise: Vec<u8> = (0..300_000u32).map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[2]).collect();
+        // xorshift64: incompressible, so the output outgrows its first guess while part of
+        // the input is still to be taken.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect();
         let messages: Vec<(Vec<u8>, u32)> = vec![
             (b"m2{}".to_vec(), 6),
             (noise.clone(), 6),
+            (noise.clone(), 9),
             (vec![b'a'; 200_000], 6),
             (b"m25{\"type\":\"core.ping\"}".to_vec(), 9),
             (noise[..1000].to_vec(), 9),

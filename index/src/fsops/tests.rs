@@ -202,3 +202,29 @@ fn moving_aside_never_replaces_an_existing_conflict_copy() {
     assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
     assert_eq!(fs::read(dir.path().join("doc.txt")).unwrap(), b"again");
 }
+
+#[test]
+fn a_resumed_partial_file_continues_where_it_was_hashed() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join(clearskies_protocol::path::META_DIR)).unwrap();
+    let sha = Sha256Hash([9; 32]);
+    let partial = partial_path(root.path(), &sha);
+    // Fresh: empty, appended from the start.
+    let mut w = TempWriter::resume(root.path(), &sha, 100).unwrap();
+    assert_eq!(w.written(), 0);
+    w.append(b"0123456789").unwrap();
+    drop(w);
+    assert_eq!(std::fs::read(&partial).unwrap(), b"0123456789", "kept for the next attempt");
+    // Read back whole: continued at its end.
+    let mut w = TempWriter::resume(root.path(), &sha, 100).unwrap();
+    assert_eq!(w.written(), 10);
+    w.append(b"abc").unwrap();
+    drop(w);
+    assert_eq!(std::fs::read(&partial).unwrap(), b"0123456789abc");
+    // Longer than the record now allows: started over from nothing.
+    let mut w = TempWriter::resume(root.path(), &sha, 5).unwrap();
+    assert_eq!(w.written(), 0);
+    w.append(b"xyz").unwrap();
+    drop(w);
+    assert_eq!(std::fs::read(&partial).unwrap(), b"xyz");
+}

@@ -257,4 +257,14 @@ fn bounded_lookups_see_exactly_their_prefix() {
     }
     assert_eq!(store.all_waiting().unwrap().len(), 8);
     assert!(store.installed(&shas[0]).unwrap().is_empty(), "another tag's range");
+    // The bound is in effect: after the last entry of 07..07ff, 192 deleted entries (08..08
+    // to c7..c7) come before the next live one (ff..ff). Without the bound the iterator
+    // steps over every one of them to find that it is past the prefix.
+    rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::EnableCount);
+    let mut perf = rocksdb::perf::PerfContext::default();
+    perf.reset();
+    assert_eq!(store.waiting_for(&shas[3]).unwrap().len(), 2);
+    let skipped = perf.metric(rocksdb::perf::PerfMetric::InternalDeleteSkippedCount);
+    rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
+    assert!(skipped < 8, "{skipped} deleted entries stepped over");
 }

@@ -64,10 +64,8 @@ impl KeyPool {
     /// Makes key pairs until [`POOL`] are ready; whether it got there.
     fn fill_up(&self, quiet: &mut dyn FnMut() -> bool) -> bool {
         while self.ready() < POOL {
+            // (Only this filler adds keys, so none can have appeared while it waited.)
             while !quiet() {}
-            if self.ready() >= POOL {
-                break; // (keys put back meanwhile: none are taken back, but be exact)
-            }
             let Ok(key) = registry::generate_rsa() else { return false };
             match self.0.lock() {
                 Ok(mut keys) if keys.len() < POOL => keys.push(key),

@@ -13,6 +13,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
+use std::num::NonZeroU64;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -20,6 +21,7 @@ use std::sync::OnceLock;
 use clearskies_protocol::path::{SharePath, MAX_PATH, MAX_SEGMENT, META_DIR, PART_SUFFIX};
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::Sha256Hash;
+use rustix::fs::Advice;
 use sha2::{Digest, Sha256};
 
 use crate::beneath::{self, DirFd, Meta, Root};
@@ -311,6 +313,9 @@ pub struct TempWriter {
     keep: bool,
 }
 
+/// A temp file's bytes are handed to the disk every this many (see [`TempWriter::append`]).
+const WRITE_OUT_EVERY: u64 = 8 << 20;
+
 /// Why a download cannot be written: the share's root, or its marker, is missing.
 pub const ROOT_MISSING: &str = "the share root or its .clearskies marker is missing";
 
@@ -490,7 +495,18 @@ impl TempWriter {
         let f = self.file.as_mut().ok_or_else(|| io::Error::other("temp file already finished"))?;
         f.write_all(data)?;
         self.hasher.update(data);
+        let window = self.written / WRITE_OUT_EVERY;
         self.written += n;
+        if self.written / WRITE_OUT_EVERY > window {
+            // The window just filled goes to the disk now, while the rest arrives: left to
+            // the kernel it would wait for gigabytes of dirty pages (or 30 s), and `finish`'s
+            // fsync would then write the whole file while the connection waits. On Linux
+            // `POSIX_FADV_DONTNEED` starts the writeback of a range's dirty pages (what
+            // `sync_file_range` does, without unsafe code) and drops only the clean ones:
+            // here none yet. A hint: durability is still `finish`'s fsync.
+            let start = window * WRITE_OUT_EVERY;
+            let _ = rustix::fs::fadvise(&*f, start, NonZeroU64::new(self.written - start), Advice::DontNeed);
+        }
         Ok(())
     }
 

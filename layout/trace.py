@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benches"))
-from clearskies_daemon import Daemon  # noqa: E402
+from clearskies_daemon import Daemon, DaemonError  # noqa: E402
 
 
 def valgrind(out_dir):
@@ -68,7 +68,17 @@ def main():
     b.start()
     try:
         code = a.json("share", src)["access_code"]
-        b.run("attach", code, dst, "--peer", a.listen())
+        # A traced daemon is some 50 times slower: its handshake can time out on a busy
+        # machine, which `attach` reports as unreachable. Try again.
+        for attempt in range(5):
+            try:
+                b.run("attach", code, dst, "--peer", a.listen())
+                break
+            except DaemonError as e:
+                print(f"attach failed ({e}); again", flush=True)
+                time.sleep(5)
+        else:
+            sys.exit("attach kept failing")
 
         def same(p):
             return os.path.exists(dst + p) and os.path.getsize(dst + p) == os.path.getsize(src + p)

@@ -5,7 +5,7 @@ Usage: layout/order.py MAP OUT CALLGRIND_FILE...
 
 MAP is the map of the very executable that was traced (`CLEARSKIES_LINK_MAP=MAP cargo build
 --release`, see build.rs); the callgrind files come from trace.py. Every instruction address
-executed in `clearskies` is looked up among the map's input sections of `.text`; each
+executed in a `clearskies worker` is looked up among the map's input sections of `.text`; each
 section hit is named by its first symbol, in address order (which keeps code of one crate
 together), one per line: LLD's --symbol-ordering-file.
 """
@@ -41,12 +41,16 @@ def text_sections(map_path):
 
 
 def executed(callgrind_paths, exe_suffix="/clearskies"):
-    """Instruction addresses executed in the executable, from callgrind --dump-instr files."""
+    """Instruction addresses executed in the executable, from callgrind --dump-instr files.
+    Only the workers' (`clearskies worker`): the commands' own code (`start`, argument
+    parsing) would only lengthen the run a worker touches."""
     seen = set()
     for path in callgrind_paths:
         obj = None
         with open(path) as f:
             for line in f:
+                if line.startswith("cmd:") and not line.rstrip().endswith(exe_suffix + " worker"):
+                    break
                 if line.startswith("ob="):
                     obj = line[3:].strip()
                 elif line.startswith("0x") and obj and obj.endswith(exe_suffix):

@@ -119,10 +119,11 @@ def main():
 
 def traced(out_dir):
     """Whether a process runs under callgrind writing into `out_dir`."""
+    marker = f"--callgrind-out-file={out_dir}/".encode()
     for pid in os.listdir("/proc"):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if out_dir.encode() in f.read():
+                if marker in f.read():
                     return True
         except OSError:
             pass

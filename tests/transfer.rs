@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::parse;
 use crate::sync::{hash, synced_pair};
-use crate::util::{kill, noise, stderr, wait_for, Daemon};
+use crate::util::{kill, noise, stderr, wait_for, wait_for_up_to, Daemon};
 
 /// Bytes a daemon has sent and received on its peer connections (all extensions).
 fn wire_bytes(d: &Daemon) -> (f64, f64) {
@@ -222,7 +222,9 @@ fn a_delta_too_large_for_one_gzip_message_falls_back_to_ranges() {
     let (sent0, _) = wire_bytes(&p.a);
     let fresh = noise(40 << 20, 21);
     fs::write(p.ra.join("video.bin"), &fresh).unwrap();
-    wait_for("the new version to arrive", || {
+    // A debug build signs 40 MiB, then fetches it again in ranges: 20 s on a quiet machine,
+    // and more beside the other tests.
+    wait_for_up_to("the new version to arrive", Duration::from_secs(120), || {
         (hash(&p.rb.join("video.bin")) == hash(&p.ra.join("video.bin"))).then_some(())
     });
     // The refused delta never went on the wire: the file once, plus requests and a signature.

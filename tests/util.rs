@@ -216,13 +216,18 @@ impl Drop for Daemon {
 }
 
 /// Polls `f` until it returns `Some`, failing the test after [`DEADLINE`].
-pub(crate) fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_for_up_to(what, DEADLINE, f)
+}
+
+/// [`wait_for`] with a longer `deadline`, for work a debug build does slowly.
+pub(crate) fn wait_for_up_to<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
         std::thread::yield_now();
         std::thread::park_timeout(Duration::from_millis(20));
     }

@@ -52,20 +52,20 @@ fn links_with_lld() -> bool {
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     // "rustc 1.95.0 (59807616e 2026-04-14)"
-    version_of(Command::new(rustc).arg("--version"), 1).is_some_and(|(major, minor)| (major, minor) >= (1, 90))
+    version_of(Command::new(rustc).arg("--version")).is_some_and(|(major, minor)| (major, minor) >= (1, 90))
 }
 
 /// Whether this machine's glibc (which the executable will run with: it is built where it
 /// is installed) reads packed relocations.
 fn glibc_at_least(major: u32, minor: u32) -> bool {
     // "glibc 2.36"
-    version_of(Command::new("getconf").arg("GNU_LIBC_VERSION"), 1).is_some_and(|v| v >= (major, minor))
+    version_of(Command::new("getconf").arg("GNU_LIBC_VERSION")).is_some_and(|v| v >= (major, minor))
 }
 
-/// The `major.minor` in word `word` of what `cmd` prints.
-fn version_of(cmd: &mut Command, word: usize) -> Option<(u32, u32)> {
+/// The `major.minor` in the second word of what `cmd` prints.
+fn version_of(cmd: &mut Command) -> Option<(u32, u32)> {
     let out = cmd.output().ok().filter(|o| o.status.success())?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut parts = text.split_whitespace().nth(word)?.split('.');
+    let mut parts = text.split_whitespace().nth(1)?.split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }

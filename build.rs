@@ -16,7 +16,7 @@
 // A build script speaks to Cargo on its standard output.
 #![allow(clippy::print_stdout)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -33,14 +33,25 @@ fn main() {
         // The names as the order file needs them (this changes the map, not the executable).
         arg("-Wl,--no-demangle");
     }
-    let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("layout/clearskies.order");
-    if std::env::var_os("CLEARSKIES_LINK_ORDER").is_none_or(|v| v != "0") && order.exists() {
-        arg(&format!("-Wl,--symbol-ordering-file={}", order.display()));
-        arg("-Wl,--no-warn-symbol-ordering");
+    if std::env::var_os("CLEARSKIES_LINK_ORDER").is_none_or(|v| v != "0") {
+        if let Some(order) = order_file() {
+            arg(&format!("-Wl,--symbol-ordering-file={}", order.display()));
+            arg("-Wl,--no-warn-symbol-ordering");
+        }
     }
     if glibc_at_least(2, 36) {
         arg("-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// A copy of `layout/clearskies.order` in `OUT_DIR`, for the linker. Not the file in the
+/// source tree: Cargo keeps a build script's output while the tree moves (a clone elsewhere
+/// sharing the target directory), and a path into the old tree would then break the link.
+fn order_file() -> Option<PathBuf> {
+    let source = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR")?).join("layout/clearskies.order");
+    let copy = Path::new(&std::env::var_os("OUT_DIR")?).join("clearskies.order");
+    std::fs::copy(source, &copy).ok()?;
+    Some(copy)
 }
 
 /// Whether rustc links with LLD: Rust 1.90 and later do by default on x86_64 Linux, unless

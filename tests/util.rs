@@ -205,7 +205,12 @@ impl Drop for Daemon {
             }
         }
         let log = self.cs.log();
-        if !std::thread::panicking() {
+        if std::thread::panicking() {
+            // The failing test's output then shows what the daemon was doing.
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+            eprintln!("--- the end of the log of the daemon in {} ---\n{tail}", self.cs.home.path().display());
+        } else {
             // Only panics a test injected (`--danger-fault-injection`) are expected.
             let injected = log.matches("injected fault: panic").count();
             assert_eq!(log.matches("panicked").count(), injected, "the daemon panicked:\n{log}");

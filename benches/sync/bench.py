@@ -233,6 +233,42 @@ def machine_limits(work):
             "sha256_MB_per_s": round(total / sha_s / 1e6, 1), "cores": os.cpu_count()}
 
 
+def small_file_limit(work):
+    """The small-file case's files copied the way a receiver must write them (a temp file,
+    fsync, rename into place; 8 at a time, as many writers as the daemon runs): files/s and
+    this process's CPU seconds. No network, no hashing, no index: the filesystem's part
+    alone, the floor under any sync of these files on this disk."""
+    from concurrent.futures import ThreadPoolExecutor
+    base = os.path.join(work, "limits-small")
+    src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
+    files, total = fill_small(src)
+    names = tree(src)
+    for d in {os.path.dirname(n) for n in names}:
+        os.makedirs(os.path.join(dst, d), exist_ok=True)
+    os.sync()
+
+    def copy(rel):
+        with open(os.path.join(src, rel), "rb") as f:
+            data = f.read()
+        target = os.path.join(dst, rel)
+        tmp = os.path.join(os.path.dirname(target), ".part-" + os.path.basename(rel))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, target)
+
+    cpu0, t0 = os.times(), time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(copy, names))
+    secs, cpu1 = time.monotonic() - t0, os.times()
+    shutil.rmtree(base, ignore_errors=True)
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return {"small_files_per_s": round(files / secs, 1), "small_files_cpu_s": round(cpu, 2)}
+
+
 def fill_large(src):
     rng = random.Random(1)
     for i in range(4):
@@ -464,7 +500,10 @@ def main():
 
     try:
         if args.only in (None, "large", "small"):
-            print(json.dumps(machine_limits(work)), flush=True)
+            limits = machine_limits(work)
+            if args.only in (None, "small"):
+                limits.update(small_file_limit(work))
+            print(json.dumps(limits), flush=True)
         if args.only in (None, "large"):
             for from_share in (True, False):
                 side_by_side(run_case(args.binary, work, "4 x 256 MiB", fill_large, from_share),

@@ -141,6 +141,11 @@ pub struct Transfer {
     /// Contents whose writer (download or patch) is still running: not asked for again
     /// until it ends, so no two writers share a partial file.
     writing: HashSet<Sha256Hash>,
+    /// Of the wanted contents, those that may have a partial download on disk: one was
+    /// there when they became wanted, or a writer has been started for them since. The
+    /// planner takes the others' partial length as 0 rather than look (a stat, on this
+    /// thread, for every file it plans).
+    partials: HashSet<Sha256Hash>,
     /// Ranges asked for by streams (`read_file`), by (connection, contents, start).
     streams: HashMap<(u64, Sha256Hash, u64), Sink>,
 }
@@ -194,6 +199,7 @@ impl Transfer {
             delta_serves: HashMap::new(),
             downloads: HashMap::new(),
             writing: HashSet::new(),
+            partials: HashSet::new(),
             streams: HashMap::new(),
         }
     }
@@ -232,7 +238,7 @@ impl Transfer {
         // filesystem cannot tell: no limit); the planner takes off what is on its way.
         let free = fsops::free_space(&self.root)
             .map(|(free, total)| free.saturating_sub(self.runtime.min_free().bytes(total)));
-        let facts = OnDisk { root: &self.root, store: &self.store };
+        let facts = OnDisk { root: &self.root, store: &self.store, partials: &self.partials };
         let mut peers: Vec<queue::Peer<'_>> = self
             .peers
             .iter_mut()
@@ -258,6 +264,7 @@ impl Transfer {
     fn carry_out(&mut self, plan: Plan, ctx: &mut Context<Self>) {
         for sha in &plan.dropped {
             debug!(%sha, "no record waits for these contents any more");
+            self.partials.remove(sha);
         }
         let mut deltas = Vec::new();
         for peer in plan.peers {
@@ -319,7 +326,7 @@ impl Transfer {
     fn finish_partial(&mut self, fetch: Fetch, ctx: &mut Context<Self>) {
         let sha = fetch.sha256;
         debug!(%sha, "a partial download is complete: verifying it");
-        self.writing.insert(sha);
+        self.start_writing(sha);
         let (root, store) = (self.root.clone(), self.store.clone());
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
             let w = open_partial(&root, &sha, fetch.size)?;
@@ -337,6 +344,12 @@ impl Transfer {
             // (No connection: `conn` 0 is none.)
             ctx.notify(Finished { conn: 0, sha256: sha, delta: false, result });
         }));
+    }
+
+    /// A writer (which opens the partial file) starts for `sha`.
+    fn start_writing(&mut self, sha: Sha256Hash) {
+        self.writing.insert(sha);
+        self.partials.insert(sha);
     }
 
     /// Takes `sha` off `conn`'s in-flight list; whether it was there.
@@ -414,11 +427,17 @@ impl Transfer {
 struct OnDisk<'a> {
     root: &'a Path,
     store: &'a ShareStore,
+    /// See [`Transfer::partials`]: the others have none.
+    partials: &'a HashSet<Sha256Hash>,
 }
 
 impl queue::Facts for OnDisk<'_> {
     fn partial_len(&self, sha: &Sha256Hash) -> u64 {
-        fsops::partial_len(self.root, sha)
+        if self.partials.contains(sha) {
+            fsops::partial_len(self.root, sha)
+        } else {
+            0
+        }
     }
 
     fn superseded(&self, sha: &Sha256Hash) -> bool {
@@ -509,7 +528,11 @@ impl Handler<Fetches> for Transfer {
                 continue;
             }
             self.wanted.insert(f.sha256, f.clone());
-            if is_complete(fsops::partial_len(&self.root, &f.sha256), &f) {
+            let partial = fsops::partial_len(&self.root, &f.sha256);
+            if partial > 0 {
+                self.partials.insert(f.sha256);
+            }
+            if is_complete(partial, &f) {
                 // Every byte arrived before a crash or stop came between the last one and
                 // the install: verify and install what is there, ask nobody (peers or not).
                 self.finish_partial(f, ctx);
@@ -675,8 +698,11 @@ impl Handler<Finished> for Transfer {
         }
         match msg.result {
             Ok(temp) => {
+                // (Should the share not install it, the partial file stays, and is found
+                // again when the contents are wanted again: see `Fetches`.)
                 self.wanted.remove(&msg.sha256);
                 self.whole.remove(&msg.sha256);
+                self.partials.remove(&msg.sha256);
                 self.downloaded.do_send(Downloaded { sha256: msg.sha256, temp });
             }
             Err(e) if matches!(e.kind, FailureKind::NoLongerWanted | FailureKind::RootMissing) => {
@@ -685,6 +711,7 @@ impl Handler<Finished> for Transfer {
                 }
                 self.wanted.remove(&msg.sha256);
                 self.whole.remove(&msg.sha256);
+                self.partials.remove(&msg.sha256);
             }
             Err(e) => {
                 warn!(sha256 = %msg.sha256, error = %e.text, delta = msg.delta, "download failed; will ask again");

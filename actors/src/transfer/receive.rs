@@ -171,7 +171,7 @@ impl Transfer {
         // From an untrusted peer the chunks are ciphertext: decrypted before they are
         // written (the file is then verified against the plaintext hash as always).
         let crypt = self.peers.get(&conn).and_then(|s| s.access.crypt().cloned());
-        self.writing.insert(sha);
+        self.start_writing(sha);
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
             let mut w = open_partial(&root, &sha, fetch.size)?;
             // Still wanted? (The record may have changed while the request was in flight.)
@@ -251,7 +251,7 @@ impl Transfer {
         let (tx, rx) = tokio::sync::mpsc::channel::<SinkItem>(SINK_DEPTH);
         let (root, store) = (self.root.clone(), self.store.clone());
         let started = std::time::Instant::now();
-        self.writing.insert(sha);
+        self.start_writing(sha);
         let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
             let mut w = open_partial(&root, &sha, fetch.size)?;
             if w.written() > 0 {

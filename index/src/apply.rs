@@ -114,6 +114,17 @@ pub fn incoming_wins(ours: &Record, theirs: &Record) -> bool {
     (theirs.update_time, theirs.last_updated_by) > (ours.update_time, ours.last_updated_by)
 }
 
+/// Whether the regular file `name` in `dir` (stat `m`) holds exactly the contents of file
+/// record `r` (read and hashed only when the sizes match).
+fn holds_the_version(r: &Record, dir: &DirFd, name: &str, m: &Meta) -> bool {
+    let (Some(sha), Some(size)) = (r.sha256, r.size) else { return false };
+    if r.kind != EntryKind::File || !m.is_file() || m.stat.size != size {
+        return false;
+    }
+    let hashed = dir.open_file(name, false).and_then(crate::scan::hash::hash_open);
+    hashed.is_ok_and(|(found, len)| found == sha && len == size)
+}
+
 /// What the disk needs for `new` to replace `old` (which describes what is on disk).
 fn adopt(new: &Record, old: Option<&Record>) -> Record {
     let mut r = new.clone();
@@ -530,6 +541,13 @@ impl<'a> Applier<'a> {
                 true => dir.unlink(name),
                 false => Ok(()),
             };
+        }
+        if holds_the_version(r, dir, name, m) {
+            // What a crash left: the install renamed it into place, and the kill came
+            // before the index write that recorded it. No local change: the rename that
+            // follows puts the same bytes there.
+            info!(path = %r.path, "the version being installed is already in place");
+            return Ok(());
         }
         let (now, device, me) = (self.now, self.device, self.me);
         let new_uuid = &mut self.new_uuid;

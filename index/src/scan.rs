@@ -749,7 +749,7 @@ fn depth(p: &SharePath) -> usize {
 }
 
 mod aside;
-mod hash;
+pub(crate) mod hash;
 pub use hash::hash_file;
 
 #[cfg(test)]

@@ -430,3 +430,44 @@ fn with_versions_a_peers_edit_and_deletion_keep_what_they_replace() {
     f.scan();
     assert_eq!((f.store.revision().unwrap(), f.names()), (rev, Vec::<String>::new()));
 }
+
+/// A kill between the install's rename and the index write that records it leaves the new
+/// version in place under a record that still describes the old one. Installing it again
+/// (the download, fetched or verified once more) is no conflict: no copy is made, and the
+/// file ends as it should.
+#[test]
+fn the_version_already_in_place_after_a_crash_is_no_conflict() {
+    let mut f = Fixture::new();
+    fs::write(f.root.path().join("a"), b"old bytes").unwrap();
+    f.scan();
+    let mut newer = f.get("/a");
+    (newer.sha256, newer.size) = (Some(sha(b"new bytes")), Some(9));
+    newer.vector_clock.increment(THEM);
+    (newer.last_updated_by, newer.last_updated_rev) = (THEM, newer.vector_clock.get(&THEM));
+    newer.update_time = Timestamp::new(15, 0).unwrap();
+    (newer.local, newer.local_sha256, newer.pending) = (None, None, false);
+    let out = f.receive(vec![newer]);
+    assert_eq!(out.fetch.len(), 1);
+    // The earlier worker's rename happened; its index write did not.
+    fs::write(f.root.path().join("a"), b"new bytes").unwrap();
+    assert_eq!(f.deliver(&out.fetch[0], b"new bytes").len(), 1);
+    assert_eq!(f.names(), ["a"], "no conflict copy");
+    assert_eq!(f.file("a").unwrap(), b"new bytes");
+    assert!(f.get("/a").installed_file());
+
+    // A local change of the same size with other bytes is still one.
+    let mut newest = f.get("/a");
+    (newest.sha256, newest.size) = (Some(sha(b"3rd bytes")), Some(9));
+    newest.vector_clock.increment(THEM);
+    newest.last_updated_rev = newest.vector_clock.get(&THEM);
+    newest.update_time = Timestamp::new(16, 0).unwrap();
+    (newest.local, newest.local_sha256) = (None, None);
+    let out = f.receive(vec![newest]);
+    fs::write(f.root.path().join("a"), b"usr bytes").unwrap();
+    f.deliver(&out.fetch[0], b"3rd bytes");
+    assert_eq!(f.file("a").unwrap(), b"3rd bytes");
+    let names = f.names();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let copy = names.iter().find(|n| n.contains("CONFLICT")).expect("a conflict copy");
+    assert_eq!(f.file(copy).unwrap(), b"usr bytes");
+}

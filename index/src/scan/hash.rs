@@ -133,7 +133,7 @@ pub fn hash_file(path: &Path) -> io::Result<(Sha256Hash, u64)> {
 }
 
 /// Streams an open regular file through SHA-256.
-pub(super) fn hash_open(mut f: File) -> io::Result<(Sha256Hash, u64)> {
+pub(crate) fn hash_open(mut f: File) -> io::Result<(Sha256Hash, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = crate::fsops::read_buffer(f.metadata()?.len());
     let mut total = 0u64;

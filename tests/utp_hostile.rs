@@ -277,20 +277,32 @@ fn stun_like(rng: &mut Rng) -> Vec<u8> {
 
 /// The kernel's account of the UDP socket bound to `addr`: bytes waiting to be read, and
 /// datagrams dropped because its buffer was full.
+///
+/// The kernel lists `/proc/net/udp` a page at a time and finds its place again on each
+/// `read` by counting sockets from the start, so a socket closed meanwhile (the flood's
+/// senders close theirs) can make one listing skip a line: A's socket is missing only
+/// when several listings in a row lack it.
 fn udp_socket(addr: SocketAddr) -> (u64, u64) {
     let SocketAddr::V4(v4) = addr else { panic!("the peer port is on IPv4 loopback here") };
     let local = format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port());
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
-    for line in table.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&local.as_str()) {
-            continue;
+    let mut table = String::new();
+    for _ in 0..20 {
+        table = std::fs::read_to_string("/proc/net/udp").unwrap();
+        if let Some(found) = udp_line(&table, &local) {
+            return found;
         }
-        let queued = fields[4].split_once(':').and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok()).unwrap();
-        let drops = fields.last().and_then(|d| d.parse().ok()).unwrap();
-        return (queued, drops);
+        std::thread::park_timeout(Duration::from_millis(1));
     }
-    panic!("no UDP socket {local} in /proc/net/udp:\n{table}");
+    panic!("no UDP socket {local} in 20 listings of /proc/net/udp; the last:\n{table}");
+}
+
+/// The rx queue and drop count on the line of `/proc/net/udp` for `local`.
+fn udp_line(table: &str, local: &str) -> Option<(u64, u64)> {
+    let line = table.lines().skip(1).find(|line| line.split_whitespace().nth(1) == Some(local))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let queued = fields[4].split_once(':').and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok()).unwrap();
+    let drops = fields.last().and_then(|d| d.parse().ok()).unwrap();
+    Some((queued, drops))
 }
 
 /// Sends datagrams to A's peer port, paced by what A has read.

@@ -26,6 +26,7 @@ use clearskies_protocol::{PeerId, RecordUuid, Sha256Hash};
 use tracing::{debug, info, warn};
 
 use crate::beneath::{DirFd, Meta, Root};
+use crate::durable;
 use crate::fsops::{self, Located};
 use crate::record::{EntryKind, Record};
 use crate::scan::root_is_present;
@@ -45,6 +46,17 @@ pub struct Fetch {
     pub unix_mode: Option<u32>,
     /// Mtime to give the file.
     pub mtime: Option<Timestamp>,
+}
+
+/// A finished download to install.
+#[derive(Debug, Clone)]
+pub struct Download {
+    /// The contents.
+    pub sha256: Sha256Hash,
+    /// Its verified temp file.
+    pub temp: PathBuf,
+    /// Its writer fsynced it; if not, the install makes it durable before renaming it.
+    pub synced: bool,
 }
 
 /// What applying a batch did.
@@ -84,6 +96,8 @@ pub struct Applier<'a> {
     pub kept_bytes: u64,
     /// This daemon's name, in the conflict copies it makes.
     device: &'a str,
+    /// The share's filesystem, for making a batch of downloads durable at once.
+    fs: Option<&'a durable::FsHandle>,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -173,6 +187,7 @@ impl<'a> Applier<'a> {
             versions: false,
             kept_bytes: 0,
             device: "",
+            fs: None,
         }
     }
 
@@ -180,6 +195,13 @@ impl<'a> Applier<'a> {
     /// our peer ID).
     pub fn with_device(mut self, device: &'a str) -> Self {
         self.device = device;
+        self
+    }
+
+    /// Makes downloads left unsynced durable with one `syncfs` of `fs` per batch
+    /// ([`crate::durable`]); without it, each is fsynced.
+    pub fn with_fs(mut self, fs: Option<&'a durable::FsHandle>) -> Self {
+        self.fs = fs;
         self
     }
 
@@ -618,30 +640,40 @@ impl<'a> Applier<'a> {
         Ok(done)
     }
 
-    /// Downloads finished (each contents verified and synced in its temp file): installs
-    /// each at every path still waiting for it, with one index write for the batch. Returns
-    /// the paths installed.
-    pub fn downloaded(&mut self, items: Vec<(Sha256Hash, PathBuf)>) -> Result<Vec<SharePath>, StoreError> {
+    /// Downloads finished (each contents verified in its temp file, synced or not): makes
+    /// the unsynced ones durable, then installs each at every path still waiting for it,
+    /// with one index write for the batch. Returns the paths installed.
+    pub fn downloaded(&mut self, items: Vec<Download>) -> Result<Vec<SharePath>, StoreError> {
         let mut installed = Vec::new();
         let mut done = Vec::new();
         let present = root_is_present(self.root);
-        let dirs = self.dirs();
-        for (sha, temp) in items {
+        let mut found = Vec::with_capacity(items.len());
+        for item in items {
             // Where the temp file is, resolved below the root now, never through a symlink.
-            let located = dirs
-                .as_ref()
-                .map_err(|e| io::Error::new(e.kind(), e.to_string()))
-                .and_then(|d| Ok((d.clone(), d.locate(&temp)?)));
-            let (dirs, temp) = match located {
-                Ok((d, (dir, name))) => (d, Located { dir, name }),
+            match self.dirs().and_then(|d| Ok((d.clone(), d.locate(&item.temp)?))) {
+                Ok((d, (dir, name))) => found.push((d, item.sha256, Located { dir, name }, item.synced)),
                 // The root is gone: the download waits in its partial file (see `resume`).
-                Err(_) if !present => continue,
+                Err(_) if !present => {}
                 Err(e) => {
                     self.failures += 1;
-                    warn!(temp = %temp.display(), error = %e, "cannot reach a downloaded file below the share root");
-                    continue;
+                    warn!(temp = %item.temp.display(), error = %e, "cannot reach a downloaded file below the share root");
                 }
-            };
+            }
+        }
+        // Every byte on disk before any of them is renamed into place (`crate::durable`).
+        let unsynced: Vec<&Located> = found.iter().filter(|f| !f.3).map(|f| &f.2).collect();
+        let mut results = durable::make_durable(self.fs, &unsynced).into_iter();
+        let mut ready = Vec::with_capacity(found.len());
+        for (dirs, sha, temp, synced) in found {
+            if let Some(Err(e)) = if synced { None } else { results.next() } {
+                self.failures += 1;
+                warn!(temp = %temp.name, error = %e, "cannot make a downloaded file durable; will fetch it again");
+                temp.remove();
+                continue;
+            }
+            ready.push((dirs, sha, temp));
+        }
+        for (dirs, sha, temp) in ready {
             let waiting = if present { self.store.waiting_for(&sha)? } else { Vec::new() };
             for (p, new) in self.install_download(&dirs, sha, temp, waiting)? {
                 installed.push(p);
@@ -675,7 +707,11 @@ impl<'a> Applier<'a> {
                 continue;
             }
             let first = installed.first().map(|(q, _)| q);
-            let Some(source) = download_source(dirs, &p, &r, sha, &mut temp, first) else { continue };
+            let Some(source) = download_source(dirs, &p, &r, sha, &mut temp, first) else {
+                // (Logged there.) The path still wants the contents: retried later.
+                self.failures += 1;
+                continue;
+            };
             match self.install_at(&r, &source) {
                 Ok(new) => installed.push((p, new)),
                 Err(e) => {

@@ -293,6 +293,11 @@ impl DirFd {
         rfs::linkat(self.fd(), check_name(name)?, to.fd(), check_name(to_name)?, AtFlags::empty()).map_err(errno)
     }
 
+    /// The device (filesystem) the directory is on.
+    pub fn device(&self) -> io::Result<u64> {
+        rfs::fstat(self.fd()).map(|s| s.st_dev).map_err(errno)
+    }
+
     /// Fsyncs the directory (after a rename or unlink in it).
     pub fn sync(&self) -> io::Result<()> {
         let fd = rfs::openat(self.fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())

@@ -5,8 +5,8 @@
 //! operation ([`crate::beneath`]): a symlink anywhere on the way, even one a local user
 //! swapped in after a record was checked, is refused, never followed, so a peer's record
 //! cannot reach outside the root. Contents are installed the safe way: temp file in the
-//! same directory, verified hash, mode and mtime set, fsync, atomic rename, fsync of the
-//! directory.
+//! same directory, verified hash, mode and mtime set, fsync (for a batch of small
+//! downloads, one `syncfs`: [`crate::durable`]), atomic rename, fsync of the directory.
 //!
 //! Modes from peers are never applied verbatim ([`peer_mode`]): setuid, setgid and sticky
 //! are dropped and the receiving process's umask is applied.
@@ -299,7 +299,7 @@ impl Located {
 }
 
 /// Writes data into a temp file while hashing it; `finish` verifies, sets metadata and
-/// fsyncs. Dropping an unfinished writer removes the temp file, except a partial download
+/// fsyncs (unless [`TempWriter::leave_sync_to_install`]). Dropping an unfinished writer removes the temp file, except a partial download
 /// ([`TempWriter::resume`]), which stays to be continued.
 #[derive(Debug)]
 pub struct TempWriter {
@@ -311,6 +311,8 @@ pub struct TempWriter {
     limit: u64,
     /// Kept when dropped unfinished (a partial download).
     keep: bool,
+    /// `finish` fsyncs (else the install does: [`crate::durable`]).
+    sync: bool,
 }
 
 /// A temp file's bytes are handed to the disk every this many (see [`TempWriter::append`]).
@@ -421,6 +423,7 @@ impl TempWriter {
             written: 0,
             limit,
             keep: false,
+            sync: true,
         })
     }
 
@@ -473,7 +476,14 @@ impl TempWriter {
             written: hashed,
             limit,
             keep: true,
+            sync: true,
         })
+    }
+
+    /// Leaves the fsync to the install, which makes a batch of downloads durable at once
+    /// ([`crate::durable::make_durable`]) before it renames any of them into place.
+    pub fn leave_sync_to_install(&mut self) {
+        self.sync = false;
     }
 
     /// Bytes in the file so far.
@@ -542,7 +552,9 @@ impl TempWriter {
             ));
         }
         set_meta(&f, mode, mtime)?;
-        f.sync_all()?;
+        if self.sync {
+            f.sync_all()?;
+        }
         Ok(self.at.clone())
     }
 }

@@ -21,6 +21,7 @@
 pub mod apply;
 pub mod beneath;
 pub mod data_dir;
+pub mod durable;
 pub mod filter;
 pub mod fsops;
 pub mod record;

@@ -244,7 +244,7 @@ pub enum SyncMessage {
     },
 }
 
-/// The transfer actor finished a download: verified, synced contents in `temp`.
+/// The transfer actor finished a download: verified contents in `temp`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Downloaded {
@@ -252,6 +252,8 @@ pub struct Downloaded {
     pub sha256: clearskies_protocol::Sha256Hash,
     /// The temp file.
     pub temp: std::path::PathBuf,
+    /// Its writer fsynced it; else the install makes it durable before renaming it.
+    pub synced: bool,
 }
 
 /// The transfer actor's view of the disk: `Some(why)` when a download failed because the

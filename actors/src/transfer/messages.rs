@@ -121,7 +121,23 @@ pub(super) struct Finished {
     pub sha256: Sha256Hash,
     /// It came as an rsync delta.
     pub delta: bool,
-    pub result: Result<PathBuf, super::Failure>,
+    pub result: Result<Written, super::Failure>,
+}
+
+/// A verified download in its temp file.
+#[derive(Debug)]
+pub(super) struct Written {
+    pub temp: PathBuf,
+    /// Its writer fsynced it (else the share's install makes it durable: see
+    /// [`clearskies_index::durable`]).
+    pub synced: bool,
+}
+
+impl Written {
+    /// A temp file its writer fsynced.
+    pub(super) fn synced(temp: PathBuf) -> Written {
+        Written { temp, synced: true }
+    }
 }
 
 /// Pause (`true`) or resume file transfers: while paused no contents are requested, and

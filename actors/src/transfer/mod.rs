@@ -37,6 +37,7 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, SpawnHandle, WrapFuture};
 use bytes::Bytes;
 use clearskies_index::apply::Fetch;
+use clearskies_index::durable;
 use clearskies_index::fsops::{self, SharedReader, TempWriter};
 use clearskies_index::store::ShareStore;
 use clearskies_protocol::message::directory::Get;
@@ -48,6 +49,7 @@ use tracing::{debug, warn};
 
 use self::messages::{
     FetchRange, Fetches, Finished, Missing, SetTransfersPaused, Sink, SinkItem, TransferPeerDown, TransferPeerUp,
+    Written,
 };
 use self::queue::{is_complete, Plan, Requests};
 use crate::config::parse::show_bytes;
@@ -108,6 +110,9 @@ pub struct Transfer {
     /// The settings in effect (`min_free_space`).
     runtime: crate::config::Runtime,
     root: PathBuf,
+    /// Small downloads leave their fsync to the share's install, which makes a batch
+    /// durable at once: the root's filesystem allows it ([`durable::FsHandle::open`]).
+    batch_sync: bool,
     store: ShareStore,
     downloaded: Recipient<Downloaded>,
     disk_full: Recipient<DiskFull>,
@@ -179,6 +184,7 @@ impl Transfer {
     ) -> Self {
         Transfer {
             runtime,
+            batch_sync: durable::FsHandle::open(&root).is_some(),
             root,
             store,
             downloaded,
@@ -328,7 +334,7 @@ impl Transfer {
         debug!(%sha, "a partial download is complete: verifying it");
         self.start_writing(sha);
         let (root, store) = (self.root.clone(), self.store.clone());
-        let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
+        let job = tokio::task::spawn_blocking(move || -> Result<Written, Failure> {
             let w = open_partial(&root, &sha, fetch.size)?;
             if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
                 w.discard();
@@ -337,7 +343,9 @@ impl Transfer {
             if w.written() != fetch.size {
                 return Err(Failure::retry("the partial file changed; asking again".into()));
             }
-            w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map_err(|e| Failure::io("verifying", &e))
+            w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime)
+                .map(Written::synced)
+                .map_err(|e| Failure::io("verifying", &e))
         });
         ctx.spawn(job.into_actor(self).map(move |joined, _, ctx| {
             let result = joined.unwrap_or_else(|e| Err(Failure::retry(format!("verifier failed: {e}"))));
@@ -697,13 +705,13 @@ impl Handler<Finished> for Transfer {
             }
         }
         match msg.result {
-            Ok(temp) => {
+            Ok(Written { temp, synced }) => {
                 // (Should the share not install it, the partial file stays, and is found
                 // again when the contents are wanted again: see `Fetches`.)
                 self.wanted.remove(&msg.sha256);
                 self.whole.remove(&msg.sha256);
                 self.partials.remove(&msg.sha256);
-                self.downloaded.do_send(Downloaded { sha256: msg.sha256, temp });
+                self.downloaded.do_send(Downloaded { sha256: msg.sha256, temp, synced });
             }
             Err(e) if matches!(e.kind, FailureKind::NoLongerWanted | FailureKind::RootMissing) => {
                 if e.kind == FailureKind::RootMissing {

@@ -4,11 +4,11 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use bytes::Bytes;
+use clearskies_index::durable;
 use clearskies_index::fsops::SharedReader;
 use clearskies_protocol::message::directory::{Data, Get};
 use clearskies_protocol::message::Message;
@@ -16,7 +16,7 @@ use clearskies_protocol::rdiff::{self, RdiffError};
 use clearskies_protocol::Sha256Hash;
 use tracing::debug;
 
-use super::messages::{DataStart, Finished, Inbound, Sink, SinkItem};
+use super::messages::{DataStart, Finished, Inbound, Sink, SinkItem, Written};
 use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
 
@@ -172,8 +172,12 @@ impl Transfer {
         // written (the file is then verified against the plaintext hash as always).
         let crypt = self.peers.get(&conn).and_then(|s| s.access.crypt().cloned());
         self.start_writing(sha);
-        let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
+        let batch_sync = self.batch_sync && fetch.size <= durable::BATCHED_UP_TO;
+        let job = tokio::task::spawn_blocking(move || -> Result<Written, Failure> {
             let mut w = open_partial(&root, &sha, fetch.size)?;
+            if batch_sync {
+                w.leave_sync_to_install();
+            }
             // Still wanted? (The record may have changed while the request was in flight.)
             // Asked before a large write only: a small file nobody wants any more is
             // written and then removed by the share's install, which looks anyway; that
@@ -217,6 +221,7 @@ impl Transfer {
                 if w.written() == fetch.size {
                     return w
                         .finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime)
+                        .map(|temp| Written { temp, synced: !batch_sync })
                         .map_err(|e| Failure::io("verifying", &e));
                 }
             }
@@ -256,7 +261,7 @@ impl Transfer {
         let (root, store) = (self.root.clone(), self.store.clone());
         let started = std::time::Instant::now();
         self.start_writing(sha);
-        let job = tokio::task::spawn_blocking(move || -> Result<PathBuf, Failure> {
+        let job = tokio::task::spawn_blocking(move || -> Result<Written, Failure> {
             let mut w = open_partial(&root, &sha, fetch.size)?;
             if w.written() > 0 {
                 // Left by a download that failed since: a delta starts from nothing.
@@ -282,7 +287,7 @@ impl Transfer {
                 w.discard();
                 return Err(f);
             }
-            w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map_err(|e| {
+            w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map(Written::synced).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::InvalidData {
                     Failure::bad_delta(format!("verifying the patched file: {e}"))
                 } else {

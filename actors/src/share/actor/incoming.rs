@@ -2,11 +2,9 @@
 //! (a burst of updates costs one synced write), finished downloads installed in one job,
 //! failed disk work retried, and what the outcomes call for: relaying, fetching, events.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::{ActorFutureExt, AsyncContext, Context, SpawnHandle, WrapFuture};
-use clearskies_protocol::Sha256Hash;
 use tracing::{debug, error};
 
 use super::events::ShareEvent;
@@ -30,7 +28,7 @@ pub(super) struct Queues {
     incoming: Vec<(u64, record::Record)>,
     applying: bool,
     /// Finished downloads to install.
-    downloads: Vec<(Sha256Hash, PathBuf)>,
+    downloads: Vec<apply::Download>,
     installing: bool,
     /// Counts applied batches (wakes senders held back by a full queue).
     applied: tokio::sync::watch::Sender<u64>,
@@ -97,8 +95,8 @@ impl Share {
     }
 
     /// A finished download: installed with the others that arrive meanwhile.
-    pub(super) fn take_download(&mut self, sha256: Sha256Hash, temp: PathBuf, ctx: &mut Context<Self>) {
-        self.queues.downloads.push((sha256, temp));
+    pub(super) fn take_download(&mut self, download: apply::Download, ctx: &mut Context<Self>) {
+        self.queues.downloads.push(download);
         self.install_downloads(ctx);
     }
 

@@ -411,6 +411,7 @@ mod tests {
             versioned: true,
             kept_since_prune: 0,
             pruned_at: None,
+            fs: None,
         }
     }
 

@@ -167,12 +167,14 @@ async fn subscribers_see_a_scan_a_conflict_and_an_install() {
     assert!(copy.as_str().starts_with("/doc.CONFLICT.") && copy.as_str().ends_with(".txt"), "{copy:?}");
     assert_eq!(std::fs::read(f.root.path().join(copy.relative())).unwrap(), b"ours");
 
-    // Their contents arrive (as the transfer actor hands a finished download over).
+    // Their contents arrive (as the transfer actor hands a small download over, its fsync
+    // left to the install).
     let data = b"theirs";
     let mut w = fsops::TempWriter::resume(f.root.path(), &sha(data), data.len() as u64).unwrap();
     w.append(data).unwrap();
+    w.leave_sync_to_install();
     let temp = w.finish(&sha(data), data.len() as u64, Some(0o644), None).unwrap();
-    f.share.send(Downloaded { sha256: sha(data), temp }).await.unwrap();
+    f.share.send(Downloaded { sha256: sha(data), temp, synced: false }).await.unwrap();
     let paths = wait_for(&mut events, |e| match e {
         ShareEvent::Installed { paths } => Some(paths),
         _ => None,

@@ -58,7 +58,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Waits until every replica holds the same tree (and it is not empty of what `must` names).
-fn converge(roots: &[&Path], must: &[&str]) -> BTreeMap<String, String> {
+pub(crate) fn converge(roots: &[&Path], must: &[&str]) -> BTreeMap<String, String> {
     let start = Instant::now();
     loop {
         let first = tree(roots[0]);
@@ -93,7 +93,7 @@ fn big_tempdir() -> tempfile::TempDir {
 
 /// `a` shares a fresh directory (after `prepare` fills it); `b` attaches to a directory that
 /// `prepare_b` may fill first. Returns both roots.
-fn pair(
+pub(crate) fn pair(
     a: &Daemon,
     b: &Daemon,
     base: &Path,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::metrics::parse;
-use crate::sync::{hash, synced_pair};
-use crate::util::{kill, noise, stderr, wait_for, wait_for_up_to, Daemon};
+use crate::sync::{converge, hash, pair, synced_pair};
+use crate::util::{kill, noise, stderr, wait_for, wait_for_up_to, Daemon, Mount};
 
 /// Bytes a daemon has sent and received on its peer connections (all extensions).
 fn wire_bytes(d: &Daemon) -> (f64, f64) {
@@ -79,6 +79,44 @@ fn small_edits_in_a_large_file_travel_as_deltas_both_ways() {
     let (sent1, _) = wire_bytes(&p.b);
     assert!(sent1 - sent0 < (1 << 20) as f64, "b sent {} bytes for a 3 KiB insert", sent1 - sent0);
     assert_eq!(fs::read(&fa).unwrap(), edited);
+}
+
+/// Where the filesystem shares blocks between files (XFS here), a delta's patch starts
+/// from a clone of the old version: the new file shares its unchanged blocks with the old
+/// one (kept in the versions), and only the changed blocks are written.
+#[test]
+fn a_delta_on_xfs_clones_the_old_version_and_writes_only_the_changes() {
+    const SIZE: usize = 8 << 20;
+    let base = tempfile::tempdir().unwrap();
+    let at = base.path().join("xfs");
+    let Some(_mount) = Mount::xfs(&base.path().join("xfs.img"), &at, 512) else {
+        eprintln!("skipped: needs root and mkfs.xfs (xfsprogs)");
+        return;
+    };
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let data = noise(SIZE, 4);
+    let (ra, rb) = pair(&a, &b, &at, |r| fs::write(r.join("disk.img"), &data).unwrap(), |_| {});
+    converge(&[&ra, &rb], &["disk.img"]);
+    let (fa, fb) = (ra.join("disk.img"), rb.join("disk.img"));
+    assert!(!extents_shared(&fb), "a whole download shares nothing");
+    overwrite(&fa, (SIZE / 2) as u64, &noise(4096, 5));
+    wait_same(&fa, &fb);
+    assert!(extents_shared(&fb), "b's patched file shares no blocks with the old version");
+    let mut expected = data.clone();
+    expected[SIZE / 2..SIZE / 2 + 4096].copy_from_slice(&noise(4096, 5));
+    assert!(fs::read(&fb).unwrap() == expected, "b's file is not a's edit");
+    // A shorter new version: what is left of the clone past its end is cut.
+    OpenOptions::new().write(true).open(&fa).unwrap().set_len((SIZE - 100_000) as u64).unwrap();
+    wait_same(&fa, &fb);
+    assert_eq!(fs::metadata(&fb).unwrap().len(), (SIZE - 100_000) as u64);
+    assert!(fs::read(&fb).unwrap() == expected[..SIZE - 100_000], "b's file is not a's cut");
+}
+
+/// Whether `filefrag` flags any of `p`'s extents as shared with another file.
+fn extents_shared(p: &Path) -> bool {
+    let out = std::process::Command::new("filefrag").arg("-v").arg(p).output().expect("filefrag (e2fsprogs)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).contains("shared")
 }
 
 #[test]

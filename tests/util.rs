@@ -297,6 +297,18 @@ impl Mount {
             .then(|| Mount(at.to_owned()))
     }
 
+    /// A fresh XFS of `mib` MiB (its image in `image`) at `at` (created); `None` without the
+    /// right to mount or without `mkfs.xfs` (xfsprogs).
+    pub(crate) fn xfs(image: &Path, at: &Path, mib: u32) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap();
+        std::fs::File::create(image).unwrap().set_len(u64::from(mib) << 20).unwrap();
+        let made = Command::new("mkfs.xfs").arg("-q").arg(image).stderr(Stdio::null()).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        Self::run(&["-o".as_ref(), "loop".as_ref(), image.as_ref(), at.as_ref()]).then(|| Mount(at.to_owned()))
+    }
+
     /// `from` bind-mounted at `at`; `None` without the right to mount.
     pub(crate) fn bind(from: &Path, at: &Path) -> Option<Mount> {
         Self::run(&["--bind".as_ref(), from.as_ref(), at.as_ref()]).then(|| Mount(at.to_owned()))

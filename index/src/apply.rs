@@ -49,14 +49,14 @@ pub struct Fetch {
 }
 
 /// A finished download to install.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Download {
     /// The contents.
     pub sha256: Sha256Hash,
     /// Its verified temp file.
     pub temp: PathBuf,
-    /// Its writer fsynced it; if not, the install makes it durable before renaming it.
-    pub synced: bool,
+    /// Left unsynced by its writer: the install makes it durable before renaming it.
+    pub unsynced: Option<durable::Unsynced>,
 }
 
 /// What applying a batch did.
@@ -96,8 +96,6 @@ pub struct Applier<'a> {
     pub kept_bytes: u64,
     /// This daemon's name, in the conflict copies it makes.
     device: &'a str,
-    /// The share's filesystem, for making a batch of downloads durable at once.
-    fs: Option<&'a durable::FsHandle>,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -187,7 +185,6 @@ impl<'a> Applier<'a> {
             versions: false,
             kept_bytes: 0,
             device: "",
-            fs: None,
         }
     }
 
@@ -195,13 +192,6 @@ impl<'a> Applier<'a> {
     /// our peer ID).
     pub fn with_device(mut self, device: &'a str) -> Self {
         self.device = device;
-        self
-    }
-
-    /// Makes downloads left unsynced durable with one `syncfs` of `fs` per batch
-    /// ([`crate::durable`]); without it, each is fsynced.
-    pub fn with_fs(mut self, fs: Option<&'a durable::FsHandle>) -> Self {
-        self.fs = fs;
         self
     }
 
@@ -651,7 +641,7 @@ impl<'a> Applier<'a> {
         for item in items {
             // Where the temp file is, resolved below the root now, never through a symlink.
             match self.dirs().and_then(|d| Ok((d.clone(), d.locate(&item.temp)?))) {
-                Ok((d, (dir, name))) => found.push((d, item.sha256, Located { dir, name }, item.synced)),
+                Ok((d, (dir, name))) => found.push((d, item.sha256, Located { dir, name }, item.unsynced)),
                 // The root is gone: the download waits in its partial file (see `resume`).
                 Err(_) if !present => {}
                 Err(e) => {
@@ -661,11 +651,11 @@ impl<'a> Applier<'a> {
             }
         }
         // Every byte on disk before any of them is renamed into place (`crate::durable`).
-        let unsynced: Vec<&Located> = found.iter().filter(|f| !f.3).map(|f| &f.2).collect();
-        let mut results = durable::make_durable(self.fs, &unsynced).into_iter();
+        let unsynced: Vec<&durable::Unsynced> = found.iter().filter_map(|f| f.3.as_ref()).collect();
+        let mut results = durable::make_durable(&unsynced).into_iter();
         let mut ready = Vec::with_capacity(found.len());
-        for (dirs, sha, temp, synced) in found {
-            if let Some(Err(e)) = if synced { None } else { results.next() } {
+        for (dirs, sha, temp, unsynced) in found {
+            if let Some(Err(e)) = unsynced.and_then(|_| results.next()) {
                 self.failures += 1;
                 warn!(temp = %temp.name, error = %e, "cannot make a downloaded file durable; will fetch it again");
                 temp.remove();

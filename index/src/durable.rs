@@ -11,26 +11,27 @@
 //! and flushes the device's cache, which is what an fsync of each file would have done.
 //! ARCHITECTURE.md ("Batched durability") has the whole argument.
 //!
-//! Two conditions, checked when a share starts ([`FsHandle::open`]); without them every
+//! Two conditions, checked when a share's transfers start ([`allowed`]); without them every
 //! download is fsynced by itself as before:
 //! - Linux 5.8 or later: before it, `syncfs` does not report writeback errors, so a page
 //!   lost to an I/O error would go unnoticed. Since 5.8 the filesystem keeps one error
-//!   sequence, and `syncfs` on a handle reports every error since that handle was opened
-//!   (or that no one had seen). The handle is kept open from the share's start.
+//!   sequence, and `syncfs` on a handle reports every error since that handle was opened.
+//!   The handle used is the temp file of the batch whose writer started first, opened
+//!   before any byte of the batch was written; the writers keep their files open until the
+//!   install (no handle is held longer, so nothing keeps a disk from being unmounted).
 //! - ext4, XFS or btrfs: filesystems whose `sync_fs` is known to commit and flush. FUSE,
 //!   network filesystems and overlays keep the per-file fsync.
 //!
-//! A batch whose `syncfs` fails, or whose temp files are on another filesystem than the
-//! handle (the root was mounted again), falls back to an fsync of each file, which says
-//! exactly which ones failed.
+//! A batch whose `syncfs` fails falls back to an fsync of each file through its writer's
+//! handle, which says exactly which ones failed. Temp files on two filesystems (the root
+//! was mounted again meanwhile) get one `syncfs` per filesystem.
 
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::time::Instant;
 
 use rustix::fs::{fstat, fstatfs, syncfs};
-
-use crate::fsops::Located;
 
 /// Downloads up to this size may leave their fsync to the install's `syncfs`. Larger ones
 /// are fsynced by their writer: a batch's `syncfs` then never waits for gigabytes.
@@ -41,35 +42,28 @@ const EXT4: i64 = 0xEF53;
 const XFS: i64 = 0x5846_5342;
 const BTRFS: i64 = 0x9123_683E;
 
-/// An open handle on the filesystem of a share's root, for its `syncfs`.
+/// A downloaded file its writer left unsynced: the writer's handle, opened before the
+/// first byte was written, and when the writer started.
 #[derive(Debug)]
-pub struct FsHandle {
-    file: File,
-    dev: u64,
+pub struct Unsynced {
+    /// The temp file.
+    pub file: File,
+    /// When its writer started (before it opened the file).
+    pub started: Instant,
 }
 
-impl FsHandle {
-    /// A handle on the filesystem at `root`, if small downloads there may be made durable in
-    /// batches (see the module's conditions); `None` otherwise.
-    pub fn open(root: &Path) -> Option<FsHandle> {
-        if !kernel_reports_syncfs_errors(&std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?) {
-            return None;
-        }
-        let file = File::open(root).ok()?;
-        // (`f_type` is an i64 here, a u32 or i32 on some other architectures.)
-        #[allow(clippy::useless_conversion)]
-        let kind = i64::from(fstatfs(&file).ok()?.f_type);
-        if ![EXT4, XFS, BTRFS].contains(&kind) {
-            return None;
-        }
-        let dev = fstat(&file).ok()?.st_dev;
-        Some(FsHandle { file, dev })
+/// Whether small downloads into the share at `root` may be made durable a batch at a time
+/// (see the module's conditions).
+pub fn allowed(root: &Path) -> bool {
+    let Some(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok() else { return false };
+    if !kernel_reports_syncfs_errors(&release) {
+        return false;
     }
-
-    /// Whether `dir` is on this handle's filesystem.
-    fn holds(&self, dir: &crate::beneath::DirFd) -> bool {
-        dir.device().is_ok_and(|d| d == self.dev)
-    }
+    // (`f_type` is an i64 here, a u32 or i32 on some other architectures.)
+    #[allow(clippy::useless_conversion)]
+    File::open(root)
+        .and_then(|f| Ok(i64::from(fstatfs(&f)?.f_type)))
+        .is_ok_and(|kind| [EXT4, XFS, BTRFS].contains(&kind))
 }
 
 /// Whether a kernel of `release` (`uname -r`) reports writeback errors from `syncfs`: 5.8
@@ -82,23 +76,33 @@ fn kernel_reports_syncfs_errors(release: &str) -> bool {
     }
 }
 
-/// Makes the written, unsynced temp files `temps` durable: one `syncfs` on `fs` when they
-/// are all on its filesystem, else (or if it fails) an fsync of each. Returns, per temp
-/// file, the error that keeps it from being installed.
-pub fn make_durable(fs: Option<&FsHandle>, temps: &[&Located]) -> Vec<io::Result<()>> {
-    if temps.is_empty() {
-        return Vec::new();
-    }
-    if let Some(fs) = fs.filter(|fs| temps.iter().all(|t| fs.holds(&t.dir))) {
-        match syncfs(&fs.file) {
-            Ok(()) => return temps.iter().map(|_| Ok(())).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, files = temps.len(),
-                    "syncfs failed; fsyncing the downloaded files one by one");
+/// Makes `files` durable: on each filesystem among them, one `syncfs` through the handle
+/// whose writer started first (told of every writeback error there since before any of
+/// these bytes were written); where that fails, an fsync of each. Per file, the error that
+/// keeps it from being installed.
+pub fn make_durable(files: &[&Unsynced]) -> Vec<io::Result<()>> {
+    let devices: Vec<Option<u64>> = files.iter().map(|u| fstat(&u.file).ok().map(|s| s.st_dev)).collect();
+    let mut synced: Vec<Option<u64>> = Vec::new();
+    let mut failed: Vec<Option<u64>> = Vec::new();
+    for dev in devices.iter().filter(|d| d.is_some()) {
+        if synced.contains(dev) || failed.contains(dev) {
+            continue;
+        }
+        let first = files.iter().zip(&devices).filter(|(_, d)| *d == dev).min_by_key(|(u, _)| u.started);
+        match first.map(|(u, _)| syncfs(&u.file)) {
+            Some(Ok(())) => synced.push(*dev),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "syncfs failed; fsyncing the downloaded files one by one");
+                failed.push(*dev);
             }
+            None => {}
         }
     }
-    temps.iter().map(|t| t.dir.open_file(&t.name, false)?.sync_all()).collect()
+    files
+        .iter()
+        .zip(&devices)
+        .map(|(u, dev)| if dev.is_some() && synced.contains(dev) { Ok(()) } else { u.file.sync_all() })
+        .collect()
 }
 
 #[cfg(test)]
@@ -123,25 +127,31 @@ mod tests {
     }
 
     #[test]
-    fn unsynced_temps_are_made_durable_with_or_without_a_handle() {
+    fn every_unsynced_file_is_made_durable() {
         let root = tempfile::tempdir().unwrap();
-        let dirs = crate::beneath::Root::open(root.path()).unwrap();
-        let mut temps = Vec::new();
-        for i in 0..3 {
-            let name = format!("t{i}");
-            let mut f = dirs.root_dir().create_file(&name, 0o600, true).unwrap();
-            std::io::Write::write_all(&mut f, b"bytes").unwrap();
-            temps.push(Located { dir: dirs.root_dir().clone(), name });
-        }
-        let refs: Vec<&Located> = temps.iter().collect();
-        // Whatever this machine's filesystem, both ways succeed on files that exist.
-        let handle = FsHandle::open(root.path());
-        assert!(make_durable(handle.as_ref(), &refs).iter().all(Result::is_ok));
-        assert!(make_durable(None, &refs).iter().all(Result::is_ok));
-        // A temp file that vanished is reported, alone, by the per-file path.
-        temps[1].remove();
-        let results = make_durable(None, &refs);
-        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
-        assert!(make_durable(handle.as_ref(), &[]).is_empty());
+        let files: Vec<Unsynced> = (0..3)
+            .map(|i| {
+                let mut file = File::options()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(root.path().join(format!("t{i}")))
+                    .unwrap();
+                std::io::Write::write_all(&mut file, b"bytes").unwrap();
+                Unsynced { file, started: Instant::now() }
+            })
+            .collect();
+        let refs: Vec<&Unsynced> = files.iter().collect();
+        let results = make_durable(&refs);
+        assert_eq!(results.len(), 3);
+        assert!(results.iter().all(Result::is_ok));
+        assert!(make_durable(&[]).is_empty());
+        // On this machine's temp directory (ext4 or tmpfs): allowed only where syncfs commits.
+        #[allow(clippy::useless_conversion)]
+        let kind = i64::from(fstatfs(&File::open(root.path()).unwrap()).unwrap().f_type);
+        let expected = kind == EXT4 || kind == XFS || kind == BTRFS;
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        assert_eq!(allowed(root.path()), expected && kernel_reports_syncfs_errors(&release));
     }
 }

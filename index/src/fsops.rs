@@ -18,7 +18,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use clearskies_protocol::path::{SharePath, MAX_PATH, MAX_SEGMENT, META_DIR, PART_SUFFIX};
+use clearskies_protocol::path::{SharePath, MAX_SEGMENT, META_DIR, PART_SUFFIX};
 use clearskies_protocol::time::Timestamp;
 use clearskies_protocol::Sha256Hash;
 use rustix::fs::Advice;
@@ -227,60 +227,6 @@ pub fn make_dir(dir: &DirFd, name: &str, mode: Option<u32>) -> io::Result<LocalS
     Ok(stat_of(&d.metadata()?))
 }
 
-/// What a conflict copy's name carries: `.CONFLICT.<YYYYMMDD-HHMMSS>.<device>.<4 alnum>`,
-/// the time (UTC) and the device whose change lost (this daemon: the loser makes the copy),
-/// and four random characters from `tag` so that two conflicts of one file in one second
-/// get two names. The device name is reduced to letters, digits, `-` and `_` (others become
-/// `-`), at most 32 bytes.
-pub fn conflict_marker(when: Timestamp, device: &str, tag: &[u8; 16]) -> String {
-    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let code: String = tag[..4].iter().map(|b| char::from(ALNUM[usize::from(*b) % ALNUM.len()])).collect();
-    let device: String =
-        device.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
-    let device = cut_utf8(device.trim_matches('-'), 32);
-    let device = if device.is_empty() { "device" } else { device };
-    format!(".CONFLICT.{}.{device}.{code}", crate::versions::stamp(when))
-}
-
-/// A name for the losing side of a conflict, next to the original: `name<marker>.ext`
-/// (`name<marker>` without an extension; see [`conflict_marker`]). When that would be too
-/// long (a name near 255 bytes, or a path near 4096), the name before the extension is
-/// shortened (on a character boundary); an extension too long to keep counts as part of
-/// the name.
-pub fn conflict_path(path: &SharePath, marker: &str) -> Option<SharePath> {
-    let name = path.file_name();
-    let parent = path.parent()?;
-    let prefix = if parent.is_root() { 1 } else { parent.as_str().len() + 1 };
-    let room = MAX_SEGMENT.min(MAX_PATH.checked_sub(prefix)?);
-    // The extension is what follows the last dot, unless the dot starts the name.
-    let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 && name.len() - i + marker.len() < room => (&name[..i], &name[i..]),
-        _ => (name, ""),
-    };
-    let stem = cut_utf8(stem, room.checked_sub(marker.len() + ext.len())?);
-    if stem.is_empty() {
-        return None;
-    }
-    let new = format!("{stem}{marker}{ext}");
-    let key = if parent.is_root() { format!("/{new}") } else { format!("{}/{new}", parent.as_str()) };
-    SharePath::parse(&key).ok()
-}
-
-/// Moves `path`'s entry (in `dir`) aside to a conflict name made with `marker` (called again
-/// for a fresh one, up to 8 times, if the name is taken: nothing is ever renamed over an
-/// existing conflict copy). Answers the copy's path.
-pub fn move_aside(dir: &DirFd, path: &SharePath, mut marker: impl FnMut() -> String) -> io::Result<SharePath> {
-    for _ in 0..8 {
-        let copy = conflict_path(path, &marker())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no conflict name fits"))?;
-        match dir.rename_noreplace(path.file_name(), dir, copy.file_name()) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            other => return other.map(|()| copy),
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "every conflict name tried is taken"))
-}
-
 /// A file below the root, by its directory and name: where a verified temp file waits to
 /// be renamed into place.
 #[derive(Debug, Clone)]
@@ -299,7 +245,7 @@ impl Located {
 }
 
 /// Writes data into a temp file while hashing it; `finish` verifies, sets metadata and
-/// fsyncs (unless [`TempWriter::leave_sync_to_install`]). Dropping an unfinished writer removes the temp file, except a partial download
+/// fsyncs (or leaves that to the install: [`TempWriter::finish_unsynced`]). Dropping an unfinished writer removes the temp file, except a partial download
 /// ([`TempWriter::resume`]), which stays to be continued.
 #[derive(Debug)]
 pub struct TempWriter {
@@ -311,8 +257,8 @@ pub struct TempWriter {
     limit: u64,
     /// Kept when dropped unfinished (a partial download).
     keep: bool,
-    /// `finish` fsyncs (else the install does: [`crate::durable`]).
-    sync: bool,
+    /// The file's first bytes are a clone of a patch's basis, this long ([`reflink`]).
+    cloned: u64,
 }
 
 /// A temp file's bytes are handed to the disk every this many (see [`TempWriter::append`]).
@@ -423,7 +369,7 @@ impl TempWriter {
             written: 0,
             limit,
             keep: false,
-            sync: true,
+            cloned: 0,
         })
     }
 
@@ -476,14 +422,8 @@ impl TempWriter {
             written: hashed,
             limit,
             keep: true,
-            sync: true,
+            cloned: 0,
         })
-    }
-
-    /// Leaves the fsync to the install, which makes a batch of downloads durable at once
-    /// ([`crate::durable::make_durable`]) before it renames any of them into place.
-    pub fn leave_sync_to_install(&mut self) {
-        self.sync = false;
     }
 
     /// Bytes in the file so far.
@@ -536,12 +476,39 @@ impl TempWriter {
 
     /// [`TempWriter::finish`], answering where the temp file is.
     pub fn finish_at(
-        mut self,
+        self,
         sha: &Sha256Hash,
         size: u64,
         mode: Option<u32>,
         mtime: Option<Timestamp>,
     ) -> io::Result<Located> {
+        let (at, f) = self.verified(sha, size, mode, mtime)?;
+        f.sync_all()?;
+        Ok(at)
+    }
+
+    /// [`TempWriter::finish`] without the fsync: the install makes the file durable with a
+    /// batch of others ([`crate::durable`]) through the handle returned, which was opened
+    /// before any byte was written (so it is told of every writeback error since).
+    pub fn finish_unsynced(
+        self,
+        sha: &Sha256Hash,
+        size: u64,
+        mode: Option<u32>,
+        mtime: Option<Timestamp>,
+    ) -> io::Result<(PathBuf, File)> {
+        let path = self.path.clone();
+        self.verified(sha, size, mode, mtime).map(|(_, f)| (path, f))
+    }
+
+    /// Verifies size and hash, cuts what is left of a clone, sets mode and mtime.
+    fn verified(
+        mut self,
+        sha: &Sha256Hash,
+        size: u64,
+        mode: Option<u32>,
+        mtime: Option<Timestamp>,
+    ) -> io::Result<(Located, File)> {
         let f = self.file.take().ok_or_else(|| io::Error::other("temp file already finished"))?;
         let got = Sha256Hash(std::mem::take(&mut self.hasher).finalize().into());
         if self.written != size || got != *sha {
@@ -551,11 +518,11 @@ impl TempWriter {
                 format!("contents do not match the record ({} bytes, sha256 {got})", self.written),
             ));
         }
-        set_meta(&f, mode, mtime)?;
-        if self.sync {
-            f.sync_all()?;
+        if self.cloned > self.written {
+            f.set_len(self.written)?;
         }
-        Ok(self.at.clone())
+        set_meta(&f, mode, mtime)?;
+        Ok((self.at.clone(), f))
     }
 }
 
@@ -774,6 +741,11 @@ pub fn free_space(path: &Path) -> Option<(u64, u64)> {
     let frsize = st.f_frsize;
     Some((st.f_bavail.saturating_mul(frsize), st.f_blocks.saturating_mul(frsize)))
 }
+
+mod conflict;
+pub mod reflink;
+
+pub use conflict::{conflict_marker, conflict_path, move_aside};
 
 #[cfg(test)]
 mod tests;

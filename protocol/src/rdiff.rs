@@ -397,24 +397,6 @@ impl Signature {
     }
 }
 
-/// Copies up to `len` bytes from `r` to `w` (fewer only if `r` ends); how many.
-fn copy_n<R: Read + ?Sized, W: Write + ?Sized>(r: &mut R, w: &mut W, len: u64, buf: &mut Vec<u8>) -> io::Result<u64> {
-    if buf.is_empty() {
-        buf.resize(READ_CHUNK, 0);
-    }
-    let mut done = 0u64;
-    while done < len {
-        let want = usize::try_from(len - done).unwrap_or(buf.len()).min(buf.len());
-        let n = read_full(r, &mut buf[..want])?;
-        w.write_all(&buf[..n])?;
-        done += n as u64;
-        if n < want {
-            break;
-        }
-    }
-    Ok(done)
-}
-
 fn read_netint<R: Read>(r: &mut R, n: usize) -> Result<u64, RdiffError> {
     let mut b = [0u8; 8];
     r.read_exact(&mut b[8 - n..]).map_err(truncated)?;
@@ -433,8 +415,43 @@ fn truncated(e: io::Error) -> RdiffError {
 /// result's length. The caller verifies the result's hash.
 pub fn patch<B: Read + Seek, R: Read, W: Write>(
     basis: &mut B,
-    mut delta: R,
+    delta: R,
     out: &mut W,
+    max_len: u64,
+) -> Result<u64, RdiffError> {
+    let written = patch_to(basis, delta, &mut Plain(&mut *out), max_len)?;
+    out.flush()?;
+    Ok(written)
+}
+
+/// Where [`patch_to`] puts the result: each literal, and each piece copied from the basis
+/// with the basis offset it was read at, in the result's order.
+pub trait PatchOut {
+    /// Bytes the delta carries.
+    fn literal(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Bytes read from the basis at `offset`. A target that already holds the basis's
+    /// blocks at the same place (a clone of it) need only hash them.
+    fn copied(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+}
+
+/// A plain [`Write`] as a [`PatchOut`]: everything written.
+struct Plain<'a, W: Write>(&'a mut W);
+
+impl<W: Write> PatchOut for Plain<'_, W> {
+    fn literal(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.write_all(data)
+    }
+
+    fn copied(&mut self, _offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_all(data)
+    }
+}
+
+/// [`patch`] into any [`PatchOut`].
+pub fn patch_to<B: Read + Seek, R: Read, T: PatchOut + ?Sized>(
+    basis: &mut B,
+    mut delta: R,
+    out: &mut T,
     max_len: u64,
 ) -> Result<u64, RdiffError> {
     let magic = u32::try_from(read_netint(&mut delta, 4)?).unwrap_or(0);
@@ -469,9 +486,9 @@ pub fn patch<B: Read + Seek, R: Read, W: Write>(
                 return Err(RdiffError::CopyOutside { offset, len });
             }
             basis.seek(SeekFrom::Start(offset))?;
-            copy_n(basis, out, len, &mut buf)?
+            pass_n(basis, len, &mut buf, |at, piece| out.copied(offset + at, piece))?
         } else {
-            copy_n(&mut delta, out, len, &mut buf)?
+            pass_n(&mut delta, len, &mut buf, |_, piece| out.literal(piece))?
         };
         if copied != len {
             return Err(RdiffError::Truncated);
@@ -482,8 +499,31 @@ pub fn patch<B: Read + Seek, R: Read, W: Write>(
     if delta.read(&mut [0u8; 1])? != 0 {
         return Err(RdiffError::Truncated);
     }
-    out.flush()?;
     Ok(written)
+}
+
+/// Reads up to `len` bytes from `r` in pieces of `buf`'s size, handing each to `to` with
+/// its position in the run (fewer bytes only if `r` ends); how many.
+fn pass_n<R: Read + ?Sized>(
+    r: &mut R,
+    len: u64,
+    buf: &mut Vec<u8>,
+    mut to: impl FnMut(u64, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    if buf.is_empty() {
+        buf.resize(READ_CHUNK, 0);
+    }
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done).unwrap_or(buf.len()).min(buf.len());
+        let n = read_full(r, &mut buf[..want])?;
+        to(done, &buf[..n])?;
+        done += n as u64;
+        if n < want {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

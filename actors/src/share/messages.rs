@@ -252,8 +252,8 @@ pub struct Downloaded {
     pub sha256: clearskies_protocol::Sha256Hash,
     /// The temp file.
     pub temp: std::path::PathBuf,
-    /// Its writer fsynced it; else the install makes it durable before renaming it.
-    pub synced: bool,
+    /// Left unsynced by its writer: the install makes it durable before renaming it.
+    pub unsynced: Option<clearskies_index::durable::Unsynced>,
 }
 
 /// The transfer actor's view of the disk: `Some(why)` when a download failed because the

@@ -128,15 +128,15 @@ pub(super) struct Finished {
 #[derive(Debug)]
 pub(super) struct Written {
     pub temp: PathBuf,
-    /// Its writer fsynced it (else the share's install makes it durable: see
+    /// Left unsynced by its writer: the share's install makes it durable (see
     /// [`clearskies_index::durable`]).
-    pub synced: bool,
+    pub unsynced: Option<clearskies_index::durable::Unsynced>,
 }
 
 impl Written {
     /// A temp file its writer fsynced.
     pub(super) fn synced(temp: PathBuf) -> Written {
-        Written { temp, synced: true }
+        Written { temp, unsynced: None }
     }
 }
 

@@ -111,7 +111,7 @@ pub struct Transfer {
     runtime: crate::config::Runtime,
     root: PathBuf,
     /// Small downloads leave their fsync to the share's install, which makes a batch
-    /// durable at once: the root's filesystem allows it ([`durable::FsHandle::open`]).
+    /// durable at once: the root's filesystem allows it ([`durable::allowed`]).
     batch_sync: bool,
     store: ShareStore,
     downloaded: Recipient<Downloaded>,
@@ -184,7 +184,7 @@ impl Transfer {
     ) -> Self {
         Transfer {
             runtime,
-            batch_sync: durable::FsHandle::open(&root).is_some(),
+            batch_sync: durable::allowed(&root),
             root,
             store,
             downloaded,
@@ -705,13 +705,13 @@ impl Handler<Finished> for Transfer {
             }
         }
         match msg.result {
-            Ok(Written { temp, synced }) => {
+            Ok(Written { temp, unsynced }) => {
                 // (Should the share not install it, the partial file stays, and is found
                 // again when the contents are wanted again: see `Fetches`.)
                 self.wanted.remove(&msg.sha256);
                 self.whole.remove(&msg.sha256);
                 self.partials.remove(&msg.sha256);
-                self.downloaded.do_send(Downloaded { sha256: msg.sha256, temp, synced });
+                self.downloaded.do_send(Downloaded { sha256: msg.sha256, temp, unsynced });
             }
             Err(e) if matches!(e.kind, FailureKind::NoLongerWanted | FailureKind::RootMissing) => {
                 if e.kind == FailureKind::RootMissing {

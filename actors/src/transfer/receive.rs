@@ -4,12 +4,15 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::path::Path;
 use std::sync::Arc;
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use bytes::Bytes;
+use clearskies_index::apply::Fetch;
 use clearskies_index::durable;
-use clearskies_index::fsops::SharedReader;
+use clearskies_index::fsops::{reflink, SharedReader};
+use clearskies_index::store::ShareStore;
 use clearskies_protocol::message::directory::{Data, Get};
 use clearskies_protocol::message::Message;
 use clearskies_protocol::rdiff::{self, RdiffError};
@@ -174,10 +177,8 @@ impl Transfer {
         self.start_writing(sha);
         let batch_sync = self.batch_sync && fetch.size <= durable::BATCHED_UP_TO;
         let job = tokio::task::spawn_blocking(move || -> Result<Written, Failure> {
+            let opened = std::time::Instant::now();
             let mut w = open_partial(&root, &sha, fetch.size)?;
-            if batch_sync {
-                w.leave_sync_to_install();
-            }
             // Still wanted? (The record may have changed while the request was in flight.)
             // Asked before a large write only: a small file nobody wants any more is
             // written and then removed by the share's install, which looks anyway; that
@@ -219,10 +220,15 @@ impl Transfer {
                     return Err(Failure::retry(format!("a range ended after {} of {len} bytes", w.written() - start)));
                 }
                 if w.written() == fetch.size {
-                    return w
-                        .finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime)
-                        .map(|temp| Written { temp, synced: !batch_sync })
-                        .map_err(|e| Failure::io("verifying", &e));
+                    let written = if batch_sync {
+                        w.finish_unsynced(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map(|(temp, file)| Written {
+                            temp,
+                            unsynced: Some(durable::Unsynced { file, started: opened }),
+                        })
+                    } else {
+                        w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map(Written::synced)
+                    };
+                    return written.map_err(|e| Failure::io("verifying", &e));
                 }
             }
         });
@@ -261,40 +267,7 @@ impl Transfer {
         let (root, store) = (self.root.clone(), self.store.clone());
         let started = std::time::Instant::now();
         self.start_writing(sha);
-        let job = tokio::task::spawn_blocking(move || -> Result<Written, Failure> {
-            let mut w = open_partial(&root, &sha, fetch.size)?;
-            if w.written() > 0 {
-                // Left by a download that failed since: a delta starts from nothing.
-                w.discard();
-                w = open_partial(&root, &sha, fetch.size)?;
-            }
-            // Still wanted? (The record may have changed while the request was in flight.)
-            if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
-                w.discard();
-                return Err(Failure::no_longer_wanted());
-            }
-            let delta = BufReader::with_capacity(1 << 16, SinkReader { rx, piece: Bytes::new(), ended: false });
-            let failure = match rdiff::patch(&mut SharedReader::new(basis), delta, &mut w, fetch.size) {
-                Ok(_) => None,
-                Err(RdiffError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted => {
-                    Some(Failure::retry(CUT_OFF.into()))
-                }
-                Err(RdiffError::Io(e)) => Some(Failure::io("patching", &e)),
-                Err(e) => Some(Failure::bad_delta(format!("bad delta: {e}"))),
-            };
-            if let Some(f) = failure {
-                // Half a patched file cannot be continued by a plain download.
-                w.discard();
-                return Err(f);
-            }
-            w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map(Written::synced).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::InvalidData {
-                    Failure::bad_delta(format!("verifying the patched file: {e}"))
-                } else {
-                    Failure::io("verifying the patched file", &e)
-                }
-            })
-        });
+        let job = tokio::task::spawn_blocking(move || patch_partial(&root, &store, sha, &fetch, basis, rx));
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             let result = joined.unwrap_or_else(|e| Err(Failure::retry(format!("writer failed: {e}"))));
             if result.is_ok() {
@@ -331,4 +304,58 @@ impl Read for SinkReader {
         buf[..n].copy_from_slice(&self.piece.split_to(n));
         Ok(n)
     }
+}
+
+/// The blocking patcher of a delta: `basis` and the delta arriving on `rx` into the partial
+/// file of `sha`, verified against the record's SHA-256 (`fetch`). Where the filesystem
+/// shares blocks, the partial file starts as a clone of the basis and only the changed
+/// blocks are written ([`fsops::reflink`]).
+fn patch_partial(
+    root: &Path,
+    store: &ShareStore,
+    sha: Sha256Hash,
+    fetch: &Fetch,
+    basis: Arc<File>,
+    rx: tokio::sync::mpsc::Receiver<SinkItem>,
+) -> Result<Written, Failure> {
+    let mut w = open_partial(root, &sha, fetch.size)?;
+    if w.written() > 0 {
+        // Left by a download that failed since: a delta starts from nothing.
+        w.discard();
+        w = open_partial(root, &sha, fetch.size)?;
+    }
+    // Still wanted? (The record may have changed while the request was in flight.)
+    if store.waiting_for(&sha).map_err(|e| Failure::retry(e.to_string()))?.is_empty() {
+        w.discard();
+        return Err(Failure::no_longer_wanted());
+    }
+    // The bytes a clone holds are hashed as read from the basis: the basis must not change
+    // between the clone and the end of the patch (it is the stat-checked old version).
+    let before = reflink::stamp(&basis).ok();
+    let cloned = before.is_some() && w.clone_basis(&basis);
+    let delta = BufReader::with_capacity(1 << 16, SinkReader { rx, piece: Bytes::new(), ended: false });
+    let failure = match rdiff::patch_to(&mut SharedReader::new(basis.clone()), delta, &mut w, fetch.size) {
+        Ok(_) if cloned && reflink::stamp(&basis).ok() != before => {
+            Some(Failure::retry("the old version changed while it was patched".into()))
+        }
+        Ok(_) => None,
+        Err(RdiffError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted => {
+            Some(Failure::retry(CUT_OFF.into()))
+        }
+        Err(RdiffError::Io(e)) => Some(Failure::io("patching", &e)),
+        Err(e) => Some(Failure::bad_delta(format!("bad delta: {e}"))),
+    };
+    if let Some(f) = failure {
+        // Half a patched file cannot be continued by a plain download.
+        w.discard();
+        return Err(f);
+    }
+    debug!(sha256 = %sha, cloned, "patched");
+    w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map(Written::synced).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Failure::bad_delta(format!("verifying the patched file: {e}"))
+        } else {
+            Failure::io("verifying the patched file", &e)
+        }
+    })
 }

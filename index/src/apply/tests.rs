@@ -81,7 +81,7 @@ impl Fixture {
         let mut uuid = || RecordUuid([0; 16]);
         let mut a = Applier::new(self.root.path(), &self.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid)
             .with_versions(self.versions);
-        a.downloaded(vec![Download { sha256: f.sha256, temp, synced: true }]).unwrap()
+        a.downloaded(vec![Download { sha256: f.sha256, temp, unsynced: None }]).unwrap()
     }
 
     /// Our record at `p`, deleted by them after seeing it.
@@ -473,46 +473,48 @@ fn the_version_already_in_place_after_a_crash_is_no_conflict() {
 }
 
 /// A batch of small downloads whose writers left the fsync to the install: made durable
-/// (one `syncfs` with the share's filesystem handle, else one fsync each) and installed;
-/// one whose temp file is gone by then fails alone and stays wanted.
+/// (one `syncfs` through the handle of the writer that started first) and installed beside
+/// one its writer synced; one whose temp file is gone by then fails alone and stays wanted.
 #[test]
 fn a_batch_of_unsynced_downloads_is_made_durable_then_installed() {
-    for with_handle in [true, false] {
-        let mut f = Fixture::new();
-        f.scan();
-        let names = ["/a.txt", "/b.txt", "/c.txt", "/d.txt"];
-        let records = names.iter().map(|n| theirs(n, n.as_bytes(), &[(THEM, 1)], 5)).collect();
-        let out = f.receive(records);
-        assert_eq!(out.fetch.len(), 4);
-        let mut batch = Vec::new();
-        for fetch in &out.fetch {
-            let data = fetch.path.as_str().as_bytes();
-            let mut w = fsops::TempWriter::resume(f.root.path(), &fetch.sha256, fetch.size).unwrap();
-            w.append(data).unwrap();
-            let synced = fetch.path.as_str() == "/a.txt";
-            if !synced {
-                w.leave_sync_to_install();
-            }
-            let temp = w.finish(&fetch.sha256, fetch.size, fetch.unix_mode, fetch.mtime).unwrap();
-            if fetch.path.as_str() == "/c.txt" {
-                fs::remove_file(&temp).unwrap();
-            }
-            batch.push(Download { sha256: fetch.sha256, temp, synced });
+    let mut f = Fixture::new();
+    f.scan();
+    let names = ["/a.txt", "/b.txt", "/c.txt", "/d.txt"];
+    let out = f.receive(names.iter().map(|n| theirs(n, n.as_bytes(), &[(THEM, 1)], 5)).collect());
+    assert_eq!(out.fetch.len(), 4);
+    let mut batch = Vec::new();
+    for fetch in &out.fetch {
+        let started = std::time::Instant::now();
+        let mut w = fsops::TempWriter::resume(f.root.path(), &fetch.sha256, fetch.size).unwrap();
+        w.append(fetch.path.as_str().as_bytes()).unwrap();
+        let (temp, unsynced) = if fetch.path.as_str() == "/a.txt" {
+            (w.finish(&fetch.sha256, fetch.size, fetch.unix_mode, fetch.mtime).unwrap(), None)
+        } else {
+            let (temp, file) = w.finish_unsynced(&fetch.sha256, fetch.size, fetch.unix_mode, fetch.mtime).unwrap();
+            (temp, Some(durable::Unsynced { file, started }))
+        };
+        if fetch.path.as_str() == "/c.txt" {
+            fs::remove_file(&temp).unwrap();
         }
-        let handle = if with_handle { durable::FsHandle::open(f.root.path()) } else { None };
-        let mut uuid = || RecordUuid([9; 16]);
-        let mut a = Applier::new(f.root.path(), &f.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid)
-            .with_fs(handle.as_ref());
-        let mut installed = a.downloaded(batch).unwrap();
-        installed.sort();
-        let failures = a.failures;
-        let paths: Vec<&str> = installed.iter().map(SharePath::as_str).collect();
-        assert_eq!(paths, ["/a.txt", "/b.txt", "/d.txt"], "with handle: {with_handle}");
-        for n in ["a.txt", "b.txt", "d.txt"] {
-            assert_eq!(f.file(n).unwrap(), format!("/{n}").as_bytes());
-        }
-        assert!(f.get("/c.txt").wants_content() && f.file("c.txt").is_none());
-        // Without a handle the vanished file's own fsync fails; with one, its rename does.
-        assert_eq!(failures, 1, "with handle: {with_handle}");
+        batch.push(Download { sha256: fetch.sha256, temp, unsynced });
     }
+    let mut uuid = || RecordUuid([9; 16]);
+    let mut a = Applier::new(f.root.path(), &f.store, ME, Timestamp::new(30, 0).unwrap(), &mut uuid);
+    let mut installed = a.downloaded(batch).unwrap();
+    installed.sort();
+    assert_eq!(a.failures, 1, "the vanished one is retried later");
+    let paths: Vec<&str> = installed.iter().map(SharePath::as_str).collect();
+    assert_eq!(paths, ["/a.txt", "/b.txt", "/d.txt"]);
+    for n in ["a.txt", "b.txt", "d.txt"] {
+        assert_eq!(f.file(n).unwrap(), format!("/{n}").as_bytes());
+    }
+    assert!(f.get("/c.txt").wants_content() && f.file("c.txt").is_none());
+    assert!(
+        fs::read_dir(fsops::partial_dir(f.root.path()))
+            .unwrap()
+            .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+            .next()
+            .is_none(),
+        "no temp file left"
+    );
 }

@@ -411,7 +411,6 @@ mod tests {
             versioned: true,
             kept_since_prune: 0,
             pruned_at: None,
-            fs: None,
         }
     }
 

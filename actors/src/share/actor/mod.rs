@@ -69,7 +69,7 @@ use crate::control::cmd::Held;
 use crate::supervise::{self, injected_panic, ActorKind, Crashed, InjectPanic};
 use crate::transfer::messages::{SetTransfersPaused, TransferPeerDown, TransferPeerUp};
 use crate::transfer::{Access, Transfer};
-use clearskies_index::{apply, beneath, durable, filter, record, scan, store, versions};
+use clearskies_index::{apply, beneath, filter, record, scan, store, versions};
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -111,9 +111,6 @@ pub struct ShareState {
     /// Bytes kept in the versions since they were last pruned, and when that was.
     kept_since_prune: u64,
     pruned_at: Option<std::time::Instant>,
-    /// The root's filesystem, opened at the start (so its `syncfs` reports every writeback
-    /// error since), when small downloads may be made durable a batch at a time.
-    fs: Option<durable::FsHandle>,
 }
 
 impl ShareState {
@@ -123,7 +120,6 @@ impl ShareState {
             .with_filter(&self.filter)
             .with_versions(versions)
             .with_device(&self.device)
-            .with_fs(self.fs.as_ref())
     }
 
     /// Prunes the versions (`versions_keep_days`, `versions_max_size`) when `force`d, an
@@ -243,7 +239,6 @@ impl Share {
             versioned: level != AccessLevel::Untrusted,
             kept_since_prune: 0,
             pruned_at: None,
-            fs: durable::FsHandle::open(&root),
         };
         let worker = Worker::spawn(format!("share {}", root.display()), state)?;
         let exited = worker.exited();
@@ -550,7 +545,7 @@ impl Handler<Downloaded> for Share {
     type Result = ();
 
     fn handle(&mut self, msg: Downloaded, ctx: &mut Context<Self>) {
-        self.take_download(apply::Download { sha256: msg.sha256, temp: msg.temp, synced: msg.synced }, ctx);
+        self.take_download(apply::Download { sha256: msg.sha256, temp: msg.temp, unsynced: msg.unsynced }, ctx);
     }
 }
 

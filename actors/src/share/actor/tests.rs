@@ -15,7 +15,7 @@ use super::*;
 use crate::peer::messages::PeerOut;
 use crate::share::messages::{Downloaded, FromPeer, PeerUp, Rescan, SubscribeEvents, SyncMessage};
 use crate::share::registry::ShareConfig;
-use clearskies_index::{fsops, record::EntryKind, record::Record};
+use clearskies_index::{durable, fsops, record::EntryKind, record::Record};
 
 const ME: PeerId = PeerId([1; 16]);
 const THEM: PeerId = PeerId([2; 16]);
@@ -172,9 +172,9 @@ async fn subscribers_see_a_scan_a_conflict_and_an_install() {
     let data = b"theirs";
     let mut w = fsops::TempWriter::resume(f.root.path(), &sha(data), data.len() as u64).unwrap();
     w.append(data).unwrap();
-    w.leave_sync_to_install();
-    let temp = w.finish(&sha(data), data.len() as u64, Some(0o644), None).unwrap();
-    f.share.send(Downloaded { sha256: sha(data), temp, synced: false }).await.unwrap();
+    let (temp, file) = w.finish_unsynced(&sha(data), data.len() as u64, Some(0o644), None).unwrap();
+    let unsynced = Some(durable::Unsynced { file, started: std::time::Instant::now() });
+    f.share.send(Downloaded { sha256: sha(data), temp, unsynced }).await.unwrap();
     let paths = wait_for(&mut events, |e| match e {
         ShareEvent::Installed { paths } => Some(paths),
         _ => None,

@@ -149,7 +149,7 @@ mod tests {
         assert!(make_durable(&[]).is_empty());
         // On this machine's temp directory (ext4 or tmpfs): allowed only where syncfs commits.
         #[allow(clippy::useless_conversion)]
-        let kind = i64::from(fstatfs(&File::open(root.path()).unwrap()).unwrap().f_type);
+        let kind = i64::from(fstatfs(File::open(root.path()).unwrap()).unwrap().f_type);
         let expected = kind == EXT4 || kind == XFS || kind == BTRFS;
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         assert_eq!(allowed(root.path()), expected && kernel_reports_syncfs_errors(&release));

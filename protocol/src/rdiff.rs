@@ -190,6 +190,45 @@ pub fn signature<R: Read, W: Write>(basis: R, params: SigParams, mut out: W) -> 
     signature_blocks(basis, params, out)
 }
 
+/// [`signature`] of a basis given as `parts`, consecutive pieces of it (each but the last a
+/// whole number of blocks long), each summed on a thread of its own, then written in order.
+/// The sums are held until all are done: meant for signatures of few blocks (the coarse
+/// step of a refined delta).
+pub fn signature_parts<R: Read + Send, W: Write>(
+    parts: Vec<R>,
+    params: SigParams,
+    mut out: W,
+) -> Result<u64, RdiffError> {
+    let params = params.check()?;
+    let summed: Vec<Result<(Vec<u8>, u64), RdiffError>> = std::thread::scope(|s| {
+        let threads: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                s.spawn(move || {
+                    let mut sums = Vec::new();
+                    signature_blocks(part, params, &mut sums).map(|n| (sums, n))
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(io::Error::other("a signature thread failed").into())))
+            .collect()
+    });
+    let mut header = [0u8; 12];
+    header[..4].copy_from_slice(&SIG_MAGIC.to_be_bytes());
+    header[4..8].copy_from_slice(&params.block_len.to_be_bytes());
+    header[8..].copy_from_slice(&params.strong_len.to_be_bytes());
+    out.write_all(&header)?;
+    let mut blocks = 0;
+    for part in summed {
+        let (sums, n) = part?;
+        out.write_all(&sums)?;
+        blocks += n;
+    }
+    Ok(blocks)
+}
+
 /// Writes the sums of the blocks of `basis` (a signature without its header); how many.
 fn signature_blocks<R: Read, W: Write>(mut basis: R, params: SigParams, mut out: W) -> Result<u64, RdiffError> {
     let bl = params.block_len as usize;

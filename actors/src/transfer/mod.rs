@@ -409,7 +409,13 @@ impl Transfer {
             let header =
                 Message::from(rsync::Signature { path: fetch.path.to_string(), sha256: Some(sha), refine: step });
             let produce = Producer(Box::new(move |w: &mut dyn std::io::Write| {
-                rdiff::signature(SharedReader::new(file), params, w).map(drop).map_err(std::io::Error::other)
+                let made = if refine {
+                    // Few sums of many bytes: every core reads and sums a part.
+                    rdiff::signature_parts(refine::parts(file, size, params.block_len), params, w)
+                } else {
+                    rdiff::signature(SharedReader::new(file), params, w)
+                };
+                made.map(drop).map_err(std::io::Error::other)
             }));
             // A signature is hashes: nothing for gzip to gain.
             slot.out.do_send(PeerOut::Produce { header, produce, compressible: false });

@@ -100,3 +100,25 @@ impl Transfer {
         }
     }
 }
+
+/// `file` (`len` bytes) as readers of consecutive parts, one per core (at most 4), each but
+/// the last a whole number of `block`s: for the coarse step's signature and plan, whose
+/// parts are summed or planned on threads of their own.
+pub(super) fn parts(file: Arc<File>, len: u64, block: u32) -> Vec<std::io::Take<SharedReader>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let block = u64::from(block.max(1));
+    let per = (len / block).div_ceil(cores as u64).max(1) * block;
+    let mut parts = Vec::with_capacity(cores);
+    let mut start = 0;
+    loop {
+        let mut part = SharedReader::new(file.clone());
+        // (A position, never past what `Take` lets be read.)
+        let _ = part.seek(SeekFrom::Start(start));
+        let this = per.min(len - start);
+        parts.push(std::io::Read::take(part, this));
+        start += this;
+        if start >= len {
+            return parts;
+        }
+    }
+}

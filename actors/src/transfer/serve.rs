@@ -122,7 +122,10 @@ fn answer(
     if step.is_none() {
         return Ok(Some(Answer::Delta(sig, file)));
     }
-    let plan = refine::plan(&sig, &file).map_err(|e| ServeFailure::Cannot(format!("planning a delta: {e}")))?;
+    // The coarse step reads the whole file against few blocks: every core plans a part.
+    let len = file.metadata().map_err(|e| ServeFailure::Cannot(e.to_string()))?.len();
+    let parts = super::refine::parts(Arc::new(file), len, sig.params().block_len);
+    let plan = refine::plan_parts(&sig, parts).map_err(|e| ServeFailure::Cannot(format!("planning a delta: {e}")))?;
     Ok(Some(Answer::Plan(plan.encode())))
 }
 

@@ -174,9 +174,53 @@ pub fn coarse_params(size: u64) -> SigParams {
 /// The plan of `new` against the coarse signature `sig` (step 2). More than [`MAX_PIECES`]
 /// pieces end in one gap holding the rest.
 pub fn plan<R: Read>(sig: &Signature, new: R) -> Result<Plan, RdiffError> {
+    let (pieces, overflow) = plan_pieces(sig, new)?;
+    Ok(capped(pieces, overflow))
+}
+
+/// [`plan`] of a new file given as `parts`, consecutive pieces of it (each but the last a
+/// whole number of the signature's blocks long), each planned on a thread of its own: the
+/// coarse step's two passes over large files then use every core. A block that would match
+/// across two parts is not found there (a gap at worst one block long; none where the file
+/// changed in place, as blocks then start at the parts' ends).
+pub fn plan_parts<R: Read + Send>(sig: &Signature, parts: Vec<R>) -> Result<Plan, RdiffError> {
+    let planned: Vec<Result<(Vec<Piece>, u64), RdiffError>> = std::thread::scope(|s| {
+        let threads: Vec<_> = parts.into_iter().map(|part| s.spawn(move || plan_pieces(sig, part))).collect();
+        threads.into_iter().map(|t| t.join().unwrap_or_else(|_| Err(thread_died()))).collect()
+    });
+    let mut pieces: Vec<Piece> = Vec::new();
+    for part in planned {
+        let (more, overflow) = part?;
+        for piece in more.into_iter().chain((overflow > 0).then_some(Piece::Gap { len: overflow })) {
+            match (pieces.last_mut(), piece) {
+                (Some(Piece::Gap { len }), Piece::Gap { len: more }) => *len += more,
+                (Some(Piece::Copy { offset, len }), Piece::Copy { offset: next, len: more })
+                    if *offset + *len == next =>
+                {
+                    *len += more;
+                }
+                (_, piece) => pieces.push(piece),
+            }
+        }
+    }
+    Ok(capped(pieces, 0))
+}
+
+fn thread_died() -> RdiffError {
+    RdiffError::Io(std::io::Error::other("a planning thread failed"))
+}
+
+/// The pieces of `new` against `sig`, and the bytes after them that did not fit.
+fn plan_pieces<R: Read>(sig: &Signature, new: R) -> Result<(Vec<Piece>, u64), RdiffError> {
     let mut w = DeltaWriter::recording(std::io::sink());
     match_into(sig, new, &mut w, &mut Budget::default())?;
-    let (mut pieces, overflow, _) = w.finish_plan()?;
+    let (pieces, overflow, _) = w.finish_plan()?;
+    Ok((pieces, overflow))
+}
+
+/// `pieces` and `overflow` bytes after them as a plan: more than [`MAX_PIECES`] pieces end
+/// in one gap holding the rest.
+fn capped(mut pieces: Vec<Piece>, overflow: u64) -> Plan {
     if pieces.len() > MAX_PIECES || overflow > 0 {
         let rest: u64 = pieces[MAX_PIECES - 1..].iter().map(|p| p.len()).sum::<u64>() + overflow;
         pieces.truncate(MAX_PIECES - 1);
@@ -185,7 +229,7 @@ pub fn plan<R: Read>(sig: &Signature, new: R) -> Result<Plan, RdiffError> {
             _ => pieces.push(Piece::Gap { len: rest }),
         }
     }
-    Ok(Plan { pieces })
+    Plan { pieces }
 }
 
 /// The parts of a `basis_len`-byte basis (offset, length; sorted, disjoint) that a fine

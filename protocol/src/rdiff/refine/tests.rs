@@ -3,7 +3,7 @@ use std::io::Cursor;
 use proptest::prelude::*;
 
 use super::super::tests::noise;
-use super::super::{delta, patch, signature, WORK_FREE, WORK_PER_BYTE};
+use super::super::{delta, patch, signature, signature_parts, WORK_FREE, WORK_PER_BYTE};
 use super::*;
 
 /// Bytes on the wire of each step, and the patched result.
@@ -361,5 +361,54 @@ proptest! {
         if patch(&mut Cursor::new(&basis), &d[..], &mut out, new_len).is_ok() {
             prop_assert_eq!(out.len() as u64, new_len);
         }
+    }
+}
+
+/// `data` cut into `n` consecutive parts, each but the last a whole number of `block`s.
+fn cut(data: &[u8], block: usize, n: usize) -> Vec<&[u8]> {
+    let per = (data.len() / block).div_ceil(n).max(1) * block;
+    let mut parts: Vec<&[u8]> = data.chunks(per).collect();
+    if parts.is_empty() {
+        parts.push(&[]);
+    }
+    parts
+}
+
+/// The coarse step on several threads says what it says on one: the same signature bytes,
+/// the same plan for a file changed in place, and, whatever moved across the cut, a plan
+/// that patches the file right.
+#[test]
+fn the_coarse_step_in_parts_matches_it_whole() {
+    let basis = noise(2 << 20, 7);
+    let block = COARSE.block_len as usize;
+    for n in 1..=4 {
+        let mut whole = Vec::new();
+        signature(&basis[..], COARSE, &mut whole).unwrap();
+        let mut parted = Vec::new();
+        let blocks = signature_parts(cut(&basis, block, n), COARSE, &mut parted).unwrap();
+        assert!(parted == whole, "{n} parts: another signature");
+        assert_eq!(blocks, basis.len().div_ceil(block) as u64);
+    }
+    let sig = {
+        let mut bytes = Vec::new();
+        signature(&basis[..], COARSE, &mut bytes).unwrap();
+        Signature::parse(&bytes, usize::MAX).unwrap()
+    };
+    let mut in_place = basis.clone();
+    in_place[1_000_000..1_004_096].copy_from_slice(&noise(4096, 8));
+    let mut shifted = basis.clone();
+    shifted.splice(1_040_000..1_040_000, noise(3000, 9));
+    for n in 1..=4 {
+        let one = plan(&sig, &in_place[..]).unwrap();
+        assert_eq!(plan_parts(&sig, cut(&in_place, block, n)).unwrap(), one, "{n} parts, in place");
+        let parted = plan_parts(&sig, cut(&shifted, block, n)).unwrap().encode();
+        let got = Plan::parse(&parted, shifted.len() as u64, basis.len() as u64).unwrap();
+        let request = fine_request(&mut Cursor::new(&basis), basis.len() as u64, &got, block as u64).unwrap();
+        let (echoed, fine) = parse_fine(&request, shifted.len() as u64, usize::MAX).unwrap();
+        let mut d = Vec::new();
+        refined_delta(&echoed, &fine, Cursor::new(&shifted), &mut d).unwrap();
+        let mut out = Vec::new();
+        patch(&mut Cursor::new(&basis), &d[..], &mut out, shifted.len() as u64).unwrap();
+        assert!(out == shifted, "{n} parts, shifted: patched file differs");
     }
 }

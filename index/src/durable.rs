@@ -13,8 +13,9 @@
 //!
 //! Two conditions, checked when a share's transfers start ([`allowed`]); without them every
 //! download is fsynced by itself as before:
-//! - Linux 5.8 or later: before it, `syncfs` does not report writeback errors, so a page
-//!   lost to an I/O error would go unnoticed. Since 5.8 the filesystem keeps one error
+//! - Linux 5.17 or later: before 5.8, `syncfs` does not report writeback errors, so a page
+//!   lost to an I/O error would go unnoticed, and before 5.17 it dropped the filesystem's
+//!   own commit and flush errors (`->sync_fs`). Since 5.8 the filesystem keeps one error
 //!   sequence, and `syncfs` on a handle reports every error since that handle was opened.
 //!   The handle used is the temp file of the batch whose writer started first, opened
 //!   before any byte of the batch was written; the writers keep their files open until the
@@ -43,13 +44,47 @@ const XFS: i64 = 0x5846_5342;
 const BTRFS: i64 = 0x9123_683E;
 
 /// A downloaded file its writer left unsynced: the writer's handle, opened before the
-/// first byte was written, and when the writer started.
+/// first byte was written, and when it had been opened.
 #[derive(Debug)]
 pub struct Unsynced {
     /// The temp file.
     pub file: File,
-    /// When its writer started (before it opened the file).
+    /// When it had been opened (taken after the open: the handle opened first is then the
+    /// one with the earliest time, and it was open before any byte of the others was
+    /// written).
     pub started: Instant,
+    /// Its place among the unsynced files a share may hold open ([`Slots`]).
+    pub slot: Slot,
+}
+
+/// How many unsynced downloads a share may hold open at once, waiting for an install:
+/// beyond that, writers fsync their files themselves, so a slow install never piles up
+/// open files.
+#[derive(Debug, Clone)]
+pub struct Slots(std::sync::Arc<std::sync::atomic::AtomicUsize>, usize);
+
+/// One of [`Slots`], given back when dropped.
+#[derive(Debug)]
+pub struct Slot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slots {
+    /// At most `max` at once.
+    pub fn new(max: usize) -> Slots {
+        Slots(std::sync::Arc::default(), max)
+    }
+
+    /// A slot, if one is free.
+    pub fn take(&self) -> Option<Slot> {
+        use std::sync::atomic::Ordering::AcqRel;
+        let took = self.0.fetch_update(AcqRel, std::sync::atomic::Ordering::Acquire, |n| (n < self.1).then_some(n + 1));
+        took.ok().map(|_| Slot(self.0.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Whether small downloads into the share at `root` may be made durable a batch at a time
@@ -59,19 +94,23 @@ pub fn allowed(root: &Path) -> bool {
     if !kernel_reports_syncfs_errors(&release) {
         return false;
     }
-    // (`f_type` is an i64 here, a u32 or i32 on some other architectures.)
-    #[allow(clippy::useless_conversion)]
-    File::open(root)
-        .and_then(|f| Ok(i64::from(fstatfs(&f)?.f_type)))
-        .is_ok_and(|kind| [EXT4, XFS, BTRFS].contains(&kind))
+    File::open(root).is_ok_and(|f| commits(&f))
 }
 
-/// Whether a kernel of `release` (`uname -r`) reports writeback errors from `syncfs`: 5.8
-/// or later.
+/// Whether `f` is on a filesystem whose `syncfs` is known to commit and flush.
+fn commits(f: &File) -> bool {
+    // (`f_type` is an i64 here, a u32 or i32 on some other architectures.)
+    #[allow(clippy::useless_conversion)]
+    fstatfs(f).is_ok_and(|s| [EXT4, XFS, BTRFS].contains(&i64::from(s.f_type)))
+}
+
+/// Whether a kernel of `release` (`uname -r`) reports every error from `syncfs`: 5.17 or
+/// later (writeback errors since 5.8; the filesystem's own commit and flush errors, which
+/// `sync_filesystem` dropped before, since 5.17).
 fn kernel_reports_syncfs_errors(release: &str) -> bool {
     let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().ok());
     match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= (5, 8),
+        (Some(major), Some(minor)) => (major, minor) >= (5, 17),
         _ => false,
     }
 }
@@ -89,7 +128,8 @@ pub fn make_durable(files: &[&Unsynced]) -> Vec<io::Result<()>> {
             continue;
         }
         let first = files.iter().zip(&devices).filter(|(_, d)| *d == dev).min_by_key(|(u, _)| u.started);
-        match first.map(|(u, _)| syncfs(&u.file)) {
+        // (The filesystem is checked again: the root may have been mounted since the start.)
+        match first.filter(|(u, _)| commits(&u.file)).map(|(u, _)| syncfs(&u.file)) {
             Some(Ok(())) => synced.push(*dev),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "syncfs failed; fsyncing the downloaded files one by one");
@@ -110,12 +150,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn syncfs_is_trusted_from_linux_5_8() {
+    fn syncfs_is_trusted_from_linux_5_17() {
         for (release, ok) in [
             ("6.18.44-fc-v1272", true),
-            ("5.8.0", true),
-            ("5.10.0-28-amd64", true),
-            ("5.7.19", false),
+            ("5.17.0", true),
+            ("6.1.0-28-amd64", true),
+            ("5.16.20", false),
+            ("5.10.0-28-amd64", false),
+            ("5.8.0", false),
             ("4.4.302+", false),
             ("3.10.0-1160.el7.x86_64", false),
             ("", false),
@@ -129,6 +171,7 @@ mod tests {
     #[test]
     fn every_unsynced_file_is_made_durable() {
         let root = tempfile::tempdir().unwrap();
+        let slots = Slots::new(3);
         let files: Vec<Unsynced> = (0..3)
             .map(|i| {
                 let mut file = File::options()
@@ -139,7 +182,7 @@ mod tests {
                     .open(root.path().join(format!("t{i}")))
                     .unwrap();
                 std::io::Write::write_all(&mut file, b"bytes").unwrap();
-                Unsynced { file, started: Instant::now() }
+                Unsynced { file, started: Instant::now(), slot: slots.take().unwrap() }
             })
             .collect();
         let refs: Vec<&Unsynced> = files.iter().collect();
@@ -147,6 +190,10 @@ mod tests {
         assert_eq!(results.len(), 3);
         assert!(results.iter().all(Result::is_ok));
         assert!(make_durable(&[]).is_empty());
+        // Every slot is taken until a file is let go.
+        assert!(slots.take().is_none());
+        drop(files);
+        assert!(slots.take().is_some());
         // On this machine's temp directory (ext4 or tmpfs): allowed only where syncfs commits.
         #[allow(clippy::useless_conversion)]
         let kind = i64::from(fstatfs(File::open(root.path()).unwrap()).unwrap().f_type);

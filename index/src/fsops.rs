@@ -259,6 +259,8 @@ pub struct TempWriter {
     keep: bool,
     /// The file's first bytes are a clone of a patch's basis, this long ([`reflink`]).
     cloned: u64,
+    /// A failed clone may have left bytes past what will be written: cut at `finish`.
+    stale_tail: bool,
 }
 
 /// A temp file's bytes are handed to the disk every this many (see [`TempWriter::append`]).
@@ -370,6 +372,7 @@ impl TempWriter {
             limit,
             keep: false,
             cloned: 0,
+            stale_tail: false,
         })
     }
 
@@ -423,6 +426,7 @@ impl TempWriter {
             limit,
             keep: true,
             cloned: 0,
+            stale_tail: false,
         })
     }
 
@@ -518,7 +522,7 @@ impl TempWriter {
                 format!("contents do not match the record ({} bytes, sha256 {got})", self.written),
             ));
         }
-        if self.cloned > self.written {
+        if self.cloned > self.written || self.stale_tail {
             f.set_len(self.written)?;
         }
         set_meta(&f, mode, mtime)?;

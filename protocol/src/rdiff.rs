@@ -200,20 +200,9 @@ pub fn signature_parts<R: Read + Send, W: Write>(
     mut out: W,
 ) -> Result<u64, RdiffError> {
     let params = params.check()?;
-    let summed: Vec<Result<(Vec<u8>, u64), RdiffError>> = std::thread::scope(|s| {
-        let threads: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                s.spawn(move || {
-                    let mut sums = Vec::new();
-                    signature_blocks(part, params, &mut sums).map(|n| (sums, n))
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|_| Err(io::Error::other("a signature thread failed").into())))
-            .collect()
+    let summed = on_threads(parts, |part| {
+        let mut sums = Vec::new();
+        signature_blocks(part, params, &mut sums).map(|n| (sums, n))
     });
     let mut header = [0u8; 12];
     header[..4].copy_from_slice(&SIG_MAGIC.to_be_bytes());
@@ -227,6 +216,26 @@ pub fn signature_parts<R: Read + Send, W: Write>(
         blocks += n;
     }
     Ok(blocks)
+}
+
+/// `work` on each of `parts`, each on a thread of its own, the results in order. A thread
+/// the system cannot start, or one that panics, is an error, never a panic here.
+fn on_threads<P: Send, T: Send>(
+    parts: Vec<P>,
+    work: impl Fn(P) -> Result<T, RdiffError> + Sync,
+) -> Vec<Result<T, RdiffError>> {
+    std::thread::scope(|s| {
+        let work = &work;
+        let threads: Vec<_> =
+            parts.into_iter().map(|p| std::thread::Builder::new().spawn_scoped(s, move || work(p))).collect();
+        threads
+            .into_iter()
+            .map(|t| match t {
+                Ok(t) => t.join().unwrap_or_else(|_| Err(io::Error::other("a worker thread failed").into())),
+                Err(e) => Err(e.into()),
+            })
+            .collect()
+    })
 }
 
 /// Writes the sums of the blocks of `basis` (a signature without its header); how many.

@@ -77,6 +77,9 @@ pub const DELTA_MIN_SIZE: u64 = 256 << 10;
 /// Largest signature we take from a peer (about 700 000 blocks: a file of some 500 GB at
 /// the block size [`SigParams::for_size`] picks; larger files travel whole).
 const MAX_SIGNATURE: usize = 8 << 20;
+/// Unsynced small downloads a share may hold open, waiting for an install's `syncfs`
+/// (see [`durable`]); beyond that, writers fsync their own.
+const MAX_UNSYNCED: usize = 512;
 /// Deltas one connection may have us compute at once (each holds a parsed signature).
 const MAX_DELTA_SERVES: usize = 2;
 /// Larger files are asked for in ranges of this size (an interrupted download continues
@@ -113,6 +116,8 @@ pub struct Transfer {
     /// Small downloads leave their fsync to the share's install, which makes a batch
     /// durable at once: the root's filesystem allows it ([`durable::allowed`]).
     batch_sync: bool,
+    /// The unsynced downloads this share may hold open, waiting for an install.
+    unsynced: durable::Slots,
     store: ShareStore,
     downloaded: Recipient<Downloaded>,
     disk_full: Recipient<DiskFull>,
@@ -185,6 +190,7 @@ impl Transfer {
         Transfer {
             runtime,
             batch_sync: durable::allowed(&root),
+            unsynced: durable::Slots::new(MAX_UNSYNCED),
             root,
             store,
             downloaded,

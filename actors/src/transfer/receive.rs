@@ -11,7 +11,7 @@ use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use bytes::Bytes;
 use clearskies_index::apply::Fetch;
 use clearskies_index::durable;
-use clearskies_index::fsops::{reflink, SharedReader};
+use clearskies_index::fsops::{reflink, SharedReader, TempWriter};
 use clearskies_index::store::ShareStore;
 use clearskies_protocol::message::directory::{Data, Get};
 use clearskies_protocol::message::Message;
@@ -175,10 +175,13 @@ impl Transfer {
         // written (the file is then verified against the plaintext hash as always).
         let crypt = self.peers.get(&conn).and_then(|s| s.access.crypt().cloned());
         self.start_writing(sha);
-        let batch_sync = self.batch_sync && fetch.size <= durable::BATCHED_UP_TO;
+        // Left unsynced for the install's batch: small, and written whole by this writer
+        // (bytes an earlier handle wrote are fsynced here).
+        let batch =
+            (self.batch_sync && fetch.size <= durable::BATCHED_UP_TO && from == 0).then(|| self.unsynced.clone());
         let job = tokio::task::spawn_blocking(move || -> Result<Written, Failure> {
-            let opened = std::time::Instant::now();
             let mut w = open_partial(&root, &sha, fetch.size)?;
+            let opened = std::time::Instant::now();
             // Still wanted? (The record may have changed while the request was in flight.)
             // Asked before a large write only: a small file nobody wants any more is
             // written and then removed by the share's install, which looks anyway; that
@@ -220,15 +223,8 @@ impl Transfer {
                     return Err(Failure::retry(format!("a range ended after {} of {len} bytes", w.written() - start)));
                 }
                 if w.written() == fetch.size {
-                    let written = if batch_sync {
-                        w.finish_unsynced(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map(|(temp, file)| Written {
-                            temp,
-                            unsynced: Some(durable::Unsynced { file, started: opened }),
-                        })
-                    } else {
-                        w.finish(&sha, fetch.size, fetch.unix_mode, fetch.mtime).map(Written::synced)
-                    };
-                    return written.map_err(|e| Failure::io("verifying", &e));
+                    let slot = batch.as_ref().and_then(durable::Slots::take);
+                    return finish_download(w, &sha, &fetch, slot.map(|slot| (slot, opened)));
                 }
             }
         });
@@ -304,6 +300,24 @@ impl Read for SinkReader {
         buf[..n].copy_from_slice(&self.piece.split_to(n));
         Ok(n)
     }
+}
+
+/// Verifies a whole download: fsynced here, unless it holds one of the share's places
+/// among the unsynced files its install makes durable a batch at a time (with when its
+/// file had been opened).
+fn finish_download(
+    w: TempWriter,
+    sha: &Sha256Hash,
+    fetch: &Fetch,
+    batch: Option<(durable::Slot, std::time::Instant)>,
+) -> Result<Written, Failure> {
+    let written = match batch {
+        Some((slot, started)) => w
+            .finish_unsynced(sha, fetch.size, fetch.unix_mode, fetch.mtime)
+            .map(|(temp, file)| Written { temp, unsynced: Some(durable::Unsynced { file, started, slot }) }),
+        None => w.finish(sha, fetch.size, fetch.unix_mode, fetch.mtime).map(Written::synced),
+    };
+    written.map_err(|e| Failure::io("verifying", &e))
 }
 
 /// The blocking patcher of a delta: `basis` and the delta arriving on `rx` into the partial

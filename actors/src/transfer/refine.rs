@@ -107,7 +107,7 @@ impl Transfer {
 pub(super) fn parts(file: Arc<File>, len: u64, block: u32) -> Vec<std::io::Take<SharedReader>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let block = u64::from(block.max(1));
-    let per = (len / block).div_ceil(cores as u64).max(1) * block;
+    let per = len.div_ceil(block).div_ceil(cores as u64).max(1) * block;
     let mut parts = Vec::with_capacity(cores);
     let mut start = 0;
     loop {

@@ -483,15 +483,16 @@ fn a_batch_of_unsynced_downloads_is_made_durable_then_installed() {
     let out = f.receive(names.iter().map(|n| theirs(n, n.as_bytes(), &[(THEM, 1)], 5)).collect());
     assert_eq!(out.fetch.len(), 4);
     let mut batch = Vec::new();
+    let slots = durable::Slots::new(4);
     for fetch in &out.fetch {
-        let started = std::time::Instant::now();
         let mut w = fsops::TempWriter::resume(f.root.path(), &fetch.sha256, fetch.size).unwrap();
+        let started = std::time::Instant::now();
         w.append(fetch.path.as_str().as_bytes()).unwrap();
         let (temp, unsynced) = if fetch.path.as_str() == "/a.txt" {
             (w.finish(&fetch.sha256, fetch.size, fetch.unix_mode, fetch.mtime).unwrap(), None)
         } else {
             let (temp, file) = w.finish_unsynced(&fetch.sha256, fetch.size, fetch.unix_mode, fetch.mtime).unwrap();
-            (temp, Some(durable::Unsynced { file, started }))
+            (temp, Some(durable::Unsynced { file, started, slot: slots.take().unwrap() }))
         };
         if fetch.path.as_str() == "/c.txt" {
             fs::remove_file(&temp).unwrap();

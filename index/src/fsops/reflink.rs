@@ -41,8 +41,11 @@ impl TempWriter {
                 true
             }
             Err(_) => {
-                // Whatever the clone left must not stay under the bytes written next.
-                let _ = f.set_len(0);
+                // Whatever the clone left must not stay under the bytes written next: if it
+                // cannot be cut now, `finish` cuts the file to what was written (or fails).
+                if f.set_len(0).is_err() {
+                    self.stale_tail = true;
+                }
                 false
             }
         }

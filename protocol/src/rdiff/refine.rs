@@ -27,7 +27,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use super::delta::{match_into, Budget, DeltaWriter};
-use super::{signature_blocks, DeltaStats, RdiffError, SigParams, Signature, MAX_BLOCK_LEN, SIG_MAGIC};
+use super::{on_threads, signature_blocks, DeltaStats, RdiffError, SigParams, Signature, MAX_BLOCK_LEN, SIG_MAGIC};
 
 /// A plan's magic number ("CSP1").
 pub const PLAN_MAGIC: u32 = 0x4353_5031;
@@ -184,10 +184,7 @@ pub fn plan<R: Read>(sig: &Signature, new: R) -> Result<Plan, RdiffError> {
 /// across two parts is not found there (a gap at worst one block long; none where the file
 /// changed in place, as blocks then start at the parts' ends).
 pub fn plan_parts<R: Read + Send>(sig: &Signature, parts: Vec<R>) -> Result<Plan, RdiffError> {
-    let planned: Vec<Result<(Vec<Piece>, u64), RdiffError>> = std::thread::scope(|s| {
-        let threads: Vec<_> = parts.into_iter().map(|part| s.spawn(move || plan_pieces(sig, part))).collect();
-        threads.into_iter().map(|t| t.join().unwrap_or_else(|_| Err(thread_died()))).collect()
-    });
+    let planned = on_threads(parts, |part| plan_pieces(sig, part));
     let mut pieces: Vec<Piece> = Vec::new();
     for part in planned {
         let (more, overflow) = part?;
@@ -195,7 +192,7 @@ pub fn plan_parts<R: Read + Send>(sig: &Signature, parts: Vec<R>) -> Result<Plan
             match (pieces.last_mut(), piece) {
                 (Some(Piece::Gap { len }), Piece::Gap { len: more }) => *len += more,
                 (Some(Piece::Copy { offset, len }), Piece::Copy { offset: next, len: more })
-                    if *offset + *len == next =>
+                    if offset.checked_add(*len) == Some(next) =>
                 {
                     *len += more;
                 }
@@ -204,10 +201,6 @@ pub fn plan_parts<R: Read + Send>(sig: &Signature, parts: Vec<R>) -> Result<Plan
         }
     }
     Ok(capped(pieces, 0))
-}
-
-fn thread_died() -> RdiffError {
-    RdiffError::Io(std::io::Error::other("a planning thread failed"))
 }
 
 /// The pieces of `new` against `sig`, and the bytes after them that did not fit.

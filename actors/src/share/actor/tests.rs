@@ -173,7 +173,8 @@ async fn subscribers_see_a_scan_a_conflict_and_an_install() {
     let mut w = fsops::TempWriter::resume(f.root.path(), &sha(data), data.len() as u64).unwrap();
     w.append(data).unwrap();
     let (temp, file) = w.finish_unsynced(&sha(data), data.len() as u64, Some(0o644), None).unwrap();
-    let unsynced = Some(durable::Unsynced { file, started: std::time::Instant::now() });
+    let slot = durable::Slots::new(1).take().unwrap();
+    let unsynced = Some(durable::Unsynced { file, started: std::time::Instant::now(), slot });
     f.share.send(Downloaded { sha256: sha(data), temp, unsynced }).await.unwrap();
     let paths = wait_for(&mut events, |e| match e {
         ShareEvent::Installed { paths } => Some(paths),

@@ -17,9 +17,10 @@
 //!   lost to an I/O error would go unnoticed, and before 5.17 it dropped the filesystem's
 //!   own commit and flush errors (`->sync_fs`). Since 5.8 the filesystem keeps one error
 //!   sequence, and `syncfs` on a handle reports every error since that handle was opened.
-//!   The handle used is the temp file of the batch whose writer started first, opened
-//!   before any byte of the batch was written; the writers keep their files open until the
+//!   The handle used is the batch's temp file that was opened first, so it was open before
+//!   any byte of the batch was written; the writers keep their files open until the
 //!   install (no handle is held longer, so nothing keeps a disk from being unmounted).
+//!   A resumed download (bytes an earlier handle wrote) is fsynced by its writer.
 //! - ext4, XFS or btrfs: filesystems whose `sync_fs` is known to commit and flush. FUSE,
 //!   network filesystems and overlays keep the per-file fsync.
 //!
@@ -116,7 +117,7 @@ fn kernel_reports_syncfs_errors(release: &str) -> bool {
 }
 
 /// Makes `files` durable: on each filesystem among them, one `syncfs` through the handle
-/// whose writer started first (told of every writeback error there since before any of
+/// opened first (told of every writeback error there since before any of
 /// these bytes were written); where that fails, an fsync of each. Per file, the error that
 /// keeps it from being installed.
 pub fn make_durable(files: &[&Unsynced]) -> Vec<io::Result<()>> {

@@ -387,12 +387,18 @@ impl TempWriter {
         // gone or unmounted fails here instead of growing a new marker on whatever is left
         // at its path.
         let root_dir = Root::open(root).map_err(|e| if e.kind() == io::ErrorKind::NotFound { missing() } else { e })?;
-        let meta = match root_dir.root_dir().subdir(META_DIR) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
+        let hex = sha.to_string();
+        // Usually the shard's directory is there already: one open, not one per level.
+        let dir = match root_dir.dir(&format!("{META_DIR}/partial/{}", &hex[..2])) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let meta = match root_dir.root_dir().subdir(META_DIR) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
+                    other => other?,
+                };
+                meta.subdir_or_create("partial", 0o700)?.subdir_or_create(&hex[..2], 0o700)?
+            }
             other => other?,
         };
-        let hex = sha.to_string();
-        let dir = meta.subdir_or_create("partial", 0o700)?.subdir_or_create(&hex[..2], 0o700)?;
         let mut file = dir.create_file(&hex, 0o600, false)?;
         let mut hasher = Sha256::new();
         let mut written = file.metadata()?.len();
@@ -417,10 +423,11 @@ impl TempWriter {
             // (The file shrank while it was read back: continue from what was hashed.)
             file.set_len(hashed)?;
         }
+        let path = partial_dir(root).join(&hex[..2]).join(&hex);
         Ok(TempWriter {
             file: Some(file),
             at: Located { dir, name: hex },
-            path: partial_path(root, sha),
+            path,
             hasher,
             written: hashed,
             limit,

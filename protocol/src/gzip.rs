@@ -13,6 +13,9 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 /// Longest accepted run of digits in a compressed length (fits in a u64).
 const MAX_DIGITS: usize = 19;
 
+/// Least output room offered to the decompressor per step (see [`Inflater::inflate`]).
+const MIN_ROOM: usize = 8 * 1024;
+
 /// Malformed compressed input from a peer. Any of these closes the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -189,7 +192,11 @@ impl Inflater {
                 State::Stream { remaining } => {
                     let z = &mut self.z;
                     let avail = usize::try_from(*remaining).unwrap_or(usize::MAX).min(input.len());
-                    let room = max_out - produced;
+                    // Zeroed room for the output: up to what is left of `max_out`, but no
+                    // more than twice the input at hand (stored blocks, most of the data,
+                    // give at most their input; more output takes another turn of the
+                    // loop), rather than clearing `max_out` bytes for every small read.
+                    let room = (max_out - produced).min(avail.saturating_mul(2).max(MIN_ROOM));
                     let base = out.len();
                     out.resize(base + room, 0);
                     let (in0, out0) = (z.total_in(), z.total_out());

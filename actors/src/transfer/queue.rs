@@ -125,12 +125,16 @@ pub(super) fn plan(wanted: Wanted<'_>, peers: &mut [Peer<'_>], free: Option<u64>
 /// from the request until the file is installed: conservative, since what has arrived
 /// already takes space.)
 fn on_the_way(wanted: &Wanted<'_>, peers: &[Peer<'_>]) -> u64 {
-    let in_flight: HashSet<&Sha256Hash> = peers
+    // (Sorted and deduplicated rather than collected into a set: this runs after every
+    // finished file, and hashing each content into a fresh set cost more than the sort.)
+    let mut in_flight: Vec<&Sha256Hash> = peers
         .iter()
         .flat_map(|p| p.requests.asked.iter())
         .chain(wanted.downloads.keys())
         .chain(wanted.writing.iter())
         .collect();
+    in_flight.sort_unstable();
+    in_flight.dedup();
     in_flight.into_iter().filter_map(|sha| wanted.fetches.get(sha)).map(|f| f.size).sum()
 }
 

@@ -268,3 +268,36 @@ fn bounded_lookups_see_exactly_their_prefix() {
     rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
     assert!(skipped < 8, "{skipped} deleted entries stepped over");
 }
+
+#[test]
+fn every_column_family_shares_the_one_bounded_block_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let capacity = |store: &Store, name: &str| {
+        let cf = store.db.cf_handle(name).unwrap();
+        store.db.property_int_value_cf(&cf, "rocksdb.block-cache-capacity").unwrap()
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_share("a").unwrap();
+        for name in [META_CF, "share-a"] {
+            assert_eq!(capacity(&store, name), Some(BLOCK_CACHE as u64), "{name}");
+        }
+    }
+    // Families opened again (not created) get it too; and one made later.
+    let store = Store::open(dir.path()).unwrap();
+    store.create_share("b").unwrap();
+    for name in [META_CF, "share-a", "share-b"] {
+        assert_eq!(capacity(&store, name), Some(BLOCK_CACHE as u64), "{name}");
+    }
+    // One cache, not one each: what a family reads shows in every family's cache usage.
+    let s = store.share("a").unwrap();
+    s.commit(&[rec("/x", 1, 1)], Some(1)).unwrap();
+    store.db.flush_cf(&store.db.cf_handle("share-a").unwrap()).unwrap();
+    assert!(s.get(&SharePath::parse("/x").unwrap()).unwrap().is_some());
+    let usage = |name: &str| {
+        let cf = store.db.cf_handle(name).unwrap();
+        store.db.property_int_value_cf(&cf, "rocksdb.block-cache-usage").unwrap().unwrap_or(0)
+    };
+    assert!(usage("share-a") > 0);
+    assert_eq!(usage("share-a"), usage("share-b"));
+}

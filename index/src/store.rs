@@ -92,10 +92,10 @@ impl std::fmt::Debug for Store {
 const MEMTABLES_TOTAL: usize = 16 << 20;
 
 /// The block cache (uncompressed index blocks read back), one for the whole database.
-/// Without one, RocksDB gives each column family's table factory its own 32 MiB cache:
-/// a daemon's memory grew with its number of shares, and a long-running worker's resident
-/// set climbed as those caches filled. The files themselves stay in the page cache, so a
-/// block read again costs an LZ4 decompression, not a disk read.
+/// Without one, RocksDB gives each column family's table factory its own 32 MiB cache, so
+/// the bound on a daemon's memory grew by 32 MiB with every share. The files themselves
+/// stay in the page cache, so a block read again costs an LZ4 decompression, not a disk
+/// read.
 const BLOCK_CACHE: usize = 8 << 20;
 
 /// Options of every column family: LZ4 (the one codec built in; without it the shares'

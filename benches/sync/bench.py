@@ -398,7 +398,8 @@ def delta(binary, work, rounds=5):
             target = os.path.join(to, "disk.img")
             while os.stat(target).st_mtime_ns != mtime:
                 if time.monotonic() - t0 > 60:
-                    sys.exit("an edit did not arrive within 60 s")
+                    sys.exit(f"round {i}: an edit of {frm}/disk.img (mtime {mtime}) did not arrive within 60 s "
+                             f"(the other copy's mtime is {os.stat(target).st_mtime_ns})")
                 time.sleep(0.005)
             times.append(time.monotonic() - t0)
             time.sleep(0.5)  # let both sides settle (and count) before reading the counters
@@ -498,6 +499,7 @@ def main():
             print(json.dumps(theirs), flush=True)
             print(json.dumps(ratios(ours, theirs)), flush=True)
 
+    failed = True
     try:
         if args.only in (None, "large", "small"):
             limits = machine_limits(work)
@@ -521,9 +523,12 @@ def main():
         if args.only in (None, "limit"):
             for which in ("upload", "download"):
                 print(json.dumps(limited(args.binary, work, which)), flush=True)
+        failed = False
     finally:
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
+        # A failed run keeps its directory: the daemons' logs are what tells why.
+        if args.keep or failed:
+            print(f"kept {work}" + (" (the run failed; the daemons' logs are in it)" if failed else ""),
+                  file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
 

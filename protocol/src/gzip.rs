@@ -267,6 +267,20 @@ mod tests {
     }
 
     #[test]
+    fn a_unit_that_inflates_far_past_its_input_comes_out_whole() {
+        // 1 MiB of zeros compresses to about a kilobyte: each step's output room (twice the
+        // input at hand, at least `MIN_ROOM`) fills many times over before the input is
+        // used up, and every byte must still come out, whatever the steps.
+        let zeros = vec![0u8; 1 << 20];
+        let wire = compress(&zeros, 9);
+        assert!(wire.len() < 4096, "{}", wire.len());
+        for (step, max_out) in [(1, 65_536), (100, 65_536), (wire.len(), 65_536), (wire.len(), 1 << 21)] {
+            let out = inflate_all(&wire, step, max_out).unwrap();
+            assert!(out.len() == zeros.len() && out.iter().all(|&b| b == 0), "step {step}, max_out {max_out}");
+        }
+    }
+
+    #[test]
     fn one_deflater_makes_independent_streams_message_after_message() {
         // Small and large (past the first output guess), compressible and not, two levels:
         // each unit must stand alone, as one-shot compression's does.

@@ -290,20 +290,25 @@ pub fn partial_dir(root: &Path) -> PathBuf {
 /// over 256 directories: many small downloads at once would otherwise all create and
 /// rename in one directory, and wait for its lock in the kernel.
 pub fn partial_path(root: &Path, sha: &Sha256Hash) -> PathBuf {
-    let hex = sha.to_string();
+    partial_path_of(root, &sha.to_string())
+}
+
+/// [`partial_path`] from the contents' hash in hex.
+fn partial_path_of(root: &Path, hex: &str) -> PathBuf {
     partial_dir(root).join(&hex[..2]).join(hex)
 }
 
-/// `partial/<shard>` relative to the root.
-fn shard_rel(sha: &Sha256Hash) -> String {
-    format!("{META_DIR}/partial/{}", &sha.to_string()[..2])
+/// `partial/<shard>` relative to the root, for contents hashing to `hex`.
+fn shard_rel(hex: &str) -> String {
+    format!("{META_DIR}/partial/{}", &hex[..2])
 }
 
 /// How much of `sha` an earlier attempt downloaded (0 if none).
 pub fn partial_len(root: &Path, sha: &Sha256Hash) -> u64 {
     let Ok(root) = Root::open(root) else { return 0 };
-    let Ok(dir) = root.dir(&shard_rel(sha)) else { return 0 };
-    match dir.stat(&sha.to_string()) {
+    let hex = sha.to_string();
+    let Ok(dir) = root.dir(&shard_rel(&hex)) else { return 0 };
+    match dir.stat(&hex) {
         Ok(Some(m)) if m.is_file() => m.stat.size,
         _ => 0,
     }
@@ -389,7 +394,7 @@ impl TempWriter {
         let root_dir = Root::open(root).map_err(|e| if e.kind() == io::ErrorKind::NotFound { missing() } else { e })?;
         let hex = sha.to_string();
         // Usually the shard's directory is there already: one open, not one per level.
-        let dir = match root_dir.dir(&format!("{META_DIR}/partial/{}", &hex[..2])) {
+        let dir = match root_dir.dir(&shard_rel(&hex)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let meta = match root_dir.root_dir().subdir(META_DIR) {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
@@ -423,7 +428,7 @@ impl TempWriter {
             // (The file shrank while it was read back: continue from what was hashed.)
             file.set_len(hashed)?;
         }
-        let path = partial_dir(root).join(&hex[..2]).join(&hex);
+        let path = partial_path_of(root, &hex);
         Ok(TempWriter {
             file: Some(file),
             at: Located { dir, name: hex },

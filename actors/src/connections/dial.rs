@@ -32,6 +32,49 @@ pub(super) fn redial_delay(failures: u32) -> Duration {
     FIRST_REDIAL.saturating_mul(1 << failures.min(8)).min(MAX_REDIAL)
 }
 
+/// A session that lasted this long was a success, whatever came before it.
+pub(super) const STABLE_SESSION: Duration = Duration::from_secs(30);
+
+/// How far the dials of one remembered address have backed off. Two kinds of failure
+/// count: dials that did not reach the peer (it is down, restarting, unreachable), and
+/// sessions that became ready but ended sooner than the delay they were dialled after (a
+/// peer that takes us and then closes at once). A session that became ready ends the
+/// first kind: the peer was back, so a peer that restarts twice in a row is dialled again
+/// within its restart's own backoff, not one grown over earlier outages. A session that
+/// outlasted its delay (or [`STABLE_SESSION`]) ends the second kind: dialling again as
+/// soon as it ends costs at most one handshake per session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Redials {
+    /// Dials in a row that did not give a ready session.
+    failed: u32,
+    /// Ready sessions in a row that ended sooner than the delay before them.
+    short: u32,
+}
+
+impl Redials {
+    /// Failures counted, as `peers` shows them.
+    pub(super) fn failures(self) -> u32 {
+        self.failed.saturating_add(self.short)
+    }
+
+    /// The delay before the next dial.
+    pub(super) fn delay(self) -> Duration {
+        redial_delay(self.failures())
+    }
+
+    /// A dial failed, or its session ended before it became ready.
+    pub(super) fn dial_failed(&mut self) {
+        self.failed = self.failed.saturating_add(1);
+    }
+
+    /// A session that became ready ended after `lasted`.
+    pub(super) fn session_ended(&mut self, lasted: Duration) {
+        let earned = redial_delay(self.short);
+        self.failed = 0;
+        self.short = if lasted >= earned || lasted >= STABLE_SESSION { 0 } else { self.short.saturating_add(1) };
+    }
+}
+
 /// How long to wait before dialling a peer discovery found: both sides usually learn of
 /// each other at once, so the lower peer ID dials at once and the other only if no session
 /// has appeared a moment later (one of them may be unreachable).
@@ -144,7 +187,7 @@ impl Connections {
     /// Dials a remembered peer of `share` with the share key, after `delay`; on failure
     /// tries again with a doubled delay. A share that is removed stops its dials.
     pub(super) fn dial(&mut self, share: Sha256Hash, addr: String, delay: Duration, ctx: &mut Context<Self>) {
-        self.dials.entry((share, addr.clone())).or_insert(0);
+        self.dials.entry((share, addr.clone())).or_default();
         ctx.run_later(delay, move |act, ctx| {
             let Some(key) = act.share_key(share) else {
                 act.dials.remove(&(share, addr));
@@ -164,9 +207,9 @@ impl Connections {
                     if matches!(&e, DialError::Refused(c) if c.is_auth_refusal()) {
                         act.auth_refused.insert(share);
                     }
-                    let failures = act.dials.entry((share, addr.clone())).or_insert(0);
-                    *failures = failures.saturating_add(1);
-                    let next = redial_delay(*failures);
+                    let redials = act.dials.entry((share, addr.clone())).or_default();
+                    redials.dial_failed();
+                    let next = redials.delay();
                     info!(%share, peer = %addr, error = %e, retry_in = ?next, "cannot reach a known peer");
                     act.dial(share, addr, next, ctx);
                 }

@@ -57,9 +57,6 @@ struct Session {
     code_spread: bool,
 }
 
-/// A session that lasted this long was a success: its peer's failures start again at 0.
-const STABLE_SESSION: Duration = Duration::from_secs(30);
-
 /// Where the peer actors this owner starts report (besides itself).
 #[derive(Debug, Clone)]
 pub struct ConnectionsTargets {
@@ -100,9 +97,9 @@ pub struct Connections {
     peers: BTreeMap<(Sha256Hash, PeerId), PeerAddr>,
     /// Peers connected since the daemon started, with their name, level and bytes.
     seen: peers::SeenTable,
-    /// Remembered peers being dialled or connected, by (share, `HOST:PORT`), with the
-    /// number of failures since the last success.
-    dials: BTreeMap<(Sha256Hash, String), u32>,
+    /// Remembered peers being dialled or connected, by (share, `HOST:PORT`), with how far
+    /// their dials have backed off.
+    dials: BTreeMap<(Sha256Hash, String), dial::Redials>,
     discovery: Option<Addr<Discovery>>,
     /// Attaches waiting for discovery to find a peer: access ID → (our new peer ID, where
     /// found addresses go).
@@ -239,7 +236,7 @@ impl Handler<ShareStarted> for Connections {
 
     fn handle(&mut self, msg: ShareStarted, ctx: &mut Context<Self>) {
         for addr in msg.remember {
-            self.dials.insert((msg.id, addr), 0);
+            self.dials.insert((msg.id, addr), dial::Redials::default());
         }
         for addr in msg.dial {
             self.dial(msg.id, addr, Duration::ZERO, ctx);
@@ -517,15 +514,16 @@ impl Handler<PeerDisconnected> for Connections {
             let table = self.table.borrow();
             if table.contains(&share) && !removed(&table) {
                 drop(table);
-                let failures = self.dials.entry((share, addr.clone())).or_insert(0);
-                *failures = match lasted {
-                    Some(t) if t >= STABLE_SESSION => 0,
-                    // A session that ended at once (the peer refused us after the handshake,
-                    // the link flaps) or never became ready (a handshake that failed, our
-                    // own address) counts as a failure: the backoff grows.
-                    _ => failures.saturating_add(1),
-                };
-                let delay = if *failures == 0 { dial::FIRST_REDIAL } else { dial::redial_delay(*failures) };
+                let redials = self.dials.entry((share, addr.clone())).or_default();
+                match lasted {
+                    // (A session that ended sooner than the delay before it, say the peer
+                    // refused us after the handshake, backs off further: `Redials`.)
+                    Some(t) => redials.session_ended(t),
+                    // One that never became ready (a handshake that failed, our own
+                    // address) is a failed dial.
+                    None => redials.dial_failed(),
+                }
+                let delay = redials.delay();
                 self.dial(share, addr, delay, ctx);
             }
         }

@@ -56,7 +56,7 @@ pub(super) struct PeerTables<'a> {
     pub(super) table: &'a ShareTable,
     pub(super) peers: &'a BTreeMap<(Sha256Hash, PeerId), PeerAddr>,
     pub(super) seen: &'a SeenTable,
-    pub(super) dials: &'a BTreeMap<(Sha256Hash, String), u32>,
+    pub(super) dials: &'a BTreeMap<(Sha256Hash, String), super::dial::Redials>,
     pub(super) found: &'a BTreeMap<(Sha256Hash, PeerAddr), &'static str>,
     pub(super) found_dialing: &'a BTreeSet<(Sha256Hash, PeerAddr)>,
     /// Unix time now.
@@ -120,7 +120,7 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
         }
         let address = s.addr.dial_string();
         let (state, failures) = match t.dials.get(&(*share, address.clone())) {
-            Some(f) => (PeerState::Dialing, Some(*f)),
+            Some(r) => (PeerState::Dialing, Some(r.failures())),
             None => (PeerState::Offline, None),
         };
         let source = if failures.is_some() { PeerSource::Manual } else { PeerSource::Incoming };
@@ -140,11 +140,11 @@ pub(super) fn peer_list(t: &PeerTables<'_>) -> Vec<PeerEntry> {
             out.push(entry(path_of(share), share, address, state, PeerSource::from_name(source)));
         }
     }
-    for ((share, address), failures) in t.dials {
+    for ((share, address), redials) in t.dials {
         let listed = out.iter().any(|e| e.share == share.to_string() && &e.address == address);
         if !listed {
             let mut e = entry(path_of(share), share, address.clone(), PeerState::Dialing, PeerSource::Manual);
-            e.failures = Some(*failures);
+            e.failures = Some(redials.failures());
             out.push(e);
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix::{Actor, Handler};
 use clearskies_protocol::{PeerId, Sha256Hash};
 
-use super::dial::{discovered_dial_wait, redial_delay, SECOND_DIALLER_WAIT};
+use super::dial::{discovered_dial_wait, redial_delay, Redials, SECOND_DIALLER_WAIT, STABLE_SESSION};
 use super::messages::{ListPeers, PeerEntry, PeerSource, PeerState, ShareStarted, ShareStopped};
 use super::peers::{peer_list, PeerTables};
 use super::*;
@@ -16,6 +16,63 @@ fn redials_back_off_from_half_a_second_to_a_minute() {
     let delays: Vec<Duration> = (0..10).map(redial_delay).collect();
     let delays: Vec<u64> = delays.iter().map(|d| d.as_secs() * 1000 + u64::from(d.subsec_millis())).collect();
     assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+}
+
+/// Backed off by `n` failed dials.
+fn failed(n: u32) -> Redials {
+    let mut r = Redials::default();
+    (0..n).for_each(|_| r.dial_failed());
+    r
+}
+
+fn millis(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+#[test]
+fn a_peer_that_restarts_again_and_again_is_dialled_within_each_restarts_own_backoff() {
+    // The crash trials' pattern: the peer is killed, refuses two dials while it starts
+    // again, holds a session for a few seconds, and is killed again. Each time the delay
+    // comes only from that outage's failed dials (it grew to a minute when short sessions
+    // and earlier outages added up).
+    let mut r = Redials::default();
+    for _ in 0..10 {
+        r.session_ended(Duration::from_secs(3));
+        assert_eq!(millis(r.delay()), 500, "dialled again at once when a working session ends");
+        r.dial_failed();
+        r.dial_failed();
+        assert_eq!(millis(r.delay()), 2000);
+    }
+    assert_eq!(r.failures(), 2);
+}
+
+#[test]
+fn a_peer_that_closes_every_session_at_once_is_dialled_less_and_less_often() {
+    // Sessions that end sooner than the delay before them (the peer takes us and closes)
+    // back off as failed dials do, and failed dials in between add to it.
+    let mut r = Redials::default();
+    let mut delays = Vec::new();
+    for _ in 0..9 {
+        r.session_ended(Duration::from_millis(50));
+        delays.push(millis(r.delay()));
+    }
+    assert_eq!(delays, [1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+    r.dial_failed();
+    assert_eq!(millis(r.delay()), 60_000);
+    // A session that outlasts its delay, or half a minute, starts over.
+    r.session_ended(STABLE_SESSION);
+    assert_eq!((r.failures(), millis(r.delay())), (0, 500));
+    let mut r = Redials::default();
+    r.session_ended(Duration::from_millis(100));
+    r.session_ended(Duration::from_millis(900));
+    assert_eq!(millis(r.delay()), 2000, "0.9 s is shorter than the 1 s it waited for");
+    r.session_ended(Duration::from_millis(2500));
+    assert_eq!(millis(r.delay()), 500, "2.5 s outlasted the 2 s it waited for");
+    // Failed dials end with the next session that becomes ready, however long it lasts.
+    let mut r = failed(6);
+    assert_eq!(millis(r.delay()), 32_000);
+    r.session_ended(Duration::from_millis(10));
+    assert_eq!((r.failures(), millis(r.delay())), (1, 1000));
 }
 
 #[test]
@@ -50,7 +107,7 @@ fn peers_lists_each_address_once_with_where_it_came_from() {
     let (a, b, c): (PeerAddr, PeerAddr, PeerAddr) =
         ("tcp:10.0.0.1:1".parse().unwrap(), "tcp:10.0.0.2:2".parse().unwrap(), "tcp:10.0.0.3:3".parse().unwrap());
     let peers = BTreeMap::from([((id, PeerId([1; 16])), a), ((id, PeerId([2; 16])), b)]);
-    let dials = BTreeMap::from([((id, a.addr.to_string()), 0), ((id, "far.example:9".to_owned()), 3)]);
+    let dials = BTreeMap::from([((id, a.addr.to_string()), failed(0)), ((id, "far.example:9".to_owned()), failed(3))]);
     let found = BTreeMap::from([((id, b), "tracker"), ((id, c), "lan")]);
     let found_dialing = BTreeSet::from([(id, c)]);
     // Peer 1 is connected; peer 3 was, at the remembered address far.example:9 (dialled
@@ -69,7 +126,7 @@ fn peers_lists_each_address_once_with_where_it_came_from() {
     super::peers::note_seen(&mut seen, (id, PeerId([1; 16])), seen_at("10.0.0.1:1", "laptop", 50), &none);
     super::peers::note_seen(&mut seen, (id, PeerId([4; 16])), seen_at("10.0.0.4:4", "phone", 60), &none);
     let mut dials = dials;
-    dials.insert((id, "10.0.0.9:9".to_owned()), 2);
+    dials.insert((id, "10.0.0.9:9".to_owned()), failed(2));
     super::peers::note_seen(&mut seen, (id, PeerId([3; 16])), seen_at("10.0.0.9:9", "nas", 70), &none);
     let table = s.table.borrow();
     let list = peer_list(&PeerTables {

@@ -61,6 +61,11 @@ fn metrics_and_health_report_a_real_sync() {
     assert_eq!(m[&format!("clearskies_share_out_of_sync_files{{share=\"{share}\"}}")], 0.0);
     assert_eq!(m[&format!("clearskies_share_error{{share=\"{share}\"}}")], 0.0);
     assert!(m["clearskies_store_write_duration_seconds_count"] >= 1.0);
+    // The index's memory: its memtables hold the records just written; the block cache is
+    // the one 8 MiB cache at most.
+    assert!(m["clearskies_index_memory_bytes{part=\"memtables\"}"] > 0.0);
+    assert!(m.contains_key("clearskies_index_memory_bytes{part=\"table_readers\"}"));
+    assert!(m["clearskies_index_memory_bytes{part=\"block_cache\"}"] <= f64::from(8u32 << 20));
     assert!(m.contains_key("clearskies_actor_restarts_total{actor=\"share\"}"));
     // The sender sent the file.
     let ma = parse(&p.a.http_get("/metrics").1);

@@ -758,5 +758,8 @@ fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+mod memory;
+pub use self::memory::{IndexMemory, MemoryProbe};
+
 #[cfg(test)]
 mod tests;

@@ -104,6 +104,23 @@ impl Health {
     }
 }
 
+/// Puts the index's memory figures into `clearskies_index_memory_bytes` (left as they were
+/// when RocksDB cannot tell, or the database is closing).
+pub(crate) fn record_index_memory(probe: &clearskies_index::store::MemoryProbe) {
+    let m = match probe.read() {
+        Ok(Some(m)) => m,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the index's memory figures");
+            return;
+        }
+    };
+    let parts = [m.memtables, m.table_readers, m.block_cache];
+    for (part, bytes) in registry::INDEX_MEMORY_PARTS.into_iter().zip(parts) {
+        metrics().index_memory.with_label_values(&[part]).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+}
+
 /// Puts the shares' state into the per-share gauges (shares that are gone disappear).
 pub(crate) fn record_shares(shares: &[ShareStatus]) {
     let m = metrics();

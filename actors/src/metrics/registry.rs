@@ -20,6 +20,9 @@ pub const EXTENSIONS: [&str; 3] = ["plain", "rsync", "gzip"];
 pub const RESTARTED_ACTORS: [&str; 8] =
     ["discovery", "reach", "listener", "share", "transfer", "control", "metrics", "peer"];
 
+/// Label values of `part` on `clearskies_index_memory_bytes`.
+pub const INDEX_MEMORY_PARTS: [&str; 3] = ["memtables", "table_readers", "block_cache"];
+
 /// Every collector of the daemon.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,6 +61,8 @@ pub struct Metrics {
     pub watch_overflows: IntCounter,
     /// Index write (one synced `WriteBatch`) latency.
     pub db_write_duration: Histogram,
+    /// The index's memory by part (set from RocksDB's figures when `/metrics` is scraped).
+    pub index_memory: IntGaugeVec,
     /// Worker processes the monitor restarted after a crash (since `clearskies start`).
     pub worker_restarts: IntCounter,
     /// Seconds the worker process has run.
@@ -196,6 +201,11 @@ impl Metrics {
                 "Latency of index writes (one synced RocksDB write batch).",
                 0.0001,
             ),
+            index_memory: f.gauge_vec(
+                "clearskies_index_memory_bytes",
+                "Memory the index (RocksDB) holds, by part: memtables, table_readers, block_cache.",
+                "part",
+            ),
             worker_restarts: f.counter(
                 "clearskies_worker_restarts_total",
                 "Worker processes restarted by the monitor after a crash since the daemon started.",
@@ -235,6 +245,9 @@ impl Metrics {
         for level in ["read_write", "read_only", "untrusted"] {
             self.peers_connected.with_label_values(&[level]);
         }
+        for part in INDEX_MEMORY_PARTS {
+            self.index_memory.with_label_values(&[part]);
+        }
     }
 
     /// The exposition text (Prometheus text format 0.0.4).
@@ -272,6 +285,7 @@ mod tests {
             "clearskies_actor_restarts_total{actor=\"transfer\"} 0",
             "clearskies_share_scan_duration_seconds_bucket{le=\"+Inf\"} ",
             "clearskies_store_write_duration_seconds_count",
+            "clearskies_index_memory_bytes{part=\"block_cache\"} ",
             "clearskies_worker_restarts_total ",
             "# TYPE clearskies_transfer_duration_seconds histogram",
         ] {

@@ -312,6 +312,7 @@ impl Supervisor {
             table: self.table.clone(),
             files_token: self.files_token.clone(),
             data_dir: self.settings.data_dir.clone(),
+            index_memory: self.store.memory_probe(),
         };
         let https = https.zip(self.https.as_ref().map(|(_, tls)| tls.clone()));
         let server = WebServer::new(listener, https, targets);

@@ -38,7 +38,7 @@ use tracing::{debug, warn};
 pub use self::files::{url_path, url_token, DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME};
 pub use self::login::PASSWORD_FILE;
 use crate::control::ControlTargets;
-use crate::metrics::{health, metrics, record_shares};
+use crate::metrics::{health, metrics, record_index_memory, record_shares};
 use crate::shares::messages::{ListShares, ReadFile, SubscribeShareEvents};
 
 /// HTTP connections served at once.
@@ -69,6 +69,8 @@ pub struct WebTargets {
     pub files_token: String,
     /// The data directory (the password hash, the log).
     pub data_dir: PathBuf,
+    /// The index's memory figures (for `/metrics`).
+    pub index_memory: clearskies_index::store::MemoryProbe,
 }
 
 /// What every request handler shares.
@@ -277,6 +279,7 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 async fn serve_metrics(state: web::Data<State>) -> HttpResponse {
     let list = state.targets.shares.send(ListShares).await.unwrap_or_default();
     record_shares(&list);
+    record_index_memory(&state.targets.index_memory);
     metrics().uptime.set(i64::try_from(state.started.elapsed().as_secs()).unwrap_or(i64::MAX));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(metrics().encode())
 }

@@ -301,3 +301,27 @@ fn every_column_family_shares_the_one_bounded_block_cache() {
     assert!(usage("share-a") > 0);
     assert_eq!(usage("share-a"), usage("share-b"));
 }
+
+#[test]
+fn the_memory_probe_reads_the_memtables_and_the_one_block_cache_and_lets_the_database_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_share("a").unwrap();
+    let probe = store.memory_probe();
+    let before = probe.read().unwrap().unwrap();
+    let s = store.share("a").unwrap();
+    let many: Vec<Record> = (0..500u64).map(|i| rec(&format!("/f{i}"), 1, i + 1)).collect();
+    s.commit(&many, Some(1)).unwrap();
+    let written = probe.read().unwrap().unwrap();
+    assert!(written.memtables > before.memtables, "{before:?} then {written:?}");
+    store.db.flush_cf(&store.db.cf_handle("share-a").unwrap()).unwrap();
+    assert!(s.get(&SharePath::parse("/f7").unwrap()).unwrap().is_some());
+    let read = probe.read().unwrap().unwrap();
+    assert!(read.block_cache > 0 && read.block_cache <= BLOCK_CACHE as u64, "{read:?}");
+    // The probe holds no reference: the store is its last owner, and once it is gone the
+    // probe reads nothing.
+    drop(s);
+    assert!(store.wait_sole_owner(std::time::Duration::ZERO));
+    drop(store);
+    assert_eq!(probe.read().unwrap(), None);
+}

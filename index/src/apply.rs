@@ -90,6 +90,8 @@ pub struct Applier<'a> {
     pub failures: usize,
     /// Selective sync: paths left alone.
     filter: Option<&'a crate::filter::Filter>,
+    /// Where our renames into place are told to the watcher.
+    own_renames: Option<&'a crate::own_renames::OwnRenames>,
     /// Files that peers' changes replace or delete are kept in the versions.
     versions: bool,
     /// Bytes kept in the versions by this applier.
@@ -182,10 +184,18 @@ impl<'a> Applier<'a> {
             dirty: BTreeSet::new(),
             failures: 0,
             filter: None,
+            own_renames: None,
             versions: false,
             kept_bytes: 0,
             device: "",
         }
+    }
+
+    /// Tells `own` of every download about to be renamed into place, so that the watcher
+    /// can skip the event the rename causes ([`crate::own_renames`]).
+    pub fn with_own_renames(mut self, own: &'a crate::own_renames::OwnRenames) -> Self {
+        self.own_renames = Some(own);
+        self
     }
 
     /// Names this daemon `device` in the conflict copies it makes (empty: the start of
@@ -609,6 +619,12 @@ impl<'a> Applier<'a> {
                     self.clear_way(r, &dir, &m)?;
                 } else {
                     self.keep_version(r, &dir, name, versions::Why::Replaced)?;
+                }
+            }
+            if let Some(own) = self.own_renames {
+                // Before the rename, so the note is there when its event is read.
+                if let Ok(Some(m)) = temp.dir.stat(&temp.name) {
+                    own.note(self.root.join(r.path.relative()), m.stat);
                 }
             }
             fsops::install(temp, &dir, name)

@@ -24,6 +24,7 @@ pub mod data_dir;
 pub mod durable;
 pub mod filter;
 pub mod fsops;
+pub mod own_renames;
 pub mod record;
 pub mod rsa;
 pub mod scan;

@@ -11,9 +11,10 @@ use super::events::ShareEvent;
 use super::{new_uuid, Share, ShareState, State, RETRY_FAILED};
 use crate::metrics::metrics;
 use crate::peer::messages::PeerOut;
+use crate::share::messages::FsChanged;
 use crate::share::worker::WorkerGone;
 use crate::transfer::messages::Fetches;
-use clearskies_index::{apply, record};
+use clearskies_index::{apply, record, scan};
 
 /// How long after failed disk work (e.g. a non-empty directory where a file goes) all
 /// pending work is tried again.
@@ -152,8 +153,16 @@ impl Share {
                         act.events.emit(ShareEvent::Installed { paths });
                     }
                 }
-                Ok(Err(e)) => error!(error = %e, "cannot record installed downloads"),
-                Err(e) => error!(error = %e, "cannot install downloads"),
+                // Files may have been renamed into place without their records: the
+                // watcher skipped those renames' events (`OwnRenames`), so a scan looks.
+                Ok(Err(e)) => {
+                    error!(error = %e, "cannot record installed downloads; scanning the share");
+                    ctx.notify(FsChanged { scope: scan::Scope::Full, finishes: true });
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot install downloads; scanning the share");
+                    ctx.notify(FsChanged { scope: scan::Scope::Full, finishes: true });
+                }
             }
             act.install_downloads(ctx);
         }));

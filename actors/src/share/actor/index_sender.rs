@@ -402,6 +402,7 @@ mod tests {
             store,
             me: PeerId([3; 16]),
             shared_filter: Arc::new(Mutex::new(filter.clone())),
+            own_renames: Arc::default(),
             filter,
             read_only: false,
             confirmed_deletions: None,

@@ -69,6 +69,7 @@ use crate::control::cmd::Held;
 use crate::supervise::{self, injected_panic, ActorKind, Crashed, InjectPanic};
 use crate::transfer::messages::{SetTransfersPaused, TransferPeerDown, TransferPeerUp};
 use crate::transfer::{Access, Transfer};
+use clearskies_index::own_renames::OwnRenames;
 use clearskies_index::{apply, beneath, filter, record, scan, store, versions};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +95,8 @@ pub struct ShareState {
     filter: filter::Filter,
     /// The same, for status queries (updated when the ignore file changes).
     shared_filter: Arc<Mutex<filter::Filter>>,
+    /// Downloads renamed into place, for the watcher to skip their events.
+    own_renames: Arc<OwnRenames>,
     /// We hold the share read-only.
     read_only: bool,
     /// The held deletions the user confirmed: a scan that finds only those gone records
@@ -118,6 +121,7 @@ impl ShareState {
         let versions = self.versioned && self.runtime.versions().is_some();
         apply::Applier::new(&self.root, &self.store, self.me, now(), new_uuid)
             .with_filter(&self.filter)
+            .with_own_renames(&self.own_renames)
             .with_versions(versions)
             .with_device(&self.device)
     }
@@ -203,6 +207,9 @@ pub struct Share {
     health: Health,
     /// Selective sync (ignored paths' pending records are not "out of sync").
     filter: Arc<Mutex<filter::Filter>>,
+    /// Our downloads renamed into place (the worker notes them, the watcher skips their
+    /// events).
+    own_renames: Arc<OwnRenames>,
     events: Events,
 }
 
@@ -224,6 +231,7 @@ impl Share {
         let level = config.access_level;
         let filter = filter::Filter::new(&root, &config.selection);
         let shared_filter = Arc::new(Mutex::new(filter.clone()));
+        let own_renames = Arc::new(OwnRenames::default());
         let read_only = config.access_level != AccessLevel::ReadWrite;
         let state = ShareState {
             root: root.clone(),
@@ -231,6 +239,7 @@ impl Share {
             me,
             filter,
             shared_filter: shared_filter.clone(),
+            own_renames: own_renames.clone(),
             read_only,
             confirmed_deletions: None,
             announced: None,
@@ -273,6 +282,7 @@ impl Share {
                 challenges: Challenges::default(),
                 health: Health::default(),
                 filter: shared_filter,
+                own_renames,
                 events: Events::new(events),
             },
             crashed,

@@ -298,6 +298,33 @@ impl DirFd {
         rfs::fstat(self.fd()).map(|s| s.st_dev).map_err(errno)
     }
 
+    /// Whether a name looked up in this directory is the name on disk, byte for byte. Only
+    /// on a filesystem known to compare names exactly (ext4, XFS, Btrfs, F2FS, tmpfs) and,
+    /// where directories can fold case (ext4, F2FS, tmpfs), in one that does not. Elsewhere
+    /// (vfat, exFAT, SMB, NTFS; ZFS, whose datasets can be case-insensitive; anything not
+    /// known) a lookup of `Foo` may find `foo`, and only a listing tells the names.
+    pub fn names_are_exact(&self) -> bool {
+        const EXT4: i128 = 0xEF53;
+        const XFS: i128 = 0x5846_5342;
+        const BTRFS: i128 = 0x9123_683E;
+        const F2FS: i128 = 0xF2F5_2010;
+        const TMPFS: i128 = 0x0102_1994;
+        /// `FS_CASEFOLD_FL`.
+        const CASEFOLD: u32 = 0x4000_0000;
+        let Ok(fs) = rfs::fstatfs(self.fd()) else { return false };
+        let kind = i128::from(fs.f_type);
+        if kind == XFS || kind == BTRFS {
+            return true;
+        }
+        if ![EXT4, F2FS, TMPFS].contains(&kind) {
+            return false;
+        }
+        // (The flags need a handle opened for reading, not the `O_PATH` one.)
+        let flags = rfs::openat(self.fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .and_then(rfs::ioctl_getflags);
+        flags.is_ok_and(|f| f.bits() & CASEFOLD == 0)
+    }
+
     /// Fsyncs the directory (after a rename or unlink in it).
     pub fn sync(&self) -> io::Result<()> {
         let fd = rfs::openat(self.fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())

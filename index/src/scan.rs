@@ -12,7 +12,7 @@
 //! A share root that is missing, not a directory, or lacks its `.clearskies` marker
 //! directory (an unmounted disk, a deleted folder) is an error, never a mass deletion.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -172,52 +172,6 @@ impl Found {
 /// A file's SHA-256 and size (none for a directory).
 type Contents = (Option<Sha256Hash>, Option<u64>);
 
-/// Which part of the tree a scan looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// The whole tree: at start, after an inotify queue overflow, on request, and whenever
-    /// what changed is not known precisely.
-    Full,
-    /// The entries of these directories (what inotify reported), and with `true` everything
-    /// below them too (directories that appeared whole). A directory found inside that the
-    /// index does not know yet is always walked whole. Empty: nothing to do.
-    Dirs(BTreeMap<PathBuf, bool>),
-}
-
-/// More changed directories than this between two scans: scan everything instead.
-pub const MAX_DIRTY_DIRS: usize = 10_000;
-
-impl Default for Scope {
-    fn default() -> Self {
-        Scope::Dirs(BTreeMap::new())
-    }
-}
-
-impl Scope {
-    /// Adds a changed directory (`recursive`: and everything below it).
-    pub fn add(&mut self, dir: PathBuf, recursive: bool) {
-        if let Scope::Dirs(dirs) = self {
-            *dirs.entry(dir).or_default() |= recursive;
-            if dirs.len() > MAX_DIRTY_DIRS {
-                *self = Scope::Full;
-            }
-        }
-    }
-
-    /// Adds everything `other` covers.
-    pub fn merge(&mut self, other: Scope) {
-        match other {
-            Scope::Full => *self = Scope::Full,
-            Scope::Dirs(dirs) => dirs.into_iter().for_each(|(d, r)| self.add(d, r)),
-        }
-    }
-
-    /// Nothing to scan.
-    pub fn is_empty(&self) -> bool {
-        matches!(self, Scope::Dirs(d) if d.is_empty())
-    }
-}
-
 /// Records written per index commit: a scan of a million files never holds more than this
 /// many changes in memory.
 const COMMIT_CHUNK: usize = 4096;
@@ -232,6 +186,30 @@ fn share_path_of(root: &Path, fs_path: &Path) -> Option<SharePath> {
     let rel = fs_path.strip_prefix(root).ok()?;
     let segments: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
     SharePath::from_segments(segments?).ok()
+}
+
+/// `opened` (directory `dir`, share path `key`), or `None` if the directory is gone since it
+/// was reported (missing, not a directory, a symlink now): then its parent goes onto
+/// `stack`, whose listing shows what is left.
+fn gone_to_parent<T>(
+    opened: io::Result<T>,
+    dir: &Path,
+    key: &SharePath,
+    stack: &mut Stack,
+) -> Result<Option<T>, ScanError> {
+    match opened {
+        Ok(x) => Ok(Some(x)),
+        Err(e)
+            if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+                || beneath::is_refused(&e) =>
+        {
+            if let (Some(parent), Some(parent_dir)) = (key.parent(), dir.parent()) {
+                stack.push((parent_dir.to_owned(), parent, false));
+            }
+            Ok(None)
+        }
+        Err(e) => Err(ScanError::Io { path: dir.to_owned(), source: e }),
+    }
 }
 
 /// One scan's working state.
@@ -359,19 +337,8 @@ impl Scanner<'_, '_, '_> {
         // directory swapped for a symlink since it was found is not listed (its parent's
         // listing shows a symlink, which is not synced).
         let opened = self.dirs.dir(key.relative()).and_then(|d| Ok((d.list()?, d)));
-        let ((entries, not_utf8), handle) = match opened {
-            Ok(x) => x,
-            Err(e)
-                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
-                    || beneath::is_refused(&e) =>
-            {
-                // Gone since it was reported: its parent's listing shows what is left.
-                if let (Some(parent), Some(parent_dir)) = (key.parent(), dir.parent()) {
-                    stack.push((parent_dir.to_owned(), parent, false));
-                }
-                return Ok(None);
-            }
-            Err(e) => return Err(ScanError::Io { path: dir.to_owned(), source: e }),
+        let Some(((entries, not_utf8), handle)) = gone_to_parent(opened, dir, key, stack)? else {
+            return Ok(None);
         };
         for name in not_utf8 {
             warn!(path = %dir.join(name).display(), "skipping a name that is not UTF-8");
@@ -438,16 +405,23 @@ impl Scanner<'_, '_, '_> {
             let Ok(path) = child_path(key, &name) else {
                 continue;
             };
-            let is_dir = rec.as_ref().is_none_or(|r| r.kind == EntryKind::Directory);
-            if is_dir && self.ctx.filter.is_some_and(|f| f.ignores(&path, true)) {
-                continue; // ignored here, and everything inside: never a local deletion
-            }
-            if is_dir {
-                self.vanish_below(&path)?;
-            }
-            if let Some(r) = rec {
-                self.vanished(r);
-            }
+            self.vanished_name(&path, rec)?;
+        }
+        Ok(())
+    }
+
+    /// Nothing syncable is at `path` any more: its record `rec` is gone, and (a directory,
+    /// or a name with records below it only) everything the index holds below it.
+    fn vanished_name(&mut self, path: &SharePath, rec: Option<Record>) -> Result<(), ScanError> {
+        let is_dir = rec.as_ref().is_none_or(|r| r.kind == EntryKind::Directory);
+        if is_dir && self.ctx.filter.is_some_and(|f| f.ignores(path, true)) {
+            return Ok(()); // ignored here, and everything inside: never a local deletion
+        }
+        if is_dir {
+            self.vanish_below(path)?;
+        }
+        if let Some(r) = rec {
+            self.vanished(r);
         }
         Ok(())
     }
@@ -719,9 +693,17 @@ pub fn scan(
             stack.push((root.to_owned(), SharePath::root(), true));
         }
         Scope::Dirs(dirs) => {
-            for (dir, recursive) in dirs.iter().rev() {
-                if let Some(key) = share_path_of(root, dir) {
-                    stack.push((dir.clone(), key, *recursive));
+            for (dir, look) in dirs.iter().rev() {
+                let Some(key) = share_path_of(root, dir) else { continue };
+                match look {
+                    Look::Names(names) => {
+                        s.look_at_names(dir, &key, names, &mut stack)?;
+                        if s.changed.len() + s.restat.len() >= COMMIT_CHUNK {
+                            s.flush()?;
+                        }
+                    }
+                    Look::Entries => stack.push((dir.clone(), key, false)),
+                    Look::Tree => stack.push((dir.clone(), key, true)),
                 }
             }
         }
@@ -750,7 +732,10 @@ fn depth(p: &SharePath) -> usize {
 
 mod aside;
 pub(crate) mod hash;
+mod names;
+mod scope;
 pub use hash::hash_file;
+pub use scope::{Look, Scope, MAX_DIRTY_DIRS, MAX_NAMES_PER_DIR};
 
 #[cfg(test)]
 mod tests;

@@ -238,7 +238,9 @@ fn a_missing_root_or_marker_deletes_nothing() {
 }
 
 fn dirs(f: &Fixture, list: &[(&str, bool)]) -> Scope {
-    Scope::Dirs(list.iter().map(|(d, r)| (f.root.path().join(d), *r)).collect())
+    Scope::Dirs(
+        list.iter().map(|(d, r)| (f.root.path().join(d), if *r { Look::Tree } else { Look::Entries })).collect(),
+    )
 }
 
 #[test]
@@ -282,6 +284,77 @@ fn an_incremental_scan_looks_only_where_it_is_told_and_walks_new_directories_who
     assert_eq!(f.scan_written().1, ["/d1/quiet"]);
 }
 
+fn named(f: &Fixture, dir: &str, names: &[&str]) -> Scope {
+    let look = Look::Names(names.iter().map(|n| (*n).to_owned()).collect());
+    Scope::Dirs([(f.root.path().join(dir), look)].into_iter().collect())
+}
+
+#[test]
+fn a_scan_of_named_entries_looks_at_those_only_and_finds_what_a_listing_would() {
+    let mut f = Fixture::new();
+    let r = f.root.path().to_owned();
+    fs::create_dir_all(r.join("photos/sub")).unwrap();
+    for i in 0..50 {
+        fs::write(r.join(format!("photos/f{i}")), format!("photo {i}")).unwrap();
+    }
+    fs::write(r.join("photos/sub/file"), b"inside").unwrap();
+    f.scan().unwrap();
+
+    fs::write(r.join("photos/new"), b"new").unwrap();
+    fs::write(r.join("photos/f1"), b"edited").unwrap();
+    fs::remove_file(r.join("photos/f2")).unwrap();
+    fs::remove_file(r.join("photos/f3")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", r.join("photos/f3")).unwrap();
+    fs::remove_dir_all(r.join("photos/sub")).unwrap();
+    fs::create_dir_all(r.join("photos/newdir/deep")).unwrap();
+    fs::write(r.join("photos/newdir/deep/x"), b"x").unwrap();
+    fs::write(r.join("photos/f4"), b"edited, unreported").unwrap();
+    let told = ["new", "f1", "f2", "f3", "sub", "newdir", "never there", "f5"];
+    f.scope = named(&f, "photos", &told);
+    let (rep, mut written) = f.scan_written();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            "/photos/f1",
+            "/photos/f2",
+            "/photos/f3",
+            "/photos/new",
+            "/photos/newdir",
+            "/photos/newdir/deep",
+            "/photos/newdir/deep/x",
+            "/photos/sub",
+            "/photos/sub/file"
+        ]
+    );
+    for gone in ["/photos/f2", "/photos/f3", "/photos/sub", "/photos/sub/file"] {
+        assert!(f.get(gone).deleted, "{gone}");
+    }
+    assert!(!f.get("/photos/f5").deleted);
+    if Root::open(&r).unwrap().root_dir().names_are_exact() {
+        // new, f1, f5, newdir; newdir's deep; deep's x: not the 50 others.
+        assert_eq!(rep.entries, 6);
+    } else {
+        // (A filesystem where names may not be exact: the directory was listed.)
+        assert!(rep.entries > 50, "{}", rep.entries);
+    }
+    // The edit nobody named is found by a listing.
+    f.scope = dirs(&f, &[("photos", false)]);
+    assert_eq!(f.scan_written().1, ["/photos/f4"]);
+
+    // Our own names are never looked at; nor is anything in a directory that went away,
+    // whose parent is listed instead.
+    fs::write(r.join("photos/.x.clearskies-part"), b"partial").unwrap();
+    f.scope = named(&f, "", &[META_DIR]);
+    f.scope.merge(named(&f, "photos", &[".x.clearskies-part"]));
+    assert_eq!(f.scan().unwrap().changed, 0);
+    fs::remove_dir_all(r.join("photos/newdir")).unwrap();
+    f.scope = named(&f, "photos/newdir/deep", &["x"]);
+    let (_, mut written) = f.scan_written();
+    written.sort();
+    assert_eq!(written, ["/photos/newdir", "/photos/newdir/deep", "/photos/newdir/deep/x"]);
+}
+
 #[test]
 fn a_reported_directory_that_is_gone_is_deleted_through_its_parent() {
     let mut f = Fixture::new();
@@ -299,17 +372,30 @@ fn a_reported_directory_that_is_gone_is_deleted_through_its_parent() {
 }
 
 #[test]
-fn scopes_merge_and_too_many_directories_become_a_full_scan() {
+fn scopes_merge_names_entries_and_trees_and_too_many_become_more() {
+    let p = PathBuf::from;
+    let names = |n: &[&str]| Look::Names(n.iter().map(|s| (*s).to_owned()).collect());
     let mut s = Scope::default();
     assert!(s.is_empty());
-    s.add(PathBuf::from("/x/a"), false);
-    s.merge(Scope::Dirs([(PathBuf::from("/x/a"), true), (PathBuf::from("/x/b"), false)].into_iter().collect()));
-    assert_eq!(s, Scope::Dirs([(PathBuf::from("/x/a"), true), (PathBuf::from("/x/b"), false)].into_iter().collect()));
+    s.add_name(p("/x/a"), "1".into());
+    s.add_name(p("/x/a"), "2".into());
+    s.add_name(p("/x/c"), "3".into());
+    s.add(p("/x/c"), false);
+    s.add_name(p("/x/c"), "4".into());
+    s.merge(Scope::Dirs([(p("/x/b"), Look::Tree), (p("/x/a"), names(&["3"]))].into_iter().collect()));
+    s.add(p("/x/b"), false);
+    let expected = [(p("/x/a"), names(&["1", "2", "3"])), (p("/x/b"), Look::Tree), (p("/x/c"), Look::Entries)];
+    assert_eq!(s, Scope::Dirs(expected.into_iter().collect()), "names add up; entries and trees cover them");
+    for i in 0..MAX_NAMES_PER_DIR {
+        s.add_name(p("/x/a"), format!("n{i}"));
+    }
+    assert!(matches!(&s, Scope::Dirs(d) if d[&p("/x/a")] == Look::Entries), "too many names: listed");
     for i in 0..MAX_DIRTY_DIRS {
         s.add(PathBuf::from(format!("/x/{i}")), false);
     }
     assert_eq!(s, Scope::Full);
-    s.add(PathBuf::from("/y"), false);
+    s.add(p("/y"), false);
+    s.add_name(p("/y"), "z".into());
     assert_eq!(s, Scope::Full);
 }
 

@@ -358,7 +358,8 @@ impl Share {
             ctx.cancel_future(h);
         }
         self.schedule.unwatched = None;
-        let watcher = crate::share::watch::watch(self.root.clone(), ctx.address().recipient());
+        let watcher =
+            crate::share::watch::watch(self.root.clone(), ctx.address().recipient(), self.own_renames.clone());
         let h = ctx.spawn(watcher.into_actor(self).map(|res, act, ctx| {
             act.schedule.watcher = None;
             if !scan::root_is_present(&act.root) {

@@ -53,6 +53,17 @@ fn a_read_only_peer_gets_everything_keeps_its_edits_and_relays() {
     // ... while A never got B's edits.
     assert_eq!(fs::read(ra.join("new.txt")).unwrap(), b"new");
     assert!(!ra.join("mine.txt").exists());
+    // Undone, they are no longer counted: each scan of what changed looks at the local
+    // changes found before again, without a full scan.
+    fs::remove_file(rb.join("mine.txt")).unwrap();
+    wait_for("one local change left", || (b.first_share()["local_changes"].as_u64()? == 1).then_some(()));
+    // (The same bytes and modification time as A's: a different time is a change too.)
+    let mtime = fs::metadata(ra.join("new.txt")).unwrap().modified().unwrap();
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(rb.join("new.txt")).unwrap();
+    std::io::Write::write_all(&mut f, b"new").unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    wait_for("no local change left", || (b.first_share()["local_changes"].as_u64()? == 0).then_some(()));
 
     // A read-only peer cannot hand out read-write access, but can invite another reader.
     let o = b.cs.run(&["share", rb.to_str().unwrap(), "--mode", "read-write"]);

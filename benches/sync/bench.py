@@ -137,7 +137,7 @@ def run_case(binary, work, name, fill, from_share=False):
     b.start()
     try:
         if not from_share:
-            code = a.json("share", src)["access_code"]
+            code = a.json("share", src, "--mode", SHARE_MODE)["access_code"]
             # Let the sharer finish indexing first: this measure is the sync alone.
             while a.json("list")["shares"][0]["status"] != "idle":
                 time.sleep(0.05)
@@ -149,7 +149,7 @@ def run_case(binary, work, name, fill, from_share=False):
         pss = PeakPss(lambda: [daemon_tree(a), daemon_tree(b)])
         t0 = time.monotonic()
         if from_share:
-            code = a.json("share", src)["access_code"]
+            code = a.json("share", src, "--mode", SHARE_MODE)["access_code"]
         b.run("attach", code, dst, "--peer", PEER_PREFIX + a.listen())
         wait_same_sizes(src, dst)
         secs = time.monotonic() - t0
@@ -178,15 +178,16 @@ def syncthing_attach(a, b, src, dst, files, from_share=False):
     adds it on b at `dst`."""
     a.add_device(b)
     b.add_device(a)
+    kind = "receiveonly" if SHARE_MODE == "read-only" else "sendreceive"
     if from_share:
-        return lambda: (a.add_folder("bench", src, [b]), b.add_folder("bench", dst, [a]))
+        return lambda: (a.add_folder("bench", src, [b]), b.add_folder("bench", dst, [a], kind=kind))
     a.add_folder("bench", src, [b])
     deadline = time.monotonic() + 600
     while not a.folder_idle("bench", files):
         if time.monotonic() > deadline:
             sys.exit("syncthing: the source folder was not scanned within 600 s")
         time.sleep(0.1)
-    return lambda: b.add_folder("bench", dst, [a])
+    return lambda: b.add_folder("bench", dst, [a], kind=kind)
 
 
 def run_case_syncthing(work, name, fill, from_share=False):
@@ -469,10 +470,12 @@ def gzip_text(binary, work):
 
 # `--transport utp`: every attach dials `utp:HOST:PORT` (the session runs over uTP).
 PEER_PREFIX = ""
+# `--mode read-only`: the large and small cases share read-only.
+SHARE_MODE = "read-write"
 
 
 def main():
-    global PEER_PREFIX
+    global PEER_PREFIX, SHARE_MODE
     p = argparse.ArgumentParser()
     p.add_argument("binary")
     p.add_argument("--workdir")
@@ -480,9 +483,12 @@ def main():
     p.add_argument("--no-syncthing", action="store_true", help="do not run Syncthing side by side")
     p.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs) afterwards")
     p.add_argument("--transport", choices=["tcp", "utp"], default="tcp", help="what the attaches dial over")
+    p.add_argument("--mode", choices=["read-write", "read-only"], default="read-write",
+                   help="how the large and small cases share (Syncthing's receiver: receiveonly for read-only)")
     args = p.parse_args()
     PEER_PREFIX = "utp:" if args.transport == "utp" else ""
-    print(f"transport: {args.transport}", flush=True)
+    SHARE_MODE = args.mode
+    print(f"transport: {args.transport}, mode: {args.mode}", flush=True)
     work = tempfile.mkdtemp(prefix="clearskies-bench-", dir=args.workdir)
     compare = not args.no_syncthing and st.available()
     if args.no_syncthing:

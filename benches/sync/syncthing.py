@@ -102,11 +102,12 @@ class Syncthing:
         self.post("/rest/config/devices", {"deviceID": other.device_id, "name": os.path.basename(other.home),
                                            "addresses": [f"tcp://127.0.0.1:{other.port}"]})
 
-    def add_folder(self, folder_id, path, devices, watcher_delay_s=1):
+    def add_folder(self, folder_id, path, devices, watcher_delay_s=1, kind="sendreceive"):
         """Shares `path` as `folder_id` with `devices` (the defaults, but the filesystem watcher
-        reports after `watcher_delay_s` seconds instead of 10)."""
+        reports after `watcher_delay_s` seconds instead of 10); `kind`: Syncthing's folder type
+        (`receiveonly` for the reader of a read-only share)."""
         self.post("/rest/config/folders", {
-            "id": folder_id, "label": folder_id, "path": path, "type": "sendreceive",
+            "id": folder_id, "label": folder_id, "path": path, "type": kind,
             "devices": [{"deviceID": d.device_id} for d in devices],
             "fsWatcherEnabled": True, "fsWatcherDelayS": watcher_delay_s,
         })

@@ -1,7 +1,9 @@
 //! Which part of the tree a scan looks at: everything, or what inotify reported.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use clearskies_protocol::path::SharePath;
 
 /// Which part of the tree a scan looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,14 @@ impl Scope {
     /// Adds a changed entry `name` of `dir`.
     pub fn add_name(&mut self, dir: PathBuf, name: String) {
         self.add_look(dir, Look::Names(BTreeSet::from([name])));
+    }
+
+    /// Adds the entry at `path` of the share rooted at `root`, as if inotify had named it.
+    /// (The root itself has no parent to look in: every scan looks at it anyway.)
+    pub fn add_path(&mut self, root: &Path, path: &SharePath) {
+        let Some(parent) = path.parent() else { return };
+        let dir = if parent.is_root() { root.to_owned() } else { root.join(parent.relative()) };
+        self.add_name(dir, path.file_name().to_owned());
     }
 
     fn add_look(&mut self, dir: PathBuf, look: Look) {

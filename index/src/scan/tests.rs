@@ -10,12 +10,22 @@ struct Fixture {
     delete_limit: Option<u8>,
     confirmed: Option<std::collections::HashSet<SharePath>>,
     scope: Scope,
+    read_only: bool,
 }
 
 impl Fixture {
     fn new() -> Self {
         let (db, root, store) = crate::test_share();
-        Fixture { _db: db, root, store, counter: 0, delete_limit: None, confirmed: None, scope: Scope::Full }
+        Fixture {
+            _db: db,
+            root,
+            store,
+            counter: 0,
+            delete_limit: None,
+            confirmed: None,
+            scope: Scope::Full,
+            read_only: false,
+        }
     }
 
     fn scan(&mut self) -> Result<ScanReport, ScanError> {
@@ -40,7 +50,7 @@ impl Fixture {
             now: Timestamp::new(1, 0).unwrap(),
             new_uuid: &mut new_uuid,
             filter: None,
-            read_only: false,
+            read_only: self.read_only,
             delete_limit: self.delete_limit,
             confirmed_deletions: self.confirmed.as_ref(),
             device: "",
@@ -397,6 +407,72 @@ fn scopes_merge_names_entries_and_trees_and_too_many_become_more() {
     s.add(p("/y"), false);
     s.add_name(p("/y"), "z".into());
     assert_eq!(s, Scope::Full);
+}
+
+/// A read-only share's local changes, found by a scan of what inotify named plus the
+/// changes the last scan found (as `schedule::read_only_scope` builds it), are the ones a
+/// full scan finds: new ones seen, undone ones gone, nothing recorded.
+#[test]
+fn a_read_only_scan_of_named_entries_and_known_changes_finds_what_a_full_scan_would() {
+    let mut f = Fixture::new();
+    let r = f.root.path().to_owned();
+    fs::create_dir_all(r.join("a/b")).unwrap();
+    for p in ["a/1", "a/2", "a/b/3", "top"] {
+        fs::write(r.join(p), p.as_bytes()).unwrap();
+    }
+    f.scan().unwrap();
+    f.read_only = true;
+    let rev = f.store.revision().unwrap();
+    // Undone means the same bytes and the same time (another time is a change too).
+    let mtime = |p: &str| fs::metadata(r.join(p)).unwrap().modified().unwrap();
+    let put_back = |p: &str, t: std::time::SystemTime| {
+        fs::write(r.join(p), p.as_bytes()).unwrap();
+        fs::File::options().write(true).open(r.join(p)).unwrap().set_modified(t).unwrap();
+    };
+    let (t1, t3, t_top) = (mtime("a/1"), mtime("a/b/3"), mtime("top"));
+
+    let changes = |f: &mut Fixture| {
+        let mut c: Vec<String> = f.scan().unwrap().local_changes.iter().map(|p| p.to_string()).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let recheck = |f: &mut Fixture, known: &[String], mut scope: Scope| {
+        for p in known {
+            scope.add_path(f.root.path(), &SharePath::parse(p).unwrap());
+        }
+        f.scope = scope;
+        let c = changes(f);
+        f.scope = Scope::Full;
+        assert_eq!(c, changes(f), "the same as a full scan");
+        c
+    };
+
+    fs::write(r.join("a/1"), b"edited").unwrap();
+    fs::remove_dir_all(r.join("a/b")).unwrap();
+    fs::create_dir_all(r.join("new/deep")).unwrap();
+    fs::write(r.join("new/deep/x"), b"x").unwrap();
+    let known = changes(&mut f);
+    assert_eq!(known, ["/a/1", "/a/b", "/a/b/3", "/new", "/new/deep", "/new/deep/x"]);
+
+    // One more change, named; the edit undone and a new file removed, unnamed.
+    put_back("a/1", t1);
+    fs::remove_file(r.join("new/deep/x")).unwrap();
+    fs::write(r.join("top"), b"edited too").unwrap();
+    let told = named(&f, "", &["top"]);
+    let known = recheck(&mut f, &known, told);
+    assert_eq!(known, ["/a/b", "/a/b/3", "/new", "/new/deep", "/top"]);
+
+    // The directory put back, the new one removed: only a named event in `a`.
+    fs::create_dir_all(r.join("a/b")).unwrap();
+    put_back("a/b/3", t3);
+    fs::remove_dir_all(r.join("new")).unwrap();
+    let told = named(&f, "a", &["b"]);
+    let known = recheck(&mut f, &known, told);
+    assert_eq!(known, ["/top"]);
+    put_back("top", t_top);
+    assert!(recheck(&mut f, &known, Scope::default()).is_empty());
+    assert_eq!(f.store.revision().unwrap(), rev, "nothing recorded");
 }
 
 fn mkfifo(p: &Path) {

@@ -152,6 +152,8 @@ fn revert(s: &mut ShareState) -> Result<Reverting, CommandError> {
             "only a read-only share has local changes to revert (your changes here are synced; `clearskies restore` brings back a version)",
         ));
     }
+    // What is put back changes the local changes: the next scan finds them all again.
+    s.local_changes = None;
     let report =
         run_scan(s, &scan::Scope::Full, None).map_err(|e| CommandError::new(ErrorCode::IoError, e.to_string()))?;
     let root = Root::open(&s.root).map_err(io_error)?;

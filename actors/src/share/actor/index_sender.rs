@@ -406,6 +406,7 @@ mod tests {
             filter,
             read_only: false,
             confirmed_deletions: None,
+            local_changes: None,
             announced: None,
             runtime: crate::config::Runtime::fixed(Default::default()),
             device: String::new(),

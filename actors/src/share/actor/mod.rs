@@ -102,6 +102,9 @@ pub struct ShareState {
     /// The held deletions the user confirmed: a scan that finds only those gone records
     /// them (see [`scan::ScanContext::confirmed_deletions`]).
     confirmed_deletions: Option<std::collections::HashSet<clearskies_protocol::path::SharePath>>,
+    /// A read-only share's local changes as its last scan found them (`None`: not known
+    /// yet, or since a failed scan or a `revert`: the next scan is a full one).
+    local_changes: Option<std::collections::BTreeSet<clearskies_protocol::path::SharePath>>,
     /// Our revision up to which scans' writes were handed out to be announced (`None`
     /// before the first scan).
     announced: Option<u64>,
@@ -242,6 +245,7 @@ impl Share {
             own_renames: own_renames.clone(),
             read_only,
             confirmed_deletions: None,
+            local_changes: None,
             announced: None,
             runtime: runtime.clone(),
             device: runtime.device_name(),

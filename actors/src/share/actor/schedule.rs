@@ -198,16 +198,26 @@ fn scan_job(s: &mut ShareState, scope: scan::Scope, want: bool, share: &Addr<Sha
         s.announced = s.store.revision().ok();
     }
     let refreshed = s.refresh_filter();
-    // A changed ignore file changes what is indexed anywhere; a read-only share's count of
-    // local changes covers the whole tree.
-    let full = refreshed || s.read_only || scope == scan::Scope::Full;
+    // A changed ignore file changes what is indexed anywhere.
+    let mut scope = if refreshed { scan::Scope::Full } else { scope };
+    if s.read_only {
+        scope = read_only_scope(scope, &s.root, s.local_changes.as_ref());
+    }
+    let full = scope == scan::Scope::Full;
     let (store, me, mut announced) = (s.store.clone(), s.me, s.announced);
     let mut committed = || match super::writes_since(&store, &me, &mut announced, want) {
         Ok(records) if !records.is_empty() => share.do_send(ScanCommitted(records)),
         Ok(_) => {}
         Err(e) => error!(error = %e, "cannot read this scan's records to send to peers"),
     };
-    let report = super::run_scan(s, if full { &scan::Scope::Full } else { &scope }, Some(&mut committed));
+    let mut report = super::run_scan(s, &scope, Some(&mut committed));
+    if s.read_only {
+        s.local_changes = report.as_mut().ok().map(|r| {
+            r.local_changes.sort();
+            r.local_changes.dedup();
+            r.local_changes.iter().cloned().collect()
+        });
+    }
     // And what is left: a failed scan's commits, the held deletions' chunks.
     committed();
     s.announced = announced;
@@ -215,6 +225,27 @@ fn scan_job(s: &mut ShareState, scope: scan::Scope, want: bool, share: &Addr<Sha
     let mut uuid = new_uuid;
     let fetch = if refreshed { s.applier(&mut uuid).resume() } else { Ok(Vec::new()) };
     (report.map(|r| (r, full)), fetch)
+}
+
+/// What a scan of a read-only share looks at: `scope`, and again every local change the
+/// last scan found (`known`; `None`: not known, so the whole tree). Local changes are
+/// counted, never recorded, so only a look finds whether one is still there; with the
+/// ones known looked at again, a scan of what inotify named ends with the whole set, as a
+/// full scan would, at the cost of the changes rather than of the share. (Too many
+/// known changes make the scope full by themselves.)
+fn read_only_scope(
+    mut scope: scan::Scope,
+    root: &std::path::Path,
+    known: Option<&std::collections::BTreeSet<clearskies_protocol::path::SharePath>>,
+) -> scan::Scope {
+    let Some(known) = known else { return scan::Scope::Full };
+    for path in known {
+        if scope == scan::Scope::Full {
+            break;
+        }
+        scope.add_path(root, path);
+    }
+    scope
 }
 
 /// The root's device and inode (`None`: missing or unreadable).
@@ -443,6 +474,27 @@ mod tests {
         let mut s = scan::Scope::default();
         s.add(p.into(), false);
         s
+    }
+
+    #[test]
+    fn a_read_only_scan_looks_again_at_the_known_local_changes() {
+        use clearskies_protocol::path::SharePath;
+        use std::collections::BTreeSet;
+        let root = std::path::Path::new("/share");
+        let paths = |ps: &[&str]| ps.iter().map(|p| SharePath::parse(p).unwrap()).collect::<BTreeSet<_>>();
+        // Not known: everything.
+        assert_eq!(read_only_scope(dir("/share/a"), root, None), scan::Scope::Full);
+        // Known: what was named, and each known change as a name in its directory.
+        let mut want = dir("/share/a");
+        want.add_name("/share".into(), "top".into());
+        want.add_name("/share/b/c".into(), "d".into());
+        let known = paths(&["/", "/top", "/b/c/d"]);
+        assert_eq!(read_only_scope(dir("/share/a"), root, Some(&known)), want);
+        assert_eq!(read_only_scope(scan::Scope::default(), root, Some(&BTreeSet::new())), scan::Scope::default());
+        // Changes in more directories than a scope holds: everything.
+        let many: BTreeSet<_> =
+            (0..=scan::MAX_DIRTY_DIRS).map(|i| SharePath::parse(&format!("/d{i}/f")).unwrap()).collect();
+        assert_eq!(read_only_scope(scan::Scope::default(), root, Some(&many)), scan::Scope::Full);
     }
 
     #[test]

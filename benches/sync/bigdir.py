@@ -9,8 +9,12 @@ for on `b` (polled every 5 ms) and 0.3 s apart. CPU is the workers' user + syste
 over the adds (from /proc), so it holds the scans, the index and the transfer; it is
 counted once both workers have settled (under 10 ms of CPU in a second).
 
+`--new-dirs`: each new file comes in a folder of its own (`photos/newNNNN/`), as a camera
+import makes one per day; `--mode read-only`: `b` holds the share read-only (a reader of
+someone's photos), where each such folder used to cost `b` a scan of the whole share.
+
 Usage: python3 benches/sync/bigdir.py PATH/TO/clearskies [--files 20000] [--adds 20]
-                                      [--workdir DIR]
+                                      [--new-dirs] [--mode read-write|read-only] [--workdir DIR]
 """
 
 import argparse
@@ -43,6 +47,8 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--files", type=int, default=20000)
     ap.add_argument("--adds", type=int, default=20)
+    ap.add_argument("--new-dirs", action="store_true", help="each new file in a new folder")
+    ap.add_argument("--mode", choices=["read-write", "read-only"], default="read-write")
     ap.add_argument("--workdir")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="clearskies-bigdir-", dir=args.workdir)
@@ -55,7 +61,7 @@ def main():
     try:
         a.start()
         b.start()
-        code = a.json("share", ra)["access_code"]
+        code = a.json("share", ra, "--mode", args.mode)["access_code"]
         b.run("attach", code, rb, "--peer", f"127.0.0.1:{a.port}")
         count = lambda: len(os.listdir(f"{rb}/photos")) if os.path.isdir(f"{rb}/photos") else 0  # noqa: E731
         wait_for("the first sync", lambda: count() >= args.files, 600)
@@ -71,8 +77,9 @@ def main():
                 break
         s0, r0, latencies = cpu_seconds(send), cpu_seconds(recv), []
         for i in range(args.adds):
-            p = f"photos/new{i:04}.jpg"
+            p = f"photos/new{i:04}/a.jpg" if args.new_dirs else f"photos/new{i:04}.jpg"
             t = time.time()
+            os.makedirs(os.path.dirname(f"{ra}/{p}"), exist_ok=True)
             with open(f"{ra}/{p}", "wb") as f:
                 f.write(os.urandom(100_000))
             wait_for(p, lambda: os.path.exists(f"{rb}/{p}"), 60)
@@ -81,7 +88,8 @@ def main():
         time.sleep(1)
         sent, received = cpu_seconds(send) - s0, cpu_seconds(recv) - r0
         latencies.sort()
-        print(f"{args.files} files in the directory, {args.adds} added one at a time: "
+        print(f"{args.files} files in the directory ({args.mode}), {args.adds} added one at a time"
+              f"{' in new folders' if args.new_dirs else ''}: "
               f"sender {sent / args.adds * 1000:.1f} ms CPU per file, receiver {received / args.adds * 1000:.1f} ms, "
               f"arrived after p50 {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s", flush=True)
     finally:
